@@ -1,0 +1,66 @@
+//! Mints demo tokens for `make run` with the demo keys in `envoy/demo-keys/` (not secret).
+//!
+//! `cargo run --example demo_tokens` prints a valid token, an expired one and curl lines;
+//! `-- --jwks` prints the JWKS that `envoy/demo.yaml` embeds.
+
+use std::error::Error;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jwt_compact::{alg::RsaPrivateKey, jwk::JsonWebKey};
+use p256::pkcs8::DecodePrivateKey;
+use serde_json::json;
+
+#[allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+#[path = "../src/testkit.rs"]
+mod testkit;
+
+use testkit::{mint, public_jwk, Signer};
+
+const ISSUER: &str = "https://demo-idp.bearer-guard.local";
+const AUDIENCE: &str = "demo-api";
+const KEY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/demo-keys");
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let rsa = RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(format!(
+        "{KEY_DIR}/rsa-demo.pem"
+    ))?)?;
+    let ec = p256::ecdsa::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(format!(
+        "{KEY_DIR}/ec-demo.pem"
+    ))?)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--jwks") {
+        let jwks = json!({ "keys": [
+            public_jwk(JsonWebKey::from(&rsa), "demo-rsa", Some("RS256")),
+            public_jwk(JsonWebKey::from(&ec), "demo-ec", Some("ES256")),
+        ]});
+        println!("{jwks}");
+        return Ok(());
+    }
+    let port = args
+        .iter()
+        .position(|a| a == "--port")
+        .and_then(|i| args.get(i + 1))
+        .map_or("10000", String::as_str);
+    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
+    let claims = |iat: i64, exp: i64, jti: &str| {
+        json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "demo-user", "iat": iat, "exp": exp, "jti": jti })
+    };
+    let valid = mint(Signer::Rs256(&rsa), Some("demo-rsa"), &claims(now, now + 3600, "demo-1"));
+    let valid_es = mint(Signer::Es256(&ec), Some("demo-ec"), &claims(now, now + 3600, "demo-2"));
+    let expired = mint(
+        Signer::Rs256(&rsa),
+        Some("demo-rsa"),
+        &claims(now - 7200, now - 3600, "demo-3"),
+    );
+    let url = format!("http://127.0.0.1:{port}/hello");
+    println!("Demo tokens (demo keys only; valid token expires in 1 hour):\n");
+    println!("VALID_RS256={valid}\n");
+    println!("VALID_ES256={valid_es}\n");
+    println!("EXPIRED={expired}\n");
+    println!("Try (in another terminal):");
+    println!("  curl -i -H 'Authorization: Bearer {valid}' {url}    # 200");
+    println!("  curl -i -H 'Authorization: Bearer {expired}' {url}    # 401 invalid_token");
+    println!("  curl -i {url}    # 401, no token");
+    println!("  curl -i http://127.0.0.1:{port}/healthz    # 200, public route\n");
+    Ok(())
+}

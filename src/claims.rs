@@ -1,0 +1,210 @@
+//! Checks of a token's registered claims against a provider, at an injected `now`.
+
+use serde::Deserialize;
+
+use crate::config::TimePolicy;
+use crate::decision::DenyReason;
+
+/// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn contains_any(&self, accepted: &[String]) -> bool {
+        match self {
+            Audience::One(aud) => accepted.contains(aud),
+            Audience::Many(auds) => auds.iter().any(|aud| accepted.contains(aud)),
+        }
+    }
+}
+
+/// The string claims bearer-guard looks at. Time claims come from jwt-compact's `Claims`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct StringClaims {
+    #[serde(default)]
+    pub iss: Option<String>,
+    #[serde(default)]
+    pub sub: Option<String>,
+    #[serde(default)]
+    pub aud: Option<Audience>,
+    #[serde(default)]
+    pub jti: Option<String>,
+}
+
+/// Time claims as Unix seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimeClaims {
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+}
+
+/// RFC 7519 §4.1.4: the token is valid only *before* `exp`; skew widens every bound by the
+/// same amount. So with skew s: expired when `now >= exp + s`, premature when `now + s < nbf`.
+pub fn check_times(times: TimeClaims, policy: TimePolicy, now: i64) -> Result<(), DenyReason> {
+    let skew = i64::try_from(policy.clock_skew_seconds).unwrap_or(i64::MAX);
+    match times.exp {
+        Some(exp) if now >= exp.saturating_add(skew) => return Err(DenyReason::Expired),
+        None if policy.require_expiration => return Err(DenyReason::MissingExpiration),
+        _ => {}
+    }
+    if let Some(nbf) = times.nbf {
+        if now.saturating_add(skew) < nbf {
+            return Err(DenyReason::NotYetValid);
+        }
+    }
+    if let Some(iat) = times.iat {
+        if iat > now.saturating_add(skew) {
+            return Err(DenyReason::IssuedInFuture);
+        }
+    }
+    if let Some(max) = policy.max_lifetime_seconds {
+        let max = i64::try_from(max).unwrap_or(i64::MAX);
+        match (times.iat, times.exp) {
+            (Some(iat), Some(exp)) if exp.saturating_sub(iat) <= max => {}
+            // Without both claims the lifetime is unknown, so it cannot be shown to be within bounds.
+            _ => return Err(DenyReason::LifetimeTooLong),
+        }
+    }
+    Ok(())
+}
+
+pub fn check_audience(aud: Option<&Audience>, accepted: &[String]) -> Result<(), DenyReason> {
+    if accepted.is_empty() || aud.is_some_and(|aud| aud.contains_any(accepted)) {
+        Ok(())
+    } else {
+        Err(DenyReason::AudienceNotAccepted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    fn policy(skew: u64) -> TimePolicy {
+        TimePolicy {
+            clock_skew_seconds: skew,
+            require_expiration: true,
+            max_lifetime_seconds: None,
+        }
+    }
+
+    fn exp(exp: i64) -> TimeClaims {
+        TimeClaims {
+            exp: Some(exp),
+            ..TimeClaims::default()
+        }
+    }
+
+    #[test]
+    fn exp_edges_with_skew() {
+        let p = policy(60);
+        assert_eq!(check_times(exp(NOW - 60), p, NOW), Err(DenyReason::Expired));
+        assert_eq!(check_times(exp(NOW - 61), p, NOW), Err(DenyReason::Expired));
+        assert_eq!(check_times(exp(NOW - 59), p, NOW), Ok(()));
+        assert_eq!(check_times(exp(NOW + 3600), p, NOW), Ok(()));
+    }
+
+    #[test]
+    fn exp_edges_without_skew() {
+        let p = policy(0);
+        assert_eq!(check_times(exp(NOW), p, NOW), Err(DenyReason::Expired));
+        assert_eq!(check_times(exp(NOW + 1), p, NOW), Ok(()));
+    }
+
+    #[test]
+    fn missing_exp_follows_require_expiration() {
+        let mut p = policy(60);
+        let none = TimeClaims::default();
+        assert_eq!(
+            check_times(none, p, NOW),
+            Err(DenyReason::MissingExpiration)
+        );
+        p.require_expiration = false;
+        assert_eq!(check_times(none, p, NOW), Ok(()));
+    }
+
+    #[test]
+    fn nbf_edges_with_skew() {
+        let p = policy(60);
+        let t = |nbf| TimeClaims {
+            nbf: Some(nbf),
+            ..exp(NOW + 3600)
+        };
+        assert_eq!(check_times(t(NOW + 60), p, NOW), Ok(()));
+        assert_eq!(
+            check_times(t(NOW + 61), p, NOW),
+            Err(DenyReason::NotYetValid)
+        );
+        assert_eq!(check_times(t(NOW - 1000), p, NOW), Ok(()));
+    }
+
+    #[test]
+    fn iat_in_the_future_beyond_skew() {
+        let p = policy(60);
+        let t = |iat| TimeClaims {
+            iat: Some(iat),
+            ..exp(NOW + 3600)
+        };
+        assert_eq!(check_times(t(NOW + 60), p, NOW), Ok(()));
+        assert_eq!(
+            check_times(t(NOW + 61), p, NOW),
+            Err(DenyReason::IssuedInFuture)
+        );
+    }
+
+    #[test]
+    fn max_lifetime_bounds_exp_minus_iat() {
+        let mut p = policy(60);
+        p.max_lifetime_seconds = Some(3600);
+        let t = |iat: Option<i64>, exp: i64| TimeClaims {
+            iat,
+            exp: Some(exp),
+            nbf: None,
+        };
+        assert_eq!(check_times(t(Some(NOW), NOW + 3600), p, NOW), Ok(()));
+        assert_eq!(
+            check_times(t(Some(NOW), NOW + 3601), p, NOW),
+            Err(DenyReason::LifetimeTooLong)
+        );
+        assert_eq!(
+            check_times(t(None, NOW + 10), p, NOW),
+            Err(DenyReason::LifetimeTooLong)
+        );
+    }
+
+    #[test]
+    fn extreme_values_do_not_overflow() {
+        let p = policy(u64::MAX);
+        assert_eq!(check_times(exp(i64::MAX), p, NOW), Ok(()));
+        assert_eq!(
+            check_times(exp(i64::MIN), policy(0), NOW),
+            Err(DenyReason::Expired)
+        );
+    }
+
+    #[test]
+    fn audience_string_or_array() {
+        let accepted = vec!["orders-api".to_owned()];
+        let one = Audience::One("orders-api".into());
+        let many = Audience::Many(vec!["x".into(), "orders-api".into()]);
+        let other = Audience::Many(vec!["x".into()]);
+        assert_eq!(check_audience(Some(&one), &accepted), Ok(()));
+        assert_eq!(check_audience(Some(&many), &accepted), Ok(()));
+        assert_eq!(
+            check_audience(Some(&other), &accepted),
+            Err(DenyReason::AudienceNotAccepted)
+        );
+        assert_eq!(
+            check_audience(None, &accepted),
+            Err(DenyReason::AudienceNotAccepted)
+        );
+        assert_eq!(check_audience(None, &[]), Ok(()));
+    }
+}

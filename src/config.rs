@@ -1,0 +1,509 @@
+//! Plugin configuration: JSON in, typed and ready-to-use config out, or an error naming the key.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::extract::HeaderSource;
+use crate::jwks::{self, KeySet};
+use crate::rules::{PathMatch, Requirement, Rule, Rules};
+
+pub const DEFAULT_REALM: &str = "bearer-guard";
+pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+
+/// Ready-to-use configuration. Built once in `on_configure`; requests only read it.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub realm: String,
+    pub providers: Vec<Provider>,
+    pub rules: Rules,
+}
+
+#[derive(Debug, Clone)]
+pub struct Provider {
+    pub name: String,
+    pub issuer: String,
+    /// Empty: `aud` is not checked.
+    pub audiences: Vec<String>,
+    pub keys: KeySet,
+    pub sources: Vec<HeaderSource>,
+    pub time: TimePolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimePolicy {
+    pub clock_skew_seconds: u64,
+    pub require_expiration: bool,
+    /// `None`: no limit on `exp - iat`.
+    pub max_lifetime_seconds: Option<u64>,
+}
+
+/// A configuration that could not be used, with the path of the offending key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError {
+            key: key.into(),
+            reason: reason.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() || self.key == "." {
+            write!(f, "invalid configuration: {}", self.reason)
+        } else {
+            write!(f, "invalid configuration at {}: {}", self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The parsed config and anything worth a log line (skipped JWKS keys).
+#[derive(Debug)]
+pub struct Configured {
+    pub config: Config,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    rules: Option<Vec<RawRule>>,
+    #[serde(default)]
+    realm: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProvider {
+    issuer: String,
+    #[serde(default)]
+    audiences: Vec<String>,
+    local_jwks: RawLocalJwks,
+    #[serde(default)]
+    from_headers: Option<Vec<RawHeaderSource>>,
+    #[serde(default)]
+    clock_skew_seconds: Option<u64>,
+    #[serde(default)]
+    require_expiration: Option<bool>,
+    #[serde(default)]
+    max_lifetime_seconds: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocalJwks {
+    #[serde(default)]
+    inline_string: Option<String>,
+    #[serde(default)]
+    keys: Option<Vec<Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderSource {
+    name: String,
+    #[serde(default)]
+    value_prefix: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRule {
+    #[serde(rename = "match")]
+    matcher: RawMatch,
+    #[serde(default)]
+    requires: Option<RawRequires>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatch {
+    #[serde(default)]
+    prefix: Option<String>,
+    #[serde(default)]
+    path: Option<String>,
+    #[serde(default)]
+    methods: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequires {
+    provider_name: String,
+}
+
+impl Config {
+    pub fn from_json(bytes: &[u8]) -> Result<Configured, ConfigError> {
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let raw: RawConfig = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| ConfigError::new(e.path().to_string(), e.inner().to_string()))?;
+        de.end()
+            .map_err(|e| ConfigError::new("", format!("trailing data: {e}")))?;
+        compile(raw)
+    }
+}
+
+fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
+    if raw.providers.is_empty() {
+        return Err(ConfigError::new(
+            "providers",
+            "at least one provider is required",
+        ));
+    }
+    let mut warnings = Vec::new();
+    let mut providers = Vec::with_capacity(raw.providers.len());
+    for (name, provider) in raw.providers {
+        providers.push(compile_provider(name, provider, &mut warnings)?);
+    }
+    let rules = match raw.rules {
+        None => Rules::require_any_provider(),
+        Some(rules) => compile_rules(rules, &providers)?,
+    };
+    let realm = raw.realm.unwrap_or_else(|| DEFAULT_REALM.to_owned());
+    if realm.chars().any(char::is_control) {
+        return Err(ConfigError::new(
+            "realm",
+            "must not contain control characters",
+        ));
+    }
+    Ok(Configured {
+        config: Config {
+            realm,
+            providers,
+            rules,
+        },
+        warnings,
+    })
+}
+
+fn compile_provider(
+    name: String,
+    raw: RawProvider,
+    warnings: &mut Vec<String>,
+) -> Result<Provider, ConfigError> {
+    let at = |key: &str| format!("providers.{name}.{key}");
+    if name.is_empty() {
+        return Err(ConfigError::new(
+            "providers",
+            "provider names must not be empty",
+        ));
+    }
+    if raw.issuer.is_empty() {
+        return Err(ConfigError::new(at("issuer"), "must not be empty"));
+    }
+    if raw.audiences.iter().any(String::is_empty) {
+        return Err(ConfigError::new(
+            at("audiences"),
+            "must not contain empty strings",
+        ));
+    }
+    let parsed = match (raw.local_jwks.inline_string, raw.local_jwks.keys) {
+        (Some(text), None) => jwks::parse_jwks_str(&text)
+            .map_err(|e| ConfigError::new(at("local_jwks.inline_string"), e.to_string()))?,
+        (None, Some(keys)) => jwks::parse_keys(&keys),
+        _ => {
+            return Err(ConfigError::new(
+                at("local_jwks"),
+                "set exactly one of \"inline_string\" or \"keys\"",
+            ))
+        }
+    };
+    for (index, skip) in &parsed.skipped {
+        warnings.push(format!("{}: key {index} skipped: {skip}", at("local_jwks")));
+    }
+    if parsed.key_set.keys.is_empty() {
+        let why = parsed
+            .skipped
+            .iter()
+            .map(|(i, s)| format!("key {i}: {s}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(ConfigError::new(
+            at("local_jwks"),
+            format!(
+                "no usable verification key ({})",
+                if why.is_empty() {
+                    "empty key set"
+                } else {
+                    &why
+                }
+            ),
+        ));
+    }
+    let sources = match raw.from_headers {
+        None => vec![HeaderSource::authorization_bearer()],
+        Some(list) if list.is_empty() => {
+            return Err(ConfigError::new(at("from_headers"), "must not be empty"))
+        }
+        Some(list) => {
+            let mut sources = Vec::with_capacity(list.len());
+            for (i, h) in list.iter().enumerate() {
+                if !is_header_name(&h.name) {
+                    return Err(ConfigError::new(
+                        at(&format!("from_headers[{i}].name")),
+                        "must be a valid HTTP header name",
+                    ));
+                }
+                sources.push(HeaderSource::new(&h.name, &h.value_prefix));
+            }
+            sources
+        }
+    };
+    Ok(Provider {
+        issuer: raw.issuer,
+        audiences: raw.audiences,
+        keys: parsed.key_set,
+        sources,
+        time: TimePolicy {
+            clock_skew_seconds: raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
+            require_expiration: raw.require_expiration.unwrap_or(true),
+            max_lifetime_seconds: (raw.max_lifetime_seconds > 0)
+                .then_some(raw.max_lifetime_seconds),
+        },
+        name,
+    })
+}
+
+fn compile_rules(raw: Vec<RawRule>, providers: &[Provider]) -> Result<Rules, ConfigError> {
+    let mut rules = Vec::with_capacity(raw.len());
+    for (i, rule) in raw.into_iter().enumerate() {
+        let at = |key: &str| format!("rules[{i}].{key}");
+        let path = match (rule.matcher.prefix, rule.matcher.path) {
+            (Some(prefix), None) if prefix.starts_with('/') => PathMatch::Prefix(prefix),
+            (None, Some(path)) if path.starts_with('/') => PathMatch::Exact(path),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    at("match.prefix"),
+                    "must start with \"/\"",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(at("match.path"), "must start with \"/\""))
+            }
+            _ => {
+                return Err(ConfigError::new(
+                    at("match"),
+                    "set exactly one of \"prefix\" or \"path\"",
+                ))
+            }
+        };
+        let methods = match rule.matcher.methods {
+            None => None,
+            Some(methods) if methods.is_empty() => {
+                return Err(ConfigError::new(
+                    at("match.methods"),
+                    "must not be empty when set",
+                ))
+            }
+            Some(methods) => {
+                if let Some(bad) = methods.iter().find(|m| !is_token(m)) {
+                    return Err(ConfigError::new(
+                        at("match.methods"),
+                        format!("{bad:?} is not an HTTP method"),
+                    ));
+                }
+                Some(methods.iter().map(|m| m.to_ascii_uppercase()).collect())
+            }
+        };
+        let requirement = match rule.requires {
+            None => Requirement::Public,
+            Some(requires) => {
+                let index = providers
+                    .iter()
+                    .position(|p| p.name == requires.provider_name)
+                    .ok_or_else(|| {
+                        ConfigError::new(
+                            at("requires.provider_name"),
+                            format!("no provider named {:?}", requires.provider_name),
+                        )
+                    })?;
+                Requirement::Provider(index)
+            }
+        };
+        rules.push(Rule {
+            path,
+            methods,
+            requirement,
+        });
+    }
+    Ok(Rules::new(rules))
+}
+
+/// RFC 9110 token characters: what header names and methods are made of.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+fn is_header_name(s: &str) -> bool {
+    is_token(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+    use serde_json::json;
+
+    fn parse(value: serde_json::Value) -> Result<Configured, ConfigError> {
+        Config::from_json(value.to_string().as_bytes())
+    }
+
+    #[test]
+    fn minimal_provider_gets_documented_defaults() {
+        let config = parse(json!({
+            "providers": { "corp": { "issuer": "i", "local_jwks": testkit::jwks() } }
+        }))
+        .unwrap()
+        .config;
+        assert_eq!(config.realm, "bearer-guard");
+        let p = &config.providers[0];
+        assert_eq!(p.name, "corp");
+        assert!(p.audiences.is_empty());
+        assert_eq!(
+            p.sources,
+            vec![HeaderSource::new("authorization", "Bearer ")]
+        );
+        assert_eq!(
+            p.time,
+            TimePolicy {
+                clock_skew_seconds: 60,
+                require_expiration: true,
+                max_lifetime_seconds: None
+            }
+        );
+        assert_eq!(p.keys.keys.len(), 2);
+        assert_eq!(config.rules, Rules::require_any_provider());
+    }
+
+    #[test]
+    fn jwks_as_inline_string_or_object() {
+        let as_string = json!({ "inline_string": testkit::jwks().to_string() });
+        let config = parse(testkit::config_json(
+            json!({ "local_jwks": as_string }),
+            None,
+        ))
+        .unwrap();
+        assert_eq!(config.config.providers[0].keys.keys.len(), 2);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = parse(testkit::config_json(json!({ "audience": ["x"] }), None)).unwrap_err();
+        assert_eq!(err.key, "providers.corp.audience");
+        assert!(err.reason.contains("unknown field `audience`"), "{err}");
+        let err = parse(json!({ "providers": {}, "extra": 1 })).unwrap_err();
+        assert!(err.reason.contains("unknown field `extra`"), "{err}");
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let err = parse(testkit::config_json(
+            json!({ "clock_skew_seconds": "60" }),
+            None,
+        ))
+        .unwrap_err();
+        assert_eq!(err.key, "providers.corp.clock_skew_seconds");
+        let err = parse(testkit::config_json(
+            json!({ "clock_skew_seconds": -1 }),
+            None,
+        ))
+        .unwrap_err();
+        assert_eq!(err.key, "providers.corp.clock_skew_seconds");
+    }
+
+    #[test]
+    fn semantic_errors_name_the_key() {
+        let cases = [
+            (json!({ "providers": {} }), "providers"),
+            (
+                testkit::config_json(json!({ "issuer": "" }), None),
+                "providers.corp.issuer",
+            ),
+            (
+                testkit::config_json(json!({ "local_jwks": {} }), None),
+                "providers.corp.local_jwks",
+            ),
+            (
+                testkit::config_json(json!({ "local_jwks": { "keys": [] } }), None),
+                "providers.corp.local_jwks",
+            ),
+            (
+                testkit::config_json(json!({ "local_jwks": { "inline_string": "{" } }), None),
+                "providers.corp.local_jwks.inline_string",
+            ),
+            (
+                testkit::config_json(json!({ "from_headers": [{ "name": "bad header" }] }), None),
+                "providers.corp.from_headers[0].name",
+            ),
+            (
+                testkit::config_json(json!({}), Some(json!([{ "match": {} }]))),
+                "rules[0].match",
+            ),
+            (
+                testkit::config_json(json!({}), Some(json!([{ "match": { "prefix": "x" } }]))),
+                "rules[0].match.prefix",
+            ),
+            (
+                testkit::config_json(
+                    json!({}),
+                    Some(
+                        json!([{ "match": { "prefix": "/" }, "requires": { "provider_name": "nope" } }]),
+                    ),
+                ),
+                "rules[0].requires.provider_name",
+            ),
+            (
+                testkit::config_json(
+                    json!({}),
+                    Some(json!([{ "match": { "prefix": "/", "methods": ["GE T"] } }])),
+                ),
+                "rules[0].match.methods",
+            ),
+        ];
+        for (config, key) in cases {
+            let err = parse(config).unwrap_err();
+            assert_eq!(err.key, key, "{err}");
+        }
+    }
+
+    #[test]
+    fn not_json_at_all() {
+        let err = Config::from_json(b"providers: {}").unwrap_err();
+        assert!(
+            err.to_string().starts_with("invalid configuration"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn unusable_keys_are_skipped_with_a_warning() {
+        let mut jwks = testkit::jwks();
+        jwks["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB" }));
+        jwks["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({ "kty": "EC", "crv": "P-384", "x": "AA", "y": "AA" }));
+        let configured = parse(testkit::config_json(json!({ "local_jwks": jwks }), None)).unwrap();
+        assert_eq!(configured.config.providers[0].keys.keys.len(), 2);
+        assert_eq!(configured.warnings.len(), 2, "{:?}", configured.warnings);
+        assert!(configured.warnings[0].contains("key 2 skipped"));
+    }
+}

@@ -1,0 +1,315 @@
+//! What the filter does with a request: let it through, or answer it with an RFC 6750 error.
+
+use std::fmt;
+
+/// Sent with 503s: long enough for a configuration or key fetch to finish.
+const RETRY_AFTER_SECONDS: &str = "5";
+
+/// Why a request was refused. One variant per cause, so counters and logs can tell them apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DenyReason {
+    /// The route needs a token and the request carries none.
+    MissingToken,
+    /// More than one credential: two headers, two sources, or a comma-joined header.
+    MultipleTokens,
+    /// Not a compact JWS, or its header or payload is not valid JSON of the expected shape.
+    MalformedToken,
+    /// `alg: none` in any spelling: an unsigned token.
+    UnsignedToken,
+    /// An HMAC algorithm presented against asymmetric keys (algorithm confusion).
+    SymmetricAlgorithm,
+    /// An algorithm this filter does not verify.
+    UnsupportedAlgorithm,
+    /// `iss` missing or not the issuer of any provider that may serve this route.
+    IssuerNotAccepted,
+    /// No key of the provider has the token's `kid`.
+    UnknownKeyId,
+    /// A key has the token's `kid` but is for another algorithm.
+    KeyAlgorithmMismatch,
+    /// The signature does not verify with the provider's keys.
+    BadSignature,
+    /// `exp` is in the past (beyond the clock skew).
+    Expired,
+    /// The provider requires `exp` and the token has none.
+    MissingExpiration,
+    /// `nbf` is in the future (beyond the clock skew).
+    NotYetValid,
+    /// `iat` is in the future (beyond the clock skew).
+    IssuedInFuture,
+    /// `exp - iat` exceeds the provider's `max_lifetime_seconds`, or cannot be computed.
+    LifetimeTooLong,
+    /// `aud` does not name any of the provider's audiences.
+    AudienceNotAccepted,
+    /// The request matches no rule; unmatched routes are refused rather than left open.
+    NoMatchingRule,
+    /// The filter cannot decide right now (no configuration, no clock); the token may be fine.
+    Unavailable,
+}
+
+/// The RFC 6750 error code that goes in `WWW-Authenticate` and the JSON body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidToken,
+    AccessDenied,
+    TemporarilyUnavailable,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+        }
+    }
+}
+
+impl DenyReason {
+    /// Every reason, for defining one counter each up front.
+    pub const ALL: [DenyReason; 18] = [
+        DenyReason::MissingToken,
+        DenyReason::MultipleTokens,
+        DenyReason::MalformedToken,
+        DenyReason::UnsignedToken,
+        DenyReason::SymmetricAlgorithm,
+        DenyReason::UnsupportedAlgorithm,
+        DenyReason::IssuerNotAccepted,
+        DenyReason::UnknownKeyId,
+        DenyReason::KeyAlgorithmMismatch,
+        DenyReason::BadSignature,
+        DenyReason::Expired,
+        DenyReason::MissingExpiration,
+        DenyReason::NotYetValid,
+        DenyReason::IssuedInFuture,
+        DenyReason::LifetimeTooLong,
+        DenyReason::AudienceNotAccepted,
+        DenyReason::NoMatchingRule,
+        DenyReason::Unavailable,
+    ];
+
+    /// Stable short name, used in counter names and log lines.
+    pub fn code(self) -> &'static str {
+        match self {
+            DenyReason::MissingToken => "missing",
+            DenyReason::MultipleTokens => "multiple",
+            DenyReason::MalformedToken => "malformed",
+            DenyReason::UnsignedToken => "alg_none",
+            DenyReason::SymmetricAlgorithm => "alg_symmetric",
+            DenyReason::UnsupportedAlgorithm => "alg_unsupported",
+            DenyReason::IssuerNotAccepted => "issuer",
+            DenyReason::UnknownKeyId => "unknown_kid",
+            DenyReason::KeyAlgorithmMismatch => "key_alg_mismatch",
+            DenyReason::BadSignature => "signature",
+            DenyReason::Expired => "expired",
+            DenyReason::MissingExpiration => "missing_exp",
+            DenyReason::NotYetValid => "not_yet_valid",
+            DenyReason::IssuedInFuture => "issued_in_future",
+            DenyReason::LifetimeTooLong => "lifetime",
+            DenyReason::AudienceNotAccepted => "audience",
+            DenyReason::NoMatchingRule => "no_rule",
+            DenyReason::Unavailable => "unavailable",
+        }
+    }
+
+    /// Short, token-free text for `error_description`.
+    pub fn description(self) -> &'static str {
+        match self {
+            DenyReason::MissingToken => "bearer token required",
+            DenyReason::MultipleTokens => "more than one credential in the request",
+            DenyReason::MalformedToken => "token is malformed",
+            DenyReason::UnsignedToken => "unsigned tokens are not accepted",
+            DenyReason::SymmetricAlgorithm => "symmetric algorithm not accepted",
+            DenyReason::UnsupportedAlgorithm => "token algorithm not supported",
+            DenyReason::IssuerNotAccepted => "issuer not accepted",
+            DenyReason::UnknownKeyId => "signing key not found",
+            DenyReason::KeyAlgorithmMismatch => "token algorithm does not match the key",
+            DenyReason::BadSignature => "signature verification failed",
+            DenyReason::Expired => "token expired",
+            DenyReason::MissingExpiration => "token has no expiration",
+            DenyReason::NotYetValid => "token not yet valid",
+            DenyReason::IssuedInFuture => "token issued in the future",
+            DenyReason::LifetimeTooLong => "token lifetime exceeds the allowed maximum",
+            DenyReason::AudienceNotAccepted => "audience not accepted",
+            DenyReason::NoMatchingRule => "no rule matches this request",
+            DenyReason::Unavailable => "authorization temporarily unavailable",
+        }
+    }
+
+    /// `None` for a request without credentials: RFC 6750 §3.1 says to send no error code then.
+    pub fn error_code(self) -> Option<ErrorCode> {
+        match self {
+            DenyReason::MissingToken => None,
+            DenyReason::MultipleTokens => Some(ErrorCode::InvalidRequest),
+            DenyReason::NoMatchingRule => Some(ErrorCode::AccessDenied),
+            DenyReason::Unavailable => Some(ErrorCode::TemporarilyUnavailable),
+            _ => Some(ErrorCode::InvalidToken),
+        }
+    }
+
+    pub fn status(self) -> u32 {
+        match self.error_code() {
+            Some(ErrorCode::InvalidRequest) => 400,
+            Some(ErrorCode::AccessDenied) => 403,
+            Some(ErrorCode::TemporarilyUnavailable) => 503,
+            Some(ErrorCode::InvalidToken) | None => 401,
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+/// A refusal, ready to send: status, headers and body are all derived from the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub reason: DenyReason,
+    /// Provider whose check failed, when one was chosen.
+    pub provider: Option<String>,
+    /// Short SHA-256 fingerprint of the token, when there was one. Never the token itself.
+    pub token_fingerprint: Option<String>,
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Denial {
+    pub fn new(
+        reason: DenyReason,
+        realm: &str,
+        provider: Option<String>,
+        token_fingerprint: Option<String>,
+    ) -> Self {
+        let mut headers = Vec::with_capacity(2);
+        match reason {
+            // Not about the credentials: a challenge would wrongly suggest a new token helps.
+            DenyReason::NoMatchingRule => {}
+            DenyReason::Unavailable => {
+                headers.push(("retry-after".to_owned(), RETRY_AFTER_SECONDS.to_owned()))
+            }
+            _ => headers.push(("www-authenticate".to_owned(), challenge(reason, realm))),
+        }
+        headers.push(("content-type".to_owned(), "application/json".to_owned()));
+        Denial {
+            reason,
+            provider,
+            token_fingerprint,
+            status: reason.status(),
+            headers,
+            body: body(reason),
+        }
+    }
+}
+
+fn challenge(reason: DenyReason, realm: &str) -> String {
+    let realm = quoted(realm);
+    match reason.error_code() {
+        None => format!("Bearer realm={realm}"),
+        Some(code) => format!(
+            "Bearer realm={realm}, error=\"{}\", error_description=\"{}\"",
+            code.as_str(),
+            reason.description()
+        ),
+    }
+}
+
+fn body(reason: DenyReason) -> String {
+    let error = reason
+        .error_code()
+        .map_or("unauthorized", ErrorCode::as_str);
+    serde_json::json!({ "error": error, "error_description": reason.description() }).to_string()
+}
+
+/// An RFC 7230 quoted-string; the realm comes from config, so escape what needs it.
+fn quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if c == '"' || c == '\\' {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// What the adapter applies to the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Let the request through. `provider` is `None` on a public route.
+    Allow {
+        provider: Option<String>,
+    },
+    Deny(Denial),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_token_gets_a_challenge_without_error_code() {
+        let d = Denial::new(DenyReason::MissingToken, "bearer-guard", None, None);
+        assert_eq!(d.status, 401);
+        assert_eq!(
+            d.headers[0],
+            (
+                "www-authenticate".to_owned(),
+                "Bearer realm=\"bearer-guard\"".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn invalid_token_gets_error_and_description() {
+        let d = Denial::new(DenyReason::Expired, "api", None, None);
+        assert_eq!(d.status, 401);
+        assert_eq!(
+            d.headers[0].1,
+            "Bearer realm=\"api\", error=\"invalid_token\", error_description=\"token expired\""
+        );
+        let body: serde_json::Value = serde_json::from_str(&d.body).unwrap();
+        assert_eq!(body["error"], "invalid_token");
+        assert_eq!(body["error_description"], "token expired");
+    }
+
+    #[test]
+    fn multiple_credentials_are_a_bad_request() {
+        let d = Denial::new(DenyReason::MultipleTokens, "r", None, None);
+        assert_eq!(d.status, 400);
+        assert!(d.headers[0].1.contains("error=\"invalid_request\""));
+    }
+
+    #[test]
+    fn unmatched_route_is_forbidden_without_challenge() {
+        let d = Denial::new(DenyReason::NoMatchingRule, "r", None, None);
+        assert_eq!(d.status, 403);
+        assert!(d.headers.iter().all(|(n, _)| n != "www-authenticate"));
+    }
+
+    #[test]
+    fn unavailable_is_503_with_retry_after() {
+        let d = Denial::new(DenyReason::Unavailable, "r", None, None);
+        assert_eq!(d.status, 503);
+        assert_eq!(d.headers[0], ("retry-after".to_owned(), "5".to_owned()));
+    }
+
+    #[test]
+    fn realm_is_escaped() {
+        let d = Denial::new(DenyReason::MissingToken, "a\"b\\c", None, None);
+        assert_eq!(d.headers[0].1, "Bearer realm=\"a\\\"b\\\\c\"");
+    }
+
+    #[test]
+    fn reason_codes_are_unique() {
+        let mut codes: Vec<_> = DenyReason::ALL.iter().map(|r| r.code()).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), DenyReason::ALL.len());
+    }
+}

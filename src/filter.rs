@@ -1,0 +1,230 @@
+//! The proxy-wasm adapter: the only module that talks to the host. It gathers the request's
+//! headers and the host's time, asks the core, and applies the decision.
+
+use std::rc::Rc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use log::{debug, error, info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+
+use crate::config::Config;
+use crate::decision::{Decision, Denial, DenyReason};
+use crate::guard::{Guard, Request};
+
+#[cfg(target_arch = "wasm32")]
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(GuardRoot::default()) });
+}}
+
+/// Counter ids, defined once per VM. Names: `bearer_guard.allowed`, `bearer_guard.denied.<reason>`
+/// (Envoy shows them under the `wasmcustom.` prefix).
+struct Metrics {
+    allowed: Option<u32>,
+    denied: Vec<(DenyReason, Option<u32>)>,
+}
+
+impl Metrics {
+    fn define() -> Self {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Metrics {
+            allowed: counter("bearer_guard.allowed"),
+            denied: DenyReason::ALL
+                .iter()
+                .map(|r| (*r, counter(&format!("bearer_guard.denied.{}", r.code()))))
+                .collect(),
+        }
+    }
+
+    fn count_allowed(&self) {
+        increment(self.allowed);
+    }
+
+    fn count_denied(&self, reason: DenyReason) {
+        let id = self
+            .denied
+            .iter()
+            .find(|(r, _)| *r == reason)
+            .and_then(|(_, id)| *id);
+        increment(id);
+    }
+}
+
+fn increment(id: Option<u32>) {
+    if let Some(id) = id {
+        // A failed counter update must never affect the request.
+        let _ = hostcalls::increment_metric(id, 1);
+    }
+}
+
+struct Active {
+    guard: Guard,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+pub struct GuardRoot {
+    active: Option<Rc<Active>>,
+}
+
+impl Context for GuardRoot {}
+
+impl RootContext for GuardRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                error!("no plugin configuration; at least one provider is required");
+                return false;
+            }
+            Err(status) => {
+                error!("cannot read plugin configuration: {status:?}");
+                return false;
+            }
+        };
+        match Config::from_json(&bytes) {
+            Ok(configured) => {
+                for warning in &configured.warnings {
+                    warn!("{warning}");
+                }
+                let config = configured.config;
+                info!(
+                    "configured {} provider(s): {}",
+                    config.providers.len(),
+                    config
+                        .providers
+                        .iter()
+                        .map(|p| format!("{} ({} keys)", p.name, p.keys.keys.len()))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                self.active = Some(Rc::new(Active {
+                    guard: Guard::new(config),
+                    metrics: Metrics::define(),
+                }));
+                true
+            }
+            Err(e) => {
+                error!("{e}");
+                false
+            }
+        }
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(GuardHttp {
+            active: self.active.clone(),
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct GuardHttp {
+    /// `None` only if the host creates streams without a successful configure: deny them all.
+    active: Option<Rc<Active>>,
+}
+
+impl Context for GuardHttp {}
+
+impl HttpContext for GuardHttp {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        let Some(active) = self.active.clone() else {
+            let denial = Denial::new(
+                DenyReason::Unavailable,
+                crate::config::DEFAULT_REALM,
+                None,
+                None,
+            );
+            error!("request denied: filter is not configured");
+            return send_denial(&denial);
+        };
+        let headers = request_headers();
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or("", |(_, v)| v.as_str())
+        };
+        let request = Request {
+            method: header(":method"),
+            path: header(":path"),
+            headers: &headers,
+        };
+        let decision = match now_unix_seconds() {
+            Some(now) => active.guard.decide(&request, now),
+            None => Decision::Deny(Denial::new(
+                DenyReason::Unavailable,
+                &active.guard.config().realm,
+                None,
+                None,
+            )),
+        };
+        match decision {
+            Decision::Allow { provider } => {
+                active.metrics.count_allowed();
+                debug!(
+                    "allowed provider={} path={}",
+                    provider.as_deref().unwrap_or("-"),
+                    path_without_query(request.path)
+                );
+                Action::Continue
+            }
+            Decision::Deny(denial) => {
+                active.metrics.count_denied(denial.reason);
+                info!(
+                    "denied reason={} status={} provider={} token_fp={} method={} path={}",
+                    denial.reason,
+                    denial.status,
+                    denial.provider.as_deref().unwrap_or("-"),
+                    denial.token_fingerprint.as_deref().unwrap_or("-"),
+                    request.method,
+                    path_without_query(request.path)
+                );
+                send_denial(&denial)
+            }
+        }
+    }
+}
+
+/// Header values that are not UTF-8 are kept lossily: a token with such bytes is malformed anyway.
+fn request_headers() -> Vec<(String, String)> {
+    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8(value)
+                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+            (name, value)
+        })
+        .collect()
+}
+
+fn now_unix_seconds() -> Option<i64> {
+    let now: SystemTime = hostcalls::get_current_time().ok()?;
+    let since = now.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_secs()).ok()
+}
+
+/// Query strings may carry secrets; logs get the path only.
+fn path_without_query(path: &str) -> &str {
+    path.split(['?', '#']).next().unwrap_or_default()
+}
+
+fn send_denial(denial: &Denial) -> Action {
+    let headers: Vec<(&str, &str)> = denial
+        .headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    if let Err(status) =
+        hostcalls::send_http_response(denial.status, headers, Some(denial.body.as_bytes()))
+    {
+        error!("could not send the denial: {status:?}");
+    }
+    Action::Pause
+}

@@ -1,0 +1,20 @@
+//! bearer-guard: a proxy-wasm filter that verifies bearer JWTs in Envoy's request path.
+//!
+//! Everything but [`filter`] is a plain-Rust core with no host ABI: it parses configuration,
+//! finds and verifies tokens, and returns a [`decision::Decision`]. [`filter`] is the only
+//! module that talks to the proxy.
+
+pub mod algorithm;
+pub mod claims;
+pub mod config;
+pub mod decision;
+pub mod extract;
+pub mod filter;
+pub mod fingerprint;
+pub mod guard;
+pub mod jwks;
+pub mod rules;
+pub mod verify;
+
+#[cfg(test)]
+mod testkit;
