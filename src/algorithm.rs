@@ -1,16 +1,23 @@
-//! The JWS algorithms bearer-guard verifies, and the one place each is verified.
+//! The JWS algorithms bearer-guard verifies, and the one place each is verified: through the
+//! host's crypto when it has one, else in wasm.
 
 use jwt_compact::{
-    alg::{Es256, Rsa, RsaSignature},
+    alg::{Rsa, RsaSignature},
     Algorithm as _, AlgorithmSignature,
 };
+use p256::ecdsa::signature::Verifier as _;
 
+use crate::host_crypto::{HashName, HostCheck, HostCrypto};
 use crate::jwks::KeyMaterial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {
     Rs256,
+    Rs384,
+    Rs512,
     Es256,
+    Es384,
+    Es512,
 }
 
 /// How a token's `alg` header is classified before any key is looked at.
@@ -25,12 +32,17 @@ pub enum AlgorithmClass {
 }
 
 impl Algorithm {
+    pub const ALL: [Algorithm; 6] = [
+        Algorithm::Rs256,
+        Algorithm::Rs384,
+        Algorithm::Rs512,
+        Algorithm::Es256,
+        Algorithm::Es384,
+        Algorithm::Es512,
+    ];
+
     pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "RS256" => Some(Algorithm::Rs256),
-            "ES256" => Some(Algorithm::Es256),
-            _ => None,
-        }
+        Algorithm::ALL.into_iter().find(|alg| alg.name() == name)
     }
 
     pub fn classify(name: &str) -> AlgorithmClass {
@@ -38,7 +50,7 @@ impl Algorithm {
             AlgorithmClass::Supported(alg)
         } else if name.eq_ignore_ascii_case("none") {
             AlgorithmClass::Unsigned
-        } else if name.len() >= 2 && name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS")) {
+        } else if name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS")) {
             AlgorithmClass::Symmetric
         } else {
             AlgorithmClass::Unsupported
@@ -48,7 +60,19 @@ impl Algorithm {
     pub fn name(self) -> &'static str {
         match self {
             Algorithm::Rs256 => "RS256",
+            Algorithm::Rs384 => "RS384",
+            Algorithm::Rs512 => "RS512",
             Algorithm::Es256 => "ES256",
+            Algorithm::Es384 => "ES384",
+            Algorithm::Es512 => "ES512",
+        }
+    }
+
+    fn hash(self) -> HashName {
+        match self {
+            Algorithm::Rs256 | Algorithm::Es256 => HashName::Sha256,
+            Algorithm::Rs384 | Algorithm::Es384 => HashName::Sha384,
+            Algorithm::Rs512 | Algorithm::Es512 => HashName::Sha512,
         }
     }
 
@@ -56,21 +80,75 @@ impl Algorithm {
     pub fn fits(self, material: &KeyMaterial) -> bool {
         matches!(
             (self, material),
-            (Algorithm::Rs256, KeyMaterial::Rsa(_)) | (Algorithm::Es256, KeyMaterial::P256(_))
+            (
+                Algorithm::Rs256 | Algorithm::Rs384 | Algorithm::Rs512,
+                KeyMaterial::Rsa(_)
+            ) | (Algorithm::Es256, KeyMaterial::P256(_))
+                | (Algorithm::Es384, KeyMaterial::P384(_))
+                | (Algorithm::Es512, KeyMaterial::P521(_))
         )
     }
 
-    /// Verifies `signature` over `signed_data` (the JWS signing input). A signature that cannot
-    /// even be decoded for this algorithm is simply not valid.
-    pub fn verify(self, material: &KeyMaterial, signed_data: &[u8], signature: &[u8]) -> bool {
-        match (self, material) {
-            (Algorithm::Rs256, KeyMaterial::Rsa(key)) => RsaSignature::try_from_slice(signature)
-                .is_ok_and(|sig| Rsa::rs256().verify_signature(&sig, key, signed_data)),
-            (Algorithm::Es256, KeyMaterial::P256(key)) => {
-                signature.len() == 64
-                    && p256::ecdsa::Signature::try_from_slice(signature)
-                        .is_ok_and(|sig| Es256.verify_signature(&sig, key, signed_data))
+    /// Verifies `signature` over `signed_data` (the JWS signing input). Through `host` when
+    /// given; if the host cannot run the check, in wasm. A signature that cannot even be
+    /// decoded for this algorithm is simply not valid.
+    pub fn verify(
+        self,
+        material: &KeyMaterial,
+        spki_der: &[u8],
+        signed_data: &[u8],
+        signature: &[u8],
+        host: Option<&dyn HostCrypto>,
+    ) -> bool {
+        if let Some(host) = host {
+            let Some(host_signature) = self.host_signature(signature) else {
+                return false;
+            };
+            let check = HostCheck {
+                hash: self.hash(),
+                public_key_der: spki_der,
+                signature: &host_signature,
+                text: signed_data,
+            };
+            if let Ok(valid) = host.verify(&check) {
+                return valid;
             }
+        }
+        self.verify_in_wasm(material, signed_data, signature)
+    }
+
+    /// The signature as BoringSSL's `EVP_DigestVerify` takes it: RSA as is, ECDSA's JWS
+    /// `r || s` (RFC 7518 §3.4) as an ASN.1 DER `ECDSA-Sig-Value`.
+    fn host_signature(self, signature: &[u8]) -> Option<Vec<u8>> {
+        match self {
+            Algorithm::Rs256 | Algorithm::Rs384 | Algorithm::Rs512 => Some(signature.to_vec()),
+            Algorithm::Es256 => p256::ecdsa::Signature::from_slice(signature)
+                .ok()
+                .map(|s| s.to_der().as_bytes().to_vec()),
+            Algorithm::Es384 => p384::ecdsa::Signature::from_slice(signature)
+                .ok()
+                .map(|s| s.to_der().as_bytes().to_vec()),
+            Algorithm::Es512 => p521::ecdsa::Signature::from_slice(signature)
+                .ok()
+                .map(|s| s.to_der().as_bytes().to_vec()),
+        }
+    }
+
+    fn verify_in_wasm(self, material: &KeyMaterial, signed_data: &[u8], signature: &[u8]) -> bool {
+        let rsa = |alg: Rsa, key| {
+            RsaSignature::try_from_slice(signature)
+                .is_ok_and(|sig| alg.verify_signature(&sig, key, signed_data))
+        };
+        match (self, material) {
+            (Algorithm::Rs256, KeyMaterial::Rsa(key)) => rsa(Rsa::rs256(), key),
+            (Algorithm::Rs384, KeyMaterial::Rsa(key)) => rsa(Rsa::rs384(), key),
+            (Algorithm::Rs512, KeyMaterial::Rsa(key)) => rsa(Rsa::rs512(), key),
+            (Algorithm::Es256, KeyMaterial::P256(key)) => p256::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(signed_data, &sig).is_ok()),
+            (Algorithm::Es384, KeyMaterial::P384(key)) => p384::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(signed_data, &sig).is_ok()),
+            (Algorithm::Es512, KeyMaterial::P521(key)) => p521::ecdsa::Signature::from_slice(signature)
+                .is_ok_and(|sig| key.verify(signed_data, &sig).is_ok()),
             _ => false,
         }
     }
@@ -82,14 +160,9 @@ mod tests {
 
     #[test]
     fn classifies_algorithm_names() {
-        assert_eq!(
-            Algorithm::classify("RS256"),
-            AlgorithmClass::Supported(Algorithm::Rs256)
-        );
-        assert_eq!(
-            Algorithm::classify("ES256"),
-            AlgorithmClass::Supported(Algorithm::Es256)
-        );
+        for alg in Algorithm::ALL {
+            assert_eq!(Algorithm::classify(alg.name()), AlgorithmClass::Supported(alg));
+        }
         for none in ["none", "None", "NONE", "nOnE"] {
             assert_eq!(Algorithm::classify(none), AlgorithmClass::Unsigned);
         }
@@ -99,5 +172,43 @@ mod tests {
         for other in ["rs256", "PS256", "EdDSA", "", "H", "ES256K"] {
             assert_eq!(Algorithm::classify(other), AlgorithmClass::Unsupported);
         }
+    }
+
+    /// JWS ECDSA signatures are fixed-width `r || s`; DER integers are minimal and signed.
+    #[test]
+    fn ecdsa_signatures_become_minimal_der() {
+        // r = 1 (31 leading zero bytes), s = 0x80 followed by zeros (high bit set).
+        let mut raw = [0u8; 64];
+        raw[31] = 1;
+        raw[32] = 0x80;
+        let der = Algorithm::Es256.host_signature(&raw).unwrap();
+        let mut expected = vec![0x30, 3 + 35, 0x02, 0x01, 0x01, 0x02, 0x21, 0x00, 0x80];
+        expected.extend_from_slice(&[0u8; 31]);
+        assert_eq!(der, expected);
+
+        // Both high bits clear and no leading zeros: plain 32-byte integers.
+        let raw = [0x11u8; 64];
+        let der = Algorithm::Es256.host_signature(&raw).unwrap();
+        assert_eq!(&der[..4], &[0x30, 68, 0x02, 32]);
+        assert_eq!(der.len(), 70);
+    }
+
+    #[test]
+    fn invalid_ecdsa_signatures_have_no_der_form() {
+        assert_eq!(Algorithm::Es256.host_signature(&[0u8; 64]), None, "r = s = 0");
+        assert_eq!(Algorithm::Es256.host_signature(&[1u8; 63]), None, "wrong length");
+        assert_eq!(Algorithm::Es384.host_signature(&[1u8; 64]), None, "P-256 length for ES384");
+        assert_eq!(Algorithm::Es512.host_signature(&[0xffu8; 132]), None, "scalars >= n");
+    }
+
+    #[test]
+    fn p521_signatures_use_66_byte_scalars() {
+        let mut raw = [0u8; 132];
+        raw[65] = 7;
+        raw[131] = 9;
+        assert_eq!(
+            Algorithm::Es512.host_signature(&raw).unwrap(),
+            vec![0x30, 6, 0x02, 1, 7, 0x02, 1, 9]
+        );
     }
 }

@@ -5,6 +5,7 @@ use crate::config::{Config, Provider};
 use crate::decision::{Decision, Denial, DenyReason};
 use crate::extract::{find_credential, Credential, HeaderSource};
 use crate::fingerprint::fingerprint;
+use crate::host_crypto::HostCrypto;
 use crate::rules::Requirement;
 use crate::verify::{self, ParsedToken};
 
@@ -17,14 +18,28 @@ pub struct Request<'a> {
     pub headers: &'a [(String, String)],
 }
 
-#[derive(Debug)]
 pub struct Guard {
     config: Config,
+    /// The host's signature verifier, when it passed its self-test and config allows it.
+    host_crypto: Option<Box<dyn HostCrypto>>,
 }
 
 impl Guard {
     pub fn new(config: Config) -> Self {
-        Guard { config }
+        Guard {
+            config,
+            host_crypto: None,
+        }
+    }
+
+    /// Verify RSA and ECDSA signatures through the host instead of in wasm.
+    pub fn with_host_crypto(mut self, host: Box<dyn HostCrypto>) -> Self {
+        self.host_crypto = Some(host);
+        self
+    }
+
+    pub fn uses_host_crypto(&self) -> bool {
+        self.host_crypto.is_some()
     }
 
     pub fn config(&self) -> &Config {
@@ -72,7 +87,7 @@ impl Guard {
         for provider in candidates.iter().filter(|p| {
             parsed.claims.iss.as_deref() == Some(p.issuer.as_str()) && p.sources.contains(source)
         }) {
-            match check_with_provider(&parsed, provider, now) {
+            match check_with_provider(&parsed, provider, now, self.host_crypto.as_deref()) {
                 Ok(()) => {
                     return Decision::Allow {
                         provider: Some(provider.name.clone()),
@@ -109,8 +124,9 @@ fn check_with_provider(
     token: &ParsedToken<'_>,
     provider: &Provider,
     now: i64,
+    host: Option<&dyn HostCrypto>,
 ) -> Result<(), DenyReason> {
-    verify::verify_signature(token, &provider.keys)?;
+    verify::verify_signature(token, &provider.keys, host)?;
     check_times(token.times, provider.time, now)?;
     check_audience(token.claims.aud.as_ref(), &provider.audiences)
 }

@@ -2,7 +2,9 @@
 
 use std::fmt;
 
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jwt_compact::{alg::RsaPublicKey, jwk::JsonWebKey};
+use p256::pkcs8::EncodePublicKey;
 use serde_json::Value;
 
 use crate::algorithm::Algorithm;
@@ -11,10 +13,23 @@ use crate::algorithm::Algorithm;
 const MIN_RSA_BITS: usize = 2048;
 
 /// Decoded public key material.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum KeyMaterial {
     Rsa(RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
+    P384(p384::ecdsa::VerifyingKey),
+    P521(p521::ecdsa::VerifyingKey),
+}
+
+impl fmt::Debug for KeyMaterial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            KeyMaterial::Rsa(_) => "Rsa",
+            KeyMaterial::P256(_) => "P256",
+            KeyMaterial::P384(_) => "P384",
+            KeyMaterial::P521(_) => "P521",
+        })
+    }
 }
 
 /// One usable key: material plus what the JWKS said about it.
@@ -22,9 +37,18 @@ pub enum KeyMaterial {
 pub struct VerificationKey {
     /// `None` matches any `kid` in a token.
     pub kid: Option<String>,
-    /// The algorithm this key is pinned to (its `alg`, else derived from `kty`/`crv`).
-    pub algorithm: Algorithm,
+    /// The key's `alg` pins it to one algorithm; `None`: any algorithm the material fits.
+    pub algorithm: Option<Algorithm>,
     pub material: KeyMaterial,
+    /// DER SubjectPublicKeyInfo, encoded once here for the host's verifier.
+    pub spki_der: Vec<u8>,
+}
+
+impl VerificationKey {
+    pub fn serves(&self, algorithm: Algorithm) -> bool {
+        self.algorithm
+            .map_or_else(|| algorithm.fits(&self.material), |pinned| pinned == algorithm)
+    }
 }
 
 /// The keys of one provider.
@@ -129,48 +153,97 @@ fn parse_key(value: &Value) -> Result<VerificationKey, KeySkip> {
             Some("RSA" | "EC") | None => KeySkip::InvalidKey(e.to_string()),
             Some(kty) => KeySkip::UnsupportedKeyType(kty.to_owned()),
         })?;
-    let (material, natural) = decode_material(&jwk)?;
-    let algorithm = match declared {
-        Some(alg) if alg.fits(&material) => alg,
-        Some(alg) => {
+    let (material, spki_der) = decode_material(&jwk, object)?;
+    if let Some(alg) = declared {
+        if !alg.fits(&material) {
             return Err(KeySkip::AlgorithmDoesNotFitKey {
                 alg: alg.name().to_owned(),
                 kty: text("kty").unwrap_or_default().to_owned(),
-            })
+            });
         }
-        None => natural,
-    };
+    }
     Ok(VerificationKey {
         kid: text("kid").map(str::to_owned),
-        algorithm,
+        algorithm: declared,
         material,
+        spki_der,
     })
 }
 
-/// Decodes the public part of a JWK, with the algorithm a key of that type implies.
-fn decode_material(jwk: &JsonWebKey<'_>) -> Result<(KeyMaterial, Algorithm), KeySkip> {
+/// Decodes the public part of a JWK and its DER SubjectPublicKeyInfo.
+fn decode_material(
+    jwk: &JsonWebKey<'_>,
+    object: &serde_json::Map<String, Value>,
+) -> Result<(KeyMaterial, Vec<u8>), KeySkip> {
+    let invalid = |e: &dyn fmt::Display| KeySkip::InvalidKey(e.to_string());
     match jwk {
         JsonWebKey::Rsa { .. } => {
-            let key =
-                RsaPublicKey::try_from(jwk).map_err(|e| KeySkip::InvalidKey(e.to_string()))?;
+            let key = RsaPublicKey::try_from(jwk).map_err(|e| invalid(&e))?;
             let bits = rsa::traits::PublicKeyParts::size(&key) * 8;
             if bits < MIN_RSA_BITS {
                 return Err(KeySkip::WeakRsaKey(bits));
             }
-            Ok((KeyMaterial::Rsa(key), Algorithm::Rs256))
-        }
-        JsonWebKey::EllipticCurve { curve, .. } if curve == "P-256" => {
-            let key = p256::ecdsa::VerifyingKey::try_from(jwk)
-                .map_err(|e| KeySkip::InvalidKey(e.to_string()))?;
-            Ok((KeyMaterial::P256(key), Algorithm::Es256))
+            let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
+            Ok((KeyMaterial::Rsa(key), der.into_vec()))
         }
         JsonWebKey::EllipticCurve { curve, .. } => {
-            Err(KeySkip::UnsupportedCurve(curve.to_string()))
+            let point = |size: usize| uncompressed_point(object, size);
+            match curve.as_ref() {
+                "P-256" => {
+                    let key = p256::PublicKey::from_sec1_bytes(&point(32)?).map_err(|e| invalid(&e))?;
+                    let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
+                    Ok((KeyMaterial::P256(key.into()), der.into_vec()))
+                }
+                "P-384" => {
+                    let key = p384::PublicKey::from_sec1_bytes(&point(48)?).map_err(|e| invalid(&e))?;
+                    let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
+                    Ok((KeyMaterial::P384(key.into()), der.into_vec()))
+                }
+                "P-521" => {
+                    let sec1 = point(66)?;
+                    let key = p521::PublicKey::from_sec1_bytes(&sec1).map_err(|e| invalid(&e))?;
+                    let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
+                    let verifying =
+                        p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|e| invalid(&e))?;
+                    Ok((KeyMaterial::P521(verifying), der.into_vec()))
+                }
+                other => Err(KeySkip::UnsupportedCurve(other.to_owned())),
+            }
         }
         JsonWebKey::Symmetric { .. } => Err(KeySkip::UnsupportedKeyType("oct".to_owned())),
         JsonWebKey::KeyPair { curve, .. } => Err(KeySkip::UnsupportedCurve(curve.to_string())),
         _ => Err(KeySkip::UnsupportedKeyType("unknown".to_owned())),
     }
+}
+
+/// SEC1 `0x04 || x || y` from a JWK's coordinates, which RFC 7518 §6.2.1.2 requires at full
+/// field width.
+fn uncompressed_point(
+    object: &serde_json::Map<String, Value>,
+    size: usize,
+) -> Result<Vec<u8>, KeySkip> {
+    let coordinate = |name: &str| -> Result<Vec<u8>, KeySkip> {
+        let text = object
+            .get(name)
+            .and_then(Value::as_str)
+            .ok_or_else(|| KeySkip::InvalidKey(format!("missing \"{name}\"")))?;
+        let bytes = URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|e| KeySkip::InvalidKey(format!("\"{name}\": {e}")))?;
+        if bytes.len() == size {
+            Ok(bytes)
+        } else {
+            Err(KeySkip::InvalidKey(format!(
+                "\"{name}\" is {} bytes, expected {size}",
+                bytes.len()
+            )))
+        }
+    };
+    let mut point = Vec::with_capacity(1 + 2 * size);
+    point.push(0x04);
+    point.extend(coordinate("x")?);
+    point.extend(coordinate("y")?);
+    Ok(point)
 }
 
 #[cfg(test)]
@@ -193,9 +266,16 @@ mod tests {
             public_jwk(JsonWebKey::from(&k.ec), "b", Some("ES256")),
         ]);
         assert!(parsed.skipped.is_empty());
-        assert_eq!(parsed.key_set.keys[0].algorithm, Algorithm::Rs256);
-        assert_eq!(parsed.key_set.keys[0].kid.as_deref(), Some("a"));
-        assert_eq!(parsed.key_set.keys[1].algorithm, Algorithm::Es256);
+        let rsa = &parsed.key_set.keys[0];
+        assert_eq!(rsa.algorithm, None);
+        assert_eq!(rsa.kid.as_deref(), Some("a"));
+        for alg in [Algorithm::Rs256, Algorithm::Rs384, Algorithm::Rs512] {
+            assert!(rsa.serves(alg));
+        }
+        assert!(!rsa.serves(Algorithm::Es256));
+        let ec = &parsed.key_set.keys[1];
+        assert_eq!(ec.algorithm, Some(Algorithm::Es256));
+        assert!(ec.serves(Algorithm::Es256) && !ec.serves(Algorithm::Es384));
     }
 
     #[test]

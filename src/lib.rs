@@ -12,6 +12,7 @@ pub mod extract;
 pub mod filter;
 pub mod fingerprint;
 pub mod guard;
+pub mod host_crypto;
 pub mod jwks;
 pub mod rules;
 pub mod verify;

@@ -5,6 +5,7 @@ use jwt_compact::UntrustedToken;
 use crate::algorithm::{Algorithm, AlgorithmClass};
 use crate::claims::{StringClaims, TimeClaims};
 use crate::decision::DenyReason;
+use crate::host_crypto::HostCrypto;
 use crate::jwks::KeySet;
 
 /// A syntactically valid JWS with a supported algorithm; nothing about it is trusted yet.
@@ -47,7 +48,11 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
 
 /// Checks the signature with the key the token names (`kid`), or with every key of the
 /// token's algorithm when it names none. A key without `kid` matches any `kid`.
-pub fn verify_signature(token: &ParsedToken<'_>, keys: &KeySet) -> Result<(), DenyReason> {
+pub fn verify_signature(
+    token: &ParsedToken<'_>,
+    keys: &KeySet,
+    host: Option<&dyn HostCrypto>,
+) -> Result<(), DenyReason> {
     let mut named = keys
         .keys
         .iter()
@@ -60,7 +65,7 @@ pub fn verify_signature(token: &ParsedToken<'_>, keys: &KeySet) -> Result<(), De
         return Err(DenyReason::UnknownKeyId);
     }
     let mut usable = named
-        .filter(|key| key.algorithm == token.algorithm)
+        .filter(|key| key.serves(token.algorithm))
         .peekable();
     if usable.peek().is_none() {
         return Err(DenyReason::KeyAlgorithmMismatch);
@@ -69,7 +74,7 @@ pub fn verify_signature(token: &ParsedToken<'_>, keys: &KeySet) -> Result<(), De
     if usable.any(|key| {
         token
             .algorithm
-            .verify(&key.material, signed, &token.signature)
+            .verify(&key.material, &key.spki_der, signed, &token.signature, host)
     }) {
         Ok(())
     } else {

@@ -1,0 +1,254 @@
+//! Signature checks by the host: Envoy's `verify_signature` foreign function (BoringSSL).
+//! This module builds and reads its protobuf messages and holds the start-up self-test; the
+//! adapter alone makes the call.
+
+use prost::Message;
+
+/// The foreign function's name in Envoy.
+pub const FUNCTION_NAME: &str = "verify_signature";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HashName {
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl HashName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashName::Sha256 => "sha256",
+            HashName::Sha384 => "sha384",
+            HashName::Sha512 => "sha512",
+        }
+    }
+}
+
+/// One signature check, in the host's terms.
+#[derive(Debug, Clone, Copy)]
+pub struct HostCheck<'a> {
+    pub hash: HashName,
+    /// DER SubjectPublicKeyInfo.
+    pub public_key_der: &'a [u8],
+    /// RSA: the raw signature; ECDSA: DER `ECDSA-Sig-Value`.
+    pub signature: &'a [u8],
+    /// The signed bytes (for a JWS, `header "." payload` in base64url).
+    pub text: &'a [u8],
+}
+
+/// Why the host could not answer; the caller then verifies in wasm instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostCryptoError {
+    /// The host has no such function.
+    NotAvailable,
+    /// The call itself failed (e.g. the key could not be imported).
+    CallFailed(String),
+    /// The host answered something that is not a `VerifySignatureResult`.
+    BadResult,
+}
+
+/// A host that can check signatures. Implemented by the adapter over proxy-wasm.
+pub trait HostCrypto {
+    /// `Ok(valid)` when the host ran the check.
+    fn verify(&self, check: &HostCheck<'_>) -> Result<bool, HostCryptoError>;
+}
+
+/// envoy.source.extensions.common.wasm.VerifySignatureArguments
+#[derive(Clone, PartialEq, Message)]
+pub struct VerifySignatureArguments {
+    #[prost(string, tag = "1")]
+    pub hash_function: String,
+    #[prost(bytes = "vec", tag = "2")]
+    pub public_key: Vec<u8>,
+    #[prost(bytes = "vec", tag = "3")]
+    pub signature: Vec<u8>,
+    #[prost(bytes = "vec", tag = "4")]
+    pub text: Vec<u8>,
+}
+
+/// envoy.source.extensions.common.wasm.VerifySignatureResult
+#[derive(Clone, PartialEq, Message)]
+pub struct VerifySignatureResult {
+    #[prost(bool, tag = "1")]
+    pub result: bool,
+    #[prost(string, tag = "2")]
+    pub error: String,
+}
+
+pub fn encode_arguments(check: &HostCheck<'_>) -> Vec<u8> {
+    VerifySignatureArguments {
+        hash_function: check.hash.as_str().to_owned(),
+        public_key: check.public_key_der.to_vec(),
+        signature: check.signature.to_vec(),
+        text: check.text.to_vec(),
+    }
+    .encode_to_vec()
+}
+
+/// An answer with `result: false` and an error text means the check did not run.
+pub fn decode_result(bytes: &[u8]) -> Result<bool, HostCryptoError> {
+    let result = VerifySignatureResult::decode(bytes).map_err(|_| HostCryptoError::BadResult)?;
+    if result.result {
+        Ok(true)
+    } else if result.error.is_empty() || result.error.contains("Failed to verify") {
+        Ok(false)
+    } else {
+        Err(HostCryptoError::CallFailed(result.error))
+    }
+}
+
+const KAT_MESSAGE: &[u8] = include_bytes!("host_crypto_kat/message.txt");
+
+/// Fixed keys and signatures made with openssl; see `host_crypto_kat/`.
+const KNOWN_ANSWERS: [(HashName, &[u8], &[u8]); 2] = [
+    (
+        HashName::Sha256,
+        include_bytes!("host_crypto_kat/rsa-2048-spki.der"),
+        include_bytes!("host_crypto_kat/rsa-2048-sha256.sig"),
+    ),
+    (
+        HashName::Sha256,
+        include_bytes!("host_crypto_kat/ec-p256-spki.der"),
+        include_bytes!("host_crypto_kat/ec-p256-sha256.sig"),
+    ),
+];
+
+/// Why the host's crypto is not used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelfTestFailure {
+    Unavailable(HostCryptoError),
+    /// The host rejected a known-good signature.
+    RejectedGoodSignature,
+    /// The host accepted a signature over a changed message: it cannot be trusted to verify.
+    AcceptedBadSignature,
+}
+
+/// Known-answer test, run once at start-up: a good signature must verify and the same
+/// signature over a changed message must not.
+pub fn self_test(host: &dyn HostCrypto) -> Result<(), SelfTestFailure> {
+    let mut tampered = KAT_MESSAGE.to_vec();
+    if let Some(first) = tampered.first_mut() {
+        *first ^= 1;
+    }
+    for (hash, public_key_der, signature) in KNOWN_ANSWERS {
+        let check = |text: &[u8]| {
+            host.verify(&HostCheck {
+                hash,
+                public_key_der,
+                signature,
+                text,
+            })
+            .map_err(SelfTestFailure::Unavailable)
+        };
+        if !check(KAT_MESSAGE)? {
+            return Err(SelfTestFailure::RejectedGoodSignature);
+        }
+        if check(&tampered)? {
+            return Err(SelfTestFailure::AcceptedBadSignature);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+    use p256::pkcs8::DecodePublicKey;
+    use rsa::pkcs1v15;
+    use rsa::signature::Verifier;
+
+    /// A host stand-in that really verifies, with RustCrypto, from exactly the bytes a host
+    /// would get: DER SPKI keys and DER ECDSA signatures. It checks our encodings, not Envoy.
+    pub struct RustCryptoHost;
+
+    impl HostCrypto for RustCryptoHost {
+        fn verify(&self, check: &HostCheck<'_>) -> Result<bool, HostCryptoError> {
+            // Round-trip through the wire format, as the host would see it.
+            let args = VerifySignatureArguments::decode(encode_arguments(check).as_slice())
+                .map_err(|_| HostCryptoError::BadResult)?;
+            let text = args.text.as_slice();
+            if let Ok(key) = rsa::RsaPublicKey::from_public_key_der(&args.public_key) {
+                let sig = pkcs1v15::Signature::try_from(args.signature.as_slice())
+                    .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
+                return Ok(match check.hash {
+                    HashName::Sha256 => pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(text, &sig).is_ok(),
+                    HashName::Sha384 => pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify(text, &sig).is_ok(),
+                    HashName::Sha512 => pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify(text, &sig).is_ok(),
+                });
+            }
+            if let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_der(&args.public_key) {
+                let sig = p256::ecdsa::Signature::from_der(&args.signature)
+                    .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
+                return Ok(key.verify(text, &sig).is_ok());
+            }
+            if let Ok(key) = p384::ecdsa::VerifyingKey::from_public_key_der(&args.public_key) {
+                let sig = p384::ecdsa::Signature::from_der(&args.signature)
+                    .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
+                return Ok(key.verify(text, &sig).is_ok());
+            }
+            Err(HostCryptoError::CallFailed("unsupported key".into()))
+        }
+    }
+
+    struct FixedAnswer(Result<bool, HostCryptoError>);
+
+    impl HostCrypto for FixedAnswer {
+        fn verify(&self, _: &HostCheck<'_>) -> Result<bool, HostCryptoError> {
+            self.0.clone()
+        }
+    }
+
+    #[test]
+    fn known_answers_pass_on_a_verifying_host() {
+        assert_eq!(self_test(&RustCryptoHost), Ok(()));
+    }
+
+    #[test]
+    fn self_test_rejects_hosts_that_cannot_be_trusted() {
+        assert_eq!(
+            self_test(&FixedAnswer(Err(HostCryptoError::NotAvailable))),
+            Err(SelfTestFailure::Unavailable(HostCryptoError::NotAvailable))
+        );
+        assert_eq!(
+            self_test(&FixedAnswer(Ok(true))),
+            Err(SelfTestFailure::AcceptedBadSignature)
+        );
+        assert_eq!(
+            self_test(&FixedAnswer(Ok(false))),
+            Err(SelfTestFailure::RejectedGoodSignature)
+        );
+    }
+
+    #[test]
+    fn arguments_use_envoys_field_numbers() {
+        let bytes = encode_arguments(&HostCheck {
+            hash: HashName::Sha384,
+            public_key_der: &[1, 2],
+            signature: &[3],
+            text: b"t",
+        });
+        assert_eq!(
+            bytes,
+            [&[0x0a, 6][..], b"sha384", &[0x12, 2, 1, 2, 0x1a, 1, 3, 0x22, 1], b"t"].concat()
+        );
+    }
+
+    #[test]
+    fn results_are_decoded() {
+        let encode = |result: bool, error: &str| {
+            VerifySignatureResult {
+                result,
+                error: error.to_owned(),
+            }
+            .encode_to_vec()
+        };
+        assert_eq!(decode_result(&encode(true, "")), Ok(true));
+        assert_eq!(decode_result(&encode(false, "")), Ok(false));
+        assert_eq!(decode_result(&encode(false, "Failed to verify digest. Error code: 0")), Ok(false));
+        assert_eq!(
+            decode_result(&encode(false, "Failed to initialize digest verify.")),
+            Err(HostCryptoError::CallFailed("Failed to initialize digest verify.".into()))
+        );
+        assert_eq!(decode_result(&[0xff, 0xff]), Err(HostCryptoError::BadResult));
+    }
+}
