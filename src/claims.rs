@@ -1,13 +1,15 @@
 //! Checks of a token's registered claims against a provider, at an injected `now`.
 
+use std::fmt;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
 use crate::config::TimePolicy;
 use crate::decision::DenyReason;
 
 /// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Audience {
     One(String),
     Many(Vec<String>),
@@ -22,9 +24,70 @@ impl Audience {
     }
 }
 
-/// The string claims bearer-guard looks at. Time claims come from jwt-compact's `Claims`.
+/// A visitor rather than `#[serde(untagged)]`: no buffering of the value, and a clear error.
+impl<'de> Deserialize<'de> for Audience {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct AudienceVisitor;
+        impl<'de> Visitor<'de> for AudienceVisitor {
+            type Value = Audience;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string or an array of strings")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Audience, E> {
+                Ok(Audience::One(v.to_owned()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Audience, A::Error> {
+                let mut all = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(16));
+                while let Some(aud) = seq.next_element::<String>()? {
+                    all.push(aud);
+                }
+                Ok(Audience::Many(all))
+            }
+        }
+        deserializer.deserialize_any(AudienceVisitor)
+    }
+}
+
+/// RFC 7519 NumericDate: seconds since the epoch, an integer or a finite number (its
+/// fraction is dropped). Anything else makes the token malformed.
+struct NumericDate(i64);
+
+impl<'de> Deserialize<'de> for NumericDate {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DateVisitor;
+        impl Visitor<'_> for DateVisitor {
+            type Value = NumericDate;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a NumericDate (seconds since the epoch)")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+                Ok(NumericDate(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+                i64::try_from(v)
+                    .map(NumericDate)
+                    .map_err(|_| E::custom("NumericDate out of range"))
+            }
+            #[allow(clippy::cast_possible_truncation)] // range-checked just before
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+                if v.is_finite() && v >= i64::MIN as f64 && v < i64::MAX as f64 {
+                    Ok(NumericDate(v.floor() as i64))
+                } else {
+                    Err(E::custom("NumericDate out of range"))
+                }
+            }
+        }
+        deserializer.deserialize_any(DateVisitor)
+    }
+}
+
+fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
+    Ok(Option::<NumericDate>::deserialize(deserializer)?.map(|d| d.0))
+}
+
+/// The registered claims bearer-guard reads from a token's payload; others are ignored.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct StringClaims {
+pub struct PayloadClaims {
     #[serde(default)]
     pub iss: Option<String>,
     #[serde(default)]
@@ -32,6 +95,39 @@ pub struct StringClaims {
     #[serde(default)]
     pub aud: Option<Audience>,
     #[serde(default)]
+    pub jti: Option<String>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub exp: Option<i64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub nbf: Option<i64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub iat: Option<i64>,
+}
+
+impl PayloadClaims {
+    pub fn split(self) -> (StringClaims, TimeClaims) {
+        (
+            StringClaims {
+                iss: self.iss,
+                sub: self.sub,
+                aud: self.aud,
+                jti: self.jti,
+            },
+            TimeClaims {
+                exp: self.exp,
+                nbf: self.nbf,
+                iat: self.iat,
+            },
+        )
+    }
+}
+
+/// The string claims bearer-guard looks at.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StringClaims {
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub aud: Option<Audience>,
     pub jti: Option<String>,
 }
 
@@ -187,6 +283,26 @@ mod tests {
             check_times(exp(i64::MIN), policy(0), NOW),
             Err(DenyReason::Expired)
         );
+    }
+
+    #[test]
+    fn payload_claims_accept_numeric_dates_and_reject_others() {
+        let parse = |json: &str| serde_json::from_str::<PayloadClaims>(json);
+        let c = parse(r#"{"exp": 10, "nbf": 5.9, "iat": null, "aud": ["a"], "x": {"y": 1}}"#).unwrap();
+        assert_eq!((c.exp, c.nbf, c.iat), (Some(10), Some(5), None));
+        assert_eq!(c.aud, Some(Audience::Many(vec!["a".into()])));
+        for bad in [
+            r#"{"exp": "10"}"#,
+            r#"{"exp": 1e300}"#,
+            r#"{"exp": 18446744073709551615}"#,
+            r#"{"exp": true}"#,
+            r#"{"aud": 7}"#,
+            r#"{"aud": [7]}"#,
+            r#"{"iss": 1}"#,
+            r#"{"exp": 1, "exp": 2}"#,
+        ] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,18 @@ use crate::rules::{PathMatch, Requirement, Rule, Rules};
 
 pub const DEFAULT_REALM: &str = "bearer-guard";
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
+pub const DEFAULT_JWT_CACHE_SIZE: usize = 1000;
+
+/// Where RSA and ECDSA signatures are verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CryptoMode {
+    /// Through the host (Envoy's BoringSSL) when its start-up self-test passes, else in wasm.
+    #[default]
+    Auto,
+    /// Always in wasm (portable, much slower for RSA/ECDSA); for other hosts and for tests.
+    Wasm,
+}
 
 /// Ready-to-use configuration. Built once in `on_configure`; requests only read it.
 #[derive(Debug, Clone)]
@@ -19,6 +31,9 @@ pub struct Config {
     pub realm: String,
     pub providers: Vec<Provider>,
     pub rules: Rules,
+    /// Verified tokens remembered per worker VM; 0 disables the cache.
+    pub jwt_cache_size: usize,
+    pub crypto: CryptoMode,
 }
 
 #[derive(Debug, Clone)]
@@ -83,6 +98,10 @@ struct RawConfig {
     rules: Option<Vec<RawRule>>,
     #[serde(default)]
     realm: Option<String>,
+    #[serde(default)]
+    jwt_cache_size: Option<usize>,
+    #[serde(default)]
+    crypto: CryptoMode,
 }
 
 #[derive(Deserialize)]
@@ -184,6 +203,8 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             realm,
             providers,
             rules,
+            jwt_cache_size: raw.jwt_cache_size.unwrap_or(DEFAULT_JWT_CACHE_SIZE),
+            crypto: raw.crypto,
         },
         warnings,
     })
@@ -371,6 +392,8 @@ mod tests {
         .unwrap()
         .config;
         assert_eq!(config.realm, "bearer-guard");
+        assert_eq!(config.jwt_cache_size, 1000);
+        assert_eq!(config.crypto, CryptoMode::Auto);
         let p = &config.providers[0];
         assert_eq!(p.name, "corp");
         assert!(p.audiences.is_empty());
@@ -386,7 +409,7 @@ mod tests {
                 max_lifetime_seconds: None
             }
         );
-        assert_eq!(p.keys.keys.len(), 2);
+        assert_eq!(p.keys.keys.len(), 5);
         assert_eq!(config.rules, Rules::require_any_provider());
     }
 
@@ -398,7 +421,7 @@ mod tests {
             None,
         ))
         .unwrap();
-        assert_eq!(config.config.providers[0].keys.keys.len(), 2);
+        assert_eq!(config.config.providers[0].keys.keys.len(), 5);
     }
 
     #[test]
@@ -482,6 +505,20 @@ mod tests {
     }
 
     #[test]
+    fn crypto_mode_and_cache_size() {
+        let mut config = testkit::config_json(json!({}), None);
+        config["crypto"] = json!("wasm");
+        config["jwt_cache_size"] = json!(0);
+        let parsed = parse(config.clone()).unwrap().config;
+        assert_eq!(parsed.crypto, CryptoMode::Wasm);
+        assert_eq!(parsed.jwt_cache_size, 0);
+        config["crypto"] = json!("gpu");
+        let err = parse(config).unwrap_err();
+        assert_eq!(err.key, "crypto");
+        assert!(err.reason.contains("unknown variant `gpu`"), "{err}");
+    }
+
+    #[test]
     fn not_json_at_all() {
         let err = Config::from_json(b"providers: {}").unwrap_err();
         assert!(
@@ -502,8 +539,8 @@ mod tests {
             .unwrap()
             .push(json!({ "kty": "EC", "crv": "P-384", "x": "AA", "y": "AA" }));
         let configured = parse(testkit::config_json(json!({ "local_jwks": jwks }), None)).unwrap();
-        assert_eq!(configured.config.providers[0].keys.keys.len(), 2);
+        assert_eq!(configured.config.providers[0].keys.keys.len(), 5);
         assert_eq!(configured.warnings.len(), 2, "{:?}", configured.warnings);
-        assert!(configured.warnings[0].contains("key 2 skipped"));
+        assert!(configured.warnings[0].contains("key 5 skipped"));
     }
 }

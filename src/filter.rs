@@ -7,11 +7,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType, Status};
 
-use crate::config::Config;
+use crate::config::{Config, CryptoMode};
 use crate::decision::{Decision, Denial, DenyReason};
-use crate::guard::{Guard, Request};
+use crate::guard::{CacheLookup, Guard, Request};
+use crate::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
@@ -19,11 +20,27 @@ proxy_wasm::main! {{
     proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(GuardRoot::default()) });
 }}
 
-/// Counter ids, defined once per VM. Names: `bearer_guard.allowed`, `bearer_guard.denied.<reason>`
-/// (Envoy shows them under the `wasmcustom.` prefix).
+/// Envoy's `verify_signature` foreign function (BoringSSL).
+struct EnvoyCrypto;
+
+impl HostCrypto for EnvoyCrypto {
+    fn verify(&self, check: &HostCheck<'_>) -> Result<bool, HostCryptoError> {
+        let arguments = host_crypto::encode_arguments(check);
+        match hostcalls::call_foreign_function(host_crypto::FUNCTION_NAME, Some(&arguments)) {
+            Ok(Some(result)) => host_crypto::decode_result(&result),
+            Ok(None) => Err(HostCryptoError::BadResult),
+            Err(Status::NotFound) => Err(HostCryptoError::NotAvailable),
+            Err(status) => Err(HostCryptoError::CallFailed(format!("{status:?}"))),
+        }
+    }
+}
+
+/// Counter ids, defined once per VM. Envoy shows them under the `wasmcustom.` prefix.
 struct Metrics {
     allowed: Option<u32>,
     denied: Vec<(DenyReason, Option<u32>)>,
+    cache_hit: Option<u32>,
+    cache_miss: Option<u32>,
 }
 
 impl Metrics {
@@ -35,11 +52,9 @@ impl Metrics {
                 .iter()
                 .map(|r| (*r, counter(&format!("bearer_guard.denied.{}", r.code()))))
                 .collect(),
+            cache_hit: counter("bearer_guard.jwt_cache_hit"),
+            cache_miss: counter("bearer_guard.jwt_cache_miss"),
         }
-    }
-
-    fn count_allowed(&self) {
-        increment(self.allowed);
     }
 
     fn count_denied(&self, reason: DenyReason) {
@@ -49,6 +64,14 @@ impl Metrics {
             .find(|(r, _)| *r == reason)
             .and_then(|(_, id)| *id);
         increment(id);
+    }
+
+    fn count_cache(&self, lookup: CacheLookup) {
+        match lookup {
+            CacheLookup::Hit => increment(self.cache_hit),
+            CacheLookup::Miss => increment(self.cache_miss),
+            CacheLookup::Skipped => {}
+        }
     }
 }
 
@@ -67,6 +90,25 @@ struct Active {
 #[derive(Default)]
 pub struct GuardRoot {
     active: Option<Rc<Active>>,
+    /// Outcome of the host crypto self-test; run once per VM, on the first configure.
+    host_crypto_ok: Option<bool>,
+}
+
+impl GuardRoot {
+    fn host_crypto_passes_self_test(&mut self) -> bool {
+        *self.host_crypto_ok.get_or_insert_with(|| {
+            match host_crypto::self_test(&EnvoyCrypto) {
+                Ok(()) => {
+                    info!("host crypto: verify_signature passed its self-test; RSA and ECDSA verify in the host");
+                    true
+                }
+                Err(failure) => {
+                    warn!("host crypto not used ({failure:?}); RSA and ECDSA verify in wasm");
+                    false
+                }
+            }
+        })
+    }
 }
 
 impl Context for GuardRoot {}
@@ -84,33 +126,43 @@ impl RootContext for GuardRoot {
                 return false;
             }
         };
-        match Config::from_json(&bytes) {
-            Ok(configured) => {
-                for warning in &configured.warnings {
-                    warn!("{warning}");
-                }
-                let config = configured.config;
-                info!(
-                    "configured {} provider(s): {}",
-                    config.providers.len(),
-                    config
-                        .providers
-                        .iter()
-                        .map(|p| format!("{} ({} keys)", p.name, p.keys.keys.len()))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                self.active = Some(Rc::new(Active {
-                    guard: Guard::new(config),
-                    metrics: Metrics::define(),
-                }));
-                true
-            }
+        let configured = match Config::from_json(&bytes) {
+            Ok(configured) => configured,
             Err(e) => {
                 error!("{e}");
-                false
+                return false;
             }
+        };
+        for warning in &configured.warnings {
+            warn!("{warning}");
         }
+        let config = configured.config;
+        let summary = config
+            .providers
+            .iter()
+            .map(|p| format!("{} ({} keys)", p.name, p.keys.keys.len()))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let use_host = config.crypto == CryptoMode::Auto && self.host_crypto_passes_self_test();
+        let mut guard = Guard::new(config);
+        if use_host {
+            guard = guard.with_host_crypto(Box::new(EnvoyCrypto));
+        }
+        info!(
+            "configured {} provider(s): {summary}; signatures verified in {}",
+            guard.config().providers.len(),
+            if guard.uses_host_crypto() {
+                "the host"
+            } else {
+                "wasm"
+            }
+        );
+        // A new configuration gets a new guard, and with it an empty token cache.
+        self.active = Some(Rc::new(Active {
+            guard,
+            metrics: Metrics::define(),
+        }));
+        true
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -156,7 +208,11 @@ impl HttpContext for GuardHttp {
             headers: &headers,
         };
         let decision = match now_unix_seconds() {
-            Some(now) => active.guard.decide(&request, now),
+            Some(now) => {
+                let verdict = active.guard.decide(&request, now);
+                active.metrics.count_cache(verdict.cache);
+                verdict.decision
+            }
             None => Decision::Deny(Denial::new(
                 DenyReason::Unavailable,
                 &active.guard.config().realm,
@@ -166,7 +222,7 @@ impl HttpContext for GuardHttp {
         };
         match decision {
             Decision::Allow { provider } => {
-                active.metrics.count_allowed();
+                increment(active.metrics.allowed);
                 debug!(
                     "allowed provider={} path={}",
                     provider.as_deref().unwrap_or("-"),

@@ -1,5 +1,10 @@
 //! The decision: given a request and the time, allow it or deny it with a reason.
 
+use std::cell::RefCell;
+
+use sha2::{Digest, Sha256};
+
+use crate::cache::{TokenCache, TokenDigest, VerifiedToken};
 use crate::claims::{check_audience, check_times};
 use crate::config::{Config, Provider};
 use crate::decision::{Decision, Denial, DenyReason};
@@ -18,17 +23,37 @@ pub struct Request<'a> {
     pub headers: &'a [(String, String)],
 }
 
+/// How the verified-token cache took part in a decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheLookup {
+    /// No token was looked up (public route, no or several credentials, cache disabled).
+    Skipped,
+    Hit,
+    Miss,
+}
+
+/// The decision plus what the adapter counts about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub cache: CacheLookup,
+}
+
 pub struct Guard {
     config: Config,
     /// The host's signature verifier, when it passed its self-test and config allows it.
     host_crypto: Option<Box<dyn HostCrypto>>,
+    /// Interior mutability: a worker VM is single-threaded and `decide` is its only user.
+    cache: RefCell<TokenCache>,
 }
 
 impl Guard {
     pub fn new(config: Config) -> Self {
+        let cache = RefCell::new(TokenCache::new(config.jwt_cache_size));
         Guard {
             config,
             host_crypto: None,
+            cache,
         }
     }
 
@@ -47,61 +72,133 @@ impl Guard {
     }
 
     /// `now` is Unix seconds from the host's clock.
-    pub fn decide(&self, request: &Request<'_>, now: i64) -> Decision {
-        let candidates: Vec<&Provider> = match self
+    pub fn decide(&self, request: &Request<'_>, now: i64) -> Verdict {
+        let skipped = |decision| Verdict {
+            decision,
+            cache: CacheLookup::Skipped,
+        };
+        let candidates: Vec<usize> = match self
             .config
             .rules
             .requirement_for(request.method, request.path)
         {
-            None => return self.deny(DenyReason::NoMatchingRule, None, None),
-            Some(Requirement::Public) => return Decision::Allow { provider: None },
-            Some(Requirement::Provider(index)) => {
-                self.config.providers.get(index).into_iter().collect()
-            }
-            Some(Requirement::AnyProvider) => self.config.providers.iter().collect(),
+            None => return skipped(self.deny(DenyReason::NoMatchingRule, None, None)),
+            Some(Requirement::Public) => return skipped(Decision::Allow { provider: None }),
+            Some(Requirement::Provider(index)) => vec![index],
+            Some(Requirement::AnyProvider) => (0..self.config.providers.len()).collect(),
         };
         let mut sources: Vec<&HeaderSource> = Vec::new();
-        for source in candidates.iter().flat_map(|p| p.sources.iter()) {
+        for source in candidates
+            .iter()
+            .filter_map(|&i| self.config.providers.get(i))
+            .flat_map(|p| p.sources.iter())
+        {
             if !sources.contains(&source) {
                 sources.push(source);
             }
         }
         let (token, source) = match find_credential(request.headers, &sources) {
-            Credential::None => return self.deny(DenyReason::MissingToken, None, None),
-            Credential::Multiple => return self.deny(DenyReason::MultipleTokens, None, None),
+            Credential::None => return skipped(self.deny(DenyReason::MissingToken, None, None)),
+            Credential::Multiple => {
+                return skipped(self.deny(DenyReason::MultipleTokens, None, None))
+            }
             Credential::One { token, source } => (token, source),
+        };
+        let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
+        // A provider may serve this token only if the route accepts it and it reads this source.
+        let eligible = |index: usize| {
+            self.config
+                .providers
+                .get(index)
+                .filter(|p| candidates.contains(&index) && p.sources.contains(source))
         };
         let deny = |reason, provider: Option<&Provider>| {
             self.deny(
                 reason,
                 provider.map(|p| p.name.clone()),
-                Some(fingerprint(token)),
+                Some(fingerprint(&digest)),
             )
         };
+
+        if let Some((provider, outcome)) = self.check_cached(&digest, &eligible, now) {
+            let decision = match outcome {
+                Ok(()) => Decision::Allow {
+                    provider: Some(provider.name.clone()),
+                },
+                Err(reason) => {
+                    if reason == DenyReason::Expired {
+                        self.cache.borrow_mut().remove(&digest);
+                    }
+                    deny(reason, Some(provider))
+                }
+            };
+            return Verdict {
+                decision,
+                cache: CacheLookup::Hit,
+            };
+        }
+        let miss = |decision| Verdict {
+            decision,
+            cache: if self.config.jwt_cache_size > 0 {
+                CacheLookup::Miss
+            } else {
+                CacheLookup::Skipped
+            },
+        };
+
         let parsed = match verify::parse(token) {
             Ok(parsed) => parsed,
-            Err(reason) => return deny(reason, None),
+            Err(reason) => return miss(deny(reason, None)),
         };
         // The unverified `iss` only picks the provider; that provider's keys then decide.
         let mut first_failure = None;
-        for provider in candidates.iter().filter(|p| {
-            parsed.claims.iss.as_deref() == Some(p.issuer.as_str()) && p.sources.contains(source)
-        }) {
+        for (index, provider) in candidates
+            .iter()
+            .filter_map(|&i| eligible(i).map(|p| (i, p)))
+        {
+            if parsed.claims.iss.as_deref() != Some(provider.issuer.as_str()) {
+                continue;
+            }
             match check_with_provider(&parsed, provider, now, self.host_crypto.as_deref()) {
                 Ok(()) => {
-                    return Decision::Allow {
+                    self.cache.borrow_mut().insert(
+                        digest,
+                        VerifiedToken {
+                            provider: index,
+                            claims: parsed.claims.clone(),
+                            times: parsed.times,
+                        },
+                    );
+                    return miss(Decision::Allow {
                         provider: Some(provider.name.clone()),
-                    }
+                    });
                 }
                 Err(reason) => {
-                    first_failure.get_or_insert((reason, *provider));
+                    first_failure.get_or_insert((reason, provider));
                 }
             }
         }
-        match first_failure {
+        miss(match first_failure {
             Some((reason, provider)) => deny(reason, Some(provider)),
             None => deny(DenyReason::IssuerNotAccepted, None),
-        }
+        })
+    }
+
+    /// On a hit, the checks that depend on the time and the route, without the signature.
+    /// `None` when the token is not cached or its provider may not serve this request; the
+    /// full path then decides (and reports the precise reason).
+    fn check_cached<'c>(
+        &'c self,
+        digest: &TokenDigest,
+        eligible: &dyn Fn(usize) -> Option<&'c Provider>,
+        now: i64,
+    ) -> Option<(&'c Provider, Result<(), DenyReason>)> {
+        let cache = self.cache.borrow();
+        let cached = cache.get(digest)?;
+        let provider = eligible(cached.provider)?;
+        let outcome = check_times(cached.times, provider.time, now)
+            .and_then(|()| check_audience(cached.claims.aud.as_ref(), &provider.audiences));
+        Some((provider, outcome))
     }
 
     fn deny(
@@ -155,14 +252,16 @@ mod tests {
     }
 
     fn decide_at(guard: &Guard, path: &str, headers: &[(String, String)], now: i64) -> Decision {
-        guard.decide(
-            &Request {
-                method: "GET",
-                path,
-                headers,
-            },
-            now,
-        )
+        guard
+            .decide(
+                &Request {
+                    method: "GET",
+                    path,
+                    headers,
+                },
+                now,
+            )
+            .decision
     }
 
     fn reason(decision: Decision) -> Option<DenyReason> {
@@ -357,14 +456,16 @@ mod tests {
             reason(decide_at(&g, "/login", &[], NOW)),
             Some(DenyReason::NoMatchingRule)
         );
-        let post = g.decide(
-            &Request {
-                method: "POST",
-                path: "/login",
-                headers: &[],
-            },
-            NOW,
-        );
+        let post = g
+            .decide(
+                &Request {
+                    method: "POST",
+                    path: "/login",
+                    headers: &[],
+                },
+                NOW,
+            )
+            .decision;
         assert_eq!(post, Decision::Allow { provider: None });
         assert_eq!(
             reason(decide_at(&g, "/other", &[], NOW)),
@@ -414,13 +515,213 @@ mod tests {
         let Decision::Deny(denial) = decide_at(&default_guard(), "/", &bearer(&token), NOW) else {
             panic!("expected a denial");
         };
-        assert_eq!(
-            denial.token_fingerprint,
-            Some(crate::fingerprint::fingerprint(&token))
-        );
+        let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
+        assert_eq!(denial.token_fingerprint, Some(fingerprint(&digest)));
         assert_eq!(denial.provider.as_deref(), Some("corp"));
         let rendered = format!("{denial:?}");
         let signature = token.rsplit('.').next().unwrap();
         assert!(!rendered.contains(signature));
+    }
+
+    fn verdict(guard: &Guard, path: &str, token: &str, now: i64) -> Verdict {
+        guard.decide(
+            &Request {
+                method: "GET",
+                path,
+                headers: &bearer(token),
+            },
+            now,
+        )
+    }
+
+    /// Every algorithm, good and bad, through the host path and the wasm path.
+    fn corpus() -> Vec<(&'static str, String)> {
+        let k = keys();
+        let c = good_claims();
+        vec![
+            ("rs256", mint(Signer::Rs256(&k.rsa), Some("rsa-1"), &c)),
+            ("rs384", mint(Signer::Rs384(&k.rsa), Some("rsa-any"), &c)),
+            ("rs512", mint(Signer::Rs512(&k.rsa), Some("rsa-any"), &c)),
+            ("es256", mint(Signer::Es256(&k.ec), Some("ec-1"), &c)),
+            ("es384", mint(Signer::Es384(&k.ec384), Some("ec-384"), &c)),
+            ("es512", mint(Signer::Es512(&k.ec521), Some("ec-521"), &c)),
+            (
+                "rs384-pinned-key",
+                mint(Signer::Rs384(&k.rsa), Some("rsa-1"), &c),
+            ),
+            (
+                "rs256-forged",
+                mint(Signer::Rs256(&k.rsa_other), Some("rsa-1"), &c),
+            ),
+            (
+                "rs512-forged",
+                mint(Signer::Rs512(&k.rsa_other), Some("rsa-any"), &c),
+            ),
+            (
+                "es256-forged",
+                mint(
+                    Signer::Es256(&p256::ecdsa::SigningKey::random(&mut rsa::rand_core::OsRng)),
+                    Some("ec-1"),
+                    &c,
+                ),
+            ),
+            (
+                "es384-forged",
+                mint(
+                    Signer::Es384(&p384::ecdsa::SigningKey::random(&mut rsa::rand_core::OsRng)),
+                    Some("ec-384"),
+                    &c,
+                ),
+            ),
+            (
+                "es384-on-p256-key",
+                mint(Signer::Es384(&k.ec384), Some("ec-1"), &c),
+            ),
+            (
+                "expired-es256",
+                mint(
+                    Signer::Es256(&k.ec),
+                    Some("ec-1"),
+                    &with(json!({ "exp": NOW - 100 })),
+                ),
+            ),
+        ]
+    }
+
+    struct CountingHost(std::rc::Rc<std::cell::Cell<usize>>);
+
+    impl HostCrypto for CountingHost {
+        fn verify(
+            &self,
+            check: &crate::host_crypto::HostCheck<'_>,
+        ) -> Result<bool, crate::host_crypto::HostCryptoError> {
+            self.0.set(self.0.get() + 1);
+            crate::host_crypto::tests::RustCryptoHost.verify(check)
+        }
+    }
+
+    #[test]
+    fn host_and_wasm_crypto_decide_the_same() {
+        let config = || {
+            let mut c = testkit::config_json(json!({}), None);
+            c["jwt_cache_size"] = json!(0);
+            Config::from_json(c.to_string().as_bytes()).unwrap().config
+        };
+        let in_wasm = Guard::new(config());
+        let host_calls = std::rc::Rc::new(std::cell::Cell::new(0));
+        let in_host =
+            Guard::new(config()).with_host_crypto(Box::new(CountingHost(host_calls.clone())));
+        let mut expected_allowed = 0;
+        for (name, token) in corpus() {
+            let wasm = decide_at(&in_wasm, "/", &bearer(&token), NOW);
+            let host = decide_at(&in_host, "/", &bearer(&token), NOW);
+            let allowed = matches!(host, Decision::Allow { .. });
+            assert_eq!(
+                allowed,
+                ["rs256", "rs384", "rs512", "es256", "es384", "es512"].contains(&name),
+                "{name}: {host:?}"
+            );
+            expected_allowed += usize::from(allowed);
+            if name.starts_with("es384") || name.starts_with("es512") {
+                // Host-only algorithms: refused, never guessed at, without the host.
+                assert_eq!(reason(wasm), Some(DenyReason::UnsupportedAlgorithm), "{name}");
+            } else {
+                assert_eq!(wasm, host, "{name}");
+            }
+        }
+        let calls = host_calls.get();
+        assert!(calls >= expected_allowed, "host verified {calls} signatures");
+    }
+
+    #[test]
+    fn repeated_token_hits_the_cache_and_time_is_still_checked() {
+        let g = default_guard();
+        let token = rs256(&good_claims());
+        let first = verdict(&g, "/", &token, NOW);
+        assert_eq!(first.cache, CacheLookup::Miss);
+        assert!(matches!(first.decision, Decision::Allow { .. }));
+        let second = verdict(&g, "/", &token, NOW + 1);
+        assert_eq!(
+            second,
+            Verdict {
+                decision: first.decision,
+                cache: CacheLookup::Hit
+            }
+        );
+        // exp = NOW + 3600, skew 60: a hit after that is still refused as expired...
+        let late = verdict(&g, "/", &token, NOW + 3660);
+        assert_eq!(late.cache, CacheLookup::Hit);
+        assert_eq!(reason(late.decision), Some(DenyReason::Expired));
+        // ...and the entry is gone.
+        assert_eq!(
+            verdict(&g, "/", &token, NOW + 3661).cache,
+            CacheLookup::Miss
+        );
+    }
+
+    #[test]
+    fn failed_tokens_are_not_cached() {
+        let g = default_guard();
+        let forged = mint(
+            Signer::Rs256(&keys().rsa_other),
+            Some("rsa-1"),
+            &good_claims(),
+        );
+        for _ in 0..2 {
+            let v = verdict(&g, "/", &forged, NOW);
+            assert_eq!(v.cache, CacheLookup::Miss);
+            assert_eq!(reason(v.decision), Some(DenyReason::BadSignature));
+        }
+        let premature = rs256(&with(json!({ "nbf": NOW + 600 })));
+        assert_eq!(
+            reason(verdict(&g, "/", &premature, NOW).decision),
+            Some(DenyReason::NotYetValid)
+        );
+        assert_eq!(
+            verdict(&g, "/", &premature, NOW + 600).cache,
+            CacheLookup::Miss
+        );
+    }
+
+    #[test]
+    fn a_hit_never_widens_what_the_route_accepts() {
+        let k = keys();
+        let partner_jwks =
+            json!({ "keys": [testkit::public_jwk(JsonWebKey::from(&k.rsa_other), "p-1", None)] });
+        let g = guard(json!({
+            "providers": {
+                "corp": testkit::config_json(json!({}), None)["providers"]["corp"].clone(),
+                "partner": { "issuer": "https://partner.example", "local_jwks": partner_jwks }
+            },
+            "rules": [
+                { "match": { "prefix": "/corp" }, "requires": { "provider_name": "corp" } },
+                { "match": { "prefix": "/partner" }, "requires": { "provider_name": "partner" } }
+            ]
+        }));
+        let token = rs256(&good_claims());
+        assert!(matches!(
+            verdict(&g, "/corp/a", &token, NOW).decision,
+            Decision::Allow { .. }
+        ));
+        assert_eq!(verdict(&g, "/corp/b", &token, NOW).cache, CacheLookup::Hit);
+        let other_route = verdict(&g, "/partner/a", &token, NOW);
+        assert_eq!(other_route.cache, CacheLookup::Miss);
+        assert_eq!(
+            reason(other_route.decision),
+            Some(DenyReason::IssuerNotAccepted)
+        );
+    }
+
+    #[test]
+    fn zero_cache_size_disables_the_cache() {
+        let mut config = testkit::config_json(json!({}), None);
+        config["jwt_cache_size"] = json!(0);
+        let g = guard(config);
+        let token = rs256(&good_claims());
+        for _ in 0..2 {
+            let v = verdict(&g, "/", &token, NOW);
+            assert_eq!(v.cache, CacheLookup::Skipped);
+            assert!(matches!(v.decision, Decision::Allow { .. }));
+        }
     }
 }

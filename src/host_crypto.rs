@@ -171,9 +171,15 @@ pub mod tests {
                 let sig = pkcs1v15::Signature::try_from(args.signature.as_slice())
                     .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
                 return Ok(match check.hash {
-                    HashName::Sha256 => pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key).verify(text, &sig).is_ok(),
-                    HashName::Sha384 => pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key).verify(text, &sig).is_ok(),
-                    HashName::Sha512 => pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key).verify(text, &sig).is_ok(),
+                    HashName::Sha256 => pkcs1v15::VerifyingKey::<sha2::Sha256>::new(key)
+                        .verify(text, &sig)
+                        .is_ok(),
+                    HashName::Sha384 => pkcs1v15::VerifyingKey::<sha2::Sha384>::new(key)
+                        .verify(text, &sig)
+                        .is_ok(),
+                    HashName::Sha512 => pkcs1v15::VerifyingKey::<sha2::Sha512>::new(key)
+                        .verify(text, &sig)
+                        .is_ok(),
                 });
             }
             if let Ok(key) = p256::ecdsa::VerifyingKey::from_public_key_der(&args.public_key) {
@@ -183,6 +189,14 @@ pub mod tests {
             }
             if let Ok(key) = p384::ecdsa::VerifyingKey::from_public_key_der(&args.public_key) {
                 let sig = p384::ecdsa::Signature::from_der(&args.signature)
+                    .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
+                return Ok(key.verify(text, &sig).is_ok());
+            }
+            if let Ok(key) = p521::PublicKey::from_public_key_der(&args.public_key) {
+                use p256::elliptic_curve::sec1::ToEncodedPoint;
+                let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(key.to_encoded_point(false).as_bytes())
+                    .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
+                let sig = p521::ecdsa::Signature::from_der(&args.signature)
                     .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
                 return Ok(key.verify(text, &sig).is_ok());
             }
@@ -229,7 +243,13 @@ pub mod tests {
         });
         assert_eq!(
             bytes,
-            [&[0x0a, 6][..], b"sha384", &[0x12, 2, 1, 2, 0x1a, 1, 3, 0x22, 1], b"t"].concat()
+            [
+                &[0x0a, 6][..],
+                b"sha384",
+                &[0x12, 2, 1, 2, 0x1a, 1, 3, 0x22, 1],
+                b"t"
+            ]
+            .concat()
         );
     }
 
@@ -244,11 +264,19 @@ pub mod tests {
         };
         assert_eq!(decode_result(&encode(true, "")), Ok(true));
         assert_eq!(decode_result(&encode(false, "")), Ok(false));
-        assert_eq!(decode_result(&encode(false, "Failed to verify digest. Error code: 0")), Ok(false));
+        assert_eq!(
+            decode_result(&encode(false, "Failed to verify digest. Error code: 0")),
+            Ok(false)
+        );
         assert_eq!(
             decode_result(&encode(false, "Failed to initialize digest verify.")),
-            Err(HostCryptoError::CallFailed("Failed to initialize digest verify.".into()))
+            Err(HostCryptoError::CallFailed(
+                "Failed to initialize digest verify.".into()
+            ))
         );
-        assert_eq!(decode_result(&[0xff, 0xff]), Err(HostCryptoError::BadResult));
+        assert_eq!(
+            decode_result(&[0xff, 0xff]),
+            Err(HostCryptoError::BadResult)
+        );
     }
 }

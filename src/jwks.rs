@@ -4,10 +4,15 @@ use std::fmt;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jwt_compact::{alg::RsaPublicKey, jwk::JsonWebKey};
-use p256::pkcs8::EncodePublicKey;
+use p256::pkcs8::{AssociatedOid, EncodePublicKey};
+use spki::der::{asn1::AnyRef, asn1::BitStringRef, Encode};
+use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
 use serde_json::Value;
 
 use crate::algorithm::Algorithm;
+
+/// id-ecPublicKey (RFC 5480 §2.1.1).
+const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 
 /// RFC 7518 §3.3: RSA keys of fewer bits must not be used.
 const MIN_RSA_BITS: usize = 2048;
@@ -17,8 +22,10 @@ const MIN_RSA_BITS: usize = 2048;
 pub enum KeyMaterial {
     Rsa(RsaPublicKey),
     P256(p256::ecdsa::VerifyingKey),
-    P384(p384::ecdsa::VerifyingKey),
-    P521(p521::ecdsa::VerifyingKey),
+    /// Verified by the host only: the key is kept as its DER SubjectPublicKeyInfo.
+    P384,
+    /// Verified by the host only, like P-384.
+    P521,
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -26,8 +33,8 @@ impl fmt::Debug for KeyMaterial {
         f.write_str(match self {
             KeyMaterial::Rsa(_) => "Rsa",
             KeyMaterial::P256(_) => "P256",
-            KeyMaterial::P384(_) => "P384",
-            KeyMaterial::P521(_) => "P521",
+            KeyMaterial::P384 => "P384",
+            KeyMaterial::P521 => "P521",
         })
     }
 }
@@ -46,8 +53,10 @@ pub struct VerificationKey {
 
 impl VerificationKey {
     pub fn serves(&self, algorithm: Algorithm) -> bool {
-        self.algorithm
-            .map_or_else(|| algorithm.fits(&self.material), |pinned| pinned == algorithm)
+        self.algorithm.map_or_else(
+            || algorithm.fits(&self.material),
+            |pinned| pinned == algorithm,
+        )
     }
 }
 
@@ -190,23 +199,13 @@ fn decode_material(
             let point = |size: usize| uncompressed_point(object, size);
             match curve.as_ref() {
                 "P-256" => {
-                    let key = p256::PublicKey::from_sec1_bytes(&point(32)?).map_err(|e| invalid(&e))?;
+                    let key =
+                        p256::PublicKey::from_sec1_bytes(&point(32)?).map_err(|e| invalid(&e))?;
                     let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
                     Ok((KeyMaterial::P256(key.into()), der.into_vec()))
                 }
-                "P-384" => {
-                    let key = p384::PublicKey::from_sec1_bytes(&point(48)?).map_err(|e| invalid(&e))?;
-                    let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
-                    Ok((KeyMaterial::P384(key.into()), der.into_vec()))
-                }
-                "P-521" => {
-                    let sec1 = point(66)?;
-                    let key = p521::PublicKey::from_sec1_bytes(&sec1).map_err(|e| invalid(&e))?;
-                    let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
-                    let verifying =
-                        p521::ecdsa::VerifyingKey::from_sec1_bytes(&sec1).map_err(|e| invalid(&e))?;
-                    Ok((KeyMaterial::P521(verifying), der.into_vec()))
-                }
+                "P-384" => Ok((KeyMaterial::P384, ec_spki::<p384::NistP384>(&point(48)?)?)),
+                "P-521" => Ok((KeyMaterial::P521, ec_spki::<p521::NistP521>(&point(66)?)?)),
                 other => Err(KeySkip::UnsupportedCurve(other.to_owned())),
             }
         }
@@ -214,6 +213,22 @@ fn decode_material(
         JsonWebKey::KeyPair { curve, .. } => Err(KeySkip::UnsupportedCurve(curve.to_string())),
         _ => Err(KeySkip::UnsupportedKeyType("unknown".to_owned())),
     }
+}
+
+/// RFC 5480 SubjectPublicKeyInfo for an EC point, for curves verified only by the host (which
+/// also checks that the point is on the curve when it imports the key).
+fn ec_spki<C: AssociatedOid>(sec1_uncompressed: &[u8]) -> Result<Vec<u8>, KeySkip> {
+    let curve = AnyRef::from(&C::OID);
+    SubjectPublicKeyInfoRef {
+        algorithm: AlgorithmIdentifierRef {
+            oid: ID_EC_PUBLIC_KEY,
+            parameters: Some(curve),
+        },
+        subject_public_key: BitStringRef::from_bytes(sec1_uncompressed)
+            .map_err(|e| KeySkip::InvalidKey(e.to_string()))?,
+    }
+    .to_der()
+    .map_err(|e| KeySkip::InvalidKey(e.to_string()))
 }
 
 /// SEC1 `0x04 || x || y` from a JWK's coordinates, which RFC 7518 §6.2.1.2 requires at full
@@ -324,5 +339,73 @@ mod tests {
         assert!(matches!(parse_jwks_str("nope"), Err(JwksError::NotJson(_))));
         assert_eq!(parse_jwks_str("{}").unwrap_err(), JwksError::NoKeysArray);
         assert_eq!(parse_jwks_str("[]").unwrap_err(), JwksError::NoKeysArray);
+    }
+
+    /// Known answers: openssl's DER SubjectPublicKeyInfo for keys whose JWK we build.
+    #[test]
+    fn spki_der_matches_openssl() {
+        use p256::elliptic_curve::sec1::ToEncodedPoint;
+        use p256::pkcs8::DecodePrivateKey;
+        let fixture = |name: &str| {
+            std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/").to_owned() + name)
+                .unwrap()
+        };
+        let pem = |name: &str| String::from_utf8(fixture(name)).unwrap();
+        let rsa = jwt_compact::alg::RsaPrivateKey::from_pkcs8_pem(&pem("rsa-3072.pem")).unwrap();
+        let p256 = p256::SecretKey::from_pkcs8_pem(&pem("ec-p256.pem"))
+            .unwrap()
+            .public_key();
+        let p384 = p384::SecretKey::from_pkcs8_pem(&pem("ec-p384.pem"))
+            .unwrap()
+            .public_key();
+        let p521 = p521::SecretKey::from_pkcs8_pem(&pem("ec-p521.pem"))
+            .unwrap()
+            .public_key();
+        let cases = [
+            (
+                public_jwk(JsonWebKey::from(&rsa), "r", None),
+                "rsa-3072-spki.der",
+            ),
+            (
+                crate::testkit::ec_jwk("P-256", p256.to_encoded_point(false).as_bytes(), "a"),
+                "ec-p256-spki.der",
+            ),
+            (
+                crate::testkit::ec_jwk("P-384", p384.to_encoded_point(false).as_bytes(), "b"),
+                "ec-p384-spki.der",
+            ),
+            (
+                crate::testkit::ec_jwk("P-521", p521.to_encoded_point(false).as_bytes(), "c"),
+                "ec-p521-spki.der",
+            ),
+        ];
+        for (jwk, expected) in cases {
+            let parsed = parse_keys(&[jwk]);
+            assert!(
+                parsed.skipped.is_empty(),
+                "{expected}: {:?}",
+                parsed.skipped
+            );
+            assert_eq!(
+                parsed.key_set.keys[0].spki_der,
+                fixture(expected),
+                "{expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn ec_coordinates_must_be_full_width_and_on_the_curve() {
+        let mut jwk = crate::testkit::ec_jwk(
+            "P-256",
+            keys().ec.verifying_key().to_encoded_point(false).as_bytes(),
+            "a",
+        );
+        let good = jwk.clone();
+        jwk["x"] = json!("AAAA");
+        assert!(matches!(skip_of(jwk), KeySkip::InvalidKey(m) if m.contains("expected 32")));
+        let mut off_curve = good;
+        off_curve["y"] = off_curve["x"].clone();
+        assert!(matches!(skip_of(off_curve), KeySkip::InvalidKey(_)));
     }
 }

@@ -5,6 +5,7 @@
 //! module that talks to the proxy.
 
 pub mod algorithm;
+pub mod cache;
 pub mod claims;
 pub mod config;
 pub mod decision;
