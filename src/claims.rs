@@ -288,7 +288,8 @@ mod tests {
     #[test]
     fn payload_claims_accept_numeric_dates_and_reject_others() {
         let parse = |json: &str| serde_json::from_str::<PayloadClaims>(json);
-        let c = parse(r#"{"exp": 10, "nbf": 5.9, "iat": null, "aud": ["a"], "x": {"y": 1}}"#).unwrap();
+        let c =
+            parse(r#"{"exp": 10, "nbf": 5.9, "iat": null, "aud": ["a"], "x": {"y": 1}}"#).unwrap();
         assert_eq!((c.exp, c.nbf, c.iat), (Some(10), Some(5), None));
         assert_eq!(c.aud, Some(Audience::Many(vec!["a".into()])));
         for bad in [

@@ -624,13 +624,20 @@ mod tests {
             expected_allowed += usize::from(allowed);
             if name.starts_with("es384") || name.starts_with("es512") {
                 // Host-only algorithms: refused, never guessed at, without the host.
-                assert_eq!(reason(wasm), Some(DenyReason::UnsupportedAlgorithm), "{name}");
+                assert_eq!(
+                    reason(wasm),
+                    Some(DenyReason::UnsupportedAlgorithm),
+                    "{name}"
+                );
             } else {
                 assert_eq!(wasm, host, "{name}");
             }
         }
         let calls = host_calls.get();
-        assert!(calls >= expected_allowed, "host verified {calls} signatures");
+        assert!(
+            calls >= expected_allowed,
+            "host verified {calls} signatures"
+        );
     }
 
     #[test]

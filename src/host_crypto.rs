@@ -194,8 +194,10 @@ pub mod tests {
             }
             if let Ok(key) = p521::PublicKey::from_public_key_der(&args.public_key) {
                 use p256::elliptic_curve::sec1::ToEncodedPoint;
-                let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(key.to_encoded_point(false).as_bytes())
-                    .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
+                let key = p521::ecdsa::VerifyingKey::from_sec1_bytes(
+                    key.to_encoded_point(false).as_bytes(),
+                )
+                .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
                 let sig = p521::ecdsa::Signature::from_der(&args.signature)
                     .map_err(|e| HostCryptoError::CallFailed(e.to_string()))?;
                 return Ok(key.verify(text, &sig).is_ok());

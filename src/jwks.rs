@@ -5,9 +5,9 @@ use std::fmt;
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use jwt_compact::{alg::RsaPublicKey, jwk::JsonWebKey};
 use p256::pkcs8::{AssociatedOid, EncodePublicKey};
+use serde_json::Value;
 use spki::der::{asn1::AnyRef, asn1::BitStringRef, Encode};
 use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
-use serde_json::Value;
 
 use crate::algorithm::Algorithm;
 

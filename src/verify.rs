@@ -32,7 +32,9 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
     // UntrustedToken accepted exactly three segments: the signing input is all before the
     // last dot, the payload between the two dots.
     let (signed_data, _) = token.rsplit_once('.').ok_or(DenyReason::MalformedToken)?;
-    let (_, payload) = signed_data.split_once('.').ok_or(DenyReason::MalformedToken)?;
+    let (_, payload) = signed_data
+        .split_once('.')
+        .ok_or(DenyReason::MalformedToken)?;
     // Our own claims type, not jwt-compact's `Claims<T>`: its flattened fields are buffered
     // value by value, which costs time on every request.
     let payload = URL_SAFE_NO_PAD

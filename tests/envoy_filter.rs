@@ -102,6 +102,15 @@ fn allowed(name: &'static str, path: &'static str, headers: Vec<(String, String)
     }
 }
 
+/// ES384/ES512: verified by the host; without it, refused as unsupported.
+fn host_only(host: bool, name: &'static str, token: &str) -> Case {
+    if host {
+        allowed(name, "/api/orders", bearer(token))
+    } else {
+        rejected(name, token, "token algorithm not supported")
+    }
+}
+
 fn rejected(name: &'static str, token: &str, description: &str) -> Case {
     Case {
         name,
@@ -115,10 +124,32 @@ fn rejected(name: &'static str, token: &str, description: &str) -> Case {
 }
 
 #[test]
-fn decisions_seen_by_clients_and_upstream() {
+fn decisions_with_host_crypto() {
+    decisions_seen_by_clients_and_upstream("auto");
+}
+
+/// The in-wasm fallback (`"crypto": "wasm"`) decides the same over the same corpus, except
+/// ES384/ES512, which only the host verifies and which are then refused.
+#[test]
+fn decisions_with_wasm_crypto() {
+    decisions_seen_by_clients_and_upstream("wasm");
+}
+
+fn decisions_seen_by_clients_and_upstream(crypto: &str) {
+    let host = crypto == "auto";
+    let mut config = plugin_config();
+    config["crypto"] = json!(crypto);
     let upstream = Upstream::start();
-    let envoy = Envoy::start(&test_config(&plugin_config(), upstream.port))
+    let envoy = Envoy::start(&test_config(&config, upstream.port))
         .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let where_verified = if host { "the host" } else { "wasm" };
+    assert!(
+        envoy
+            .log()
+            .contains(&format!("signatures verified in {where_verified}")),
+        "{}",
+        envoy.log()
+    );
     let k = keys();
     let now = now();
     let valid = rs256(json!({}));
@@ -144,6 +175,52 @@ fn decisions_seen_by_clients_and_upstream() {
             vec![("authorization".into(), format!("bearer {valid}"))],
         ),
         allowed("public-route", "/healthz", vec![]),
+        allowed(
+            "valid-rs384",
+            "/api/orders",
+            bearer(&mint(
+                Signer::Rs384(&k.rsa),
+                Some("rsa-any"),
+                &claims(json!({})),
+            )),
+        ),
+        allowed(
+            "valid-rs512",
+            "/api/orders",
+            bearer(&mint(
+                Signer::Rs512(&k.rsa),
+                Some("rsa-any"),
+                &claims(json!({})),
+            )),
+        ),
+        host_only(
+            host,
+            "valid-es384",
+            &mint(Signer::Es384(&k.ec384), Some("ec-384"), &claims(json!({}))),
+        ),
+        host_only(
+            host,
+            "valid-es512",
+            &mint(Signer::Es512(&k.ec521), Some("ec-521"), &claims(json!({}))),
+        ),
+        rejected(
+            "es256-bad-signature",
+            &mint(
+                Signer::Es256(&p256::ecdsa::SigningKey::random(&mut rsa::rand_core::OsRng)),
+                Some("ec-1"),
+                &claims(json!({})),
+            ),
+            "signature verification failed",
+        ),
+        rejected(
+            "rs512-bad-signature",
+            &mint(
+                Signer::Rs512(&k.rsa_other),
+                Some("rsa-any"),
+                &claims(json!({})),
+            ),
+            "signature verification failed",
+        ),
         Case {
             method: "POST",
             ..allowed("public-exact-path", "/login", vec![])
@@ -298,18 +375,33 @@ fn decisions_seen_by_clients_and_upstream() {
     );
     assert_eq!(seen[0].path, "/api/orders");
 
+    // A repeated token is served from the per-worker verified-token cache: 4 more requests
+    // over at most 2 workers' caches, which `valid-rs256` and `lowercase-scheme` warmed.
+    for _ in 0..4 {
+        let auth = format!("Bearer {valid}");
+        assert_eq!(
+            http::get(envoy.port, "/api/orders", &[("authorization", &auth)]).status,
+            200
+        );
+    }
+    assert!(envoy.counter("wasmcustom.bearer_guard.jwt_cache_hit") >= 4);
+
     // Every decision is counted by reason, across both workers.
-    let allowed_cases = cases.iter().filter(|c| c.status == 200).count() as u64;
+    let allowed_cases = cases.iter().filter(|c| c.status == 200).count() as u64 + 4;
     assert_eq!(
         envoy.counter("wasmcustom.bearer_guard.allowed"),
         allowed_cases
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.bearer_guard.denied.alg_unsupported"),
+        if host { 0 } else { 2 }
     );
     for (reason, count) in [
         ("expired", 1),
         ("not_yet_valid", 1),
         ("issuer", 1),
         ("audience", 1),
-        ("signature", 1),
+        ("signature", 3),
         ("unknown_kid", 1),
         ("alg_none", 1),
         ("malformed", 1),
