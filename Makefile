@@ -13,7 +13,9 @@ CARGO ?= cargo
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$@"' apt-install
 
-.PHONY: setup build test run fmt-check clippy unit integration clean
+TRIVIAL_WASM := target/bench/$(WASM_TARGET)/release/trivial_filter.wasm
+
+.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup
 
 # wasm-opt (Debian's binaryen) shrinks and speeds up the module after rustc; features are
 # the ones rustc emits for wasm32-wasip1.
@@ -51,7 +53,22 @@ integration: build
 	$(CARGO) build --examples
 	$(CARGO) test --test '*'
 
-test: fmt-check clippy unit integration
+test: fmt-check clippy unit integration bench-smoke
+
+# Benchmark against Envoy's native jwt_authn (see bench/run.py); writes bench/results.{md,json}.
+bench-setup: build
+	@command -v wrk >/dev/null || $(APT_INSTALL) wrk
+	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/trivial-filter/Cargo.toml \
+		--target-dir target/bench
+
+bench: bench-setup
+	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
+	python3 bench/run.py --pools bench/tmp/pools --out bench
+
+# A couple of seconds per variant, so CI keeps the benchmark working; judges no targets.
+bench-smoke: bench-setup
+	$(CARGO) run --quiet --example bench_tokens -- --out bench/tmp/smoke --count 200
+	python3 bench/run.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 
 run: build
 	@$(CARGO) build --quiet --example demo_tokens

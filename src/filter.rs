@@ -1,8 +1,9 @@
 //! The proxy-wasm adapter: the only module that talks to the host. It gathers the request's
 //! headers and the host's time, asks the core, and applies the decision.
 
+use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
@@ -13,6 +14,9 @@ use crate::config::{Config, CryptoMode};
 use crate::decision::{Decision, Denial, DenyReason};
 use crate::guard::{CacheLookup, Guard, Request};
 use crate::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
+use crate::log_limit::{LogLimiter, DENIAL_LINES_PER_SECOND};
+
+const METRICS_FLUSH_PERIOD: Duration = Duration::from_secs(1);
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
@@ -35,56 +39,92 @@ impl HostCrypto for EnvoyCrypto {
     }
 }
 
-/// Counter ids, defined once per VM. Envoy shows them under the `wasmcustom.` prefix.
+/// Counters, defined once per VM. Envoy shows them under the `wasmcustom.` prefix.
+/// Increments are batched in the VM and flushed to the host on the root context's tick
+/// (every second): a host call per counter per request would cost more than our own logic.
 struct Metrics {
-    allowed: Option<u32>,
-    denied: Vec<(DenyReason, Option<u32>)>,
-    cache_hit: Option<u32>,
-    cache_miss: Option<u32>,
+    ids: Vec<Option<u32>>,
+    pending: RefCell<Vec<i64>>,
+}
+
+/// Index of each counter in `Metrics::ids`.
+#[derive(Debug, Clone, Copy)]
+enum Counter {
+    Allowed,
+    CacheHit,
+    CacheMiss,
+    Denied(DenyReason),
+}
+
+impl Counter {
+    fn index(self) -> usize {
+        match self {
+            Counter::Allowed => 0,
+            Counter::CacheHit => 1,
+            Counter::CacheMiss => 2,
+            Counter::Denied(reason) => {
+                3 + DenyReason::ALL
+                    .iter()
+                    .position(|r| *r == reason)
+                    .unwrap_or_default()
+            }
+        }
+    }
+
+    fn name(self) -> String {
+        match self {
+            Counter::Allowed => "bearer_guard.allowed".to_owned(),
+            Counter::CacheHit => "bearer_guard.jwt_cache_hit".to_owned(),
+            Counter::CacheMiss => "bearer_guard.jwt_cache_miss".to_owned(),
+            Counter::Denied(reason) => format!("bearer_guard.denied.{}", reason.code()),
+        }
+    }
+
+    fn all() -> impl Iterator<Item = Counter> {
+        [Counter::Allowed, Counter::CacheHit, Counter::CacheMiss]
+            .into_iter()
+            .chain(DenyReason::ALL.into_iter().map(Counter::Denied))
+    }
 }
 
 impl Metrics {
     fn define() -> Self {
-        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
-        Metrics {
-            allowed: counter("bearer_guard.allowed"),
-            denied: DenyReason::ALL
-                .iter()
-                .map(|r| (*r, counter(&format!("bearer_guard.denied.{}", r.code()))))
-                .collect(),
-            cache_hit: counter("bearer_guard.jwt_cache_hit"),
-            cache_miss: counter("bearer_guard.jwt_cache_miss"),
-        }
+        let ids: Vec<Option<u32>> = Counter::all()
+            .map(|c| hostcalls::define_metric(MetricType::Counter, &c.name()).ok())
+            .collect();
+        let pending = RefCell::new(vec![0; ids.len()]);
+        Metrics { ids, pending }
     }
 
-    fn count_denied(&self, reason: DenyReason) {
-        let id = self
-            .denied
-            .iter()
-            .find(|(r, _)| *r == reason)
-            .and_then(|(_, id)| *id);
-        increment(id);
+    fn count(&self, counter: Counter) {
+        if let Some(n) = self.pending.borrow_mut().get_mut(counter.index()) {
+            *n += 1;
+        }
     }
 
     fn count_cache(&self, lookup: CacheLookup) {
         match lookup {
-            CacheLookup::Hit => increment(self.cache_hit),
-            CacheLookup::Miss => increment(self.cache_miss),
+            CacheLookup::Hit => self.count(Counter::CacheHit),
+            CacheLookup::Miss => self.count(Counter::CacheMiss),
             CacheLookup::Skipped => {}
         }
     }
-}
 
-fn increment(id: Option<u32>) {
-    if let Some(id) = id {
-        // A failed counter update must never affect the request.
-        let _ = hostcalls::increment_metric(id, 1);
+    fn flush(&self) {
+        for (id, n) in self.ids.iter().zip(self.pending.borrow_mut().iter_mut()) {
+            if let (Some(id), true) = (id, *n > 0) {
+                // A failed counter update must never affect traffic; the count is dropped.
+                let _ = hostcalls::increment_metric(*id, *n);
+            }
+            *n = 0;
+        }
     }
 }
 
 struct Active {
     guard: Guard,
     metrics: Metrics,
+    denial_log: RefCell<LogLimiter>,
 }
 
 #[derive(Default)]
@@ -158,11 +198,24 @@ impl RootContext for GuardRoot {
             }
         );
         // A new configuration gets a new guard, and with it an empty token cache.
+        if let Some(previous) = &self.active {
+            previous.metrics.flush();
+        }
         self.active = Some(Rc::new(Active {
             guard,
             metrics: Metrics::define(),
+            denial_log: RefCell::new(LogLimiter::default()),
         }));
+        if let Err(status) = hostcalls::set_tick_period(METRICS_FLUSH_PERIOD) {
+            warn!("no tick ({status:?}): counters will not reach the host");
+        }
         true
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(active) = &self.active {
+            active.metrics.flush();
+        }
     }
 
     fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
@@ -207,7 +260,8 @@ impl HttpContext for GuardHttp {
             path: header(":path"),
             headers: &headers,
         };
-        let decision = match now_unix_seconds() {
+        let now = now_unix_seconds();
+        let decision = match now {
             Some(now) => {
                 let verdict = active.guard.decide(&request, now);
                 active.metrics.count_cache(verdict.cache);
@@ -222,7 +276,7 @@ impl HttpContext for GuardHttp {
         };
         match decision {
             Decision::Allow { provider } => {
-                increment(active.metrics.allowed);
+                active.metrics.count(Counter::Allowed);
                 debug!(
                     "allowed provider={} path={}",
                     provider.as_deref().unwrap_or("-"),
@@ -231,7 +285,20 @@ impl HttpContext for GuardHttp {
                 Action::Continue
             }
             Decision::Deny(denial) => {
-                active.metrics.count_denied(denial.reason);
+                active.metrics.count(Counter::Denied(denial.reason));
+                let permit = active
+                    .denial_log
+                    .borrow_mut()
+                    .permit(now.unwrap_or_default());
+                if permit.report_suppressed > 0 {
+                    info!(
+                        "{} denial line(s) not written (limit {DENIAL_LINES_PER_SECOND}/s per worker; counters have them all)",
+                        permit.report_suppressed
+                    );
+                }
+                if !permit.write {
+                    return send_denial(&denial);
+                }
                 info!(
                     "denied reason={} status={} provider={} token_fp={} method={} path={}",
                     denial.reason,

@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub mod guard;
 pub mod host_crypto;
 pub mod jwks;
+pub mod log_limit;
 pub mod rules;
 pub mod verify;
 

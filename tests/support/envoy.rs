@@ -162,6 +162,19 @@ impl Envoy {
             .unwrap_or(0)
     }
 
+    /// The counter once it reaches `expected`, or its value after a few seconds: bearer-guard
+    /// flushes its counters to Envoy once a second.
+    pub fn counter_eventually(&self, name: &str, expected: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let value = self.counter(name);
+            if value == expected || Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }

@@ -1,0 +1,89 @@
+//! Writes the token pools for `make bench` (demo keys; not secret):
+//! `cargo run --release --example bench_tokens -- --out DIR --count N`.
+//!
+//! Files: `jwks.json`; `{rs256,es256}-repeat.txt` (one token); `{rs256,es256}-distinct.txt`
+//! (N distinct valid tokens); `{rs256,es256}-invalid.txt` (the distinct tokens with one
+//! signature character changed: well-formed, bad signature).
+
+use std::error::Error;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use jwt_compact::{alg::RsaPrivateKey, jwk::JsonWebKey};
+use p256::pkcs8::DecodePrivateKey;
+use serde_json::json;
+
+#[path = "../src/testkit.rs"]
+mod testkit;
+
+use testkit::{mint, public_jwk, Signer};
+
+pub const ISSUER: &str = "https://bench.bearer-guard.local";
+pub const AUDIENCE: &str = "bench-api";
+const KEY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/demo-keys");
+
+fn main() -> Result<(), Box<dyn Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let out = PathBuf::from(arg("--out").ok_or("--out DIR is required")?);
+    let count: usize = arg("--count").map_or(Ok(10_000), |c| c.parse())?;
+    fs::create_dir_all(&out)?;
+
+    let rsa =
+        RsaPrivateKey::from_pkcs8_pem(&fs::read_to_string(format!("{KEY_DIR}/rsa-demo.pem"))?)?;
+    let ec = p256::ecdsa::SigningKey::from_pkcs8_pem(&fs::read_to_string(format!(
+        "{KEY_DIR}/ec-demo.pem"
+    ))?)?;
+    let jwks = json!({ "keys": [
+        public_jwk(JsonWebKey::from(&rsa), "demo-rsa", Some("RS256")),
+        public_jwk(JsonWebKey::from(&ec), "demo-ec", Some("ES256")),
+    ]});
+    fs::write(out.join("jwks.json"), jwks.to_string())?;
+
+    let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
+    let claims = |i: usize| {
+        json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": format!("user-{i}"), "jti": format!("bench-{i}"),
+                "iat": now, "exp": now + 4 * 3600 })
+    };
+    for (name, sign) in [
+        (
+            "rs256",
+            &(|i| mint(Signer::Rs256(&rsa), Some("demo-rsa"), &claims(i)))
+                as &dyn Fn(usize) -> String,
+        ),
+        ("es256", &|i| {
+            mint(Signer::Es256(&ec), Some("demo-ec"), &claims(i))
+        }),
+    ] {
+        let distinct: Vec<String> = (0..count).map(sign).collect();
+        let invalid: Vec<String> = distinct.iter().map(|t| corrupt_signature(t)).collect();
+        fs::write(out.join(format!("{name}-repeat.txt")), sign(count) + "\n")?;
+        fs::write(
+            out.join(format!("{name}-distinct.txt")),
+            distinct.join("\n") + "\n",
+        )?;
+        fs::write(
+            out.join(format!("{name}-invalid.txt")),
+            invalid.join("\n") + "\n",
+        )?;
+    }
+    println!("wrote {count} tokens per pool to {}", out.display());
+    Ok(())
+}
+
+/// Changes one base64url character in the middle of the signature: still decodable, wrong.
+fn corrupt_signature(token: &str) -> String {
+    let start = token.rfind('.').map_or(0, |dot| dot + 1);
+    let at = start + (token.len() - start) / 2;
+    let mut bytes = token.as_bytes().to_vec();
+    if let Some(c) = bytes.get_mut(at) {
+        *c = if *c == b'A' { b'B' } else { b'A' };
+    }
+    String::from_utf8(bytes).unwrap_or_default()
+}

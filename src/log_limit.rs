@@ -1,0 +1,72 @@
+//! Bounds how many denial lines a worker writes per second: under a flood of bad tokens the
+//! log must not become the bottleneck (or fill the disk). What is dropped is counted and
+//! reported once the next second begins; the counters still see every denial.
+
+/// Lines per second per worker VM.
+pub const DENIAL_LINES_PER_SECOND: u32 = 20;
+
+#[derive(Debug, Default)]
+pub struct LogLimiter {
+    second: i64,
+    written: u32,
+    suppressed: u64,
+}
+
+/// What to do with one line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPermit {
+    pub write: bool,
+    /// Lines dropped in earlier seconds, to report before this one (0: nothing to report).
+    pub report_suppressed: u64,
+}
+
+impl LogLimiter {
+    pub fn permit(&mut self, now: i64) -> LogPermit {
+        let mut report_suppressed = 0;
+        if now != self.second {
+            self.second = now;
+            self.written = 0;
+            report_suppressed = std::mem::take(&mut self.suppressed);
+        }
+        let write = self.written < DENIAL_LINES_PER_SECOND;
+        if write {
+            self.written += 1;
+        } else {
+            self.suppressed += 1;
+        }
+        LogPermit {
+            write,
+            report_suppressed,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writes_up_to_the_limit_then_reports_what_it_dropped() {
+        let mut limiter = LogLimiter::default();
+        for _ in 0..DENIAL_LINES_PER_SECOND {
+            assert!(limiter.permit(100).write);
+        }
+        for _ in 0..5 {
+            assert_eq!(
+                limiter.permit(100),
+                LogPermit {
+                    write: false,
+                    report_suppressed: 0
+                }
+            );
+        }
+        assert_eq!(
+            limiter.permit(101),
+            LogPermit {
+                write: true,
+                report_suppressed: 5
+            }
+        );
+        assert_eq!(limiter.permit(101).report_suppressed, 0);
+    }
+}
