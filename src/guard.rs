@@ -104,7 +104,10 @@ impl Guard {
             }
             Credential::One { token, source } => (token, source),
         };
-        let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
+        // Hashing costs microseconds per request: only when the cache needs it (a denial's
+        // fingerprint hashes on its own).
+        let caching = self.config.jwt_cache_size > 0;
+        let digest: Option<TokenDigest> = caching.then(|| Sha256::digest(token.as_bytes()).into());
         // A provider may serve this token only if the route accepts it and it reads this source.
         let eligible = |index: usize| {
             self.config
@@ -116,11 +119,14 @@ impl Guard {
             self.deny(
                 reason,
                 provider.map(|p| p.name.clone()),
-                Some(fingerprint(&digest)),
+                Some(fingerprint(
+                    &digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into()),
+                )),
             )
         };
 
-        if let Some((provider, outcome)) = self.check_cached(&digest, &eligible, now) {
+        let cached = digest.and_then(|d| self.check_cached(&d, &eligible, now));
+        if let (Some((provider, outcome)), Some(digest)) = (cached, digest) {
             let decision = match outcome {
                 Ok(()) => Decision::Allow {
                     provider: Some(provider.name.clone()),
@@ -161,14 +167,16 @@ impl Guard {
             }
             match check_with_provider(&parsed, provider, now, self.host_crypto.as_deref()) {
                 Ok(()) => {
-                    self.cache.borrow_mut().insert(
-                        digest,
-                        VerifiedToken {
-                            provider: index,
-                            claims: parsed.claims.clone(),
-                            times: parsed.times,
-                        },
-                    );
+                    if let Some(digest) = digest {
+                        self.cache.borrow_mut().insert(
+                            digest,
+                            VerifiedToken {
+                                provider: index,
+                                claims: parsed.claims.clone(),
+                                times: parsed.times,
+                            },
+                        );
+                    }
                     return miss(Decision::Allow {
                         provider: Some(provider.name.clone()),
                     });
@@ -730,5 +738,12 @@ mod tests {
             assert_eq!(v.cache, CacheLookup::Skipped);
             assert!(matches!(v.decision, Decision::Allow { .. }));
         }
+        // Without the cache's digest, a denial still carries the token's fingerprint.
+        let expired = rs256(&with(json!({ "exp": NOW - 1000 })));
+        let Decision::Deny(denial) = verdict(&g, "/", &expired, NOW).decision else {
+            panic!("expected a denial");
+        };
+        let digest: TokenDigest = Sha256::digest(expired.as_bytes()).into();
+        assert_eq!(denial.token_fingerprint, Some(fingerprint(&digest)));
     }
 }
