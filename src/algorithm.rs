@@ -2,7 +2,7 @@
 //! host's crypto when it has one, else in wasm.
 
 use jwt_compact::{
-    alg::{Rsa, RsaSignature},
+    alg::{Ed25519, Hs256, Hs256Key, Hs384, Hs384Key, Hs512, Hs512Key, Rsa, RsaSignature},
     Algorithm as _, AlgorithmSignature,
 };
 use p256::ecdsa::signature::Verifier as _;
@@ -15,9 +15,16 @@ pub enum Algorithm {
     Rs256,
     Rs384,
     Rs512,
+    Ps256,
+    Ps384,
+    Ps512,
     Es256,
     Es384,
     Es512,
+    EdDsa,
+    Hs256,
+    Hs384,
+    Hs512,
 }
 
 /// How a token's `alg` header is classified before any key is looked at.
@@ -26,19 +33,24 @@ pub enum AlgorithmClass {
     Supported(Algorithm),
     /// `none` in any letter case (RFC 8725 §3.1).
     Unsigned,
-    /// HS256/384/512: refused because every configured key is asymmetric (RFC 8725 §3.1).
-    Symmetric,
     Unsupported,
 }
 
 impl Algorithm {
-    pub const ALL: [Algorithm; 6] = [
+    pub const ALL: [Algorithm; 13] = [
         Algorithm::Rs256,
         Algorithm::Rs384,
         Algorithm::Rs512,
+        Algorithm::Ps256,
+        Algorithm::Ps384,
+        Algorithm::Ps512,
         Algorithm::Es256,
         Algorithm::Es384,
         Algorithm::Es512,
+        Algorithm::EdDsa,
+        Algorithm::Hs256,
+        Algorithm::Hs384,
+        Algorithm::Hs512,
     ];
 
     pub fn from_name(name: &str) -> Option<Self> {
@@ -50,8 +62,6 @@ impl Algorithm {
             AlgorithmClass::Supported(alg)
         } else if name.eq_ignore_ascii_case("none") {
             AlgorithmClass::Unsigned
-        } else if name.get(..2).is_some_and(|p| p.eq_ignore_ascii_case("HS")) {
-            AlgorithmClass::Symmetric
         } else {
             AlgorithmClass::Unsupported
         }
@@ -62,36 +72,57 @@ impl Algorithm {
             Algorithm::Rs256 => "RS256",
             Algorithm::Rs384 => "RS384",
             Algorithm::Rs512 => "RS512",
+            Algorithm::Ps256 => "PS256",
+            Algorithm::Ps384 => "PS384",
+            Algorithm::Ps512 => "PS512",
             Algorithm::Es256 => "ES256",
             Algorithm::Es384 => "ES384",
             Algorithm::Es512 => "ES512",
+            Algorithm::EdDsa => "EdDSA",
+            Algorithm::Hs256 => "HS256",
+            Algorithm::Hs384 => "HS384",
+            Algorithm::Hs512 => "HS512",
         }
     }
 
-    fn hash(self) -> HashName {
+    /// HMAC: the key is a shared secret. Never the default (RFC 8725 §3.1, §3.2).
+    pub fn is_symmetric(self) -> bool {
+        matches!(self, Algorithm::Hs256 | Algorithm::Hs384 | Algorithm::Hs512)
+    }
+
+    /// Which digest the host is asked for; `None`: the host cannot verify this algorithm
+    /// (PSS padding cannot be requested, EdDSA has no pre-hash, HMAC is cheap in wasm).
+    fn host_hash(self) -> Option<HashName> {
         match self {
-            Algorithm::Rs256 | Algorithm::Es256 => HashName::Sha256,
-            Algorithm::Rs384 | Algorithm::Es384 => HashName::Sha384,
-            Algorithm::Rs512 | Algorithm::Es512 => HashName::Sha512,
+            Algorithm::Rs256 | Algorithm::Es256 => Some(HashName::Sha256),
+            Algorithm::Rs384 | Algorithm::Es384 => Some(HashName::Sha384),
+            Algorithm::Rs512 | Algorithm::Es512 => Some(HashName::Sha512),
+            _ => None,
         }
     }
 
     /// Whether a key of this material may be used with this algorithm.
     pub fn fits(self, material: &KeyMaterial) -> bool {
-        matches!(
-            (self, material),
-            (
-                Algorithm::Rs256 | Algorithm::Rs384 | Algorithm::Rs512,
-                KeyMaterial::Rsa(_)
-            ) | (Algorithm::Es256, KeyMaterial::P256(_))
-                | (Algorithm::Es384, KeyMaterial::P384)
-                | (Algorithm::Es512, KeyMaterial::P521)
-        )
+        use Algorithm::*;
+        match material {
+            KeyMaterial::Rsa(_) => matches!(self, Rs256 | Rs384 | Rs512 | Ps256 | Ps384 | Ps512),
+            KeyMaterial::P256(_) => self == Es256,
+            KeyMaterial::P384 => self == Es384,
+            KeyMaterial::P521 => self == Es512,
+            KeyMaterial::Ed25519(_) => self == EdDsa,
+            // RFC 7518 §3.2: the secret is at least as long as the hash output.
+            KeyMaterial::Hmac(secret) => match self {
+                Hs256 => secret.len() >= 32,
+                Hs384 => secret.len() >= 48,
+                Hs512 => secret.len() >= 64,
+                _ => false,
+            },
+        }
     }
 
     /// Verifies `signature` over `signed_data` (the JWS signing input). Through `host` when
-    /// given; if the host cannot run the check, in wasm. A signature that cannot even be
-    /// decoded for this algorithm is simply not valid.
+    /// given and the host can; if the host cannot run the check, in wasm. A signature that
+    /// cannot even be decoded for this algorithm is simply not valid.
     pub fn verify(
         self,
         material: &KeyMaterial,
@@ -100,12 +131,12 @@ impl Algorithm {
         signature: &[u8],
         host: Option<&dyn HostCrypto>,
     ) -> bool {
-        if let Some(host) = host {
+        if let (Some(host), Some(hash)) = (host, self.host_hash()) {
             let Some(host_signature) = self.host_signature(signature) else {
                 return false;
             };
             let check = HostCheck {
-                hash: self.hash(),
+                hash,
                 public_key_der: spki_der,
                 signature: &host_signature,
                 text: signed_data,
@@ -121,7 +152,6 @@ impl Algorithm {
     /// `r || s` (RFC 7518 §3.4) as an ASN.1 DER `ECDSA-Sig-Value`.
     fn host_signature(self, signature: &[u8]) -> Option<Vec<u8>> {
         match self {
-            Algorithm::Rs256 | Algorithm::Rs384 | Algorithm::Rs512 => Some(signature.to_vec()),
             Algorithm::Es256 => p256::ecdsa::Signature::from_slice(signature)
                 .ok()
                 .map(|s| s.to_der().as_bytes().to_vec()),
@@ -131,6 +161,7 @@ impl Algorithm {
             Algorithm::Es512 => ecdsa::Signature::<p521::NistP521>::from_slice(signature)
                 .ok()
                 .map(|s| s.to_der().as_bytes().to_vec()),
+            _ => Some(signature.to_vec()),
         }
     }
 
@@ -149,9 +180,31 @@ impl Algorithm {
             (Algorithm::Rs256, KeyMaterial::Rsa(key)) => rsa(Rsa::rs256(), key),
             (Algorithm::Rs384, KeyMaterial::Rsa(key)) => rsa(Rsa::rs384(), key),
             (Algorithm::Rs512, KeyMaterial::Rsa(key)) => rsa(Rsa::rs512(), key),
+            (Algorithm::Ps256, KeyMaterial::Rsa(key)) => rsa(Rsa::ps256(), key),
+            (Algorithm::Ps384, KeyMaterial::Rsa(key)) => rsa(Rsa::ps384(), key),
+            (Algorithm::Ps512, KeyMaterial::Rsa(key)) => rsa(Rsa::ps512(), key),
             (Algorithm::Es256, KeyMaterial::P256(key)) => {
                 p256::ecdsa::Signature::from_slice(signature)
                     .is_ok_and(|sig| key.verify(signed_data, &sig).is_ok())
+            }
+            (Algorithm::EdDsa, KeyMaterial::Ed25519(key)) => {
+                ed25519_compact::Signature::try_from_slice(signature)
+                    .is_ok_and(|sig| Ed25519.verify_signature(&sig, key, signed_data))
+            }
+            (Algorithm::Hs256, KeyMaterial::Hmac(secret)) => {
+                AlgorithmSignature::try_from_slice(signature).is_ok_and(|sig| {
+                    Hs256.verify_signature(&sig, &Hs256Key::new(secret), signed_data)
+                })
+            }
+            (Algorithm::Hs384, KeyMaterial::Hmac(secret)) => {
+                AlgorithmSignature::try_from_slice(signature).is_ok_and(|sig| {
+                    Hs384.verify_signature(&sig, &Hs384Key::new(secret), signed_data)
+                })
+            }
+            (Algorithm::Hs512, KeyMaterial::Hmac(secret)) => {
+                AlgorithmSignature::try_from_slice(signature).is_ok_and(|sig| {
+                    Hs512.verify_signature(&sig, &Hs512Key::new(secret), signed_data)
+                })
             }
             _ => false,
         }
@@ -173,10 +226,7 @@ mod tests {
         for none in ["none", "None", "NONE", "nOnE"] {
             assert_eq!(Algorithm::classify(none), AlgorithmClass::Unsigned);
         }
-        for hs in ["HS256", "HS384", "HS512", "hs256"] {
-            assert_eq!(Algorithm::classify(hs), AlgorithmClass::Symmetric);
-        }
-        for other in ["rs256", "PS256", "EdDSA", "", "H", "ES256K"] {
+        for other in ["rs256", "hs256", "Ed25519", "", "H", "ES256K", "RSA-OAEP"] {
             assert_eq!(Algorithm::classify(other), AlgorithmClass::Unsupported);
         }
     }

@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use crate::config::TimePolicy;
 use crate::decision::DenyReason;
+use crate::matcher::StringMatch;
 
 /// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,9 +103,30 @@ pub struct PayloadClaims {
     pub nbf: Option<i64>,
     #[serde(default, deserialize_with = "numeric_date")]
     pub iat: Option<i64>,
+    /// OpenID Connect ID-token claims: their presence marks a token that is not an access token.
+    #[serde(default, deserialize_with = "present")]
+    pub nonce: bool,
+    #[serde(default, deserialize_with = "present")]
+    pub at_hash: bool,
+    /// AWS Cognito and others mark refresh tokens so.
+    #[serde(default)]
+    pub token_use: Option<String>,
+}
+
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    de::IgnoredAny::deserialize(deserializer).map(|_| true)
 }
 
 impl PayloadClaims {
+    /// RFC 9068 §4 and RFC 8725 §3.11: an ID token (no `typ`, with `nonce` or `at_hash`) or
+    /// a refresh token must not pass for an access token.
+    pub fn is_not_an_access_token(&self, typ: Option<&str>) -> bool {
+        let id_token = typ.is_none() && (self.nonce || self.at_hash);
+        let refresh = typ.is_some_and(|t| t.to_ascii_lowercase().contains("refresh"))
+            || self.token_use.as_deref() == Some("refresh");
+        id_token || refresh
+    }
+
     pub fn split(self) -> (StringClaims, TimeClaims) {
         (
             StringClaims {
@@ -167,6 +189,14 @@ pub fn check_times(times: TimeClaims, policy: TimePolicy, now: i64) -> Result<()
         }
     }
     Ok(())
+}
+
+pub fn check_subject(sub: Option<&str>, matcher: Option<&StringMatch>) -> Result<(), DenyReason> {
+    match matcher {
+        None => Ok(()),
+        Some(m) if sub.is_some_and(|sub| m.matches(sub)) => Ok(()),
+        Some(_) => Err(DenyReason::SubjectNotAccepted),
+    }
 }
 
 pub fn check_audience(aud: Option<&Audience>, accepted: &[String]) -> Result<(), DenyReason> {
@@ -304,6 +334,32 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn id_and_refresh_tokens_are_not_access_tokens() {
+        let parse = |json: &str| serde_json::from_str::<PayloadClaims>(json).unwrap();
+        assert!(parse(r#"{"nonce": "n"}"#).is_not_an_access_token(None));
+        assert!(parse(r#"{"at_hash": "h"}"#).is_not_an_access_token(None));
+        assert!(!parse(r#"{"nonce": "n"}"#).is_not_an_access_token(Some("at+jwt")));
+        assert!(parse(r#"{}"#).is_not_an_access_token(Some("refresh+jwt")));
+        assert!(parse(r#"{"token_use": "refresh"}"#).is_not_an_access_token(Some("JWT")));
+        assert!(!parse(r#"{"token_use": "access"}"#).is_not_an_access_token(None));
+    }
+
+    #[test]
+    fn subject_matcher() {
+        let m = StringMatch::Prefix("svc-".into());
+        assert_eq!(check_subject(Some("svc-a"), Some(&m)), Ok(()));
+        assert_eq!(
+            check_subject(Some("bob"), Some(&m)),
+            Err(DenyReason::SubjectNotAccepted)
+        );
+        assert_eq!(
+            check_subject(None, Some(&m)),
+            Err(DenyReason::SubjectNotAccepted)
+        );
+        assert_eq!(check_subject(None, None), Ok(()));
     }
 
     #[test]

@@ -6,8 +6,10 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::algorithm::Algorithm;
 use crate::extract::HeaderSource;
-use crate::jwks::{self, KeySet};
+use crate::jwks::{self, KeyMaterial, KeySet};
+use crate::matcher::{RawStringMatch, StringMatch};
 use crate::rules::{PathMatch, Requirement, Rule, Rules};
 
 pub const DEFAULT_REALM: &str = "bearer-guard";
@@ -45,7 +47,39 @@ pub struct Provider {
     pub keys: KeySet,
     pub sources: Vec<HeaderSource>,
     pub time: TimePolicy,
+    /// Algorithms this provider's tokens may use; checked before any key is touched.
+    pub algorithms: Vec<Algorithm>,
+    pub token_types: TokenTypePolicy,
+    pub subjects: Option<StringMatch>,
 }
+
+/// Which `typ` header values are accepted (RFC 8725 §3.11, RFC 9068 §2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenTypePolicy {
+    /// Normalised: lower case, without an `application/` prefix (RFC 7515 §4.1.9).
+    pub accepted: Vec<String>,
+    /// Whether a token without `typ` is refused.
+    pub required: bool,
+}
+
+impl TokenTypePolicy {
+    pub fn accepts(&self, typ: Option<&str>) -> bool {
+        match typ {
+            None => !self.required,
+            Some(typ) => self.accepted.contains(&normalize_token_type(typ)),
+        }
+    }
+}
+
+pub fn normalize_token_type(typ: &str) -> String {
+    let lower = typ.to_ascii_lowercase();
+    match lower.strip_prefix("application/") {
+        Some(rest) => rest.to_owned(),
+        None => lower,
+    }
+}
+
+pub const DEFAULT_TOKEN_TYPES: [&str; 2] = ["JWT", "at+jwt"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimePolicy {
@@ -119,6 +153,14 @@ struct RawProvider {
     require_expiration: Option<bool>,
     #[serde(default)]
     max_lifetime_seconds: u64,
+    #[serde(default)]
+    algorithms: Option<Vec<String>>,
+    #[serde(default)]
+    token_types: Option<Vec<String>>,
+    #[serde(default)]
+    require_token_type: bool,
+    #[serde(default)]
+    subjects: Option<RawStringMatch>,
 }
 
 #[derive(Deserialize)]
@@ -264,6 +306,60 @@ fn compile_provider(
             ),
         ));
     }
+    let algorithms = match raw.algorithms {
+        None => Algorithm::ALL
+            .into_iter()
+            .filter(|a| !a.is_symmetric())
+            .collect(),
+        Some(names) if names.is_empty() => {
+            return Err(ConfigError::new(at("algorithms"), "must not be empty"))
+        }
+        Some(names) => {
+            let mut algorithms = Vec::with_capacity(names.len());
+            for (i, name) in names.iter().enumerate() {
+                let alg = Algorithm::from_name(name).ok_or_else(|| {
+                    ConfigError::new(
+                        at(&format!("algorithms[{i}]")),
+                        format!("{name:?} is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384/512, EdDSA, HS256/384/512)"),
+                    )
+                })?;
+                algorithms.push(alg);
+            }
+            algorithms
+        }
+    };
+    let has_hmac_keys = parsed
+        .key_set
+        .keys
+        .iter()
+        .any(|k| matches!(k.material, KeyMaterial::Hmac(_)));
+    if has_hmac_keys && !algorithms.iter().any(|a| a.is_symmetric()) {
+        warnings.push(format!(
+            "{}: oct (HMAC) keys are unused: HS256/384/512 are not in \"algorithms\"",
+            at("local_jwks")
+        ));
+    }
+    let token_types = TokenTypePolicy {
+        accepted: raw
+            .token_types
+            .unwrap_or_else(|| {
+                DEFAULT_TOKEN_TYPES
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect()
+            })
+            .iter()
+            .map(|t| normalize_token_type(t))
+            .collect(),
+        required: raw.require_token_type,
+    };
+    let subjects = match raw.subjects {
+        None => None,
+        Some(raw) => Some(
+            raw.compile()
+                .map_err(|why| ConfigError::new(at("subjects"), why))?,
+        ),
+    };
     let sources = match raw.from_headers {
         None => vec![HeaderSource::authorization_bearer()],
         Some(list) if list.is_empty() => {
@@ -294,6 +390,9 @@ fn compile_provider(
             max_lifetime_seconds: (raw.max_lifetime_seconds > 0)
                 .then_some(raw.max_lifetime_seconds),
         },
+        algorithms,
+        token_types,
+        subjects,
         name,
     })
 }

@@ -16,8 +16,11 @@ pub enum DenyReason {
     MalformedToken,
     /// `alg: none` in any spelling: an unsigned token.
     UnsignedToken,
-    /// An HMAC algorithm presented against asymmetric keys (algorithm confusion).
-    SymmetricAlgorithm,
+    /// An algorithm the provider does not accept (its `algorithms` list; HMAC is off by
+    /// default, which is what stops RSA/HMAC confusion).
+    AlgorithmNotAllowed,
+    /// A `crit` header names an extension this filter does not implement (RFC 7515 §4.1.11).
+    UnknownCriticalHeader,
     /// An algorithm this filter does not verify.
     UnsupportedAlgorithm,
     /// `iss` missing or not the issuer of any provider that may serve this route.
@@ -40,6 +43,12 @@ pub enum DenyReason {
     LifetimeTooLong,
     /// `aud` does not name any of the provider's audiences.
     AudienceNotAccepted,
+    /// `sub` does not match the provider's `subjects` matcher.
+    SubjectNotAccepted,
+    /// `typ` is not one of the provider's `token_types` (RFC 8725 §3.11).
+    TokenTypeNotAccepted,
+    /// An ID token or a refresh token presented as an access token.
+    NotAnAccessToken,
     /// The request matches no rule; unmatched routes are refused rather than left open.
     NoMatchingRule,
     /// The filter cannot decide right now (no configuration, no clock); the token may be fine.
@@ -68,12 +77,13 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 18] = [
+    pub const ALL: [DenyReason; 22] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedToken,
         DenyReason::UnsignedToken,
-        DenyReason::SymmetricAlgorithm,
+        DenyReason::AlgorithmNotAllowed,
+        DenyReason::UnknownCriticalHeader,
         DenyReason::UnsupportedAlgorithm,
         DenyReason::IssuerNotAccepted,
         DenyReason::UnknownKeyId,
@@ -85,6 +95,9 @@ impl DenyReason {
         DenyReason::IssuedInFuture,
         DenyReason::LifetimeTooLong,
         DenyReason::AudienceNotAccepted,
+        DenyReason::SubjectNotAccepted,
+        DenyReason::TokenTypeNotAccepted,
+        DenyReason::NotAnAccessToken,
         DenyReason::NoMatchingRule,
         DenyReason::Unavailable,
     ];
@@ -96,7 +109,8 @@ impl DenyReason {
             DenyReason::MultipleTokens => "multiple",
             DenyReason::MalformedToken => "malformed",
             DenyReason::UnsignedToken => "alg_none",
-            DenyReason::SymmetricAlgorithm => "alg_symmetric",
+            DenyReason::AlgorithmNotAllowed => "alg_not_allowed",
+            DenyReason::UnknownCriticalHeader => "crit",
             DenyReason::UnsupportedAlgorithm => "alg_unsupported",
             DenyReason::IssuerNotAccepted => "issuer",
             DenyReason::UnknownKeyId => "unknown_kid",
@@ -108,6 +122,9 @@ impl DenyReason {
             DenyReason::IssuedInFuture => "issued_in_future",
             DenyReason::LifetimeTooLong => "lifetime",
             DenyReason::AudienceNotAccepted => "audience",
+            DenyReason::SubjectNotAccepted => "subject",
+            DenyReason::TokenTypeNotAccepted => "type",
+            DenyReason::NotAnAccessToken => "not_access_token",
             DenyReason::NoMatchingRule => "no_rule",
             DenyReason::Unavailable => "unavailable",
         }
@@ -120,7 +137,8 @@ impl DenyReason {
             DenyReason::MultipleTokens => "more than one credential in the request",
             DenyReason::MalformedToken => "token is malformed",
             DenyReason::UnsignedToken => "unsigned tokens are not accepted",
-            DenyReason::SymmetricAlgorithm => "symmetric algorithm not accepted",
+            DenyReason::AlgorithmNotAllowed => "token algorithm not accepted",
+            DenyReason::UnknownCriticalHeader => "unsupported critical header parameter",
             DenyReason::UnsupportedAlgorithm => "token algorithm not supported",
             DenyReason::IssuerNotAccepted => "issuer not accepted",
             DenyReason::UnknownKeyId => "signing key not found",
@@ -132,6 +150,9 @@ impl DenyReason {
             DenyReason::IssuedInFuture => "token issued in the future",
             DenyReason::LifetimeTooLong => "token lifetime exceeds the allowed maximum",
             DenyReason::AudienceNotAccepted => "audience not accepted",
+            DenyReason::SubjectNotAccepted => "subject not accepted",
+            DenyReason::TokenTypeNotAccepted => "token type not accepted",
+            DenyReason::NotAnAccessToken => "not an access token",
             DenyReason::NoMatchingRule => "no rule matches this request",
             DenyReason::Unavailable => "authorization temporarily unavailable",
         }

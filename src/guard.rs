@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{TokenCache, TokenDigest, VerifiedToken};
-use crate::claims::{check_audience, check_times};
+use crate::claims::{check_audience, check_subject, check_times};
 use crate::config::{Config, Provider};
 use crate::decision::{Decision, Denial, DenyReason};
 use crate::extract::{find_credential, Credential, HeaderSource};
@@ -231,9 +231,20 @@ fn check_with_provider(
     now: i64,
     host: Option<&dyn HostCrypto>,
 ) -> Result<(), DenyReason> {
+    // Before any key is touched: this is what keeps an HS256 token away from an RSA key.
+    if !provider.algorithms.contains(&token.algorithm) {
+        return Err(DenyReason::AlgorithmNotAllowed);
+    }
     verify::verify_signature(token, &provider.keys, host)?;
+    if token.not_an_access_token {
+        return Err(DenyReason::NotAnAccessToken);
+    }
+    if !provider.token_types.accepts(token.typ.as_deref()) {
+        return Err(DenyReason::TokenTypeNotAccepted);
+    }
     check_times(token.times, provider.time, now)?;
-    check_audience(token.claims.aud.as_ref(), &provider.audiences)
+    check_audience(token.claims.aud.as_ref(), &provider.audiences)?;
+    check_subject(token.claims.sub.as_deref(), provider.subjects.as_ref())
 }
 
 #[cfg(test)]
@@ -412,9 +423,166 @@ mod tests {
             assert_eq!(check(&t), Some(DenyReason::UnsignedToken), "{alg}");
         }
         let t = testkit::unsigned_with_header(&json!({ "alg": "HS256", "kid": "rsa-1" }), &claims);
-        assert_eq!(check(&t), Some(DenyReason::SymmetricAlgorithm));
-        let t = testkit::unsigned_with_header(&json!({ "alg": "PS256" }), &claims);
+        assert_eq!(check(&t), Some(DenyReason::AlgorithmNotAllowed));
+        let t = testkit::unsigned_with_header(&json!({ "alg": "ES256K" }), &claims);
         assert_eq!(check(&t), Some(DenyReason::UnsupportedAlgorithm));
+        let t = testkit::unsigned_with_header(&json!({ "alg": "RS256", "crit": ["exp"] }), &claims);
+        assert_eq!(check(&t), Some(DenyReason::UnknownCriticalHeader));
+    }
+
+    /// A provider that lists PS*, EdDSA and an HMAC secret next to the default keys.
+    fn all_algorithms_guard() -> Guard {
+        let k = keys();
+        let mut jwks = testkit::jwks();
+        let keys = jwks["keys"].as_array_mut().unwrap();
+        keys.push(testkit::public_jwk(
+            JsonWebKey::from(&k.ed25519.1),
+            "ed-1",
+            None,
+        ));
+        keys.push(json!({ "kty": "oct", "kid": "hmac-1", "k": testkit::b64(&k.hmac_secret) }));
+        guard(testkit::config_json(
+            json!({
+                "local_jwks": jwks,
+                "algorithms": ["RS256", "PS256", "PS512", "EdDSA", "HS256", "HS512"]
+            }),
+            None,
+        ))
+    }
+
+    #[test]
+    fn pss_eddsa_and_hmac_verify_in_wasm() {
+        let k = keys();
+        let g = all_algorithms_guard();
+        let c = good_claims();
+        let cases = [
+            (mint(Signer::Ps256(&k.rsa), Some("rsa-any"), &c), None),
+            (mint(Signer::Ps512(&k.rsa), Some("rsa-any"), &c), None),
+            (mint(Signer::EdDsa(&k.ed25519.0), Some("ed-1"), &c), None),
+            (
+                mint(Signer::Hs256(&k.hmac_secret), Some("hmac-1"), &c),
+                None,
+            ),
+            (
+                mint(Signer::Hs512(&k.hmac_secret), Some("hmac-1"), &c),
+                None,
+            ),
+            (
+                mint(
+                    Signer::Hs256(b"another secret that is 32 bytes!"),
+                    Some("hmac-1"),
+                    &c,
+                ),
+                Some(DenyReason::BadSignature),
+            ),
+            (
+                mint(Signer::Ps256(&k.rsa_other), Some("rsa-any"), &c),
+                Some(DenyReason::BadSignature),
+            ),
+            // Allowed by the key but not by the provider's list.
+            (
+                mint(Signer::Ps384(&k.rsa), Some("rsa-any"), &c),
+                Some(DenyReason::AlgorithmNotAllowed),
+            ),
+            // PS256 pinned away by the key's own alg.
+            (
+                mint(Signer::Ps256(&k.rsa), Some("rsa-1"), &c),
+                Some(DenyReason::KeyAlgorithmMismatch),
+            ),
+        ];
+        for (i, (token, expected)) in cases.iter().enumerate() {
+            assert_eq!(
+                reason(decide_at(&g, "/", &bearer(token), NOW)),
+                *expected,
+                "case {i}"
+            );
+        }
+    }
+
+    /// RFC 8725 §2.1: HS256 "signed" with the RSA public key must never verify.
+    #[test]
+    fn hmac_with_the_rsa_public_key_is_refused() {
+        use rsa::pkcs8::EncodePublicKey;
+        let public = rsa::RsaPublicKey::from(&keys().rsa);
+        let pem = public
+            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+            .unwrap();
+        let der = public.to_public_key_der().unwrap();
+        for secret in [pem.as_bytes(), der.as_bytes()] {
+            let token = mint(Signer::Hs256(secret), Some("rsa-1"), &good_claims());
+            // The default provider: HS* is not allowed at all.
+            assert_eq!(check(&token), Some(DenyReason::AlgorithmNotAllowed));
+            // A provider that allows HS256: the RSA key is never an HMAC key.
+            let g = all_algorithms_guard();
+            assert_eq!(
+                reason(decide_at(&g, "/", &bearer(&token), NOW)),
+                Some(DenyReason::KeyAlgorithmMismatch)
+            );
+        }
+    }
+
+    #[test]
+    fn token_types_and_non_access_tokens() {
+        let k = keys();
+        let with_typ = |typ: &str, claims: &Value| {
+            testkit::mint_with_header(
+                Signer::Rs256(&k.rsa),
+                json!({ "kid": "rsa-1", "typ": typ }),
+                claims,
+            )
+        };
+        let c = good_claims();
+        for accepted in ["JWT", "jwt", "at+jwt", "application/at+jwt", "AT+JWT"] {
+            assert_eq!(check(&with_typ(accepted, &c)), None, "{accepted}");
+        }
+        assert_eq!(
+            check(&with_typ("secevent+jwt", &c)),
+            Some(DenyReason::TokenTypeNotAccepted)
+        );
+        assert_eq!(
+            check(&with_typ("refresh+jwt", &c)),
+            Some(DenyReason::NotAnAccessToken)
+        );
+        let id_token = with(json!({ "nonce": "n-0S6_WzA2Mj" }));
+        assert_eq!(check(&rs256(&id_token)), Some(DenyReason::NotAnAccessToken));
+        let refresh = with(json!({ "token_use": "refresh" }));
+        assert_eq!(check(&rs256(&refresh)), Some(DenyReason::NotAnAccessToken));
+
+        let strict = guard(testkit::config_json(
+            json!({ "token_types": ["at+jwt"], "require_token_type": true }),
+            None,
+        ));
+        assert_eq!(
+            reason(decide_at(&strict, "/", &bearer(&rs256(&c)), NOW)),
+            Some(DenyReason::TokenTypeNotAccepted)
+        );
+        assert_eq!(
+            reason(decide_at(&strict, "/", &bearer(&with_typ("JWT", &c)), NOW)),
+            Some(DenyReason::TokenTypeNotAccepted)
+        );
+        assert_eq!(
+            reason(decide_at(
+                &strict,
+                "/",
+                &bearer(&with_typ("application/at+jwt", &c)),
+                NOW
+            )),
+            None
+        );
+    }
+
+    #[test]
+    fn subjects_matcher_applies() {
+        let g = guard(testkit::config_json(
+            json!({ "subjects": { "prefix": "svc-" } }),
+            None,
+        ));
+        let svc = rs256(&with(json!({ "sub": "svc-orders" })));
+        assert_eq!(reason(decide_at(&g, "/", &bearer(&svc), NOW)), None);
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&rs256(&good_claims())), NOW)),
+            Some(DenyReason::SubjectNotAccepted)
+        );
     }
 
     #[test]

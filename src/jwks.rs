@@ -3,8 +3,9 @@
 use std::fmt;
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use jwt_compact::{alg::RsaPublicKey, jwk::JsonWebKey};
+use jwt_compact::alg::RsaPublicKey;
 use p256::pkcs8::{AssociatedOid, EncodePublicKey};
+use rsa::BigUint;
 use serde_json::Value;
 use spki::der::{asn1::AnyRef, asn1::BitStringRef, Encode};
 use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
@@ -26,6 +27,9 @@ pub enum KeyMaterial {
     P384,
     /// Verified by the host only, like P-384.
     P521,
+    Ed25519(ed25519_compact::PublicKey),
+    /// An `oct` key: an HMAC secret, usable only by providers that allow HS* algorithms.
+    Hmac(Vec<u8>),
 }
 
 impl fmt::Debug for KeyMaterial {
@@ -35,6 +39,9 @@ impl fmt::Debug for KeyMaterial {
             KeyMaterial::P256(_) => "P256",
             KeyMaterial::P384 => "P384",
             KeyMaterial::P521 => "P521",
+            KeyMaterial::Ed25519(_) => "Ed25519",
+            // Never the secret itself.
+            KeyMaterial::Hmac(_) => "Hmac",
         })
     }
 }
@@ -157,12 +164,7 @@ fn parse_key(value: &Value) -> Result<VerificationKey, KeySkip> {
         ),
         None => None,
     };
-    let jwk: JsonWebKey<'_> =
-        serde_json::from_value(value.clone()).map_err(|e| match text("kty") {
-            Some("RSA" | "EC") | None => KeySkip::InvalidKey(e.to_string()),
-            Some(kty) => KeySkip::UnsupportedKeyType(kty.to_owned()),
-        })?;
-    let (material, spki_der) = decode_material(&jwk, object)?;
+    let (material, spki_der) = decode_material(object)?;
     if let Some(alg) = declared {
         if !alg.fits(&material) {
             return Err(KeySkip::AlgorithmDoesNotFitKey {
@@ -179,15 +181,17 @@ fn parse_key(value: &Value) -> Result<VerificationKey, KeySkip> {
     })
 }
 
-/// Decodes the public part of a JWK and its DER SubjectPublicKeyInfo.
+/// Decodes the public part of a JWK (RFC 7518 §6) and its DER SubjectPublicKeyInfo.
 fn decode_material(
-    jwk: &JsonWebKey<'_>,
     object: &serde_json::Map<String, Value>,
 ) -> Result<(KeyMaterial, Vec<u8>), KeySkip> {
     let invalid = |e: &dyn fmt::Display| KeySkip::InvalidKey(e.to_string());
-    match jwk {
-        JsonWebKey::Rsa { .. } => {
-            let key = RsaPublicKey::try_from(jwk).map_err(|e| invalid(&e))?;
+    let text = |name: &str| object.get(name).and_then(Value::as_str);
+    match text("kty") {
+        Some("RSA") => {
+            let n = BigUint::from_bytes_be(&member(object, "n")?);
+            let e = BigUint::from_bytes_be(&member(object, "e")?);
+            let key = RsaPublicKey::new(n, e).map_err(|e| invalid(&e))?;
             let bits = rsa::traits::PublicKeyParts::size(&key) * 8;
             if bits < MIN_RSA_BITS {
                 return Err(KeySkip::WeakRsaKey(bits));
@@ -195,9 +199,9 @@ fn decode_material(
             let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
             Ok((KeyMaterial::Rsa(key), der.into_vec()))
         }
-        JsonWebKey::EllipticCurve { curve, .. } => {
+        Some("EC") => {
             let point = |size: usize| uncompressed_point(object, size);
-            match curve.as_ref() {
+            match text("crv").unwrap_or_default() {
                 "P-256" => {
                     let key =
                         p256::PublicKey::from_sec1_bytes(&point(32)?).map_err(|e| invalid(&e))?;
@@ -209,10 +213,29 @@ fn decode_material(
                 other => Err(KeySkip::UnsupportedCurve(other.to_owned())),
             }
         }
-        JsonWebKey::Symmetric { .. } => Err(KeySkip::UnsupportedKeyType("oct".to_owned())),
-        JsonWebKey::KeyPair { curve, .. } => Err(KeySkip::UnsupportedCurve(curve.to_string())),
-        _ => Err(KeySkip::UnsupportedKeyType("unknown".to_owned())),
+        Some("OKP") => match text("crv").unwrap_or_default() {
+            "Ed25519" => {
+                let key = ed25519_compact::PublicKey::from_slice(&member(object, "x")?)
+                    .map_err(|e| invalid(&e))?;
+                Ok((KeyMaterial::Ed25519(key), Vec::new()))
+            }
+            other => Err(KeySkip::UnsupportedCurve(other.to_owned())),
+        },
+        Some("oct") => Ok((KeyMaterial::Hmac(member(object, "k")?), Vec::new())),
+        Some(other) => Err(KeySkip::UnsupportedKeyType(other.to_owned())),
+        None => Err(KeySkip::InvalidKey("missing \"kty\"".to_owned())),
     }
+}
+
+/// A base64url member of a JWK, decoded (trailing `=` padding tolerated).
+fn member(object: &serde_json::Map<String, Value>, name: &str) -> Result<Vec<u8>, KeySkip> {
+    let text = object
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| KeySkip::InvalidKey(format!("missing \"{name}\"")))?;
+    URL_SAFE_NO_PAD
+        .decode(text.trim_end_matches('='))
+        .map_err(|e| KeySkip::InvalidKey(format!("\"{name}\": {e}")))
 }
 
 /// RFC 5480 SubjectPublicKeyInfo for an EC point, for curves verified only by the host (which
@@ -238,13 +261,7 @@ fn uncompressed_point(
     size: usize,
 ) -> Result<Vec<u8>, KeySkip> {
     let coordinate = |name: &str| -> Result<Vec<u8>, KeySkip> {
-        let text = object
-            .get(name)
-            .and_then(Value::as_str)
-            .ok_or_else(|| KeySkip::InvalidKey(format!("missing \"{name}\"")))?;
-        let bytes = URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|e| KeySkip::InvalidKey(format!("\"{name}\": {e}")))?;
+        let bytes = member(object, name)?;
         if bytes.len() == size {
             Ok(bytes)
         } else {
@@ -265,6 +282,7 @@ fn uncompressed_point(
 mod tests {
     use super::*;
     use crate::testkit::{keys, public_jwk};
+    use jwt_compact::jwk::JsonWebKey;
     use serde_json::json;
 
     fn skip_of(key: Value) -> KeySkip {
@@ -311,8 +329,8 @@ mod tests {
             KeySkip::UnsupportedAlgorithm("XX1".into())
         );
         assert_eq!(
-            skip_of(json!({ "kty": "oct", "k": "c2VjcmV0" })),
-            KeySkip::UnsupportedKeyType("oct".into())
+            skip_of(json!({ "kty": "OKP", "crv": "X25519", "x": "AAAA" })),
+            KeySkip::UnsupportedCurve("X25519".into())
         );
         assert_eq!(
             skip_of(json!({ "kty": "XYZ" })),

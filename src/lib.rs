@@ -16,6 +16,7 @@ pub mod guard;
 pub mod host_crypto;
 pub mod jwks;
 pub mod log_limit;
+pub mod matcher;
 pub mod rules;
 pub mod verify;
 

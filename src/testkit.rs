@@ -15,7 +15,6 @@ use std::sync::OnceLock;
 use jwt_compact::{
     alg::{Es256, Rsa, RsaPrivateKey},
     jwk::JsonWebKey,
-    AlgorithmExt, Claims, Header,
 };
 use rsa::rand_core::OsRng;
 use serde_json::{json, Value};
@@ -29,6 +28,8 @@ pub struct Keys {
     pub ec: p256::ecdsa::SigningKey,
     pub ec384: p384::ecdsa::SigningKey,
     pub ec521: p521::ecdsa::SigningKey,
+    pub ed25519: (ed25519_compact::SecretKey, ed25519_compact::PublicKey),
+    pub hmac_secret: Vec<u8>,
 }
 
 pub fn keys() -> &'static Keys {
@@ -39,7 +40,16 @@ pub fn keys() -> &'static Keys {
         ec: p256::ecdsa::SigningKey::random(&mut OsRng),
         ec384: p384::ecdsa::SigningKey::random(&mut OsRng),
         ec521: p521::ecdsa::SigningKey::random(&mut OsRng),
+        ed25519: jwt_compact::alg::Ed25519::generate(&mut OsRng),
+        hmac_secret: (0..64u8)
+            .map(|i| i.wrapping_mul(37).wrapping_add(11))
+            .collect(),
     })
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// A public EC JWK from SEC1 uncompressed point bytes (`04 || x || y`).
@@ -104,53 +114,85 @@ pub enum Signer<'a> {
     Rs256(&'a RsaPrivateKey),
     Rs384(&'a RsaPrivateKey),
     Rs512(&'a RsaPrivateKey),
+    Ps256(&'a RsaPrivateKey),
+    Ps384(&'a RsaPrivateKey),
+    Ps512(&'a RsaPrivateKey),
     Es256(&'a p256::ecdsa::SigningKey),
     Es384(&'a p384::ecdsa::SigningKey),
     Es512(&'a p521::ecdsa::SigningKey),
+    EdDsa(&'a ed25519_compact::SecretKey),
+    Hs256(&'a [u8]),
+    Hs512(&'a [u8]),
+}
+
+impl Signer<'_> {
+    fn alg(&self) -> &'static str {
+        match self {
+            Signer::Rs256(_) => "RS256",
+            Signer::Rs384(_) => "RS384",
+            Signer::Rs512(_) => "RS512",
+            Signer::Ps256(_) => "PS256",
+            Signer::Ps384(_) => "PS384",
+            Signer::Ps512(_) => "PS512",
+            Signer::Es256(_) => "ES256",
+            Signer::Es384(_) => "ES384",
+            Signer::Es512(_) => "ES512",
+            Signer::EdDsa(_) => "EdDSA",
+            Signer::Hs256(_) => "HS256",
+            Signer::Hs512(_) => "HS512",
+        }
+    }
+
+    /// The JWS signature over `message`, in its JWS form (ECDSA as `r || s`).
+    fn sign(&self, message: &[u8]) -> Vec<u8> {
+        use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, Hs512, Hs512Key};
+        use jwt_compact::{Algorithm, AlgorithmSignature};
+        use p256::ecdsa::signature::Signer as _;
+        fn bytes(sig: &impl AlgorithmSignature) -> Vec<u8> {
+            sig.as_bytes().into_owned()
+        }
+        match self {
+            Signer::Rs256(k) => bytes(&Rsa::rs256().sign(k, message)),
+            Signer::Rs384(k) => bytes(&Rsa::rs384().sign(k, message)),
+            Signer::Rs512(k) => bytes(&Rsa::rs512().sign(k, message)),
+            Signer::Ps256(k) => bytes(&Rsa::ps256().sign(k, message)),
+            Signer::Ps384(k) => bytes(&Rsa::ps384().sign(k, message)),
+            Signer::Ps512(k) => bytes(&Rsa::ps512().sign(k, message)),
+            Signer::Es256(k) => bytes(&Es256.sign(k, message)),
+            Signer::Es384(k) => {
+                let sig: p384::ecdsa::Signature = k.sign(message);
+                sig.to_bytes().to_vec()
+            }
+            Signer::Es512(k) => {
+                let sig: p521::ecdsa::Signature = k.sign(message);
+                sig.to_bytes().to_vec()
+            }
+            Signer::EdDsa(k) => bytes(&Ed25519.sign(k, message)),
+            Signer::Hs256(secret) => bytes(&Hs256.sign(&Hs256Key::new(secret), message)),
+            Signer::Hs512(secret) => bytes(&Hs512.sign(&Hs512Key::new(secret), message)),
+        }
+    }
 }
 
 pub fn mint(signer: Signer<'_>, kid: Option<&str>, claims: &Value) -> String {
-    use p256::ecdsa::signature::Signer as _;
-    let mut header = Header::empty();
-    if let Some(kid) = kid {
-        header = header.with_key_id(kid);
-    }
-    let claims = Claims::new(claims.clone());
-    match signer {
-        Signer::Rs256(key) => Rsa::rs256().token(&header, &claims, key).unwrap(),
-        Signer::Rs384(key) => Rsa::rs384().token(&header, &claims, key).unwrap(),
-        Signer::Rs512(key) => Rsa::rs512().token(&header, &claims, key).unwrap(),
-        Signer::Es256(key) => Es256.token(&header, &claims, key).unwrap(),
-        // jwt-compact has no ES384/ES512: sign the JWS signing input directly.
-        Signer::Es384(key) => sign_raw("ES384", kid, &claims, |m| {
-            let sig: p384::ecdsa::Signature = key.sign(m);
-            sig.to_bytes().to_vec()
-        }),
-        Signer::Es512(key) => sign_raw("ES512", kid, &claims, |m| {
-            let sig: p521::ecdsa::Signature = key.sign(m);
-            sig.to_bytes().to_vec()
-        }),
-    }
+    let header = match kid {
+        Some(kid) => json!({ "kid": kid }),
+        None => json!({}),
+    };
+    mint_with_header(signer, header, claims)
 }
 
-fn sign_raw(
-    alg: &str,
-    kid: Option<&str>,
-    claims: &Claims<Value>,
-    sign: impl Fn(&[u8]) -> Vec<u8>,
-) -> String {
-    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-    let mut header = json!({ "alg": alg, "typ": "JWT" });
-    if let Some(kid) = kid {
-        header["kid"] = json!(kid);
-    }
-    let signing_input = format!(
+/// A signed token whose header is `fields` plus the signer's `alg`.
+pub fn mint_with_header(signer: Signer<'_>, fields: Value, claims: &Value) -> String {
+    let mut header = fields;
+    header["alg"] = json!(signer.alg());
+    let input = format!(
         "{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(serde_json::to_string(claims).unwrap())
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
     );
-    let signature = sign(signing_input.as_bytes());
-    format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature))
+    let signature = signer.sign(input.as_bytes());
+    format!("{input}.{}", b64(&signature))
 }
 
 pub fn rs256(claims: &Value) -> String {

@@ -1,6 +1,7 @@
 //! Token parsing and signature verification against a provider's keys.
 
 use jwt_compact::UntrustedToken;
+use serde::Deserialize;
 
 use crate::algorithm::{Algorithm, AlgorithmClass};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
@@ -10,11 +11,22 @@ use crate::decision::DenyReason;
 use crate::host_crypto::HostCrypto;
 use crate::jwks::KeySet;
 
+/// Header parameters beyond jwt-compact's own. `jku`, `x5u` and `jwk` are never read:
+/// keys come from configuration only (RFC 8725 §3.10).
+#[derive(Debug, Clone, Deserialize)]
+struct ExtraHeader {
+    #[serde(default)]
+    crit: Option<Vec<String>>,
+}
+
 /// A syntactically valid JWS with a supported algorithm; nothing about it is trusted yet.
 #[derive(Debug)]
 pub struct ParsedToken<'t> {
     pub algorithm: Algorithm,
     pub kid: Option<String>,
+    pub typ: Option<String>,
+    /// An ID token or refresh token by its claims (see `PayloadClaims`).
+    pub not_an_access_token: bool,
     pub claims: StringClaims,
     pub times: TimeClaims,
     signed_data: &'t str,
@@ -22,13 +34,18 @@ pub struct ParsedToken<'t> {
 }
 
 pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
-    let untrusted = UntrustedToken::new(token).map_err(|_| DenyReason::MalformedToken)?;
+    let untrusted =
+        UntrustedToken::<ExtraHeader>::try_from(token).map_err(|_| DenyReason::MalformedToken)?;
     let algorithm = match Algorithm::classify(untrusted.algorithm()) {
         AlgorithmClass::Supported(alg) => alg,
         AlgorithmClass::Unsigned => return Err(DenyReason::UnsignedToken),
-        AlgorithmClass::Symmetric => return Err(DenyReason::SymmetricAlgorithm),
         AlgorithmClass::Unsupported => return Err(DenyReason::UnsupportedAlgorithm),
     };
+    // No JWS extension is implemented, so any critical one is unknown (RFC 7515 §4.1.11).
+    if untrusted.header().other_fields.crit.is_some() {
+        return Err(DenyReason::UnknownCriticalHeader);
+    }
+    let typ = untrusted.header().token_type.clone();
     // UntrustedToken accepted exactly three segments: the signing input is all before the
     // last dot, the payload between the two dots.
     let (signed_data, _) = token.rsplit_once('.').ok_or(DenyReason::MalformedToken)?;
@@ -44,11 +61,14 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
     if payload.trim_ascii_start().first() != Some(&b'{') {
         return Err(DenyReason::MalformedToken);
     }
-    let (claims, times) = serde_json::from_slice::<PayloadClaims>(&payload)
-        .map_err(|_| DenyReason::MalformedToken)?
-        .split();
+    let payload = serde_json::from_slice::<PayloadClaims>(&payload)
+        .map_err(|_| DenyReason::MalformedToken)?;
+    let not_an_access_token = payload.is_not_an_access_token(typ.as_deref());
+    let (claims, times) = payload.split();
     Ok(ParsedToken {
         algorithm,
+        typ,
+        not_an_access_token,
         kid: untrusted.header().key_id.clone(),
         times,
         claims,

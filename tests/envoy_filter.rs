@@ -22,6 +22,13 @@ use support::http;
 use support::upstream::{Upstream, UPSTREAM_BODY};
 use testkit::{keys, mint, public_jwk, Signer, ISSUER};
 
+fn rsa_public_pem() -> String {
+    use rsa::pkcs8::EncodePublicKey;
+    rsa::RsaPublicKey::from(&keys().rsa)
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap()
+}
+
 fn now() -> i64 {
     i64::try_from(
         SystemTime::now()
@@ -33,12 +40,18 @@ fn now() -> i64 {
 }
 
 fn plugin_config() -> Value {
+    let k = keys();
+    let mut jwks = testkit::jwks();
+    let list = jwks["keys"].as_array_mut().unwrap();
+    list.push(public_jwk(JsonWebKey::from(&k.ed25519.1), "ed-1", None));
+    list.push(json!({ "kty": "oct", "kid": "hmac-1", "k": testkit::b64(&k.hmac_secret) }));
     json!({
         "providers": {
             "corp": {
                 "issuer": ISSUER,
                 "audiences": ["orders-api"],
-                "local_jwks": testkit::jwks(),
+                "local_jwks": jwks,
+                "algorithms": ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "ES512", "EdDSA", "HS256"],
             }
         },
         "rules": [
@@ -202,6 +215,61 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
             host,
             "valid-es512",
             &mint(Signer::Es512(&k.ec521), Some("ec-521"), &claims(json!({}))),
+        ),
+        allowed(
+            "valid-ps256",
+            "/api/orders",
+            bearer(&mint(
+                Signer::Ps256(&k.rsa),
+                Some("rsa-any"),
+                &claims(json!({})),
+            )),
+        ),
+        allowed(
+            "valid-eddsa",
+            "/api/orders",
+            bearer(&mint(
+                Signer::EdDsa(&k.ed25519.0),
+                Some("ed-1"),
+                &claims(json!({})),
+            )),
+        ),
+        allowed(
+            "valid-hs256",
+            "/api/orders",
+            bearer(&mint(
+                Signer::Hs256(&k.hmac_secret),
+                Some("hmac-1"),
+                &claims(json!({})),
+            )),
+        ),
+        rejected(
+            "hs256-with-rsa-public-key",
+            &mint(
+                Signer::Hs256(rsa_public_pem().as_bytes()),
+                Some("rsa-1"),
+                &claims(json!({})),
+            ),
+            "token algorithm does not match the key",
+        ),
+        rejected(
+            "ps512-not-allowed",
+            &mint(Signer::Ps512(&k.rsa), Some("rsa-any"), &claims(json!({}))),
+            "token algorithm not accepted",
+        ),
+        rejected(
+            "unknown-crit",
+            &testkit::mint_with_header(
+                Signer::Rs256(&k.rsa),
+                json!({ "kid": "rsa-1", "crit": ["urn:example:ext"], "urn:example:ext": true }),
+                &claims(json!({})),
+            ),
+            "unsupported critical header parameter",
+        ),
+        rejected(
+            "id-token",
+            &rs256(json!({ "nonce": "n-0S6_WzA2Mj" })),
+            "not an access token",
         ),
         rejected(
             "es256-bad-signature",
@@ -413,6 +481,10 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
         ("missing", 3),
         ("multiple", 1),
         ("no_rule", 1),
+        ("key_alg_mismatch", 1),
+        ("alg_not_allowed", 1),
+        ("crit", 1),
+        ("not_access_token", 1),
     ] {
         assert_eq!(
             envoy.counter_eventually(&format!("wasmcustom.bearer_guard.denied.{reason}"), count),
