@@ -15,6 +15,8 @@ pub struct VerifiedToken {
     pub provider: usize,
     pub claims: StringClaims,
     pub times: TimeClaims,
+    /// Payload and claim headers for upstream, derived once from the verified payload.
+    pub upstream_headers: Vec<(String, String)>,
 }
 
 /// Bounded by entry count; when full, the oldest insertion is evicted first (FIFO), which is
@@ -89,6 +91,7 @@ mod tests {
             provider,
             claims: StringClaims::default(),
             times: TimeClaims::default(),
+            upstream_headers: Vec::new(),
         }
     }
 

@@ -7,7 +7,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::algorithm::Algorithm;
-use crate::extract::HeaderSource;
+use crate::json_path;
+use crate::extract::TokenSource;
+use crate::forward::{ClaimHeader, ForwardPolicy};
 use crate::jwks::{self, KeyMaterial, KeySet};
 use crate::matcher::{RawStringMatch, StringMatch};
 use crate::rules::{PathMatch, Requirement, Rule, Rules};
@@ -36,6 +38,8 @@ pub struct Config {
     /// Verified tokens remembered per worker VM; 0 disables the cache.
     pub jwt_cache_size: usize,
     pub crypto: CryptoMode,
+    /// Every header any provider writes upstream; removed from every incoming request.
+    pub written_headers: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -45,7 +49,8 @@ pub struct Provider {
     /// Empty: `aud` is not checked.
     pub audiences: Vec<String>,
     pub keys: KeySet,
-    pub sources: Vec<HeaderSource>,
+    pub sources: Vec<TokenSource>,
+    pub forward: ForwardPolicy,
     pub time: TimePolicy,
     /// Algorithms this provider's tokens may use; checked before any key is touched.
     pub algorithms: Vec<Algorithm>,
@@ -148,6 +153,16 @@ struct RawProvider {
     #[serde(default)]
     from_headers: Option<Vec<RawHeaderSource>>,
     #[serde(default)]
+    from_cookies: Option<Vec<String>>,
+    #[serde(default)]
+    from_params: Option<Vec<String>>,
+    #[serde(default)]
+    forward: bool,
+    #[serde(default)]
+    forward_payload_header: Option<String>,
+    #[serde(default)]
+    claim_to_headers: Option<Vec<RawClaimHeader>>,
+    #[serde(default)]
     clock_skew_seconds: Option<u64>,
     #[serde(default)]
     require_expiration: Option<bool>,
@@ -182,6 +197,13 @@ struct RawHeaderSource {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawClaimHeader {
+    claim_name: String,
+    header_name: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawRule {
     #[serde(rename = "match")]
     matcher: RawMatch,
@@ -208,11 +230,11 @@ struct RawRequires {
 
 impl Config {
     pub fn from_json(bytes: &[u8]) -> Result<Configured, ConfigError> {
-        let mut de = serde_json::Deserializer::from_slice(bytes);
-        let raw: RawConfig = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| ConfigError::new(e.path().to_string(), e.inner().to_string()))?;
-        de.end()
-            .map_err(|e| ConfigError::new("", format!("trailing data: {e}")))?;
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| ConfigError::new("", format!("not UTF-8: {e}")))?;
+        let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
+            ConfigError::new(json_path::path_at(text, e.line(), e.column()), e.to_string())
+        })?;
         compile(raw)
     }
 }
@@ -240,6 +262,12 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             "must not contain control characters",
         ));
     }
+    let mut written_headers: Vec<String> = Vec::new();
+    for name in providers.iter().flat_map(|p| p.forward.written_headers()) {
+        if !written_headers.iter().any(|n| n == name) {
+            written_headers.push(name.to_owned());
+        }
+    }
     Ok(Configured {
         config: Config {
             realm,
@@ -247,6 +275,7 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             rules,
             jwt_cache_size: raw.jwt_cache_size.unwrap_or(DEFAULT_JWT_CACHE_SIZE),
             crypto: raw.crypto,
+            written_headers,
         },
         warnings,
     })
@@ -263,6 +292,21 @@ fn compile_provider(
             "providers",
             "provider names must not be empty",
         ));
+    }
+    let sources = compile_sources(&raw, &at)?;
+    let forward = compile_forward(&raw, &at)?;
+    for (i, name) in forward.written_headers().enumerate() {
+        let reads = sources.iter().any(|s| match s {
+            TokenSource::Header { name: source, .. } => source == name,
+            TokenSource::Cookie { .. } => name == "cookie",
+            TokenSource::Param { .. } => false,
+        });
+        if reads {
+            return Err(ConfigError::new(
+                at("claim_to_headers"),
+                format!("header {name:?} (written header {i}) is also where tokens are read"),
+            ));
+        }
     }
     if raw.issuer.is_empty() {
         return Err(ConfigError::new(at("issuer"), "must not be empty"));
@@ -360,30 +404,12 @@ fn compile_provider(
                 .map_err(|why| ConfigError::new(at("subjects"), why))?,
         ),
     };
-    let sources = match raw.from_headers {
-        None => vec![HeaderSource::authorization_bearer()],
-        Some(list) if list.is_empty() => {
-            return Err(ConfigError::new(at("from_headers"), "must not be empty"))
-        }
-        Some(list) => {
-            let mut sources = Vec::with_capacity(list.len());
-            for (i, h) in list.iter().enumerate() {
-                if !is_header_name(&h.name) {
-                    return Err(ConfigError::new(
-                        at(&format!("from_headers[{i}].name")),
-                        "must be a valid HTTP header name",
-                    ));
-                }
-                sources.push(HeaderSource::new(&h.name, &h.value_prefix));
-            }
-            sources
-        }
-    };
     Ok(Provider {
         issuer: raw.issuer,
         audiences: raw.audiences,
         keys: parsed.key_set,
         sources,
+        forward,
         time: TimePolicy {
             clock_skew_seconds: raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
             require_expiration: raw.require_expiration.unwrap_or(true),
@@ -396,6 +422,106 @@ fn compile_provider(
         name,
     })
 }
+
+/// Without any `from_*`, tokens come from `Authorization: Bearer` (as in jwt_authn).
+fn compile_sources(
+    raw: &RawProvider,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<TokenSource>, ConfigError> {
+    let mut sources = Vec::new();
+    for (i, h) in raw.from_headers.iter().flatten().enumerate() {
+        if !is_header_name(&h.name) {
+            return Err(ConfigError::new(
+                at(&format!("from_headers[{i}].name")),
+                "must be a valid HTTP header name",
+            ));
+        }
+        sources.push(TokenSource::header(&h.name, &h.value_prefix));
+    }
+    for (i, name) in raw.from_cookies.iter().flatten().enumerate() {
+        if !is_token(name) {
+            return Err(ConfigError::new(
+                at(&format!("from_cookies[{i}]")),
+                "must be a valid cookie name",
+            ));
+        }
+        sources.push(TokenSource::Cookie { name: name.clone() });
+    }
+    for (i, name) in raw.from_params.iter().flatten().enumerate() {
+        if name.is_empty() || name.contains(['&', '=', '#', '?']) {
+            return Err(ConfigError::new(
+                at(&format!("from_params[{i}]")),
+                "must be a query parameter name",
+            ));
+        }
+        sources.push(TokenSource::Param { name: name.clone() });
+    }
+    let any_configured =
+        raw.from_headers.is_some() || raw.from_cookies.is_some() || raw.from_params.is_some();
+    match (any_configured, sources.is_empty()) {
+        (false, _) => Ok(vec![TokenSource::authorization_bearer()]),
+        (true, true) => Err(ConfigError::new(
+            at("from_headers"),
+            "from_headers, from_cookies and from_params are all empty: no token could ever be found",
+        )),
+        (true, false) => Ok(sources),
+    }
+}
+
+fn compile_forward(
+    raw: &RawProvider,
+    at: &dyn Fn(&str) -> String,
+) -> Result<ForwardPolicy, ConfigError> {
+    let writable = |name: &str, key: String| {
+        if is_header_name(name) && !RESERVED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
+            Ok(name.to_ascii_lowercase())
+        } else {
+            Err(ConfigError::new(
+                key,
+                format!("{name:?} is not a header bearer-guard may write"),
+            ))
+        }
+    };
+    let payload_header = match &raw.forward_payload_header {
+        None => None,
+        Some(name) => Some(writable(name, at("forward_payload_header"))?),
+    };
+    let mut claim_headers = Vec::new();
+    for (i, c) in raw.claim_to_headers.iter().flatten().enumerate() {
+        let claim_path: Vec<String> = c.claim_name.split('.').map(str::to_owned).collect();
+        if claim_path.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                at(&format!("claim_to_headers[{i}].claim_name")),
+                "must be a claim name, nested with dots (e.g. \"org.id\")",
+            ));
+        }
+        claim_headers.push(ClaimHeader {
+            claim_path,
+            header: writable(
+                &c.header_name,
+                at(&format!("claim_to_headers[{i}].header_name")),
+            )?,
+        });
+    }
+    Ok(ForwardPolicy {
+        forward: raw.forward,
+        payload_header,
+        claim_headers,
+    })
+}
+
+/// Headers that routing or the connection depend on: never written from token claims.
+const RESERVED_HEADERS: [&str; 9] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "upgrade",
+    "cookie",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+];
 
 fn compile_rules(raw: Vec<RawRule>, providers: &[Provider]) -> Result<Rules, ConfigError> {
     let mut rules = Vec::with_capacity(raw.len());
@@ -498,7 +624,7 @@ mod tests {
         assert!(p.audiences.is_empty());
         assert_eq!(
             p.sources,
-            vec![HeaderSource::new("authorization", "Bearer ")]
+            vec![TokenSource::header("authorization", "Bearer ")]
         );
         assert_eq!(
             p.time,
@@ -575,6 +701,36 @@ mod tests {
             (
                 testkit::config_json(json!({}), Some(json!([{ "match": {} }]))),
                 "rules[0].match",
+            ),
+            (
+                testkit::config_json(json!({ "forward_payload_header": "Host" }), None),
+                "providers.corp.forward_payload_header",
+            ),
+            (
+                testkit::config_json(
+                    json!({ "claim_to_headers": [{ "claim_name": "a..b", "header_name": "x-a" }] }),
+                    None,
+                ),
+                "providers.corp.claim_to_headers[0].claim_name",
+            ),
+            (
+                testkit::config_json(
+                    json!({ "claim_to_headers": [{ "claim_name": "sub", "header_name": "authorization" }] }),
+                    None,
+                ),
+                "providers.corp.claim_to_headers",
+            ),
+            (
+                testkit::config_json(json!({ "from_headers": [], "from_cookies": [] }), None),
+                "providers.corp.from_headers",
+            ),
+            (
+                testkit::config_json(json!({ "algorithms": ["RS256", "none"] }), None),
+                "providers.corp.algorithms[1]",
+            ),
+            (
+                testkit::config_json(json!({ "subjects": { "exact": "a", "suffix": "b" } }), None),
+                "providers.corp.subjects",
             ),
             (
                 testkit::config_json(json!({}), Some(json!([{ "match": { "prefix": "x" } }]))),

@@ -259,12 +259,25 @@ fn quoted(value: &str) -> String {
     out
 }
 
+/// Changes to an allowed request before it goes upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Upstream {
+    /// Removed first: the credential (unless forwarded) and every header bearer-guard writes,
+    /// so a client can never supply one itself.
+    pub remove_headers: Vec<String>,
+    /// Then set (replacing any value).
+    pub set_headers: Vec<(String, String)>,
+    /// A new `:path`, when a query-parameter credential is taken out.
+    pub path: Option<String>,
+}
+
 /// What the adapter applies to the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     /// Let the request through. `provider` is `None` on a public route.
     Allow {
         provider: Option<String>,
+        upstream: Upstream,
     },
     Deny(Denial),
 }

@@ -1,17 +1,22 @@
-//! Finds the bearer credential in a request's headers.
+//! Finds the bearer credential in a request: headers, cookies or query parameters.
 
-/// A header that may carry a token, e.g. `authorization` with prefix `Bearer `.
+use std::borrow::Cow;
+
+/// One place a token may be, as configured for a provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HeaderSource {
-    /// Lower-case header name.
-    pub name: String,
-    /// Matched ASCII case-insensitively (auth schemes are case-insensitive, RFC 9110 §11.1).
-    pub value_prefix: String,
+pub enum TokenSource {
+    /// A header, e.g. `authorization` with prefix `Bearer `. The name is lower case; the
+    /// prefix is matched ASCII case-insensitively (auth schemes are, RFC 9110 §11.1).
+    Header { name: String, value_prefix: String },
+    /// A cookie, by exact name.
+    Cookie { name: String },
+    /// A query parameter, by exact name (RFC 6750 §2.3 discourages it: only when configured).
+    Param { name: String },
 }
 
-impl HeaderSource {
-    pub fn new(name: &str, value_prefix: &str) -> Self {
-        HeaderSource {
+impl TokenSource {
+    pub fn header(name: &str, value_prefix: &str) -> Self {
+        TokenSource::Header {
             name: name.to_ascii_lowercase(),
             value_prefix: value_prefix.to_owned(),
         }
@@ -19,16 +24,16 @@ impl HeaderSource {
 
     /// The default of Envoy's jwt_authn and RFC 6750 §2.1.
     pub fn authorization_bearer() -> Self {
-        HeaderSource::new("authorization", "Bearer ")
+        TokenSource::header("authorization", "Bearer ")
     }
+}
 
-    fn strip_prefix<'v>(&self, value: &'v str) -> Option<&'v str> {
-        let head = value.get(..self.value_prefix.len())?;
-        if head.eq_ignore_ascii_case(&self.value_prefix) {
-            value.get(self.value_prefix.len()..)
-        } else {
-            None
-        }
+fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
+    let head = value.get(..prefix.len())?;
+    if head.eq_ignore_ascii_case(prefix) {
+        value.get(prefix.len()..)
+    } else {
+        None
     }
 }
 
@@ -37,47 +42,164 @@ impl HeaderSource {
 pub enum Credential<'r, 's> {
     None,
     One {
-        token: &'r str,
-        source: &'s HeaderSource,
+        token: Cow<'r, str>,
+        source: &'s TokenSource,
     },
     /// More than one credential; RFC 6750 §3.1 makes that `invalid_request`.
     Multiple,
+}
+
+/// Collects credentials, stopping at the second.
+struct Finder<'r, 's> {
+    found: Credential<'r, 's>,
+}
+
+impl<'r, 's> Finder<'r, 's> {
+    /// `false` once a second credential makes the answer `Multiple`.
+    fn add(&mut self, token: Cow<'r, str>, source: &'s TokenSource) -> bool {
+        if self.found != Credential::None {
+            self.found = Credential::Multiple;
+            return false;
+        }
+        self.found = Credential::One { token, source };
+        true
+    }
 }
 
 /// Looks for credentials in every listed source. Envoy joins repeated headers with commas,
 /// and a JWS never contains one, so each comma-separated element counts as a credential.
 pub fn find_credential<'r, 's>(
     headers: &'r [(String, String)],
-    sources: &[&'s HeaderSource],
+    path: &'r str,
+    sources: &[&'s TokenSource],
 ) -> Credential<'r, 's> {
-    let mut found = Credential::None;
+    let mut finder = Finder {
+        found: Credential::None,
+    };
     for (name, value) in headers {
-        let relevant: Vec<&HeaderSource> = sources
-            .iter()
-            .copied()
-            .filter(|s| s.name.eq_ignore_ascii_case(name))
-            .collect();
-        if relevant.is_empty() {
-            continue;
-        }
-        for element in value.split(',') {
-            let element = element.trim_start_matches([' ', '\t']);
-            let Some((token, source)) = relevant
-                .iter()
-                .find_map(|s| s.strip_prefix(element).map(|t| (t, *s)))
-            else {
-                continue;
+        for source in sources {
+            let more = match source {
+                TokenSource::Header {
+                    name: wanted,
+                    value_prefix,
+                } if wanted.eq_ignore_ascii_case(name) => value.split(',').all(|element| {
+                    let element = element.trim_start_matches([' ', '\t']);
+                    match strip_prefix_ignore_case(element, value_prefix) {
+                        Some(token) => {
+                            finder.add(Cow::Borrowed(token.trim_matches([' ', '\t'])), source)
+                        }
+                        None => true,
+                    }
+                }),
+                TokenSource::Cookie { name: wanted } if name.eq_ignore_ascii_case("cookie") => {
+                    cookies(value)
+                        .filter(|(n, _)| n == wanted)
+                        .all(|(_, v)| finder.add(Cow::Borrowed(v), source))
+                }
+                _ => true,
             };
-            if found != Credential::None {
+            if !more {
                 return Credential::Multiple;
             }
-            found = Credential::One {
-                token: token.trim_matches([' ', '\t']),
-                source,
-            };
         }
     }
-    found
+    for source in sources {
+        if let TokenSource::Param { name: wanted } = source {
+            for (name, value) in query_params(path) {
+                if name == wanted && !finder.add(value, source) {
+                    return Credential::Multiple;
+                }
+            }
+        }
+    }
+    finder.found
+}
+
+/// `name=value` pairs of a `cookie` header (RFC 6265 §4.2.1); quotes around a value dropped.
+pub fn cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
+    header.split(';').filter_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .unwrap_or(value);
+        Some((name.trim(), value))
+    })
+}
+
+/// Query parameters of a `:path`, values percent-decoded. A value that cannot be decoded is
+/// kept as it is (and then fails as a malformed token).
+pub fn query_params(path: &str) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+    let query = path
+        .split_once('?')
+        .map_or("", |(_, q)| q.split('#').next().unwrap_or_default());
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        (name, percent_decode(value).unwrap_or(Cow::Borrowed(value)))
+    })
+}
+
+fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
+    if !value.contains(['%', '+']) {
+        return Some(Cow::Borrowed(value));
+    }
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        match b {
+            b'%' => {
+                let hex = value.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok().map(Cow::Owned)
+}
+
+/// The `:path` without one query parameter (for not forwarding a token sent that way).
+pub fn path_without_param(path: &str, param: &str) -> String {
+    let Some((base, rest)) = path.split_once('?') else {
+        return path.to_owned();
+    };
+    let (query, fragment) = match rest.split_once('#') {
+        Some((q, f)) => (q, Some(f)),
+        None => (rest, None),
+    };
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(param))
+        .collect();
+    let mut out = base.to_owned();
+    if !kept.is_empty() {
+        out.push('?');
+        out.push_str(&kept.join("&"));
+    }
+    if let Some(fragment) = fragment {
+        out.push('#');
+        out.push_str(fragment);
+    }
+    out
+}
+
+/// A `cookie` header value without one cookie; `None` when nothing is left.
+pub fn cookie_header_without(header: &str, cookie: &str) -> Option<String> {
+    let kept: Vec<&str> = header
+        .split(';')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty() && pair.split('=').next().map(str::trim) != Some(cookie))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join("; "))
 }
 
 #[cfg(test)]
@@ -91,17 +213,21 @@ mod tests {
             .collect()
     }
 
+    fn one<'r, 's>(token: &'r str, source: &'s TokenSource) -> Credential<'r, 's> {
+        Credential::One {
+            token: Cow::Borrowed(token),
+            source,
+        }
+    }
+
     #[test]
     fn finds_bearer_token_with_any_scheme_case() {
-        let bearer = HeaderSource::authorization_bearer();
+        let bearer = TokenSource::authorization_bearer();
         for value in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer   abc  "] {
             let h = headers(&[("authorization", value)]);
             assert_eq!(
-                find_credential(&h, &[&bearer]),
-                Credential::One {
-                    token: "abc",
-                    source: &bearer
-                },
+                find_credential(&h, "/", &[&bearer]),
+                one("abc", &bearer),
                 "{value}"
             );
         }
@@ -109,51 +235,101 @@ mod tests {
 
     #[test]
     fn other_schemes_are_not_credentials() {
-        let bearer = HeaderSource::authorization_bearer();
+        let bearer = TokenSource::authorization_bearer();
         let h = headers(&[("authorization", "Basic dXNlcjpwYXNz")]);
-        assert_eq!(find_credential(&h, &[&bearer]), Credential::None);
+        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::None);
         let h = headers(&[("x-other", "Bearer abc")]);
-        assert_eq!(find_credential(&h, &[&bearer]), Credential::None);
+        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::None);
     }
 
     #[test]
     fn two_headers_or_joined_values_are_multiple() {
-        let bearer = HeaderSource::authorization_bearer();
+        let bearer = TokenSource::authorization_bearer();
         let h = headers(&[("authorization", "Bearer a"), ("Authorization", "Bearer b")]);
-        assert_eq!(find_credential(&h, &[&bearer]), Credential::Multiple);
+        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::Multiple);
         let h = headers(&[("authorization", "Bearer a,Bearer b")]);
-        assert_eq!(find_credential(&h, &[&bearer]), Credential::Multiple);
+        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::Multiple);
     }
 
     #[test]
     fn two_sources_are_multiple() {
-        let bearer = HeaderSource::authorization_bearer();
-        let custom = HeaderSource::new("X-Token", "");
+        let bearer = TokenSource::authorization_bearer();
+        let custom = TokenSource::header("X-Token", "");
         let h = headers(&[("authorization", "Bearer a"), ("x-token", "b")]);
         assert_eq!(
-            find_credential(&h, &[&bearer, &custom]),
+            find_credential(&h, "/", &[&bearer, &custom]),
             Credential::Multiple
         );
         let h = headers(&[("x-token", "b")]);
         assert_eq!(
-            find_credential(&h, &[&bearer, &custom]),
-            Credential::One {
-                token: "b",
-                source: &custom
-            }
+            find_credential(&h, "/", &[&bearer, &custom]),
+            one("b", &custom)
         );
     }
 
     #[test]
-    fn empty_bearer_value_is_a_credential_to_reject_later() {
-        let bearer = HeaderSource::authorization_bearer();
-        let h = headers(&[("authorization", "Bearer ")]);
+    fn cookies_and_params() {
+        let cookie = TokenSource::Cookie {
+            name: "session".into(),
+        };
+        let param = TokenSource::Param {
+            name: "access_token".into(),
+        };
+        let h = headers(&[("cookie", "theme=dark; session=abc.def.ghi; x=1")]);
         assert_eq!(
-            find_credential(&h, &[&bearer]),
-            Credential::One {
-                token: "",
-                source: &bearer
-            }
+            find_credential(&h, "/", &[&cookie]),
+            one("abc.def.ghi", &cookie)
         );
+        let h = headers(&[("cookie", "session=\"q.u.o\"")]);
+        assert_eq!(find_credential(&h, "/", &[&cookie]), one("q.u.o", &cookie));
+        let h = headers(&[("cookie", "session=a"), ("cookie", "session=b")]);
+        assert_eq!(find_credential(&h, "/", &[&cookie]), Credential::Multiple);
+        assert_eq!(
+            find_credential(&[], "/x?a=1&access_token=t.o.k#frag", &[&param]),
+            one("t.o.k", &param)
+        );
+        assert_eq!(
+            find_credential(&[], "/x?access_token=a&access_token=b", &[&param]),
+            Credential::Multiple
+        );
+        // Not configured: a query token is not a credential at all.
+        let bearer = TokenSource::authorization_bearer();
+        assert_eq!(
+            find_credential(&[], "/x?access_token=a", &[&bearer]),
+            Credential::None
+        );
+        let h = headers(&[("authorization", "Bearer a")]);
+        assert_eq!(
+            find_credential(&h, "/x?access_token=a", &[&bearer, &param]),
+            Credential::Multiple
+        );
+    }
+
+    #[test]
+    fn percent_encoded_params_are_decoded() {
+        let params: Vec<_> = query_params("/p?t=a%2Eb%2ec&u=%zz&v=x+y").collect();
+        assert_eq!(params[0], ("t", Cow::Owned("a.b.c".to_owned())));
+        assert_eq!(params[1], ("u", Cow::Borrowed("%zz")));
+        assert_eq!(params[2], ("v", Cow::Owned("x y".to_owned())));
+    }
+
+    #[test]
+    fn credentials_can_be_removed_from_path_and_cookies() {
+        assert_eq!(path_without_param("/a?x=1&t=tok&y=2", "t"), "/a?x=1&y=2");
+        assert_eq!(path_without_param("/a?t=tok", "t"), "/a");
+        assert_eq!(path_without_param("/a?t=tok#f", "t"), "/a#f");
+        assert_eq!(path_without_param("/a", "t"), "/a");
+        assert_eq!(
+            cookie_header_without("a=1; session=tok; b=2", "session").as_deref(),
+            Some("a=1; b=2")
+        );
+        assert_eq!(cookie_header_without("session=tok", "session"), None);
+    }
+
+    #[test]
+    fn empty_bearer_value_is_a_credential_to_reject_later() {
+        let bearer = TokenSource::authorization_bearer();
+        let h = headers(&[("authorization", "Bearer ")]);
+        assert_eq!(find_credential(&h, "/", &[&bearer]), one("", &bearer));
     }
 }

@@ -11,7 +11,7 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType, Status};
 
 use crate::config::{Config, CryptoMode};
-use crate::decision::{Decision, Denial, DenyReason};
+use crate::decision::{Decision, Denial, DenyReason, Upstream};
 use crate::guard::{CacheLookup, Guard, Request};
 use crate::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
 use crate::log_limit::{LogLimiter, DENIAL_LINES_PER_SECOND};
@@ -275,8 +275,9 @@ impl HttpContext for GuardHttp {
             )),
         };
         match decision {
-            Decision::Allow { provider } => {
+            Decision::Allow { provider, upstream } => {
                 active.metrics.count(Counter::Allowed);
+                apply_upstream(&upstream);
                 debug!(
                     "allowed provider={} path={}",
                     provider.as_deref().unwrap_or("-"),
@@ -310,6 +311,25 @@ impl HttpContext for GuardHttp {
                 );
                 send_denial(&denial)
             }
+        }
+    }
+}
+
+fn apply_upstream(upstream: &Upstream) {
+    let map = MapType::HttpRequestHeaders;
+    for name in &upstream.remove_headers {
+        if let Err(status) = hostcalls::set_map_value(map, name, None) {
+            error!("could not remove header {name}: {status:?}");
+        }
+    }
+    for (name, value) in &upstream.set_headers {
+        if let Err(status) = hostcalls::set_map_value(map, name, Some(value)) {
+            error!("could not set header {name}: {status:?}");
+        }
+    }
+    if let Some(path) = &upstream.path {
+        if let Err(status) = hostcalls::set_map_value(map, ":path", Some(path)) {
+            error!("could not rewrite :path: {status:?}");
         }
     }
 }

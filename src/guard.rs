@@ -7,8 +7,10 @@ use sha2::{Digest, Sha256};
 use crate::cache::{TokenCache, TokenDigest, VerifiedToken};
 use crate::claims::{check_audience, check_subject, check_times};
 use crate::config::{Config, Provider};
-use crate::decision::{Decision, Denial, DenyReason};
-use crate::extract::{find_credential, Credential, HeaderSource};
+use crate::decision::{Decision, Denial, DenyReason, Upstream};
+use crate::extract::{
+    cookie_header_without, find_credential, path_without_param, Credential, TokenSource,
+};
 use crate::fingerprint::fingerprint;
 use crate::host_crypto::HostCrypto;
 use crate::rules::Requirement;
@@ -22,6 +24,9 @@ pub struct Request<'a> {
     pub path: &'a str,
     pub headers: &'a [(String, String)],
 }
+
+/// Headers derived from a verified token for the upstream request.
+type TokenHeaders = Vec<(String, String)>;
 
 /// How the verified-token cache took part in a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,11 +88,19 @@ impl Guard {
             .requirement_for(request.method, request.path)
         {
             None => return skipped(self.deny(DenyReason::NoMatchingRule, None, None)),
-            Some(Requirement::Public) => return skipped(Decision::Allow { provider: None }),
+            Some(Requirement::Public) => {
+                return skipped(Decision::Allow {
+                    provider: None,
+                    upstream: Upstream {
+                        remove_headers: self.config.written_headers.clone(),
+                        ..Upstream::default()
+                    },
+                })
+            }
             Some(Requirement::Provider(index)) => vec![index],
             Some(Requirement::AnyProvider) => (0..self.config.providers.len()).collect(),
         };
-        let mut sources: Vec<&HeaderSource> = Vec::new();
+        let mut sources: Vec<&TokenSource> = Vec::new();
         for source in candidates
             .iter()
             .filter_map(|&i| self.config.providers.get(i))
@@ -97,13 +110,14 @@ impl Guard {
                 sources.push(source);
             }
         }
-        let (token, source) = match find_credential(request.headers, &sources) {
+        let (token, source) = match find_credential(request.headers, request.path, &sources) {
             Credential::None => return skipped(self.deny(DenyReason::MissingToken, None, None)),
             Credential::Multiple => {
                 return skipped(self.deny(DenyReason::MultipleTokens, None, None))
             }
             Credential::One { token, source } => (token, source),
         };
+        let token: &str = &token;
         // Hashing costs microseconds per request: only when the cache needs it (a denial's
         // fingerprint hashes on its own).
         let caching = self.config.jwt_cache_size > 0;
@@ -128,8 +142,9 @@ impl Guard {
         let cached = digest.and_then(|d| self.check_cached(&d, &eligible, now));
         if let (Some((provider, outcome)), Some(digest)) = (cached, digest) {
             let decision = match outcome {
-                Ok(()) => Decision::Allow {
+                Ok(token_headers) => Decision::Allow {
                     provider: Some(provider.name.clone()),
+                    upstream: self.upstream(provider, source, request, token_headers),
                 },
                 Err(reason) => {
                     if reason == DenyReason::Expired {
@@ -167,6 +182,9 @@ impl Guard {
             }
             match check_with_provider(&parsed, provider, now, self.host_crypto.as_deref()) {
                 Ok(()) => {
+                    let token_headers = provider
+                        .forward
+                        .upstream_headers(parsed.payload_b64, &parsed.payload_json);
                     if let Some(digest) = digest {
                         self.cache.borrow_mut().insert(
                             digest,
@@ -174,11 +192,13 @@ impl Guard {
                                 provider: index,
                                 claims: parsed.claims.clone(),
                                 times: parsed.times,
+                                upstream_headers: token_headers.clone(),
                             },
                         );
                     }
                     return miss(Decision::Allow {
                         provider: Some(provider.name.clone()),
+                        upstream: self.upstream(provider, source, request, token_headers),
                     });
                 }
                 Err(reason) => {
@@ -200,13 +220,52 @@ impl Guard {
         digest: &TokenDigest,
         eligible: &dyn Fn(usize) -> Option<&'c Provider>,
         now: i64,
-    ) -> Option<(&'c Provider, Result<(), DenyReason>)> {
+    ) -> Option<(&'c Provider, Result<TokenHeaders, DenyReason>)> {
         let cache = self.cache.borrow();
         let cached = cache.get(digest)?;
         let provider = eligible(cached.provider)?;
         let outcome = check_times(cached.times, provider.time, now)
-            .and_then(|()| check_audience(cached.claims.aud.as_ref(), &provider.audiences));
+            .and_then(|()| check_audience(cached.claims.aud.as_ref(), &provider.audiences))
+            .map(|()| cached.upstream_headers.clone());
         Some((provider, outcome))
+    }
+
+    /// The upstream request: written headers scrubbed, the credential taken out unless the
+    /// provider forwards it, then the token's payload and claim headers set.
+    fn upstream(
+        &self,
+        provider: &Provider,
+        source: &TokenSource,
+        request: &Request<'_>,
+        token_headers: Vec<(String, String)>,
+    ) -> Upstream {
+        let mut upstream = Upstream {
+            remove_headers: self.config.written_headers.clone(),
+            set_headers: token_headers,
+            path: None,
+        };
+        if provider.forward.forward {
+            return upstream;
+        }
+        match source {
+            TokenSource::Header { name, .. } => upstream.remove_headers.push(name.clone()),
+            TokenSource::Cookie { name } => {
+                let all: Vec<&str> = request
+                    .headers
+                    .iter()
+                    .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                upstream.remove_headers.push("cookie".to_owned());
+                if let Some(rest) = cookie_header_without(&all.join("; "), name) {
+                    upstream.set_headers.push(("cookie".to_owned(), rest));
+                }
+            }
+            TokenSource::Param { name } => {
+                upstream.path = Some(path_without_param(request.path, name));
+            }
+        }
+        upstream
     }
 
     fn deny(
@@ -313,10 +372,15 @@ mod tests {
         assert_eq!(check(&rs256(&good_claims())), None);
         let es = mint(Signer::Es256(&keys().ec), Some("ec-1"), &good_claims());
         assert_eq!(check(&es), None);
+        // The credential is not forwarded by default.
         assert_eq!(
             decide_at(&default_guard(), "/", &bearer(&es), NOW),
             Decision::Allow {
-                provider: Some("corp".to_owned())
+                provider: Some("corp".to_owned()),
+                upstream: Upstream {
+                    remove_headers: vec!["authorization".to_owned()],
+                    ..Upstream::default()
+                }
             }
         );
     }
@@ -622,7 +686,10 @@ mod tests {
         let g = guard(testkit::config_json(json!({}), Some(rules)));
         assert_eq!(
             decide_at(&g, "/healthz", &[], NOW),
-            Decision::Allow { provider: None }
+            Decision::Allow {
+                provider: None,
+                upstream: Upstream::default()
+            }
         );
         assert_eq!(
             reason(decide_at(&g, "/api/x", &[], NOW)),
@@ -642,7 +709,13 @@ mod tests {
                 NOW,
             )
             .decision;
-        assert_eq!(post, Decision::Allow { provider: None });
+        assert_eq!(
+            post,
+            Decision::Allow {
+                provider: None,
+                upstream: Upstream::default()
+            }
+        );
         assert_eq!(
             reason(decide_at(&g, "/other", &[], NOW)),
             Some(DenyReason::NoMatchingRule)
@@ -675,7 +748,11 @@ mod tests {
         assert_eq!(
             decide_at(&g, "/", &in_header, NOW),
             Decision::Allow {
-                provider: Some("partner".to_owned())
+                provider: Some("partner".to_owned()),
+                upstream: Upstream {
+                    remove_headers: vec!["x-partner-token".to_owned()],
+                    ..Upstream::default()
+                }
             }
         );
         // The partner's token in the corp provider's header is not accepted.
@@ -913,5 +990,92 @@ mod tests {
         };
         let digest: TokenDigest = Sha256::digest(expired.as_bytes()).into();
         assert_eq!(denial.token_fingerprint, Some(fingerprint(&digest)));
+    }
+
+    fn upstream_of(decision: Decision) -> Upstream {
+        match decision {
+            Decision::Allow { upstream, .. } => upstream,
+            Decision::Deny(d) => panic!("denied: {d:?}"),
+        }
+    }
+
+    #[test]
+    fn payload_and_claims_go_upstream_and_client_copies_never_do() {
+        let g = guard(testkit::config_json(
+            json!({
+                "forward_payload_header": "X-JWT-Payload",
+                "claim_to_headers": [
+                    { "claim_name": "sub", "header_name": "x-jwt-sub" },
+                    { "claim_name": "org.id", "header_name": "x-org" }
+                ]
+            }),
+            Some(json!([
+                { "match": { "prefix": "/public" } },
+                { "match": { "prefix": "/" }, "requires": { "provider_name": "corp" } }
+            ])),
+        ));
+        let token = rs256(&with(json!({ "org": { "id": "o-7" } })));
+        let payload = token.split('.').nth(1).unwrap().to_owned();
+        for round in ["miss", "hit"] {
+            let upstream = upstream_of(decide_at(&g, "/a", &bearer(&token), NOW));
+            assert_eq!(
+                upstream,
+                Upstream {
+                    remove_headers: vec![
+                        "x-jwt-payload".into(),
+                        "x-jwt-sub".into(),
+                        "x-org".into(),
+                        "authorization".into()
+                    ],
+                    set_headers: vec![
+                        ("x-jwt-payload".into(), payload.clone()),
+                        ("x-jwt-sub".into(), "alice".into()),
+                        ("x-org".into(), "o-7".into()),
+                    ],
+                    path: None,
+                },
+                "{round}"
+            );
+        }
+        // Public routes scrub the same headers: a client cannot claim to be "alice" there.
+        let spoofed = vec![("x-jwt-sub".to_owned(), "alice".to_owned())];
+        assert_eq!(
+            upstream_of(decide_at(&g, "/public", &spoofed, NOW)).remove_headers,
+            vec!["x-jwt-payload", "x-jwt-sub", "x-org"]
+        );
+    }
+
+    #[test]
+    fn forward_keeps_the_credential() {
+        let g = guard(testkit::config_json(json!({ "forward": true }), None));
+        let upstream = upstream_of(decide_at(&g, "/", &bearer(&rs256(&good_claims())), NOW));
+        assert_eq!(upstream, Upstream::default());
+    }
+
+    #[test]
+    fn cookie_and_param_credentials_are_taken_out() {
+        let g = guard(testkit::config_json(
+            json!({ "from_cookies": ["session"], "from_params": ["access_token"] }),
+            None,
+        ));
+        let token = rs256(&good_claims());
+        let cookie = vec![(
+            "cookie".to_owned(),
+            format!("theme=dark; session={token}; lang=en"),
+        )];
+        let upstream = upstream_of(decide_at(&g, "/a", &cookie, NOW));
+        assert_eq!(upstream.remove_headers, vec!["cookie"]);
+        assert_eq!(
+            upstream.set_headers,
+            vec![("cookie".into(), "theme=dark; lang=en".into())]
+        );
+        let path = format!("/a?x=1&access_token={token}");
+        let upstream = upstream_of(decide_at(&g, &path, &[], NOW));
+        assert_eq!(upstream.path.as_deref(), Some("/a?x=1"));
+        // Authorization is not a source for this provider any more.
+        assert_eq!(
+            reason(decide_at(&g, "/a", &bearer(&token), NOW)),
+            Some(DenyReason::MissingToken)
+        );
     }
 }

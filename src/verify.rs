@@ -29,6 +29,9 @@ pub struct ParsedToken<'t> {
     pub not_an_access_token: bool,
     pub claims: StringClaims,
     pub times: TimeClaims,
+    /// The payload segment as sent (base64url), and decoded.
+    pub payload_b64: &'t str,
+    pub payload_json: Vec<u8>,
     signed_data: &'t str,
     signature: Vec<u8>,
 }
@@ -49,19 +52,19 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
     // UntrustedToken accepted exactly three segments: the signing input is all before the
     // last dot, the payload between the two dots.
     let (signed_data, _) = token.rsplit_once('.').ok_or(DenyReason::MalformedToken)?;
-    let (_, payload) = signed_data
+    let (_, payload_b64) = signed_data
         .split_once('.')
         .ok_or(DenyReason::MalformedToken)?;
     // Our own claims type, not jwt-compact's `Claims<T>`: its flattened fields are buffered
     // value by value, which costs time on every request.
-    let payload = URL_SAFE_NO_PAD
-        .decode(payload)
+    let payload_json = URL_SAFE_NO_PAD
+        .decode(payload_b64)
         .map_err(|_| DenyReason::MalformedToken)?;
     // RFC 7519 §7.2: the claims set is a JSON object (serde would also take an array).
-    if payload.trim_ascii_start().first() != Some(&b'{') {
+    if payload_json.trim_ascii_start().first() != Some(&b'{') {
         return Err(DenyReason::MalformedToken);
     }
-    let payload = serde_json::from_slice::<PayloadClaims>(&payload)
+    let payload = serde_json::from_slice::<PayloadClaims>(&payload_json)
         .map_err(|_| DenyReason::MalformedToken)?;
     let not_an_access_token = payload.is_not_an_access_token(typ.as_deref());
     let (claims, times) = payload.split();
@@ -69,6 +72,8 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
         algorithm,
         typ,
         not_an_access_token,
+        payload_b64,
+        payload_json,
         kid: untrusted.header().key_id.clone(),
         times,
         claims,

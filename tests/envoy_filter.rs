@@ -52,6 +52,8 @@ fn plugin_config() -> Value {
                 "audiences": ["orders-api"],
                 "local_jwks": jwks,
                 "algorithms": ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "ES512", "EdDSA", "HS256"],
+                "forward_payload_header": "x-jwt-payload",
+                "claim_to_headers": [{ "claim_name": "sub", "header_name": "x-jwt-sub" }],
             }
         },
         "rules": [
@@ -188,6 +190,11 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
             vec![("authorization".into(), format!("bearer {valid}"))],
         ),
         allowed("public-route", "/healthz", vec![]),
+        allowed(
+            "public-route-spoofed-claim-header",
+            "/healthz",
+            vec![("x-jwt-sub".into(), "mallory".into())],
+        ),
         allowed(
             "valid-rs384",
             "/api/orders",
@@ -435,13 +442,15 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
         envoy.log()
     );
 
-    // Allowed requests reach the upstream unchanged: the token is still there in this slice.
+    // Upstream gets the verified subject and payload, not the credential (forward: false),
+    // and never a client's own copy of a header bearer-guard writes.
     let seen = upstream.seen_case("valid-rs256");
-    assert_eq!(
-        seen[0].header("authorization"),
-        Some(format!("Bearer {valid}").as_str())
-    );
+    assert_eq!(seen[0].header("authorization"), None);
+    assert_eq!(seen[0].header("x-jwt-sub"), Some("alice"));
+    assert_eq!(seen[0].header("x-jwt-payload"), valid.split('.').nth(1));
     assert_eq!(seen[0].path, "/api/orders");
+    let spoofed = upstream.seen_case("public-route-spoofed-claim-header");
+    assert_eq!(spoofed[0].header("x-jwt-sub"), None);
 
     // A repeated token is served from the per-worker verified-token cache: 4 more requests
     // over at most 2 workers' caches, which `valid-rs256` and `lowercase-scheme` warmed.
