@@ -111,6 +111,12 @@ pub struct PayloadClaims {
     /// AWS Cognito and others mark refresh tokens so.
     #[serde(default)]
     pub token_use: Option<String>,
+    /// RFC 8693 §4.2 / RFC 9068 §2.2.3: space-delimited scopes.
+    #[serde(default)]
+    pub scope: Option<String>,
+    /// The array form some providers use (Okta, Azure AD `scp`).
+    #[serde(default)]
+    pub scp: Option<Audience>,
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
@@ -134,6 +140,17 @@ impl PayloadClaims {
                 sub: self.sub,
                 aud: self.aud,
                 jti: self.jti,
+                scopes: self
+                    .scope
+                    .iter()
+                    .flat_map(|s| s.split_whitespace())
+                    .map(str::to_owned)
+                    .chain(match self.scp {
+                        Some(Audience::One(s)) => s.split_whitespace().map(str::to_owned).collect(),
+                        Some(Audience::Many(list)) => list,
+                        None => Vec::new(),
+                    })
+                    .collect(),
             },
             TimeClaims {
                 exp: self.exp,
@@ -151,6 +168,8 @@ pub struct StringClaims {
     pub sub: Option<String>,
     pub aud: Option<Audience>,
     pub jti: Option<String>,
+    /// From `scope` and `scp`.
+    pub scopes: Vec<String>,
 }
 
 /// Time claims as Unix seconds.
@@ -189,6 +208,14 @@ pub fn check_times(times: TimeClaims, policy: TimePolicy, now: i64) -> Result<()
         }
     }
     Ok(())
+}
+
+pub fn check_scopes(granted: &[String], required: &[String]) -> Result<(), DenyReason> {
+    if required.iter().all(|r| granted.contains(r)) {
+        Ok(())
+    } else {
+        Err(DenyReason::InsufficientScope)
+    }
 }
 
 pub fn check_subject(sub: Option<&str>, matcher: Option<&StringMatch>) -> Result<(), DenyReason> {
@@ -345,6 +372,25 @@ mod tests {
         assert!(parse(r#"{}"#).is_not_an_access_token(Some("refresh+jwt")));
         assert!(parse(r#"{"token_use": "refresh"}"#).is_not_an_access_token(Some("JWT")));
         assert!(!parse(r#"{"token_use": "access"}"#).is_not_an_access_token(None));
+    }
+
+    #[test]
+    fn scopes_from_scope_and_scp() {
+        let parse = |json: &str| {
+            serde_json::from_str::<PayloadClaims>(json)
+                .unwrap()
+                .split()
+                .0
+        };
+        assert_eq!(parse(r#"{"scope": "a b  c"}"#).scopes, ["a", "b", "c"]);
+        assert_eq!(parse(r#"{"scp": ["x", "y"]}"#).scopes, ["x", "y"]);
+        assert_eq!(parse(r#"{"scp": "z w"}"#).scopes, ["z", "w"]);
+        let granted = parse(r#"{"scope": "orders:read orders:write"}"#).scopes;
+        assert_eq!(check_scopes(&granted, &["orders:read".into()]), Ok(()));
+        assert_eq!(
+            check_scopes(&granted, &["orders:read".into(), "admin".into()]),
+            Err(DenyReason::InsufficientScope)
+        );
     }
 
     #[test]

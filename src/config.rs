@@ -7,9 +7,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::algorithm::Algorithm;
-use crate::json_path;
 use crate::extract::TokenSource;
 use crate::forward::{ClaimHeader, ForwardPolicy};
+use crate::json_path;
 use crate::jwks::{self, KeyMaterial, KeySet};
 use crate::matcher::{RawStringMatch, StringMatch};
 use crate::rules::{PathMatch, Requirement, Rule, Rules};
@@ -38,6 +38,8 @@ pub struct Config {
     /// Verified tokens remembered per worker VM; 0 disables the cache.
     pub jwt_cache_size: usize,
     pub crypto: CryptoMode,
+    /// Let CORS preflight requests through without a token (default true, as jwt_authn).
+    pub bypass_cors_preflight: bool,
     /// Every header any provider writes upstream; removed from every incoming request.
     pub written_headers: Vec<String>,
 }
@@ -141,6 +143,8 @@ struct RawConfig {
     jwt_cache_size: Option<usize>,
     #[serde(default)]
     crypto: CryptoMode,
+    #[serde(default)]
+    bypass_cors_preflight: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -209,6 +213,8 @@ struct RawRule {
     matcher: RawMatch,
     #[serde(default)]
     requires: Option<RawRequires>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -220,12 +226,43 @@ struct RawMatch {
     path: Option<String>,
     #[serde(default)]
     methods: Option<Vec<String>>,
+    #[serde(default)]
+    headers: Option<Vec<RawHeaderMatch>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHeaderMatch {
+    name: String,
+    exact: String,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawRequires {
+    #[serde(default)]
+    provider_name: Option<String>,
+    #[serde(default)]
+    provider_and_audiences: Option<RawProviderAndAudiences>,
+    #[serde(default)]
+    requires_any: Option<RawRequirementList>,
+    #[serde(default)]
+    requires_all: Option<RawRequirementList>,
+    #[serde(default)]
+    allow_missing: Option<serde::de::IgnoredAny>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProviderAndAudiences {
     provider_name: String,
+    audiences: Vec<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequirementList {
+    requirements: Vec<RawRequires>,
 }
 
 impl Config {
@@ -233,7 +270,10 @@ impl Config {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| ConfigError::new("", format!("not UTF-8: {e}")))?;
         let raw: RawConfig = serde_json::from_str(text).map_err(|e| {
-            ConfigError::new(json_path::path_at(text, e.line(), e.column()), e.to_string())
+            ConfigError::new(
+                json_path::path_at(text, e.line(), e.column()),
+                e.to_string(),
+            )
         })?;
         compile(raw)
     }
@@ -275,6 +315,7 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             rules,
             jwt_cache_size: raw.jwt_cache_size.unwrap_or(DEFAULT_JWT_CACHE_SIZE),
             crypto: raw.crypto,
+            bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(true),
             written_headers,
         },
         warnings,
@@ -566,26 +607,92 @@ fn compile_rules(raw: Vec<RawRule>, providers: &[Provider]) -> Result<Rules, Con
         };
         let requirement = match rule.requires {
             None => Requirement::Public,
-            Some(requires) => {
-                let index = providers
-                    .iter()
-                    .position(|p| p.name == requires.provider_name)
-                    .ok_or_else(|| {
-                        ConfigError::new(
-                            at("requires.provider_name"),
-                            format!("no provider named {:?}", requires.provider_name),
-                        )
-                    })?;
-                Requirement::Provider(index)
-            }
+            Some(requires) => compile_requirement(requires, providers, &at("requires"))?,
         };
+        let mut headers = Vec::new();
+        for (h, header) in rule.matcher.headers.into_iter().flatten().enumerate() {
+            if !is_header_name(&header.name) {
+                return Err(ConfigError::new(
+                    at(&format!("match.headers[{h}].name")),
+                    "must be a valid HTTP header name",
+                ));
+            }
+            headers.push((header.name.to_ascii_lowercase(), header.exact));
+        }
+        let scopes = rule.scopes.unwrap_or_default();
+        if scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+            return Err(ConfigError::new(
+                at("scopes"),
+                "scopes are non-empty and without spaces",
+            ));
+        }
+        if !scopes.is_empty() && requirement == Requirement::Public {
+            return Err(ConfigError::new(
+                at("scopes"),
+                "a public rule (no \"requires\") cannot require scopes",
+            ));
+        }
         rules.push(Rule {
             path,
             methods,
+            headers,
             requirement,
+            scopes,
         });
     }
     Ok(Rules::new(rules))
+}
+
+/// `requires` (jwt_authn's `JwtRequirement`): exactly one kind, nested for any/all.
+fn compile_requirement(
+    raw: RawRequires,
+    providers: &[Provider],
+    at: &str,
+) -> Result<Requirement, ConfigError> {
+    let provider_index = |name: &str, key: String| {
+        providers
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| ConfigError::new(key, format!("no provider named {name:?}")))
+    };
+    let nested = |list: RawRequirementList, key: &str| -> Result<Vec<Requirement>, ConfigError> {
+        if list.requirements.len() < 2 {
+            return Err(ConfigError::new(
+                format!("{at}.{key}.requirements"),
+                "needs at least two requirements",
+            ));
+        }
+        list.requirements
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                compile_requirement(r, providers, &format!("{at}.{key}.requirements[{i}]"))
+            })
+            .collect()
+    };
+    match (
+        raw.provider_name,
+        raw.provider_and_audiences,
+        raw.requires_any,
+        raw.requires_all,
+        raw.allow_missing,
+    ) {
+        (Some(name), None, None, None, None) => Ok(Requirement::Provider {
+            index: provider_index(&name, format!("{at}.provider_name"))?,
+            audiences: None,
+        }),
+        (None, Some(pa), None, None, None) => Ok(Requirement::Provider {
+            index: provider_index(&pa.provider_name, format!("{at}.provider_and_audiences.provider_name"))?,
+            audiences: Some(pa.audiences),
+        }),
+        (None, None, Some(any), None, None) => Ok(Requirement::Any(nested(any, "requires_any")?)),
+        (None, None, None, Some(all), None) => Ok(Requirement::All(nested(all, "requires_all")?)),
+        (None, None, None, None, Some(_)) => Ok(Requirement::AllowMissing),
+        _ => Err(ConfigError::new(
+            at,
+            "set exactly one of provider_name, provider_and_audiences, requires_any, requires_all, allow_missing",
+        )),
+    }
 }
 
 /// RFC 9110 token characters: what header names and methods are made of.
@@ -731,6 +838,33 @@ mod tests {
             (
                 testkit::config_json(json!({ "subjects": { "exact": "a", "suffix": "b" } }), None),
                 "providers.corp.subjects",
+            ),
+            (
+                testkit::config_json(
+                    json!({}),
+                    Some(
+                        json!([{ "match": { "prefix": "/" }, "requires": { "requires_any": { "requirements": [
+                        { "provider_name": "corp" }, { "provider_name": "corp", "allow_missing": {} } ] } } }]),
+                    ),
+                ),
+                "rules[0].requires.requires_any.requirements[1]",
+            ),
+            (
+                testkit::config_json(
+                    json!({}),
+                    Some(
+                        json!([{ "match": { "prefix": "/" }, "requires": { "requires_all": { "requirements": [
+                        { "provider_name": "corp" } ] } } }]),
+                    ),
+                ),
+                "rules[0].requires.requires_all.requirements",
+            ),
+            (
+                testkit::config_json(
+                    json!({}),
+                    Some(json!([{ "match": { "prefix": "/" }, "scopes": ["a"] }])),
+                ),
+                "rules[0].scopes",
             ),
             (
                 testkit::config_json(json!({}), Some(json!([{ "match": { "prefix": "x" } }]))),

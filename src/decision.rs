@@ -49,6 +49,8 @@ pub enum DenyReason {
     TokenTypeNotAccepted,
     /// An ID token or a refresh token presented as an access token.
     NotAnAccessToken,
+    /// The token lacks a scope the route requires (RFC 6750 §3.1: 403).
+    InsufficientScope,
     /// The request matches no rule; unmatched routes are refused rather than left open.
     NoMatchingRule,
     /// The filter cannot decide right now (no configuration, no clock); the token may be fine.
@@ -62,6 +64,7 @@ pub enum ErrorCode {
     InvalidToken,
     AccessDenied,
     TemporarilyUnavailable,
+    InsufficientScope,
 }
 
 impl ErrorCode {
@@ -71,13 +74,14 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::TemporarilyUnavailable => "temporarily_unavailable",
+            ErrorCode::InsufficientScope => "insufficient_scope",
         }
     }
 }
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 22] = [
+    pub const ALL: [DenyReason; 23] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedToken,
@@ -98,6 +102,7 @@ impl DenyReason {
         DenyReason::SubjectNotAccepted,
         DenyReason::TokenTypeNotAccepted,
         DenyReason::NotAnAccessToken,
+        DenyReason::InsufficientScope,
         DenyReason::NoMatchingRule,
         DenyReason::Unavailable,
     ];
@@ -125,6 +130,7 @@ impl DenyReason {
             DenyReason::SubjectNotAccepted => "subject",
             DenyReason::TokenTypeNotAccepted => "type",
             DenyReason::NotAnAccessToken => "not_access_token",
+            DenyReason::InsufficientScope => "scope",
             DenyReason::NoMatchingRule => "no_rule",
             DenyReason::Unavailable => "unavailable",
         }
@@ -153,6 +159,7 @@ impl DenyReason {
             DenyReason::SubjectNotAccepted => "subject not accepted",
             DenyReason::TokenTypeNotAccepted => "token type not accepted",
             DenyReason::NotAnAccessToken => "not an access token",
+            DenyReason::InsufficientScope => "the token lacks a required scope",
             DenyReason::NoMatchingRule => "no rule matches this request",
             DenyReason::Unavailable => "authorization temporarily unavailable",
         }
@@ -165,6 +172,7 @@ impl DenyReason {
             DenyReason::MultipleTokens => Some(ErrorCode::InvalidRequest),
             DenyReason::NoMatchingRule => Some(ErrorCode::AccessDenied),
             DenyReason::Unavailable => Some(ErrorCode::TemporarilyUnavailable),
+            DenyReason::InsufficientScope => Some(ErrorCode::InsufficientScope),
             _ => Some(ErrorCode::InvalidToken),
         }
     }
@@ -172,7 +180,7 @@ impl DenyReason {
     pub fn status(self) -> u32 {
         match self.error_code() {
             Some(ErrorCode::InvalidRequest) => 400,
-            Some(ErrorCode::AccessDenied) => 403,
+            Some(ErrorCode::AccessDenied | ErrorCode::InsufficientScope) => 403,
             Some(ErrorCode::TemporarilyUnavailable) => 503,
             Some(ErrorCode::InvalidToken) | None => 401,
         }
@@ -199,6 +207,22 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// RFC 6750 §3: an `insufficient_scope` challenge names the scope needed.
+    pub fn with_required_scope(mut self, realm: &str, scopes: &[String]) -> Self {
+        if let Some((_, challenge)) = self
+            .headers
+            .iter_mut()
+            .find(|(n, _)| n == "www-authenticate")
+        {
+            *challenge = format!(
+                "{}, scope={}",
+                challenge_for(self.reason, realm),
+                quoted(&scopes.join(" "))
+            );
+        }
+        self
+    }
+
     pub fn new(
         reason: DenyReason,
         realm: &str,
@@ -212,7 +236,7 @@ impl Denial {
             DenyReason::Unavailable => {
                 headers.push(("retry-after".to_owned(), RETRY_AFTER_SECONDS.to_owned()))
             }
-            _ => headers.push(("www-authenticate".to_owned(), challenge(reason, realm))),
+            _ => headers.push(("www-authenticate".to_owned(), challenge_for(reason, realm))),
         }
         headers.push(("content-type".to_owned(), "application/json".to_owned()));
         Denial {
@@ -226,7 +250,7 @@ impl Denial {
     }
 }
 
-fn challenge(reason: DenyReason, realm: &str) -> String {
+fn challenge_for(reason: DenyReason, realm: &str) -> String {
     let realm = quoted(realm);
     match reason.error_code() {
         None => format!("Bearer realm={realm}"),
@@ -331,6 +355,17 @@ mod tests {
         let d = Denial::new(DenyReason::Unavailable, "r", None, None);
         assert_eq!(d.status, 503);
         assert_eq!(d.headers[0], ("retry-after".to_owned(), "5".to_owned()));
+    }
+
+    #[test]
+    fn insufficient_scope_is_403_naming_the_scope() {
+        let d = Denial::new(DenyReason::InsufficientScope, "r", None, None)
+            .with_required_scope("r", &["orders:read".into(), "orders:write".into()]);
+        assert_eq!(d.status, 403);
+        assert_eq!(
+            d.headers[0].1,
+            "Bearer realm=\"r\", error=\"insufficient_scope\", error_description=\"the token lacks a required scope\", scope=\"orders:read orders:write\""
+        );
     }
 
     #[test]

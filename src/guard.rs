@@ -5,7 +5,7 @@ use std::cell::RefCell;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{TokenCache, TokenDigest, VerifiedToken};
-use crate::claims::{check_audience, check_subject, check_times};
+use crate::claims::{check_audience, check_scopes, check_subject, check_times};
 use crate::config::{Config, Provider};
 use crate::decision::{Decision, Denial, DenyReason, Upstream};
 use crate::extract::{
@@ -13,7 +13,7 @@ use crate::extract::{
 };
 use crate::fingerprint::fingerprint;
 use crate::host_crypto::HostCrypto;
-use crate::rules::Requirement;
+use crate::rules::{is_cors_preflight, Requirement};
 use crate::verify::{self, ParsedToken};
 
 /// What the adapter gathers from the host for one request.
@@ -27,6 +27,12 @@ pub struct Request<'a> {
 
 /// Headers derived from a verified token for the upstream request.
 type TokenHeaders = Vec<(String, String)>;
+
+/// A requirement that was met, and what goes upstream.
+struct Granted {
+    provider: Option<String>,
+    upstream: Upstream,
+}
 
 /// How the verified-token cache took part in a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,28 +84,120 @@ impl Guard {
 
     /// `now` is Unix seconds from the host's clock.
     pub fn decide(&self, request: &Request<'_>, now: i64) -> Verdict {
-        let skipped = |decision| Verdict {
-            decision,
-            cache: CacheLookup::Skipped,
-        };
-        let candidates: Vec<usize> = match self
-            .config
-            .rules
-            .requirement_for(request.method, request.path)
-        {
-            None => return skipped(self.deny(DenyReason::NoMatchingRule, None, None)),
-            Some(Requirement::Public) => {
-                return skipped(Decision::Allow {
-                    provider: None,
-                    upstream: Upstream {
-                        remove_headers: self.config.written_headers.clone(),
-                        ..Upstream::default()
-                    },
-                })
+        let mut cache = CacheLookup::Skipped;
+        let route =
+            self.config
+                .rules
+                .requirement_for(request.method, request.path, request.headers);
+        let outcome = match route {
+            None => Err(self.denial(DenyReason::NoMatchingRule, None, None)),
+            Some(_)
+                if self.config.bypass_cors_preflight
+                    && is_cors_preflight(request.method, request.headers) =>
+            {
+                Ok(self.grant_public())
             }
-            Some(Requirement::Provider(index)) => vec![index],
-            Some(Requirement::AnyProvider) => (0..self.config.providers.len()).collect(),
+            Some((requirement, scopes)) => {
+                self.evaluate(requirement, scopes, request, now, &mut cache)
+            }
         };
+        Verdict {
+            decision: match outcome {
+                Ok(granted) => Decision::Allow {
+                    provider: granted.provider,
+                    upstream: granted.upstream,
+                },
+                Err(denial) => Decision::Deny(denial),
+            },
+            cache,
+        }
+    }
+
+    fn grant_public(&self) -> Granted {
+        Granted {
+            provider: None,
+            upstream: Upstream {
+                remove_headers: self.config.written_headers.clone(),
+                ..Upstream::default()
+            },
+        }
+    }
+
+    fn evaluate(
+        &self,
+        requirement: &Requirement,
+        scopes: &[String],
+        request: &Request<'_>,
+        now: i64,
+        cache: &mut CacheLookup,
+    ) -> Result<Granted, Denial> {
+        match requirement {
+            Requirement::Public => Ok(self.grant_public()),
+            Requirement::Provider { index, audiences } => {
+                self.check_token(&[*index], audiences.as_deref(), scopes, request, now, cache)
+            }
+            Requirement::AnyProvider => {
+                let all: Vec<usize> = (0..self.config.providers.len()).collect();
+                self.check_token(&all, None, scopes, request, now, cache)
+            }
+            Requirement::AllowMissing => {
+                let all: Vec<usize> = (0..self.config.providers.len()).collect();
+                match self.check_token(&all, None, scopes, request, now, cache) {
+                    Err(denial) if denial.reason == DenyReason::MissingToken => {
+                        Ok(self.grant_public())
+                    }
+                    other => other,
+                }
+            }
+            Requirement::Any(options) => {
+                let mut best: Option<Denial> = None;
+                for option in options {
+                    match self.evaluate(option, scopes, request, now, cache) {
+                        Ok(granted) => return Ok(granted),
+                        // A real failure says more than "no token here".
+                        Err(denial) => {
+                            if best
+                                .as_ref()
+                                .is_none_or(|b| b.reason == DenyReason::MissingToken)
+                            {
+                                best = Some(denial);
+                            }
+                        }
+                    }
+                }
+                Err(best.unwrap_or_else(|| self.denial(DenyReason::MissingToken, None, None)))
+            }
+            Requirement::All(parts) => {
+                let mut merged = self.grant_public();
+                for part in parts {
+                    let granted = self.evaluate(part, scopes, request, now, cache)?;
+                    merged.provider = granted.provider.or(merged.provider);
+                    for name in granted.upstream.remove_headers {
+                        if !merged.upstream.remove_headers.contains(&name) {
+                            merged.upstream.remove_headers.push(name);
+                        }
+                    }
+                    merged
+                        .upstream
+                        .set_headers
+                        .extend(granted.upstream.set_headers);
+                    merged.upstream.path = granted.upstream.path.or(merged.upstream.path);
+                }
+                Ok(merged)
+            }
+        }
+    }
+
+    /// One token, from the sources of `candidates`, verified by the provider its `iss` names.
+    fn check_token(
+        &self,
+        candidates: &[usize],
+        audiences: Option<&[String]>,
+        scopes: &[String],
+        request: &Request<'_>,
+        now: i64,
+        cache: &mut CacheLookup,
+    ) -> Result<Granted, Denial> {
         let mut sources: Vec<&TokenSource> = Vec::new();
         for source in candidates
             .iter()
@@ -111,9 +209,9 @@ impl Guard {
             }
         }
         let (token, source) = match find_credential(request.headers, request.path, &sources) {
-            Credential::None => return skipped(self.deny(DenyReason::MissingToken, None, None)),
+            Credential::None => return Err(self.denial(DenyReason::MissingToken, None, None)),
             Credential::Multiple => {
-                return skipped(self.deny(DenyReason::MultipleTokens, None, None))
+                return Err(self.denial(DenyReason::MultipleTokens, None, None))
             }
             Credential::One { token, source } => (token, source),
         };
@@ -130,47 +228,41 @@ impl Guard {
                 .filter(|p| candidates.contains(&index) && p.sources.contains(source))
         };
         let deny = |reason, provider: Option<&Provider>| {
-            self.deny(
+            let denial = self.denial(
                 reason,
                 provider.map(|p| p.name.clone()),
                 Some(fingerprint(
                     &digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into()),
                 )),
-            )
+            );
+            if reason == DenyReason::InsufficientScope {
+                denial.with_required_scope(&self.config.realm, scopes)
+            } else {
+                denial
+            }
         };
 
-        let cached = digest.and_then(|d| self.check_cached(&d, &eligible, now));
+        let cached = digest.and_then(|d| self.check_cached(&d, &eligible, audiences, scopes, now));
         if let (Some((provider, outcome)), Some(digest)) = (cached, digest) {
-            let decision = match outcome {
-                Ok(token_headers) => Decision::Allow {
+            *cache = CacheLookup::Hit;
+            return match outcome {
+                Ok(token_headers) => Ok(Granted {
                     provider: Some(provider.name.clone()),
                     upstream: self.upstream(provider, source, request, token_headers),
-                },
+                }),
                 Err(reason) => {
                     if reason == DenyReason::Expired {
                         self.cache.borrow_mut().remove(&digest);
                     }
-                    deny(reason, Some(provider))
+                    Err(deny(reason, Some(provider)))
                 }
             };
-            return Verdict {
-                decision,
-                cache: CacheLookup::Hit,
-            };
         }
-        let miss = |decision| Verdict {
-            decision,
-            cache: if self.config.jwt_cache_size > 0 {
-                CacheLookup::Miss
-            } else {
-                CacheLookup::Skipped
-            },
-        };
+        if caching {
+            *cache = CacheLookup::Miss;
+        }
 
-        let parsed = match verify::parse(token) {
-            Ok(parsed) => parsed,
-            Err(reason) => return miss(deny(reason, None)),
-        };
+        let parsed = verify::parse(token).map_err(|reason| deny(reason, None))?;
         // The unverified `iss` only picks the provider; that provider's keys then decide.
         let mut first_failure = None;
         for (index, provider) in candidates
@@ -180,7 +272,14 @@ impl Guard {
             if parsed.claims.iss.as_deref() != Some(provider.issuer.as_str()) {
                 continue;
             }
-            match check_with_provider(&parsed, provider, now, self.host_crypto.as_deref()) {
+            let audiences = audiences.unwrap_or(&provider.audiences);
+            match check_with_provider(
+                &parsed,
+                provider,
+                audiences,
+                now,
+                self.host_crypto.as_deref(),
+            ) {
                 Ok(()) => {
                     let token_headers = provider
                         .forward
@@ -196,7 +295,10 @@ impl Guard {
                             },
                         );
                     }
-                    return miss(Decision::Allow {
+                    // Scopes are the route's, not the token's validity: checked after caching.
+                    check_scopes(&parsed.claims.scopes, scopes)
+                        .map_err(|reason| deny(reason, Some(provider)))?;
+                    return Ok(Granted {
                         provider: Some(provider.name.clone()),
                         upstream: self.upstream(provider, source, request, token_headers),
                     });
@@ -206,7 +308,7 @@ impl Guard {
                 }
             }
         }
-        miss(match first_failure {
+        Err(match first_failure {
             Some((reason, provider)) => deny(reason, Some(provider)),
             None => deny(DenyReason::IssuerNotAccepted, None),
         })
@@ -219,13 +321,17 @@ impl Guard {
         &'c self,
         digest: &TokenDigest,
         eligible: &dyn Fn(usize) -> Option<&'c Provider>,
+        audiences: Option<&[String]>,
+        scopes: &[String],
         now: i64,
     ) -> Option<(&'c Provider, Result<TokenHeaders, DenyReason>)> {
         let cache = self.cache.borrow();
         let cached = cache.get(digest)?;
         let provider = eligible(cached.provider)?;
+        let audiences = audiences.unwrap_or(&provider.audiences);
         let outcome = check_times(cached.times, provider.time, now)
-            .and_then(|()| check_audience(cached.claims.aud.as_ref(), &provider.audiences))
+            .and_then(|()| check_audience(cached.claims.aud.as_ref(), audiences))
+            .and_then(|()| check_scopes(&cached.claims.scopes, scopes))
             .map(|()| cached.upstream_headers.clone());
         Some((provider, outcome))
     }
@@ -268,18 +374,13 @@ impl Guard {
         upstream
     }
 
-    fn deny(
+    fn denial(
         &self,
         reason: DenyReason,
         provider: Option<String>,
         token_fingerprint: Option<String>,
-    ) -> Decision {
-        Decision::Deny(Denial::new(
-            reason,
-            &self.config.realm,
-            provider,
-            token_fingerprint,
-        ))
+    ) -> Denial {
+        Denial::new(reason, &self.config.realm, provider, token_fingerprint)
     }
 }
 
@@ -287,6 +388,7 @@ impl Guard {
 fn check_with_provider(
     token: &ParsedToken<'_>,
     provider: &Provider,
+    audiences: &[String],
     now: i64,
     host: Option<&dyn HostCrypto>,
 ) -> Result<(), DenyReason> {
@@ -302,7 +404,7 @@ fn check_with_provider(
         return Err(DenyReason::TokenTypeNotAccepted);
     }
     check_times(token.times, provider.time, now)?;
-    check_audience(token.claims.aud.as_ref(), &provider.audiences)?;
+    check_audience(token.claims.aud.as_ref(), audiences)?;
     check_subject(token.claims.sub.as_deref(), provider.subjects.as_ref())
 }
 
@@ -1077,5 +1179,157 @@ mod tests {
             reason(decide_at(&g, "/a", &bearer(&token), NOW)),
             Some(DenyReason::MissingToken)
         );
+    }
+
+    /// corp (Authorization) and partner (x-partner-token), with rules of every kind.
+    fn two_provider_guard() -> Guard {
+        let k = keys();
+        let partner_jwks =
+            json!({ "keys": [testkit::public_jwk(JsonWebKey::from(&k.rsa_other), "p-1", None)] });
+        guard(json!({
+            "providers": {
+                "corp": testkit::config_json(json!({}), None)["providers"]["corp"].clone(),
+                "partner": {
+                    "issuer": "https://partner.example",
+                    "local_jwks": partner_jwks,
+                    "from_headers": [{ "name": "x-partner-token" }]
+                }
+            },
+            "rules": [
+                { "match": { "prefix": "/any" }, "requires": { "requires_any": { "requirements": [
+                    { "provider_name": "corp" }, { "provider_name": "partner" } ] } } },
+                { "match": { "prefix": "/all" }, "requires": { "requires_all": { "requirements": [
+                    { "provider_name": "corp" }, { "provider_name": "partner" } ] } } },
+                { "match": { "prefix": "/optional" }, "requires": { "allow_missing": {} } },
+                { "match": { "prefix": "/billing" }, "requires": { "provider_and_audiences": {
+                    "provider_name": "corp", "audiences": ["billing-api"] } } },
+                { "match": { "prefix": "/orders", "methods": ["DELETE"] },
+                  "requires": { "provider_name": "corp" }, "scopes": ["orders:admin"] },
+                { "match": { "prefix": "/orders" }, "requires": { "provider_name": "corp" },
+                  "scopes": ["orders:read"] }
+            ]
+        }))
+    }
+
+    fn partner_token() -> String {
+        mint(
+            Signer::Rs256(&keys().rsa_other),
+            Some("p-1"),
+            &with(json!({ "iss": "https://partner.example" })),
+        )
+    }
+
+    #[test]
+    fn requires_any_all_and_allow_missing() {
+        let g = two_provider_guard();
+        let corp = bearer(&rs256(&good_claims()));
+        let partner = vec![("x-partner-token".to_owned(), partner_token())];
+        let both: Vec<_> = corp.iter().chain(partner.iter()).cloned().collect();
+        let at =
+            |path: &str, headers: &[(String, String)]| reason(decide_at(&g, path, headers, NOW));
+        assert_eq!(at("/any", &corp), None);
+        assert_eq!(at("/any", &partner), None);
+        assert_eq!(at("/any", &[]), Some(DenyReason::MissingToken));
+        let expired = bearer(&rs256(&with(json!({ "exp": NOW - 999 }))));
+        assert_eq!(
+            at("/any", &expired),
+            Some(DenyReason::Expired),
+            "the real failure is reported"
+        );
+        assert_eq!(at("/all", &both), None);
+        assert_eq!(at("/all", &corp), Some(DenyReason::MissingToken));
+        let upstream = upstream_of(decide_at(&g, "/all", &both, NOW));
+        assert!(upstream
+            .remove_headers
+            .contains(&"authorization".to_owned()));
+        assert!(upstream
+            .remove_headers
+            .contains(&"x-partner-token".to_owned()));
+        assert_eq!(at("/optional", &[]), None);
+        assert_eq!(at("/optional", &corp), None);
+        assert_eq!(at("/optional", &expired), Some(DenyReason::Expired));
+    }
+
+    #[test]
+    fn provider_and_audiences_overrides_the_audience() {
+        let g = two_provider_guard();
+        let orders = bearer(&rs256(&good_claims()));
+        let billing = bearer(&rs256(&with(json!({ "aud": "billing-api" }))));
+        assert_eq!(
+            reason(decide_at(&g, "/billing", &orders, NOW)),
+            Some(DenyReason::AudienceNotAccepted)
+        );
+        assert_eq!(reason(decide_at(&g, "/billing", &billing, NOW)), None);
+        // ...also when the token is already in the cache.
+        assert_eq!(
+            reason(decide_at(&g, "/billing", &orders, NOW)),
+            Some(DenyReason::AudienceNotAccepted)
+        );
+    }
+
+    #[test]
+    fn scopes_are_required_per_route() {
+        let g = two_provider_guard();
+        let reader = rs256(&with(json!({ "scope": "orders:read profile" })));
+        let request = |method: &'static str, token: &str| {
+            g.decide(
+                &Request {
+                    method,
+                    path: "/orders/1",
+                    headers: &bearer(token),
+                },
+                NOW,
+            )
+            .decision
+        };
+        assert_eq!(reason(request("GET", &reader)), None);
+        let Decision::Deny(denial) = request("DELETE", &reader) else {
+            panic!("reader may not delete");
+        };
+        assert_eq!(denial.reason, DenyReason::InsufficientScope);
+        assert_eq!(denial.status, 403);
+        assert!(
+            denial.headers[0].1.ends_with("scope=\"orders:admin\""),
+            "{:?}",
+            denial.headers
+        );
+        // A cache hit checks the route's scopes too.
+        assert_eq!(
+            reason(request("DELETE", &reader)),
+            Some(DenyReason::InsufficientScope)
+        );
+        let no_scope = rs256(&good_claims());
+        assert_eq!(
+            reason(request("GET", &no_scope)),
+            Some(DenyReason::InsufficientScope)
+        );
+    }
+
+    #[test]
+    fn cors_preflight_passes_unless_disabled() {
+        let preflight = vec![
+            ("origin".to_owned(), "https://app.example".to_owned()),
+            (
+                "access-control-request-method".to_owned(),
+                "POST".to_owned(),
+            ),
+        ];
+        let options = |g: &Guard| {
+            reason(
+                g.decide(
+                    &Request {
+                        method: "OPTIONS",
+                        path: "/",
+                        headers: &preflight,
+                    },
+                    NOW,
+                )
+                .decision,
+            )
+        };
+        assert_eq!(options(&default_guard()), None);
+        let mut config = testkit::config_json(json!({}), None);
+        config["bypass_cors_preflight"] = json!(false);
+        assert_eq!(options(&guard(config)), Some(DenyReason::MissingToken));
     }
 }

@@ -4,8 +4,13 @@
 //! the filter tens of kilobytes. Only runs when a configuration is rejected.
 
 enum Frame {
-    Object { key: Option<String>, expecting_key: bool },
-    Array { index: usize },
+    Object {
+        key: Option<String>,
+        expecting_key: bool,
+    },
+    Array {
+        index: usize,
+    },
 }
 
 /// The path of the innermost value open at `line`/`column` (1-based, as serde_json reports).
@@ -93,7 +98,10 @@ mod tests {
     #[test]
     fn nested_keys_and_indices() {
         let text = r#"{"providers":{"corp":{"issuer":"i","clock_skew_seconds":"60"}},"rules":[{"match":{}},{"match":{"prefix":7}}]}"#;
-        assert_eq!(at_end_of(text, r#""60""#), "providers.corp.clock_skew_seconds");
+        assert_eq!(
+            at_end_of(text, r#""60""#),
+            "providers.corp.clock_skew_seconds"
+        );
         assert_eq!(at_end_of(text, r#""prefix":7"#), "rules[1].match.prefix");
         assert_eq!(at_end_of(text, r#"{"match":{}"#), "rules[0].match");
     }

@@ -6,14 +6,32 @@ pub enum PathMatch {
     Exact(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a matched route needs (jwt_authn's `JwtRequirement`).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
     /// No token needed.
     Public,
-    /// A valid token of this provider (index into `Config::providers`).
-    Provider(usize),
+    /// A valid token of this provider (index into `Config::providers`); `audiences`
+    /// replaces the provider's own list for this route (`provider_and_audiences`).
+    Provider {
+        index: usize,
+        audiences: Option<Vec<String>>,
+    },
     /// A valid token of any configured provider.
     AnyProvider,
+    /// At least one of these.
+    Any(Vec<Requirement>),
+    /// All of these (each from its provider's own token source).
+    All(Vec<Requirement>),
+    /// No token is fine; a token that is present must be valid (for any provider).
+    AllowMissing,
+}
+
+/// What the rule needs and which scopes every accepted token must carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteRequirement {
+    pub requirement: Requirement,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,7 +39,10 @@ pub struct Rule {
     pub path: PathMatch,
     /// Upper-case; `None` matches every method.
     pub methods: Option<Vec<String>>,
+    /// Lower-case names with their exact values; all must be present.
+    pub headers: Vec<(String, String)>,
     pub requirement: Requirement,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,22 +60,29 @@ impl Rules {
         Rules::new(vec![Rule {
             path: PathMatch::Prefix("/".to_owned()),
             methods: None,
+            headers: Vec::new(),
             requirement: Requirement::AnyProvider,
+            scopes: Vec::new(),
         }])
     }
 
     /// `None` when no rule matches. `path` is the request's `:path`; its query is ignored.
-    pub fn requirement_for(&self, method: &str, path: &str) -> Option<Requirement> {
+    pub fn requirement_for(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> Option<(&Requirement, &[String])> {
         let path = path.split(['?', '#']).next().unwrap_or_default();
         self.rules
             .iter()
-            .find(|rule| rule.matches(method, path))
-            .map(|rule| rule.requirement)
+            .find(|rule| rule.matches(method, path, headers))
+            .map(|rule| (&rule.requirement, rule.scopes.as_slice()))
     }
 }
 
 impl Rule {
-    fn matches(&self, method: &str, path: &str) -> bool {
+    fn matches(&self, method: &str, path: &str, headers: &[(String, String)]) -> bool {
         let path_ok = match &self.path {
             PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
             PathMatch::Exact(exact) => path == exact,
@@ -64,7 +92,19 @@ impl Rule {
                 .methods
                 .as_ref()
                 .is_none_or(|methods| methods.iter().any(|m| m.eq_ignore_ascii_case(method)))
+            && self.headers.iter().all(|(name, value)| {
+                headers
+                    .iter()
+                    .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
+            })
     }
+}
+
+/// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) carries no
+/// credentials by design (Fetch standard), so it is let through when configured.
+pub fn is_cors_preflight(method: &str, headers: &[(String, String)]) -> bool {
+    let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
+    method.eq_ignore_ascii_case("OPTIONS") && has("origin") && has("access-control-request-method")
 }
 
 #[cfg(test)]
@@ -75,8 +115,21 @@ mod tests {
         Rule {
             path,
             methods: methods.map(|m| m.iter().map(|s| (*s).to_owned()).collect()),
+            headers: Vec::new(),
             requirement,
+            scopes: Vec::new(),
         }
+    }
+
+    fn provider(index: usize) -> Requirement {
+        Requirement::Provider {
+            index,
+            audiences: None,
+        }
+    }
+
+    fn requirement_for<'r>(rules: &'r Rules, method: &str, path: &str) -> Option<&'r Requirement> {
+        rules.requirement_for(method, path, &[]).map(|(r, _)| r)
     }
 
     #[test]
@@ -87,23 +140,19 @@ mod tests {
                 None,
                 Requirement::Public,
             ),
-            rule(
-                PathMatch::Prefix("/".into()),
-                None,
-                Requirement::Provider(0),
-            ),
+            rule(PathMatch::Prefix("/".into()), None, provider(0)),
         ]);
         assert_eq!(
-            rules.requirement_for("GET", "/healthz?x=1"),
-            Some(Requirement::Public)
+            requirement_for(&rules, "GET", "/healthz?x=1"),
+            Some(&Requirement::Public)
         );
         assert_eq!(
-            rules.requirement_for("GET", "/healthz/live"),
-            Some(Requirement::Public)
+            requirement_for(&rules, "GET", "/healthz/live"),
+            Some(&Requirement::Public)
         );
         assert_eq!(
-            rules.requirement_for("GET", "/orders"),
-            Some(Requirement::Provider(0))
+            requirement_for(&rules, "GET", "/orders"),
+            Some(&provider(0))
         );
     }
 
@@ -115,15 +164,15 @@ mod tests {
             Requirement::Public,
         )]);
         assert_eq!(
-            rules.requirement_for("POST", "/login"),
-            Some(Requirement::Public)
+            requirement_for(&rules, "POST", "/login"),
+            Some(&Requirement::Public)
         );
         assert_eq!(
-            rules.requirement_for("post", "/login?next=/"),
-            Some(Requirement::Public)
+            requirement_for(&rules, "post", "/login?next=/"),
+            Some(&Requirement::Public)
         );
-        assert_eq!(rules.requirement_for("GET", "/login"), None);
-        assert_eq!(rules.requirement_for("POST", "/login/x"), None);
+        assert_eq!(requirement_for(&rules, "GET", "/login"), None);
+        assert_eq!(requirement_for(&rules, "POST", "/login/x"), None);
     }
 
     #[test]
@@ -133,19 +182,40 @@ mod tests {
             None,
             Requirement::Public,
         )]);
-        assert_eq!(rules.requirement_for("GET", "/private?/public"), None);
+        assert_eq!(requirement_for(&rules, "GET", "/private?/public"), None);
+    }
+
+    #[test]
+    fn header_conditions_and_cors_preflight() {
+        let mut with_header = rule(PathMatch::Prefix("/".into()), None, Requirement::Public);
+        with_header.headers = vec![("x-tenant".into(), "blue".into())];
+        let rules = Rules::new(vec![with_header]);
+        let h = |v: &str| vec![("X-Tenant".to_owned(), v.to_owned())];
+        assert!(rules.requirement_for("GET", "/", &h("blue")).is_some());
+        assert!(rules.requirement_for("GET", "/", &h("red")).is_none());
+        assert!(rules.requirement_for("GET", "/", &[]).is_none());
+        let preflight = vec![
+            ("origin".to_owned(), "https://app".to_owned()),
+            (
+                "access-control-request-method".to_owned(),
+                "POST".to_owned(),
+            ),
+        ];
+        assert!(is_cors_preflight("OPTIONS", &preflight));
+        assert!(!is_cors_preflight("GET", &preflight));
+        assert!(!is_cors_preflight("OPTIONS", &preflight[..1]));
     }
 
     #[test]
     fn default_requires_any_provider_everywhere() {
         let rules = Rules::require_any_provider();
         assert_eq!(
-            rules.requirement_for("GET", "/"),
-            Some(Requirement::AnyProvider)
+            requirement_for(&rules, "GET", "/"),
+            Some(&Requirement::AnyProvider)
         );
         assert_eq!(
-            rules.requirement_for("DELETE", "/a/b"),
-            Some(Requirement::AnyProvider)
+            requirement_for(&rules, "DELETE", "/a/b"),
+            Some(&Requirement::AnyProvider)
         );
     }
 }

@@ -175,6 +175,18 @@ impl Envoy {
         }
     }
 
+    /// The counter once it is at least `minimum` (or its value after a few seconds).
+    pub fn counter_at_least(&self, name: &str, minimum: u64) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let value = self.counter(name);
+            if value >= minimum || Instant::now() > deadline {
+                return value;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }
