@@ -123,7 +123,9 @@ def jwt_authn(jwks, cache):
 
 
 def bearer_guard(name, jwks, cache_size, crypto):
-    config = {"providers": {"bench": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks}},
+    # forward: true on both sides: jwt_authn above keeps the header too.
+    config = {"providers": {"bench": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks,
+                                      "forward": True}},
               "jwt_cache_size": cache_size, "crypto": crypto}
     return wasm_filter(name, BEARER_GUARD, json.dumps(config))
 

@@ -50,13 +50,27 @@ fn scratch_dir() -> PathBuf {
 
 /// `envoy/test.yaml.tmpl` with the filter's JSON configuration and the upstream's port.
 pub fn test_config(plugin_config: &serde_json::Value, upstream_port: u16) -> String {
-    let template = std::fs::read_to_string(repo_path("envoy/test.yaml.tmpl")).unwrap();
+    fill_template("envoy/test.yaml.tmpl", plugin_config, upstream_port, &[])
+}
+
+/// A template under `envoy/` with the common placeholders and `extra` ones filled.
+pub fn fill_template(
+    template: &str,
+    plugin_config: &serde_json::Value,
+    upstream_port: u16,
+    extra: &[(&str, &str)],
+) -> String {
+    let mut text = std::fs::read_to_string(repo_path(template)).unwrap();
     // A JSON string literal is also a valid YAML double-quoted scalar.
     let as_yaml_string = serde_json::to_string(&plugin_config.to_string()).unwrap();
-    template
+    text = text
         .replace("{{WASM_PATH}}", &wasm_path().display().to_string())
         .replace("{{PLUGIN_CONFIG}}", &as_yaml_string)
-        .replace("{{UPSTREAM_PORT}}", &upstream_port.to_string())
+        .replace("{{UPSTREAM_PORT}}", &upstream_port.to_string());
+    for (name, value) in extra {
+        text = text.replace(&format!("{{{{{name}}}}}"), value);
+    }
+    text
 }
 
 impl Envoy {
@@ -132,7 +146,7 @@ impl Envoy {
         Err(None)
     }
 
-    fn listener_port(&self, name: &str) -> Option<u16> {
+    pub fn listener_port(&self, name: &str) -> Option<u16> {
         let listeners: serde_json::Value =
             serde_json::from_str(&self.admin("/listeners?format=json")).ok()?;
         listeners["listener_statuses"]
