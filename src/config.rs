@@ -53,11 +53,79 @@ pub struct Provider {
     pub keys: KeySet,
     pub sources: Vec<TokenSource>,
     pub forward: ForwardPolicy,
+    /// Keys fetched through an Envoy cluster; `keys` is then empty until the first fetch.
+    pub remote_jwks: Option<RemoteJwks>,
     pub time: TimePolicy,
     /// Algorithms this provider's tokens may use; checked before any key is touched.
     pub algorithms: Vec<Algorithm>,
     pub token_types: TokenTypePolicy,
     pub subjects: Option<StringMatch>,
+}
+
+/// Where and how often a provider's JWKS is fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteJwks {
+    pub cluster: String,
+    /// `:authority` and `:path` of the fetch, from the configured `uri`.
+    pub authority: String,
+    pub path: String,
+    pub timeout_ms: u64,
+    pub cache_duration_seconds: u64,
+    /// Unknown-`kid` refetches are at most this often per provider.
+    pub refetch_min_interval_seconds: u64,
+}
+
+pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 2000;
+pub const DEFAULT_JWKS_CACHE_DURATION_SECONDS: u64 = 600;
+pub const DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS: u64 = 30;
+
+fn compile_remote_jwks(
+    raw: RawRemoteJwks,
+    at: &dyn Fn(&str) -> String,
+) -> Result<RemoteJwks, ConfigError> {
+    if raw.cluster.is_empty() {
+        return Err(ConfigError::new(
+            at("remote_jwks.cluster"),
+            "must not be empty",
+        ));
+    }
+    let rest = raw
+        .uri
+        .strip_prefix("https://")
+        .or_else(|| raw.uri.strip_prefix("http://"))
+        .ok_or_else(|| {
+            ConfigError::new(at("remote_jwks.uri"), "must start with https:// or http://")
+        })?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (
+            rest.get(..slash).unwrap_or_default(),
+            rest.get(slash..).unwrap_or("/"),
+        ),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(ConfigError::new(at("remote_jwks.uri"), "has no host"));
+    }
+    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_JWKS_TIMEOUT_MS);
+    if timeout_ms == 0 {
+        return Err(ConfigError::new(
+            at("remote_jwks.timeout_ms"),
+            "must be positive",
+        ));
+    }
+    Ok(RemoteJwks {
+        cluster: raw.cluster,
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+        timeout_ms,
+        cache_duration_seconds: raw
+            .cache_duration_seconds
+            .unwrap_or(DEFAULT_JWKS_CACHE_DURATION_SECONDS)
+            .max(1),
+        refetch_min_interval_seconds: raw
+            .refetch_min_interval_seconds
+            .unwrap_or(DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS),
+    })
 }
 
 /// Which `typ` header values are accepted (RFC 8725 §3.11, RFC 9068 §2.1).
@@ -153,7 +221,10 @@ struct RawProvider {
     issuer: String,
     #[serde(default)]
     audiences: Vec<String>,
-    local_jwks: RawLocalJwks,
+    #[serde(default)]
+    local_jwks: Option<RawLocalJwks>,
+    #[serde(default)]
+    remote_jwks: Option<RawRemoteJwks>,
     #[serde(default)]
     from_headers: Option<Vec<RawHeaderSource>>,
     #[serde(default)]
@@ -180,6 +251,19 @@ struct RawProvider {
     require_token_type: bool,
     #[serde(default)]
     subjects: Option<RawStringMatch>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteJwks {
+    cluster: String,
+    uri: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    cache_duration_seconds: Option<u64>,
+    #[serde(default)]
+    refetch_min_interval_seconds: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -358,7 +442,23 @@ fn compile_provider(
             "must not contain empty strings",
         ));
     }
-    let parsed = match (raw.local_jwks.inline_string, raw.local_jwks.keys) {
+    let (local, remote_jwks) = match (raw.local_jwks, raw.remote_jwks) {
+        (Some(local), None) => (local, None),
+        (None, Some(remote)) => (
+            RawLocalJwks {
+                inline_string: None,
+                keys: Some(Vec::new()),
+            },
+            Some(compile_remote_jwks(remote, &at)?),
+        ),
+        _ => {
+            return Err(ConfigError::new(
+                at("local_jwks"),
+                "set exactly one of \"local_jwks\" or \"remote_jwks\"",
+            ))
+        }
+    };
+    let parsed = match (local.inline_string, local.keys) {
         (Some(text), None) => jwks::parse_jwks_str(&text)
             .map_err(|e| ConfigError::new(at("local_jwks.inline_string"), e.to_string()))?,
         (None, Some(keys)) => jwks::parse_keys(&keys),
@@ -372,7 +472,7 @@ fn compile_provider(
     for (index, skip) in &parsed.skipped {
         warnings.push(format!("{}: key {index} skipped: {skip}", at("local_jwks")));
     }
-    if parsed.key_set.keys.is_empty() {
+    if parsed.key_set.keys.is_empty() && remote_jwks.is_none() {
         let why = parsed
             .skipped
             .iter()
@@ -451,6 +551,7 @@ fn compile_provider(
         keys: parsed.key_set,
         sources,
         forward,
+        remote_jwks,
         time: TimePolicy {
             clock_skew_seconds: raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
             require_expiration: raw.require_expiration.unwrap_or(true),

@@ -204,6 +204,8 @@ pub struct Denial {
     pub status: u32,
     pub headers: Vec<(String, String)>,
     pub body: String,
+    /// Set when the answer is better given after this provider's keys are (re)fetched.
+    pub wait_for_keys: Option<usize>,
 }
 
 impl Denial {
@@ -246,6 +248,7 @@ impl Denial {
             status: reason.status(),
             headers,
             body: body(reason),
+            wait_for_keys: None,
         }
     }
 }
@@ -304,6 +307,11 @@ pub enum Decision {
         upstream: Upstream,
     },
     Deny(Denial),
+    /// Pause the request until the provider's keys are fetched, then decide again
+    /// (`Guard::decide_after_wait`).
+    WaitForKeys {
+        provider: usize,
+    },
 }
 
 #[cfg(test)]

@@ -10,18 +10,36 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType, Status};
 
-use crate::config::{Config, CryptoMode};
+use crate::config::{Config, CryptoMode, RemoteJwks};
 use crate::decision::{Decision, Denial, DenyReason, Upstream};
 use crate::guard::{CacheLookup, Guard, Request};
 use crate::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
+use crate::jwks_fetch;
 use crate::log_limit::{LogLimiter, DENIAL_LINES_PER_SECOND};
 
-const METRICS_FLUSH_PERIOD: Duration = Duration::from_secs(1);
+/// Counters are flushed, other workers' JWKS adopted and fetches started this often.
+const TICK_PERIOD: Duration = Duration::from_millis(250);
+
+/// Takes the fetch lease for this JWKS, unless another worker holds an unexpired one.
+fn take_lease(state: &RemoteState, now: i64) -> bool {
+    let Ok((value, cas)) = hostcalls::get_shared_data(&state.lease_key) else {
+        return true;
+    };
+    if cas.is_none() || !jwks_fetch::lease_free(value.as_deref(), now) {
+        return false;
+    }
+    let until = now + i64::try_from(state.remote.timeout_ms / 1000).unwrap_or(0) + 2;
+    hostcalls::set_shared_data(&state.lease_key, Some(until.to_string().as_bytes()), cas).is_ok()
+}
+
+fn release_lease(state: &RemoteState) {
+    let _ = hostcalls::set_shared_data(&state.lease_key, Some(b"0"), None);
+}
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(GuardRoot::default()) });
+    proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(GuardRoot::new(id)) });
 }}
 
 /// Envoy's `verify_signature` foreign function (BoringSSL).
@@ -53,6 +71,8 @@ enum Counter {
     Allowed,
     CacheHit,
     CacheMiss,
+    JwksFetchOk,
+    JwksFetchFailed,
     Denied(DenyReason),
 }
 
@@ -62,8 +82,10 @@ impl Counter {
             Counter::Allowed => 0,
             Counter::CacheHit => 1,
             Counter::CacheMiss => 2,
+            Counter::JwksFetchOk => 3,
+            Counter::JwksFetchFailed => 4,
             Counter::Denied(reason) => {
-                3 + DenyReason::ALL
+                5 + DenyReason::ALL
                     .iter()
                     .position(|r| *r == reason)
                     .unwrap_or_default()
@@ -76,14 +98,22 @@ impl Counter {
             Counter::Allowed => "bearer_guard.allowed".to_owned(),
             Counter::CacheHit => "bearer_guard.jwt_cache_hit".to_owned(),
             Counter::CacheMiss => "bearer_guard.jwt_cache_miss".to_owned(),
+            Counter::JwksFetchOk => "bearer_guard.jwks_fetch_success".to_owned(),
+            Counter::JwksFetchFailed => "bearer_guard.jwks_fetch_failed".to_owned(),
             Counter::Denied(reason) => format!("bearer_guard.denied.{}", reason.code()),
         }
     }
 
     fn all() -> impl Iterator<Item = Counter> {
-        [Counter::Allowed, Counter::CacheHit, Counter::CacheMiss]
-            .into_iter()
-            .chain(DenyReason::ALL.into_iter().map(Counter::Denied))
+        [
+            Counter::Allowed,
+            Counter::CacheHit,
+            Counter::CacheMiss,
+            Counter::JwksFetchOk,
+            Counter::JwksFetchFailed,
+        ]
+        .into_iter()
+        .chain(DenyReason::ALL.into_iter().map(Counter::Denied))
     }
 }
 
@@ -125,16 +155,125 @@ struct Active {
     guard: Guard,
     metrics: Metrics,
     denial_log: RefCell<LogLimiter>,
+    remote: RefCell<Vec<RemoteState>>,
+    /// Requests paused until their provider's keys arrive.
+    waiting: RefCell<Vec<Waiter>>,
 }
 
-#[derive(Default)]
+/// One provider's remote JWKS, as this worker sees it.
+struct RemoteState {
+    provider: usize,
+    remote: RemoteJwks,
+    /// Shared-data keys: the fetched JWKS, and the lease of whoever is fetching it.
+    shared_key: String,
+    lease_key: String,
+    seen_cas: Option<u32>,
+    fetched_at: Option<i64>,
+    retry_at: i64,
+    in_flight: Option<u32>,
+    /// A request needs a (re)fetch: no keys yet, or an unknown `kid`.
+    wanted: bool,
+}
+
+struct Waiter {
+    context: u32,
+    provider: usize,
+    deadline: i64,
+}
+
 pub struct GuardRoot {
+    id: u32,
     active: Option<Rc<Active>>,
     /// Outcome of the host crypto self-test; run once per VM, on the first configure.
     host_crypto_ok: Option<bool>,
 }
 
 impl GuardRoot {
+    pub fn new(id: u32) -> Self {
+        GuardRoot {
+            id,
+            active: None,
+            host_crypto_ok: None,
+        }
+    }
+
+    /// Adopts keys other workers fetched, starts fetches that are due (one worker per
+    /// process, by lease), and answers requests whose wait is over.
+    fn drive_remote_jwks(&self, now: i64) {
+        let Some(active) = self.active.clone() else {
+            return;
+        };
+        let mut ready = Vec::new();
+        for state in active.remote.borrow_mut().iter_mut() {
+            if let Ok((Some(value), cas)) = hostcalls::get_shared_data(&state.shared_key) {
+                if cas != state.seen_cas {
+                    state.seen_cas = cas;
+                    if let Some((at, keys)) = jwks_fetch::decode_shared(&value) {
+                        if state.fetched_at.is_none_or(|ours| at > ours) {
+                            active.guard.install_keys(state.provider, keys, at);
+                            state.fetched_at = Some(at);
+                            // Fresh keys answer what this worker wanted a fetch for.
+                            state.wanted = false;
+                            ready.push(state.provider);
+                        }
+                    }
+                }
+            }
+            let due = state.wanted
+                || jwks_fetch::fetch_due(
+                    state.fetched_at,
+                    now,
+                    state.remote.cache_duration_seconds,
+                );
+            if due && state.in_flight.is_none() && now >= state.retry_at && take_lease(state, now) {
+                state.wanted = false;
+                let headers = vec![
+                    (":method", "GET"),
+                    (":path", state.remote.path.as_str()),
+                    (":authority", state.remote.authority.as_str()),
+                    ("accept", "application/json"),
+                ];
+                let timeout = Duration::from_millis(state.remote.timeout_ms);
+                match self.dispatch_http_call(&state.remote.cluster, headers, None, vec![], timeout)
+                {
+                    Ok(token) => state.in_flight = Some(token),
+                    Err(status) => {
+                        warn!("JWKS fetch for provider {} not sent ({status:?}): is cluster {:?} defined?", state.provider, state.remote.cluster);
+                        active.metrics.count(Counter::JwksFetchFailed);
+                        state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
+                        release_lease(state);
+                        ready.push(state.provider);
+                    }
+                }
+            }
+        }
+        self.answer_waiting(&active, &ready, now);
+    }
+
+    /// Decides again for paused requests whose keys arrived (or whose wait timed out).
+    fn answer_waiting(&self, active: &Active, ready: &[usize], now: i64) {
+        let due: Vec<Waiter> = {
+            let mut waiting = active.waiting.borrow_mut();
+            let (due, keep) = waiting
+                .drain(..)
+                .partition(|w| ready.contains(&w.provider) || now >= w.deadline);
+            *waiting = keep;
+            due
+        };
+        for waiter in due {
+            // The stream may be gone (client closed); then there is nothing to answer.
+            if hostcalls::set_effective_context(waiter.context).is_err() {
+                continue;
+            }
+            if let Applied::Continue = decide_and_apply(active, true) {
+                if let Err(status) = hostcalls::resume_http_request() {
+                    warn!("could not resume a request after the key fetch: {status:?}");
+                }
+            }
+        }
+        let _ = hostcalls::set_effective_context(self.id);
+    }
+
     fn host_crypto_passes_self_test(&mut self) -> bool {
         *self.host_crypto_ok.get_or_insert_with(|| {
             match host_crypto::self_test(&EnvoyCrypto) {
@@ -151,7 +290,68 @@ impl GuardRoot {
     }
 }
 
-impl Context for GuardRoot {}
+impl Context for GuardRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(active) = self.active.clone() else {
+            return;
+        };
+        let now = now_unix_seconds().unwrap_or_default();
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let body = hostcalls::get_buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(jwks_fetch::MAX_JWKS_BYTES + 1),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let mut ready = Vec::new();
+        for state in active.remote.borrow_mut().iter_mut() {
+            if state.in_flight != Some(token) {
+                continue;
+            }
+            state.in_flight = None;
+            release_lease(state);
+            ready.push(state.provider);
+            match jwks_fetch::accept_response(status.as_deref(), &body) {
+                Ok(keys) => {
+                    info!(
+                        "JWKS for provider {} fetched: {} key(s)",
+                        state.provider,
+                        keys.keys.len()
+                    );
+                    active.guard.install_keys(state.provider, keys, now);
+                    active.metrics.count(Counter::JwksFetchOk);
+                    state.fetched_at = Some(now);
+                    let shared = jwks_fetch::encode_shared(now, &body);
+                    if hostcalls::set_shared_data(&state.shared_key, Some(&shared), None).is_ok() {
+                        state.seen_cas = hostcalls::get_shared_data(&state.shared_key)
+                            .ok()
+                            .and_then(|(_, cas)| cas);
+                    }
+                }
+                Err(e) => {
+                    active.metrics.count(Counter::JwksFetchFailed);
+                    state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
+                    warn!(
+                        "JWKS fetch for provider {} failed: {e}; keeping {} key(s) in use",
+                        state.provider,
+                        active.guard.key_count(state.provider)
+                    );
+                }
+            }
+        }
+        self.answer_waiting(&active, &ready, now);
+    }
+}
 
 impl RootContext for GuardRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -201,14 +401,51 @@ impl RootContext for GuardRoot {
         if let Some(previous) = &self.active {
             previous.metrics.flush();
         }
+        let remote = guard
+            .config()
+            .providers
+            .iter()
+            .enumerate()
+            .filter_map(|(index, p)| {
+                let remote = p.remote_jwks.clone()?;
+                let shared_key = format!(
+                    "bearer_guard.jwks.{}.{}{}",
+                    p.name, remote.authority, remote.path
+                );
+                Some(RemoteState {
+                    provider: index,
+                    lease_key: format!("{shared_key}.lease"),
+                    shared_key,
+                    remote,
+                    seen_cas: None,
+                    fetched_at: None,
+                    retry_at: 0,
+                    in_flight: None,
+                    wanted: false,
+                })
+            })
+            .collect();
         self.active = Some(Rc::new(Active {
             guard,
             metrics: Metrics::define(),
             denial_log: RefCell::new(LogLimiter::default()),
+            remote: RefCell::new(remote),
+            waiting: RefCell::new(Vec::new()),
         }));
-        if let Err(status) = hostcalls::set_tick_period(METRICS_FLUSH_PERIOD) {
+        if let Err(status) = hostcalls::set_tick_period(TICK_PERIOD) {
             warn!("no tick ({status:?}): counters will not reach the host");
         }
+        // Shared data cannot be created atomically, so the leases exist before any worker's
+        // first tick competes for them by compare-and-swap.
+        if let Some(active) = &self.active {
+            for state in active.remote.borrow().iter() {
+                if let Ok((None, _)) = hostcalls::get_shared_data(&state.lease_key) {
+                    let _ = hostcalls::set_shared_data(&state.lease_key, Some(b"0"), None);
+                }
+            }
+        }
+        // The first JWKS fetch starts at the first tick (250 ms), from a worker: Envoy drops
+        // the VM that runs the first configure, and with it any call it started.
         true
     }
 
@@ -216,10 +453,14 @@ impl RootContext for GuardRoot {
         if let Some(active) = &self.active {
             active.metrics.flush();
         }
+        if let Some(now) = now_unix_seconds() {
+            self.drive_remote_jwks(now);
+        }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(GuardHttp {
+            id: context_id,
             active: self.active.clone(),
         }))
     }
@@ -230,6 +471,7 @@ impl RootContext for GuardRoot {
 }
 
 struct GuardHttp {
+    id: u32,
     /// `None` only if the host creates streams without a successful configure: deny them all.
     active: Option<Rc<Active>>,
 }
@@ -248,58 +490,108 @@ impl HttpContext for GuardHttp {
             error!("request denied: filter is not configured");
             return send_denial(&denial);
         };
-        let headers = request_headers();
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map_or("", |(_, v)| v.as_str())
-        };
-        let request = Request {
-            method: header(":method"),
-            path: header(":path"),
-            headers: &headers,
-        };
-        let now = now_unix_seconds();
-        let decision = match now {
-            Some(now) => {
-                let verdict = active.guard.decide(&request, now);
-                active.metrics.count_cache(verdict.cache);
-                verdict.decision
-            }
-            None => Decision::Deny(Denial::new(
-                DenyReason::Unavailable,
-                &active.guard.config().realm,
-                None,
-                None,
-            )),
-        };
-        match decision {
-            Decision::Allow { provider, upstream } => {
-                active.metrics.count(Counter::Allowed);
-                apply_upstream(&upstream);
-                debug!(
-                    "allowed provider={} path={}",
-                    provider.as_deref().unwrap_or("-"),
-                    path_without_query(request.path)
-                );
-                Action::Continue
-            }
-            Decision::Deny(denial) => {
-                active.metrics.count(Counter::Denied(denial.reason));
-                let permit = active
-                    .denial_log
+        match decide_and_apply(&active, false) {
+            Applied::Continue => Action::Continue,
+            Applied::Responded => Action::Pause,
+            Applied::Wait { provider, deadline } => {
+                // Resumed (or answered) by the root context once the keys are in.
+                active.waiting.borrow_mut().push(Waiter {
+                    context: self.id,
+                    provider,
+                    deadline,
+                });
+                if let Some(state) = active
+                    .remote
                     .borrow_mut()
-                    .permit(now.unwrap_or_default());
-                if permit.report_suppressed > 0 {
-                    info!(
-                        "{} denial line(s) not written (limit {DENIAL_LINES_PER_SECOND}/s per worker; counters have them all)",
-                        permit.report_suppressed
-                    );
+                    .iter_mut()
+                    .find(|s| s.provider == provider)
+                {
+                    state.wanted = true;
                 }
-                if !permit.write {
-                    return send_denial(&denial);
-                }
+                Action::Pause
+            }
+        }
+    }
+}
+
+/// What happened to the current request (the host's effective context).
+enum Applied {
+    Continue,
+    Responded,
+    Wait { provider: usize, deadline: i64 },
+}
+
+/// Decides for the request of the effective context and applies the decision. `after_wait`:
+/// the second look, once keys were fetched (never waits again).
+fn decide_and_apply(active: &Active, after_wait: bool) -> Applied {
+    let headers = request_headers();
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let request = Request {
+        method: header(":method"),
+        path: header(":path"),
+        headers: &headers,
+    };
+    let now = now_unix_seconds();
+    let decision = match now {
+        Some(now) => {
+            let verdict = if after_wait {
+                active.guard.decide_after_wait(&request, now)
+            } else {
+                active.guard.decide(&request, now)
+            };
+            active.metrics.count_cache(verdict.cache);
+            verdict.decision
+        }
+        None => Decision::Deny(Denial::new(
+            DenyReason::Unavailable,
+            &active.guard.config().realm,
+            None,
+            None,
+        )),
+    };
+    match decision {
+        Decision::Allow { provider, upstream } => {
+            active.metrics.count(Counter::Allowed);
+            apply_upstream(&upstream);
+            debug!(
+                "allowed provider={} path={}",
+                provider.as_deref().unwrap_or("-"),
+                path_without_query(request.path)
+            );
+            Applied::Continue
+        }
+        Decision::WaitForKeys { provider } => {
+            let timeout_ms = active
+                .guard
+                .config()
+                .providers
+                .get(provider)
+                .and_then(|p| p.remote_jwks.as_ref())
+                .map_or(0, |r| r.timeout_ms);
+            let wait_seconds = i64::try_from(timeout_ms / 1000).unwrap_or(0) + 2;
+            Applied::Wait {
+                provider,
+                deadline: now.unwrap_or_default().saturating_add(wait_seconds),
+            }
+        }
+        Decision::Deny(denial) => {
+            active.metrics.count(Counter::Denied(denial.reason));
+            let permit = active
+                .denial_log
+                .borrow_mut()
+                .permit(now.unwrap_or_default());
+            if permit.report_suppressed > 0 {
+                info!(
+                    "{} denial line(s) not written (limit {DENIAL_LINES_PER_SECOND}/s per worker; counters have them all)",
+                    permit.report_suppressed
+                );
+            }
+            if permit.write {
                 info!(
                     "denied reason={} status={} provider={} token_fp={} method={} path={}",
                     denial.reason,
@@ -309,8 +601,9 @@ impl HttpContext for GuardHttp {
                     request.method,
                     path_without_query(request.path)
                 );
-                send_denial(&denial)
             }
+            send_denial(&denial);
+            Applied::Responded
         }
     }
 }

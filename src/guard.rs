@@ -1,6 +1,7 @@
 //! The decision: given a request and the time, allow it or deny it with a reason.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
@@ -13,6 +14,7 @@ use crate::extract::{
 };
 use crate::fingerprint::fingerprint;
 use crate::host_crypto::HostCrypto;
+use crate::jwks::KeySet;
 use crate::rules::{is_cors_preflight, Requirement};
 use crate::verify::{self, ParsedToken};
 
@@ -52,6 +54,12 @@ pub struct Verdict {
 
 pub struct Guard {
     config: Config,
+    /// Each provider's keys; remote ones are replaced when a fetch lands.
+    keys: RefCell<Vec<Rc<KeySet>>>,
+    /// When each provider last asked for an unknown-`kid` refetch.
+    last_refetch: RefCell<Vec<Option<i64>>>,
+    /// Whether this decision may ask to wait for keys (false on the second look).
+    may_wait: Cell<bool>,
     /// The host's signature verifier, when it passed its self-test and config allows it.
     host_crypto: Option<Box<dyn HostCrypto>>,
     /// Interior mutability: a worker VM is single-threaded and `decide` is its only user.
@@ -61,7 +69,16 @@ pub struct Guard {
 impl Guard {
     pub fn new(config: Config) -> Self {
         let cache = RefCell::new(TokenCache::new(config.jwt_cache_size));
+        let keys = config
+            .providers
+            .iter()
+            .map(|p| Rc::new(p.keys.clone()))
+            .collect();
+        let last_refetch = RefCell::new(vec![None; config.providers.len()]);
         Guard {
+            keys: RefCell::new(keys),
+            last_refetch,
+            may_wait: Cell::new(true),
             config,
             host_crypto: None,
             cache,
@@ -80,6 +97,33 @@ impl Guard {
 
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// New keys for a provider (a remote JWKS fetch landed). Tokens verified with the old keys
+    /// are dropped from the cache: a key that was removed must stop working.
+    /// `fetched_at` also counts as a refetch, so the refetch rate limit holds across workers
+    /// (each adopts the keys, and their time, that any worker fetched).
+    pub fn install_keys(&self, provider: usize, keys: KeySet, fetched_at: i64) {
+        if let Some(slot) = self.keys.borrow_mut().get_mut(provider) {
+            *slot = Rc::new(keys);
+        }
+        if let Some(last) = self.last_refetch.borrow_mut().get_mut(provider) {
+            *last = Some(last.map_or(fetched_at, |l| l.max(fetched_at)));
+        }
+        self.cache.borrow_mut().clear();
+    }
+
+    pub fn key_count(&self, provider: usize) -> usize {
+        self.keys.borrow().get(provider).map_or(0, |k| k.keys.len())
+    }
+
+    /// Like `decide`, after a wait for keys: never asks to wait again; no keys is a 503 and an
+    /// unknown `kid` is refused.
+    pub fn decide_after_wait(&self, request: &Request<'_>, now: i64) -> Verdict {
+        self.may_wait.set(false);
+        let verdict = self.decide(request, now);
+        self.may_wait.set(true);
+        verdict
     }
 
     /// `now` is Unix seconds from the host's clock.
@@ -107,7 +151,10 @@ impl Guard {
                     provider: granted.provider,
                     upstream: granted.upstream,
                 },
-                Err(denial) => Decision::Deny(denial),
+                Err(denial) => match denial.wait_for_keys {
+                    Some(provider) => Decision::WaitForKeys { provider },
+                    None => Decision::Deny(denial),
+                },
             },
             cache,
         }
@@ -273,9 +320,33 @@ impl Guard {
                 continue;
             }
             let audiences = audiences.unwrap_or(&provider.audiences);
+            let keys = self.keys.borrow().get(index).cloned().unwrap_or_default();
+            if let Some(remote) = &provider.remote_jwks {
+                let wait = |mut denial: Denial| {
+                    denial.wait_for_keys = Some(index);
+                    denial
+                };
+                if keys.keys.is_empty() {
+                    // Never fetched yet: the token may well be fine, so wait, then 503.
+                    let denial = deny(DenyReason::Unavailable, Some(provider));
+                    return Err(if self.may_wait.get() {
+                        wait(denial)
+                    } else {
+                        denial
+                    });
+                }
+                if self.may_wait.get()
+                    && verify::names_unknown_key(&parsed, &keys)
+                    && self.refetch_allowed(index, now, remote.refetch_min_interval_seconds)
+                {
+                    // A key rotation at the provider: one rate-limited refetch, then decide.
+                    return Err(wait(deny(DenyReason::UnknownKeyId, Some(provider))));
+                }
+            }
             match check_with_provider(
                 &parsed,
                 provider,
+                &keys,
                 audiences,
                 now,
                 self.host_crypto.as_deref(),
@@ -312,6 +383,19 @@ impl Guard {
             Some((reason, provider)) => deny(reason, Some(provider)),
             None => deny(DenyReason::IssuerNotAccepted, None),
         })
+    }
+
+    fn refetch_allowed(&self, provider: usize, now: i64, min_interval: u64) -> bool {
+        let mut last = self.last_refetch.borrow_mut();
+        let Some(slot) = last.get_mut(provider) else {
+            return false;
+        };
+        let interval = i64::try_from(min_interval).unwrap_or(i64::MAX);
+        if slot.is_some_and(|at| now < at.saturating_add(interval)) {
+            return false;
+        }
+        *slot = Some(now);
+        true
     }
 
     /// On a hit, the checks that depend on the time and the route, without the signature.
@@ -388,6 +472,7 @@ impl Guard {
 fn check_with_provider(
     token: &ParsedToken<'_>,
     provider: &Provider,
+    keys: &KeySet,
     audiences: &[String],
     now: i64,
     host: Option<&dyn HostCrypto>,
@@ -396,7 +481,7 @@ fn check_with_provider(
     if !provider.algorithms.contains(&token.algorithm) {
         return Err(DenyReason::AlgorithmNotAllowed);
     }
-    verify::verify_signature(token, &provider.keys, host)?;
+    verify::verify_signature(token, keys, host)?;
     if token.not_an_access_token {
         return Err(DenyReason::NotAnAccessToken);
     }
@@ -448,6 +533,7 @@ mod tests {
         match decision {
             Decision::Allow { .. } => None,
             Decision::Deny(denial) => Some(denial.reason),
+            Decision::WaitForKeys { provider } => panic!("waits for provider {provider}'s keys"),
         }
     }
 
@@ -1097,7 +1183,7 @@ mod tests {
     fn upstream_of(decision: Decision) -> Upstream {
         match decision {
             Decision::Allow { upstream, .. } => upstream,
-            Decision::Deny(d) => panic!("denied: {d:?}"),
+            other => panic!("not allowed: {other:?}"),
         }
     }
 
@@ -1331,5 +1417,79 @@ mod tests {
         let mut config = testkit::config_json(json!({}), None);
         config["bypass_cors_preflight"] = json!(false);
         assert_eq!(options(&guard(config)), Some(DenyReason::MissingToken));
+    }
+
+    fn remote_guard() -> Guard {
+        guard(json!({
+            "providers": { "corp": {
+                "issuer": testkit::ISSUER,
+                "remote_jwks": { "cluster": "idp", "uri": "https://idp.example.com/jwks",
+                                 "refetch_min_interval_seconds": 30 }
+            }}
+        }))
+    }
+
+    fn key_set(kid: &str, key: &jwt_compact::alg::RsaPrivateKey) -> crate::jwks::KeySet {
+        crate::jwks::parse_keys(&[testkit::public_jwk(JsonWebKey::from(key), kid, None)]).key_set
+    }
+
+    #[test]
+    fn before_the_first_fetch_a_request_waits_then_gets_a_503() {
+        let g = remote_guard();
+        let token = bearer(&rs256(&good_claims()));
+        let request = Request {
+            method: "GET",
+            path: "/",
+            headers: &token,
+        };
+        assert_eq!(
+            g.decide(&request, NOW).decision,
+            Decision::WaitForKeys { provider: 0 }
+        );
+        assert_eq!(
+            reason(g.decide_after_wait(&request, NOW).decision),
+            Some(DenyReason::Unavailable)
+        );
+        g.install_keys(0, key_set("rsa-1", &keys().rsa), NOW);
+        assert_eq!(reason(g.decide(&request, NOW).decision), None);
+    }
+
+    #[test]
+    fn an_unknown_kid_waits_for_one_rate_limited_refetch() {
+        let g = remote_guard();
+        g.install_keys(0, key_set("rsa-1", &keys().rsa), NOW - 100);
+        let rotated = bearer(&mint(
+            Signer::Rs256(&keys().rsa_other),
+            Some("rsa-2"),
+            &good_claims(),
+        ));
+        let request = Request {
+            method: "GET",
+            path: "/",
+            headers: &rotated,
+        };
+        assert_eq!(
+            g.decide(&request, NOW).decision,
+            Decision::WaitForKeys { provider: 0 }
+        );
+        // Nothing new arrived: the second look refuses; and no second refetch within 30 s.
+        assert_eq!(
+            reason(g.decide_after_wait(&request, NOW).decision),
+            Some(DenyReason::UnknownKeyId)
+        );
+        assert_eq!(
+            reason(g.decide(&request, NOW + 29).decision),
+            Some(DenyReason::UnknownKeyId)
+        );
+        // The new keys land: the rotated key works and the removed one stops, cache or not.
+        let old = bearer(&rs256(&good_claims()));
+        g.install_keys(0, key_set("rsa-1", &keys().rsa), NOW + 29);
+        assert_eq!(reason(decide_at(&g, "/", &old, NOW + 29)), None);
+        g.install_keys(0, key_set("rsa-2", &keys().rsa_other), NOW + 30);
+        assert_eq!(reason(decide_at(&g, "/", &rotated, NOW + 30)), None);
+        assert_eq!(
+            reason(decide_at(&g, "/", &old, NOW + 31)),
+            Some(DenyReason::UnknownKeyId)
+        );
     }
 }

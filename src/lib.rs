@@ -17,6 +17,7 @@ pub mod guard;
 pub mod host_crypto;
 pub mod json_path;
 pub mod jwks;
+pub mod jwks_fetch;
 pub mod log_limit;
 pub mod matcher;
 pub mod rules;

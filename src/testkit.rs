@@ -47,6 +47,33 @@ pub fn keys() -> &'static Keys {
     })
 }
 
+/// The real clock, for tests against a running Envoy.
+pub fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_secs()).unwrap()
+}
+
+/// `jwks()` plus an Ed25519 key (`ed-1`) and an HMAC secret (`hmac-1`), for providers that
+/// allow every algorithm.
+pub fn jwks_all_algorithms() -> Value {
+    let k = keys();
+    let mut jwks = jwks();
+    let list = jwks["keys"].as_array_mut().unwrap();
+    list.push(public_jwk(JsonWebKey::from(&k.ed25519.1), "ed-1", None));
+    list.push(json!({ "kty": "oct", "kid": "hmac-1", "k": b64(&k.hmac_secret) }));
+    jwks
+}
+
+/// The RSA test key's public half as PEM: the secret of an algorithm-confusion attack.
+pub fn rsa_public_pem() -> String {
+    use rsa::pkcs8::EncodePublicKey;
+    rsa::RsaPublicKey::from(&keys().rsa)
+        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
+        .unwrap()
+}
+
 pub fn b64(bytes: &[u8]) -> String {
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
     URL_SAFE_NO_PAD.encode(bytes)

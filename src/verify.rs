@@ -82,6 +82,15 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
     })
 }
 
+/// Whether the token names a `kid` that no key of the set has (and no key lacks a `kid`).
+pub fn names_unknown_key(token: &ParsedToken<'_>, keys: &KeySet) -> bool {
+    token.kid.as_ref().is_some_and(|wanted| {
+        keys.keys
+            .iter()
+            .all(|key| key.kid.as_ref().is_some_and(|kid| kid != wanted))
+    })
+}
+
 /// Checks the signature with the key the token names (`kid`), or with every key of the
 /// token's algorithm when it names none. A key without `kid` matches any `kid`.
 pub fn verify_signature(

@@ -15,15 +15,12 @@ mod support;
 #[path = "../src/testkit.rs"]
 mod testkit;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use jwt_compact::jwk::JsonWebKey;
 use serde_json::{json, Value};
 
 use support::envoy::{fill_template, Envoy};
 use support::http;
 use support::upstream::Upstream;
-use testkit::{keys, mint, mint_with_header, public_jwk, Signer, ISSUER};
+use testkit::{keys, mint, mint_with_header, Signer, ISSUER};
 
 const AUDIENCE: &str = "orders-api";
 const SKEW: i64 = 60;
@@ -32,31 +29,16 @@ const SKEW: i64 = 60;
 /// from jwt_authn").
 const INTENTIONAL: [&str; 3] = ["iat-in-future", "typ-secevent", "id-token-nonce"];
 
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
-
-fn jwks() -> Value {
-    let k = keys();
-    let mut jwks = testkit::jwks();
-    let list = jwks["keys"].as_array_mut().unwrap();
-    list.push(public_jwk(JsonWebKey::from(&k.ed25519.1), "ed-1", None));
-    list.push(
-        json!({ "kty": "oct", "kid": "hmac-1", "alg": "HS256", "k": testkit::b64(&k.hmac_secret) }),
-    );
-    jwks
-}
-
 #[test]
 fn bearer_guard_and_jwt_authn_agree() {
     let k = keys();
-    let jwks = jwks();
+    let mut jwks = testkit::jwks_all_algorithms();
+    // jwt_authn wants `alg` on an oct key.
+    for key in jwks["keys"].as_array_mut().unwrap() {
+        if key["kty"] == "oct" {
+            key["alg"] = json!("HS256");
+        }
+    }
     let plugin = json!({
         "providers": { "corp": {
             "issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks,
@@ -80,7 +62,7 @@ fn bearer_guard_and_jwt_authn_agree() {
     let envoy = Envoy::start(&config).unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
     let native = envoy.listener_port("native").unwrap();
 
-    let now = now();
+    let now = testkit::unix_now();
     let claims = |changes: Value| {
         let mut c = json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "alice", "iat": now - 10, "exp": now + 600 });
         for (key, value) in changes.as_object().unwrap() {
@@ -240,12 +222,7 @@ fn bearer_guard_and_jwt_authn_agree() {
         );
         add("no-exp", make(true, &claims(json!({ "exp": null }))));
     }
-    let rsa_pem = {
-        use rsa::pkcs8::EncodePublicKey;
-        rsa::RsaPublicKey::from(&k.rsa)
-            .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-            .unwrap()
-    };
+    let rsa_pem = testkit::rsa_public_pem();
     let unsigned = testkit::unsigned_with_header(
         &json!({ "alg": "none", "kid": "rsa-1" }),
         &claims(json!({})),

@@ -12,39 +12,16 @@ mod support;
 #[path = "../src/testkit.rs"]
 mod testkit;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use jwt_compact::jwk::JsonWebKey;
 use serde_json::{json, Value};
 
 use support::envoy::{test_config, Envoy};
 use support::http;
 use support::upstream::{Upstream, UPSTREAM_BODY};
-use testkit::{keys, mint, public_jwk, Signer, ISSUER};
-
-fn rsa_public_pem() -> String {
-    use rsa::pkcs8::EncodePublicKey;
-    rsa::RsaPublicKey::from(&keys().rsa)
-        .to_public_key_pem(rsa::pkcs8::LineEnding::LF)
-        .unwrap()
-}
-
-fn now() -> i64 {
-    i64::try_from(
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap()
-            .as_secs(),
-    )
-    .unwrap()
-}
+use testkit::{keys, mint, public_jwk, unix_now, Signer, ISSUER};
 
 fn plugin_config() -> Value {
-    let k = keys();
-    let mut jwks = testkit::jwks();
-    let list = jwks["keys"].as_array_mut().unwrap();
-    list.push(public_jwk(JsonWebKey::from(&k.ed25519.1), "ed-1", None));
-    list.push(json!({ "kty": "oct", "kid": "hmac-1", "k": testkit::b64(&k.hmac_secret) }));
+    let jwks = testkit::jwks_all_algorithms();
     json!({
         "providers": {
             "corp": {
@@ -68,7 +45,7 @@ fn plugin_config() -> Value {
 
 /// Claims valid now, with `changes` applied (`null` removes a claim).
 fn claims(changes: Value) -> Value {
-    let now = now();
+    let now = unix_now();
     let mut claims = json!({
         "iss": ISSUER, "aud": "orders-api", "sub": "alice", "iat": now - 10, "exp": now + 600,
     });
@@ -168,7 +145,7 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
         envoy.log()
     );
     let k = keys();
-    let now = now();
+    let now = unix_now();
     let valid = rs256(json!({}));
     let unsigned = testkit::unsigned_with_header(
         &json!({ "alg": "none", "kid": "rsa-1" }),
@@ -255,7 +232,7 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
         rejected(
             "hs256-with-rsa-public-key",
             &mint(
-                Signer::Hs256(rsa_public_pem().as_bytes()),
+                Signer::Hs256(testkit::rsa_public_pem().as_bytes()),
                 Some("rsa-1"),
                 &claims(json!({})),
             ),
@@ -677,4 +654,53 @@ fn demo_config_serves_the_printed_demo_tokens() {
     assert_eq!(http::get(envoy.port, "/hello", &[]).status, 401);
     assert_eq!(http::get(envoy.port, "/healthz", &[]).status, 200);
     assert_no_wasm_failure(&envoy.log());
+}
+
+/// Tokens in a cookie or a query parameter: accepted only where configured, and taken out of
+/// the request before it goes upstream (the other cookies and parameters stay).
+#[test]
+fn cookie_and_query_tokens_are_taken_out_before_upstream() {
+    let upstream = Upstream::start();
+    let mut config = plugin_config();
+    config["providers"]["corp"]["from_cookies"] = json!(["session"]);
+    config["providers"]["corp"]["from_params"] = json!(["access_token"]);
+    let envoy = Envoy::start(&test_config(&config, upstream.port))
+        .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let token = mint(
+        Signer::Rs256(&keys().rsa),
+        Some("rsa-1"),
+        &json!({
+            "iss": ISSUER, "aud": "orders-api", "sub": "alice", "exp": unix_now() + 600,
+        }),
+    );
+
+    let cookie = format!("theme=dark; session={token}; lang=en");
+    let r = http::get(
+        envoy.port,
+        "/api/a",
+        &[("cookie", &cookie), ("x-test-case", "cookie")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let seen = upstream.seen_case("cookie");
+    assert_eq!(seen[0].header("cookie"), Some("theme=dark; lang=en"));
+    assert_eq!(seen[0].header("x-jwt-sub"), Some("alice"));
+
+    let path = format!("/api/b?x=1&access_token={token}&y=2");
+    let r = http::get(envoy.port, &path, &[("x-test-case", "param")]);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(upstream.seen_case("param")[0].path, "/api/b?x=1&y=2");
+
+    // Authorization is no longer a source of this provider: the token there is not seen.
+    let auth = format!("Bearer {token}");
+    assert_eq!(
+        http::get(envoy.port, "/api/c", &[("authorization", &auth)]).status,
+        401
+    );
+    // Two credentials (cookie and parameter) are a bad request.
+    let both = http::get(
+        envoy.port,
+        &format!("/api/d?access_token={token}"),
+        &[("cookie", &cookie)],
+    );
+    assert_eq!(both.status, 400);
 }

@@ -50,7 +50,28 @@ fn scratch_dir() -> PathBuf {
 
 /// `envoy/test.yaml.tmpl` with the filter's JSON configuration and the upstream's port.
 pub fn test_config(plugin_config: &serde_json::Value, upstream_port: u16) -> String {
-    fill_template("envoy/test.yaml.tmpl", plugin_config, upstream_port, &[])
+    let port = upstream_port.to_string();
+    fill_template(
+        "envoy/test.yaml.tmpl",
+        plugin_config,
+        upstream_port,
+        &[("IDP_PORT", &port)],
+    )
+}
+
+/// `test_config` with the `idp` cluster pointing at `idp_port`.
+pub fn test_config_with_idp(
+    plugin_config: &serde_json::Value,
+    upstream_port: u16,
+    idp_port: u16,
+) -> String {
+    let port = idp_port.to_string();
+    fill_template(
+        "envoy/test.yaml.tmpl",
+        plugin_config,
+        upstream_port,
+        &[("IDP_PORT", &port)],
+    )
 }
 
 /// A template under `envoy/` with the common placeholders and `extra` ones filled.

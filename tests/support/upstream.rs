@@ -25,6 +25,7 @@ impl SeenRequest {
 pub struct Upstream {
     pub port: u16,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
+    response: Arc<Mutex<(u16, String)>>,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
 }
@@ -33,13 +34,20 @@ pub const UPSTREAM_BODY: &str = "hello from the test upstream";
 
 impl Upstream {
     pub fn start() -> Upstream {
+        Upstream::serving(200, UPSTREAM_BODY)
+    }
+
+    /// An upstream that answers every request with this status and body (e.g. a JWKS).
+    pub fn serving(status: u16, body: &str) -> Upstream {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
+        let response = Arc::new(Mutex::new((status, body.to_owned())));
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
             let seen = Arc::clone(&seen);
             let stop = Arc::clone(&stop);
+            let response = Arc::clone(&response);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -47,7 +55,8 @@ impl Upstream {
                     }
                     if let Ok(stream) = stream {
                         let seen = Arc::clone(&seen);
-                        std::thread::spawn(move || serve(stream, &seen));
+                        let response = Arc::clone(&response);
+                        std::thread::spawn(move || serve(stream, &seen, &response));
                     }
                 }
             })
@@ -55,9 +64,14 @@ impl Upstream {
         Upstream {
             port,
             seen,
+            response,
             stop,
             acceptor: Some(acceptor),
         }
+    }
+
+    pub fn set_response(&self, status: u16, body: &str) {
+        *self.response.lock().unwrap() = (status, body.to_owned());
     }
 
     pub fn requests(&self) -> Vec<SeenRequest> {
@@ -85,7 +99,7 @@ impl Drop for Upstream {
 }
 
 /// Serves keep-alive requests on one connection until the peer closes it.
-fn serve(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>) {
+fn serve(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>, response: &Mutex<(u16, String)>) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -126,9 +140,10 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>) {
             path,
             headers,
         });
+        let (status, body) = response.lock().unwrap().clone();
         let response = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{UPSTREAM_BODY}",
-            UPSTREAM_BODY.len()
+            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
         );
         if writer.write_all(response.as_bytes()).is_err() {
             return;

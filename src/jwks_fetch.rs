@@ -1,0 +1,146 @@
+//! The pure side of remote JWKS fetching: when to fetch, what a response must look like,
+//! and how a fetched JWKS is stored in proxy-wasm shared data for the other workers.
+
+use crate::jwks::{parse_jwks_str, KeySet};
+
+/// RFC 7517 sets no limit; a JWKS larger than this is refused, not parsed.
+pub const MAX_JWKS_BYTES: usize = 256 * 1024;
+
+/// After a failed fetch, the next attempt waits this long (the last good keys stay in use).
+pub const RETRY_AFTER_FAILURE_SECONDS: i64 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchError {
+    /// No response in time, or the cluster could not connect.
+    NoResponse,
+    Status(String),
+    TooLarge(usize),
+    NotAJwks(String),
+    NoUsableKey,
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::NoResponse => f.write_str("no response (timeout or connection failure)"),
+            FetchError::Status(status) => write!(f, "HTTP status {status}"),
+            FetchError::TooLarge(size) => {
+                write!(f, "body of {size} bytes exceeds {MAX_JWKS_BYTES}")
+            }
+            FetchError::NotAJwks(why) => write!(f, "not a JWKS: {why}"),
+            FetchError::NoUsableKey => f.write_str("no usable key"),
+        }
+    }
+}
+
+/// A fetch response becomes keys only if it is a 200 with a JWKS that has a usable key.
+pub fn accept_response(status: Option<&str>, body: &[u8]) -> Result<KeySet, FetchError> {
+    match status {
+        None => return Err(FetchError::NoResponse),
+        Some("200") => {}
+        Some(other) => return Err(FetchError::Status(other.to_owned())),
+    }
+    parse_body(body)
+}
+
+fn parse_body(body: &[u8]) -> Result<KeySet, FetchError> {
+    if body.len() > MAX_JWKS_BYTES {
+        return Err(FetchError::TooLarge(body.len()));
+    }
+    let text = std::str::from_utf8(body).map_err(|e| FetchError::NotAJwks(e.to_string()))?;
+    let parsed = parse_jwks_str(text).map_err(|e| FetchError::NotAJwks(e.to_string()))?;
+    if parsed.key_set.keys.is_empty() {
+        return Err(FetchError::NoUsableKey);
+    }
+    Ok(parsed.key_set)
+}
+
+/// Shared-data value: `<fetched_at>\n<jwks body>`.
+pub fn encode_shared(fetched_at: i64, body: &[u8]) -> Vec<u8> {
+    let mut value = format!("{fetched_at}\n").into_bytes();
+    value.extend_from_slice(body);
+    value
+}
+
+/// The fetch time and keys of a shared-data value written by `encode_shared`.
+pub fn decode_shared(value: &[u8]) -> Option<(i64, KeySet)> {
+    let newline = value.iter().position(|&b| b == b'\n')?;
+    let fetched_at = std::str::from_utf8(value.get(..newline)?)
+        .ok()?
+        .parse()
+        .ok()?;
+    let keys = parse_body(value.get(newline + 1..)?).ok()?;
+    Some((fetched_at, keys))
+}
+
+/// Whether keys fetched at `fetched_at` (never: `None`) should be fetched again.
+pub fn fetch_due(fetched_at: Option<i64>, now: i64, cache_duration_seconds: u64) -> bool {
+    let duration = i64::try_from(cache_duration_seconds).unwrap_or(i64::MAX);
+    fetched_at.is_none_or(|at| now >= at.saturating_add(duration))
+}
+
+/// A fetch lease in shared data: `<until>`. Whoever sets it (by compare-and-swap) fetches;
+/// the other workers wait for the shared JWKS instead of fetching too.
+pub fn lease_free(value: Option<&[u8]>, now: i64) -> bool {
+    value
+        .and_then(|v| std::str::from_utf8(v).ok())
+        .and_then(|v| v.parse::<i64>().ok())
+        .is_none_or(|until| until <= now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit;
+
+    #[test]
+    fn only_a_200_with_usable_keys_is_accepted() {
+        let body = testkit::jwks().to_string();
+        assert_eq!(
+            accept_response(Some("200"), body.as_bytes())
+                .unwrap()
+                .keys
+                .len(),
+            5
+        );
+        let error = |status: Option<&str>, body: &[u8]| accept_response(status, body).unwrap_err();
+        assert_eq!(error(None, b""), FetchError::NoResponse);
+        assert_eq!(
+            error(Some("503"), body.as_bytes()),
+            FetchError::Status("503".into())
+        );
+        assert!(matches!(
+            error(Some("200"), b"<html>"),
+            FetchError::NotAJwks(_)
+        ));
+        assert_eq!(
+            error(Some("200"), br#"{"keys":[]}"#),
+            FetchError::NoUsableKey
+        );
+        let huge = vec![b' '; MAX_JWKS_BYTES + 1];
+        assert_eq!(
+            error(Some("200"), &huge),
+            FetchError::TooLarge(MAX_JWKS_BYTES + 1)
+        );
+    }
+
+    #[test]
+    fn shared_value_round_trips() {
+        let body = testkit::jwks().to_string();
+        let (at, keys) = decode_shared(&encode_shared(1234, body.as_bytes())).unwrap();
+        assert_eq!(at, 1234);
+        assert_eq!(keys.keys.len(), 5);
+        assert!(decode_shared(b"garbage").is_none());
+    }
+
+    #[test]
+    fn schedule_and_lease() {
+        assert!(fetch_due(None, 100, 600));
+        assert!(!fetch_due(Some(100), 699, 600));
+        assert!(fetch_due(Some(100), 700, 600));
+        assert!(lease_free(None, 10));
+        assert!(lease_free(Some(b"10"), 10));
+        assert!(!lease_free(Some(b"11"), 10));
+        assert!(lease_free(Some(b"junk"), 10));
+    }
+}
