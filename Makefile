@@ -26,6 +26,8 @@ setup: $(ENVOY_STAMP)
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 	@rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
 	@command -v wasm-opt >/dev/null || $(APT_INSTALL) binaryen
+	@command -v node >/dev/null || $(APT_INSTALL) nodejs npm
+	@[ -d tests/idp/node_modules ] || (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 
 $(ENVOY_STAMP):
 	python3 -m venv $(VENV)

@@ -35,11 +35,31 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) ->
         .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
 }
 
+/// A form POST (`application/x-www-form-urlencoded`).
+pub fn post_form(port: u16, path: &str, headers: &[(&str, &str)], form: &str) -> Response {
+    let length = form.len().to_string();
+    let mut all = headers.to_vec();
+    all.push(("content-type", "application/x-www-form-urlencoded"));
+    all.push(("content-length", &length));
+    send(port, "POST", path, &all, form.as_bytes())
+        .unwrap_or_else(|e| panic!("POST {path} on port {port}: {e}"))
+}
+
 pub fn try_request(
     port: u16,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
+) -> std::io::Result<Response> {
+    send(port, method, path, headers, b"")
+}
+
+fn send(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
 ) -> std::io::Result<Response> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
@@ -49,6 +69,7 @@ pub fn try_request(
     }
     raw.push_str("connection: close\r\n\r\n");
     stream.write_all(raw.as_bytes())?;
+    stream.write_all(body)?;
     // Read until the message is complete rather than to EOF: after a local reply Envoy holds
     // the connection open for its delayed-close timeout.
     let mut bytes = Vec::new();

@@ -12,6 +12,7 @@
 
 pub mod envoy;
 pub mod http;
+pub mod idp;
 pub mod upstream;
 
 use std::path::PathBuf;

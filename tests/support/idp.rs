@@ -1,0 +1,71 @@
+//! A real OpenID provider (npm `oidc-provider`, `tests/idp/server.mjs`) on a free loopback
+//! port. Dropping the guard kills it by pid.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use super::{http, repo_path};
+
+pub struct Idp {
+    child: Child,
+    pub port: u16,
+}
+
+impl Idp {
+    pub fn start() -> Idp {
+        let mut child = Command::new("node")
+            .arg(repo_path("tests/idp/server.mjs"))
+            .current_dir(repo_path("tests/idp"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("node: {e} (run `make setup`)"));
+        let mut line = String::new();
+        let stdout = child.stdout.take().unwrap();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("listening ")
+            .and_then(|p| p.parse().ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the IdP did not start: {line:?}");
+        };
+        Idp { child, port }
+    }
+
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// An access token for `resource` by client_credentials (RFC 9068 `at+jwt`).
+    pub fn token(&self, resource: &str) -> String {
+        let form = format!("grant_type=client_credentials&scope=orders%3Aread&resource={resource}");
+        let r = http::post_form(
+            self.port,
+            "/token",
+            &[(
+                "authorization",
+                "Basic b3JkZXJzLWNsaWVudDp0ZXN0LW9ubHktc2VjcmV0",
+            )],
+            &form,
+        );
+        assert_eq!(r.status, 200, "token endpoint: {}", r.body);
+        r.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// The IdP switches to a new signing key; the old one leaves its JWKS.
+    pub fn rotate_key(&self) {
+        let r = http::post_form(self.port, "/rotate", &[], "");
+        assert_eq!(r.status, 200, "{}", r.body);
+    }
+}
+
+impl Drop for Idp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
