@@ -309,6 +309,8 @@ struct RawMatch {
     #[serde(default)]
     path: Option<String>,
     #[serde(default)]
+    regex: Option<String>,
+    #[serde(default)]
     methods: Option<Vec<String>>,
     #[serde(default)]
     headers: Option<Vec<RawHeaderMatch>>,
@@ -669,22 +671,24 @@ fn compile_rules(raw: Vec<RawRule>, providers: &[Provider]) -> Result<Rules, Con
     let mut rules = Vec::with_capacity(raw.len());
     for (i, rule) in raw.into_iter().enumerate() {
         let at = |key: &str| format!("rules[{i}].{key}");
-        let path = match (rule.matcher.prefix, rule.matcher.path) {
-            (Some(prefix), None) if prefix.starts_with('/') => PathMatch::Prefix(prefix),
-            (None, Some(path)) if path.starts_with('/') => PathMatch::Exact(path),
-            (Some(_), None) => {
+        let path = match (rule.matcher.prefix, rule.matcher.path, rule.matcher.regex) {
+            (Some(prefix), None, None) if prefix.starts_with('/') => PathMatch::Prefix(prefix),
+            (None, Some(path), None) if path.starts_with('/') => PathMatch::Exact(path),
+            (None, None, Some(regex)) => PathMatch::regex(&regex)
+                .map_err(|e| ConfigError::new(at("match.regex"), e.to_string()))?,
+            (Some(_), None, None) => {
                 return Err(ConfigError::new(
                     at("match.prefix"),
                     "must start with \"/\"",
                 ))
             }
-            (None, Some(_)) => {
+            (None, Some(_), None) => {
                 return Err(ConfigError::new(at("match.path"), "must start with \"/\""))
             }
             _ => {
                 return Err(ConfigError::new(
                     at("match"),
-                    "set exactly one of \"prefix\" or \"path\"",
+                    "set exactly one of \"prefix\", \"path\" or \"regex\"",
                 ))
             }
         };
@@ -909,6 +913,10 @@ mod tests {
             (
                 testkit::config_json(json!({}), Some(json!([{ "match": {} }]))),
                 "rules[0].match",
+            ),
+            (
+                testkit::config_json(json!({}), Some(json!([{ "match": { "regex": "/a(" } }]))),
+                "rules[0].match.regex",
             ),
             (
                 testkit::config_json(json!({ "forward_payload_header": "Host" }), None),

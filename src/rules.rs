@@ -1,9 +1,31 @@
 //! Route rules: which requests need which provider. First match wins; no match is a denial.
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum PathMatch {
     Prefix(String),
     Exact(String),
+    /// Matches the whole path (as Envoy's `safe_regex`); regex-lite runs in linear time.
+    Regex(regex_lite::Regex),
+}
+
+impl PartialEq for PathMatch {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (PathMatch::Prefix(a), PathMatch::Prefix(b))
+            | (PathMatch::Exact(a), PathMatch::Exact(b)) => a == b,
+            (PathMatch::Regex(a), PathMatch::Regex(b)) => a.as_str() == b.as_str(),
+            _ => false,
+        }
+    }
+}
+
+impl Eq for PathMatch {}
+
+impl PathMatch {
+    /// `pattern` must match the whole path.
+    pub fn regex(pattern: &str) -> Result<Self, regex_lite::Error> {
+        regex_lite::Regex::new(&format!("^(?:{pattern})$")).map(PathMatch::Regex)
+    }
 }
 
 /// What a matched route needs (jwt_authn's `JwtRequirement`).
@@ -86,6 +108,7 @@ impl Rule {
         let path_ok = match &self.path {
             PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
             PathMatch::Exact(exact) => path == exact,
+            PathMatch::Regex(regex) => regex.is_match(path),
         };
         path_ok
             && self
@@ -183,6 +206,19 @@ mod tests {
             Requirement::Public,
         )]);
         assert_eq!(requirement_for(&rules, "GET", "/private?/public"), None);
+    }
+
+    #[test]
+    fn regex_matches_the_whole_path() {
+        let rules = Rules::new(vec![rule(
+            PathMatch::regex("/orders/[0-9]+").unwrap(),
+            None,
+            Requirement::Public,
+        )]);
+        assert!(requirement_for(&rules, "GET", "/orders/42?x=1").is_some());
+        assert!(requirement_for(&rules, "GET", "/orders/42/items").is_none());
+        assert!(requirement_for(&rules, "GET", "/v1/orders/42").is_none());
+        assert!(PathMatch::regex("(").is_err());
     }
 
     #[test]

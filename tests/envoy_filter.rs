@@ -36,6 +36,7 @@ fn plugin_config() -> Value {
         "rules": [
             { "match": { "prefix": "/healthz" } },
             { "match": { "path": "/login", "methods": ["POST"] } },
+            { "match": { "regex": "/items/[0-9]+" } },
             { "match": { "prefix": "/admin-api" }, "requires": { "provider_name": "corp" },
               "scopes": ["admin"] },
             { "match": { "prefix": "/api" }, "requires": { "provider_name": "corp" } }
@@ -350,6 +351,16 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
             ),
             reaches_upstream: false,
         },
+        allowed("public-regex-route", "/items/42", vec![]),
+        Case {
+            name: "regex-is-a-full-match",
+            method: "GET",
+            path: "/items/42/secret",
+            headers: vec![],
+            status: 403,
+            challenge: None,
+            reaches_upstream: false,
+        },
         Case {
             name: "insufficient-scope",
             method: "GET",
@@ -493,7 +504,7 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
         ("malformed", 1),
         ("missing", 3),
         ("multiple", 1),
-        ("no_rule", 1),
+        ("no_rule", 2),
         ("scope", 1),
         ("key_alg_mismatch", 1),
         ("alg_not_allowed", 1),
