@@ -322,13 +322,16 @@ impl Context for GuardRoot {
             release_lease(state);
             ready.push(state.provider);
             match jwks_fetch::accept_response(status.as_deref(), &body) {
-                Ok(keys) => {
+                Ok(fetched) => {
+                    for skipped in &fetched.skipped {
+                        warn!("JWKS for provider {}: {skipped}", state.provider);
+                    }
                     info!(
                         "JWKS for provider {} fetched: {} key(s)",
                         state.provider,
-                        keys.keys.len()
+                        fetched.keys.keys.len()
                     );
-                    active.guard.install_keys(state.provider, keys, now);
+                    active.guard.install_keys(state.provider, fetched.keys, now);
                     active.metrics.count(Counter::JwksFetchOk);
                     state.fetched_at = Some(now);
                     let shared = jwks_fetch::encode_shared(now, &body);

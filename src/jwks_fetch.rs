@@ -33,8 +33,15 @@ impl std::fmt::Display for FetchError {
     }
 }
 
+/// Keys from a fetch, and a description of each key that was skipped (for the log).
+#[derive(Debug)]
+pub struct FetchedKeys {
+    pub keys: KeySet,
+    pub skipped: Vec<String>,
+}
+
 /// A fetch response becomes keys only if it is a 200 with a JWKS that has a usable key.
-pub fn accept_response(status: Option<&str>, body: &[u8]) -> Result<KeySet, FetchError> {
+pub fn accept_response(status: Option<&str>, body: &[u8]) -> Result<FetchedKeys, FetchError> {
     match status {
         None => return Err(FetchError::NoResponse),
         Some("200") => {}
@@ -43,7 +50,7 @@ pub fn accept_response(status: Option<&str>, body: &[u8]) -> Result<KeySet, Fetc
     parse_body(body)
 }
 
-fn parse_body(body: &[u8]) -> Result<KeySet, FetchError> {
+fn parse_body(body: &[u8]) -> Result<FetchedKeys, FetchError> {
     if body.len() > MAX_JWKS_BYTES {
         return Err(FetchError::TooLarge(body.len()));
     }
@@ -52,7 +59,14 @@ fn parse_body(body: &[u8]) -> Result<KeySet, FetchError> {
     if parsed.key_set.keys.is_empty() {
         return Err(FetchError::NoUsableKey);
     }
-    Ok(parsed.key_set)
+    Ok(FetchedKeys {
+        keys: parsed.key_set,
+        skipped: parsed
+            .skipped
+            .iter()
+            .map(|(i, why)| format!("key {i} skipped: {why}"))
+            .collect(),
+    })
 }
 
 /// Shared-data value: `<fetched_at>\n<jwks body>`.
@@ -69,14 +83,15 @@ pub fn decode_shared(value: &[u8]) -> Option<(i64, KeySet)> {
         .ok()?
         .parse()
         .ok()?;
-    let keys = parse_body(value.get(newline + 1..)?).ok()?;
-    Some((fetched_at, keys))
+    let fetched = parse_body(value.get(newline + 1..)?).ok()?;
+    Some((fetched_at, fetched.keys))
 }
 
-/// Whether keys fetched at `fetched_at` (never: `None`) should be fetched again.
+/// Whether keys fetched at `fetched_at` (never: `None`) should be fetched again: at 90% of
+/// the cache duration, so fresh keys are in before the old ones are due.
 pub fn fetch_due(fetched_at: Option<i64>, now: i64, cache_duration_seconds: u64) -> bool {
-    let duration = i64::try_from(cache_duration_seconds).unwrap_or(i64::MAX);
-    fetched_at.is_none_or(|at| now >= at.saturating_add(duration))
+    let duration = i64::try_from(cache_duration_seconds.saturating_mul(9) / 10).unwrap_or(i64::MAX);
+    fetched_at.is_none_or(|at| now >= at.saturating_add(duration.max(1)))
 }
 
 /// A fetch lease in shared data: `<until>`. Whoever sets it (by compare-and-swap) fetches;
@@ -96,12 +111,20 @@ mod tests {
     #[test]
     fn only_a_200_with_usable_keys_is_accepted() {
         let body = testkit::jwks().to_string();
-        assert_eq!(
-            accept_response(Some("200"), body.as_bytes())
-                .unwrap()
-                .keys
-                .len(),
-            5
+        let fetched = accept_response(Some("200"), body.as_bytes()).unwrap();
+        assert_eq!(fetched.keys.keys.len(), 5);
+        let mut with_bad_key = testkit::jwks();
+        with_bad_key["keys"]
+            .as_array_mut()
+            .unwrap()
+            .push(serde_json::json!({ "kty": "RSA", "n": "!" }));
+        let fetched = accept_response(Some("200"), with_bad_key.to_string().as_bytes()).unwrap();
+        assert_eq!(fetched.keys.keys.len(), 5);
+        assert_eq!(fetched.skipped.len(), 1);
+        assert!(
+            fetched.skipped[0].starts_with("key 5 skipped: invalid key"),
+            "{:?}",
+            fetched.skipped
         );
         let error = |status: Option<&str>, body: &[u8]| accept_response(status, body).unwrap_err();
         assert_eq!(error(None, b""), FetchError::NoResponse);
@@ -136,8 +159,9 @@ mod tests {
     #[test]
     fn schedule_and_lease() {
         assert!(fetch_due(None, 100, 600));
-        assert!(!fetch_due(Some(100), 699, 600));
-        assert!(fetch_due(Some(100), 700, 600));
+        assert!(!fetch_due(Some(100), 639, 600));
+        assert!(fetch_due(Some(100), 640, 600));
+        assert!(fetch_due(Some(100), 101, 1));
         assert!(lease_free(None, 10));
         assert!(lease_free(Some(b"10"), 10));
         assert!(!lease_free(Some(b"11"), 10));
