@@ -28,7 +28,7 @@ fn take_lease(state: &RemoteState, now: i64) -> bool {
     if cas.is_none() || !jwks_fetch::lease_free(value.as_deref(), now) {
         return false;
     }
-    let until = now + i64::try_from(state.remote.timeout_ms / 1000).unwrap_or(0) + 2;
+    let until = jwks_fetch::fetch_deadline(now, state.remote.timeout_ms);
     hostcalls::set_shared_data(&state.lease_key, Some(until.to_string().as_bytes()), cas).is_ok()
 }
 
@@ -576,10 +576,9 @@ fn decide_and_apply(active: &Active, after_wait: bool) -> Applied {
                 .get(provider)
                 .and_then(|p| p.remote_jwks.as_ref())
                 .map_or(0, |r| r.timeout_ms);
-            let wait_seconds = i64::try_from(timeout_ms / 1000).unwrap_or(0) + 2;
             Applied::Wait {
                 provider,
-                deadline: now.unwrap_or_default().saturating_add(wait_seconds),
+                deadline: jwks_fetch::fetch_deadline(now.unwrap_or_default(), timeout_ms),
             }
         }
         Decision::Deny(denial) => {
