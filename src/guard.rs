@@ -54,6 +54,8 @@ pub struct Verdict {
 
 pub struct Guard {
     config: Config,
+    /// Every provider index, for requirements any provider may meet (built once, not per request).
+    all_providers: Vec<usize>,
     /// Each provider's keys; remote ones are replaced when a fetch lands.
     keys: RefCell<Vec<Rc<KeySet>>>,
     /// When each provider last asked for an unknown-`kid` refetch.
@@ -76,6 +78,7 @@ impl Guard {
             .collect();
         let last_refetch = RefCell::new(vec![None; config.providers.len()]);
         Guard {
+            all_providers: (0..config.providers.len()).collect(),
             keys: RefCell::new(keys),
             last_refetch,
             may_wait: Cell::new(true),
@@ -184,12 +187,10 @@ impl Guard {
                 self.check_token(&[*index], audiences.as_deref(), scopes, request, now, cache)
             }
             Requirement::AnyProvider => {
-                let all: Vec<usize> = (0..self.config.providers.len()).collect();
-                self.check_token(&all, None, scopes, request, now, cache)
+                self.check_token(&self.all_providers, None, scopes, request, now, cache)
             }
             Requirement::AllowMissing => {
-                let all: Vec<usize> = (0..self.config.providers.len()).collect();
-                match self.check_token(&all, None, scopes, request, now, cache) {
+                match self.check_token(&self.all_providers, None, scopes, request, now, cache) {
                     Err(denial) if denial.reason == DenyReason::MissingToken => {
                         Ok(self.grant_public())
                     }
