@@ -12,6 +12,7 @@ use crate::forward::{ClaimHeader, ForwardPolicy};
 use crate::json_path;
 use crate::jwks::{self, KeyMaterial, KeySet};
 use crate::matcher::{RawStringMatch, StringMatch};
+use crate::revocation_config::{self, RevocationConfig};
 use crate::rules::{PathMatch, Requirement, Rule, Rules};
 
 pub const DEFAULT_REALM: &str = "bearer-guard";
@@ -40,8 +41,11 @@ pub struct Config {
     pub crypto: CryptoMode,
     /// Let CORS preflight requests through without a token (default true, as jwt_authn).
     pub bypass_cors_preflight: bool,
-    /// Every header any provider writes upstream; removed from every incoming request.
+    /// Every header any provider writes upstream, and the revocation header; removed from
+    /// every incoming request.
     pub written_headers: Vec<String>,
+    /// `None`: no `revocation` key, no revocation checks.
+    pub revocation: Option<RevocationConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +83,38 @@ pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_JWKS_CACHE_DURATION_SECONDS: u64 = 600;
 pub const DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS: u64 = 30;
 
+/// An HTTP endpoint reached through an Envoy cluster: the cluster, and the `:authority` and
+/// `:path` of the request, split from the configured `uri`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Endpoint {
+    pub cluster: String,
+    pub authority: String,
+    pub path: String,
+}
+
+/// `uri` -> authority and path; the reason on error, for the caller to name the key.
+pub(crate) fn split_uri(cluster: &str, uri: &str) -> Result<Endpoint, &'static str> {
+    let rest = uri
+        .strip_prefix("https://")
+        .or_else(|| uri.strip_prefix("http://"))
+        .ok_or("must start with https:// or http://")?;
+    let (authority, path) = match rest.find('/') {
+        Some(slash) => (
+            rest.get(..slash).unwrap_or_default(),
+            rest.get(slash..).unwrap_or("/"),
+        ),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err("has no host");
+    }
+    Ok(Endpoint {
+        cluster: cluster.to_owned(),
+        authority: authority.to_owned(),
+        path: path.to_owned(),
+    })
+}
+
 fn compile_remote_jwks(
     raw: RawRemoteJwks,
     at: &dyn Fn(&str) -> String,
@@ -89,23 +125,8 @@ fn compile_remote_jwks(
             "must not be empty",
         ));
     }
-    let rest = raw
-        .uri
-        .strip_prefix("https://")
-        .or_else(|| raw.uri.strip_prefix("http://"))
-        .ok_or_else(|| {
-            ConfigError::new(at("remote_jwks.uri"), "must start with https:// or http://")
-        })?;
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (
-            rest.get(..slash).unwrap_or_default(),
-            rest.get(slash..).unwrap_or("/"),
-        ),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(ConfigError::new(at("remote_jwks.uri"), "has no host"));
-    }
+    let endpoint = split_uri(&raw.cluster, &raw.uri)
+        .map_err(|reason| ConfigError::new(at("remote_jwks.uri"), reason))?;
     let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_JWKS_TIMEOUT_MS);
     if timeout_ms == 0 {
         return Err(ConfigError::new(
@@ -114,9 +135,9 @@ fn compile_remote_jwks(
         ));
     }
     Ok(RemoteJwks {
-        cluster: raw.cluster,
-        authority: authority.to_owned(),
-        path: path.to_owned(),
+        cluster: endpoint.cluster,
+        authority: endpoint.authority,
+        path: endpoint.path,
         timeout_ms,
         cache_duration_seconds: raw
             .cache_duration_seconds
@@ -172,7 +193,7 @@ pub struct ConfigError {
 }
 
 impl ConfigError {
-    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
         ConfigError {
             key: key.into(),
             reason: reason.into(),
@@ -213,6 +234,9 @@ struct RawConfig {
     crypto: CryptoMode,
     #[serde(default)]
     bypass_cors_preflight: Option<bool>,
+    /// Checked by `revocation_config`, which names its own keys in errors.
+    #[serde(default)]
+    revocation: Option<Value>,
 }
 
 #[derive(Deserialize)]
@@ -388,8 +412,22 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             "must not contain control characters",
         ));
     }
+    let revocation = match raw.revocation {
+        None => None,
+        Some(value) => {
+            let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+            Some(revocation_config::compile(value, &names)?)
+        }
+    };
     let mut written_headers: Vec<String> = Vec::new();
-    for name in providers.iter().flat_map(|p| p.forward.written_headers()) {
+    let revocation_header = revocation
+        .as_ref()
+        .and_then(|r| r.response_header.as_deref());
+    for name in providers
+        .iter()
+        .flat_map(|p| p.forward.written_headers())
+        .chain(revocation_header)
+    {
         if !written_headers.iter().any(|n| n == name) {
             written_headers.push(name.to_owned());
         }
@@ -403,6 +441,7 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             crypto: raw.crypto,
             bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(true),
             written_headers,
+            revocation,
         },
         warnings,
     })
@@ -807,7 +846,7 @@ fn is_token(s: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-fn is_header_name(s: &str) -> bool {
+pub(crate) fn is_header_name(s: &str) -> bool {
     is_token(s)
 }
 

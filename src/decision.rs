@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::revocation_learned::Authorized;
+
 /// Sent with 503s: long enough for a configuration or key fetch to finish.
 const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -55,6 +57,11 @@ pub enum DenyReason {
     NoMatchingRule,
     /// The filter cannot decide right now (no configuration, no clock); the token may be fine.
     Unavailable,
+    /// The token is revoked: by the config, the polled list or a revocation header.
+    Revoked,
+    /// The revocation list is older than `max_stale_seconds` (or was never fetched) and
+    /// `on_stale` is `deny`: the token may be fine, but cannot be shown not to be revoked.
+    RevocationListStale,
 }
 
 /// The RFC 6750 error code that goes in `WWW-Authenticate` and the JSON body.
@@ -81,7 +88,7 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 23] = [
+    pub const ALL: [DenyReason; 25] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedToken,
@@ -105,6 +112,8 @@ impl DenyReason {
         DenyReason::InsufficientScope,
         DenyReason::NoMatchingRule,
         DenyReason::Unavailable,
+        DenyReason::Revoked,
+        DenyReason::RevocationListStale,
     ];
 
     /// Stable short name, used in counter names and log lines.
@@ -133,6 +142,8 @@ impl DenyReason {
             DenyReason::InsufficientScope => "scope",
             DenyReason::NoMatchingRule => "no_rule",
             DenyReason::Unavailable => "unavailable",
+            DenyReason::Revoked => "revoked",
+            DenyReason::RevocationListStale => "revocation_list_stale",
         }
     }
 
@@ -162,6 +173,8 @@ impl DenyReason {
             DenyReason::InsufficientScope => "the token lacks a required scope",
             DenyReason::NoMatchingRule => "no rule matches this request",
             DenyReason::Unavailable => "authorization temporarily unavailable",
+            DenyReason::Revoked => "token revoked",
+            DenyReason::RevocationListStale => "revocation status temporarily unavailable",
         }
     }
 
@@ -171,7 +184,9 @@ impl DenyReason {
             DenyReason::MissingToken => None,
             DenyReason::MultipleTokens => Some(ErrorCode::InvalidRequest),
             DenyReason::NoMatchingRule => Some(ErrorCode::AccessDenied),
-            DenyReason::Unavailable => Some(ErrorCode::TemporarilyUnavailable),
+            DenyReason::Unavailable | DenyReason::RevocationListStale => {
+                Some(ErrorCode::TemporarilyUnavailable)
+            }
             DenyReason::InsufficientScope => Some(ErrorCode::InsufficientScope),
             _ => Some(ErrorCode::InvalidToken),
         }
@@ -235,7 +250,7 @@ impl Denial {
         match reason {
             // Not about the credentials: a challenge would wrongly suggest a new token helps.
             DenyReason::NoMatchingRule => {}
-            DenyReason::Unavailable => {
+            DenyReason::Unavailable | DenyReason::RevocationListStale => {
                 headers.push(("retry-after".to_owned(), RETRY_AFTER_SECONDS.to_owned()))
             }
             _ => headers.push(("www-authenticate".to_owned(), challenge_for(reason, realm))),
@@ -305,6 +320,8 @@ pub enum Decision {
     Allow {
         provider: Option<String>,
         upstream: Upstream,
+        /// The token that authorized it, when a revocation header may later name it (`self`).
+        token: Option<Box<Authorized>>,
     },
     Deny(Denial),
     /// Pause the request until the provider's keys are fetched, then decide again

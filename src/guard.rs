@@ -6,7 +6,9 @@ use std::rc::Rc;
 use sha2::{Digest, Sha256};
 
 use crate::cache::{TokenCache, TokenDigest, VerifiedToken};
-use crate::claims::{check_audience, check_scopes, check_subject, check_times};
+use crate::claims::{
+    check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims,
+};
 use crate::config::{Config, Provider};
 use crate::decision::{Decision, Denial, DenyReason, Upstream};
 use crate::extract::{
@@ -15,6 +17,10 @@ use crate::extract::{
 use crate::fingerprint::fingerprint;
 use crate::host_crypto::HostCrypto;
 use crate::jwks::KeySet;
+use crate::revocation::{Probe, RevocationSet};
+use crate::revocation_config::OnStale;
+use crate::revocation_learned::Authorized;
+use crate::revocation_list::is_stale;
 use crate::rules::{is_cors_preflight, Requirement};
 use crate::verify::{self, ParsedToken};
 
@@ -34,6 +40,9 @@ type TokenHeaders = Vec<(String, String)>;
 struct Granted {
     provider: Option<String>,
     upstream: Upstream,
+    token: Option<Box<Authorized>>,
+    /// Let through although the revocation list is stale (`on_stale: allow`).
+    stale_allowed: bool,
 }
 
 /// How the verified-token cache took part in a decision.
@@ -50,6 +59,18 @@ pub enum CacheLookup {
 pub struct Verdict {
     pub decision: Decision,
     pub cache: CacheLookup,
+    /// Allowed although the revocation list is stale: counted and logged by the adapter.
+    pub stale_allowed: bool,
+}
+
+/// Revocation sets that change at run time (the static one is in the config).
+#[derive(Debug, Default)]
+struct RevocationState {
+    /// The polled list as last fetched, and when it was last confirmed (200 or 304).
+    list: RefCell<Option<Rc<RevocationSet>>>,
+    list_checked_at: Cell<Option<i64>>,
+    /// What revocation headers taught this process.
+    learned: RefCell<RevocationSet>,
 }
 
 pub struct Guard {
@@ -66,6 +87,7 @@ pub struct Guard {
     host_crypto: Option<Box<dyn HostCrypto>>,
     /// Interior mutability: a worker VM is single-threaded and `decide` is its only user.
     cache: RefCell<TokenCache>,
+    revocation: RevocationState,
 }
 
 impl Guard {
@@ -85,6 +107,7 @@ impl Guard {
             config,
             host_crypto: None,
             cache,
+            revocation: RevocationState::default(),
         }
     }
 
@@ -116,6 +139,36 @@ impl Guard {
         self.cache.borrow_mut().clear();
     }
 
+    /// A new polled list (or the same one, confirmed at `checked_at`).
+    pub fn install_revocation_list(&self, list: Rc<RevocationSet>, checked_at: i64) {
+        *self.revocation.list.borrow_mut() = Some(list);
+        self.revocation_list_checked(checked_at);
+    }
+
+    /// The list was confirmed current (a 304, or another worker's fetch).
+    pub fn revocation_list_checked(&self, checked_at: i64) {
+        let latest = self
+            .revocation
+            .list_checked_at
+            .get()
+            .map_or(checked_at, |at| at.max(checked_at));
+        self.revocation.list_checked_at.set(Some(latest));
+    }
+
+    pub fn revocation_list(&self) -> Option<Rc<RevocationSet>> {
+        self.revocation.list.borrow().clone()
+    }
+
+    /// Drops the held list first: a 1M-entry list must not be held twice while the next one
+    /// is read (a worker is single-threaded, so no request sees the gap).
+    pub fn drop_revocation_list(&self) {
+        *self.revocation.list.borrow_mut() = None;
+    }
+
+    pub fn install_learned(&self, learned: RevocationSet) {
+        *self.revocation.learned.borrow_mut() = learned;
+    }
+
     pub fn key_count(&self, provider: usize) -> usize {
         self.keys.borrow().get(provider).map_or(0, |k| k.keys.len())
     }
@@ -132,6 +185,7 @@ impl Guard {
     /// `now` is Unix seconds from the host's clock.
     pub fn decide(&self, request: &Request<'_>, now: i64) -> Verdict {
         let mut cache = CacheLookup::Skipped;
+        let mut stale_allowed = false;
         let route =
             self.config
                 .rules
@@ -150,16 +204,21 @@ impl Guard {
         };
         Verdict {
             decision: match outcome {
-                Ok(granted) => Decision::Allow {
-                    provider: granted.provider,
-                    upstream: granted.upstream,
-                },
+                Ok(granted) => {
+                    stale_allowed = granted.stale_allowed;
+                    Decision::Allow {
+                        provider: granted.provider,
+                        upstream: granted.upstream,
+                        token: granted.token,
+                    }
+                }
                 Err(denial) => match denial.wait_for_keys {
                     Some(provider) => Decision::WaitForKeys { provider },
                     None => Decision::Deny(denial),
                 },
             },
             cache,
+            stale_allowed,
         }
     }
 
@@ -170,6 +229,8 @@ impl Guard {
                 remove_headers: self.config.written_headers.clone(),
                 ..Upstream::default()
             },
+            token: None,
+            stale_allowed: false,
         }
     }
 
@@ -220,6 +281,8 @@ impl Guard {
                 for part in parts {
                     let granted = self.evaluate(part, scopes, request, now, cache)?;
                     merged.provider = granted.provider.or(merged.provider);
+                    merged.token = merged.token.or(granted.token);
+                    merged.stale_allowed |= granted.stale_allowed;
                     for name in granted.upstream.remove_headers {
                         if !merged.upstream.remove_headers.contains(&name) {
                             merged.upstream.remove_headers.push(name);
@@ -267,7 +330,9 @@ impl Guard {
         // Hashing costs microseconds per request: only when the cache needs it (a denial's
         // fingerprint hashes on its own).
         let caching = self.config.jwt_cache_size > 0;
-        let digest: Option<TokenDigest> = caching.then(|| Sha256::digest(token.as_bytes()).into());
+        let revocation = self.config.revocation.is_some();
+        let digest: Option<TokenDigest> =
+            (caching || revocation).then(|| Sha256::digest(token.as_bytes()).into());
         // A provider may serve this token only if the route accepts it and it reads this source.
         let eligible = |index: usize| {
             self.config
@@ -290,14 +355,25 @@ impl Guard {
             }
         };
 
-        let cached = digest.and_then(|d| self.check_cached(&d, &eligible, audiences, scopes, now));
+        let cached = digest
+            .filter(|_| caching)
+            .and_then(|d| self.check_cached(&d, &eligible, audiences, now));
         if let (Some((provider, outcome)), Some(digest)) = (cached, digest) {
             *cache = CacheLookup::Hit;
             return match outcome {
-                Ok(token_headers) => Ok(Granted {
-                    provider: Some(provider.name.clone()),
-                    upstream: self.upstream(provider, source, request, token_headers),
-                }),
+                Ok((token_headers, facts)) => {
+                    let stale_allowed = self
+                        .check_revocation(provider, &facts, &digest, now)
+                        .map_err(|reason| deny(reason, Some(provider)))?;
+                    check_scopes(&facts.scopes, scopes)
+                        .map_err(|reason| deny(reason, Some(provider)))?;
+                    Ok(Granted {
+                        provider: Some(provider.name.clone()),
+                        upstream: self.upstream(provider, source, request, token_headers),
+                        token: self.authorized(provider, &facts, digest),
+                        stale_allowed,
+                    })
+                }
                 Err(reason) => {
                     if reason == DenyReason::Expired {
                         self.cache.borrow_mut().remove(&digest);
@@ -367,12 +443,20 @@ impl Guard {
                             },
                         );
                     }
-                    // Scopes are the route's, not the token's validity: checked after caching.
-                    check_scopes(&parsed.claims.scopes, scopes)
+                    // Revocation and scopes are checked on every request, after caching.
+                    let facts = TokenFacts::of(&parsed.claims, parsed.times);
+                    let stale_allowed = match digest {
+                        Some(digest) => self.check_revocation(provider, &facts, &digest, now),
+                        None => Ok(false),
+                    }
+                    .map_err(|reason| deny(reason, Some(provider)))?;
+                    check_scopes(&facts.scopes, scopes)
                         .map_err(|reason| deny(reason, Some(provider)))?;
                     return Ok(Granted {
                         provider: Some(provider.name.clone()),
                         upstream: self.upstream(provider, source, request, token_headers),
+                        token: digest.and_then(|d| self.authorized(provider, &facts, d)),
+                        stale_allowed,
                     });
                 }
                 Err(reason) => {
@@ -399,7 +483,8 @@ impl Guard {
         true
     }
 
-    /// On a hit, the checks that depend on the time and the route, without the signature.
+    /// On a hit, the checks that depend on the time and the route, without the signature
+    /// (revocation and scopes are the caller's, as on a miss).
     /// `None` when the token is not cached or its provider may not serve this request; the
     /// full path then decides (and reports the precise reason).
     fn check_cached<'c>(
@@ -407,18 +492,88 @@ impl Guard {
         digest: &TokenDigest,
         eligible: &dyn Fn(usize) -> Option<&'c Provider>,
         audiences: Option<&[String]>,
-        scopes: &[String],
         now: i64,
-    ) -> Option<(&'c Provider, Result<TokenHeaders, DenyReason>)> {
+    ) -> Option<(&'c Provider, CachedOutcome)> {
         let cache = self.cache.borrow();
         let cached = cache.get(digest)?;
         let provider = eligible(cached.provider)?;
         let audiences = audiences.unwrap_or(&provider.audiences);
         let outcome = check_times(cached.times, provider.time, now)
             .and_then(|()| check_audience(cached.claims.aud.as_ref(), audiences))
-            .and_then(|()| check_scopes(&cached.claims.scopes, scopes))
-            .map(|()| cached.upstream_headers.clone());
+            .map(|()| {
+                (
+                    cached.upstream_headers.clone(),
+                    TokenFacts::of(&cached.claims, cached.times),
+                )
+            });
         Some((provider, outcome))
+    }
+
+    /// `Ok(true)`: not revoked as far as known, but let through on a stale list.
+    fn check_revocation(
+        &self,
+        provider: &Provider,
+        facts: &TokenFacts,
+        digest: &TokenDigest,
+        now: i64,
+    ) -> Result<bool, DenyReason> {
+        let Some(config) = &self.config.revocation else {
+            return Ok(false);
+        };
+        let probe = Probe::new(
+            &provider.name,
+            facts.jti.as_deref(),
+            facts.sub.as_deref(),
+            facts.iat,
+            Some(digest),
+        );
+        let listed = self
+            .revocation
+            .list
+            .borrow()
+            .as_ref()
+            .is_some_and(|list| list.revokes(&probe));
+        if listed
+            || config.static_set.revokes(&probe)
+            || self.revocation.learned.borrow().revokes(&probe)
+        {
+            return Err(DenyReason::Revoked);
+        }
+        match &config.list {
+            Some(list)
+                if is_stale(
+                    self.revocation.list_checked_at.get(),
+                    now,
+                    list.max_stale_seconds,
+                ) =>
+            {
+                match list.on_stale {
+                    OnStale::Deny => Err(DenyReason::RevocationListStale),
+                    OnStale::Allow => Ok(true),
+                }
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// What a `self` revocation in the response will need, when the header is enabled.
+    fn authorized(
+        &self,
+        provider: &Provider,
+        facts: &TokenFacts,
+        digest: TokenDigest,
+    ) -> Option<Box<Authorized>> {
+        self.config
+            .revocation
+            .as_ref()
+            .and_then(|r| r.response_header.as_ref())?;
+        Some(Box::new(Authorized {
+            provider: provider.name.clone(),
+            jti: facts.jti.clone(),
+            sub: facts.sub.clone(),
+            token_sha256: digest,
+            exp: facts.exp,
+        }))
     }
 
     /// The upstream request: written headers scrubbed, the credential taken out unless the
@@ -468,6 +623,29 @@ impl Guard {
         Denial::new(reason, &self.config.realm, provider, token_fingerprint)
     }
 }
+
+/// What a hit or a fresh verification yields for the revocation and scope checks.
+struct TokenFacts {
+    jti: Option<String>,
+    sub: Option<String>,
+    iat: Option<i64>,
+    exp: Option<i64>,
+    scopes: Vec<String>,
+}
+
+impl TokenFacts {
+    fn of(claims: &StringClaims, times: TimeClaims) -> Self {
+        TokenFacts {
+            jti: claims.jti.clone(),
+            sub: claims.sub.clone(),
+            iat: times.iat,
+            exp: times.exp,
+            scopes: claims.scopes.clone(),
+        }
+    }
+}
+
+type CachedOutcome = Result<(TokenHeaders, TokenFacts), DenyReason>;
 
 /// Signature first: claims of a token that is not authentic are not worth reporting on.
 fn check_with_provider(
@@ -569,7 +747,8 @@ mod tests {
                 upstream: Upstream {
                     remove_headers: vec!["authorization".to_owned()],
                     ..Upstream::default()
-                }
+                },
+                token: None,
             }
         );
     }
@@ -877,7 +1056,8 @@ mod tests {
             decide_at(&g, "/healthz", &[], NOW),
             Decision::Allow {
                 provider: None,
-                upstream: Upstream::default()
+                upstream: Upstream::default(),
+                token: None,
             }
         );
         assert_eq!(
@@ -902,7 +1082,8 @@ mod tests {
             post,
             Decision::Allow {
                 provider: None,
-                upstream: Upstream::default()
+                upstream: Upstream::default(),
+                token: None,
             }
         );
         assert_eq!(
@@ -941,7 +1122,8 @@ mod tests {
                 upstream: Upstream {
                     remove_headers: vec!["x-partner-token".to_owned()],
                     ..Upstream::default()
-                }
+                },
+                token: None,
             }
         );
         // The partner's token in the corp provider's header is not accepted.
@@ -1094,7 +1276,8 @@ mod tests {
             second,
             Verdict {
                 decision: first.decision,
-                cache: CacheLookup::Hit
+                cache: CacheLookup::Hit,
+                stale_allowed: false,
             }
         );
         // exp = NOW + 3600, skew 60: a hit after that is still refused as expired...
@@ -1492,5 +1675,131 @@ mod tests {
             reason(decide_at(&g, "/", &old, NOW + 31)),
             Some(DenyReason::UnknownKeyId)
         );
+    }
+
+    fn revocation_guard(revocation: Value) -> Guard {
+        let mut config = testkit::config_json(json!({}), None);
+        config["revocation"] = revocation;
+        guard(config)
+    }
+
+    #[test]
+    fn static_revocations_by_jti_hash_subject_and_cutoff() {
+        let token = rs256(&with(json!({ "jti": "j-1" })));
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let hex = crate::revocation_doc::digest_to_hex(&digest);
+        let revoked = |revocation: Value, token: &str| {
+            let g = revocation_guard(revocation);
+            reason(decide_at(&g, "/", &bearer(token), NOW))
+        };
+        let other = rs256(&with(json!({ "jti": "j-2", "sub": "bob" })));
+        for revocation in [
+            json!({ "jti": ["j-1"] }),
+            json!({ "token_sha256": [hex] }),
+            json!({ "subjects": { "alice": NOW - 10 } }),
+            json!({ "providers": { "corp": { "subjects": { "alice": NOW } } } }),
+            json!({ "issued_before": NOW - 10 }),
+            json!({ "providers": { "corp": { "jti": ["j-1"] } } }),
+        ] {
+            assert_eq!(
+                revoked(revocation.clone(), &token),
+                Some(DenyReason::Revoked),
+                "{revocation}"
+            );
+            if revocation.get("issued_before").is_none() {
+                assert_eq!(revoked(revocation, &other), None);
+            }
+        }
+        // Issued after the subject's cutoff: fine.
+        assert_eq!(
+            revoked(json!({ "subjects": { "alice": NOW - 11 } }), &token),
+            None
+        );
+        let denial = match decide_at(
+            &revocation_guard(json!({ "jti": ["j-1"] })),
+            "/",
+            &bearer(&token),
+            NOW,
+        ) {
+            Decision::Deny(denial) => denial,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(denial.status, 401);
+        assert!(denial.headers.iter().any(|(n, v)| n == "www-authenticate"
+            && v.contains("error=\"invalid_token\"")
+            && v.contains("error_description=\"token revoked\"")));
+    }
+
+    #[test]
+    fn learned_revocations_reach_cached_tokens() {
+        let g = revocation_guard(json!({}));
+        let token = rs256(&with(json!({ "jti": "j-1" })));
+        let first = verdict(&g, "/", &token, NOW);
+        let authorized = match first.decision {
+            Decision::Allow { token: Some(t), .. } => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(authorized.jti.as_deref(), Some("j-1"));
+        assert_eq!(verdict(&g, "/", &token, NOW).cache, CacheLookup::Hit);
+        let out = crate::revocation_learned::from_header("self", Some(&authorized), NOW);
+        let mut learned = crate::revocation_learned::Learned::new(0);
+        learned.append(&out.learned, NOW);
+        g.install_learned(learned.to_set());
+        let after = verdict(&g, "/", &token, NOW);
+        assert_eq!(after.cache, CacheLookup::Hit);
+        assert_eq!(reason(after.decision), Some(DenyReason::Revoked));
+        // The header disabled: no token is kept for `self`.
+        let g = revocation_guard(json!({ "response_header": null }));
+        assert!(matches!(
+            verdict(&g, "/", &token, NOW).decision,
+            Decision::Allow { token: None, .. }
+        ));
+    }
+
+    #[test]
+    fn a_stale_list_denies_or_allows_as_configured() {
+        let list = |on_stale: &str| {
+            revocation_guard(json!({ "list": {
+                "cluster": "rev", "uri": "http://rev/v1/list",
+                "refresh_seconds": 10, "max_stale_seconds": 60, "on_stale": on_stale
+            }}))
+        };
+        let token = rs256(&with(json!({ "jti": "j-1" })));
+        let g = list("deny");
+        // Never fetched: the token may be fine but cannot be shown unrevoked.
+        let denial = match verdict(&g, "/", &token, NOW).decision {
+            Decision::Deny(denial) => denial,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            (denial.reason, denial.status),
+            (DenyReason::RevocationListStale, 503)
+        );
+        assert!(denial.headers.iter().any(|(n, _)| n == "retry-after"));
+        // A bad token still gets its own reason.
+        assert_eq!(
+            reason(verdict(&g, "/", "x.y.z", NOW).decision),
+            Some(DenyReason::MalformedToken)
+        );
+        let mut b = crate::revocation::SetBuilder::default();
+        b.add_exact(crate::revocation::Kind::Jti, "", b"j-9");
+        g.install_revocation_list(Rc::new(b.build("v1", "")), NOW);
+        assert_eq!(reason(verdict(&g, "/", &token, NOW + 60).decision), None);
+        assert_eq!(
+            reason(verdict(&g, "/", &token, NOW + 61).decision),
+            Some(DenyReason::RevocationListStale)
+        );
+        g.revocation_list_checked(NOW + 61);
+        assert_eq!(reason(verdict(&g, "/", &token, NOW + 61).decision), None);
+        let listed = rs256(&with(json!({ "jti": "j-9" })));
+        assert_eq!(
+            reason(verdict(&g, "/", &listed, NOW + 61).decision),
+            Some(DenyReason::Revoked)
+        );
+
+        let g = list("allow");
+        let v = verdict(&g, "/", &token, NOW);
+        assert!(v.stale_allowed);
+        assert_eq!(reason(v.decision), None);
     }
 }

@@ -20,6 +20,12 @@ pub mod jwks;
 pub mod jwks_fetch;
 pub mod log_limit;
 pub mod matcher;
+pub mod revocation;
+pub mod revocation_config;
+pub mod revocation_doc;
+pub mod revocation_learned;
+pub mod revocation_list;
+pub mod revocation_publish;
 pub mod rules;
 pub mod verify;
 

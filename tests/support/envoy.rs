@@ -91,7 +91,8 @@ pub fn fill_template(
     for (name, value) in extra {
         text = text.replace(&format!("{{{{{name}}}}}"), value);
     }
-    text
+    // Clusters a test does not use point at the upstream (they must still parse).
+    text.replace("{{REVOCATION_PORT}}", &upstream_port.to_string())
 }
 
 impl Envoy {
@@ -101,6 +102,15 @@ impl Envoy {
     }
 
     pub fn start_with_listener(config_yaml: &str, listener: &str) -> Result<Envoy, StartFailure> {
+        Envoy::start_with(config_yaml, listener, 2)
+    }
+
+    /// `concurrency`: worker threads (each runs its own copy of the filter's VM).
+    pub fn start_with(
+        config_yaml: &str,
+        listener: &str,
+        concurrency: u32,
+    ) -> Result<Envoy, StartFailure> {
         let dir = scratch_dir();
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config_yaml).unwrap();
@@ -109,7 +119,11 @@ impl Envoy {
         let child = Command::new(envoy_path())
             .arg("-c")
             .arg(&config_path)
-            .args(["--concurrency", "2", "--disable-hot-restart"])
+            .args([
+                "--concurrency",
+                &concurrency.to_string(),
+                "--disable-hot-restart",
+            ])
             .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
             .arg("--admin-address-path")
             .arg(&admin_file)

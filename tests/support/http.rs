@@ -37,11 +37,31 @@ pub fn request(port: u16, method: &str, path: &str, headers: &[(&str, &str)]) ->
 
 /// A form POST (`application/x-www-form-urlencoded`).
 pub fn post_form(port: u16, path: &str, headers: &[(&str, &str)], form: &str) -> Response {
-    let length = form.len().to_string();
+    post(
+        port,
+        path,
+        headers,
+        "application/x-www-form-urlencoded",
+        form,
+    )
+}
+
+pub fn post_json(port: u16, path: &str, json: &str) -> Response {
+    post(port, path, &[], "application/json", json)
+}
+
+fn post(
+    port: u16,
+    path: &str,
+    headers: &[(&str, &str)],
+    content_type: &str,
+    body: &str,
+) -> Response {
+    let length = body.len().to_string();
     let mut all = headers.to_vec();
-    all.push(("content-type", "application/x-www-form-urlencoded"));
+    all.push(("content-type", content_type));
     all.push(("content-length", &length));
-    send(port, "POST", path, &all, form.as_bytes())
+    send(port, "POST", path, &all, body.as_bytes())
         .unwrap_or_else(|e| panic!("POST {path} on port {port}: {e}"))
 }
 

@@ -13,6 +13,7 @@
 pub mod envoy;
 pub mod http;
 pub mod idp;
+pub mod revocation_server;
 pub mod upstream;
 
 use std::path::PathBuf;

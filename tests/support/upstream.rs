@@ -26,8 +26,16 @@ pub struct Upstream {
     pub port: u16,
     seen: Arc<Mutex<Vec<SeenRequest>>>,
     response: Arc<Mutex<(u16, String)>>,
+    routes: Arc<Mutex<Vec<Route>>>,
     stop: Arc<AtomicBool>,
     acceptor: Option<JoinHandle<()>>,
+}
+
+/// Extra response headers for requests whose path starts with `prefix`.
+#[derive(Debug, Clone)]
+struct Route {
+    prefix: String,
+    headers: Vec<(String, String)>,
 }
 
 pub const UPSTREAM_BODY: &str = "hello from the test upstream";
@@ -43,11 +51,13 @@ impl Upstream {
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let response = Arc::new(Mutex::new((status, body.to_owned())));
+        let routes = Arc::new(Mutex::new(Vec::new()));
         let stop = Arc::new(AtomicBool::new(false));
         let acceptor = {
             let seen = Arc::clone(&seen);
             let stop = Arc::clone(&stop);
             let response = Arc::clone(&response);
+            let routes = Arc::clone(&routes);
             std::thread::spawn(move || {
                 for stream in listener.incoming() {
                     if stop.load(Ordering::SeqCst) {
@@ -56,7 +66,8 @@ impl Upstream {
                     if let Ok(stream) = stream {
                         let seen = Arc::clone(&seen);
                         let response = Arc::clone(&response);
-                        std::thread::spawn(move || serve(stream, &seen, &response));
+                        let routes = Arc::clone(&routes);
+                        std::thread::spawn(move || serve(stream, &seen, &response, &routes));
                     }
                 }
             })
@@ -65,6 +76,7 @@ impl Upstream {
             port,
             seen,
             response,
+            routes,
             stop,
             acceptor: Some(acceptor),
         }
@@ -72,6 +84,18 @@ impl Upstream {
 
     pub fn set_response(&self, status: u16, body: &str) {
         *self.response.lock().unwrap() = (status, body.to_owned());
+    }
+
+    /// Requests under `prefix` get these response headers too (e.g. a logout endpoint
+    /// answering with a revocation header).
+    pub fn add_response_headers(&self, prefix: &str, headers: &[(&str, &str)]) {
+        self.routes.lock().unwrap().push(Route {
+            prefix: prefix.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+        });
     }
 
     pub fn requests(&self) -> Vec<SeenRequest> {
@@ -99,7 +123,12 @@ impl Drop for Upstream {
 }
 
 /// Serves keep-alive requests on one connection until the peer closes it.
-fn serve(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>, response: &Mutex<(u16, String)>) {
+fn serve(
+    stream: TcpStream,
+    seen: &Mutex<Vec<SeenRequest>>,
+    response: &Mutex<(u16, String)>,
+    routes: &Mutex<Vec<Route>>,
+) {
     let Ok(mut writer) = stream.try_clone() else {
         return;
     };
@@ -135,6 +164,14 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>, response: &Mutex<(u1
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        let extra: String = routes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| path.starts_with(&r.prefix))
+            .flat_map(|r| r.headers.iter())
+            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .collect();
         seen.lock().unwrap().push(SeenRequest {
             method,
             path,
@@ -142,7 +179,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Vec<SeenRequest>>, response: &Mutex<(u1
         });
         let (status, body) = response.lock().unwrap().clone();
         let response = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\n{extra}content-length: {}\r\n\r\n{body}",
             body.len()
         );
         if writer.write_all(response.as_bytes()).is_err() {

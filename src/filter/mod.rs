@@ -20,20 +20,25 @@ use crate::log_limit::{LogLimiter, DENIAL_LINES_PER_SECOND};
 /// Counters are flushed, other workers' JWKS adopted and fetches started this often.
 const TICK_PERIOD: Duration = Duration::from_millis(250);
 
-/// Takes the fetch lease for this JWKS, unless another worker holds an unexpired one.
-fn take_lease(state: &RemoteState, now: i64) -> bool {
-    let Ok((value, cas)) = hostcalls::get_shared_data(&state.lease_key) else {
+mod revocation;
+
+use revocation::Revocation;
+
+/// Takes a fetch lease (JWKS, revocation list), unless another worker holds an unexpired one:
+/// one fetch per process, not one per worker.
+fn take_lease(lease_key: &str, now: i64, timeout_ms: u64) -> bool {
+    let Ok((value, cas)) = hostcalls::get_shared_data(lease_key) else {
         return true;
     };
     if cas.is_none() || !jwks_fetch::lease_free(value.as_deref(), now) {
         return false;
     }
-    let until = jwks_fetch::fetch_deadline(now, state.remote.timeout_ms);
-    hostcalls::set_shared_data(&state.lease_key, Some(until.to_string().as_bytes()), cas).is_ok()
+    let until = jwks_fetch::fetch_deadline(now, timeout_ms);
+    hostcalls::set_shared_data(lease_key, Some(until.to_string().as_bytes()), cas).is_ok()
 }
 
-fn release_lease(state: &RemoteState) {
-    let _ = hostcalls::set_shared_data(&state.lease_key, Some(b"0"), None);
+fn release_lease(lease_key: &str) {
+    let _ = hostcalls::set_shared_data(lease_key, Some(b"0"), None);
 }
 
 #[cfg(target_arch = "wasm32")]
@@ -63,57 +68,90 @@ impl HostCrypto for EnvoyCrypto {
 struct Metrics {
     ids: Vec<Option<u32>>,
     pending: RefCell<Vec<i64>>,
+    /// Gauges: entries in the revocation list held, and when it was last confirmed.
+    list_entries: Option<u32>,
+    list_checked_at: Option<u32>,
 }
 
 /// Index of each counter in `Metrics::ids`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Counter {
     Allowed,
     CacheHit,
     CacheMiss,
     JwksFetchOk,
     JwksFetchFailed,
+    /// Entries learned from revocation response headers.
+    RevokedByHeader,
+    ListFetchOk,
+    ListNotModified,
+    ListFetchFailed,
+    /// Let through on a stale revocation list (`on_stale: allow`).
+    StaleAllowed,
+    /// Entries POSTed to the list service, failed POSTs, entries given up on.
+    PublishOk,
+    PublishFailed,
+    PublishDropped,
     Denied(DenyReason),
 }
 
 impl Counter {
+    const FIXED: [Counter; 13] = [
+        Counter::Allowed,
+        Counter::CacheHit,
+        Counter::CacheMiss,
+        Counter::JwksFetchOk,
+        Counter::JwksFetchFailed,
+        Counter::RevokedByHeader,
+        Counter::ListFetchOk,
+        Counter::ListNotModified,
+        Counter::ListFetchFailed,
+        Counter::StaleAllowed,
+        Counter::PublishOk,
+        Counter::PublishFailed,
+        Counter::PublishDropped,
+    ];
+
     fn index(self) -> usize {
         match self {
-            Counter::Allowed => 0,
-            Counter::CacheHit => 1,
-            Counter::CacheMiss => 2,
-            Counter::JwksFetchOk => 3,
-            Counter::JwksFetchFailed => 4,
             Counter::Denied(reason) => {
-                5 + DenyReason::ALL
-                    .iter()
-                    .position(|r| *r == reason)
-                    .unwrap_or_default()
+                Self::FIXED.len()
+                    + DenyReason::ALL
+                        .iter()
+                        .position(|r| *r == reason)
+                        .unwrap_or_default()
             }
+            fixed => Self::FIXED
+                .iter()
+                .position(|c| *c == fixed)
+                .unwrap_or_default(),
         }
     }
 
     fn name(self) -> String {
-        match self {
-            Counter::Allowed => "bearer_guard.allowed".to_owned(),
-            Counter::CacheHit => "bearer_guard.jwt_cache_hit".to_owned(),
-            Counter::CacheMiss => "bearer_guard.jwt_cache_miss".to_owned(),
-            Counter::JwksFetchOk => "bearer_guard.jwks_fetch_success".to_owned(),
-            Counter::JwksFetchFailed => "bearer_guard.jwks_fetch_failed".to_owned(),
-            Counter::Denied(reason) => format!("bearer_guard.denied.{}", reason.code()),
-        }
+        let name = match self {
+            Counter::Allowed => "allowed",
+            Counter::CacheHit => "jwt_cache_hit",
+            Counter::CacheMiss => "jwt_cache_miss",
+            Counter::JwksFetchOk => "jwks_fetch_success",
+            Counter::JwksFetchFailed => "jwks_fetch_failed",
+            Counter::RevokedByHeader => "revocation.header_revoked",
+            Counter::ListFetchOk => "revocation.list_fetch_success",
+            Counter::ListNotModified => "revocation.list_not_modified",
+            Counter::ListFetchFailed => "revocation.list_fetch_failed",
+            Counter::StaleAllowed => "revocation.stale_allowed",
+            Counter::PublishOk => "revocation.publish_success",
+            Counter::PublishFailed => "revocation.publish_failed",
+            Counter::PublishDropped => "revocation.publish_dropped",
+            Counter::Denied(reason) => return format!("bearer_guard.denied.{}", reason.code()),
+        };
+        format!("bearer_guard.{name}")
     }
 
     fn all() -> impl Iterator<Item = Counter> {
-        [
-            Counter::Allowed,
-            Counter::CacheHit,
-            Counter::CacheMiss,
-            Counter::JwksFetchOk,
-            Counter::JwksFetchFailed,
-        ]
-        .into_iter()
-        .chain(DenyReason::ALL.into_iter().map(Counter::Denied))
+        Self::FIXED
+            .into_iter()
+            .chain(DenyReason::ALL.into_iter().map(Counter::Denied))
     }
 }
 
@@ -123,7 +161,22 @@ impl Metrics {
             .map(|c| hostcalls::define_metric(MetricType::Counter, &c.name()).ok())
             .collect();
         let pending = RefCell::new(vec![0; ids.len()]);
-        Metrics { ids, pending }
+        let gauge = |name: &str| hostcalls::define_metric(MetricType::Gauge, name).ok();
+        Metrics {
+            ids,
+            pending,
+            list_entries: gauge("bearer_guard.revocation.list_entries"),
+            list_checked_at: gauge("bearer_guard.revocation.list_checked_at"),
+        }
+    }
+
+    fn gauge_list_entries(&self, entries: u64, checked_at: i64) {
+        if let Some(id) = self.list_entries {
+            let _ = hostcalls::record_metric(id, entries);
+        }
+        if let (Some(id), Ok(at)) = (self.list_checked_at, u64::try_from(checked_at)) {
+            let _ = hostcalls::record_metric(id, at);
+        }
     }
 
     fn count(&self, counter: Counter) {
@@ -158,6 +211,7 @@ struct Active {
     remote: RefCell<Vec<RemoteState>>,
     /// Requests paused until their provider's keys arrive.
     waiting: RefCell<Vec<Waiter>>,
+    revocation: Option<Revocation>,
 }
 
 /// One provider's remote JWKS, as this worker sees it.
@@ -225,7 +279,11 @@ impl GuardRoot {
                     now,
                     state.remote.cache_duration_seconds,
                 );
-            if due && state.in_flight.is_none() && now >= state.retry_at && take_lease(state, now) {
+            if due
+                && state.in_flight.is_none()
+                && now >= state.retry_at
+                && take_lease(&state.lease_key, now, state.remote.timeout_ms)
+            {
                 state.wanted = false;
                 let headers = vec![
                     (":method", "GET"),
@@ -241,7 +299,7 @@ impl GuardRoot {
                         warn!("JWKS fetch for provider {} not sent ({status:?}): is cluster {:?} defined?", state.provider, state.remote.cluster);
                         active.metrics.count(Counter::JwksFetchFailed);
                         state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
-                        release_lease(state);
+                        release_lease(&state.lease_key);
                         ready.push(state.provider);
                     }
                 }
@@ -265,7 +323,7 @@ impl GuardRoot {
             if hostcalls::set_effective_context(waiter.context).is_err() {
                 continue;
             }
-            if let Applied::Continue = decide_and_apply(active, true) {
+            if let Applied::Continue = decide_and_apply(active, waiter.context, true) {
                 if let Err(status) = hostcalls::resume_http_request() {
                     warn!("could not resume a request after the key fetch: {status:?}");
                 }
@@ -302,6 +360,11 @@ impl Context for GuardRoot {
             return;
         };
         let now = now_unix_seconds().unwrap_or_default();
+        if let Some(revocation) = &active.revocation {
+            if revocation.on_call_response(token, body_size, &active.guard, &active.metrics, now) {
+                return;
+            }
+        }
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten();
@@ -319,7 +382,7 @@ impl Context for GuardRoot {
                 continue;
             }
             state.in_flight = None;
-            release_lease(state);
+            release_lease(&state.lease_key);
             ready.push(state.provider);
             match jwks_fetch::accept_response(status.as_deref(), &body) {
                 Ok(fetched) => {
@@ -428,12 +491,18 @@ impl RootContext for GuardRoot {
                 })
             })
             .collect();
+        let revocation = guard
+            .config()
+            .revocation
+            .clone()
+            .map(|config| Revocation::new(config, &guard));
         self.active = Some(Rc::new(Active {
             guard,
             metrics: Metrics::define(),
             denial_log: RefCell::new(LogLimiter::default()),
             remote: RefCell::new(remote),
             waiting: RefCell::new(Vec::new()),
+            revocation,
         }));
         if let Err(status) = hostcalls::set_tick_period(TICK_PERIOD) {
             warn!("no tick ({status:?}): counters will not reach the host");
@@ -458,6 +527,11 @@ impl RootContext for GuardRoot {
         }
         if let Some(now) = now_unix_seconds() {
             self.drive_remote_jwks(now);
+            if let Some(active) = self.active.clone() {
+                if let Some(revocation) = &active.revocation {
+                    revocation.drive(self, &active.guard, &active.metrics, now);
+                }
+            }
         }
     }
 
@@ -479,7 +553,14 @@ struct GuardHttp {
     active: Option<Rc<Active>>,
 }
 
-impl Context for GuardHttp {}
+impl Context for GuardHttp {
+    fn on_done(&mut self) -> bool {
+        if let Some(revocation) = self.active.as_ref().and_then(|a| a.revocation.as_ref()) {
+            revocation.forget(self.id);
+        }
+        true
+    }
+}
 
 impl HttpContext for GuardHttp {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
@@ -493,7 +574,7 @@ impl HttpContext for GuardHttp {
             error!("request denied: filter is not configured");
             return send_denial(&denial);
         };
-        match decide_and_apply(&active, false) {
+        match decide_and_apply(&active, self.id, false) {
             Applied::Continue => Action::Continue,
             Applied::Responded => Action::Pause,
             Applied::Wait { provider, deadline } => {
@@ -515,6 +596,16 @@ impl HttpContext for GuardHttp {
             }
         }
     }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(active) = &self.active {
+            if let Some(revocation) = &active.revocation {
+                let now = now_unix_seconds().unwrap_or_default();
+                revocation.on_response_headers(self.id, &active.guard, &active.metrics, now);
+            }
+        }
+        Action::Continue
+    }
 }
 
 /// What happened to the current request (the host's effective context).
@@ -526,7 +617,10 @@ enum Applied {
 
 /// Decides for the request of the effective context and applies the decision. `after_wait`:
 /// the second look, once keys were fetched (never waits again).
-fn decide_and_apply(active: &Active, after_wait: bool) -> Applied {
+fn decide_and_apply(active: &Active, context: u32, after_wait: bool) -> Applied {
+    if let Some(revocation) = &active.revocation {
+        revocation.sync_learned(&active.guard);
+    }
     let headers = request_headers();
     let header = |name: &str| {
         headers
@@ -548,6 +642,17 @@ fn decide_and_apply(active: &Active, after_wait: bool) -> Applied {
                 active.guard.decide(&request, now)
             };
             active.metrics.count_cache(verdict.cache);
+            if verdict.stale_allowed {
+                active.metrics.count(Counter::StaleAllowed);
+                if let Some(revocation) = &active.revocation {
+                    if revocation.stale_log.borrow_mut().permit(now).write {
+                        warn!(
+                            "allowed on a stale revocation list (on_stale: allow) path={}",
+                            path_without_query(request.path)
+                        );
+                    }
+                }
+            }
             verdict.decision
         }
         None => Decision::Deny(Denial::new(
@@ -558,8 +663,15 @@ fn decide_and_apply(active: &Active, after_wait: bool) -> Applied {
         )),
     };
     match decision {
-        Decision::Allow { provider, upstream } => {
+        Decision::Allow {
+            provider,
+            upstream,
+            token,
+        } => {
             active.metrics.count(Counter::Allowed);
+            if let (Some(token), Some(revocation)) = (token, &active.revocation) {
+                revocation.remember(context, token);
+            }
             apply_upstream(&upstream);
             debug!(
                 "allowed provider={} path={}",

@@ -1,0 +1,576 @@
+//! The host side of revocation: shared data that every worker of the process reads (the
+//! learned log and the polled list), the list poll, the revocation response header and the
+//! publish POSTs. Decisions stay in the core (`revocation*` modules, `Guard`).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io::{BufReader, Read};
+use std::rc::Rc;
+use std::time::Duration;
+
+use log::{info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{BufferType, MapType, Status};
+
+use crate::guard::Guard;
+use crate::log_limit::LogLimiter;
+use crate::revocation::RevocationSet;
+use crate::revocation_config::{ListConfig, RevocationConfig};
+use crate::revocation_learned::{from_header, Authorized, Learned, LearnedEntry};
+use crate::revocation_list::{self, ListUpdate};
+use crate::revocation_publish::PublishQueue;
+
+use super::{release_lease, take_lease, Counter, Metrics};
+
+/// Shared-data keys. The generation is part of every key: a new `learned_generation` starts
+/// from nothing, and the old values are blanked.
+struct Keys {
+    learned: String,
+    /// Small; read on every request. Changes whenever `learned` does.
+    learned_serial: String,
+    list: String,
+    /// `<checked_at> <serial>`: read each tick; the serial says when `list` changed.
+    list_checked: String,
+    list_lease: String,
+}
+
+const GENERATION_KEY: &str = "bearer_guard.revocation.generation";
+
+impl Keys {
+    fn new(generation: u64, list: Option<&ListConfig>) -> Self {
+        let prefix = format!("bearer_guard.revocation.g{generation}");
+        let list = list.map_or(String::new(), |l| {
+            format!("{prefix}.list.{}{}", l.endpoint.authority, l.endpoint.path)
+        });
+        Keys {
+            learned: format!("{prefix}.learned"),
+            learned_serial: format!("{prefix}.learned.serial"),
+            list_checked: format!("{list}.checked"),
+            list_lease: format!("{list}.lease"),
+            list,
+        }
+    }
+}
+
+/// One worker's view of the polled list.
+struct ListState {
+    config: ListConfig,
+    /// Serial of the shared list this worker holds.
+    serial: Option<u64>,
+    checked_at: Option<i64>,
+    in_flight: Option<u32>,
+    retry_at: i64,
+}
+
+pub struct Revocation {
+    config: RevocationConfig,
+    keys: Keys,
+    /// The learned serial this worker last read.
+    learned_seen: RefCell<Option<Vec<u8>>>,
+    list: RefCell<Option<ListState>>,
+    publish: RefCell<Option<PublishQueue>>,
+    publish_in_flight: RefCell<Option<u32>>,
+    /// Tokens that authorized requests still in flight, by HTTP context, for `self`.
+    authorized: RefCell<HashMap<u32, Box<Authorized>>>,
+    pub stale_log: RefCell<LogLimiter>,
+}
+
+fn get_shared(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    hostcalls::get_shared_data(key).unwrap_or((None, None))
+}
+
+impl Revocation {
+    /// At configure: pick up what earlier VMs of this process learned and fetched (a config
+    /// reload keeps it), or start a new generation.
+    pub fn new(config: RevocationConfig, guard: &Guard) -> Self {
+        let keys = Keys::new(config.learned_generation, config.list.as_ref());
+        let generation = config.learned_generation.to_string();
+        if let (Some(old), _) = get_shared(GENERATION_KEY) {
+            if old != generation.as_bytes() {
+                let old = String::from_utf8_lossy(&old).parse::<u64>().unwrap_or(0);
+                let stale = Keys::new(old, config.list.as_ref());
+                for key in [&stale.learned, &stale.list] {
+                    let _ = hostcalls::set_shared_data(key, Some(b""), None);
+                }
+                info!("revocation: learned_generation {old} -> {generation}: revocations learned at run time cleared");
+            }
+        }
+        let _ = hostcalls::set_shared_data(GENERATION_KEY, Some(generation.as_bytes()), None);
+        // Shared data has no atomic create: the values exist before any worker CASes them.
+        for (key, initial) in [
+            (
+                &keys.learned,
+                Learned::new(config.learned_generation).encode(),
+            ),
+            (&keys.learned_serial, b"0".to_vec()),
+            (&keys.list_lease, b"0".to_vec()),
+        ] {
+            if matches!(get_shared(key), (None, _) | (Some(_), None))
+                || get_shared(key).0.is_some_and(|v| v.is_empty())
+            {
+                let _ = hostcalls::set_shared_data(key, Some(&initial), None);
+            }
+        }
+        let list = config.list.clone().map(|config| ListState {
+            config,
+            serial: None,
+            checked_at: None,
+            in_flight: None,
+            retry_at: 0,
+        });
+        let publish = config
+            .publish
+            .as_ref()
+            .map(|p| PublishQueue::new(p.queue_size, p.max_attempts));
+        let revocation = Revocation {
+            keys,
+            learned_seen: RefCell::new(None),
+            list: RefCell::new(list),
+            publish: RefCell::new(publish),
+            publish_in_flight: RefCell::new(None),
+            authorized: RefCell::new(HashMap::new()),
+            stale_log: RefCell::new(LogLimiter::default()),
+            config,
+        };
+        revocation.sync_learned(guard);
+        revocation.adopt_list(guard);
+        revocation
+    }
+
+    pub fn response_header(&self) -> Option<&str> {
+        self.config.response_header.as_deref()
+    }
+
+    /// Before each decision: one small shared read; the log itself only when it changed.
+    /// This is what makes a revocation on one worker hold on every worker's next request.
+    pub fn sync_learned(&self, guard: &Guard) {
+        let (Some(serial), _) = get_shared(&self.keys.learned_serial) else {
+            return;
+        };
+        if self.learned_seen.borrow().as_ref() == Some(&serial) {
+            return;
+        }
+        if let (Some(bytes), _) = get_shared(&self.keys.learned) {
+            if let Some(learned) = Learned::decode(&bytes) {
+                guard.install_learned(learned.to_set());
+            }
+        }
+        *self.learned_seen.borrow_mut() = Some(serial);
+    }
+
+    pub fn remember(&self, context: u32, token: Box<Authorized>) {
+        self.authorized.borrow_mut().insert(context, token);
+    }
+
+    pub fn forget(&self, context: u32) {
+        self.authorized.borrow_mut().remove(&context);
+    }
+
+    /// The upstream's response headers: any revocation header is applied, then removed.
+    pub fn on_response_headers(&self, context: u32, guard: &Guard, metrics: &Metrics, now: i64) {
+        let Some(name) = self.response_header() else {
+            return;
+        };
+        // Envoy answers with the first value only; if there is none there are none.
+        if !matches!(
+            hostcalls::get_map_value(MapType::HttpResponseHeaders, name),
+            Ok(Some(_))
+        ) {
+            return;
+        }
+        let values: Vec<String> = hostcalls::get_map_bytes(MapType::HttpResponseHeaders)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+            .collect();
+        if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None) {
+            warn!("could not remove the {name} response header: {status:?}");
+        }
+        let authorized = self.authorized.borrow_mut().remove(&context);
+        let mut learned = Vec::new();
+        let mut publish = Vec::new();
+        for value in &values {
+            let out = from_header(value, authorized.as_deref(), now);
+            for problem in &out.problems {
+                warn!("{name} response header: {problem}");
+            }
+            learned.extend(out.learned);
+            publish.extend(out.publish);
+        }
+        if learned.is_empty() {
+            return;
+        }
+        let token_fp = authorized.as_ref().map_or("-".to_owned(), |a| {
+            crate::fingerprint::fingerprint(&a.token_sha256)
+        });
+        match self.record(&learned, guard, now) {
+            Ok(evicted) => {
+                for _ in 0..learned.len() {
+                    metrics.count(Counter::RevokedByHeader);
+                }
+                if evicted > 0 {
+                    warn!(
+                        "revocation: {evicted} oldest learned entries evicted (limit {})",
+                        crate::revocation_learned::MAX_LEARNED_ENTRIES
+                    );
+                }
+                info!(
+                    "revoked {} entr{} by the {name} response header (provider={} token_fp={token_fp})",
+                    learned.len(),
+                    if learned.len() == 1 { "y" } else { "ies" },
+                    authorized.as_ref().map_or("-", |a| a.provider.as_str()),
+                );
+            }
+            Err(status) => {
+                // Still enforced by this worker; other workers learn it from the list, if any.
+                warn!("revocation could not be shared with other workers ({status:?})");
+                let mut local = Learned::new(self.config.learned_generation);
+                local.append(&learned, now);
+                guard.install_learned(local.to_set());
+            }
+        }
+        if let Some(queue) = self.publish.borrow_mut().as_mut() {
+            for _ in 0..queue.push(publish) {
+                metrics.count(Counter::PublishDropped);
+            }
+        }
+    }
+
+    /// Appends to the shared log by compare-and-swap, then bumps the serial other workers
+    /// check on every request. Returns how many old entries the bound evicted.
+    fn record(&self, entries: &[LearnedEntry], guard: &Guard, now: i64) -> Result<usize, Status> {
+        let mut last = Status::CasMismatch;
+        for _ in 0..64 {
+            let (bytes, cas) = get_shared(&self.keys.learned);
+            let mut learned = bytes
+                .as_deref()
+                .and_then(Learned::decode)
+                .filter(|l| l.generation == self.config.learned_generation)
+                .unwrap_or_else(|| Learned::new(self.config.learned_generation));
+            let evicted = learned.append(entries, now);
+            match hostcalls::set_shared_data(&self.keys.learned, Some(&learned.encode()), cas) {
+                Ok(()) => {
+                    let (_, serial_cas) = get_shared(&self.keys.learned_serial);
+                    let serial = serial_cas.map_or(1, |c| u64::from(c) + 1).to_string();
+                    hostcalls::set_shared_data(
+                        &self.keys.learned_serial,
+                        Some(serial.as_bytes()),
+                        None,
+                    )?;
+                    guard.install_learned(learned.to_set());
+                    *self.learned_seen.borrow_mut() = Some(serial.into_bytes());
+                    return Ok(evicted);
+                }
+                Err(status) => last = status,
+            }
+        }
+        Err(last)
+    }
+
+    /// Each tick: adopt the list another worker fetched, and fetch it if due (one worker of
+    /// the process, by lease).
+    pub fn drive(
+        &self,
+        root: &dyn proxy_wasm::traits::Context,
+        guard: &Guard,
+        metrics: &Metrics,
+        now: i64,
+    ) {
+        self.adopt_list(guard);
+        self.send_publish(root, metrics, now);
+        let mut list = self.list.borrow_mut();
+        let Some(state) = list.as_mut() else {
+            return;
+        };
+        if let Some(checked) = state.checked_at {
+            if let Ok(entries) = u64::try_from(guard.revocation_list().map_or(0, |l| l.len())) {
+                metrics.gauge_list_entries(entries, checked);
+            }
+        }
+        let due = revocation_list::fetch_due(state.checked_at, now, state.config.refresh_seconds);
+        if !due || state.in_flight.is_some() || now < state.retry_at {
+            return;
+        }
+        if !take_lease(&self.keys.list_lease, now, state.config.timeout_ms) {
+            return;
+        }
+        let held = guard.revocation_list();
+        let path = revocation_list::request_path(&state.config.endpoint.path, held.as_deref());
+        let mut headers = vec![
+            (":method", "GET"),
+            (":path", path.as_str()),
+            (":authority", state.config.endpoint.authority.as_str()),
+            ("accept", "application/json"),
+        ];
+        if let Some(etag) = revocation_list::if_none_match(held.as_deref()) {
+            headers.push(("if-none-match", etag));
+        }
+        let timeout = Duration::from_millis(state.config.timeout_ms);
+        match root.dispatch_http_call(
+            &state.config.endpoint.cluster,
+            headers,
+            None,
+            vec![],
+            timeout,
+        ) {
+            Ok(token) => state.in_flight = Some(token),
+            Err(status) => {
+                warn!(
+                    "revocation list fetch not sent ({status:?}): is cluster {:?} defined?",
+                    state.config.endpoint.cluster
+                );
+                metrics.count(Counter::ListFetchFailed);
+                state.retry_at = now + retry_delay(&state.config);
+                release_lease(&self.keys.list_lease);
+            }
+        }
+    }
+
+    /// Reads the small `checked` value; the list itself only when its serial moved.
+    fn adopt_list(&self, guard: &Guard) {
+        let mut list = self.list.borrow_mut();
+        let Some(state) = list.as_mut() else {
+            return;
+        };
+        let (Some(value), _) = get_shared(&self.keys.list_checked) else {
+            return;
+        };
+        let Some((checked_at, serial)) = revocation_list::decode_checked(&value) else {
+            return;
+        };
+        if state.serial != Some(serial) {
+            guard.drop_revocation_list();
+            if let (Some(bytes), _) = get_shared(&self.keys.list) {
+                match RevocationSet::decode(bytes) {
+                    Some(set) => {
+                        guard.install_revocation_list(Rc::new(set), checked_at);
+                        state.serial = Some(serial);
+                    }
+                    None => warn!(
+                        "revocation list in shared data is unreadable; waiting for the next fetch"
+                    ),
+                }
+            }
+        }
+        if state.serial == Some(serial) {
+            guard.revocation_list_checked(checked_at);
+            state.checked_at = Some(state.checked_at.map_or(checked_at, |c| c.max(checked_at)));
+        }
+    }
+
+    /// A response to one of our calls; `false` if the token is not ours.
+    pub fn on_call_response(
+        &self,
+        token: u32,
+        body_size: usize,
+        guard: &Guard,
+        metrics: &Metrics,
+        now: i64,
+    ) -> bool {
+        if *self.publish_in_flight.borrow() == Some(token) {
+            *self.publish_in_flight.borrow_mut() = None;
+            let status = call_status();
+            let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
+            if let Some(queue) = self.publish.borrow_mut().as_mut() {
+                let settled = queue.settle(ok, now);
+                self.count_settled(settled, status.as_deref(), metrics);
+            }
+            return true;
+        }
+        let mut list = self.list.borrow_mut();
+        let Some(state) = list.as_mut().filter(|s| s.in_flight == Some(token)) else {
+            return false;
+        };
+        state.in_flight = None;
+        release_lease(&self.keys.list_lease);
+        let status = call_status();
+        let etag = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "etag")
+            .ok()
+            .flatten();
+        let held = guard.revocation_list();
+        let body = BufReader::with_capacity(
+            64 * 1024,
+            CallBody {
+                offset: 0,
+                size: body_size,
+            },
+        );
+        let update = revocation_list::accept_response(
+            status.as_deref(),
+            etag.as_deref(),
+            body,
+            held.as_deref(),
+            now,
+        );
+        drop(held);
+        let serial = state.serial.unwrap_or(0);
+        match update {
+            Ok(ListUpdate::NotModified) => {
+                metrics.count(Counter::ListNotModified);
+                self.publish_checked(now, serial);
+                guard.revocation_list_checked(now);
+                state.checked_at = Some(now);
+            }
+            Ok(ListUpdate::Changed {
+                set,
+                was_delta,
+                expired_dropped,
+            }) => {
+                metrics.count(Counter::ListFetchOk);
+                let serial = serial.max(self.shared_serial()) + 1;
+                info!(
+                    "revocation list {}: {} entries, version {:?}{}",
+                    if was_delta {
+                        "updated by a delta"
+                    } else {
+                        "fetched"
+                    },
+                    set.len(),
+                    set.version,
+                    if expired_dropped > 0 {
+                        format!(", {expired_dropped} expired entries skipped")
+                    } else {
+                        String::new()
+                    }
+                );
+                // The large value first, then the small one that tells workers to read it.
+                if let Err(status) =
+                    hostcalls::set_shared_data(&self.keys.list, Some(set.as_bytes()), None)
+                {
+                    warn!("revocation list could not be shared with other workers ({status:?})");
+                }
+                self.publish_checked(now, serial);
+                guard.install_revocation_list(Rc::new(set), now);
+                state.serial = Some(serial);
+                state.checked_at = Some(now);
+            }
+            Err(e) => {
+                metrics.count(Counter::ListFetchFailed);
+                state.retry_at = now + retry_delay(&state.config);
+                warn!(
+                    "revocation list fetch failed: {e}; list last confirmed {}",
+                    state
+                        .checked_at
+                        .map_or("never".to_owned(), |at| format!("{}s ago", now - at))
+                );
+            }
+        }
+        true
+    }
+
+    fn shared_serial(&self) -> u64 {
+        get_shared(&self.keys.list_checked)
+            .0
+            .and_then(|v| revocation_list::decode_checked(&v))
+            .map_or(0, |(_, serial)| serial)
+    }
+
+    fn publish_checked(&self, now: i64, serial: u64) {
+        let value = revocation_list::encode_checked(now, serial);
+        let _ = hostcalls::set_shared_data(&self.keys.list_checked, Some(&value), None);
+    }
+
+    fn send_publish(&self, root: &dyn proxy_wasm::traits::Context, metrics: &Metrics, now: i64) {
+        let Some(config) = &self.config.publish else {
+            return;
+        };
+        let mut queue = self.publish.borrow_mut();
+        let Some(queue) = queue.as_mut() else {
+            return;
+        };
+        let Some(body) = queue.next_batch(now) else {
+            return;
+        };
+        let headers = vec![
+            (":method", "POST"),
+            (":path", config.endpoint.path.as_str()),
+            (":authority", config.endpoint.authority.as_str()),
+            ("content-type", "application/json"),
+        ];
+        let timeout = Duration::from_millis(config.timeout_ms);
+        match root.dispatch_http_call(
+            &config.endpoint.cluster,
+            headers,
+            Some(body.as_bytes()),
+            vec![],
+            timeout,
+        ) {
+            Ok(token) => *self.publish_in_flight.borrow_mut() = Some(token),
+            Err(status) => {
+                let settled = queue.not_sent(now);
+                self.count_settled(settled, Some(&format!("{status:?}")), metrics);
+            }
+        }
+    }
+
+    fn count_settled(
+        &self,
+        settled: crate::revocation_publish::Settled,
+        status: Option<&str>,
+        metrics: &Metrics,
+    ) {
+        for _ in 0..settled.published {
+            metrics.count(Counter::PublishOk);
+        }
+        if settled.failed_attempt {
+            metrics.count(Counter::PublishFailed);
+            warn!(
+                "revocation publish failed ({}); will retry",
+                status.unwrap_or("no response")
+            );
+        }
+        for _ in 0..settled.dropped {
+            metrics.count(Counter::PublishDropped);
+        }
+        if settled.dropped > 0 {
+            warn!(
+                "revocation publish: {} entries dropped after repeated failures",
+                settled.dropped
+            );
+        }
+    }
+}
+
+fn retry_delay(config: &ListConfig) -> i64 {
+    i64::try_from(
+        config
+            .refresh_seconds
+            .min(revocation_list::RETRY_AFTER_FAILURE_SECONDS),
+    )
+    .unwrap_or(5)
+}
+
+fn call_status() -> Option<String> {
+    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten()
+}
+
+/// The call's response body, read from the host in chunks (a large list is never copied
+/// into wasm whole).
+struct CallBody {
+    offset: usize,
+    size: usize,
+}
+
+impl Read for CallBody {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        let want = out.len().min(self.size.saturating_sub(self.offset));
+        if want == 0 {
+            return Ok(0);
+        }
+        let chunk = hostcalls::get_buffer(BufferType::HttpCallResponseBody, self.offset, want)
+            .map_err(|s| std::io::Error::other(format!("{s:?}")))?
+            .unwrap_or_default();
+        let n = chunk.len().min(want);
+        if n == 0 {
+            return Ok(0);
+        }
+        if let (Some(dst), Some(src)) = (out.get_mut(..n), chunk.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        self.offset += n;
+        Ok(n)
+    }
+}

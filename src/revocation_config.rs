@@ -1,0 +1,332 @@
+//! The `revocation` config key: static entries, the revocation header, the polled list and
+//! the publish endpoint, parsed once into ready-to-use values.
+
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use crate::config::{split_uri, ConfigError, Endpoint};
+use crate::revocation::RevocationSet;
+use crate::revocation_doc::{self, Source};
+
+pub const DEFAULT_RESPONSE_HEADER: &str = "x-revoke-token";
+pub const DEFAULT_LIST_REFRESH_SECONDS: u64 = 30;
+pub const DEFAULT_LIST_MAX_STALE_SECONDS: u64 = 300;
+pub const DEFAULT_FETCH_TIMEOUT_MS: u64 = 5000;
+pub const DEFAULT_PUBLISH_QUEUE_SIZE: usize = 10_000;
+pub const DEFAULT_PUBLISH_MAX_ATTEMPTS: u32 = 20;
+
+/// What to do with an otherwise valid token while the list cannot be relied on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnStale {
+    /// 503 with Retry-After: fail closed.
+    #[default]
+    Deny,
+    /// Let it through, counted and logged.
+    Allow,
+}
+
+#[derive(Debug, Clone)]
+pub struct RevocationConfig {
+    /// Entries from the config itself.
+    pub static_set: RevocationSet,
+    /// Lower-case name of the upstream response header that revokes; `None`: disabled.
+    pub response_header: Option<String>,
+    pub list: Option<ListConfig>,
+    pub publish: Option<PublishConfig>,
+    /// Changing it clears what was learned at run time (header and list) on the next configure.
+    pub learned_generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListConfig {
+    pub endpoint: Endpoint,
+    pub timeout_ms: u64,
+    pub refresh_seconds: u64,
+    pub max_stale_seconds: u64,
+    pub on_stale: OnStale,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishConfig {
+    pub endpoint: Endpoint,
+    pub timeout_ms: u64,
+    pub queue_size: usize,
+    pub max_attempts: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOptions {
+    /// Absent: the default name; `null`: disabled (so `null` must not read as absent).
+    #[serde(default, deserialize_with = "present_value")]
+    response_header: Option<Value>,
+    #[serde(default)]
+    list: Option<RawList>,
+    #[serde(default)]
+    publish: Option<RawPublish>,
+    #[serde(default)]
+    learned_generation: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawList {
+    cluster: String,
+    uri: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    refresh_seconds: Option<u64>,
+    #[serde(default)]
+    max_stale_seconds: Option<u64>,
+    #[serde(default)]
+    on_stale: OnStale,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPublish {
+    cluster: String,
+    uri: String,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    queue_size: Option<usize>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+}
+
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(d).map(Some)
+}
+
+const OPTION_KEYS: [&str; 4] = ["response_header", "list", "publish", "learned_generation"];
+
+/// `provider_names`: the configured providers, which scoped entries must name.
+pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig, ConfigError> {
+    let Value::Object(mut object) = value else {
+        return Err(ConfigError::new("revocation", "must be an object"));
+    };
+    let mut options = Map::new();
+    for key in OPTION_KEYS {
+        if let Some(v) = object.remove(key) {
+            options.insert(key.to_owned(), v);
+        }
+    }
+    let raw: RawOptions = serde_json::from_value(Value::Object(options))
+        .map_err(|e| ConfigError::new("revocation", e.to_string()))?;
+    // Static entries never expire by `exp` here: the config has no clock.
+    let parsed = revocation_doc::parse_value(&Value::Object(object), Source::Config, i64::MIN)
+        .map_err(|e| ConfigError::new("revocation", e))?;
+    let static_set = parsed.builder.build("", "");
+    for scope in parsed
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .chain(static_set.cutoff_scopes())
+        .filter(|s| !s.is_empty())
+    {
+        if !provider_names.contains(&scope) {
+            return Err(ConfigError::new(
+                format!("revocation.providers.{scope}"),
+                "names no configured provider",
+            ));
+        }
+    }
+    let response_header = match raw.response_header {
+        None => Some(DEFAULT_RESPONSE_HEADER.to_owned()),
+        Some(Value::Null) => None,
+        Some(Value::String(name))
+            if crate::config::is_header_name(&name) && !name.starts_with(':') =>
+        {
+            Some(name.to_ascii_lowercase())
+        }
+        Some(_) => {
+            return Err(ConfigError::new(
+                "revocation.response_header",
+                "must be a header name, or null to disable",
+            ))
+        }
+    };
+    let list = raw
+        .list
+        .map(|l| -> Result<ListConfig, ConfigError> {
+            let refresh_seconds = positive(
+                l.refresh_seconds.unwrap_or(DEFAULT_LIST_REFRESH_SECONDS),
+                "revocation.list.refresh_seconds",
+            )?;
+            let max_stale_seconds = l
+                .max_stale_seconds
+                .unwrap_or(DEFAULT_LIST_MAX_STALE_SECONDS);
+            if max_stale_seconds < refresh_seconds {
+                return Err(ConfigError::new(
+                    "revocation.list.max_stale_seconds",
+                    "must be at least refresh_seconds",
+                ));
+            }
+            Ok(ListConfig {
+                endpoint: endpoint(&l.cluster, &l.uri, "revocation.list")?,
+                timeout_ms: positive(
+                    l.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS),
+                    "revocation.list.timeout_ms",
+                )?,
+                refresh_seconds,
+                max_stale_seconds,
+                on_stale: l.on_stale,
+            })
+        })
+        .transpose()?;
+    let publish = raw
+        .publish
+        .map(|p| -> Result<PublishConfig, ConfigError> {
+            Ok(PublishConfig {
+                endpoint: endpoint(&p.cluster, &p.uri, "revocation.publish")?,
+                timeout_ms: positive(
+                    p.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS),
+                    "revocation.publish.timeout_ms",
+                )?,
+                queue_size: usize::try_from(positive(
+                    p.queue_size.unwrap_or(DEFAULT_PUBLISH_QUEUE_SIZE) as u64,
+                    "revocation.publish.queue_size",
+                )?)
+                .unwrap_or(DEFAULT_PUBLISH_QUEUE_SIZE),
+                max_attempts: p
+                    .max_attempts
+                    .unwrap_or(DEFAULT_PUBLISH_MAX_ATTEMPTS)
+                    .max(1),
+            })
+        })
+        .transpose()?;
+    if publish.is_some() && response_header.is_none() {
+        return Err(ConfigError::new(
+            "revocation.publish",
+            "publishes what the response header revokes, but response_header is disabled",
+        ));
+    }
+    Ok(RevocationConfig {
+        static_set,
+        response_header,
+        list,
+        publish,
+        learned_generation: raw.learned_generation,
+    })
+}
+
+fn positive(value: u64, key: &str) -> Result<u64, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::new(key, "must be positive"));
+    }
+    Ok(value)
+}
+
+fn endpoint(cluster: &str, uri: &str, key: &str) -> Result<Endpoint, ConfigError> {
+    if cluster.is_empty() {
+        return Err(ConfigError::new(
+            format!("{key}.cluster"),
+            "must not be empty",
+        ));
+    }
+    split_uri(cluster, uri).map_err(|reason| ConfigError::new(format!("{key}.uri"), reason))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::Probe;
+    use serde_json::json;
+
+    fn compile_json(value: Value) -> Result<RevocationConfig, ConfigError> {
+        compile(value, &["corp", "partner"])
+    }
+
+    #[test]
+    fn defaults() {
+        let config = compile_json(json!({})).unwrap();
+        assert_eq!(config.response_header.as_deref(), Some("x-revoke-token"));
+        assert!(config.list.is_none() && config.publish.is_none());
+        assert!(config.static_set.is_empty());
+        assert_eq!(config.learned_generation, 0);
+        let config = compile_json(json!({
+            "list": { "cluster": "rev", "uri": "http://rev/v1/list" },
+            "publish": { "cluster": "rev", "uri": "http://rev/v1/list" }
+        }))
+        .unwrap();
+        let list = config.list.unwrap();
+        assert_eq!(
+            (
+                list.refresh_seconds,
+                list.max_stale_seconds,
+                list.timeout_ms,
+                list.on_stale
+            ),
+            (30, 300, 5000, OnStale::Deny)
+        );
+        assert_eq!(list.endpoint.authority, "rev");
+        assert_eq!(list.endpoint.path, "/v1/list");
+        let publish = config.publish.unwrap();
+        assert_eq!((publish.queue_size, publish.max_attempts), (10_000, 20));
+    }
+
+    #[test]
+    fn static_entries_and_scopes() {
+        let config = compile_json(json!({
+            "jti": ["j1"],
+            "subjects": { "alice": 100 },
+            "issued_before": 50,
+            "providers": { "corp": { "jti": ["j2"] } },
+            "response_header": "X-Logout",
+        }))
+        .unwrap();
+        let set = &config.static_set;
+        assert!(set.revokes(&Probe::new("partner", Some("j1"), None, Some(60), None)));
+        assert!(set.revokes(&Probe::new("corp", Some("j2"), None, Some(60), None)));
+        assert!(!set.revokes(&Probe::new("partner", Some("j2"), None, Some(60), None)));
+        assert!(set.revokes(&Probe::new("x", None, None, Some(50), None)));
+        assert_eq!(config.response_header.as_deref(), Some("x-logout"));
+        assert!(compile_json(json!({ "response_header": null }))
+            .unwrap()
+            .response_header
+            .is_none());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let key = |value: Value| compile_json(value).unwrap_err().key;
+        assert_eq!(
+            key(json!({ "providers": { "nope": { "jti": ["x"] } } })),
+            "revocation.providers.nope"
+        );
+        assert_eq!(key(json!({ "jti": "x" })), "revocation");
+        assert_eq!(
+            key(json!({ "response_header": 5 })),
+            "revocation.response_header"
+        );
+        assert_eq!(
+            key(json!({ "list": { "cluster": "c", "uri": "ftp://x" } })),
+            "revocation.list.uri"
+        );
+        assert_eq!(
+            key(
+                json!({ "list": { "cluster": "c", "uri": "http://x/", "refresh_seconds": 60, "max_stale_seconds": 10 } })
+            ),
+            "revocation.list.max_stale_seconds"
+        );
+        assert_eq!(
+            key(json!({ "list": { "cluster": "", "uri": "http://x/" } })),
+            "revocation.list.cluster"
+        );
+        assert_eq!(
+            key(
+                json!({ "response_header": null, "publish": { "cluster": "c", "uri": "http://x/" } })
+            ),
+            "revocation.publish"
+        );
+        let err = compile_json(
+            json!({ "list": { "cluster": "c", "uri": "http://x/", "on_stale": "maybe" } }),
+        )
+        .unwrap_err();
+        assert!(err.reason.contains("unknown variant `maybe`"), "{err}");
+        assert!(compile_json(json!([])).is_err());
+    }
+}

@@ -1,0 +1,174 @@
+//! The publish queue: revocations learned from response headers, POSTed to the list service
+//! so every other proxy sees them at its next poll. Bounded, batched, retried with backoff.
+
+use std::collections::VecDeque;
+
+use crate::revocation_doc::{render, PublishEntry};
+
+/// Entries per POST.
+pub const BATCH_SIZE: usize = 100;
+const MAX_BACKOFF_SECONDS: i64 = 30;
+
+#[derive(Debug)]
+pub struct PublishQueue {
+    entries: VecDeque<PublishEntry>,
+    capacity: usize,
+    max_attempts: u32,
+    /// Failed attempts of the batch at the head of the queue.
+    attempts: u32,
+    next_at: i64,
+    /// Entries in the POST on the wire.
+    in_flight: Option<usize>,
+}
+
+/// What a finished POST did to the queue, for counters and the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Settled {
+    pub published: usize,
+    pub failed_attempt: bool,
+    /// Given up after `max_attempts`.
+    pub dropped: usize,
+}
+
+impl PublishQueue {
+    pub fn new(capacity: usize, max_attempts: u32) -> Self {
+        PublishQueue {
+            entries: VecDeque::new(),
+            capacity: capacity.max(1),
+            max_attempts: max_attempts.max(1),
+            attempts: 0,
+            next_at: 0,
+            in_flight: None,
+        }
+    }
+
+    /// Returns how many of the oldest entries were dropped to make room.
+    pub fn push(&mut self, entries: impl IntoIterator<Item = PublishEntry>) -> usize {
+        let mut dropped = 0;
+        for entry in entries {
+            if self.entries.len() >= self.capacity {
+                // Never the batch on the wire: its result would settle the wrong entries.
+                let keep = self.in_flight.unwrap_or(0);
+                if self.entries.len() > keep {
+                    self.entries.remove(keep);
+                    dropped += 1;
+                } else {
+                    dropped += 1;
+                    continue;
+                }
+            }
+            self.entries.push_back(entry);
+        }
+        dropped
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The next POST body, if one is due; the caller must report its result with `settle`.
+    pub fn next_batch(&mut self, now: i64) -> Option<String> {
+        if self.in_flight.is_some() || self.entries.is_empty() || now < self.next_at {
+            return None;
+        }
+        let n = self.entries.len().min(BATCH_SIZE);
+        let batch: Vec<PublishEntry> = self.entries.iter().take(n).cloned().collect();
+        self.in_flight = Some(n);
+        Some(render(&batch))
+    }
+
+    /// The dispatch itself failed: nothing is on the wire.
+    pub fn not_sent(&mut self, now: i64) -> Settled {
+        self.settle(false, now)
+    }
+
+    pub fn settle(&mut self, ok: bool, now: i64) -> Settled {
+        let Some(n) = self.in_flight.take() else {
+            return Settled::default();
+        };
+        if ok {
+            self.entries.drain(..n.min(self.entries.len()));
+            self.attempts = 0;
+            self.next_at = now;
+            return Settled {
+                published: n,
+                ..Settled::default()
+            };
+        }
+        self.attempts += 1;
+        if self.attempts >= self.max_attempts {
+            self.entries.drain(..n.min(self.entries.len()));
+            self.attempts = 0;
+            self.next_at = now;
+            return Settled {
+                failed_attempt: true,
+                dropped: n,
+                ..Settled::default()
+            };
+        }
+        // 1, 2, 4, ... 30 s.
+        let backoff = 1i64 << self.attempts.saturating_sub(1).min(5);
+        self.next_at = now + backoff.min(MAX_BACKOFF_SECONDS);
+        Settled {
+            failed_attempt: true,
+            ..Settled::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jti(i: usize) -> PublishEntry {
+        PublishEntry::Jti {
+            provider: None,
+            jti: format!("j{i}"),
+            exp: None,
+        }
+    }
+
+    #[test]
+    fn batches_retries_with_backoff_then_gives_up() {
+        let mut q = PublishQueue::new(1000, 3);
+        q.push((0..150).map(jti));
+        let body = q.next_batch(10).unwrap();
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(doc["jti"].as_array().unwrap().len(), 100);
+        assert!(q.next_batch(10).is_none(), "one POST at a time");
+        assert_eq!(q.settle(true, 10).published, 100);
+        assert!(q.next_batch(10).unwrap().contains("j149"));
+        assert!(q.settle(false, 10).failed_attempt);
+        assert!(q.next_batch(10).is_none(), "backing off");
+        assert!(q.next_batch(11).is_some());
+        q.settle(false, 11);
+        assert!(q.next_batch(12).is_none());
+        assert!(q.next_batch(13).is_some());
+        let settled = q.settle(false, 13);
+        assert_eq!(settled.dropped, 50);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn bounded_dropping_the_oldest_but_not_what_is_on_the_wire() {
+        let mut q = PublishQueue::new(3, 5);
+        assert_eq!(q.push((0..3).map(jti)), 0);
+        let body = q.next_batch(0).unwrap();
+        assert!(body.contains("j0") && body.contains("j2"));
+        assert_eq!(q.push([jti(3)]), 1);
+        assert_eq!(q.len(), 3);
+        q.settle(true, 0);
+        assert!(q.is_empty(), "the batch on the wire was what remained");
+        let mut q = PublishQueue::new(2, 5);
+        q.push((0..2).map(jti));
+        assert!(q.next_batch(0).is_some());
+        q.settle(true, 0);
+        q.push((2..5).map(jti));
+        assert!(q.next_batch(0).unwrap().contains("j4"));
+        assert_eq!(q.not_sent(0).published, 0);
+    }
+}

@@ -1,0 +1,442 @@
+//! Revocation in a real Envoy: static entries, the revocation response header (on every worker
+//! at once, never seen by the client, never injectable by it), the polled list with its stale
+//! policy, and two proxies sharing revocations through one list service.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+mod support;
+
+#[path = "../src/testkit.rs"]
+mod testkit;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use support::envoy::Envoy;
+use support::http;
+use support::revocation_server::RevocationServer;
+use support::upstream::Upstream;
+use testkit::{keys, mint, unix_now, Signer, ISSUER};
+
+const REVOKED: &str = "error_description=\"token revoked\"";
+
+fn token(jti: Option<&str>, sub: &str, iat: i64) -> String {
+    let mut claims = json!({
+        "iss": ISSUER, "aud": "orders-api", "sub": sub, "iat": iat, "exp": unix_now() + 600
+    });
+    if let Some(jti) = jti {
+        claims["jti"] = json!(jti);
+    }
+    mint(Signer::Rs256(&keys().rsa), Some("rsa-1"), &claims)
+}
+
+fn config(revocation: Value) -> Value {
+    let mut config = testkit::config_json(json!({}), None);
+    config["revocation"] = revocation;
+    config
+}
+
+fn start(revocation: Value, upstream: &Upstream, concurrency: u32) -> Envoy {
+    start_with_list_port(revocation, upstream, concurrency, upstream.port)
+}
+
+fn start_with_list_port(
+    revocation: Value,
+    upstream: &Upstream,
+    concurrency: u32,
+    list_port: u16,
+) -> Envoy {
+    let yaml = support::envoy::fill_template(
+        "envoy/test.yaml.tmpl",
+        &config(revocation),
+        upstream.port,
+        &[
+            ("IDP_PORT", &upstream.port.to_string()),
+            ("REVOCATION_PORT", &list_port.to_string()),
+        ],
+    );
+    Envoy::start_with(&yaml, "guarded", concurrency).unwrap()
+}
+
+fn get(envoy: &Envoy, path: &str, token: &str) -> http::Response {
+    http::get(
+        envoy.port,
+        path,
+        &[("authorization", &format!("Bearer {token}"))],
+    )
+}
+
+fn status(envoy: &Envoy, token: &str) -> u16 {
+    get(envoy, "/api", token).status
+}
+
+fn assert_revoked(response: &http::Response) {
+    assert_eq!(response.status, 401, "{}", response.body);
+    let challenge = response.header("www-authenticate").unwrap_or_default();
+    assert!(challenge.contains("error=\"invalid_token\""), "{challenge}");
+    assert!(challenge.contains(REVOKED), "{challenge}");
+}
+
+/// Polls until `check` holds; returns how long it took, or `None` after `limit`.
+fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
+
+#[test]
+fn static_entries_revoke_exactly_what_they_name() {
+    let upstream = Upstream::start();
+    let now = unix_now();
+    let by_hash = token(None, "carol", now - 5);
+    let hex: String = Sha256::digest(by_hash.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let envoy = start(
+        json!({
+            "jti": ["jti-revoked"],
+            "token_sha256": [hex],
+            "subjects": { "dave": now - 100 },
+            "providers": { "corp": { "jti": ["jti-corp-revoked"] } },
+            "issued_before": now - 1000,
+        }),
+        &upstream,
+        2,
+    );
+    let cases = [
+        (
+            "listed jti",
+            token(Some("jti-revoked"), "alice", now - 5),
+            true,
+        ),
+        (
+            "provider-scoped jti",
+            token(Some("jti-corp-revoked"), "alice", now - 5),
+            true,
+        ),
+        ("listed SHA-256", by_hash.clone(), true),
+        (
+            "subject, issued before its cutoff",
+            token(Some("d1"), "dave", now - 200),
+            true,
+        ),
+        (
+            "subject, issued at its cutoff",
+            token(Some("d2"), "dave", now - 100),
+            true,
+        ),
+        (
+            "subject, issued after its cutoff",
+            token(Some("d3"), "dave", now - 99),
+            false,
+        ),
+        (
+            "before the global cutoff",
+            token(Some("old"), "erin", now - 1001),
+            true,
+        ),
+        (
+            "another jti",
+            token(Some("jti-fine"), "alice", now - 5),
+            false,
+        ),
+        ("no jti, another hash", token(None, "carol", now - 6), false),
+    ];
+    for (case, token, revoked) in &cases {
+        // Twice: the second answer comes from the verified-token cache, revocation still applies.
+        for _ in 0..2 {
+            let response = get(&envoy, "/api", token);
+            if *revoked {
+                assert_revoked(&response);
+            } else {
+                assert_eq!(response.status, 200, "{case}: {}", response.body);
+            }
+        }
+    }
+    assert_eq!(
+        envoy.counter_eventually("wasmcustom.bearer_guard.denied.revoked", 12),
+        12
+    );
+}
+
+#[test]
+fn a_revocation_header_holds_on_every_worker_at_once_and_never_leaks() {
+    let upstream = Upstream::start();
+    upstream.add_response_headers("/signout-everywhere", &[("x-revoke-token", "sub=alice")]);
+    upstream.add_response_headers("/logout", &[("x-revoke-token", "self")]);
+    let envoy = start(json!({}), &upstream, 4);
+    let now = unix_now();
+    let session = token(Some("session-1"), "alice", now - 5);
+    let other_session = token(Some("session-2"), "alice", now - 5);
+    let bob = token(Some("session-3"), "bob", now - 5);
+    assert_eq!(status(&envoy, &session), 200);
+
+    // Many clients use the session on new connections (spread over the 4 workers) while it
+    // is revoked; each records when its request started and what it got.
+    let stop = Arc::new(AtomicBool::new(false));
+    let results: Arc<Mutex<Vec<(Instant, u16)>>> = Arc::new(Mutex::new(Vec::new()));
+    let clients: Vec<_> = (0..12)
+        .map(|_| {
+            let (stop, results, session, port) =
+                (stop.clone(), results.clone(), session.clone(), envoy.port);
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    let started = Instant::now();
+                    let bearer = format!("Bearer {session}");
+                    if let Ok(r) =
+                        http::try_request(port, "GET", "/api", &[("authorization", &bearer)])
+                    {
+                        results.lock().unwrap().push((started, r.status));
+                    }
+                }
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let logout = get(&envoy, "/logout", &session);
+    let revoked_at = Instant::now();
+    assert_eq!(logout.status, 200, "{}", logout.body);
+    assert!(
+        logout.header("x-revoke-token").is_none(),
+        "the client saw the revocation header: {:?}",
+        logout.headers
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.join().unwrap();
+    }
+    let results = results.lock().unwrap();
+    let before = results.iter().filter(|(t, _)| *t < revoked_at).count();
+    let after: Vec<u16> = results
+        .iter()
+        .filter(|(t, _)| *t >= revoked_at)
+        .map(|(_, s)| *s)
+        .collect();
+    assert!(
+        before > 10 && after.len() > 50,
+        "too little load: {before} before, {} after",
+        after.len()
+    );
+    assert!(
+        after.iter().all(|s| *s == 401),
+        "accepted after the revoking response completed: {} of {}",
+        after.iter().filter(|s| **s != 401).count(),
+        after.len()
+    );
+    // The load really reached every worker.
+    let stats = envoy.admin("/stats?filter=worker_.\\.downstream_cx_total");
+    let busy_workers = stats
+        .lines()
+        .filter(|l| l.contains("listener.127.0.0.1_") && !l.ends_with(": 0"))
+        .count();
+    assert_eq!(busy_workers, 4, "{stats}");
+
+    assert_revoked(&get(&envoy, "/api", &session));
+    // Only that token: the same user's other session and other users are unaffected.
+    assert_eq!(status(&envoy, &other_session), 200);
+    assert_eq!(status(&envoy, &bob), 200);
+    // `sub=` revokes every token of the subject issued until now.
+    let logout = get(&envoy, "/signout-everywhere", &other_session);
+    assert_eq!(logout.status, 200);
+    assert!(logout.header("x-revoke-token").is_none());
+    assert_revoked(&get(&envoy, "/api", &other_session));
+    assert_revoked(&get(
+        &envoy,
+        "/api",
+        &token(Some("session-4"), "alice", now - 1),
+    ));
+    assert_eq!(status(&envoy, &bob), 200);
+    // A token issued after the cutoff (a new login) works.
+    assert_eq!(
+        status(&envoy, &token(Some("session-5"), "alice", unix_now() + 2)),
+        200
+    );
+    assert_eq!(
+        envoy.counter_eventually("wasmcustom.bearer_guard.revocation.header_revoked", 2),
+        2
+    );
+}
+
+#[test]
+fn downstream_cannot_inject_the_revocation_header() {
+    let upstream = Upstream::start();
+    let envoy = start(json!({ "response_header": "x-logout" }), &upstream, 2);
+    let alice = token(Some("a-1"), "alice", unix_now() - 5);
+    let response = http::get(
+        envoy.port,
+        "/api",
+        &[
+            ("authorization", &format!("Bearer {alice}")),
+            ("x-logout", "sub=alice"),
+            ("x-test-case", "inject"),
+        ],
+    );
+    assert_eq!(response.status, 200);
+    let seen = upstream.seen_case("inject");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].header("x-logout"), None, "{:?}", seen[0].headers);
+    // A request header revokes nothing.
+    assert_eq!(status(&envoy, &alice), 200);
+}
+
+fn list_config(refresh: u64, max_stale: u64, on_stale: &str) -> Value {
+    json!({ "list": {
+        "cluster": "revocations",
+        "uri": "http://revocations.local/v1/list",
+        "timeout_ms": 1000,
+        "refresh_seconds": refresh,
+        "max_stale_seconds": max_stale,
+        "on_stale": on_stale,
+    }})
+}
+
+#[test]
+fn a_polled_list_is_enforced_within_a_refresh_and_fetched_once_per_process() {
+    let upstream = Upstream::start();
+    let list = RevocationServer::start();
+    let (refresh, max_stale) = (1, 4);
+    let envoy = start_with_list_port(
+        list_config(refresh, max_stale, "deny"),
+        &upstream,
+        4,
+        list.port,
+    );
+    let now = unix_now();
+    let alice = token(Some("list-1"), "alice", now - 5);
+    let bob = token(Some("list-2"), "bob", now - 5);
+    assert!(within(Duration::from_secs(5), || status(&envoy, &alice) == 200).is_some());
+
+    list.revoke(&json!({ "jti": [{ "jti": "list-1", "exp": now + 600 }] }));
+    let took = within(Duration::from_secs(10), || status(&envoy, &alice) == 401);
+    let took = took.expect("the listed jti was never enforced");
+    assert!(
+        took <= Duration::from_secs(refresh + 1),
+        "enforced after {took:?}, more than refresh_seconds + 1 s"
+    );
+    // Every worker: new connections land on all four; none lets it through.
+    for _ in 0..40 {
+        assert_revoked(&get(&envoy, "/api", &alice));
+    }
+    assert_eq!(status(&envoy, &bob), 200);
+
+    // One fetch per refresh for the whole process, not one per worker.
+    let before = list.stats()["gets"].as_u64().unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let gets = list.stats()["gets"].as_u64().unwrap() - before;
+    assert!(
+        (2..=6).contains(&gets),
+        "{gets} list fetches in 4 s with refresh 1 s and 4 workers"
+    );
+    assert!(
+        list.stats()["not_modified"].as_u64().unwrap() >= 1,
+        "conditional GETs are used"
+    );
+    assert!(
+        list.stats()["deltas"].as_u64().unwrap() >= 1,
+        "changes come as deltas"
+    );
+
+    // The service fails: tokens keep working until the list is max_stale_seconds old, then 503.
+    list.fail_with(503);
+    let failed = Instant::now();
+    let stale = within(Duration::from_secs(max_stale + 5), || {
+        status(&envoy, &bob) == 503
+    })
+    .expect("a stale list never led to 503");
+    assert!(
+        failed.elapsed() >= Duration::from_secs(max_stale - refresh),
+        "503 after {stale:?}, before the list was max_stale_seconds old"
+    );
+    let response = get(&envoy, "/api", &bob);
+    assert_eq!(response.status, 503);
+    assert!(response.header("retry-after").is_some());
+    assert_revoked(&get(&envoy, "/api", &alice));
+    // Back up: served again within a refresh.
+    list.fail_with(0);
+    assert!(
+        within(Duration::from_secs(refresh + 2), || status(&envoy, &bob)
+            == 200)
+        .is_some()
+    );
+    assert!(envoy.counter_at_least("wasmcustom.bearer_guard.denied.revocation_list_stale", 1) >= 1);
+    assert!(envoy.counter_at_least("wasmcustom.bearer_guard.revocation.list_fetch_failed", 1) >= 1);
+}
+
+#[test]
+fn without_a_list_the_stale_policy_applies_from_the_start() {
+    let upstream = Upstream::start();
+    // A port nothing listens on: the list is never fetched.
+    let dead_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let alice = token(Some("x-1"), "alice", unix_now() - 5);
+
+    let deny = start_with_list_port(list_config(1, 2, "deny"), &upstream, 2, dead_port);
+    let response = get(&deny, "/api", &alice);
+    assert_eq!(response.status, 503, "{}", response.body);
+    assert!(response.header("retry-after").is_some());
+    // A token that is bad anyway still gets its own answer.
+    assert_eq!(get(&deny, "/api", "not.a.token").status, 401);
+    drop(deny);
+
+    let allow = start_with_list_port(list_config(1, 2, "allow"), &upstream, 2, dead_port);
+    assert_eq!(status(&allow, &alice), 200);
+    assert!(allow.counter_at_least("wasmcustom.bearer_guard.revocation.stale_allowed", 1) >= 1);
+    assert!(allow.log().contains("allowed on a stale revocation list"));
+}
+
+#[test]
+fn a_revocation_on_one_proxy_reaches_another_through_the_list_service() {
+    let upstream = Upstream::start();
+    upstream.add_response_headers("/logout", &[("x-revoke-token", "self")]);
+    let list = RevocationServer::start();
+    let refresh = 1;
+    let mut with_publish = list_config(refresh, 30, "deny");
+    with_publish["publish"] =
+        json!({ "cluster": "revocations", "uri": "http://revocations.local/v1/list" });
+    let proxy_a = start_with_list_port(with_publish, &upstream, 2, list.port);
+    let proxy_b = start_with_list_port(list_config(refresh, 30, "deny"), &upstream, 2, list.port);
+    let alice = token(Some("mesh-1"), "alice", unix_now() - 5);
+    for proxy in [&proxy_a, &proxy_b] {
+        assert!(within(Duration::from_secs(5), || status(proxy, &alice) == 200).is_some());
+    }
+    assert_eq!(get(&proxy_a, "/logout", &alice).status, 200);
+    let revoked = Instant::now();
+    assert_revoked(&get(&proxy_a, "/api", &alice));
+    within(Duration::from_secs(10), || status(&proxy_b, &alice) == 401)
+        .expect("proxy B never learned the revocation");
+    let took = revoked.elapsed();
+    assert!(
+        took <= Duration::from_secs(refresh + 1),
+        "proxy B enforced it after {took:?}, more than refresh_seconds + 1 s"
+    );
+    assert_revoked(&get(&proxy_b, "/api", &alice));
+    // The service holds the entry as published (with the token's exp).
+    let document = list.list();
+    let entries = document["providers"]["corp"]["jti"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["jti"] == "mesh-1" && e["exp"].is_i64()),
+        "{document}"
+    );
+    assert!(proxy_a.counter_at_least("wasmcustom.bearer_guard.revocation.publish_success", 1) >= 1);
+}
