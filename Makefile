@@ -72,11 +72,14 @@ bench-smoke: bench-setup
 	$(CARGO) run --quiet --example bench_tokens -- --out bench/tmp/smoke --count 200
 	python3 bench/run.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 
+# The demo's revocation list service runs beside Envoy and stops with it.
 run: build
 	@$(CARGO) build --quiet --example demo_tokens
-	@$(CARGO) run --quiet --example demo_tokens -- --port 10000
-	@echo "Starting Envoy on http://127.0.0.1:10000 (admin on 127.0.0.1:9901). Ctrl-C stops it."
-	exec $(ENVOY) -c envoy/demo.yaml --concurrency 2 --disable-hot-restart \
+	@$(CARGO) run --quiet --example demo_tokens -- --port 10000 --list-port 10002
+	@echo "Starting Envoy on http://127.0.0.1:10000 (admin on 127.0.0.1:9901) and the revocation list service on 127.0.0.1:10002. Ctrl-C stops both."
+	@python3 examples/revocation_server.py --port 10002 >/dev/null & list=$$!; \
+	trap 'kill $$list 2>/dev/null' EXIT; \
+	$(ENVOY) -c envoy/demo.yaml --concurrency 2 --disable-hot-restart \
 		--log-level warn --component-log-level wasm:info
 
 clean:

@@ -40,6 +40,11 @@ fn main() -> Result<(), Box<dyn Error>> {
         .position(|a| a == "--port")
         .and_then(|i| args.get(i + 1))
         .map_or("10000", String::as_str);
+    let list_port = args
+        .iter()
+        .position(|a| a == "--list-port")
+        .and_then(|i| args.get(i + 1))
+        .map_or("10002", String::as_str);
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
     let claims = |iat: i64, exp: i64, jti: &str| json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "demo-user", "iat": iat, "exp": exp, "jti": jti });
     let valid = mint(
@@ -66,6 +71,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("  curl -i -H 'Authorization: Bearer {valid}' {url}    # 200");
     println!("  curl -i -H 'Authorization: Bearer {expired}' {url}    # 401 invalid_token");
     println!("  curl -i {url}    # 401, no token");
-    println!("  curl -i http://127.0.0.1:{port}/healthz    # 200, public route\n");
+    println!("  curl -i http://127.0.0.1:{port}/healthz    # 200, public route");
+    println!("Revocation:");
+    println!("  curl -i -H 'Authorization: Bearer {valid_es}' http://127.0.0.1:{port}/logout    # 200; the upstream's x-revoke-token: self revokes this token");
+    println!("  curl -i -H 'Authorization: Bearer {valid_es}' {url}    # 401 invalid_token, \"token revoked\"");
+    println!("  curl -i -X POST -d '{{\"jti\": [\"demo-1\"]}}' http://127.0.0.1:{list_port}/v1/list    # revoke the RS256 token at the list service");
+    println!("  curl -i -H 'Authorization: Bearer {valid}' {url}    # 401 within 5 s (the list's refresh_seconds)\n");
     Ok(())
 }

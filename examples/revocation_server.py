@@ -5,11 +5,14 @@ Envoy proxies running bearer-guard poll this service for the list of revoked tok
 (or tests) POST revocations to it. Usage:
 
     python3 examples/revocation_server.py [--host 127.0.0.1] [--port 0] [--path /v1/list]
-                                          [--bulk-jti N] [--bulk-seed S] [--verbose]
+                                          [--bulk-jti N] [--bulk-seed S] [--no-deltas]
+                                          [--verbose]
 
 After binding it prints one line, ``listening on http://<host>:<port><path>``, then serves until
 SIGTERM/SIGINT. ``--port 0`` lets the OS pick a free port. ``--bulk-jti N`` preloads N revoked
 jti values ``bulk-<S>-<i>`` (i = 0..N-1, S = ``--bulk-seed``, default 0) for benchmarks.
+``--no-deltas`` (benchmarks: the worst case for clients) ignores ``since=``: every changed list
+is answered with the full document (``If-None-Match`` still gets a 304 while nothing changed).
 Requests are logged to stderr only with ``--verbose``.
 
 Document (JSON; the same shape for GET responses and POST bodies; every key optional)::
@@ -49,8 +52,9 @@ Endpoints (``<path>`` is ``--path``, default ``/v1/list``):
   ``Cache-Control: no-cache`` and Content-Length; HTTP/1.1 keep-alive.
   * ``If-None-Match`` equal to the current ETag -> 304 without body.
   * ``since=<v>``, where v is a version of this instance still covered by the change log (the
-    last 100,000 changed entries) -> 200 delta: the current value of every entry added or
-    changed after v, plus ``version`` and ``delta_since``.
+    last 100,000 changed entries), and the server was not started with ``--no-deltas`` -> 200
+    delta: the current value of every entry added or changed after v, plus ``version`` and
+    ``delta_since``.
   * otherwise (no/unknown/foreign/too old ``since``) -> 200 full document, without
     ``delta_since``: the client must replace its whole list. Entries with ``exp < now`` are
     left out; the full body is cached and re-rendered when the store changes, or at most once a
@@ -341,6 +345,7 @@ class Server(ThreadingHTTPServer):
         super().__init__(addr, Handler)
         self.store, self.list_path, self.verbose = store, path, verbose
         self.fail_status = 0
+        self.no_deltas = False  # --no-deltas: ignore since=, always answer full documents
         self.stats = dict.fromkeys(("gets", "not_modified", "full", "deltas", "posts"), 0)
         self.stats_lock = threading.Lock()
 
@@ -397,7 +402,7 @@ class Handler(BaseHTTPRequestHandler):
         if inm.strip() == "*" or etag in (t.strip().removeprefix("W/") for t in inm.split(",")):
             srv.count("not_modified")
             return self._send(304, headers=(("ETag", etag), ("Cache-Control", "no-cache")))
-        since = parse_qs(url.query).get("since", [""])[0]
+        since = "" if srv.no_deltas else parse_qs(url.query).get("since", [""])[0]
         result = srv.store.delta(since) if since else None
         srv.count("deltas" if result else "full")
         version, body = result or srv.store.full()
@@ -449,6 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--path", default="/v1/list")
     ap.add_argument("--bulk-jti", type=int, default=0, metavar="N", help="preload N revoked jti")
     ap.add_argument("--bulk-seed", default="0", metavar="S", help="bulk jti are bulk-<S>-<i>")
+    ap.add_argument("--no-deltas", action="store_true",
+                    help="ignore since=: always answer the full document (benchmarks)")
     ap.add_argument("--verbose", action="store_true", help="log each request to stderr")
     args = ap.parse_args(argv)
     if not args.path.startswith("/") or args.bulk_jti < 0:
@@ -456,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     store = Store(args.bulk_jti, args.bulk_seed)
     store.full()  # render the (bulk) full body before the first poll
     srv = Server((args.host, args.port), store, args.path, args.verbose)
+    srv.no_deltas = args.no_deltas
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     host, port = srv.server_address[:2]
     print(f"listening on http://{f'[{host}]' if ':' in host else host}:{port}{args.path}",

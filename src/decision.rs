@@ -221,6 +221,8 @@ pub struct Denial {
     pub body: String,
     /// Set when the answer is better given after this provider's keys are (re)fetched.
     pub wait_for_keys: Option<usize>,
+    /// Set when the answer is better given after the first revocation list fetch.
+    pub wait_for_list: bool,
 }
 
 impl Denial {
@@ -264,6 +266,7 @@ impl Denial {
             headers,
             body: body(reason),
             wait_for_keys: None,
+            wait_for_list: false,
         }
     }
 }
@@ -329,6 +332,8 @@ pub enum Decision {
     WaitForKeys {
         provider: usize,
     },
+    /// Pause the request until the first revocation list fetch answers, then decide again.
+    WaitForRevocationList,
 }
 
 #[cfg(test)]

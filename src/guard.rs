@@ -20,7 +20,7 @@ use crate::jwks::KeySet;
 use crate::revocation::{Probe, RevocationSet};
 use crate::revocation_config::OnStale;
 use crate::revocation_learned::Authorized;
-use crate::revocation_list::is_stale;
+use crate::revocation_list::{is_stale, Held};
 use crate::rules::{is_cors_preflight, Requirement};
 use crate::verify::{self, ParsedToken};
 
@@ -63,11 +63,40 @@ pub struct Verdict {
     pub stale_allowed: bool,
 }
 
+/// The polled list: the last whole list, and the deltas since.
+#[derive(Debug, Clone)]
+pub struct HeldList {
+    pub base: Rc<RevocationSet>,
+    pub overlay: Option<Rc<RevocationSet>>,
+}
+
+impl HeldList {
+    pub fn held(&self) -> Held<'_> {
+        Held {
+            base: &self.base,
+            overlay: self.overlay.as_deref(),
+        }
+    }
+
+    fn revokes(&self, probe: &Probe) -> bool {
+        self.base.revokes(probe) || self.overlay.as_ref().is_some_and(|o| o.revokes(probe))
+    }
+
+    pub fn len(&self) -> usize {
+        self.base.len() + self.overlay.as_ref().map_or(0, |o| o.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Revocation sets that change at run time (the static one is in the config).
 #[derive(Debug, Default)]
 struct RevocationState {
-    /// The polled list as last fetched, and when it was last confirmed (200 or 304).
-    list: RefCell<Option<Rc<RevocationSet>>>,
+    /// The polled list as last fetched (a base and an overlay of deltas), and when it was
+    /// last confirmed (200 or 304).
+    list: RefCell<Option<HeldList>>,
     list_checked_at: Cell<Option<i64>>,
     /// What revocation headers taught this process.
     learned: RefCell<RevocationSet>,
@@ -139,10 +168,17 @@ impl Guard {
         self.cache.borrow_mut().clear();
     }
 
-    /// A new polled list (or the same one, confirmed at `checked_at`).
-    pub fn install_revocation_list(&self, list: Rc<RevocationSet>, checked_at: i64) {
+    /// A new polled list, confirmed at `checked_at`.
+    pub fn install_revocation_list(&self, list: HeldList, checked_at: i64) {
         *self.revocation.list.borrow_mut() = Some(list);
         self.revocation_list_checked(checked_at);
+    }
+
+    /// New deltas over the held base.
+    pub fn install_revocation_overlay(&self, overlay: Option<Rc<RevocationSet>>) {
+        if let Some(list) = self.revocation.list.borrow_mut().as_mut() {
+            list.overlay = overlay;
+        }
     }
 
     /// The list was confirmed current (a 304, or another worker's fetch).
@@ -155,7 +191,7 @@ impl Guard {
         self.revocation.list_checked_at.set(Some(latest));
     }
 
-    pub fn revocation_list(&self) -> Option<Rc<RevocationSet>> {
+    pub fn revocation_list(&self) -> Option<HeldList> {
         self.revocation.list.borrow().clone()
     }
 
@@ -214,6 +250,7 @@ impl Guard {
                 }
                 Err(denial) => match denial.wait_for_keys {
                     Some(provider) => Decision::WaitForKeys { provider },
+                    None if denial.wait_for_list => Decision::WaitForRevocationList,
                     None => Decision::Deny(denial),
                 },
             },
@@ -364,7 +401,7 @@ impl Guard {
                 Ok((token_headers, facts)) => {
                     let stale_allowed = self
                         .check_revocation(provider, &facts, &digest, now)
-                        .map_err(|reason| deny(reason, Some(provider)))?;
+                        .map_err(|reason| self.maybe_wait_for_list(deny(reason, Some(provider))))?;
                     check_scopes(&facts.scopes, scopes)
                         .map_err(|reason| deny(reason, Some(provider)))?;
                     Ok(Granted {
@@ -449,7 +486,7 @@ impl Guard {
                         Some(digest) => self.check_revocation(provider, &facts, &digest, now),
                         None => Ok(false),
                     }
-                    .map_err(|reason| deny(reason, Some(provider)))?;
+                    .map_err(|reason| self.maybe_wait_for_list(deny(reason, Some(provider))))?;
                     check_scopes(&facts.scopes, scopes)
                         .map_err(|reason| deny(reason, Some(provider)))?;
                     return Ok(Granted {
@@ -554,6 +591,18 @@ impl Guard {
             }
             _ => Ok(false),
         }
+    }
+
+    /// Before the first list fetch has answered, a request waits for it (as for remote keys)
+    /// instead of being refused at once: the stale policy then applies if it failed.
+    fn maybe_wait_for_list(&self, mut denial: Denial) -> Denial {
+        if denial.reason == DenyReason::RevocationListStale
+            && self.may_wait.get()
+            && self.revocation.list_checked_at.get().is_none()
+        {
+            denial.wait_for_list = true;
+        }
+        denial
     }
 
     /// What a `self` revocation in the response will need, when the header is enabled.
@@ -713,6 +762,7 @@ mod tests {
             Decision::Allow { .. } => None,
             Decision::Deny(denial) => Some(denial.reason),
             Decision::WaitForKeys { provider } => panic!("waits for provider {provider}'s keys"),
+            Decision::WaitForRevocationList => panic!("waits for the revocation list"),
         }
     }
 
@@ -1766,8 +1816,21 @@ mod tests {
         };
         let token = rs256(&with(json!({ "jti": "j-1" })));
         let g = list("deny");
-        // Never fetched: the token may be fine but cannot be shown unrevoked.
-        let denial = match verdict(&g, "/", &token, NOW).decision {
+        // Never fetched: the request waits for the first fetch...
+        assert_eq!(
+            verdict(&g, "/", &token, NOW).decision,
+            Decision::WaitForRevocationList
+        );
+        // ...and if that fails, the token may be fine but cannot be shown unrevoked.
+        let after_wait = g.decide_after_wait(
+            &Request {
+                method: "GET",
+                path: "/",
+                headers: &bearer(&token),
+            },
+            NOW,
+        );
+        let denial = match after_wait.decision {
             Decision::Deny(denial) => denial,
             other => panic!("{other:?}"),
         };
@@ -1783,7 +1846,13 @@ mod tests {
         );
         let mut b = crate::revocation::SetBuilder::default();
         b.add_exact(crate::revocation::Kind::Jti, "", b"j-9");
-        g.install_revocation_list(Rc::new(b.build("v1", "")), NOW);
+        g.install_revocation_list(
+            HeldList {
+                base: Rc::new(b.build("v1", "")),
+                overlay: None,
+            },
+            NOW,
+        );
         assert_eq!(reason(verdict(&g, "/", &token, NOW + 60).decision), None);
         assert_eq!(
             reason(verdict(&g, "/", &token, NOW + 61).decision),

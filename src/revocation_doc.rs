@@ -419,59 +419,75 @@ struct SubjectCutoff {
 
 impl<'de> de::Deserialize<'de> for SubjectCutoff {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Full {
-            issued_before: Number,
-            #[serde(default)]
-            exp: Option<Number>,
+        struct CutoffVisitor;
+        impl<'de> Visitor<'de> for CutoffVisitor {
+            type Value = SubjectCutoff;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a subject maps to a time or {\"issued_before\": ..., \"exp\": ...}")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<SubjectCutoff, E> {
+                Ok(SubjectCutoff {
+                    issued_before: v,
+                    exp: None,
+                })
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<SubjectCutoff, E> {
+                NumberVisitor.visit_u64(v).and_then(|n| self.visit_i64(n.0))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<SubjectCutoff, E> {
+                NumberVisitor.visit_f64(v).and_then(|n| self.visit_i64(n.0))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SubjectCutoff, A::Error> {
+                let (mut issued_before, mut exp) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "issued_before" => issued_before = Some(map.next_value::<Number>()?.0),
+                        "exp" => exp = Some(map.next_value::<Number>()?.0),
+                        other => {
+                            return Err(de::Error::custom(format!(
+                                "unknown field `{other}` in a subject entry"
+                            )))
+                        }
+                    }
+                }
+                Ok(SubjectCutoff {
+                    issued_before: issued_before
+                        .ok_or_else(|| de::Error::missing_field("issued_before"))?,
+                    exp,
+                })
+            }
         }
-        #[derive(serde::Deserialize)]
-        #[serde(untagged)]
-        enum Either {
-            At(Number),
-            Full(Full),
-        }
-        match Either::deserialize(deserializer).map_err(|_| {
-            de::Error::custom("a subject maps to a time or {\"issued_before\": ..., \"exp\": ...}")
-        })? {
-            Either::At(at) => Ok(SubjectCutoff {
-                issued_before: at.0,
-                exp: None,
-            }),
-            Either::Full(full) => Ok(SubjectCutoff {
-                issued_before: full.issued_before.0,
-                exp: full.exp.map(|e| e.0),
-            }),
-        }
+        deserializer.deserialize_any(CutoffVisitor)
     }
 }
 
 /// A JSON number as Unix seconds (fractions dropped, as NumericDate allows them).
 struct Number(i64);
 
+struct NumberVisitor;
+
+impl Visitor<'_> for NumberVisitor {
+    type Value = Number;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a time in Unix seconds")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
+        Ok(Number(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
+        i64::try_from(v).map(Number).map_err(E::custom)
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
+        if v.is_finite() && v.abs() < 1e15 {
+            Ok(Number(v as i64))
+        } else {
+            Err(E::custom("time out of range"))
+        }
+    }
+}
+
 impl<'de> de::Deserialize<'de> for Number {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct NumberVisitor;
-        impl Visitor<'_> for NumberVisitor {
-            type Value = Number;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a time in Unix seconds")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
-                Ok(Number(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
-                i64::try_from(v).map(Number).map_err(E::custom)
-            }
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
-                if v.is_finite() && v.abs() < 1e15 {
-                    Ok(Number(v as i64))
-                } else {
-                    Err(E::custom("time out of range"))
-                }
-            }
-        }
         deserializer.deserialize_any(NumberVisitor)
     }
 }

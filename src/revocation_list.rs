@@ -29,14 +29,38 @@ impl std::fmt::Display for ListError {
     }
 }
 
+/// The list as held: a base (the last whole list) and an overlay of the deltas since. Deltas
+/// only ever touch the small overlay, so applying one costs what the delta and the overlay
+/// cost, not what the (possibly million-entry) base costs.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub base: &'a RevocationSet,
+    pub overlay: Option<&'a RevocationSet>,
+}
+
+impl<'a> Held<'a> {
+    /// The version and ETag of the latest response applied.
+    fn latest(self) -> &'a RevocationSet {
+        self.overlay.unwrap_or(self.base)
+    }
+}
+
+/// An overlay larger than this (or than 1/16 of the base) is merged into the base: rare, and
+/// keeps lookups at two binary searches.
+pub const MAX_OVERLAY_ENTRIES: usize = 65_536;
+
 /// What a successful fetch did to the list.
 #[derive(Debug)]
 pub enum ListUpdate {
     NotModified,
-    /// A whole new list, or a delta laid over the one held.
-    Changed {
-        set: RevocationSet,
-        was_delta: bool,
+    /// A new base (a whole list, or base and overlay merged): the overlay is empty again.
+    Replaced {
+        base: RevocationSet,
+        expired_dropped: usize,
+    },
+    /// A delta, laid over the held overlay.
+    Extended {
+        overlay: RevocationSet,
         expired_dropped: usize,
     },
 }
@@ -44,8 +68,11 @@ pub enum ListUpdate {
 /// `:path` for the fetch: the configured path, plus `since=<version>` when a list is held,
 /// so a service that keeps a change log can answer with just the changes. Services that
 /// ignore the parameter answer with the whole list, which works the same.
-pub fn request_path(path: &str, held: Option<&RevocationSet>) -> String {
-    let Some(version) = held.map(|s| s.version.as_str()).filter(|v| !v.is_empty()) else {
+pub fn request_path(path: &str, held: Option<Held<'_>>) -> String {
+    let Some(version) = held
+        .map(|h| h.latest().version.as_str())
+        .filter(|v| !v.is_empty())
+    else {
         return path.to_owned();
     };
     let separator = if path.contains('?') { '&' } else { '?' };
@@ -53,8 +80,8 @@ pub fn request_path(path: &str, held: Option<&RevocationSet>) -> String {
 }
 
 /// `If-None-Match` for the fetch, when the held list came with an ETag.
-pub fn if_none_match(held: Option<&RevocationSet>) -> Option<&str> {
-    held.map(|s| s.etag.as_str()).filter(|e| !e.is_empty())
+pub fn if_none_match<'a>(held: Option<Held<'a>>) -> Option<&'a str> {
+    Some(held?.latest().etag.as_str()).filter(|e| !e.is_empty())
 }
 
 fn percent_encode(value: &str) -> String {
@@ -77,7 +104,7 @@ pub fn accept_response(
     status: Option<&str>,
     etag: Option<&str>,
     body: impl Read,
-    held: Option<&RevocationSet>,
+    held: Option<Held<'_>>,
     now: i64,
 ) -> Result<ListUpdate, ListError> {
     match status {
@@ -91,25 +118,37 @@ pub fn accept_response(
         revocation_doc::parse_reader(body, Source::List, now).map_err(ListError::NotADocument)?;
     let version = parsed.version.clone().unwrap_or_default();
     let etag = etag.unwrap_or_default();
-    let base = match (&parsed.delta_since, held) {
-        (Some(since), Some(held)) if !since.is_empty() && *since == held.version => Some(held),
-        (Some(since), _) => {
+    let expired_dropped = parsed.expired;
+    let mut builder: SetBuilder = parsed.builder;
+    let held = match (&parsed.delta_since, held) {
+        (None, _) => {
+            return Ok(ListUpdate::Replaced {
+                base: builder.build(&version, etag),
+                expired_dropped,
+            })
+        }
+        (Some(since), Some(held)) if !since.is_empty() && *since == held.latest().version => held,
+        (Some(since), held) => {
             return Err(ListError::NotADocument(format!(
                 "a delta since {since:?}, but the list held is version {:?}",
-                held.map(|h| h.version.as_str()).unwrap_or("(none)")
+                held.map(|h| h.latest().version.as_str())
+                    .unwrap_or("(none)")
             )))
         }
-        (None, _) => None,
     };
-    let was_delta = base.is_some();
-    let mut builder: SetBuilder = parsed.builder;
-    if let Some(base) = base {
-        builder.add_set(base);
+    if let Some(overlay) = held.overlay {
+        builder.add_set(overlay);
     }
-    Ok(ListUpdate::Changed {
-        set: builder.build(&version, etag),
-        was_delta,
-        expired_dropped: parsed.expired,
+    if builder.len() > MAX_OVERLAY_ENTRIES.max(held.base.len() / 16) {
+        builder.add_set(held.base);
+        return Ok(ListUpdate::Replaced {
+            base: builder.build(&version, etag),
+            expired_dropped,
+        });
+    }
+    Ok(ListUpdate::Extended {
+        overlay: builder.build(&version, etag),
+        expired_dropped,
     })
 }
 
@@ -119,22 +158,50 @@ pub fn is_stale(checked_at: Option<i64>, now: i64, max_stale_seconds: u64) -> bo
     checked_at.is_none_or(|at| now.saturating_sub(at) > max)
 }
 
-/// Whether the list is due for a poll.
-pub fn fetch_due(checked_at: Option<i64>, now: i64, refresh_seconds: u64) -> bool {
+/// Whether this VM should poll now. A VM that serves requests waits a little longer than
+/// one that does not (Envoy's main-thread VM), so parsing a large list happens off the
+/// request path when there is such a VM, and on a worker only if there is none.
+pub fn fetch_due(
+    checked_at: Option<i64>,
+    now: i64,
+    refresh_seconds: u64,
+    serves_requests: bool,
+) -> bool {
     let refresh = i64::try_from(refresh_seconds).unwrap_or(i64::MAX);
-    checked_at.is_none_or(|at| now >= at.saturating_add(refresh))
+    let defer = if serves_requests { refresh.min(2) } else { 0 };
+    checked_at.is_none_or(|at| now >= at.saturating_add(refresh).saturating_add(defer))
 }
 
-/// The small shared value workers read each tick: when the list was last confirmed and the
-/// serial of the (large) shared list value, which changes whenever the list does.
-pub fn encode_checked(checked_at: i64, serial: u64) -> Vec<u8> {
-    format!("{checked_at} {serial}").into_bytes()
+/// The small shared value workers read each tick: when the list was last confirmed, and the
+/// serials of the (large) shared base and of the overlay, which change with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checked {
+    pub at: i64,
+    pub base_serial: u64,
+    pub overlay_serial: u64,
 }
 
-pub fn decode_checked(value: &[u8]) -> Option<(i64, u64)> {
+pub fn encode_checked(checked: Checked) -> Vec<u8> {
+    format!(
+        "{} {} {}",
+        checked.at, checked.base_serial, checked.overlay_serial
+    )
+    .into_bytes()
+}
+
+pub fn decode_checked(value: &[u8]) -> Option<Checked> {
     let text = std::str::from_utf8(value).ok()?;
-    let (at, cas) = text.split_once(' ')?;
-    Some((at.parse().ok()?, cas.parse().ok()?))
+    let mut parts = text.split(' ').map(str::parse::<i64>);
+    let (Some(Ok(at)), Some(Ok(base)), Some(Ok(overlay)), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    Some(Checked {
+        at,
+        base_serial: u64::try_from(base).ok()?,
+        overlay_serial: u64::try_from(overlay).ok()?,
+    })
 }
 
 #[cfg(test)]
@@ -142,14 +209,21 @@ mod tests {
     use super::*;
     use crate::revocation::Probe;
 
-    fn list(text: &str, held: Option<&RevocationSet>) -> Result<ListUpdate, ListError> {
+    fn list(text: &str, held: Option<Held<'_>>) -> Result<ListUpdate, ListError> {
         accept_response(Some("200"), Some("\"e\""), text.as_bytes(), held, 100)
     }
 
-    fn changed(update: ListUpdate) -> (RevocationSet, bool) {
+    fn base(update: ListUpdate) -> RevocationSet {
         match update {
-            ListUpdate::Changed { set, was_delta, .. } => (set, was_delta),
-            ListUpdate::NotModified => panic!("not modified"),
+            ListUpdate::Replaced { base, .. } => base,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn overlay(update: ListUpdate) -> RevocationSet {
+        match update {
+            ListUpdate::Extended { overlay, .. } => overlay,
+            other => panic!("{other:?}"),
         }
     }
 
@@ -157,27 +231,52 @@ mod tests {
         Probe::new("p", Some(id), None, Some(1), None)
     }
 
+    fn held<'a>(base: &'a RevocationSet, overlay: Option<&'a RevocationSet>) -> Option<Held<'a>> {
+        Some(Held { base, overlay })
+    }
+
     #[test]
     fn full_delta_and_not_modified() {
-        let (v1, delta) = changed(list(r#"{"version":"v1","jti":["a"]}"#, None).unwrap());
-        assert!(!delta);
+        let v1 = base(list(r#"{"version":"v1","jti":["a"]}"#, None).unwrap());
         assert_eq!((v1.version.as_str(), v1.etag.as_str()), ("v1", "\"e\""));
-        let (v2, delta) = changed(
+        let v2 = overlay(
             list(
                 r#"{"version":"v2","delta_since":"v1","jti":["b"]}"#,
-                Some(&v1),
+                held(&v1, None),
             )
             .unwrap(),
         );
-        assert!(delta);
-        assert!(v2.revokes(&jti("a")) && v2.revokes(&jti("b")));
-        let (v3, delta) = changed(list(r#"{"version":"v3","jti":["c"]}"#, Some(&v2)).unwrap());
-        assert!(!delta, "a full list replaces");
-        assert!(!v3.revokes(&jti("a")) && v3.revokes(&jti("c")));
-        let stale_delta = list(r#"{"version":"v9","delta_since":"v7","jti":[]}"#, Some(&v3));
-        assert!(matches!(stale_delta, Err(ListError::NotADocument(_))));
+        assert!(
+            !v2.revokes(&jti("a")) && v2.revokes(&jti("b")),
+            "the overlay holds the delta"
+        );
+        let v3 = overlay(
+            list(
+                r#"{"version":"v3","delta_since":"v2","jti":["c"]}"#,
+                held(&v1, Some(&v2)),
+            )
+            .unwrap(),
+        );
+        assert!(
+            v3.revokes(&jti("b")) && v3.revokes(&jti("c")),
+            "deltas accumulate"
+        );
+        assert_eq!(v3.version, "v3");
+        let v4 = base(list(r#"{"version":"v4","jti":["d"]}"#, held(&v1, Some(&v3))).unwrap());
+        assert!(
+            !v4.revokes(&jti("a")) && v4.revokes(&jti("d")),
+            "a full list replaces"
+        );
+        let stale_delta = list(
+            r#"{"version":"v9","delta_since":"v1","jti":[]}"#,
+            held(&v1, Some(&v3)),
+        );
+        assert!(
+            matches!(stale_delta, Err(ListError::NotADocument(_))),
+            "v3 is held, not v1"
+        );
         assert!(matches!(
-            accept_response(Some("304"), None, &b""[..], Some(&v3), 100),
+            accept_response(Some("304"), None, &b""[..], held(&v1, None), 100),
             Ok(ListUpdate::NotModified)
         ));
         assert_eq!(
@@ -199,18 +298,47 @@ mod tests {
     }
 
     #[test]
-    fn request_carries_since_and_etag_of_the_held_list() {
-        let (held, _) = changed(list(r#"{"version":"a b/1"}"#, None).unwrap());
+    fn a_large_overlay_is_merged_into_the_base() {
+        let v1 = base(list(r#"{"version":"v1","jti":["a"]}"#, None).unwrap());
+        let ids: Vec<String> = (0..=MAX_OVERLAY_ENTRIES)
+            .map(|i| format!("\"n{i}\""))
+            .collect();
+        let delta = format!(
+            r#"{{"version":"v2","delta_since":"v1","jti":[{}]}}"#,
+            ids.join(",")
+        );
+        let merged = base(list(&delta, held(&v1, None)).unwrap());
+        assert!(merged.revokes(&jti("a")) && merged.revokes(&jti("n0")));
+        assert_eq!(merged.version, "v2");
+    }
+
+    #[test]
+    fn request_carries_since_and_etag_of_the_latest_response() {
+        let v1 = base(list(r#"{"version":"a b/1"}"#, None).unwrap());
         assert_eq!(
-            request_path("/v1/list", Some(&held)),
+            request_path("/v1/list", held(&v1, None)),
             "/v1/list?since=a%20b%2F1"
         );
         assert_eq!(
-            request_path("/l?x=1", Some(&held)),
+            request_path("/l?x=1", held(&v1, None)),
             "/l?x=1&since=a%20b%2F1"
         );
         assert_eq!(request_path("/v1/list", None), "/v1/list");
-        assert_eq!(if_none_match(Some(&held)), Some("\"e\""));
+        assert_eq!(if_none_match(held(&v1, None)), Some("\"e\""));
+        let v2 = accept_response(
+            Some("200"),
+            Some("\"f\""),
+            &br#"{"version":"v2","delta_since":"a b/1"}"#[..],
+            held(&v1, None),
+            100,
+        )
+        .map(overlay)
+        .unwrap();
+        assert_eq!(
+            request_path("/v1/list", held(&v1, Some(&v2))),
+            "/v1/list?since=v2"
+        );
+        assert_eq!(if_none_match(held(&v1, Some(&v2))), Some("\"f\""));
         assert_eq!(if_none_match(None), None);
     }
 
@@ -219,10 +347,20 @@ mod tests {
         assert!(is_stale(None, 100, 300));
         assert!(!is_stale(Some(100), 400, 300));
         assert!(is_stale(Some(100), 401, 300));
-        assert!(fetch_due(None, 0, 30));
-        assert!(!fetch_due(Some(100), 129, 30));
-        assert!(fetch_due(Some(100), 130, 30));
-        assert_eq!(decode_checked(&encode_checked(123, 7)), Some((123, 7)));
+        assert!(fetch_due(None, 0, 30, true));
+        assert!(!fetch_due(Some(100), 129, 30, false));
+        assert!(fetch_due(Some(100), 130, 30, false));
+        // A VM that serves requests leaves the poll to one that does not, for 2 s.
+        assert!(!fetch_due(Some(100), 131, 30, true));
+        assert!(fetch_due(Some(100), 132, 30, true));
+        assert!(fetch_due(Some(100), 102, 1, true));
+        let checked = Checked {
+            at: 123,
+            base_serial: 7,
+            overlay_serial: 9,
+        };
+        assert_eq!(decode_checked(&encode_checked(checked)), Some(checked));
+        assert_eq!(decode_checked(b"1 2"), None);
         assert_eq!(decode_checked(b"x"), None);
     }
 }

@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 
 use support::envoy::{test_config, Envoy};
 use support::http;
+use support::revocation_server::RevocationServer;
 use support::upstream::{Upstream, UPSTREAM_BODY};
 use testkit::{keys, mint, public_jwk, unix_now, Signer, ISSUER};
 
@@ -618,11 +619,13 @@ fn free_port() -> u16 {
 #[test]
 fn demo_config_serves_the_printed_demo_tokens() {
     let upstream_port = free_port();
+    let list = RevocationServer::start();
     let demo = std::fs::read_to_string(support::repo_path("envoy/demo.yaml"))
         .unwrap()
         .replace("port_value: 9901", "port_value: 0")
         .replace("port_value: 10000", "port_value: 0")
         .replace("port_value: 10001", &format!("port_value: {upstream_port}"))
+        .replace("port_value: 10002", &format!("port_value: {}", list.port))
         .replace(
             "filename: dist/bearer_guard.wasm",
             &format!("filename: {}", support::wasm_path().display()),
@@ -639,6 +642,7 @@ fn demo_config_serves_the_printed_demo_tokens() {
         .join("examples/demo_tokens");
     let output = std::process::Command::new(&printer)
         .args(["--port", &envoy.port.to_string()])
+        .args(["--list-port", &list.port.to_string()])
         .output()
         .unwrap_or_else(|e| panic!("{}: {e} (run `cargo build --examples`)", printer.display()));
     assert!(output.status.success());
@@ -664,6 +668,30 @@ fn demo_config_serves_the_printed_demo_tokens() {
     assert_eq!(response.json()["error_description"], "token expired");
     assert_eq!(http::get(envoy.port, "/hello", &[]).status, 401);
     assert_eq!(http::get(envoy.port, "/healthz", &[]).status, 200);
+
+    // The printed revocation walk-through: logout revokes the ES256 token, the list the RS256 one.
+    assert!(printed.contains(&format!("http://127.0.0.1:{}/v1/list", list.port)));
+    let es = format!("Bearer {}", token("VALID_ES256"));
+    let rs = format!("Bearer {}", token("VALID_RS256"));
+    let logout = http::get(envoy.port, "/logout", &[("authorization", &es)]);
+    assert_eq!(logout.status, 200);
+    assert!(logout.header("x-revoke-token").is_none());
+    let after = http::get(envoy.port, "/hello", &[("authorization", &es)]);
+    assert_eq!(after.status, 401);
+    assert_eq!(after.json()["error_description"], "token revoked");
+    assert_eq!(
+        http::get(envoy.port, "/hello", &[("authorization", &rs)]).status,
+        200
+    );
+    list.revoke(&json!({ "jti": ["demo-1"] }));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while http::get(envoy.port, "/hello", &[("authorization", &rs)]).status == 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the listed jti was not enforced"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     assert_no_wasm_failure(&envoy.log());
 }
 

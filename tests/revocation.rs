@@ -440,3 +440,101 @@ fn a_revocation_on_one_proxy_reaches_another_through_the_list_service() {
     );
     assert!(proxy_a.counter_at_least("wasmcustom.bearer_guard.revocation.publish_success", 1) >= 1);
 }
+
+/// A listener whose filter config comes from an LDS file, so a test can reload it.
+fn lds_listener(revocation: Value) -> Value {
+    json!({ "resources": [{
+        "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+        "name": "guarded",
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": "guarded",
+                "route_config": { "virtual_hosts": [{
+                    "name": "all", "domains": ["*"],
+                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "upstream" } }]
+                }]},
+                "http_filters": [
+                    { "name": "envoy.filters.http.wasm", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                        "config": {
+                            "name": "bearer_guard", "root_id": "bearer_guard",
+                            "vm_config": {
+                                "vm_id": "bearer_guard", "runtime": "envoy.wasm.runtime.v8",
+                                "code": { "local": { "filename": support::wasm_path() } }
+                            },
+                            "failure_policy": "FAIL_CLOSED",
+                            "configuration": {
+                                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                                "value": config(revocation).to_string()
+                            }
+                        }
+                    }},
+                    { "name": "envoy.filters.http.router", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                    }}
+                ]
+            }
+        }]}]
+    }]})
+}
+
+/// Writes the LDS file the way Envoy notices: a new file moved over the old one.
+fn write_lds(path: &std::path::Path, listener: &Value) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, listener.to_string()).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
+#[test]
+fn a_config_reload_keeps_learned_revocations_unless_their_generation_changes() {
+    let upstream = Upstream::start();
+    upstream.add_response_headers("/logout", &[("x-revoke-token", "self")]);
+    let dir = std::env::temp_dir().join(format!("bearer-guard-lds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lds = dir.join("lds.json");
+    write_lds(&lds, &lds_listener(json!({})));
+    let bootstrap = json!({
+        "node": { "id": "bearer-guard-test", "cluster": "bearer-guard-test" },
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+        "dynamic_resources": { "lds_config": {
+            "resource_api_version": "V3",
+            "path_config_source": { "path": lds, "watched_directory": { "path": dir } }
+        }},
+        "static_resources": { "clusters": [{
+            "name": "upstream", "type": "STATIC", "connect_timeout": "1s",
+            "load_assignment": { "cluster_name": "upstream", "endpoints": [{ "lb_endpoints": [{
+                "endpoint": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": upstream.port } } }
+            }]}]}
+        }]}
+    });
+    let mut envoy = Envoy::start_with(&bootstrap.to_string(), "guarded", 2).unwrap();
+    let alice = token(Some("reload-1"), "alice", unix_now() - 5);
+    assert_eq!(status(&envoy, &alice), 200);
+    assert_eq!(get(&envoy, "/logout", &alice).status, 200);
+    assert_revoked(&get(&envoy, "/api", &alice));
+
+    // Reload with another (still valid) config: a new listener, new filter instances.
+    let reload = |envoy: &mut Envoy, revocation: Value, reloads: u64| {
+        write_lds(&lds, &lds_listener(revocation));
+        within(Duration::from_secs(20), || {
+            envoy.counter("listener_manager.lds.update_success") >= reloads
+                && envoy.counter("listener_manager.total_listeners_draining") == 0
+        })
+        .expect("the LDS update was not applied");
+        envoy.port = envoy.listener_port("guarded").unwrap();
+    };
+    reload(&mut envoy, json!({ "jti": ["unrelated"] }), 2);
+    assert_revoked(&get(&envoy, "/api", &alice));
+    // A new learned_generation clears what was learned.
+    reload(
+        &mut envoy,
+        json!({ "jti": ["unrelated"], "learned_generation": 1 }),
+        3,
+    );
+    assert_eq!(status(&envoy, &alice), 200);
+    drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -231,8 +231,17 @@ struct RemoteState {
 
 struct Waiter {
     context: u32,
-    provider: usize,
+    target: WaitTarget,
     deadline: i64,
+}
+
+/// What a paused request waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitTarget {
+    /// A provider's remote keys.
+    Keys(usize),
+    /// The first revocation list fetch.
+    RevocationList,
 }
 
 pub struct GuardRoot {
@@ -268,7 +277,7 @@ impl GuardRoot {
                             state.fetched_at = Some(at);
                             // Fresh keys answer what this worker wanted a fetch for.
                             state.wanted = false;
-                            ready.push(state.provider);
+                            ready.push(WaitTarget::Keys(state.provider));
                         }
                     }
                 }
@@ -300,7 +309,7 @@ impl GuardRoot {
                         active.metrics.count(Counter::JwksFetchFailed);
                         state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
                         release_lease(&state.lease_key);
-                        ready.push(state.provider);
+                        ready.push(WaitTarget::Keys(state.provider));
                     }
                 }
             }
@@ -309,12 +318,12 @@ impl GuardRoot {
     }
 
     /// Decides again for paused requests whose keys arrived (or whose wait timed out).
-    fn answer_waiting(&self, active: &Active, ready: &[usize], now: i64) {
+    fn answer_waiting(&self, active: &Active, ready: &[WaitTarget], now: i64) {
         let due: Vec<Waiter> = {
             let mut waiting = active.waiting.borrow_mut();
             let (due, keep) = waiting
                 .drain(..)
-                .partition(|w| ready.contains(&w.provider) || now >= w.deadline);
+                .partition(|w| ready.contains(&w.target) || now >= w.deadline);
             *waiting = keep;
             due
         };
@@ -362,6 +371,7 @@ impl Context for GuardRoot {
         let now = now_unix_seconds().unwrap_or_default();
         if let Some(revocation) = &active.revocation {
             if revocation.on_call_response(token, body_size, &active.guard, &active.metrics, now) {
+                self.answer_waiting(&active, &[WaitTarget::RevocationList], now);
                 return;
             }
         }
@@ -383,7 +393,7 @@ impl Context for GuardRoot {
             }
             state.in_flight = None;
             release_lease(&state.lease_key);
-            ready.push(state.provider);
+            ready.push(WaitTarget::Keys(state.provider));
             match jwks_fetch::accept_response(status.as_deref(), &body) {
                 Ok(fetched) => {
                     for skipped in &fetched.skipped {
@@ -530,6 +540,10 @@ impl RootContext for GuardRoot {
             if let Some(active) = self.active.clone() {
                 if let Some(revocation) = &active.revocation {
                     revocation.drive(self, &active.guard, &active.metrics, now);
+                    // Another VM's fetch, adopted by this one.
+                    if active.guard.revocation_list().is_some() {
+                        self.answer_waiting(&active, &[WaitTarget::RevocationList], now);
+                    }
                 }
             }
         }
@@ -577,20 +591,22 @@ impl HttpContext for GuardHttp {
         match decide_and_apply(&active, self.id, false) {
             Applied::Continue => Action::Continue,
             Applied::Responded => Action::Pause,
-            Applied::Wait { provider, deadline } => {
-                // Resumed (or answered) by the root context once the keys are in.
+            Applied::Wait { target, deadline } => {
+                // Resumed (or answered) by the root context once the keys or the list are in.
                 active.waiting.borrow_mut().push(Waiter {
                     context: self.id,
-                    provider,
+                    target,
                     deadline,
                 });
-                if let Some(state) = active
-                    .remote
-                    .borrow_mut()
-                    .iter_mut()
-                    .find(|s| s.provider == provider)
-                {
-                    state.wanted = true;
+                if let WaitTarget::Keys(provider) = target {
+                    if let Some(state) = active
+                        .remote
+                        .borrow_mut()
+                        .iter_mut()
+                        .find(|s| s.provider == provider)
+                    {
+                        state.wanted = true;
+                    }
                 }
                 Action::Pause
             }
@@ -612,7 +628,7 @@ impl HttpContext for GuardHttp {
 enum Applied {
     Continue,
     Responded,
-    Wait { provider: usize, deadline: i64 },
+    Wait { target: WaitTarget, deadline: i64 },
 }
 
 /// Decides for the request of the effective context and applies the decision. `after_wait`:
@@ -689,7 +705,20 @@ fn decide_and_apply(active: &Active, context: u32, after_wait: bool) -> Applied 
                 .and_then(|p| p.remote_jwks.as_ref())
                 .map_or(0, |r| r.timeout_ms);
             Applied::Wait {
-                provider,
+                target: WaitTarget::Keys(provider),
+                deadline: jwks_fetch::fetch_deadline(now.unwrap_or_default(), timeout_ms),
+            }
+        }
+        Decision::WaitForRevocationList => {
+            let timeout_ms = active
+                .guard
+                .config()
+                .revocation
+                .as_ref()
+                .and_then(|r| r.list.as_ref())
+                .map_or(0, |l| l.timeout_ms);
+            Applied::Wait {
+                target: WaitTarget::RevocationList,
                 deadline: jwks_fetch::fetch_deadline(now.unwrap_or_default(), timeout_ms),
             }
         }

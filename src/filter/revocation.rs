@@ -2,7 +2,7 @@
 //! learned log and the polled list), the list poll, the revocation response header and the
 //! publish POSTs. Decisions stay in the core (`revocation*` modules, `Guard`).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::rc::Rc;
@@ -12,12 +12,12 @@ use log::{info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
-use crate::guard::Guard;
+use crate::guard::{Guard, HeldList};
 use crate::log_limit::LogLimiter;
 use crate::revocation::RevocationSet;
 use crate::revocation_config::{ListConfig, RevocationConfig};
 use crate::revocation_learned::{from_header, Authorized, Learned, LearnedEntry};
-use crate::revocation_list::{self, ListUpdate};
+use crate::revocation_list::{self, Checked, ListUpdate};
 use crate::revocation_publish::PublishQueue;
 
 use super::{release_lease, take_lease, Counter, Metrics};
@@ -28,8 +28,11 @@ struct Keys {
     learned: String,
     /// Small; read on every request. Changes whenever `learned` does.
     learned_serial: String,
+    /// The last whole list (large) and the deltas since (small).
     list: String,
-    /// `<checked_at> <serial>`: read each tick; the serial says when `list` changed.
+    list_overlay: String,
+    /// `<checked_at> <base serial> <overlay serial>`: read each tick; the serials say when
+    /// `list` or `list_overlay` changed.
     list_checked: String,
     list_lease: String,
 }
@@ -46,18 +49,18 @@ impl Keys {
             learned: format!("{prefix}.learned"),
             learned_serial: format!("{prefix}.learned.serial"),
             list_checked: format!("{list}.checked"),
+            list_overlay: format!("{list}.overlay"),
             list_lease: format!("{list}.lease"),
             list,
         }
     }
 }
 
-/// One worker's view of the polled list.
+/// One VM's view of the polled list.
 struct ListState {
     config: ListConfig,
-    /// Serial of the shared list this worker holds.
-    serial: Option<u64>,
-    checked_at: Option<i64>,
+    /// The shared serials of the list this VM holds, and when it was last confirmed.
+    seen: Option<Checked>,
     in_flight: Option<u32>,
     retry_at: i64,
 }
@@ -73,6 +76,9 @@ pub struct Revocation {
     /// Tokens that authorized requests still in flight, by HTTP context, for `self`.
     authorized: RefCell<HashMap<u32, Box<Authorized>>>,
     pub stale_log: RefCell<LogLimiter>,
+    /// This VM has decided requests (a worker); one that has not (Envoy's main thread)
+    /// polls the list first, so a large list is parsed off the request path.
+    serves_requests: Cell<bool>,
 }
 
 fn get_shared(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
@@ -113,8 +119,7 @@ impl Revocation {
         }
         let list = config.list.clone().map(|config| ListState {
             config,
-            serial: None,
-            checked_at: None,
+            seen: None,
             in_flight: None,
             retry_at: 0,
         });
@@ -130,9 +135,10 @@ impl Revocation {
             publish_in_flight: RefCell::new(None),
             authorized: RefCell::new(HashMap::new()),
             stale_log: RefCell::new(LogLimiter::default()),
+            serves_requests: Cell::new(false),
             config,
         };
-        revocation.sync_learned(guard);
+        revocation.read_learned(guard);
         revocation.adopt_list(guard);
         revocation
     }
@@ -144,6 +150,11 @@ impl Revocation {
     /// Before each decision: one small shared read; the log itself only when it changed.
     /// This is what makes a revocation on one worker hold on every worker's next request.
     pub fn sync_learned(&self, guard: &Guard) {
+        self.serves_requests.set(true);
+        self.read_learned(guard);
+    }
+
+    fn read_learned(&self, guard: &Guard) {
         let (Some(serial), _) = get_shared(&self.keys.learned_serial) else {
             return;
         };
@@ -268,8 +279,8 @@ impl Revocation {
         Err(last)
     }
 
-    /// Each tick: adopt the list another worker fetched, and fetch it if due (one worker of
-    /// the process, by lease).
+    /// Each tick: adopt the list another VM fetched, and fetch it if due (one VM of the
+    /// process, by lease).
     pub fn drive(
         &self,
         root: &dyn proxy_wasm::traits::Context,
@@ -283,12 +294,17 @@ impl Revocation {
         let Some(state) = list.as_mut() else {
             return;
         };
-        if let Some(checked) = state.checked_at {
-            if let Ok(entries) = u64::try_from(guard.revocation_list().map_or(0, |l| l.len())) {
-                metrics.gauge_list_entries(entries, checked);
-            }
+        let checked_at = state.seen.map(|c| c.at);
+        if let Some(checked) = checked_at {
+            let entries = guard.revocation_list().map_or(0, |l| l.len());
+            metrics.gauge_list_entries(u64::try_from(entries).unwrap_or(0), checked);
         }
-        let due = revocation_list::fetch_due(state.checked_at, now, state.config.refresh_seconds);
+        let due = revocation_list::fetch_due(
+            checked_at,
+            now,
+            state.config.refresh_seconds,
+            self.serves_requests.get(),
+        );
         if !due || state.in_flight.is_some() || now < state.retry_at {
             return;
         }
@@ -296,14 +312,15 @@ impl Revocation {
             return;
         }
         let held = guard.revocation_list();
-        let path = revocation_list::request_path(&state.config.endpoint.path, held.as_deref());
+        let held = held.as_ref().map(HeldList::held);
+        let path = revocation_list::request_path(&state.config.endpoint.path, held);
         let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
             (":authority", state.config.endpoint.authority.as_str()),
             ("accept", "application/json"),
         ];
-        if let Some(etag) = revocation_list::if_none_match(held.as_deref()) {
+        if let Some(etag) = revocation_list::if_none_match(held) {
             headers.push(("if-none-match", etag));
         }
         let timeout = Duration::from_millis(state.config.timeout_ms);
@@ -327,36 +344,53 @@ impl Revocation {
         }
     }
 
-    /// Reads the small `checked` value; the list itself only when its serial moved.
+    /// Reads the small `checked` value each tick; the base or the overlay only when its
+    /// serial moved.
     fn adopt_list(&self, guard: &Guard) {
         let mut list = self.list.borrow_mut();
         let Some(state) = list.as_mut() else {
             return;
         };
-        let (Some(value), _) = get_shared(&self.keys.list_checked) else {
+        let Some(shared) = self.shared_checked() else {
             return;
         };
-        let Some((checked_at, serial)) = revocation_list::decode_checked(&value) else {
-            return;
-        };
-        if state.serial != Some(serial) {
+        let seen = state.seen;
+        if seen.map(|s| s.base_serial) != Some(shared.base_serial) {
+            // The held list goes first: a 1M-entry list must not be held twice.
             guard.drop_revocation_list();
-            if let (Some(bytes), _) = get_shared(&self.keys.list) {
-                match RevocationSet::decode(bytes) {
-                    Some(set) => {
-                        guard.install_revocation_list(Rc::new(set), checked_at);
-                        state.serial = Some(serial);
-                    }
-                    None => warn!(
-                        "revocation list in shared data is unreadable; waiting for the next fetch"
-                    ),
-                }
-            }
+            let base = get_shared(&self.keys.list)
+                .0
+                .and_then(RevocationSet::decode);
+            let Some(base) = base else {
+                warn!("revocation list in shared data is unreadable; waiting for the next fetch");
+                state.seen = None;
+                return;
+            };
+            let held = HeldList {
+                base: Rc::new(base),
+                overlay: self.shared_overlay(shared),
+            };
+            guard.install_revocation_list(held, shared.at);
+        } else if seen.map(|s| s.overlay_serial) != Some(shared.overlay_serial) {
+            guard.install_revocation_overlay(self.shared_overlay(shared));
         }
-        if state.serial == Some(serial) {
-            guard.revocation_list_checked(checked_at);
-            state.checked_at = Some(state.checked_at.map_or(checked_at, |c| c.max(checked_at)));
+        guard.revocation_list_checked(shared.at);
+        let at = seen.map_or(shared.at, |s| s.at.max(shared.at));
+        state.seen = Some(Checked { at, ..shared });
+    }
+
+    fn shared_overlay(&self, shared: Checked) -> Option<Rc<RevocationSet>> {
+        if shared.overlay_serial == 0 {
+            return None;
         }
+        get_shared(&self.keys.list_overlay)
+            .0
+            .and_then(RevocationSet::decode)
+            .map(Rc::new)
+    }
+
+    fn shared_checked(&self) -> Option<Checked> {
+        revocation_list::decode_checked(&get_shared(&self.keys.list_checked).0?)
     }
 
     /// A response to one of our calls; `false` if the token is not ours.
@@ -383,7 +417,20 @@ impl Revocation {
             return false;
         };
         state.in_flight = None;
+        self.apply_list_response(state, body_size, guard, metrics, now);
+        // Only now: another VM must not poll while this one is still parsing and sharing.
         release_lease(&self.keys.list_lease);
+        true
+    }
+
+    fn apply_list_response(
+        &self,
+        state: &mut ListState,
+        body_size: usize,
+        guard: &Guard,
+        metrics: &Metrics,
+        now: i64,
+    ) {
         let status = call_status();
         let etag = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "etag")
             .ok()
@@ -400,50 +447,63 @@ impl Revocation {
             status.as_deref(),
             etag.as_deref(),
             body,
-            held.as_deref(),
+            held.as_ref().map(HeldList::held),
             now,
         );
-        drop(held);
-        let serial = state.serial.unwrap_or(0);
-        match update {
+        let shared = self.shared_checked().unwrap_or_default();
+        let seen = state.seen.unwrap_or(shared);
+        let confirmed = match update {
             Ok(ListUpdate::NotModified) => {
                 metrics.count(Counter::ListNotModified);
-                self.publish_checked(now, serial);
                 guard.revocation_list_checked(now);
-                state.checked_at = Some(now);
+                Checked { at: now, ..seen }
             }
-            Ok(ListUpdate::Changed {
-                set,
-                was_delta,
+            Ok(ListUpdate::Replaced {
+                base,
                 expired_dropped,
             }) => {
                 metrics.count(Counter::ListFetchOk);
-                let serial = serial.max(self.shared_serial()) + 1;
-                info!(
-                    "revocation list {}: {} entries, version {:?}{}",
-                    if was_delta {
-                        "updated by a delta"
-                    } else {
-                        "fetched"
+                drop(held);
+                log_list("fetched", &base, base.len(), expired_dropped);
+                // The large value first, then the small one that tells the others to read it.
+                self.share(&self.keys.list, &base);
+                guard.install_revocation_list(
+                    HeldList {
+                        base: Rc::new(base),
+                        overlay: None,
                     },
-                    set.len(),
-                    set.version,
-                    if expired_dropped > 0 {
-                        format!(", {expired_dropped} expired entries skipped")
-                    } else {
-                        String::new()
-                    }
+                    now,
                 );
-                // The large value first, then the small one that tells workers to read it.
-                if let Err(status) =
-                    hostcalls::set_shared_data(&self.keys.list, Some(set.as_bytes()), None)
-                {
-                    warn!("revocation list could not be shared with other workers ({status:?})");
+                Checked {
+                    at: now,
+                    base_serial: shared.base_serial.max(seen.base_serial) + 1,
+                    overlay_serial: 0,
                 }
-                self.publish_checked(now, serial);
-                guard.install_revocation_list(Rc::new(set), now);
-                state.serial = Some(serial);
-                state.checked_at = Some(now);
+            }
+            Ok(ListUpdate::Extended {
+                overlay,
+                expired_dropped,
+            }) => {
+                metrics.count(Counter::ListFetchOk);
+                let total = held.as_ref().map_or(0, |h| h.base.len()) + overlay.len();
+                log_list("updated by a delta", &overlay, total, expired_dropped);
+                let mut confirmed = Checked {
+                    at: now,
+                    base_serial: seen.base_serial,
+                    overlay_serial: shared.overlay_serial.max(seen.overlay_serial) + 1,
+                };
+                // Held a base the others no longer share (a lost race): share ours too.
+                if seen.base_serial != shared.base_serial {
+                    if let Some(held) = &held {
+                        self.share(&self.keys.list, &held.base);
+                    }
+                    confirmed.base_serial = shared.base_serial.max(seen.base_serial) + 1;
+                }
+                drop(held);
+                self.share(&self.keys.list_overlay, &overlay);
+                guard.install_revocation_overlay(Some(Rc::new(overlay)));
+                guard.revocation_list_checked(now);
+                confirmed
             }
             Err(e) => {
                 metrics.count(Counter::ListFetchFailed);
@@ -451,24 +511,21 @@ impl Revocation {
                 warn!(
                     "revocation list fetch failed: {e}; list last confirmed {}",
                     state
-                        .checked_at
-                        .map_or("never".to_owned(), |at| format!("{}s ago", now - at))
+                        .seen
+                        .map_or("never".to_owned(), |c| format!("{}s ago", now - c.at))
                 );
+                return;
             }
-        }
-        true
-    }
-
-    fn shared_serial(&self) -> u64 {
-        get_shared(&self.keys.list_checked)
-            .0
-            .and_then(|v| revocation_list::decode_checked(&v))
-            .map_or(0, |(_, serial)| serial)
-    }
-
-    fn publish_checked(&self, now: i64, serial: u64) {
-        let value = revocation_list::encode_checked(now, serial);
+        };
+        let value = revocation_list::encode_checked(confirmed);
         let _ = hostcalls::set_shared_data(&self.keys.list_checked, Some(&value), None);
+        state.seen = Some(confirmed);
+    }
+
+    fn share(&self, key: &str, set: &RevocationSet) {
+        if let Err(status) = hostcalls::set_shared_data(key, Some(set.as_bytes()), None) {
+            warn!("revocation list could not be shared with other workers ({status:?})");
+        }
     }
 
     fn send_publish(&self, root: &dyn proxy_wasm::traits::Context, metrics: &Metrics, now: i64) {
@@ -530,6 +587,18 @@ impl Revocation {
             );
         }
     }
+}
+
+fn log_list(what: &str, set: &RevocationSet, total: usize, expired_dropped: usize) {
+    info!(
+        "revocation list {what}: {total} entries, version {:?}{}",
+        set.version,
+        if expired_dropped > 0 {
+            format!(", {expired_dropped} expired entries skipped")
+        } else {
+            String::new()
+        }
+    );
 }
 
 fn retry_delay(config: &ListConfig) -> i64 {
