@@ -66,11 +66,13 @@ bench-setup: build
 bench: bench-setup
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
 	python3 bench/run.py --pools bench/tmp/pools --out bench
+	python3 bench/revocation.py --pools bench/tmp/pools --out bench
 
 # A couple of seconds per variant, so CI keeps the benchmark working; judges no targets.
 bench-smoke: bench-setup
 	$(CARGO) run --quiet --example bench_tokens -- --out bench/tmp/smoke --count 200
 	python3 bench/run.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
+	python3 bench/revocation.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 
 # The demo's revocation list service runs beside Envoy and stops with it.
 run: build

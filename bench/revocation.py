@@ -11,7 +11,7 @@ bench/run.py). Loopback only; every process started here is stopped by pid, also
 1. Throughput with 1,000,000 revoked jti held vs an empty list (two Envoys side by side, each
    polling its own list server). Target ratio >= 0.95.
 2. p99 latency while the list is refreshed: (a) unchanged list (each poll a 304), (b) one new
-   jti POSTed every 0.5 s (each poll a small delta merged into the 1M list and re-shared),
+   jti POSTed every 0.5 s (each poll a small delta, laid over the 1M list as a small overlay),
    (c) the same against a server started with --no-deltas (each poll re-downloads and parses
    the whole list). Targets p99(b) and p99(c) <= 2 x p99(a). List fetches during each measured
    run are counted from Envoy's and the server's counters.

@@ -86,6 +86,11 @@ fn assert_revoked(response: &http::Response) {
     assert!(challenge.contains(REVOKED), "{challenge}");
 }
 
+/// Refused on every worker: new connections land on all of them, and each must say 401.
+fn revoked_everywhere(envoy: &Envoy, token: &str) -> bool {
+    (0..20).all(|_| status(envoy, token) == 401)
+}
+
 /// Polls until `check` holds; returns how long it took, or `None` after `limit`.
 fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
@@ -323,16 +328,15 @@ fn a_polled_list_is_enforced_within_a_refresh_and_fetched_once_per_process() {
     assert!(within(Duration::from_secs(5), || status(&envoy, &alice) == 200).is_some());
 
     list.revoke(&json!({ "jti": [{ "jti": "list-1", "exp": now + 600 }] }));
-    let took = within(Duration::from_secs(10), || status(&envoy, &alice) == 401);
+    let took = within(Duration::from_secs(10), || {
+        revoked_everywhere(&envoy, &alice)
+    });
     let took = took.expect("the listed jti was never enforced");
     assert!(
         took <= Duration::from_secs(refresh + 1),
-        "enforced after {took:?}, more than refresh_seconds + 1 s"
+        "enforced on every worker after {took:?}, more than refresh_seconds + 1 s"
     );
-    // Every worker: new connections land on all four; none lets it through.
-    for _ in 0..40 {
-        assert_revoked(&get(&envoy, "/api", &alice));
-    }
+    assert_revoked(&get(&envoy, "/api", &alice));
     assert_eq!(status(&envoy, &bob), 200);
 
     // One fetch per refresh for the whole process, not one per worker.
@@ -421,8 +425,10 @@ fn a_revocation_on_one_proxy_reaches_another_through_the_list_service() {
     assert_eq!(get(&proxy_a, "/logout", &alice).status, 200);
     let revoked = Instant::now();
     assert_revoked(&get(&proxy_a, "/api", &alice));
-    within(Duration::from_secs(10), || status(&proxy_b, &alice) == 401)
-        .expect("proxy B never learned the revocation");
+    within(Duration::from_secs(10), || {
+        revoked_everywhere(&proxy_b, &alice)
+    })
+    .expect("proxy B never learned the revocation");
     let took = revoked.elapsed();
     assert!(
         took <= Duration::from_secs(refresh + 1),

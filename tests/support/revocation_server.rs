@@ -17,7 +17,7 @@ impl RevocationServer {
     }
 
     pub fn start_with(args: &[&str]) -> RevocationServer {
-        let mut child = Command::new("python3")
+        let mut child = Command::new(python())
             .arg(repo_path("examples/revocation_server.py"))
             .args(["--host", "127.0.0.1", "--port", "0"])
             .args(args)
@@ -64,6 +64,20 @@ impl RevocationServer {
     pub fn list(&self) -> serde_json::Value {
         http::get(self.port, "/v1/list", &[]).json()
     }
+}
+
+/// The interpreter itself, not a wrapper (pyenv's shim) whose pid would not be the server's.
+fn python() -> String {
+    static PYTHON: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    PYTHON
+        .get_or_init(|| {
+            let output = Command::new("python3")
+                .args(["-c", "import sys; print(sys.executable)"])
+                .output()
+                .unwrap();
+            String::from_utf8(output.stdout).unwrap().trim().to_owned()
+        })
+        .clone()
 }
 
 impl Drop for RevocationServer {
