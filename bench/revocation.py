@@ -129,13 +129,7 @@ class ListServer:
         return json.loads(base.http_get(self.port, "/admin/stats")[1])
 
     def stop(self):
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        base.stop_process(self.process)
         self.process.stdout.close()
 
 

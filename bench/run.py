@@ -157,6 +157,17 @@ def http_get(port, path="/", token=None, timeout=5):
         return error.code, error.read().decode()
 
 
+def stop_process(process):
+    """SIGTERM by pid, SIGKILL after 10 s."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 class Envoy:
     """One Envoy process; stopped by pid in `stop`, also when the run fails."""
 
@@ -194,13 +205,7 @@ class Envoy:
         raise RuntimeError("envoy did not come up")
 
     def stop(self):
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        stop_process(self.process)
 
 
 def config_listener_names(config):

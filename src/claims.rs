@@ -50,35 +50,37 @@ impl<'de> Deserialize<'de> for Audience {
 }
 
 /// RFC 7519 NumericDate: seconds since the epoch, an integer or a finite number (its
-/// fraction is dropped). Anything else makes the token malformed.
-struct NumericDate(i64);
+/// fraction is dropped). Anything else makes the token malformed. Revocation entries use it too.
+pub(crate) struct NumericDate(pub(crate) i64);
+
+pub(crate) struct NumericDateVisitor;
+
+impl Visitor<'_> for NumericDateVisitor {
+    type Value = NumericDate;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a NumericDate (seconds since the epoch)")
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
+        Ok(NumericDate(v))
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
+        i64::try_from(v)
+            .map(NumericDate)
+            .map_err(|_| E::custom("NumericDate out of range"))
+    }
+    #[allow(clippy::cast_possible_truncation)] // range-checked just before
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
+        if v.is_finite() && v >= i64::MIN as f64 && v < i64::MAX as f64 {
+            Ok(NumericDate(v.floor() as i64))
+        } else {
+            Err(E::custom("NumericDate out of range"))
+        }
+    }
+}
 
 impl<'de> Deserialize<'de> for NumericDate {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct DateVisitor;
-        impl Visitor<'_> for DateVisitor {
-            type Value = NumericDate;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a NumericDate (seconds since the epoch)")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumericDate, E> {
-                Ok(NumericDate(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<NumericDate, E> {
-                i64::try_from(v)
-                    .map(NumericDate)
-                    .map_err(|_| E::custom("NumericDate out of range"))
-            }
-            #[allow(clippy::cast_possible_truncation)] // range-checked just before
-            fn visit_f64<E: de::Error>(self, v: f64) -> Result<NumericDate, E> {
-                if v.is_finite() && v >= i64::MIN as f64 && v < i64::MAX as f64 {
-                    Ok(NumericDate(v.floor() as i64))
-                } else {
-                    Err(E::custom("NumericDate out of range"))
-                }
-            }
-        }
-        deserializer.deserialize_any(DateVisitor)
+        deserializer.deserialize_any(NumericDateVisitor)
     }
 }
 

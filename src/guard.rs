@@ -394,28 +394,21 @@ impl Guard {
 
         let cached = digest
             .filter(|_| caching)
-            .and_then(|d| self.check_cached(&d, &eligible, audiences, now));
+            .and_then(|d| self.check_cached(&d, &eligible, audiences, scopes, now));
         if let (Some((provider, outcome)), Some(digest)) = (cached, digest) {
             *cache = CacheLookup::Hit;
             return match outcome {
-                Ok((token_headers, facts)) => {
-                    let stale_allowed = self
-                        .check_revocation(provider, &facts, &digest, now)
-                        .map_err(|reason| self.maybe_wait_for_list(deny(reason, Some(provider))))?;
-                    check_scopes(&facts.scopes, scopes)
-                        .map_err(|reason| deny(reason, Some(provider)))?;
-                    Ok(Granted {
-                        provider: Some(provider.name.clone()),
-                        upstream: self.upstream(provider, source, request, token_headers),
-                        token: self.authorized(provider, &facts, digest),
-                        stale_allowed,
-                    })
-                }
+                Ok(hit) => Ok(Granted {
+                    provider: Some(provider.name.clone()),
+                    upstream: self.upstream(provider, source, request, hit.upstream_headers),
+                    token: hit.token,
+                    stale_allowed: hit.stale_allowed,
+                }),
                 Err(reason) => {
                     if reason == DenyReason::Expired {
                         self.cache.borrow_mut().remove(&digest);
                     }
-                    Err(deny(reason, Some(provider)))
+                    Err(self.maybe_wait_for_list(deny(reason, Some(provider))))
                 }
             };
         }
@@ -487,7 +480,7 @@ impl Guard {
                         None => Ok(false),
                     }
                     .map_err(|reason| self.maybe_wait_for_list(deny(reason, Some(provider))))?;
-                    check_scopes(&facts.scopes, scopes)
+                    check_scopes(facts.scopes, scopes)
                         .map_err(|reason| deny(reason, Some(provider)))?;
                     return Ok(Granted {
                         provider: Some(provider.name.clone()),
@@ -529,19 +522,24 @@ impl Guard {
         digest: &TokenDigest,
         eligible: &dyn Fn(usize) -> Option<&'c Provider>,
         audiences: Option<&[String]>,
+        scopes: &[String],
         now: i64,
-    ) -> Option<(&'c Provider, CachedOutcome)> {
+    ) -> Option<(&'c Provider, Result<CacheHit, DenyReason>)> {
         let cache = self.cache.borrow();
         let cached = cache.get(digest)?;
         let provider = eligible(cached.provider)?;
         let audiences = audiences.unwrap_or(&provider.audiences);
+        let facts = TokenFacts::of(&cached.claims, cached.times);
         let outcome = check_times(cached.times, provider.time, now)
             .and_then(|()| check_audience(cached.claims.aud.as_ref(), audiences))
-            .map(|()| {
-                (
-                    cached.upstream_headers.clone(),
-                    TokenFacts::of(&cached.claims, cached.times),
-                )
+            .and_then(|()| self.check_revocation(provider, &facts, digest, now))
+            .and_then(|stale_allowed| {
+                check_scopes(facts.scopes, scopes)?;
+                Ok(CacheHit {
+                    upstream_headers: cached.upstream_headers.clone(),
+                    token: self.authorized(provider, &facts, *digest),
+                    stale_allowed,
+                })
             });
         Some((provider, outcome))
     }
@@ -559,8 +557,8 @@ impl Guard {
         };
         let probe = Probe::new(
             &provider.name,
-            facts.jti.as_deref(),
-            facts.sub.as_deref(),
+            facts.jti,
+            facts.sub,
             facts.iat,
             Some(digest),
         );
@@ -618,8 +616,8 @@ impl Guard {
             .and_then(|r| r.response_header.as_ref())?;
         Some(Box::new(Authorized {
             provider: provider.name.clone(),
-            jti: facts.jti.clone(),
-            sub: facts.sub.clone(),
+            jti: facts.jti.map(str::to_owned),
+            sub: facts.sub.map(str::to_owned),
             token_sha256: digest,
             exp: facts.exp,
         }))
@@ -674,27 +672,33 @@ impl Guard {
 }
 
 /// What a hit or a fresh verification yields for the revocation and scope checks.
-struct TokenFacts {
-    jti: Option<String>,
-    sub: Option<String>,
+/// Borrowed from the cache entry or the parsed token: a hit allocates nothing for them.
+struct TokenFacts<'t> {
+    jti: Option<&'t str>,
+    sub: Option<&'t str>,
     iat: Option<i64>,
     exp: Option<i64>,
-    scopes: Vec<String>,
+    scopes: &'t [String],
 }
 
-impl TokenFacts {
-    fn of(claims: &StringClaims, times: TimeClaims) -> Self {
+impl<'t> TokenFacts<'t> {
+    fn of(claims: &'t StringClaims, times: TimeClaims) -> Self {
         TokenFacts {
-            jti: claims.jti.clone(),
-            sub: claims.sub.clone(),
+            jti: claims.jti.as_deref(),
+            sub: claims.sub.as_deref(),
             iat: times.iat,
             exp: times.exp,
-            scopes: claims.scopes.clone(),
+            scopes: &claims.scopes,
         }
     }
 }
 
-type CachedOutcome = Result<(TokenHeaders, TokenFacts), DenyReason>;
+/// What a valid cache hit grants.
+struct CacheHit {
+    upstream_headers: TokenHeaders,
+    token: Option<Box<Authorized>>,
+    stale_allowed: bool,
+}
 
 /// Signature first: claims of a token that is not authentic are not worth reporting on.
 fn check_with_provider(

@@ -17,6 +17,7 @@ use std::io::Read;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
+use crate::claims::{NumericDate, NumericDateVisitor};
 use crate::revocation::{Kind, SetBuilder, ANY_PROVIDER};
 
 /// What a document held besides its entries.
@@ -209,7 +210,7 @@ impl<'de> Visitor<'de> for DocSeed<'_> {
                     now: self.now,
                 })?,
                 "issued_before" => {
-                    let cutoff = map.next_value::<Number>()?.0;
+                    let cutoff = map.next_value::<NumericDate>()?.0;
                     self.parsed.builder.add_cutoff(scope, cutoff);
                 }
                 "providers" if self.scope.is_none() => map.next_value_seed(ProvidersSeed {
@@ -363,7 +364,7 @@ impl<'de> Visitor<'de> for EntrySeed<'_, '_> {
             if key == self.0.key() {
                 value = Some(map.next_value()?);
             } else if key == "exp" {
-                exp = Some(map.next_value::<Number>()?.0);
+                exp = Some(map.next_value::<NumericDate>()?.0);
             } else {
                 return Err(de::Error::custom(format!(
                     "unknown field `{key}` in an entry"
@@ -432,17 +433,21 @@ impl<'de> de::Deserialize<'de> for SubjectCutoff {
                 })
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<SubjectCutoff, E> {
-                NumberVisitor.visit_u64(v).and_then(|n| self.visit_i64(n.0))
+                NumericDateVisitor
+                    .visit_u64(v)
+                    .and_then(|n| self.visit_i64(n.0))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<SubjectCutoff, E> {
-                NumberVisitor.visit_f64(v).and_then(|n| self.visit_i64(n.0))
+                NumericDateVisitor
+                    .visit_f64(v)
+                    .and_then(|n| self.visit_i64(n.0))
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<SubjectCutoff, A::Error> {
                 let (mut issued_before, mut exp) = (None, None);
                 while let Some(key) = map.next_key::<String>()? {
                     match key.as_str() {
-                        "issued_before" => issued_before = Some(map.next_value::<Number>()?.0),
-                        "exp" => exp = Some(map.next_value::<Number>()?.0),
+                        "issued_before" => issued_before = Some(map.next_value::<NumericDate>()?.0),
+                        "exp" => exp = Some(map.next_value::<NumericDate>()?.0),
                         other => {
                             return Err(de::Error::custom(format!(
                                 "unknown field `{other}` in a subject entry"
@@ -458,37 +463,6 @@ impl<'de> de::Deserialize<'de> for SubjectCutoff {
             }
         }
         deserializer.deserialize_any(CutoffVisitor)
-    }
-}
-
-/// A JSON number as Unix seconds (fractions dropped, as NumericDate allows them).
-struct Number(i64);
-
-struct NumberVisitor;
-
-impl Visitor<'_> for NumberVisitor {
-    type Value = Number;
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a time in Unix seconds")
-    }
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Number, E> {
-        Ok(Number(v))
-    }
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Number, E> {
-        i64::try_from(v).map(Number).map_err(E::custom)
-    }
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Number, E> {
-        if v.is_finite() && v.abs() < 1e15 {
-            Ok(Number(v as i64))
-        } else {
-            Err(E::custom("time out of range"))
-        }
-    }
-}
-
-impl<'de> de::Deserialize<'de> for Number {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_any(NumberVisitor)
     }
 }
 
