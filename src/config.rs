@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::algorithm::Algorithm;
 use crate::extract::TokenSource;
 use crate::forward::{ClaimHeader, ForwardPolicy};
+use crate::introspection::{self, ClientAuth, ClientEndpoint, IntrospectionConfig};
 use crate::json_path;
 use crate::jwks::{self, KeyMaterial, KeySet};
 use crate::matcher::{RawStringMatch, StringMatch};
@@ -64,6 +65,8 @@ pub struct Provider {
     pub algorithms: Vec<Algorithm>,
     pub token_types: TokenTypePolicy,
     pub subjects: Option<StringMatch>,
+    /// RFC 7662: opaque tokens (and JWTs, with `introspect_jwt`) are asked about.
+    pub introspection: Option<IntrospectionConfig>,
 }
 
 /// Where and how often a provider's JWKS is fetched.
@@ -275,6 +278,28 @@ struct RawProvider {
     require_token_type: bool,
     #[serde(default)]
     subjects: Option<RawStringMatch>,
+    #[serde(default)]
+    introspection: Option<RawIntrospection>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIntrospection {
+    cluster: String,
+    uri: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    auth: ClientAuth,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    cache_seconds: Option<u64>,
+    #[serde(default)]
+    negative_cache_seconds: Option<u64>,
+    #[serde(default)]
+    introspect_jwt: bool,
 }
 
 #[derive(Deserialize)]
@@ -483,22 +508,27 @@ fn compile_provider(
             "must not contain empty strings",
         ));
     }
-    let (local, remote_jwks) = match (raw.local_jwks, raw.remote_jwks) {
-        (Some(local), None) => (local, None),
-        (None, Some(remote)) => (
-            RawLocalJwks {
-                inline_string: None,
-                keys: Some(Vec::new()),
-            },
-            Some(compile_remote_jwks(remote, &at)?),
-        ),
-        _ => {
-            return Err(ConfigError::new(
-                at("local_jwks"),
-                "set exactly one of \"local_jwks\" or \"remote_jwks\"",
-            ))
-        }
+    let introspection = raw
+        .introspection
+        .map(|i| compile_introspection(i, &at))
+        .transpose()?;
+    let introspection_only =
+        introspection.is_some() && raw.local_jwks.is_none() && raw.remote_jwks.is_none();
+    let no_keys = || RawLocalJwks {
+        inline_string: None,
+        keys: Some(Vec::new()),
     };
+    let (local, remote_jwks) =
+        match (raw.local_jwks, raw.remote_jwks) {
+            (Some(local), None) => (local, None),
+            (None, Some(remote)) => (no_keys(), Some(compile_remote_jwks(remote, &at)?)),
+            // Opaque tokens only: introspection alone decides.
+            (None, None) if introspection.is_some() => (no_keys(), None),
+            _ => return Err(ConfigError::new(
+                at("local_jwks"),
+                "set exactly one of \"local_jwks\" or \"remote_jwks\" (or only \"introspection\")",
+            )),
+        };
     let parsed = match (local.inline_string, local.keys) {
         (Some(text), None) => jwks::parse_jwks_str(&text)
             .map_err(|e| ConfigError::new(at("local_jwks.inline_string"), e.to_string()))?,
@@ -513,7 +543,7 @@ fn compile_provider(
     for (index, skip) in &parsed.skipped {
         warnings.push(format!("{}: key {index} skipped: {skip}", at("local_jwks")));
     }
-    if parsed.key_set.keys.is_empty() && remote_jwks.is_none() {
+    if parsed.key_set.keys.is_empty() && remote_jwks.is_none() && !introspection_only {
         let why = parsed
             .skipped
             .iter()
@@ -602,7 +632,69 @@ fn compile_provider(
         algorithms,
         token_types,
         subjects,
+        introspection,
         name,
+    })
+}
+
+fn compile_introspection(
+    raw: RawIntrospection,
+    at: &dyn Fn(&str) -> String,
+) -> Result<IntrospectionConfig, ConfigError> {
+    let client = compile_client(
+        RawClient {
+            cluster: raw.cluster,
+            uri: raw.uri,
+            client_id: raw.client_id,
+            client_secret: raw.client_secret,
+            auth: raw.auth,
+            timeout_ms: raw.timeout_ms,
+        },
+        &|key| at(&format!("introspection.{key}")),
+    )?;
+    Ok(IntrospectionConfig {
+        client,
+        cache_seconds: raw
+            .cache_seconds
+            .unwrap_or(introspection::DEFAULT_CACHE_SECONDS),
+        negative_cache_seconds: raw
+            .negative_cache_seconds
+            .unwrap_or(introspection::DEFAULT_NEGATIVE_CACHE_SECONDS),
+        introspect_jwt: raw.introspect_jwt,
+    })
+}
+
+/// A confidential client at an IdP endpoint, as configured (introspection, `revocation.idp`).
+pub(crate) struct RawClient {
+    pub cluster: String,
+    pub uri: String,
+    pub client_id: String,
+    pub client_secret: String,
+    pub auth: ClientAuth,
+    pub timeout_ms: Option<u64>,
+}
+
+pub(crate) fn compile_client(
+    raw: RawClient,
+    at: &dyn Fn(&str) -> String,
+) -> Result<ClientEndpoint, ConfigError> {
+    if raw.cluster.is_empty() {
+        return Err(ConfigError::new(at("cluster"), "must not be empty"));
+    }
+    if raw.client_id.is_empty() {
+        return Err(ConfigError::new(at("client_id"), "must not be empty"));
+    }
+    let endpoint = split_uri(&raw.cluster, &raw.uri).map_err(|r| ConfigError::new(at("uri"), r))?;
+    let timeout_ms = raw.timeout_ms.unwrap_or(introspection::DEFAULT_TIMEOUT_MS);
+    if timeout_ms == 0 {
+        return Err(ConfigError::new(at("timeout_ms"), "must be positive"));
+    }
+    Ok(ClientEndpoint {
+        endpoint,
+        client_id: raw.client_id,
+        client_secret: raw.client_secret,
+        auth: raw.auth,
+        timeout_ms,
     })
 }
 

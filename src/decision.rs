@@ -59,6 +59,8 @@ pub enum DenyReason {
     Unavailable,
     /// The token is revoked: by the config, the polled list or a revocation header.
     Revoked,
+    /// RFC 7662: the identity provider says the token is not active (revoked, expired, unknown).
+    InactiveToken,
     /// The revocation list is older than `max_stale_seconds` (or was never fetched) and
     /// `on_stale` is `deny`: the token may be fine, but cannot be shown not to be revoked.
     RevocationListStale,
@@ -88,7 +90,7 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 25] = [
+    pub const ALL: [DenyReason; 26] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedToken,
@@ -114,6 +116,7 @@ impl DenyReason {
         DenyReason::Unavailable,
         DenyReason::Revoked,
         DenyReason::RevocationListStale,
+        DenyReason::InactiveToken,
     ];
 
     /// Stable short name, used in counter names and log lines.
@@ -144,6 +147,7 @@ impl DenyReason {
             DenyReason::Unavailable => "unavailable",
             DenyReason::Revoked => "revoked",
             DenyReason::RevocationListStale => "revocation_list_stale",
+            DenyReason::InactiveToken => "inactive",
         }
     }
 
@@ -175,6 +179,7 @@ impl DenyReason {
             DenyReason::Unavailable => "authorization temporarily unavailable",
             DenyReason::Revoked => "token revoked",
             DenyReason::RevocationListStale => "revocation status temporarily unavailable",
+            DenyReason::InactiveToken => "token is not active",
         }
     }
 
@@ -220,9 +225,7 @@ pub struct Denial {
     pub headers: Vec<(String, String)>,
     pub body: String,
     /// Set when the answer is better given after this provider's keys are (re)fetched.
-    pub wait_for_keys: Option<usize>,
-    /// Set when the answer is better given after the first revocation list fetch.
-    pub wait_for_list: bool,
+    pub wait: Option<WaitFor>,
 }
 
 impl Denial {
@@ -265,8 +268,7 @@ impl Denial {
             status: reason.status(),
             headers,
             body: body(reason),
-            wait_for_keys: None,
-            wait_for_list: false,
+            wait: None,
         }
     }
 }
@@ -316,6 +318,17 @@ pub struct Upstream {
     pub path: Option<String>,
 }
 
+/// Why a denial is better given later: after something is fetched, the request decides again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitFor {
+    /// This provider's keys are (re)fetched.
+    Keys(usize),
+    /// The first revocation list fetch.
+    RevocationList,
+    /// The provider (index) is asked about the token (RFC 7662).
+    Introspection(Box<(usize, String)>),
+}
+
 /// What the adapter applies to the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -334,6 +347,12 @@ pub enum Decision {
     },
     /// Pause the request until the first revocation list fetch answers, then decide again.
     WaitForRevocationList,
+    /// Pause the request, ask the provider's introspection endpoint about `token`, cache the
+    /// answer, then decide again.
+    Introspect {
+        provider: usize,
+        token: String,
+    },
 }
 
 #[cfg(test)]

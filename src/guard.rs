@@ -9,13 +9,17 @@ use crate::cache::{TokenCache, TokenDigest, VerifiedToken};
 use crate::claims::{
     check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims,
 };
-use crate::config::{Config, Provider};
-use crate::decision::{Decision, Denial, DenyReason, Upstream};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use crate::config::{Config, Provider, TimePolicy};
+use crate::decision::{Decision, Denial, DenyReason, Upstream, WaitFor};
 use crate::extract::{
     cookie_header_without, find_credential, path_without_param, Credential, TokenSource,
 };
 use crate::fingerprint::fingerprint;
 use crate::host_crypto::HostCrypto;
+use crate::introspection::Answer;
 use crate::jwks::KeySet;
 use crate::revocation::{Probe, RevocationSet};
 use crate::revocation_config::OnStale;
@@ -116,6 +120,8 @@ pub struct Guard {
     host_crypto: Option<Box<dyn HostCrypto>>,
     /// Interior mutability: a worker VM is single-threaded and `decide` is its only user.
     cache: RefCell<TokenCache>,
+    /// Introspection answers (per process, in shared data, in the adapter).
+    answers: Option<Box<dyn AnswerStore>>,
     revocation: RevocationState,
 }
 
@@ -137,7 +143,14 @@ impl Guard {
             host_crypto: None,
             cache,
             revocation: RevocationState::default(),
+            answers: None,
         }
+    }
+
+    /// Where introspection answers are looked up (the adapter's shared-data cache).
+    pub fn with_answer_store(mut self, store: Box<dyn AnswerStore>) -> Self {
+        self.answers = Some(store);
+        self
     }
 
     /// Verify RSA and ECDSA signatures through the host instead of in wasm.
@@ -248,9 +261,13 @@ impl Guard {
                         token: granted.token,
                     }
                 }
-                Err(denial) => match denial.wait_for_keys {
-                    Some(provider) => Decision::WaitForKeys { provider },
-                    None if denial.wait_for_list => Decision::WaitForRevocationList,
+                Err(mut denial) => match denial.wait.take() {
+                    Some(WaitFor::Keys(provider)) => Decision::WaitForKeys { provider },
+                    Some(WaitFor::RevocationList) => Decision::WaitForRevocationList,
+                    Some(WaitFor::Introspection(ask)) => {
+                        let (provider, token) = *ask;
+                        Decision::Introspect { provider, token }
+                    }
                     None => Decision::Deny(denial),
                 },
             },
@@ -416,6 +433,34 @@ impl Guard {
             *cache = CacheLookup::Miss;
         }
 
+        if !verify::looks_like_jws(token) {
+            let introspecting = candidates
+                .iter()
+                .filter_map(|&i| eligible(i).map(|p| (i, p)))
+                .find(|(_, p)| p.introspection.is_some());
+            if let Some((index, provider)) = introspecting {
+                let digest = digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
+                return self
+                    .check_opaque(provider, &digest, audiences, scopes, now)
+                    .map(|(upstream_headers, authorized, stale_allowed)| Granted {
+                        provider: Some(provider.name.clone()),
+                        upstream: self.upstream(provider, source, request, upstream_headers),
+                        token: authorized.map(|a| self.with_raw_token(a, token)),
+                        stale_allowed,
+                    })
+                    .map_err(|failure| match failure {
+                        Opaque::Denied(reason) => {
+                            self.maybe_wait_for_list(deny(reason, Some(provider)))
+                        }
+                        Opaque::Ask => {
+                            let mut denial = deny(DenyReason::Unavailable, Some(provider));
+                            denial.wait =
+                                Some(WaitFor::Introspection(Box::new((index, token.to_owned()))));
+                            denial
+                        }
+                    });
+            }
+        }
         let parsed = verify::parse(token).map_err(|reason| deny(reason, None))?;
         // The unverified `iss` only picks the provider; that provider's keys then decide.
         let mut first_failure = None;
@@ -430,7 +475,7 @@ impl Guard {
             let keys = self.keys.borrow().get(index).cloned().unwrap_or_default();
             if let Some(remote) = &provider.remote_jwks {
                 let wait = |mut denial: Denial| {
-                    denial.wait_for_keys = Some(index);
+                    denial.wait = Some(WaitFor::Keys(index));
                     denial
                 };
                 if keys.keys.is_empty() {
@@ -462,7 +507,30 @@ impl Guard {
                     let token_headers = provider
                         .forward
                         .upstream_headers(parsed.payload_b64, &parsed.payload_json);
-                    if let Some(digest) = digest {
+                    let introspect_jwt = provider
+                        .introspection
+                        .as_ref()
+                        .is_some_and(|i| i.introspect_jwt);
+                    if introspect_jwt {
+                        // The IdP has the last word on every request: never from the cache.
+                        let digest =
+                            digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
+                        match self.answer(&digest, now) {
+                            None if self.may_wait.get() => {
+                                let mut denial = deny(DenyReason::Unavailable, Some(provider));
+                                denial.wait = Some(WaitFor::Introspection(Box::new((
+                                    index,
+                                    token.to_owned(),
+                                ))));
+                                return Err(denial);
+                            }
+                            None => return Err(deny(DenyReason::Unavailable, Some(provider))),
+                            Some(answer) if !answer.active => {
+                                return Err(deny(DenyReason::InactiveToken, Some(provider)))
+                            }
+                            Some(_) => {}
+                        }
+                    } else if let Some(digest) = digest {
                         self.cache.borrow_mut().insert(
                             digest,
                             VerifiedToken {
@@ -544,6 +612,80 @@ impl Guard {
         Some((provider, outcome))
     }
 
+    fn answer(&self, digest: &TokenDigest, now: i64) -> Option<Answer> {
+        self.answers.as_ref()?.lookup(digest, now)
+    }
+
+    /// An opaque token: the provider's introspection answer (cached per process) decides,
+    /// with the same checks a JWT gets. Returns the upstream headers, the token for a `self`
+    /// revocation, and whether a stale list let it through.
+    fn check_opaque(
+        &self,
+        provider: &Provider,
+        digest: &TokenDigest,
+        audiences: Option<&[String]>,
+        scopes: &[String],
+        now: i64,
+    ) -> Result<(TokenHeaders, Option<Box<Authorized>>, bool), Opaque> {
+        let Some(answer) = self.answer(digest, now) else {
+            return Err(if self.may_wait.get() {
+                Opaque::Ask
+            } else {
+                // Asked, and no answer came: the token may be fine.
+                Opaque::Denied(DenyReason::Unavailable)
+            });
+        };
+        if !answer.active {
+            return Err(Opaque::Denied(DenyReason::InactiveToken));
+        }
+        let (claims, times) = crate::introspection::claims_of(&answer.claims_json)
+            .map_err(|_| Opaque::Denied(DenyReason::MalformedToken))?;
+        if claims
+            .iss
+            .as_ref()
+            .is_some_and(|iss| *iss != provider.issuer)
+        {
+            return Err(Opaque::Denied(DenyReason::IssuerNotAccepted));
+        }
+        // RFC 7662 makes `exp` optional: the IdP's `active` is the authority here.
+        let time = TimePolicy {
+            require_expiration: false,
+            ..provider.time
+        };
+        let audiences = audiences.unwrap_or(&provider.audiences);
+        check_times(times, time, now)
+            .and_then(|()| check_audience(claims.aud.as_ref(), audiences))
+            .and_then(|()| check_subject(claims.sub.as_deref(), provider.subjects.as_ref()))
+            .map_err(Opaque::Denied)?;
+        let facts = TokenFacts::of(&claims, times);
+        let stale_allowed = self
+            .check_revocation(provider, &facts, digest, now)
+            .map_err(Opaque::Denied)?;
+        check_scopes(facts.scopes, scopes).map_err(Opaque::Denied)?;
+        let payload_b64 = URL_SAFE_NO_PAD.encode(answer.claims_json.as_bytes());
+        let headers = provider
+            .forward
+            .upstream_headers(&payload_b64, answer.claims_json.as_bytes());
+        let authorized = self.authorized(provider, &facts, *digest).map(|mut a| {
+            a.introspected = true;
+            a
+        });
+        Ok((headers, authorized, stale_allowed))
+    }
+
+    /// RFC 7009 needs the token itself; kept only when revocations go to the IdP.
+    fn with_raw_token(&self, mut authorized: Box<Authorized>, token: &str) -> Box<Authorized> {
+        if self
+            .config
+            .revocation
+            .as_ref()
+            .is_some_and(|r| r.idp.is_some())
+        {
+            authorized.token = Some(token.to_owned());
+        }
+        authorized
+    }
+
     /// `Ok(true)`: not revoked as far as known, but let through on a stale list.
     fn check_revocation(
         &self,
@@ -598,7 +740,7 @@ impl Guard {
             && self.may_wait.get()
             && self.revocation.list_checked_at.get().is_none()
         {
-            denial.wait_for_list = true;
+            denial.wait = Some(WaitFor::RevocationList);
         }
         denial
     }
@@ -620,6 +762,8 @@ impl Guard {
             sub: facts.sub.map(str::to_owned),
             token_sha256: digest,
             exp: facts.exp,
+            introspected: false,
+            token: None,
         }))
     }
 
@@ -691,6 +835,18 @@ impl<'t> TokenFacts<'t> {
             scopes: &claims.scopes,
         }
     }
+}
+
+/// Why an opaque token was not granted.
+enum Opaque {
+    Denied(DenyReason),
+    /// No answer cached: ask the provider.
+    Ask,
+}
+
+/// Introspection answers, cached per process by the adapter (shared data).
+pub trait AnswerStore {
+    fn lookup(&self, digest: &TokenDigest, now: i64) -> Option<Answer>;
 }
 
 /// What a valid cache hit grants.
@@ -767,6 +923,7 @@ mod tests {
             Decision::Deny(denial) => Some(denial.reason),
             Decision::WaitForKeys { provider } => panic!("waits for provider {provider}'s keys"),
             Decision::WaitForRevocationList => panic!("waits for the revocation list"),
+            Decision::Introspect { provider, .. } => panic!("asks provider {provider}"),
         }
     }
 
@@ -1874,5 +2031,148 @@ mod tests {
         let v = verdict(&g, "/", &token, NOW);
         assert!(v.stale_allowed);
         assert_eq!(reason(v.decision), None);
+    }
+
+    /// Answers as the adapter's shared cache would hold them.
+    #[derive(Default, Clone)]
+    struct Answers(Rc<RefCell<std::collections::HashMap<TokenDigest, Answer>>>);
+
+    impl AnswerStore for Answers {
+        fn lookup(&self, digest: &TokenDigest, now: i64) -> Option<Answer> {
+            self.0
+                .borrow()
+                .get(digest)
+                .filter(|a| a.cache_until > now)
+                .cloned()
+        }
+    }
+
+    impl Answers {
+        fn set(&self, token: &str, active: bool, claims: Value) {
+            self.0.borrow_mut().insert(
+                Sha256::digest(token.as_bytes()).into(),
+                Answer {
+                    cache_until: NOW + 30,
+                    active,
+                    claims_json: claims.to_string(),
+                },
+            );
+        }
+    }
+
+    fn introspecting_guard(extra: Value, answers: &Answers) -> Guard {
+        let mut config = json!({ "providers": { "idp": {
+            "issuer": "https://idp.example",
+            "audiences": ["orders-api"],
+            "introspection": {
+                "cluster": "idp", "uri": "http://idp/token/introspection",
+                "client_id": "proxy", "client_secret": "s"
+            },
+            "claim_to_headers": [{ "claim_name": "client_id", "header_name": "x-client-id" }]
+        }}, "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "idp" }, "scopes": ["orders:read"] }]});
+        if let (Some(c), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        guard(config).with_answer_store(Box::new(answers.clone()))
+    }
+
+    #[test]
+    fn opaque_tokens_are_decided_by_the_introspection_answer() {
+        let answers = Answers::default();
+        let g = introspecting_guard(json!({}), &answers);
+        let opaque = "cMYcCrAzIcMcMp_1ejWvqXdKDOAURgnM9VlR7Oo9pp3";
+        // Nothing cached: ask the provider, then decide.
+        assert_eq!(
+            decide_at(&g, "/", &bearer(opaque), NOW),
+            Decision::Introspect {
+                provider: 0,
+                token: opaque.to_owned()
+            }
+        );
+        let after_wait = |g: &Guard| {
+            g.decide_after_wait(
+                &Request {
+                    method: "GET",
+                    path: "/",
+                    headers: &bearer(opaque),
+                },
+                NOW,
+            )
+            .decision
+        };
+        // The call failed (nothing was cached): the token may be fine, 503.
+        assert_eq!(reason(after_wait(&g)), Some(DenyReason::Unavailable));
+        let good = json!({ "active": true, "iss": "https://idp.example", "aud": "orders-api",
+                           "scope": "orders:read", "client_id": "orders-client", "exp": NOW + 300 });
+        answers.set(opaque, true, good.clone());
+        match decide_at(&g, "/", &bearer(opaque), NOW) {
+            Decision::Allow {
+                upstream, token, ..
+            } => {
+                assert!(upstream
+                    .set_headers
+                    .contains(&("x-client-id".to_owned(), "orders-client".to_owned())));
+                assert!(token.is_none(), "no revocation header without `revocation`");
+            }
+            other => panic!("{other:?}"),
+        }
+        let cases = [
+            (
+                json!({ "active": true, "iss": "https://other", "aud": "orders-api", "scope": "orders:read" }),
+                DenyReason::IssuerNotAccepted,
+            ),
+            (
+                json!({ "active": true, "aud": "billing", "scope": "orders:read" }),
+                DenyReason::AudienceNotAccepted,
+            ),
+            (
+                json!({ "active": true, "aud": "orders-api", "scope": "orders:write" }),
+                DenyReason::InsufficientScope,
+            ),
+            (
+                json!({ "active": true, "aud": "orders-api", "scope": "orders:read", "exp": NOW - 100 }),
+                DenyReason::Expired,
+            ),
+        ];
+        for (claims, expected) in cases {
+            answers.set(opaque, true, claims.clone());
+            assert_eq!(
+                reason(decide_at(&g, "/", &bearer(opaque), NOW)),
+                Some(expected),
+                "{claims}"
+            );
+        }
+        answers.set(opaque, false, json!({ "active": false }));
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(opaque), NOW)),
+            Some(DenyReason::InactiveToken)
+        );
+        // A revocation learned for the token holds over an "active" answer still cached.
+        answers.set(opaque, true, good);
+        let g = introspecting_guard(
+            json!({ "revocation": {
+                "token_sha256": [crate::revocation_doc::digest_to_hex(&Sha256::digest(opaque.as_bytes()).into())]
+            }}),
+            &answers,
+        );
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(opaque), NOW)),
+            Some(DenyReason::Revoked)
+        );
+        let g = introspecting_guard(json!({ "revocation": {} }), &answers);
+        match decide_at(&g, "/", &bearer(opaque), NOW) {
+            Decision::Allow { token, .. } => {
+                assert!(
+                    token.is_some_and(|t| t.introspected),
+                    "a `self` revocation drops the answer"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // A JWT-looking token is never introspected by a provider without `introspect_jwt`.
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer("a.b.c"), NOW)),
+            Some(DenyReason::MalformedToken)
+        );
     }
 }

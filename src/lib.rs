@@ -15,6 +15,7 @@ pub mod fingerprint;
 pub mod forward;
 pub mod guard;
 pub mod host_crypto;
+pub mod introspection;
 pub mod json_path;
 pub mod jwks;
 pub mod jwks_fetch;
@@ -27,6 +28,7 @@ pub mod revocation_learned;
 pub mod revocation_list;
 pub mod revocation_publish;
 pub mod rules;
+pub mod status_list;
 pub mod verify;
 
 #[cfg(test)]

@@ -4,7 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{split_uri, ConfigError, Endpoint};
+use crate::config::{compile_client, split_uri, ConfigError, Endpoint, RawClient};
+use crate::introspection::{ClientAuth, ClientEndpoint};
 use crate::revocation::RevocationSet;
 use crate::revocation_doc::{self, Source};
 
@@ -34,6 +35,8 @@ pub struct RevocationConfig {
     pub response_header: Option<String>,
     pub list: Option<ListConfig>,
     pub publish: Option<PublishConfig>,
+    /// RFC 7009: header-triggered revocations of a token are also sent to the IdP.
+    pub idp: Option<IdpRevocation>,
     /// Changing it clears what was learned at run time (header and list) on the next configure.
     pub learned_generation: u64,
 }
@@ -55,6 +58,31 @@ pub struct PublishConfig {
     pub max_attempts: u32,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdpRevocation {
+    pub client: ClientEndpoint,
+    pub queue_size: usize,
+    pub max_attempts: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIdp {
+    cluster: String,
+    uri: String,
+    client_id: String,
+    #[serde(default)]
+    client_secret: String,
+    #[serde(default)]
+    auth: ClientAuth,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    queue_size: Option<usize>,
+    #[serde(default)]
+    max_attempts: Option<u32>,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawOptions {
@@ -67,6 +95,8 @@ struct RawOptions {
     publish: Option<RawPublish>,
     #[serde(default)]
     learned_generation: u64,
+    #[serde(default)]
+    idp: Option<RawIdp>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +131,13 @@ fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>
     Value::deserialize(d).map(Some)
 }
 
-const OPTION_KEYS: [&str; 4] = ["response_header", "list", "publish", "learned_generation"];
+const OPTION_KEYS: [&str; 5] = [
+    "response_header",
+    "list",
+    "publish",
+    "learned_generation",
+    "idp",
+];
 
 /// `provider_names`: the configured providers, which scoped entries must name.
 pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig, ConfigError> {
@@ -198,6 +234,40 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
             })
         })
         .transpose()?;
+    let idp = raw
+        .idp
+        .map(|i| -> Result<IdpRevocation, ConfigError> {
+            let queue_size = i.queue_size.unwrap_or(DEFAULT_PUBLISH_QUEUE_SIZE);
+            Ok(IdpRevocation {
+                client: compile_client(
+                    RawClient {
+                        cluster: i.cluster,
+                        uri: i.uri,
+                        client_id: i.client_id,
+                        client_secret: i.client_secret,
+                        auth: i.auth,
+                        timeout_ms: i.timeout_ms,
+                    },
+                    &|key| format!("revocation.idp.{key}"),
+                )?,
+                queue_size: usize::try_from(positive(
+                    u64::try_from(queue_size).unwrap_or(u64::MAX),
+                    "revocation.idp.queue_size",
+                )?)
+                .unwrap_or(DEFAULT_PUBLISH_QUEUE_SIZE),
+                max_attempts: i
+                    .max_attempts
+                    .unwrap_or(DEFAULT_PUBLISH_MAX_ATTEMPTS)
+                    .max(1),
+            })
+        })
+        .transpose()?;
+    if idp.is_some() && response_header.is_none() {
+        return Err(ConfigError::new(
+            "revocation.idp",
+            "forwards what the response header revokes, but response_header is disabled",
+        ));
+    }
     if publish.is_some() && response_header.is_none() {
         return Err(ConfigError::new(
             "revocation.publish",
@@ -209,6 +279,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
         response_header,
         list,
         publish,
+        idp,
         learned_generation: raw.learned_generation,
     })
 }

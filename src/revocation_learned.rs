@@ -19,6 +19,11 @@ pub struct Authorized {
     pub sub: Option<String>,
     pub token_sha256: [u8; 32],
     pub exp: Option<i64>,
+    /// Decided by introspection: a revocation also drops the cached answer.
+    pub introspected: bool,
+    /// The token itself, kept only while the request lasts and only when revocations are
+    /// forwarded to the identity provider (RFC 7009 needs the token). Never logged.
+    pub token: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +68,8 @@ impl std::fmt::Display for HeaderProblem {
 /// What one header value revokes.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct FromHeader {
+    /// `self` named the authorizing token (which can then also be revoked at the IdP).
+    pub self_revoked: bool,
     pub learned: Vec<LearnedEntry>,
     pub publish: Vec<PublishEntry>,
     pub problems: Vec<HeaderProblem>,
@@ -99,6 +106,7 @@ pub fn from_header(value: &str, authorized: Option<&Authorized>, now: i64) -> Fr
                     },
                 ),
             };
+            out.self_revoked = true;
             out.learned.push(LearnedEntry {
                 kind: LearnedKind::Exact(fp),
                 exp: token.exp,
@@ -252,6 +260,8 @@ mod tests {
             sub: Some("alice".into()),
             token_sha256: [3; 32],
             exp: Some(2_000),
+            introspected: false,
+            token: None,
         }
     }
 

@@ -1,17 +1,17 @@
-//! The publish queue: revocations learned from response headers, POSTed to the list service
-//! so every other proxy sees them at its next poll. Bounded, batched, retried with backoff.
+//! The outgoing queues of revocations learned from response headers: entries POSTed to the
+//! list service (so every other proxy sees them at its next poll), and tokens sent to the
+//! identity provider's RFC 7009 endpoint. Bounded, batched, retried with backoff.
 
 use std::collections::VecDeque;
 
-use crate::revocation_doc::{render, PublishEntry};
-
-/// Entries per POST.
+/// List entries per POST.
 pub const BATCH_SIZE: usize = 100;
 const MAX_BACKOFF_SECONDS: i64 = 30;
 
 #[derive(Debug)]
-pub struct PublishQueue {
-    entries: VecDeque<PublishEntry>,
+pub struct PublishQueue<T> {
+    entries: VecDeque<T>,
+    batch_size: usize,
     capacity: usize,
     max_attempts: u32,
     /// Failed attempts of the batch at the head of the queue.
@@ -30,10 +30,11 @@ pub struct Settled {
     pub dropped: usize,
 }
 
-impl PublishQueue {
-    pub fn new(capacity: usize, max_attempts: u32) -> Self {
+impl<T: Clone> PublishQueue<T> {
+    pub fn new(batch_size: usize, capacity: usize, max_attempts: u32) -> Self {
         PublishQueue {
             entries: VecDeque::new(),
+            batch_size: batch_size.max(1),
             capacity: capacity.max(1),
             max_attempts: max_attempts.max(1),
             attempts: 0,
@@ -43,7 +44,7 @@ impl PublishQueue {
     }
 
     /// Returns how many of the oldest entries were dropped to make room.
-    pub fn push(&mut self, entries: impl IntoIterator<Item = PublishEntry>) -> usize {
+    pub fn push(&mut self, entries: impl IntoIterator<Item = T>) -> usize {
         let mut dropped = 0;
         for entry in entries {
             if self.entries.len() >= self.capacity {
@@ -70,15 +71,14 @@ impl PublishQueue {
         self.entries.is_empty()
     }
 
-    /// The next POST body, if one is due; the caller must report its result with `settle`.
-    pub fn next_batch(&mut self, now: i64) -> Option<String> {
+    /// The next batch to send, if one is due; the caller must report its result with `settle`.
+    pub fn next_batch(&mut self, now: i64) -> Option<Vec<T>> {
         if self.in_flight.is_some() || self.entries.is_empty() || now < self.next_at {
             return None;
         }
-        let n = self.entries.len().min(BATCH_SIZE);
-        let batch: Vec<PublishEntry> = self.entries.iter().take(n).cloned().collect();
+        let n = self.entries.len().min(self.batch_size);
         self.in_flight = Some(n);
-        Some(render(&batch))
+        Some(self.entries.iter().take(n).cloned().collect())
     }
 
     /// The dispatch itself failed: nothing is on the wire.
@@ -123,6 +123,7 @@ impl PublishQueue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::revocation_doc::{render, PublishEntry};
 
     fn jti(i: usize) -> PublishEntry {
         PublishEntry::Jti {
@@ -134,14 +135,14 @@ mod tests {
 
     #[test]
     fn batches_retries_with_backoff_then_gives_up() {
-        let mut q = PublishQueue::new(1000, 3);
+        let mut q = PublishQueue::new(BATCH_SIZE, 1000, 3);
         q.push((0..150).map(jti));
-        let body = q.next_batch(10).unwrap();
+        let body = render(&q.next_batch(10).unwrap());
         let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(doc["jti"].as_array().unwrap().len(), 100);
         assert!(q.next_batch(10).is_none(), "one POST at a time");
         assert_eq!(q.settle(true, 10).published, 100);
-        assert!(q.next_batch(10).unwrap().contains("j149"));
+        assert!(render(&q.next_batch(10).unwrap()).contains("j149"));
         assert!(q.settle(false, 10).failed_attempt);
         assert!(q.next_batch(10).is_none(), "backing off");
         assert!(q.next_batch(11).is_some());
@@ -155,20 +156,20 @@ mod tests {
 
     #[test]
     fn bounded_dropping_the_oldest_but_not_what_is_on_the_wire() {
-        let mut q = PublishQueue::new(3, 5);
+        let mut q = PublishQueue::new(BATCH_SIZE, 3, 5);
         assert_eq!(q.push((0..3).map(jti)), 0);
-        let body = q.next_batch(0).unwrap();
+        let body = render(&q.next_batch(0).unwrap());
         assert!(body.contains("j0") && body.contains("j2"));
         assert_eq!(q.push([jti(3)]), 1);
         assert_eq!(q.len(), 3);
         q.settle(true, 0);
         assert!(q.is_empty(), "the batch on the wire was what remained");
-        let mut q = PublishQueue::new(2, 5);
+        let mut q = PublishQueue::new(BATCH_SIZE, 2, 5);
         q.push((0..2).map(jti));
         assert!(q.next_batch(0).is_some());
         q.settle(true, 0);
         q.push((2..5).map(jti));
-        assert!(q.next_batch(0).unwrap().contains("j4"));
+        assert!(render(&q.next_batch(0).unwrap()).contains("j4"));
         assert_eq!(q.not_sent(0).published, 0);
     }
 }

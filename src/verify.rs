@@ -127,3 +127,9 @@ pub fn verify_signature(
         Err(DenyReason::BadSignature)
     }
 }
+
+/// A compact JWS has three dot-separated parts; anything else (an opaque token) can only be
+/// judged by introspection.
+pub fn looks_like_jws(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}

@@ -2,6 +2,7 @@
 //! headers and the host's time, asks the core, and applies the decision.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +10,9 @@ use log::{debug, error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType, Status};
+use sha2::{Digest, Sha256};
 
+use crate::cache::TokenDigest;
 use crate::config::{Config, CryptoMode, RemoteJwks};
 use crate::decision::{Decision, Denial, DenyReason, Upstream};
 use crate::guard::{CacheLookup, Guard, Request};
@@ -20,6 +23,7 @@ use crate::log_limit::{LogLimiter, DENIAL_LINES_PER_SECOND};
 /// Counters are flushed, other workers' JWKS adopted and fetches started this often.
 const TICK_PERIOD: Duration = Duration::from_millis(250);
 
+mod introspection;
 mod revocation;
 
 use revocation::Revocation;
@@ -92,11 +96,18 @@ enum Counter {
     PublishOk,
     PublishFailed,
     PublishDropped,
+    /// Tokens revoked at the identity provider (RFC 7009), failed POSTs, tokens given up on.
+    IdpRevokeOk,
+    IdpRevokeFailed,
+    IdpRevokeDropped,
+    /// Introspection calls answered (active or not), and failed.
+    IntrospectionOk,
+    IntrospectionFailed,
     Denied(DenyReason),
 }
 
 impl Counter {
-    const FIXED: [Counter; 13] = [
+    const FIXED: [Counter; 18] = [
         Counter::Allowed,
         Counter::CacheHit,
         Counter::CacheMiss,
@@ -110,6 +121,11 @@ impl Counter {
         Counter::PublishOk,
         Counter::PublishFailed,
         Counter::PublishDropped,
+        Counter::IdpRevokeOk,
+        Counter::IdpRevokeFailed,
+        Counter::IdpRevokeDropped,
+        Counter::IntrospectionOk,
+        Counter::IntrospectionFailed,
     ];
 
     fn index(self) -> usize {
@@ -143,6 +159,11 @@ impl Counter {
             Counter::PublishOk => "revocation.publish_success",
             Counter::PublishFailed => "revocation.publish_failed",
             Counter::PublishDropped => "revocation.publish_dropped",
+            Counter::IdpRevokeOk => "revocation.idp_success",
+            Counter::IdpRevokeFailed => "revocation.idp_failed",
+            Counter::IdpRevokeDropped => "revocation.idp_dropped",
+            Counter::IntrospectionOk => "introspection.success",
+            Counter::IntrospectionFailed => "introspection.failed",
             Counter::Denied(reason) => return format!("bearer_guard.denied.{}", reason.code()),
         };
         format!("bearer_guard.{name}")
@@ -209,8 +230,10 @@ struct Active {
     metrics: Metrics,
     denial_log: RefCell<LogLimiter>,
     remote: RefCell<Vec<RemoteState>>,
-    /// Requests paused until their provider's keys arrive.
+    /// Requests paused until their provider's keys (or list, or answer) arrive.
     waiting: RefCell<Vec<Waiter>>,
+    /// Tokens being introspected by this worker, until when: one call per token at a time.
+    introspecting: RefCell<HashMap<TokenDigest, i64>>,
     revocation: Option<Revocation>,
 }
 
@@ -242,6 +265,8 @@ enum WaitTarget {
     Keys(usize),
     /// The first revocation list fetch.
     RevocationList,
+    /// An introspection answer for this token.
+    Introspection(TokenDigest),
 }
 
 pub struct GuardRoot {
@@ -317,28 +342,8 @@ impl GuardRoot {
         self.answer_waiting(&active, &ready, now);
     }
 
-    /// Decides again for paused requests whose keys arrived (or whose wait timed out).
     fn answer_waiting(&self, active: &Active, ready: &[WaitTarget], now: i64) {
-        let due: Vec<Waiter> = {
-            let mut waiting = active.waiting.borrow_mut();
-            let (due, keep) = waiting
-                .drain(..)
-                .partition(|w| ready.contains(&w.target) || now >= w.deadline);
-            *waiting = keep;
-            due
-        };
-        for waiter in due {
-            // The stream may be gone (client closed); then there is nothing to answer.
-            if hostcalls::set_effective_context(waiter.context).is_err() {
-                continue;
-            }
-            if let Applied::Continue = decide_and_apply(active, waiter.context, true) {
-                if let Err(status) = hostcalls::resume_http_request() {
-                    warn!("could not resume a request after the key fetch: {status:?}");
-                }
-            }
-        }
-        let _ = hostcalls::set_effective_context(self.id);
+        answer_waiting(active, ready, now, self.id);
     }
 
     fn host_crypto_passes_self_test(&mut self) -> bool {
@@ -460,9 +465,13 @@ impl RootContext for GuardRoot {
             .collect::<Vec<_>>()
             .join(", ");
         let use_host = config.crypto == CryptoMode::Auto && self.host_crypto_passes_self_test();
+        let introspects = config.providers.iter().any(|p| p.introspection.is_some());
         let mut guard = Guard::new(config);
         if use_host {
             guard = guard.with_host_crypto(Box::new(EnvoyCrypto));
+        }
+        if introspects {
+            guard = guard.with_answer_store(Box::new(introspection::SharedAnswers));
         }
         info!(
             "configured {} provider(s): {summary}; signatures verified in {}",
@@ -512,6 +521,7 @@ impl RootContext for GuardRoot {
             denial_log: RefCell::new(LogLimiter::default()),
             remote: RefCell::new(remote),
             waiting: RefCell::new(Vec::new()),
+            introspecting: RefCell::new(HashMap::new()),
             revocation,
         }));
         if let Err(status) = hostcalls::set_tick_period(TICK_PERIOD) {
@@ -553,6 +563,7 @@ impl RootContext for GuardRoot {
         Some(Box::new(GuardHttp {
             id: context_id,
             active: self.active.clone(),
+            introspection_call: None,
         }))
     }
 
@@ -565,9 +576,120 @@ struct GuardHttp {
     id: u32,
     /// `None` only if the host creates streams without a successful configure: deny them all.
     active: Option<Rc<Active>>,
+    /// The introspection call this request made: its token, the provider and the digest.
+    introspection_call: Option<(u32, usize, TokenDigest)>,
+}
+
+impl GuardHttp {
+    /// Pauses the request until the provider answers about `token`; one call per token per
+    /// worker, later requests with the same token wait for that call's answer.
+    fn introspect(&mut self, active: &Active, provider: usize, token: &str) -> Action {
+        let Some(config) = active
+            .guard
+            .config()
+            .providers
+            .get(provider)
+            .and_then(|p| p.introspection.clone())
+        else {
+            return Action::Pause;
+        };
+        let now = now_unix_seconds().unwrap_or_default();
+        let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
+        let deadline = jwks_fetch::fetch_deadline(now, config.client.timeout_ms);
+        active.waiting.borrow_mut().push(Waiter {
+            context: self.id,
+            target: WaitTarget::Introspection(digest),
+            deadline,
+        });
+        let in_flight = active
+            .introspecting
+            .borrow()
+            .get(&digest)
+            .is_some_and(|until| *until > now);
+        if in_flight {
+            return Action::Pause;
+        }
+        let (headers, body) = crate::introspection::token_post(&config.client, token);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let timeout = Duration::from_millis(config.client.timeout_ms);
+        match self.dispatch_http_call(
+            &config.client.endpoint.cluster,
+            headers,
+            Some(body.as_bytes()),
+            vec![],
+            timeout,
+        ) {
+            Ok(call) => {
+                self.introspection_call = Some((call, provider, digest));
+                active.introspecting.borrow_mut().insert(digest, deadline);
+            }
+            Err(status) => {
+                warn!(
+                    "introspection call not sent ({status:?}): is cluster {:?} defined?",
+                    config.client.endpoint.cluster
+                );
+                active.metrics.count(Counter::IntrospectionFailed);
+                answer_waiting(active, &[WaitTarget::Introspection(digest)], now, self.id);
+            }
+        }
+        Action::Pause
+    }
 }
 
 impl Context for GuardHttp {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        let Some(active) = self.active.clone() else {
+            return;
+        };
+        let Some((call, provider, digest)) = self.introspection_call.take() else {
+            return;
+        };
+        if call != token {
+            return;
+        }
+        active.introspecting.borrow_mut().remove(&digest);
+        let now = now_unix_seconds().unwrap_or_default();
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten();
+        let body = hostcalls::get_buffer(
+            BufferType::HttpCallResponseBody,
+            0,
+            body_size.min(crate::introspection::MAX_RESPONSE_BYTES + 1),
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let config = active
+            .guard
+            .config()
+            .providers
+            .get(provider)
+            .and_then(|p| p.introspection.as_ref());
+        if let Some(config) = config {
+            match crate::introspection::accept_response(status.as_deref(), &body, config, now) {
+                Ok(answer) => {
+                    active.metrics.count(Counter::IntrospectionOk);
+                    introspection::store_answer(&digest, answer, now);
+                }
+                Err(e) => {
+                    // Not cached: the requests waiting for it get 503, the next one asks again.
+                    active.metrics.count(Counter::IntrospectionFailed);
+                    warn!("introspection failed: {e}");
+                }
+            }
+        }
+        answer_waiting(&active, &[WaitTarget::Introspection(digest)], now, self.id);
+    }
     fn on_done(&mut self) -> bool {
         if let Some(revocation) = self.active.as_ref().and_then(|a| a.revocation.as_ref()) {
             revocation.forget(self.id);
@@ -591,6 +713,7 @@ impl HttpContext for GuardHttp {
         match decide_and_apply(&active, self.id, false) {
             Applied::Continue => Action::Continue,
             Applied::Responded => Action::Pause,
+            Applied::Introspect { provider, token } => self.introspect(&active, provider, &token),
             Applied::Wait { target, deadline } => {
                 // Resumed (or answered) by the root context once the keys or the list are in.
                 active.waiting.borrow_mut().push(Waiter {
@@ -624,11 +747,37 @@ impl HttpContext for GuardHttp {
     }
 }
 
+/// Decides again for paused requests whose keys, list or answer arrived (or whose wait timed
+/// out), then gives the host its effective context back (`restore`).
+fn answer_waiting(active: &Active, ready: &[WaitTarget], now: i64, restore: u32) {
+    let due: Vec<Waiter> = {
+        let mut waiting = active.waiting.borrow_mut();
+        let (due, keep) = waiting
+            .drain(..)
+            .partition(|w| ready.contains(&w.target) || now >= w.deadline);
+        *waiting = keep;
+        due
+    };
+    for waiter in due {
+        // The stream may be gone (client closed); then there is nothing to answer.
+        if hostcalls::set_effective_context(waiter.context).is_err() {
+            continue;
+        }
+        if let Applied::Continue = decide_and_apply(active, waiter.context, true) {
+            if let Err(status) = hostcalls::resume_http_request() {
+                warn!("could not resume a paused request: {status:?}");
+            }
+        }
+    }
+    let _ = hostcalls::set_effective_context(restore);
+}
+
 /// What happened to the current request (the host's effective context).
 enum Applied {
     Continue,
     Responded,
     Wait { target: WaitTarget, deadline: i64 },
+    Introspect { provider: usize, token: String },
 }
 
 /// Decides for the request of the effective context and applies the decision. `after_wait`:
@@ -709,6 +858,7 @@ fn decide_and_apply(active: &Active, context: u32, after_wait: bool) -> Applied 
                 deadline: jwks_fetch::fetch_deadline(now.unwrap_or_default(), timeout_ms),
             }
         }
+        Decision::Introspect { provider, token } => Applied::Introspect { provider, token },
         Decision::WaitForRevocationList => {
             let timeout_ms = active
                 .guard

@@ -13,12 +13,14 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
 use crate::guard::{Guard, HeldList};
+use crate::introspection::token_post;
 use crate::log_limit::LogLimiter;
 use crate::revocation::RevocationSet;
 use crate::revocation_config::{ListConfig, RevocationConfig};
+use crate::revocation_doc::{render, PublishEntry};
 use crate::revocation_learned::{from_header, Authorized, Learned, LearnedEntry};
 use crate::revocation_list::{self, Checked, ListUpdate};
-use crate::revocation_publish::PublishQueue;
+use crate::revocation_publish::{PublishQueue, BATCH_SIZE};
 
 use super::{release_lease, take_lease, Counter, Metrics};
 
@@ -71,7 +73,10 @@ pub struct Revocation {
     /// The learned serial this worker last read.
     learned_seen: RefCell<Option<Vec<u8>>>,
     list: RefCell<Option<ListState>>,
-    publish: RefCell<Option<PublishQueue>>,
+    publish: RefCell<Option<PublishQueue<PublishEntry>>>,
+    /// Tokens to revoke at the identity provider (RFC 7009), one per POST.
+    idp: RefCell<Option<PublishQueue<String>>>,
+    idp_in_flight: RefCell<Option<u32>>,
     publish_in_flight: RefCell<Option<u32>>,
     /// Tokens that authorized requests still in flight, by HTTP context, for `self`.
     authorized: RefCell<HashMap<u32, Box<Authorized>>>,
@@ -126,13 +131,19 @@ impl Revocation {
         let publish = config
             .publish
             .as_ref()
-            .map(|p| PublishQueue::new(p.queue_size, p.max_attempts));
+            .map(|p| PublishQueue::new(BATCH_SIZE, p.queue_size, p.max_attempts));
+        let idp = config
+            .idp
+            .as_ref()
+            .map(|i| PublishQueue::new(1, i.queue_size, i.max_attempts));
         let revocation = Revocation {
             keys,
             learned_seen: RefCell::new(None),
             list: RefCell::new(list),
             publish: RefCell::new(publish),
             publish_in_flight: RefCell::new(None),
+            idp: RefCell::new(idp),
+            idp_in_flight: RefCell::new(None),
             authorized: RefCell::new(HashMap::new()),
             stale_log: RefCell::new(LogLimiter::default()),
             serves_requests: Cell::new(false),
@@ -201,13 +212,25 @@ impl Revocation {
         let authorized = self.authorized.borrow_mut().remove(&context);
         let mut learned = Vec::new();
         let mut publish = Vec::new();
+        let mut self_revoked = false;
         for value in &values {
             let out = from_header(value, authorized.as_deref(), now);
             for problem in &out.problems {
                 warn!("{name} response header: {problem}");
             }
+            self_revoked |= out.self_revoked;
             learned.extend(out.learned);
             publish.extend(out.publish);
+        }
+        if let (true, Some(token)) = (self_revoked, authorized.as_deref()) {
+            if token.introspected {
+                super::introspection::forget_answer(&token.token_sha256);
+            }
+            if let (Some(queue), Some(raw)) = (self.idp.borrow_mut().as_mut(), &token.token) {
+                for _ in 0..queue.push([raw.clone()]) {
+                    metrics.count(Counter::IdpRevokeDropped);
+                }
+            }
         }
         if learned.is_empty() {
             return;
@@ -290,6 +313,7 @@ impl Revocation {
     ) {
         self.adopt_list(guard);
         self.send_publish(root, metrics, now);
+        self.send_idp(root, metrics, now);
         let mut list = self.list.borrow_mut();
         let Some(state) = list.as_mut() else {
             return;
@@ -402,6 +426,16 @@ impl Revocation {
         metrics: &Metrics,
         now: i64,
     ) -> bool {
+        if *self.idp_in_flight.borrow() == Some(token) {
+            *self.idp_in_flight.borrow_mut() = None;
+            let status = call_status();
+            // RFC 7009 §2.2: 200 even for tokens the IdP does not know.
+            let ok = status.as_deref() == Some("200");
+            if let Some(queue) = self.idp.borrow_mut().as_mut() {
+                count_idp(queue.settle(ok, now), status.as_deref(), metrics);
+            }
+            return true;
+        }
         if *self.publish_in_flight.borrow() == Some(token) {
             *self.publish_in_flight.borrow_mut() = None;
             let status = call_status();
@@ -536,9 +570,10 @@ impl Revocation {
         let Some(queue) = queue.as_mut() else {
             return;
         };
-        let Some(body) = queue.next_batch(now) else {
+        let Some(batch) = queue.next_batch(now) else {
             return;
         };
+        let body = render(&batch);
         let headers = vec![
             (":method", "POST"),
             (":path", config.endpoint.path.as_str()),
@@ -557,6 +592,39 @@ impl Revocation {
             Err(status) => {
                 let settled = queue.not_sent(now);
                 self.count_settled(settled, Some(&format!("{status:?}")), metrics);
+            }
+        }
+    }
+
+    /// RFC 7009: one queued token per POST to the identity provider.
+    fn send_idp(&self, root: &dyn proxy_wasm::traits::Context, metrics: &Metrics, now: i64) {
+        let Some(config) = &self.config.idp else {
+            return;
+        };
+        let mut queue = self.idp.borrow_mut();
+        let Some(queue) = queue.as_mut() else {
+            return;
+        };
+        let Some(token) = queue.next_batch(now).and_then(|b| b.into_iter().next()) else {
+            return;
+        };
+        let (headers, body) = token_post(&config.client, &token);
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let timeout = Duration::from_millis(config.client.timeout_ms);
+        match root.dispatch_http_call(
+            &config.client.endpoint.cluster,
+            headers,
+            Some(body.as_bytes()),
+            vec![],
+            timeout,
+        ) {
+            Ok(call) => *self.idp_in_flight.borrow_mut() = Some(call),
+            Err(status) => {
+                let settled = queue.not_sent(now);
+                count_idp(settled, Some(&format!("{status:?}")), metrics);
             }
         }
     }
@@ -586,6 +654,22 @@ impl Revocation {
                 settled.dropped
             );
         }
+    }
+}
+
+fn count_idp(settled: crate::revocation_publish::Settled, status: Option<&str>, metrics: &Metrics) {
+    for _ in 0..settled.published {
+        metrics.count(Counter::IdpRevokeOk);
+    }
+    if settled.failed_attempt {
+        metrics.count(Counter::IdpRevokeFailed);
+        warn!(
+            "token revocation at the identity provider failed ({}); will retry",
+            status.unwrap_or("no response")
+        );
+    }
+    for _ in 0..settled.dropped {
+        metrics.count(Counter::IdpRevokeDropped);
     }
 }
 

@@ -6,6 +6,9 @@ use std::process::{Child, Command, Stdio};
 
 use super::{http, repo_path};
 
+/// `proxy:proxy-secret`: the resource server's client at the IdP (tests/idp/server.mjs).
+pub const PROXY_BASIC: &str = "Basic cHJveHk6cHJveHktc2VjcmV0";
+
 pub struct Idp {
     child: Child,
     pub port: u16,
@@ -54,6 +57,35 @@ impl Idp {
         );
         assert_eq!(r.status, 200, "token endpoint: {}", r.body);
         r.json()["access_token"].as_str().unwrap().to_owned()
+    }
+
+    /// RFC 7662 as the proxy's client (`proxy`, HTTP Basic): is the token active?
+    pub fn introspect(&self, token: &str) -> bool {
+        let r = http::post_form(
+            self.port,
+            "/token/introspection",
+            &[("authorization", PROXY_BASIC)],
+            &format!("token={token}"),
+        );
+        assert_eq!(r.status, 200, "introspection endpoint: {}", r.body);
+        r.json()["active"].as_bool().unwrap()
+    }
+
+    /// RFC 7009 at the IdP, as an operator (or the IdP's own logout) would.
+    pub fn revoke(&self, token: &str) {
+        let r = http::post_form(
+            self.port,
+            "/token/revocation",
+            &[("authorization", PROXY_BASIC)],
+            &format!("token={token}&token_type_hint=access_token"),
+        );
+        assert_eq!(r.status, 200, "revocation endpoint: {}", r.body);
+    }
+
+    /// Kills the IdP (by pid), as an outage would.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// The IdP switches to a new signing key; the old one leaves its JWKS.
