@@ -5,6 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::claims::{StringClaims, TimeClaims};
+use crate::status_list::{StatusListError, StatusReference};
 
 pub type TokenDigest = [u8; 32];
 
@@ -17,7 +18,12 @@ pub struct VerifiedToken {
     pub times: TimeClaims,
     /// Payload and claim headers for upstream, derived once from the verified payload.
     pub upstream_headers: Vec<(String, String)>,
+    /// The `status.status_list` claim (read only when status lists are configured).
+    pub status: StatusClaim,
 }
+
+/// A token's Token Status List reference: none, one, or a malformed claim.
+pub type StatusClaim = Result<Option<StatusReference>, StatusListError>;
 
 /// Bounded by entry count; when full, the oldest insertion is evicted first (FIFO), which is
 /// O(1) and needs no bookkeeping on hits.
@@ -92,6 +98,7 @@ mod tests {
             claims: StringClaims::default(),
             times: TimeClaims::default(),
             upstream_headers: Vec::new(),
+            status: Ok(None),
         }
     }
 

@@ -61,6 +61,13 @@ pub enum DenyReason {
     Revoked,
     /// RFC 7662: the identity provider says the token is not active (revoked, expired, unknown).
     InactiveToken,
+    /// Token Status List: the token's status is SUSPENDED (0x02).
+    Suspended,
+    /// Token Status List: the status list URI is on no configured authority (never fetched).
+    StatusListNotAllowed,
+    /// Token Status List: malformed `status` claim, index outside the list, or a status
+    /// other than VALID, INVALID and SUSPENDED.
+    StatusUnknown,
     /// The revocation list is older than `max_stale_seconds` (or was never fetched) and
     /// `on_stale` is `deny`: the token may be fine, but cannot be shown not to be revoked.
     RevocationListStale,
@@ -90,7 +97,7 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 26] = [
+    pub const ALL: [DenyReason; 29] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedToken,
@@ -117,6 +124,9 @@ impl DenyReason {
         DenyReason::Revoked,
         DenyReason::RevocationListStale,
         DenyReason::InactiveToken,
+        DenyReason::Suspended,
+        DenyReason::StatusListNotAllowed,
+        DenyReason::StatusUnknown,
     ];
 
     /// Stable short name, used in counter names and log lines.
@@ -148,6 +158,9 @@ impl DenyReason {
             DenyReason::Revoked => "revoked",
             DenyReason::RevocationListStale => "revocation_list_stale",
             DenyReason::InactiveToken => "inactive",
+            DenyReason::Suspended => "suspended",
+            DenyReason::StatusListNotAllowed => "status_list_not_allowed",
+            DenyReason::StatusUnknown => "status_unknown",
         }
     }
 
@@ -180,6 +193,9 @@ impl DenyReason {
             DenyReason::Revoked => "token revoked",
             DenyReason::RevocationListStale => "revocation status temporarily unavailable",
             DenyReason::InactiveToken => "token is not active",
+            DenyReason::Suspended => "token suspended",
+            DenyReason::StatusListNotAllowed => "token status list not accepted",
+            DenyReason::StatusUnknown => "token status unknown",
         }
     }
 
@@ -327,6 +343,8 @@ pub enum WaitFor {
     RevocationList,
     /// The provider (index) is asked about the token (RFC 7662).
     Introspection(Box<(usize, String)>),
+    /// The status list at this URI, signed by this provider (index), is fetched.
+    StatusList(Box<(usize, String)>),
 }
 
 /// What the adapter applies to the request.
@@ -352,6 +370,11 @@ pub enum Decision {
     Introspect {
         provider: usize,
         token: String,
+    },
+    /// Pause the request until the status list at `uri` (signed by `provider`) is fetched.
+    WaitForStatusList {
+        provider: usize,
+        uri: String,
     },
 }
 

@@ -12,7 +12,10 @@ use crate::claims::{
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
-use crate::config::{Config, Provider, TimePolicy};
+use std::collections::HashMap;
+
+use crate::cache::StatusClaim;
+use crate::config::{normalize_token_type, Config, Provider, TimePolicy};
 use crate::decision::{Decision, Denial, DenyReason, Upstream, WaitFor};
 use crate::extract::{
     cookie_header_without, find_credential, path_without_param, Credential, TokenSource,
@@ -26,6 +29,7 @@ use crate::revocation_config::OnStale;
 use crate::revocation_learned::Authorized;
 use crate::revocation_list::{is_stale, Held};
 use crate::rules::{is_cors_preflight, Requirement};
+use crate::status_list::{from_token_payload, reference_of, Status, StatusList};
 use crate::verify::{self, ParsedToken};
 
 /// What the adapter gathers from the host for one request.
@@ -122,6 +126,8 @@ pub struct Guard {
     cache: RefCell<TokenCache>,
     /// Introspection answers (per process, in shared data, in the adapter).
     answers: Option<Box<dyn AnswerStore>>,
+    /// Token Status Lists by URI, as last fetched.
+    status_lists: RefCell<HashMap<String, HeldStatusList>>,
     revocation: RevocationState,
 }
 
@@ -144,7 +150,78 @@ impl Guard {
             cache,
             revocation: RevocationState::default(),
             answers: None,
+            status_lists: RefCell::new(HashMap::new()),
         }
+    }
+
+    /// A fetched Status List Token for `uri`: checked like the draft says (`typ`, signature
+    /// with the keys of the provider whose token referenced it, `sub`, `iat`, `exp`) and held
+    /// until it is due again. Returns when it is due.
+    pub fn install_status_list(
+        &self,
+        provider: usize,
+        uri: &str,
+        token: &str,
+        fetched_at: i64,
+    ) -> Result<i64, String> {
+        let config = self
+            .config
+            .revocation
+            .as_ref()
+            .and_then(|r| r.status_list.as_ref())
+            .ok_or("status lists are not configured")?;
+        let issuer = self
+            .config
+            .providers
+            .get(provider)
+            .ok_or("no such provider")?;
+        let parsed = verify::parse(token.trim()).map_err(|r| r.description().to_owned())?;
+        if parsed.typ.as_deref().map(normalize_token_type).as_deref() != Some("statuslist+jwt") {
+            return Err("typ is not statuslist+jwt".to_owned());
+        }
+        if !issuer.algorithms.contains(&parsed.algorithm) {
+            return Err("algorithm not accepted for this provider".to_owned());
+        }
+        let keys = self
+            .keys
+            .borrow()
+            .get(provider)
+            .cloned()
+            .unwrap_or_default();
+        verify::verify_signature(&parsed, &keys, self.host_crypto.as_deref())
+            .map_err(|r| r.description().to_owned())?;
+        let payload: serde_json::Value =
+            serde_json::from_slice(&parsed.payload_json).map_err(|e| e.to_string())?;
+        let checked = from_token_payload(&payload, uri, fetched_at, config.default_ttl_seconds)
+            .map_err(|e| e.to_string())?;
+        // A `ttl` of years must not pin a list: refetch at least daily.
+        let fresh_until = checked.fresh_until.min(fetched_at.saturating_add(86_400));
+        self.status_lists.borrow_mut().insert(
+            uri.to_owned(),
+            HeldStatusList {
+                provider,
+                list: Rc::new(checked.list),
+                fresh_until,
+                expires_at: checked.expires_at,
+                fetched_at,
+            },
+        );
+        Ok(fresh_until)
+    }
+
+    /// Lists due for a fetch: (provider, uri).
+    pub fn status_lists_due(&self, now: i64) -> Vec<(usize, String)> {
+        self.status_lists
+            .borrow()
+            .iter()
+            .filter(|(_, held)| now >= held.fresh_until)
+            .map(|(uri, held)| (held.provider, uri.clone()))
+            .collect()
+    }
+
+    /// When the held list for `uri` was fetched.
+    pub fn status_list_fetched_at(&self, uri: &str) -> Option<i64> {
+        self.status_lists.borrow().get(uri).map(|h| h.fetched_at)
     }
 
     /// Where introspection answers are looked up (the adapter's shared-data cache).
@@ -263,6 +340,10 @@ impl Guard {
                 }
                 Err(mut denial) => match denial.wait.take() {
                     Some(WaitFor::Keys(provider)) => Decision::WaitForKeys { provider },
+                    Some(WaitFor::StatusList(wait)) => {
+                        let (provider, uri) = *wait;
+                        Decision::WaitForStatusList { provider, uri }
+                    }
                     Some(WaitFor::RevocationList) => Decision::WaitForRevocationList,
                     Some(WaitFor::Introspection(ask)) => {
                         let (provider, token) = *ask;
@@ -415,12 +496,19 @@ impl Guard {
         if let (Some((provider, outcome)), Some(digest)) = (cached, digest) {
             *cache = CacheLookup::Hit;
             return match outcome {
-                Ok(hit) => Ok(Granted {
-                    provider: Some(provider.name.clone()),
-                    upstream: self.upstream(provider, source, request, hit.upstream_headers),
-                    token: hit.token,
-                    stale_allowed: hit.stale_allowed,
-                }),
+                Ok(hit) => {
+                    let status_stale_allowed = self
+                        .check_status(hit.provider_index, &hit.status, now)
+                        .map_err(|failure| {
+                            self.status_denial(failure, &deny, provider, hit.provider_index)
+                        })?;
+                    Ok(Granted {
+                        provider: Some(provider.name.clone()),
+                        upstream: self.upstream(provider, source, request, hit.upstream_headers),
+                        token: hit.token,
+                        stale_allowed: hit.stale_allowed | status_stale_allowed,
+                    })
+                }
                 Err(reason) => {
                     if reason == DenyReason::Expired {
                         self.cache.borrow_mut().remove(&digest);
@@ -495,6 +583,7 @@ impl Guard {
                     return Err(wait(deny(DenyReason::UnknownKeyId, Some(provider))));
                 }
             }
+            let status = self.status_claim(&parsed);
             match check_with_provider(
                 &parsed,
                 provider,
@@ -538,6 +627,7 @@ impl Guard {
                                 claims: parsed.claims.clone(),
                                 times: parsed.times,
                                 upstream_headers: token_headers.clone(),
+                                status: status.clone(),
                             },
                         );
                     }
@@ -548,6 +638,10 @@ impl Guard {
                         None => Ok(false),
                     }
                     .map_err(|reason| self.maybe_wait_for_list(deny(reason, Some(provider))))?;
+                    let stale_allowed = stale_allowed
+                        | self.check_status(index, &status, now).map_err(|failure| {
+                            self.status_denial(failure, &deny, provider, index)
+                        })?;
                     check_scopes(facts.scopes, scopes)
                         .map_err(|reason| deny(reason, Some(provider)))?;
                     return Ok(Granted {
@@ -604,6 +698,8 @@ impl Guard {
             .and_then(|stale_allowed| {
                 check_scopes(facts.scopes, scopes)?;
                 Ok(CacheHit {
+                    provider_index: cached.provider,
+                    status: cached.status.clone(),
                     upstream_headers: cached.upstream_headers.clone(),
                     token: self.authorized(provider, &facts, *digest),
                     stale_allowed,
@@ -684,6 +780,87 @@ impl Guard {
             authorized.token = Some(token.to_owned());
         }
         authorized
+    }
+
+    /// The token's status list reference; read only when status lists are configured.
+    fn status_claim(&self, parsed: &ParsedToken<'_>) -> StatusClaim {
+        let configured = self
+            .config
+            .revocation
+            .as_ref()
+            .is_some_and(|r| r.status_list.is_some());
+        if !configured {
+            return Ok(None);
+        }
+        match serde_json::from_slice::<serde_json::Value>(&parsed.payload_json) {
+            Ok(payload) => reference_of(&payload),
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Token Status List: `Ok(true)` when let through on a stale list (`on_stale: allow`).
+    fn check_status(
+        &self,
+        provider: usize,
+        status: &StatusClaim,
+        now: i64,
+    ) -> Result<bool, StatusFailure> {
+        let Some(config) = self
+            .config
+            .revocation
+            .as_ref()
+            .and_then(|r| r.status_list.as_ref())
+        else {
+            return Ok(false);
+        };
+        let reference = match status {
+            Ok(None) => return Ok(false),
+            Ok(Some(reference)) => reference,
+            Err(_) => return Err(StatusFailure::Denied(DenyReason::StatusUnknown)),
+        };
+        if config.endpoint(&reference.uri).is_none() {
+            return Err(StatusFailure::Denied(DenyReason::StatusListNotAllowed));
+        }
+        let lists = self.status_lists.borrow();
+        let held = lists.get(&reference.uri).filter(|h| h.provider == provider);
+        let usable = held.filter(|h| {
+            h.expires_at.is_none_or(|exp| now < exp)
+                && now
+                    <= h.fresh_until
+                        .saturating_add(i64::try_from(config.max_stale_seconds).unwrap_or(i64::MAX))
+        });
+        match (usable, held) {
+            (Some(held), _) => match held.list.status(reference.idx) {
+                Some(Status::Valid) => Ok(false),
+                Some(Status::Invalid) => Err(StatusFailure::Denied(DenyReason::Revoked)),
+                Some(Status::Suspended) => Err(StatusFailure::Denied(DenyReason::Suspended)),
+                _ => Err(StatusFailure::Denied(DenyReason::StatusUnknown)),
+            },
+            // Never fetched: fetch it while the request waits (once).
+            (None, None) if self.may_wait.get() => Err(StatusFailure::Fetch(reference.uri.clone())),
+            // Stale (or the fetch failed): the list policy decides.
+            _ => match config.on_stale {
+                OnStale::Deny => Err(StatusFailure::Denied(DenyReason::RevocationListStale)),
+                OnStale::Allow => Ok(true),
+            },
+        }
+    }
+
+    fn status_denial(
+        &self,
+        failure: StatusFailure,
+        deny: &dyn Fn(DenyReason, Option<&Provider>) -> Denial,
+        provider: &Provider,
+        index: usize,
+    ) -> Denial {
+        match failure {
+            StatusFailure::Denied(reason) => deny(reason, Some(provider)),
+            StatusFailure::Fetch(uri) => {
+                let mut denial = deny(DenyReason::RevocationListStale, Some(provider));
+                denial.wait = Some(WaitFor::StatusList(Box::new((index, uri))));
+                denial
+            }
+        }
     }
 
     /// `Ok(true)`: not revoked as far as known, but let through on a stale list.
@@ -837,6 +1014,25 @@ impl<'t> TokenFacts<'t> {
     }
 }
 
+/// A Token Status List as held: whose keys signed it, and until when it serves.
+#[derive(Debug, Clone)]
+struct HeldStatusList {
+    provider: usize,
+    list: Rc<StatusList>,
+    /// Due for a fetch from then on.
+    fresh_until: i64,
+    /// `exp`: never used past it.
+    expires_at: Option<i64>,
+    fetched_at: i64,
+}
+
+/// Why a token's status did not let it through.
+enum StatusFailure {
+    Denied(DenyReason),
+    /// The list was never fetched: fetch it (this URI) and decide again.
+    Fetch(String),
+}
+
 /// Why an opaque token was not granted.
 enum Opaque {
     Denied(DenyReason),
@@ -851,6 +1047,8 @@ pub trait AnswerStore {
 
 /// What a valid cache hit grants.
 struct CacheHit {
+    provider_index: usize,
+    status: StatusClaim,
     upstream_headers: TokenHeaders,
     token: Option<Box<Authorized>>,
     stale_allowed: bool,
@@ -924,6 +1122,7 @@ mod tests {
             Decision::WaitForKeys { provider } => panic!("waits for provider {provider}'s keys"),
             Decision::WaitForRevocationList => panic!("waits for the revocation list"),
             Decision::Introspect { provider, .. } => panic!("asks provider {provider}"),
+            Decision::WaitForStatusList { uri, .. } => panic!("waits for status list {uri}"),
         }
     }
 
@@ -2173,6 +2372,164 @@ mod tests {
         assert_eq!(
             reason(decide_at(&g, "/", &bearer("a.b.c"), NOW)),
             Some(DenyReason::MalformedToken)
+        );
+    }
+
+    fn status_list_token(uri: &str, statuses: &[u8], bits: u8, claims: Value) -> String {
+        let mut payload = json!({
+            "sub": uri, "iat": NOW - 5,
+            "status_list": crate::status_list::encode_claim(bits, statuses).unwrap()
+        });
+        if let (Some(p), Some(extra)) = (payload.as_object_mut(), claims.as_object()) {
+            p.extend(extra.clone());
+        }
+        testkit::mint_with_header(
+            Signer::Rs256(&keys().rsa),
+            json!({ "kid": "rsa-1", "typ": "statuslist+jwt" }),
+            &payload,
+        )
+    }
+
+    #[test]
+    fn token_status_lists_decide_valid_revoked_and_suspended() {
+        let uri = "https://status.example/lists/1";
+        let mut config = testkit::config_json(json!({}), None);
+        config["revocation"] = json!({ "status_list": {
+            "clusters": { "status.example": "status" }, "max_stale_seconds": 60, "default_ttl_seconds": 30
+        }});
+        let g = guard(config);
+        let with_status = |idx: u64, uri: &str| {
+            rs256(&with(
+                json!({ "jti": format!("s-{idx}-{uri}"), "status": { "status_list": { "idx": idx, "uri": uri } } }),
+            ))
+        };
+        let token = with_status(1, uri);
+        // Never fetched: the request waits for the list.
+        assert_eq!(
+            decide_at(&g, "/", &bearer(&token), NOW),
+            Decision::WaitForStatusList {
+                provider: 0,
+                uri: uri.to_owned()
+            }
+        );
+        // The fetch failed: the stale policy (deny).
+        let after = g.decide_after_wait(
+            &Request {
+                method: "GET",
+                path: "/",
+                headers: &bearer(&token),
+            },
+            NOW,
+        );
+        assert_eq!(
+            reason(after.decision),
+            Some(DenyReason::RevocationListStale)
+        );
+        // 2 bits: 0 valid, 1 invalid, 2 suspended, 3 application-specific.
+        let list = status_list_token(uri, &[0, 1, 2, 3], 2, json!({}));
+        assert_eq!(g.install_status_list(0, uri, &list, NOW), Ok(NOW + 30));
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&with_status(0, uri)), NOW)),
+            None
+        );
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&token), NOW)),
+            Some(DenyReason::Revoked)
+        );
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&with_status(2, uri)), NOW)),
+            Some(DenyReason::Suspended)
+        );
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&with_status(3, uri)), NOW)),
+            Some(DenyReason::StatusUnknown)
+        );
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&with_status(99, uri)), NOW)),
+            Some(DenyReason::StatusUnknown)
+        );
+        // A cached token is checked again on every request.
+        let valid = with_status(0, uri);
+        assert_eq!(reason(decide_at(&g, "/", &bearer(&valid), NOW)), None);
+        let flipped = status_list_token(uri, &[1, 1, 2, 3], 2, json!({}));
+        g.install_status_list(0, uri, &flipped, NOW + 1).unwrap();
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&valid), NOW + 1)),
+            Some(DenyReason::Revoked)
+        );
+        // Past fresh_until + max_stale_seconds: stale.
+        assert_eq!(
+            reason(decide_at(
+                &g,
+                "/",
+                &bearer(&with_status(2, uri)),
+                NOW + 1 + 30 + 61
+            )),
+            Some(DenyReason::RevocationListStale)
+        );
+        // Lists anywhere else are never fetched.
+        assert_eq!(
+            reason(decide_at(
+                &g,
+                "/",
+                &bearer(&with_status(0, "https://evil.example/l")),
+                NOW
+            )),
+            Some(DenyReason::StatusListNotAllowed)
+        );
+        // A malformed claim.
+        let bad = rs256(&with(
+            json!({ "status": { "status_list": { "idx": -1, "uri": uri } } }),
+        ));
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&bad), NOW)),
+            Some(DenyReason::StatusUnknown)
+        );
+        // The list token itself must be right: typ, signature, sub, exp.
+        let wrong_sub = status_list_token("https://status.example/other", &[0], 1, json!({}));
+        assert!(g.install_status_list(0, uri, &wrong_sub, NOW).is_err());
+        let expired = status_list_token(uri, &[0], 1, json!({ "exp": NOW - 1 }));
+        assert!(g.install_status_list(0, uri, &expired, NOW).is_err());
+        let untyped = rs256(
+            &json!({ "sub": uri, "iat": NOW, "status_list": crate::status_list::encode_claim(1, &[0]).unwrap() }),
+        );
+        assert!(g.install_status_list(0, uri, &untyped, NOW).is_err());
+        let forged = format!("{}x", &list[..list.len() - 1]);
+        assert!(g.install_status_list(0, uri, &forged, NOW).is_err());
+        // Without status lists configured, the claim is not read.
+        assert_eq!(check(&with_status(1, "https://evil.example/l")), None);
+    }
+
+    #[test]
+    fn introspect_jwt_asks_the_idp_about_valid_jwts_on_every_request() {
+        let answers = Answers::default();
+        let config = testkit::config_json(
+            json!({ "introspection": {
+                "cluster": "idp", "uri": "http://idp/i", "client_id": "proxy", "introspect_jwt": true
+            }}),
+            None,
+        );
+        let g = guard(config).with_answer_store(Box::new(answers.clone()));
+        let token = rs256(&good_claims());
+        assert_eq!(
+            decide_at(&g, "/", &bearer(&token), NOW),
+            Decision::Introspect {
+                provider: 0,
+                token: token.clone()
+            }
+        );
+        answers.set(&token, true, json!({ "active": true }));
+        assert_eq!(reason(decide_at(&g, "/", &bearer(&token), NOW)), None);
+        answers.set(&token, false, json!({ "active": false }));
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&token), NOW)),
+            Some(DenyReason::InactiveToken)
+        );
+        // A bad signature is refused before anyone is asked.
+        let forged = format!("{}AAAA", &token[..token.len() - 4]);
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&forged), NOW)),
+            Some(DenyReason::BadSignature)
         );
     }
 }

@@ -37,6 +37,8 @@ pub struct RevocationConfig {
     pub publish: Option<PublishConfig>,
     /// RFC 7009: header-triggered revocations of a token are also sent to the IdP.
     pub idp: Option<IdpRevocation>,
+    /// Token Status List: tokens with a `status.status_list` claim are checked against it.
+    pub status_list: Option<StatusListConfig>,
     /// Changing it clears what was learned at run time (header and list) on the next configure.
     pub learned_generation: u64,
 }
@@ -56,6 +58,43 @@ pub struct PublishConfig {
     pub timeout_ms: u64,
     pub queue_size: usize,
     pub max_attempts: u32,
+}
+
+pub const DEFAULT_STATUS_LIST_TTL_SECONDS: u64 = 300;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusListConfig {
+    /// Status list URI authority -> Envoy cluster. Lists anywhere else are never fetched.
+    pub clusters: Vec<(String, String)>,
+    pub timeout_ms: u64,
+    /// Cache time for a list token without `ttl` (and the bound on a `ttl`).
+    pub default_ttl_seconds: u64,
+    /// A list not refreshed this long after it was due is stale.
+    pub max_stale_seconds: u64,
+    pub on_stale: OnStale,
+}
+
+impl StatusListConfig {
+    /// The cluster for a status list URI, and its `:authority` and `:path`.
+    pub fn endpoint(&self, uri: &str) -> Option<Endpoint> {
+        let authority = split_uri("-", uri).ok()?.authority;
+        let cluster = self.clusters.iter().find(|(a, _)| *a == authority)?;
+        split_uri(&cluster.1, uri).ok()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStatusList {
+    clusters: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    timeout_ms: Option<u64>,
+    #[serde(default)]
+    default_ttl_seconds: Option<u64>,
+    #[serde(default)]
+    max_stale_seconds: Option<u64>,
+    #[serde(default)]
+    on_stale: OnStale,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,6 +136,8 @@ struct RawOptions {
     learned_generation: u64,
     #[serde(default)]
     idp: Option<RawIdp>,
+    #[serde(default)]
+    status_list: Option<RawStatusList>,
 }
 
 #[derive(Deserialize)]
@@ -131,12 +172,13 @@ fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>
     Value::deserialize(d).map(Some)
 }
 
-const OPTION_KEYS: [&str; 5] = [
+const OPTION_KEYS: [&str; 6] = [
     "response_header",
     "list",
     "publish",
     "learned_generation",
     "idp",
+    "status_list",
 ];
 
 /// `provider_names`: the configured providers, which scoped entries must name.
@@ -262,6 +304,43 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
             })
         })
         .transpose()?;
+    let status_list = raw
+        .status_list
+        .map(|s| -> Result<StatusListConfig, ConfigError> {
+            if s.clusters.is_empty() {
+                return Err(ConfigError::new(
+                    "revocation.status_list.clusters",
+                    "must map at least one status list authority to a cluster",
+                ));
+            }
+            if let Some((authority, _)) = s
+                .clusters
+                .iter()
+                .find(|(a, c)| a.is_empty() || c.is_empty())
+            {
+                return Err(ConfigError::new(
+                    format!("revocation.status_list.clusters.{authority}"),
+                    "authority and cluster must not be empty",
+                ));
+            }
+            Ok(StatusListConfig {
+                clusters: s.clusters.into_iter().collect(),
+                timeout_ms: positive(
+                    s.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS),
+                    "revocation.status_list.timeout_ms",
+                )?,
+                default_ttl_seconds: positive(
+                    s.default_ttl_seconds
+                        .unwrap_or(DEFAULT_STATUS_LIST_TTL_SECONDS),
+                    "revocation.status_list.default_ttl_seconds",
+                )?,
+                max_stale_seconds: s
+                    .max_stale_seconds
+                    .unwrap_or(DEFAULT_LIST_MAX_STALE_SECONDS),
+                on_stale: s.on_stale,
+            })
+        })
+        .transpose()?;
     if idp.is_some() && response_header.is_none() {
         return Err(ConfigError::new(
             "revocation.idp",
@@ -280,6 +359,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
         list,
         publish,
         idp,
+        status_list,
         learned_generation: raw.learned_generation,
     })
 }

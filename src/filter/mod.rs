@@ -25,12 +25,17 @@ const TICK_PERIOD: Duration = Duration::from_millis(250);
 
 mod introspection;
 mod revocation;
+mod status_lists;
 
 use revocation::Revocation;
 
 /// Takes a fetch lease (JWKS, revocation list), unless another worker holds an unexpired one:
 /// one fetch per process, not one per worker.
 fn take_lease(lease_key: &str, now: i64, timeout_ms: u64) -> bool {
+    if let Ok((None, None)) = hostcalls::get_shared_data(lease_key) {
+        // Keys not known at configure (a status list URI): created free, then competed for.
+        let _ = hostcalls::set_shared_data(lease_key, Some(b"0"), None);
+    }
     let Ok((value, cas)) = hostcalls::get_shared_data(lease_key) else {
         return true;
     };
@@ -103,11 +108,14 @@ enum Counter {
     /// Introspection calls answered (active or not), and failed.
     IntrospectionOk,
     IntrospectionFailed,
+    /// Token Status List fetches.
+    StatusListFetchOk,
+    StatusListFetchFailed,
     Denied(DenyReason),
 }
 
 impl Counter {
-    const FIXED: [Counter; 18] = [
+    const FIXED: [Counter; 20] = [
         Counter::Allowed,
         Counter::CacheHit,
         Counter::CacheMiss,
@@ -126,6 +134,8 @@ impl Counter {
         Counter::IdpRevokeDropped,
         Counter::IntrospectionOk,
         Counter::IntrospectionFailed,
+        Counter::StatusListFetchOk,
+        Counter::StatusListFetchFailed,
     ];
 
     fn index(self) -> usize {
@@ -164,6 +174,8 @@ impl Counter {
             Counter::IdpRevokeDropped => "revocation.idp_dropped",
             Counter::IntrospectionOk => "introspection.success",
             Counter::IntrospectionFailed => "introspection.failed",
+            Counter::StatusListFetchOk => "status_list.fetch_success",
+            Counter::StatusListFetchFailed => "status_list.fetch_failed",
             Counter::Denied(reason) => return format!("bearer_guard.denied.{}", reason.code()),
         };
         format!("bearer_guard.{name}")
@@ -234,6 +246,7 @@ struct Active {
     waiting: RefCell<Vec<Waiter>>,
     /// Tokens being introspected by this worker, until when: one call per token at a time.
     introspecting: RefCell<HashMap<TokenDigest, i64>>,
+    status_fetches: RefCell<status_lists::StatusFetches>,
     revocation: Option<Revocation>,
 }
 
@@ -267,6 +280,8 @@ enum WaitTarget {
     RevocationList,
     /// An introspection answer for this token.
     Introspection(TokenDigest),
+    /// The first fetch of a status list (by the fingerprint of its URI).
+    StatusList(u64),
 }
 
 pub struct GuardRoot {
@@ -375,6 +390,18 @@ impl Context for GuardRoot {
         };
         let now = now_unix_seconds().unwrap_or_default();
         if let Some(revocation) = &active.revocation {
+            let status_list = status_lists::on_response(
+                token,
+                body_size,
+                &active.guard,
+                &mut active.status_fetches.borrow_mut(),
+                &active.metrics,
+                now,
+            );
+            if let Some(target) = status_list {
+                self.answer_waiting(&active, &[target], now);
+                return;
+            }
             if revocation.on_call_response(token, body_size, &active.guard, &active.metrics, now) {
                 self.answer_waiting(&active, &[WaitTarget::RevocationList], now);
                 return;
@@ -522,6 +549,7 @@ impl RootContext for GuardRoot {
             remote: RefCell::new(remote),
             waiting: RefCell::new(Vec::new()),
             introspecting: RefCell::new(HashMap::new()),
+            status_fetches: RefCell::new(HashMap::new()),
             revocation,
         }));
         if let Err(status) = hostcalls::set_tick_period(TICK_PERIOD) {
@@ -553,6 +581,19 @@ impl RootContext for GuardRoot {
                     // Another VM's fetch, adopted by this one.
                     if active.guard.revocation_list().is_some() {
                         self.answer_waiting(&active, &[WaitTarget::RevocationList], now);
+                    }
+                    if let Some(config) = &revocation.config().status_list {
+                        let ready = status_lists::drive(
+                            self,
+                            &active.guard,
+                            config,
+                            &mut active.status_fetches.borrow_mut(),
+                            &active.metrics,
+                            now,
+                        );
+                        if !ready.is_empty() {
+                            self.answer_waiting(&active, &ready, now);
+                        }
                     }
                 }
             }
@@ -859,6 +900,18 @@ fn decide_and_apply(active: &Active, context: u32, after_wait: bool) -> Applied 
             }
         }
         Decision::Introspect { provider, token } => Applied::Introspect { provider, token },
+        Decision::WaitForStatusList { provider, uri } => {
+            let config = active
+                .revocation
+                .as_ref()
+                .and_then(|r| r.config().status_list.as_ref());
+            let timeout_ms = config.map_or(0, |c| c.timeout_ms);
+            status_lists::want(&mut active.status_fetches.borrow_mut(), provider, &uri);
+            Applied::Wait {
+                target: status_lists::wait_target(&uri),
+                deadline: jwks_fetch::fetch_deadline(now.unwrap_or_default(), timeout_ms),
+            }
+        }
         Decision::WaitForRevocationList => {
             let timeout_ms = active
                 .guard

@@ -154,6 +154,10 @@ impl Revocation {
         revocation
     }
 
+    pub fn config(&self) -> &RevocationConfig {
+        &self.config
+    }
+
     pub fn response_header(&self) -> Option<&str> {
         self.config.response_header.as_deref()
     }

@@ -1,0 +1,188 @@
+//! The host side of Token Status Lists: fetching each list through the cluster its URI's
+//! authority maps to (one fetch per process, by lease), sharing the list token with the other
+//! workers, and refreshing it when due. Checking the token and the statuses is the guard's.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use log::{info, warn};
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::Context;
+use proxy_wasm::types::{BufferType, MapType};
+
+use crate::guard::Guard;
+use crate::revocation::{fingerprint, Kind};
+use crate::revocation_config::StatusListConfig;
+
+use super::{release_lease, take_lease, Counter, Metrics, WaitTarget};
+
+/// A status list token is a few hundred KB at most (1M entries at 8 bits: ~1.3 MB of zlib).
+const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
+const RETRY_AFTER_FAILURE_SECONDS: i64 = 5;
+
+/// One list, as this worker drives it.
+#[derive(Debug)]
+pub struct StatusFetch {
+    provider: usize,
+    wanted: bool,
+    in_flight: Option<u32>,
+    retry_at: i64,
+}
+
+pub type StatusFetches = HashMap<String, StatusFetch>;
+
+pub fn wait_target(uri: &str) -> WaitTarget {
+    WaitTarget::StatusList(fingerprint(Kind::Jti, "status_list", uri.as_bytes()))
+}
+
+fn shared_key(uri: &str) -> String {
+    format!("bearer_guard.status_list.{uri}")
+}
+
+/// A request needs this list (never fetched).
+pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str) {
+    let fetch = fetches.entry(uri.to_owned()).or_insert(StatusFetch {
+        provider,
+        wanted: false,
+        in_flight: None,
+        retry_at: 0,
+    });
+    fetch.provider = provider;
+    fetch.wanted = true;
+}
+
+/// Each tick: adopt lists other workers fetched, fetch those wanted or due. Returns the
+/// lists that arrived (their waiters can be answered).
+pub fn drive(
+    root: &dyn Context,
+    guard: &Guard,
+    config: &StatusListConfig,
+    fetches: &mut StatusFetches,
+    metrics: &Metrics,
+    now: i64,
+) -> Vec<WaitTarget> {
+    for (provider, uri) in guard.status_lists_due(now) {
+        want(fetches, provider, &uri);
+    }
+    let mut ready = Vec::new();
+    for (uri, fetch) in fetches.iter_mut() {
+        if adopt(guard, fetch.provider, uri) {
+            fetch.wanted = guard.status_lists_due(now).iter().any(|(_, u)| u == uri);
+            ready.push(wait_target(uri));
+        }
+        if !fetch.wanted || fetch.in_flight.is_some() || now < fetch.retry_at {
+            continue;
+        }
+        let lease = format!("{}.lease", shared_key(uri));
+        if !take_lease(&lease, now, config.timeout_ms) {
+            continue;
+        }
+        let Some(endpoint) = config.endpoint(uri) else {
+            fetch.wanted = false;
+            continue;
+        };
+        let headers = vec![
+            (":method", "GET"),
+            (":path", endpoint.path.as_str()),
+            (":authority", endpoint.authority.as_str()),
+            ("accept", "application/statuslist+jwt"),
+        ];
+        let timeout = Duration::from_millis(config.timeout_ms);
+        match root.dispatch_http_call(&endpoint.cluster, headers, None, vec![], timeout) {
+            Ok(call) => {
+                fetch.in_flight = Some(call);
+                fetch.wanted = false;
+            }
+            Err(status) => {
+                warn!(
+                    "status list fetch not sent ({status:?}): is cluster {:?} defined?",
+                    endpoint.cluster
+                );
+                metrics.count(Counter::StatusListFetchFailed);
+                fetch.retry_at = now + RETRY_AFTER_FAILURE_SECONDS;
+                release_lease(&lease);
+                ready.push(wait_target(uri));
+            }
+        }
+    }
+    ready
+}
+
+/// Installs the list another worker shared, if it is newer than the one held.
+fn adopt(guard: &Guard, provider: usize, uri: &str) -> bool {
+    let Ok((Some(value), _)) = hostcalls::get_shared_data(&shared_key(uri)) else {
+        return false;
+    };
+    let text = String::from_utf8_lossy(&value);
+    let Some((at, token)) = text.split_once('\n') else {
+        return false;
+    };
+    let Ok(fetched_at) = at.parse::<i64>() else {
+        return false;
+    };
+    if guard
+        .status_list_fetched_at(uri)
+        .is_some_and(|held| held >= fetched_at)
+    {
+        return false;
+    }
+    guard
+        .install_status_list(provider, uri, token, fetched_at)
+        .is_ok()
+}
+
+/// A response to a status list fetch; `None` if the call is not one.
+pub fn on_response(
+    call: u32,
+    body_size: usize,
+    guard: &Guard,
+    fetches: &mut StatusFetches,
+    metrics: &Metrics,
+    now: i64,
+) -> Option<WaitTarget> {
+    let (uri, fetch) = fetches
+        .iter_mut()
+        .find(|(_, f)| f.in_flight == Some(call))?;
+    fetch.in_flight = None;
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten();
+    let body = hostcalls::get_buffer(
+        BufferType::HttpCallResponseBody,
+        0,
+        body_size.min(MAX_LIST_BYTES + 1),
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    let outcome = match status.as_deref() {
+        Some("200") if body.len() <= MAX_LIST_BYTES => {
+            let token = String::from_utf8_lossy(&body).trim().to_owned();
+            guard
+                .install_status_list(fetch.provider, uri, &token, now)
+                .map(|fresh_until| (token, fresh_until))
+        }
+        Some("200") => Err(format!("body of {} bytes is too large", body.len())),
+        Some(other) => Err(format!("HTTP status {other}")),
+        None => Err("no response (timeout or connection failure)".to_owned()),
+    };
+    match outcome {
+        Ok((token, fresh_until)) => {
+            metrics.count(Counter::StatusListFetchOk);
+            info!(
+                "status list {uri} fetched; next fetch in {}s",
+                fresh_until - now
+            );
+            let value = format!("{now}\n{token}");
+            let _ = hostcalls::set_shared_data(&shared_key(uri), Some(value.as_bytes()), None);
+        }
+        Err(why) => {
+            metrics.count(Counter::StatusListFetchFailed);
+            fetch.retry_at = now + RETRY_AFTER_FAILURE_SECONDS;
+            fetch.wanted = true;
+            warn!("status list {uri} not usable: {why}; the list held (if any) stays until stale");
+        }
+    }
+    release_lease(&format!("{}.lease", shared_key(uri)));
+    Some(wait_target(uri))
+}
