@@ -264,11 +264,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
                     p.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS),
                     "revocation.publish.timeout_ms",
                 )?,
-                queue_size: usize::try_from(positive(
-                    p.queue_size.unwrap_or(DEFAULT_PUBLISH_QUEUE_SIZE) as u64,
-                    "revocation.publish.queue_size",
-                )?)
-                .unwrap_or(DEFAULT_PUBLISH_QUEUE_SIZE),
+                queue_size: queue_size(p.queue_size, "revocation.publish.queue_size")?,
                 max_attempts: p
                     .max_attempts
                     .unwrap_or(DEFAULT_PUBLISH_MAX_ATTEMPTS)
@@ -279,7 +275,6 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
     let idp = raw
         .idp
         .map(|i| -> Result<IdpRevocation, ConfigError> {
-            let queue_size = i.queue_size.unwrap_or(DEFAULT_PUBLISH_QUEUE_SIZE);
             Ok(IdpRevocation {
                 client: compile_client(
                     RawClient {
@@ -292,11 +287,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
                     },
                     &|key| format!("revocation.idp.{key}"),
                 )?,
-                queue_size: usize::try_from(positive(
-                    u64::try_from(queue_size).unwrap_or(u64::MAX),
-                    "revocation.idp.queue_size",
-                )?)
-                .unwrap_or(DEFAULT_PUBLISH_QUEUE_SIZE),
+                queue_size: queue_size(i.queue_size, "revocation.idp.queue_size")?,
                 max_attempts: i
                     .max_attempts
                     .unwrap_or(DEFAULT_PUBLISH_MAX_ATTEMPTS)
@@ -362,6 +353,14 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
         status_list,
         learned_generation: raw.learned_generation,
     })
+}
+
+fn queue_size(configured: Option<usize>, key: &str) -> Result<usize, ConfigError> {
+    match configured {
+        Some(0) => Err(ConfigError::new(key, "must be positive")),
+        Some(size) => Ok(size),
+        None => Ok(DEFAULT_PUBLISH_QUEUE_SIZE),
+    }
 }
 
 fn positive(value: u64, key: &str) -> Result<u64, ConfigError> {

@@ -76,25 +76,15 @@ pub fn request_path(path: &str, held: Option<Held<'_>>) -> String {
         return path.to_owned();
     };
     let separator = if path.contains('?') { '&' } else { '?' };
-    format!("{path}{separator}since={}", percent_encode(version))
+    format!(
+        "{path}{separator}since={}",
+        crate::introspection::form_encode(version)
+    )
 }
 
 /// `If-None-Match` for the fetch, when the held list came with an ETag.
 pub fn if_none_match<'a>(held: Option<Held<'a>>) -> Option<&'a str> {
     Some(held?.latest().etag.as_str()).filter(|e| !e.is_empty())
-}
-
-fn percent_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 /// A response becomes a list update: 304 keeps the held list, 200 brings a document. A

@@ -21,6 +21,7 @@ use support::envoy::{test_config_with_idp, Envoy};
 use support::http;
 use support::idp::Idp;
 use support::upstream::Upstream;
+use support::within;
 
 const OPAQUE: &str = "https%3A%2F%2Fopaque.example";
 const CACHE_SECONDS: u64 = 3;
@@ -34,17 +35,6 @@ fn get(envoy: &Envoy, token: &str, case: &str) -> http::Response {
             ("x-test-case", case),
         ],
     )
-}
-
-fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 #[test]

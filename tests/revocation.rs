@@ -25,6 +25,7 @@ use support::envoy::Envoy;
 use support::http;
 use support::revocation_server::RevocationServer;
 use support::upstream::Upstream;
+use support::within;
 use testkit::{keys, mint, unix_now, Signer, ISSUER};
 
 const REVOKED: &str = "error_description=\"token revoked\"";
@@ -89,18 +90,6 @@ fn assert_revoked(response: &http::Response) {
 /// Refused on every worker: new connections land on all of them, and each must say 401.
 fn revoked_everywhere(envoy: &Envoy, token: &str) -> bool {
     (0..20).all(|_| status(envoy, token) == 401)
-}
-
-/// Polls until `check` holds; returns how long it took, or `None` after `limit`.
-fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check() {
-            return Some(start.elapsed());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
 }
 
 #[test]

@@ -407,17 +407,7 @@ impl Context for GuardRoot {
                 return;
             }
         }
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
-        let body = hostcalls::get_buffer(
-            BufferType::HttpCallResponseBody,
-            0,
-            body_size.min(jwks_fetch::MAX_JWKS_BYTES + 1),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let (status, body) = call_response(body_size, jwks_fetch::MAX_JWKS_BYTES);
         let mut ready = Vec::new();
         for state in active.remote.borrow_mut().iter_mut() {
             if state.in_flight != Some(token) {
@@ -699,17 +689,7 @@ impl Context for GuardHttp {
         }
         active.introspecting.borrow_mut().remove(&digest);
         let now = now_unix_seconds().unwrap_or_default();
-        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-            .ok()
-            .flatten();
-        let body = hostcalls::get_buffer(
-            BufferType::HttpCallResponseBody,
-            0,
-            body_size.min(crate::introspection::MAX_RESPONSE_BYTES + 1),
-        )
-        .ok()
-        .flatten()
-        .unwrap_or_default();
+        let (status, body) = call_response(body_size, crate::introspection::MAX_RESPONSE_BYTES);
         let config = active
             .guard
             .config()
@@ -984,6 +964,22 @@ fn request_headers() -> Vec<(String, String)> {
             (name, value)
         })
         .collect()
+}
+
+/// A call's `:status` and body (at most `limit` + 1 bytes read, so a body too large shows).
+fn call_response(body_size: usize, limit: usize) -> (Option<String>, Vec<u8>) {
+    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+        .ok()
+        .flatten();
+    let body = hostcalls::get_buffer(
+        BufferType::HttpCallResponseBody,
+        0,
+        body_size.min(limit.saturating_add(1)),
+    )
+    .ok()
+    .flatten()
+    .unwrap_or_default();
+    (status, body)
 }
 
 fn now_unix_seconds() -> Option<i64> {

@@ -436,7 +436,7 @@ impl Revocation {
             // RFC 7009 §2.2: 200 even for tokens the IdP does not know.
             let ok = status.as_deref() == Some("200");
             if let Some(queue) = self.idp.borrow_mut().as_mut() {
-                count_idp(queue.settle(ok, now), status.as_deref(), metrics);
+                count_settled(&IDP, queue.settle(ok, now), status.as_deref(), metrics);
             }
             return true;
         }
@@ -446,7 +446,7 @@ impl Revocation {
             let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
             if let Some(queue) = self.publish.borrow_mut().as_mut() {
                 let settled = queue.settle(ok, now);
-                self.count_settled(settled, status.as_deref(), metrics);
+                count_settled(&PUBLISH, settled, status.as_deref(), metrics);
             }
             return true;
         }
@@ -595,7 +595,7 @@ impl Revocation {
             Ok(token) => *self.publish_in_flight.borrow_mut() = Some(token),
             Err(status) => {
                 let settled = queue.not_sent(now);
-                self.count_settled(settled, Some(&format!("{status:?}")), metrics);
+                count_settled(&PUBLISH, settled, Some(&format!("{status:?}")), metrics);
             }
         }
     }
@@ -628,52 +628,59 @@ impl Revocation {
             Ok(call) => *self.idp_in_flight.borrow_mut() = Some(call),
             Err(status) => {
                 let settled = queue.not_sent(now);
-                count_idp(settled, Some(&format!("{status:?}")), metrics);
+                count_settled(&IDP, settled, Some(&format!("{status:?}")), metrics);
             }
-        }
-    }
-
-    fn count_settled(
-        &self,
-        settled: crate::revocation_publish::Settled,
-        status: Option<&str>,
-        metrics: &Metrics,
-    ) {
-        for _ in 0..settled.published {
-            metrics.count(Counter::PublishOk);
-        }
-        if settled.failed_attempt {
-            metrics.count(Counter::PublishFailed);
-            warn!(
-                "revocation publish failed ({}); will retry",
-                status.unwrap_or("no response")
-            );
-        }
-        for _ in 0..settled.dropped {
-            metrics.count(Counter::PublishDropped);
-        }
-        if settled.dropped > 0 {
-            warn!(
-                "revocation publish: {} entries dropped after repeated failures",
-                settled.dropped
-            );
         }
     }
 }
 
-fn count_idp(settled: crate::revocation_publish::Settled, status: Option<&str>, metrics: &Metrics) {
+/// The counters and log name of one outgoing queue.
+struct QueueCounters {
+    what: &'static str,
+    ok: Counter,
+    failed: Counter,
+    dropped: Counter,
+}
+
+const PUBLISH: QueueCounters = QueueCounters {
+    what: "revocation publish",
+    ok: Counter::PublishOk,
+    failed: Counter::PublishFailed,
+    dropped: Counter::PublishDropped,
+};
+
+const IDP: QueueCounters = QueueCounters {
+    what: "token revocation at the identity provider",
+    ok: Counter::IdpRevokeOk,
+    failed: Counter::IdpRevokeFailed,
+    dropped: Counter::IdpRevokeDropped,
+};
+
+fn count_settled(
+    queue: &QueueCounters,
+    settled: crate::revocation_publish::Settled,
+    status: Option<&str>,
+    metrics: &Metrics,
+) {
     for _ in 0..settled.published {
-        metrics.count(Counter::IdpRevokeOk);
+        metrics.count(queue.ok);
     }
     if settled.failed_attempt {
-        metrics.count(Counter::IdpRevokeFailed);
+        metrics.count(queue.failed);
         warn!(
-            "token revocation at the identity provider failed ({}); will retry",
+            "{} failed ({}); will retry",
+            queue.what,
             status.unwrap_or("no response")
         );
     }
     for _ in 0..settled.dropped {
-        metrics.count(Counter::IdpRevokeDropped);
+        metrics.count(queue.dropped);
+    }
+    if settled.dropped > 0 {
+        warn!(
+            "{}: {} entries dropped after repeated failures",
+            queue.what, settled.dropped
+        );
     }
 }
 

@@ -8,13 +8,12 @@ use std::time::Duration;
 use log::{info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
-use proxy_wasm::types::{BufferType, MapType};
 
 use crate::guard::Guard;
 use crate::revocation::{fingerprint, Kind};
 use crate::revocation_config::StatusListConfig;
 
-use super::{release_lease, take_lease, Counter, Metrics, WaitTarget};
+use super::{call_response, release_lease, take_lease, Counter, Metrics, WaitTarget};
 
 /// A status list token is a few hundred KB at most (1M entries at 8 bits: ~1.3 MB of zlib).
 const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
@@ -144,17 +143,7 @@ pub fn on_response(
         .iter_mut()
         .find(|(_, f)| f.in_flight == Some(call))?;
     fetch.in_flight = None;
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten();
-    let body = hostcalls::get_buffer(
-        BufferType::HttpCallResponseBody,
-        0,
-        body_size.min(MAX_LIST_BYTES + 1),
-    )
-    .ok()
-    .flatten()
-    .unwrap_or_default();
+    let (status, body) = call_response(body_size, MAX_LIST_BYTES);
     let outcome = match status.as_deref() {
         Some("200") if body.len() <= MAX_LIST_BYTES => {
             let token = String::from_utf8_lossy(&body).trim().to_owned();

@@ -17,6 +17,19 @@ pub mod revocation_server;
 pub mod upstream;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Polls until `check` holds; returns how long it took, or `None` after `limit`.
+pub fn within(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return Some(start.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    None
+}
 
 pub fn repo_path(relative: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
