@@ -12,6 +12,8 @@ use crate::config::Endpoint;
 pub const DEFAULT_CACHE_SECONDS: u64 = 30;
 pub const DEFAULT_NEGATIVE_CACHE_SECONDS: u64 = 5;
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
+/// Introspection calls one worker has in flight at most; past it requests get 503.
+pub const MAX_CALLS_IN_FLIGHT: usize = 256;
 /// Responses larger than this are refused (an introspection answer is a few hundred bytes).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 

@@ -640,6 +640,22 @@ impl GuardHttp {
         if in_flight {
             return Action::Pause;
         }
+        // A flood of made-up tokens must not become a flood of calls to the IdP: past the
+        // bound, requests are answered 503 (the token may be fine) without a call.
+        let calls = {
+            let mut introspecting = active.introspecting.borrow_mut();
+            introspecting.retain(|_, until| *until > now);
+            introspecting.len()
+        };
+        if calls >= crate::introspection::MAX_CALLS_IN_FLIGHT {
+            active.metrics.count(Counter::IntrospectionFailed);
+            warn!(
+                "introspection not asked: {calls} calls already in flight on this worker (limit {})",
+                crate::introspection::MAX_CALLS_IN_FLIGHT
+            );
+            answer_waiting(active, &[WaitTarget::Introspection(digest)], now, self.id);
+            return Action::Pause;
+        }
         let (headers, body) = crate::introspection::token_post(&config.client, token);
         let headers: Vec<(&str, &str)> = headers
             .iter()
