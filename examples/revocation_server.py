@@ -56,7 +56,8 @@ Endpoints (``<path>`` is ``--path``, default ``/v1/list``):
     delta: the current value of every entry added or changed after v, plus ``version`` and
     ``delta_since``.
   * otherwise (no/unknown/foreign/too old ``since``) -> 200 full document, without
-    ``delta_since``: the client must replace its whole list. Entries with ``exp < now`` are
+    ``delta_since``: the client must replace its whole list. Entries with ``exp`` more than 600 s
+    (``EXPIRY_GRACE_SECONDS``, room for the proxies' clock skew) in the past are
     left out; the full body is cached and re-rendered when the store changes, or at most once a
     second when an entry has expired (the ETag stays the same then: the dropped entries were
     dead anyway).
@@ -178,8 +179,13 @@ def _later(a: Exp, b: Exp) -> Exp:
     return None if a is None or b is None else max(a, b)
 
 
+# Entries stay this long past their exp: a proxy accepts a token until exp + its clock skew,
+# so dropping an entry at exp would un-revoke the token for that long.
+EXPIRY_GRACE_SECONDS = 600
+
+
 def _live(exp: Exp, now: int) -> bool:
-    return exp is None or exp >= now
+    return exp is None or exp + EXPIRY_GRACE_SECONDS >= now
 
 
 def _exp_of(value: Exp | tuple[int, Exp]) -> Exp:
@@ -312,7 +318,7 @@ class Store:
         with self.lock:
             now, c = int(time.time()), self.cache
             if (c is None or c[0] != self.counter
-                    or (c[3] is not None and c[3] < now and now - c[2] >= 1)):
+                    or (c[3] is not None and c[3] + EXPIRY_GRACE_SECONDS < now and now - c[2] >= 1)):
                 exps = [e for sd in self.scopes.values() if (e := sd.prune(now)) is not None]
                 body = self._document(now, None, None)
                 self.cache = (self.counter, body, now, min(exps, default=None))

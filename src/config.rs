@@ -401,6 +401,21 @@ struct RawRequirementList {
 }
 
 impl Config {
+    /// How long past its `exp` a token may still be accepted (the largest clock skew), plus
+    /// a margin: revocation entries are kept at least this long past `exp`.
+    pub fn expiry_grace_seconds(&self) -> i64 {
+        let skew = self
+            .providers
+            .iter()
+            .map(|p| p.time.clock_skew_seconds)
+            .max()
+            .unwrap_or(0);
+        i64::try_from(skew)
+            .unwrap_or(i64::MAX)
+            .saturating_add(60)
+            .max(600)
+    }
+
     pub fn from_json(bytes: &[u8]) -> Result<Configured, ConfigError> {
         let text = std::str::from_utf8(bytes)
             .map_err(|e| ConfigError::new("", format!("not UTF-8: {e}")))?;
@@ -425,6 +440,19 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
     let mut providers = Vec::with_capacity(raw.providers.len());
     for (name, provider) in raw.providers {
         providers.push(compile_provider(name, provider, &mut warnings)?);
+    }
+    // An opaque token names no issuer: with two introspecting providers it would be sent to
+    // an IdP that did not issue it (a credential leak).
+    let introspecting: Vec<&str> = providers
+        .iter()
+        .filter(|p| p.introspection.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    if let [_, second, ..] = introspecting.as_slice() {
+        return Err(ConfigError::new(
+            format!("providers.{second}.introspection"),
+            "only one provider may use introspection (opaque tokens carry no issuer to choose by)",
+        ));
     }
     let rules = match raw.rules {
         None => Rules::require_any_provider(),
@@ -1171,5 +1199,26 @@ mod tests {
         assert_eq!(configured.config.providers[0].keys.keys.len(), 5);
         assert_eq!(configured.warnings.len(), 2, "{:?}", configured.warnings);
         assert!(configured.warnings[0].contains("key 5 skipped"));
+    }
+
+    #[test]
+    fn one_provider_at_most_introspects() {
+        let introspection =
+            json!({ "cluster": "idp", "uri": "http://idp/i", "client_id": "proxy" });
+        let err = parse(json!({ "providers": {
+            "a": { "issuer": "a", "introspection": introspection },
+            "b": { "issuer": "b", "introspection": introspection }
+        }}))
+        .unwrap_err();
+        assert_eq!(err.key, "providers.b.introspection");
+        let one = parse(json!({ "providers": {
+            "a": { "issuer": "a", "introspection": introspection },
+            "b": { "issuer": "b", "local_jwks": testkit::jwks() }
+        }}))
+        .unwrap()
+        .config;
+        assert_eq!(one.expiry_grace_seconds(), 600);
+        let err = parse(json!({ "providers": { "a": { "issuer": "a" } } })).unwrap_err();
+        assert_eq!(err.key, "providers.a.local_jwks");
     }
 }

@@ -194,12 +194,22 @@ impl Guard {
             serde_json::from_slice(&parsed.payload_json).map_err(|e| e.to_string())?;
         let checked = from_token_payload(&payload, uri, fetched_at, config.default_ttl_seconds)
             .map_err(|e| e.to_string())?;
+        // An older copy (a stale cache between us and the issuer) must not undo a revocation.
+        if self
+            .status_lists
+            .borrow()
+            .get(uri)
+            .is_some_and(|held| checked.issued_at < held.issued_at)
+        {
+            return Err("older than the list held (iat)".to_owned());
+        }
         // A `ttl` of years must not pin a list: refetch at least daily.
         let fresh_until = checked.fresh_until.min(fetched_at.saturating_add(86_400));
         self.status_lists.borrow_mut().insert(
             uri.to_owned(),
             HeldStatusList {
                 provider,
+                issued_at: checked.issued_at,
                 list: Rc::new(checked.list),
                 fresh_until,
                 expires_at: checked.expires_at,
@@ -293,6 +303,20 @@ impl Guard {
 
     pub fn install_learned(&self, learned: RevocationSet) {
         *self.revocation.learned.borrow_mut() = learned;
+    }
+
+    /// Adds to what this worker learned (when the shared log could not be written).
+    pub fn extend_learned(&self, more: &RevocationSet) {
+        let mut builder = crate::revocation::SetBuilder::default();
+        builder.add_set(&self.revocation.learned.borrow());
+        builder.add_set(more);
+        *self.revocation.learned.borrow_mut() = builder.build("", "");
+    }
+
+    /// No list held, and none confirmed: the list is stale until the next fetch lands.
+    pub fn forget_revocation_list(&self) {
+        *self.revocation.list.borrow_mut() = None;
+        self.revocation.list_checked_at.set(None);
     }
 
     pub fn key_count(&self, provider: usize) -> usize {
@@ -496,7 +520,8 @@ impl Guard {
         if let (Some((provider, outcome)), Some(digest)) = (cached, digest) {
             *cache = CacheLookup::Hit;
             return match outcome {
-                Ok(hit) => {
+                Ok(mut hit) => {
+                    hit.token = hit.token.map(|a| self.with_raw_token(a, token));
                     let status_stale_allowed = self
                         .check_status(hit.provider_index, &hit.status, now)
                         .map_err(|failure| {
@@ -647,7 +672,13 @@ impl Guard {
                     return Ok(Granted {
                         provider: Some(provider.name.clone()),
                         upstream: self.upstream(provider, source, request, token_headers),
-                        token: digest.and_then(|d| self.authorized(provider, &facts, d)),
+                        token: digest
+                            .and_then(|d| self.authorized(provider, &facts, d))
+                            .map(|a| self.with_raw_token(a, token))
+                            .map(|mut a| {
+                                a.introspected = introspect_jwt;
+                                a
+                            }),
                         stale_allowed,
                     });
                 }
@@ -1018,6 +1049,7 @@ impl<'t> TokenFacts<'t> {
 #[derive(Debug, Clone)]
 struct HeldStatusList {
     provider: usize,
+    issued_at: i64,
     list: Rc<StatusList>,
     /// Due for a fetch from then on.
     fresh_until: i64,
@@ -2153,7 +2185,7 @@ mod tests {
         assert_eq!(verdict(&g, "/", &token, NOW).cache, CacheLookup::Hit);
         let out = crate::revocation_learned::from_header("self", Some(&authorized), NOW);
         let mut learned = crate::revocation_learned::Learned::new(0);
-        learned.append(&out.learned, NOW);
+        learned.append(&out.learned, NOW, 600);
         g.install_learned(learned.to_set());
         let after = verdict(&g, "/", &token, NOW);
         assert_eq!(after.cache, CacheLookup::Hit);
@@ -2494,6 +2526,9 @@ mod tests {
             &json!({ "sub": uri, "iat": NOW, "status_list": crate::status_list::encode_claim(1, &[0]).unwrap() }),
         );
         assert!(g.install_status_list(0, uri, &untyped, NOW).is_err());
+        // An older copy of the list (a stale cache in between) does not replace a newer one.
+        let older = status_list_token(uri, &[0, 0, 0, 0], 2, json!({ "iat": NOW - 100 }));
+        assert!(g.install_status_list(0, uri, &older, NOW + 2).is_err());
         let forged = format!("{}x", &list[..list.len() - 1]);
         assert!(g.install_status_list(0, uri, &forged, NOW).is_err());
         // Without status lists configured, the claim is not read.

@@ -8,9 +8,6 @@ use crate::revocation_doc::{digest_to_hex, PublishEntry};
 /// when publishing is on). A bound keeps the per-request sync cheap.
 pub const MAX_LEARNED_ENTRIES: usize = 100_000;
 
-/// Entries whose token expired this long ago are dropped (covers any clock skew setting).
-const EXPIRED_GRACE_SECONDS: i64 = 600;
-
 /// The token that authorized a request, for a `self` revocation in its response.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authorized {
@@ -174,13 +171,12 @@ impl Learned {
         }
     }
 
-    /// Adds entries, drops those long dead and, past the bound, the oldest. Returns how many
+    /// Adds entries, drops those whose token expired more than `grace` seconds ago (a token
+    /// is accepted until `exp` + clock skew) and, past the bound, the oldest. Returns how many
     /// live entries were evicted by the bound.
-    pub fn append(&mut self, new: &[LearnedEntry], now: i64) -> usize {
-        self.entries.retain(|e| {
-            e.exp
-                .is_none_or(|exp| exp.saturating_add(EXPIRED_GRACE_SECONDS) > now)
-        });
+    pub fn append(&mut self, new: &[LearnedEntry], now: i64, grace: i64) -> usize {
+        self.entries
+            .retain(|e| e.exp.is_none_or(|exp| exp.saturating_add(grace) > now));
         self.entries.extend_from_slice(new);
         let excess = self.entries.len().saturating_sub(MAX_LEARNED_ENTRIES);
         self.entries.drain(..excess);
@@ -267,7 +263,7 @@ mod tests {
 
     fn revokes(out: &FromHeader, probe: &Probe) -> bool {
         let mut learned = Learned::new(0);
-        learned.append(&out.learned, 1_000);
+        learned.append(&out.learned, 1_000, 600);
         learned.to_set().revokes(probe)
     }
 
@@ -349,7 +345,7 @@ mod tests {
             kind: LearnedKind::Exact(fp),
             exp,
         };
-        learned.append(&[entry(1, Some(100)), entry(2, None)], 50);
+        learned.append(&[entry(1, Some(100)), entry(2, None)], 50, 600);
         learned.entries.push(LearnedEntry {
             kind: LearnedKind::Subject(3, 40),
             exp: None,
@@ -357,7 +353,7 @@ mod tests {
         assert_eq!(Learned::decode(&learned.encode()), Some(learned.clone()));
         assert!(Learned::decode(b"BGL1").is_none());
         assert!(Learned::decode(&learned.encode()[..20]).is_none());
-        learned.append(&[], 100 + EXPIRED_GRACE_SECONDS);
+        learned.append(&[], 100 + 600, 600);
         assert_eq!(
             learned.entries.len(),
             2,
@@ -366,7 +362,7 @@ mod tests {
         let many: Vec<LearnedEntry> = (0..MAX_LEARNED_ENTRIES as u64)
             .map(|i| entry(i, None))
             .collect();
-        assert_eq!(learned.append(&many, 0), 2);
+        assert_eq!(learned.append(&many, 0, 600), 2);
         assert_eq!(learned.entries.len(), MAX_LEARNED_ENTRIES);
     }
 }

@@ -14,6 +14,7 @@ use proxy_wasm::types::{BufferType, MapType, Status};
 
 use crate::guard::{Guard, HeldList};
 use crate::introspection::token_post;
+use crate::jwks_fetch;
 use crate::log_limit::LogLimiter;
 use crate::revocation::RevocationSet;
 use crate::revocation_config::{ListConfig, RevocationConfig};
@@ -261,11 +262,12 @@ impl Revocation {
                 );
             }
             Err(status) => {
-                // Still enforced by this worker; other workers learn it from the list, if any.
+                // Still enforced by this worker (added to what it holds); other workers learn
+                // it from the list, if publishing is on.
                 warn!("revocation could not be shared with other workers ({status:?})");
                 let mut local = Learned::new(self.config.learned_generation);
-                local.append(&learned, now);
-                guard.install_learned(local.to_set());
+                local.append(&learned, now, guard.config().expiry_grace_seconds());
+                guard.extend_learned(&local.to_set());
             }
         }
         if let Some(queue) = self.publish.borrow_mut().as_mut() {
@@ -286,7 +288,7 @@ impl Revocation {
                 .and_then(Learned::decode)
                 .filter(|l| l.generation == self.config.learned_generation)
                 .unwrap_or_else(|| Learned::new(self.config.learned_generation));
-            let evicted = learned.append(entries, now);
+            let evicted = learned.append(entries, now, guard.config().expiry_grace_seconds());
             match hostcalls::set_shared_data(&self.keys.learned, Some(&learned.encode()), cas) {
                 Ok(()) => {
                     let (_, serial_cas) = get_shared(&self.keys.learned_serial);
@@ -297,7 +299,10 @@ impl Revocation {
                         None,
                     )?;
                     guard.install_learned(learned.to_set());
-                    *self.learned_seen.borrow_mut() = Some(serial.into_bytes());
+                    // Not marked as seen: another worker may have written after this one, and
+                    // the next request reads the log again to pick that up.
+                    *self.learned_seen.borrow_mut() = None;
+                    let _ = serial;
                     return Ok(evicted);
                 }
                 Err(status) => last = status,
@@ -389,32 +394,45 @@ impl Revocation {
             let base = get_shared(&self.keys.list)
                 .0
                 .and_then(RevocationSet::decode);
-            let Some(base) = base else {
+            let overlay = self.shared_overlay(shared);
+            let (Some(base), Ok(overlay)) = (base, overlay) else {
+                // Fail closed: no list held means stale, and the stale policy decides.
                 warn!("revocation list in shared data is unreadable; waiting for the next fetch");
+                guard.forget_revocation_list();
                 state.seen = None;
                 return;
             };
             let held = HeldList {
                 base: Rc::new(base),
-                overlay: self.shared_overlay(shared),
+                overlay,
             };
             guard.install_revocation_list(held, shared.at);
         } else if seen.map(|s| s.overlay_serial) != Some(shared.overlay_serial) {
-            guard.install_revocation_overlay(self.shared_overlay(shared));
+            match self.shared_overlay(shared) {
+                Ok(overlay) => guard.install_revocation_overlay(overlay),
+                Err(()) => {
+                    warn!("revocation list overlay in shared data is unreadable; waiting for the next fetch");
+                    guard.forget_revocation_list();
+                    state.seen = None;
+                    return;
+                }
+            }
         }
         guard.revocation_list_checked(shared.at);
         let at = seen.map_or(shared.at, |s| s.at.max(shared.at));
         state.seen = Some(Checked { at, ..shared });
     }
 
-    fn shared_overlay(&self, shared: Checked) -> Option<Rc<RevocationSet>> {
+    /// `Ok(None)`: no overlay; `Err`: there should be one and it cannot be read.
+    fn shared_overlay(&self, shared: Checked) -> Result<Option<Rc<RevocationSet>>, ()> {
         if shared.overlay_serial == 0 {
-            return None;
+            return Ok(None);
         }
         get_shared(&self.keys.list_overlay)
             .0
             .and_then(RevocationSet::decode)
-            .map(Rc::new)
+            .map(|set| Some(Rc::new(set)))
+            .ok_or(())
     }
 
     fn shared_checked(&self) -> Option<Checked> {
@@ -455,6 +473,13 @@ impl Revocation {
             return false;
         };
         state.in_flight = None;
+        // Parsing a large list can outlast the fetch lease: renewed so no one polls meanwhile.
+        let renewed = jwks_fetch::fetch_deadline(now, state.config.timeout_ms).saturating_add(60);
+        let _ = hostcalls::set_shared_data(
+            &self.keys.list_lease,
+            Some(renewed.to_string().as_bytes()),
+            None,
+        );
         self.apply_list_response(state, body_size, guard, metrics, now);
         // Only now: another VM must not poll while this one is still parsing and sharing.
         release_lease(&self.keys.list_lease);
@@ -481,15 +506,17 @@ impl Revocation {
                 size: body_size,
             },
         );
+        // Entries are kept until their token's exp + the clock skew, not just exp.
         let update = revocation_list::accept_response(
             status.as_deref(),
             etag.as_deref(),
             body,
             held.as_ref().map(HeldList::held),
-            now,
+            now.saturating_sub(guard.config().expiry_grace_seconds()),
         );
         let shared = self.shared_checked().unwrap_or_default();
         let seen = state.seen.unwrap_or(shared);
+        let mut shared_ok = true;
         let confirmed = match update {
             Ok(ListUpdate::NotModified) => {
                 metrics.count(Counter::ListNotModified);
@@ -504,7 +531,7 @@ impl Revocation {
                 drop(held);
                 log_list("fetched", &base, base.len(), expired_dropped);
                 // The large value first, then the small one that tells the others to read it.
-                self.share(&self.keys.list, &base);
+                shared_ok &= self.share(&self.keys.list, &base);
                 guard.install_revocation_list(
                     HeldList {
                         base: Rc::new(base),
@@ -533,12 +560,12 @@ impl Revocation {
                 // Held a base the others no longer share (a lost race): share ours too.
                 if seen.base_serial != shared.base_serial {
                     if let Some(held) = &held {
-                        self.share(&self.keys.list, &held.base);
+                        shared_ok &= self.share(&self.keys.list, &held.base);
                     }
                     confirmed.base_serial = shared.base_serial.max(seen.base_serial) + 1;
                 }
                 drop(held);
-                self.share(&self.keys.list_overlay, &overlay);
+                shared_ok &= self.share(&self.keys.list_overlay, &overlay);
                 guard.install_revocation_overlay(Some(Rc::new(overlay)));
                 guard.revocation_list_checked(now);
                 confirmed
@@ -555,14 +582,21 @@ impl Revocation {
                 return;
             }
         };
-        let value = revocation_list::encode_checked(confirmed);
-        let _ = hostcalls::set_shared_data(&self.keys.list_checked, Some(&value), None);
         state.seen = Some(confirmed);
+        // Only a list the others can read is announced; otherwise they poll themselves.
+        if shared_ok {
+            let value = revocation_list::encode_checked(confirmed);
+            let _ = hostcalls::set_shared_data(&self.keys.list_checked, Some(&value), None);
+        }
     }
 
-    fn share(&self, key: &str, set: &RevocationSet) {
-        if let Err(status) = hostcalls::set_shared_data(key, Some(set.as_bytes()), None) {
-            warn!("revocation list could not be shared with other workers ({status:?})");
+    fn share(&self, key: &str, set: &RevocationSet) -> bool {
+        match hostcalls::set_shared_data(key, Some(set.as_bytes()), None) {
+            Ok(()) => true,
+            Err(status) => {
+                warn!("revocation list could not be shared with other workers ({status:?})");
+                false
+            }
         }
     }
 
