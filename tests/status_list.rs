@@ -148,3 +148,37 @@ fn a_flipped_status_bit_revokes_the_token_once_the_list_is_due() {
         down.elapsed()
     );
 }
+
+/// A fresh Envoy with remote keys: the first request waits for the JWKS, then for the status
+/// list its token names, then is decided (two waits in a row, not a 503).
+#[test]
+fn the_first_request_waits_for_the_keys_then_for_the_status_list() {
+    let statuses = vec![0u8, 1, 0, 0];
+    let issuer = Upstream::serving(200, &list_token(&statuses));
+    let jwks = Upstream::serving(200, &testkit::jwks().to_string());
+    let upstream = Upstream::start();
+    let mut config = config();
+    config["providers"]["corp"]["local_jwks"] = Value::Null;
+    config["providers"]["corp"]
+        .as_object_mut()
+        .unwrap()
+        .remove("local_jwks");
+    config["providers"]["corp"]["remote_jwks"] = json!({
+        "cluster": "revocations", "uri": "http://jwks.test/jwks.json", "timeout_ms": 1000
+    });
+    let yaml = support::envoy::fill_template(
+        "envoy/test.yaml.tmpl",
+        &config,
+        upstream.port,
+        &[
+            ("IDP_PORT", &issuer.port.to_string()),
+            ("REVOCATION_PORT", &jwks.port.to_string()),
+        ],
+    );
+    let envoy = Envoy::start(&yaml).unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let r = status(&envoy, &token(0, URI));
+    assert_eq!(r.status, 200, "{}\n{}", r.body, envoy.log());
+    let r = status(&envoy, &token(1, URI));
+    assert_eq!(r.status, 401);
+    assert_eq!(r.json()["error_description"], "token revoked");
+}

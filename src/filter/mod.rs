@@ -269,6 +269,31 @@ struct Waiter {
     context: u32,
     target: WaitTarget,
     deadline: i64,
+    /// Waits so far: a request may need keys, then a list, each fetched once.
+    waits: u8,
+}
+
+/// A request waits at most this many times in a row (keys, then a status or revocation list).
+const MAX_WAITS: u8 = 3;
+
+/// Pauses the request of `context` until `target` arrives (or `deadline`).
+fn wait_for(active: &Active, context: u32, target: WaitTarget, deadline: i64, waits: u8) {
+    active.waiting.borrow_mut().push(Waiter {
+        context,
+        target,
+        deadline,
+        waits,
+    });
+    if let WaitTarget::Keys(provider) = target {
+        if let Some(state) = active
+            .remote
+            .borrow_mut()
+            .iter_mut()
+            .find(|s| s.provider == provider)
+        {
+            state.wanted = true;
+        }
+    }
 }
 
 /// What a paused request waits for.
@@ -627,11 +652,13 @@ impl GuardHttp {
         let now = now_unix_seconds().unwrap_or_default();
         let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
         let deadline = jwks_fetch::fetch_deadline(now, config.client.timeout_ms);
-        active.waiting.borrow_mut().push(Waiter {
-            context: self.id,
-            target: WaitTarget::Introspection(digest),
+        wait_for(
+            active,
+            self.id,
+            WaitTarget::Introspection(digest),
             deadline,
-        });
+            1,
+        );
         let in_flight = active
             .introspecting
             .borrow()
@@ -747,27 +774,13 @@ impl HttpContext for GuardHttp {
             error!("request denied: filter is not configured");
             return send_denial(&denial);
         };
-        match decide_and_apply(&active, self.id, false) {
+        match decide_and_apply(&active, self.id, true) {
             Applied::Continue => Action::Continue,
             Applied::Responded => Action::Pause,
             Applied::Introspect { provider, token } => self.introspect(&active, provider, &token),
             Applied::Wait { target, deadline } => {
                 // Resumed (or answered) by the root context once the keys or the list are in.
-                active.waiting.borrow_mut().push(Waiter {
-                    context: self.id,
-                    target,
-                    deadline,
-                });
-                if let WaitTarget::Keys(provider) = target {
-                    if let Some(state) = active
-                        .remote
-                        .borrow_mut()
-                        .iter_mut()
-                        .find(|s| s.provider == provider)
-                    {
-                        state.wanted = true;
-                    }
-                }
+                wait_for(&active, self.id, target, deadline, 1);
                 Action::Pause
             }
         }
@@ -800,7 +813,22 @@ fn answer_waiting(active: &Active, ready: &[WaitTarget], now: i64, restore: u32)
         if hostcalls::set_effective_context(waiter.context).is_err() {
             continue;
         }
-        if let Applied::Continue = decide_and_apply(active, waiter.context, true) {
+        // What arrived may reveal the next thing to fetch (a status list after the keys): one
+        // more wait, for something else, within bounds; otherwise decide with what there is.
+        let may_wait = waiter.waits < MAX_WAITS && now < waiter.deadline;
+        let mut applied = decide_and_apply(active, waiter.context, may_wait);
+        if let Applied::Wait { target, deadline } = applied {
+            if target != waiter.target {
+                wait_for(active, waiter.context, target, deadline, waiter.waits + 1);
+                continue;
+            }
+            applied = decide_and_apply(active, waiter.context, false);
+        }
+        // An introspection call needs the request's own context: decided with what there is.
+        if let Applied::Introspect { .. } = applied {
+            applied = decide_and_apply(active, waiter.context, false);
+        }
+        if let Applied::Continue = applied {
             if let Err(status) = hostcalls::resume_http_request() {
                 warn!("could not resume a paused request: {status:?}");
             }
@@ -819,7 +847,7 @@ enum Applied {
 
 /// Decides for the request of the effective context and applies the decision. `after_wait`:
 /// the second look, once keys were fetched (never waits again).
-fn decide_and_apply(active: &Active, context: u32, after_wait: bool) -> Applied {
+fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
     if let Some(revocation) = &active.revocation {
         revocation.sync_learned(&active.guard);
     }
@@ -838,10 +866,10 @@ fn decide_and_apply(active: &Active, context: u32, after_wait: bool) -> Applied 
     let now = now_unix_seconds();
     let decision = match now {
         Some(now) => {
-            let verdict = if after_wait {
-                active.guard.decide_after_wait(&request, now)
-            } else {
+            let verdict = if may_wait {
                 active.guard.decide(&request, now)
+            } else {
+                active.guard.decide_after_wait(&request, now)
             };
             active.metrics.count_cache(verdict.cache);
             if verdict.stale_allowed {
