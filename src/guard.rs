@@ -224,9 +224,17 @@ impl Guard {
         self.status_lists
             .borrow()
             .iter()
-            .filter(|(_, held)| now >= held.fresh_until)
+            .filter(|(_, held)| held.due(now))
             .map(|(uri, held)| (held.provider, uri.clone()))
             .collect()
+    }
+
+    /// Whether the held list for `uri` is due for a fetch.
+    pub fn status_list_due(&self, uri: &str, now: i64) -> bool {
+        self.status_lists
+            .borrow()
+            .get(uri)
+            .is_some_and(|held| held.due(now))
     }
 
     /// When the held list for `uri` was fetched.
@@ -1056,6 +1064,12 @@ struct HeldStatusList {
     /// `exp`: never used past it.
     expires_at: Option<i64>,
     fetched_at: i64,
+}
+
+impl HeldStatusList {
+    fn due(&self, now: i64) -> bool {
+        now >= self.fresh_until
+    }
 }
 
 /// Why a token's status did not let it through.

@@ -265,10 +265,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
                     "revocation.publish.timeout_ms",
                 )?,
                 queue_size: queue_size(p.queue_size, "revocation.publish.queue_size")?,
-                max_attempts: p
-                    .max_attempts
-                    .unwrap_or(DEFAULT_PUBLISH_MAX_ATTEMPTS)
-                    .max(1),
+                max_attempts: max_attempts(p.max_attempts),
             })
         })
         .transpose()?;
@@ -288,10 +285,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
                     &|key| format!("revocation.idp.{key}"),
                 )?,
                 queue_size: queue_size(i.queue_size, "revocation.idp.queue_size")?,
-                max_attempts: i
-                    .max_attempts
-                    .unwrap_or(DEFAULT_PUBLISH_MAX_ATTEMPTS)
-                    .max(1),
+                max_attempts: max_attempts(i.max_attempts),
             })
         })
         .transpose()?;
@@ -353,6 +347,11 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
         status_list,
         learned_generation: raw.learned_generation,
     })
+}
+
+/// An outgoing queue's attempts per batch: the default when unset, at least one.
+fn max_attempts(configured: Option<u32>) -> u32 {
+    configured.unwrap_or(DEFAULT_PUBLISH_MAX_ATTEMPTS).max(1)
 }
 
 fn queue_size(configured: Option<usize>, key: &str) -> Result<usize, ConfigError> {

@@ -302,7 +302,6 @@ impl Revocation {
                     // Not marked as seen: another worker may have written after this one, and
                     // the next request reads the log again to pick that up.
                     *self.learned_seen.borrow_mut() = None;
-                    let _ = serial;
                     return Ok(evicted);
                 }
                 Err(status) => last = status,

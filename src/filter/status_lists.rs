@@ -66,20 +66,20 @@ pub fn drive(
     let mut ready = Vec::new();
     for (uri, fetch) in fetches.iter_mut() {
         if adopt(guard, fetch.provider, uri) {
-            fetch.wanted = guard.status_lists_due(now).iter().any(|(_, u)| u == uri);
+            fetch.wanted = guard.status_list_due(uri, now);
             ready.push(wait_target(uri));
         }
         if !fetch.wanted || fetch.in_flight.is_some() || now < fetch.retry_at {
-            continue;
-        }
-        let lease = format!("{}.lease", shared_key(uri));
-        if !take_lease(&lease, now, config.timeout_ms) {
             continue;
         }
         let Some(endpoint) = config.endpoint(uri) else {
             fetch.wanted = false;
             continue;
         };
+        let lease = format!("{}.lease", shared_key(uri));
+        if !take_lease(&lease, now, config.timeout_ms) {
+            continue;
+        }
         let headers = vec![
             (":method", "GET"),
             (":path", endpoint.path.as_str()),
