@@ -7,6 +7,8 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::algorithm::Algorithm;
+use crate::anomaly::{AnomalyAction, AnomalyConfig, RawAnomaly};
+use crate::decision_log::{LogConfig, LogDecisions, RawLog};
 use crate::extract::TokenSource;
 use crate::forward::{ClaimHeader, ForwardPolicy};
 use crate::introspection::{self, ClientAuth, ClientEndpoint, IntrospectionConfig};
@@ -47,6 +49,20 @@ pub struct Config {
     pub written_headers: Vec<String>,
     /// `None`: no `revocation` key, no revocation checks.
     pub revocation: Option<RevocationConfig>,
+    pub log: LogConfig,
+    /// `None`: no misuse detection.
+    pub anomaly: Option<AnomalyConfig>,
+    /// Proxies in front of this one whose X-Forwarded-For entries are trusted (0: the
+    /// connection's peer is the client).
+    pub xff_num_trusted_hops: u32,
+}
+
+impl Config {
+    /// Whether allowed requests need the token's identity (iss, sub, jti, fingerprint):
+    /// for `log.decisions: all`, filter state or misuse detection. Denials always carry it.
+    pub fn wants_identity(&self) -> bool {
+        self.log.decisions == LogDecisions::All || self.log.filter_state || self.anomaly.is_some()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -240,6 +256,12 @@ struct RawConfig {
     /// Checked by `revocation_config`, which names its own keys in errors.
     #[serde(default)]
     revocation: Option<Value>,
+    #[serde(default)]
+    log: RawLog,
+    #[serde(default)]
+    anomaly: Option<RawAnomaly>,
+    #[serde(default)]
+    xff_num_trusted_hops: Option<u32>,
 }
 
 #[derive(Deserialize)]
@@ -472,6 +494,27 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             Some(revocation_config::compile(value, &names)?)
         }
     };
+    let anomaly = match raw.anomaly {
+        None => None,
+        Some(raw) => Some(
+            raw.compile()
+                .map_err(|(key, reason)| ConfigError::new(format!("anomaly.{key}"), reason))?,
+        ),
+    };
+    if anomaly
+        .as_ref()
+        .is_some_and(|a| a.action == AnomalyAction::Revoke)
+        && revocation.is_none()
+    {
+        return Err(ConfigError::new(
+            "anomaly.action",
+            "`revoke` records revocations: it needs a `revocation` object (`{}` will do)",
+        ));
+    }
+    let xff_num_trusted_hops = raw.xff_num_trusted_hops.unwrap_or(0);
+    if xff_num_trusted_hops > 16 {
+        return Err(ConfigError::new("xff_num_trusted_hops", "must be 0..=16"));
+    }
     let mut written_headers: Vec<String> = Vec::new();
     let revocation_header = revocation
         .as_ref()
@@ -495,6 +538,9 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(true),
             written_headers,
             revocation,
+            log: raw.log.compile(),
+            anomaly,
+            xff_num_trusted_hops,
         },
         warnings,
     })
@@ -510,6 +556,16 @@ fn compile_provider(
         return Err(ConfigError::new(
             "providers",
             "provider names must not be empty",
+        ));
+    }
+    // The name is part of stat names (`bearer_guard.provider.<name>.allowed`): no dots.
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::new(
+            format!("providers.{name}"),
+            "provider names may use letters, digits, `_` and `-` only (they appear in stat names)",
         ));
     }
     let sources = compile_sources(&raw, &at)?;

@@ -71,6 +71,9 @@ pub enum DenyReason {
     /// The revocation list is older than `max_stale_seconds` (or was never fetched) and
     /// `on_stale` is `deny`: the token may be fine, but cannot be shown not to be revoked.
     RevocationListStale,
+    /// Misuse detection (`anomaly`, action `deny` or `revoke`): the token was used from more
+    /// addresses, or more often, than the window allows.
+    Anomaly,
 }
 
 /// The RFC 6750 error code that goes in `WWW-Authenticate` and the JSON body.
@@ -97,7 +100,7 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 29] = [
+    pub const ALL: [DenyReason; 30] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedToken,
@@ -127,6 +130,7 @@ impl DenyReason {
         DenyReason::Suspended,
         DenyReason::StatusListNotAllowed,
         DenyReason::StatusUnknown,
+        DenyReason::Anomaly,
     ];
 
     /// Stable short name, used in counter names and log lines.
@@ -161,6 +165,7 @@ impl DenyReason {
             DenyReason::Suspended => "suspended",
             DenyReason::StatusListNotAllowed => "status_list_not_allowed",
             DenyReason::StatusUnknown => "status_unknown",
+            DenyReason::Anomaly => "anomaly",
         }
     }
 
@@ -196,6 +201,7 @@ impl DenyReason {
             DenyReason::Suspended => "token suspended",
             DenyReason::StatusListNotAllowed => "token status list not accepted",
             DenyReason::StatusUnknown => "token status unknown",
+            DenyReason::Anomaly => "token use anomaly detected",
         }
     }
 
@@ -241,7 +247,11 @@ pub struct Denial {
     pub headers: Vec<(String, String)>,
     pub body: String,
     /// Set when the answer is better given after this provider's keys are (re)fetched.
-    pub wait: Option<WaitFor>,
+    pub wait: Option<Box<WaitFor>>,
+    /// The token, when its signature verified (for logs; never set from unverified claims).
+    pub identity: Option<Box<TokenIdentity>>,
+    /// Where the revocation came from, for `Revoked`, `Suspended` and `InactiveToken`.
+    pub revoked_by: Option<RevocationSource>,
 }
 
 impl Denial {
@@ -285,6 +295,8 @@ impl Denial {
             headers,
             body: body(reason),
             wait: None,
+            identity: None,
+            revoked_by: None,
         }
     }
 }
@@ -322,6 +334,63 @@ fn quoted(value: &str) -> String {
     out
 }
 
+/// The token behind a decision, for the decision log, filter state and misuse detection.
+/// Claims are set only from a token whose signature verified (or that the IdP vouched for):
+/// a log line never repeats what an attacker wrote into a token.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TokenIdentity {
+    pub sha256: [u8; 32],
+    pub iss: Option<String>,
+    pub sub: Option<String>,
+    pub jti: Option<String>,
+}
+
+impl TokenIdentity {
+    /// First 16 hex characters of the token's SHA-256: what logs show instead of the token.
+    pub fn fingerprint(&self) -> String {
+        crate::fingerprint::fingerprint(&self.sha256)
+    }
+}
+
+/// Where a revocation that refused a request came from (one counter each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevocationSource {
+    /// `revocation.jti` / `token_sha256` / `subjects` / `issued_before` in the plugin config.
+    Config,
+    /// A revocation response header from an upstream.
+    Header,
+    /// The polled revocation list.
+    List,
+    /// The token's Token Status List (revoked or suspended).
+    StatusList,
+    /// The identity provider's introspection answer (`active: false`).
+    Introspection,
+    /// Misuse detection with `action: revoke`.
+    Anomaly,
+}
+
+impl RevocationSource {
+    pub const ALL: [RevocationSource; 6] = [
+        RevocationSource::Config,
+        RevocationSource::Header,
+        RevocationSource::List,
+        RevocationSource::StatusList,
+        RevocationSource::Introspection,
+        RevocationSource::Anomaly,
+    ];
+
+    pub fn code(self) -> &'static str {
+        match self {
+            RevocationSource::Config => "config",
+            RevocationSource::Header => "header",
+            RevocationSource::List => "list",
+            RevocationSource::StatusList => "status_list",
+            RevocationSource::Introspection => "introspection",
+            RevocationSource::Anomaly => "anomaly",
+        }
+    }
+}
+
 /// Changes to an allowed request before it goes upstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Upstream {
@@ -342,9 +411,9 @@ pub enum WaitFor {
     /// The first revocation list fetch.
     RevocationList,
     /// The provider (index) is asked about the token (RFC 7662).
-    Introspection(Box<(usize, String)>),
+    Introspection(usize, String),
     /// The status list at this URI, signed by this provider (index), is fetched.
-    StatusList(Box<(usize, String)>),
+    StatusList(usize, String),
 }
 
 /// What the adapter applies to the request.
@@ -356,6 +425,8 @@ pub enum Decision {
         upstream: Upstream,
         /// The token that authorized it, when a revocation header may later name it (`self`).
         token: Option<Box<Authorized>>,
+        /// The token, when the decision log, filter state or misuse detection needs it.
+        identity: Option<Box<TokenIdentity>>,
     },
     Deny(Denial),
     /// Pause the request until the provider's keys are fetched, then decide again

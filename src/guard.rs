@@ -16,7 +16,9 @@ use std::collections::HashMap;
 
 use crate::cache::StatusClaim;
 use crate::config::{normalize_token_type, Config, Provider, TimePolicy};
-use crate::decision::{Decision, Denial, DenyReason, Upstream, WaitFor};
+use crate::decision::{
+    Decision, Denial, DenyReason, RevocationSource, TokenIdentity, Upstream, WaitFor,
+};
 use crate::extract::{
     cookie_header_without, find_credential, path_without_param, Credential, TokenSource,
 };
@@ -26,7 +28,7 @@ use crate::introspection::Answer;
 use crate::jwks::KeySet;
 use crate::revocation::{Probe, RevocationSet};
 use crate::revocation_config::OnStale;
-use crate::revocation_learned::Authorized;
+use crate::revocation_learned::{Authorized, LearnedSets};
 use crate::revocation_list::{is_stale, Held};
 use crate::rules::{is_cors_preflight, Requirement};
 use crate::status_list::{from_token_payload, reference_of, Status, StatusList};
@@ -49,6 +51,7 @@ struct Granted {
     provider: Option<String>,
     upstream: Upstream,
     token: Option<Box<Authorized>>,
+    identity: Option<Box<TokenIdentity>>,
     /// Let through although the revocation list is stale (`on_stale: allow`).
     stale_allowed: bool,
 }
@@ -106,8 +109,8 @@ struct RevocationState {
     /// last confirmed (200 or 304).
     list: RefCell<Option<HeldList>>,
     list_checked_at: Cell<Option<i64>>,
-    /// What revocation headers taught this process.
-    learned: RefCell<RevocationSet>,
+    /// What revocation headers and misuse detection taught this process.
+    learned: RefCell<LearnedSets>,
 }
 
 pub struct Guard {
@@ -129,6 +132,8 @@ pub struct Guard {
     /// Token Status Lists by URI, as last fetched.
     status_lists: RefCell<HashMap<String, HeldStatusList>>,
     revocation: RevocationState,
+    /// Where the last revocation that refused a token came from (read into its denial).
+    revoked_by: Cell<Option<RevocationSource>>,
 }
 
 impl Guard {
@@ -151,6 +156,7 @@ impl Guard {
             revocation: RevocationState::default(),
             answers: None,
             status_lists: RefCell::new(HashMap::new()),
+            revoked_by: Cell::new(None),
         }
     }
 
@@ -309,16 +315,35 @@ impl Guard {
         *self.revocation.list.borrow_mut() = None;
     }
 
-    pub fn install_learned(&self, learned: RevocationSet) {
+    pub fn install_learned(&self, learned: LearnedSets) {
         *self.revocation.learned.borrow_mut() = learned;
     }
 
     /// Adds to what this worker learned (when the shared log could not be written).
-    pub fn extend_learned(&self, more: &RevocationSet) {
-        let mut builder = crate::revocation::SetBuilder::default();
-        builder.add_set(&self.revocation.learned.borrow());
-        builder.add_set(more);
-        *self.revocation.learned.borrow_mut() = builder.build("", "");
+    pub fn extend_learned(&self, more: &LearnedSets) {
+        let extended = self.revocation.learned.borrow().extended(more);
+        *self.revocation.learned.borrow_mut() = extended;
+    }
+
+    /// Revocation entries held: config, the polled list and what was learned at run time.
+    pub fn revocation_entries(&self) -> usize {
+        let configured = self
+            .config
+            .revocation
+            .as_ref()
+            .map_or(0, |r| r.static_set.len());
+        let listed = self
+            .revocation
+            .list
+            .borrow()
+            .as_ref()
+            .map_or(0, HeldList::len);
+        configured + listed + self.revocation.learned.borrow().len()
+    }
+
+    /// When the polled list was last confirmed (200 or 304).
+    pub fn revocation_list_checked_at(&self) -> Option<i64> {
+        self.revocation.list_checked_at.get()
     }
 
     /// No list held, and none confirmed: the list is stale until the next fetch lands.
@@ -368,20 +393,26 @@ impl Guard {
                         provider: granted.provider,
                         upstream: granted.upstream,
                         token: granted.token,
+                        identity: granted.identity,
                     }
                 }
-                Err(mut denial) => match denial.wait.take() {
+                Err(mut denial) => match denial.wait.take().map(|w| *w) {
                     Some(WaitFor::Keys(provider)) => Decision::WaitForKeys { provider },
-                    Some(WaitFor::StatusList(wait)) => {
-                        let (provider, uri) = *wait;
+                    Some(WaitFor::StatusList(provider, uri)) => {
                         Decision::WaitForStatusList { provider, uri }
                     }
                     Some(WaitFor::RevocationList) => Decision::WaitForRevocationList,
-                    Some(WaitFor::Introspection(ask)) => {
-                        let (provider, token) = *ask;
+                    Some(WaitFor::Introspection(provider, token)) => {
                         Decision::Introspect { provider, token }
                     }
-                    None => Decision::Deny(denial),
+                    None => {
+                        denial.revoked_by = match denial.reason {
+                            DenyReason::Revoked | DenyReason::Suspended => self.revoked_by.get(),
+                            DenyReason::InactiveToken => Some(RevocationSource::Introspection),
+                            _ => None,
+                        };
+                        Decision::Deny(denial)
+                    }
                 },
             },
             cache,
@@ -397,6 +428,7 @@ impl Guard {
                 ..Upstream::default()
             },
             token: None,
+            identity: None,
             stale_allowed: false,
         }
     }
@@ -449,6 +481,7 @@ impl Guard {
                     let granted = self.evaluate(part, scopes, request, now, cache)?;
                     merged.provider = granted.provider.or(merged.provider);
                     merged.token = merged.token.or(granted.token);
+                    merged.identity = merged.identity.or(granted.identity);
                     merged.stale_allowed |= granted.stale_allowed;
                     for name in granted.upstream.remove_headers {
                         if !merged.upstream.remove_headers.contains(&name) {
@@ -498,8 +531,10 @@ impl Guard {
         // fingerprint hashes on its own).
         let caching = self.config.jwt_cache_size > 0;
         let revocation = self.config.revocation.is_some();
-        let digest: Option<TokenDigest> =
-            (caching || revocation).then(|| Sha256::digest(token.as_bytes()).into());
+        let wants_identity = self.config.wants_identity();
+        let digest: Option<TokenDigest> = (caching || revocation || wants_identity)
+            .then(|| Sha256::digest(token.as_bytes()).into());
+        let sha256 = || digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
         // A provider may serve this token only if the route accepts it and it reads this source.
         let eligible = |index: usize| {
             self.config
@@ -507,38 +542,50 @@ impl Guard {
                 .get(index)
                 .filter(|p| candidates.contains(&index) && p.sources.contains(source))
         };
-        let deny = |reason, provider: Option<&Provider>| {
-            let denial = self.denial(
+        // `verified`: claims of a token whose signature verified, for the decision log.
+        let deny_as = |reason, provider: Option<&Provider>, verified: Option<&StringClaims>| {
+            let digest = sha256();
+            let mut denial = self.denial(
                 reason,
                 provider.map(|p| p.name.clone()),
-                Some(fingerprint(
-                    &digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into()),
-                )),
+                Some(fingerprint(&digest)),
             );
+            denial.identity = verified.map(|claims| identity_of(digest, claims));
             if reason == DenyReason::InsufficientScope {
                 denial.with_required_scope(&self.config.realm, scopes)
             } else {
                 denial
             }
         };
+        let deny = |reason, provider: Option<&Provider>| deny_as(reason, provider, None);
+        let allowed_identity =
+            |claims: &StringClaims| wants_identity.then(|| identity_of(sha256(), claims));
 
         let cached = digest
             .filter(|_| caching)
             .and_then(|d| self.check_cached(&d, &eligible, audiences, scopes, now));
-        if let (Some((provider, outcome)), Some(digest)) = (cached, digest) {
+        if let (Some((provider, claims, outcome)), Some(digest)) = (cached, digest) {
             *cache = CacheLookup::Hit;
+            let deny_verified =
+                |reason, provider: Option<&Provider>| deny_as(reason, provider, Some(&claims));
             return match outcome {
                 Ok(mut hit) => {
                     hit.token = hit.token.map(|a| self.with_raw_token(a, token));
                     let status_stale_allowed = self
                         .check_status(hit.provider_index, &hit.status, now)
                         .map_err(|failure| {
-                            self.status_denial(failure, &deny, provider, hit.provider_index)
+                            self.status_denial(
+                                failure,
+                                &deny_verified,
+                                provider,
+                                hit.provider_index,
+                            )
                         })?;
                     Ok(Granted {
                         provider: Some(provider.name.clone()),
                         upstream: self.upstream(provider, source, request, hit.upstream_headers),
                         token: hit.token,
+                        identity: allowed_identity(&claims),
                         stale_allowed: hit.stale_allowed | status_stale_allowed,
                     })
                 }
@@ -546,7 +593,7 @@ impl Guard {
                     if reason == DenyReason::Expired {
                         self.cache.borrow_mut().remove(&digest);
                     }
-                    Err(self.maybe_wait_for_list(deny(reason, Some(provider))))
+                    Err(self.maybe_wait_for_list(deny_verified(reason, Some(provider))))
                 }
             };
         }
@@ -563,11 +610,12 @@ impl Guard {
                 let digest = digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
                 return self
                     .check_opaque(provider, &digest, audiences, scopes, now)
-                    .map(|(upstream_headers, authorized, stale_allowed)| Granted {
+                    .map(|vouched| Granted {
                         provider: Some(provider.name.clone()),
-                        upstream: self.upstream(provider, source, request, upstream_headers),
-                        token: authorized.map(|a| self.with_raw_token(a, token)),
-                        stale_allowed,
+                        upstream: self.upstream(provider, source, request, vouched.headers),
+                        token: vouched.authorized.map(|a| self.with_raw_token(a, token)),
+                        identity: allowed_identity(&vouched.claims),
+                        stale_allowed: vouched.stale_allowed,
                     })
                     .map_err(|failure| match failure {
                         Opaque::Denied(reason) => {
@@ -576,7 +624,7 @@ impl Guard {
                         Opaque::Ask => {
                             let mut denial = deny(DenyReason::Unavailable, Some(provider));
                             denial.wait =
-                                Some(WaitFor::Introspection(Box::new((index, token.to_owned()))));
+                                Some(Box::new(WaitFor::Introspection(index, token.to_owned())));
                             denial
                         }
                     });
@@ -596,7 +644,7 @@ impl Guard {
             let keys = self.keys.borrow().get(index).cloned().unwrap_or_default();
             if let Some(remote) = &provider.remote_jwks {
                 let wait = |mut denial: Denial| {
-                    denial.wait = Some(WaitFor::Keys(index));
+                    denial.wait = Some(Box::new(WaitFor::Keys(index)));
                     denial
                 };
                 if keys.keys.is_empty() {
@@ -626,6 +674,9 @@ impl Guard {
                 self.host_crypto.as_deref(),
             ) {
                 Ok(()) => {
+                    let deny = |reason, provider: Option<&Provider>| {
+                        deny_as(reason, provider, Some(&parsed.claims))
+                    };
                     let token_headers = provider
                         .forward
                         .upstream_headers(parsed.payload_b64, &parsed.payload_json);
@@ -640,10 +691,8 @@ impl Guard {
                         match self.answer(&digest, now) {
                             None if self.may_wait.get() => {
                                 let mut denial = deny(DenyReason::Unavailable, Some(provider));
-                                denial.wait = Some(WaitFor::Introspection(Box::new((
-                                    index,
-                                    token.to_owned(),
-                                ))));
+                                denial.wait =
+                                    Some(Box::new(WaitFor::Introspection(index, token.to_owned())));
                                 return Err(denial);
                             }
                             None => return Err(deny(DenyReason::Unavailable, Some(provider))),
@@ -680,6 +729,7 @@ impl Guard {
                     return Ok(Granted {
                         provider: Some(provider.name.clone()),
                         upstream: self.upstream(provider, source, request, token_headers),
+                        identity: allowed_identity(&parsed.claims),
                         token: digest
                             .and_then(|d| self.authorized(provider, &facts, d))
                             .map(|a| self.with_raw_token(a, token))
@@ -696,7 +746,11 @@ impl Guard {
             }
         }
         Err(match first_failure {
-            Some((reason, provider)) => deny(reason, Some(provider)),
+            Some((reason, provider)) => deny_as(
+                reason,
+                Some(provider),
+                failed_after_signature(reason).then_some(&parsed.claims),
+            ),
             None => deny(DenyReason::IssuerNotAccepted, None),
         })
     }
@@ -725,7 +779,7 @@ impl Guard {
         audiences: Option<&[String]>,
         scopes: &[String],
         now: i64,
-    ) -> Option<(&'c Provider, Result<CacheHit, DenyReason>)> {
+    ) -> Option<(&'c Provider, StringClaims, Result<CacheHit, DenyReason>)> {
         let cache = self.cache.borrow();
         let cached = cache.get(digest)?;
         let provider = eligible(cached.provider)?;
@@ -744,7 +798,13 @@ impl Guard {
                     stale_allowed,
                 })
             });
-        Some((provider, outcome))
+        // Claims for the decision log: a denial always logs them, an allow when asked to.
+        let claims = if outcome.is_err() || self.config.wants_identity() {
+            cached.claims.clone()
+        } else {
+            StringClaims::default()
+        };
+        Some((provider, claims, outcome))
     }
 
     fn answer(&self, digest: &TokenDigest, now: i64) -> Option<Answer> {
@@ -752,8 +812,7 @@ impl Guard {
     }
 
     /// An opaque token: the provider's introspection answer (cached per process) decides,
-    /// with the same checks a JWT gets. Returns the upstream headers, the token for a `self`
-    /// revocation, and whether a stale list let it through.
+    /// with the same checks a JWT gets.
     fn check_opaque(
         &self,
         provider: &Provider,
@@ -761,7 +820,7 @@ impl Guard {
         audiences: Option<&[String]>,
         scopes: &[String],
         now: i64,
-    ) -> Result<(TokenHeaders, Option<Box<Authorized>>, bool), Opaque> {
+    ) -> Result<Vouched, Opaque> {
         let Some(answer) = self.answer(digest, now) else {
             return Err(if self.may_wait.get() {
                 Opaque::Ask
@@ -805,7 +864,12 @@ impl Guard {
             a.introspected = true;
             a
         });
-        Ok((headers, authorized, stale_allowed))
+        Ok(Vouched {
+            headers,
+            authorized,
+            stale_allowed,
+            claims,
+        })
     }
 
     /// RFC 7009 needs the token itself; kept only when revocations go to the IdP.
@@ -871,8 +935,14 @@ impl Guard {
         match (usable, held) {
             (Some(held), _) => match held.list.status(reference.idx) {
                 Some(Status::Valid) => Ok(false),
-                Some(Status::Invalid) => Err(StatusFailure::Denied(DenyReason::Revoked)),
-                Some(Status::Suspended) => Err(StatusFailure::Denied(DenyReason::Suspended)),
+                Some(Status::Invalid) => {
+                    self.revoked_by.set(Some(RevocationSource::StatusList));
+                    Err(StatusFailure::Denied(DenyReason::Revoked))
+                }
+                Some(Status::Suspended) => {
+                    self.revoked_by.set(Some(RevocationSource::StatusList));
+                    Err(StatusFailure::Denied(DenyReason::Suspended))
+                }
                 _ => Err(StatusFailure::Denied(DenyReason::StatusUnknown)),
             },
             // Never fetched: fetch it while the request waits (once).
@@ -896,7 +966,7 @@ impl Guard {
             StatusFailure::Denied(reason) => deny(reason, Some(provider)),
             StatusFailure::Fetch(uri) => {
                 let mut denial = deny(DenyReason::RevocationListStale, Some(provider));
-                denial.wait = Some(WaitFor::StatusList(Box::new((index, uri))));
+                denial.wait = Some(Box::new(WaitFor::StatusList(index, uri)));
                 denial
             }
         }
@@ -926,10 +996,22 @@ impl Guard {
             .borrow()
             .as_ref()
             .is_some_and(|list| list.revokes(&probe));
-        if listed
-            || config.static_set.revokes(&probe)
-            || self.revocation.learned.borrow().revokes(&probe)
-        {
+        let source = if listed {
+            Some(RevocationSource::List)
+        } else if config.static_set.revokes(&probe) {
+            Some(RevocationSource::Config)
+        } else {
+            let learned = self.revocation.learned.borrow();
+            if learned.by_header.revokes(&probe) {
+                Some(RevocationSource::Header)
+            } else if learned.by_anomaly.revokes(&probe) {
+                Some(RevocationSource::Anomaly)
+            } else {
+                None
+            }
+        };
+        if source.is_some() {
+            self.revoked_by.set(source);
             return Err(DenyReason::Revoked);
         }
         match &config.list {
@@ -956,7 +1038,7 @@ impl Guard {
             && self.may_wait.get()
             && self.revocation.list_checked_at.get().is_none()
         {
-            denial.wait = Some(WaitFor::RevocationList);
+            denial.wait = Some(Box::new(WaitFor::RevocationList));
         }
         denial
     }
@@ -968,10 +1050,19 @@ impl Guard {
         facts: &TokenFacts,
         digest: TokenDigest,
     ) -> Option<Box<Authorized>> {
-        self.config
+        let header = self
+            .config
             .revocation
             .as_ref()
-            .and_then(|r| r.response_header.as_ref())?;
+            .is_some_and(|r| r.response_header.is_some());
+        let misuse_revokes = self
+            .config
+            .anomaly
+            .as_ref()
+            .is_some_and(|a| a.action == crate::anomaly::AnomalyAction::Revoke);
+        if !(header || misuse_revokes) {
+            return None;
+        }
         Some(Box::new(Authorized {
             provider: provider.name.clone(),
             jti: facts.jti.map(str::to_owned),
@@ -1092,6 +1183,42 @@ pub trait AnswerStore {
 }
 
 /// What a valid cache hit grants.
+/// What an introspection answer allowed.
+struct Vouched {
+    headers: TokenHeaders,
+    /// For a `self` revocation.
+    authorized: Option<Box<Authorized>>,
+    /// Let through on a stale list.
+    stale_allowed: bool,
+    claims: StringClaims,
+}
+
+fn identity_of(sha256: TokenDigest, claims: &StringClaims) -> Box<TokenIdentity> {
+    Box::new(TokenIdentity {
+        sha256,
+        iss: claims.iss.clone(),
+        sub: claims.sub.clone(),
+        jti: claims.jti.clone(),
+    })
+}
+
+/// Reasons `check_with_provider` gives after the signature verified: the claims are the
+/// issuer's, fit for the decision log.
+fn failed_after_signature(reason: DenyReason) -> bool {
+    matches!(
+        reason,
+        DenyReason::NotAnAccessToken
+            | DenyReason::TokenTypeNotAccepted
+            | DenyReason::Expired
+            | DenyReason::MissingExpiration
+            | DenyReason::NotYetValid
+            | DenyReason::IssuedInFuture
+            | DenyReason::LifetimeTooLong
+            | DenyReason::AudienceNotAccepted
+            | DenyReason::SubjectNotAccepted
+    )
+}
+
 struct CacheHit {
     provider_index: usize,
     status: StatusClaim,
@@ -1142,6 +1269,92 @@ mod tests {
 
     fn default_guard() -> Guard {
         guard(testkit::config_json(json!({}), None))
+    }
+
+    /// Decisions compared whole, leaving the identity to the tests about it.
+    fn without_identity(decision: Decision) -> Decision {
+        match decision {
+            Decision::Allow {
+                provider,
+                upstream,
+                token,
+                ..
+            } => Decision::Allow {
+                provider,
+                upstream,
+                token,
+                identity: None,
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn decisions_carry_the_verified_identity_for_the_log() {
+        let g = default_guard();
+        let token = rs256(&with(json!({ "jti": "j-7", "sub": "alice" })));
+        for _ in 0..2 {
+            // Fresh, then from the cache.
+            let Decision::Allow {
+                identity: Some(identity),
+                ..
+            } = decide_at(&g, "/", &bearer(&token), NOW)
+            else {
+                panic!("allowed with an identity");
+            };
+            assert_eq!(identity.sub.as_deref(), Some("alice"));
+            assert_eq!(identity.jti.as_deref(), Some("j-7"));
+            assert_eq!(identity.iss.as_deref(), Some(testkit::ISSUER));
+            assert_eq!(
+                identity.sha256,
+                <[u8; 32]>::from(Sha256::digest(token.as_bytes()))
+            );
+        }
+        // Verified, then refused: the claims are the issuer's and go to the log.
+        let expired = rs256(&with(json!({ "sub": "bob", "exp": NOW - 3_600 })));
+        let Decision::Deny(denial) = decide_at(&g, "/", &bearer(&expired), NOW) else {
+            panic!("expired");
+        };
+        assert_eq!(denial.identity.unwrap().sub.as_deref(), Some("bob"));
+        // A bad signature: nothing the token says is repeated.
+        let mut forged = rs256(&with(json!({ "sub": "mallory" })));
+        forged.push('A');
+        let Decision::Deny(denial) = decide_at(&g, "/", &bearer(&forged), NOW) else {
+            panic!("forged");
+        };
+        assert_eq!(denial.reason, DenyReason::BadSignature);
+        assert!(denial.identity.is_none());
+        assert!(denial.token_fingerprint.is_some());
+    }
+
+    #[test]
+    fn refusals_name_the_source_of_the_revocation() {
+        let g = revocation_guard(json!({ "jti": ["in-config"] }));
+        let by_config = rs256(&with(json!({ "jti": "in-config" })));
+        let Decision::Deny(denial) = decide_at(&g, "/", &bearer(&by_config), NOW) else {
+            panic!("revoked");
+        };
+        assert_eq!(denial.revoked_by, Some(RevocationSource::Config));
+        let misused = rs256(&with(json!({ "jti": "misused" })));
+        let Decision::Allow {
+            token: Some(authorized),
+            ..
+        } = decide_at(&g, "/", &bearer(&misused), NOW)
+        else {
+            panic!("allowed");
+        };
+        let mut learned = crate::revocation_learned::Learned::new(0);
+        learned.append(
+            &crate::revocation_learned::misuse_entries(&authorized, NOW).learned,
+            NOW,
+            600,
+        );
+        g.install_learned(learned.to_sets());
+        let Decision::Deny(denial) = decide_at(&g, "/", &bearer(&misused), NOW) else {
+            panic!("revoked");
+        };
+        assert_eq!(denial.revoked_by, Some(RevocationSource::Anomaly));
+        assert!(denial.identity.is_some());
     }
 
     fn bearer(token: &str) -> Vec<(String, String)> {
@@ -1197,7 +1410,7 @@ mod tests {
         assert_eq!(check(&es), None);
         // The credential is not forwarded by default.
         assert_eq!(
-            decide_at(&default_guard(), "/", &bearer(&es), NOW),
+            without_identity(decide_at(&default_guard(), "/", &bearer(&es), NOW)),
             Decision::Allow {
                 provider: Some("corp".to_owned()),
                 upstream: Upstream {
@@ -1205,6 +1418,7 @@ mod tests {
                     ..Upstream::default()
                 },
                 token: None,
+                identity: None,
             }
         );
     }
@@ -1514,6 +1728,7 @@ mod tests {
                 provider: None,
                 upstream: Upstream::default(),
                 token: None,
+                identity: None,
             }
         );
         assert_eq!(
@@ -1540,6 +1755,7 @@ mod tests {
                 provider: None,
                 upstream: Upstream::default(),
                 token: None,
+                identity: None,
             }
         );
         assert_eq!(
@@ -1572,7 +1788,7 @@ mod tests {
         );
         let in_header = vec![("x-partner-token".to_owned(), partner.clone())];
         assert_eq!(
-            decide_at(&g, "/", &in_header, NOW),
+            without_identity(decide_at(&g, "/", &in_header, NOW)),
             Decision::Allow {
                 provider: Some("partner".to_owned()),
                 upstream: Upstream {
@@ -1580,6 +1796,7 @@ mod tests {
                     ..Upstream::default()
                 },
                 token: None,
+                identity: None,
             }
         );
         // The partner's token in the corp provider's header is not accepted.
@@ -2200,7 +2417,7 @@ mod tests {
         let out = crate::revocation_learned::from_header("self", Some(&authorized), NOW);
         let mut learned = crate::revocation_learned::Learned::new(0);
         learned.append(&out.learned, NOW, 600);
-        g.install_learned(learned.to_set());
+        g.install_learned(learned.to_sets());
         let after = verdict(&g, "/", &token, NOW);
         assert_eq!(after.cache, CacheLookup::Hit);
         assert_eq!(reason(after.decision), Some(DenyReason::Revoked));

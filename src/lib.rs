@@ -5,10 +5,13 @@
 //! module that talks to the proxy.
 
 pub mod algorithm;
+pub mod anomaly;
 pub mod cache;
 pub mod claims;
+pub mod client_ip;
 pub mod config;
 pub mod decision;
+pub mod decision_log;
 pub mod extract;
 pub mod filter;
 pub mod fingerprint;

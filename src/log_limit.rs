@@ -5,11 +5,19 @@
 /// Lines per second per worker VM.
 pub const DENIAL_LINES_PER_SECOND: u32 = 20;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct LogLimiter {
     second: i64,
     written: u32,
     suppressed: u64,
+    /// Lines per second; 0 = no limit.
+    limit: u32,
+}
+
+impl Default for LogLimiter {
+    fn default() -> Self {
+        LogLimiter::with_limit(DENIAL_LINES_PER_SECOND)
+    }
 }
 
 /// What to do with one line.
@@ -21,6 +29,15 @@ pub struct LogPermit {
 }
 
 impl LogLimiter {
+    pub fn with_limit(limit: u32) -> Self {
+        LogLimiter {
+            second: 0,
+            written: 0,
+            suppressed: 0,
+            limit,
+        }
+    }
+
     pub fn permit(&mut self, now: i64) -> LogPermit {
         let mut report_suppressed = 0;
         if now != self.second {
@@ -28,7 +45,7 @@ impl LogLimiter {
             self.written = 0;
             report_suppressed = std::mem::take(&mut self.suppressed);
         }
-        let write = self.written < DENIAL_LINES_PER_SECOND;
+        let write = self.limit == 0 || self.written < self.limit;
         if write {
             self.written += 1;
         } else {
@@ -68,5 +85,11 @@ mod tests {
             }
         );
         assert_eq!(limiter.permit(101).report_suppressed, 0);
+    }
+
+    #[test]
+    fn zero_means_no_limit() {
+        let mut limiter = LogLimiter::with_limit(0);
+        assert!((0..10_000).all(|_| limiter.permit(100).write));
     }
 }

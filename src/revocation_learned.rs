@@ -25,7 +25,10 @@ pub struct Authorized {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LearnedKind {
+    /// From a revocation header: a token (jti or SHA-256) fingerprint.
     Exact(u64),
+    /// From misuse detection (`anomaly.action: revoke`): a token fingerprint.
+    Misuse(u64),
     /// Subject fingerprint and its cutoff.
     Subject(u64, i64),
 }
@@ -151,6 +154,49 @@ fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
         .then(|| s.get(prefix.len()..).unwrap_or_default().trim())
 }
 
+/// What this process learned at run time, by source.
+#[derive(Debug, Clone, Default)]
+pub struct LearnedSets {
+    pub by_header: RevocationSet,
+    pub by_anomaly: RevocationSet,
+}
+
+impl LearnedSets {
+    pub fn len(&self) -> usize {
+        self.by_header.len() + self.by_anomaly.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Adds `more` to these sets (when the shared log could not be written).
+    pub fn extended(&self, more: &LearnedSets) -> LearnedSets {
+        let merge = |a: &RevocationSet, b: &RevocationSet| {
+            let mut builder = SetBuilder::default();
+            builder.add_set(a);
+            builder.add_set(b);
+            builder.build("", "")
+        };
+        LearnedSets {
+            by_header: merge(&self.by_header, &more.by_header),
+            by_anomaly: merge(&self.by_anomaly, &more.by_anomaly),
+        }
+    }
+}
+
+/// `self` for a token revoked by misuse detection: the same fingerprint a `self` header
+/// would learn, marked as the detector's.
+pub fn misuse_entries(authorized: &Authorized, now: i64) -> FromHeader {
+    let mut out = from_header("self", Some(authorized), now);
+    for entry in &mut out.learned {
+        if let LearnedKind::Exact(fp) = entry.kind {
+            entry.kind = LearnedKind::Misuse(fp);
+        }
+    }
+    out
+}
+
 const MAGIC: &[u8; 4] = b"BGL1";
 const ENTRY_BYTES: usize = 1 + 8 + 8 + 8;
 const NO_EXP: i64 = i64::MAX;
@@ -183,15 +229,21 @@ impl Learned {
         excess
     }
 
-    pub fn to_set(&self) -> RevocationSet {
-        let mut builder = SetBuilder::default();
+    /// The entries as searchable sets, one per source (so refusals can be counted by source).
+    pub fn to_sets(&self) -> LearnedSets {
+        let mut by_header = SetBuilder::default();
+        let mut by_anomaly = SetBuilder::default();
         for entry in &self.entries {
             match entry.kind {
-                LearnedKind::Exact(fp) => builder.add_exact_fingerprint(fp),
-                LearnedKind::Subject(fp, cutoff) => builder.add_subject_fingerprint(fp, cutoff),
+                LearnedKind::Exact(fp) => by_header.add_exact_fingerprint(fp),
+                LearnedKind::Misuse(fp) => by_anomaly.add_exact_fingerprint(fp),
+                LearnedKind::Subject(fp, cutoff) => by_header.add_subject_fingerprint(fp, cutoff),
             }
         }
-        builder.build("", "")
+        LearnedSets {
+            by_header: by_header.build("", ""),
+            by_anomaly: by_anomaly.build("", ""),
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -202,6 +254,7 @@ impl Learned {
             let (tag, fp, cutoff) = match entry.kind {
                 LearnedKind::Exact(fp) => (0u8, fp, 0),
                 LearnedKind::Subject(fp, cutoff) => (1u8, fp, cutoff),
+                LearnedKind::Misuse(fp) => (2u8, fp, 0),
             };
             bytes.push(tag);
             bytes.extend_from_slice(&fp.to_le_bytes());
@@ -229,6 +282,7 @@ impl Learned {
                 let kind = match chunk.first()? {
                     0 => LearnedKind::Exact(fp),
                     1 => LearnedKind::Subject(fp, cutoff),
+                    2 => LearnedKind::Misuse(fp),
                     _ => return None,
                 };
                 Some(LearnedEntry {
@@ -264,7 +318,7 @@ mod tests {
     fn revokes(out: &FromHeader, probe: &Probe) -> bool {
         let mut learned = Learned::new(0);
         learned.append(&out.learned, 1_000, 600);
-        learned.to_set().revokes(probe)
+        learned.to_sets().by_header.revokes(probe)
     }
 
     #[test]

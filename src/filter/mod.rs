@@ -6,26 +6,32 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::{debug, error, info, warn};
+use log::{error, info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, MapType, Status};
 use sha2::{Digest, Sha256};
 
+use crate::anomaly as anomaly_core;
 use crate::cache::TokenDigest;
 use crate::config::{Config, CryptoMode, RemoteJwks};
-use crate::decision::{Decision, Denial, DenyReason, Upstream};
-use crate::guard::{CacheLookup, Guard, Request};
+use crate::decision::{Decision, Denial, DenyReason, TokenIdentity, Upstream};
+use crate::decision_log::{path_without_query, Record};
+use crate::guard::{Guard, Request};
 use crate::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
 use crate::jwks_fetch;
-use crate::log_limit::{LogLimiter, DENIAL_LINES_PER_SECOND};
+use crate::log_limit::LogLimiter;
 
 /// Counters are flushed, other workers' JWKS adopted and fetches started this often.
 const TICK_PERIOD: Duration = Duration::from_millis(250);
 
+mod anomaly;
 mod introspection;
+mod metrics;
 mod revocation;
 mod status_lists;
+
+use metrics::{Counter, Metrics, ProviderCounter};
 
 use revocation::Revocation;
 
@@ -71,176 +77,14 @@ impl HostCrypto for EnvoyCrypto {
     }
 }
 
-/// Counters, defined once per VM. Envoy shows them under the `wasmcustom.` prefix.
-/// Increments are batched in the VM and flushed to the host on the root context's tick
-/// (every second): a host call per counter per request would cost more than our own logic.
-struct Metrics {
-    ids: Vec<Option<u32>>,
-    pending: RefCell<Vec<i64>>,
-    /// Gauges: entries in the revocation list held, and when it was last confirmed.
-    list_entries: Option<u32>,
-    list_checked_at: Option<u32>,
-}
-
-/// Index of each counter in `Metrics::ids`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Counter {
-    Allowed,
-    CacheHit,
-    CacheMiss,
-    JwksFetchOk,
-    JwksFetchFailed,
-    /// Entries learned from revocation response headers.
-    RevokedByHeader,
-    ListFetchOk,
-    ListNotModified,
-    ListFetchFailed,
-    /// Let through on a stale revocation list (`on_stale: allow`).
-    StaleAllowed,
-    /// Entries POSTed to the list service, failed POSTs, entries given up on.
-    PublishOk,
-    PublishFailed,
-    PublishDropped,
-    /// Tokens revoked at the identity provider (RFC 7009), failed POSTs, tokens given up on.
-    IdpRevokeOk,
-    IdpRevokeFailed,
-    IdpRevokeDropped,
-    /// Introspection calls answered (active or not), and failed.
-    IntrospectionOk,
-    IntrospectionFailed,
-    /// Token Status List fetches.
-    StatusListFetchOk,
-    StatusListFetchFailed,
-    Denied(DenyReason),
-}
-
-impl Counter {
-    const FIXED: [Counter; 20] = [
-        Counter::Allowed,
-        Counter::CacheHit,
-        Counter::CacheMiss,
-        Counter::JwksFetchOk,
-        Counter::JwksFetchFailed,
-        Counter::RevokedByHeader,
-        Counter::ListFetchOk,
-        Counter::ListNotModified,
-        Counter::ListFetchFailed,
-        Counter::StaleAllowed,
-        Counter::PublishOk,
-        Counter::PublishFailed,
-        Counter::PublishDropped,
-        Counter::IdpRevokeOk,
-        Counter::IdpRevokeFailed,
-        Counter::IdpRevokeDropped,
-        Counter::IntrospectionOk,
-        Counter::IntrospectionFailed,
-        Counter::StatusListFetchOk,
-        Counter::StatusListFetchFailed,
-    ];
-
-    fn index(self) -> usize {
-        match self {
-            Counter::Denied(reason) => {
-                Self::FIXED.len()
-                    + DenyReason::ALL
-                        .iter()
-                        .position(|r| *r == reason)
-                        .unwrap_or_default()
-            }
-            fixed => Self::FIXED
-                .iter()
-                .position(|c| *c == fixed)
-                .unwrap_or_default(),
-        }
-    }
-
-    fn name(self) -> String {
-        let name = match self {
-            Counter::Allowed => "allowed",
-            Counter::CacheHit => "jwt_cache_hit",
-            Counter::CacheMiss => "jwt_cache_miss",
-            Counter::JwksFetchOk => "jwks_fetch_success",
-            Counter::JwksFetchFailed => "jwks_fetch_failed",
-            Counter::RevokedByHeader => "revocation.header_revoked",
-            Counter::ListFetchOk => "revocation.list_fetch_success",
-            Counter::ListNotModified => "revocation.list_not_modified",
-            Counter::ListFetchFailed => "revocation.list_fetch_failed",
-            Counter::StaleAllowed => "revocation.stale_allowed",
-            Counter::PublishOk => "revocation.publish_success",
-            Counter::PublishFailed => "revocation.publish_failed",
-            Counter::PublishDropped => "revocation.publish_dropped",
-            Counter::IdpRevokeOk => "revocation.idp_success",
-            Counter::IdpRevokeFailed => "revocation.idp_failed",
-            Counter::IdpRevokeDropped => "revocation.idp_dropped",
-            Counter::IntrospectionOk => "introspection.success",
-            Counter::IntrospectionFailed => "introspection.failed",
-            Counter::StatusListFetchOk => "status_list.fetch_success",
-            Counter::StatusListFetchFailed => "status_list.fetch_failed",
-            Counter::Denied(reason) => return format!("bearer_guard.denied.{}", reason.code()),
-        };
-        format!("bearer_guard.{name}")
-    }
-
-    fn all() -> impl Iterator<Item = Counter> {
-        Self::FIXED
-            .into_iter()
-            .chain(DenyReason::ALL.into_iter().map(Counter::Denied))
-    }
-}
-
-impl Metrics {
-    fn define() -> Self {
-        let ids: Vec<Option<u32>> = Counter::all()
-            .map(|c| hostcalls::define_metric(MetricType::Counter, &c.name()).ok())
-            .collect();
-        let pending = RefCell::new(vec![0; ids.len()]);
-        let gauge = |name: &str| hostcalls::define_metric(MetricType::Gauge, name).ok();
-        Metrics {
-            ids,
-            pending,
-            list_entries: gauge("bearer_guard.revocation.list_entries"),
-            list_checked_at: gauge("bearer_guard.revocation.list_checked_at"),
-        }
-    }
-
-    fn gauge_list_entries(&self, entries: u64, checked_at: i64) {
-        if let Some(id) = self.list_entries {
-            let _ = hostcalls::record_metric(id, entries);
-        }
-        if let (Some(id), Ok(at)) = (self.list_checked_at, u64::try_from(checked_at)) {
-            let _ = hostcalls::record_metric(id, at);
-        }
-    }
-
-    fn count(&self, counter: Counter) {
-        if let Some(n) = self.pending.borrow_mut().get_mut(counter.index()) {
-            *n += 1;
-        }
-    }
-
-    fn count_cache(&self, lookup: CacheLookup) {
-        match lookup {
-            CacheLookup::Hit => self.count(Counter::CacheHit),
-            CacheLookup::Miss => self.count(Counter::CacheMiss),
-            CacheLookup::Skipped => {}
-        }
-    }
-
-    fn flush(&self) {
-        for (id, n) in self.ids.iter().zip(self.pending.borrow_mut().iter_mut()) {
-            if let (Some(id), true) = (id, *n > 0) {
-                // A failed counter update must never affect traffic; the count is dropped.
-                let _ = hostcalls::increment_metric(*id, *n);
-            }
-            *n = 0;
-        }
-    }
-}
-
 struct Active {
     guard: Guard,
     metrics: Metrics,
-    denial_log: RefCell<LogLimiter>,
+    /// Decision log lines per second (`log.max_lines_per_second`).
+    decision_log: RefCell<LogLimiter>,
+    /// When this configuration was applied: gauges of "seconds since the last good fetch"
+    /// count from here until a first fetch.
+    configured_at: i64,
     remote: RefCell<Vec<RemoteState>>,
     /// Requests paused until their provider's keys (or list, or answer) arrive.
     waiting: RefCell<Vec<Waiter>>,
@@ -372,6 +216,10 @@ impl GuardRoot {
                     Err(status) => {
                         warn!("JWKS fetch for provider {} not sent ({status:?}): is cluster {:?} defined?", state.provider, state.remote.cluster);
                         active.metrics.count(Counter::JwksFetchFailed);
+                        active.metrics.count(Counter::Provider(
+                            state.provider,
+                            ProviderCounter::JwksFetchFailed,
+                        ));
                         state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
                         release_lease(&state.lease_key);
                         ready.push(WaitTarget::Keys(state.provider));
@@ -453,6 +301,10 @@ impl Context for GuardRoot {
                     );
                     active.guard.install_keys(state.provider, fetched.keys, now);
                     active.metrics.count(Counter::JwksFetchOk);
+                    active.metrics.count(Counter::Provider(
+                        state.provider,
+                        ProviderCounter::JwksFetchOk,
+                    ));
                     state.fetched_at = Some(now);
                     let shared = jwks_fetch::encode_shared(now, &body);
                     if hostcalls::set_shared_data(&state.shared_key, Some(&shared), None).is_ok() {
@@ -463,6 +315,10 @@ impl Context for GuardRoot {
                 }
                 Err(e) => {
                     active.metrics.count(Counter::JwksFetchFailed);
+                    active.metrics.count(Counter::Provider(
+                        state.provider,
+                        ProviderCounter::JwksFetchFailed,
+                    ));
                     state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
                     warn!(
                         "JWKS fetch for provider {} failed: {e}; keeping {} key(s) in use",
@@ -557,10 +413,31 @@ impl RootContext for GuardRoot {
             .revocation
             .clone()
             .map(|config| Revocation::new(config, &guard));
+        let names: Vec<String> = guard
+            .config()
+            .providers
+            .iter()
+            .map(|p| p.name.clone())
+            .collect();
+        let remote_jwks: Vec<bool> = guard
+            .config()
+            .providers
+            .iter()
+            .map(|p| p.remote_jwks.is_some())
+            .collect();
+        let revocation_config = guard.config().revocation.as_ref();
+        let metrics = Metrics::define(
+            &names,
+            &remote_jwks,
+            revocation_config.is_some(),
+            revocation_config.is_some_and(|r| r.list.is_some()),
+        );
+        let lines_per_second = guard.config().log.max_lines_per_second;
         self.active = Some(Rc::new(Active {
             guard,
-            metrics: Metrics::define(),
-            denial_log: RefCell::new(LogLimiter::default()),
+            metrics,
+            decision_log: RefCell::new(LogLimiter::with_limit(lines_per_second)),
+            configured_at: now_unix_seconds().unwrap_or_default(),
             remote: RefCell::new(remote),
             waiting: RefCell::new(Vec::new()),
             introspecting: RefCell::new(HashMap::new()),
@@ -587,6 +464,9 @@ impl RootContext for GuardRoot {
     fn on_tick(&mut self) {
         if let Some(active) = &self.active {
             active.metrics.flush();
+            if let Some(now) = now_unix_seconds() {
+                record_gauges(active, now);
+            }
         }
         if let Some(now) = now_unix_seconds() {
             self.drive_remote_jwks(now);
@@ -845,8 +725,8 @@ enum Applied {
     Introspect { provider: usize, token: String },
 }
 
-/// Decides for the request of the effective context and applies the decision. `after_wait`:
-/// the second look, once keys were fetched (never waits again).
+/// Decides for the request of the effective context and applies the decision. `may_wait`:
+/// false on the last look, once keys (or a list, or an answer) were fetched.
 fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
     if let Some(revocation) = &active.revocation {
         revocation.sync_learned(&active.guard);
@@ -892,22 +772,56 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
             None,
         )),
     };
+    let now = now.unwrap_or_default();
+    let seen = Seen::new(active, &headers);
     match decision {
         Decision::Allow {
             provider,
             upstream,
             token,
+            identity,
         } => {
+            let flagged = identity
+                .as_deref()
+                .and_then(|identity| check_misuse(active, identity, &seen, now));
+            if let Some(flag) = flagged {
+                if flag.response != anomaly_core::Response::Allow {
+                    if let (anomaly_core::Response::RevokeAndDeny, Some(token), Some(revocation)) =
+                        (flag.response, token.as_deref(), &active.revocation)
+                    {
+                        revocation.revoke_misused(token, &active.guard, &active.metrics, now);
+                    }
+                    let mut denial = Denial::new(
+                        DenyReason::Anomaly,
+                        &active.guard.config().realm,
+                        provider,
+                        identity.as_deref().map(TokenIdentity::fingerprint),
+                    );
+                    denial.identity = identity;
+                    return refuse(active, &request, &seen, denial, Some(flag.exceeded), now);
+                }
+            }
+            let provider_index = provider
+                .as_deref()
+                .and_then(|name| provider_index(active, name));
             active.metrics.count(Counter::Allowed);
+            if let Some(index) = provider_index {
+                active
+                    .metrics
+                    .count(Counter::Provider(index, ProviderCounter::Allowed));
+            }
             if let (Some(token), Some(revocation)) = (token, &active.revocation) {
                 revocation.remember(context, token);
             }
             apply_upstream(&upstream);
-            debug!(
-                "allowed provider={} path={}",
-                provider.as_deref().unwrap_or("-"),
-                path_without_query(request.path)
-            );
+            let record = Record {
+                allowed: true,
+                provider: provider.as_deref(),
+                identity: identity.as_deref(),
+                anomaly: flagged.map(|f| f.exceeded.as_str()),
+                ..seen.record(&request)
+            };
+            report(active, &record, now);
             Applied::Continue
         }
         Decision::WaitForKeys { provider } => {
@@ -920,7 +834,7 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
                 .map_or(0, |r| r.timeout_ms);
             Applied::Wait {
                 target: WaitTarget::Keys(provider),
-                deadline: jwks_fetch::fetch_deadline(now.unwrap_or_default(), timeout_ms),
+                deadline: jwks_fetch::fetch_deadline(now, timeout_ms),
             }
         }
         Decision::Introspect { provider, token } => Applied::Introspect { provider, token },
@@ -933,7 +847,7 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
             status_lists::want(&mut active.status_fetches.borrow_mut(), provider, &uri);
             Applied::Wait {
                 target: status_lists::wait_target(&uri),
-                deadline: jwks_fetch::fetch_deadline(now.unwrap_or_default(), timeout_ms),
+                deadline: jwks_fetch::fetch_deadline(now, timeout_ms),
             }
         }
         Decision::WaitForRevocationList => {
@@ -946,35 +860,187 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
                 .map_or(0, |l| l.timeout_ms);
             Applied::Wait {
                 target: WaitTarget::RevocationList,
-                deadline: jwks_fetch::fetch_deadline(now.unwrap_or_default(), timeout_ms),
+                deadline: jwks_fetch::fetch_deadline(now, timeout_ms),
             }
         }
-        Decision::Deny(denial) => {
-            active.metrics.count(Counter::Denied(denial.reason));
-            let permit = active
-                .denial_log
-                .borrow_mut()
-                .permit(now.unwrap_or_default());
-            if permit.report_suppressed > 0 {
-                info!(
-                    "{} denial line(s) not written (limit {DENIAL_LINES_PER_SECOND}/s per worker; counters have them all)",
-                    permit.report_suppressed
-                );
-            }
-            if permit.write {
-                info!(
-                    "denied reason={} status={} provider={} token_fp={} method={} path={}",
-                    denial.reason,
-                    denial.status,
-                    denial.provider.as_deref().unwrap_or("-"),
-                    denial.token_fingerprint.as_deref().unwrap_or("-"),
-                    request.method,
-                    path_without_query(request.path)
-                );
-            }
-            send_denial(&denial);
-            Applied::Responded
+        Decision::Deny(denial) => refuse(active, &request, &seen, denial, None, now),
+    }
+}
+
+/// What the decision log and misuse detection read about the request beyond its path.
+struct Seen<'h> {
+    time_ms: i64,
+    client_ip: Option<String>,
+    authority: &'h str,
+    user_agent: Option<&'h str>,
+}
+
+impl<'h> Seen<'h> {
+    fn new(active: &Active, headers: &'h [(String, String)]) -> Self {
+        let header = |name: &str| {
+            headers
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+        };
+        let source = hostcalls::get_property(vec!["source", "address"])
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let client_ip = crate::client_ip::client_ip(
+            source.as_deref(),
+            header("x-forwarded-for"),
+            active.guard.config().xff_num_trusted_hops,
+        )
+        .map(str::to_owned);
+        Seen {
+            time_ms: now_unix_millis().unwrap_or_default(),
+            client_ip,
+            authority: header(":authority").unwrap_or_default(),
+            user_agent: header("user-agent"),
         }
+    }
+
+    fn record<'r>(&'r self, request: &Request<'r>) -> Record<'r> {
+        Record {
+            time_ms: self.time_ms,
+            client_ip: self.client_ip.as_deref(),
+            method: request.method,
+            path: request.path,
+            authority: self.authority,
+            user_agent: self.user_agent,
+            ..Record::default()
+        }
+    }
+}
+
+/// A request over a misuse limit.
+#[derive(Debug, Clone, Copy)]
+struct Flag {
+    exceeded: anomaly_core::Exceeded,
+    response: anomaly_core::Response,
+}
+
+/// Counts the request into its token's window (shared by every worker); `Some` when it went
+/// over a limit.
+fn check_misuse(active: &Active, identity: &TokenIdentity, seen: &Seen, now: i64) -> Option<Flag> {
+    let config = active.guard.config().anomaly.as_ref()?;
+    let ip = seen.client_ip.as_deref().unwrap_or("unknown");
+    let token = anomaly_core::token_key(&identity.sha256);
+    let Some(observed) = anomaly::observe(config, token, anomaly_core::ip_key(ip), now) else {
+        active.metrics.count(Counter::AnomalyNotCounted);
+        return None;
+    };
+    if observed.evicted {
+        active.metrics.count(Counter::AnomalyEvicted);
+    }
+    let exceeded = observed.exceeded?;
+    if observed.first_report {
+        active.metrics.count(Counter::AnomalyDetected);
+        warn!(
+            "token misuse: {} exceeded ({} requests from {} address(es) in the window) token_fp={} sub={} client_ip={ip} action={}",
+            exceeded.as_str(),
+            observed.requests,
+            observed.distinct_ips + usize::from(exceeded == anomaly_core::Exceeded::DistinctIps),
+            identity.fingerprint(),
+            identity.sub.as_deref().unwrap_or("-"),
+            config.action.as_str()
+        );
+    }
+    Some(Flag {
+        exceeded,
+        response: observed.response(config.action),
+    })
+}
+
+/// Counts, logs and sends a denial.
+fn refuse(
+    active: &Active,
+    request: &Request,
+    seen: &Seen,
+    denial: Denial,
+    anomaly: Option<anomaly_core::Exceeded>,
+    now: i64,
+) -> Applied {
+    active.metrics.count(Counter::Denied(denial.reason));
+    if let Some(source) = denial.revoked_by {
+        active.metrics.count(Counter::RevokedBy(source));
+    }
+    if let Some(index) = denial
+        .provider
+        .as_deref()
+        .and_then(|name| provider_index(active, name))
+    {
+        active.metrics.count(Counter::Provider(
+            index,
+            ProviderCounter::Denied(denial.reason),
+        ));
+    }
+    let record = Record {
+        allowed: false,
+        reason: Some(denial.reason.code()),
+        status: Some(denial.status),
+        provider: denial.provider.as_deref(),
+        identity: denial.identity.as_deref(),
+        token_fp: denial.token_fingerprint.as_deref(),
+        revoked_by: denial.revoked_by,
+        anomaly: anomaly.map(anomaly_core::Exceeded::as_str),
+        ..seen.record(request)
+    };
+    report(active, &record, now);
+    send_denial(&denial);
+    Applied::Responded
+}
+
+/// The decision log line (rate-limited per worker) and the access log's filter state.
+fn report(active: &Active, record: &Record, now: i64) {
+    let log = &active.guard.config().log;
+    if log.filter_state {
+        for (key, value) in record.filter_state() {
+            // What the access log cannot show is not worth failing the request over.
+            let _ = hostcalls::set_property(vec![key.as_str()], Some(value.as_bytes()));
+        }
+    }
+    if !log.logs(record.allowed) {
+        return;
+    }
+    let permit = active.decision_log.borrow_mut().permit(now);
+    if permit.report_suppressed > 0 {
+        info!(
+            "{} decision line(s) not written (log.max_lines_per_second {} per worker; counters have them all)",
+            permit.report_suppressed, log.max_lines_per_second
+        );
+    }
+    if permit.write {
+        info!("{}", record.to_json_line());
+    }
+}
+
+fn provider_index(active: &Active, name: &str) -> Option<usize> {
+    active
+        .guard
+        .config()
+        .providers
+        .iter()
+        .position(|p| p.name == name)
+}
+
+/// Gauges, every tick: what is held and how old it is.
+fn record_gauges(active: &Active, now: i64) {
+    let metrics = &active.metrics;
+    if let Some(revocation) = &active.guard.config().revocation {
+        metrics.gauge_revocation_entries(active.guard.revocation_entries());
+        if revocation.list.is_some() {
+            let since = active
+                .guard
+                .revocation_list_checked_at()
+                .unwrap_or(active.configured_at);
+            metrics.gauge_list_age(now.saturating_sub(since));
+        }
+    }
+    for state in active.remote.borrow().iter() {
+        let since = state.fetched_at.unwrap_or(active.configured_at);
+        metrics.gauge_jwks_age(state.provider, now.saturating_sub(since));
     }
 }
 
@@ -1026,15 +1092,16 @@ fn call_response(body_size: usize, limit: usize) -> (Option<String>, Vec<u8>) {
     (status, body)
 }
 
+fn now_unix_millis() -> Option<i64> {
+    let now: SystemTime = hostcalls::get_current_time().ok()?;
+    let since = now.duration_since(UNIX_EPOCH).ok()?;
+    i64::try_from(since.as_millis()).ok()
+}
+
 fn now_unix_seconds() -> Option<i64> {
     let now: SystemTime = hostcalls::get_current_time().ok()?;
     let since = now.duration_since(UNIX_EPOCH).ok()?;
     i64::try_from(since.as_secs()).ok()
-}
-
-/// Query strings may carry secrets; logs get the path only.
-fn path_without_query(path: &str) -> &str {
-    path.split(['?', '#']).next().unwrap_or_default()
 }
 
 fn send_denial(denial: &Denial) -> Action {

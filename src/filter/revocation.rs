@@ -19,7 +19,9 @@ use crate::log_limit::LogLimiter;
 use crate::revocation::RevocationSet;
 use crate::revocation_config::{ListConfig, RevocationConfig};
 use crate::revocation_doc::{render, PublishEntry};
-use crate::revocation_learned::{from_header, Authorized, Learned, LearnedEntry};
+use crate::revocation_learned::{
+    from_header, misuse_entries, Authorized, FromHeader, Learned, LearnedEntry,
+};
 use crate::revocation_list::{self, Checked, ListUpdate};
 use crate::revocation_publish::{PublishQueue, BATCH_SIZE};
 
@@ -179,7 +181,7 @@ impl Revocation {
         }
         if let (Some(bytes), _) = get_shared(&self.keys.learned) {
             if let Some(learned) = Learned::decode(&bytes) {
-                guard.install_learned(learned.to_set());
+                guard.install_learned(learned.to_sets());
             }
         }
         *self.learned_seen.borrow_mut() = Some(serial);
@@ -215,19 +217,64 @@ impl Revocation {
             warn!("could not remove the {name} response header: {status:?}");
         }
         let authorized = self.authorized.borrow_mut().remove(&context);
-        let mut learned = Vec::new();
-        let mut publish = Vec::new();
-        let mut self_revoked = false;
+        let mut revoked = FromHeader::default();
         for value in &values {
             let out = from_header(value, authorized.as_deref(), now);
             for problem in &out.problems {
                 warn!("{name} response header: {problem}");
             }
-            self_revoked |= out.self_revoked;
-            learned.extend(out.learned);
-            publish.extend(out.publish);
+            revoked.self_revoked |= out.self_revoked;
+            revoked.learned.extend(out.learned);
+            revoked.publish.extend(out.publish);
         }
-        if let (true, Some(token)) = (self_revoked, authorized.as_deref()) {
+        let what = format!("the {name} response header");
+        let counter = Counter::RevokedByHeader;
+        self.apply(
+            revoked,
+            authorized.as_deref(),
+            &what,
+            counter,
+            guard,
+            metrics,
+            now,
+        );
+    }
+
+    /// Misuse detection (`action: revoke`): the token is revoked like a `self` header would
+    /// (every worker, the list service, the IdP when configured).
+    pub fn revoke_misused(&self, token: &Authorized, guard: &Guard, metrics: &Metrics, now: i64) {
+        let revoked = misuse_entries(token, now);
+        let counter = Counter::RevokedByAnomaly;
+        self.apply(
+            revoked,
+            Some(token),
+            "misuse detection",
+            counter,
+            guard,
+            metrics,
+            now,
+        );
+    }
+
+    /// Learns, shares and forwards what a header or the misuse detector revoked.
+    #[allow(clippy::too_many_arguments)]
+    fn apply(
+        &self,
+        revoked: FromHeader,
+        authorized: Option<&Authorized>,
+        what: &str,
+        counter: Counter,
+        guard: &Guard,
+        metrics: &Metrics,
+        now: i64,
+    ) {
+        let FromHeader {
+            self_revoked,
+            learned,
+            publish,
+            ..
+        } = revoked;
+        if let (true, Some(token)) = (self_revoked, authorized) {
             if token.introspected {
                 super::introspection::forget_answer(&token.token_sha256);
             }
@@ -240,13 +287,13 @@ impl Revocation {
         if learned.is_empty() {
             return;
         }
-        let token_fp = authorized.as_ref().map_or("-".to_owned(), |a| {
+        let token_fp = authorized.map_or("-".to_owned(), |a| {
             crate::fingerprint::fingerprint(&a.token_sha256)
         });
         match self.record(&learned, guard, now) {
             Ok(evicted) => {
                 for _ in 0..learned.len() {
-                    metrics.count(Counter::RevokedByHeader);
+                    metrics.count(counter);
                 }
                 if evicted > 0 {
                     warn!(
@@ -255,10 +302,10 @@ impl Revocation {
                     );
                 }
                 info!(
-                    "revoked {} entr{} by the {name} response header (provider={} token_fp={token_fp})",
+                    "revoked {} entr{} by {what} (provider={} token_fp={token_fp})",
                     learned.len(),
                     if learned.len() == 1 { "y" } else { "ies" },
-                    authorized.as_ref().map_or("-", |a| a.provider.as_str()),
+                    authorized.map_or("-", |a| a.provider.as_str()),
                 );
             }
             Err(status) => {
@@ -267,7 +314,7 @@ impl Revocation {
                 warn!("revocation could not be shared with other workers ({status:?})");
                 let mut local = Learned::new(self.config.learned_generation);
                 local.append(&learned, now, guard.config().expiry_grace_seconds());
-                guard.extend_learned(&local.to_set());
+                guard.extend_learned(&local.to_sets());
             }
         }
         if let Some(queue) = self.publish.borrow_mut().as_mut() {
@@ -298,7 +345,7 @@ impl Revocation {
                         Some(serial.as_bytes()),
                         None,
                     )?;
-                    guard.install_learned(learned.to_set());
+                    guard.install_learned(learned.to_sets());
                     // Not marked as seen: another worker may have written after this one, and
                     // the next request reads the log again to pick that up.
                     *self.learned_seen.borrow_mut() = None;

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Draws the benchmark results as PNG charts (matplotlib, Agg backend).
+
+    bench/results.json            (make bench)       -> bench/results.png
+    bench/revocation_results.json (bench/revocation.py) -> bench/revocation.png
+
+A missing input is skipped with a message. Needs matplotlib (`pip install matplotlib`).
+
+    python bench/chart.py [--results bench/results.json]
+                          [--revocation bench/revocation_results.json] [--out bench]
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import statistics
+import sys
+import textwrap
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+BENCH = pathlib.Path(__file__).resolve().parent
+MACHINE = "2-core machine"
+DPI = 100
+
+# Variants drawn in results.png: key -> (legend label, colour).
+VARIANTS = {
+    "jwt_authn_cache": ("native jwt_authn, cache", "#1f4e79"),
+    "jwt_authn_nocache": ("native jwt_authn, no cache", "#8fb4dc"),
+    "bearer_guard_cache": ("bearer-guard, cache", "#c55a11"),
+    "bearer_guard_nocache": ("bearer-guard, no cache", "#f4b183"),
+}
+# bearer-guard variant -> the jwt_authn variant its ratio is taken against.
+RATIO_OF = {"bearer_guard_cache": "jwt_authn_cache", "bearer_guard_nocache": "jwt_authn_nocache"}
+# Variants in results.json that are not drawn; listed in a footnote instead.
+OTHERS = {
+    "no_filter": "Envoy, no filter",
+    "trivial_wasm": "trivial wasm filter",
+    "bearer_guard_wasm_crypto": "bearer-guard, crypto in wasm",
+}
+MIX_KINDS = {"repeat": "one token,\nrepeated", "distinct": "10,000 distinct\ntokens",
+             "invalid": "10,000 bad\nsignatures"}
+SCENARIOS = {"a": "(a) unchanged\n(every poll a 304)", "b": "(b) +1 jti / 0.5 s\n(deltas)",
+             "c": "(c) +1 jti / 0.5 s\n(full re-downloads)"}
+
+
+def envoy_version(build):
+    """'9e55.../1.40.0/Clean/RELEASE/BoringSSL' -> '1.40.0'."""
+    match = re.search(r"\b(\d+\.\d+\.\d+)\b", build or "")
+    return match.group(1) if match else (build or "?")
+
+
+def subtitle(data, extra=""):
+    smoke = "  (SMOKE RUN: not a measurement)" if data.get("smoke") else ""
+    return (f"{data['date'][:10]}, Envoy {envoy_version(data.get('envoy'))}{extra} | "
+            f"{MACHINE}, wrk {data.get('wrk', '-t1 -c16')}{smoke}")
+
+
+def kilo(value):
+    return f"{value / 1000:.1f}k"
+
+
+def mix_label(mix):
+    kind, _, alg = mix.partition("_")
+    return f"{alg.upper()}\n{MIX_KINDS.get(kind, kind)}"
+
+
+def results_chart(data, out):
+    results = data["results"]
+    mixes = list(dict.fromkeys(key.split("/")[0] for key in results))
+    mixes = [m for m in mixes if any(f"{m}/{v}" in results for v in VARIANTS)]
+    fig, ax = plt.subplots(figsize=(11, 6.4), dpi=DPI)
+    width = 0.84 / len(VARIANTS)
+    ratio_y = {}  # mix -> height of the last ratio label drawn
+    top = max(results[f"{m}/{v}"]["rps"] for m in mixes for v in VARIANTS if f"{m}/{v}" in results)
+    for i, (variant, (_, colour)) in enumerate(VARIANTS.items()):
+        for x, mix in enumerate(mixes):
+            pos = x + (i - (len(VARIANTS) - 1) / 2) * width
+            row = results.get(f"{mix}/{variant}")
+            if row is None:
+                ax.text(pos, top * 0.01, "not run", rotation=90, ha="center", va="bottom",
+                        fontsize=8, color="grey")
+                continue
+            ax.bar(pos, row["rps"], width, color=colour, edgecolor="white")
+            inside = row["rps"] > top * 0.15
+            ax.text(pos, row["rps"] - top * 0.015 if inside else row["rps"] + top * 0.01,
+                    kilo(row["rps"]), rotation=90, ha="center", va="top" if inside else "bottom",
+                    fontsize=8, color="white" if inside and i % 2 == 0 else "black")
+            base = results.get(f"{mix}/{RATIO_OF.get(variant)}")
+            if base:
+                # Two ratio labels side by side at about the same height would touch: lift one.
+                above = row["rps"] + top * (0.01 if inside else 0.08)
+                if abs(above - ratio_y.get(mix, -top)) < top * 0.04:
+                    above = ratio_y[mix] + top * 0.04
+                ratio_y[mix] = above
+                ax.text(pos, above, f"×{row['rps'] / base['rps']:.2f}",
+                        ha="center", va="bottom", fontsize=8, fontweight="bold")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for _, c in VARIANTS.values()]
+    ax.legend(handles, [label for label, _ in VARIANTS.values()], loc="upper right",
+              ncol=2, fontsize=9, frameon=False)
+    ax.set_xticks(range(len(mixes)), [mix_label(m) for m in mixes], fontsize=9)
+    ax.set_ylabel("requests/s (median of rounds)")
+    ax.set_ylim(0, top * 1.25)
+    ax.yaxis.set_major_formatter(lambda v, _: kilo(v) if v else "0")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle("bearer-guard vs native jwt_authn: requests/s per token mix", fontsize=13,
+                 fontweight="bold")
+    ax.set_title(subtitle(data, f", --concurrency {data.get('concurrency', 1)}"), fontsize=10)
+    notes = ["×n above a bearer-guard bar: bearer-guard / native jwt_authn, same cache setting."]
+    others = [f"{OTHERS[variant]} {row['rps']:,.0f} ({mix})" for mix, variant, row in
+              ((*key.split("/"), row) for key, row in results.items()) if variant in OTHERS]
+    if others:
+        notes.append("Not drawn, req/s: " + "; ".join(others) + ".")
+    notes = [textwrap.fill(note, 170, break_on_hyphens=False) for note in notes]
+    fig.text(0.01, 0.01, "\n".join(notes), fontsize=8, color="dimgrey", va="bottom")
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def target_number(data, prefix):
+    """The number in the target column of the first measure starting with prefix, if any."""
+    for row in data.get("targets", []):
+        if row["measure"].startswith(prefix):
+            match = re.search(r"\d+(\.\d+)?", row["target"])
+            return float(match.group()) if match else None
+    return None
+
+
+def style(ax, title, ylabel):
+    ax.set_title(title, fontsize=11, loc="left")
+    ax.set_ylabel(ylabel)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def target_line(ax, value, label):
+    ax.axhline(value, color="firebrick", linestyle="--", linewidth=1)
+    ax.annotate(label, (1, value), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                fontsize=8, color="firebrick")
+
+
+def bars_with_rounds(ax, labels, medians, rounds, colour):
+    """One bar per median, each round as a dot on it."""
+    ax.bar(range(len(labels)), medians, 0.6, color=colour)
+    for x, values in enumerate(rounds):
+        ax.plot([x] * len(values), values, "o", color="black", markersize=3, alpha=0.6)
+    ax.set_xticks(range(len(labels)), labels, fontsize=9)
+
+
+def throughput_panel(ax, data):
+    tp, runs = data["throughput"], data.get("throughput_runs", {})
+    kinds = ["empty", "full"]
+    medians = [tp[k]["rps"] for k in kinds]
+    bars_with_rounds(ax, ["empty list", f"{data['entries']:,} entries"], medians,
+                     [[r["rps"] for r in runs.get(k, [])] for k in kinds], "#8fb4dc")
+    for x, value in enumerate(medians):
+        ax.text(x, value / 2, f"{value:,.0f}", ha="center", fontsize=9)
+    target = target_number(data, "throughput")
+    note = f" (target ≥ {target:g})" if target else ""
+    ax.text(0.5, 1.0, f"ratio {medians[1] / medians[0]:.3f}{note}", transform=ax.transAxes,
+            ha="center", va="top", fontsize=9)
+    ax.set_ylim(0, max(max(r["rps"] for r in runs.get(k, [tp[k]])) for k in kinds) * 1.2)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:,.0f}")
+    style(ax, "Throughput, list held", "requests/s (dots: rounds)")
+
+
+def latency_panel(ax, data):
+    lat, runs = data["latency"], data.get("latency_runs", {})
+    keys = sorted(lat)
+    medians = [lat[k]["p99_ms"] for k in keys]
+    bars_with_rounds(ax, [SCENARIOS.get(k, k) for k in keys], medians,
+                     [[r["p99_ms"] for r in runs.get(k, [])] for k in keys], "#f4b183")
+    for x, value in enumerate(medians):
+        ax.text(x, value / 2, f"{value:.2f} ms", ha="center", fontsize=9)
+    target = target_number(data, "p99 during refresh")
+    if target and "a" in lat:
+        target_line(ax, target * lat["a"]["p99_ms"], f"target: {target:g} × (a)")
+    style(ax, "p99 latency while the list refreshes", "p99 ms (dots: rounds)")
+
+
+def memory_panel(ax, data):
+    memory = data["memory"]
+    xs = range(len(memory))
+    for offset, key, label, colour in ((-0.2, "bytes_per_entry", "RSS", "#1f4e79"),
+                                       (0.2, "peak_bytes_per_entry", "peak (VmHWM)", "#8fb4dc")):
+        values = [m[key] for m in memory]
+        ax.bar([x + offset for x in xs], values, 0.4, color=colour, label=label)
+        for x, value in zip(xs, values):
+            ax.text(x + offset, value + 1, f"{value:.1f}", ha="center", va="bottom", fontsize=9)
+    ax.set_xticks(list(xs), [f"--concurrency {m['concurrency']}" for m in memory], fontsize=9)
+    target = target_number(data, "memory")
+    if target:
+        target_line(ax, target, f"target ≤ {target:g}")
+        ax.set_ylim(0, target * 1.15)
+    ax.legend(fontsize=8, frameon=False, loc="upper left")
+    style(ax, "Memory per revoked entry", "bytes per entry")
+
+
+def enforcement_panel(ax, data):
+    times = data["enforcement_seconds"]
+    labels = {"deltas": "deltas", "no_deltas": "server --no-deltas\n(full lists)"}
+    for x, (key, values) in enumerate(times.items()):
+        ax.plot([x] * len(values), values, "o", color="#c55a11", alpha=0.7)
+        median = statistics.median(values)
+        ax.plot([x - 0.2, x + 0.2], [median, median], color="black", linewidth=2)
+        ax.text(x + 0.22, median, f"median {median:.2f} s\nmax {max(values):.2f} s",
+                va="center", fontsize=8)
+    ax.set_xticks(range(len(times)), [labels.get(k, k) for k in times], fontsize=9)
+    ax.set_xlim(-0.6, len(times) - 0.1)
+    target = target_number(data, "revocation POST")
+    if target:
+        target_line(ax, target, f"target ≤ {target:g} s")
+        ax.set_ylim(0, target * 1.15)
+    style(ax, "Revocation POST to first 401", "seconds (dots: each POST)")
+
+
+def revocation_chart(data, out):
+    fig, axes = plt.subplots(2, 2, figsize=(11, 8.5), dpi=DPI)
+    for ax, panel in zip(axes.flat, (throughput_panel, latency_panel, memory_panel,
+                                     enforcement_panel)):
+        panel(ax, data)
+    fig.suptitle(f"bearer-guard revocation list, {data['entries']:,} entries", fontsize=13,
+                 fontweight="bold")
+    fig.text(0.5, 0.93, subtitle(data, f", list polled every {data.get('refresh_seconds', '?')} s"),
+             ha="center", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--results", type=pathlib.Path, default=BENCH / "results.json")
+    parser.add_argument("--revocation", type=pathlib.Path,
+                        default=BENCH / "revocation_results.json")
+    parser.add_argument("--out", type=pathlib.Path, default=BENCH, help="PNGs go here")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for source, draw, name in ((args.results, results_chart, "results.png"),
+                               (args.revocation, revocation_chart, "revocation.png")):
+        if not source.is_file():
+            print(f"{source}: not found, {name} skipped")
+            continue
+        draw(json.loads(source.read_text()), args.out / name)
+        print(f"wrote {args.out / name}")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"chart failed: {error!r}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,311 @@
+//! Envoy stats: counters and gauges, defined once per VM. Envoy shows them under the
+//! `wasmcustom.` prefix (`/stats`, and `/stats/prometheus` as `envoy_wasmcustom_...`).
+//! Increments are batched in the VM and flushed to the host on the root context's tick: a
+//! host call per counter per request would cost more than our own logic.
+
+use std::cell::RefCell;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::MetricType;
+
+use crate::decision::{DenyReason, RevocationSource};
+use crate::guard::CacheLookup;
+
+/// Every counter. Names: `bearer_guard.<name>`, see `Counter::name`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Counter {
+    Allowed,
+    CacheHit,
+    CacheMiss,
+    JwksFetchOk,
+    JwksFetchFailed,
+    /// Entries learned from revocation response headers.
+    RevokedByHeader,
+    /// Tokens revoked by misuse detection (`anomaly.action: revoke`).
+    RevokedByAnomaly,
+    ListFetchOk,
+    ListNotModified,
+    ListFetchFailed,
+    /// Let through on a stale revocation list (`on_stale: allow`).
+    StaleAllowed,
+    /// Entries POSTed to the list service, failed POSTs, entries given up on.
+    PublishOk,
+    PublishFailed,
+    PublishDropped,
+    /// Tokens revoked at the identity provider (RFC 7009), failed POSTs, tokens given up on.
+    IdpRevokeOk,
+    IdpRevokeFailed,
+    IdpRevokeDropped,
+    /// Introspection calls answered (active or not), and failed.
+    IntrospectionOk,
+    IntrospectionFailed,
+    /// Token Status List fetches.
+    StatusListFetchOk,
+    StatusListFetchFailed,
+    /// Tokens over a misuse limit (once per token per window), windows evicted for room,
+    /// and requests not counted because the shared slot could not be updated.
+    AnomalyDetected,
+    AnomalyEvicted,
+    AnomalyNotCounted,
+    Denied(DenyReason),
+    /// Requests refused because of a revocation, by where it came from.
+    RevokedBy(RevocationSource),
+    Provider(usize, ProviderCounter),
+}
+
+/// Counters kept per provider (jwt_authn has none: envoy issue 15405).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderCounter {
+    Allowed,
+    JwksFetchOk,
+    JwksFetchFailed,
+    Denied(DenyReason),
+}
+
+const FIXED: [Counter; 24] = [
+    Counter::Allowed,
+    Counter::CacheHit,
+    Counter::CacheMiss,
+    Counter::JwksFetchOk,
+    Counter::JwksFetchFailed,
+    Counter::RevokedByHeader,
+    Counter::RevokedByAnomaly,
+    Counter::ListFetchOk,
+    Counter::ListNotModified,
+    Counter::ListFetchFailed,
+    Counter::StaleAllowed,
+    Counter::PublishOk,
+    Counter::PublishFailed,
+    Counter::PublishDropped,
+    Counter::IdpRevokeOk,
+    Counter::IdpRevokeFailed,
+    Counter::IdpRevokeDropped,
+    Counter::IntrospectionOk,
+    Counter::IntrospectionFailed,
+    Counter::StatusListFetchOk,
+    Counter::StatusListFetchFailed,
+    Counter::AnomalyDetected,
+    Counter::AnomalyEvicted,
+    Counter::AnomalyNotCounted,
+];
+
+const PROVIDER_FIXED: [ProviderCounter; 3] = [
+    ProviderCounter::Allowed,
+    ProviderCounter::JwksFetchOk,
+    ProviderCounter::JwksFetchFailed,
+];
+const PER_PROVIDER: usize = PROVIDER_FIXED.len() + DenyReason::ALL.len();
+
+fn position<T: PartialEq>(all: &[T], item: &T) -> usize {
+    all.iter().position(|x| x == item).unwrap_or_default()
+}
+
+impl Counter {
+    /// Index in `Metrics::ids`: fixed, then denials, then revocation sources, then each
+    /// provider's block.
+    fn index(self) -> usize {
+        let reasons = DenyReason::ALL.len();
+        let sources = RevocationSource::ALL.len();
+        match self {
+            Counter::Denied(reason) => FIXED.len() + position(&DenyReason::ALL, &reason),
+            Counter::RevokedBy(source) => {
+                FIXED.len() + reasons + position(&RevocationSource::ALL, &source)
+            }
+            Counter::Provider(provider, counter) => {
+                let within = match counter {
+                    ProviderCounter::Denied(reason) => {
+                        PROVIDER_FIXED.len() + position(&DenyReason::ALL, &reason)
+                    }
+                    fixed => position(&PROVIDER_FIXED, &fixed),
+                };
+                FIXED.len() + reasons + sources + provider * PER_PROVIDER + within
+            }
+            fixed => position(&FIXED, &fixed),
+        }
+    }
+
+    fn name(self, providers: &[String]) -> String {
+        let name = match self {
+            Counter::Allowed => "allowed",
+            Counter::CacheHit => "jwt_cache_hit",
+            Counter::CacheMiss => "jwt_cache_miss",
+            Counter::JwksFetchOk => "jwks_fetch_success",
+            Counter::JwksFetchFailed => "jwks_fetch_failed",
+            Counter::RevokedByHeader => "revocation.header_revoked",
+            Counter::RevokedByAnomaly => "revocation.anomaly_revoked",
+            Counter::ListFetchOk => "revocation.list_fetch_success",
+            Counter::ListNotModified => "revocation.list_not_modified",
+            Counter::ListFetchFailed => "revocation.list_fetch_failed",
+            Counter::StaleAllowed => "revocation.stale_allowed",
+            Counter::PublishOk => "revocation.publish_success",
+            Counter::PublishFailed => "revocation.publish_failed",
+            Counter::PublishDropped => "revocation.publish_dropped",
+            Counter::IdpRevokeOk => "revocation.idp_success",
+            Counter::IdpRevokeFailed => "revocation.idp_failed",
+            Counter::IdpRevokeDropped => "revocation.idp_dropped",
+            Counter::IntrospectionOk => "introspection.success",
+            Counter::IntrospectionFailed => "introspection.failed",
+            Counter::StatusListFetchOk => "status_list.fetch_success",
+            Counter::StatusListFetchFailed => "status_list.fetch_failed",
+            Counter::AnomalyDetected => "anomaly.detected",
+            Counter::AnomalyEvicted => "anomaly.evicted",
+            Counter::AnomalyNotCounted => "anomaly.not_counted",
+            Counter::Denied(reason) => return format!("bearer_guard.denied.{}", reason.code()),
+            Counter::RevokedBy(source) => {
+                return format!("bearer_guard.revoked_by.{}", source.code())
+            }
+            Counter::Provider(index, counter) => {
+                let provider = providers.get(index).map_or("-", String::as_str);
+                let counter = match counter {
+                    ProviderCounter::Allowed => "allowed".to_owned(),
+                    ProviderCounter::JwksFetchOk => "jwks_fetch_success".to_owned(),
+                    ProviderCounter::JwksFetchFailed => "jwks_fetch_failed".to_owned(),
+                    ProviderCounter::Denied(reason) => format!("denied.{}", reason.code()),
+                };
+                return format!("bearer_guard.provider.{provider}.{counter}");
+            }
+        };
+        format!("bearer_guard.{name}")
+    }
+
+    fn all(providers: usize) -> impl Iterator<Item = Counter> {
+        let per_provider = move |p: usize| {
+            PROVIDER_FIXED
+                .into_iter()
+                .chain(DenyReason::ALL.into_iter().map(ProviderCounter::Denied))
+                .map(move |c| Counter::Provider(p, c))
+        };
+        FIXED
+            .into_iter()
+            .chain(DenyReason::ALL.into_iter().map(Counter::Denied))
+            .chain(RevocationSource::ALL.into_iter().map(Counter::RevokedBy))
+            .chain((0..providers).flat_map(per_provider))
+    }
+}
+
+pub struct Metrics {
+    ids: Vec<Option<u32>>,
+    pending: RefCell<Vec<i64>>,
+    /// Gauges: entries in the revocation list held, when it was last confirmed, all entries
+    /// held, seconds since the last good list fetch, and per provider since the last good
+    /// JWKS fetch (remote JWKS only).
+    list_entries: Option<u32>,
+    list_checked_at: Option<u32>,
+    revocation_entries: Option<u32>,
+    list_age: Option<u32>,
+    jwks_age: Vec<Option<u32>>,
+}
+
+fn gauge(name: &str) -> Option<u32> {
+    hostcalls::define_metric(MetricType::Gauge, name).ok()
+}
+
+fn record(id: Option<u32>, value: i64) {
+    if let Some(id) = id {
+        // A failed update must never affect traffic.
+        let _ = hostcalls::record_metric(id, u64::try_from(value).unwrap_or(0));
+    }
+}
+
+impl Metrics {
+    /// `providers`: names in config order; `remote`: which of them fetch their JWKS.
+    pub fn define(providers: &[String], remote: &[bool], revocation: bool, list: bool) -> Self {
+        let ids: Vec<Option<u32>> = Counter::all(providers.len())
+            .map(|c| hostcalls::define_metric(MetricType::Counter, &c.name(providers)).ok())
+            .collect();
+        let pending = RefCell::new(vec![0; ids.len()]);
+        let jwks_age = providers
+            .iter()
+            .zip(remote)
+            .map(|(name, remote)| {
+                remote
+                    .then(|| gauge(&format!("bearer_guard.provider.{name}.jwks_age_seconds")))
+                    .flatten()
+            })
+            .collect();
+        Metrics {
+            ids,
+            pending,
+            list_entries: list
+                .then(|| gauge("bearer_guard.revocation.list_entries"))
+                .flatten(),
+            list_checked_at: list
+                .then(|| gauge("bearer_guard.revocation.list_checked_at"))
+                .flatten(),
+            revocation_entries: revocation
+                .then(|| gauge("bearer_guard.revocation.entries"))
+                .flatten(),
+            list_age: list
+                .then(|| gauge("bearer_guard.revocation.list_age_seconds"))
+                .flatten(),
+            jwks_age,
+        }
+    }
+
+    pub fn gauge_list_entries(&self, entries: u64, checked_at: i64) {
+        record(
+            self.list_entries,
+            i64::try_from(entries).unwrap_or(i64::MAX),
+        );
+        record(self.list_checked_at, checked_at);
+    }
+
+    pub fn gauge_revocation_entries(&self, entries: usize) {
+        record(
+            self.revocation_entries,
+            i64::try_from(entries).unwrap_or(i64::MAX),
+        );
+    }
+
+    pub fn gauge_list_age(&self, seconds: i64) {
+        record(self.list_age, seconds);
+    }
+
+    pub fn gauge_jwks_age(&self, provider: usize, seconds: i64) {
+        record(self.jwks_age.get(provider).copied().flatten(), seconds);
+    }
+
+    pub fn count(&self, counter: Counter) {
+        if let Some(n) = self.pending.borrow_mut().get_mut(counter.index()) {
+            *n += 1;
+        }
+    }
+
+    pub fn count_cache(&self, lookup: CacheLookup) {
+        match lookup {
+            CacheLookup::Hit => self.count(Counter::CacheHit),
+            CacheLookup::Miss => self.count(Counter::CacheMiss),
+            CacheLookup::Skipped => {}
+        }
+    }
+
+    pub fn flush(&self) {
+        for (id, n) in self.ids.iter().zip(self.pending.borrow_mut().iter_mut()) {
+            if let (Some(id), true) = (id, *n > 0) {
+                // A failed counter update must never affect traffic; the count is dropped.
+                let _ = hostcalls::increment_metric(*id, *n);
+            }
+            *n = 0;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_counter_has_its_own_index_and_name() {
+        let providers = vec!["corp".to_owned(), "partner".to_owned()];
+        let all: Vec<Counter> = Counter::all(providers.len()).collect();
+        for (i, counter) in all.iter().enumerate() {
+            assert_eq!(counter.index(), i, "{counter:?}");
+        }
+        let mut names: Vec<String> = all.iter().map(|c| c.name(&providers)).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), all.len());
+        assert!(names.contains(&"bearer_guard.provider.partner.denied.expired".to_owned()));
+        assert!(names.contains(&"bearer_guard.revoked_by.status_list".to_owned()));
+    }
+}
