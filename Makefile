@@ -14,8 +14,10 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$@"' apt-install
 
 TRIVIAL_WASM := target/bench/$(WASM_TARGET)/release/trivial_filter.wasm
+# matplotlib (into the same venv as Envoy) draws bench/results.png and bench/revocation.png.
+CHART_STAMP := $(VENV)/.matplotlib
 
-.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup
+.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart
 
 # wasm-opt (Debian's binaryen) shrinks and speeds up the module after rustc; features are
 # the ones rustc emits for wasm32-wasip1.
@@ -58,7 +60,7 @@ integration: build
 test: fmt-check clippy unit integration bench-smoke
 
 # Benchmark against Envoy's native jwt_authn (see bench/run.py); writes bench/results.{md,json}.
-bench-setup: build
+bench-setup: build $(CHART_STAMP)
 	@command -v wrk >/dev/null || $(APT_INSTALL) wrk
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/trivial-filter/Cargo.toml \
 		--target-dir target/bench
@@ -67,12 +69,23 @@ bench: bench-setup
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
 	python3 bench/run.py --pools bench/tmp/pools --out bench
 	python3 bench/revocation.py --pools bench/tmp/pools --out bench
+	$(MAKE) bench-chart
+
+# Redraws the charts from the committed results (no measurement).
+bench-chart: $(CHART_STAMP)
+	$(VENV)/bin/python bench/chart.py --out bench
+
+$(CHART_STAMP): $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check matplotlib
+	touch $@
 
 # A couple of seconds per variant, so CI keeps the benchmark working; judges no targets.
 bench-smoke: bench-setup
 	$(CARGO) run --quiet --example bench_tokens -- --out bench/tmp/smoke --count 200
 	python3 bench/run.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	python3 bench/revocation.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
+	$(VENV)/bin/python bench/chart.py --results bench/tmp/smoke/results.json \
+		--revocation bench/tmp/smoke/revocation_results.json --out bench/tmp/smoke
 
 # The demo's revocation list service runs beside Envoy and stops with it.
 run: build

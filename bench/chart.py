@@ -41,6 +41,8 @@ OTHERS = {
     "no_filter": "Envoy, no filter",
     "trivial_wasm": "trivial wasm filter",
     "bearer_guard_wasm_crypto": "bearer-guard, crypto in wasm",
+    "bearer_guard_quiet": "bearer-guard, no filter state",
+    "bearer_guard_watching": "bearer-guard, misuse detection on",
 }
 MIX_KINDS = {"repeat": "one token,\nrepeated", "distinct": "10,000 distinct\ntokens",
              "invalid": "10,000 bad\nsignatures"}

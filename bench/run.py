@@ -45,11 +45,13 @@ VARIANTS = {
     "bearer_guard_cache": "bearer-guard, jwt_cache_size 1000",
     "bearer_guard_nocache": "bearer-guard, jwt_cache_size 0",
     "bearer_guard_wasm_crypto": "bearer-guard, no cache, crypto in wasm (fallback)",
+    "bearer_guard_quiet": "bearer-guard, jwt_cache_size 1000, no filter state",
+    "bearer_guard_watching": "bearer-guard, jwt_cache_size 1000, misuse detection on",
 }
 
 # Mix name -> (token file, variants measured with it, expected status)
 MIXES = {
-    "repeat_rs256": ("rs256-repeat.txt", list(VARIANTS)[:6], 200),
+    "repeat_rs256": ("rs256-repeat.txt", list(VARIANTS)[:6] + ["bearer_guard_quiet", "bearer_guard_watching"], 200),
     "repeat_es256": ("es256-repeat.txt", ["jwt_authn_cache", "jwt_authn_nocache", "bearer_guard_cache", "bearer_guard_nocache"], 200),
     "distinct_rs256": ("rs256-distinct.txt", ["jwt_authn_cache", "jwt_authn_nocache", "bearer_guard_cache", "bearer_guard_nocache", "bearer_guard_wasm_crypto"], 200),
     "distinct_es256": ("es256-distinct.txt", ["jwt_authn_cache", "jwt_authn_nocache", "bearer_guard_cache", "bearer_guard_nocache", "bearer_guard_wasm_crypto"], 200),
@@ -66,6 +68,8 @@ TARGETS = [
     ("repeated RS256: bearer-guard with cache / trivial wasm", ("repeat_rs256", "bearer_guard_cache"), ("repeat_rs256", "trivial_wasm"), 0.95),
     ("invalid RS256 rejections / distinct RS256 acceptances (bearer-guard, no cache)", ("invalid_rs256", "bearer_guard_nocache"), ("distinct_rs256", "bearer_guard_nocache"), 1.0),
     ("invalid ES256 rejections / distinct ES256 acceptances (bearer-guard, no cache)", ("invalid_es256", "bearer_guard_nocache"), ("distinct_es256", "bearer_guard_nocache"), 1.0),
+    ("repeated RS256: filter state on (default) / off", ("repeat_rs256", "bearer_guard_cache"), ("repeat_rs256", "bearer_guard_quiet"), 0.9),
+    ("repeated RS256: misuse detection on / off", ("repeat_rs256", "bearer_guard_watching"), ("repeat_rs256", "bearer_guard_cache"), 0.85),
 ]
 SIZE_TARGET_BYTES = 600 * 1000
 
@@ -122,11 +126,11 @@ def jwt_authn(jwks, cache):
     }
 
 
-def bearer_guard(name, jwks, cache_size, crypto):
+def bearer_guard(name, jwks, cache_size, crypto, **extra):
     # forward: true on both sides: jwt_authn above keeps the header too.
     config = {"providers": {"bench": {"issuer": ISSUER, "audiences": [AUDIENCE], "local_jwks": jwks,
                                       "forward": True}},
-              "jwt_cache_size": cache_size, "crypto": crypto}
+              "jwt_cache_size": cache_size, "crypto": crypto, **extra}
     return wasm_filter(name, BEARER_GUARD, json.dumps(config))
 
 
@@ -139,6 +143,11 @@ def envoy_config(jwks):
         "bearer_guard_cache": [bearer_guard("bearer_guard_cache", jwks, 1000, "auto")],
         "bearer_guard_nocache": [bearer_guard("bearer_guard_nocache", jwks, 0, "auto")],
         "bearer_guard_wasm_crypto": [bearer_guard("bearer_guard_wasm_crypto", jwks, 0, "wasm")],
+        "bearer_guard_quiet": [bearer_guard("bearer_guard_quiet", jwks, 1000, "auto",
+                                            log={"filter_state": False})],
+        # One token from one address at wrk's pace: counted, never over the limits.
+        "bearer_guard_watching": [bearer_guard("bearer_guard_watching", jwks, 1000, "auto",
+                                               anomaly={"max_requests": 4_000_000_000, "window_seconds": 86400})],
     }
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},

@@ -751,7 +751,10 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
             } else {
                 active.guard.decide_after_wait(&request, now)
             };
-            active.metrics.count_cache(verdict.cache);
+            // Once per request: a request that waits (for keys, a list) looks again later.
+            if matches!(verdict.decision, Decision::Allow { .. } | Decision::Deny(_)) {
+                active.metrics.count_cache(verdict.cache);
+            }
             if verdict.stale_allowed {
                 active.metrics.count(Counter::StaleAllowed);
                 if let Some(revocation) = &active.revocation {

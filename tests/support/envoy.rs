@@ -93,6 +93,7 @@ pub fn fill_template(
     }
     // Clusters a test does not use point at the upstream (they must still parse).
     text.replace("{{REVOCATION_PORT}}", &upstream_port.to_string())
+        .replace("{{ACCESS_LOG}}", "/dev/null")
 }
 
 impl Envoy {

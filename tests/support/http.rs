@@ -74,6 +74,27 @@ pub fn try_request(
     send(port, method, path, headers, b"")
 }
 
+/// A GET from a given loopback source address (127.0.0.2, ...): what a client elsewhere
+/// looks like to Envoy.
+pub fn get_from(source: &str, port: u16, path: &str, headers: &[(&str, &str)]) -> Response {
+    let stream = connect_from(source, port)
+        .unwrap_or_else(|e| panic!("connect from {source} to port {port}: {e}"));
+    exchange(stream, "GET", path, headers, b"")
+        .unwrap_or_else(|e| panic!("GET {path} from {source} on port {port}: {e}"))
+}
+
+fn connect_from(source: &str, port: u16) -> std::io::Result<TcpStream> {
+    use socket2::{Domain, SockAddr, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+    let local: std::net::SocketAddr = format!("{source}:0")
+        .parse()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    socket.bind(&SockAddr::from(local))?;
+    let remote: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    socket.connect(&SockAddr::from(remote))?;
+    Ok(socket.into())
+}
+
 fn send(
     port: u16,
     method: &str,
@@ -81,7 +102,17 @@ fn send(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> std::io::Result<Response> {
-    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    let stream = TcpStream::connect(("127.0.0.1", port))?;
+    exchange(stream, method, path, headers, body)
+}
+
+fn exchange(
+    mut stream: TcpStream,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<Response> {
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
     let mut raw = format!("{method} {path} HTTP/1.1\r\nhost: test.local\r\n");
     for (name, value) in headers {
