@@ -109,6 +109,11 @@ fn opaque_tokens_through_introspection_and_revocation_at_the_idp() {
     let r = get(&envoy, &token, "inactive");
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error_description"], "token is not active");
+    // The poll's first refusal and this one: counted as revocations by the IdP.
+    for name in ["denied.inactive", "revoked_by.introspection"] {
+        let full = format!("wasmcustom.bearer_guard.{name}");
+        assert_eq!(envoy.counter_eventually(&full, 2), 2, "{full}");
+    }
 
     // A logout on the proxy revokes the token at the proxy at once and at the IdP (RFC 7009).
     let session = idp.token(OPAQUE);

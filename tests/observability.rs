@@ -35,24 +35,9 @@ use testkit::{keys, mint, public_jwk, unix_now, Signer, ISSUER};
 
 const PARTNER: &str = "https://partner.example.com";
 const STAT: &str = "wasmcustom.bearer_guard.";
-const FIELDS: [&str; 16] = [
-    "time",
-    "decision",
-    "reason",
-    "status",
-    "provider",
-    "iss",
-    "sub",
-    "jti",
-    "token_fp",
-    "revoked_by",
-    "anomaly",
-    "client_ip",
-    "method",
-    "path",
-    "authority",
-    "user_agent",
-];
+/// Every field of a decision log line.
+const FIELDS: &str = "time decision reason status provider iss sub jti token_fp revoked_by \
+                      anomaly client_ip method path authority user_agent";
 
 fn token(issuer: &str, jti: &str, sub: &str, changes: Value) -> String {
     let now = unix_now();
@@ -274,7 +259,7 @@ fn every_decision_is_counted_logged_and_visible_to_the_access_log() {
     let lines = decision_lines(&envoy);
     assert_eq!(lines.len(), 12, "{lines:#?}");
     for line in &lines {
-        for field in FIELDS {
+        for field in FIELDS.split_whitespace() {
             assert!(line.get(field).is_some(), "{field} missing in {line}");
         }
         assert_eq!(line["client_ip"], "127.0.0.1");
@@ -617,4 +602,34 @@ fn request_counts_are_exact_across_four_workers() {
         .filter(|l| l["anomaly"] == "max_requests")
         .count();
     assert_eq!(over, 50);
+}
+
+#[test]
+fn behind_a_trusted_proxy_the_client_is_read_from_x_forwarded_for() {
+    let upstream = Upstream::start();
+    let mut config = anomaly_config(json!({ "max_distinct_ips": 5, "action": "deny" }));
+    config["xff_num_trusted_hops"] = json!(1);
+    let envoy = start(&config, &upstream, &[], None, 2);
+    let token = token(ISSUER, "j-forwarded", "alice", json!({}));
+    let bearer = format!("Bearer {token}");
+    let from = |xff: &str| {
+        http::get(
+            envoy.port,
+            "/orders",
+            &[("authorization", &bearer), ("x-forwarded-for", xff)],
+        )
+        .status
+    };
+    for n in 1..=5 {
+        assert_eq!(from(&format!("10.0.0.{n}")), 200);
+    }
+    assert_eq!(from("10.0.0.6"), 401, "a sixth client behind the proxy");
+    // What the client wrote itself (left of the trusted proxy's entry) does not count.
+    assert_eq!(from("6.6.6.6, 10.0.0.1"), 200);
+    let flagged = decision_lines(&envoy)
+        .into_iter()
+        .find(|l| l["reason"] == "anomaly")
+        .unwrap();
+    assert_eq!(flagged["client_ip"], "10.0.0.6");
+    assert_counters(&envoy, &[("denied.anomaly", 1), ("allowed", 6)]);
 }

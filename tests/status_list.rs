@@ -86,6 +86,10 @@ fn a_flipped_status_bit_revokes_the_token_once_the_list_is_due() {
     let r = status(&envoy, &token(999_999, URI));
     assert_eq!(r.status, 401);
     assert_eq!(r.json()["error_description"], "token revoked");
+    assert_eq!(
+        envoy.counter_eventually("wasmcustom.bearer_guard.revoked_by.status_list", 1),
+        1
+    );
     assert_eq!(status(&envoy, &token(500_000, URI)).status, 200);
     assert_eq!(
         status(&envoy, &token(1_000_000, URI)).status,

@@ -218,26 +218,18 @@ impl Metrics {
             .iter()
             .zip(remote)
             .map(|(name, remote)| {
-                remote
-                    .then(|| gauge(&format!("bearer_guard.provider.{name}.jwks_age_seconds")))
-                    .flatten()
+                let name = format!("bearer_guard.provider.{name}.jwks_age_seconds");
+                remote.then(|| gauge(&name)).flatten()
             })
             .collect();
+        let gauge_if = |wanted: bool, name: &str| wanted.then(|| gauge(name)).flatten();
         Metrics {
             ids,
             pending,
-            list_entries: list
-                .then(|| gauge("bearer_guard.revocation.list_entries"))
-                .flatten(),
-            list_checked_at: list
-                .then(|| gauge("bearer_guard.revocation.list_checked_at"))
-                .flatten(),
-            revocation_entries: revocation
-                .then(|| gauge("bearer_guard.revocation.entries"))
-                .flatten(),
-            list_age: list
-                .then(|| gauge("bearer_guard.revocation.list_age_seconds"))
-                .flatten(),
+            list_entries: gauge_if(list, "bearer_guard.revocation.list_entries"),
+            list_checked_at: gauge_if(list, "bearer_guard.revocation.list_checked_at"),
+            revocation_entries: gauge_if(revocation, "bearer_guard.revocation.entries"),
+            list_age: gauge_if(list, "bearer_guard.revocation.list_age_seconds"),
             jwks_age,
         }
     }

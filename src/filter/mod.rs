@@ -413,18 +413,12 @@ impl RootContext for GuardRoot {
             .revocation
             .clone()
             .map(|config| Revocation::new(config, &guard));
-        let names: Vec<String> = guard
+        let (names, remote_jwks): (Vec<String>, Vec<bool>) = guard
             .config()
             .providers
             .iter()
-            .map(|p| p.name.clone())
-            .collect();
-        let remote_jwks: Vec<bool> = guard
-            .config()
-            .providers
-            .iter()
-            .map(|p| p.remote_jwks.is_some())
-            .collect();
+            .map(|p| (p.name.clone(), p.remote_jwks.is_some()))
+            .unzip();
         let revocation_config = guard.config().revocation.as_ref();
         let metrics = Metrics::define(
             &names,
