@@ -818,7 +818,7 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
                 anomaly: flagged.map(|f| f.exceeded.as_str()),
                 ..seen.record(&request)
             };
-            report(active, &record, now);
+            report(active, &seen, record, now);
             Applied::Continue
         }
         Decision::WaitForKeys { provider } => {
@@ -867,7 +867,10 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
 /// What the decision log and misuse detection read about the request beyond its path.
 struct Seen<'h> {
     time_ms: i64,
-    client_ip: Option<String>,
+    /// Read from the host on first use: a quiet configuration never asks.
+    client_ip: std::cell::OnceCell<Option<String>>,
+    forwarded_for: Option<&'h str>,
+    trusted_hops: u32,
     authority: &'h str,
     user_agent: Option<&'h str>,
 }
@@ -880,28 +883,36 @@ impl<'h> Seen<'h> {
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| v.as_str())
         };
-        let source = hostcalls::get_property(vec!["source", "address"])
-            .ok()
-            .flatten()
-            .and_then(|bytes| String::from_utf8(bytes).ok());
-        let client_ip = crate::client_ip::client_ip(
-            source.as_deref(),
-            header("x-forwarded-for"),
-            active.guard.config().xff_num_trusted_hops,
-        )
-        .map(str::to_owned);
         Seen {
             time_ms: now_unix_millis().unwrap_or_default(),
-            client_ip,
+            client_ip: std::cell::OnceCell::new(),
+            forwarded_for: header("x-forwarded-for"),
+            trusted_hops: active.guard.config().xff_num_trusted_hops,
             authority: header(":authority").unwrap_or_default(),
             user_agent: header("user-agent"),
         }
     }
 
+    fn client_ip(&self) -> Option<&str> {
+        self.client_ip
+            .get_or_init(|| {
+                let source = hostcalls::get_property(vec!["source", "address"])
+                    .ok()
+                    .flatten()
+                    .and_then(|bytes| String::from_utf8(bytes).ok());
+                crate::client_ip::client_ip(
+                    source.as_deref(),
+                    self.forwarded_for,
+                    self.trusted_hops,
+                )
+                .map(str::to_owned)
+            })
+            .as_deref()
+    }
+
     fn record<'r>(&'r self, request: &Request<'r>) -> Record<'r> {
         Record {
             time_ms: self.time_ms,
-            client_ip: self.client_ip.as_deref(),
             method: request.method,
             path: request.path,
             authority: self.authority,
@@ -922,7 +933,7 @@ struct Flag {
 /// over a limit.
 fn check_misuse(active: &Active, identity: &TokenIdentity, seen: &Seen, now: i64) -> Option<Flag> {
     let config = active.guard.config().anomaly.as_ref()?;
-    let ip = seen.client_ip.as_deref().unwrap_or("unknown");
+    let ip = seen.client_ip().unwrap_or("unknown");
     let token = anomaly_core::token_key(&identity.sha256);
     let Some(observed) = anomaly::observe(config, token, anomaly_core::ip_key(ip), now) else {
         active.metrics.count(Counter::AnomalyNotCounted);
@@ -984,21 +995,26 @@ fn refuse(
         anomaly: anomaly.map(anomaly_core::Exceeded::as_str),
         ..seen.record(request)
     };
-    report(active, &record, now);
+    report(active, seen, record, now);
     send_denial(&denial);
     Applied::Responded
 }
 
 /// The decision log line (rate-limited per worker) and the access log's filter state.
-fn report(active: &Active, record: &Record, now: i64) {
+fn report<'r>(active: &Active, seen: &'r Seen, mut record: Record<'r>, now: i64) {
     let log = &active.guard.config().log;
+    let logs = log.logs(record.allowed);
+    if !log.filter_state && !logs {
+        return;
+    }
+    record.client_ip = seen.client_ip();
     if log.filter_state {
         for (key, value) in record.filter_state() {
             // What the access log cannot show is not worth failing the request over.
             let _ = hostcalls::set_property(vec![key.as_str()], Some(value.as_bytes()));
         }
     }
-    if !log.logs(record.allowed) {
+    if !logs {
         return;
     }
     let permit = active.decision_log.borrow_mut().permit(now);
