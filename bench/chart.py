@@ -41,7 +41,7 @@ OTHERS = {
     "no_filter": "Envoy, no filter",
     "trivial_wasm": "trivial wasm filter",
     "bearer_guard_wasm_crypto": "bearer-guard, crypto in wasm",
-    "bearer_guard_quiet": "bearer-guard, no filter state",
+    "bearer_guard_filter_state": "bearer-guard, filter state on",
     "bearer_guard_watching": "bearer-guard, misuse detection on",
 }
 MIX_KINDS = {"repeat": "one token,\nrepeated", "distinct": "10,000 distinct\ntokens",

@@ -58,9 +58,15 @@ impl AnomalyConfig {
         self.max_tokens.div_ceil(ENTRIES_PER_SLOT as u32).max(1)
     }
 
-    /// The slot a token's window lives in.
-    pub fn slot_of(&self, token: u64) -> u32 {
-        u32::try_from(token % u64::from(self.slots())).unwrap_or_default()
+    /// The shared-data key of the slot a token's window lives in. The limits are part of
+    /// the key: filter configurations with other limits (another listener, a reload that
+    /// changes them) never read each other's windows.
+    pub fn slot_key(&self, token: u64) -> String {
+        let slot = token % u64::from(self.slots());
+        format!(
+            "bearer_guard.anomaly.{}-{}-{}-{}.{slot}",
+            self.window_seconds, self.max_distinct_ips, self.max_requests, self.max_tokens
+        )
     }
 }
 
@@ -204,10 +210,12 @@ pub fn observe(
             // Over windows are worth nothing: make room from them first, then the oldest.
             windows.retain(|w| now < window_end(w));
             if windows.len() >= ENTRIES_PER_SLOT {
+                // A flagged window goes last: evicting it would forget the addresses that
+                // make the next one stand out.
                 if let Some(oldest) = windows
                     .iter()
                     .enumerate()
-                    .min_by_key(|(_, w)| w.started)
+                    .min_by_key(|(_, w)| (w.flags & FLAG_REPORTED != 0, w.started))
                     .map(|(i, _)| i)
                 {
                     windows.swap_remove(oldest);
@@ -414,6 +422,35 @@ mod tests {
         let later = run(&mut slot, 500, "10.0.0.1", 1_000, &c);
         assert!(!later.evicted);
         assert_eq!(decode(&later.slot).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn flagged_windows_are_evicted_last() {
+        let c = config(AnomalyAction::Deny);
+        let mut slot = None;
+        for _ in 0..11 {
+            run(&mut slot, 0, "10.0.0.1", 100, &c);
+        }
+        for token in 1..ENTRIES_PER_SLOT as u64 {
+            run(&mut slot, token, "10.0.0.1", 101, &c);
+        }
+        assert!(run(&mut slot, 99, "10.0.0.1", 102, &c).evicted);
+        // Token 0 started first but is flagged: still over its limit.
+        assert_eq!(
+            run(&mut slot, 0, "10.0.0.1", 103, &c).exceeded,
+            Some(Exceeded::Requests)
+        );
+    }
+
+    #[test]
+    fn keys_differ_by_limits() {
+        let a = config(AnomalyAction::Deny);
+        let b = AnomalyConfig {
+            max_requests: 11,
+            ..a.clone()
+        };
+        assert_ne!(a.slot_key(5), b.slot_key(5));
+        assert_eq!(a.slot_key(5), a.slot_key(5 + u64::from(a.slots())));
     }
 
     #[test]

@@ -2,11 +2,21 @@
 
 /// First 16 hex characters of the token's SHA-256 (computed once per request by the guard).
 pub fn fingerprint(token_sha256: &[u8; 32]) -> String {
-    token_sha256
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    hex(token_sha256.get(..8).unwrap_or_default())
+}
+
+/// Lowercase hex, without `format!` (on the request path of every logged decision).
+pub fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        for nibble in [byte >> 4, byte & 0x0f] {
+            out.push(char::from(
+                DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0'),
+            ));
+        }
+    }
+    out
 }
 
 #[cfg(test)]

@@ -367,6 +367,7 @@ impl Guard {
 
     /// `now` is Unix seconds from the host's clock.
     pub fn decide(&self, request: &Request<'_>, now: i64) -> Verdict {
+        self.revoked_by.set(None);
         let mut cache = CacheLookup::Skipped;
         let mut stale_allowed = false;
         let route =
@@ -405,14 +406,7 @@ impl Guard {
                     Some(WaitFor::Introspection(provider, token)) => {
                         Decision::Introspect { provider, token }
                     }
-                    None => {
-                        denial.revoked_by = match denial.reason {
-                            DenyReason::Revoked | DenyReason::Suspended => self.revoked_by.get(),
-                            DenyReason::InactiveToken => Some(RevocationSource::Introspection),
-                            _ => None,
-                        };
-                        Decision::Deny(denial)
-                    }
+                    None => Decision::Deny(denial),
                 },
             },
             cache,
@@ -798,8 +792,14 @@ impl Guard {
                     stale_allowed,
                 })
             });
-        // Claims for the decision log: a denial always logs them, an allow when asked to.
-        let claims = if outcome.is_err() || self.config.wants_identity() {
+        // Claims for the decision log: a denial (here or by the status list after) always logs
+        // them, an allow when asked to.
+        let status_lists = self
+            .config
+            .revocation
+            .as_ref()
+            .is_some_and(|r| r.status_list.is_some());
+        let claims = if outcome.is_err() || status_lists || self.config.wants_identity() {
             cached.claims.clone()
         } else {
             StringClaims::default()
@@ -1118,7 +1118,14 @@ impl Guard {
         provider: Option<String>,
         token_fingerprint: Option<String>,
     ) -> Denial {
-        Denial::new(reason, &self.config.realm, provider, token_fingerprint)
+        let mut denial = Denial::new(reason, &self.config.realm, provider, token_fingerprint);
+        // Taken as the denial is made, right after the check that found the revocation.
+        denial.revoked_by = match reason {
+            DenyReason::Revoked | DenyReason::Suspended => self.revoked_by.take(),
+            DenyReason::InactiveToken => Some(RevocationSource::Introspection),
+            _ => None,
+        };
+        denial
     }
 }
 
@@ -1291,8 +1298,15 @@ mod tests {
 
     #[test]
     fn decisions_carry_the_verified_identity_for_the_log() {
-        let g = default_guard();
         let token = rs256(&with(json!({ "jti": "j-7", "sub": "alice" })));
+        // By default an allow carries none: nothing would read it.
+        assert!(matches!(
+            decide_at(&default_guard(), "/", &bearer(&token), NOW),
+            Decision::Allow { identity: None, .. }
+        ));
+        let mut config = testkit::config_json(json!({}), None);
+        config["log"] = json!({ "decisions": "all" });
+        let g = guard(config);
         for _ in 0..2 {
             // Fresh, then from the cache.
             let Decision::Allow {

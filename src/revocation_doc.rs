@@ -163,7 +163,7 @@ pub fn hex_to_digest(hex: &str) -> Option<[u8; 32]> {
 }
 
 pub fn digest_to_hex(digest: &[u8; 32]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    crate::fingerprint::hex(digest)
 }
 
 /// A document, at the top (`scope: None`) or under `providers.<name>`.

@@ -200,6 +200,8 @@ pub fn misuse_entries(authorized: &Authorized, now: i64) -> FromHeader {
 const MAGIC: &[u8; 4] = b"BGL1";
 const ENTRY_BYTES: usize = 1 + 8 + 8 + 8;
 const NO_EXP: i64 = i64::MAX;
+/// In the cutoff field of an exact entry (unused there): recorded by misuse detection.
+const MISUSE_MARK: i64 = 1;
 
 /// The shared log of learned entries. `generation` is the config's `learned_generation`:
 /// a configure with another value starts an empty log (how an operator clears it).
@@ -254,7 +256,9 @@ impl Learned {
             let (tag, fp, cutoff) = match entry.kind {
                 LearnedKind::Exact(fp) => (0u8, fp, 0),
                 LearnedKind::Subject(fp, cutoff) => (1u8, fp, cutoff),
-                LearnedKind::Misuse(fp) => (2u8, fp, 0),
+                // Tag 0 (exact) as before, so a VM on an older build reads it too; the unused
+                // cutoff marks the source.
+                LearnedKind::Misuse(fp) => (0u8, fp, MISUSE_MARK),
             };
             bytes.push(tag);
             bytes.extend_from_slice(&fp.to_le_bytes());
@@ -280,9 +284,9 @@ impl Learned {
                 let cutoff = i64::from_le_bytes(word(9)?);
                 let exp = i64::from_le_bytes(word(17)?);
                 let kind = match chunk.first()? {
+                    0 if cutoff == MISUSE_MARK => LearnedKind::Misuse(fp),
                     0 => LearnedKind::Exact(fp),
                     1 => LearnedKind::Subject(fp, cutoff),
-                    2 => LearnedKind::Misuse(fp),
                     _ => return None,
                 };
                 Some(LearnedEntry {

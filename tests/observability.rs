@@ -166,7 +166,7 @@ fn every_decision_is_counted_logged_and_visible_to_the_access_log() {
             "max_stale_seconds": 600
         }
     });
-    config["log"] = json!({ "decisions": "all" });
+    config["log"] = json!({ "decisions": "all", "filter_state": true });
     let access_log = AccessLog::new("access");
     let envoy = start(
         &config,
@@ -608,7 +608,8 @@ fn request_counts_are_exact_across_four_workers() {
 fn behind_a_trusted_proxy_the_client_is_read_from_x_forwarded_for() {
     let upstream = Upstream::start();
     let mut config = anomaly_config(json!({ "max_distinct_ips": 5, "action": "deny" }));
-    config["xff_num_trusted_hops"] = json!(1);
+    // The proxy in front, and this Envoy itself (`use_remote_address: true` appends the peer).
+    config["xff_num_trusted_hops"] = json!(2);
     let envoy = start(&config, &upstream, &[], None, 2);
     let token = token(ISSUER, "j-forwarded", "alice", json!({}));
     let bearer = format!("Bearer {token}");
@@ -632,4 +633,24 @@ fn behind_a_trusted_proxy_the_client_is_read_from_x_forwarded_for() {
         .unwrap();
     assert_eq!(flagged["client_ip"], "10.0.0.6");
     assert_counters(&envoy, &[("denied.anomaly", 1), ("allowed", 6)]);
+}
+
+#[test]
+fn without_trusted_hops_a_client_cannot_choose_its_address() {
+    let upstream = Upstream::start();
+    let config = anomaly_config(json!({ "max_distinct_ips": 1, "action": "deny" }));
+    let envoy = start(&config, &upstream, &[], None, 2);
+    let token = token(ISSUER, "j-spoof", "alice", json!({}));
+    let bearer = format!("Bearer {token}");
+    for n in 1..=6 {
+        let xff = format!("198.51.100.{n}");
+        let headers = [
+            ("authorization", bearer.as_str()),
+            ("x-forwarded-for", &xff),
+        ];
+        assert_eq!(http::get(envoy.port, "/orders", &headers).status, 200);
+    }
+    let lines = decision_lines(&envoy);
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_counters(&envoy, &[("allowed", 6), ("anomaly.detected", 0)]);
 }

@@ -9,10 +9,11 @@ use crate::anomaly::{self, AnomalyConfig, Observed};
 /// Retries under contention; each retry re-reads the slot (a few hundred bytes).
 const MAX_CAS_ATTEMPTS: usize = 64;
 
-/// Counts one request of `token` from `ip`. `None` when the slot could not be updated (the
-/// request is then not counted; the caller counts that).
+/// Counts one request of `token` from `ip`. `None` when the slot could not be updated: the
+/// request is then let through uncounted (`anomaly.not_counted`): misuse detection is a
+/// signal on top of a valid token, and shared-data trouble must not refuse good ones.
 pub fn observe(config: &AnomalyConfig, token: u64, ip: u64, now: i64) -> Option<Observed> {
-    let key = format!("bearer_guard.anomaly.{}", config.slot_of(token));
+    let key = config.slot_key(token);
     for _ in 0..MAX_CAS_ATTEMPTS {
         let (bytes, cas) = hostcalls::get_shared_data(&key).ok()?;
         let observed = anomaly::observe(bytes.as_deref(), token, ip, now, config);

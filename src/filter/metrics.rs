@@ -1,5 +1,5 @@
 //! Envoy stats: counters and gauges, defined once per VM. Envoy shows them under the
-//! `wasmcustom.` prefix (`/stats`, and `/stats/prometheus` as `envoy_wasmcustom_...`).
+//! `wasmcustom.` prefix in `/stats`; `/stats/prometheus` drops it (`bearer_guard_allowed`).
 //! Increments are batched in the VM and flushed to the host on the root context's tick: a
 //! host call per counter per request would cost more than our own logic.
 

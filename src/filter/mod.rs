@@ -26,6 +26,7 @@ use crate::log_limit::LogLimiter;
 const TICK_PERIOD: Duration = Duration::from_millis(250);
 
 mod anomaly;
+mod filter_state;
 mod introspection;
 mod metrics;
 mod revocation;
@@ -738,6 +739,7 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
         headers: &headers,
     };
     let now = now_unix_seconds();
+    let mut stale_allowed = false;
     let decision = match now {
         Some(now) => {
             let verdict = if may_wait {
@@ -749,17 +751,7 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
             if matches!(verdict.decision, Decision::Allow { .. } | Decision::Deny(_)) {
                 active.metrics.count_cache(verdict.cache);
             }
-            if verdict.stale_allowed {
-                active.metrics.count(Counter::StaleAllowed);
-                if let Some(revocation) = &active.revocation {
-                    if revocation.stale_log.borrow_mut().permit(now).write {
-                        warn!(
-                            "allowed on a stale revocation list (on_stale: allow) path={}",
-                            path_without_query(request.path)
-                        );
-                    }
-                }
-            }
+            stale_allowed = verdict.stale_allowed;
             verdict.decision
         }
         None => Decision::Deny(Denial::new(
@@ -798,6 +790,17 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
                     return refuse(active, &request, &seen, denial, Some(flag.exceeded), now);
                 }
             }
+            if stale_allowed {
+                active.metrics.count(Counter::StaleAllowed);
+                if let Some(revocation) = &active.revocation {
+                    if revocation.stale_log.borrow_mut().permit(now).write {
+                        warn!(
+                            "allowed on a stale revocation list (on_stale: allow) path={}",
+                            path_without_query(request.path)
+                        );
+                    }
+                }
+            }
             let provider_index = provider
                 .as_deref()
                 .and_then(|name| provider_index(active, name));
@@ -807,8 +810,12 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
                     .metrics
                     .count(Counter::Provider(index, ProviderCounter::Allowed));
             }
+            // Kept for a `self` revocation header in the response (misuse detection used it
+            // already).
             if let (Some(token), Some(revocation)) = (token, &active.revocation) {
-                revocation.remember(context, token);
+                if revocation.response_header().is_some() {
+                    revocation.remember(context, token);
+                }
             }
             apply_upstream(&upstream);
             let record = Record {
@@ -905,7 +912,6 @@ impl<'h> Seen<'h> {
                     self.forwarded_for,
                     self.trusted_hops,
                 )
-                .map(str::to_owned)
             })
             .as_deref()
     }
@@ -1011,7 +1017,7 @@ fn report<'r>(active: &Active, seen: &'r Seen, mut record: Record<'r>, now: i64)
     if log.filter_state {
         for (key, value) in record.filter_state() {
             // What the access log cannot show is not worth failing the request over.
-            let _ = hostcalls::set_property(vec![key.as_str()], Some(value.as_bytes()));
+            let _ = filter_state::set(key, value.as_bytes());
         }
     }
     if !logs {
@@ -1041,6 +1047,10 @@ fn provider_index(active: &Active, name: &str) -> Option<usize> {
 /// Gauges, every tick: what is held and how old it is.
 fn record_gauges(active: &Active, now: i64) {
     let metrics = &active.metrics;
+    if let Some(revocation) = &active.revocation {
+        // An idle worker learns what the others revoked here, not only on its next request.
+        revocation.refresh_learned(&active.guard);
+    }
     if let Some(revocation) = &active.guard.config().revocation {
         metrics.gauge_revocation_entries(active.guard.revocation_entries());
         if revocation.list.is_some() {

@@ -172,6 +172,11 @@ impl Revocation {
         self.read_learned(guard);
     }
 
+    /// On the tick: what other workers revoked, for the gauges (a request syncs anyway).
+    pub fn refresh_learned(&self, guard: &Guard) {
+        self.read_learned(guard);
+    }
+
     fn read_learned(&self, guard: &Guard) {
         let (Some(serial), _) = get_shared(&self.keys.learned_serial) else {
             return;
@@ -312,6 +317,9 @@ impl Revocation {
                 // Still enforced by this worker (added to what it holds); other workers learn
                 // it from the list, if publishing is on.
                 warn!("revocation could not be shared with other workers ({status:?})");
+                for _ in 0..learned.len() {
+                    metrics.count(counter);
+                }
                 let mut local = Learned::new(self.config.learned_generation);
                 local.append(&learned, now, guard.config().expiry_grace_seconds());
                 guard.extend_learned(&local.to_sets());
