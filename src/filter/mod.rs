@@ -649,7 +649,7 @@ impl HttpContext for GuardHttp {
             error!("request denied: filter is not configured");
             return send_denial(&denial);
         };
-        match decide_and_apply(&active, self.id, true) {
+        match decide_and_apply(&active, self.id, Look::First) {
             Applied::Continue => Action::Continue,
             Applied::Responded => Action::Pause,
             Applied::Introspect { provider, token } => self.introspect(&active, provider, &token),
@@ -691,17 +691,18 @@ fn answer_waiting(active: &Active, ready: &[WaitTarget], now: i64, restore: u32)
         // What arrived may reveal the next thing to fetch (a status list after the keys): one
         // more wait, for something else, within bounds; otherwise decide with what there is.
         let may_wait = waiter.waits < MAX_WAITS && now < waiter.deadline;
-        let mut applied = decide_and_apply(active, waiter.context, may_wait);
+        let look = if may_wait { Look::Again } else { Look::Last };
+        let mut applied = decide_and_apply(active, waiter.context, look);
         if let Applied::Wait { target, deadline } = applied {
             if target != waiter.target {
                 wait_for(active, waiter.context, target, deadline, waiter.waits + 1);
                 continue;
             }
-            applied = decide_and_apply(active, waiter.context, false);
+            applied = decide_and_apply(active, waiter.context, Look::Last);
         }
         // An introspection call needs the request's own context: decided with what there is.
         if let Applied::Introspect { .. } = applied {
-            applied = decide_and_apply(active, waiter.context, false);
+            applied = decide_and_apply(active, waiter.context, Look::Last);
         }
         if let Applied::Continue = applied {
             if let Err(status) = hostcalls::resume_http_request() {
@@ -720,9 +721,20 @@ enum Applied {
     Introspect { provider: usize, token: String },
 }
 
-/// Decides for the request of the effective context and applies the decision. `may_wait`:
-/// false on the last look, once keys (or a list, or an answer) were fetched.
-fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
+/// Which look at a request this is: a request may wait for keys, a list or an answer, and is
+/// then decided again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Look {
+    /// On its headers: the one that counts the cache lookup (one per request).
+    First,
+    /// After a wait, and it may wait once more for something else.
+    Again,
+    /// After a wait: decide with what there is.
+    Last,
+}
+
+/// Decides for the request of the effective context and applies the decision.
+fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     if let Some(revocation) = &active.revocation {
         revocation.sync_learned(&active.guard);
     }
@@ -742,13 +754,13 @@ fn decide_and_apply(active: &Active, context: u32, may_wait: bool) -> Applied {
     let mut stale_allowed = false;
     let decision = match now {
         Some(now) => {
-            let verdict = if may_wait {
-                active.guard.decide(&request, now)
-            } else {
+            let verdict = if look == Look::Last {
                 active.guard.decide_after_wait(&request, now)
+            } else {
+                active.guard.decide(&request, now)
             };
-            // Once per request: a request that waits (for keys, a list) looks again later.
-            if matches!(verdict.decision, Decision::Allow { .. } | Decision::Deny(_)) {
+            // Once per request, on its first look: later looks find what that one cached.
+            if look == Look::First {
                 active.metrics.count_cache(verdict.cache);
             }
             stale_allowed = verdict.stale_allowed;
