@@ -60,6 +60,12 @@ pub struct Config {
 impl Config {
     /// Whether allowed requests need the token's identity (iss, sub, jti, fingerprint):
     /// for `log.decisions: all`, filter state or misuse detection. Denials always carry it.
+    /// Whether any provider refuses credentials sent without TLS (the adapter then reads the
+    /// connection's TLS state).
+    pub fn requires_tls(&self) -> bool {
+        self.providers.iter().any(|p| p.require_tls)
+    }
+
     pub fn wants_identity(&self) -> bool {
         self.log.decisions == LogDecisions::All || self.log.filter_state || self.anomaly.is_some()
     }
@@ -83,6 +89,8 @@ pub struct Provider {
     pub subjects: Option<StringMatch>,
     /// RFC 7662: opaque tokens (and JWTs, with `introspect_jwt`) are asked about.
     pub introspection: Option<IntrospectionConfig>,
+    /// Its credentials are refused on a plaintext connection (RFC 6750 §5.3).
+    pub require_tls: bool,
 }
 
 /// Where and how often a provider's JWKS is fetched.
@@ -262,6 +270,8 @@ struct RawConfig {
     anomaly: Option<RawAnomaly>,
     #[serde(default)]
     xff_num_trusted_hops: Option<u32>,
+    #[serde(default)]
+    require_tls: bool,
 }
 
 #[derive(Deserialize)]
@@ -302,6 +312,8 @@ struct RawProvider {
     subjects: Option<RawStringMatch>,
     #[serde(default)]
     introspection: Option<RawIntrospection>,
+    #[serde(default)]
+    require_tls: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -461,7 +473,12 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
     let mut warnings = Vec::new();
     let mut providers = Vec::with_capacity(raw.providers.len());
     for (name, provider) in raw.providers {
-        providers.push(compile_provider(name, provider, &mut warnings)?);
+        providers.push(compile_provider(
+            name,
+            provider,
+            raw.require_tls,
+            &mut warnings,
+        )?);
     }
     // An opaque token names no issuer: with two introspecting providers it would be sent to
     // an IdP that did not issue it (a credential leak).
@@ -549,6 +566,7 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
 fn compile_provider(
     name: String,
     raw: RawProvider,
+    default_require_tls: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Provider, ConfigError> {
     let at = |key: &str| format!("providers.{name}.{key}");
@@ -717,6 +735,7 @@ fn compile_provider(
         token_types,
         subjects,
         introspection,
+        require_tls: raw.require_tls.unwrap_or(default_require_tls),
         name,
     })
 }

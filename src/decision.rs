@@ -74,6 +74,8 @@ pub enum DenyReason {
     /// Misuse detection (`anomaly`, action `deny` or `revoke`): the token was used from more
     /// addresses, or more often, than the window allows.
     Anomaly,
+    /// `require_tls`: a credential arrived on a plaintext connection (RFC 6750 §5.3).
+    InsecureTransport,
 }
 
 /// The RFC 6750 error code that goes in `WWW-Authenticate` and the JSON body.
@@ -100,7 +102,7 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 30] = [
+    pub const ALL: [DenyReason; 31] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedToken,
@@ -131,6 +133,7 @@ impl DenyReason {
         DenyReason::StatusListNotAllowed,
         DenyReason::StatusUnknown,
         DenyReason::Anomaly,
+        DenyReason::InsecureTransport,
     ];
 
     /// Stable short name, used in counter names and log lines.
@@ -166,6 +169,7 @@ impl DenyReason {
             DenyReason::StatusListNotAllowed => "status_list_not_allowed",
             DenyReason::StatusUnknown => "status_unknown",
             DenyReason::Anomaly => "anomaly",
+            DenyReason::InsecureTransport => "insecure_transport",
         }
     }
 
@@ -202,6 +206,7 @@ impl DenyReason {
             DenyReason::StatusListNotAllowed => "token status list not accepted",
             DenyReason::StatusUnknown => "token status unknown",
             DenyReason::Anomaly => "token use anomaly detected",
+            DenyReason::InsecureTransport => "credentials must be sent over TLS",
         }
     }
 
@@ -209,7 +214,9 @@ impl DenyReason {
     pub fn error_code(self) -> Option<ErrorCode> {
         match self {
             DenyReason::MissingToken => None,
-            DenyReason::MultipleTokens => Some(ErrorCode::InvalidRequest),
+            DenyReason::MultipleTokens | DenyReason::InsecureTransport => {
+                Some(ErrorCode::InvalidRequest)
+            }
             DenyReason::NoMatchingRule => Some(ErrorCode::AccessDenied),
             DenyReason::Unavailable | DenyReason::RevocationListStale => {
                 Some(ErrorCode::TemporarilyUnavailable)

@@ -41,6 +41,8 @@ pub struct Request<'a> {
     /// `:path`, query included; rules ignore the query.
     pub path: &'a str,
     pub headers: &'a [(String, String)],
+    /// The downstream connection is TLS (only read when a provider has `require_tls`).
+    pub tls: bool,
 }
 
 /// Headers derived from a verified token for the upstream request.
@@ -520,6 +522,9 @@ impl Guard {
             }
             Credential::One { token, source } => (token, source),
         };
+        if !self.transport_acceptable(candidates, source, request) {
+            return Err(self.denial(DenyReason::InsecureTransport, None, None));
+        }
         let token: &str = &token;
         // Hashing costs microseconds per request: only when the cache needs it (a denial's
         // fingerprint hashes on its own).
@@ -747,6 +752,29 @@ impl Guard {
             ),
             None => deny(DenyReason::IssuerNotAccepted, None),
         })
+    }
+
+    /// `require_tls`: a provider that may read this credential wants it over TLS. Behind
+    /// trusted proxies (`xff_num_trusted_hops`), `x-forwarded-proto: https` says the client's
+    /// leg was TLS.
+    fn transport_acceptable(
+        &self,
+        candidates: &[usize],
+        source: &TokenSource,
+        request: &Request<'_>,
+    ) -> bool {
+        let required = candidates
+            .iter()
+            .filter_map(|&i| self.config.providers.get(i))
+            .any(|p| p.require_tls && p.sources.contains(source));
+        if !required || request.tls {
+            return true;
+        }
+        self.config.xff_num_trusted_hops > 0
+            && request
+                .headers
+                .iter()
+                .any(|(n, v)| n == "x-forwarded-proto" && v.trim().eq_ignore_ascii_case("https"))
     }
 
     fn refetch_allowed(&self, provider: usize, now: i64, min_interval: u64) -> bool {
@@ -1297,6 +1325,61 @@ mod tests {
     }
 
     #[test]
+    fn require_tls_refuses_credentials_on_plaintext_unless_a_trusted_proxy_says_https() {
+        let decide = |config: Value, tls: bool, headers: Vec<(String, String)>| {
+            let g = guard(config);
+            g.decide(
+                &Request {
+                    method: "GET",
+                    path: "/",
+                    headers: &headers,
+                    tls,
+                },
+                NOW,
+            )
+            .decision
+        };
+        let token = rs256(&good_claims());
+        let mut global = testkit::config_json(json!({}), None);
+        global["require_tls"] = json!(true);
+        let Decision::Deny(denial) = decide(global.clone(), false, bearer(&token)) else {
+            panic!("plaintext refused");
+        };
+        assert_eq!(denial.reason, DenyReason::InsecureTransport);
+        assert_eq!(denial.status, 400);
+        assert!(denial.headers[0].1.contains("error=\"invalid_request\""));
+        assert!(matches!(
+            decide(global.clone(), true, bearer(&token)),
+            Decision::Allow { .. }
+        ));
+        // No credential, no exposure: still 401 missing, as without the setting.
+        assert_eq!(
+            reason(decide(global.clone(), false, vec![])),
+            Some(DenyReason::MissingToken)
+        );
+        // x-forwarded-proto counts only behind trusted proxies.
+        let mut forwarded = bearer(&token);
+        forwarded.push(("x-forwarded-proto".to_owned(), "https".to_owned()));
+        assert_eq!(
+            reason(decide(global.clone(), false, forwarded.clone())),
+            Some(DenyReason::InsecureTransport)
+        );
+        let mut behind = global;
+        behind["xff_num_trusted_hops"] = json!(1);
+        assert!(matches!(
+            decide(behind, false, forwarded),
+            Decision::Allow { .. }
+        ));
+        // Per provider: off for this one although on globally.
+        let mut relaxed = testkit::config_json(json!({ "require_tls": false }), None);
+        relaxed["require_tls"] = json!(true);
+        assert!(matches!(
+            decide(relaxed, false, bearer(&token)),
+            Decision::Allow { .. }
+        ));
+    }
+
+    #[test]
     fn decisions_carry_the_verified_identity_for_the_log() {
         let token = rs256(&with(json!({ "jti": "j-7", "sub": "alice" })));
         // By default an allow carries none: nothing would read it.
@@ -1382,6 +1465,7 @@ mod tests {
                     method: "GET",
                     path,
                     headers,
+                    tls: false,
                 },
                 now,
             )
@@ -1759,6 +1843,7 @@ mod tests {
                     method: "POST",
                     path: "/login",
                     headers: &[],
+                    tls: false,
                 },
                 NOW,
             )
@@ -1840,6 +1925,7 @@ mod tests {
                 method: "GET",
                 path,
                 headers: &bearer(token),
+                tls: false,
             },
             now,
         )
@@ -2234,6 +2320,7 @@ mod tests {
                     method,
                     path: "/orders/1",
                     headers: &bearer(token),
+                    tls: false,
                 },
                 NOW,
             )
@@ -2278,6 +2365,7 @@ mod tests {
                         method: "OPTIONS",
                         path: "/",
                         headers: &preflight,
+                        tls: false,
                     },
                     NOW,
                 )
@@ -2312,6 +2400,7 @@ mod tests {
             method: "GET",
             path: "/",
             headers: &token,
+            tls: false,
         };
         assert_eq!(
             g.decide(&request, NOW).decision,
@@ -2338,6 +2427,7 @@ mod tests {
             method: "GET",
             path: "/",
             headers: &rotated,
+            tls: false,
         };
         assert_eq!(
             g.decide(&request, NOW).decision,
@@ -2464,6 +2554,7 @@ mod tests {
                 method: "GET",
                 path: "/",
                 headers: &bearer(&token),
+                tls: false,
             },
             NOW,
         );
@@ -2571,6 +2662,7 @@ mod tests {
                     method: "GET",
                     path: "/",
                     headers: &bearer(opaque),
+                    tls: false,
                 },
                 NOW,
             )
@@ -2695,6 +2787,7 @@ mod tests {
                 method: "GET",
                 path: "/",
                 headers: &bearer(&token),
+                tls: false,
             },
             NOW,
         );

@@ -749,6 +749,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
         method: header(":method"),
         path: header(":path"),
         headers: &headers,
+        tls: active.guard.config().requires_tls() && connection_is_tls(),
     };
     let now = now_unix_seconds();
     let mut stale_allowed = false;
@@ -1125,6 +1126,14 @@ fn call_response(body_size: usize, limit: usize) -> (Option<String>, Vec<u8>) {
     .flatten()
     .unwrap_or_default();
     (status, body)
+}
+
+/// Envoy's `connection.tls_version`: set (e.g. `TLSv1.3`) only on a TLS connection.
+fn connection_is_tls() -> bool {
+    matches!(
+        hostcalls::get_property(vec!["connection", "tls_version"]),
+        Ok(Some(version)) if !version.is_empty()
+    )
 }
 
 fn now_unix_millis() -> Option<i64> {
