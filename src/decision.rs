@@ -76,6 +76,9 @@ pub enum DenyReason {
     Anomaly,
     /// `require_tls`: a credential arrived on a plaintext connection (RFC 6750 §5.3).
     InsecureTransport,
+    /// An `access_token` query parameter that no provider reads (`from_params`): refused
+    /// rather than ignored, so the token does not travel on to the upstream in the URL.
+    TokenInQuery,
 }
 
 /// The RFC 6750 error code that goes in `WWW-Authenticate` and the JSON body.
@@ -102,7 +105,7 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 31] = [
+    pub const ALL: [DenyReason; 32] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedToken,
@@ -134,6 +137,7 @@ impl DenyReason {
         DenyReason::StatusUnknown,
         DenyReason::Anomaly,
         DenyReason::InsecureTransport,
+        DenyReason::TokenInQuery,
     ];
 
     /// Stable short name, used in counter names and log lines.
@@ -170,6 +174,7 @@ impl DenyReason {
             DenyReason::StatusUnknown => "status_unknown",
             DenyReason::Anomaly => "anomaly",
             DenyReason::InsecureTransport => "insecure_transport",
+            DenyReason::TokenInQuery => "query_token",
         }
     }
 
@@ -207,6 +212,7 @@ impl DenyReason {
             DenyReason::StatusUnknown => "token status unknown",
             DenyReason::Anomaly => "token use anomaly detected",
             DenyReason::InsecureTransport => "credentials must be sent over TLS",
+            DenyReason::TokenInQuery => "tokens in the query string are not accepted",
         }
     }
 
@@ -214,9 +220,9 @@ impl DenyReason {
     pub fn error_code(self) -> Option<ErrorCode> {
         match self {
             DenyReason::MissingToken => None,
-            DenyReason::MultipleTokens | DenyReason::InsecureTransport => {
-                Some(ErrorCode::InvalidRequest)
-            }
+            DenyReason::MultipleTokens
+            | DenyReason::InsecureTransport
+            | DenyReason::TokenInQuery => Some(ErrorCode::InvalidRequest),
             DenyReason::NoMatchingRule => Some(ErrorCode::AccessDenied),
             DenyReason::Unavailable | DenyReason::RevocationListStale => {
                 Some(ErrorCode::TemporarilyUnavailable)

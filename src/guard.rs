@@ -20,8 +20,12 @@ use crate::decision::{
     Decision, Denial, DenyReason, RevocationSource, TokenIdentity, Upstream, WaitFor,
 };
 use crate::extract::{
-    cookie_header_without, find_credential, path_without_param, Credential, TokenSource,
+    cookie_header_without, find_credential, path_without_param, query_params, Credential,
+    TokenSource,
 };
+
+/// The query parameter RFC 6750 §2.3 defines for bearer tokens.
+const QUERY_TOKEN: &str = "access_token";
 use crate::fingerprint::fingerprint;
 use crate::host_crypto::HostCrypto;
 use crate::introspection::Answer;
@@ -514,6 +518,14 @@ impl Guard {
             if !sources.contains(&source) {
                 sources.push(source);
             }
+        }
+        // RFC 6750 §2.3's parameter, where no provider reads it: refused, not ignored (ignored,
+        // it would go upstream in the URL and into every access log on the way).
+        let reads_query_token = sources
+            .iter()
+            .any(|s| matches!(s, TokenSource::Param { name } if name == QUERY_TOKEN));
+        if !reads_query_token && query_params(request.path).any(|(name, _)| name == QUERY_TOKEN) {
+            return Err(self.denial(DenyReason::TokenInQuery, None, None));
         }
         let (token, source) = match find_credential(request.headers, request.path, &sources) {
             Credential::None => return Err(self.denial(DenyReason::MissingToken, None, None)),
@@ -1322,6 +1334,39 @@ mod tests {
             },
             other => other,
         }
+    }
+
+    #[test]
+    fn an_unread_access_token_parameter_is_refused_not_ignored() {
+        let g = default_guard();
+        let token = rs256(&good_claims());
+        let Decision::Deny(denial) = decide_at(&g, &format!("/?access_token={token}"), &[], NOW)
+        else {
+            panic!("refused");
+        };
+        assert_eq!(
+            (denial.reason, denial.status),
+            (DenyReason::TokenInQuery, 400)
+        );
+        // With a header credential too: still refused (one method per request, RFC 6750 §2).
+        assert_eq!(
+            reason(decide_at(&g, "/?access_token=x", &bearer(&token), NOW)),
+            Some(DenyReason::TokenInQuery)
+        );
+        // Other parameters are the application's business.
+        assert!(matches!(
+            decide_at(&g, "/?token_hint=x", &bearer(&token), NOW),
+            Decision::Allow { .. }
+        ));
+        // Read where configured.
+        let g = guard(testkit::config_json(
+            json!({ "from_params": ["access_token"] }),
+            None,
+        ));
+        assert!(matches!(
+            decide_at(&g, &format!("/?access_token={token}"), &[], NOW),
+            Decision::Allow { .. }
+        ));
     }
 
     #[test]
