@@ -106,7 +106,7 @@ pub fn find_credential<'r, 's>(
     for source in sources {
         if let TokenSource::Param { name: wanted } = source {
             for (name, value) in query_params(path) {
-                if name == wanted && !finder.add(value, source) {
+                if name == wanted.as_str() && !finder.add(value, source) {
                     return Credential::Multiple;
                 }
             }
@@ -128,15 +128,19 @@ pub fn cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
     })
 }
 
-/// Query parameters of a `:path`, values percent-decoded. A value that cannot be decoded is
+/// Query parameters of a `:path`, names and values percent-decoded (as the upstream's
+/// framework will see them: `%61ccess_token` is `access_token`). What cannot be decoded is
 /// kept as it is (and then fails as a malformed token).
-pub fn query_params(path: &str) -> impl Iterator<Item = (&str, Cow<'_, str>)> {
+pub fn query_params(path: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
     let query = path
         .split_once('?')
         .map_or("", |(_, q)| q.split('#').next().unwrap_or_default());
     query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        (name, percent_decode(value).unwrap_or(Cow::Borrowed(value)))
+        (
+            percent_decode(name).unwrap_or(Cow::Borrowed(name)),
+            percent_decode(value).unwrap_or(Cow::Borrowed(value)),
+        )
     })
 }
 
@@ -178,7 +182,10 @@ pub fn path_without_param(path: &str, param: &str) -> String {
     };
     let kept: Vec<&str> = query
         .split('&')
-        .filter(|pair| !pair.is_empty() && pair.split('=').next() != Some(param))
+        .filter(|pair| {
+            let name = pair.split('=').next().unwrap_or_default();
+            !pair.is_empty() && percent_decode(name).unwrap_or(Cow::Borrowed(name)) != param
+        })
         .collect();
     let mut out = base.to_owned();
     if !kept.is_empty() {
@@ -308,15 +315,18 @@ mod tests {
     #[test]
     fn percent_encoded_params_are_decoded() {
         let params: Vec<_> = query_params("/p?t=a%2Eb%2ec&u=%zz&v=x+y").collect();
-        assert_eq!(params[0], ("t", Cow::Owned("a.b.c".to_owned())));
-        assert_eq!(params[1], ("u", Cow::Borrowed("%zz")));
-        assert_eq!(params[2], ("v", Cow::Owned("x y".to_owned())));
+        assert_eq!(params[0], ("t".into(), Cow::Owned("a.b.c".to_owned())));
+        assert_eq!(params[1], ("u".into(), Cow::Borrowed("%zz")));
+        assert_eq!(params[2], ("v".into(), Cow::Owned("x y".to_owned())));
+        let encoded: Vec<_> = query_params("/p?%61ccess%5Ftoken=t").collect();
+        assert_eq!(encoded[0].0, "access_token");
     }
 
     #[test]
     fn credentials_can_be_removed_from_path_and_cookies() {
         assert_eq!(path_without_param("/a?x=1&t=tok&y=2", "t"), "/a?x=1&y=2");
         assert_eq!(path_without_param("/a?t=tok", "t"), "/a");
+        assert_eq!(path_without_param("/a?x=1&%74=tok", "t"), "/a?x=1");
         assert_eq!(path_without_param("/a?t=tok#f", "t"), "/a#f");
         assert_eq!(path_without_param("/a", "t"), "/a");
         assert_eq!(

@@ -1673,6 +1673,12 @@ mod tests {
         assert_eq!(check(&t), Some(DenyReason::UnsupportedAlgorithm));
         let t = testkit::unsigned_with_header(&json!({ "alg": "RS256", "crit": ["exp"] }), &claims);
         assert_eq!(check(&t), Some(DenyReason::UnknownCriticalHeader));
+        // `crit` present but not a list of names (`null` too): malformed, never "absent".
+        for crit in [json!(null), json!("exp"), json!([1]), json!({})] {
+            let header = json!({ "kid": "rsa-1", "crit": crit });
+            let signed = testkit::mint_with_header(Signer::Rs256(&keys().rsa), header, &claims);
+            assert_eq!(check(&signed), Some(DenyReason::MalformedToken), "{crit}");
+        }
     }
 
     /// A provider that lists PS*, EdDSA and an HMAC secret next to the default keys.

@@ -15,8 +15,16 @@ use crate::jwks::KeySet;
 /// keys come from configuration only (RFC 8725 §3.10).
 #[derive(Debug, Clone, Deserialize)]
 struct ExtraHeader {
-    #[serde(default)]
-    crit: Option<Vec<String>>,
+    /// Present at all (even `null`): refused, since no extension is implemented.
+    #[serde(default, deserialize_with = "present")]
+    crit: Option<serde_json::Value>,
+}
+
+/// `Some` for any value, `null` included (a plain `Option` reads `null` as absent).
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde::Deserialize::deserialize(deserializer).map(Some)
 }
 
 /// A syntactically valid JWS with a supported algorithm; nothing about it is trusted yet.
@@ -44,9 +52,14 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
         AlgorithmClass::Unsigned => return Err(DenyReason::UnsignedToken),
         AlgorithmClass::Unsupported => return Err(DenyReason::UnsupportedAlgorithm),
     };
-    // No JWS extension is implemented, so any critical one is unknown (RFC 7515 §4.1.11).
-    if untrusted.header().other_fields.crit.is_some() {
-        return Err(DenyReason::UnknownCriticalHeader);
+    // No JWS extension is implemented, so any critical one is unknown (RFC 7515 §4.1.11);
+    // `crit` must be an array of names, anything else (`null` too) is malformed.
+    match &untrusted.header().other_fields.crit {
+        None => {}
+        Some(serde_json::Value::Array(names)) if names.iter().all(|n| n.is_string()) => {
+            return Err(DenyReason::UnknownCriticalHeader)
+        }
+        Some(_) => return Err(DenyReason::MalformedToken),
     }
     let typ = untrusted.header().token_type.clone();
     // UntrustedToken accepted exactly three segments: the signing input is all before the

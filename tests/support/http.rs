@@ -192,3 +192,44 @@ fn dechunk(mut rest: &str) -> String {
     }
     body
 }
+
+/// A request written byte for byte: header values may hold control characters or bytes that
+/// are not UTF-8 (what a hostile client can put on the wire). `Err` when the connection fails
+/// or ends without a complete response (e.g. Envoy resets it).
+pub fn raw_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &[u8])],
+) -> std::io::Result<Response> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+    stream.set_read_timeout(Some(Duration::from_secs(15)))?;
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nhost: test.local\r\n").into_bytes();
+    for (name, value) in headers {
+        raw.extend_from_slice(name.as_bytes());
+        raw.extend_from_slice(b": ");
+        raw.extend_from_slice(value);
+        raw.extend_from_slice(b"\r\n");
+    }
+    raw.extend_from_slice(b"connection: close\r\n\r\n");
+    // Envoy may answer (400, 431) and close before it has read everything: a failed write
+    // still leaves its answer to read.
+    let written = stream.write_all(&raw);
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    while !is_complete(&bytes) {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+            Err(e) if bytes.is_empty() => return Err(written.err().unwrap_or(e)),
+            Err(_) => break,
+        }
+    }
+    if !String::from_utf8_lossy(&bytes).contains("\r\n\r\n") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("no complete response ({} bytes)", bytes.len()),
+        ));
+    }
+    Ok(parse(&String::from_utf8_lossy(&bytes)))
+}
