@@ -110,7 +110,11 @@ fn get_tls(port: u16, path: &str, token: &str, ca: &Path) -> (u16, String) {
 }
 
 fn seen(upstream: &Upstream, path: &str) -> usize {
-    upstream.requests().iter().filter(|r| r.path == path).count()
+    upstream
+        .requests()
+        .iter()
+        .filter(|r| r.path == path)
+        .count()
 }
 
 #[test]
