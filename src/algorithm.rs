@@ -171,7 +171,24 @@ impl Algorithm {
         !matches!(self, Algorithm::Es384 | Algorithm::Es512)
     }
 
+    /// Fixed signature lengths. jwt-compact 0.8's `try_from_slice` for Ed25519 and HMAC
+    /// signatures panics on any other length (found by `make fuzz`): checked first.
+    fn fixed_signature_len(self) -> Option<usize> {
+        match self {
+            Algorithm::EdDsa | Algorithm::Hs512 => Some(64),
+            Algorithm::Hs256 => Some(32),
+            Algorithm::Hs384 => Some(48),
+            _ => None,
+        }
+    }
+
     fn verify_in_wasm(self, material: &KeyMaterial, signed_data: &[u8], signature: &[u8]) -> bool {
+        if self
+            .fixed_signature_len()
+            .is_some_and(|len| signature.len() != len)
+        {
+            return false;
+        }
         let rsa = |alg: Rsa, key| {
             RsaSignature::try_from_slice(signature)
                 .is_ok_and(|sig| alg.verify_signature(&sig, key, signed_data))

@@ -132,9 +132,13 @@ pub fn cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
 /// framework will see them: `%61ccess_token` is `access_token`). What cannot be decoded is
 /// kept as it is (and then fails as a malformed token).
 pub fn query_params(path: &str) -> impl Iterator<Item = (Cow<'_, str>, Cow<'_, str>)> {
+    // A `?` after the fragment starts no query.
     let query = path
+        .split('#')
+        .next()
+        .unwrap_or_default()
         .split_once('?')
-        .map_or("", |(_, q)| q.split('#').next().unwrap_or_default());
+        .map_or("", |(_, q)| q);
     query.split('&').filter(|p| !p.is_empty()).map(|pair| {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         (
@@ -155,6 +159,10 @@ fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
         match b {
             b'%' => {
                 let hex = value.get(i + 1..i + 3)?;
+                // `from_str_radix` also takes a sign (`%+4`): two hex digits only.
+                if !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return None;
+                }
                 out.push(u8::from_str_radix(hex, 16).ok()?);
                 i += 3;
             }
@@ -320,6 +328,10 @@ mod tests {
         assert_eq!(params[2], ("v".into(), Cow::Owned("x y".to_owned())));
         let encoded: Vec<_> = query_params("/p?%61ccess%5Ftoken=t").collect();
         assert_eq!(encoded[0].0, "access_token");
+        // Found by `make fuzz`: a `?` inside the fragment, and a sign in an escape.
+        assert_eq!(query_params("/p#x?access_token=t").count(), 0);
+        let signed: Vec<_> = query_params("/p?t=%+4").collect();
+        assert_eq!(signed[0].1, "%+4");
     }
 
     #[test]

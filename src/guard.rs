@@ -1701,6 +1701,34 @@ mod tests {
         ))
     }
 
+    /// Regression (`make fuzz`, target `token`): a 1- or 65-byte Ed25519 or HMAC signature
+    /// panicked inside jwt-compact, which would take the worker's VM down.
+    #[test]
+    fn signatures_of_the_wrong_length_are_bad_signatures_not_panics() {
+        let k = keys();
+        let g = all_algorithms_guard();
+        let c = good_claims();
+        let tokens = [
+            mint(Signer::EdDsa(&k.ed25519.0), Some("ed-1"), &c),
+            mint(Signer::Hs256(&k.hmac_secret), Some("hmac-1"), &c),
+            mint(Signer::Hs512(&k.hmac_secret), Some("hmac-1"), &c),
+        ];
+        for token in &tokens {
+            let (signed, _) = token.rsplit_once('.').unwrap();
+            for length in [0, 1, 31, 33, 48, 63, 65, 128] {
+                let forged = format!("{signed}.{}", testkit::b64(&vec![7u8; length]));
+                let reason = reason(decide_at(&g, "/", &bearer(&forged), NOW));
+                assert!(
+                    matches!(
+                        reason,
+                        Some(DenyReason::BadSignature | DenyReason::MalformedToken)
+                    ),
+                    "{length} bytes: {reason:?}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn pss_eddsa_and_hmac_verify_in_wasm() {
         let k = keys();
