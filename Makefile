@@ -100,3 +100,20 @@ run: build
 clean:
 	$(CARGO) clean
 	rm -rf dist
+
+# Fuzzing (cargo-fuzz, nightly): each target in fuzz/fuzz_targets for FUZZ_SECONDS, from a
+# scratch copy of its committed seed corpus (fuzz/corpus/<target>) so runs leave it as it is.
+# Every target runs; the target fails if any of them crashed (inputs in fuzz/artifacts/).
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := token config jwks revocation_list status_list header_values
+.PHONY: fuzz
+fuzz:
+	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+		rm -rf target/fuzz-corpus/$$t && mkdir -p target/fuzz-corpus && \
+		cp -r fuzz/corpus/$$t target/fuzz-corpus/$$t || exit 1; \
+		echo "== fuzz $$t ($(FUZZ_SECONDS)s)"; \
+		cargo +nightly fuzz run $$t $(CURDIR)/target/fuzz-corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || failed="$$failed $$t"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (see fuzz/artifacts/)"; exit 1; fi
