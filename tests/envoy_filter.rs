@@ -8,9 +8,7 @@
 )]
 
 mod support;
-
-#[path = "../src/testkit.rs"]
-mod testkit;
+use support::testkit;
 
 use jwt_compact::jwk::JsonWebKey;
 use serde_json::{json, Value};

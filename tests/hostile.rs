@@ -13,9 +13,7 @@
 )]
 
 mod support;
-
-#[path = "../src/testkit.rs"]
-mod testkit;
+use support::testkit;
 
 use std::collections::BTreeMap;
 use std::time::Instant;

@@ -12,9 +12,7 @@
 )]
 
 mod support;
-
-#[path = "../src/testkit.rs"]
-mod testkit;
+use support::testkit;
 
 use std::collections::HashSet;
 use std::path::PathBuf;

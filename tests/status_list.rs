@@ -11,9 +11,7 @@
 )]
 
 mod support;
-
-#[path = "../src/testkit.rs"]
-mod testkit;
+use support::testkit;
 
 use std::time::{Duration, Instant};
 

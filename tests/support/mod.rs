@@ -16,6 +16,10 @@ pub mod idp;
 pub mod revocation_server;
 pub mod upstream;
 
+/// Keys and tokens for tests, shared with the unit tests of the crate.
+#[path = "../../src/testkit.rs"]
+pub mod testkit;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
