@@ -12,6 +12,7 @@ pub mod client_ip;
 pub mod config;
 pub mod decision;
 pub mod decision_log;
+pub mod episode;
 pub mod extract;
 pub mod filter;
 pub mod fingerprint;

@@ -17,6 +17,7 @@ use crate::cache::TokenDigest;
 use crate::config::{Config, CryptoMode, RemoteJwks};
 use crate::decision::{Decision, Denial, DenyReason, TokenIdentity, Upstream};
 use crate::decision_log::{path_without_query, Record};
+use crate::episode::Episode;
 use crate::guard::{Guard, Request};
 use crate::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
 use crate::jwks_fetch;
@@ -26,7 +27,7 @@ use crate::log_limit::LogLimiter;
 const TICK_PERIOD: Duration = Duration::from_millis(250);
 
 mod anomaly;
-mod filter_state;
+mod host;
 mod introspection;
 mod metrics;
 mod revocation;
@@ -92,6 +93,8 @@ struct Active {
     /// Tokens being introspected by this worker, until when: one call per token at a time.
     introspecting: RefCell<HashMap<TokenDigest, i64>>,
     status_fetches: RefCell<status_lists::StatusFetches>,
+    /// Failing introspection calls, logged once per episode (they fail per request).
+    introspection_episode: RefCell<Episode>,
     revocation: Option<Revocation>,
 }
 
@@ -108,6 +111,7 @@ struct RemoteState {
     in_flight: Option<u32>,
     /// A request needs a (re)fetch: no keys yet, or an unknown `kid`.
     wanted: bool,
+    episode: Episode,
 }
 
 struct Waiter {
@@ -215,7 +219,9 @@ impl GuardRoot {
                 {
                     Ok(token) => state.in_flight = Some(token),
                     Err(status) => {
-                        warn!("JWKS fetch for provider {} not sent ({status:?}): is cluster {:?} defined?", state.provider, state.remote.cluster);
+                        if state.episode.failed() {
+                            warn!("JWKS fetch for provider {} not sent ({status:?}): is cluster {:?} defined? (logged once until it works)", state.provider, state.remote.cluster);
+                        }
                         active.metrics.count(Counter::JwksFetchFailed);
                         active.metrics.count(Counter::Provider(
                             state.provider,
@@ -300,6 +306,12 @@ impl Context for GuardRoot {
                         state.provider,
                         fetched.keys.keys.len()
                     );
+                    if let Some(failed) = state.episode.recovered() {
+                        info!(
+                            "JWKS for provider {} recovered after {failed} failed fetch(es)",
+                            state.provider
+                        );
+                    }
                     active.guard.install_keys(state.provider, fetched.keys, now);
                     active.metrics.count(Counter::JwksFetchOk);
                     active.metrics.count(Counter::Provider(
@@ -321,11 +333,13 @@ impl Context for GuardRoot {
                         ProviderCounter::JwksFetchFailed,
                     ));
                     state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
-                    warn!(
-                        "JWKS fetch for provider {} failed: {e}; keeping {} key(s) in use",
-                        state.provider,
-                        active.guard.key_count(state.provider)
-                    );
+                    if state.episode.failed() {
+                        warn!(
+                            "JWKS fetch for provider {} failed: {e}; keeping {} key(s) in use (logged once until a fetch works)",
+                            state.provider,
+                            active.guard.key_count(state.provider)
+                        );
+                    }
                 }
             }
         }
@@ -406,6 +420,7 @@ impl RootContext for GuardRoot {
                     retry_at: 0,
                     in_flight: None,
                     wanted: false,
+                    episode: Episode::default(),
                 })
             })
             .collect();
@@ -437,6 +452,7 @@ impl RootContext for GuardRoot {
             waiting: RefCell::new(Vec::new()),
             introspecting: RefCell::new(HashMap::new()),
             status_fetches: RefCell::new(HashMap::new()),
+            introspection_episode: RefCell::new(Episode::default()),
             revocation,
         }));
         if let Err(status) = hostcalls::set_tick_period(TICK_PERIOD) {
@@ -576,10 +592,12 @@ impl GuardHttp {
                 active.introspecting.borrow_mut().insert(digest, deadline);
             }
             Err(status) => {
-                warn!(
-                    "introspection call not sent ({status:?}): is cluster {:?} defined?",
-                    config.client.endpoint.cluster
-                );
+                if active.introspection_episode.borrow_mut().failed() {
+                    warn!(
+                        "introspection call not sent ({status:?}): is cluster {:?} defined? (logged once until a call works)",
+                        config.client.endpoint.cluster
+                    );
+                }
                 active.metrics.count(Counter::IntrospectionFailed);
                 answer_waiting(active, &[WaitTarget::Introspection(digest)], now, self.id);
             }
@@ -619,11 +637,16 @@ impl Context for GuardHttp {
                 Ok(answer) => {
                     active.metrics.count(Counter::IntrospectionOk);
                     introspection::store_answer(&digest, answer, now);
+                    if let Some(failed) = active.introspection_episode.borrow_mut().recovered() {
+                        info!("introspection recovered after {failed} failed call(s)");
+                    }
                 }
                 Err(e) => {
                     // Not cached: the requests waiting for it get 503, the next one asks again.
                     active.metrics.count(Counter::IntrospectionFailed);
-                    warn!("introspection failed: {e}");
+                    if active.introspection_episode.borrow_mut().failed() {
+                        warn!("introspection failed: {e} (logged once until a call works)");
+                    }
                 }
             }
         }
@@ -1030,7 +1053,7 @@ fn report<'r>(active: &Active, seen: &'r Seen, mut record: Record<'r>, now: i64)
     if log.filter_state {
         for (key, value) in record.filter_state() {
             // What the access log cannot show is not worth failing the request over.
-            let _ = filter_state::set(key, value.as_bytes());
+            let _ = host::set_filter_state(key, value.as_bytes());
         }
     }
     if !logs {
@@ -1114,9 +1137,11 @@ fn request_headers() -> Vec<(String, String)> {
 
 /// A call's `:status` and body (at most `limit` + 1 bytes read, so a body too large shows).
 fn call_response(body_size: usize, limit: usize) -> (Option<String>, Vec<u8>) {
-    let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten();
+    let status = host::call_response_header(":status");
+    // A failed call has no body to read (and asking for one is not worth the risk).
+    if status.is_none() || body_size == 0 {
+        return (status, Vec::new());
+    }
     let body = hostcalls::get_buffer(
         BufferType::HttpCallResponseBody,
         0,

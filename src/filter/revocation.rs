@@ -12,6 +12,7 @@ use log::{info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
+use crate::episode::Episode;
 use crate::guard::{Guard, HeldList};
 use crate::introspection::token_post;
 use crate::jwks_fetch;
@@ -68,6 +69,7 @@ struct ListState {
     seen: Option<Checked>,
     in_flight: Option<u32>,
     retry_at: i64,
+    episode: Episode,
 }
 
 pub struct Revocation {
@@ -84,6 +86,9 @@ pub struct Revocation {
     /// Tokens that authorized requests still in flight, by HTTP context, for `self`.
     authorized: RefCell<HashMap<u32, Box<Authorized>>>,
     pub stale_log: RefCell<LogLimiter>,
+    /// Failing publish / RFC 7009 POSTs, logged once per episode.
+    publish_episode: RefCell<Episode>,
+    idp_episode: RefCell<Episode>,
     /// This VM has decided requests (a worker); one that has not (Envoy's main thread)
     /// polls the list first, so a large list is parsed off the request path.
     serves_requests: Cell<bool>,
@@ -130,6 +135,7 @@ impl Revocation {
             seen: None,
             in_flight: None,
             retry_at: 0,
+            episode: Episode::default(),
         });
         let publish = config
             .publish
@@ -149,6 +155,8 @@ impl Revocation {
             idp_in_flight: RefCell::new(None),
             authorized: RefCell::new(HashMap::new()),
             stale_log: RefCell::new(LogLimiter::default()),
+            publish_episode: RefCell::new(Episode::default()),
+            idp_episode: RefCell::new(Episode::default()),
             serves_requests: Cell::new(false),
             config,
         };
@@ -420,10 +428,12 @@ impl Revocation {
         ) {
             Ok(token) => state.in_flight = Some(token),
             Err(status) => {
-                warn!(
-                    "revocation list fetch not sent ({status:?}): is cluster {:?} defined?",
-                    state.config.endpoint.cluster
-                );
+                if state.episode.failed() {
+                    warn!(
+                        "revocation list fetch not sent ({status:?}): is cluster {:?} defined? (logged once until it works)",
+                        state.config.endpoint.cluster
+                    );
+                }
                 metrics.count(Counter::ListFetchFailed);
                 state.retry_at = now + retry_delay(&state.config);
                 release_lease(&self.keys.list_lease);
@@ -508,7 +518,13 @@ impl Revocation {
             // RFC 7009 §2.2: 200 even for tokens the IdP does not know.
             let ok = status.as_deref() == Some("200");
             if let Some(queue) = self.idp.borrow_mut().as_mut() {
-                count_settled(&IDP, queue.settle(ok, now), status.as_deref(), metrics);
+                count_settled(
+                    &IDP,
+                    &self.idp_episode,
+                    queue.settle(ok, now),
+                    status.as_deref(),
+                    metrics,
+                );
             }
             return true;
         }
@@ -518,7 +534,13 @@ impl Revocation {
             let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
             if let Some(queue) = self.publish.borrow_mut().as_mut() {
                 let settled = queue.settle(ok, now);
-                count_settled(&PUBLISH, settled, status.as_deref(), metrics);
+                count_settled(
+                    &PUBLISH,
+                    &self.publish_episode,
+                    settled,
+                    status.as_deref(),
+                    metrics,
+                );
             }
             return true;
         }
@@ -549,9 +571,7 @@ impl Revocation {
         now: i64,
     ) {
         let status = call_status();
-        let etag = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, "etag")
-            .ok()
-            .flatten();
+        let etag = super::host::call_response_header("etag");
         let held = guard.revocation_list();
         let body = BufReader::with_capacity(
             64 * 1024,
@@ -627,15 +647,20 @@ impl Revocation {
             Err(e) => {
                 metrics.count(Counter::ListFetchFailed);
                 state.retry_at = now + retry_delay(&state.config);
-                warn!(
-                    "revocation list fetch failed: {e}; list last confirmed {}",
-                    state
-                        .seen
-                        .map_or("never".to_owned(), |c| format!("{}s ago", now - c.at))
-                );
+                if state.episode.failed() {
+                    warn!(
+                        "revocation list fetch failed: {e}; list last confirmed {} (logged once until a fetch works)",
+                        state
+                            .seen
+                            .map_or("never".to_owned(), |c| format!("{}s ago", now - c.at))
+                    );
+                }
                 return;
             }
         };
+        if let Some(failed) = state.episode.recovered() {
+            info!("revocation list fetch recovered after {failed} failed attempt(s)");
+        }
         state.seen = Some(confirmed);
         // Only a list the others can read is announced; otherwise they poll themselves.
         if shared_ok {
@@ -683,7 +708,13 @@ impl Revocation {
             Ok(token) => *self.publish_in_flight.borrow_mut() = Some(token),
             Err(status) => {
                 let settled = queue.not_sent(now);
-                count_settled(&PUBLISH, settled, Some(&format!("{status:?}")), metrics);
+                count_settled(
+                    &PUBLISH,
+                    &self.publish_episode,
+                    settled,
+                    Some(&format!("{status:?}")),
+                    metrics,
+                );
             }
         }
     }
@@ -716,7 +747,13 @@ impl Revocation {
             Ok(call) => *self.idp_in_flight.borrow_mut() = Some(call),
             Err(status) => {
                 let settled = queue.not_sent(now);
-                count_settled(&IDP, settled, Some(&format!("{status:?}")), metrics);
+                count_settled(
+                    &IDP,
+                    &self.idp_episode,
+                    settled,
+                    Some(&format!("{status:?}")),
+                    metrics,
+                );
             }
         }
     }
@@ -746,6 +783,7 @@ const IDP: QueueCounters = QueueCounters {
 
 fn count_settled(
     queue: &QueueCounters,
+    episode: &RefCell<Episode>,
     settled: crate::revocation_publish::Settled,
     status: Option<&str>,
     metrics: &Metrics,
@@ -753,13 +791,20 @@ fn count_settled(
     for _ in 0..settled.published {
         metrics.count(queue.ok);
     }
+    if settled.published > 0 {
+        if let Some(failed) = episode.borrow_mut().recovered() {
+            info!("{} recovered after {failed} failed attempt(s)", queue.what);
+        }
+    }
     if settled.failed_attempt {
         metrics.count(queue.failed);
-        warn!(
-            "{} failed ({}); will retry",
-            queue.what,
-            status.unwrap_or("no response")
-        );
+        if episode.borrow_mut().failed() {
+            warn!(
+                "{} failed ({}); will retry (logged once until it works)",
+                queue.what,
+                status.unwrap_or("no response")
+            );
+        }
     }
     for _ in 0..settled.dropped {
         metrics.count(queue.dropped);
@@ -794,9 +839,7 @@ fn retry_delay(config: &ListConfig) -> i64 {
 }
 
 fn call_status() -> Option<String> {
-    hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
-        .ok()
-        .flatten()
+    super::host::call_response_header(":status")
 }
 
 /// The call's response body, read from the host in chunks (a large list is never copied

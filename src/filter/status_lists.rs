@@ -9,6 +9,7 @@ use log::{info, warn};
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
 
+use crate::episode::Episode;
 use crate::guard::Guard;
 use crate::revocation::{fingerprint, Kind};
 use crate::revocation_config::StatusListConfig;
@@ -26,6 +27,7 @@ pub struct StatusFetch {
     wanted: bool,
     in_flight: Option<u32>,
     retry_at: i64,
+    episode: Episode,
 }
 
 pub type StatusFetches = HashMap<String, StatusFetch>;
@@ -45,6 +47,7 @@ pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str) {
         wanted: false,
         in_flight: None,
         retry_at: 0,
+        episode: Episode::default(),
     });
     fetch.provider = provider;
     fetch.wanted = true;
@@ -93,10 +96,12 @@ pub fn drive(
                 fetch.wanted = false;
             }
             Err(status) => {
-                warn!(
-                    "status list fetch not sent ({status:?}): is cluster {:?} defined?",
-                    endpoint.cluster
-                );
+                if fetch.episode.failed() {
+                    warn!(
+                        "status list fetch not sent ({status:?}): is cluster {:?} defined? (logged once until it works)",
+                        endpoint.cluster
+                    );
+                }
                 metrics.count(Counter::StatusListFetchFailed);
                 fetch.retry_at = now + RETRY_AFTER_FAILURE_SECONDS;
                 release_lease(&lease);
@@ -162,6 +167,9 @@ pub fn on_response(
                 "status list {uri} fetched; next fetch in {}s",
                 fresh_until - now
             );
+            if let Some(failed) = fetch.episode.recovered() {
+                info!("status list {uri} recovered after {failed} failed fetch(es)");
+            }
             let value = format!("{now}\n{token}");
             let _ = hostcalls::set_shared_data(&shared_key(uri), Some(value.as_bytes()), None);
         }
@@ -169,7 +177,9 @@ pub fn on_response(
             metrics.count(Counter::StatusListFetchFailed);
             fetch.retry_at = now + RETRY_AFTER_FAILURE_SECONDS;
             fetch.wanted = true;
-            warn!("status list {uri} not usable: {why}; the list held (if any) stays until stale");
+            if fetch.episode.failed() {
+                warn!("status list {uri} not usable: {why}; the list held (if any) stays until stale (logged once until a fetch works)");
+            }
         }
     }
     release_lease(&format!("{}.lease", shared_key(uri)));

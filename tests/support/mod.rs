@@ -11,6 +11,7 @@
 )]
 
 pub mod envoy;
+pub mod fault;
 pub mod http;
 pub mod idp;
 pub mod revocation_server;
