@@ -2,6 +2,7 @@
 //! list service (so every other proxy sees them at its next poll), and tokens sent to the
 //! identity provider's RFC 7009 endpoint. Bounded, batched, retried with backoff.
 
+use crate::episode::Episode;
 use std::collections::VecDeque;
 
 /// List entries per POST.
@@ -19,6 +20,8 @@ pub struct PublishQueue<T> {
     next_at: i64,
     /// Entries in the POST on the wire.
     in_flight: Option<usize>,
+    /// Failed attempts since the last success, for logging an outage once.
+    episode: Episode,
 }
 
 /// What a finished POST did to the queue, for counters and the log.
@@ -26,6 +29,10 @@ pub struct PublishQueue<T> {
 pub struct Settled {
     pub published: usize,
     pub failed_attempt: bool,
+    /// This failure starts an outage (log it; later ones in the same outage are not).
+    pub starts_episode: bool,
+    /// This success ends an outage of that many failed attempts.
+    pub recovered_after: Option<u64>,
     /// Given up after `max_attempts`.
     pub dropped: usize,
 }
@@ -40,6 +47,7 @@ impl<T: Clone> PublishQueue<T> {
             attempts: 0,
             next_at: 0,
             in_flight: None,
+            episode: Episode::default(),
         }
     }
 
@@ -96,9 +104,11 @@ impl<T: Clone> PublishQueue<T> {
             self.next_at = now;
             return Settled {
                 published: n,
+                recovered_after: self.episode.recovered(),
                 ..Settled::default()
             };
         }
+        let starts_episode = self.episode.failed();
         self.attempts += 1;
         if self.attempts >= self.max_attempts {
             self.entries.drain(..n.min(self.entries.len()));
@@ -106,6 +116,7 @@ impl<T: Clone> PublishQueue<T> {
             self.next_at = now;
             return Settled {
                 failed_attempt: true,
+                starts_episode,
                 dropped: n,
                 ..Settled::default()
             };
@@ -115,6 +126,7 @@ impl<T: Clone> PublishQueue<T> {
         self.next_at = now + backoff.min(MAX_BACKOFF_SECONDS);
         Settled {
             failed_attempt: true,
+            starts_episode,
             ..Settled::default()
         }
     }
@@ -131,6 +143,29 @@ mod tests {
             jti: format!("j{i}"),
             exp: None,
         }
+    }
+
+    #[test]
+    fn an_outage_is_reported_once_and_its_end_with_its_length() {
+        let mut q = PublishQueue::new(100, 1000, 20);
+        q.push((0..3).map(jti));
+        let mut now = 0;
+        let mut starts = 0;
+        for _ in 0..4 {
+            now += 60;
+            assert!(q.next_batch(now).is_some());
+            let settled = q.settle(false, now);
+            starts += usize::from(settled.starts_episode);
+            assert_eq!(settled.recovered_after, None);
+        }
+        assert_eq!(starts, 1);
+        now += 60;
+        assert!(q.next_batch(now).is_some());
+        assert_eq!(q.settle(true, now).recovered_after, Some(4));
+        q.push((3..4).map(jti));
+        now += 60;
+        assert!(q.next_batch(now).is_some());
+        assert_eq!(q.settle(true, now).recovered_after, None);
     }
 
     #[test]

@@ -86,9 +86,6 @@ pub struct Revocation {
     /// Tokens that authorized requests still in flight, by HTTP context, for `self`.
     authorized: RefCell<HashMap<u32, Box<Authorized>>>,
     pub stale_log: RefCell<LogLimiter>,
-    /// Failing publish / RFC 7009 POSTs, logged once per episode.
-    publish_episode: RefCell<Episode>,
-    idp_episode: RefCell<Episode>,
     /// This VM has decided requests (a worker); one that has not (Envoy's main thread)
     /// polls the list first, so a large list is parsed off the request path.
     serves_requests: Cell<bool>,
@@ -155,8 +152,6 @@ impl Revocation {
             idp_in_flight: RefCell::new(None),
             authorized: RefCell::new(HashMap::new()),
             stale_log: RefCell::new(LogLimiter::default()),
-            publish_episode: RefCell::new(Episode::default()),
-            idp_episode: RefCell::new(Episode::default()),
             serves_requests: Cell::new(false),
             config,
         };
@@ -518,13 +513,7 @@ impl Revocation {
             // RFC 7009 §2.2: 200 even for tokens the IdP does not know.
             let ok = status.as_deref() == Some("200");
             if let Some(queue) = self.idp.borrow_mut().as_mut() {
-                count_settled(
-                    &IDP,
-                    &self.idp_episode,
-                    queue.settle(ok, now),
-                    status.as_deref(),
-                    metrics,
-                );
+                count_settled(&IDP, queue.settle(ok, now), status.as_deref(), metrics);
             }
             return true;
         }
@@ -534,13 +523,7 @@ impl Revocation {
             let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
             if let Some(queue) = self.publish.borrow_mut().as_mut() {
                 let settled = queue.settle(ok, now);
-                count_settled(
-                    &PUBLISH,
-                    &self.publish_episode,
-                    settled,
-                    status.as_deref(),
-                    metrics,
-                );
+                count_settled(&PUBLISH, settled, status.as_deref(), metrics);
             }
             return true;
         }
@@ -708,13 +691,7 @@ impl Revocation {
             Ok(token) => *self.publish_in_flight.borrow_mut() = Some(token),
             Err(status) => {
                 let settled = queue.not_sent(now);
-                count_settled(
-                    &PUBLISH,
-                    &self.publish_episode,
-                    settled,
-                    Some(&format!("{status:?}")),
-                    metrics,
-                );
+                count_settled(&PUBLISH, settled, Some(&format!("{status:?}")), metrics);
             }
         }
     }
@@ -747,13 +724,7 @@ impl Revocation {
             Ok(call) => *self.idp_in_flight.borrow_mut() = Some(call),
             Err(status) => {
                 let settled = queue.not_sent(now);
-                count_settled(
-                    &IDP,
-                    &self.idp_episode,
-                    settled,
-                    Some(&format!("{status:?}")),
-                    metrics,
-                );
+                count_settled(&IDP, settled, Some(&format!("{status:?}")), metrics);
             }
         }
     }
@@ -783,7 +754,6 @@ const IDP: QueueCounters = QueueCounters {
 
 fn count_settled(
     queue: &QueueCounters,
-    episode: &RefCell<Episode>,
     settled: crate::revocation_publish::Settled,
     status: Option<&str>,
     metrics: &Metrics,
@@ -791,14 +761,12 @@ fn count_settled(
     for _ in 0..settled.published {
         metrics.count(queue.ok);
     }
-    if settled.published > 0 {
-        if let Some(failed) = episode.borrow_mut().recovered() {
-            info!("{} recovered after {failed} failed attempt(s)", queue.what);
-        }
+    if let Some(failed) = settled.recovered_after {
+        info!("{} recovered after {failed} failed attempt(s)", queue.what);
     }
     if settled.failed_attempt {
         metrics.count(queue.failed);
-        if episode.borrow_mut().failed() {
+        if settled.starts_episode {
             warn!(
                 "{} failed ({}); will retry (logged once until it works)",
                 queue.what,
