@@ -762,19 +762,16 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
         revocation.sync_learned(&active.guard);
     }
     let headers = request_headers();
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
-    };
+    let header = |name: &str| header_value(&headers, name).unwrap_or_default();
     let request = Request {
         method: header(":method"),
         path: header(":path"),
         headers: &headers,
         tls: active.guard.config().requires_tls() && connection_is_tls(),
     };
-    let now = now_unix_seconds();
+    // One clock read serves the decision (seconds) and the log line (milliseconds).
+    let now_ms = now_unix_millis();
+    let now = now_ms.map(|ms| ms.div_euclid(1000));
     let mut stale_allowed = false;
     let decision = match now {
         Some(now) => {
@@ -798,7 +795,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
         )),
     };
     let now = now.unwrap_or_default();
-    let seen = Seen::new(active, &headers);
+    let seen = Seen::new(active, &headers, now_ms.unwrap_or_default());
     match decision {
         Decision::Allow {
             provider,
@@ -919,15 +916,10 @@ struct Seen<'h> {
 }
 
 impl<'h> Seen<'h> {
-    fn new(active: &Active, headers: &'h [(String, String)]) -> Self {
-        let header = |name: &str| {
-            headers
-                .iter()
-                .find(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-        };
+    fn new(active: &Active, headers: &'h [(String, String)], time_ms: i64) -> Self {
+        let header = |name: &str| header_value(headers, name);
         Seen {
-            time_ms: now_unix_millis().unwrap_or_default(),
+            time_ms,
             client_ip: std::cell::OnceCell::new(),
             forwarded_for: header("x-forwarded-for"),
             trusted_hops: active.guard.config().xff_num_trusted_hops,
@@ -1120,6 +1112,14 @@ fn apply_upstream(upstream: &Upstream) {
             error!("could not rewrite :path: {status:?}");
         }
     }
+}
+
+/// The first value of a request header (names are lowercase in Envoy's header map).
+fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
+    headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.as_str())
 }
 
 /// Header values that are not UTF-8 are kept lossily: a token with such bytes is malformed anyway.
