@@ -1999,15 +1999,21 @@ mod tests {
     }
 
     fn verdict(guard: &Guard, path: &str, token: &str, now: i64) -> Verdict {
-        guard.decide(
-            &Request {
-                method: "GET",
-                path,
-                headers: &bearer(token),
-                tls: false,
-            },
-            now,
-        )
+        guard.decide(&get(path, &bearer(token)), now)
+    }
+
+    /// `verdict`, on the look after a wait (keys, a list or an answer were fetched, or not).
+    fn verdict_after_wait(guard: &Guard, path: &str, token: &str, now: i64) -> Verdict {
+        guard.decide_after_wait(&get(path, &bearer(token)), now)
+    }
+
+    fn get<'r>(path: &'r str, headers: &'r [(String, String)]) -> Request<'r> {
+        Request {
+            method: "GET",
+            path,
+            headers,
+            tls: false,
+        }
     }
 
     /// Every algorithm, good and bad, through the host path and the wasm path.
@@ -2628,15 +2634,7 @@ mod tests {
             Decision::WaitForRevocationList
         );
         // ...and if that fails, the token may be fine but cannot be shown unrevoked.
-        let after_wait = g.decide_after_wait(
-            &Request {
-                method: "GET",
-                path: "/",
-                headers: &bearer(&token),
-                tls: false,
-            },
-            NOW,
-        );
+        let after_wait = verdict_after_wait(&g, "/", &token, NOW);
         let denial = match after_wait.decision {
             Decision::Deny(denial) => denial,
             other => panic!("{other:?}"),
@@ -2735,18 +2733,7 @@ mod tests {
                 token: opaque.to_owned()
             }
         );
-        let after_wait = |g: &Guard| {
-            g.decide_after_wait(
-                &Request {
-                    method: "GET",
-                    path: "/",
-                    headers: &bearer(opaque),
-                    tls: false,
-                },
-                NOW,
-            )
-            .decision
-        };
+        let after_wait = |g: &Guard| verdict_after_wait(g, "/", opaque, NOW).decision;
         // The call failed (nothing was cached): the token may be fine, 503.
         assert_eq!(reason(after_wait(&g)), Some(DenyReason::Unavailable));
         let good = json!({ "active": true, "iss": "https://idp.example", "aud": "orders-api",
@@ -2861,15 +2848,7 @@ mod tests {
             }
         );
         // The fetch failed: the stale policy (deny).
-        let after = g.decide_after_wait(
-            &Request {
-                method: "GET",
-                path: "/",
-                headers: &bearer(&token),
-                tls: false,
-            },
-            NOW,
-        );
+        let after = verdict_after_wait(&g, "/", &token, NOW);
         assert_eq!(
             reason(after.decision),
             Some(DenyReason::RevocationListStale)
