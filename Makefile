@@ -17,7 +17,7 @@ TRIVIAL_WASM := target/bench/$(WASM_TARGET)/release/trivial_filter.wasm
 # matplotlib (into the same venv as Envoy) draws bench/results.png and bench/revocation.png.
 CHART_STAMP := $(VENV)/.matplotlib
 
-.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart
+.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak
 
 # wasm-opt (Debian's binaryen) shrinks and speeds up the module after rustc; features are
 # the ones rustc emits for wasm32-wasip1.
@@ -58,6 +58,14 @@ integration: build
 	$(CARGO) test --test '*'
 
 test: fmt-check clippy unit integration bench-smoke
+
+# The soak test at full length: 1,000,000 mixed requests on two workers while the filter is
+# reconfigured 100 times (tests/soak.rs; `make test` runs a short version of it).
+SOAK_REQUESTS ?= 1000000
+SOAK_RECONFIGURATIONS ?= 100
+soak: build
+	SOAK_REQUESTS=$(SOAK_REQUESTS) SOAK_RECONFIGURATIONS=$(SOAK_RECONFIGURATIONS) \
+		$(CARGO) test --test soak -- --nocapture
 
 # Benchmark against Envoy's native jwt_authn (see bench/run.py); writes bench/results.{md,json}.
 bench-setup: build $(CHART_STAMP)

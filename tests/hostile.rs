@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use support::envoy::{test_config, Envoy};
 use support::http;
 use support::upstream::{Upstream, UPSTREAM_BODY};
+use support::wasm_health::{is_failure_stat, wasm_failures, wasm_stats};
 use testkit::{b64, keys, public_jwk, unix_now, ISSUER};
 
 /// A provider that also accepts HS256 (with an `oct` key), for the RSA/HMAC confusion cases.
@@ -1709,46 +1710,6 @@ fn secrets_of(case: &Case) -> Vec<String> {
         }
     }
     secrets
-}
-
-/// A panic or trap in the filter shows in Envoy's log; none may happen. (The markers of
-/// tests/envoy_filter.rs, and the other ways a V8 wasm failure is logged.)
-fn wasm_failures(log: &str) -> Vec<&str> {
-    const MARKERS: [&str; 8] = [
-        "panicked at",
-        "Wasm VM failed",
-        "Function: proxy_on_request_headers failed",
-        "Function: proxy_on_",
-        "wasm trap",
-        "Uncaught ",
-        "RuntimeError",
-        "Plugin configured to fail closed failed to load",
-    ];
-    log.lines()
-        .filter(|line| {
-            MARKERS.iter().any(|m| line.contains(m))
-                || ((line.contains("[critical]") || line.contains("[error]"))
-                    && line.contains("wasm"))
-        })
-        .collect()
-}
-
-/// Envoy's own wasm stats (not the filter's `wasmcustom.*` counters): name -> value.
-fn wasm_stats(envoy: &Envoy) -> BTreeMap<String, u64> {
-    envoy
-        .admin("/stats?filter=wasm")
-        .lines()
-        .filter_map(|line| line.split_once(": "))
-        .filter(|(name, _)| !name.starts_with("wasmcustom."))
-        .filter_map(|(name, value)| Some((name.to_owned(), value.trim().parse().ok()?)))
-        .collect()
-}
-
-/// Stats that count a VM failing or being replaced.
-fn is_failure_stat(name: &str) -> bool {
-    ["fail", "crash", "reload", "abort", "trap"]
-        .iter()
-        .any(|word| name.contains(word))
 }
 
 #[test]

@@ -112,6 +112,16 @@ impl Envoy {
         listener: &str,
         concurrency: u32,
     ) -> Result<Envoy, StartFailure> {
+        Envoy::start_with_args(config_yaml, listener, concurrency, &[])
+    }
+
+    /// `start_with` plus Envoy command-line options (e.g. `--drain-time-s`).
+    pub fn start_with_args(
+        config_yaml: &str,
+        listener: &str,
+        concurrency: u32,
+        extra_args: &[&str],
+    ) -> Result<Envoy, StartFailure> {
         let dir = scratch_dir();
         let config_path = dir.join("envoy.yaml");
         std::fs::write(&config_path, config_yaml).unwrap();
@@ -126,6 +136,7 @@ impl Envoy {
                 "--disable-hot-restart",
             ])
             .args(["--log-level", "info", "--component-log-level", "wasm:debug"])
+            .args(extra_args)
             .arg("--admin-address-path")
             .arg(&admin_file)
             .current_dir(repo_path(""))

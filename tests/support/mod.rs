@@ -16,6 +16,7 @@ pub mod http;
 pub mod idp;
 pub mod revocation_server;
 pub mod upstream;
+pub mod wasm_health;
 
 /// Keys and tokens for tests, shared with the unit tests of the crate.
 #[path = "../../src/testkit.rs"]
