@@ -53,7 +53,7 @@ clippy: setup
 unit:
 	$(CARGO) test --lib
 
-integration: build
+integration: build oci-setup
 	$(CARGO) build --examples
 	$(CARGO) test --test '*'
 
@@ -104,6 +104,30 @@ run: build
 	trap 'kill $$list 2>/dev/null' EXIT; \
 	$(ENVOY) -c envoy/demo.yaml --concurrency 2 --disable-hot-restart \
 		--log-level warn --component-log-level wasm:info
+
+# The filter as an OCI image for Istio's WasmPlugin (deploy/oci.py, with oras-py from PyPI):
+# `make oci` writes the OCI image layout dist/oci (tag OCI_TAG); `make oci-push REGISTRY=host[:port][/path]`
+# pushes it as $(REGISTRY)/bearer-guard:$(OCI_TAG) (PLAIN_HTTP=1 for a registry without TLS).
+# Debian's docker-registry: deploy/oci.py builds the layout through a throwaway one on
+# 127.0.0.1, and tests/oci.rs pushes to and pulls from one.
+ORAS_PY_VERSION := 0.2.43
+ORAS_STAMP := $(VENV)/.oras-$(ORAS_PY_VERSION)
+OCI_TAG ?= $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+.PHONY: oci oci-setup oci-push
+oci-setup: $(ORAS_STAMP)
+	@[ -x /usr/bin/docker-registry ] || $(APT_INSTALL) docker-registry
+
+$(ORAS_STAMP): $(ENVOY_STAMP)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check oras==$(ORAS_PY_VERSION)
+	touch $@
+
+oci: build oci-setup
+	$(VENV)/bin/python deploy/oci.py layout --wasm $(WASM) --out dist/oci --tag $(OCI_TAG)
+
+oci-push: oci
+	@[ -n "$(REGISTRY)" ] || { echo "usage: make oci-push REGISTRY=host[:port][/path] [OCI_TAG=...] [PLAIN_HTTP=1]"; exit 2; }
+	$(VENV)/bin/python deploy/oci.py push --layout dist/oci --tag $(OCI_TAG) \
+		--to $(REGISTRY)/bearer-guard:$(OCI_TAG) $(if $(PLAIN_HTTP),--plain-http)
 
 clean:
 	$(CARGO) clean

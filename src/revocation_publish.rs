@@ -8,6 +8,33 @@ use std::collections::VecDeque;
 /// List entries per POST.
 pub const BATCH_SIZE: usize = 100;
 const MAX_BACKOFF_SECONDS: i64 = 30;
+/// The list service answers a publish POST with `{"version": "..."}`: a body larger than this
+/// is not its answer (and is not read further).
+pub const MAX_PUBLISH_RESPONSE_BYTES: usize = 64 * 1024;
+
+/// Whether the list service took a publish POST (`body_size` as the host reported it, `body`
+/// what was read of it): a 2xx whose body is empty or JSON. A 2xx with anything else (an HTML
+/// page from a proxy or captive portal, garbage, megabytes) did not come from the list service,
+/// so the entries are not known to be stored: a failed attempt, retried like a 5xx. `Err` says
+/// why, for the log.
+pub fn publish_accepted(status: Option<&str>, body_size: usize, body: &[u8]) -> Result<(), String> {
+    let status = status.ok_or("no response (timeout or connection failure)")?;
+    if !status.starts_with('2') {
+        return Err(format!("HTTP status {status}"));
+    }
+    if body_size > MAX_PUBLISH_RESPONSE_BYTES || body.len() > MAX_PUBLISH_RESPONSE_BYTES {
+        return Err(format!(
+            "HTTP status {status} with a body of {} bytes, not an answer of the list service",
+            body_size.max(body.len())
+        ));
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body)
+        .map(|_| ())
+        .map_err(|_| format!("HTTP status {status} with a body that is not JSON"))
+}
 
 #[derive(Debug)]
 pub struct PublishQueue<T> {
@@ -136,6 +163,34 @@ impl<T: Clone> PublishQueue<T> {
 mod tests {
     use super::*;
     use crate::revocation_doc::{render, PublishEntry};
+
+    #[test]
+    fn a_publish_is_delivered_only_on_a_2xx_with_an_answer_of_the_list_service() {
+        let ok = |status: Option<&str>, body: &[u8]| publish_accepted(status, body.len(), body);
+        assert_eq!(ok(Some("200"), br#"{"version": "3f2a9c01-18"}"#), Ok(()));
+        assert_eq!(ok(Some("204"), b""), Ok(()));
+        assert_eq!(ok(Some("200"), b"\r\n"), Ok(()));
+        // What tests/faults.rs stages: none of these stored the entries.
+        let failed = [
+            (None, &b""[..], "no response"),
+            (Some("500"), b"down", "HTTP status 500"),
+            (Some("400"), br#"{"error": "bad"}"#, "HTTP status 400"),
+            (Some("200"), b"\x00\xff{{not json", "not JSON"),
+            (
+                Some("200"),
+                b"<html><body>Please log in to the network</body></html>",
+                "not JSON",
+            ),
+        ];
+        for (status, body, why) in failed {
+            let err = ok(status, body).unwrap_err();
+            assert!(err.contains(why), "{status:?} {body:?}: {err}");
+        }
+        // 10 MB announced, only the first 64 KiB + 1 read: refused on its size, not parsed.
+        let read = vec![b'['; MAX_PUBLISH_RESPONSE_BYTES + 1];
+        let err = publish_accepted(Some("200"), 10 * 1024 * 1024, &read).unwrap_err();
+        assert!(err.contains("10485760 bytes"), "{err}");
+    }
 
     fn jti(i: usize) -> PublishEntry {
         PublishEntry::Jti {

@@ -24,7 +24,9 @@ use crate::revocation_learned::{
     from_header, misuse_entries, Authorized, FromHeader, Learned, LearnedEntry,
 };
 use crate::revocation_list::{self, Checked, ListUpdate};
-use crate::revocation_publish::{PublishQueue, BATCH_SIZE};
+use crate::revocation_publish::{
+    publish_accepted, PublishQueue, BATCH_SIZE, MAX_PUBLISH_RESPONSE_BYTES,
+};
 
 use super::{release_lease, take_lease, Counter, Metrics};
 
@@ -509,21 +511,27 @@ impl Revocation {
     ) -> bool {
         if *self.idp_in_flight.borrow() == Some(token) {
             *self.idp_in_flight.borrow_mut() = None;
-            let status = call_status();
-            // RFC 7009 §2.2: 200 even for tokens the IdP does not know.
-            let ok = status.as_deref() == Some("200");
+            // RFC 7009 §2.2: 200 even for tokens the IdP does not know; the body is ignored.
+            let outcome = match call_status().as_deref() {
+                Some("200") => Ok(()),
+                Some(other) => Err(format!("HTTP status {other}")),
+                None => Err("no response (timeout or connection failure)".to_owned()),
+            };
             if let Some(queue) = self.idp.borrow_mut().as_mut() {
-                count_settled(&IDP, queue.settle(ok, now), status.as_deref(), metrics);
+                let settled = queue.settle(outcome.is_ok(), now);
+                count_settled(&IDP, settled, outcome.err().as_deref(), metrics);
             }
             return true;
         }
         if *self.publish_in_flight.borrow() == Some(token) {
             *self.publish_in_flight.borrow_mut() = None;
-            let status = call_status();
-            let ok = status.as_deref().is_some_and(|s| s.starts_with('2'));
+            // A 2xx from something other than the list service (an HTML page, garbage) did
+            // not store the entries: retried.
+            let (status, body) = super::call_response(body_size, MAX_PUBLISH_RESPONSE_BYTES);
+            let outcome = publish_accepted(status.as_deref(), body_size, &body);
             if let Some(queue) = self.publish.borrow_mut().as_mut() {
-                let settled = queue.settle(ok, now);
-                count_settled(&PUBLISH, settled, status.as_deref(), metrics);
+                let settled = queue.settle(outcome.is_ok(), now);
+                count_settled(&PUBLISH, settled, outcome.err().as_deref(), metrics);
             }
             return true;
         }
@@ -691,7 +699,12 @@ impl Revocation {
             Ok(token) => *self.publish_in_flight.borrow_mut() = Some(token),
             Err(status) => {
                 let settled = queue.not_sent(now);
-                count_settled(&PUBLISH, settled, Some(&format!("{status:?}")), metrics);
+                count_settled(
+                    &PUBLISH,
+                    settled,
+                    Some(&format!("not sent: {status:?}")),
+                    metrics,
+                );
             }
         }
     }
@@ -724,7 +737,12 @@ impl Revocation {
             Ok(call) => *self.idp_in_flight.borrow_mut() = Some(call),
             Err(status) => {
                 let settled = queue.not_sent(now);
-                count_settled(&IDP, settled, Some(&format!("{status:?}")), metrics);
+                count_settled(
+                    &IDP,
+                    settled,
+                    Some(&format!("not sent: {status:?}")),
+                    metrics,
+                );
             }
         }
     }
@@ -752,10 +770,11 @@ const IDP: QueueCounters = QueueCounters {
     dropped: Counter::IdpRevokeDropped,
 };
 
+/// `why`: what went wrong with a failed attempt, for the log.
 fn count_settled(
     queue: &QueueCounters,
     settled: crate::revocation_publish::Settled,
-    status: Option<&str>,
+    why: Option<&str>,
     metrics: &Metrics,
 ) {
     for _ in 0..settled.published {
@@ -770,7 +789,7 @@ fn count_settled(
             warn!(
                 "{} failed ({}); will retry (logged once until it works)",
                 queue.what,
-                status.unwrap_or("no response")
+                why.unwrap_or("no response")
             );
         }
     }
