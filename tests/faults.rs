@@ -448,6 +448,18 @@ fn a_held_status_list_keeps_deciding_and_a_missing_one_fails_closed_while_the_is
             envoy.counter_at_least(&format!("{STAT}denied.revocation_list_stale"), stale + 1)
                 > stale
         );
+        // While that list's next attempt is seconds away, its requests are answered at once
+        // rather than held until their deadline.
+        let asked = Instant::now();
+        assert_unavailable(
+            &get(&envoy, "/api", &missing),
+            &format!("{fault:?}: list in its retry wait"),
+        );
+        assert!(
+            asked.elapsed() < Duration::from_millis(500),
+            "{fault:?}: answered after {:?} during the retry wait",
+            asked.elapsed()
+        );
 
         issuer.route(
             &format!("/lists/missing-{i}"),

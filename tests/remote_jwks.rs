@@ -96,7 +96,9 @@ fn a_failed_first_fetch_is_a_503_until_the_idp_answers() {
     let k = keys();
     let idp = Upstream::serving(500, "down for maintenance");
     let upstream = Upstream::start();
-    let envoy = Envoy::start(&test_config_with_idp(&config(2), upstream.port, idp.port))
+    // One worker: every request meets the worker whose fetch failed.
+    let yaml = test_config_with_idp(&config(2), upstream.port, idp.port);
+    let envoy = Envoy::start_with(&yaml, "guarded", 1)
         .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
     let r = get(&envoy, &token(&k.rsa, "key-1"));
     assert_eq!(r.status, 503, "{}", r.body);
@@ -105,6 +107,16 @@ fn a_failed_first_fetch_is_a_503_until_the_idp_answers() {
     assert!(envoy
         .log()
         .contains("JWKS fetch for provider 0 failed: HTTP status 500"));
+    // Until the retry (5 s after the failure), requests are answered at once, not held until
+    // their deadline.
+    let asked = std::time::Instant::now();
+    let r = get(&envoy, &token(&k.rsa, "key-1"));
+    assert_eq!(r.status, 503, "{}", r.body);
+    assert!(
+        asked.elapsed() < Duration::from_millis(500),
+        "held for {:?} while the fetch waits for its retry",
+        asked.elapsed()
+    );
 
     // The IdP recovers; within the retry interval the keys arrive and tokens pass.
     idp.set_response(200, &jwks(&k.rsa, "key-1"));

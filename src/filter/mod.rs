@@ -862,6 +862,17 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
             Applied::Continue
         }
         Decision::WaitForKeys { provider } => {
+            // While this worker's last fetch failed and its retry is seconds away, answer now
+            // with what there is instead of holding the request until its deadline.
+            let backing_off = active
+                .remote
+                .borrow()
+                .iter()
+                .find(|s| s.provider == provider)
+                .is_some_and(|s| s.in_flight.is_none() && now < s.retry_at);
+            if backing_off && look != Look::Last {
+                return decide_and_apply(active, context, Look::Last);
+            }
             let timeout_ms = active
                 .guard
                 .config()
@@ -881,7 +892,11 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
                 .as_ref()
                 .and_then(|r| r.config().status_list.as_ref());
             let timeout_ms = config.map_or(0, |c| c.timeout_ms);
-            status_lists::want(&mut active.status_fetches.borrow_mut(), provider, &uri);
+            let fetch_coming =
+                status_lists::want(&mut active.status_fetches.borrow_mut(), provider, &uri, now);
+            if !fetch_coming && look != Look::Last {
+                return decide_and_apply(active, context, Look::Last);
+            }
             Applied::Wait {
                 target: status_lists::wait_target(&uri),
                 deadline: jwks_fetch::fetch_deadline(now, timeout_ms),

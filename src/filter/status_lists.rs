@@ -40,8 +40,10 @@ fn shared_key(uri: &str) -> String {
     format!("bearer_guard.status_list.{uri}")
 }
 
-/// A request needs this list (never fetched).
-pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str) {
+/// A request needs this list (never fetched). Returns whether waiting for it makes sense:
+/// not while its source is failing and the next attempt is still seconds away (the request
+/// is answered at once then, instead of holding it until its deadline).
+pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str, now: i64) -> bool {
     let fetch = fetches.entry(uri.to_owned()).or_insert(StatusFetch {
         provider,
         wanted: false,
@@ -51,6 +53,7 @@ pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str) {
     });
     fetch.provider = provider;
     fetch.wanted = true;
+    fetch.in_flight.is_some() || now >= fetch.retry_at
 }
 
 /// Each tick: adopt lists other workers fetched, fetch those wanted or due. Returns the
@@ -64,7 +67,7 @@ pub fn drive(
     now: i64,
 ) -> Vec<WaitTarget> {
     for (provider, uri) in guard.status_lists_due(now) {
-        want(fetches, provider, &uri);
+        want(fetches, provider, &uri, now);
     }
     let mut ready = Vec::new();
     for (uri, fetch) in fetches.iter_mut() {
