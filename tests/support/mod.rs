@@ -17,7 +17,10 @@ pub mod idp;
 pub mod revocation_server;
 pub mod upstream;
 
-/// Keys and tokens for tests, shared with the unit tests of the crate.
+/// Keys and tokens for tests, shared with the unit tests of the crate (`testkit` signs with
+/// `signing`, as in the crate).
+#[path = "../../src/signing.rs"]
+pub mod signing;
 #[path = "../../src/testkit.rs"]
 pub mod testkit;
 
