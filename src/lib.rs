@@ -37,5 +37,7 @@ pub mod signing;
 pub mod status_list;
 pub mod verify;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(test)]
 mod testkit;
