@@ -7,21 +7,19 @@
 
 use std::error::Error;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jwt_compact::{alg::RsaPrivateKey, jwk::JsonWebKey};
-use p256::pkcs8::DecodePrivateKey;
 use serde_json::json;
 
-#[path = "../src/testkit.rs"]
-mod testkit;
+#[allow(dead_code)]
+#[path = "../src/signing.rs"]
+mod signing;
 
-use testkit::{mint, public_jwk, Signer};
+use signing::{mint, DevKeys, Signer, DEMO_EC_KID, DEMO_KEY_DIR, DEMO_RSA_KID};
 
 pub const ISSUER: &str = "https://bench.bearer-guard.local";
 pub const AUDIENCE: &str = "bench-api";
-const KEY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/demo-keys");
 
 fn main() -> Result<(), Box<dyn Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -35,16 +33,9 @@ fn main() -> Result<(), Box<dyn Error>> {
     let count: usize = arg("--count").map_or(Ok(10_000), |c| c.parse())?;
     fs::create_dir_all(&out)?;
 
-    let rsa =
-        RsaPrivateKey::from_pkcs8_pem(&fs::read_to_string(format!("{KEY_DIR}/rsa-demo.pem"))?)?;
-    let ec = p256::ecdsa::SigningKey::from_pkcs8_pem(&fs::read_to_string(format!(
-        "{KEY_DIR}/ec-demo.pem"
-    ))?)?;
-    let jwks = json!({ "keys": [
-        public_jwk(JsonWebKey::from(&rsa), "demo-rsa", Some("RS256")),
-        public_jwk(JsonWebKey::from(&ec), "demo-ec", Some("ES256")),
-    ]});
-    fs::write(out.join("jwks.json"), jwks.to_string())?;
+    let keys = DevKeys::load(Path::new(DEMO_KEY_DIR))?;
+    fs::write(out.join("jwks.json"), keys.jwks().to_string())?;
+    let (rsa, ec) = (&keys.rsa, &keys.ec);
 
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
     let claims = |i: usize| {
@@ -54,11 +45,11 @@ fn main() -> Result<(), Box<dyn Error>> {
     for (name, sign) in [
         (
             "rs256",
-            &(|i| mint(Signer::Rs256(&rsa), Some("demo-rsa"), &claims(i)))
+            &(|i| mint(Signer::Rs256(rsa), Some(DEMO_RSA_KID), &claims(i)))
                 as &dyn Fn(usize) -> String,
         ),
         ("es256", &|i| {
-            mint(Signer::Es256(&ec), Some("demo-ec"), &claims(i))
+            mint(Signer::Es256(ec), Some(DEMO_EC_KID), &claims(i))
         }),
     ] {
         let distinct: Vec<String> = (0..count).map(sign).collect();

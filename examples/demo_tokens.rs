@@ -4,37 +4,28 @@
 //! `-- --jwks` prints the JWKS that `envoy/demo.yaml` embeds.
 
 use std::error::Error;
+use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use jwt_compact::{alg::RsaPrivateKey, jwk::JsonWebKey};
-use p256::pkcs8::DecodePrivateKey;
 use serde_json::json;
 
-#[path = "../src/testkit.rs"]
-mod testkit;
+#[allow(dead_code)]
+#[path = "../src/signing.rs"]
+mod signing;
 
-use testkit::{mint, public_jwk, Signer};
-
-const ISSUER: &str = "https://demo-idp.bearer-guard.local";
-const AUDIENCE: &str = "demo-api";
-const KEY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/demo-keys");
+use signing::{
+    mint, DevKeys, Signer, DEMO_AUDIENCE as AUDIENCE, DEMO_EC_KID, DEMO_ISSUER as ISSUER,
+    DEMO_KEY_DIR, DEMO_RSA_KID,
+};
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let rsa = RsaPrivateKey::from_pkcs8_pem(&std::fs::read_to_string(format!(
-        "{KEY_DIR}/rsa-demo.pem"
-    ))?)?;
-    let ec = p256::ecdsa::SigningKey::from_pkcs8_pem(&std::fs::read_to_string(format!(
-        "{KEY_DIR}/ec-demo.pem"
-    ))?)?;
+    let keys = DevKeys::load(Path::new(DEMO_KEY_DIR))?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--jwks") {
-        let jwks = json!({ "keys": [
-            public_jwk(JsonWebKey::from(&rsa), "demo-rsa", Some("RS256")),
-            public_jwk(JsonWebKey::from(&ec), "demo-ec", Some("ES256")),
-        ]});
-        println!("{jwks}");
+        println!("{}", keys.jwks());
         return Ok(());
     }
+    let (rsa, ec) = (&keys.rsa, &keys.ec);
     let port = args
         .iter()
         .position(|a| a == "--port")
@@ -48,18 +39,18 @@ fn main() -> Result<(), Box<dyn Error>> {
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
     let claims = |iat: i64, exp: i64, jti: &str| json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "demo-user", "iat": iat, "exp": exp, "jti": jti });
     let valid = mint(
-        Signer::Rs256(&rsa),
-        Some("demo-rsa"),
+        Signer::Rs256(rsa),
+        Some(DEMO_RSA_KID),
         &claims(now, now + 3600, "demo-1"),
     );
     let valid_es = mint(
-        Signer::Es256(&ec),
-        Some("demo-ec"),
+        Signer::Es256(ec),
+        Some(DEMO_EC_KID),
         &claims(now, now + 3600, "demo-2"),
     );
     let expired = mint(
-        Signer::Rs256(&rsa),
-        Some("demo-rsa"),
+        Signer::Rs256(rsa),
+        Some(DEMO_RSA_KID),
         &claims(now - 7200, now - 3600, "demo-3"),
     );
     let url = format!("http://127.0.0.1:{port}/hello");

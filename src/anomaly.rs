@@ -20,7 +20,9 @@ pub const DEFAULT_MAX_REQUESTS: u32 = 600;
 pub const DEFAULT_MAX_TOKENS: u32 = 100_000;
 pub const MAX_DISTINCT_IPS_LIMIT: u8 = 64;
 
+/// What happens when a token goes over a limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum AnomalyAction {
     /// Let the request through; log the token once per window and count it.
@@ -72,17 +74,47 @@ impl AnomalyConfig {
 
 /// The plugin config's `anomaly` object.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Anomaly")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawAnomaly {
+    /// Misuse detection window per token.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1, max = 86_400), extend("default" = DEFAULT_WINDOW_SECONDS))
+    )]
     window_seconds: Option<u32>,
+    /// Client addresses a token may be used from per window.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(
+            range(min = 1, max = MAX_DISTINCT_IPS_LIMIT),
+            extend("default" = DEFAULT_MAX_DISTINCT_IPS)
+        )
+    )]
     max_distinct_ips: Option<u8>,
+    /// Requests a token may make per window.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_MAX_REQUESTS))
+    )]
     max_requests: Option<u32>,
+    /// What happens over a limit; `revoke` needs a `revocation` object (`{}` will do).
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = "log")))]
     action: AnomalyAction,
+    /// Tokens tracked at once per proxy, at most (slots of 16, chosen by hash).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1, max = 10_000_000), extend("default" = DEFAULT_MAX_TOKENS))
+    )]
     max_tokens: Option<u32>,
 }
 

@@ -24,6 +24,7 @@ pub const DEFAULT_JWT_CACHE_SIZE: usize = 1000;
 
 /// Where RSA and ECDSA signatures are verified.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CryptoMode {
     /// Through the host (Envoy's BoringSSL) when its start-up self-test passes, else in wasm.
@@ -247,181 +248,398 @@ pub struct Configured {
     pub warnings: Vec<String>,
 }
 
+// The serde shapes of the plugin config. With the `cli` feature they also derive the JSON
+// Schema (`schema/bearer-guard.config.schema.json`): the doc comments are its descriptions, and
+// `extend("default" = ...)` states the defaults the compile step applies.
+
+/// bearer-guard plugin configuration (the JSON string in Envoy's `configuration` or an Istio
+/// WasmPlugin's `pluginConfig`). The filter's own parser (`bearer-guard check-config`) also
+/// checks what a schema cannot: cross-references, URIs, header names and key material.
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "BearerGuardConfig")
+)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
+    /// Token issuers this filter accepts, by name (letters, digits, `_`, `-`: names are part of
+    /// stat names). At least one.
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("minProperties" = 1, "propertyNames" = { "pattern": "^[A-Za-z0-9_-]+$" }))
+    )]
     providers: BTreeMap<String, RawProvider>,
+    /// Which requests need which provider. First match wins; a request that matches no rule is
+    /// refused (403). Absent: every request needs a valid token from some provider.
     #[serde(default)]
     rules: Option<Vec<RawRule>>,
+    /// `realm` in `WWW-Authenticate`.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = DEFAULT_REALM)))]
     realm: Option<String>,
+    /// Verified tokens remembered per worker VM; `0` disables the cache.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = DEFAULT_JWT_CACHE_SIZE)))]
     jwt_cache_size: Option<usize>,
+    /// Where RSA and ECDSA signatures are verified: `auto` (the host's BoringSSL when its
+    /// start-up self-test passes, else wasm) or `wasm`.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = "auto")))]
     crypto: CryptoMode,
+    /// Let CORS preflights (`OPTIONS` with `Origin` and `Access-Control-Request-Method`)
+    /// through without a token.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = true)))]
     bypass_cors_preflight: Option<bool>,
-    /// Checked by `revocation_config`, which names its own keys in errors.
+    /// Revocation: static entries, the revocation response header, the polled list, publishing,
+    /// RFC 7009 and Token Status Lists. Absent: no revocation checks.
+    // Checked by `revocation_config`, which names its own keys in errors.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(with = "Option<revocation_config::RevocationSchema>")
+    )]
     revocation: Option<Value>,
+    /// The JSON decision log and filter state.
     #[serde(default)]
     log: RawLog,
+    /// Misuse detection per token. Absent: off.
     #[serde(default)]
     anomaly: Option<RawAnomaly>,
+    /// Proxies in front whose `X-Forwarded-For` entries are trusted for the client address,
+    /// and whose `x-forwarded-proto: https` counts as TLS for `require_tls`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(max = 16), extend("default" = 0))
+    )]
     xff_num_trusted_hops: Option<u32>,
+    /// Refuse a credential that arrives on a plaintext connection (400 `invalid_request`,
+    /// RFC 6750 §5.3). Recommended in production.
     #[serde(default)]
     require_tls: bool,
 }
 
+/// A token issuer (`providers.<name>`).
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Provider")
+)]
 #[serde(deny_unknown_fields)]
 struct RawProvider {
+    /// Must equal the token's `iss` exactly. Also how a provider is chosen: the token's
+    /// (unverified) `iss` picks the provider, whose keys then verify it.
+    #[cfg_attr(feature = "cli", schemars(length(min = 1)))]
     issuer: String,
+    /// When non-empty, the token's `aud` (string or array) must contain one of them.
     #[serde(default)]
     audiences: Vec<String>,
+    /// The provider's keys: `{"keys": [...]}` or `{"inline_string": "<JWKS JSON>"}`. Exactly one
+    /// of `local_jwks` and `remote_jwks` (or neither, with `introspection`).
     #[serde(default)]
     local_jwks: Option<RawLocalJwks>,
+    /// Keys fetched through an Envoy cluster and refreshed in the background.
     #[serde(default)]
     remote_jwks: Option<RawRemoteJwks>,
+    /// Headers that carry tokens. Without any `from_*`: `Authorization: Bearer <token>`.
     #[serde(default)]
     from_headers: Option<Vec<RawHeaderSource>>,
+    /// Cookies that carry tokens.
     #[serde(default)]
     from_cookies: Option<Vec<String>>,
+    /// Query parameters that carry tokens (RFC 6750 §2.3 discourages this).
     #[serde(default)]
     from_params: Option<Vec<String>>,
+    /// Keep the credential in the upstream request (by default it is removed).
     #[serde(default)]
     forward: bool,
+    /// Header that receives the verified payload (base64url, as in the token).
     #[serde(default)]
     forward_payload_header: Option<String>,
+    /// Copy claims into upstream headers (scalars only; nested claims with dots).
     #[serde(default)]
     claim_to_headers: Option<Vec<RawClaimHeader>>,
+    /// Tolerance applied to `exp`, `nbf`, and `iat` in the future.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("default" = DEFAULT_CLOCK_SKEW_SECONDS))
+    )]
     clock_skew_seconds: Option<u64>,
+    /// Reject tokens without `exp`.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = true)))]
     require_expiration: Option<bool>,
+    /// When > 0, `exp - iat` must not exceed it (a token without `iat` or `exp` is then
+    /// rejected); `0`: no limit.
     #[serde(default)]
     max_lifetime_seconds: u64,
+    /// Algorithms accepted for this provider, checked before any key is touched. Default: every
+    /// asymmetric one; HS256/384/512 only when listed, and only with `oct` keys.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(
+            length(min = 1),
+            inner(regex(pattern = r"^(RS|PS|ES|HS)(256|384|512)$|^EdDSA$")),
+            extend("default" = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"])
+        )
+    )]
     algorithms: Option<Vec<String>>,
+    /// Accepted `typ` header values (RFC 8725 §3.11), case-insensitive, `application/` prefix
+    /// optional.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = DEFAULT_TOKEN_TYPES)))]
     token_types: Option<Vec<String>>,
+    /// Refuse tokens without `typ` (with `token_types: ["at+jwt"]` for strict RFC 9068).
     #[serde(default)]
     require_token_type: bool,
+    /// The token's `sub` must match.
     #[serde(default)]
     subjects: Option<RawStringMatch>,
+    /// RFC 7662 introspection endpoint: opaque tokens (and JWTs with `introspect_jwt`) are
+    /// asked about. With it a provider may have no JWKS.
     #[serde(default)]
     introspection: Option<RawIntrospection>,
+    /// This provider's credentials only over TLS. Default: the top-level `require_tls`.
     #[serde(default)]
     require_tls: Option<bool>,
 }
 
+/// RFC 7662 introspection (`providers.<name>.introspection`).
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Introspection")
+)]
 #[serde(deny_unknown_fields)]
 struct RawIntrospection {
+    /// Envoy cluster of the endpoint.
     cluster: String,
+    /// `http(s)://host[:port]/path`: gives the call's `:authority` and `:path`.
     uri: String,
+    /// The proxy's client at the IdP.
     client_id: String,
     #[serde(default)]
     client_secret: String,
+    /// How the client authenticates (RFC 6749 §2.3.1).
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = "client_secret_basic")))]
     auth: ClientAuth,
+    /// Call timeout; the request waits at most this (+2 s).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = introspection::DEFAULT_TIMEOUT_MS))
+    )]
     timeout_ms: Option<u64>,
+    /// How long an "active" answer is reused, never past the token's `exp`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("default" = introspection::DEFAULT_CACHE_SECONDS))
+    )]
     cache_seconds: Option<u64>,
+    /// How long an "inactive" answer is reused.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("default" = introspection::DEFAULT_NEGATIVE_CACHE_SECONDS))
+    )]
     negative_cache_seconds: Option<u64>,
+    /// Also ask about this provider's JWTs (after their signature and claims pass).
     #[serde(default)]
     introspect_jwt: bool,
 }
 
+/// A JWKS fetched through an Envoy cluster (`providers.<name>.remote_jwks`).
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "RemoteJwks")
+)]
 #[serde(deny_unknown_fields)]
 struct RawRemoteJwks {
+    /// Envoy cluster the JWKS is fetched through (it must exist in Envoy's config).
+    #[cfg_attr(feature = "cli", schemars(length(min = 1)))]
     cluster: String,
+    /// `http(s)://host[:port]/path`: gives the fetch's `:authority` and `:path`.
+    #[cfg_attr(feature = "cli", schemars(regex(pattern = r"^https?://[^/]+")))]
     uri: String,
+    /// Fetch timeout; a request waiting for keys waits at most this (+2 s).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_JWKS_TIMEOUT_MS))
+    )]
     timeout_ms: Option<u64>,
+    /// Keys are refetched in the background when 90% of this old.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("default" = DEFAULT_JWKS_CACHE_DURATION_SECONDS))
+    )]
     cache_duration_seconds: Option<u64>,
+    /// A token with an unknown `kid` triggers a refetch at most this often per provider.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("default" = DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS))
+    )]
     refetch_min_interval_seconds: Option<u64>,
 }
 
+/// Keys in the config: exactly one of `keys` and `inline_string`.
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "LocalJwks")
+)]
 #[serde(deny_unknown_fields)]
 struct RawLocalJwks {
+    /// A whole JWKS as a JSON string.
     #[serde(default)]
     inline_string: Option<String>,
+    /// JWKs (RFC 7517). Keys that cannot be used are skipped with a warning.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(with = "Option<Vec<serde_json::Map<String, Value>>>")
+    )]
     keys: Option<Vec<Value>>,
 }
 
+/// A header that carries tokens.
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "HeaderSource")
+)]
 #[serde(deny_unknown_fields)]
 struct RawHeaderSource {
+    /// Header name, case-insensitive.
     name: String,
+    /// Text before the token (e.g. `Bearer `), matched ASCII case-insensitively.
     #[serde(default)]
     value_prefix: String,
 }
 
+/// A claim copied into an upstream header.
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "ClaimHeader")
+)]
 #[serde(deny_unknown_fields)]
 struct RawClaimHeader {
+    /// Claim name, nested with dots (`org.id`).
     claim_name: String,
     header_name: String,
 }
 
+/// A route rule (`rules[i]`).
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Rule")
+)]
 #[serde(deny_unknown_fields)]
 struct RawRule {
     #[serde(rename = "match")]
     matcher: RawMatch,
+    /// What the route needs. Absent: the route is public.
     #[serde(default)]
     requires: Option<RawRequires>,
+    /// Scopes every accepted token must carry (from `scope` or `scp`); else 403
+    /// `insufficient_scope`.
     #[serde(default)]
     scopes: Option<Vec<String>>,
 }
 
+/// Which requests a rule matches: exactly one of `prefix`, `path` and `regex`, plus optional
+/// methods and headers. The query string is ignored.
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Match")
+)]
 #[serde(deny_unknown_fields)]
 struct RawMatch {
+    /// Path prefix, starting with `/`.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(regex(pattern = r"^/")))]
     prefix: Option<String>,
+    /// Exact path, starting with `/`.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(regex(pattern = r"^/")))]
     path: Option<String>,
+    /// Must match the whole path (regex-lite syntax, linear-time matching).
     #[serde(default)]
     regex: Option<String>,
+    /// HTTP methods, case-insensitive. Absent: any method.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(length(min = 1)))]
     methods: Option<Vec<String>>,
+    /// Every listed header must be present with exactly this value.
     #[serde(default)]
     headers: Option<Vec<RawHeaderMatch>>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "HeaderMatch")
+)]
 #[serde(deny_unknown_fields)]
 struct RawHeaderMatch {
     name: String,
     exact: String,
 }
 
+/// A requirement (jwt_authn's `JwtRequirement`): exactly one of its keys.
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Requirement")
+)]
 #[serde(deny_unknown_fields)]
 struct RawRequires {
+    /// A valid token of that provider.
     #[serde(default)]
     provider_name: Option<String>,
+    /// A valid token of that provider, with these audiences instead of the provider's.
     #[serde(default)]
     provider_and_audiences: Option<RawProviderAndAudiences>,
+    /// At least one of the requirements (the most specific failure is reported).
     #[serde(default)]
     requires_any: Option<RawRequirementList>,
+    /// All of the requirements (each from its provider's own token source).
     #[serde(default)]
     requires_all: Option<RawRequirementList>,
+    /// `{}`: no token is fine; a token that is present must be valid for some provider.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(with = "Option<Value>"))]
     allow_missing: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "ProviderAndAudiences")
+)]
 #[serde(deny_unknown_fields)]
 struct RawProviderAndAudiences {
     provider_name: String,
@@ -429,9 +647,23 @@ struct RawProviderAndAudiences {
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "RequirementList")
+)]
 #[serde(deny_unknown_fields)]
 struct RawRequirementList {
+    /// At least two.
+    #[cfg_attr(feature = "cli", schemars(length(min = 2)))]
     requirements: Vec<RawRequires>,
+}
+
+/// The plugin configuration's JSON Schema, generated from the serde types the parser uses
+/// (settings and clean-up are the CLI's, `cli::schema`).
+#[cfg(feature = "cli")]
+pub fn json_schema(generator: schemars::SchemaGenerator) -> schemars::Schema {
+    generator.into_root_schema_for::<RawConfig>()
 }
 
 impl Config {

@@ -13,7 +13,9 @@ pub const USER_AGENT_MAX_CHARS: usize = 128;
 pub const PATH_MAX_CHARS: usize = 512;
 pub const DEFAULT_MAX_LINES_PER_SECOND: u32 = 100;
 
+/// Which decisions get a JSON log line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum LogDecisions {
     None,
@@ -44,13 +46,28 @@ impl Default for LogConfig {
 
 /// The plugin config's `log` object.
 #[derive(Debug, Deserialize, Default)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "Log")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawLog {
+    /// Which decisions get a JSON log line: `none`, `denied` or `all`.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = "denied")))]
     decisions: LogDecisions,
+    /// Write the decision's fields to Envoy filter state (`wasm.bearer_guard.<field>`) for the
+    /// access log. Each field is a host call.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = false)))]
     filter_state: Option<bool>,
+    /// Decision log lines per second per worker; `0`: no limit.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("default" = DEFAULT_MAX_LINES_PER_SECOND))
+    )]
     max_lines_per_second: Option<u32>,
 }
 
@@ -218,7 +235,7 @@ pub fn rfc3339_millis(unix_ms: i64) -> String {
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -2078,7 +2078,7 @@ mod tests {
             check: &crate::host_crypto::HostCheck<'_>,
         ) -> Result<bool, crate::host_crypto::HostCryptoError> {
             self.0.set(self.0.get() + 1);
-            crate::host_crypto::tests::RustCryptoHost.verify(check)
+            crate::host_crypto::software::RustCryptoHost.verify(check)
         }
     }
 

@@ -19,6 +19,7 @@ pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 
 /// How the proxy authenticates to the endpoint (RFC 6749 §2.3.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ClientAuth {
     #[default]

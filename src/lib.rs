@@ -32,8 +32,12 @@ pub mod revocation_learned;
 pub mod revocation_list;
 pub mod revocation_publish;
 pub mod rules;
+#[cfg(any(test, feature = "cli"))]
+pub mod signing;
 pub mod status_list;
 pub mod verify;
 
+#[cfg(feature = "cli")]
+pub mod cli;
 #[cfg(test)]
 mod testkit;

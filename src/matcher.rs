@@ -21,6 +21,11 @@ impl StringMatch {
 
 /// The JSON form: an object with exactly one of `exact`, `prefix`, `suffix`.
 #[derive(Debug, Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "StringMatch")
+)]
 #[serde(deny_unknown_fields)]
 pub struct RawStringMatch {
     #[serde(default)]

@@ -18,6 +18,7 @@ pub const DEFAULT_PUBLISH_MAX_ATTEMPTS: u32 = 20;
 
 /// What to do with an otherwise valid token while the list cannot be relied on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum OnStale {
     /// 503 with Retry-After: fail closed.
@@ -83,17 +84,43 @@ impl StatusListConfig {
     }
 }
 
+/// Token Status List (`revocation.status_list`).
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "StatusList")
+)]
 #[serde(deny_unknown_fields)]
 struct RawStatusList {
+    /// Status list URI authority -> Envoy cluster: the only places lists are fetched from. A
+    /// token whose `status.status_list.uri` is elsewhere is refused.
+    #[cfg_attr(feature = "cli", schemars(extend("minProperties" = 1)))]
     clusters: std::collections::BTreeMap<String, String>,
+    /// Fetch timeout.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_FETCH_TIMEOUT_MS))
+    )]
     timeout_ms: Option<u64>,
+    /// Refetch period of a list token without `ttl` (with `ttl`: `ttl`, at most a day).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_STATUS_LIST_TTL_SECONDS))
+    )]
     default_ttl_seconds: Option<u64>,
+    /// A list not refreshed this long after it was due (or past its `exp`) is stale.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("default" = DEFAULT_LIST_MAX_STALE_SECONDS))
+    )]
     max_stale_seconds: Option<u64>,
+    /// As `list.on_stale`, for tokens whose status list is stale or was never fetched.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = "deny")))]
     on_stale: OnStale,
 }
 
@@ -104,34 +131,79 @@ pub struct IdpRevocation {
     pub max_attempts: u32,
 }
 
+/// RFC 7009 revocation at the IdP (`revocation.idp`): a token revoked by `self` in the
+/// revocation header is also revoked there. Requires `response_header`.
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "IdpRevocation")
+)]
 #[serde(deny_unknown_fields)]
 struct RawIdp {
+    /// Envoy cluster of the endpoint.
     cluster: String,
+    /// `http(s)://host[:port]/path` of the RFC 7009 endpoint.
     uri: String,
+    /// The proxy's client at the IdP.
     client_id: String,
     #[serde(default)]
     client_secret: String,
+    /// How the client authenticates (RFC 6749 §2.3.1).
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = "client_secret_basic")))]
     auth: ClientAuth,
+    /// Call timeout.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(
+            range(min = 1),
+            extend("default" = crate::introspection::DEFAULT_TIMEOUT_MS)
+        )
+    )]
     timeout_ms: Option<u64>,
+    /// Tokens waiting to be sent per worker (the oldest is dropped when full).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_PUBLISH_QUEUE_SIZE))
+    )]
     queue_size: Option<usize>,
+    /// Attempts per token (backoff 1 ... 30 s).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_PUBLISH_MAX_ATTEMPTS))
+    )]
     max_attempts: Option<u32>,
 }
 
 #[derive(Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
 #[serde(deny_unknown_fields)]
 struct RawOptions {
-    /// Absent: the default name; `null`: disabled (so `null` must not read as absent).
+    /// Upstream response header that revokes (`self`, `jti=<id>`, `sub=<subject>`); `null`
+    /// disables it. Removed from every response and every incoming request.
+    // Absent: the default name; `null`: disabled (so `null` must not read as absent).
     #[serde(default, deserialize_with = "present_value")]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(
+            schema_with = "header_or_null",
+            extend("default" = DEFAULT_RESPONSE_HEADER)
+        )
+    )]
     response_header: Option<Value>,
+    /// The polled revocation list.
     #[serde(default)]
     list: Option<RawList>,
+    /// Where every header-triggered revocation is POSTed, so other proxies see it at their
+    /// next poll. Requires `response_header`.
     #[serde(default)]
     publish: Option<RawPublish>,
+    /// Revocations learned at run time survive a config reload; change this number to clear
+    /// them.
     #[serde(default)]
     learned_generation: u64,
     #[serde(default)]
@@ -140,32 +212,104 @@ struct RawOptions {
     status_list: Option<RawStatusList>,
 }
 
+/// The polled revocation list (`revocation.list`).
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "RevocationList")
+)]
 #[serde(deny_unknown_fields)]
 struct RawList {
+    /// Envoy cluster of the revocation list service.
     cluster: String,
+    /// `http(s)://host[:port]/path`: gives the poll's `:authority` and `:path`.
     uri: String,
+    /// Poll timeout.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_FETCH_TIMEOUT_MS))
+    )]
     timeout_ms: Option<u64>,
+    /// Poll period.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_LIST_REFRESH_SECONDS))
+    )]
     refresh_seconds: Option<u64>,
+    /// After this long without a successful poll (200 or 304) the list is stale; at least
+    /// `refresh_seconds`.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(extend("default" = DEFAULT_LIST_MAX_STALE_SECONDS))
+    )]
     max_stale_seconds: Option<u64>,
+    /// Stale (or never fetched) list: `deny` answers an otherwise valid token with 503 +
+    /// `Retry-After`; `allow` lets it through, counted and logged.
     #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = "deny")))]
     on_stale: OnStale,
 }
 
+/// Publishing learned revocations (`revocation.publish`).
 #[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "RevocationPublish")
+)]
 #[serde(deny_unknown_fields)]
 struct RawPublish {
+    /// Envoy cluster of the list service.
     cluster: String,
+    /// `http(s)://host[:port]/path` the entries are POSTed to.
     uri: String,
+    /// POST timeout.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_FETCH_TIMEOUT_MS))
+    )]
     timeout_ms: Option<u64>,
+    /// Entries waiting to be published, per worker; when full the oldest is dropped.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_PUBLISH_QUEUE_SIZE))
+    )]
     queue_size: Option<usize>,
+    /// Attempts per batch (backoff 1, 2, 4, ... 30 s) before it is dropped.
     #[serde(default)]
+    #[cfg_attr(
+        feature = "cli",
+        schemars(range(min = 1), extend("default" = DEFAULT_PUBLISH_MAX_ATTEMPTS))
+    )]
     max_attempts: Option<u32>,
+}
+
+/// The `revocation` object for the JSON Schema: the options above and, beside them, static
+/// entries in the revocation document's shape (which `compile` splits off and streams).
+#[cfg(feature = "cli")]
+#[derive(schemars::JsonSchema)]
+#[schemars(rename = "Revocation", deny_unknown_fields)]
+#[allow(dead_code)] // describes a shape; never built
+pub(crate) struct RevocationSchema {
+    #[schemars(flatten)]
+    options: RawOptions,
+    #[schemars(flatten)]
+    entries: revocation_doc::schema::Entries,
+    /// The same entries, scoped to one provider (`jti` and `sub` are only unique per
+    /// issuer). Names must be configured providers.
+    providers: Option<std::collections::BTreeMap<String, revocation_doc::schema::Entries>>,
+}
+
+/// `response_header`: a name, or `null` (which the schema's Option clean-up must not drop).
+#[cfg(feature = "cli")]
+fn header_or_null(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({ "oneOf": [{ "type": "string" }, { "type": "null" }] })
 }
 
 fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {

@@ -166,6 +166,75 @@ pub fn digest_to_hex(digest: &[u8; 32]) -> String {
     crate::fingerprint::hex(digest)
 }
 
+/// The document's shape for JSON Schemas (the config's `revocation` entries, a list file):
+/// the parser below streams it, so these types only describe it.
+#[cfg(feature = "cli")]
+pub mod schema {
+    use std::collections::BTreeMap;
+
+    use serde_json::Number;
+
+    /// Revoked tokens: every key optional.
+    #[derive(schemars::JsonSchema)]
+    #[schemars(rename = "RevocationEntries", deny_unknown_fields)]
+    pub struct Entries {
+        /// Revoked token ids: a string, or `{"jti": ..., "exp": ...}` (`exp`: when the
+        /// token expires anyway; the entry is dropped after it).
+        pub jti: Option<Vec<JtiEntry>>,
+        /// SHA-256 of the whole compact token (64 hex), for tokens without `jti`.
+        pub token_sha256: Option<Vec<Sha256Entry>>,
+        /// Subject -> cutoff: tokens of that subject issued at or before it (Unix seconds)
+        /// are revoked; a token without `iat` counts as issued before.
+        pub subjects: Option<BTreeMap<String, SubjectEntry>>,
+        /// Global cutoff: every token issued at or before it (Unix seconds) is revoked.
+        pub issued_before: Option<Number>,
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[schemars(untagged)]
+    pub enum JtiEntry {
+        Jti(#[schemars(length(min = 1))] String),
+        WithExp(JtiWithExp),
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[schemars(deny_unknown_fields)]
+    pub struct JtiWithExp {
+        #[schemars(length(min = 1))]
+        pub jti: String,
+        pub exp: Option<Number>,
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[schemars(untagged)]
+    pub enum Sha256Entry {
+        Sha256(#[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))] String),
+        WithExp(Sha256WithExp),
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[schemars(deny_unknown_fields)]
+    pub struct Sha256WithExp {
+        #[schemars(regex(pattern = r"^[0-9a-fA-F]{64}$"))]
+        pub token_sha256: String,
+        pub exp: Option<Number>,
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[schemars(untagged)]
+    pub enum SubjectEntry {
+        IssuedBefore(Number),
+        WithExp(SubjectWithExp),
+    }
+
+    #[derive(schemars::JsonSchema)]
+    #[schemars(deny_unknown_fields)]
+    pub struct SubjectWithExp {
+        pub issued_before: Number,
+        pub exp: Option<Number>,
+    }
+}
+
 /// A document, at the top (`scope: None`) or under `providers.<name>`.
 struct DocSeed<'p> {
     parsed: &'p mut Parsed,

@@ -1,9 +1,10 @@
-//! Test keys and token minting, shared by the unit tests, the integration tests and the demo
-//! token printer (the latter two include this file by path). Keys are generated once per run.
-//! Never part of the filter, so a failure here may panic.
+//! Test keys and token minting, shared by the unit tests and the integration tests (which
+//! include this file by path, beside `signing.rs`). Keys are generated once per run. Never
+//! part of the filter, so a failure here may panic.
 
 #![allow(
     dead_code,
+    unused_imports, // re-exports of `signing` that a test crate may not use
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -12,12 +13,11 @@
 
 use std::sync::OnceLock;
 
-use jwt_compact::{
-    alg::{Es256, Rsa, RsaPrivateKey},
-    jwk::JsonWebKey,
-};
+use jwt_compact::{alg::RsaPrivateKey, jwk::JsonWebKey};
 use rsa::rand_core::OsRng;
 use serde_json::{json, Value};
+
+pub use super::signing::{b64, mint, mint_with_header, public_jwk, Signer};
 
 pub const NOW: i64 = 1_800_000_000;
 pub const ISSUER: &str = "https://idp.example.com";
@@ -74,27 +74,11 @@ pub fn rsa_public_pem() -> String {
         .unwrap()
 }
 
-pub fn b64(bytes: &[u8]) -> String {
-    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
 /// A public EC JWK from SEC1 uncompressed point bytes (`04 || x || y`).
 pub fn ec_jwk(crv: &str, sec1_uncompressed: &[u8], kid: &str) -> Value {
-    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
     let coords = &sec1_uncompressed[1..];
     let (x, y) = coords.split_at(coords.len() / 2);
-    json!({ "kty": "EC", "crv": crv, "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y), "kid": kid })
-}
-
-/// A public JWK with `kid` (and `alg` when given).
-pub fn public_jwk(key: JsonWebKey<'_>, kid: &str, alg: Option<&str>) -> Value {
-    let mut jwk = serde_json::to_value(key.to_verifying_key()).unwrap();
-    jwk["kid"] = json!(kid);
-    if let Some(alg) = alg {
-        jwk["alg"] = json!(alg);
-    }
-    jwk
+    json!({ "kty": "EC", "crv": crv, "x": b64(x), "y": b64(y), "kid": kid })
 }
 
 /// JWKS with the RSA key as `rsa-1` (pinned to RS256), `rsa-any` (any RS*), and the EC keys
@@ -137,102 +121,16 @@ pub fn good_claims() -> Value {
     })
 }
 
-pub enum Signer<'a> {
-    Rs256(&'a RsaPrivateKey),
-    Rs384(&'a RsaPrivateKey),
-    Rs512(&'a RsaPrivateKey),
-    Ps256(&'a RsaPrivateKey),
-    Ps384(&'a RsaPrivateKey),
-    Ps512(&'a RsaPrivateKey),
-    Es256(&'a p256::ecdsa::SigningKey),
-    Es384(&'a p384::ecdsa::SigningKey),
-    Es512(&'a p521::ecdsa::SigningKey),
-    EdDsa(&'a ed25519_compact::SecretKey),
-    Hs256(&'a [u8]),
-    Hs512(&'a [u8]),
-}
-
-impl Signer<'_> {
-    fn alg(&self) -> &'static str {
-        match self {
-            Signer::Rs256(_) => "RS256",
-            Signer::Rs384(_) => "RS384",
-            Signer::Rs512(_) => "RS512",
-            Signer::Ps256(_) => "PS256",
-            Signer::Ps384(_) => "PS384",
-            Signer::Ps512(_) => "PS512",
-            Signer::Es256(_) => "ES256",
-            Signer::Es384(_) => "ES384",
-            Signer::Es512(_) => "ES512",
-            Signer::EdDsa(_) => "EdDSA",
-            Signer::Hs256(_) => "HS256",
-            Signer::Hs512(_) => "HS512",
-        }
-    }
-
-    /// The JWS signature over `message`, in its JWS form (ECDSA as `r || s`).
-    fn sign(&self, message: &[u8]) -> Vec<u8> {
-        use jwt_compact::alg::{Ed25519, Hs256, Hs256Key, Hs512, Hs512Key};
-        use jwt_compact::{Algorithm, AlgorithmSignature};
-        use p256::ecdsa::signature::Signer as _;
-        fn bytes(sig: &impl AlgorithmSignature) -> Vec<u8> {
-            sig.as_bytes().into_owned()
-        }
-        match self {
-            Signer::Rs256(k) => bytes(&Rsa::rs256().sign(k, message)),
-            Signer::Rs384(k) => bytes(&Rsa::rs384().sign(k, message)),
-            Signer::Rs512(k) => bytes(&Rsa::rs512().sign(k, message)),
-            Signer::Ps256(k) => bytes(&Rsa::ps256().sign(k, message)),
-            Signer::Ps384(k) => bytes(&Rsa::ps384().sign(k, message)),
-            Signer::Ps512(k) => bytes(&Rsa::ps512().sign(k, message)),
-            Signer::Es256(k) => bytes(&Es256.sign(k, message)),
-            Signer::Es384(k) => {
-                let sig: p384::ecdsa::Signature = k.sign(message);
-                sig.to_bytes().to_vec()
-            }
-            Signer::Es512(k) => {
-                let sig: p521::ecdsa::Signature = k.sign(message);
-                sig.to_bytes().to_vec()
-            }
-            Signer::EdDsa(k) => bytes(&Ed25519.sign(k, message)),
-            Signer::Hs256(secret) => bytes(&Hs256.sign(&Hs256Key::new(secret), message)),
-            Signer::Hs512(secret) => bytes(&Hs512.sign(&Hs512Key::new(secret), message)),
-        }
-    }
-}
-
-pub fn mint(signer: Signer<'_>, kid: Option<&str>, claims: &Value) -> String {
-    let header = match kid {
-        Some(kid) => json!({ "kid": kid }),
-        None => json!({}),
-    };
-    mint_with_header(signer, header, claims)
-}
-
-/// A signed token whose header is `fields` plus the signer's `alg`.
-pub fn mint_with_header(signer: Signer<'_>, fields: Value, claims: &Value) -> String {
-    let mut header = fields;
-    header["alg"] = json!(signer.alg());
-    let input = format!(
-        "{}.{}",
-        b64(header.to_string().as_bytes()),
-        b64(claims.to_string().as_bytes())
-    );
-    let signature = signer.sign(input.as_bytes());
-    format!("{input}.{}", b64(&signature))
-}
-
 pub fn rs256(claims: &Value) -> String {
     mint(Signer::Rs256(&keys().rsa), Some("rsa-1"), claims)
 }
 
 /// A token from raw header and payload JSON with a junk signature, for malformed-input tests.
 pub fn unsigned_with_header(header: &Value, claims: &Value) -> String {
-    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
     format!(
         "{}.{}.{}",
-        URL_SAFE_NO_PAD.encode(header.to_string()),
-        URL_SAFE_NO_PAD.encode(claims.to_string()),
-        URL_SAFE_NO_PAD.encode(b"not-a-signature")
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes()),
+        b64(b"not-a-signature")
     )
 }

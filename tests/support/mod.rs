@@ -18,7 +18,10 @@ pub mod revocation_server;
 pub mod upstream;
 pub mod wasm_health;
 
-/// Keys and tokens for tests, shared with the unit tests of the crate.
+/// Keys and tokens for tests, shared with the unit tests of the crate (`testkit` signs with
+/// `signing`, as in the crate).
+#[path = "../../src/signing.rs"]
+pub mod signing;
 #[path = "../../src/testkit.rs"]
 pub mod testkit;
 

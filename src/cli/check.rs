@@ -1,0 +1,189 @@
+//! `check-config FILE...`: every plugin configuration in the files, through the filter's own
+//! parser (`Config::from_json`, exactly what `on_configure` runs).
+
+use std::io::Write;
+
+use super::args::Spec;
+use super::sources::{plugin_configs, Content};
+use super::{hint, read_input, schema, CliError, Outcome};
+use crate::config::{Config, ConfigError, Configured};
+
+pub fn run(
+    words: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, CliError> {
+    let args = Spec {
+        options: &[],
+        switches: &[],
+    }
+    .parse(words)?;
+    if args.operands.is_empty() {
+        return Err(CliError::Usage("FILE is missing".to_owned()));
+    }
+    let schema = schema::config_schema();
+    let mut outcome = Outcome::Success;
+    for path in &args.operands {
+        let text = read_input(path)?;
+        let found = match plugin_configs(&text) {
+            Ok(found) => found,
+            Err(why) => {
+                writeln!(err, "{path}: {why}")?;
+                outcome = Outcome::Failure;
+                continue;
+            }
+        };
+        let mut checked = 0;
+        for config in found {
+            let at = if config.location.is_empty() {
+                path.clone()
+            } else {
+                format!("{path}: {}", config.location)
+            };
+            match config.content {
+                Content::Skipped(why) => writeln!(out, "{at}: skipped: {why}")?,
+                Content::Unusable(why) => {
+                    checked += 1;
+                    outcome = Outcome::Failure;
+                    writeln!(err, "{at}: {why}")?;
+                }
+                Content::Json(json) => {
+                    checked += 1;
+                    match Config::from_json(json.as_bytes()) {
+                        Ok(configured) => {
+                            writeln!(out, "{at}: ok: {}", summary(&configured.config))?;
+                            for warning in &configured.warnings {
+                                writeln!(out, "  warning: {warning}")?;
+                            }
+                        }
+                        Err(error) => {
+                            outcome = Outcome::Failure;
+                            report_error(err, &at, &error, &schema, &json)?;
+                        }
+                    }
+                }
+            }
+        }
+        if checked == 0 {
+            outcome = Outcome::Failure;
+            writeln!(
+                err,
+                "{path}: no bearer-guard plugin configuration found (a JSON config, an \
+                 envoy.filters.http.wasm filter or an Istio WasmPlugin)"
+            )?;
+        }
+    }
+    Ok(outcome)
+}
+
+/// The error with the key path, then the hints.
+fn report_error(
+    err: &mut dyn Write,
+    at: &str,
+    error: &ConfigError,
+    schema: &serde_json::Value,
+    json: &str,
+) -> Result<(), CliError> {
+    writeln!(err, "{at}: {error}")?;
+    let config = serde_json::from_str(json).ok();
+    for line in hint::hints(schema, error, config.as_ref()) {
+        writeln!(err, "  hint: {line}")?;
+    }
+    Ok(())
+}
+
+/// The one plugin configuration in `path` (for `explain`), parsed by the filter's parser;
+/// errors are reported as `check-config` reports them. Returns where it was found, too.
+pub fn load_one(path: &str, err: &mut dyn Write) -> Result<(String, Configured), CliError> {
+    let text = read_input(path)?;
+    let found = plugin_configs(&text).map_err(|why| CliError::Input(format!("{path}: {why}")))?;
+    let mut usable = found.into_iter().filter_map(|f| match f.content {
+        Content::Json(json) => Some((f.location, json)),
+        _ => None,
+    });
+    let (location, json) = match (usable.next(), usable.next()) {
+        (Some(one), None) => one,
+        (None, _) => {
+            return Err(CliError::Input(format!(
+                "{path}: no bearer-guard plugin configuration found"
+            )))
+        }
+        (Some(_), Some(_)) => {
+            return Err(CliError::Input(format!(
+                "{path} holds several plugin configurations: put the one to explain in a file"
+            )))
+        }
+    };
+    let at = if location.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}: {location}")
+    };
+    match Config::from_json(json.as_bytes()) {
+        Ok(configured) => Ok((at, configured)),
+        Err(error) => {
+            report_error(err, &at, &error, &schema::config_schema(), &json)?;
+            Err(CliError::Input("the configuration is invalid".to_owned()))
+        }
+    }
+}
+
+/// One line: providers and their keys, rules, and the optional parts that are on.
+pub fn summary(config: &Config) -> String {
+    let providers: Vec<String> = config
+        .providers
+        .iter()
+        .map(|p| {
+            let keys = match (&p.remote_jwks, &p.introspection) {
+                (Some(remote), _) => format!("remote JWKS via cluster {}", remote.cluster),
+                (None, Some(_)) if p.keys.keys.is_empty() => "introspection only".to_owned(),
+                (None, _) => format!(
+                    "{} local key{}",
+                    p.keys.keys.len(),
+                    plural(p.keys.keys.len())
+                ),
+            };
+            format!("{} ({keys})", p.name)
+        })
+        .collect();
+    let mut parts = vec![format!(
+        "{} provider{}: {}",
+        providers.len(),
+        plural(providers.len()),
+        providers.join(", ")
+    )];
+    if let Some(revocation) = &config.revocation {
+        let mut on = Vec::new();
+        if !revocation.static_set.is_empty() {
+            on.push(format!("{} static entries", revocation.static_set.len()));
+        }
+        if let Some(header) = &revocation.response_header {
+            on.push(format!("header {header}"));
+        }
+        if let Some(list) = &revocation.list {
+            on.push(format!("list via cluster {}", list.endpoint.cluster));
+        }
+        if revocation.publish.is_some() {
+            on.push("publish".to_owned());
+        }
+        if revocation.idp.is_some() {
+            on.push("RFC 7009".to_owned());
+        }
+        if revocation.status_list.is_some() {
+            on.push("status lists".to_owned());
+        }
+        parts.push(format!("revocation ({})", on.join(", ")));
+    }
+    if let Some(anomaly) = &config.anomaly {
+        parts.push(format!("misuse detection ({})", anomaly.action.as_str()));
+    }
+    parts.join("; ")
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,870 @@
+//! `explain --config FILE TOKEN`: the filter's decision for one token, made by the guard's own
+//! `decide` at `--now` on `--method`/`--path`, with each check it makes spelled out and the
+//! response it would send. What a proxy fetches (remote JWKS, the polled list, status lists,
+//! introspection) the CLI cannot: it says so, and takes keys and the list from files.
+
+use std::io::Write;
+use std::rc::Rc;
+
+use sha2::{Digest, Sha256};
+
+use super::args::Spec;
+use super::check::{load_one, summary};
+use super::time::{describe, parse_time, span, unix_now};
+use super::{read_input, read_token, CliError, Outcome};
+use crate::claims::{check_audience, check_scopes, check_subject, check_times, Audience};
+use crate::config::{Config, CryptoMode, Provider};
+use crate::decision::{Decision, Denial, DenyReason};
+use crate::extract::TokenSource;
+use crate::fingerprint::{fingerprint, hex};
+use crate::guard::{Guard, HeldList, Request, Verdict};
+use crate::host_crypto::software::RustCryptoHost;
+use crate::host_crypto::HostCrypto;
+use crate::jwks::{self, KeySet};
+use crate::revocation::{Probe, RevocationSet};
+use crate::revocation_list::{accept_response, ListUpdate};
+use crate::rules::{is_cors_preflight, Requirement};
+use crate::verify::{self, ParsedToken};
+
+const SPEC: Spec = Spec {
+    options: &[
+        "config",
+        "now",
+        "method",
+        "path",
+        "header",
+        "jwks",
+        "revocation-list",
+    ],
+    switches: &["plaintext"],
+};
+
+pub fn run(
+    words: &[String],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, CliError> {
+    let args = SPEC.parse(words)?;
+    let config_path = args
+        .one("config")?
+        .ok_or_else(|| CliError::Usage("--config FILE is missing".to_owned()))?;
+    let token = read_token(args.operand("TOKEN")?)?;
+    let now = match args.one("now")? {
+        Some(t) => parse_time(t, unix_now()).map_err(CliError::Usage)?,
+        None => unix_now(),
+    };
+    let method = args.one("method")?.unwrap_or("GET").to_ascii_uppercase();
+    let path = args.one("path")?.unwrap_or("/");
+    if !path.starts_with('/') {
+        return Err(CliError::Usage(format!(
+            "--path {path:?} must start with /"
+        )));
+    }
+    let mut headers = Vec::new();
+    for header in args.all("header") {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or_else(|| CliError::Usage(format!("--header {header:?} is not 'NAME: VALUE'")))?;
+        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    let (at, configured) = load_one(config_path, err)?;
+    let config = configured.config;
+    let mut notes = Vec::new();
+    let keys = provider_keys(&config, args.all("jwks"), &mut notes)?;
+    let list = revocation_list(&config, args.one("revocation-list")?, now, &mut notes)?;
+
+    let parsed = verify::parse(&token);
+    let iss = parsed.as_ref().ok().and_then(|p| p.claims.iss.as_deref());
+    let chosen = config
+        .providers
+        .iter()
+        .position(|p| Some(p.issuer.as_str()) == iss);
+    // The credential goes where the provider its `iss` names reads tokens (as a client would
+    // send it); a token no provider issued goes in `Authorization: Bearer`.
+    let source = chosen
+        .and_then(|i| config.providers.get(i))
+        .and_then(|p| p.sources.first())
+        .cloned()
+        .unwrap_or_else(TokenSource::authorization_bearer);
+    let (request_path, placed) = place_token(&source, &token, path, &mut headers);
+    let tls = !args.switch("plaintext");
+
+    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let host: Option<&dyn HostCrypto> =
+        (config.crypto == CryptoMode::Auto).then_some(&RustCryptoHost as &dyn HostCrypto);
+    writeln!(out, "config    {at}: {}", summary(&config))?;
+    for warning in &configured.warnings {
+        writeln!(out, "          warning: {warning}")?;
+    }
+    writeln!(out, "time      {}", describe(now, unix_now()))?;
+    writeln!(
+        out,
+        "token     fingerprint {} (as in the decision log); sha256 {}",
+        fingerprint(&digest),
+        hex(&digest)
+    )?;
+    if let Ok(parsed) = &parsed {
+        describe_token(out, parsed, now)?;
+    }
+    writeln!(
+        out,
+        "request   {method} {path}{} over {}; the token {placed}",
+        if request_path != path {
+            " (+ the token parameter)"
+        } else {
+            ""
+        },
+        if tls { "TLS" } else { "plaintext" }
+    )?;
+    let route = config
+        .rules
+        .requirement_for(&method, &request_path, &headers);
+    match route {
+        None => writeln!(
+            out,
+            "rule      none matches: refused (403), as unmatched requests are"
+        )?,
+        Some((requirement, scopes)) => {
+            writeln!(
+                out,
+                "rule      needs {}{}",
+                requirement_text(requirement, &config.providers),
+                if scopes.is_empty() {
+                    String::new()
+                } else {
+                    format!("; scopes {}", scopes.join(" "))
+                }
+            )?;
+            if config.bypass_cors_preflight && is_cors_preflight(&method, &headers) {
+                writeln!(
+                    out,
+                    "          a CORS preflight: let through without a token"
+                )?;
+            }
+            let eligible = route_providers(requirement, config.providers.len());
+            match &parsed {
+                _ if eligible.is_empty() => {}
+                Err(_) if !verify::looks_like_jws(&token) && introspects(&config, &eligible) => {
+                    writeln!(
+                        out,
+                        "checks\n  --    token: opaque (not a JWT): only the IdP's introspection \
+                         answer can judge it"
+                    )?
+                }
+                Err(reason) => writeln!(
+                    out,
+                    "checks\n  FAIL  token: {} ({})",
+                    reason.description(),
+                    reason.code()
+                )?,
+                Ok(parsed) => {
+                    let provider = chosen.filter(|i| eligible.contains(i));
+                    let checks =
+                        match provider.and_then(|i| config.providers.get(i).zip(keys.get(i))) {
+                            None => vec![Check::fail(
+                                "iss",
+                                DenyReason::IssuerNotAccepted,
+                                format!(
+                                    "{} is not the issuer of a provider of this route ({})",
+                                    shown(iss),
+                                    eligible
+                                        .iter()
+                                        .filter_map(|i| config.providers.get(*i))
+                                        .map(|p| format!("{}: {:?}", p.name, p.issuer))
+                                        .collect::<Vec<_>>()
+                                        .join(", ")
+                                ),
+                            )],
+                            Some((provider, keys)) => {
+                                let context = Context {
+                                    config: &config,
+                                    provider,
+                                    keys: &keys.set,
+                                    audiences: route_audiences(requirement, provider, &config)
+                                        .unwrap_or(&provider.audiences),
+                                    scopes,
+                                    now,
+                                    host,
+                                    digest: &digest,
+                                    list: list.as_ref(),
+                                };
+                                writeln!(
+                                    out,
+                                    "provider  {} (its issuer is the token's iss); {}",
+                                    provider.name,
+                                    key_text(provider, keys)
+                                )?;
+                                checks(parsed, &context)
+                            }
+                        };
+                    writeln!(out, "checks")?;
+                    for check in checks {
+                        writeln!(out, "  {check}")?;
+                    }
+                }
+            }
+        }
+    }
+    for note in &notes {
+        writeln!(out, "note      {note}")?;
+    }
+
+    let guard = build_guard(config, &keys, list, now);
+    let request = Request {
+        method: &method,
+        path: &request_path,
+        headers: &headers,
+        tls,
+    };
+    let verdict = guard.decide(&request, now);
+    let verdict = match waiting_for(&verdict, guard.config()) {
+        None => verdict,
+        Some(what) => {
+            writeln!(
+                out,
+                "waits     the filter would pause the request: {what}. The CLI cannot; this is \
+                 its answer when that fetch brings nothing:"
+            )?;
+            guard.decide_after_wait(&request, now)
+        }
+    };
+    report_verdict(out, &verdict.decision)
+}
+
+/// A provider's keys as the CLI has them.
+struct Keys {
+    set: KeySet,
+    /// From `--jwks` rather than the config.
+    from_file: bool,
+}
+
+/// Each provider's keys: the config's, or a `--jwks` file's (`PROVIDER=FILE`, or `FILE` for
+/// every provider with `remote_jwks`).
+fn provider_keys<'a>(
+    config: &Config,
+    jwks_args: impl Iterator<Item = &'a str>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Keys>, CliError> {
+    let mut keys: Vec<Keys> = config
+        .providers
+        .iter()
+        .map(|p| Keys {
+            set: p.keys.clone(),
+            from_file: false,
+        })
+        .collect();
+    for arg in jwks_args {
+        let (targets, file): (Vec<usize>, &str) = match arg.split_once('=') {
+            Some((name, file)) => {
+                let index = config
+                    .providers
+                    .iter()
+                    .position(|p| p.name == name)
+                    .ok_or_else(|| {
+                        CliError::Usage(format!("--jwks: no provider named {name:?}"))
+                    })?;
+                (vec![index], file)
+            }
+            None => {
+                let remote: Vec<usize> = config
+                    .providers
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, p)| p.remote_jwks.is_some())
+                    .map(|(i, _)| i)
+                    .collect();
+                if remote.is_empty() {
+                    return Err(CliError::Usage(
+                        "--jwks FILE is for providers with remote_jwks; name one with --jwks PROVIDER=FILE"
+                            .to_owned(),
+                    ));
+                }
+                (remote, arg)
+            }
+        };
+        let parsed = jwks::parse_jwks_str(&read_input(file)?)
+            .map_err(|e| CliError::Input(format!("{file}: not a JWKS: {e}")))?;
+        for (index, skip) in &parsed.skipped {
+            notes.push(format!("{file}: key {index} skipped: {skip}"));
+        }
+        if parsed.key_set.keys.is_empty() {
+            return Err(CliError::Input(format!("{file}: no usable key")));
+        }
+        for index in targets {
+            if let Some(slot) = keys.get_mut(index) {
+                *slot = Keys {
+                    set: parsed.key_set.clone(),
+                    from_file: true,
+                };
+            }
+        }
+    }
+    for (provider, keys) in config.providers.iter().zip(&keys) {
+        if let (Some(remote), false) = (&provider.remote_jwks, keys.from_file) {
+            notes.push(format!(
+                "provider {} fetches its keys from http://{}{} through cluster {}: the CLI cannot \
+                 (pass --jwks {}=FILE with the JWKS)",
+                provider.name, remote.authority, remote.path, remote.cluster, provider.name
+            ));
+        }
+    }
+    Ok(keys)
+}
+
+/// The polled list, from `--revocation-list FILE` through the filter's own response parser;
+/// without a file, an empty list just fetched (so the token's own checks show).
+fn revocation_list(
+    config: &Config,
+    file: Option<&str>,
+    now: i64,
+    notes: &mut Vec<String>,
+) -> Result<Option<RevocationSet>, CliError> {
+    let polled = config.revocation.as_ref().and_then(|r| r.list.as_ref());
+    let file = match (polled, file) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(CliError::Usage(
+                "--revocation-list: the configuration polls no revocation list".to_owned(),
+            ))
+        }
+        (Some(list), None) => {
+            notes.push(format!(
+                "the revocation list (cluster {}, {}) is taken as just fetched and empty: pass \
+                 --revocation-list FILE to use one",
+                list.endpoint.cluster, list.endpoint.path
+            ));
+            return Ok(Some(RevocationSet::empty()));
+        }
+        (Some(_), Some(file)) => file,
+    };
+    let text = read_input(file)?;
+    // As the filter does: entries are kept until their token's `exp` plus the grace.
+    let dropped_before = now.saturating_sub(config.expiry_grace_seconds());
+    match accept_response(Some("200"), None, text.as_bytes(), None, dropped_before) {
+        Ok(ListUpdate::Replaced {
+            base,
+            expired_dropped,
+        }) => {
+            if expired_dropped > 0 {
+                notes.push(format!(
+                    "{file}: {expired_dropped} entries left out: their tokens expired before {}",
+                    super::time::rfc3339(dropped_before)
+                ));
+            }
+            Ok(Some(base))
+        }
+        Ok(_) => Err(CliError::Input(format!("{file}: not a whole list"))),
+        Err(e) => Err(CliError::Input(format!("{file}: {e}"))),
+    }
+}
+
+fn build_guard(config: Config, keys: &[Keys], list: Option<RevocationSet>, now: i64) -> Guard {
+    // Envoy verifies RSA and ECDSA in BoringSSL (`crypto: auto`); the CLI's stand-in for it
+    // verifies the same algorithms, so ES384/ES512 verify here as they do in Envoy.
+    let host = config.crypto == CryptoMode::Auto;
+    let mut guard = Guard::new(config);
+    if host {
+        guard = guard.with_host_crypto(Box::new(RustCryptoHost));
+    }
+    for (index, keys) in keys.iter().enumerate().filter(|(_, k)| k.from_file) {
+        guard.install_keys(index, keys.set.clone(), now);
+    }
+    if let Some(base) = list {
+        guard.install_revocation_list(
+            HeldList {
+                base: Rc::new(base),
+                overlay: None,
+            },
+            now,
+        );
+    }
+    guard
+}
+
+/// Puts the token where `source` reads it; returns the request path and where it went.
+fn place_token(
+    source: &TokenSource,
+    token: &str,
+    path: &str,
+    headers: &mut Vec<(String, String)>,
+) -> (String, String) {
+    match source {
+        TokenSource::Header { name, value_prefix } => {
+            headers.push((name.clone(), format!("{value_prefix}{token}")));
+            (
+                path.to_owned(),
+                format!("in header {name} ({value_prefix:?} prefix)"),
+            )
+        }
+        TokenSource::Cookie { name } => {
+            headers.push(("cookie".to_owned(), format!("{name}={token}")));
+            (path.to_owned(), format!("in cookie {name}"))
+        }
+        TokenSource::Param { name } => {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            (
+                format!("{path}{separator}{name}={token}"),
+                format!("in query parameter {name}"),
+            )
+        }
+    }
+}
+
+fn describe_token(out: &mut dyn Write, parsed: &ParsedToken<'_>, now: i64) -> Result<(), CliError> {
+    writeln!(
+        out,
+        "header    alg {}, kid {}, typ {}",
+        parsed.algorithm.name(),
+        shown(parsed.kid.as_deref()),
+        shown(parsed.typ.as_deref())
+    )?;
+    let claims = &parsed.claims;
+    let aud = match &claims.aud {
+        None => "-".to_owned(),
+        Some(Audience::One(aud)) => format!("{aud:?}"),
+        Some(Audience::Many(auds)) => format!("{auds:?}"),
+    };
+    writeln!(
+        out,
+        "claims    iss {}, sub {}, aud {aud}, jti {}, scopes {:?} (unverified until the signature is)",
+        shown(claims.iss.as_deref()),
+        shown(claims.sub.as_deref()),
+        shown(claims.jti.as_deref()),
+        claims.scopes,
+    )?;
+    let times = parsed.times;
+    for (name, value) in [("iat", times.iat), ("nbf", times.nbf), ("exp", times.exp)] {
+        if let Some(t) = value {
+            writeln!(out, "          {name} {}", describe(t, now))?;
+        }
+    }
+    Ok(())
+}
+
+/// A claim for display: quoted and escaped (it is the token's, so anyone's), or `-`.
+fn shown(value: Option<&str>) -> String {
+    value.map_or_else(|| "-".to_owned(), |v| format!("{v:?}"))
+}
+
+fn requirement_text(requirement: &Requirement, providers: &[Provider]) -> String {
+    let name = |index: &usize| {
+        providers
+            .get(*index)
+            .map_or("?", |p| p.name.as_str())
+            .to_owned()
+    };
+    let list = |parts: &[Requirement], joiner: &str| {
+        parts
+            .iter()
+            .map(|r| requirement_text(r, providers))
+            .collect::<Vec<_>>()
+            .join(joiner)
+    };
+    match requirement {
+        Requirement::Public => "no token (public route)".to_owned(),
+        Requirement::Provider {
+            index,
+            audiences: None,
+        } => format!("a token of provider {}", name(index)),
+        Requirement::Provider {
+            index,
+            audiences: Some(audiences),
+        } => format!(
+            "a token of provider {} with audience {}",
+            name(index),
+            audiences.join(" or ")
+        ),
+        Requirement::AnyProvider => "a token of any provider".to_owned(),
+        Requirement::AllowMissing => "no token, or a valid one of any provider".to_owned(),
+        Requirement::Any(parts) => format!("any of ({})", list(parts, " | ")),
+        Requirement::All(parts) => format!("all of ({})", list(parts, " & ")),
+    }
+}
+
+fn introspects(config: &Config, providers: &[usize]) -> bool {
+    providers
+        .iter()
+        .filter_map(|i| config.providers.get(*i))
+        .any(|p| p.introspection.is_some())
+}
+
+/// The providers a route may accept a token of.
+fn route_providers(requirement: &Requirement, count: usize) -> Vec<usize> {
+    match requirement {
+        Requirement::Public => Vec::new(),
+        Requirement::Provider { index, .. } => vec![*index],
+        Requirement::AnyProvider | Requirement::AllowMissing => (0..count).collect(),
+        Requirement::Any(parts) | Requirement::All(parts) => {
+            let mut all: Vec<usize> = parts
+                .iter()
+                .flat_map(|p| route_providers(p, count))
+                .collect();
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
+    }
+}
+
+/// `provider_and_audiences`: the route's audiences for this provider, if it sets some.
+fn route_audiences<'c>(
+    requirement: &'c Requirement,
+    provider: &Provider,
+    config: &Config,
+) -> Option<&'c [String]> {
+    match requirement {
+        Requirement::Provider {
+            index,
+            audiences: Some(audiences),
+        } if config.providers.get(*index).map(|p| &p.name) == Some(&provider.name) => {
+            Some(audiences)
+        }
+        Requirement::Any(parts) | Requirement::All(parts) => parts
+            .iter()
+            .find_map(|p| route_audiences(p, provider, config)),
+        _ => None,
+    }
+}
+
+fn key_text(provider: &Provider, keys: &Keys) -> String {
+    let kids: Vec<&str> = keys
+        .set
+        .keys
+        .iter()
+        .map(|k| k.kid.as_deref().unwrap_or("(no kid)"))
+        .collect();
+    let from = match (&provider.remote_jwks, keys.from_file) {
+        (_, true) => "from --jwks",
+        (Some(_), false) => "remote JWKS, not fetched",
+        (None, false) if provider.introspection.is_some() && kids.is_empty() => {
+            "introspection only"
+        }
+        (None, false) => "local JWKS",
+    };
+    format!("{} keys ({from}): {}", kids.len(), kids.join(", "))
+}
+
+/// What the checks need besides the token.
+struct Context<'c> {
+    config: &'c Config,
+    provider: &'c Provider,
+    keys: &'c KeySet,
+    audiences: &'c [String],
+    scopes: &'c [String],
+    now: i64,
+    host: Option<&'c dyn HostCrypto>,
+    digest: &'c [u8; 32],
+    list: Option<&'c RevocationSet>,
+}
+
+enum Mark {
+    Pass,
+    Fail(DenyReason),
+    NotChecked,
+}
+
+struct Check {
+    name: &'static str,
+    mark: Mark,
+    detail: String,
+}
+
+impl Check {
+    fn of(name: &'static str, result: Result<(), DenyReason>, detail: String) -> Self {
+        let mark = match result {
+            Ok(()) => Mark::Pass,
+            Err(reason) => Mark::Fail(reason),
+        };
+        Check { name, mark, detail }
+    }
+
+    fn fail(name: &'static str, reason: DenyReason, detail: String) -> Self {
+        Check::of(name, Err(reason), detail)
+    }
+}
+
+impl std::fmt::Display for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.mark {
+            Mark::Pass => write!(f, "ok    {}: {}", self.name, self.detail),
+            Mark::NotChecked => write!(f, "--    {}: {}", self.name, self.detail),
+            Mark::Fail(reason) => write!(
+                f,
+                "FAIL  {}: {} ({}; {})",
+                self.name,
+                reason.description(),
+                reason.code(),
+                self.detail
+            ),
+        }
+    }
+}
+
+/// The guard's checks for this provider, each on its own (the guard stops at the first
+/// failure; here every one is shown), in the guard's order.
+fn checks(parsed: &ParsedToken<'_>, c: &Context<'_>) -> Vec<Check> {
+    let provider = c.provider;
+    let alg = parsed.algorithm.name();
+    let allowed: Vec<&str> = provider.algorithms.iter().map(|a| a.name()).collect();
+    let mut checks = vec![Check::of(
+        "alg",
+        if provider.algorithms.contains(&parsed.algorithm) {
+            Ok(())
+        } else {
+            Err(DenyReason::AlgorithmNotAllowed)
+        },
+        format!("{alg}; accepted: {}", allowed.join(", ")),
+    )];
+    let signature = if c.keys.keys.is_empty() && provider.remote_jwks.is_some() {
+        Check {
+            name: "signature",
+            mark: Mark::NotChecked,
+            detail: "no keys: remote JWKS not fetched by the CLI".to_owned(),
+        }
+    } else {
+        let verified_in = if c.host.is_some() {
+            "as Envoy does (crypto: auto)"
+        } else {
+            "in wasm (crypto: wasm)"
+        };
+        Check::of(
+            "signature",
+            verify::verify_signature(parsed, c.keys, c.host),
+            format!("kid {}, {verified_in}", shown(parsed.kid.as_deref())),
+        )
+    };
+    checks.push(signature);
+    checks.push(Check::of(
+        "access token",
+        if parsed.not_an_access_token {
+            Err(DenyReason::NotAnAccessToken)
+        } else {
+            Ok(())
+        },
+        "not an ID token or a refresh token".to_owned(),
+    ));
+    checks.push(Check::of(
+        "typ",
+        if provider.token_types.accepts(parsed.typ.as_deref()) {
+            Ok(())
+        } else {
+            Err(DenyReason::TokenTypeNotAccepted)
+        },
+        format!(
+            "{}; accepted: {}{}",
+            shown(parsed.typ.as_deref()),
+            provider.token_types.accepted.join(", "),
+            if provider.token_types.required {
+                " (required)"
+            } else {
+                ""
+            }
+        ),
+    ));
+    checks.push(Check::of(
+        "iss",
+        Ok(()),
+        format!(
+            "{:?} is provider {}'s issuer",
+            provider.issuer, provider.name
+        ),
+    ));
+    let time = provider.time;
+    checks.push(Check::of(
+        "times",
+        check_times(parsed.times, time, c.now),
+        format!(
+            "exp {}, nbf {}, iat {}; clock skew {}{}{}",
+            when(parsed.times.exp, c.now),
+            when(parsed.times.nbf, c.now),
+            when(parsed.times.iat, c.now),
+            span(i64::try_from(time.clock_skew_seconds).unwrap_or(i64::MAX)),
+            if time.require_expiration {
+                ", exp required"
+            } else {
+                ""
+            },
+            time.max_lifetime_seconds
+                .map(|max| format!(", lifetime at most {max}s"))
+                .unwrap_or_default()
+        ),
+    ));
+    checks.push(Check::of(
+        "aud",
+        check_audience(parsed.claims.aud.as_ref(), c.audiences),
+        if c.audiences.is_empty() {
+            "not checked (no audiences configured)".to_owned()
+        } else {
+            format!("accepted: {}", c.audiences.join(", "))
+        },
+    ));
+    checks.push(match &provider.subjects {
+        None => Check {
+            name: "sub",
+            mark: Mark::NotChecked,
+            detail: "no subjects matcher".to_owned(),
+        },
+        Some(matcher) => Check::of(
+            "sub",
+            check_subject(parsed.claims.sub.as_deref(), Some(matcher)),
+            format!("must match {matcher:?}"),
+        ),
+    });
+    checks.push(Check::of(
+        "scopes",
+        check_scopes(&parsed.claims.scopes, c.scopes),
+        if c.scopes.is_empty() {
+            "none required by the rule".to_owned()
+        } else {
+            format!("required: {}", c.scopes.join(" "))
+        },
+    ));
+    checks.push(revocation_check(parsed, c));
+    checks
+}
+
+fn when(t: Option<i64>, now: i64) -> String {
+    t.map_or_else(|| "-".to_owned(), |t| describe(t, now))
+}
+
+fn revocation_check(parsed: &ParsedToken<'_>, c: &Context<'_>) -> Check {
+    let Some(revocation) = &c.config.revocation else {
+        return Check {
+            name: "revocation",
+            mark: Mark::NotChecked,
+            detail: "no revocation configured".to_owned(),
+        };
+    };
+    let claims = &parsed.claims;
+    let probe = Probe::new(
+        &c.provider.name,
+        claims.jti.as_deref(),
+        claims.sub.as_deref(),
+        parsed.times.iat,
+        Some(c.digest),
+    );
+    let by_config = revocation.static_set.revokes(&probe);
+    let by_list = c.list.is_some_and(|list| list.revokes(&probe));
+    let sizes = format!(
+        "config: {} entries{}; what a proxy learns at run time (revocation headers, misuse) is \
+         not known here",
+        revocation.static_set.len(),
+        c.list
+            .map(|l| format!(", list: {} entries", l.len()))
+            .unwrap_or_default()
+    );
+    match (by_list, by_config) {
+        (true, _) => Check::fail(
+            "revocation",
+            DenyReason::Revoked,
+            format!("by the list; {sizes}"),
+        ),
+        (false, true) => Check::fail(
+            "revocation",
+            DenyReason::Revoked,
+            format!("by the config; {sizes}"),
+        ),
+        (false, false) => Check::of("revocation", Ok(()), format!("not revoked; {sizes}")),
+    }
+}
+
+/// What a paused request waits for, when the guard asks to wait.
+fn waiting_for(verdict: &Verdict, config: &Config) -> Option<String> {
+    let name = |index: &usize| {
+        config
+            .providers
+            .get(*index)
+            .map_or("?", |p| p.name.as_str())
+            .to_owned()
+    };
+    match &verdict.decision {
+        Decision::Allow { .. } | Decision::Deny(_) => None,
+        Decision::WaitForKeys { provider } => Some(format!(
+            "it fetches provider {}'s keys (pass --jwks {}=FILE)",
+            name(provider),
+            name(provider)
+        )),
+        Decision::WaitForRevocationList => {
+            Some("it fetches the revocation list (pass --revocation-list FILE)".to_owned())
+        }
+        Decision::Introspect { provider, .. } => Some(format!(
+            "it asks provider {}'s introspection endpoint about the token",
+            name(provider)
+        )),
+        Decision::WaitForStatusList { uri, .. } => {
+            Some(format!("it fetches the status list at {uri:?}"))
+        }
+    }
+}
+
+fn report_verdict(out: &mut dyn Write, decision: &Decision) -> Result<Outcome, CliError> {
+    match decision {
+        Decision::Allow {
+            provider, upstream, ..
+        } => {
+            writeln!(
+                out,
+                "verdict   allowed{}: the request goes upstream",
+                provider
+                    .as_ref()
+                    .map(|p| format!(" (provider {p})"))
+                    .unwrap_or_default()
+            )?;
+            if !upstream.remove_headers.is_empty() {
+                writeln!(
+                    out,
+                    "  removes headers: {}",
+                    upstream.remove_headers.join(", ")
+                )?;
+            }
+            for (name, value) in &upstream.set_headers {
+                writeln!(out, "  sets {name}: {}", abbreviated(value))?;
+            }
+            if upstream.path.is_some() {
+                writeln!(out, "  the token parameter is taken out of :path")?;
+            }
+            Ok(Outcome::Success)
+        }
+        Decision::Deny(denial) => {
+            report_denial(out, denial)?;
+            Ok(Outcome::Failure)
+        }
+        _ => {
+            writeln!(out, "verdict   undecided: the filter is still waiting")?;
+            Ok(Outcome::Failure)
+        }
+    }
+}
+
+fn report_denial(out: &mut dyn Write, denial: &Denial) -> Result<(), CliError> {
+    writeln!(
+        out,
+        "verdict   denied: {} {} (reason {}{})",
+        denial.status,
+        denial.reason.description(),
+        denial.reason.code(),
+        denial
+            .revoked_by
+            .map(|source| format!(", revoked by {}", source.code()))
+            .unwrap_or_default()
+    )?;
+    writeln!(out, "  status: {}", denial.status)?;
+    for (name, value) in &denial.headers {
+        writeln!(out, "  {name}: {value}")?;
+    }
+    writeln!(out, "  body: {}", denial.body)?;
+    Ok(())
+}
+
+/// Header values derived from the token (the payload) can be long: the start is enough.
+fn abbreviated(value: &str) -> String {
+    const SHOWN: usize = 80;
+    match value.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!(
+            "{}... ({} bytes)",
+            value.get(..at).unwrap_or_default(),
+            value.len()
+        ),
+        None => value.to_owned(),
+    }
+}

@@ -1,0 +1,530 @@
+//! The operator CLI run as a process (the binary cargo builds for this test): exit statuses,
+//! what it prints, and the files it writes. Verdicts are checked against the responses the
+//! filter sends in Envoy (tests/envoy_filter.rs, tests/revocation.rs): same status, same
+//! `WWW-Authenticate`, same body.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use bearer_guard::revocation::Probe;
+use bearer_guard::revocation_list::{accept_response, ListUpdate};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bearer-guard");
+/// A fixed "now" for `mint` and `explain`: 2027-01-15T08:00:00Z.
+const NOW: i64 = 1_800_000_000;
+const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/demo.yaml");
+
+struct Run {
+    code: i32,
+    out: String,
+    err: String,
+}
+
+fn run_with_input(args: &[&str], input: &str) -> Run {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    Run {
+        code: output.status.code().unwrap(),
+        out: String::from_utf8(output.stdout).unwrap(),
+        err: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+fn run(args: &[&str]) -> Run {
+    run_with_input(args, "")
+}
+
+/// A scratch directory of this test's own.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bearer-guard-cli-{}-{name}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+fn mint(extra: &[&str]) -> String {
+    let now = NOW.to_string();
+    let mut args = vec!["mint", "--now", &now];
+    args.extend_from_slice(extra);
+    let minted = run(&args);
+    assert_eq!(minted.code, 0, "{}", minted.err);
+    minted.out.trim().to_owned()
+}
+
+fn explain(config: &str, token: &str, extra: &[&str]) -> Run {
+    let now = NOW.to_string();
+    let mut args = vec!["explain", "--config", config, "--now", &now];
+    if !extra.contains(&"--path") {
+        args.extend(["--path", "/hello"]);
+    }
+    args.extend_from_slice(extra);
+    args.push(token);
+    let explained = run(&args);
+    assert!(
+        !explained.out.contains(token) && !explained.err.contains(token),
+        "the token must never be printed"
+    );
+    explained
+}
+
+fn claims_of(token: &str) -> Value {
+    let payload = token.split('.').nth(1).unwrap();
+    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap()
+}
+
+/// `part` is in `text` (shown whole when it is not).
+#[track_caller]
+fn has(text: &str, part: &str) {
+    assert!(text.contains(part), "{part:?} is not in:\n{text}");
+}
+
+/// The denial lines the filter's response is made of.
+fn assert_denied(run: &Run, status: u32, error: &str, description: &str) {
+    assert_eq!(run.code, 1, "{}{}", run.out, run.err);
+    has(&run.out, &format!("  status: {status}\n"));
+    let challenge = format!(
+        "Bearer realm=\"bearer-guard\", error=\"{error}\", error_description=\"{description}\""
+    );
+    has(&run.out, &format!("  www-authenticate: {challenge}\n"));
+    has(
+        &run.out,
+        &format!("  body: {{\"error\":\"{error}\",\"error_description\":\"{description}\"}}\n"),
+    );
+}
+
+#[test]
+fn check_config_accepts_the_demo_and_names_the_key_of_an_error_with_a_hint() {
+    let ok = run(&["check-config", DEMO]);
+    assert_eq!(ok.code, 0, "{}", ok.err);
+    has(
+        &ok.out,
+        "demo.yaml: listener guarded, http_filters[0]: ok: 1 provider: demo (2 local keys)",
+    );
+
+    let dir = scratch("check");
+    let typo = write(
+        &dir,
+        "typo.json",
+        r#"{"providers": {"corp": {"issuer": "i", "audience": ["a"], "local_jwks": {"keys": []}}}}"#,
+    );
+    let bad = run(&["check-config", &typo]);
+    assert_eq!(bad.code, 1);
+    has(
+        &bad.err,
+        "invalid configuration at providers.corp.audience: unknown field `audience`",
+    );
+    has(&bad.err, "  hint: did you mean `audiences`?\n");
+
+    let range = write(
+        &dir,
+        "range.yaml",
+        "apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\nmetadata:\n  name: bearer-guard\nspec:\n  pluginConfig:\n    providers:\n      corp: { issuer: i, remote_jwks: { cluster: idp, uri: 'https://idp/jwks' } }\n    anomaly: { window_seconds: 0 }\n",
+    );
+    let bad = run(&["check-config", &range]);
+    assert_eq!(bad.code, 1);
+    has(
+        &bad.err,
+        "range.yaml: WasmPlugin bearer-guard: invalid configuration at anomaly.window_seconds: \
+         must be 1..=86400",
+    );
+    has(
+        &bad.err,
+        "hint: `window_seconds` (integer 1..=86400, default 60)",
+    );
+
+    // A JSON syntax error: the filter's parser still names where.
+    let syntax = write(
+        &dir,
+        "syntax.json",
+        "{\"providers\": {\"corp\": {\"issuer\": \"i\",}}}",
+    );
+    let bad = run(&["check-config", &syntax]);
+    assert_eq!(bad.code, 1);
+    has(&bad.err, "invalid configuration at providers.corp");
+
+    let none = write(&dir, "none.yaml", "admin: {}\n");
+    let bad = run(&["check-config", &none]);
+    assert_eq!(bad.code, 1);
+    has(&bad.err, "no bearer-guard plugin configuration found");
+
+    // Usage errors: 2, with the usage.
+    let usage = run(&["check-config"]);
+    assert_eq!(usage.code, 2);
+    has(
+        &usage.err,
+        "FILE is missing (`bearer-guard --help` lists the options)",
+    );
+    assert_eq!(run(&["check-config", "/nonexistent/x.json"]).code, 2);
+    assert_eq!(run(&["check-config", "--strict", DEMO]).code, 2);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn explain_gives_the_filters_verdict_for_each_kind_of_token() {
+    let valid = mint(&["--jti", "t-1"]);
+    let allowed = explain(DEMO, &valid, &[]);
+    assert_eq!(allowed.code, 0, "{}{}", allowed.out, allowed.err);
+    has(
+        &allowed.out,
+        "provider  demo (its issuer is the token's iss)",
+    );
+    has(&allowed.out, "verdict   allowed (provider demo)");
+    // The fingerprint the decision log shows instead of the token.
+    let digest = Sha256::digest(valid.as_bytes());
+    let fp: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    has(
+        &allowed.out,
+        &format!("token     fingerprint {fp} (as in the decision log)"),
+    );
+
+    let expired = mint(&["--iat", "-2h", "--exp", "-1h"]);
+    let denied = explain(DEMO, &expired, &[]);
+    assert_denied(&denied, 401, "invalid_token", "token expired");
+    has(&denied.out, "  FAIL  times: token expired (expired;");
+    // Within the clock skew (60 s) it still passes, as in the filter.
+    let just_expired = mint(&["--exp", "-30s"]);
+    assert_eq!(explain(DEMO, &just_expired, &[]).code, 0);
+
+    let wrong_aud = mint(&["--aud", "other-api"]);
+    let denied = explain(DEMO, &wrong_aud, &[]);
+    assert_denied(&denied, 401, "invalid_token", "audience not accepted");
+    has(&denied.out, "  FAIL  aud: audience not accepted");
+
+    // A forged token: one signature character changed.
+    let mut forged = valid.clone().into_bytes();
+    let at = valid.rfind('.').unwrap() + 20;
+    forged[at] = if forged[at] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let denied = explain(DEMO, &forged, &[]);
+    assert_denied(
+        &denied,
+        401,
+        "invalid_token",
+        "signature verification failed",
+    );
+
+    // No token: the challenge without an error code.
+    let public = explain(DEMO, "not-a-jwt", &["--path", "/healthz"]);
+    assert_eq!(public.code, 0, "{}", public.out);
+    has(&public.out, "rule      needs no token (public route)");
+
+    // Revoked by the polled list (a file in the list's format) ...
+    let dir = scratch("explain");
+    let list = write(&dir, "list.json", r#"{"version": "v1", "jti": ["t-1"]}"#);
+    let denied = explain(DEMO, &valid, &["--revocation-list", &list]);
+    assert_denied(&denied, 401, "invalid_token", "token revoked");
+    has(&denied.out, "(reason revoked, revoked by list)");
+    // ... and by the config's static entries.
+    let demo = fs::read_to_string(DEMO).unwrap();
+    let with_static = demo.replace(
+        "\"revocation\": {",
+        "\"revocation\": { \"subjects\": { \"demo-user\": 1800000000 },",
+    );
+    assert_ne!(with_static, demo);
+    let config = write(&dir, "demo-static.yaml", &with_static);
+    let denied = explain(&config, &valid, &[]);
+    assert_denied(&denied, 401, "invalid_token", "token revoked");
+    has(&denied.out, "revoked by config");
+
+    // The token from standard input.
+    let piped = run_with_input(
+        &[
+            "explain",
+            "--config",
+            DEMO,
+            "--now",
+            &NOW.to_string(),
+            "--path",
+            "/hello",
+            "-",
+        ],
+        &format!("{valid}\n"),
+    );
+    assert_eq!(piped.code, 0, "{}{}", piped.out, piped.err);
+    assert!(!piped.out.contains(&valid));
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn minted_tokens_carry_what_was_asked_and_the_filter_accepts_them() {
+    let token = mint(&[
+        "--alg",
+        "ES256",
+        "--sub",
+        "alice",
+        "--aud",
+        "demo-api",
+        "--aud",
+        "billing",
+        "--lifetime",
+        "10m",
+        "--jti",
+        "j-7",
+        "--scope",
+        "orders:read orders:write",
+        "--typ",
+        "at+jwt",
+        "--claim",
+        r#"org={"id": 7}"#,
+        "--claim",
+        "tenant=acme",
+    ]);
+    let header: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(token.split('.').next().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        header,
+        json!({ "alg": "ES256", "kid": "demo-ec", "typ": "at+jwt" })
+    );
+    assert_eq!(
+        claims_of(&token),
+        json!({
+            "iss": "https://demo-idp.bearer-guard.local", "sub": "alice",
+            "aud": ["demo-api", "billing"], "iat": NOW, "exp": NOW + 600, "jti": "j-7",
+            "scope": "orders:read orders:write", "org": { "id": 7 }, "tenant": "acme",
+        })
+    );
+    let explained = explain(DEMO, &token, &[]);
+    assert_eq!(explained.code, 0, "{}", explained.out);
+    has(&explained.out, r#"sub "alice""#);
+    has(&explained.out, r#"scopes ["orders:read", "orders:write"]"#);
+    has(&explained.out, "ok    typ: \"at+jwt\"");
+
+    let no_exp = mint(&["--no-exp"]);
+    assert!(claims_of(&no_exp).get("exp").is_none());
+    assert_denied(
+        &explain(DEMO, &no_exp, &[]),
+        401,
+        "invalid_token",
+        "token has no expiration",
+    );
+    assert_eq!(run(&["mint", "--alg", "HS256"]).code, 2);
+    assert_eq!(run(&["mint", "--exp", "+1h", "--lifetime", "1h"]).code, 2);
+}
+
+#[test]
+fn jwks_is_the_demo_jwks_and_serves_as_a_providers_keys() {
+    let printed = run(&["jwks"]);
+    assert_eq!(printed.code, 0, "{}", printed.err);
+    let jwks: Value = serde_json::from_str(&printed.out).unwrap();
+    // The keys envoy/demo.yaml embeds.
+    let demo = fs::read_to_string(DEMO).unwrap();
+    for key in jwks["keys"].as_array().unwrap() {
+        let material = key
+            .get("n")
+            .or_else(|| key.get("x"))
+            .unwrap()
+            .as_str()
+            .unwrap();
+        assert!(demo.contains(material), "{key}");
+    }
+    assert_eq!(jwks["keys"][0]["kid"], "demo-rsa");
+    assert_eq!(jwks["keys"][1]["kid"], "demo-ec");
+
+    let dir = scratch("jwks");
+    let config = json!({ "providers": { "mine": {
+        "issuer": "https://mine.example", "audiences": ["api"], "local_jwks": jwks } } });
+    let config = write(&dir, "local.json", &config.to_string());
+    assert_eq!(run(&["check-config", &config]).code, 0);
+    let token = mint(&[
+        "--alg",
+        "ES256",
+        "--iss",
+        "https://mine.example",
+        "--aud",
+        "api",
+    ]);
+    let explained = explain(&config, &token, &[]);
+    assert_eq!(explained.code, 0, "{}", explained.out);
+    has(&explained.out, "2 keys (local JWKS): demo-rsa, demo-ec");
+
+    // Remote keys: the CLI says it cannot fetch them, and takes them from a file.
+    let remote = json!({ "providers": { "mine": {
+        "issuer": "https://mine.example", "audiences": ["api"],
+        "remote_jwks": { "cluster": "idp", "uri": "https://idp.example/jwks" } } } });
+    let remote = write(&dir, "remote.json", &remote.to_string());
+    let unfetched = explain(&remote, &token, &[]);
+    has(&unfetched.out, "the CLI cannot (pass --jwks mine=FILE");
+    has(
+        &unfetched.out,
+        "waits     the filter would pause the request: it fetches provider mine's keys",
+    );
+    assert_eq!(unfetched.code, 1);
+    has(&unfetched.out, "  status: 503\n  retry-after: 5\n");
+    let jwks_file = write(&dir, "jwks.json", &printed.out);
+    let fetched = explain(&remote, &token, &["--jwks", &format!("mine={jwks_file}")]);
+    assert_eq!(fetched.code, 0, "{}", fetched.out);
+    has(&fetched.out, "2 keys (from --jwks)");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// The list file as the filter reads a poll's answer.
+fn parse_list(path: &str) -> bearer_guard::revocation::RevocationSet {
+    let body = fs::read(path).unwrap();
+    match accept_response(Some("200"), None, body.as_slice(), None, NOW).unwrap() {
+        ListUpdate::Replaced { base, .. } => base,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn revoke_edits_a_list_file_the_filter_parses() {
+    let dir = scratch("revoke");
+    let list = dir.join("sub/../list.json");
+    fs::create_dir_all(dir.join("sub")).unwrap();
+    let list = list.to_str().unwrap();
+    let token = mint(&["--jti", "t-9"]);
+    let sha: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let sha_hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    let exp = (NOW + 3600).to_string();
+
+    let added = run_with_input(
+        &[
+            "revoke",
+            "--list",
+            list,
+            "--jti",
+            "j-1",
+            "--exp",
+            &exp,
+            "--token",
+            "-",
+            "--subject",
+            "alice",
+            "--issued-before",
+            "1799999000",
+        ],
+        &token,
+    );
+    assert_eq!(added.code, 0, "{}", added.err);
+    has(&added.out, "added jti j-1");
+    has(&added.out, &format!("added token_sha256 {sha_hex}"));
+    assert!(!added.out.contains(&token));
+    let scoped = run(&[
+        "revoke",
+        "--list",
+        list,
+        "--provider",
+        "demo",
+        "--jti",
+        "j-2",
+    ]);
+    assert_eq!(scoped.code, 0, "{}", scoped.err);
+    let global = run(&["revoke", "--list", list, "--issued-before", "1700000000"]);
+    assert_eq!(global.code, 0, "{}", global.err);
+    let written: Value = serde_json::from_str(&fs::read_to_string(list).unwrap()).unwrap();
+    assert_eq!(
+        written,
+        json!({
+            "jti": [{ "jti": "j-1", "exp": NOW + 3600 }],
+            "token_sha256": [{ "token_sha256": sha_hex, "exp": NOW + 3600 }],
+            "subjects": { "alice": { "issued_before": 1_799_999_000, "exp": NOW + 3600 } },
+            "issued_before": 1_700_000_000,
+            "providers": { "demo": { "jti": ["j-2"] } },
+        })
+    );
+    let set = parse_list(list);
+    let probe = |provider: &str, jti: Option<&str>, sub: Option<&str>, iat: i64| {
+        set.revokes(&Probe::new(provider, jti, sub, Some(iat), None))
+    };
+    assert!(probe("demo", Some("j-1"), None, NOW));
+    assert!(probe("demo", Some("j-2"), None, NOW));
+    assert!(!probe("other", Some("j-2"), None, NOW));
+    assert!(probe("demo", None, Some("alice"), 1_799_999_000));
+    assert!(!probe("demo", None, Some("alice"), 1_799_999_001));
+    assert!(probe("demo", None, None, 1_700_000_000));
+    assert!(set.revokes(&Probe::new("demo", None, None, Some(NOW), Some(&sha))));
+    // The filter refuses the token by that list.
+    let explained = explain(DEMO, &token, &["--revocation-list", list]);
+    assert_denied(&explained, 401, "invalid_token", "token revoked");
+
+    // Idempotent: the same edit again leaves the file as it is.
+    let before = fs::read(list).unwrap();
+    let again = run(&["revoke", "--list", list, "--jti", "j-1", "--exp", &exp]);
+    assert_eq!(again.code, 0);
+    has(&again.out, "jti j-1 is listed already");
+    has(&again.out, ": unchanged");
+    assert_eq!(fs::read(list).unwrap(), before);
+
+    let removed = run(&[
+        "revoke",
+        "--list",
+        list,
+        "--remove",
+        "--jti",
+        "j-1",
+        "--subject",
+        "alice",
+    ]);
+    assert_eq!(removed.code, 0, "{}", removed.err);
+    let set = parse_list(list);
+    assert!(!set.revokes(&Probe::new("demo", Some("j-1"), None, Some(NOW), None)));
+    assert!(!set.revokes(&Probe::new(
+        "demo",
+        None,
+        Some("alice"),
+        Some(1_800_000_000),
+        None
+    )));
+
+    // A file that is not a list is refused and left alone.
+    let other = write(&dir, "other.json", r#"{"jtis": ["x"]}"#);
+    let refused = run(&["revoke", "--list", &other, "--jti", "y"]);
+    assert_eq!(refused.code, 2);
+    has(&refused.err, "unknown field `jtis`");
+    assert_eq!(fs::read_to_string(&other).unwrap(), r#"{"jtis": ["x"]}"#);
+    assert_eq!(run(&["revoke", "--list", list]).code, 2);
+    // No temporary files left behind.
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn schema_prints_the_committed_schema() {
+    let printed = run(&["schema"]);
+    assert_eq!(printed.code, 0);
+    let committed = fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/schema/bearer-guard.config.schema.json"
+    ))
+    .unwrap();
+    assert_eq!(printed.out, committed);
+}
