@@ -29,6 +29,8 @@ setup: $(ENVOY_STAMP)
 	@rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
 	@command -v wasm-opt >/dev/null || $(APT_INSTALL) binaryen
 	@command -v node >/dev/null || $(APT_INSTALL) nodejs npm
+	@command -v openssl >/dev/null || $(APT_INSTALL) openssl
+	@command -v curl >/dev/null || $(APT_INSTALL) curl
 	@[ -d tests/idp/node_modules ] || (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 
 $(ENVOY_STAMP):

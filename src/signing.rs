@@ -16,6 +16,15 @@ use serde_json::{json, Map, Value};
 /// The demo keys (`envoy/demo-keys/`, public, for the demo and tests only) and their `kid`s,
 /// as `envoy/demo.yaml` embeds them.
 pub const DEMO_KEY_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/demo-keys");
+/// The demo keys' PEMs, built in (they are public), so a copied binary needs no source tree.
+pub const DEMO_RSA_PEM: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/envoy/demo-keys/rsa-demo.pem"
+));
+pub const DEMO_EC_PEM: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/envoy/demo-keys/ec-demo.pem"
+));
 pub const DEMO_RSA_KID: &str = "demo-rsa";
 pub const DEMO_EC_KID: &str = "demo-ec";
 /// The issuer and audience `envoy/demo.yaml`'s provider accepts.
@@ -156,18 +165,34 @@ impl std::error::Error for DevKeyError {}
 impl DevKeys {
     /// `rsa-demo.pem` and `ec-demo.pem` from `dir` (PKCS#8 PEM).
     pub fn load(dir: &Path) -> Result<Self, DevKeyError> {
-        use p256::pkcs8::DecodePrivateKey;
         let read = |name: &str| {
             let path = dir.join(name);
             std::fs::read_to_string(&path)
                 .map(|pem| (pem, path.clone()))
                 .map_err(|e| DevKeyError::Read(path, e))
         };
-        let (pem, path) = read("rsa-demo.pem")?;
-        let rsa = RsaPrivateKey::from_pkcs8_pem(&pem)
+        let (rsa_pem, rsa_path) = read("rsa-demo.pem")?;
+        let (ec_pem, ec_path) = read("ec-demo.pem")?;
+        Self::from_pems((&rsa_pem, rsa_path), (&ec_pem, ec_path))
+    }
+
+    /// The built-in demo keys (`DEMO_RSA_PEM`, `DEMO_EC_PEM`).
+    pub fn demo() -> Result<Self, DevKeyError> {
+        let dir = Path::new(DEMO_KEY_DIR);
+        Self::from_pems(
+            (DEMO_RSA_PEM, dir.join("rsa-demo.pem")),
+            (DEMO_EC_PEM, dir.join("ec-demo.pem")),
+        )
+    }
+
+    /// PKCS#8 PEMs, each with the path its errors name.
+    fn from_pems(rsa: (&str, PathBuf), ec: (&str, PathBuf)) -> Result<Self, DevKeyError> {
+        use p256::pkcs8::DecodePrivateKey;
+        let (pem, path) = rsa;
+        let rsa = RsaPrivateKey::from_pkcs8_pem(pem)
             .map_err(|e| DevKeyError::NotAKey(path, e.to_string()))?;
-        let (pem, path) = read("ec-demo.pem")?;
-        let ec = p256::ecdsa::SigningKey::from_pkcs8_pem(&pem)
+        let (pem, path) = ec;
+        let ec = p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
             .map_err(|e| DevKeyError::NotAKey(path, e.to_string()))?;
         Ok(DevKeys { rsa, ec })
     }

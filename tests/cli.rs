@@ -127,6 +127,18 @@ fn assert_denied(run: &Run, status: u32, error: &str, description: &str) {
 fn check_config_accepts_the_demo_and_names_the_key_of_an_error_with_a_hint() {
     let ok = run(&["check-config", DEMO]);
     assert_eq!(ok.code, 0, "{}", ok.err);
+    // The ready-made configs trust the demo keys, whose private halves are public: a warning
+    // (on standard error; the config is still valid).
+    for kid in ["demo-rsa", "demo-ec"] {
+        has(
+            &ok.err,
+            &format!(
+                "warning: provider demo trusts the public demo key {kid}: anyone can sign \
+                 tokens for it; replace it before deploying"
+            ),
+        );
+    }
+    assert!(!ok.out.contains("demo key"), "{}", ok.out);
     has(
         &ok.out,
         "demo.yaml: listener guarded, http_filters[0]: ok: 1 provider: demo (2 local keys)",
@@ -197,7 +209,7 @@ fn explain_gives_the_filters_verdict_for_each_kind_of_token() {
     assert_eq!(allowed.code, 0, "{}{}", allowed.out, allowed.err);
     has(
         &allowed.out,
-        "provider  demo (its issuer is the token's iss)",
+        "provider  demo (its issuer is the token's iss; the filter's choice)",
     );
     has(&allowed.out, "verdict   allowed (provider demo)");
     // The fingerprint the decision log shows instead of the token.
@@ -379,6 +391,11 @@ fn jwks_is_the_demo_jwks_and_serves_as_a_providers_keys() {
     let remote = write(&dir, "remote.json", &remote.to_string());
     let unfetched = explain(&remote, &token, &[]);
     has(&unfetched.out, "the CLI cannot (pass --jwks mine=FILE");
+    // The configured URI as it is (https here).
+    has(
+        &unfetched.out,
+        "fetches its keys from https://idp.example/jwks through cluster idp",
+    );
     has(
         &unfetched.out,
         "waits     the filter would pause the request: it fetches provider mine's keys",
@@ -493,11 +510,12 @@ fn revoke_edits_a_list_file_the_filter_parses() {
     assert_eq!(removed.code, 0, "{}", removed.err);
     let set = parse_list(list);
     assert!(!set.revokes(&Probe::new("demo", Some("j-1"), None, Some(NOW), None)));
+    // At alice's cutoff (and after the global one): revoked before the removal, not after.
     assert!(!set.revokes(&Probe::new(
         "demo",
         None,
         Some("alice"),
-        Some(1_800_000_000),
+        Some(1_799_999_000),
         None
     )));
 
@@ -527,4 +545,187 @@ fn schema_prints_the_committed_schema() {
     ))
     .unwrap();
     assert_eq!(printed.out, committed);
+}
+
+#[test]
+fn concurrent_revokes_all_land() {
+    let dir = scratch("revoke-concurrent");
+    let list = dir.join("list.json");
+    let list = list.to_str().unwrap();
+    let children: Vec<_> = (0..20)
+        .map(|i| {
+            Command::new(BIN)
+                .args(["revoke", "--list", list, "--jti", &format!("j{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let written: Value = serde_json::from_str(&fs::read_to_string(list).unwrap()).unwrap();
+    let listed: Vec<&str> = written["jti"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j.as_str().unwrap())
+        .collect();
+    for i in 0..20 {
+        let jti = format!("j{i}");
+        assert!(listed.contains(&jti.as_str()), "{jti} lost: {listed:?}");
+    }
+    assert_eq!(listed.len(), 20);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[cfg(unix)]
+#[test]
+fn revoke_edits_a_symlinked_list_in_place_and_keeps_its_mode() {
+    use std::os::unix::fs::{symlink, PermissionsExt};
+    let dir = scratch("revoke-symlink");
+    let target = write(&dir, "real.json", r#"{"jti": ["a"]}"#);
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o600)).unwrap();
+    let link = dir.join("list.json");
+    symlink(&target, &link).unwrap();
+    let link = link.to_str().unwrap();
+    let edited = run(&["revoke", "--list", link, "--jti", "b"]);
+    assert_eq!(edited.code, 0, "{}", edited.err);
+    // The link is still a link, to the same file, which has the edit and its mode.
+    assert!(fs::symlink_metadata(link).unwrap().file_type().is_symlink());
+    assert_eq!(fs::read_link(link).unwrap(), Path::new(&target));
+    let written: Value = serde_json::from_str(&fs::read_to_string(&target).unwrap()).unwrap();
+    assert_eq!(written, json!({ "jti": ["a", "b"] }));
+    let mode = fs::metadata(&target).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "{mode:o}");
+    let names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.ends_with(".tmp")), "{names:?}");
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn errors_never_echo_a_token() {
+    let token = mint(&[]);
+    let dir = scratch("no-echo");
+    let list = dir.join("list.json");
+    let list = list.to_str().unwrap();
+    let config = write(&dir, "c.json", &fs::read_to_string(DEMO).unwrap());
+    let runs = [
+        // A token where no operand belongs.
+        run(&["revoke", "--list", list, &token]),
+        run(&["mint", &token]),
+        // A token given as its hash by mistake.
+        run(&["revoke", "--list", list, "--token-sha256", &token]),
+        // A header without a colon.
+        run(&["explain", "--config", &config, "--header", &token, &token]),
+        run(&[
+            "explain",
+            "--config",
+            &config,
+            "--header",
+            &format!("Bearer {token}"),
+            "-",
+        ]),
+    ];
+    for failed in runs {
+        assert_eq!(failed.code, 2, "{}", failed.err);
+        assert!(!failed.err.is_empty());
+        let start = &token[..20];
+        assert!(
+            !failed.err.contains(start) && !failed.out.contains(start),
+            "the token is echoed: {}",
+            failed.err
+        );
+    }
+    fs::remove_dir_all(dir).unwrap();
+}
+
+/// Two providers with one issuer: `corp` reads `Authorization`; `admin` only subject root,
+/// from `x-admin-token`.
+fn two_providers_one_issuer(dir: &Path) -> String {
+    let jwks: Value = serde_json::from_str(&run(&["jwks"]).out).unwrap();
+    let config = json!({
+        "providers": {
+            "corp": { "issuer": "https://idp.example", "audiences": ["api"], "local_jwks": jwks },
+            "admin": {
+                "issuer": "https://idp.example", "audiences": ["api"], "local_jwks": jwks,
+                "subjects": { "exact": "root" },
+                "from_headers": [{ "name": "x-admin-token" }]
+            }
+        },
+        "rules": [
+            { "match": { "prefix": "/admin" }, "requires": { "provider_name": "admin" } },
+            { "match": { "prefix": "/" }, "requires": { "requires_any": { "requirements": [
+                { "provider_name": "corp" }, { "provider_name": "admin" } ] } } }
+        ]
+    });
+    write(dir, "two.json", &config.to_string())
+}
+
+#[test]
+fn explain_places_the_token_for_the_routes_provider_and_reports_the_guards_choice() {
+    let dir = scratch("explain-two");
+    let config = two_providers_one_issuer(&dir);
+    let token = |sub: &str| mint(&["--iss", "https://idp.example", "--aud", "api", "--sub", sub]);
+
+    // The route takes admin only: the token goes in x-admin-token, admin's checks are shown,
+    // and the verdict is the guard's (alice is not an admin subject: 401 subject).
+    let denied = explain(&config, &token("alice"), &["--path", "/admin/users"]);
+    has(&denied.out, "the token in header x-admin-token");
+    has(
+        &denied.out,
+        "provider  admin (its issuer is the token's iss; the filter's choice)",
+    );
+    has(&denied.out, "  FAIL  sub: subject not accepted");
+    assert_denied(&denied, 401, "invalid_token", "subject not accepted");
+    has(&denied.out, "(reason subject)");
+    let allowed = explain(&config, &token("root"), &["--path", "/admin/users"]);
+    assert_eq!(allowed.code, 0, "{}", allowed.out);
+    has(&allowed.out, "verdict   allowed (provider admin)");
+    assert!(!allowed.out.contains("FAIL"), "{}", allowed.out);
+
+    // requires_any (corp, admin): the first of the route's providers with that issuer is
+    // corp, which reads Authorization; the guard allows it as corp, and the checks are corp's.
+    let any = explain(&config, &token("alice"), &["--path", "/orders"]);
+    assert_eq!(any.code, 0, "{}", any.out);
+    has(&any.out, "the token in header authorization");
+    has(
+        &any.out,
+        "provider  corp (its issuer is the token's iss; the filter's choice)",
+    );
+    has(&any.out, "verdict   allowed (provider corp)");
+    assert!(!any.out.contains("FAIL"), "{}", any.out);
+    fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn mint_needs_no_source_tree() {
+    // The demo keys are built in: a copy of the binary elsewhere still mints and prints them.
+    let dir = scratch("copied");
+    let copy = dir.join("bearer-guard");
+    fs::copy(BIN, &copy).unwrap();
+    let minted = Command::new(&copy)
+        .args(["mint", "--now", &NOW.to_string()])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        minted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&minted.stderr)
+    );
+    let token = String::from_utf8(minted.stdout).unwrap();
+    assert_eq!(explain(DEMO, token.trim(), &[]).code, 0);
+    let jwks = Command::new(&copy).arg("jwks").output().unwrap();
+    assert_eq!(String::from_utf8(jwks.stdout).unwrap(), run(&["jwks"]).out);
+    fs::remove_dir_all(dir).unwrap();
 }

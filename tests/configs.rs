@@ -163,6 +163,14 @@ fn the_schema_rejects_what_the_parser_rejects_by_shape() {
                         "providers": { "corp": { "subjects": { "alice": 5 } } } },
     });
     assert!(validator.is_valid(&valid));
+    // The filter's own parser (what `on_configure` runs) is the reference: it takes the valid
+    // config and refuses each bad one, so the schema agrees with it, not just with itself.
+    let parse = |config: &serde_json::Value| {
+        bearer_guard::config::Config::from_json(config.to_string().as_bytes())
+    };
+    if let Err(e) = parse(&valid) {
+        panic!("the parser refuses the valid config: {e}");
+    }
     for (key, bad) in [
         ("/providers/corp/audience", serde_json::json!(["x"])),
         (
@@ -182,5 +190,6 @@ fn the_schema_rejects_what_the_parser_rejects_by_shape() {
         let (parent, name) = key.rsplit_once('/').unwrap();
         config.pointer_mut(parent).unwrap()[name] = bad;
         assert!(!validator.is_valid(&config), "{key}");
+        assert!(parse(&config).is_err(), "the parser accepts {key}");
     }
 }

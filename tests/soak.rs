@@ -243,7 +243,7 @@ enum Expect {
 
 impl Load {
     fn one(&mut self, n: u64) {
-        if n % REQUESTS_PER_CONNECTION == 0 {
+        if n.is_multiple_of(REQUESTS_PER_CONNECTION) {
             self.client.reconnect();
         }
         if n % RUNTIME_REVOCATION_EVERY == 7 {

@@ -100,7 +100,16 @@ impl Args {
     pub fn no_operands(&self) -> Result<(), CliError> {
         match self.operands.first() {
             None => Ok(()),
-            Some(extra) => Err(CliError::Usage(format!("unexpected argument {extra:?}"))),
+            // Not echoed: a stray word may well be a token (`revoke --list f TOKEN`).
+            Some(extra) => Err(CliError::Usage(format!(
+                "unexpected argument ({} characters){}",
+                extra.chars().count(),
+                if self.operands.len() > 1 {
+                    format!(" and {} more", self.operands.len() - 1)
+                } else {
+                    String::new()
+                }
+            ))),
         }
     }
 }

@@ -7,6 +7,8 @@ use super::args::Spec;
 use super::sources::{plugin_configs, Content};
 use super::{hint, read_input, schema, CliError, Outcome};
 use crate::config::{Config, ConfigError, Configured};
+use crate::signing::DevKeys;
+use serde_json::Value;
 
 pub fn run(
     words: &[String],
@@ -22,6 +24,7 @@ pub fn run(
         return Err(CliError::Usage("FILE is missing".to_owned()));
     }
     let schema = schema::config_schema();
+    let demo_keys = demo_public_keys();
     let mut outcome = Outcome::Success;
     for path in &args.operands {
         let text = read_input(path)?;
@@ -40,6 +43,9 @@ pub fn run(
             } else {
                 format!("{path}: {}", config.location)
             };
+            for warning in &config.warnings {
+                writeln!(err, "{at}: warning: {warning}")?;
+            }
             match config.content {
                 Content::Skipped(why) => writeln!(out, "{at}: skipped: {why}")?,
                 Content::Unusable(why) => {
@@ -54,6 +60,9 @@ pub fn run(
                             writeln!(out, "{at}: ok: {}", summary(&configured.config))?;
                             for warning in &configured.warnings {
                                 writeln!(out, "  warning: {warning}")?;
+                            }
+                            for warning in demo_key_warnings(&json, &demo_keys) {
+                                writeln!(err, "{at}: warning: {warning}")?;
                             }
                         }
                         Err(error) => {
@@ -76,6 +85,71 @@ pub fn run(
     Ok(outcome)
 }
 
+/// The demo keys' public JWKs (their private halves are committed in `envoy/demo-keys`).
+fn demo_public_keys() -> Vec<Value> {
+    DevKeys::demo()
+        .ok()
+        .and_then(|keys| match keys.jwks().get("keys") {
+            Some(Value::Array(keys)) => Some(keys.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// The same public key: the key type and its public parameters.
+fn same_key(a: &Value, b: &Value) -> bool {
+    let field = |v: &Value, name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
+    let params: &[&str] = match field(a, "kty").as_deref() {
+        Some("RSA") => &["n", "e"],
+        Some("EC") => &["crv", "x", "y"],
+        _ => return false,
+    };
+    field(a, "kty") == field(b, "kty")
+        && params.iter().all(|p| {
+            let value = field(a, p);
+            value.is_some() && value == field(b, p)
+        })
+}
+
+/// A provider whose local JWKS holds a demo key accepts tokens anyone can sign.
+fn demo_key_warnings(json: &str, demo: &[Value]) -> Vec<String> {
+    let Ok(config) = serde_json::from_str::<Value>(json) else {
+        return Vec::new();
+    };
+    let Some(providers) = config.get("providers").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let mut warnings = Vec::new();
+    for (name, provider) in providers {
+        let Some(local) = provider.get("local_jwks") else {
+            continue;
+        };
+        let inline = local
+            .get("inline_string")
+            .and_then(Value::as_str)
+            .and_then(|text| serde_json::from_str::<Value>(text).ok());
+        let keys = local
+            .get("keys")
+            .into_iter()
+            .chain(inline.as_ref().and_then(|jwks| jwks.get("keys")))
+            .filter_map(Value::as_array)
+            .flatten();
+        for key in keys {
+            for known in demo.iter().filter(|known| same_key(known, key)) {
+                let kid = known.get("kid").and_then(Value::as_str).unwrap_or("?");
+                let warning = format!(
+                    "provider {name} trusts the public demo key {kid}: anyone can sign tokens \
+                     for it; replace it before deploying"
+                );
+                if !warnings.contains(&warning) {
+                    warnings.push(warning);
+                }
+            }
+        }
+    }
+    warnings
+}
+
 /// The error with the key path, then the hints.
 fn report_error(
     err: &mut dyn Write,
@@ -93,8 +167,12 @@ fn report_error(
 }
 
 /// The one plugin configuration in `path` (for `explain`), parsed by the filter's parser;
-/// errors are reported as `check-config` reports them. Returns where it was found, too.
-pub fn load_one(path: &str, err: &mut dyn Write) -> Result<(String, Configured), CliError> {
+/// errors are reported as `check-config` reports them. Returns where it was found and the
+/// configuration as written, too.
+pub fn load_one(
+    path: &str,
+    err: &mut dyn Write,
+) -> Result<(String, Configured, serde_json::Value), CliError> {
     let text = read_input(path)?;
     let found = plugin_configs(&text).map_err(|why| CliError::Input(format!("{path}: {why}")))?;
     let mut usable = found.into_iter().filter_map(|f| match f.content {
@@ -120,7 +198,10 @@ pub fn load_one(path: &str, err: &mut dyn Write) -> Result<(String, Configured),
         format!("{path}: {location}")
     };
     match Config::from_json(json.as_bytes()) {
-        Ok(configured) => Ok((at, configured)),
+        Ok(configured) => {
+            let written = serde_json::from_str(&json).unwrap_or(serde_json::Value::Null);
+            Ok((at, configured, written))
+        }
         Err(error) => {
             report_error(err, &at, &error, &schema::config_schema(), &json)?;
             Err(CliError::Input("the configuration is invalid".to_owned()))

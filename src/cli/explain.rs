@@ -64,23 +64,41 @@ pub fn run(
     for header in args.all("header") {
         let (name, value) = header
             .split_once(':')
-            .ok_or_else(|| CliError::Usage(format!("--header {header:?} is not 'NAME: VALUE'")))?;
+            // Not echoed: the value may be a credential.
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--header takes 'NAME: VALUE', and this one ({} characters) has no colon",
+                    header.chars().count()
+                ))
+            })?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
     }
-    let (at, configured) = load_one(config_path, err)?;
+    let (at, configured, written) = load_one(config_path, err)?;
     let config = configured.config;
     let mut notes = Vec::new();
-    let keys = provider_keys(&config, args.all("jwks"), &mut notes)?;
+    let keys = provider_keys(&config, &written, args.all("jwks"), &mut notes)?;
     let list = revocation_list(&config, args.one("revocation-list")?, now, &mut notes)?;
 
     let parsed = verify::parse(&token);
     let iss = parsed.as_ref().ok().and_then(|p| p.claims.iss.as_deref());
+    // The credential goes where a provider that may serve it reads tokens (as a client of the
+    // route would send it): the first of the route's providers, in the route's order, whose
+    // issuer is the token's `iss`; else any provider with that issuer; a token no provider
+    // issued goes in `Authorization: Bearer`.
+    let issued = |i: &usize| {
+        config
+            .providers
+            .get(*i)
+            .is_some_and(|p| Some(p.issuer.as_str()) == iss)
+    };
     let chosen = config
-        .providers
-        .iter()
-        .position(|p| Some(p.issuer.as_str()) == iss);
-    // The credential goes where the provider its `iss` names reads tokens (as a client would
-    // send it); a token no provider issued goes in `Authorization: Bearer`.
+        .rules
+        .requirement_for(&method, path, &headers)
+        .map(|(requirement, _)| route_providers(requirement, config.providers.len()))
+        .unwrap_or_default()
+        .into_iter()
+        .find(issued)
+        .or_else(|| (0..config.providers.len()).find(issued));
     let source = chosen
         .and_then(|i| config.providers.get(i))
         .and_then(|p| p.sources.first())
@@ -88,6 +106,23 @@ pub fn run(
         .unwrap_or_else(TokenSource::authorization_bearer);
     let (request_path, placed) = place_token(&source, &token, path, &mut headers);
     let tls = !args.switch("plaintext");
+
+    // The verdict is the guard's own decision; the checks shown are those of the provider it
+    // chose (or, when it chose none, of the one the token was placed for).
+    let guard = build_guard(config.clone(), &keys, list.clone(), now);
+    let request = Request {
+        method: &method,
+        path: &request_path,
+        headers: &headers,
+        tls,
+    };
+    let verdict = guard.decide(&request, now);
+    let waited_for = decided_provider(&verdict.decision, &config);
+    let (verdict, waited) = match waiting_for(&verdict, guard.config()) {
+        None => (verdict, None),
+        Some(what) => (guard.decide_after_wait(&request, now), Some(what)),
+    };
+    let decided = decided_provider(&verdict.decision, &config).or(waited_for);
 
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
     let host: Option<&dyn HostCrypto> =
@@ -158,7 +193,9 @@ pub fn run(
                     reason.code()
                 )?,
                 Ok(parsed) => {
-                    let provider = chosen.filter(|i| eligible.contains(i));
+                    let provider = decided
+                        .filter(|i| eligible.contains(i))
+                        .or_else(|| chosen.filter(|i| eligible.contains(i)));
                     let checks =
                         match provider.and_then(|i| config.providers.get(i).zip(keys.get(i))) {
                             None => vec![Check::fail(
@@ -190,8 +227,13 @@ pub fn run(
                                 };
                                 writeln!(
                                     out,
-                                    "provider  {} (its issuer is the token's iss); {}",
+                                    "provider  {} (its issuer is the token's iss{}); {}",
                                     provider.name,
+                                    if decided.is_some() {
+                                        "; the filter's choice"
+                                    } else {
+                                        ""
+                                    },
                                     key_text(provider, keys)
                                 )?;
                                 checks(parsed, &context)
@@ -209,25 +251,13 @@ pub fn run(
         writeln!(out, "note      {note}")?;
     }
 
-    let guard = build_guard(config, &keys, list, now);
-    let request = Request {
-        method: &method,
-        path: &request_path,
-        headers: &headers,
-        tls,
-    };
-    let verdict = guard.decide(&request, now);
-    let verdict = match waiting_for(&verdict, guard.config()) {
-        None => verdict,
-        Some(what) => {
-            writeln!(
-                out,
-                "waits     the filter would pause the request: {what}. The CLI cannot; this is \
-                 its answer when that fetch brings nothing:"
-            )?;
-            guard.decide_after_wait(&request, now)
-        }
-    };
+    if let Some(what) = waited {
+        writeln!(
+            out,
+            "waits     the filter would pause the request: {what}. The CLI cannot; this is \
+             its answer when that fetch brings nothing:"
+        )?;
+    }
     report_verdict(out, &verdict.decision)
 }
 
@@ -242,6 +272,7 @@ struct Keys {
 /// every provider with `remote_jwks`).
 fn provider_keys<'a>(
     config: &Config,
+    written: &serde_json::Value,
     jwks_args: impl Iterator<Item = &'a str>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Keys>, CliError> {
@@ -301,10 +332,21 @@ fn provider_keys<'a>(
     }
     for (provider, keys) in config.providers.iter().zip(&keys) {
         if let (Some(remote), false) = (&provider.remote_jwks, keys.from_file) {
+            // The `uri` as configured (https or not); the parsed config keeps only its parts.
+            let uri = written
+                .pointer(&format!(
+                    "/providers/{}/remote_jwks/uri",
+                    provider.name.replace('~', "~0").replace('/', "~1")
+                ))
+                .and_then(serde_json::Value::as_str)
+                .map_or_else(
+                    || format!("{}{}", remote.authority, remote.path),
+                    str::to_owned,
+                );
             notes.push(format!(
-                "provider {} fetches its keys from http://{}{} through cluster {}: the CLI cannot \
+                "provider {} fetches its keys from {uri} through cluster {}: the CLI cannot \
                  (pass --jwks {}=FILE with the JWKS)",
-                provider.name, remote.authority, remote.path, remote.cluster, provider.name
+                provider.name, remote.cluster, provider.name
             ));
         }
     }
@@ -488,19 +530,20 @@ fn introspects(config: &Config, providers: &[usize]) -> bool {
         .any(|p| p.introspection.is_some())
 }
 
-/// The providers a route may accept a token of.
+/// The providers a route may accept a token of, in the route's order.
 fn route_providers(requirement: &Requirement, count: usize) -> Vec<usize> {
     match requirement {
         Requirement::Public => Vec::new(),
         Requirement::Provider { index, .. } => vec![*index],
         Requirement::AnyProvider | Requirement::AllowMissing => (0..count).collect(),
         Requirement::Any(parts) | Requirement::All(parts) => {
-            let mut all: Vec<usize> = parts
-                .iter()
-                .flat_map(|p| route_providers(p, count))
-                .collect();
-            all.sort_unstable();
-            all.dedup();
+            // In the route's order (the guard tries `requires_any` options in order).
+            let mut all: Vec<usize> = Vec::new();
+            for index in parts.iter().flat_map(|p| route_providers(p, count)) {
+                if !all.contains(&index) {
+                    all.push(index);
+                }
+            }
             all
         }
     }
@@ -765,6 +808,19 @@ fn revocation_check(parsed: &ParsedToken<'_>, c: &Context<'_>) -> Check {
             format!("by the config; {sizes}"),
         ),
         (false, false) => Check::of("revocation", Ok(()), format!("not revoked; {sizes}")),
+    }
+}
+
+/// The provider the guard's decision names, if any.
+fn decided_provider(decision: &Decision, config: &Config) -> Option<usize> {
+    let named = |name: &str| config.providers.iter().position(|p| p.name == name);
+    match decision {
+        Decision::Allow { provider, .. } => provider.as_deref().and_then(named),
+        Decision::Deny(denial) => denial.provider.as_deref().and_then(named),
+        Decision::WaitForKeys { provider }
+        | Decision::Introspect { provider, .. }
+        | Decision::WaitForStatusList { provider, .. } => Some(*provider),
+        Decision::WaitForRevocationList => None,
     }
 }
 

@@ -12,8 +12,7 @@ use super::args::{Args, Spec};
 use super::time::{parse_duration, parse_time, unix_now};
 use super::{CliError, Outcome};
 use crate::signing::{
-    mint_with_header, DevKeys, Signer, DEMO_AUDIENCE, DEMO_EC_KID, DEMO_ISSUER, DEMO_KEY_DIR,
-    DEMO_RSA_KID,
+    mint_with_header, DevKeys, Signer, DEMO_AUDIENCE, DEMO_EC_KID, DEMO_ISSUER, DEMO_RSA_KID,
 };
 
 /// The demo tokens' subject.
@@ -28,13 +27,16 @@ const SPEC: Spec = Spec {
     switches: &["no-exp"],
 };
 
+/// `--keys DIR`, or the demo keys built into the binary.
 fn load_keys(args: &Args) -> Result<DevKeys, CliError> {
-    let dir = args.one("keys")?.unwrap_or(DEMO_KEY_DIR);
-    DevKeys::load(Path::new(dir)).map_err(|e| {
-        CliError::Input(format!(
-            "{e} (the demo keys are in envoy/demo-keys; --keys DIR)"
-        ))
-    })
+    match args.one("keys")? {
+        Some(dir) => DevKeys::load(Path::new(dir)).map_err(|e| {
+            CliError::Input(format!(
+                "{e} (--keys DIR holds rsa-demo.pem and ec-demo.pem)"
+            ))
+        }),
+        None => DevKeys::demo().map_err(|e| CliError::Input(e.to_string())),
+    }
 }
 
 pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {

@@ -31,14 +31,18 @@ usage: bearer-guard COMMAND [OPTIONS]
   mint [--alg RS256|ES256] [--iss S] [--sub S] [--aud A]... [--lifetime D | --exp T | --no-exp]
        [--iat T] [--nbf T] [--now T] [--jti S] [--scope S] [--kid K] [--typ T]
        [--claim NAME=JSON]... [--keys DIR]
-      A token signed with the demo keys (envoy/demo-keys; not secret).
+      A token signed with the demo keys (envoy/demo-keys, built in; not secret), or with
+      DIR's rsa-demo.pem and ec-demo.pem.
   jwks [--keys DIR]
-      The demo keys' public JWKS (what envoy/demo.yaml embeds).
+      The demo keys' public JWKS (what envoy/demo.yaml embeds), or DIR's keys'.
   revoke --list FILE [--provider NAME] [--remove] [--exp T] [--jti ID]...
          [--token TOKEN|-]... [--token-sha256 HEX]... [--subject SUB]... [--issued-before T]
       Add (or --remove) entries in a revocation list file, the document the filter polls.
       With --subject, --issued-before is the subjects' cutoff (default: now); without, it is
-      the global cutoff. Creates the file; writes atomically; running it twice changes nothing.
+      the global cutoff. Creates the file; edits a symlink's target; writes atomically, under
+      a lock (.FILE.lock beside it) so concurrent runs all land. Running it again with the
+      same absolute values changes nothing (relative times and the default cutoff are taken
+      from now, so they may move an exp or a cutoff later).
   schema
       The plugin configuration's JSON Schema.
 

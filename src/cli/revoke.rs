@@ -2,12 +2,14 @@
 //! the filter polls (`revocation_doc`; `examples/revocation_server.py` serves the same shape).
 //! Merges as the reference service does: an entry again keeps the later `exp` (no `exp` beats
 //! any), cutoffs keep the later time. The file is judged by the filter's list parser before
-//! and after, created when missing, and replaced atomically; an edit that changes nothing
-//! leaves it untouched.
+//! and after, created when missing, and replaced atomically (a symlink's target, keeping its
+//! mode) under a lock beside it, so concurrent runs all land; an edit that changes nothing
+//! leaves it untouched. Idempotent for the same absolute values only: `--exp +1h` and the
+//! default subject cutoff (now) are read from the clock on each run.
 
 use std::fs;
 use std::io::{self, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -82,8 +84,13 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
         });
     }
     for value in args.all("token-sha256") {
+        // The value is not echoed: a token given here by mistake stays off the terminal.
         let digest = hex_to_digest(value).ok_or_else(|| {
-            CliError::Usage(format!("--token-sha256 {value:?} is not 64 hex characters"))
+            CliError::Usage(format!(
+                "--token-sha256 takes 64 hex characters (a SHA-256), not {} characters of \
+                 something else; for the token itself use --token",
+                value.chars().count()
+            ))
         })?;
         edits.push(Edit::Entry {
             key: "token_sha256",
@@ -112,7 +119,13 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     }
 
     let path = Path::new(path);
-    let original = match fs::read_to_string(path) {
+    // Edits go to the file itself, never over a symlink to it; messages name the path given.
+    let real = resolve(path)
+        .map_err(|e| CliError::Input(format!("cannot use {}: {e}", path.display())))?;
+    // Held from the read to the rename: a concurrent `revoke` waits, then reads this edit.
+    let _lock =
+        lock(&real).map_err(|e| CliError::Input(format!("cannot lock {}: {e}", path.display())))?;
+    let original = match fs::read_to_string(&real) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
@@ -152,7 +165,7 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
         writeln!(out, "{}: unchanged", path.display())?;
         return Ok(Outcome::Success);
     }
-    write_atomically(path, &format!("{text}\n"))
+    write_atomically(&real, &format!("{text}\n"))
         .map_err(|e| CliError::Input(format!("cannot write {}: {e}", path.display())))?;
     if let Some(exp) = exp.filter(|exp| *exp <= now) {
         writeln!(
@@ -355,26 +368,122 @@ fn tidy(document: &mut Map<String, Value>) {
     document.retain(|_, v| !empty(v));
 }
 
-/// Written beside the file, flushed, then renamed over it: a poller never reads half a list.
-fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
-    let dir = path
-        .parent()
+/// The file to edit: through a symlink, its target (the link stays a link). A path that
+/// does not exist yet is used as given, unless it is a dangling link.
+fn resolve(path: &Path) -> io::Result<PathBuf> {
+    match fs::canonicalize(path) {
+        Ok(real) => Ok(real),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            if path.symlink_metadata().is_ok() {
+                return Err(io::Error::new(
+                    io::ErrorKind::NotFound,
+                    "a symbolic link to a file that does not exist",
+                ));
+            }
+            Ok(path.to_owned())
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn directory_of(path: &Path) -> &Path {
+    path.parent()
         .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or("list".into(), |n| n.to_string_lossy());
-    let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let written = fs::File::create(&temporary).and_then(|mut file| {
+        .unwrap_or(Path::new("."))
+}
+
+fn file_name_of(path: &Path) -> String {
+    path.file_name()
+        .map_or("list".into(), |n| n.to_string_lossy().into_owned())
+}
+
+/// An exclusive lock on `.NAME.lock` beside the list, released when the file is dropped. The
+/// lock file stays (removing it would let two runs lock different files).
+fn lock(path: &Path) -> io::Result<fs::File> {
+    let lock_path = directory_of(path).join(format!(".{}.lock", file_name_of(path)));
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(lock_path)?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// Written beside the file under a new name (never an existing file or link), with the
+/// list's permissions, flushed, then renamed over it and the directory flushed: a poller
+/// never reads half a list, and a crash leaves the old list or the new one.
+fn write_atomically(path: &Path, text: &str) -> io::Result<()> {
+    let dir = directory_of(path);
+    let name = file_name_of(path);
+    let permissions = match fs::metadata(path) {
+        Ok(metadata) => Some(metadata.permissions()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e),
+    };
+    let (temporary, mut file) = create_temporary(dir, &name, permissions.as_ref())?;
+    let written = (|| {
+        if let Some(permissions) = permissions {
+            // Again after creation: the umask may have narrowed the mode given to open.
+            file.set_permissions(permissions)?;
+        }
         file.write_all(text.as_bytes())?;
         file.sync_all()?;
         fs::rename(&temporary, path)
-    });
+    })();
     if written.is_err() {
         // Best effort: the edit failed either way; do not leave the partial file behind.
         let _ = fs::remove_file(&temporary);
     }
-    written
+    written?;
+    sync_directory(dir)
+}
+
+/// A file that did not exist (`create_new`: a planted file or link makes it fail), under a
+/// name no other run uses.
+fn create_temporary(
+    dir: &Path,
+    name: &str,
+    permissions: Option<&fs::Permissions>,
+) -> io::Result<(PathBuf, fs::File)> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut attempt = 0u32;
+    loop {
+        let temporary = dir.join(format!(
+            ".{name}.{}.{nanos:x}{attempt:x}.tmp",
+            std::process::id()
+        ));
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+            options.mode(permissions.map_or(0o666, |p| p.mode() & 0o7777));
+        }
+        #[cfg(not(unix))]
+        let _ = permissions;
+        match options.open(&temporary) {
+            Ok(file) => return Ok((temporary, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 16 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// The rename is durable once the directory is flushed (where the system can open one).
+fn sync_directory(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        fs::File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ pub struct Found {
     /// Where in the file (empty for a file that is the configuration itself).
     pub location: String,
     pub content: Content,
+    /// What may differ where the file is used (YAML 1.1 booleans in a WasmPlugin).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +42,7 @@ pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
             return Ok(vec![Found {
                 location: String::new(),
                 content: Content::Json(trimmed.to_owned()),
+                warnings: Vec::new(),
             }]);
         }
         return Ok(found);
@@ -62,11 +65,13 @@ pub fn plugin_configs(text: &str) -> Result<Vec<Found>, String> {
             here.push(Found {
                 location: String::new(),
                 content: Content::Json(pretty(document)),
+                warnings: Vec::new(),
             });
         }
         found.extend(here.into_iter().map(|f| Found {
             location: format!("{prefix}{}", f.location).trim_end().to_owned(),
             content: f.content,
+            warnings: f.warnings,
         }));
     }
     Ok(found)
@@ -148,18 +153,53 @@ fn wasm_plugin(value: &Value, path: &str) -> Found {
         value.pointer("/spec/url"),
         value.pointer("/spec/pluginName"),
     ]);
+    let mut warnings = Vec::new();
     let content = if !ours {
         Content::Skipped("not bearer-guard (no bearer-guard in its name or url)".to_owned())
     } else {
         match value.pointer("/spec/pluginConfig") {
-            Some(config @ Value::Object(_)) => Content::Json(pretty(config)),
+            Some(config @ Value::Object(_)) => {
+                yaml11_booleans(config, "spec.pluginConfig", &mut warnings);
+                Content::Json(pretty(config))
+            }
             Some(_) => Content::Unusable("spec.pluginConfig is not a mapping".to_owned()),
             None => Content::Unusable(
                 "no spec.pluginConfig: the filter needs a configuration".to_owned(),
             ),
         }
     };
-    Found { location, content }
+    Found {
+        location,
+        content,
+        warnings,
+    }
+}
+
+/// Strings this parser reads as YAML 1.2 does, but Kubernetes (YAML 1.1) reads as booleans
+/// when unquoted. The YAML reader does not say whether a scalar was quoted, so every such
+/// string is named.
+const YAML11_BOOLEANS: [&str; 16] = [
+    "y", "Y", "yes", "Yes", "YES", "n", "N", "no", "No", "NO", "on", "On", "ON", "off", "Off",
+    "OFF",
+];
+
+fn yaml11_booleans(value: &Value, path: &str, warnings: &mut Vec<String>) {
+    match value {
+        Value::String(s) if YAML11_BOOLEANS.contains(&s.as_str()) => warnings.push(format!(
+            "{path}: Kubernetes reads unquoted `{s}` as a boolean; quote it (\"{s}\")"
+        )),
+        Value::Object(object) => {
+            for (key, v) in object {
+                yaml11_booleans(v, &join(path, key), warnings);
+            }
+        }
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                yaml11_booleans(v, &format!("{path}[{i}]"), warnings);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// `listener guarded, http_filters[0]` when the filter is in a named listener's chain, else
@@ -193,6 +233,7 @@ fn wasm_filter(value: &Value, path: &str) -> Found {
             content: Content::Skipped(
                 "another wasm filter (no bearer-guard in its names or module)".to_owned(),
             ),
+            warnings: Vec::new(),
         };
     }
     let content = match value.pointer("/config/configuration") {
@@ -208,7 +249,11 @@ fn wasm_filter(value: &Value, path: &str) -> Found {
             )),
         },
     };
-    Found { location, content }
+    Found {
+        location,
+        content,
+        warnings: Vec::new(),
+    }
 }
 
 #[cfg(test)]
@@ -222,7 +267,8 @@ mod tests {
             plugin_configs(text).unwrap(),
             [Found {
                 location: String::new(),
-                content: Content::Json(text.to_owned())
+                content: Content::Json(text.to_owned()),
+                warnings: Vec::new(),
             }]
         );
     }
@@ -277,6 +323,16 @@ static_resources:
             serde_json::json!({ "providers": { "corp": { "issuer": "i" } } })
         );
         assert!(matches!(found[1].content, Content::Unusable(_)));
+        assert!(found[0].warnings.is_empty());
+        // YAML 1.1 (Kubernetes) reads unquoted `no` as false: named, with where it is.
+        let yes = istio.replace("issuer: i", "issuer: i, subjects: { exact: no }");
+        assert_eq!(
+            plugin_configs(&yes).unwrap()[0].warnings,
+            [
+                "spec.pluginConfig.providers.corp.subjects.exact: Kubernetes reads unquoted \
+              `no` as a boolean; quote it (\"no\")"
+            ]
+        );
         assert!(plugin_configs("a: [").is_err());
         assert!(plugin_configs("just: yaml").unwrap().is_empty());
         assert!(plugin_configs(r#"{"title": "a dashboard"}"#)
