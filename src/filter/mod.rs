@@ -796,7 +796,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     };
     let now = now.unwrap_or_default();
     let seen = Seen::new(active, &headers, now_ms.unwrap_or_default());
-    match decision {
+    let applied = match decision {
         Decision::Allow {
             provider,
             upstream,
@@ -862,17 +862,6 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
             Applied::Continue
         }
         Decision::WaitForKeys { provider } => {
-            // While this worker's last fetch failed and its retry is seconds away, answer now
-            // with what there is instead of holding the request until its deadline.
-            let backing_off = active
-                .remote
-                .borrow()
-                .iter()
-                .find(|s| s.provider == provider)
-                .is_some_and(|s| s.in_flight.is_none() && now < s.retry_at);
-            if backing_off && look != Look::Last {
-                return decide_and_apply(active, context, Look::Last);
-            }
             let timeout_ms = active
                 .guard
                 .config()
@@ -892,11 +881,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
                 .as_ref()
                 .and_then(|r| r.config().status_list.as_ref());
             let timeout_ms = config.map_or(0, |c| c.timeout_ms);
-            let fetch_coming =
-                status_lists::want(&mut active.status_fetches.borrow_mut(), provider, &uri, now);
-            if !fetch_coming && look != Look::Last {
-                return decide_and_apply(active, context, Look::Last);
-            }
+            status_lists::want(&mut active.status_fetches.borrow_mut(), provider, &uri);
             Applied::Wait {
                 target: status_lists::wait_target(&uri),
                 deadline: jwks_fetch::fetch_deadline(now, timeout_ms),
@@ -916,6 +901,35 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
             }
         }
         Decision::Deny(denial) => refuse(active, &request, &seen, denial, None, now),
+    };
+    match applied {
+        // While a failed fetch waits for its retry, waiting would only hold the request until
+        // its deadline: decide now with what there is.
+        Applied::Wait { target, .. }
+            if look != Look::Last && !fetch_coming(active, target, now) =>
+        {
+            decide_and_apply(active, context, Look::Last)
+        }
+        applied => applied,
+    }
+}
+
+/// Whether what a request would wait for is being fetched, or may be at the next tick (not
+/// while this worker's last fetch of it failed and its retry is still ahead).
+fn fetch_coming(active: &Active, target: WaitTarget, now: i64) -> bool {
+    match target {
+        WaitTarget::Keys(provider) => active
+            .remote
+            .borrow()
+            .iter()
+            .find(|s| s.provider == provider)
+            .is_none_or(|s| s.in_flight.is_some() || now >= s.retry_at),
+        WaitTarget::StatusList(_) => {
+            status_lists::fetch_coming(&active.status_fetches.borrow(), target, now)
+        }
+        // The list's first fetch is raced for by every VM of the process (the main thread's
+        // included), so this VM's own retry time does not say whether one is coming.
+        WaitTarget::RevocationList | WaitTarget::Introspection(_) => true,
     }
 }
 
@@ -1183,9 +1197,7 @@ fn now_unix_millis() -> Option<i64> {
 }
 
 fn now_unix_seconds() -> Option<i64> {
-    let now: SystemTime = hostcalls::get_current_time().ok()?;
-    let since = now.duration_since(UNIX_EPOCH).ok()?;
-    i64::try_from(since.as_secs()).ok()
+    now_unix_millis().map(|ms| ms.div_euclid(1000))
 }
 
 fn send_denial(denial: &Denial) -> Action {

@@ -40,10 +40,8 @@ fn shared_key(uri: &str) -> String {
     format!("bearer_guard.status_list.{uri}")
 }
 
-/// A request needs this list (never fetched). Returns whether waiting for it makes sense:
-/// not while its source is failing and the next attempt is still seconds away (the request
-/// is answered at once then, instead of holding it until its deadline).
-pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str, now: i64) -> bool {
+/// A request needs this list (never fetched).
+pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str) {
     let fetch = fetches.entry(uri.to_owned()).or_insert(StatusFetch {
         provider,
         wanted: false,
@@ -53,7 +51,15 @@ pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str, now: i64) -
     });
     fetch.provider = provider;
     fetch.wanted = true;
-    fetch.in_flight.is_some() || now >= fetch.retry_at
+}
+
+/// Whether the list a request waits for is being fetched or may be at the next tick (not while
+/// this worker's last fetch of it failed and its retry is still ahead).
+pub fn fetch_coming(fetches: &StatusFetches, target: WaitTarget, now: i64) -> bool {
+    fetches
+        .iter()
+        .find(|(uri, _)| wait_target(uri) == target)
+        .is_none_or(|(_, f)| f.in_flight.is_some() || now >= f.retry_at)
 }
 
 /// Each tick: adopt lists other workers fetched, fetch those wanted or due. Returns the
@@ -67,7 +73,7 @@ pub fn drive(
     now: i64,
 ) -> Vec<WaitTarget> {
     for (provider, uri) in guard.status_lists_due(now) {
-        want(fetches, provider, &uri, now);
+        want(fetches, provider, &uri);
     }
     let mut ready = Vec::new();
     for (uri, fetch) in fetches.iter_mut() {
