@@ -7,7 +7,7 @@
 
 use std::error::Error;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -16,7 +16,7 @@ use serde_json::json;
 #[path = "../src/signing.rs"]
 mod signing;
 
-use signing::{mint, DevKeys, Signer, DEMO_EC_KID, DEMO_KEY_DIR, DEMO_RSA_KID};
+use signing::{mint, DevKeys, Signer, DEMO_EC_KID, DEMO_RSA_KID};
 
 pub const ISSUER: &str = "https://bench.bearer-guard.local";
 pub const AUDIENCE: &str = "bench-api";
@@ -33,7 +33,7 @@ fn main() -> Result<(), Box<dyn Error>> {
     let count: usize = arg("--count").map_or(Ok(10_000), |c| c.parse())?;
     fs::create_dir_all(&out)?;
 
-    let keys = DevKeys::load(Path::new(DEMO_KEY_DIR))?;
+    let keys = DevKeys::demo()?;
     fs::write(out.join("jwks.json"), keys.jwks().to_string())?;
     let (rsa, ec) = (&keys.rsa, &keys.ec);
 

@@ -4,7 +4,6 @@
 //! `-- --jwks` prints the JWKS that `envoy/demo.yaml` embeds.
 
 use std::error::Error;
-use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
@@ -15,11 +14,11 @@ mod signing;
 
 use signing::{
     mint, DevKeys, Signer, DEMO_AUDIENCE as AUDIENCE, DEMO_EC_KID, DEMO_ISSUER as ISSUER,
-    DEMO_KEY_DIR, DEMO_RSA_KID,
+    DEMO_RSA_KID,
 };
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let keys = DevKeys::load(Path::new(DEMO_KEY_DIR))?;
+    let keys = DevKeys::demo()?;
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--jwks") {
         println!("{}", keys.jwks());

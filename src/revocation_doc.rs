@@ -144,7 +144,8 @@ pub fn render(entries: &[PublishEntry]) -> String {
     Value::Object(top).to_string()
 }
 
-fn with_exp(key: &str, value: &str, exp: Option<i64>) -> Value {
+/// A list entry: the bare value, or with an `exp` the object form.
+pub(crate) fn with_exp(key: &str, value: &str, exp: Option<i64>) -> Value {
     match exp {
         Some(exp) => json!({ key: value, "exp": exp }),
         None => json!(value),

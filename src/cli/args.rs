@@ -62,6 +62,16 @@ impl Spec<'_> {
 }
 
 impl Args {
+    /// An option given at most once, read as a time (see `time::parse_time`) relative to `now`.
+    pub fn time(&self, name: &str, now: i64) -> Result<Option<i64>, CliError> {
+        self.one(name)?
+            .map(|t| {
+                super::time::parse_time(t, now)
+                    .map_err(|e| CliError::Usage(format!("--{name}: {e}")))
+            })
+            .transpose()
+    }
+
     /// An option given at most once.
     pub fn one<'a>(&'a self, name: &'a str) -> Result<Option<&'a str>, CliError> {
         let mut values = self.all(name);

@@ -334,10 +334,10 @@ fn provider_keys<'a>(
         if let (Some(remote), false) = (&provider.remote_jwks, keys.from_file) {
             // The `uri` as configured (https or not); the parsed config keeps only its parts.
             let uri = written
-                .pointer(&format!(
-                    "/providers/{}/remote_jwks/uri",
-                    provider.name.replace('~', "~0").replace('/', "~1")
-                ))
+                .get("providers")
+                .and_then(|p| p.get(&provider.name))
+                .and_then(|p| p.get("remote_jwks"))
+                .and_then(|r| r.get("uri"))
                 .and_then(serde_json::Value::as_str)
                 .map_or_else(
                     || format!("{}{}", remote.authority, remote.path),

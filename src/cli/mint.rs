@@ -9,7 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::{json, Map, Value};
 
 use super::args::{Args, Spec};
-use super::time::{parse_duration, parse_time, unix_now};
+use super::time::{parse_duration, unix_now};
 use super::{CliError, Outcome};
 use crate::signing::{
     mint_with_header, DevKeys, Signer, DEMO_AUDIENCE, DEMO_EC_KID, DEMO_ISSUER, DEMO_RSA_KID,
@@ -43,15 +43,10 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     let args = SPEC.parse(words)?;
     args.no_operands()?;
     let keys = load_keys(&args)?;
-    let time = |name: &str, now: i64| -> Result<Option<i64>, CliError> {
-        args.one(name)?
-            .map(|t| parse_time(t, now).map_err(|e| CliError::Usage(format!("--{name}: {e}"))))
-            .transpose()
-    };
-    let now = time("now", unix_now())?.unwrap_or_else(unix_now);
-    let iat = time("iat", now)?.unwrap_or(now);
+    let now = args.time("now", unix_now())?.unwrap_or_else(unix_now);
+    let iat = args.time("iat", now)?.unwrap_or(now);
     let exp = match (
-        time("exp", now)?,
+        args.time("exp", now)?,
         args.one("lifetime")?,
         args.switch("no-exp"),
     ) {
@@ -86,7 +81,7 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     if let Some(exp) = exp {
         claims.insert("exp".into(), json!(exp));
     }
-    if let Some(nbf) = time("nbf", now)? {
+    if let Some(nbf) = args.time("nbf", now)? {
         claims.insert("nbf".into(), json!(nbf));
     }
     let jti = match args.one("jti")? {

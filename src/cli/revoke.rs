@@ -15,10 +15,10 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::args::Spec;
-use super::time::{parse_time, unix_now};
+use super::time::unix_now;
 use super::{read_token, CliError, Outcome};
 use crate::fingerprint::hex;
-use crate::revocation_doc::{hex_to_digest, parse_value, Source};
+use crate::revocation_doc::{hex_to_digest, parse_value, with_exp, Source};
 
 const SPEC: Spec = Spec {
     options: &[
@@ -57,12 +57,7 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
         .ok_or_else(|| CliError::Usage("--list FILE is missing".to_owned()))?;
     let remove = args.switch("remove");
     let now = unix_now();
-    let time = |name: &str| -> Result<Option<i64>, CliError> {
-        args.one(name)?
-            .map(|t| parse_time(t, now).map_err(|e| CliError::Usage(format!("--{name}: {e}"))))
-            .transpose()
-    };
-    let exp = time("exp")?;
+    let exp = args.time("exp", now)?;
     if remove && exp.is_some() {
         return Err(CliError::Usage("--exp is for adding entries".to_owned()));
     }
@@ -97,7 +92,7 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
             value: hex(&digest),
         });
     }
-    let issued_before = time("issued-before")?;
+    let issued_before = args.time("issued-before", now)?;
     let subjects: Vec<&str> = args.all("subject").collect();
     if subjects.is_empty() {
         edits.extend(issued_before.map(Edit::Cutoff));
@@ -233,13 +228,6 @@ fn entry_value<'v>(entry: &'v Value, key: &str) -> Option<&'v str> {
     }
 }
 
-fn entry(key: &str, value: &str, exp: Option<i64>) -> Value {
-    match exp {
-        None => json!(value),
-        Some(exp) => json!({ key: value, "exp": exp }),
-    }
-}
-
 fn subject_cutoff(value: &Value) -> Option<i64> {
     value
         .as_f64()
@@ -259,7 +247,7 @@ fn add_to(scope: &mut Map<String, Value>, edit: &Edit, exp: Option<i64>) -> Stri
             };
             match list.iter_mut().find(|e| entry_value(e, key) == Some(value)) {
                 None => {
-                    list.push(entry(key, value, exp));
+                    list.push(with_exp(key, value, exp));
                     format!("added {key} {value}")
                 }
                 Some(held) => {
@@ -267,7 +255,7 @@ fn add_to(scope: &mut Map<String, Value>, edit: &Edit, exp: Option<i64>) -> Stri
                     if exp == exp_of(held) {
                         format!("{key} {value} is listed already")
                     } else {
-                        *held = entry(key, value, exp);
+                        *held = with_exp(key, value, exp);
                         format!(
                             "{key} {value}: exp now {}",
                             exp.map_or("none".to_owned(), |e| e.to_string())
