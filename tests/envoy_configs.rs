@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use support::certificate::Certificate;
 use support::{envoy_path, repo_path, wasm_path};
 
 /// Where the shipped configurations expect their TLS certificate and key.
@@ -25,38 +26,6 @@ const TLS_DIR: &str = "/etc/envoy/tls/";
 /// The relative wasm path the shipped configurations use (run from the repository root).
 const WASM: &str = "dist/bearer_guard.wasm";
 const VALIDATE_TIMEOUT: Duration = Duration::from_secs(180);
-
-/// A scratch directory with a self-signed certificate (tls.crt, tls.key); removed on drop.
-struct Scratch {
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir =
-            std::env::temp_dir().join(format!("bearer-guard-envoy-configs-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-            .args(["-subj", "/CN=localhost"])
-            .arg("-keyout")
-            .arg(dir.join("tls.key"))
-            .arg("-out")
-            .arg(dir.join("tls.crt"))
-            .stderr(Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(status.success(), "openssl could not make a certificate");
-        Scratch { dir }
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// `envoy --mode validate` processes, killed by pid if the test ends before they do.
 struct Validations {
@@ -143,7 +112,7 @@ fn shipped_configs() -> Vec<PathBuf> {
 }
 
 /// The config as the test runs it: certificates from `scratch`, the filter under test.
-fn localized(yaml: &str, scratch: &Scratch) -> String {
+fn localized(yaml: &str, scratch: &Certificate) -> String {
     let tls_dir = format!("{}/", scratch.dir.display());
     yaml.replace(TLS_DIR, &tls_dir)
         .replace(WASM, &wasm_path().display().to_string())
@@ -161,7 +130,7 @@ fn every_shipped_envoy_config_validates_with_the_filter_loaded() {
         !configs.is_empty(),
         "no envoy/*.yaml found: the shipped configurations are missing"
     );
-    let scratch = Scratch::new();
+    let scratch = Certificate::generate("envoy-configs");
     let mut validations = Validations {
         running: Vec::new(),
     };

@@ -482,11 +482,8 @@ fn lds_listener(revocation: Value) -> Value {
     }]})
 }
 
-/// Writes the LDS file the way Envoy notices: a new file moved over the old one.
 fn write_lds(path: &std::path::Path, listener: &Value) {
-    let staged = path.with_extension("staged");
-    std::fs::write(&staged, listener.to_string()).unwrap();
-    std::fs::rename(&staged, path).unwrap();
+    support::envoy::write_watched(path, &listener.to_string());
 }
 
 #[test]

@@ -13,55 +13,16 @@
 mod support;
 use support::testkit;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use serde_json::json;
 
+use support::certificate::Certificate;
 use support::envoy::Envoy;
 use support::http;
 use support::upstream::Upstream;
 use testkit::{keys, mint, unix_now, Signer, ISSUER};
-
-/// A self-signed certificate for 127.0.0.1, removed on drop.
-struct Certificate {
-    dir: PathBuf,
-}
-
-impl Certificate {
-    fn generate() -> Certificate {
-        let dir = std::env::temp_dir().join(format!("bearer-guard-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-            .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-            .args([
-                "-subj",
-                "/CN=127.0.0.1",
-                "-addext",
-                "subjectAltName=IP:127.0.0.1",
-            ])
-            .arg("-keyout")
-            .arg(dir.join("key.pem"))
-            .arg("-out")
-            .arg(dir.join("cert.pem"))
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("openssl");
-        assert!(status.success());
-        Certificate { dir }
-    }
-
-    fn path(&self, name: &str) -> String {
-        self.dir.join(name).display().to_string()
-    }
-}
-
-impl Drop for Certificate {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The test template with a second listener, `guarded_tls`: the same filter behind TLS.
 fn config_with_tls_listener(
@@ -82,8 +43,8 @@ fn config_with_tls_listener(
             - certificate_chain: {{ filename: \"{}\" }}
               private_key: {{ filename: \"{}\" }}
       filters:\n",
-        cert.path("cert.pem"),
-        cert.path("key.pem")
+        cert.path("tls.crt"),
+        cert.path("tls.key")
     );
     let tls_listener = yaml[start..end]
         .replacen("  - name: guarded\n", "  - name: guarded_tls\n", 1)
@@ -117,7 +78,7 @@ fn seen(upstream: &Upstream, path: &str) -> usize {
 
 #[test]
 fn credentials_are_refused_in_plaintext_and_served_over_tls() {
-    let cert = Certificate::generate();
+    let cert = Certificate::generate("tls");
     let upstream = Upstream::start();
     let mut plugin = testkit::config_json(json!({}), None);
     plugin["require_tls"] = json!(true);
@@ -133,7 +94,7 @@ fn credentials_are_refused_in_plaintext_and_served_over_tls() {
         tls_port,
         "/over-tls",
         &token,
-        Path::new(&cert.path("cert.pem")),
+        Path::new(&cert.path("tls.crt")),
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(seen(&upstream, "/over-tls"), 1);

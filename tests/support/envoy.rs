@@ -96,6 +96,14 @@ pub fn fill_template(
         .replace("{{ACCESS_LOG}}", "/dev/null")
 }
 
+/// Writes a file Envoy watches (LDS from a path) the way Envoy notices: a new file moved over
+/// the old one.
+pub fn write_watched(path: &Path, text: &str) {
+    let staged = path.with_extension("staged");
+    std::fs::write(&staged, text).unwrap();
+    std::fs::rename(&staged, path).unwrap();
+}
+
 impl Envoy {
     /// Starts Envoy with this bootstrap YAML and waits until the `guarded` listener serves.
     pub fn start(config_yaml: &str) -> Result<Envoy, StartFailure> {

@@ -10,6 +10,7 @@
     clippy::indexing_slicing
 )]
 
+pub mod certificate;
 pub mod envoy;
 pub mod fault;
 pub mod http;

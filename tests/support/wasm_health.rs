@@ -43,3 +43,34 @@ pub fn is_failure_stat(name: &str) -> bool {
         .iter()
         .any(|word| name.contains(word))
 }
+
+/// Every sign of a wasm failure, as messages: failure lines in `log` (Envoy's log) and wasm
+/// failure stats above 0; with `vms_at_start` (Envoy's wasm stats after start-up) also no wasm
+/// stats at all, or a VM created or lost since (a failed VM would be replaced).
+pub fn wasm_health_problems(
+    envoy: &Envoy,
+    log: &str,
+    vms_at_start: Option<&BTreeMap<String, u64>>,
+) -> Vec<String> {
+    let mut problems: Vec<String> = wasm_failures(log)
+        .into_iter()
+        .map(|line| format!("wasm failure in Envoy's log: {line}"))
+        .collect();
+    let now = wasm_stats(envoy);
+    if vms_at_start.is_some() && !now.keys().any(|name| name.starts_with("wasm.")) {
+        problems.push(format!("no wasm stats in /stats?filter=wasm: {now:?}"));
+    }
+    for (name, value) in &now {
+        if is_failure_stat(name) && *value != 0 {
+            problems.push(format!("wasm failure stat {name}: {value}"));
+        }
+        let counts_vms =
+            name.ends_with(".created") || name.ends_with(".active") || name.ends_with("vm_count");
+        if let Some(before) = vms_at_start.filter(|_| counts_vms) {
+            if before.get(name) != Some(value) {
+                problems.push(format!("{name}: {:?} -> {value}", before.get(name)));
+            }
+        }
+    }
+    problems
+}
