@@ -131,6 +131,9 @@ impl Algorithm {
         signature: &[u8],
         host: Option<&dyn HostCrypto>,
     ) -> bool {
+        if !canonical_rsa_signature(material, signature) {
+            return false;
+        }
         if let (Some(host), Some(hash)) = (host, self.host_hash()) {
             let Some(host_signature) = self.host_signature(signature) else {
                 return false;
@@ -225,6 +228,20 @@ impl Algorithm {
             }
             _ => false,
         }
+    }
+}
+
+/// RFC 8017 §5.2.2 / §8.1.2: an RSA signature is exactly the modulus length and below the
+/// modulus. Checked before any verifier sees it: `s + n` is `s` modulo `n`, and the `rsa`
+/// crate's PSS path accepts it, which would give a token a second spelling (a new whole-token
+/// hash) from the issuer's one signature. Other key types have no such check to make here.
+fn canonical_rsa_signature(material: &KeyMaterial, signature: &[u8]) -> bool {
+    use rsa::traits::PublicKeyParts as _;
+    match material {
+        KeyMaterial::Rsa(key) => {
+            signature.len() == key.size() && rsa::BigUint::from_bytes_be(signature) < *key.n()
+        }
+        _ => true,
     }
 }
 

@@ -110,9 +110,18 @@ pub struct PayloadClaims {
     pub nonce: bool,
     #[serde(default, deserialize_with = "present")]
     pub at_hash: bool,
-    /// AWS Cognito and others mark refresh tokens so.
+    #[serde(default, deserialize_with = "present")]
+    pub c_hash: bool,
+    /// AWS Cognito marks its tokens `id`, `access` or `refresh`.
     #[serde(default)]
     pub token_use: Option<String>,
+    /// A `typ` claim in the payload: Keycloak writes `ID`, `Bearer` or `Refresh`.
+    #[serde(default, rename = "typ")]
+    pub payload_typ: Option<String>,
+    /// An introspection answer's `token_type` (RFC 7662 §2.2); some IdPs answer about refresh
+    /// and ID tokens too, and say so here.
+    #[serde(default)]
+    pub token_type: Option<String>,
     /// RFC 8693 §4.2 / RFC 9068 §2.2.3: space-delimited scopes.
     #[serde(default)]
     pub scope: Option<String>,
@@ -126,12 +135,33 @@ fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error>
 }
 
 impl PayloadClaims {
-    /// RFC 9068 §4 and RFC 8725 §3.11: an ID token (no `typ`, with `nonce` or `at_hash`) or
-    /// a refresh token must not pass for an access token.
+    /// RFC 9068 §4 and RFC 8725 §3.11: an ID token or a refresh token must not pass for an
+    /// access token, whatever its header `typ` says (`JWT` is what most ID tokens carry).
+    /// - `at_hash` and `c_hash` exist only in ID tokens (OpenID Connect Core §3.1.3.6,
+    ///   §3.3.2.11): an ID token whatever its `typ`.
+    /// - `nonce` too, unless the issuer typed the token as an access token: RFC 9068's
+    ///   `at+jwt`, or Keycloak's payload `typ: Bearer` (Keycloak copies the login's `nonce`
+    ///   into its access tokens).
+    /// - Cognito's `token_use`, Keycloak's payload `typ` (`ID`, `Refresh`), a header `typ` or an
+    ///   introspection `token_type` naming a refresh or ID token.
     pub fn is_not_an_access_token(&self, typ: Option<&str>) -> bool {
-        let id_token = typ.is_none() && (self.nonce || self.at_hash);
-        let refresh = typ.is_some_and(|t| t.to_ascii_lowercase().contains("refresh"))
-            || self.token_use.as_deref() == Some("refresh");
+        let lower = |s: &Option<String>| s.as_deref().map(str::to_ascii_lowercase);
+        let header_typ = typ.map(str::to_ascii_lowercase);
+        let payload_typ = lower(&self.payload_typ);
+        let typed_as_access = header_typ
+            .as_deref()
+            .is_some_and(|t| t == "at+jwt" || t == "application/at+jwt")
+            || payload_typ.as_deref() == Some("bearer");
+        let id_token = self.at_hash
+            || self.c_hash
+            || (self.nonce && !typed_as_access)
+            || payload_typ.as_deref() == Some("id")
+            || self.token_use.as_deref() == Some("id");
+        let names_other = |t: &str| t.contains("refresh") || t.contains("id_token");
+        let refresh = header_typ.as_deref().is_some_and(|t| t.contains("refresh"))
+            || payload_typ.as_deref() == Some("refresh")
+            || self.token_use.as_deref() == Some("refresh")
+            || lower(&self.token_type).as_deref().is_some_and(names_other);
         id_token || refresh
     }
 
@@ -371,6 +401,32 @@ mod tests {
         assert!(parse(r#"{"nonce": "n"}"#).is_not_an_access_token(None));
         assert!(parse(r#"{"at_hash": "h"}"#).is_not_an_access_token(None));
         assert!(!parse(r#"{"nonce": "n"}"#).is_not_an_access_token(Some("at+jwt")));
+        // ID tokens typed `JWT` (most IdPs) are ID tokens all the same.
+        for id_token in [
+            r#"{"nonce": "n"}"#,
+            r#"{"at_hash": "h"}"#,
+            r#"{"c_hash": "c"}"#,
+        ] {
+            assert!(
+                parse(id_token).is_not_an_access_token(Some("JWT")),
+                "{id_token}"
+            );
+        }
+        assert!(parse(r#"{"at_hash": "h"}"#).is_not_an_access_token(Some("at+jwt")));
+        assert!(parse(r#"{"typ": "ID"}"#).is_not_an_access_token(Some("JWT")));
+        assert!(parse(r#"{"token_use": "id"}"#).is_not_an_access_token(None));
+        assert!(parse(r#"{"typ": "Refresh"}"#).is_not_an_access_token(Some("JWT")));
+        // Keycloak's access tokens carry the login's nonce and say `typ: Bearer`.
+        assert!(!parse(r#"{"nonce": "n", "typ": "Bearer"}"#).is_not_an_access_token(Some("JWT")));
+        // Introspection answers about refresh or ID tokens.
+        for answer in [
+            r#"{"active": true, "token_type": "refresh_token"}"#,
+            r#"{"active": true, "token_type": "urn:ietf:params:oauth:token-type:refresh_token"}"#,
+            r#"{"active": true, "token_type": "urn:ietf:params:oauth:token-type:id_token"}"#,
+        ] {
+            assert!(parse(answer).is_not_an_access_token(None), "{answer}");
+        }
+        assert!(!parse(r#"{"active": true, "token_type": "Bearer"}"#).is_not_an_access_token(None));
         assert!(parse(r#"{}"#).is_not_an_access_token(Some("refresh+jwt")));
         assert!(parse(r#"{"token_use": "refresh"}"#).is_not_an_access_token(Some("JWT")));
         assert!(!parse(r#"{"token_use": "access"}"#).is_not_an_access_token(None));

@@ -92,6 +92,10 @@ pub struct Provider {
     pub introspection: Option<IntrospectionConfig>,
     /// Its credentials are refused on a plaintext connection (RFC 6750 §5.3).
     pub require_tls: bool,
+    /// The names of every provider with this one's issuer (itself included): revocation
+    /// entries scoped to any of them apply to this provider's tokens, since `jti` and `sub`
+    /// are unique per issuer, not per provider.
+    pub revocation_scopes: Vec<String>,
 }
 
 /// Where and how often a provider's JWKS is fetched.
@@ -712,6 +716,7 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             &mut warnings,
         )?);
     }
+    share_revocation_scopes(&mut providers);
     // An opaque token names no issuer: with two introspecting providers it would be sent to
     // an IdP that did not issue it (a credential leak).
     let introspecting: Vec<&str> = providers
@@ -740,7 +745,20 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
         None => None,
         Some(value) => {
             let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-            Some(revocation_config::compile(value, &names)?)
+            let mut revocation = revocation_config::compile(value, &names)?;
+            let policy = &mut revocation.header_policy;
+            policy.max_clock_skew_seconds = providers
+                .iter()
+                .map(|p| i64::try_from(p.time.clock_skew_seconds).unwrap_or(i64::MAX))
+                .max()
+                .unwrap_or(0);
+            policy.max_lifetime_seconds = providers
+                .iter()
+                .map(|p| p.time.max_lifetime_seconds)
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|l| l.into_iter().max())
+                .map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+            Some(revocation)
         }
     };
     let anomaly = match raw.anomaly {
@@ -793,6 +811,21 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
         },
         warnings,
     })
+}
+
+/// Providers of one issuer share revocations: each gets the names of all of them.
+fn share_revocation_scopes(providers: &mut [Provider]) {
+    let names: Vec<(String, String)> = providers
+        .iter()
+        .map(|p| (p.issuer.clone(), p.name.clone()))
+        .collect();
+    for provider in providers.iter_mut() {
+        provider.revocation_scopes = names
+            .iter()
+            .filter(|(issuer, _)| *issuer == provider.issuer)
+            .map(|(_, name)| name.clone())
+            .collect();
+    }
 }
 
 fn compile_provider(
@@ -968,6 +1001,7 @@ fn compile_provider(
         subjects,
         introspection,
         require_tls: raw.require_tls.unwrap_or(default_require_tls),
+        revocation_scopes: vec![name.clone()],
         name,
     })
 }

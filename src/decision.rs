@@ -352,7 +352,11 @@ fn quoted(value: &str) -> String {
 /// a log line never repeats what an attacker wrote into a token.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TokenIdentity {
+    /// SHA-256 of the token as sent: its log fingerprint (the exact bytes presented).
     pub sha256: [u8; 32],
+    /// The token identity (`token_id`): what misuse detection counts by, so a signature twin
+    /// is the same token to it.
+    pub id: [u8; 32],
     pub iss: Option<String>,
     pub sub: Option<String>,
     pub jti: Option<String>,

@@ -269,6 +269,7 @@ mod tests {
     fn identity() -> TokenIdentity {
         TokenIdentity {
             sha256: [0xab; 32],
+            id: [0xcd; 32],
             iss: Some("https://idp".into()),
             sub: Some("alice".into()),
             jti: Some("j-1".into()),

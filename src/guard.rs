@@ -30,12 +30,13 @@ use crate::fingerprint::fingerprint;
 use crate::host_crypto::HostCrypto;
 use crate::introspection::Answer;
 use crate::jwks::KeySet;
-use crate::revocation::{Probe, RevocationSet};
+use crate::revocation::{Probe, RevocationSet, TokenHashes};
 use crate::revocation_config::OnStale;
 use crate::revocation_learned::{Authorized, LearnedSets};
 use crate::revocation_list::{is_stale, Held};
 use crate::rules::{is_cors_preflight, Requirement};
 use crate::status_list::{from_token_payload, reference_of, Status, StatusList};
+use crate::token_id::token_id;
 use crate::verify::{self, ParsedToken};
 
 /// What the adapter gathers from the host for one request.
@@ -546,6 +547,10 @@ impl Guard {
         let digest: Option<TokenDigest> = (caching || revocation || wants_identity)
             .then(|| Sha256::digest(token.as_bytes()).into());
         let sha256 = || digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
+        // The identity revocations and misuse detection know the token by (a signature twin
+        // has the same one); the cache stays keyed by the exact bytes.
+        let id: Option<TokenDigest> = (revocation || wants_identity).then(|| token_id(token));
+        let id_of = || id.unwrap_or_else(|| token_id(token));
         // A provider may serve this token only if the route accepts it and it reads this source.
         let eligible = |index: usize| {
             self.config
@@ -561,7 +566,7 @@ impl Guard {
                 provider.map(|p| p.name.clone()),
                 Some(fingerprint(&digest)),
             );
-            denial.identity = verified.map(|claims| identity_of(digest, claims));
+            denial.identity = verified.map(|claims| identity_of(digest, id_of(), claims));
             if reason == DenyReason::InsufficientScope {
                 denial.with_required_scope(&self.config.realm, scopes)
             } else {
@@ -570,11 +575,17 @@ impl Guard {
         };
         let deny = |reason, provider: Option<&Provider>| deny_as(reason, provider, None);
         let allowed_identity =
-            |claims: &StringClaims| wants_identity.then(|| identity_of(sha256(), claims));
+            |claims: &StringClaims| wants_identity.then(|| identity_of(sha256(), id_of(), claims));
 
-        let cached = digest
-            .filter(|_| caching)
-            .and_then(|d| self.check_cached(&d, &eligible, audiences, scopes, now));
+        let cached = digest.filter(|_| caching).and_then(|d| {
+            let lookup = CachedLookup {
+                digest: &d,
+                id: &id_of(),
+                candidates,
+                eligible: &eligible,
+            };
+            self.check_cached(&lookup, audiences, scopes, now)
+        });
         if let (Some((provider, claims, outcome)), Some(digest)) = (cached, digest) {
             *cache = CacheLookup::Hit;
             let deny_verified =
@@ -620,7 +631,7 @@ impl Guard {
             if let Some((index, provider)) = introspecting {
                 let digest = digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
                 return self
-                    .check_opaque(provider, &digest, audiences, scopes, now)
+                    .check_opaque(provider, &digest, &id_of(), audiences, scopes, now)
                     .map(|vouched| Granted {
                         provider: Some(provider.name.clone()),
                         upstream: self.upstream(provider, source, request, vouched.headers),
@@ -710,6 +721,13 @@ impl Guard {
                             Some(answer) if !answer.active => {
                                 return Err(deny(DenyReason::InactiveToken, Some(provider)))
                             }
+                            Some(answer)
+                                if crate::introspection::answers_for_another_kind_of_token(
+                                    &answer.claims_json,
+                                ) =>
+                            {
+                                return Err(deny(DenyReason::NotAnAccessToken, Some(provider)))
+                            }
                             Some(_) => {}
                         }
                     } else if let Some(digest) = digest {
@@ -727,7 +745,9 @@ impl Guard {
                     // Revocation and scopes are checked on every request, after caching.
                     let facts = TokenFacts::of(&parsed.claims, parsed.times);
                     let stale_allowed = match digest {
-                        Some(digest) => self.check_revocation(provider, &facts, &digest, now),
+                        Some(digest) => {
+                            self.check_revocation(provider, &facts, &digest, &id_of(), now)
+                        }
                         None => Ok(false),
                     }
                     .map_err(|reason| self.maybe_wait_for_list(deny(reason, Some(provider))))?;
@@ -742,7 +762,7 @@ impl Guard {
                         upstream: self.upstream(provider, source, request, token_headers),
                         identity: allowed_identity(&parsed.claims),
                         token: digest
-                            .and_then(|d| self.authorized(provider, &facts, d))
+                            .and_then(|d| self.authorized(provider, &facts, d, id_of()))
                             .map(|a| self.with_raw_token(a, token))
                             .map(|mut a| {
                                 a.introspected = introspect_jwt;
@@ -808,27 +828,36 @@ impl Guard {
     /// full path then decides (and reports the precise reason).
     fn check_cached<'c>(
         &'c self,
-        digest: &TokenDigest,
-        eligible: &dyn Fn(usize) -> Option<&'c Provider>,
+        lookup: &CachedLookup<'_, 'c>,
         audiences: Option<&[String]>,
         scopes: &[String],
         now: i64,
     ) -> Option<(&'c Provider, StringClaims, Result<CacheHit, DenyReason>)> {
+        let (digest, id) = (lookup.digest, lookup.id);
         let cache = self.cache.borrow();
         let cached = cache.get(digest)?;
-        let provider = eligible(cached.provider)?;
+        // Only the provider a fresh verification would pick first (the first eligible one of
+        // the token's issuer) may serve a hit: another provider of that issuer may be stricter
+        // (`introspect_jwt`, other keys), and a hit must never skip what it would do.
+        let first = lookup.candidates.iter().copied().find(|&i| {
+            (lookup.eligible)(i).is_some_and(|p| cached.claims.iss.as_deref() == Some(&p.issuer))
+        });
+        if first != Some(cached.provider) {
+            return None;
+        }
+        let provider = (lookup.eligible)(cached.provider)?;
         let audiences = audiences.unwrap_or(&provider.audiences);
         let facts = TokenFacts::of(&cached.claims, cached.times);
         let outcome = check_times(cached.times, provider.time, now)
             .and_then(|()| check_audience(cached.claims.aud.as_ref(), audiences))
-            .and_then(|()| self.check_revocation(provider, &facts, digest, now))
+            .and_then(|()| self.check_revocation(provider, &facts, digest, id, now))
             .and_then(|stale_allowed| {
                 check_scopes(facts.scopes, scopes)?;
                 Ok(CacheHit {
                     provider_index: cached.provider,
                     status: cached.status.clone(),
                     upstream_headers: cached.upstream_headers.clone(),
-                    token: self.authorized(provider, &facts, *digest),
+                    token: self.authorized(provider, &facts, *digest, *id),
                     stale_allowed,
                 })
             });
@@ -857,6 +886,7 @@ impl Guard {
         &self,
         provider: &Provider,
         digest: &TokenDigest,
+        id: &TokenDigest,
         audiences: Option<&[String]>,
         scopes: &[String],
         now: i64,
@@ -874,6 +904,9 @@ impl Guard {
         }
         let (claims, times) = crate::introspection::claims_of(&answer.claims_json)
             .map_err(|_| Opaque::Denied(DenyReason::MalformedToken))?;
+        if crate::introspection::answers_for_another_kind_of_token(&answer.claims_json) {
+            return Err(Opaque::Denied(DenyReason::NotAnAccessToken));
+        }
         if claims
             .iss
             .as_ref()
@@ -893,17 +926,19 @@ impl Guard {
             .map_err(Opaque::Denied)?;
         let facts = TokenFacts::of(&claims, times);
         let stale_allowed = self
-            .check_revocation(provider, &facts, digest, now)
+            .check_revocation(provider, &facts, digest, id, now)
             .map_err(Opaque::Denied)?;
         check_scopes(facts.scopes, scopes).map_err(Opaque::Denied)?;
         let payload_b64 = URL_SAFE_NO_PAD.encode(answer.claims_json.as_bytes());
         let headers = provider
             .forward
             .upstream_headers(&payload_b64, answer.claims_json.as_bytes());
-        let authorized = self.authorized(provider, &facts, *digest).map(|mut a| {
-            a.introspected = true;
-            a
-        });
+        let authorized = self
+            .authorized(provider, &facts, *digest, *id)
+            .map(|mut a| {
+                a.introspected = true;
+                a
+            });
         Ok(Vouched {
             headers,
             authorized,
@@ -1018,17 +1053,21 @@ impl Guard {
         provider: &Provider,
         facts: &TokenFacts,
         digest: &TokenDigest,
+        id: &TokenDigest,
         now: i64,
     ) -> Result<bool, DenyReason> {
         let Some(config) = &self.config.revocation else {
             return Ok(false);
         };
-        let probe = Probe::new(
-            &provider.name,
+        let probe = Probe::scoped(
+            &provider.revocation_scopes,
             facts.jti,
             facts.sub,
             facts.iat,
-            Some(digest),
+            TokenHashes {
+                id: Some(id),
+                whole: Some(digest),
+            },
         );
         let listed = self
             .revocation
@@ -1089,6 +1128,7 @@ impl Guard {
         provider: &Provider,
         facts: &TokenFacts,
         digest: TokenDigest,
+        id: TokenDigest,
     ) -> Option<Box<Authorized>> {
         let header = self
             .config
@@ -1108,6 +1148,12 @@ impl Guard {
             jti: facts.jti.map(str::to_owned),
             sub: facts.sub.map(str::to_owned),
             token_sha256: digest,
+            id,
+            clock_skew_seconds: i64::try_from(provider.time.clock_skew_seconds).unwrap_or(i64::MAX),
+            max_lifetime_seconds: provider
+                .time
+                .max_lifetime_seconds
+                .map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
             exp: facts.exp,
             introspected: false,
             token: None,
@@ -1240,9 +1286,10 @@ struct Vouched {
     claims: StringClaims,
 }
 
-fn identity_of(sha256: TokenDigest, claims: &StringClaims) -> Box<TokenIdentity> {
+fn identity_of(sha256: TokenDigest, id: TokenDigest, claims: &StringClaims) -> Box<TokenIdentity> {
     Box::new(TokenIdentity {
         sha256,
+        id,
         iss: claims.iss.clone(),
         sub: claims.sub.clone(),
         jti: claims.jti.clone(),
@@ -1264,6 +1311,14 @@ fn failed_after_signature(reason: DenyReason) -> bool {
             | DenyReason::AudienceNotAccepted
             | DenyReason::SubjectNotAccepted
     )
+}
+
+/// What a cache lookup needs to know about the request's token and route.
+struct CachedLookup<'l, 'c> {
+    digest: &'l TokenDigest,
+    id: &'l TokenDigest,
+    candidates: &'l [usize],
+    eligible: &'l dyn Fn(usize) -> Option<&'c Provider>,
 }
 
 struct CacheHit {
@@ -1487,7 +1542,7 @@ mod tests {
         };
         let mut learned = crate::revocation_learned::Learned::new(0);
         learned.append(
-            &crate::revocation_learned::misuse_entries(&authorized, NOW).learned,
+            &crate::revocation_learned::misuse_entries(&authorized).learned,
             NOW,
             600,
         );
@@ -2603,7 +2658,12 @@ mod tests {
         };
         assert_eq!(authorized.jti.as_deref(), Some("j-1"));
         assert_eq!(verdict(&g, "/", &token, NOW).cache, CacheLookup::Hit);
-        let out = crate::revocation_learned::from_header("self", Some(&authorized), NOW);
+        let out = crate::revocation_learned::from_header(
+            "self",
+            Some(&authorized),
+            &crate::revocation_learned::HeaderPolicy::self_only(),
+            NOW,
+        );
         let mut learned = crate::revocation_learned::Learned::new(0);
         learned.append(&out.learned, NOW, 600);
         g.install_learned(learned.to_sets());
@@ -2616,6 +2676,149 @@ mod tests {
             verdict(&g, "/", &token, NOW).decision,
             Decision::Allow { token: None, .. }
         ));
+    }
+
+    /// A revoked ES256 token without `jti` must stay revoked under its signature twin
+    /// (`s` -> `n - s` verifies too): revocation, `self`, misuse and the cache all know a token
+    /// by its identity (the signing input), which the twin shares.
+    #[test]
+    fn signature_twins_are_the_same_token_to_revocation() {
+        let token = mint(Signer::Es256(&keys().ec), Some("ec-1"), &good_claims());
+        let twin = testkit::es256_twin(&token);
+        assert_ne!(token, twin);
+        let g = revocation_guard(json!({}));
+        for t in [&token, &twin] {
+            assert_eq!(
+                reason(decide_at(&g, "/", &bearer(t), NOW)),
+                None,
+                "twins verify"
+            );
+        }
+        // `self` on the original's response; the twin was cached before that, and is not after.
+        let authorized = match verdict(&g, "/", &token, NOW).decision {
+            Decision::Allow { token: Some(t), .. } => t,
+            other => panic!("{other:?}"),
+        };
+        let out = crate::revocation_learned::from_header(
+            "self",
+            Some(&authorized),
+            &crate::revocation_learned::HeaderPolicy::self_only(),
+            NOW,
+        );
+        let mut learned = crate::revocation_learned::Learned::new(0);
+        learned.append(&out.learned, NOW, 600);
+        g.install_learned(learned.to_sets());
+        for t in [&token, &twin] {
+            assert_eq!(
+                reason(decide_at(&g, "/", &bearer(t), NOW)),
+                Some(DenyReason::Revoked)
+            );
+        }
+        // Entries operators write: the identity revokes both; a whole-token hash (how entries
+        // were made before) still revokes the token it was made from.
+        let id = crate::revocation_doc::digest_to_hex(&token_id(&token));
+        let whole = crate::revocation_doc::digest_to_hex(&Sha256::digest(token.as_bytes()).into());
+        let g = revocation_guard(json!({ "token_sha256": [id] }));
+        for t in [&token, &twin] {
+            assert_eq!(
+                reason(decide_at(&g, "/", &bearer(t), NOW)),
+                Some(DenyReason::Revoked)
+            );
+        }
+        let g = revocation_guard(json!({ "token_sha256": [whole] }));
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&token), NOW)),
+            Some(DenyReason::Revoked)
+        );
+        // The twin and the original share the identity misuse detection counts by.
+        let g = guard({
+            let mut c = testkit::config_json(json!({}), None);
+            c["anomaly"] = json!({ "max_distinct_ips": 2 });
+            c
+        });
+        let identity = |t: &str| match g.decide(&get("/", &bearer(t)), NOW).decision {
+            Decision::Allow {
+                identity: Some(i), ..
+            } => i,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(identity(&token).id, identity(&twin).id);
+        assert_ne!(identity(&token).sha256, identity(&twin).sha256);
+    }
+
+    /// RFC 8017 §5.2.2: an RSA signature must be below the modulus. `s + n` is `s` modulo `n`;
+    /// a verifier that skips the check (the `rsa` crate's PSS path) accepts the second spelling.
+    #[test]
+    fn rsa_signatures_at_or_above_the_modulus_are_refused() {
+        use rsa::RsaPublicKey;
+        let k = keys();
+        let public = RsaPublicKey::from(&k.rsa);
+        let g = all_algorithms_guard();
+        let mut tried = 0;
+        for i in 0..200 {
+            let signer = if i % 2 == 0 {
+                Signer::Ps256(&k.rsa)
+            } else {
+                Signer::Rs256(&k.rsa)
+            };
+            let token = mint(
+                signer,
+                Some("rsa-any"),
+                &with(json!({ "jti": i.to_string() })),
+            );
+            assert_eq!(reason(decide_at(&g, "/", &bearer(&token), NOW)), None);
+            if let Some(bigger) = testkit::rsa_plus_modulus(&token, &public) {
+                tried += 1;
+                assert_eq!(
+                    reason(decide_at(&g, "/", &bearer(&bigger), NOW)),
+                    Some(DenyReason::BadSignature)
+                );
+            }
+        }
+        assert!(tried >= 4, "only {tried} signatures had room for s + n");
+    }
+
+    /// RFC 4648 §3.5: the unused bits of the last base64url character are zero; another
+    /// spelling of the same signature bytes is refused, not a second token.
+    #[test]
+    fn non_canonical_signature_encodings_are_refused() {
+        let k = keys();
+        let (all, default) = (all_algorithms_guard(), default_guard());
+        let tokens = [
+            (
+                &default,
+                mint(Signer::Es256(&k.ec), Some("ec-1"), &good_claims()),
+            ),
+            (&all, rs256(&good_claims())),
+            (
+                &all,
+                mint(Signer::Ps256(&k.rsa), Some("rsa-any"), &good_claims()),
+            ),
+            (
+                &all,
+                mint(Signer::EdDsa(&k.ed25519.0), Some("ed-1"), &good_claims()),
+            ),
+            (
+                &all,
+                mint(
+                    Signer::Hs256(&k.hmac_secret),
+                    Some("hmac-1"),
+                    &good_claims(),
+                ),
+            ),
+        ];
+        for (g, token) in tokens {
+            assert_eq!(reason(decide_at(g, "/", &bearer(&token), NOW)), None);
+            let respelled = testkit::with_noncanonical_signature_encoding(&token).unwrap();
+            let refused = reason(decide_at(g, "/", &bearer(&respelled), NOW));
+            assert!(
+                matches!(
+                    refused,
+                    Some(DenyReason::MalformedToken | DenyReason::BadSignature)
+                ),
+                "{refused:?}"
+            );
+        }
     }
 
     #[test]
@@ -2961,6 +3164,103 @@ mod tests {
         assert_eq!(
             reason(decide_at(&g, "/", &bearer(&forged), NOW)),
             Some(DenyReason::BadSignature)
+        );
+    }
+
+    /// Two providers of one issuer: `web` (a cookie) and `api` (the Authorization header),
+    /// each on its own routes.
+    fn same_issuer_guard(extra: Value) -> Guard {
+        let provider = |source: Value| {
+            let mut p = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+            if let (Some(p), Some(source)) = (p.as_object_mut(), source.as_object()) {
+                p.extend(source.clone());
+            }
+            p
+        };
+        let mut config = json!({
+            "providers": {
+                "web": provider(json!({ "from_cookies": ["session"] })),
+                "api": provider(json!({})),
+            },
+            "rules": [
+                { "match": { "prefix": "/web" }, "requires": { "provider_name": "web" } },
+                { "match": { "prefix": "/api" }, "requires": { "provider_name": "api" } },
+            ],
+        });
+        if let (Some(c), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+            c.extend(extra.clone());
+        }
+        guard(config)
+    }
+
+    /// `jti` and `sub` are unique per issuer (RFC 7519): a logout through one provider revokes
+    /// the token for every provider of its issuer, whatever the entry's source.
+    #[test]
+    fn revocations_apply_to_every_provider_of_the_issuer() {
+        let token = rs256(&with(json!({ "jti": "j-1" })));
+        let cookie = vec![("cookie".to_owned(), format!("session={token}"))];
+        let g = same_issuer_guard(json!({ "revocation": {} }));
+        let authorized = match g.decide(&get("/web", &cookie), NOW).decision {
+            Decision::Allow { token: Some(t), .. } => t,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reason(decide_at(&g, "/api", &bearer(&token), NOW)), None);
+        for directive in ["self", "jti=j-1", "sub=alice"] {
+            let g = same_issuer_guard(json!({ "revocation": {
+                "response_header_directives": ["self", "jti", "sub"]
+            } }));
+            let out = crate::revocation_learned::from_header(
+                directive,
+                Some(&authorized),
+                &crate::revocation_learned::HeaderPolicy::all(),
+                NOW + 1,
+            );
+            let mut learned = crate::revocation_learned::Learned::new(0);
+            learned.append(&out.learned, NOW, 600);
+            g.install_learned(learned.to_sets());
+            for (path, headers) in [("/web", &cookie), ("/api", &bearer(&token))] {
+                assert_eq!(
+                    reason(decide_at(&g, path, headers, NOW + 1)),
+                    Some(DenyReason::Revoked),
+                    "{directive} on {path}"
+                );
+            }
+        }
+        let g = same_issuer_guard(json!({ "revocation": {
+            "providers": { "web": { "jti": ["j-1"] } }
+        } }));
+        assert_eq!(
+            reason(decide_at(&g, "/api", &bearer(&token), NOW)),
+            Some(DenyReason::Revoked)
+        );
+    }
+
+    /// A token cached through a provider without `introspect_jwt` must not skip the IdP on a
+    /// route whose first provider of that issuer introspects JWTs.
+    #[test]
+    fn a_cache_hit_never_skips_introspection_of_another_provider() {
+        let answers = Answers::default();
+        let corp = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+        let mut strict = corp.clone();
+        strict["introspection"] = json!({
+            "cluster": "idp", "uri": "http://idp/i", "client_id": "proxy", "introspect_jwt": true
+        });
+        // `allow_missing` routes accept any provider, in config order: `a-strict` first.
+        let g = guard(json!({
+            "providers": { "a-strict": strict, "b-plain": corp },
+            "rules": [
+                { "match": { "prefix": "/plain" }, "requires": { "provider_name": "b-plain" } },
+                { "match": { "prefix": "/optional" }, "requires": { "allow_missing": {} } },
+            ],
+        }))
+        .with_answer_store(Box::new(answers.clone()));
+        let token = rs256(&good_claims());
+        assert_eq!(reason(decide_at(&g, "/plain", &bearer(&token), NOW)), None);
+        assert_eq!(verdict(&g, "/plain", &token, NOW).cache, CacheLookup::Hit);
+        answers.set(&token, false, json!({ "active": false }));
+        assert_eq!(
+            reason(decide_at(&g, "/optional", &bearer(&token), NOW)),
+            Some(DenyReason::InactiveToken)
         );
     }
 }

@@ -182,6 +182,13 @@ pub fn claims_of(claims_json: &str) -> Result<(StringClaims, TimeClaims), String
     Ok(claims.split())
 }
 
+/// An answer about a refresh or ID token (`token_type`, Cognito's `token_use`, ...): the IdP
+/// vouches for the token, but not as an access token.
+pub fn answers_for_another_kind_of_token(claims_json: &str) -> bool {
+    serde_json::from_str::<PayloadClaims>(claims_json)
+        .is_ok_and(|claims| claims.is_not_an_access_token(None))
+}
+
 /// Shared data keys: 4096 slots, chosen by the token's SHA-256.
 pub const SLOT_COUNT: usize = 4096;
 /// Answers kept per slot; past it the one that expires first goes.

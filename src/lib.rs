@@ -35,6 +35,7 @@ pub mod rules;
 #[cfg(any(test, feature = "cli"))]
 pub mod signing;
 pub mod status_list;
+pub mod token_id;
 pub mod verify;
 
 #[cfg(feature = "cli")]

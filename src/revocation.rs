@@ -41,16 +41,32 @@ pub fn fingerprint(kind: Kind, scope: &str, value: &[u8]) -> u64 {
 
 /// What a request's token is looked up by: its fingerprints, computed once per request and
 /// checked against every set (static, list, learned).
+///
+/// Scopes: `jti` and `sub` are unique per issuer (RFC 7519 §4.1.2, §4.1.7), so an entry made
+/// for one provider applies to every provider of the same issuer: the probe carries the names
+/// of all of them (`Provider::revocation_scopes`), and entries keep being written under a
+/// provider name, as lists and shared data have always had them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probe {
-    pub provider: String,
+    scopes: Vec<String>,
     exact: Vec<u64>,
     subjects: Vec<u64>,
     /// `iat`; a token without one counts as issued before any cutoff.
     pub issued_at: Option<i64>,
 }
 
+/// The token's identities for exact entries: what `token_sha256` entries are matched against.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokenHashes<'a> {
+    /// The token identity (SHA-256 of the JWS signing input; of the whole token otherwise).
+    pub id: Option<&'a [u8; 32]>,
+    /// SHA-256 of the whole token as sent: entries made that way before the identity existed
+    /// keep matching the exact token they were made from.
+    pub whole: Option<&'a [u8; 32]>,
+}
+
 impl Probe {
+    /// One provider scope (and the any-provider one); `token_sha256` is matched as given.
     pub fn new(
         provider: &str,
         jti: Option<&str>,
@@ -58,19 +74,35 @@ impl Probe {
         issued_at: Option<i64>,
         token_sha256: Option<&[u8; 32]>,
     ) -> Self {
+        let hashes = TokenHashes {
+            id: token_sha256,
+            whole: None,
+        };
+        Probe::scoped(&[provider], jti, sub, issued_at, hashes)
+    }
+
+    /// Every provider scope of the token's issuer (and the any-provider one).
+    pub fn scoped<S: AsRef<str>>(
+        scopes: &[S],
+        jti: Option<&str>,
+        sub: Option<&str>,
+        issued_at: Option<i64>,
+        hashes: TokenHashes<'_>,
+    ) -> Self {
         let mut probe = Probe {
-            provider: provider.to_owned(),
-            exact: Vec::with_capacity(4),
-            subjects: Vec::with_capacity(2),
+            scopes: scopes.iter().map(|s| s.as_ref().to_owned()).collect(),
+            exact: Vec::with_capacity(4 * (scopes.len() + 1)),
+            subjects: Vec::with_capacity(scopes.len() + 1),
             issued_at,
         };
-        for scope in [ANY_PROVIDER, provider] {
+        let all = std::iter::once(ANY_PROVIDER).chain(scopes.iter().map(AsRef::as_ref));
+        for scope in all {
             if let Some(jti) = jti {
                 probe
                     .exact
                     .push(fingerprint(Kind::Jti, scope, jti.as_bytes()));
             }
-            if let Some(digest) = token_sha256 {
+            for digest in [hashes.id, hashes.whole].into_iter().flatten() {
                 probe
                     .exact
                     .push(fingerprint(Kind::TokenSha256, scope, digest));
@@ -339,7 +371,7 @@ impl RevocationSet {
             return true;
         }
         self.cutoffs.iter().any(|(scope, cutoff)| {
-            (scope == ANY_PROVIDER || *scope == probe.provider) && probe.issued_by(*cutoff)
+            (scope == ANY_PROVIDER || probe.scopes.contains(scope)) && probe.issued_by(*cutoff)
         })
     }
 

@@ -8,6 +8,7 @@ use crate::config::{compile_client, split_uri, ConfigError, Endpoint, RawClient}
 use crate::introspection::{ClientAuth, ClientEndpoint};
 use crate::revocation::RevocationSet;
 use crate::revocation_doc::{self, Source};
+use crate::revocation_learned::HeaderPolicy;
 
 pub const DEFAULT_RESPONSE_HEADER: &str = "x-revoke-token";
 pub const DEFAULT_LIST_REFRESH_SECONDS: u64 = 30;
@@ -34,6 +35,9 @@ pub struct RevocationConfig {
     pub static_set: RevocationSet,
     /// Lower-case name of the upstream response header that revokes; `None`: disabled.
     pub response_header: Option<String>,
+    /// Which of its directives upstreams may use (`response_header_directives`); the skew and
+    /// lifetime fields are filled from the providers by the config's compile step.
+    pub header_policy: HeaderPolicy,
     pub list: Option<ListConfig>,
     pub publish: Option<PublishConfig>,
     /// RFC 7009: header-triggered revocations of a token are also sent to the IdP.
@@ -195,6 +199,13 @@ struct RawOptions {
         )
     )]
     response_header: Option<Value>,
+    /// What upstreams may revoke through `response_header`: `self` (the token that authorized
+    /// the request), `jti` (any token of that issuer with the given `jti`), `sub` (every token
+    /// of the subject issued so far). Least privilege by default: an upstream can end the
+    /// session it served, not anybody else's.
+    #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = ["self"])))]
+    response_header_directives: Option<Vec<HeaderDirective>>,
     /// The polled revocation list.
     #[serde(default)]
     list: Option<RawList>,
@@ -316,8 +327,9 @@ fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>
     Value::deserialize(d).map(Some)
 }
 
-const OPTION_KEYS: [&str; 6] = [
+const OPTION_KEYS: [&str; 7] = [
     "response_header",
+    "response_header_directives",
     "list",
     "publish",
     "learned_generation",
@@ -371,6 +383,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
             ))
         }
     };
+    let header_policy = header_policy(raw.response_header_directives.as_deref());
     let list = raw
         .list
         .map(|l| -> Result<ListConfig, ConfigError> {
@@ -485,12 +498,37 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
     Ok(RevocationConfig {
         static_set,
         response_header,
+        header_policy,
         list,
         publish,
         idp,
         status_list,
         learned_generation: raw.learned_generation,
     })
+}
+
+/// A directive of the revocation response header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum HeaderDirective {
+    #[serde(rename = "self")]
+    SelfToken,
+    Jti,
+    Sub,
+}
+
+/// `None` (absent): `self` only.
+fn header_policy(directives: Option<&[HeaderDirective]>) -> HeaderPolicy {
+    let Some(directives) = directives else {
+        return HeaderPolicy::self_only();
+    };
+    HeaderPolicy {
+        allow_self: directives.contains(&HeaderDirective::SelfToken),
+        allow_jti: directives.contains(&HeaderDirective::Jti),
+        allow_sub: directives.contains(&HeaderDirective::Sub),
+        ..HeaderPolicy::self_only()
+    }
 }
 
 /// An outgoing queue's attempts per batch: the default when unset, at least one.

@@ -14,7 +14,14 @@ pub struct Authorized {
     pub provider: String,
     pub jti: Option<String>,
     pub sub: Option<String>,
+    /// SHA-256 of the token as sent (the key of a cached introspection answer).
     pub token_sha256: [u8; 32],
+    /// The token identity (`token_id`): what a `self` revocation revokes, so the token's
+    /// signature twins are revoked with it.
+    pub id: [u8; 32],
+    /// The provider's clock skew and `max_lifetime_seconds`, for a `sub=` cutoff.
+    pub clock_skew_seconds: i64,
+    pub max_lifetime_seconds: Option<i64>,
     pub exp: Option<i64>,
     /// Decided by introspection: a revocation also drops the cached answer.
     pub introspected: bool,
@@ -47,6 +54,11 @@ pub enum HeaderProblem {
     SelfWithoutToken,
     Empty(&'static str),
     Unknown(String),
+    /// A directive `revocation.response_header_directives` does not allow.
+    NotAllowed(&'static str),
+    /// The value does not follow the grammar (e.g. an unterminated quoted string, or text after
+    /// one): nothing in it is applied, since what the upstream meant is unknown.
+    Unparsable(&'static str),
 }
 
 impl std::fmt::Display for HeaderProblem {
@@ -58,9 +70,53 @@ impl std::fmt::Display for HeaderProblem {
             HeaderProblem::Empty(what) => write!(f, "`{what}=` without a value"),
             HeaderProblem::Unknown(directive) => write!(
                 f,
-                "unknown directive {:?} (expected self, jti=<id> or sub=<subject>)",
+                "unknown directive {:?} (expected self, jti=<id> or sub=<subject>; a value with \
+                 a comma must be quoted): value refused as a whole; nothing revoked",
                 directive.chars().take(40).collect::<String>()
             ),
+            HeaderProblem::NotAllowed(what) => write!(
+                f,
+                "`{what}` is not in revocation.response_header_directives: ignored"
+            ),
+            HeaderProblem::Unparsable(why) => {
+                write!(f, "value refused as a whole ({why}); nothing revoked")
+            }
+        }
+    }
+}
+
+/// Which directives upstreams may send (`revocation.response_header_directives`), and what
+/// `sub=` cutoffs need on a request that no token authorized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeaderPolicy {
+    pub allow_self: bool,
+    /// `jti=<id>`: revokes any token of the issuer with that `jti`.
+    pub allow_jti: bool,
+    /// `sub=<subject>`: revokes every token of that subject issued so far.
+    pub allow_sub: bool,
+    /// The largest clock skew of any provider (for `sub=` without an authorizing token).
+    pub max_clock_skew_seconds: i64,
+    /// The largest `max_lifetime_seconds` when every provider has one.
+    pub max_lifetime_seconds: Option<i64>,
+}
+
+impl HeaderPolicy {
+    /// Only `self`: an upstream can end the session it served, nobody else's.
+    pub fn self_only() -> Self {
+        HeaderPolicy {
+            allow_self: true,
+            allow_jti: false,
+            allow_sub: false,
+            max_clock_skew_seconds: 0,
+            max_lifetime_seconds: None,
+        }
+    }
+
+    pub fn all() -> Self {
+        HeaderPolicy {
+            allow_jti: true,
+            allow_sub: true,
+            ..HeaderPolicy::self_only()
         }
     }
 }
@@ -75,83 +131,224 @@ pub struct FromHeader {
     pub problems: Vec<HeaderProblem>,
 }
 
-/// `self`, `jti=<id>`, `sub=<subject>`, comma-separated. Entries are scoped to the provider
-/// whose token authorized the request (jti and sub are unique per issuer only); on a request
-/// without a token they apply to every provider.
-pub fn from_header(value: &str, authorized: Option<&Authorized>, now: i64) -> FromHeader {
+/// One directive as written: `self`, or `name=value` with the value unquoted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Directive {
+    SelfToken,
+    Jti(String),
+    Sub(String),
+    Unknown(String),
+}
+
+/// The header's grammar: directives separated by commas; `self`, `jti=<value>` or
+/// `sub=<value>`, names ASCII case-insensitive, whitespace around them ignored. A value is
+/// either bare (no comma, quote or backslash; surrounding whitespace trimmed) or an RFC 8941
+/// §3.3.3 string (`"CN=alice,OU=eng"`, with `\"` and `\\` escapes) for values with commas.
+/// Any part that does not parse refuses the whole value: applying half of it could revoke
+/// the wrong subject (`sub=CN=alice,OU=eng` unquoted is exactly that).
+fn parse_directives(value: &str) -> Result<Vec<Directive>, &'static str> {
+    let mut directives = Vec::new();
+    let mut rest = value;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t']);
+        if rest.is_empty() {
+            return Ok(directives);
+        }
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after;
+            continue;
+        }
+        let (directive, after) = parse_directive(rest)?;
+        directives.push(directive);
+        let after = after.trim_start_matches([' ', '\t']);
+        rest = match after.strip_prefix(',') {
+            Some(next) => next,
+            None if after.is_empty() => after,
+            None => return Err("text after a quoted value"),
+        };
+    }
+}
+
+fn parse_directive(input: &str) -> Result<(Directive, &str), &'static str> {
+    let end = input.find([',', '=']).unwrap_or(input.len());
+    let (name, rest) = input.split_at(end);
+    let name = name.trim_end_matches([' ', '\t']);
+    let Some(after_equals) = rest.strip_prefix('=') else {
+        let directive = if name.eq_ignore_ascii_case("self") {
+            Directive::SelfToken
+        } else {
+            Directive::Unknown(name.to_owned())
+        };
+        return Ok((directive, rest));
+    };
+    let (value, rest) = parse_value(after_equals.trim_start_matches([' ', '\t']))?;
+    let directive = if name.eq_ignore_ascii_case("jti") {
+        Directive::Jti(value)
+    } else if name.eq_ignore_ascii_case("sub") {
+        Directive::Sub(value)
+    } else {
+        Directive::Unknown(name.to_owned())
+    };
+    Ok((directive, rest))
+}
+
+/// A bare value up to the next comma, or a quoted string.
+fn parse_value(input: &str) -> Result<(String, &str), &'static str> {
+    let Some(quoted) = input.strip_prefix('"') else {
+        let end = input.find(',').unwrap_or(input.len());
+        let (value, rest) = input.split_at(end);
+        let value = value.trim_end_matches([' ', '\t']);
+        if value.contains(['"', '\\']) {
+            return Err("a quote or backslash in an unquoted value");
+        }
+        return Ok((value.to_owned(), rest));
+    };
+    let mut value = String::new();
+    let mut chars = quoted.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return Ok((value, quoted.get(at + 1..).unwrap_or_default())),
+            '\\' => match chars.next() {
+                Some((_, escaped @ ('"' | '\\'))) => value.push(escaped),
+                _ => return Err("a backslash not followed by a quote or backslash"),
+            },
+            ' '..='~' => value.push(c),
+            _ => return Err("a control or non-ASCII character in a quoted value"),
+        }
+    }
+    Err("an unterminated quoted value")
+}
+
+/// `self`, `jti=<id>`, `sub=<subject>` (see `parse_directives`), as far as `policy` allows.
+/// Entries are scoped to the provider whose token authorized the request (and so apply to
+/// every provider of its issuer); on a request without a token they apply to every provider.
+pub fn from_header(
+    value: &str,
+    authorized: Option<&Authorized>,
+    policy: &HeaderPolicy,
+    now: i64,
+) -> FromHeader {
+    let mut out = FromHeader::default();
+    let directives = match parse_directives(value) {
+        Ok(directives) => directives,
+        Err(why) => {
+            out.problems.push(HeaderProblem::Unparsable(why));
+            return out;
+        }
+    };
+    // An unknown directive is most often the tail of a value cut at a comma
+    // (`sub=CN=alice,OU=eng`): the rest of the value cannot be trusted to mean what it says.
+    if let Some(Directive::Unknown(name)) = directives
+        .iter()
+        .find(|d| matches!(d, Directive::Unknown(_)))
+    {
+        out.problems.push(HeaderProblem::Unknown(name.clone()));
+        return out;
+    }
     let scope = authorized.map_or(ANY_PROVIDER, |a| a.provider.as_str());
     let provider = authorized.map(|a| a.provider.clone());
-    let mut out = FromHeader::default();
-    for directive in value.split(',').map(str::trim).filter(|d| !d.is_empty()) {
-        if directive.eq_ignore_ascii_case("self") {
-            let Some(token) = authorized else {
-                out.problems.push(HeaderProblem::SelfWithoutToken);
-                continue;
-            };
-            let (fp, entry) = match &token.jti {
-                Some(jti) => (
-                    fingerprint(Kind::Jti, scope, jti.as_bytes()),
-                    PublishEntry::Jti {
-                        provider: provider.clone(),
-                        jti: jti.clone(),
-                        exp: token.exp,
-                    },
-                ),
-                None => (
-                    fingerprint(Kind::TokenSha256, scope, &token.token_sha256),
-                    PublishEntry::TokenSha256 {
-                        provider: provider.clone(),
-                        hex: digest_to_hex(&token.token_sha256),
-                        exp: token.exp,
-                    },
-                ),
-            };
-            out.self_revoked = true;
-            out.learned.push(LearnedEntry {
-                kind: LearnedKind::Exact(fp),
-                exp: token.exp,
-            });
-            out.publish.push(entry);
-        } else if let Some(jti) = strip_prefix_ignore_case(directive, "jti=") {
-            if jti.is_empty() {
-                out.problems.push(HeaderProblem::Empty("jti"));
-                continue;
+    for directive in directives {
+        match directive {
+            Directive::SelfToken if !policy.allow_self => {
+                out.problems.push(HeaderProblem::NotAllowed("self"))
             }
-            out.learned.push(LearnedEntry {
-                kind: LearnedKind::Exact(fingerprint(Kind::Jti, scope, jti.as_bytes())),
-                exp: None,
-            });
-            out.publish.push(PublishEntry::Jti {
-                provider: provider.clone(),
-                jti: jti.to_owned(),
-                exp: None,
-            });
-        } else if let Some(sub) = strip_prefix_ignore_case(directive, "sub=") {
-            if sub.is_empty() {
-                out.problems.push(HeaderProblem::Empty("sub"));
-                continue;
+            Directive::SelfToken => match authorized {
+                Some(token) => revoke_self(&mut out, token, scope),
+                None => out.problems.push(HeaderProblem::SelfWithoutToken),
+            },
+            Directive::Jti(_) if !policy.allow_jti => {
+                out.problems.push(HeaderProblem::NotAllowed("jti"))
             }
-            out.learned.push(LearnedEntry {
-                kind: LearnedKind::Subject(fingerprint(Kind::Subject, scope, sub.as_bytes()), now),
-                exp: None,
-            });
-            out.publish.push(PublishEntry::Subject {
-                provider: provider.clone(),
-                sub: sub.to_owned(),
-                issued_before: now,
-            });
-        } else {
-            out.problems
-                .push(HeaderProblem::Unknown(directive.to_owned()));
+            Directive::Jti(jti) if jti.is_empty() => out.problems.push(HeaderProblem::Empty("jti")),
+            Directive::Jti(jti) => {
+                out.learned.push(LearnedEntry {
+                    kind: LearnedKind::Exact(fingerprint(Kind::Jti, scope, jti.as_bytes())),
+                    exp: None,
+                });
+                out.publish.push(PublishEntry::Jti {
+                    provider: provider.clone(),
+                    jti,
+                    exp: None,
+                });
+            }
+            Directive::Sub(_) if !policy.allow_sub => {
+                out.problems.push(HeaderProblem::NotAllowed("sub"))
+            }
+            Directive::Sub(sub) if sub.is_empty() => out.problems.push(HeaderProblem::Empty("sub")),
+            Directive::Sub(sub) => {
+                let cutoff = SubjectCutoff::at(now, authorized, policy);
+                out.learned.push(LearnedEntry {
+                    kind: LearnedKind::Subject(
+                        fingerprint(Kind::Subject, scope, sub.as_bytes()),
+                        cutoff.issued_before,
+                    ),
+                    exp: cutoff.matters_until,
+                });
+                out.publish.push(PublishEntry::Subject {
+                    provider: provider.clone(),
+                    sub,
+                    issued_before: cutoff.issued_before,
+                });
+            }
+            Directive::Unknown(name) => out.problems.push(HeaderProblem::Unknown(name)),
         }
     }
     out
 }
 
-fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| s.get(prefix.len()..).unwrap_or_default().trim())
+/// A `sub=` revocation: tokens issued up to `issued_before` are refused.
+struct SubjectCutoff {
+    /// `now` plus the clock skew the provider allows: an IdP whose clock runs ahead by up to
+    /// the skew stamps `iat` in the proxy's future, and such a token, issued before the
+    /// revocation, must not outlive it. (Tokens issued in the next `skew` seconds are refused
+    /// too: the price of not trusting `iat` more than the time checks do.)
+    issued_before: i64,
+    /// With a `max_lifetime_seconds`, every token the cutoff can refuse has expired by then,
+    /// so the entry need not be kept (nor count against the bound) after it.
+    matters_until: Option<i64>,
+}
+
+impl SubjectCutoff {
+    fn at(now: i64, authorized: Option<&Authorized>, policy: &HeaderPolicy) -> Self {
+        let (skew, lifetime) = match authorized {
+            Some(token) => (token.clock_skew_seconds, token.max_lifetime_seconds),
+            None => (policy.max_clock_skew_seconds, policy.max_lifetime_seconds),
+        };
+        let issued_before = now.saturating_add(skew);
+        SubjectCutoff {
+            issued_before,
+            matters_until: lifetime.map(|l| issued_before.saturating_add(l)),
+        }
+    }
+}
+
+/// `self`: the authorizing token, by `jti` when it has one, else by its identity.
+fn revoke_self(out: &mut FromHeader, token: &Authorized, scope: &str) {
+    let provider = Some(token.provider.clone());
+    let (fp, entry) = match &token.jti {
+        Some(jti) => (
+            fingerprint(Kind::Jti, scope, jti.as_bytes()),
+            PublishEntry::Jti {
+                provider,
+                jti: jti.clone(),
+                exp: token.exp,
+            },
+        ),
+        None => (
+            fingerprint(Kind::TokenSha256, scope, &token.id),
+            PublishEntry::TokenSha256 {
+                provider,
+                hex: digest_to_hex(&token.id),
+                exp: token.exp,
+            },
+        ),
+    };
+    out.self_revoked = true;
+    out.learned.push(LearnedEntry {
+        kind: LearnedKind::Exact(fp),
+        exp: token.exp,
+    });
+    out.publish.push(entry);
 }
 
 /// What this process learned at run time, by source.
@@ -187,8 +384,9 @@ impl LearnedSets {
 
 /// `self` for a token revoked by misuse detection: the same fingerprint a `self` header
 /// would learn, marked as the detector's.
-pub fn misuse_entries(authorized: &Authorized, now: i64) -> FromHeader {
-    let mut out = from_header("self", Some(authorized), now);
+pub fn misuse_entries(authorized: &Authorized) -> FromHeader {
+    let mut out = FromHeader::default();
+    revoke_self(&mut out, authorized, &authorized.provider);
     for entry in &mut out.learned {
         if let LearnedKind::Exact(fp) = entry.kind {
             entry.kind = LearnedKind::Misuse(fp);
@@ -219,15 +417,34 @@ impl Learned {
         }
     }
 
-    /// Adds entries, drops those whose token expired more than `grace` seconds ago (a token
-    /// is accepted until `exp` + clock skew) and, past the bound, the oldest. Returns how many
-    /// live entries were evicted by the bound.
+    /// Adds entries and drops those whose token expired more than `grace` seconds ago (a
+    /// token is accepted until `exp` + clock skew). Past the bound, entries still in force
+    /// must go: those that stop mattering soonest (earliest `exp`) first, entries without an
+    /// `exp` (which never stop mattering) last and oldest first. Returns how many entries in
+    /// force were evicted, for the caller to count and log: each is a revocation that no
+    /// longer applies in this process (the list service, when publishing, still has it).
     pub fn append(&mut self, new: &[LearnedEntry], now: i64, grace: i64) -> usize {
         self.entries
             .retain(|e| e.exp.is_none_or(|exp| exp.saturating_add(grace) > now));
         self.entries.extend_from_slice(new);
         let excess = self.entries.len().saturating_sub(MAX_LEARNED_ENTRIES);
-        self.entries.drain(..excess);
+        if excess > 0 {
+            // A stable sort by `exp` keeps insertion order among equals (and among `None`).
+            let mut order: Vec<usize> = (0..self.entries.len()).collect();
+            order.sort_by_key(|&i| self.entries.get(i).and_then(|e| e.exp).unwrap_or(i64::MAX));
+            let mut evict = vec![false; self.entries.len()];
+            for &i in order.iter().take(excess) {
+                if let Some(slot) = evict.get_mut(i) {
+                    *slot = true;
+                }
+            }
+            let mut at = 0;
+            self.entries.retain(|_| {
+                let keep = !evict.get(at).copied().unwrap_or(false);
+                at += 1;
+                keep
+            });
+        }
         excess
     }
 
@@ -312,7 +529,10 @@ mod tests {
             provider: "corp".into(),
             jti: jti.map(str::to_owned),
             sub: Some("alice".into()),
-            token_sha256: [3; 32],
+            token_sha256: [9; 32],
+            id: [3; 32],
+            clock_skew_seconds: 60,
+            max_lifetime_seconds: None,
             exp: Some(2_000),
             introspected: false,
             token: None,
@@ -325,9 +545,13 @@ mod tests {
         learned.to_sets().by_header.revokes(probe)
     }
 
+    fn all() -> HeaderPolicy {
+        HeaderPolicy::all()
+    }
+
     #[test]
-    fn self_revokes_the_authorizing_token_by_jti_else_by_hash() {
-        let out = from_header("self", Some(&token(Some("j1"))), 1_000);
+    fn self_revokes_the_authorizing_token_by_jti_else_by_identity() {
+        let out = from_header("self", Some(&token(Some("j1"))), &all(), 1_000);
         assert!(out.problems.is_empty());
         assert!(revokes(
             &out,
@@ -349,51 +573,159 @@ mod tests {
                 exp: Some(2_000)
             }]
         );
-        let out = from_header("SELF", Some(&token(None)), 1_000);
+        // Without a jti: the identity ([3; 32]), never the whole-token hash ([9; 32]).
+        let out = from_header("SELF", Some(&token(None)), &all(), 1_000);
         assert!(revokes(
             &out,
             &Probe::new("corp", None, None, None, Some(&[3; 32]))
         ));
         assert!(!revokes(
             &out,
-            &Probe::new("corp", None, None, None, Some(&[4; 32]))
+            &Probe::new("corp", None, None, None, Some(&[9; 32]))
         ));
         assert_eq!(
-            from_header("self", None, 1_000).problems,
+            from_header("self", None, &all(), 1_000).problems,
             vec![HeaderProblem::SelfWithoutToken]
         );
     }
 
     #[test]
     fn jti_and_sub_directives_comma_separated() {
-        let out = from_header(" jti=abc , sub=bob,bogus, sub=", Some(&token(None)), 1_000);
+        let out = from_header(
+            " jti=abc , sub=bob,, sub=",
+            Some(&token(None)),
+            &all(),
+            1_000,
+        );
         assert_eq!(out.learned.len(), 2);
         assert_eq!(out.publish.len(), 2);
+        assert_eq!(out.problems, vec![HeaderProblem::Empty("sub")]);
+        // An unknown directive refuses the whole value.
+        let refused = from_header("jti=abc, bogus", Some(&token(None)), &all(), 1_000);
+        assert!(refused.learned.is_empty() && refused.publish.is_empty());
         assert_eq!(
-            out.problems,
-            vec![
-                HeaderProblem::Unknown("bogus".into()),
-                HeaderProblem::Empty("sub")
-            ]
+            refused.problems,
+            vec![HeaderProblem::Unknown("bogus".into())]
         );
         assert!(revokes(
             &out,
             &Probe::new("corp", Some("abc"), None, Some(1), None)
         ));
+        // The cutoff is now + the provider's skew (60 s): an IdP clock ahead by up to the skew
+        // cannot mint a token that outlives the revocation.
         assert!(revokes(
             &out,
-            &Probe::new("corp", None, Some("bob"), Some(1_000), None)
+            &Probe::new("corp", None, Some("bob"), Some(1_060), None)
         ));
         assert!(!revokes(
             &out,
-            &Probe::new("corp", None, Some("bob"), Some(1_001), None)
+            &Probe::new("corp", None, Some("bob"), Some(1_061), None)
         ));
-        // Without an authorizing token, entries are for every provider.
-        let out = from_header("sub=bob", None, 1_000);
+        // Without an authorizing token, entries are for every provider, with the largest skew.
+        let policy = HeaderPolicy {
+            max_clock_skew_seconds: 30,
+            ..all()
+        };
+        let out = from_header("sub=bob", None, &policy, 1_000);
         assert!(revokes(
             &out,
-            &Probe::new("any", None, Some("bob"), Some(5), None)
+            &Probe::new("any", None, Some("bob"), Some(1_030), None)
         ));
+        assert!(!revokes(
+            &out,
+            &Probe::new("any", None, Some("bob"), Some(1_031), None)
+        ));
+    }
+
+    /// Values with commas are quoted (RFC 8941 strings); anything that does not parse refuses
+    /// the whole value, so `sub=CN=alice,OU=eng` never revokes `CN=alice`.
+    #[test]
+    fn quoted_values_and_unparsable_values() {
+        let t = token(None);
+        let out = from_header(
+            r#"sub="CN=alice,OU=eng", jti="a\"b\\c""#,
+            Some(&t),
+            &all(),
+            1_000,
+        );
+        assert!(out.problems.is_empty(), "{:?}", out.problems);
+        assert_eq!(
+            out.publish,
+            vec![
+                PublishEntry::Subject {
+                    provider: Some("corp".into()),
+                    sub: "CN=alice,OU=eng".into(),
+                    issued_before: 1_060
+                },
+                PublishEntry::Jti {
+                    provider: Some("corp".into()),
+                    jti: r#"a"b\c"#.into(),
+                    exp: None
+                },
+            ]
+        );
+        // Unquoted, the comma splits it: `OU=eng` is an unknown directive, so nothing applies.
+        let out = from_header("sub=CN=alice,OU=eng", Some(&t), &all(), 1_000);
+        assert!(out.learned.is_empty() && out.publish.is_empty());
+        assert_eq!(out.problems, vec![HeaderProblem::Unknown("OU".into())]);
+        for bad in [
+            r#"sub="unterminated"#,
+            r#"sub="x" trailing"#,
+            r#"sub=a"b"#,
+            r#"sub="bad\escape""#,
+            "sub=\"tab\there\"",
+            "sub=\"caf\u{e9}\"",
+            r#"jti=x\y"#,
+        ] {
+            let out = from_header(bad, Some(&t), &all(), 1_000);
+            assert!(out.learned.is_empty(), "{bad}: {:?}", out.learned);
+            assert!(
+                matches!(out.problems.as_slice(), [HeaderProblem::Unparsable(_)]),
+                "{bad}: {:?}",
+                out.problems
+            );
+        }
+    }
+
+    /// Least privilege: by default an upstream may only end the session it served.
+    #[test]
+    fn directives_outside_the_policy_are_refused() {
+        let t = token(Some("j1"));
+        let out = from_header(
+            "self, jti=other, sub=bob",
+            Some(&t),
+            &HeaderPolicy::self_only(),
+            1_000,
+        );
+        assert_eq!(out.learned.len(), 1);
+        assert!(out.self_revoked);
+        assert_eq!(
+            out.problems,
+            vec![
+                HeaderProblem::NotAllowed("jti"),
+                HeaderProblem::NotAllowed("sub")
+            ]
+        );
+        let none = HeaderPolicy {
+            allow_self: false,
+            ..HeaderPolicy::self_only()
+        };
+        let out = from_header("self", Some(&t), &none, 1_000);
+        assert!(out.learned.is_empty() && !out.self_revoked);
+    }
+
+    /// With `max_lifetime_seconds`, a subject cutoff stops mattering once every token it can
+    /// refuse has expired, and is pruned then.
+    #[test]
+    fn subject_cutoffs_are_bounded_by_the_max_lifetime() {
+        let t = Authorized {
+            max_lifetime_seconds: Some(3_600),
+            ..token(None)
+        };
+        let out = from_header("sub=bob", Some(&t), &all(), 1_000);
+        assert_eq!(out.learned.first().and_then(|e| e.exp), Some(1_060 + 3_600));
+        let out = from_header("sub=bob", Some(&token(None)), &all(), 1_000);
+        assert_eq!(out.learned.first().and_then(|e| e.exp), None);
     }
 
     #[test]
@@ -418,9 +750,25 @@ mod tests {
             "the dead token's entry is dropped"
         );
         let many: Vec<LearnedEntry> = (0..MAX_LEARNED_ENTRIES as u64)
-            .map(|i| entry(i, None))
+            .map(|i| entry(i + 10, None))
             .collect();
         assert_eq!(learned.append(&many, 0, 600), 2);
         assert_eq!(learned.entries.len(), MAX_LEARNED_ENTRIES);
+        // Over the bound, what stops mattering soonest goes first; then the oldest without exp.
+        let mut learned = Learned::new(0);
+        let filler: Vec<LearnedEntry> = (0..MAX_LEARNED_ENTRIES as u64 - 1)
+            .map(|i| entry(i + 10, None))
+            .collect();
+        learned.append(&filler, 0, 600);
+        let (soon, later) = (entry(1, Some(5_000)), entry(2, Some(9_000)));
+        assert_eq!(learned.append(&[later, soon], 0, 600), 1);
+        assert!(!learned.entries.contains(&soon) && learned.entries.contains(&later));
+        assert_eq!(learned.append(&[entry(3, None)], 0, 600), 1);
+        assert!(!learned.entries.contains(&later));
+        assert_eq!(learned.append(&[entry(4, None)], 0, 600), 1);
+        assert!(!learned.entries.contains(&entry(10, None)));
+        assert!(
+            learned.entries.contains(&entry(11, None)) && learned.entries.contains(&entry(4, None))
+        );
     }
 }

@@ -134,3 +134,52 @@ pub fn unsigned_with_header(header: &Value, claims: &Value) -> String {
         b64(b"not-a-signature")
     )
 }
+
+/// The signature segment of a compact JWS, decoded.
+fn signature_of(token: &str) -> (&str, Vec<u8>) {
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine as _};
+    let (signed, signature) = token.rsplit_once('.').unwrap();
+    (signed, URL_SAFE_NO_PAD.decode(signature).unwrap())
+}
+
+/// A signature twin of an ES256 token: `s` replaced by `n - s` (n: the P-256 group order),
+/// which verifies as well (ECDSA signatures are malleable) and changes the token's bytes.
+pub fn es256_twin(token: &str) -> String {
+    let (signed, signature) = signature_of(token);
+    let sig = p256::ecdsa::Signature::from_slice(&signature).unwrap();
+    let (r, s) = sig.split_scalars();
+    let twin = p256::ecdsa::Signature::from_scalars(r, -*s).unwrap();
+    format!("{signed}.{}", b64(&twin.to_bytes()))
+}
+
+/// An RSA-signed token with its signature `s` replaced by `s + n`, when that still fits the
+/// modulus length (`s + n` and `s` are the same number modulo `n`, so a verifier that does not
+/// check `signature < n` (RFC 8017 §5.2.2) accepts it).
+pub fn rsa_plus_modulus(token: &str, key: &rsa::RsaPublicKey) -> Option<String> {
+    use rsa::traits::PublicKeyParts;
+    let (signed, signature) = signature_of(token);
+    let bigger = rsa::BigUint::from_bytes_be(&signature) + key.n();
+    let bytes = bigger.to_bytes_be();
+    (bytes.len() == key.size()).then(|| format!("{signed}.{}", b64(&bytes)))
+}
+
+/// The token with the last character of its signature changed so that only the unused
+/// trailing bits of the base64url differ: the same signature bytes under another spelling
+/// (RFC 4648 §3.5: such an encoding is not canonical).
+pub fn with_noncanonical_signature_encoding(token: &str) -> Option<String> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let (signed, signature) = token.rsplit_once('.')?;
+    let unused_bits = match signature.len() % 4 {
+        2 => 4,
+        3 => 2,
+        _ => return None,
+    };
+    let last = *signature.as_bytes().last()?;
+    let value = ALPHABET.iter().position(|c| *c == last)?;
+    let changed = ALPHABET[value | 1];
+    let mask = (1 << unused_bits) - 1;
+    debug_assert!(value & mask == 0);
+    let mut spelled = signature.as_bytes()[..signature.len() - 1].to_vec();
+    spelled.push(changed);
+    Some(format!("{signed}.{}", String::from_utf8(spelled).unwrap()))
+}

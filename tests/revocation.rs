@@ -184,7 +184,11 @@ fn a_revocation_header_holds_on_every_worker_at_once_and_never_leaks() {
     let upstream = Upstream::start();
     upstream.add_response_headers("/signout-everywhere", &[("x-revoke-token", "sub=alice")]);
     upstream.add_response_headers("/logout", &[("x-revoke-token", "self")]);
-    let envoy = start(json!({}), &upstream, 4);
+    let envoy = start(
+        json!({ "response_header_directives": ["self", "sub"] }),
+        &upstream,
+        4,
+    );
     let now = unix_now();
     let session = token(Some("session-1"), "alice", now - 5);
     let other_session = token(Some("session-2"), "alice", now - 5);
@@ -256,7 +260,9 @@ fn a_revocation_header_holds_on_every_worker_at_once_and_never_leaks() {
     // Only that token: the same user's other session and other users are unaffected.
     assert_eq!(status(&envoy, &other_session), 200);
     assert_eq!(status(&envoy, &bob), 200);
-    // `sub=` revokes every token of the subject issued until now.
+    // `sub=` revokes every token of the subject issued until now (plus the clock skew, 60 s:
+    // an IdP clock ahead by that much stamps such tokens in the proxy's future).
+    let signed_out_at = unix_now();
     let logout = get(&envoy, "/signout-everywhere", &other_session);
     assert_eq!(logout.status, 200);
     assert!(logout.header("x-revoke-token").is_none());
@@ -267,9 +273,19 @@ fn a_revocation_header_holds_on_every_worker_at_once_and_never_leaks() {
         &token(Some("session-4"), "alice", now - 1),
     ));
     assert_eq!(status(&envoy, &bob), 200);
-    // A token issued after the cutoff (a new login) works.
+    assert_revoked(&get(
+        &envoy,
+        "/api",
+        &token(Some("session-5"), "alice", signed_out_at + 59),
+    ));
+    // A token issued after the cutoff (a new login) works, once it is no longer in the
+    // proxy's future beyond the skew.
+    std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
-        status(&envoy, &token(Some("session-5"), "alice", unix_now() + 2)),
+        status(
+            &envoy,
+            &token(Some("session-6"), "alice", signed_out_at + 62)
+        ),
         200
     );
     assert_eq!(

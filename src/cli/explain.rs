@@ -21,7 +21,7 @@ use crate::guard::{Guard, HeldList, Request, Verdict};
 use crate::host_crypto::software::RustCryptoHost;
 use crate::host_crypto::HostCrypto;
 use crate::jwks::{self, KeySet};
-use crate::revocation::{Probe, RevocationSet};
+use crate::revocation::{Probe, RevocationSet, TokenHashes};
 use crate::revocation_list::{accept_response, ListUpdate};
 use crate::rules::{is_cors_preflight, Requirement};
 use crate::verify::{self, ParsedToken};
@@ -125,6 +125,7 @@ pub fn run(
     let decided = decided_provider(&verdict.decision, &config).or(waited_for);
 
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let id = crate::token_id::token_id(&token);
     let host: Option<&dyn HostCrypto> =
         (config.crypto == CryptoMode::Auto).then_some(&RustCryptoHost as &dyn HostCrypto);
     writeln!(out, "config    {at}: {}", summary(&config))?;
@@ -134,8 +135,10 @@ pub fn run(
     writeln!(out, "time      {}", describe(now, unix_now()))?;
     writeln!(
         out,
-        "token     fingerprint {} (as in the decision log); sha256 {}",
+        "token     fingerprint {} (as in the decision log); token id {} (what `token_sha256` \
+         revocations name); sha256 of the whole token {}",
         fingerprint(&digest),
+        hex(&id),
         hex(&digest)
     )?;
     if let Ok(parsed) = &parsed {
@@ -223,6 +226,7 @@ pub fn run(
                                     now,
                                     host,
                                     digest: &digest,
+                                    id: &id,
                                     list: list.as_ref(),
                                 };
                                 writeln!(
@@ -597,6 +601,8 @@ struct Context<'c> {
     now: i64,
     host: Option<&'c dyn HostCrypto>,
     digest: &'c [u8; 32],
+    /// The token identity (`token_id`).
+    id: &'c [u8; 32],
     list: Option<&'c RevocationSet>,
 }
 
@@ -779,12 +785,15 @@ fn revocation_check(parsed: &ParsedToken<'_>, c: &Context<'_>) -> Check {
         };
     };
     let claims = &parsed.claims;
-    let probe = Probe::new(
-        &c.provider.name,
+    let probe = Probe::scoped(
+        &c.provider.revocation_scopes,
         claims.jti.as_deref(),
         claims.sub.as_deref(),
         parsed.times.iat,
-        Some(c.digest),
+        TokenHashes {
+            id: Some(c.id),
+            whole: Some(c.digest),
+        },
     );
     let by_config = revocation.static_set.revokes(&probe);
     let by_list = c.list.is_some_and(|list| list.revokes(&probe));

@@ -43,6 +43,10 @@ usage: bearer-guard COMMAND [OPTIONS]
       a lock (.FILE.lock beside it) so concurrent runs all land. Running it again with the
       same absolute values changes nothing (relative times and the default cutoff are taken
       from now, so they may move an exp or a cutoff later).
+  token-id TOKEN|-
+      The token identity in hex: SHA-256 of a JWS's signing input (header.payload), of the
+      whole token otherwise. What `token_sha256` revocation entries name (the same for every
+      signature twin of the token); `revoke --token` writes it. The token is never printed.
   schema
       The plugin configuration's JSON Schema.
 
@@ -104,6 +108,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         "jwks" => mint::jwks(rest, out),
         "revoke" => revoke::run(rest, out),
         "schema" => schema::run(rest, out),
+        "token-id" => print_token_id(rest, out),
         "help" | "--help" | "-h" => out
             .write_all(USAGE.as_bytes())
             .map(|()| Outcome::Success)
@@ -129,14 +134,32 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     2
 }
 
-const COMMANDS: [&str; 6] = [
+const COMMANDS: [&str; 7] = [
     "check-config",
     "explain",
     "mint",
     "jwks",
     "revoke",
     "schema",
+    "token-id",
 ];
+
+/// `token-id TOKEN|-`: one line, the identity in hex.
+fn print_token_id(args: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
+    let [operand] = args else {
+        return Err(CliError::Usage(format!(
+            "token-id takes one token (or - for standard input), not {} arguments",
+            args.len()
+        )));
+    };
+    let token = read_token(operand)?;
+    writeln!(
+        out,
+        "{}",
+        crate::fingerprint::hex(&crate::token_id::token_id(&token))
+    )?;
+    Ok(Outcome::Success)
+}
 
 /// A file's text, or standard input for `-`.
 pub fn read_input(path: &str) -> Result<String, CliError> {

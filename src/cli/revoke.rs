@@ -12,7 +12,6 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 
 use super::args::Spec;
 use super::time::unix_now;
@@ -72,7 +71,8 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
         });
     }
     for token in args.all("token") {
-        let digest: [u8; 32] = Sha256::digest(read_token(token)?.as_bytes()).into();
+        // The identity, not the whole token's hash: it also revokes the token's signature twins.
+        let digest = crate::token_id::token_id(&read_token(token)?);
         edits.push(Edit::Entry {
             key: "token_sha256",
             value: hex(&digest),

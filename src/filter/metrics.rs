@@ -32,6 +32,10 @@ pub enum Counter {
     PublishOk,
     PublishFailed,
     PublishDropped,
+    /// Learned revocations still in force evicted by the 100,000-entry bound.
+    LearnedEvicted,
+    /// Revocation header directives refused: not allowed, or a value that does not parse.
+    HeaderDirectiveRefused,
     /// Tokens revoked at the identity provider (RFC 7009), failed POSTs, tokens given up on.
     IdpRevokeOk,
     IdpRevokeFailed,
@@ -62,7 +66,7 @@ pub enum ProviderCounter {
     Denied(DenyReason),
 }
 
-const FIXED: [Counter; 24] = [
+const FIXED: [Counter; 26] = [
     Counter::Allowed,
     Counter::CacheHit,
     Counter::CacheMiss,
@@ -77,6 +81,8 @@ const FIXED: [Counter; 24] = [
     Counter::PublishOk,
     Counter::PublishFailed,
     Counter::PublishDropped,
+    Counter::LearnedEvicted,
+    Counter::HeaderDirectiveRefused,
     Counter::IdpRevokeOk,
     Counter::IdpRevokeFailed,
     Counter::IdpRevokeDropped,
@@ -140,6 +146,8 @@ impl Counter {
             Counter::PublishOk => "revocation.publish_success",
             Counter::PublishFailed => "revocation.publish_failed",
             Counter::PublishDropped => "revocation.publish_dropped",
+            Counter::LearnedEvicted => "revocation.learned_evicted",
+            Counter::HeaderDirectiveRefused => "revocation.header_refused",
             Counter::IdpRevokeOk => "revocation.idp_success",
             Counter::IdpRevokeFailed => "revocation.idp_failed",
             Counter::IdpRevokeDropped => "revocation.idp_dropped",

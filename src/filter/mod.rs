@@ -997,7 +997,7 @@ struct Flag {
 fn check_misuse(active: &Active, identity: &TokenIdentity, seen: &Seen, now: i64) -> Option<Flag> {
     let config = active.guard.config().anomaly.as_ref()?;
     let ip = seen.client_ip().unwrap_or("unknown");
-    let token = anomaly_core::token_key(&identity.sha256);
+    let token = anomaly_core::token_key(&identity.id);
     let Some(observed) = anomaly::observe(config, token, anomaly_core::ip_key(ip), now) else {
         active.metrics.count(Counter::AnomalyNotCounted);
         return None;

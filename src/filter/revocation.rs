@@ -21,7 +21,7 @@ use crate::revocation::RevocationSet;
 use crate::revocation_config::{ListConfig, RevocationConfig};
 use crate::revocation_doc::{render, PublishEntry};
 use crate::revocation_learned::{
-    from_header, misuse_entries, Authorized, FromHeader, Learned, LearnedEntry,
+    from_header, misuse_entries, Authorized, FromHeader, HeaderProblem, Learned, LearnedEntry,
 };
 use crate::revocation_list::{self, Checked, ListUpdate};
 use crate::revocation_publish::{
@@ -229,9 +229,17 @@ impl Revocation {
         let authorized = self.authorized.borrow_mut().remove(&context);
         let mut revoked = FromHeader::default();
         for value in &values {
-            let out = from_header(value, authorized.as_deref(), now);
+            let out = from_header(
+                value,
+                authorized.as_deref(),
+                &self.config.header_policy,
+                now,
+            );
             for problem in &out.problems {
                 warn!("{name} response header: {problem}");
+                if !matches!(problem, HeaderProblem::SelfWithoutToken) {
+                    metrics.count(Counter::HeaderDirectiveRefused);
+                }
             }
             revoked.self_revoked |= out.self_revoked;
             revoked.learned.extend(out.learned);
@@ -253,7 +261,7 @@ impl Revocation {
     /// Misuse detection (`action: revoke`): the token is revoked like a `self` header would
     /// (every worker, the list service, the IdP when configured).
     pub fn revoke_misused(&self, token: &Authorized, guard: &Guard, metrics: &Metrics, now: i64) {
-        let revoked = misuse_entries(token, now);
+        let revoked = misuse_entries(token);
         let counter = Counter::RevokedByAnomaly;
         self.apply(
             revoked,
@@ -306,8 +314,12 @@ impl Revocation {
                     metrics.count(counter);
                 }
                 if evicted > 0 {
+                    for _ in 0..evicted {
+                        metrics.count(Counter::LearnedEvicted);
+                    }
                     warn!(
-                        "revocation: {evicted} oldest learned entries evicted (limit {})",
+                        "revocation: {evicted} learned revocations still in force evicted (limit \
+                         {}; those expiring soonest first): they no longer apply in this process",
                         crate::revocation_learned::MAX_LEARNED_ENTRIES
                     );
                 }
