@@ -115,7 +115,7 @@ impl Lifetimes {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % 16 != 0 {
+        if !bytes.len().is_multiple_of(16) {
             return None;
         }
         let entries = bytes
