@@ -381,6 +381,48 @@ impl RevocationSet {
     }
 }
 
+/// What the list's rollback guard (`revocation_list`) reads of a held set and a builder.
+impl RevocationSet {
+    pub fn exact_fingerprints(&self) -> impl Iterator<Item = u64> + '_ {
+        self.exact_iter()
+    }
+
+    pub fn subject_entries(&self) -> impl Iterator<Item = (u64, i64)> + '_ {
+        self.subject_iter()
+    }
+
+    pub fn cutoff_entries(&self) -> impl Iterator<Item = (&str, i64)> {
+        self.cutoffs.iter().map(|(s, c)| (s.as_str(), *c))
+    }
+
+    pub fn has_exact(&self, fp: u64) -> bool {
+        self.contains_exact(fp)
+    }
+
+    pub fn cutoff_of_subject(&self, fp: u64) -> Option<i64> {
+        self.subject_cutoff(fp)
+    }
+
+    pub fn cutoff_of_scope(&self, scope: &str) -> Option<i64> {
+        self.cutoffs
+            .iter()
+            .find(|(s, _)| s == scope)
+            .map(|(_, cutoff)| *cutoff)
+    }
+}
+
+impl SetBuilder {
+    /// The fingerprint the last `add_exact*` pushed (the parser records its `exp` with it).
+    pub fn last_exact(&self) -> Option<u64> {
+        self.exact.last().copied()
+    }
+
+    /// The fingerprint the last `add_subject*` pushed.
+    pub fn last_subject(&self) -> Option<u64> {
+        self.subjects.last().map(|(fp, _)| *fp)
+    }
+}
+
 /// Binary search over `n` sorted keys read by `key`.
 fn sorted_search(n: usize, key: impl Fn(usize) -> u64, wanted: u64) -> Option<usize> {
     let (mut low, mut high) = (0, n);

@@ -55,6 +55,8 @@ pub struct ListConfig {
     pub refresh_seconds: u64,
     pub max_stale_seconds: u64,
     pub on_stale: OnStale,
+    /// A whole list may drop held entries whose token is still valid (un-revoke them).
+    pub allow_removal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +265,13 @@ struct RawList {
     #[serde(default)]
     #[cfg_attr(feature = "cli", schemars(extend("default" = "deny")))]
     on_stale: OnStale,
+    /// `false`: a whole list that leaves out revoked entries whose token may still be valid
+    /// (no `exp`, or not yet past it) does not un-revoke them (a rolled-back or stale list
+    /// service; counted as `revocation.list_rollback`). `true`: the list service may
+    /// un-revoke by leaving an entry out.
+    #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = false)))]
+    allow_removal: bool,
 }
 
 /// Publishing learned revocations (`revocation.publish`).
@@ -409,6 +418,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
                 refresh_seconds,
                 max_stale_seconds,
                 on_stale: l.on_stale,
+                allow_removal: l.allow_removal,
             })
         })
         .transpose()?;

@@ -31,6 +31,9 @@ pub struct Parsed {
     pub delta_since: Option<String>,
     /// Entries left out because their `exp` had passed.
     pub expired: usize,
+    /// `(fingerprint, exp)` of the entries that came with an `exp`: a held list keeps what a
+    /// later whole list leaves out until then (`revocation_list`).
+    pub lifetimes: Vec<(u64, i64)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -389,6 +392,9 @@ impl EntriesSeed<'_> {
                     .add_exact(kind, self.scope, value.as_bytes());
             }
         }
+        if let (Some(exp), Some(fp)) = (exp, self.parsed.builder.last_exact()) {
+            self.parsed.lifetimes.push((fp, exp));
+        }
         Ok(())
     }
 }
@@ -478,6 +484,9 @@ impl<'de> Visitor<'de> for SubjectsSeed<'_> {
             self.parsed
                 .builder
                 .add_subject(self.scope, &sub, cutoff.issued_before);
+            if let (Some(exp), Some(fp)) = (cutoff.exp, self.parsed.builder.last_subject()) {
+                self.parsed.lifetimes.push((fp, exp));
+            }
         }
         Ok(())
     }

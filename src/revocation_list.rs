@@ -49,20 +49,87 @@ impl<'a> Held<'a> {
 /// keeps lookups at two binary searches.
 pub const MAX_OVERLAY_ENTRIES: usize = 65_536;
 
-/// What a successful fetch did to the list.
+/// What a successful fetch did to the list. `lifetimes`: the known `exp` of the entries
+/// now held, when the rollback guard is on and they changed (`None`: keep what is stored).
 #[derive(Debug)]
 pub enum ListUpdate {
     NotModified,
     /// A new base (a whole list, or base and overlay merged): the overlay is empty again.
+    /// `kept`: held entries the whole list left out although their token may still be valid
+    /// (a rolled-back or stale list service), kept in the new base.
     Replaced {
         base: RevocationSet,
         expired_dropped: usize,
+        kept: usize,
+        lifetimes: Option<Lifetimes>,
     },
     /// A delta, laid over the held overlay.
     Extended {
         overlay: RevocationSet,
         expired_dropped: usize,
+        lifetimes: Option<Lifetimes>,
     },
+}
+
+/// The known `exp` of held list entries, by fingerprint (sorted, one per fingerprint).
+/// Only entries that came with an `exp` are here: one without is kept until the operator
+/// allows removal, since nothing says when its token stops working.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifetimes(Vec<(u64, i64)>);
+
+impl Lifetimes {
+    pub fn new(mut entries: Vec<(u64, i64)>) -> Self {
+        // The latest exp of a fingerprint wins: the entry lives as long as any of its tokens.
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        entries.dedup_by_key(|e| e.0);
+        Lifetimes(entries)
+    }
+
+    pub fn exp(&self, fp: u64) -> Option<i64> {
+        let i = self.0.binary_search_by_key(&fp, |e| e.0).ok()?;
+        self.0.get(i).map(|e| e.1)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn union(&self, more: Vec<(u64, i64)>) -> Self {
+        let mut all = self.0.clone();
+        all.extend(more);
+        Lifetimes::new(all)
+    }
+
+    /// 16 bytes per entry (fingerprint, exp; little-endian), for shared data.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(self.0.len() * 16);
+        for (fp, exp) in &self.0 {
+            bytes.extend_from_slice(&fp.to_le_bytes());
+            bytes.extend_from_slice(&exp.to_le_bytes());
+        }
+        bytes
+    }
+
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        if !bytes.len().is_multiple_of(16) {
+            return None;
+        }
+        let entries = bytes
+            .chunks_exact(16)
+            .map(|c| {
+                let (fp, exp) = c.split_at(8);
+                Some((
+                    u64::from_le_bytes(fp.try_into().ok()?),
+                    i64::from_le_bytes(exp.try_into().ok()?),
+                ))
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Lifetimes::new(entries))
+    }
 }
 
 /// `:path` for the fetch: the configured path, plus `since=<version>` when a list is held,
@@ -89,12 +156,15 @@ pub fn if_none_match<'a>(held: Option<Held<'a>>) -> Option<&'a str> {
 
 /// A response becomes a list update: 304 keeps the held list, 200 brings a document. A
 /// document with `delta_since` equal to the held list's version is laid over it; any other
-/// 200 replaces the list.
+/// 200 is a whole list. `known`: the rollback guard is on (`revocation.list.allow_removal`
+/// false) and these are the held entries' known `exp`: a whole list then does not drop held
+/// entries that are still live (versions are opaque strings, so content decides, not order).
 pub fn accept_response(
     status: Option<&str>,
     etag: Option<&str>,
     body: impl Read,
     held: Option<Held<'_>>,
+    known: Option<&Lifetimes>,
     now: i64,
 ) -> Result<ListUpdate, ListError> {
     match status {
@@ -109,13 +179,12 @@ pub fn accept_response(
     let version = parsed.version.clone().unwrap_or_default();
     let etag = etag.unwrap_or_default();
     let expired_dropped = parsed.expired;
+    let found = parsed.lifetimes;
     let mut builder: SetBuilder = parsed.builder;
     let held = match (&parsed.delta_since, held) {
-        (None, _) => {
-            return Ok(ListUpdate::Replaced {
-                base: builder.build(&version, etag),
-                expired_dropped,
-            })
+        (None, held) => {
+            let whole = builder.build(&version, etag);
+            return Ok(whole_list(whole, held, known, found, now, expired_dropped));
         }
         (Some(since), Some(held)) if !since.is_empty() && *since == held.latest().version => held,
         (Some(since), held) => {
@@ -126,6 +195,8 @@ pub fn accept_response(
             )))
         }
     };
+    // A delta only adds: the known lifetimes grow by its entries' (if it brought any).
+    let lifetimes = known.filter(|_| !found.is_empty()).map(|k| k.union(found));
     if let Some(overlay) = held.overlay {
         builder.add_set(overlay);
     }
@@ -134,12 +205,92 @@ pub fn accept_response(
         return Ok(ListUpdate::Replaced {
             base: builder.build(&version, etag),
             expired_dropped,
+            kept: 0,
+            lifetimes,
         });
     }
     Ok(ListUpdate::Extended {
         overlay: builder.build(&version, etag),
         expired_dropped,
+        lifetimes,
     })
+}
+
+/// A whole list replaces the held one, except (with `known`) for held entries it leaves out
+/// that are still live: their known `exp` is after `now` (the caller's "dropped before"
+/// time), or unknown.
+fn whole_list(
+    whole: RevocationSet,
+    held: Option<Held<'_>>,
+    known: Option<&Lifetimes>,
+    found: Vec<(u64, i64)>,
+    now: i64,
+    expired_dropped: usize,
+) -> ListUpdate {
+    let (Some(held), Some(known)) = (held, known) else {
+        return ListUpdate::Replaced {
+            base: whole,
+            expired_dropped,
+            kept: 0,
+            lifetimes: known.map(|_| Lifetimes::new(found)),
+        };
+    };
+    let left_out = left_out_live(&whole, held, known, now);
+    if left_out.is_empty() {
+        return ListUpdate::Replaced {
+            base: whole,
+            expired_dropped,
+            kept: 0,
+            lifetimes: Some(Lifetimes::new(found)),
+        };
+    }
+    let mut found = found;
+    found.extend(
+        left_out
+            .exact_fingerprints()
+            .chain(left_out.subject_entries().map(|(fp, _)| fp))
+            .filter_map(|fp| known.exp(fp).map(|exp| (fp, exp))),
+    );
+    let mut merged = SetBuilder::default();
+    merged.add_set(&left_out);
+    merged.add_set(&whole);
+    ListUpdate::Replaced {
+        base: merged.build(&whole.version, &whole.etag),
+        expired_dropped,
+        kept: left_out.len(),
+        lifetimes: Some(Lifetimes::new(found)),
+    }
+}
+
+/// Held entries (base and overlay) that `whole` does not revoke as far as they do, and
+/// that are still live: exact entries it lacks, subject and global cutoffs it lacks or
+/// lowers.
+fn left_out_live(
+    whole: &RevocationSet,
+    held: Held<'_>,
+    known: &Lifetimes,
+    now: i64,
+) -> RevocationSet {
+    let live = |fp: u64| known.exp(fp).is_none_or(|exp| exp > now);
+    let mut left_out = SetBuilder::default();
+    for set in [Some(held.base), held.overlay].into_iter().flatten() {
+        for fp in set.exact_fingerprints() {
+            if !whole.has_exact(fp) && live(fp) {
+                left_out.add_exact_fingerprint(fp);
+            }
+        }
+        for (fp, cutoff) in set.subject_entries() {
+            if whole.cutoff_of_subject(fp).is_none_or(|c| c < cutoff) && live(fp) {
+                left_out.add_subject_fingerprint(fp, cutoff);
+            }
+        }
+        for (scope, cutoff) in set.cutoff_entries() {
+            if whole.cutoff_of_scope(scope).is_none_or(|c| c < cutoff) {
+                left_out.add_cutoff(scope, cutoff);
+            }
+        }
+    }
+    left_out.build("", "")
 }
 
 /// Whether a list last confirmed at `checked_at` (never: `None`) may no longer be relied on.
@@ -200,7 +351,25 @@ mod tests {
     use crate::revocation::Probe;
 
     fn list(text: &str, held: Option<Held<'_>>) -> Result<ListUpdate, ListError> {
-        accept_response(Some("200"), Some("\"e\""), text.as_bytes(), held, 100)
+        accept_response(Some("200"), Some("\"e\""), text.as_bytes(), held, None, 100)
+    }
+
+    /// As `list`, with the rollback guard on (`allow_removal: false`).
+    fn guarded(
+        text: &str,
+        held: Option<Held<'_>>,
+        known: &Lifetimes,
+        now: i64,
+    ) -> (RevocationSet, usize, Lifetimes) {
+        match accept_response(Some("200"), None, text.as_bytes(), held, Some(known), now) {
+            Ok(ListUpdate::Replaced {
+                base,
+                kept,
+                lifetimes: Some(lifetimes),
+                ..
+            }) => (base, kept, lifetimes),
+            other => panic!("{other:?}"),
+        }
     }
 
     fn base(update: ListUpdate) -> RevocationSet {
@@ -266,19 +435,19 @@ mod tests {
             "v3 is held, not v1"
         );
         assert!(matches!(
-            accept_response(Some("304"), None, &b""[..], held(&v1, None), 100),
+            accept_response(Some("304"), None, &b""[..], held(&v1, None), None, 100),
             Ok(ListUpdate::NotModified)
         ));
         assert_eq!(
-            accept_response(Some("304"), None, &b""[..], None, 100).unwrap_err(),
+            accept_response(Some("304"), None, &b""[..], None, None, 100).unwrap_err(),
             ListError::UnexpectedNotModified
         );
         assert_eq!(
-            accept_response(Some("503"), None, &b""[..], None, 100).unwrap_err(),
+            accept_response(Some("503"), None, &b""[..], None, None, 100).unwrap_err(),
             ListError::Status("503".into())
         );
         assert_eq!(
-            accept_response(None, None, &b""[..], None, 100).unwrap_err(),
+            accept_response(None, None, &b""[..], None, None, 100).unwrap_err(),
             ListError::NoResponse
         );
         assert!(matches!(
@@ -320,6 +489,7 @@ mod tests {
             Some("\"f\""),
             &br#"{"version":"v2","delta_since":"a b/1"}"#[..],
             held(&v1, None),
+            None,
             100,
         )
         .map(overlay)
@@ -330,6 +500,118 @@ mod tests {
         );
         assert_eq!(if_none_match(held(&v1, Some(&v2))), Some("\"f\""));
         assert_eq!(if_none_match(None), None);
+    }
+
+    /// Issued after every global cutoff of these tests: only the `jti` can revoke it.
+    fn id(id: &str) -> Probe {
+        Probe::new("p", Some(id), None, Some(1000), None)
+    }
+
+    fn sub(name: &str, iat: i64) -> Probe {
+        Probe::new("p", None, Some(name), Some(iat), None)
+    }
+
+    #[test]
+    fn a_whole_list_cannot_drop_live_entries_unless_removal_is_allowed() {
+        let none = Lifetimes::default();
+        let (v2, kept, known) = guarded(
+            r#"{"version":"v2","jti":["plain",{"jti":"t","exp":500},{"jti":"short","exp":150}],
+                "subjects":{"alice":{"issued_before":90,"exp":400},"bob":80},"issued_before":10}"#,
+            None,
+            &none,
+            100,
+        );
+        assert_eq!(kept, 0, "nothing held: nothing left out");
+        assert_eq!(known.len(), 3, "t, short and alice came with an exp");
+        // A rolled-back service: an older, smaller whole list.
+        let (v1, kept, after) = guarded(
+            r#"{"version":"v1","jti":["other"],"subjects":{"bob":20},"issued_before":5}"#,
+            held(&v2, None),
+            &known,
+            200,
+        );
+        assert!(v1.revokes(&id("other")), "what the list says holds");
+        assert!(
+            v1.revokes(&id("plain")) && v1.revokes(&id("t")),
+            "live entries stay: no exp, and exp 500 > 200"
+        );
+        assert!(!v1.revokes(&id("short")), "exp 150 has passed: dropped");
+        assert!(v1.revokes(&sub("alice", 90)), "a subject cutoff stays");
+        assert!(
+            v1.revokes(&sub("bob", 80)),
+            "a lowered cutoff keeps the higher"
+        );
+        assert!(v1.revokes(&Probe::new("p", None, None, Some(10), None)));
+        assert_eq!(kept, 5, "plain, t, alice, bob, the global cutoff");
+        assert_eq!(v1.version, "v1", "the service's version is sent back");
+        assert_eq!(
+            (after.exp(fp_of("t")), after.exp(fp_of("short"))),
+            (Some(500), None)
+        );
+        // Still kept at the next whole list, until exp passes.
+        let (v0, kept, _) = guarded(r#"{"version":"v0"}"#, held(&v1, None), &after, 600);
+        assert!(v0.revokes(&id("plain")) && !v0.revokes(&id("t")));
+        assert!(!v0.revokes(&sub("alice", 90)), "alice's exp 400 has passed");
+        assert_eq!(kept, 4, "plain, other, bob, the global cutoff");
+        // The operator allows removal: the whole list is the list.
+        let replaced = base(list(r#"{"version":"v0"}"#, held(&v1, None)).unwrap());
+        assert!(replaced.is_empty());
+    }
+
+    #[test]
+    fn the_rollback_guard_covers_the_overlay_and_deltas_bring_their_lifetimes() {
+        let none = Lifetimes::default();
+        let (v1, _, known) = guarded(r#"{"version":"v1","jti":["a"]}"#, None, &none, 100);
+        let update = accept_response(
+            Some("200"),
+            None,
+            &br#"{"version":"v2","delta_since":"v1","jti":[{"jti":"d","exp":300}]}"#[..],
+            held(&v1, None),
+            Some(&known),
+            100,
+        );
+        let Ok(ListUpdate::Extended {
+            overlay: v2,
+            lifetimes: Some(known),
+            ..
+        }) = update
+        else {
+            panic!("{update:?}")
+        };
+        assert_eq!(known.exp(fp_of("d")), Some(300));
+        let (v3, kept, _) = guarded(r#"{"version":"v3"}"#, held(&v1, Some(&v2)), &known, 200);
+        assert!(v3.revokes(&id("a")) && v3.revokes(&id("d")));
+        assert_eq!(kept, 2);
+        let (v4, kept, _) = guarded(r#"{"version":"v4"}"#, held(&v1, Some(&v2)), &known, 300);
+        assert!(
+            v4.revokes(&id("a")) && !v4.revokes(&id("d")),
+            "d's exp passed"
+        );
+        assert_eq!(kept, 1);
+        // A whole list that has everything still held is no rollback.
+        let (_, kept, _) = guarded(
+            r#"{"version":"v5","jti":["a","d"]}"#,
+            held(&v1, Some(&v2)),
+            &known,
+            200,
+        );
+        assert_eq!(kept, 0);
+    }
+
+    #[test]
+    fn lifetimes_round_trip_and_keep_the_latest_exp() {
+        let lifetimes = Lifetimes::new(vec![(7, 10), (3, 5), (7, 20)]);
+        assert_eq!(
+            (lifetimes.exp(7), lifetimes.exp(3), lifetimes.exp(4)),
+            (Some(20), Some(5), None)
+        );
+        assert_eq!(Lifetimes::decode(&lifetimes.encode()), Some(lifetimes));
+        assert_eq!(Lifetimes::decode(&[1, 2, 3]), None);
+        assert_eq!(Lifetimes::decode(&[]), Some(Lifetimes::default()));
+    }
+
+    fn fp_of(id: &str) -> u64 {
+        crate::revocation::fingerprint(crate::revocation::Kind::Jti, "", id.as_bytes())
     }
 
     #[test]

@@ -412,7 +412,7 @@ fn jwks_is_the_demo_jwks_and_serves_as_a_providers_keys() {
 /// The list file as the filter reads a poll's answer.
 fn parse_list(path: &str) -> bearer_guard::revocation::RevocationSet {
     let body = fs::read(path).unwrap();
-    match accept_response(Some("200"), None, body.as_slice(), None, NOW).unwrap() {
+    match accept_response(Some("200"), None, body.as_slice(), None, None, NOW).unwrap() {
         ListUpdate::Replaced { base, .. } => base,
         other => panic!("{other:?}"),
     }

@@ -146,3 +146,74 @@ fn opaque_tokens_through_introspection_and_revocation_at_the_idp() {
     .expect("a cached answer outlived its TTL during the outage");
     assert!(cached_at.elapsed() <= Duration::from_secs(CACHE_SECONDS + 1));
 }
+
+/// Two listeners, each with its own filter config and its own IdP, in one VM (`vm_id`): an
+/// answer one IdP gave must never decide a request on the other listener. Both providers
+/// name the same issuer (two clusters of one IdP, or an IdP whose answers carry no `iss`), so
+/// only the cache key can tell the answers apart.
+#[test]
+fn an_answer_cached_for_one_listener_never_decides_on_another() {
+    let exp = support::testkit::unix_now() + 600;
+    let active = json!({ "active": true, "exp": exp, "aud": "orders-api", "scope": "orders:read" });
+    let idp_1 = Upstream::serving(200, &active.to_string());
+    let idp_2 = Upstream::serving(200, r#"{"active":false}"#);
+    let config = |cluster: &str| {
+        json!({
+            "providers": { "idp": {
+                "issuer": "https://idp.example",
+                "audiences": ["orders-api"],
+                "introspection": {
+                    "cluster": cluster, "uri": "https://idp.example/introspect",
+                    "client_id": "proxy", "client_secret": "proxy-secret", "cache_seconds": 60
+                }
+            }},
+            "rules": [{ "match": { "prefix": "/" }, "requires": { "provider_name": "idp" } }]
+        })
+    };
+    let upstream = Upstream::start();
+    let listeners = [
+        support::envoy::guarded_listener("guarded", "bearer_guard", &config("idp1")),
+        support::envoy::guarded_listener("guarded_2", "bearer_guard", &config("idp2")),
+    ];
+    let clusters = [
+        ("upstream", upstream.port),
+        ("idp1", idp_1.port),
+        ("idp2", idp_2.port),
+    ];
+    let yaml = support::envoy::bootstrap(&listeners, &clusters, None);
+    let envoy = Envoy::start(&yaml).unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let port_2 = within(Duration::from_secs(10), || {
+        envoy.listener_port("guarded_2").is_some()
+    })
+    .and_then(|_| envoy.listener_port("guarded_2"))
+    .expect("the second listener never came up");
+
+    let token = "opaque-token-known-to-idp-1-only";
+    let on = |port: u16| {
+        http::get(
+            port,
+            "/orders",
+            &[("authorization", &format!("Bearer {token}"))],
+        )
+    };
+    let first = on(envoy.port);
+    assert_eq!(first.status, 200, "IdP 1 says active: {}", first.body);
+    assert_eq!(idp_1.requests().len(), 1);
+    let second = on(port_2);
+    assert_eq!(
+        second.status, 401,
+        "listener 2 was answered from listener 1's cached answer: {}",
+        second.body
+    );
+    assert!(
+        second
+            .header("www-authenticate")
+            .is_some_and(|h| h.contains("not active")),
+        "{:?}",
+        second.headers
+    );
+    assert_eq!(idp_2.requests().len(), 1, "listener 2 asked its own IdP");
+    // And listener 1 is still answered from its own IdP's (cached) answer.
+    assert_eq!(on(envoy.port).status, 200);
+    assert_eq!(idp_1.requests().len(), 1, "served from listener 1's cache");
+}

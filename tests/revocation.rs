@@ -552,3 +552,129 @@ fn a_config_reload_keeps_learned_revocations_unless_their_generation_changes() {
     drop(envoy);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A list service that answers every poll with the document given last (a static file, a
+/// cache, a rolled-back server): no ETag, no deltas.
+fn list_answering(document: &Value) -> Upstream {
+    Upstream::serving(200, &document.to_string())
+}
+
+/// Polls a whole list applied after `since` (two more successful fetches, so one surely
+/// started after the service changed its answer).
+fn wait_for_polls(envoy: &Envoy, since: u64) {
+    let name = "wasmcustom.bearer_guard.revocation.list_fetch_success";
+    assert!(
+        envoy.counter_at_least(name, since + 2) >= since + 2,
+        "the list was not polled again"
+    );
+}
+
+/// The list service revokes T, then (rolled back, or a stale cache in front of it) answers
+/// with an older, smaller whole list without T. T's exp is ahead: T stays refused, and the
+/// rollback is counted. With `allow_removal`, the operator lets the list un-revoke T.
+fn list_rollback(allow_removal: Option<bool>) -> (Envoy, String, Upstream, Upstream) {
+    let upstream = Upstream::start();
+    let now = unix_now();
+    let newer =
+        json!({ "version": "v2", "jti": [{ "jti": "rolled-back", "exp": now + 600 }, "plain"] });
+    let list = list_answering(&newer);
+    let mut revocation = list_config(1, 30, "deny");
+    if let Some(allow) = allow_removal {
+        revocation["list"]["allow_removal"] = json!(allow);
+    }
+    let envoy = start_with_list_port(revocation, &upstream, 2, list.port);
+    let t = token(Some("rolled-back"), "alice", now - 5);
+    enforced_after(&envoy, &t, Instant::now(), Duration::from_secs(10))
+        .expect("the listed jti was never enforced");
+    let fetched = envoy.counter("wasmcustom.bearer_guard.revocation.list_fetch_success");
+    list.set_response(
+        200,
+        &json!({ "version": "v1", "jti": ["other"] }).to_string(),
+    );
+    wait_for_polls(&envoy, fetched);
+    (envoy, t, list, upstream)
+}
+
+#[test]
+fn an_older_whole_list_does_not_un_revoke_a_live_token() {
+    let (envoy, t, _list, _upstream) = list_rollback(None);
+    assert_revoked(&get(&envoy, "/api", &t));
+    assert!(
+        revoked_everywhere(&envoy, &t),
+        "T was un-revoked on some worker"
+    );
+    let other = token(Some("other"), "bob", unix_now() - 5);
+    assert_revoked(&get(&envoy, "/api", &other));
+    // Every poll answers the same old list: counted each time, logged once per episode (per
+    // VM that polled: the main thread's and at most the 2 workers').
+    let rollbacks = "wasmcustom.bearer_guard.revocation.list_rollback";
+    assert!(
+        envoy.counter_at_least(rollbacks, 4) >= 4,
+        "rollbacks not counted"
+    );
+    let log = envoy.log();
+    let logged = log.matches("left out 2 revoked entries").count();
+    assert!((1..=3).contains(&logged), "logged {logged} times:\n{log}");
+    assert!(!log.contains(&t), "the token reached the log");
+}
+
+#[test]
+fn an_operator_who_allows_removal_lets_the_list_un_revoke() {
+    let (envoy, t, _list, _upstream) = list_rollback(Some(true));
+    within(Duration::from_secs(5), || status(&envoy, &t) == 200)
+        .expect("with allow_removal the list's removal never took effect");
+    assert_eq!(
+        envoy.counter("wasmcustom.bearer_guard.revocation.list_rollback"),
+        0
+    );
+}
+
+/// Two listeners in one VM (`vm_id`), each with its own filter config (`name`): a reload of
+/// one with another `learned_generation` clears its own learned revocations, never the other's.
+#[test]
+fn a_new_learned_generation_on_one_listener_keeps_the_other_listeners_revocations() {
+    let upstream = Upstream::start();
+    upstream.add_response_headers("/logout", &[("x-revoke-token", "self")]);
+    let dir = std::env::temp_dir().join(format!("bearer-guard-scopes-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lds = dir.join("lds.json");
+    let listeners = |billing_generation: u64| {
+        let orders = support::envoy::guarded_listener("orders", "orders", &config(json!({})));
+        let billing = support::envoy::guarded_listener(
+            "billing",
+            "billing",
+            &config(json!({ "learned_generation": billing_generation })),
+        );
+        json!({ "resources": [orders, billing] })
+    };
+    write_lds(&lds, &listeners(0));
+    let bootstrap = support::envoy::bootstrap(&[], &[("upstream", upstream.port)], Some(&lds));
+    let mut envoy = Envoy::start_with(&bootstrap, "orders", 2).unwrap();
+    within(Duration::from_secs(10), || {
+        envoy.listener_port("billing").is_some()
+    })
+    .expect("the billing listener never came up");
+    let alice = token(Some("scoped-1"), "alice", unix_now() - 5);
+    assert_eq!(get(&envoy, "/logout", &alice).status, 200);
+    assert_revoked(&get(&envoy, "/api", &alice));
+
+    // Only the billing listener changes: Envoy keeps the orders listener and its filter.
+    write_lds(&lds, &listeners(1));
+    within(Duration::from_secs(20), || {
+        envoy.counter("listener_manager.lds.update_success") >= 2
+            && envoy.counter("listener_manager.total_listeners_draining") == 0
+    })
+    .expect("the LDS update was not applied");
+    envoy.port = envoy.listener_port("orders").unwrap();
+    assert_revoked(&get(&envoy, "/api", &alice));
+    // The orders listener learns another revocation: its log must still hold alice's.
+    let bob = token(Some("scoped-2"), "bob", unix_now() - 5);
+    assert_eq!(get(&envoy, "/logout", &bob).status, 200);
+    assert_revoked(&get(&envoy, "/api", &bob));
+    assert!(
+        revoked_everywhere(&envoy, &alice),
+        "the billing listener's new learned_generation wiped the orders listener's revocations"
+    );
+    drop(envoy);
+    let _ = std::fs::remove_dir_all(&dir);
+}

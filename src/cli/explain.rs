@@ -386,10 +386,18 @@ fn revocation_list(
     let text = read_input(file)?;
     // As the filter does: entries are kept until their token's `exp` plus the grace.
     let dropped_before = now.saturating_sub(config.expiry_grace_seconds());
-    match accept_response(Some("200"), None, text.as_bytes(), None, dropped_before) {
+    match accept_response(
+        Some("200"),
+        None,
+        text.as_bytes(),
+        None,
+        None,
+        dropped_before,
+    ) {
         Ok(ListUpdate::Replaced {
             base,
             expired_dropped,
+            ..
         }) => {
             if expired_dropped > 0 {
                 notes.push(format!(

@@ -1,31 +1,51 @@
 //! The host side of introspection: answers cached per process in shared data (so every
-//! worker sees one answer), read on each request for an opaque token.
+//! worker sees one answer), read on each request for an opaque token. Answers are kept per
+//! IdP (`answer_scope`): every filter config of a VM shares the process's shared data, and one
+//! must never be answered with what another config's IdP said.
 
 use log::warn;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
 use crate::cache::TokenDigest;
+use crate::config::Provider;
 use crate::guard::AnswerStore;
 use crate::introspection::{slot_of, Answer, Slot};
 
-fn slot_key(digest: &TokenDigest) -> String {
-    format!("bearer_guard.introspection.{}", slot_of(digest))
+/// Who answered: the endpoint (cluster, authority, path), the client asking, and the issuer
+/// the answers are checked against. Configs that ask the same IdP as the same client share
+/// answers; any other config never sees them. `None`: the provider does not introspect.
+pub fn answer_scope(provider: &Provider) -> Option<String> {
+    let client = &provider.introspection.as_ref()?.client;
+    let endpoint = &client.endpoint;
+    Some(super::scope_hash(&[
+        &endpoint.cluster,
+        &endpoint.authority,
+        &endpoint.path,
+        &client.client_id,
+        &provider.issuer,
+    ]))
 }
 
-/// The guard's view of the shared answers.
-pub struct SharedAnswers;
+fn slot_key(scope: &str, digest: &TokenDigest) -> String {
+    format!("bearer_guard.introspection.{scope}.{}", slot_of(digest))
+}
+
+/// The guard's view of the shared answers of one IdP (at most one provider introspects).
+pub struct SharedAnswers {
+    pub scope: String,
+}
 
 impl AnswerStore for SharedAnswers {
     fn lookup(&self, digest: &TokenDigest, now: i64) -> Option<Answer> {
-        let (bytes, _) = hostcalls::get_shared_data(&slot_key(digest)).ok()?;
+        let (bytes, _) = hostcalls::get_shared_data(&slot_key(&self.scope, digest)).ok()?;
         Slot::decode(&bytes?).lookup(digest, now).cloned()
     }
 }
 
 /// Changes one slot by compare-and-swap (workers write concurrently).
-fn update_slot(digest: &TokenDigest, change: impl Fn(&mut Slot)) {
-    let key = slot_key(digest);
+fn update_slot(scope: &str, digest: &TokenDigest, change: impl Fn(&mut Slot)) {
+    let key = slot_key(scope, digest);
     for _ in 0..16 {
         let (bytes, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
         let mut slot = bytes.as_deref().map(Slot::decode).unwrap_or_default();
@@ -42,11 +62,13 @@ fn update_slot(digest: &TokenDigest, change: impl Fn(&mut Slot)) {
     warn!("introspection answer not cached (too much contention)");
 }
 
-pub fn store_answer(digest: &TokenDigest, answer: Answer, now: i64) {
-    update_slot(digest, |slot| slot.insert(*digest, answer.clone(), now));
+pub fn store_answer(scope: &str, digest: &TokenDigest, answer: Answer, now: i64) {
+    update_slot(scope, digest, |slot| {
+        slot.insert(*digest, answer.clone(), now)
+    });
 }
 
 /// A token revoked by a response header must not be served from a cached "active".
-pub fn forget_answer(digest: &TokenDigest) {
-    update_slot(digest, |slot| slot.remove(digest));
+pub fn forget_answer(scope: &str, digest: &TokenDigest) {
+    update_slot(scope, digest, |slot| slot.remove(digest));
 }

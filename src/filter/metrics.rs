@@ -26,6 +26,8 @@ pub enum Counter {
     ListFetchOk,
     ListNotModified,
     ListFetchFailed,
+    /// Whole lists that left out live revoked entries (kept: `list.allow_removal` false).
+    ListRollback,
     /// Let through on a stale revocation list (`on_stale: allow`).
     StaleAllowed,
     /// Entries POSTed to the list service, failed POSTs, entries given up on.
@@ -66,7 +68,7 @@ pub enum ProviderCounter {
     Denied(DenyReason),
 }
 
-const FIXED: [Counter; 26] = [
+const FIXED: [Counter; 27] = [
     Counter::Allowed,
     Counter::CacheHit,
     Counter::CacheMiss,
@@ -77,6 +79,7 @@ const FIXED: [Counter; 26] = [
     Counter::ListFetchOk,
     Counter::ListNotModified,
     Counter::ListFetchFailed,
+    Counter::ListRollback,
     Counter::StaleAllowed,
     Counter::PublishOk,
     Counter::PublishFailed,
@@ -142,6 +145,7 @@ impl Counter {
             Counter::ListFetchOk => "revocation.list_fetch_success",
             Counter::ListNotModified => "revocation.list_not_modified",
             Counter::ListFetchFailed => "revocation.list_fetch_failed",
+            Counter::ListRollback => "revocation.list_rollback",
             Counter::StaleAllowed => "revocation.stale_allowed",
             Counter::PublishOk => "revocation.publish_success",
             Counter::PublishFailed => "revocation.publish_failed",

@@ -58,6 +58,26 @@ fn release_lease(lease_key: &str) {
     let _ = hostcalls::set_shared_data(lease_key, Some(b"0"), None);
 }
 
+/// A short, stable name for a scope of shared data (keys stay small and free of whatever
+/// characters the parts hold): SHA-256 over the length-prefixed parts, 16 hex digits.
+fn scope_hash(parts: &[&str]) -> String {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part.as_bytes());
+    }
+    crate::fingerprint::hex(hash.finalize().get(..8).unwrap_or_default())
+}
+
+/// Envoy's name of this filter config (`config.name`; Istio: the WasmPlugin's namespace and
+/// name); empty if the host has none.
+fn plugin_name() -> String {
+    match hostcalls::get_property(vec!["plugin_name"]) {
+        Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
+        _ => String::new(),
+    }
+}
+
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
@@ -378,13 +398,16 @@ impl RootContext for GuardRoot {
             .collect::<Vec<_>>()
             .join(", ");
         let use_host = config.crypto == CryptoMode::Auto && self.host_crypto_passes_self_test();
-        let introspects = config.providers.iter().any(|p| p.introspection.is_some());
+        let answer_scope = config
+            .providers
+            .iter()
+            .find_map(introspection::answer_scope);
         let mut guard = Guard::new(config);
         if use_host {
             guard = guard.with_host_crypto(Box::new(EnvoyCrypto));
         }
-        if introspects {
-            guard = guard.with_answer_store(Box::new(introspection::SharedAnswers));
+        if let Some(scope) = answer_scope {
+            guard = guard.with_answer_store(Box::new(introspection::SharedAnswers { scope }));
         }
         info!(
             "configured {} provider(s): {summary}; signatures verified in {}",
@@ -428,7 +451,7 @@ impl RootContext for GuardRoot {
             .config()
             .revocation
             .clone()
-            .map(|config| Revocation::new(config, &guard));
+            .map(|config| Revocation::new(config, &guard, &plugin_name()));
         let (names, remote_jwks): (Vec<String>, Vec<bool>) = guard
             .config()
             .providers
@@ -626,17 +649,14 @@ impl Context for GuardHttp {
         active.introspecting.borrow_mut().remove(&digest);
         let now = now_unix_seconds().unwrap_or_default();
         let (status, body) = call_response(body_size, crate::introspection::MAX_RESPONSE_BYTES);
-        let config = active
-            .guard
-            .config()
-            .providers
-            .get(provider)
-            .and_then(|p| p.introspection.as_ref());
-        if let Some(config) = config {
+        let provider = active.guard.config().providers.get(provider);
+        let config = provider.and_then(|p| p.introspection.as_ref());
+        let scope = provider.and_then(introspection::answer_scope);
+        if let (Some(config), Some(scope)) = (config, scope) {
             match crate::introspection::accept_response(status.as_deref(), &body, config, now) {
                 Ok(answer) => {
                     active.metrics.count(Counter::IntrospectionOk);
-                    introspection::store_answer(&digest, answer, now);
+                    introspection::store_answer(&scope, &digest, answer, now);
                     if let Some(failed) = active.introspection_episode.borrow_mut().recovered() {
                         info!("introspection recovered after {failed} failed call(s)");
                     }

@@ -23,45 +23,66 @@ use crate::revocation_doc::{render, PublishEntry};
 use crate::revocation_learned::{
     from_header, misuse_entries, Authorized, FromHeader, HeaderProblem, Learned, LearnedEntry,
 };
-use crate::revocation_list::{self, Checked, ListUpdate};
+use crate::revocation_list::{self, Checked, Lifetimes, ListUpdate};
 use crate::revocation_publish::{
     publish_accepted, PublishQueue, BATCH_SIZE, MAX_PUBLISH_RESPONSE_BYTES,
 };
 
 use super::{release_lease, take_lease, Counter, Metrics};
 
-/// Shared-data keys. The generation is part of every key: a new `learned_generation` starts
-/// from nothing, and the old values are blanked.
+/// Shared-data keys. Every key is within the config's revocation scope (`scope_of`): the
+/// filter configs of a VM share one process's shared data, and one must never read or clear
+/// another's. The generation is part of every key: a new `learned_generation` starts from
+/// nothing, and the old values are blanked.
 struct Keys {
+    /// Which `learned_generation` this scope is at.
+    generation: String,
     learned: String,
     /// Small; read on every request. Changes whenever `learned` does.
     learned_serial: String,
     /// The last whole list (large) and the deltas since (small).
     list: String,
     list_overlay: String,
+    /// The known `exp` of the list's entries (the rollback guard); read by the fetching VM.
+    list_lifetimes: String,
     /// `<checked_at> <base serial> <overlay serial>`: read each tick; the serials say when
     /// `list` or `list_overlay` changed.
     list_checked: String,
     list_lease: String,
 }
 
-const GENERATION_KEY: &str = "bearer_guard.revocation.generation";
-
 impl Keys {
-    fn new(generation: u64, list: Option<&ListConfig>) -> Self {
-        let prefix = format!("bearer_guard.revocation.g{generation}");
+    fn new(scope: &str, generation: u64, list: Option<&ListConfig>) -> Self {
+        let prefix = format!("bearer_guard.revocation.{scope}.g{generation}");
         let list = list.map_or(String::new(), |l| {
             format!("{prefix}.list.{}{}", l.endpoint.authority, l.endpoint.path)
         });
         Keys {
+            generation: format!("bearer_guard.revocation.{scope}.generation"),
             learned: format!("{prefix}.learned"),
             learned_serial: format!("{prefix}.learned.serial"),
             list_checked: format!("{list}.checked"),
             list_overlay: format!("{list}.overlay"),
+            list_lifetimes: format!("{list}.lifetimes"),
             list_lease: format!("{list}.lease"),
             list,
         }
     }
+}
+
+/// A filter config's revocation scope: its Envoy plugin name (`config.name`) and its
+/// providers' names and issuers. A reload of the same filter keeps its scope (and what it
+/// learned); two filter configs in one VM with another name, or other providers, never share
+/// learned revocations or the list, and a `learned_generation` change clears only its own.
+pub fn scope_of(plugin_name: &str, providers: &[crate::config::Provider]) -> String {
+    let mut parts: Vec<(&str, &str)> = providers
+        .iter()
+        .map(|p| (p.name.as_str(), p.issuer.as_str()))
+        .collect();
+    parts.sort_unstable();
+    let mut flat = vec![plugin_name];
+    flat.extend(parts.iter().flat_map(|(name, issuer)| [*name, *issuer]));
+    super::scope_hash(&flat)
 }
 
 /// One VM's view of the polled list.
@@ -72,6 +93,8 @@ struct ListState {
     in_flight: Option<u32>,
     retry_at: i64,
     episode: Episode,
+    /// Whole lists that left out live entries: logged once per episode.
+    rollback: Episode,
 }
 
 pub struct Revocation {
@@ -100,20 +123,22 @@ fn get_shared(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
 impl Revocation {
     /// At configure: pick up what earlier VMs of this process learned and fetched (a config
     /// reload keeps it), or start a new generation.
-    pub fn new(config: RevocationConfig, guard: &Guard) -> Self {
-        let keys = Keys::new(config.learned_generation, config.list.as_ref());
+    /// `plugin_name`: Envoy's name of this filter config (part of its scope, `scope_of`).
+    pub fn new(config: RevocationConfig, guard: &Guard, plugin_name: &str) -> Self {
+        let scope = scope_of(plugin_name, &guard.config().providers);
+        let keys = Keys::new(&scope, config.learned_generation, config.list.as_ref());
         let generation = config.learned_generation.to_string();
-        if let (Some(old), _) = get_shared(GENERATION_KEY) {
+        if let (Some(old), _) = get_shared(&keys.generation) {
             if old != generation.as_bytes() {
                 let old = String::from_utf8_lossy(&old).parse::<u64>().unwrap_or(0);
-                let stale = Keys::new(old, config.list.as_ref());
-                for key in [&stale.learned, &stale.list] {
+                let stale = Keys::new(&scope, old, config.list.as_ref());
+                for key in [&stale.learned, &stale.list, &stale.list_lifetimes] {
                     let _ = hostcalls::set_shared_data(key, Some(b""), None);
                 }
                 info!("revocation: learned_generation {old} -> {generation}: revocations learned at run time cleared");
             }
         }
-        let _ = hostcalls::set_shared_data(GENERATION_KEY, Some(generation.as_bytes()), None);
+        let _ = hostcalls::set_shared_data(&keys.generation, Some(generation.as_bytes()), None);
         // Shared data has no atomic create: the values exist before any worker CASes them.
         for (key, initial) in [
             (
@@ -135,6 +160,7 @@ impl Revocation {
             in_flight: None,
             retry_at: 0,
             episode: Episode::default(),
+            rollback: Episode::default(),
         });
         let publish = config
             .publish
@@ -294,7 +320,14 @@ impl Revocation {
         } = revoked;
         if let (true, Some(token)) = (self_revoked, authorized) {
             if token.introspected {
-                super::introspection::forget_answer(&token.token_sha256);
+                let provider = guard
+                    .config()
+                    .providers
+                    .iter()
+                    .find(|p| p.name == token.provider);
+                if let Some(scope) = provider.and_then(super::introspection::answer_scope) {
+                    super::introspection::forget_answer(&scope, &token.token_sha256);
+                }
             }
             if let (Some(queue), Some(raw)) = (self.idp.borrow_mut().as_mut(), &token.token) {
                 for _ in 0..queue.push([raw.clone()]) {
@@ -583,14 +616,19 @@ impl Revocation {
                 size: body_size,
             },
         );
+        // Read only for a 200 (a 304 changes nothing) and only with the rollback guard on.
+        let known = (!state.config.allow_removal && status.as_deref() == Some("200"))
+            .then(|| self.shared_lifetimes());
         // Entries are kept until their token's exp + the clock skew, not just exp.
         let update = revocation_list::accept_response(
             status.as_deref(),
             etag.as_deref(),
             body,
             held.as_ref().map(HeldList::held),
+            known.as_ref(),
             now.saturating_sub(guard.config().expiry_grace_seconds()),
         );
+        drop(known);
         let shared = self.shared_checked().unwrap_or_default();
         let seen = state.seen.unwrap_or(shared);
         let mut shared_ok = true;
@@ -603,10 +641,14 @@ impl Revocation {
             Ok(ListUpdate::Replaced {
                 base,
                 expired_dropped,
+                kept,
+                lifetimes,
             }) => {
                 metrics.count(Counter::ListFetchOk);
                 drop(held);
                 log_list("fetched", &base, base.len(), expired_dropped);
+                note_rollback(&mut state.rollback, kept, metrics);
+                shared_ok &= self.share_lifetimes(lifetimes.as_ref());
                 // The large value first, then the small one that tells the others to read it.
                 shared_ok &= self.share(&self.keys.list, &base);
                 guard.install_revocation_list(
@@ -625,8 +667,10 @@ impl Revocation {
             Ok(ListUpdate::Extended {
                 overlay,
                 expired_dropped,
+                lifetimes,
             }) => {
                 metrics.count(Counter::ListFetchOk);
+                shared_ok &= self.share_lifetimes(lifetimes.as_ref());
                 let total = held.as_ref().map_or(0, |h| h.base.len()) + overlay.len();
                 log_list("updated by a delta", &overlay, total, expired_dropped);
                 let mut confirmed = Checked {
@@ -669,6 +713,30 @@ impl Revocation {
         if shared_ok {
             let value = revocation_list::encode_checked(confirmed);
             let _ = hostcalls::set_shared_data(&self.keys.list_checked, Some(&value), None);
+        }
+    }
+
+    /// The known `exp` of the held list's entries; none stored (or unreadable): none known,
+    /// so every held entry counts as live (kept rather than un-revoked).
+    fn shared_lifetimes(&self) -> Lifetimes {
+        get_shared(&self.keys.list_lifetimes)
+            .0
+            .and_then(|bytes| Lifetimes::decode(&bytes))
+            .unwrap_or_default()
+    }
+
+    /// `None`: unchanged (or the guard is off), nothing to write.
+    fn share_lifetimes(&self, lifetimes: Option<&Lifetimes>) -> bool {
+        let Some(lifetimes) = lifetimes else {
+            return true;
+        };
+        match hostcalls::set_shared_data(&self.keys.list_lifetimes, Some(&lifetimes.encode()), None)
+        {
+            Ok(()) => true,
+            Err(status) => {
+                warn!("revocation list lifetimes could not be shared ({status:?})");
+                false
+            }
         }
     }
 
@@ -812,6 +880,25 @@ fn count_settled(
         warn!(
             "{}: {} entries dropped after repeated failures",
             queue.what, settled.dropped
+        );
+    }
+}
+
+/// A whole list that left out live entries (kept): counted each time, logged once per
+/// episode (a rolled-back service answers the same on every poll).
+fn note_rollback(episode: &mut Episode, kept: usize, metrics: &Metrics) {
+    if kept == 0 {
+        if let Some(lists) = episode.recovered() {
+            info!("revocation list: a whole list holds every live entry again (after {lists} that did not)");
+        }
+        return;
+    }
+    metrics.count(Counter::ListRollback);
+    if episode.failed() {
+        warn!(
+            "revocation list: a whole list left out {kept} revoked entries whose tokens may still be valid \
+             (a rolled-back or stale list service?); kept them until their exp \
+             (revocation.list.allow_removal: true lets a list un-revoke; logged once until a list holds them again)"
         );
     }
 }

@@ -272,3 +272,95 @@ impl Drop for Envoy {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
+
+/// A listener `name` whose HTTP filter is bearer-guard with this plugin `name` and config, in
+/// the test VM (`vm_id: bearer_guard`): every filter config of one Envoy then shares the
+/// process's shared data, as listeners of one Istio sidecar do.
+pub fn guarded_listener(
+    name: &str,
+    plugin_name: &str,
+    plugin_config: &serde_json::Value,
+) -> serde_json::Value {
+    serde_json::json!({
+        "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
+        "name": name,
+        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
+        "filter_chains": [{ "filters": [{
+            "name": "envoy.filters.network.http_connection_manager",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+                "stat_prefix": name,
+                "route_config": { "virtual_hosts": [{
+                    "name": "all", "domains": ["*"],
+                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "upstream" } }]
+                }]},
+                "http_filters": [
+                    { "name": "envoy.filters.http.wasm", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
+                        "config": {
+                            "name": plugin_name, "root_id": "bearer_guard",
+                            "vm_config": {
+                                "vm_id": "bearer_guard", "runtime": "envoy.wasm.runtime.v8",
+                                "code": { "local": { "filename": wasm_path() } }
+                            },
+                            "failure_policy": "FAIL_CLOSED",
+                            "configuration": {
+                                "@type": "type.googleapis.com/google.protobuf.StringValue",
+                                "value": plugin_config.to_string()
+                            }
+                        }
+                    }},
+                    { "name": "envoy.filters.http.router", "typed_config": {
+                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                    }}
+                ]
+            }
+        }]}]
+    })
+}
+
+/// A bootstrap (JSON, which Envoy reads as YAML) with these static listeners, a STATIC
+/// cluster per `(name, port)` on 127.0.0.1, and, with `lds`, listeners from that watched file.
+pub fn bootstrap(
+    listeners: &[serde_json::Value],
+    clusters: &[(&str, u16)],
+    lds: Option<&Path>,
+) -> String {
+    let clusters: Vec<serde_json::Value> = clusters
+        .iter()
+        .map(|(name, port)| {
+            serde_json::json!({
+                "name": name, "type": "STATIC", "connect_timeout": "1s",
+                "load_assignment": { "cluster_name": name, "endpoints": [{ "lb_endpoints": [{
+                    "endpoint": { "address": { "socket_address": {
+                        "address": "127.0.0.1", "port_value": port
+                    }}}
+                }]}]}
+            })
+        })
+        .collect();
+    // `@type` belongs to an LDS resource, not to a static listener.
+    let listeners: Vec<serde_json::Value> = listeners
+        .iter()
+        .cloned()
+        .map(|mut listener| {
+            if let Some(fields) = listener.as_object_mut() {
+                fields.remove("@type");
+            }
+            listener
+        })
+        .collect();
+    let mut bootstrap = serde_json::json!({
+        "node": { "id": "bearer-guard-test", "cluster": "bearer-guard-test" },
+        "admin": { "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } } },
+        "static_resources": { "listeners": listeners, "clusters": clusters }
+    });
+    if let Some(lds) = lds {
+        let dir = lds.parent().unwrap_or(lds);
+        bootstrap["dynamic_resources"] = serde_json::json!({ "lds_config": {
+            "resource_api_version": "V3",
+            "path_config_source": { "path": lds, "watched_directory": { "path": dir } }
+        }});
+    }
+    bootstrap.to_string()
+}
