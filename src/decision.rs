@@ -14,6 +14,10 @@ pub enum DenyReason {
     MissingToken,
     /// More than one credential: two headers, two sources, or a comma-joined header.
     MultipleTokens,
+    /// A credential where a provider reads one, but not readable (`Bearer<TAB>x`, `Bearer`
+    /// alone, a configured cookie or parameter without a value, `?JWT_A=` for `jwt_a`):
+    /// refused, since taken for "no token" its bytes would go upstream unchecked.
+    MalformedCredential,
     /// Not a compact JWS, or its header or payload is not valid JSON of the expected shape.
     MalformedToken,
     /// `alg: none` in any spelling: an unsigned token.
@@ -105,9 +109,10 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 32] = [
+    pub const ALL: [DenyReason; 33] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
+        DenyReason::MalformedCredential,
         DenyReason::MalformedToken,
         DenyReason::UnsignedToken,
         DenyReason::AlgorithmNotAllowed,
@@ -145,6 +150,7 @@ impl DenyReason {
         match self {
             DenyReason::MissingToken => "missing",
             DenyReason::MultipleTokens => "multiple",
+            DenyReason::MalformedCredential => "malformed_credential",
             DenyReason::MalformedToken => "malformed",
             DenyReason::UnsignedToken => "alg_none",
             DenyReason::AlgorithmNotAllowed => "alg_not_allowed",
@@ -183,6 +189,7 @@ impl DenyReason {
         match self {
             DenyReason::MissingToken => "bearer token required",
             DenyReason::MultipleTokens => "more than one credential in the request",
+            DenyReason::MalformedCredential => "credential is malformed",
             DenyReason::MalformedToken => "token is malformed",
             DenyReason::UnsignedToken => "unsigned tokens are not accepted",
             DenyReason::AlgorithmNotAllowed => "token algorithm not accepted",
@@ -221,6 +228,7 @@ impl DenyReason {
         match self {
             DenyReason::MissingToken => None,
             DenyReason::MultipleTokens
+            | DenyReason::MalformedCredential
             | DenyReason::InsecureTransport
             | DenyReason::TokenInQuery => Some(ErrorCode::InvalidRequest),
             DenyReason::NoMatchingRule => Some(ErrorCode::AccessDenied),
@@ -411,12 +419,13 @@ impl RevocationSource {
 /// Changes to an allowed request before it goes upstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Upstream {
-    /// Removed first: the credential (unless forwarded) and every header bearer-guard writes,
-    /// so a client can never supply one itself.
+    /// Removed first: every credential header the decision used (unless its provider
+    /// forwards it; `cookie` when a cookie credential is taken out) and every header
+    /// bearer-guard writes, so a client can never supply one itself.
     pub remove_headers: Vec<String>,
     /// Then set (replacing any value).
     pub set_headers: Vec<(String, String)>,
-    /// A new `:path`, when a query-parameter credential is taken out.
+    /// A new `:path`, when query-parameter credentials are taken out (all of them at once).
     pub path: Option<String>,
 }
 

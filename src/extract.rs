@@ -47,6 +47,11 @@ pub enum Credential<'r, 's> {
     },
     /// More than one credential; RFC 6750 §3.1 makes that `invalid_request`.
     Multiple,
+    /// A credential is there but cannot be read: the scheme without its separator or token
+    /// (`Bearer<TAB>x`, `Bearerx`, `Bearer`), a configured cookie or parameter without a
+    /// value, or a parameter an upstream would read as a configured one (`JWT_A`, `jwt.a`).
+    /// Never "no credential": its bytes would go upstream unchecked.
+    Unreadable,
 }
 
 /// Collects credentials, stopping at the second.
@@ -57,12 +62,52 @@ struct Finder<'r, 's> {
 impl<'r, 's> Finder<'r, 's> {
     /// `false` once a second credential makes the answer `Multiple`.
     fn add(&mut self, token: Cow<'r, str>, source: &'s TokenSource) -> bool {
+        if token.is_empty() {
+            return self.add_unreadable();
+        }
+        self.set(Credential::One { token, source })
+    }
+
+    /// An unreadable credential still counts as one: beside another it is `Multiple`.
+    fn add_unreadable(&mut self) -> bool {
+        self.set(Credential::Unreadable)
+    }
+
+    fn set(&mut self, found: Credential<'r, 's>) -> bool {
         if self.found != Credential::None {
             self.found = Credential::Multiple;
             return false;
         }
-        self.found = Credential::One { token, source };
+        self.found = found;
         true
+    }
+}
+
+/// What one comma-separated element of a header a source reads holds.
+enum Element<'v> {
+    Token(&'v str),
+    /// The source's scheme, not followed by its separator and a token.
+    Unreadable,
+    /// Another scheme (`Basic ...`): not this source's credential.
+    Other,
+}
+
+/// RFC 6750 §2.1: the scheme, one space (more are tolerated), the token. The scheme is the
+/// prefix without its trailing whitespace; what starts with it but does not go on with the
+/// whole prefix and a token is a malformed credential of this scheme, not another scheme.
+fn read_element<'v>(element: &'v str, value_prefix: &str) -> Element<'v> {
+    if let Some(token) = strip_prefix_ignore_case(element, value_prefix) {
+        let token = token.trim_matches([' ', '\t']);
+        return if token.is_empty() {
+            Element::Unreadable
+        } else {
+            Element::Token(token)
+        };
+    }
+    let scheme = value_prefix.trim_end_matches([' ', '\t']);
+    match strip_prefix_ignore_case(element, scheme) {
+        Some(_) => Element::Unreadable,
+        None => Element::Other,
     }
 }
 
@@ -84,11 +129,10 @@ pub fn find_credential<'r, 's>(
                     value_prefix,
                 } if wanted.eq_ignore_ascii_case(name) => value.split(',').all(|element| {
                     let element = element.trim_start_matches([' ', '\t']);
-                    match strip_prefix_ignore_case(element, value_prefix) {
-                        Some(token) => {
-                            finder.add(Cow::Borrowed(token.trim_matches([' ', '\t'])), source)
-                        }
-                        None => true,
+                    match read_element(element, value_prefix) {
+                        Element::Token(token) => finder.add(Cow::Borrowed(token), source),
+                        Element::Unreadable => finder.add_unreadable(),
+                        Element::Other => true,
                     }
                 }),
                 TokenSource::Cookie { name: wanted } if name.eq_ignore_ascii_case("cookie") => {
@@ -106,7 +150,14 @@ pub fn find_credential<'r, 's>(
     for source in sources {
         if let TokenSource::Param { name: wanted } = source {
             for (name, value) in query_params(path) {
-                if name == wanted.as_str() && !finder.add(value, source) {
+                let more = if name == wanted.as_str() {
+                    finder.add(value, source)
+                } else if read_as(&name, wanted) {
+                    finder.add_unreadable()
+                } else {
+                    true
+                };
+                if !more {
                     return Credential::Multiple;
                 }
             }
@@ -116,16 +167,39 @@ pub fn find_credential<'r, 's>(
 }
 
 /// `name=value` pairs of a `cookie` header (RFC 6265 §4.2.1); quotes around a value dropped.
+/// A name without `=` is a cookie with an empty value (as many servers read it).
 pub fn cookies(header: &str) -> impl Iterator<Item = (&str, &str)> {
-    header.split(';').filter_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        let value = value.trim();
-        let value = value
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .unwrap_or(value);
-        Some((name.trim(), value))
-    })
+    header
+        .split(';')
+        .filter(|pair| !pair.trim().is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = value.trim();
+            let value = value
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .unwrap_or(value);
+            (name.trim(), value)
+        })
+}
+
+/// Whether an upstream framework may read the (decoded) parameter `name` as `wanted`
+/// without it being exactly `wanted`: ASP.NET compares names case-insensitively, PHP turns
+/// `.`, ` ` and `[` into `_`. Only a name that folds onto a configured one: any other name is
+/// just another parameter.
+pub fn read_as(name: &str, wanted: &str) -> bool {
+    fn fold(b: u8) -> u8 {
+        match b {
+            b'.' | b' ' | b'[' => b'_',
+            _ => b.to_ascii_lowercase(),
+        }
+    }
+    name != wanted
+        && name.len() == wanted.len()
+        && name
+            .bytes()
+            .zip(wanted.bytes())
+            .all(|(a, b)| fold(a) == fold(b))
 }
 
 /// Query parameters of a `:path`, names and values percent-decoded (as the upstream's
@@ -179,8 +253,8 @@ fn percent_decode(value: &str) -> Option<Cow<'_, str>> {
     String::from_utf8(out).ok().map(Cow::Owned)
 }
 
-/// The `:path` without one query parameter (for not forwarding a token sent that way).
-pub fn path_without_param(path: &str, param: &str) -> String {
+/// The `:path` without these query parameters (for not forwarding tokens sent that way).
+pub fn path_without_params(path: &str, params: &[&str]) -> String {
     let Some((base, rest)) = path.split_once('?') else {
         return path.to_owned();
     };
@@ -192,7 +266,8 @@ pub fn path_without_param(path: &str, param: &str) -> String {
         .split('&')
         .filter(|pair| {
             let name = pair.split('=').next().unwrap_or_default();
-            !pair.is_empty() && percent_decode(name).unwrap_or(Cow::Borrowed(name)) != param
+            let name = percent_decode(name).unwrap_or(Cow::Borrowed(name));
+            !pair.is_empty() && !params.contains(&&*name)
         })
         .collect();
     let mut out = base.to_owned();
@@ -207,12 +282,18 @@ pub fn path_without_param(path: &str, param: &str) -> String {
     out
 }
 
-/// A `cookie` header value without one cookie; `None` when nothing is left.
-pub fn cookie_header_without(header: &str, cookie: &str) -> Option<String> {
+/// A `cookie` header value without these cookies; `None` when nothing is left.
+pub fn cookie_header_without(header: &str, names: &[&str]) -> Option<String> {
     let kept: Vec<&str> = header
         .split(';')
         .map(str::trim)
-        .filter(|pair| !pair.is_empty() && pair.split('=').next().map(str::trim) != Some(cookie))
+        .filter(|pair| {
+            !pair.is_empty()
+                && !pair
+                    .split('=')
+                    .next()
+                    .is_some_and(|name| names.contains(&name.trim()))
+        })
         .collect();
     (!kept.is_empty()).then(|| kept.join("; "))
 }
@@ -336,22 +417,130 @@ mod tests {
 
     #[test]
     fn credentials_can_be_removed_from_path_and_cookies() {
-        assert_eq!(path_without_param("/a?x=1&t=tok&y=2", "t"), "/a?x=1&y=2");
-        assert_eq!(path_without_param("/a?t=tok", "t"), "/a");
-        assert_eq!(path_without_param("/a?x=1&%74=tok", "t"), "/a?x=1");
-        assert_eq!(path_without_param("/a?t=tok#f", "t"), "/a#f");
-        assert_eq!(path_without_param("/a", "t"), "/a");
         assert_eq!(
-            cookie_header_without("a=1; session=tok; b=2", "session").as_deref(),
+            path_without_params("/a?x=1&t=tok&y=2", &["t"]),
+            "/a?x=1&y=2"
+        );
+        assert_eq!(path_without_params("/a?t=tok", &["t"]), "/a");
+        assert_eq!(path_without_params("/a?x=1&%74=tok", &["t"]), "/a?x=1");
+        assert_eq!(path_without_params("/a?t=tok#f", &["t"]), "/a#f");
+        assert_eq!(path_without_params("/a", &["t"]), "/a");
+        assert_eq!(
+            cookie_header_without("a=1; session=tok; b=2", &["session"]).as_deref(),
             Some("a=1; b=2")
         );
-        assert_eq!(cookie_header_without("session=tok", "session"), None);
+        assert_eq!(cookie_header_without("session=tok", &["session"]), None);
     }
 
     #[test]
-    fn empty_bearer_value_is_a_credential_to_reject_later() {
+    fn several_credentials_come_out_at_once() {
+        assert_eq!(
+            path_without_params("/a?t=1&x=2&u=3&t2=4", &["t", "u"]),
+            "/a?x=2&t2=4"
+        );
+        assert_eq!(
+            cookie_header_without("s=1; theme=dark; u=2; s2=3", &["s", "u"]).as_deref(),
+            Some("theme=dark; s2=3")
+        );
+        assert_eq!(cookie_header_without("s=1; u=2", &["s", "u"]), None);
+    }
+
+    #[test]
+    fn a_malformed_bearer_credential_is_unreadable_not_missing() {
         let bearer = TokenSource::authorization_bearer();
-        let h = headers(&[("authorization", "Bearer ")]);
-        assert_eq!(find_credential(&h, "/", &[&bearer]), one("", &bearer));
+        for value in [
+            "Bearer\tforged",
+            "Bearerforged",
+            "bearer:forged",
+            "Bearer\u{a0}forged",
+            "Bearer",
+            "Bearer ",
+            "BEARER   ",
+        ] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(
+                find_credential(&h, "/", &[&bearer]),
+                Credential::Unreadable,
+                "{value:?}"
+            );
+        }
+        // Another scheme is no bearer credential at all (RFC 6750 does not own it).
+        for value in ["Basic dXNlcjpwYXNz", "DPoP x", "Beare x", ""] {
+            let h = headers(&[("authorization", value)]);
+            assert_eq!(
+                find_credential(&h, "/", &[&bearer]),
+                Credential::None,
+                "{value:?}"
+            );
+        }
+        // Beside a readable credential it is a second one.
+        let h = headers(&[("authorization", "Bearer a, Bearer")]);
+        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::Multiple);
+        // A header read without a prefix: an empty value is unreadable.
+        let custom = TokenSource::header("x-token", "");
+        let h = headers(&[("x-token", "")]);
+        assert_eq!(find_credential(&h, "/", &[&custom]), Credential::Unreadable);
+    }
+
+    #[test]
+    fn a_configured_cookie_or_parameter_without_a_value_is_unreadable() {
+        let cookie = TokenSource::Cookie { name: "sa".into() };
+        for value in ["theme=dark; sa", "sa=; theme=dark", "sa=\"\"", "sa = "] {
+            let h = headers(&[("cookie", value)]);
+            assert_eq!(
+                find_credential(&h, "/", &[&cookie]),
+                Credential::Unreadable,
+                "{value:?}"
+            );
+        }
+        // Cookie names are case-sensitive (RFC 6265): these are other cookies.
+        let h = headers(&[("cookie", "Sa=1; sab=2; s=3;; ")]);
+        assert_eq!(find_credential(&h, "/", &[&cookie]), Credential::None);
+        let param = TokenSource::Param {
+            name: "jwt_a".into(),
+        };
+        for path in ["/p?jwt_a=", "/p?x=1&jwt_a", "/p?jwt%5Fa=&x=1"] {
+            assert_eq!(
+                find_credential(&[], path, &[&param]),
+                Credential::Unreadable,
+                "{path}"
+            );
+        }
+        assert_eq!(
+            find_credential(&[], "/p?jwt_a=&jwt_a=t", &[&param]),
+            Credential::Multiple
+        );
+    }
+
+    #[test]
+    fn a_parameter_an_upstream_reads_as_a_configured_one_is_unreadable() {
+        let param = TokenSource::Param {
+            name: "jwt_a".into(),
+        };
+        for path in [
+            "/p?JWT_A=t",
+            "/p?jwt.a=t",
+            "/p?jwt+a=t",
+            "/p?jwt%20a=t",
+            "/p?jwt[a=t",
+        ] {
+            assert_eq!(
+                find_credential(&[], path, &[&param]),
+                Credential::Unreadable,
+                "{path}"
+            );
+        }
+        // Other names are other parameters.
+        for path in ["/p?jwt_ab=t", "/p?jwt=t", "/p?jwt-a=t", "/p?jwt__a=t"] {
+            assert_eq!(
+                find_credential(&[], path, &[&param]),
+                Credential::None,
+                "{path}"
+            );
+        }
+        assert!(read_as("access.token", "access_token"));
+        assert!(read_as("ACCESS_TOKEN", "access_token"));
+        assert!(!read_as("access_token", "access_token"));
+        assert!(!read_as("access_tokens", "access_token"));
     }
 }

@@ -20,7 +20,7 @@ use crate::decision::{
     Decision, Denial, DenyReason, RevocationSource, TokenIdentity, Upstream, WaitFor,
 };
 use crate::extract::{
-    cookie_header_without, find_credential, path_without_param, query_params, Credential,
+    cookie_header_without, find_credential, path_without_params, query_params, read_as, Credential,
     TokenSource,
 };
 
@@ -56,11 +56,78 @@ type TokenHeaders = Vec<(String, String)>;
 /// A requirement that was met, and what goes upstream.
 struct Granted {
     provider: Option<String>,
-    upstream: Upstream,
+    upstream: UpstreamPlan,
     token: Option<Box<Authorized>>,
     identity: Option<Box<TokenIdentity>>,
     /// Let through although the revocation list is stale (`on_stale: allow`).
     stale_allowed: bool,
+}
+
+/// What goes upstream, before it is applied to the request: the headers to remove and to set,
+/// and every credential the decision used that its provider does not forward. The `:path`
+/// and the `cookie` header are rewritten once, from all of them (`rewrite`): rewritten per
+/// credential, the last rewrite would put the others back.
+#[derive(Debug, Default)]
+struct UpstreamPlan {
+    remove_headers: Vec<String>,
+    set_headers: Vec<(String, String)>,
+    strip: Vec<TokenSource>,
+}
+
+impl UpstreamPlan {
+    /// `requires_all`: what each part needs, together.
+    fn merge(&mut self, other: UpstreamPlan) {
+        for name in other.remove_headers {
+            if !self.remove_headers.contains(&name) {
+                self.remove_headers.push(name);
+            }
+        }
+        self.set_headers.extend(other.set_headers);
+        for source in other.strip {
+            if !self.strip.contains(&source) {
+                self.strip.push(source);
+            }
+        }
+    }
+
+    /// The request without any of the credentials to strip: header sources removed, cookie
+    /// and parameter sources taken out of `cookie` and `:path`, the other cookies and
+    /// parameters left as they were.
+    fn rewrite(self, request: &Request<'_>) -> Upstream {
+        let mut upstream = Upstream {
+            remove_headers: self.remove_headers,
+            set_headers: self.set_headers,
+            path: None,
+        };
+        let (mut cookies, mut params) = (Vec::new(), Vec::new());
+        for source in &self.strip {
+            match source {
+                TokenSource::Header { name, .. } => {
+                    if !upstream.remove_headers.contains(name) {
+                        upstream.remove_headers.push(name.clone());
+                    }
+                }
+                TokenSource::Cookie { name } => cookies.push(name.as_str()),
+                TokenSource::Param { name } => params.push(name.as_str()),
+            }
+        }
+        if !cookies.is_empty() {
+            let all: Vec<&str> = request
+                .headers
+                .iter()
+                .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
+                .map(|(_, v)| v.as_str())
+                .collect();
+            upstream.remove_headers.push("cookie".to_owned());
+            if let Some(rest) = cookie_header_without(&all.join("; "), &cookies) {
+                upstream.set_headers.push(("cookie".to_owned(), rest));
+            }
+        }
+        if !params.is_empty() {
+            upstream.path = Some(path_without_params(request.path, &params));
+        }
+        upstream
+    }
 }
 
 /// How the verified-token cache took part in a decision.
@@ -399,7 +466,7 @@ impl Guard {
                     stale_allowed = granted.stale_allowed;
                     Decision::Allow {
                         provider: granted.provider,
-                        upstream: granted.upstream,
+                        upstream: granted.upstream.rewrite(request),
                         token: granted.token,
                         identity: granted.identity,
                     }
@@ -424,9 +491,9 @@ impl Guard {
     fn grant_public(&self) -> Granted {
         Granted {
             provider: None,
-            upstream: Upstream {
+            upstream: UpstreamPlan {
                 remove_headers: self.config.written_headers.clone(),
-                ..Upstream::default()
+                ..UpstreamPlan::default()
             },
             token: None,
             identity: None,
@@ -484,16 +551,7 @@ impl Guard {
                     merged.token = merged.token.or(granted.token);
                     merged.identity = merged.identity.or(granted.identity);
                     merged.stale_allowed |= granted.stale_allowed;
-                    for name in granted.upstream.remove_headers {
-                        if !merged.upstream.remove_headers.contains(&name) {
-                            merged.upstream.remove_headers.push(name);
-                        }
-                    }
-                    merged
-                        .upstream
-                        .set_headers
-                        .extend(granted.upstream.set_headers);
-                    merged.upstream.path = granted.upstream.path.or(merged.upstream.path);
+                    merged.upstream.merge(granted.upstream);
                 }
                 Ok(merged)
             }
@@ -525,13 +583,18 @@ impl Guard {
         let reads_query_token = sources
             .iter()
             .any(|s| matches!(s, TokenSource::Param { name } if name == QUERY_TOKEN));
-        if !reads_query_token && query_params(request.path).any(|(name, _)| name == QUERY_TOKEN) {
+        // Also in a spelling an upstream reads as `access_token` (`Access_Token`, `access.token`).
+        let query_token = |name: &str| name == QUERY_TOKEN || read_as(name, QUERY_TOKEN);
+        if !reads_query_token && query_params(request.path).any(|(name, _)| query_token(&name)) {
             return Err(self.denial(DenyReason::TokenInQuery, None, None));
         }
         let (token, source) = match find_credential(request.headers, request.path, &sources) {
             Credential::None => return Err(self.denial(DenyReason::MissingToken, None, None)),
             Credential::Multiple => {
                 return Err(self.denial(DenyReason::MultipleTokens, None, None))
+            }
+            Credential::Unreadable => {
+                return Err(self.denial(DenyReason::MalformedCredential, None, None))
             }
             Credential::One { token, source } => (token, source),
         };
@@ -1160,42 +1223,25 @@ impl Guard {
         }))
     }
 
-    /// The upstream request: written headers scrubbed, the credential taken out unless the
-    /// provider forwards it, then the token's payload and claim headers set.
+    /// The upstream request: written headers scrubbed, the credential to be taken out unless
+    /// the provider forwards it, then the token's payload and claim headers set. The request
+    /// itself is rewritten once the whole decision is made (`UpstreamPlan::rewrite`).
     fn upstream(
         &self,
         provider: &Provider,
         source: &TokenSource,
-        request: &Request<'_>,
+        _request: &Request<'_>,
         token_headers: Vec<(String, String)>,
-    ) -> Upstream {
-        let mut upstream = Upstream {
+    ) -> UpstreamPlan {
+        UpstreamPlan {
             remove_headers: self.config.written_headers.clone(),
             set_headers: token_headers,
-            path: None,
-        };
-        if provider.forward.forward {
-            return upstream;
+            strip: if provider.forward.forward {
+                Vec::new()
+            } else {
+                vec![source.clone()]
+            },
         }
-        match source {
-            TokenSource::Header { name, .. } => upstream.remove_headers.push(name.clone()),
-            TokenSource::Cookie { name } => {
-                let all: Vec<&str> = request
-                    .headers
-                    .iter()
-                    .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                    .map(|(_, v)| v.as_str())
-                    .collect();
-                upstream.remove_headers.push("cookie".to_owned());
-                if let Some(rest) = cookie_header_without(&all.join("; "), name) {
-                    upstream.set_headers.push(("cookie".to_owned(), rest));
-                }
-            }
-            TokenSource::Param { name } => {
-                upstream.path = Some(path_without_param(request.path, name));
-            }
-        }
-        upstream
     }
 
     fn denial(
@@ -1921,9 +1967,11 @@ mod tests {
 
     #[test]
     fn malformed_tokens() {
-        for bad in ["", "abc", "a.b", "a.b.c.d", "a.b.c", "e30.e30.", "x y.z.w"] {
+        for bad in ["abc", "a.b", "a.b.c.d", "a.b.c", "e30.e30.", "x y.z.w"] {
             assert_eq!(check(bad), Some(DenyReason::MalformedToken), "{bad:?}");
         }
+        // No token after the scheme: the request is malformed, not the token (RFC 6750 §3.1).
+        assert_eq!(check(""), Some(DenyReason::MalformedCredential));
         let t =
             testkit::unsigned_with_header(&json!({ "alg": "RS256" }), &json!({ "exp": "soon" }));
         assert_eq!(check(&t), Some(DenyReason::MalformedToken));
@@ -2431,6 +2479,146 @@ mod tests {
         assert_eq!(at("/optional", &[]), None);
         assert_eq!(at("/optional", &corp), None);
         assert_eq!(at("/optional", &expired), Some(DenyReason::Expired));
+    }
+
+    /// One provider per credential place (issuer `https://<name>`), and routes needing
+    /// several of them.
+    fn credential_places_guard() -> Guard {
+        let provider = |name: &str, sources: Value| {
+            let mut p =
+                json!({ "issuer": format!("https://{name}"), "local_jwks": testkit::jwks() });
+            p.as_object_mut()
+                .unwrap()
+                .extend(sources.as_object().unwrap().clone());
+            p
+        };
+        let all = |names: &[&str]| {
+            json!({ "requires_all": { "requirements":
+                names.iter().map(|n| json!({ "provider_name": n })).collect::<Vec<_>>() } })
+        };
+        guard(json!({
+            "providers": {
+                "pa": provider("pa", json!({ "from_params": ["jwt_a"] })),
+                "pb": provider("pb", json!({ "from_params": ["jwt_b"] })),
+                "ca": provider("ca", json!({ "from_cookies": ["sa"] })),
+                "cb": provider("cb", json!({ "from_cookies": ["sb"] })),
+                "ha": provider("ha", json!({ "from_headers": [{ "name": "x-token-a" }] })),
+                "pf": provider("pf", json!({ "from_params": ["jwt_f"], "forward": true })),
+                "hf": provider("hf", json!({ "from_headers": [{ "name": "x-token-f" }],
+                    "forward": true }))
+            },
+            "rules": [
+                { "match": { "prefix": "/params" }, "requires": all(&["pa", "pb"]) },
+                { "match": { "prefix": "/cookies" }, "requires": all(&["ca", "cb"]) },
+                { "match": { "prefix": "/mixed" }, "requires": all(&["pa", "ca", "ha"]) },
+                { "match": { "prefix": "/nested" }, "requires": { "requires_all": {
+                    "requirements": [
+                        { "requires_any": { "requirements": [
+                            { "provider_name": "pa" }, { "provider_name": "ca" } ] } },
+                        { "provider_name": "pb" } ] } } },
+                { "match": { "prefix": "/forward" }, "requires": all(&["pf", "pa", "hf", "ha"]) },
+                { "match": { "prefix": "/optional" }, "requires": { "allow_missing": {} } }
+            ]
+        }))
+    }
+
+    fn token_of(provider: &str) -> String {
+        rs256(&json!({ "iss": format!("https://{provider}"), "exp": NOW + 60 }))
+    }
+
+    #[test]
+    fn requires_all_takes_out_every_credential_it_used() {
+        let g = credential_places_guard();
+        let (a, b) = (token_of("pa"), token_of("pb"));
+        let path = format!("/params?x=1&jwt_a={a}&jwt_b={b}&y=2");
+        assert_eq!(
+            upstream_of(decide_at(&g, &path, &[], NOW)).path.as_deref(),
+            Some("/params?x=1&y=2")
+        );
+        let cookie = vec![(
+            "cookie".to_owned(),
+            format!("sa={}; theme=dark; sb={}", token_of("ca"), token_of("cb")),
+        )];
+        let upstream = upstream_of(decide_at(&g, "/cookies", &cookie, NOW));
+        assert_eq!(upstream.remove_headers, vec!["cookie"]);
+        assert_eq!(
+            upstream.set_headers,
+            vec![("cookie".into(), "theme=dark".into())]
+        );
+        let headers = vec![
+            ("cookie".to_owned(), format!("sa={}", token_of("ca"))),
+            ("x-token-a".to_owned(), token_of("ha")),
+        ];
+        let path = format!("/mixed?jwt_a={a}");
+        assert_eq!(
+            upstream_of(decide_at(&g, &path, &headers, NOW)),
+            Upstream {
+                remove_headers: vec!["x-token-a".into(), "cookie".into()],
+                set_headers: Vec::new(),
+                path: Some("/mixed".into()),
+            }
+        );
+        // `requires_any` inside `requires_all`: the option that granted, and the other part.
+        let path = format!("/nested?jwt_a={a}&jwt_b={b}");
+        let upstream = upstream_of(decide_at(&g, &path, &[], NOW));
+        assert_eq!(upstream.path.as_deref(), Some("/nested"));
+    }
+
+    #[test]
+    fn a_forwarding_provider_keeps_only_its_own_credential() {
+        let g = credential_places_guard();
+        let (a, f) = (token_of("pa"), token_of("pf"));
+        let headers = vec![
+            ("x-token-f".to_owned(), token_of("hf")),
+            ("x-token-a".to_owned(), token_of("ha")),
+        ];
+        let path = format!("/forward?jwt_a={a}&jwt_f={f}");
+        let upstream = upstream_of(decide_at(&g, &path, &headers, NOW));
+        assert_eq!(upstream.path, Some(format!("/forward?jwt_f={f}")));
+        assert_eq!(upstream.remove_headers, vec!["x-token-a"]);
+    }
+
+    #[test]
+    fn allow_missing_refuses_an_unreadable_credential() {
+        let g = credential_places_guard();
+        let at = |path: &str, headers: &[(&str, &str)]| {
+            let headers: Vec<_> = headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect();
+            let Decision::Deny(denial) = decide_at(&g, path, &headers, NOW) else {
+                return None;
+            };
+            Some((denial.reason, denial.status))
+        };
+        let malformed = Some((DenyReason::MalformedCredential, 400));
+        // `optional` reads Authorization through no provider here: not a source, so a
+        // malformed bearer header is just a header. The providers' own places count.
+        assert_eq!(at("/optional", &[("authorization", "Bearer\tx")]), None);
+        assert_eq!(at("/optional", &[("cookie", "sa")]), malformed);
+        assert_eq!(at("/optional", &[("cookie", "sb=")]), malformed);
+        assert_eq!(at("/optional?jwt_a=", &[]), malformed);
+        assert_eq!(at("/optional?JWT_B=x", &[]), malformed);
+        assert_eq!(at("/optional?jwt.f=x", &[]), malformed);
+        assert_eq!(at("/optional", &[("x-token-a", "")]), malformed);
+        assert_eq!(
+            at("/optional?access.token=x", &[]),
+            Some((DenyReason::TokenInQuery, 400))
+        );
+        assert_eq!(at("/optional?jwt=x&sa=y", &[("cookie", "Sa=1")]), None);
+        let default = default_guard();
+        for value in ["Bearer\tx", "Bearerx", "Bearer"] {
+            assert_eq!(
+                reason(decide_at(
+                    &default,
+                    "/",
+                    &[("authorization".into(), value.into())],
+                    NOW
+                )),
+                Some(DenyReason::MalformedCredential),
+                "{value:?}"
+            );
+        }
     }
 
     #[test]

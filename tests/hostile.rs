@@ -47,6 +47,7 @@ const EXPIRED: &str = "token expired";
 const NO_EXP: &str = "token has no expiration";
 const AUDIENCE: &str = "audience not accepted";
 const QUERY_TOKEN: &str = "tokens in the query string are not accepted";
+const MALFORMED_CREDENTIAL: &str = "credential is malformed";
 
 /// Counter name (`denied.<code>`) of each description above (src/decision.rs).
 const REASON_CODES: [(&str, &str); 11] = [
@@ -235,6 +236,9 @@ enum Expect {
     Missing,
     /// 400 `invalid_request`: more than one credential.
     Multiple,
+    /// 400 `invalid_request`: the Bearer scheme without its space and token (`Bearer<TAB>x`,
+    /// `Bearerx`, `Bearer`): a credential that cannot be read, never taken for none.
+    Unreadable,
     /// 400 `invalid_request`: an `access_token` query parameter that the route's providers
     /// do not read (refused rather than ignored, so it does not travel on in the URL).
     QueryToken,
@@ -1156,7 +1160,7 @@ fn control_bytes(t: &mut Table) {
         (
             "tab-instead-of-space",
             with(&[b"Bearer\t", token.as_bytes()]),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         (
             "tab-inside-token",
@@ -1249,7 +1253,8 @@ fn control_bytes(t: &mut Table) {
     }
 }
 
-/// Not the Bearer scheme, or no token after it.
+/// Not the Bearer scheme (no credential), or the scheme without its space or token (a
+/// credential that cannot be read: refused, never taken for none).
 fn schemes(t: &mut Table) {
     let token = valid();
     let cases: Vec<(&str, String, Expect)> = vec![
@@ -1266,27 +1271,27 @@ fn schemes(t: &mut Table) {
         (
             "scheme-bearer-no-token",
             "Bearer".to_owned(),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         (
             "scheme-bearer-space-no-token",
             "Bearer ".to_owned(),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         (
             "scheme-bearer-double-space-no-token",
             "Bearer  ".to_owned(),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         (
             "scheme-bearertoken-literal",
             "Bearertoken".to_owned(),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         (
             "scheme-bearer-glued-to-token",
             format!("Bearer{token}"),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         ("scheme-token", format!("Token {token}"), Expect::Missing),
         ("scheme-jwt", format!("JWT {token}"), Expect::Missing),
@@ -1294,17 +1299,17 @@ fn schemes(t: &mut Table) {
         (
             "scheme-bearer-colon",
             format!("Bearer: {token}"),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         (
             "scheme-bearer-equals",
             format!("Bearer={token}"),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         (
             "scheme-nbsp-separator",
             format!("Bearer\u{a0}{token}"),
-            Expect::Missing,
+            Expect::Unreadable,
         ),
         (
             "scheme-fullwidth-bearer",
@@ -1481,6 +1486,37 @@ fn two_credentials(t: &mut Table) {
         vec![bearer(&token)],
         Expect::QueryToken,
     );
+    // Spellings an upstream framework reads as `access_token` (PHP turns `.` into `_`,
+    // ASP.NET ignores case): refused like the parameter itself; where `qp` reads it, not a
+    // credential to check, but not "no credential" either.
+    t.add(
+        "header-and-unread-query-token-dot-name",
+        "/api",
+        format!("?access.token={token}"),
+        vec![bearer(&token)],
+        Expect::QueryToken,
+    );
+    t.add(
+        "query-token-upper-case-name-not-configured",
+        "/api",
+        format!("?ACCESS_TOKEN={token}"),
+        vec![],
+        Expect::QueryToken,
+    );
+    t.add(
+        "qp-query-dot-name",
+        "/qp",
+        format!("?access.token={qp_token}"),
+        vec![],
+        Expect::Unreadable,
+    );
+    t.add(
+        "qp-query-empty",
+        "/qp",
+        "?access_token=".to_owned(),
+        vec![],
+        Expect::Unreadable,
+    );
     // Where `qp` reads `access_token`: two credentials.
     t.add(
         "qp-header-and-query-encoded-name",
@@ -1623,6 +1659,10 @@ fn judge(case: &Case, response: &http::Response) -> Vec<String> {
             )))),
         ),
         Expect::QueryToken => (400, Some(challenge(Some(("invalid_request", QUERY_TOKEN))))),
+        Expect::Unreadable => (
+            400,
+            Some(challenge(Some(("invalid_request", MALFORMED_CREDENTIAL)))),
+        ),
         Expect::Envoy(status) => (status, None),
         Expect::Allowed => (200, None),
     };
@@ -1651,6 +1691,13 @@ fn judge(case: &Case, response: &http::Response) -> Vec<String> {
         )),
         Expect::QueryToken => {
             problems.extend(body_problems(response, "invalid_request", QUERY_TOKEN));
+        }
+        Expect::Unreadable => {
+            problems.extend(body_problems(
+                response,
+                "invalid_request",
+                MALFORMED_CREDENTIAL,
+            ));
         }
         Expect::Envoy(_) => {}
         Expect::Allowed => {
@@ -1815,6 +1862,7 @@ fn hostile_credentials_are_refused_and_never_reach_the_upstream() {
             Expect::Missing => "missing",
             Expect::Multiple => "multiple",
             Expect::QueryToken => "query_token",
+            Expect::Unreadable => "malformed_credential",
             Expect::Envoy(_) | Expect::Allowed => continue,
         };
         *by_reason.entry(code).or_default() += 1;
