@@ -1,8 +1,8 @@
 //! The host side of introspection: answers cached per process in shared data (so every
 //! worker sees one answer), read on each request for an opaque token.
 
+use super::host;
 use log::warn;
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
 use crate::cache::TokenDigest;
@@ -18,7 +18,7 @@ pub struct SharedAnswers;
 
 impl AnswerStore for SharedAnswers {
     fn lookup(&self, digest: &TokenDigest, now: i64) -> Option<Answer> {
-        let (bytes, _) = hostcalls::get_shared_data(&slot_key(digest)).ok()?;
+        let (bytes, _) = host::shared_data(&slot_key(digest)).ok()?;
         Slot::decode(&bytes?).lookup(digest, now).cloned()
     }
 }
@@ -27,10 +27,10 @@ impl AnswerStore for SharedAnswers {
 fn update_slot(digest: &TokenDigest, change: impl Fn(&mut Slot)) {
     let key = slot_key(digest);
     for _ in 0..16 {
-        let (bytes, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+        let (bytes, cas) = host::shared_data(&key).unwrap_or((None, None));
         let mut slot = bytes.as_deref().map(Slot::decode).unwrap_or_default();
         change(&mut slot);
-        match hostcalls::set_shared_data(&key, Some(&slot.encode()), cas) {
+        match host::set_shared_data(&key, &slot.encode(), cas) {
             Ok(()) => return,
             Err(Status::CasMismatch) => continue,
             Err(status) => {
