@@ -27,6 +27,7 @@ use crate::extract::{
 /// The query parameter RFC 6750 §2.3 defines for bearer tokens.
 const QUERY_TOKEN: &str = "access_token";
 use crate::fingerprint::fingerprint;
+use crate::header_map;
 use crate::host_crypto::HostCrypto;
 use crate::introspection::Answer;
 use crate::jwks::KeySet;
@@ -48,6 +49,9 @@ pub struct Request<'a> {
     pub headers: &'a [(String, String)],
     /// The downstream connection is TLS (only read when a provider has `require_tls`).
     pub tls: bool,
+    /// Names of headers whose value is not UTF-8 (left out of `headers`): a credential there
+    /// is malformed; a `:path` or `:method` there matches no rule.
+    pub not_utf8: &'a [String],
 }
 
 /// Headers derived from a verified token for the upstream request.
@@ -444,10 +448,13 @@ impl Guard {
         self.revoked_by.set(None);
         let mut cache = CacheLookup::Skipped;
         let mut stale_allowed = false;
-        let route =
+        let route = if header_map::request_line_unreadable(request.not_utf8) {
+            None
+        } else {
             self.config
                 .rules
-                .requirement_for(request.method, request.path, request.headers);
+                .requirement_for(request.method, request.path, request.headers)
+        };
         let outcome = match route {
             None => Err(self.denial(DenyReason::NoMatchingRule, None, None)),
             Some(_)
@@ -587,6 +594,9 @@ impl Guard {
         let query_token = |name: &str| name == QUERY_TOKEN || read_as(name, QUERY_TOKEN);
         if !reads_query_token && query_params(request.path).any(|(name, _)| query_token(&name)) {
             return Err(self.denial(DenyReason::TokenInQuery, None, None));
+        }
+        if header_map::credential_unreadable(&sources, request.not_utf8) {
+            return Err(self.denial(DenyReason::MalformedToken, None, None));
         }
         let (token, source) = match find_credential(request.headers, request.path, &sources) {
             Credential::None => return Err(self.denial(DenyReason::MissingToken, None, None)),
@@ -1480,6 +1490,7 @@ mod tests {
                     path: "/",
                     headers: &headers,
                     tls,
+                    not_utf8: &[],
                 },
                 NOW,
             )
@@ -1612,6 +1623,7 @@ mod tests {
                     path,
                     headers,
                     tls: false,
+                    not_utf8: &[],
                 },
                 now,
             )
@@ -2026,6 +2038,7 @@ mod tests {
                     path: "/login",
                     headers: &[],
                     tls: false,
+                    not_utf8: &[],
                 },
                 NOW,
             )
@@ -2116,6 +2129,7 @@ mod tests {
             path,
             headers,
             tls: false,
+            not_utf8: &[],
         }
     }
 
@@ -2412,6 +2426,84 @@ mod tests {
         );
     }
 
+    /// What the adapter hands over when header values are not UTF-8: the rest as text, the
+    /// names of those apart.
+    fn decide_not_utf8(
+        g: &Guard,
+        path: &str,
+        headers: &[(String, String)],
+        bad: &[&str],
+    ) -> Decision {
+        let not_utf8: Vec<String> = bad.iter().map(|n| (*n).to_owned()).collect();
+        let request = Request {
+            method: "GET",
+            path,
+            headers,
+            tls: false,
+            not_utf8: &not_utf8,
+        };
+        g.decide(&request, NOW).decision
+    }
+
+    #[test]
+    fn a_credential_header_that_is_not_utf8_is_a_malformed_token() {
+        let g = guard(testkit::config_json(
+            json!({
+                "from_headers": [{ "name": "authorization", "value_prefix": "Bearer " }],
+                "from_cookies": ["session"],
+            }),
+            None,
+        ));
+        let valid = bearer(&rs256(&good_claims()));
+        let cookie = vec![(
+            "cookie".to_owned(),
+            format!("session={}", rs256(&good_claims())),
+        )];
+        // Whatever else the request carries: the bytes were meant as a credential.
+        assert_eq!(
+            reason(decide_not_utf8(&g, "/", &cookie, &["authorization"])),
+            Some(DenyReason::MalformedToken)
+        );
+        let g = default_guard();
+        assert_eq!(
+            reason(decide_not_utf8(&g, "/", &[], &["authorization"])),
+            Some(DenyReason::MalformedToken)
+        );
+        // A header no provider of the route reads is not a credential: ignored.
+        for other in ["cookie", "x-forwarded-for", "user-agent", ":authority"] {
+            assert_eq!(
+                reason(decide_not_utf8(&g, "/", &valid, &[other])),
+                None,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_request_line_or_rule_header_that_is_not_utf8_matches_no_rule() {
+        let rules = json!([
+            { "match": { "prefix": "/", "headers": [{ "name": "x-tenant", "exact": "blue" }] },
+              "requires": { "allow_missing": {} } },
+            { "match": { "prefix": "/" }, "requires": { "provider_name": "corp" } }
+        ]);
+        let g = guard(testkit::config_json(json!({}), Some(rules)));
+        let tenant = vec![("x-tenant".to_owned(), "blue".to_owned())];
+        assert_eq!(reason(decide_not_utf8(&g, "/", &tenant, &[])), None);
+        // `x-tenant: blue\xff` is not `blue`: the public rule does not match, the token one does.
+        assert_eq!(
+            reason(decide_not_utf8(&g, "/", &[], &["x-tenant"])),
+            Some(DenyReason::MissingToken)
+        );
+        let valid = bearer(&rs256(&good_claims()));
+        for line in [":path", ":method"] {
+            assert_eq!(
+                reason(decide_not_utf8(&g, "", &valid, &[line])),
+                Some(DenyReason::NoMatchingRule),
+                "{line}"
+            );
+        }
+    }
+
     /// corp (Authorization) and partner (x-partner-token), with rules of every kind.
     fn two_provider_guard() -> Guard {
         let k = keys();
@@ -2649,6 +2741,7 @@ mod tests {
                     path: "/orders/1",
                     headers: &bearer(token),
                     tls: false,
+                    not_utf8: &[],
                 },
                 NOW,
             )
@@ -2694,6 +2787,7 @@ mod tests {
                         path: "/",
                         headers: &preflight,
                         tls: false,
+                        not_utf8: &[],
                     },
                     NOW,
                 )
@@ -2729,6 +2823,7 @@ mod tests {
             path: "/",
             headers: &token,
             tls: false,
+            not_utf8: &[],
         };
         assert_eq!(
             g.decide(&request, NOW).decision,
@@ -2756,6 +2851,7 @@ mod tests {
             path: "/",
             headers: &rotated,
             tls: false,
+            not_utf8: &[],
         };
         assert_eq!(
             g.decide(&request, NOW).decision,

@@ -18,6 +18,7 @@ pub mod filter;
 pub mod fingerprint;
 pub mod forward;
 pub mod guard;
+pub mod header_map;
 pub mod host_crypto;
 pub mod introspection;
 pub mod json_path;

@@ -256,6 +256,8 @@ struct Case {
     query: String,
     /// `Authorization` header values, sent as raw bytes (each its own header line).
     authorization: Vec<Vec<u8>>,
+    /// Other headers, sent as raw bytes after the `Authorization` ones.
+    others: Vec<(&'static str, Vec<u8>)>,
     expect: Expect,
 }
 
@@ -293,8 +295,24 @@ impl Table {
             route,
             query,
             authorization: auth,
+            others: Vec::new(),
             expect,
         });
+    }
+
+    /// `Authorization` headers with these bytes, and one other header.
+    fn with_other(
+        &mut self,
+        name: &str,
+        auth: &[&[u8]],
+        other: (&'static str, &[u8]),
+        expect: Expect,
+    ) {
+        let auth = auth.iter().map(|a| a.to_vec()).collect();
+        self.add(name, "/api", String::new(), auth, expect);
+        if let Some(case) = self.cases.last_mut() {
+            case.others.push((other.0, other.1.to_vec()));
+        }
     }
 
     /// `Authorization: Bearer <token>` on a `corp` route.
@@ -1253,6 +1271,43 @@ fn control_bytes(t: &mut Table) {
     }
 }
 
+/// Bytes that are not UTF-8 in every other request header the filter reads (the decision
+/// log's user agent, authority and client address, `x-forwarded-proto`, CORS headers, cookies)
+/// and in the scheme or a second `Authorization` header. Where a credential is read they are a
+/// malformed credential; elsewhere they are as if absent (the request is judged on the rest).
+fn not_utf8_headers(t: &mut Table) {
+    let forged = jws(&rs256_header("rsa-1"), &claims().to_string(), &attacker());
+    let forged_auth = format!("Bearer {forged}").into_bytes();
+    let valid_auth = format!("Bearer {}", valid()).into_bytes();
+    let bad: &[u8] = b"\xff\xfe\xed\xa0\x80";
+    for header in [
+        "user-agent",
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "origin",
+        "access-control-request-method",
+        "cookie",
+        "x-request-id",
+    ] {
+        let name = format!("not-utf8-{header}-forged-token");
+        t.with_other(&name, &[&forged_auth], (header, bad), invalid(SIGNATURE));
+        let name = format!("not-utf8-{header}-no-token");
+        t.with_other(&name, &[], (header, bad), Expect::Missing);
+    }
+    t.header(
+        "not-utf8-in-scheme",
+        &[b"Bearer\xff ", valid().as_bytes()].concat(),
+        invalid(MALFORMED),
+    );
+    t.header("not-utf8-scheme-only", b"\xff\xfe", invalid(MALFORMED));
+    t.with_other(
+        "not-utf8-second-authorization-beside-valid",
+        &[&valid_auth],
+        ("authorization", b"Bearer \xff"),
+        invalid(MALFORMED),
+    );
+}
+
 /// Not the Bearer scheme (no credential), or the scheme without its space or token (a
 /// credential that cannot be read: refused, never taken for none).
 fn schemes(t: &mut Table) {
@@ -1537,6 +1592,7 @@ fn hostile_cases() -> Vec<Case> {
     segments(&mut t);
     base64_variants(&mut t);
     not_utf8(&mut t);
+    not_utf8_headers(&mut t);
     duplicate_keys(&mut t);
     hostile_exp(&mut t);
     sizes(&mut t);
@@ -1630,6 +1686,7 @@ fn send(envoy: &Envoy, case: &Case) -> std::io::Result<http::Response> {
         .iter()
         .map(|v| ("authorization", v.as_slice()))
         .collect();
+    headers.extend(case.others.iter().map(|(n, v)| (*n, v.as_slice())));
     headers.push(("x-test-case", case.name.as_bytes()));
     http::raw_request(envoy.port, "GET", &case.path(), &headers)
 }

@@ -27,6 +27,7 @@ fuzz_target!(|data: &[u8]| {
             path,
             headers: &headers,
             tls: false,
+            not_utf8: &[],
         };
         let _ = guard.decide(&request, NOW);
     }

@@ -2,9 +2,12 @@
 //! revocation response header (`revocation_learned::from_header`), credential extraction from
 //! headers, cookies and query parameters (`extract`), and X-Forwarded-For (`client_ip`).
 //!
-//! The input is read as lossy UTF-8 and split on '\n' into up to five fields: revocation
-//! header, authorization header, cookie header, `:path`, X-Forwarded-For. A missing field is
-//! the whole input, so even a short input reaches every parser.
+//! The input is raw bytes, as the host hands them over (Envoy passes bytes that are not UTF-8
+//! through): it is read as a serialized header map (`header_map::deserialize`), and split on
+//! '\n' into up to five fields: revocation header, authorization header, cookie header,
+//! `:path`, X-Forwarded-For. A missing field is the whole input, so even a short input reaches
+//! every parser. Fields go through `header_map` as the filter's do: a value that is not UTF-8
+//! is set apart (request) or refused (revocation header), never read lossily.
 #![no_main]
 
 use std::net::IpAddr;
@@ -13,6 +16,9 @@ use bearer_guard::client_ip::client_ip;
 use bearer_guard::extract::{
     cookie_header_without, cookies, find_credential, path_without_params, query_params, Credential,
     TokenSource,
+};
+use bearer_guard::header_map::{
+    credential_unreadable, deserialize, request_line_unreadable, split_utf8, text_values,
 };
 use bearer_guard::revocation_learned::{from_header, Authorized};
 use libfuzzer_sys::fuzz_target;
@@ -31,14 +37,36 @@ fn check_ip(ip: Option<String>) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let text = String::from_utf8_lossy(data);
-    let whole: &str = &text;
-    let mut fields = whole.splitn(5, '\n');
-    let revoke = fields.next().unwrap_or_default();
-    let authorization = fields.next().unwrap_or(whole);
-    let cookie = fields.next().unwrap_or(whole);
-    let path = fields.next().unwrap_or(whole);
-    let xff = fields.next().unwrap_or(whole);
+    // The host's serialized map: sizes that lie are refused, never trusted.
+    if let Some(pairs) = deserialize(data) {
+        let _ = split_utf8(pairs);
+    }
+    let mut fields = data.splitn(5, |b| *b == b'\n');
+    let raw = |field: Option<&[u8]>| field.unwrap_or(data).to_vec();
+    let revoke_raw = fields.next().unwrap_or_default().to_vec();
+    let request = split_utf8(vec![
+        (b"authorization".to_vec(), raw(fields.next())),
+        (b"cookie".to_vec(), raw(fields.next())),
+        (b":path".to_vec(), raw(fields.next())),
+        (b"x-forwarded-for".to_vec(), raw(fields.next())),
+    ]);
+    let text = |name: &str| {
+        request
+            .text
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    };
+    let (authorization, cookie, path, xff) = (
+        text("authorization"),
+        text("cookie"),
+        text(":path"),
+        text("x-forwarded-for"),
+    );
+    // A revocation header value that is not UTF-8 is refused whole, as the filter does.
+    let (revoke_values, refused) = text_values(vec![revoke_raw]);
+    assert_eq!(revoke_values.len() + refused.len(), 1);
+    let revoke = revoke_values.first().map_or("", String::as_str);
 
     // The revocation header, on a request no token authorized and on one a token did.
     let _ = from_header(revoke, None, NOW);
@@ -74,6 +102,16 @@ fuzz_target!(|data: &[u8]| {
         },
     ];
     let all: Vec<&TokenSource> = sources.iter().collect();
+    // A credential header that is not UTF-8 is malformed: what the guard checks first.
+    let unreadable = credential_unreadable(&all, &request.not_utf8);
+    assert_eq!(
+        unreadable,
+        request
+            .not_utf8
+            .iter()
+            .any(|n| n == "authorization" || n == "cookie")
+    );
+    let _ = request_line_unreadable(&request.not_utf8);
     if let Credential::One { token, source } = find_credential(&headers, path, &all) {
         assert!(sources.contains(source));
         let _ = token.len();

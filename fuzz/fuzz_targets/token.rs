@@ -77,6 +77,7 @@ fuzz_target!(|data: &[u8]| {
         path: "/orders/1",
         headers: &headers,
         tls: false,
+        not_utf8: &[],
     };
     // A fresh guard per input: no state (cache, learned revocations) carries between inputs,
     // so every crash reproduces from its input alone.

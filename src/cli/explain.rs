@@ -115,6 +115,7 @@ pub fn run(
         path: &request_path,
         headers: &headers,
         tls,
+        not_utf8: &[],
     };
     let verdict = guard.decide(&request, now);
     let waited_for = decided_provider(&verdict.decision, &config);

@@ -1,7 +1,7 @@
 //! The host side of misuse detection: a token's window lives in a shared-data slot that every
 //! worker of the process updates by compare-and-swap, so no request is counted twice or lost.
 
-use proxy_wasm::hostcalls;
+use super::host;
 use proxy_wasm::types::Status;
 
 use crate::anomaly::{self, AnomalyConfig, Observed};
@@ -15,12 +15,12 @@ const MAX_CAS_ATTEMPTS: usize = 64;
 pub fn observe(config: &AnomalyConfig, token: u64, ip: u64, now: i64) -> Option<Observed> {
     let key = config.slot_key(token);
     for _ in 0..MAX_CAS_ATTEMPTS {
-        let (bytes, cas) = hostcalls::get_shared_data(&key).ok()?;
+        let (bytes, cas) = host::shared_data(&key).ok()?;
         let observed = anomaly::observe(bytes.as_deref(), token, ip, now, config);
         // A slot never written has no CAS: the host creates a missing key whatever CAS is
         // given, and a key another worker created meanwhile fails this one (no lost update).
         let cas = cas.or(Some(u32::MAX));
-        match hostcalls::set_shared_data(&key, Some(&observed.slot), cas) {
+        match host::set_shared_data(&key, &observed.slot, cas) {
             Ok(()) => return Some(observed),
             Err(Status::CasMismatch) => continue,
             Err(_) => return None,

@@ -3,8 +3,8 @@
 //! IdP (`answer_scope`): every filter config of a VM shares the process's shared data, and one
 //! must never be answered with what another config's IdP said.
 
+use super::host;
 use log::warn;
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
 use crate::cache::TokenDigest;
@@ -38,7 +38,7 @@ pub struct SharedAnswers {
 
 impl AnswerStore for SharedAnswers {
     fn lookup(&self, digest: &TokenDigest, now: i64) -> Option<Answer> {
-        let (bytes, _) = hostcalls::get_shared_data(&slot_key(&self.scope, digest)).ok()?;
+        let (bytes, _) = host::shared_data(&slot_key(&self.scope, digest)).ok()?;
         Slot::decode(&bytes?).lookup(digest, now).cloned()
     }
 }
@@ -47,10 +47,10 @@ impl AnswerStore for SharedAnswers {
 fn update_slot(scope: &str, digest: &TokenDigest, change: impl Fn(&mut Slot)) {
     let key = slot_key(scope, digest);
     for _ in 0..16 {
-        let (bytes, cas) = hostcalls::get_shared_data(&key).unwrap_or((None, None));
+        let (bytes, cas) = host::shared_data(&key).unwrap_or((None, None));
         let mut slot = bytes.as_deref().map(Slot::decode).unwrap_or_default();
         change(&mut slot);
-        match hostcalls::set_shared_data(&key, Some(&slot.encode()), cas) {
+        match host::set_shared_data(&key, &slot.encode(), cas) {
             Ok(()) => return,
             Err(Status::CasMismatch) => continue,
             Err(status) => {

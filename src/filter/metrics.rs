@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use proxy_wasm::hostcalls;
+use super::host;
 use proxy_wasm::types::MetricType;
 
 use crate::decision::{DenyReason, RevocationSource};
@@ -21,6 +21,8 @@ pub enum Counter {
     JwksFetchFailed,
     /// Entries learned from revocation response headers.
     RevokedByHeader,
+    /// Revocation response header values refused because they are not UTF-8.
+    RevocationHeaderInvalid,
     /// Tokens revoked by misuse detection (`anomaly.action: revoke`).
     RevokedByAnomaly,
     ListFetchOk,
@@ -68,13 +70,14 @@ pub enum ProviderCounter {
     Denied(DenyReason),
 }
 
-const FIXED: [Counter; 27] = [
+const FIXED: [Counter; 28] = [
     Counter::Allowed,
     Counter::CacheHit,
     Counter::CacheMiss,
     Counter::JwksFetchOk,
     Counter::JwksFetchFailed,
     Counter::RevokedByHeader,
+    Counter::RevocationHeaderInvalid,
     Counter::RevokedByAnomaly,
     Counter::ListFetchOk,
     Counter::ListNotModified,
@@ -141,6 +144,7 @@ impl Counter {
             Counter::JwksFetchOk => "jwks_fetch_success",
             Counter::JwksFetchFailed => "jwks_fetch_failed",
             Counter::RevokedByHeader => "revocation.header_revoked",
+            Counter::RevocationHeaderInvalid => "revocation.header_invalid",
             Counter::RevokedByAnomaly => "revocation.anomaly_revoked",
             Counter::ListFetchOk => "revocation.list_fetch_success",
             Counter::ListNotModified => "revocation.list_not_modified",
@@ -209,13 +213,13 @@ pub struct Metrics {
 }
 
 fn gauge(name: &str) -> Option<u32> {
-    hostcalls::define_metric(MetricType::Gauge, name).ok()
+    host::define_metric(MetricType::Gauge, name).ok()
 }
 
 fn record(id: Option<u32>, value: i64) {
     if let Some(id) = id {
         // A failed update must never affect traffic.
-        let _ = hostcalls::record_metric(id, u64::try_from(value).unwrap_or(0));
+        let _ = host::record_metric(id, u64::try_from(value).unwrap_or(0));
     }
 }
 
@@ -223,7 +227,7 @@ impl Metrics {
     /// `providers`: names in config order; `remote`: which of them fetch their JWKS.
     pub fn define(providers: &[String], remote: &[bool], revocation: bool, list: bool) -> Self {
         let ids: Vec<Option<u32>> = Counter::all(providers.len())
-            .map(|c| hostcalls::define_metric(MetricType::Counter, &c.name(providers)).ok())
+            .map(|c| host::define_metric(MetricType::Counter, &c.name(providers)).ok())
             .collect();
         let pending = RefCell::new(vec![0; ids.len()]);
         let jwks_age = providers
@@ -287,7 +291,7 @@ impl Metrics {
         for (id, n) in self.ids.iter().zip(self.pending.borrow_mut().iter_mut()) {
             if let (Some(id), true) = (id, *n > 0) {
                 // A failed counter update must never affect traffic; the count is dropped.
-                let _ = hostcalls::increment_metric(*id, *n);
+                let _ = host::increment_metric(*id, *n);
             }
             *n = 0;
         }

@@ -7,7 +7,6 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{error, info, warn};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, Status};
 use sha2::{Digest, Sha256};
@@ -19,6 +18,7 @@ use crate::decision::{Decision, Denial, DenyReason, TokenIdentity, Upstream};
 use crate::decision_log::{path_without_query, Record};
 use crate::episode::Episode;
 use crate::guard::{Guard, Request};
+use crate::header_map;
 use crate::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
 use crate::jwks_fetch;
 use crate::log_limit::LogLimiter;
@@ -40,22 +40,22 @@ use revocation::Revocation;
 /// Takes a fetch lease (JWKS, revocation list), unless another worker holds an unexpired one:
 /// one fetch per process, not one per worker.
 fn take_lease(lease_key: &str, now: i64, timeout_ms: u64) -> bool {
-    if let Ok((None, None)) = hostcalls::get_shared_data(lease_key) {
+    if let Ok((None, None)) = host::shared_data(lease_key) {
         // Keys not known at configure (a status list URI): created free, then competed for.
-        let _ = hostcalls::set_shared_data(lease_key, Some(b"0"), None);
+        let _ = host::set_shared_data(lease_key, b"0", None);
     }
-    let Ok((value, cas)) = hostcalls::get_shared_data(lease_key) else {
+    let Ok((value, cas)) = host::shared_data(lease_key) else {
         return true;
     };
     if cas.is_none() || !jwks_fetch::lease_free(value.as_deref(), now) {
         return false;
     }
     let until = jwks_fetch::fetch_deadline(now, timeout_ms);
-    hostcalls::set_shared_data(lease_key, Some(until.to_string().as_bytes()), cas).is_ok()
+    host::set_shared_data(lease_key, until.to_string().as_bytes(), cas).is_ok()
 }
 
 fn release_lease(lease_key: &str) {
-    let _ = hostcalls::set_shared_data(lease_key, Some(b"0"), None);
+    let _ = host::set_shared_data(lease_key, b"0", None);
 }
 
 /// A short, stable name for a scope of shared data (keys stay small and free of whatever
@@ -72,7 +72,7 @@ fn scope_hash(parts: &[&str]) -> String {
 /// Envoy's name of this filter config (`config.name`; Istio: the WasmPlugin's namespace and
 /// name); empty if the host has none.
 fn plugin_name() -> String {
-    match hostcalls::get_property(vec!["plugin_name"]) {
+    match host::property(&["plugin_name"]) {
         Ok(Some(bytes)) => String::from_utf8_lossy(&bytes).into_owned(),
         _ => String::new(),
     }
@@ -80,7 +80,7 @@ fn plugin_name() -> String {
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    proxy_wasm::set_log_level(proxy_wasm::types::LogLevel::Info);
+    host::init_logging();
     proxy_wasm::set_root_context(|id| -> Box<dyn RootContext> { Box::new(GuardRoot::new(id)) });
 }}
 
@@ -90,7 +90,7 @@ struct EnvoyCrypto;
 impl HostCrypto for EnvoyCrypto {
     fn verify(&self, check: &HostCheck<'_>) -> Result<bool, HostCryptoError> {
         let arguments = host_crypto::encode_arguments(check);
-        match hostcalls::call_foreign_function(host_crypto::FUNCTION_NAME, Some(&arguments)) {
+        match host::foreign_function(host_crypto::FUNCTION_NAME, &arguments) {
             Ok(Some(result)) => host_crypto::decode_result(&result),
             Ok(None) => Err(HostCryptoError::BadResult),
             Err(Status::NotFound) => Err(HostCryptoError::NotAvailable),
@@ -202,7 +202,7 @@ impl GuardRoot {
         };
         let mut ready = Vec::new();
         for state in active.remote.borrow_mut().iter_mut() {
-            if let Ok((Some(value), cas)) = hostcalls::get_shared_data(&state.shared_key) {
+            if let Ok((Some(value), cas)) = host::shared_data(&state.shared_key) {
                 if cas != state.seen_cas {
                     state.seen_cas = cas;
                     if let Some((at, keys)) = jwks_fetch::decode_shared(&value) {
@@ -340,8 +340,8 @@ impl Context for GuardRoot {
                     ));
                     state.fetched_at = Some(now);
                     let shared = jwks_fetch::encode_shared(now, &body);
-                    if hostcalls::set_shared_data(&state.shared_key, Some(&shared), None).is_ok() {
-                        state.seen_cas = hostcalls::get_shared_data(&state.shared_key)
+                    if host::set_shared_data(&state.shared_key, &shared, None).is_ok() {
+                        state.seen_cas = host::shared_data(&state.shared_key)
                             .ok()
                             .and_then(|(_, cas)| cas);
                     }
@@ -369,7 +369,7 @@ impl Context for GuardRoot {
 
 impl RootContext for GuardRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        let bytes = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+        let bytes = match host::buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 error!("no plugin configuration; at least one provider is required");
@@ -478,15 +478,15 @@ impl RootContext for GuardRoot {
             introspection_episode: RefCell::new(Episode::default()),
             revocation,
         }));
-        if let Err(status) = hostcalls::set_tick_period(TICK_PERIOD) {
+        if let Err(status) = host::set_tick_period(TICK_PERIOD) {
             warn!("no tick ({status:?}): counters will not reach the host");
         }
         // Shared data cannot be created atomically, so the leases exist before any worker's
         // first tick competes for them by compare-and-swap.
         if let Some(active) = &self.active {
             for state in active.remote.borrow().iter() {
-                if let Ok((None, _)) = hostcalls::get_shared_data(&state.lease_key) {
-                    let _ = hostcalls::set_shared_data(&state.lease_key, Some(b"0"), None);
+                if let Ok((None, _)) = host::shared_data(&state.lease_key) {
+                    let _ = host::set_shared_data(&state.lease_key, b"0", None);
                 }
             }
         }
@@ -728,7 +728,7 @@ fn answer_waiting(active: &Active, ready: &[WaitTarget], now: i64, restore: u32)
     };
     for waiter in due {
         // The stream may be gone (client closed); then there is nothing to answer.
-        if hostcalls::set_effective_context(waiter.context).is_err() {
+        if host::set_effective_context(waiter.context).is_err() {
             continue;
         }
         // What arrived may reveal the next thing to fetch (a status list after the keys): one
@@ -748,12 +748,12 @@ fn answer_waiting(active: &Active, ready: &[WaitTarget], now: i64, restore: u32)
             applied = decide_and_apply(active, waiter.context, Look::Last);
         }
         if let Applied::Continue = applied {
-            if let Err(status) = hostcalls::resume_http_request() {
+            if let Err(status) = host::resume_request() {
                 warn!("could not resume a paused request: {status:?}");
             }
         }
     }
-    let _ = hostcalls::set_effective_context(restore);
+    let _ = host::set_effective_context(restore);
 }
 
 /// What happened to the current request (the host's effective context).
@@ -781,13 +781,15 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     if let Some(revocation) = &active.revocation {
         revocation.sync_learned(&active.guard);
     }
-    let headers = request_headers();
-    let header = |name: &str| header_value(&headers, name).unwrap_or_default();
+    let all = request_headers();
+    let headers = &all.text;
+    let header = |name: &str| header_value(headers, name).unwrap_or_default();
     let request = Request {
         method: header(":method"),
         path: header(":path"),
-        headers: &headers,
+        headers,
         tls: active.guard.config().requires_tls() && connection_is_tls(),
+        not_utf8: &all.not_utf8,
     };
     // One clock read serves the decision (seconds) and the log line (milliseconds).
     let now_ms = now_unix_millis();
@@ -815,7 +817,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
         )),
     };
     let now = now.unwrap_or_default();
-    let seen = Seen::new(active, &headers, now_ms.unwrap_or_default());
+    let seen = Seen::new(active, headers, now_ms.unwrap_or_default());
     let applied = match decision {
         Decision::Allow {
             provider,
@@ -980,7 +982,7 @@ impl<'h> Seen<'h> {
     fn client_ip(&self) -> Option<&str> {
         self.client_ip
             .get_or_init(|| {
-                let source = hostcalls::get_property(vec!["source", "address"])
+                let source = host::property(&["source", "address"])
                     .ok()
                     .flatten()
                     .and_then(|bytes| String::from_utf8(bytes).ok());
@@ -1147,17 +1149,17 @@ fn record_gauges(active: &Active, now: i64) {
 fn apply_upstream(upstream: &Upstream) {
     let map = MapType::HttpRequestHeaders;
     for name in &upstream.remove_headers {
-        if let Err(status) = hostcalls::set_map_value(map, name, None) {
+        if let Err(status) = host::remove_header(map, name) {
             error!("could not remove header {name}: {status:?}");
         }
     }
     for (name, value) in &upstream.set_headers {
-        if let Err(status) = hostcalls::set_map_value(map, name, Some(value)) {
+        if let Err(status) = host::set_header(map, name, value) {
             error!("could not set header {name}: {status:?}");
         }
     }
     if let Some(path) = &upstream.path {
-        if let Err(status) = hostcalls::set_map_value(map, ":path", Some(path)) {
+        if let Err(status) = host::set_header(map, ":path", path) {
             error!("could not rewrite :path: {status:?}");
         }
     }
@@ -1171,17 +1173,11 @@ fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h s
         .map(|(_, v)| v.as_str())
 }
 
-/// Header values that are not UTF-8 are kept lossily: a token with such bytes is malformed anyway.
-fn request_headers() -> Vec<(String, String)> {
-    hostcalls::get_map_bytes(MapType::HttpRequestHeaders)
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8(value)
-                .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
-            (name, value)
-        })
-        .collect()
+/// The request's headers, values that are not UTF-8 set apart by name (the guard refuses a
+/// credential there and matches nothing against them). A map the host cannot hand over is
+/// no headers: the request then matches no rule that needs one.
+fn request_headers() -> header_map::Headers {
+    header_map::split_utf8(host::headers(MapType::HttpRequestHeaders).unwrap_or_default())
 }
 
 /// A call's `:status` and body (at most `limit` + 1 bytes read, so a body too large shows).
@@ -1191,7 +1187,7 @@ fn call_response(body_size: usize, limit: usize) -> (Option<String>, Vec<u8>) {
     if status.is_none() || body_size == 0 {
         return (status, Vec::new());
     }
-    let body = hostcalls::get_buffer(
+    let body = host::buffer(
         BufferType::HttpCallResponseBody,
         0,
         body_size.min(limit.saturating_add(1)),
@@ -1205,13 +1201,13 @@ fn call_response(body_size: usize, limit: usize) -> (Option<String>, Vec<u8>) {
 /// Envoy's `connection.tls_version`: set (e.g. `TLSv1.3`) only on a TLS connection.
 fn connection_is_tls() -> bool {
     matches!(
-        hostcalls::get_property(vec!["connection", "tls_version"]),
+        host::property(&["connection", "tls_version"]),
         Ok(Some(version)) if !version.is_empty()
     )
 }
 
 fn now_unix_millis() -> Option<i64> {
-    let now: SystemTime = hostcalls::get_current_time().ok()?;
+    let now: SystemTime = host::now().ok()?;
     let since = now.duration_since(UNIX_EPOCH).ok()?;
     i64::try_from(since.as_millis()).ok()
 }
@@ -1226,9 +1222,7 @@ fn send_denial(denial: &Denial) -> Action {
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    if let Err(status) =
-        hostcalls::send_http_response(denial.status, headers, Some(denial.body.as_bytes()))
-    {
+    if let Err(status) = host::send_response(denial.status, &headers, denial.body.as_bytes()) {
         error!("could not send the denial: {status:?}");
     }
     Action::Pause

@@ -8,12 +8,13 @@ use std::io::{BufReader, Read};
 use std::rc::Rc;
 use std::time::Duration;
 
+use super::host;
 use log::{info, warn};
-use proxy_wasm::hostcalls;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
 use crate::episode::Episode;
 use crate::guard::{Guard, HeldList};
+use crate::header_map;
 use crate::introspection::token_post;
 use crate::jwks_fetch;
 use crate::log_limit::LogLimiter;
@@ -117,7 +118,7 @@ pub struct Revocation {
 }
 
 fn get_shared(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    hostcalls::get_shared_data(key).unwrap_or((None, None))
+    host::shared_data(key).unwrap_or((None, None))
 }
 
 impl Revocation {
@@ -133,12 +134,12 @@ impl Revocation {
                 let old = String::from_utf8_lossy(&old).parse::<u64>().unwrap_or(0);
                 let stale = Keys::new(&scope, old, config.list.as_ref());
                 for key in [&stale.learned, &stale.list, &stale.list_lifetimes] {
-                    let _ = hostcalls::set_shared_data(key, Some(b""), None);
+                    let _ = host::set_shared_data(key, b"", None);
                 }
                 info!("revocation: learned_generation {old} -> {generation}: revocations learned at run time cleared");
             }
         }
-        let _ = hostcalls::set_shared_data(&keys.generation, Some(generation.as_bytes()), None);
+        let _ = host::set_shared_data(&keys.generation, generation.as_bytes(), None);
         // Shared data has no atomic create: the values exist before any worker CASes them.
         for (key, initial) in [
             (
@@ -151,7 +152,7 @@ impl Revocation {
             if matches!(get_shared(key), (None, _) | (Some(_), None))
                 || get_shared(key).0.is_some_and(|v| v.is_empty())
             {
-                let _ = hostcalls::set_shared_data(key, Some(&initial), None);
+                let _ = host::set_shared_data(key, &initial, None);
             }
         }
         let list = config.list.clone().map(|config| ListState {
@@ -237,20 +238,23 @@ impl Revocation {
             return;
         };
         // Envoy answers with the first value only; if there is none there are none.
-        if !matches!(
-            hostcalls::get_map_value(MapType::HttpResponseHeaders, name),
-            Ok(Some(_))
-        ) {
+        let map = MapType::HttpResponseHeaders;
+        if !matches!(host::header(map, name), Ok(Some(_))) {
             return;
         }
-        let values: Vec<String> = hostcalls::get_map_bytes(MapType::HttpResponseHeaders)
+        let values: Vec<Vec<u8>> = host::headers(map)
             .unwrap_or_default()
             .into_iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v)
             .collect();
-        if let Err(status) = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, None) {
+        if let Err(status) = host::remove_header(map, name) {
             warn!("could not remove the {name} response header: {status:?}");
+        }
+        let (values, refused) = header_map::text_values(values);
+        for size in refused {
+            metrics.count(Counter::RevocationHeaderInvalid);
+            warn!("{name} response header: a value ({size} bytes) is not UTF-8; refused as a whole, nothing revoked from it");
         }
         let authorized = self.authorized.borrow_mut().remove(&context);
         let mut revoked = FromHeader::default();
@@ -394,15 +398,11 @@ impl Revocation {
                 .filter(|l| l.generation == self.config.learned_generation)
                 .unwrap_or_else(|| Learned::new(self.config.learned_generation));
             let evicted = learned.append(entries, now, guard.config().expiry_grace_seconds());
-            match hostcalls::set_shared_data(&self.keys.learned, Some(&learned.encode()), cas) {
+            match host::set_shared_data(&self.keys.learned, &learned.encode(), cas) {
                 Ok(()) => {
                     let (_, serial_cas) = get_shared(&self.keys.learned_serial);
                     let serial = serial_cas.map_or(1, |c| u64::from(c) + 1).to_string();
-                    hostcalls::set_shared_data(
-                        &self.keys.learned_serial,
-                        Some(serial.as_bytes()),
-                        None,
-                    )?;
+                    host::set_shared_data(&self.keys.learned_serial, serial.as_bytes(), None)?;
                     guard.install_learned(learned.to_sets());
                     // Not marked as seen: another worker may have written after this one, and
                     // the next request reads the log again to pick that up.
@@ -587,11 +587,7 @@ impl Revocation {
         state.in_flight = None;
         // Parsing a large list can outlast the fetch lease: renewed so no one polls meanwhile.
         let renewed = jwks_fetch::fetch_deadline(now, state.config.timeout_ms).saturating_add(60);
-        let _ = hostcalls::set_shared_data(
-            &self.keys.list_lease,
-            Some(renewed.to_string().as_bytes()),
-            None,
-        );
+        let _ = host::set_shared_data(&self.keys.list_lease, renewed.to_string().as_bytes(), None);
         self.apply_list_response(state, body_size, guard, metrics, now);
         // Only now: another VM must not poll while this one is still parsing and sharing.
         release_lease(&self.keys.list_lease);
@@ -712,7 +708,7 @@ impl Revocation {
         // Only a list the others can read is announced; otherwise they poll themselves.
         if shared_ok {
             let value = revocation_list::encode_checked(confirmed);
-            let _ = hostcalls::set_shared_data(&self.keys.list_checked, Some(&value), None);
+            let _ = host::set_shared_data(&self.keys.list_checked, &value, None);
         }
     }
 
@@ -730,8 +726,7 @@ impl Revocation {
         let Some(lifetimes) = lifetimes else {
             return true;
         };
-        match hostcalls::set_shared_data(&self.keys.list_lifetimes, Some(&lifetimes.encode()), None)
-        {
+        match host::set_shared_data(&self.keys.list_lifetimes, &lifetimes.encode(), None) {
             Ok(()) => true,
             Err(status) => {
                 warn!("revocation list lifetimes could not be shared ({status:?})");
@@ -741,7 +736,7 @@ impl Revocation {
     }
 
     fn share(&self, key: &str, set: &RevocationSet) -> bool {
-        match hostcalls::set_shared_data(key, Some(set.as_bytes()), None) {
+        match host::set_shared_data(key, set.as_bytes(), None) {
             Ok(()) => true,
             Err(status) => {
                 warn!("revocation list could not be shared with other workers ({status:?})");
@@ -941,7 +936,7 @@ impl Read for CallBody {
         if want == 0 {
             return Ok(0);
         }
-        let chunk = hostcalls::get_buffer(BufferType::HttpCallResponseBody, self.offset, want)
+        let chunk = host::buffer(BufferType::HttpCallResponseBody, self.offset, want)
             .map_err(|s| std::io::Error::other(format!("{s:?}")))?
             .unwrap_or_default();
         let n = chunk.len().min(want);

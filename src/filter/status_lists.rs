@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use super::host;
 use log::{info, warn};
-use proxy_wasm::hostcalls;
 use proxy_wasm::traits::Context;
 
 use crate::episode::Episode;
@@ -123,7 +123,7 @@ pub fn drive(
 
 /// Installs the list another worker shared, if it is newer than the one held.
 fn adopt(guard: &Guard, provider: usize, uri: &str) -> bool {
-    let Ok((Some(value), _)) = hostcalls::get_shared_data(&shared_key(uri)) else {
+    let Ok((Some(value), _)) = host::shared_data(&shared_key(uri)) else {
         return false;
     };
     let text = String::from_utf8_lossy(&value);
@@ -180,7 +180,7 @@ pub fn on_response(
                 info!("status list {uri} recovered after {failed} failed fetch(es)");
             }
             let value = format!("{now}\n{token}");
-            let _ = hostcalls::set_shared_data(&shared_key(uri), Some(value.as_bytes()), None);
+            let _ = host::set_shared_data(&shared_key(uri), value.as_bytes(), None);
         }
         Err(why) => {
             metrics.count(Counter::StatusListFetchFailed);

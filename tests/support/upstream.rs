@@ -35,7 +35,8 @@ pub struct Upstream {
 #[derive(Debug, Clone)]
 struct Route {
     prefix: String,
-    headers: Vec<(String, String)>,
+    /// Raw bytes: a test may answer with a value that is not UTF-8.
+    headers: Vec<(String, Vec<u8>)>,
 }
 
 pub const UPSTREAM_BODY: &str = "hello from the test upstream";
@@ -93,7 +94,18 @@ impl Upstream {
             prefix: prefix.to_owned(),
             headers: headers
                 .iter()
-                .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .map(|(n, v)| ((*n).to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+        });
+    }
+
+    /// Like `add_response_headers`, with values written byte for byte (e.g. not UTF-8).
+    pub fn add_raw_response_headers(&self, prefix: &str, headers: &[(&str, &[u8])]) {
+        self.routes.lock().unwrap().push(Route {
+            prefix: prefix.to_owned(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
                 .collect(),
         });
     }
@@ -133,20 +145,27 @@ fn serve(
         return;
     };
     let mut reader = BufReader::new(stream);
-    loop {
-        let mut request_line = String::new();
-        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
-            return;
+    // Lines are read as bytes: a header value that is not UTF-8 (Envoy passes such bytes
+    // through) is recorded lossily rather than ending the connection.
+    let read_line = |reader: &mut BufReader<TcpStream>| -> Option<String> {
+        let mut line = Vec::new();
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) | Err(_) => None,
+            Ok(_) => Some(String::from_utf8_lossy(&line).into_owned()),
         }
+    };
+    loop {
+        let Some(request_line) = read_line(&mut reader) else {
+            return;
+        };
         let mut parts = request_line.split_whitespace();
         let method = parts.next().unwrap_or_default().to_owned();
         let path = parts.next().unwrap_or_default().to_owned();
         let mut headers = Vec::new();
         loop {
-            let mut line = String::new();
-            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            let Some(line) = read_line(&mut reader) else {
                 return;
-            }
+            };
             let line = line.trim_end_matches(['\r', '\n']);
             if line.is_empty() {
                 break;
@@ -164,13 +183,13 @@ fn serve(
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let extra: String = routes
+        let extra: Vec<u8> = routes
             .lock()
             .unwrap()
             .iter()
             .filter(|r| path.starts_with(&r.prefix))
             .flat_map(|r| r.headers.iter())
-            .map(|(n, v)| format!("{n}: {v}\r\n"))
+            .flat_map(|(n, v)| [format!("{n}: ").as_bytes(), v, b"\r\n"].concat())
             .collect();
         seen.lock().unwrap().push(SeenRequest {
             method,
@@ -178,11 +197,13 @@ fn serve(
             headers,
         });
         let (status, body) = response.lock().unwrap().clone();
-        let response = format!(
-            "HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\n{extra}content-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        if writer.write_all(response.as_bytes()).is_err() {
+        let response = [
+            format!("HTTP/1.1 {status} X\r\ncontent-type: text/plain\r\n").as_bytes(),
+            &extra,
+            format!("content-length: {}\r\n\r\n{body}", body.len()).as_bytes(),
+        ]
+        .concat();
+        if writer.write_all(&response).is_err() {
             return;
         }
     }

@@ -1,0 +1,257 @@
+//! Header maps as the host hands them over: bytes. The proxy-wasm SDK decodes them with
+//! `String::from_utf8(..).unwrap()` and trusts the sizes it is given, so one header value that
+//! is not UTF-8 (Envoy passes obs-text through, from a client or an upstream) panics the VM.
+//! Here the serialized map is read without trusting it, and values that are not UTF-8 are set
+//! apart by name, for the guard to refuse or ignore deliberately.
+
+use crate::extract::TokenSource;
+
+/// `(name, value)` pairs, as bytes.
+pub type RawHeaders = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// The pairs of a serialized header map (proxy-wasm ABI 0.2.1): a little-endian `u32` count,
+/// then a `u32` name size and a `u32` value size per pair, then each name and each value
+/// followed by a NUL. `None` when the bytes do not hold what the sizes say. Empty bytes are an
+/// empty map (what the host hands over for one).
+pub fn deserialize(bytes: &[u8]) -> Option<RawHeaders> {
+    if bytes.is_empty() {
+        return Some(Vec::new());
+    }
+    let count = read_u32(bytes, 0)?;
+    let mut data = count.checked_mul(8)?.checked_add(4)?;
+    let mut pairs = Vec::with_capacity(count.min(bytes.len() / 10));
+    for n in 0..count {
+        let sizes = n.checked_mul(8)?.checked_add(4)?;
+        let name_size = read_u32(bytes, sizes)?;
+        let value_size = read_u32(bytes, sizes.checked_add(4)?)?;
+        let (name, after_name) = take(bytes, data, name_size)?;
+        let (value, after_value) = take(bytes, after_name, value_size)?;
+        pairs.push((name.to_vec(), value.to_vec()));
+        data = after_value;
+    }
+    Some(pairs)
+}
+
+/// The host's serialization of `pairs` (for a local response's headers). A field longer than
+/// 4 GiB cannot be said; the filter's own headers are a few bytes.
+pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let size = |field: &str| u32::try_from(field.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let count = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
+    let mut bytes = count.to_le_bytes().to_vec();
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&size(name));
+        bytes.extend_from_slice(&size(value));
+    }
+    for (name, value) in pairs {
+        for field in [name, value] {
+            bytes.extend_from_slice(field.as_bytes());
+            bytes.push(0);
+        }
+    }
+    bytes
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+    let four: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(four)).ok()
+}
+
+/// `size` bytes at `at`, and where the next field starts (after the NUL).
+fn take(bytes: &[u8], at: usize, size: usize) -> Option<(&[u8], usize)> {
+    let end = at.checked_add(size)?;
+    let field = bytes.get(at..end)?;
+    Some((field, end.checked_add(1)?))
+}
+
+/// A request's headers, split by whether they can be read as text.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers {
+    /// Every header whose name and value are UTF-8, in the host's order.
+    pub text: Vec<(String, String)>,
+    /// Names (as the host gave them, lower case in Envoy) of headers whose value is not UTF-8.
+    pub not_utf8: Vec<String>,
+}
+
+/// Sets apart what is not UTF-8. A header whose name is not UTF-8 is dropped: every name the
+/// configuration can mention is text, so none could match it.
+pub fn split_utf8(raw: RawHeaders) -> Headers {
+    let mut headers = Headers::default();
+    for (name, value) in raw {
+        let Ok(name) = String::from_utf8(name) else {
+            continue;
+        };
+        match String::from_utf8(value) {
+            Ok(value) => headers.text.push((name, value)),
+            Err(_) => {
+                if !headers.not_utf8.contains(&name) {
+                    headers.not_utf8.push(name);
+                }
+            }
+        }
+    }
+    headers
+}
+
+/// A response header's values as text, and the sizes of those that are not UTF-8: such a value
+/// is refused as a whole (a lossy reading would act on text the upstream never sent, e.g.
+/// `sub=\xff\xfe` would revoke the subject "\u{FFFD}\u{FFFD}").
+pub fn text_values(values: Vec<Vec<u8>>) -> (Vec<String>, Vec<usize>) {
+    let mut text = Vec::new();
+    let mut refused = Vec::new();
+    for value in values {
+        match String::from_utf8(value) {
+            Ok(value) => text.push(value),
+            Err(e) => refused.push(e.as_bytes().len()),
+        }
+    }
+    (text, refused)
+}
+
+/// Whether one of these sources reads a header whose value is not UTF-8: such a credential is
+/// malformed (it cannot be a token), whatever else the request carries. The query is not
+/// checked here: a `:path` that is not UTF-8 matches no rule.
+pub fn credential_unreadable(sources: &[&TokenSource], not_utf8: &[String]) -> bool {
+    not_utf8.iter().any(|bad| {
+        sources.iter().any(|source| match source {
+            TokenSource::Header { name, .. } => name.eq_ignore_ascii_case(bad),
+            TokenSource::Cookie { .. } => bad.eq_ignore_ascii_case("cookie"),
+            TokenSource::Param { .. } => false,
+        })
+    })
+}
+
+/// Whether the request line's pseudo-headers can be matched against rules at all.
+pub fn request_line_unreadable(not_utf8: &[String]) -> bool {
+    not_utf8
+        .iter()
+        .any(|name| name == ":path" || name == ":method")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The host's serialization (the SDK's `serialize_map_bytes`).
+    fn host_serialize(pairs: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut bytes = (pairs.len() as u32).to_le_bytes().to_vec();
+        for (name, value) in pairs {
+            bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        }
+        for (name, value) in pairs {
+            bytes.extend_from_slice(name);
+            bytes.push(0);
+            bytes.extend_from_slice(value);
+            bytes.push(0);
+        }
+        bytes
+    }
+
+    #[test]
+    fn reads_what_the_host_serializes_bytes_and_all() {
+        let pairs: [(&[u8], &[u8]); 3] = [
+            (b":path", b"/api"),
+            (b"authorization", b"Bearer \xff\xfe"),
+            (b"empty", b""),
+        ];
+        let raw = deserialize(&host_serialize(&pairs)).unwrap();
+        let want: RawHeaders = pairs
+            .iter()
+            .map(|(n, v)| (n.to_vec(), v.to_vec()))
+            .collect();
+        assert_eq!(raw, want);
+        assert_eq!(deserialize(b""), Some(Vec::new()));
+        assert_eq!(deserialize(&host_serialize(&[])), Some(Vec::new()));
+    }
+
+    #[test]
+    fn what_the_filter_serializes_reads_back() {
+        let pairs = [
+            ("www-authenticate", "Bearer realm=\"x\""),
+            ("content-type", ""),
+        ];
+        let raw = deserialize(&serialize(&pairs)).unwrap();
+        let text: Vec<(&str, &str)> = raw
+            .iter()
+            .map(|(n, v)| {
+                (
+                    std::str::from_utf8(n).unwrap(),
+                    std::str::from_utf8(v).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(text, pairs);
+        let as_bytes: Vec<(&[u8], &[u8])> = pairs
+            .iter()
+            .map(|(n, v)| (n.as_bytes(), v.as_bytes()))
+            .collect();
+        assert_eq!(serialize(&pairs), host_serialize(&as_bytes));
+    }
+
+    #[test]
+    fn sizes_that_lie_are_refused_not_trusted() {
+        let good = host_serialize(&[(b"a", b"bc")]);
+        for cut in 1..good.len() - 1 {
+            assert_eq!(deserialize(&good[..cut]), None, "cut at {cut}");
+        }
+        let mut huge_count = good.clone();
+        huge_count[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(deserialize(&huge_count), None);
+        let mut huge_value = good;
+        huge_value[8..12].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(deserialize(&huge_value), None);
+    }
+
+    #[test]
+    fn values_that_are_not_utf8_are_set_apart_by_name() {
+        let raw: RawHeaders = vec![
+            (b"x-tenant".to_vec(), b"blue".to_vec()),
+            (b"cookie".to_vec(), b"a=\xe9".to_vec()),
+            (b"cookie".to_vec(), b"b=\xff".to_vec()),
+            (b"x-\xff".to_vec(), b"dropped".to_vec()),
+            (b"authorization".to_vec(), b"Bearer \xed\xa0\x80".to_vec()),
+        ];
+        let headers = split_utf8(raw);
+        assert_eq!(headers.text, vec![("x-tenant".into(), "blue".into())]);
+        assert_eq!(headers.not_utf8, vec!["cookie", "authorization"]);
+    }
+
+    #[test]
+    fn a_response_value_that_is_not_utf8_is_refused_whole() {
+        let (text, refused) = text_values(vec![
+            b"sub=\xff\xfe".to_vec(),
+            b"jti=ok".to_vec(),
+            b"self, sub=caf\xc3".to_vec(),
+        ]);
+        assert_eq!(text, vec!["jti=ok"]);
+        assert_eq!(refused, vec![6, 14]);
+    }
+
+    #[test]
+    fn only_sources_the_route_reads_make_a_credential_unreadable() {
+        let bearer = TokenSource::authorization_bearer();
+        let cookie = TokenSource::Cookie {
+            name: "session".into(),
+        };
+        let param = TokenSource::Param {
+            name: "access_token".into(),
+        };
+        let not_utf8 = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        assert!(credential_unreadable(
+            &[&bearer],
+            &not_utf8(&["authorization"])
+        ));
+        assert!(credential_unreadable(
+            &[&param, &cookie],
+            &not_utf8(&["cookie"])
+        ));
+        assert!(!credential_unreadable(&[&bearer], &not_utf8(&["cookie"])));
+        assert!(!credential_unreadable(
+            &[&cookie],
+            &not_utf8(&["x-forwarded-for"])
+        ));
+        assert!(!credential_unreadable(&[&param], &not_utf8(&[":path"])));
+        assert!(request_line_unreadable(&not_utf8(&[":path"])));
+        assert!(!request_line_unreadable(&not_utf8(&[":authority"])));
+    }
+}
