@@ -716,7 +716,7 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             &mut warnings,
         )?);
     }
-    share_revocation_scopes(&mut providers);
+    share_revocation_scopes(&mut providers, &mut warnings);
     // An opaque token names no issuer: with two introspecting providers it would be sent to
     // an IdP that did not issue it (a credential leak).
     let introspecting: Vec<&str> = providers
@@ -813,19 +813,71 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
     })
 }
 
-/// Providers of one issuer share revocations: each gets the names of all of them.
-fn share_revocation_scopes(providers: &mut [Provider]) {
-    let names: Vec<(String, String)> = providers
+/// Providers of one issuer share revocations: each gets the names of all of them. "One
+/// issuer" means the same `iss` and the same keys (the same remote JWKS, the same local keys,
+/// the same introspection endpoint): a provider whose key holder is someone else, under the
+/// same `iss` string, could otherwise mint a token with a victim's `jti` and revoke it with
+/// `self` (the issuer's `jti` space is only the issuer's when its keys are).
+fn share_revocation_scopes(providers: &mut [Provider], warnings: &mut Vec<String>) {
+    let anchors: Vec<(String, [u8; 32], String)> = providers
         .iter()
-        .map(|p| (p.issuer.clone(), p.name.clone()))
+        .map(|p| (p.issuer.clone(), trust_anchor(p), p.name.clone()))
         .collect();
     for provider in providers.iter_mut() {
-        provider.revocation_scopes = names
+        let anchor = trust_anchor(provider);
+        provider.revocation_scopes = anchors
             .iter()
-            .filter(|(issuer, _)| *issuer == provider.issuer)
-            .map(|(_, name)| name.clone())
+            .filter(|(issuer, other, _)| *issuer == provider.issuer && *other == anchor)
+            .map(|(_, _, name)| name.clone())
             .collect();
     }
+    for (i, (issuer, anchor, name)) in anchors.iter().enumerate() {
+        let apart = anchors
+            .iter()
+            .skip(i + 1)
+            .filter(|(other_issuer, other, _)| other_issuer == issuer && other != anchor);
+        for (_, _, other) in apart {
+            warnings.push(format!(
+                "providers {name} and {other} have the same issuer but different keys: they do \
+                 not share revocations (a jti is only the issuer's where its keys are)"
+            ));
+        }
+    }
+}
+
+/// What vouches for a provider's tokens: its remote JWKS location, local keys and
+/// introspection endpoint, as one digest (HMAC secrets enter only hashed).
+fn trust_anchor(provider: &Provider) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut keys: Vec<Vec<u8>> = provider
+        .keys
+        .keys
+        .iter()
+        .map(|key| match &key.material {
+            crate::jwks::KeyMaterial::Hmac(secret) => Sha256::digest(secret).to_vec(),
+            _ => key.spki_der.clone(),
+        })
+        .collect();
+    keys.sort();
+    let mut hash = Sha256::new();
+    let mut part = |bytes: &[u8]| {
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    };
+    if let Some(remote) = &provider.remote_jwks {
+        part(remote.authority.as_bytes());
+        part(remote.path.as_bytes());
+    }
+    part(&[u8::from(provider.remote_jwks.is_some())]);
+    for key in &keys {
+        part(key);
+    }
+    if let Some(introspection) = &provider.introspection {
+        let endpoint = &introspection.client.endpoint;
+        part(endpoint.authority.as_bytes());
+        part(endpoint.path.as_bytes());
+    }
+    hash.finalize().into()
 }
 
 fn compile_provider(

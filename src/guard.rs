@@ -76,6 +76,8 @@ struct UpstreamPlan {
     remove_headers: Vec<String>,
     set_headers: Vec<(String, String)>,
     strip: Vec<TokenSource>,
+    /// Where the credentials this grant accepted were found (stripped or forwarded).
+    used: Vec<TokenSource>,
 }
 
 impl UpstreamPlan {
@@ -89,6 +91,22 @@ impl UpstreamPlan {
         self.set_headers.extend(other.set_headers);
         for source in other.strip {
             if !self.strip.contains(&source) {
+                self.strip.push(source);
+            }
+        }
+        for source in other.used {
+            if !self.used.contains(&source) {
+                self.used.push(source);
+            }
+        }
+    }
+
+    /// `requires_any`: the credentials of options that were refused never reach the upstream
+    /// (it may take a header it finds behind the proxy for a checked one), even for providers
+    /// that forward theirs; the credential that was accepted is left as its provider says.
+    fn strip_rejected(&mut self, rejected: Vec<TokenSource>) {
+        for source in rejected {
+            if !self.used.contains(&source) && !self.strip.contains(&source) {
                 self.strip.push(source);
             }
         }
@@ -534,11 +552,18 @@ impl Guard {
             }
             Requirement::Any(options) => {
                 let mut best: Option<Denial> = None;
+                let mut rejected: Vec<TokenSource> = Vec::new();
                 for option in options {
                     match self.evaluate(option, scopes, request, now, cache) {
-                        Ok(granted) => return Ok(granted),
+                        Ok(mut granted) => {
+                            granted.upstream.strip_rejected(rejected);
+                            return Ok(granted);
+                        }
                         // A real failure says more than "no token here".
                         Err(denial) => {
+                            if denial.reason != DenyReason::MissingToken {
+                                rejected.extend(self.sources_of(option));
+                            }
                             if best
                                 .as_ref()
                                 .is_none_or(|b| b.reason == DenyReason::MissingToken)
@@ -1251,7 +1276,25 @@ impl Guard {
             } else {
                 vec![source.clone()]
             },
+            used: vec![source.clone()],
         }
+    }
+
+    /// Every token source of the providers a requirement may accept.
+    fn sources_of(&self, requirement: &Requirement) -> Vec<TokenSource> {
+        let providers: Vec<usize> = match requirement {
+            Requirement::Public => Vec::new(),
+            Requirement::Provider { index, .. } => vec![*index],
+            Requirement::AnyProvider | Requirement::AllowMissing => self.all_providers.clone(),
+            Requirement::Any(parts) | Requirement::All(parts) => {
+                return parts.iter().flat_map(|p| self.sources_of(p)).collect()
+            }
+        };
+        providers
+            .iter()
+            .filter_map(|&i| self.config.providers.get(i))
+            .flat_map(|p| p.sources.iter().cloned())
+            .collect()
     }
 
     fn denial(
@@ -2656,6 +2699,34 @@ mod tests {
         assert_eq!(upstream.path.as_deref(), Some("/nested"));
     }
 
+    /// `requires_any`: a refused credential beside an accepted one must not reach the upstream,
+    /// which could take it for one the proxy checked.
+    #[test]
+    fn requires_any_takes_out_the_credentials_it_refused() {
+        let g = two_provider_guard();
+        let expired = rs256(&with(json!({ "exp": NOW - 999 })));
+        let forged = format!("{}AAAA", &expired[..expired.len() - 4]);
+        for bad in [expired, forged] {
+            let headers = vec![
+                ("authorization".to_owned(), format!("Bearer {bad}")),
+                ("x-partner-token".to_owned(), partner_token()),
+            ];
+            let upstream = upstream_of(decide_at(&g, "/any", &headers, NOW));
+            for name in ["authorization", "x-partner-token"] {
+                assert!(
+                    upstream.remove_headers.contains(&name.to_owned()),
+                    "{name}: {upstream:?}"
+                );
+            }
+        }
+        // Nothing refused, nothing extra: a missing corp token takes nothing else out.
+        let partner = vec![("x-partner-token".to_owned(), partner_token())];
+        let upstream = upstream_of(decide_at(&g, "/any", &partner, NOW));
+        assert!(upstream
+            .remove_headers
+            .contains(&"x-partner-token".to_owned()));
+    }
+
     #[test]
     fn a_forwarding_provider_keeps_only_its_own_credential() {
         let g = credential_places_guard();
@@ -3545,6 +3616,63 @@ mod tests {
         assert_eq!(
             reason(decide_at(&g, "/optional", &bearer(&token), NOW)),
             Some(DenyReason::InactiveToken)
+        );
+    }
+
+    /// A provider that merely names the same `iss` with other keys (here a partner's HS256
+    /// secret) does not share revocations: its key holder could mint a token with a victim's
+    /// `jti` and revoke the victim's token with `self` on a logout.
+    #[test]
+    fn same_issuer_string_with_other_keys_shares_no_revocations() {
+        let corp = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+        let secret = [7u8; 32];
+        let mut partner = corp.clone();
+        partner["local_jwks"] = json!({ "keys": [
+            { "kty": "oct", "kid": "partner", "k": testkit::b64(&secret) }
+        ]});
+        partner["algorithms"] = json!(["HS256"]);
+        let config = json!({
+            "providers": { "corp": corp, "partner": partner },
+            "rules": [
+                { "match": { "prefix": "/partner" }, "requires": { "provider_name": "partner" } },
+                { "match": { "prefix": "/" }, "requires": { "provider_name": "corp" } },
+            ],
+            "revocation": {},
+        });
+        let configured = crate::config::Config::from_json(config.to_string().as_bytes()).unwrap();
+        assert!(
+            configured
+                .warnings
+                .iter()
+                .any(|w| w.contains("same issuer but different keys")),
+            "{:?}",
+            configured.warnings
+        );
+        let g = guard(config);
+        let victim = rs256(&with(json!({ "jti": "victim-jti" })));
+        assert_eq!(reason(decide_at(&g, "/api", &bearer(&victim), NOW)), None);
+        let forged = mint(
+            Signer::Hs256(&secret),
+            Some("partner"),
+            &with(json!({ "jti": "victim-jti" })),
+        );
+        let authorized = match decide_at(&g, "/partner/logout", &bearer(&forged), NOW) {
+            Decision::Allow { token: Some(t), .. } => t,
+            other => panic!("{other:?}"),
+        };
+        let out = crate::revocation_learned::from_header(
+            "self",
+            Some(&authorized),
+            &crate::revocation_learned::HeaderPolicy::self_only(),
+            NOW,
+        );
+        let mut learned = crate::revocation_learned::Learned::new(0);
+        learned.append(&out.learned, NOW, 600);
+        g.install_learned(learned.to_sets());
+        assert_eq!(reason(decide_at(&g, "/api", &bearer(&victim), NOW)), None);
+        assert_eq!(
+            reason(decide_at(&g, "/partner/x", &bearer(&forged), NOW)),
+            Some(DenyReason::Revoked)
         );
     }
 }

@@ -383,6 +383,11 @@ impl RevocationSet {
 
 /// What the list's rollback guard (`revocation_list`) reads of a held set and a builder.
 impl RevocationSet {
+    /// Whether an exact or subject entry with this fingerprint is held.
+    pub fn holds(&self, fp: u64) -> bool {
+        self.contains_exact(fp) || self.subject_cutoff(fp).is_some()
+    }
+
     pub fn exact_fingerprints(&self) -> impl Iterator<Item = u64> + '_ {
         self.exact_iter()
     }

@@ -30,7 +30,7 @@ pub struct Authorized {
     pub token: Option<String>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LearnedKind {
     /// From a revocation header: a token (jti or SHA-256) fingerprint.
     Exact(u64),
@@ -70,9 +70,9 @@ impl std::fmt::Display for HeaderProblem {
             HeaderProblem::Empty(what) => write!(f, "`{what}=` without a value"),
             HeaderProblem::Unknown(directive) => write!(
                 f,
-                "unknown directive {:?} (expected self, jti=<id> or sub=<subject>; a value with \
+                "unknown directive {} (expected self, jti=<id> or sub=<subject>; a value with \
                  a comma must be quoted): value refused as a whole; nothing revoked",
-                directive.chars().take(40).collect::<String>()
+                loggable_name(directive)
             ),
             HeaderProblem::NotAllowed(what) => write!(
                 f,
@@ -82,6 +82,20 @@ impl std::fmt::Display for HeaderProblem {
                 write!(f, "value refused as a whole ({why}); nothing revoked")
             }
         }
+    }
+}
+
+/// A directive name as the log may show it: a short word, quoted; anything else (an upstream
+/// that put a token in the header) only by its length.
+fn loggable_name(name: &str) -> String {
+    let word = name.len() <= 16
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphabetic() || b == b'-' || b == b'_');
+    if word {
+        format!("{name:?}")
+    } else {
+        format!("of {} bytes (not shown)", name.len())
     }
 }
 
@@ -236,6 +250,12 @@ pub fn from_header(
             return out;
         }
     };
+    if directives.len() > MAX_DIRECTIVES_PER_VALUE {
+        out.problems.push(HeaderProblem::Unparsable(
+            "more directives than a response needs",
+        ));
+        return out;
+    }
     // An unknown directive is most often the tail of a value cut at a comma
     // (`sub=CN=alice,OU=eng`): the rest of the value cannot be trusted to mean what it says.
     if let Some(Directive::Unknown(name)) = directives
@@ -293,7 +313,30 @@ pub fn from_header(
             Directive::Unknown(name) => out.problems.push(HeaderProblem::Unknown(name)),
         }
     }
+    out.dedup();
     out
+}
+
+/// Directives one header value may carry: a logout needs one or two. More is refused whole:
+/// repeated or many entries would only crowd out other revocations of the bounded log.
+pub const MAX_DIRECTIVES_PER_VALUE: usize = 16;
+
+impl FromHeader {
+    /// The same entry twice (`self, self`) is learned and published once.
+    fn dedup(&mut self) {
+        let mut seen = Vec::with_capacity(self.learned.len());
+        let mut keep = Vec::with_capacity(self.learned.len());
+        for entry in &self.learned {
+            keep.push(!seen.contains(&entry.kind));
+            seen.push(entry.kind);
+        }
+        let mut flags = keep.iter();
+        self.learned
+            .retain(|_| flags.next().copied().unwrap_or(true));
+        let mut flags = keep.iter();
+        self.publish
+            .retain(|_| flags.next().copied().unwrap_or(true));
+    }
 }
 
 /// A `sub=` revocation: tokens issued up to `issued_before` are refused.
@@ -426,7 +469,7 @@ impl Learned {
     pub fn append(&mut self, new: &[LearnedEntry], now: i64, grace: i64) -> usize {
         self.entries
             .retain(|e| e.exp.is_none_or(|exp| exp.saturating_add(grace) > now));
-        self.entries.extend_from_slice(new);
+        self.add_all(new);
         let excess = self.entries.len().saturating_sub(MAX_LEARNED_ENTRIES);
         if excess > 0 {
             // A stable sort by `exp` keeps insertion order among equals (and among `None`).
@@ -446,6 +489,31 @@ impl Learned {
             });
         }
         excess
+    }
+
+    /// An entry already held is not held twice (a repeated revocation must not crowd out
+    /// others): it keeps the later `exp` (`None`, for ever, is the latest).
+    fn add_all(&mut self, new: &[LearnedEntry]) {
+        let mut at: std::collections::HashMap<LearnedKind, usize> = self
+            .entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.kind, i))
+            .collect();
+        for entry in new {
+            match at.get(&entry.kind).and_then(|&i| self.entries.get_mut(i)) {
+                Some(held) => {
+                    held.exp = match (held.exp, entry.exp) {
+                        (Some(a), Some(b)) => Some(a.max(b)),
+                        _ => None,
+                    }
+                }
+                None => {
+                    at.insert(entry.kind, self.entries.len());
+                    self.entries.push(*entry);
+                }
+            }
+        }
     }
 
     /// The entries as searchable sets, one per source (so refusals can be counted by source).
@@ -770,5 +838,62 @@ mod tests {
         assert!(
             learned.entries.contains(&entry(11, None)) && learned.entries.contains(&entry(4, None))
         );
+    }
+
+    /// A repeated directive is learned and published once, and many directives in one value
+    /// are refused: an upstream cannot crowd other revocations out of the bounded log.
+    #[test]
+    fn repetitions_are_learned_once_and_floods_refused() {
+        let t = token(Some("j1"));
+        let out = from_header(
+            "self, self,SELF",
+            Some(&t),
+            &HeaderPolicy::self_only(),
+            1_000,
+        );
+        assert_eq!((out.learned.len(), out.publish.len()), (1, 1));
+        let flood = "self,".repeat(MAX_DIRECTIVES_PER_VALUE + 1);
+        let out = from_header(&flood, Some(&t), &HeaderPolicy::self_only(), 1_000);
+        assert!(out.learned.is_empty());
+        assert!(matches!(
+            out.problems.as_slice(),
+            [HeaderProblem::Unparsable(_)]
+        ));
+        // The log holds an entry once, with the later exp; a live revocation is not evicted by
+        // the same entry arriving again and again.
+        let mut learned = Learned::new(0);
+        let victim = LearnedEntry {
+            kind: LearnedKind::Exact(42),
+            exp: Some(1_500),
+        };
+        learned.append(&[victim], 1_000, 600);
+        let repeated = LearnedEntry {
+            kind: LearnedKind::Exact(7),
+            exp: Some(9_000),
+        };
+        let later = LearnedEntry {
+            exp: Some(9_500),
+            ..repeated
+        };
+        for _ in 0..1_000 {
+            assert_eq!(learned.append(&[repeated, repeated], 1_000, 600), 0);
+        }
+        learned.append(&[later], 1_000, 600);
+        assert_eq!(learned.entries, vec![victim, later]);
+    }
+
+    /// The header's name invites an upstream to put a token in it: never echoed to the log.
+    #[test]
+    fn an_unknown_directive_is_logged_without_its_text() {
+        let secret = "2YotnFZFEjr1zCsicMWpAA";
+        let out = from_header(secret, Some(&token(None)), &all(), 1_000);
+        let logged: Vec<String> = out.problems.iter().map(ToString::to_string).collect();
+        assert!(!logged.iter().any(|l| l.contains(secret)), "{logged:?}");
+        assert!(
+            logged.iter().any(|l| l.contains("of 22 bytes")),
+            "{logged:?}"
+        );
+        let out = from_header("bogus", Some(&token(None)), &all(), 1_000);
+        assert!(out.problems[0].to_string().contains("\"bogus\""));
     }
 }

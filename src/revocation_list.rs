@@ -39,6 +39,10 @@ pub struct Held<'a> {
 }
 
 impl<'a> Held<'a> {
+    fn holds(&self, fp: u64) -> bool {
+        self.base.holds(fp) || self.overlay.is_some_and(|o| o.holds(fp))
+    }
+
     /// The version and ETag of the latest response applied.
     fn latest(self) -> &'a RevocationSet {
         self.overlay.unwrap_or(self.base)
@@ -216,6 +220,21 @@ pub fn accept_response(
     })
 }
 
+/// The `exp` a list gives entries already held never shortens what is known of them: a list
+/// service that re-lists an entry with an `exp` just ahead, then leaves it out once that has
+/// passed, must not un-revoke it. Held without a known `exp` (live for ever): stays so.
+fn never_shortened(found: Vec<(u64, i64)>, held: Held<'_>, known: &Lifetimes) -> Vec<(u64, i64)> {
+    found
+        .into_iter()
+        .filter_map(|(fp, exp)| {
+            if !held.holds(fp) {
+                return Some((fp, exp));
+            }
+            known.exp(fp).map(|was| (fp, was.max(exp)))
+        })
+        .collect()
+}
+
 /// A whole list replaces the held one, except (with `known`) for held entries it leaves out
 /// that are still live: their known `exp` is after `now` (the caller's "dropped before"
 /// time), or unknown.
@@ -235,6 +254,7 @@ fn whole_list(
             lifetimes: known.map(|_| Lifetimes::new(found)),
         };
     };
+    let found = never_shortened(found, held, known);
     let left_out = left_out_live(&whole, held, known, now);
     if left_out.is_empty() {
         return ListUpdate::Replaced {
@@ -634,5 +654,30 @@ mod tests {
         assert_eq!(decode_checked(&encode_checked(checked)), Some(checked));
         assert_eq!(decode_checked(b"1 2"), None);
         assert_eq!(decode_checked(b"x"), None);
+    }
+
+    /// With `allow_removal: false`, a list service cannot un-revoke a live entry in two steps:
+    /// first re-listing it with an `exp` just ahead, then leaving it out once that passed.
+    #[test]
+    fn a_list_cannot_shorten_the_exp_of_what_it_holds() {
+        let none = Lifetimes::default();
+        let (v1, _, known) = guarded(
+            r#"{"version":"v1","jti":[{"jti":"t","exp":10000}, "forever"]}"#,
+            None,
+            &none,
+            100,
+        );
+        let (v2, _, known) = guarded(
+            r#"{"version":"v2","jti":[{"jti":"t","exp":101}, {"jti":"forever","exp":101}]}"#,
+            held(&v1, None),
+            &known,
+            100,
+        );
+        let (v3, _, _) = guarded(r#"{"version":"v3"}"#, held(&v2, None), &known, 200);
+        assert!(v3.revokes(&id("t")), "t (exp 10000) un-revoked at 200");
+        assert!(
+            v3.revokes(&id("forever")),
+            "an entry without exp un-revoked"
+        );
     }
 }

@@ -425,8 +425,22 @@ fn revoke_edits_a_list_file_the_filter_parses() {
     fs::create_dir_all(dir.join("sub")).unwrap();
     let list = list.to_str().unwrap();
     let token = mint(&["--jti", "t-9"]);
-    let sha: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    // `--token` writes the token identity: the SHA-256 of the signing input (header.payload),
+    // which `token-id` prints and every signature twin of the token shares.
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    let sha: [u8; 32] = Sha256::digest(signed.as_bytes()).into();
     let sha_hex: String = sha.iter().map(|b| format!("{b:02x}")).collect();
+    let printed = run_with_input(&["token-id", "-"], &token);
+    assert_eq!(printed.code, 0, "{}", printed.err);
+    assert_eq!(printed.out, format!("{sha_hex}\n"));
+    assert!(!printed.out.contains(&token) && !printed.err.contains(&token));
+    assert_ne!(
+        sha,
+        <[u8; 32]>::from(Sha256::digest(token.as_bytes())),
+        "not the whole token's hash"
+    );
+    let usage = run(&["token-id"]);
+    assert_eq!(usage.code, 2);
     let exp = (NOW + 3600).to_string();
 
     let added = run_with_input(

@@ -48,9 +48,13 @@ const NO_EXP: &str = "token has no expiration";
 const AUDIENCE: &str = "audience not accepted";
 const QUERY_TOKEN: &str = "tokens in the query string are not accepted";
 const MALFORMED_CREDENTIAL: &str = "credential is malformed";
+const REVOKED: &str = "token revoked";
+const NOT_ACCESS: &str = "not an access token";
 
 /// Counter name (`denied.<code>`) of each description above (src/decision.rs).
-const REASON_CODES: [(&str, &str); 11] = [
+const REASON_CODES: [(&str, &str); 13] = [
+    (REVOKED, "revoked"),
+    (NOT_ACCESS, "not_access_token"),
     (MALFORMED, "malformed"),
     (UNSIGNED, "alg_none"),
     (NOT_ACCEPTED, "alg_not_allowed"),
@@ -95,8 +99,30 @@ fn plugin_config() -> Value {
             { "match": { "prefix": "/qp" }, "requires": { "provider_name": "qp" } }
         ],
         // Every denial logged, so the no-token-in-the-log check sees all of them.
-        "log": { "max_lines_per_second": 0 }
+        "log": { "max_lines_per_second": 0 },
+        // One ES256 token without `jti`, revoked by its token identity (signature_twins).
+        "revocation": { "token_sha256": [token_identity_hex(revoked_es256())] }
     })
+}
+
+/// An ES256 token of `corp` without `jti`, revoked in the config by its token identity.
+fn revoked_es256() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| {
+        let mut claims = claims();
+        claims["sub"] = json!("revoked-by-identity");
+        testkit::mint(testkit::Signer::Es256(&keys().ec), Some("ec-1"), &claims)
+    })
+}
+
+/// SHA-256 of the signing input, in hex: what `bearer-guard token-id` prints.
+fn token_identity_hex(token: &str) -> String {
+    use sha2::Digest;
+    let (signed, _) = token.rsplit_once('.').unwrap();
+    sha2::Sha256::digest(signed.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -773,6 +799,69 @@ fn segments(t: &mut Table) {
     ];
     for (name, token, expect) in cases {
         t.bearer(name, &token, invalid(expect));
+    }
+}
+
+/// Second spellings of one signed token: an ECDSA twin (`s` -> `n - s`, which verifies) of a
+/// token revoked by its identity stays revoked; an RSA signature `s + n` (the same number
+/// modulo `n`, which the PSS verifier would take) is refused.
+fn signature_twins(t: &mut Table) {
+    let revoked = revoked_es256();
+    t.bearer("twin-revoked-es256-itself", revoked, invalid(REVOKED));
+    t.bearer(
+        "twin-revoked-es256-other-s",
+        &testkit::es256_twin(revoked),
+        invalid(REVOKED),
+    );
+    let public = rsa::RsaPublicKey::from(&keys().rsa);
+    let mut found = 0;
+    for i in 0..3000 {
+        let mut claims = claims();
+        claims["jti"] = json!(format!("plus-modulus-{i}"));
+        let (signer, alg) = if i % 2 == 0 {
+            (testkit::Signer::Ps256(&keys().rsa), "ps256")
+        } else {
+            (testkit::Signer::Rs256(&keys().rsa), "rs256")
+        };
+        let token = testkit::mint(signer, Some("rsa-any"), &claims);
+        if let Some(bigger) = testkit::rsa_plus_modulus(&token, &public) {
+            t.bearer(
+                &format!("signature-plus-modulus-{alg}-{i}"),
+                &bigger,
+                invalid(SIGNATURE),
+            );
+            found += 1;
+            if found == 2 {
+                break;
+            }
+        }
+    }
+    assert!(found > 0, "no signature had room for s + n");
+}
+
+/// ID tokens signed by the real issuer, typed `JWT` (as most IdPs type them) or untyped, are
+/// not access tokens; Keycloak's access tokens (`nonce` with payload `typ: Bearer`) are
+/// controlled in `positive_controls`.
+fn id_tokens(t: &mut Table) {
+    let header = json!({ "alg": "RS256", "kid": "rsa-1", "typ": "JWT" }).to_string();
+    for (name, claim) in [
+        ("nonce", json!({ "nonce": "n-0S6_WzA2Mj" })),
+        ("at-hash", json!({ "at_hash": "77QmUPtjPfzWtF2AnpK9RQ" })),
+        ("c-hash", json!({ "c_hash": "LDktKdoQak3Pk0cnXxCltA" })),
+        ("keycloak-typ-id", json!({ "typ": "ID" })),
+        ("cognito-token-use-id", json!({ "token_use": "id" })),
+    ] {
+        let mut payload = claims();
+        payload
+            .as_object_mut()
+            .unwrap()
+            .extend(claim.as_object().unwrap().clone());
+        let token = jws(&header, &payload.to_string(), &real());
+        t.bearer(
+            &format!("id-token-typ-jwt-{name}"),
+            &token,
+            invalid(NOT_ACCESS),
+        );
     }
 }
 
@@ -1591,6 +1680,8 @@ fn hostile_cases() -> Vec<Case> {
     crit(&mut t);
     segments(&mut t);
     base64_variants(&mut t);
+    signature_twins(&mut t);
+    id_tokens(&mut t);
     not_utf8(&mut t);
     not_utf8_headers(&mut t);
     duplicate_keys(&mut t);
@@ -1622,6 +1713,29 @@ fn positive_controls() -> Vec<Case> {
     t.header(
         "control-scheme-double-space",
         format!("Bearer  {token}").as_bytes(),
+        Expect::Allowed,
+    );
+    // Keycloak's access tokens: the login's `nonce`, payload `typ: Bearer`, header `typ: JWT`.
+    let mut keycloak = claims();
+    keycloak["nonce"] = json!("n-0S6_WzA2Mj");
+    keycloak["typ"] = json!("Bearer");
+    t.bearer(
+        "control-keycloak-access-token-with-nonce",
+        &jws(
+            &json!({ "alg": "RS256", "kid": "rsa-1", "typ": "JWT" }).to_string(),
+            &keycloak.to_string(),
+            &real(),
+        ),
+        Expect::Allowed,
+    );
+    // A signature twin of a valid ES256 token verifies (it is the same token).
+    t.bearer(
+        "control-es256-signature-twin",
+        &testkit::es256_twin(&testkit::mint(
+            testkit::Signer::Es256(&keys().ec),
+            Some("ec-1"),
+            &claims(),
+        )),
         Expect::Allowed,
     );
     let exp = format!("{}.5", unix_now() + 600);

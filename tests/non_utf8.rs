@@ -61,7 +61,9 @@ fn plugin_config() -> Value {
     config["xff_num_trusted_hops"] = json!(1);
     config["anomaly"] = json!({ "max_distinct_ips": 64 });
     config["log"] = json!({ "decisions": "all", "max_lines_per_second": 0 });
-    config["revocation"] = json!({});
+    // jti= and sub= allowed: a value that is not UTF-8 must be refused for that, not for the
+    // directive allow-list.
+    config["revocation"] = json!({ "response_header_directives": ["self", "jti", "sub"] });
     config
 }
 

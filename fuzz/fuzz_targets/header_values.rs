@@ -20,7 +20,7 @@ use bearer_guard::extract::{
 use bearer_guard::header_map::{
     credential_unreadable, deserialize, request_line_unreadable, split_utf8, text_values,
 };
-use bearer_guard::revocation_learned::{from_header, Authorized};
+use bearer_guard::revocation_learned::{from_header, Authorized, HeaderPolicy};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_800_000_000;
@@ -69,17 +69,21 @@ fuzz_target!(|data: &[u8]| {
     let revoke = revoke_values.first().map_or("", String::as_str);
 
     // The revocation header, on a request no token authorized and on one a token did.
-    let _ = from_header(revoke, None, NOW);
+    let policy = HeaderPolicy::all();
+    let _ = from_header(revoke, None, &policy, NOW);
     let authorized = Authorized {
         provider: "corp".to_owned(),
         jti: (revoke.len() % 2 == 0).then(|| revoke.to_owned()),
         sub: Some("alice".to_owned()),
         token_sha256: [7; 32],
+        id: [8; 32],
+        clock_skew_seconds: 60,
+        max_lifetime_seconds: None,
         exp: Some(NOW + 60),
         introspected: false,
         token: None,
     };
-    let learned = from_header(revoke, Some(&authorized), NOW);
+    let learned = from_header(revoke, Some(&authorized), &policy, NOW);
     assert_eq!(learned.learned.len(), learned.publish.len());
     for problem in &learned.problems {
         let _ = problem.to_string();
