@@ -62,6 +62,8 @@ fn plugin_config() -> Value {
                     { "provider_name": "pa" }, { "provider_name": "ca" } ] } },
                 { "provider_name": "pb" } ] } } },
             { "match": { "prefix": "/forward" }, "requires": all(&["pf", "pa", "cf", "cb"]) },
+            { "match": { "prefix": "/either" }, "requires": { "requires_any": { "requirements": [
+                { "provider_name": "corp" }, { "provider_name": "hb" } ] } } },
             { "match": { "prefix": "/optional" }, "requires": { "allow_missing": {} } },
             { "match": { "prefix": "/api" }, "requires": { "provider_name": "corp" } }
         ],
@@ -205,6 +207,26 @@ fn every_credential_a_decision_used_is_taken_out() {
     let seen = s.allowed("nested-cookie", &path, &[("cookie", &cookie)]);
     assert_eq!(seen.path, "/nested");
     assert_eq!(seen.header("cookie"), None);
+
+    // `requires_any`: a credential refused beside the one accepted does not reach the
+    // upstream either (it could take it for one the proxy checked).
+    let expired = mint(
+        Signer::Rs256(&keys().rsa),
+        Some("rsa-1"),
+        &json!({ "iss": "https://corp", "aud": "orders-api", "sub": "mallory",
+                 "exp": unix_now() - 3600 }),
+    );
+    let forged = format!("{}AAAA", &expired[..expired.len() - 4]);
+    for (case, bad) in [("either-expired", &expired), ("either-forged", &forged)] {
+        let authorization = format!("Bearer {bad}");
+        let seen = s.allowed(
+            case,
+            "/either",
+            &[("authorization", &authorization), ("x-token-b", &hb)],
+        );
+        assert_eq!(seen.header("authorization"), None, "{case}");
+        assert_no_credential(case, &seen, &[bad, &hb]);
+    }
 
     // `forward: true` keeps its own credential, and only that one.
     let (pf, cf) = (token("pf"), token("cf"));
