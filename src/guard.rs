@@ -2949,6 +2949,19 @@ mod tests {
         );
     }
 
+    /// What the guard learns from `x-revoke-token: self` on the response to `authorized`.
+    fn learn_self(g: &Guard, authorized: &Authorized) {
+        let out = crate::revocation_learned::from_header(
+            "self",
+            Some(authorized),
+            &crate::revocation_learned::HeaderPolicy::self_only(),
+            NOW,
+        );
+        let mut learned = crate::revocation_learned::Learned::new(0);
+        learned.append(&out.learned, NOW, 600);
+        g.install_learned(learned.to_sets());
+    }
+
     fn revocation_guard(revocation: Value) -> Guard {
         let mut config = testkit::config_json(json!({}), None);
         config["revocation"] = revocation;
@@ -3013,15 +3026,7 @@ mod tests {
         };
         assert_eq!(authorized.jti.as_deref(), Some("j-1"));
         assert_eq!(verdict(&g, "/", &token, NOW).cache, CacheLookup::Hit);
-        let out = crate::revocation_learned::from_header(
-            "self",
-            Some(&authorized),
-            &crate::revocation_learned::HeaderPolicy::self_only(),
-            NOW,
-        );
-        let mut learned = crate::revocation_learned::Learned::new(0);
-        learned.append(&out.learned, NOW, 600);
-        g.install_learned(learned.to_sets());
+        learn_self(&g, &authorized);
         let after = verdict(&g, "/", &token, NOW);
         assert_eq!(after.cache, CacheLookup::Hit);
         assert_eq!(reason(after.decision), Some(DenyReason::Revoked));
@@ -3054,15 +3059,7 @@ mod tests {
             Decision::Allow { token: Some(t), .. } => t,
             other => panic!("{other:?}"),
         };
-        let out = crate::revocation_learned::from_header(
-            "self",
-            Some(&authorized),
-            &crate::revocation_learned::HeaderPolicy::self_only(),
-            NOW,
-        );
-        let mut learned = crate::revocation_learned::Learned::new(0);
-        learned.append(&out.learned, NOW, 600);
-        g.install_learned(learned.to_sets());
+        learn_self(&g, &authorized);
         for t in [&token, &twin] {
             assert_eq!(
                 reason(decide_at(&g, "/", &bearer(t), NOW)),
@@ -3525,27 +3522,7 @@ mod tests {
     /// Two providers of one issuer: `web` (a cookie) and `api` (the Authorization header),
     /// each on its own routes.
     fn same_issuer_guard(extra: Value) -> Guard {
-        let provider = |source: Value| {
-            let mut p = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
-            if let (Some(p), Some(source)) = (p.as_object_mut(), source.as_object()) {
-                p.extend(source.clone());
-            }
-            p
-        };
-        let mut config = json!({
-            "providers": {
-                "web": provider(json!({ "from_cookies": ["session"] })),
-                "api": provider(json!({})),
-            },
-            "rules": [
-                { "match": { "prefix": "/web" }, "requires": { "provider_name": "web" } },
-                { "match": { "prefix": "/api" }, "requires": { "provider_name": "api" } },
-            ],
-        });
-        if let (Some(c), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
-            c.extend(extra.clone());
-        }
-        guard(config)
+        guard(testkit::same_issuer_config(extra))
     }
 
     /// `jti` and `sub` are unique per issuer (RFC 7519): a logout through one provider revokes
@@ -3660,15 +3637,7 @@ mod tests {
             Decision::Allow { token: Some(t), .. } => t,
             other => panic!("{other:?}"),
         };
-        let out = crate::revocation_learned::from_header(
-            "self",
-            Some(&authorized),
-            &crate::revocation_learned::HeaderPolicy::self_only(),
-            NOW,
-        );
-        let mut learned = crate::revocation_learned::Learned::new(0);
-        learned.append(&out.learned, NOW, 600);
-        g.install_learned(learned.to_sets());
+        learn_self(&g, &authorized);
         assert_eq!(reason(decide_at(&g, "/api", &bearer(&victim), NOW)), None);
         assert_eq!(
             reason(decide_at(&g, "/partner/x", &bearer(&forged), NOW)),

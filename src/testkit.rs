@@ -110,6 +110,32 @@ pub fn config_json(extra_provider: Value, rules: Option<Value>) -> Value {
     config
 }
 
+/// Two providers of one issuer and one set of keys: `web` reads the `session` cookie, `api`
+/// the Authorization header, each on its own routes (`/web`, `/api`); `extra` top-level keys.
+pub fn same_issuer_config(extra: Value) -> Value {
+    let provider = |sources: Value| {
+        let mut p = config_json(json!({}), None)["providers"]["corp"].clone();
+        if let (Some(p), Some(sources)) = (p.as_object_mut(), sources.as_object()) {
+            p.extend(sources.clone());
+        }
+        p
+    };
+    let mut config = json!({
+        "providers": {
+            "web": provider(json!({ "from_cookies": ["session"] })),
+            "api": provider(json!({})),
+        },
+        "rules": [
+            { "match": { "prefix": "/web" }, "requires": { "provider_name": "web" } },
+            { "match": { "prefix": "/api" }, "requires": { "provider_name": "api" } },
+        ],
+    });
+    if let (Some(c), Some(extra)) = (config.as_object_mut(), extra.as_object()) {
+        c.extend(extra.clone());
+    }
+    config
+}
+
 /// Claims valid at `NOW` for the test provider, to be modified per test.
 pub fn good_claims() -> Value {
     json!({

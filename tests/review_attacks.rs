@@ -157,24 +157,7 @@ fn rsa_signatures_above_the_modulus_and_respelled_signatures_are_refused() {
 fn a_logout_through_one_provider_revokes_for_every_provider_of_the_issuer() {
     let upstream = Upstream::start();
     upstream.add_response_headers("/web/logout", &[("x-revoke-token", "self")]);
-    let provider = |extra: Value| {
-        let mut p = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
-        p.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        p
-    };
-    let config = json!({
-        "providers": {
-            "web": provider(json!({ "from_cookies": ["session"] })),
-            "api": provider(json!({})),
-        },
-        "rules": [
-            { "match": { "prefix": "/web" }, "requires": { "provider_name": "web" } },
-            { "match": { "prefix": "/api" }, "requires": { "provider_name": "api" } },
-        ],
-        "revocation": {},
-    });
+    let config = testkit::same_issuer_config(json!({ "revocation": {} }));
     let envoy = start(&config, &upstream);
     for jti in [Some("s-1"), None] {
         let token = mint(

@@ -460,42 +460,11 @@ fn a_revocation_on_one_proxy_reaches_another_through_the_list_service() {
 
 /// A listener whose filter config comes from an LDS file, so a test can reload it.
 fn lds_listener(revocation: Value) -> Value {
-    json!({ "resources": [{
-        "@type": "type.googleapis.com/envoy.config.listener.v3.Listener",
-        "name": "guarded",
-        "address": { "socket_address": { "address": "127.0.0.1", "port_value": 0 } },
-        "filter_chains": [{ "filters": [{
-            "name": "envoy.filters.network.http_connection_manager",
-            "typed_config": {
-                "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
-                "stat_prefix": "guarded",
-                "route_config": { "virtual_hosts": [{
-                    "name": "all", "domains": ["*"],
-                    "routes": [{ "match": { "prefix": "/" }, "route": { "cluster": "upstream" } }]
-                }]},
-                "http_filters": [
-                    { "name": "envoy.filters.http.wasm", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm",
-                        "config": {
-                            "name": "bearer_guard", "root_id": "bearer_guard",
-                            "vm_config": {
-                                "vm_id": "bearer_guard", "runtime": "envoy.wasm.runtime.v8",
-                                "code": { "local": { "filename": support::wasm_path() } }
-                            },
-                            "failure_policy": "FAIL_CLOSED",
-                            "configuration": {
-                                "@type": "type.googleapis.com/google.protobuf.StringValue",
-                                "value": config(revocation).to_string()
-                            }
-                        }
-                    }},
-                    { "name": "envoy.filters.http.router", "typed_config": {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
-                    }}
-                ]
-            }
-        }]}]
-    }]})
+    json!({ "resources": [support::envoy::guarded_listener(
+        "guarded",
+        "bearer_guard",
+        &config(revocation)
+    )] })
 }
 
 fn write_lds(path: &std::path::Path, listener: &Value) {
