@@ -23,7 +23,7 @@ use testkit::{keys, mint, mint_with_header, Signer, ISSUER};
 const AUDIENCE: &str = "orders-api";
 const SKEW: i64 = 60;
 
-/// Tokens bearer-guard refuses on purpose while jwt_authn accepts them (README: "Migrating
+/// Tokens bearer-guard refuses on purpose while jwt_authn accepts them (docs/migrating-from-jwt-authn.md: "Migrating
 /// from jwt_authn").
 const INTENTIONAL: [&str; 3] = ["iat-in-future", "typ-secevent", "id-token-nonce"];
 

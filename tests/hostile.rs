@@ -1570,7 +1570,7 @@ fn two_credentials(t: &mut Table) {
         Expect::Multiple,
     );
     // `corp` has no `from_params`: an `access_token` parameter is refused, with or without a
-    // header token (README, `from_params`).
+    // header token (docs/configuration.md, `from_params`).
     t.add(
         "query-token-not-configured",
         "/api",
