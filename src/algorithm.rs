@@ -8,7 +8,7 @@ use jwt_compact::{
 use p256::ecdsa::signature::Verifier as _;
 
 use crate::host_crypto::{HashName, HostCheck, HostCrypto};
-use crate::jwks::KeyMaterial;
+use crate::key_material::KeyMaterial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {

@@ -5,7 +5,6 @@ use std::fmt;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::config::TimePolicy;
 use crate::decision::DenyReason;
 use crate::matcher::StringMatch;
 
@@ -86,6 +85,16 @@ impl<'de> Deserialize<'de> for NumericDate {
 
 fn numeric_date<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i64>, D::Error> {
     Ok(Option::<NumericDate>::deserialize(deserializer)?.map(|d| d.0))
+}
+
+/// How a provider judges the time claims (its `clock_skew_seconds`, `require_expiration`,
+/// `max_lifetime_seconds`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimePolicy {
+    pub clock_skew_seconds: u64,
+    pub require_expiration: bool,
+    /// `None`: no limit on `exp - iat`.
+    pub max_lifetime_seconds: Option<u64>,
 }
 
 /// The registered claims bearer-guard reads from a token's payload; others are ignored.

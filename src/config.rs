@@ -1,19 +1,23 @@
 //! Plugin configuration: JSON in, typed and ready-to-use config out, or an error naming the key.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use serde::Deserialize;
 use serde_json::Value;
 
 use crate::algorithm::Algorithm;
 use crate::anomaly::{AnomalyAction, AnomalyConfig, RawAnomaly};
+use crate::claims::TimePolicy;
+use crate::config_error::ConfigError;
 use crate::decision_log::{LogConfig, LogDecisions, RawLog};
+use crate::endpoint::{compile_client, split_uri, ClientAuth, RawClient};
 use crate::extract::TokenSource;
+use crate::extract::{is_header_name, is_token};
 use crate::forward::{ClaimHeader, ForwardPolicy};
-use crate::introspection::{self, ClientAuth, ClientEndpoint, IntrospectionConfig};
+use crate::introspection::{self, IntrospectionConfig};
 use crate::json_path;
-use crate::jwks::{self, KeyMaterial, KeySet};
+use crate::jwks::{self, KeySet};
+use crate::key_material::KeyMaterial;
 use crate::matcher::{RawStringMatch, StringMatch};
 use crate::revocation_config::{self, RevocationConfig};
 use crate::rules::{PathMatch, Requirement, Rule, Rules};
@@ -115,38 +119,6 @@ pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 2000;
 pub const DEFAULT_JWKS_CACHE_DURATION_SECONDS: u64 = 600;
 pub const DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS: u64 = 30;
 
-/// An HTTP endpoint reached through an Envoy cluster: the cluster, and the `:authority` and
-/// `:path` of the request, split from the configured `uri`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Endpoint {
-    pub cluster: String,
-    pub authority: String,
-    pub path: String,
-}
-
-/// `uri` -> authority and path; the reason on error, for the caller to name the key.
-pub(crate) fn split_uri(cluster: &str, uri: &str) -> Result<Endpoint, &'static str> {
-    let rest = uri
-        .strip_prefix("https://")
-        .or_else(|| uri.strip_prefix("http://"))
-        .ok_or("must start with https:// or http://")?;
-    let (authority, path) = match rest.find('/') {
-        Some(slash) => (
-            rest.get(..slash).unwrap_or_default(),
-            rest.get(slash..).unwrap_or("/"),
-        ),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err("has no host");
-    }
-    Ok(Endpoint {
-        cluster: cluster.to_owned(),
-        authority: authority.to_owned(),
-        path: path.to_owned(),
-    })
-}
-
 fn compile_remote_jwks(
     raw: RawRemoteJwks,
     at: &dyn Fn(&str) -> String,
@@ -208,42 +180,6 @@ pub fn normalize_token_type(typ: &str) -> String {
 }
 
 pub const DEFAULT_TOKEN_TYPES: [&str; 2] = ["JWT", "at+jwt"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TimePolicy {
-    pub clock_skew_seconds: u64,
-    pub require_expiration: bool,
-    /// `None`: no limit on `exp - iat`.
-    pub max_lifetime_seconds: Option<u64>,
-}
-
-/// A configuration that could not be used, with the path of the offending key.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            reason: reason.into(),
-        }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() || self.key == "." {
-            write!(f, "invalid configuration: {}", self.reason)
-        } else {
-            write!(f, "invalid configuration at {}: {}", self.key, self.reason)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 /// The parsed config and anything worth a log line (skipped JWKS keys).
 #[derive(Debug)]
@@ -438,7 +374,7 @@ struct RawIntrospection {
     #[serde(default)]
     #[cfg_attr(
         feature = "cli",
-        schemars(range(min = 1), extend("default" = introspection::DEFAULT_TIMEOUT_MS))
+        schemars(range(min = 1), extend("default" = crate::endpoint::DEFAULT_TIMEOUT_MS))
     )]
     timeout_ms: Option<u64>,
     /// How long an "active" answer is reused, never past the token's `exp`.
@@ -854,7 +790,7 @@ fn trust_anchor(provider: &Provider) -> [u8; 32] {
         .keys
         .iter()
         .map(|key| match &key.material {
-            crate::jwks::KeyMaterial::Hmac(secret) => Sha256::digest(secret).to_vec(),
+            KeyMaterial::Hmac(secret) => Sha256::digest(secret).to_vec(),
             _ => key.spki_der.clone(),
         })
         .collect();
@@ -1082,40 +1018,6 @@ fn compile_introspection(
             .negative_cache_seconds
             .unwrap_or(introspection::DEFAULT_NEGATIVE_CACHE_SECONDS),
         introspect_jwt: raw.introspect_jwt,
-    })
-}
-
-/// A confidential client at an IdP endpoint, as configured (introspection, `revocation.idp`).
-pub(crate) struct RawClient {
-    pub cluster: String,
-    pub uri: String,
-    pub client_id: String,
-    pub client_secret: String,
-    pub auth: ClientAuth,
-    pub timeout_ms: Option<u64>,
-}
-
-pub(crate) fn compile_client(
-    raw: RawClient,
-    at: &dyn Fn(&str) -> String,
-) -> Result<ClientEndpoint, ConfigError> {
-    if raw.cluster.is_empty() {
-        return Err(ConfigError::new(at("cluster"), "must not be empty"));
-    }
-    if raw.client_id.is_empty() {
-        return Err(ConfigError::new(at("client_id"), "must not be empty"));
-    }
-    let endpoint = split_uri(&raw.cluster, &raw.uri).map_err(|r| ConfigError::new(at("uri"), r))?;
-    let timeout_ms = raw.timeout_ms.unwrap_or(introspection::DEFAULT_TIMEOUT_MS);
-    if timeout_ms == 0 {
-        return Err(ConfigError::new(at("timeout_ms"), "must be positive"));
-    }
-    Ok(ClientEndpoint {
-        endpoint,
-        client_id: raw.client_id,
-        client_secret: raw.client_secret,
-        auth: raw.auth,
-        timeout_ms,
     })
 }
 
@@ -1350,17 +1252,6 @@ fn compile_requirement(
             "set exactly one of provider_name, provider_and_audiences, requires_any, requires_all, allow_missing",
         )),
     }
-}
-
-/// RFC 9110 token characters: what header names and methods are made of.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-pub(crate) fn is_header_name(s: &str) -> bool {
-    is_token(s)
 }
 
 #[cfg(test)]

@@ -2,8 +2,6 @@
 
 use std::fmt;
 
-use crate::revocation_learned::Authorized;
-
 /// Sent with 503s: long enough for a configuration or key fetch to finish.
 const RETRY_AFTER_SECONDS: &str = "5";
 
@@ -473,6 +471,28 @@ pub enum Decision {
         provider: usize,
         uri: String,
     },
+}
+
+/// The token that authorized a request, for a `self` revocation in its response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authorized {
+    pub provider: String,
+    pub jti: Option<String>,
+    pub sub: Option<String>,
+    /// SHA-256 of the token as sent (the key of a cached introspection answer).
+    pub token_sha256: [u8; 32],
+    /// The token identity (`token_id`): what a `self` revocation revokes, so the token's
+    /// signature twins are revoked with it.
+    pub id: [u8; 32],
+    /// The provider's clock skew and `max_lifetime_seconds`, for a `sub=` cutoff.
+    pub clock_skew_seconds: i64,
+    pub max_lifetime_seconds: Option<i64>,
+    pub exp: Option<i64>,
+    /// Decided by introspection: a revocation also drops the cached answer.
+    pub introspected: bool,
+    /// The token itself, kept only while the request lasts and only when revocations are
+    /// forwarded to the identity provider (RFC 7009 needs the token). Never logged.
+    pub token: Option<String>,
 }
 
 #[cfg(test)]

@@ -298,6 +298,17 @@ pub fn cookie_header_without(header: &str, names: &[&str]) -> Option<String> {
     (!kept.is_empty()).then(|| kept.join("; "))
 }
 
+/// RFC 9110 token characters: what header names and methods are made of.
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+pub(crate) fn is_header_name(s: &str) -> bool {
+    is_token(s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

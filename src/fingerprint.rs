@@ -19,6 +19,21 @@ pub fn hex(bytes: &[u8]) -> String {
     out
 }
 
+pub fn hex_to_digest(hex: &str) -> Option<[u8; 32]> {
+    if hex.len() != 64 {
+        return None;
+    }
+    let mut digest = [0u8; 32];
+    for (i, byte) in digest.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(digest)
+}
+
+pub fn digest_to_hex(digest: &[u8; 32]) -> String {
+    hex(digest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,7 +15,8 @@ use base64::Engine as _;
 use std::collections::HashMap;
 
 use crate::cache::StatusClaim;
-use crate::config::{normalize_token_type, Config, Provider, TimePolicy};
+use crate::claims::TimePolicy;
+use crate::config::{normalize_token_type, Config, Provider};
 use crate::decision::{
     Decision, Denial, DenyReason, RevocationSource, TokenIdentity, Upstream, WaitFor,
 };
@@ -26,6 +27,7 @@ use crate::extract::{
 
 /// The query parameter RFC 6750 §2.3 defines for bearer tokens.
 const QUERY_TOKEN: &str = "access_token";
+use crate::decision::Authorized;
 use crate::fingerprint::fingerprint;
 use crate::header_map;
 use crate::host_crypto::HostCrypto;
@@ -33,7 +35,7 @@ use crate::introspection::Answer;
 use crate::jwks::KeySet;
 use crate::revocation::{Probe, RevocationSet, TokenHashes};
 use crate::revocation_config::OnStale;
-use crate::revocation_learned::{Authorized, LearnedSets};
+use crate::revocation_learned::LearnedSets;
 use crate::revocation_list::{is_stale, Held};
 use crate::rules::{is_cors_preflight, Requirement};
 use crate::status_list::{from_token_payload, reference_of, Status, StatusList};
@@ -2972,7 +2974,7 @@ mod tests {
     fn static_revocations_by_jti_hash_subject_and_cutoff() {
         let token = rs256(&with(json!({ "jti": "j-1" })));
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let hex = crate::revocation_doc::digest_to_hex(&digest);
+        let hex = crate::fingerprint::digest_to_hex(&digest);
         let revoked = |revocation: Value, token: &str| {
             let g = revocation_guard(revocation);
             reason(decide_at(&g, "/", &bearer(token), NOW))
@@ -3068,8 +3070,8 @@ mod tests {
         }
         // Entries operators write: the identity revokes both; a whole-token hash (how entries
         // were made before) still revokes the token it was made from.
-        let id = crate::revocation_doc::digest_to_hex(&token_id(&token));
-        let whole = crate::revocation_doc::digest_to_hex(&Sha256::digest(token.as_bytes()).into());
+        let id = crate::fingerprint::digest_to_hex(&token_id(&token));
+        let whole = crate::fingerprint::digest_to_hex(&Sha256::digest(token.as_bytes()).into());
         let g = revocation_guard(json!({ "token_sha256": [id] }));
         for t in [&token, &twin] {
             assert_eq!(
@@ -3340,7 +3342,7 @@ mod tests {
         answers.set(opaque, true, good);
         let g = introspecting_guard(
             json!({ "revocation": {
-                "token_sha256": [crate::revocation_doc::digest_to_hex(&Sha256::digest(opaque.as_bytes()).into())]
+                "token_sha256": [crate::fingerprint::digest_to_hex(&Sha256::digest(opaque.as_bytes()).into())]
             }}),
             &answers,
         );

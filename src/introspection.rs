@@ -7,35 +7,14 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::claims::{PayloadClaims, StringClaims, TimeClaims};
-use crate::config::Endpoint;
+use crate::endpoint::{ClientAuth, ClientEndpoint};
 
 pub const DEFAULT_CACHE_SECONDS: u64 = 30;
 pub const DEFAULT_NEGATIVE_CACHE_SECONDS: u64 = 5;
-pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 /// Introspection calls one worker has in flight at most; past it requests get 503.
 pub const MAX_CALLS_IN_FLIGHT: usize = 256;
 /// Responses larger than this are refused (an introspection answer is a few hundred bytes).
 pub const MAX_RESPONSE_BYTES: usize = 64 * 1024;
-
-/// How the proxy authenticates to the endpoint (RFC 6749 §2.3.1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[cfg_attr(feature = "cli", derive(schemars::JsonSchema))]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    #[default]
-    ClientSecretBasic,
-    ClientSecretPost,
-}
-
-/// A confidential client at an identity provider endpoint (introspection, RFC 7009 revocation).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClientEndpoint {
-    pub endpoint: Endpoint,
-    pub client_id: String,
-    pub client_secret: String,
-    pub auth: ClientAuth,
-    pub timeout_ms: u64,
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IntrospectionConfig {
@@ -212,7 +191,7 @@ impl Slot {
             .lines()
             .filter_map(|line| {
                 let mut parts = line.splitn(4, ' ');
-                let digest = crate::revocation_doc::hex_to_digest(parts.next()?)?;
+                let digest = crate::fingerprint::hex_to_digest(parts.next()?)?;
                 let cache_until = parts.next()?.parse().ok()?;
                 let active = parts.next()? == "1";
                 let claims_json = parts.next().unwrap_or_default().to_owned();
@@ -234,7 +213,7 @@ impl Slot {
         for (digest, answer) in &self.entries {
             out.push_str(&format!(
                 "{} {} {} {}\n",
-                crate::revocation_doc::digest_to_hex(digest),
+                crate::fingerprint::digest_to_hex(digest),
                 answer.cache_until,
                 u8::from(answer.active),
                 answer.claims_json.replace(['\n', '\r'], " ")
@@ -272,6 +251,7 @@ impl Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::endpoint::Endpoint;
 
     fn config() -> IntrospectionConfig {
         IntrospectionConfig {

@@ -11,40 +11,13 @@ use spki::der::{asn1::AnyRef, asn1::BitStringRef, Encode};
 use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
 
 use crate::algorithm::Algorithm;
+use crate::key_material::KeyMaterial;
 
 /// id-ecPublicKey (RFC 5480 §2.1.1).
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
 
 /// RFC 7518 §3.3: RSA keys of fewer bits must not be used.
 const MIN_RSA_BITS: usize = 2048;
-
-/// Decoded public key material.
-#[derive(Clone)]
-pub enum KeyMaterial {
-    Rsa(RsaPublicKey),
-    P256(p256::ecdsa::VerifyingKey),
-    /// Verified by the host only: the key is kept as its DER SubjectPublicKeyInfo.
-    P384,
-    /// Verified by the host only, like P-384.
-    P521,
-    Ed25519(ed25519_compact::PublicKey),
-    /// An `oct` key: an HMAC secret, usable only by providers that allow HS* algorithms.
-    Hmac(Vec<u8>),
-}
-
-impl fmt::Debug for KeyMaterial {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            KeyMaterial::Rsa(_) => "Rsa",
-            KeyMaterial::P256(_) => "P256",
-            KeyMaterial::P384 => "P384",
-            KeyMaterial::P521 => "P521",
-            KeyMaterial::Ed25519(_) => "Ed25519",
-            // Never the secret itself.
-            KeyMaterial::Hmac(_) => "Hmac",
-        })
-    }
-}
 
 /// One usable key: material plus what the JWKS said about it.
 #[derive(Debug, Clone)]

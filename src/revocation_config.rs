@@ -4,8 +4,8 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config::{compile_client, split_uri, ConfigError, Endpoint, RawClient};
-use crate::introspection::{ClientAuth, ClientEndpoint};
+use crate::config_error::ConfigError;
+use crate::endpoint::{compile_client, split_uri, ClientAuth, ClientEndpoint, Endpoint, RawClient};
 use crate::revocation::RevocationSet;
 use crate::revocation_doc::{self, Source};
 use crate::revocation_learned::HeaderPolicy;
@@ -165,7 +165,7 @@ struct RawIdp {
         feature = "cli",
         schemars(
             range(min = 1),
-            extend("default" = crate::introspection::DEFAULT_TIMEOUT_MS)
+            extend("default" = crate::endpoint::DEFAULT_TIMEOUT_MS)
         )
     )]
     timeout_ms: Option<u64>,
@@ -381,7 +381,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
         None => Some(DEFAULT_RESPONSE_HEADER.to_owned()),
         Some(Value::Null) => None,
         Some(Value::String(name))
-            if crate::config::is_header_name(&name) && !name.starts_with(':') =>
+            if crate::extract::is_header_name(&name) && !name.starts_with(':') =>
         {
             Some(name.to_ascii_lowercase())
         }

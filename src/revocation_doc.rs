@@ -18,6 +18,7 @@ use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visit
 use serde_json::{json, Map, Value};
 
 use crate::claims::{NumericDate, NumericDateVisitor};
+use crate::fingerprint::hex_to_digest;
 use crate::revocation::{Kind, SetBuilder, ANY_PROVIDER};
 
 /// What a document held besides its entries.
@@ -153,21 +154,6 @@ pub(crate) fn with_exp(key: &str, value: &str, exp: Option<i64>) -> Value {
         Some(exp) => json!({ key: value, "exp": exp }),
         None => json!(value),
     }
-}
-
-pub fn hex_to_digest(hex: &str) -> Option<[u8; 32]> {
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (i, byte) in digest.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(hex.get(i * 2..i * 2 + 2)?, 16).ok()?;
-    }
-    Some(digest)
-}
-
-pub fn digest_to_hex(digest: &[u8; 32]) -> String {
-    crate::fingerprint::hex(digest)
 }
 
 /// The document's shape for JSON Schemas (the config's `revocation` entries, a list file):
@@ -548,6 +534,7 @@ impl<'de> de::Deserialize<'de> for SubjectCutoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fingerprint::digest_to_hex;
     use crate::revocation::Probe;
 
     const NOW: i64 = 1_000;

@@ -1,34 +1,14 @@
 //! Revocations learned at run time from the revocation response header: what the header
 //! says, and the log of learned entries every worker of the process shares.
 
+use crate::decision::Authorized;
+use crate::fingerprint::digest_to_hex;
 use crate::revocation::{fingerprint, Kind, RevocationSet, SetBuilder, ANY_PROVIDER};
-use crate::revocation_doc::{digest_to_hex, PublishEntry};
+use crate::revocation_doc::PublishEntry;
 
 /// Learned entries kept at most; beyond it the oldest go (they are also in the list service
 /// when publishing is on). A bound keeps the per-request sync cheap.
 pub const MAX_LEARNED_ENTRIES: usize = 100_000;
-
-/// The token that authorized a request, for a `self` revocation in its response.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authorized {
-    pub provider: String,
-    pub jti: Option<String>,
-    pub sub: Option<String>,
-    /// SHA-256 of the token as sent (the key of a cached introspection answer).
-    pub token_sha256: [u8; 32],
-    /// The token identity (`token_id`): what a `self` revocation revokes, so the token's
-    /// signature twins are revoked with it.
-    pub id: [u8; 32],
-    /// The provider's clock skew and `max_lifetime_seconds`, for a `sub=` cutoff.
-    pub clock_skew_seconds: i64,
-    pub max_lifetime_seconds: Option<i64>,
-    pub exp: Option<i64>,
-    /// Decided by introspection: a revocation also drops the cached answer.
-    pub introspected: bool,
-    /// The token itself, kept only while the request lasts and only when revocations are
-    /// forwarded to the identity provider (RFC 7009 needs the token). Never logged.
-    pub token: Option<String>,
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum LearnedKind {

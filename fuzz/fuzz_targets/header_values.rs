@@ -20,7 +20,8 @@ use bearer_guard::extract::{
 use bearer_guard::header_map::{
     credential_unreadable, deserialize, request_line_unreadable, split_utf8, text_values,
 };
-use bearer_guard::revocation_learned::{from_header, Authorized, HeaderPolicy};
+use bearer_guard::decision::Authorized;
+use bearer_guard::revocation_learned::{from_header, HeaderPolicy};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_800_000_000;

@@ -17,7 +17,8 @@ use super::args::Spec;
 use super::time::unix_now;
 use super::{read_token, CliError, Outcome};
 use crate::fingerprint::hex;
-use crate::revocation_doc::{hex_to_digest, parse_value, with_exp, Source};
+use crate::fingerprint::hex_to_digest;
+use crate::revocation_doc::{parse_value, with_exp, Source};
 
 const SPEC: Spec = Spec {
     options: &[

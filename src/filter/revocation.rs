@@ -12,6 +12,7 @@ use super::host;
 use log::{info, warn};
 use proxy_wasm::types::{BufferType, MapType, Status};
 
+use crate::decision::Authorized;
 use crate::episode::Episode;
 use crate::guard::{Guard, HeldList};
 use crate::header_map;
@@ -22,7 +23,7 @@ use crate::revocation::RevocationSet;
 use crate::revocation_config::{ListConfig, RevocationConfig};
 use crate::revocation_doc::{render, PublishEntry};
 use crate::revocation_learned::{
-    from_header, misuse_entries, Authorized, FromHeader, HeaderProblem, Learned, LearnedEntry,
+    from_header, misuse_entries, FromHeader, HeaderProblem, Learned, LearnedEntry,
 };
 use crate::revocation_list::{self, Checked, Lifetimes, ListUpdate};
 use crate::revocation_publish::{
