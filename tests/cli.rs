@@ -19,8 +19,8 @@ use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use bearer_guard::revocation::Probe;
-use bearer_guard::revocation_list::{accept_response, ListUpdate};
+use bearer_guard::revocation::list::{accept_response, ListUpdate};
+use bearer_guard::revocation::set::Probe;
 
 const BIN: &str = env!("CARGO_BIN_EXE_bearer-guard");
 /// A fixed "now" for `mint` and `explain`: 2027-01-15T08:00:00Z.
@@ -410,7 +410,7 @@ fn jwks_is_the_demo_jwks_and_serves_as_a_providers_keys() {
 }
 
 /// The list file as the filter reads a poll's answer.
-fn parse_list(path: &str) -> bearer_guard::revocation::RevocationSet {
+fn parse_list(path: &str) -> bearer_guard::revocation::set::RevocationSet {
     let body = fs::read(path).unwrap();
     match accept_response(Some("200"), None, body.as_slice(), None, None, NOW).unwrap() {
         ListUpdate::Replaced { base, .. } => base,

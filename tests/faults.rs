@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use base64::{engine::general_purpose::STANDARD, Engine};
-use bearer_guard::status_list::encode_claim;
+use bearer_guard::idp::status_list::encode_claim;
 use jwt_compact::jwk::JsonWebKey;
 use serde_json::{json, Value};
 

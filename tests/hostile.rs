@@ -51,7 +51,7 @@ const MALFORMED_CREDENTIAL: &str = "credential is malformed";
 const REVOKED: &str = "token revoked";
 const NOT_ACCESS: &str = "not an access token";
 
-/// Counter name (`denied.<code>`) of each description above (src/decision.rs).
+/// Counter name (`denied.<code>`) of each description above (src/decide/decision.rs).
 const REASON_CODES: [(&str, &str); 13] = [
     (REVOKED, "revoked"),
     (NOT_ACCESS, "not_access_token"),

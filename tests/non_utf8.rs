@@ -215,7 +215,7 @@ fn request_cases(valid: &str) -> Vec<Case> {
             (200, ""),
         ),
         // Envoy 1.40 refuses such an authority or path itself (400, the filter never sees
-        // it); the filter would treat them as matching no rule (src/header_map.rs tests).
+        // it); the filter would treat them as matching no rule (src/decide/header_map.rs tests).
         case(
             "host",
             vec![auth(), ("host", bad(b"test.local"))],

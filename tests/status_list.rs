@@ -15,7 +15,7 @@ use support::testkit;
 
 use std::time::{Duration, Instant};
 
-use bearer_guard::status_list::encode_claim;
+use bearer_guard::idp::status_list::encode_claim;
 use serde_json::{json, Value};
 
 use support::envoy::{test_config_with_idp, Envoy};

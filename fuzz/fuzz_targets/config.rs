@@ -3,7 +3,7 @@
 #![no_main]
 
 use bearer_guard::config::Config;
-use bearer_guard::guard::{Guard, Request};
+use bearer_guard::decide::guard::{Guard, Request};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_800_000_000;

@@ -12,16 +12,16 @@
 
 use std::net::IpAddr;
 
-use bearer_guard::client_ip::client_ip;
-use bearer_guard::extract::{
+use bearer_guard::policy::client_ip::client_ip;
+use bearer_guard::token::extract::{
     cookie_header_without, cookies, find_credential, path_without_params, query_params, Credential,
     TokenSource,
 };
-use bearer_guard::header_map::{
+use bearer_guard::decide::header_map::{
     credential_unreadable, deserialize, request_line_unreadable, split_utf8, text_values,
 };
-use bearer_guard::decision::Authorized;
-use bearer_guard::revocation_learned::{from_header, HeaderPolicy};
+use bearer_guard::decide::decision::Authorized;
+use bearer_guard::revocation::learned::{from_header, HeaderPolicy};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_800_000_000;

@@ -2,8 +2,8 @@
 //! base64url members, RSA moduli, EC points, Ed25519 keys, `alg` / `use` handling.
 #![no_main]
 
-use bearer_guard::algorithm::Algorithm;
-use bearer_guard::jwks::parse_jwks_str;
+use bearer_guard::token::algorithm::Algorithm;
+use bearer_guard::keys::jwks::parse_jwks_str;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,8 +3,8 @@
 //! (or names an unknown directive) revokes nothing at all.
 #![no_main]
 
-use bearer_guard::decision::Authorized;
-use bearer_guard::revocation_learned::{from_header, HeaderPolicy, HeaderProblem};
+use bearer_guard::decide::decision::Authorized;
+use bearer_guard::revocation::learned::{from_header, HeaderPolicy, HeaderProblem};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,11 +1,11 @@
 //! The polled revocation list: an HTTP response body streamed into fingerprints
-//! (`revocation_list::accept_response`, over `revocation_doc::parse_reader`), then the list
+//! (`revocation::list::accept_response`, over `revocation::doc::parse_reader`), then the list
 //! as held: laid over as a delta, encoded for shared data and decoded again.
 #![no_main]
 
-use bearer_guard::revocation::RevocationSet;
-use bearer_guard::revocation_doc::{parse_reader, Source};
-use bearer_guard::revocation_list::{
+use bearer_guard::revocation::set::RevocationSet;
+use bearer_guard::revocation::doc::{parse_reader, Source};
+use bearer_guard::revocation::list::{
     accept_response, if_none_match, request_path, Held, Lifetimes, ListUpdate,
 };
 use libfuzzer_sys::fuzz_target;

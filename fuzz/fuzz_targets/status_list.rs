@@ -11,7 +11,7 @@
 #![no_main]
 
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
-use bearer_guard::status_list::{from_token_payload, reference_of, StatusList};
+use bearer_guard::idp::status_list::{from_token_payload, reference_of, StatusList};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 

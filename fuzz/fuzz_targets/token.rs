@@ -10,7 +10,7 @@
 use std::sync::OnceLock;
 
 use bearer_guard::config::Config;
-use bearer_guard::guard::{Guard, Request};
+use bearer_guard::decide::guard::{Guard, Request};
 use libfuzzer_sys::fuzz_target;
 
 /// The clock of every decision (the seed tokens are valid at it).

@@ -6,8 +6,8 @@ use std::io::Write;
 use super::args::Spec;
 use super::sources::{plugin_configs, Content};
 use super::{hint, read_input, schema, CliError, Outcome};
+use crate::config::error::ConfigError;
 use crate::config::{Config, Configured};
-use crate::config_error::ConfigError;
 use crate::signing::DevKeys;
 use serde_json::Value;
 

@@ -12,19 +12,19 @@ use super::args::Spec;
 use super::check::{load_one, summary};
 use super::time::{describe, parse_time, span, unix_now};
 use super::{read_input, read_token, CliError, Outcome};
-use crate::claims::{check_audience, check_scopes, check_subject, check_times, Audience};
 use crate::config::{Config, CryptoMode, Provider};
-use crate::decision::{Decision, Denial, DenyReason};
-use crate::extract::TokenSource;
-use crate::fingerprint::{fingerprint, hex};
-use crate::guard::{Guard, HeldList, Request, Verdict};
-use crate::host_crypto::software::RustCryptoHost;
-use crate::host_crypto::HostCrypto;
-use crate::jwks::{self, KeySet};
-use crate::revocation::{Probe, RevocationSet, TokenHashes};
-use crate::revocation_list::{accept_response, ListUpdate};
-use crate::rules::{is_cors_preflight, Requirement};
-use crate::verify::{self, ParsedToken};
+use crate::decide::decision::{Decision, Denial, DenyReason};
+use crate::decide::guard::{Guard, HeldList, Request, Verdict};
+use crate::keys::host_crypto::software::RustCryptoHost;
+use crate::keys::host_crypto::HostCrypto;
+use crate::keys::jwks::{self, KeySet};
+use crate::observe::fingerprint::{fingerprint, hex};
+use crate::policy::rules::{is_cors_preflight, Requirement};
+use crate::revocation::list::{accept_response, ListUpdate};
+use crate::revocation::set::{Probe, RevocationSet, TokenHashes};
+use crate::token::claims::{check_audience, check_scopes, check_subject, check_times, Audience};
+use crate::token::extract::TokenSource;
+use crate::token::verify::{self, ParsedToken};
 
 const SPEC: Spec = Spec {
     options: &[
@@ -126,7 +126,7 @@ pub fn run(
     let decided = decided_provider(&verdict.decision, &config).or(waited_for);
 
     let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    let id = crate::token_id::token_id(&token);
+    let id = crate::token::id::token_id(&token);
     let host: Option<&dyn HostCrypto> =
         (config.crypto == CryptoMode::Auto).then_some(&RustCryptoHost as &dyn HostCrypto);
     writeln!(out, "config    {at}: {}", summary(&config))?;
@@ -610,7 +610,7 @@ struct Context<'c> {
     now: i64,
     host: Option<&'c dyn HostCrypto>,
     digest: &'c [u8; 32],
-    /// The token identity (`token_id`).
+    /// The token identity (`token::id`).
     id: &'c [u8; 32],
     list: Option<&'c RevocationSet>,
 }

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::config_error::ConfigError;
+use crate::config::error::ConfigError;
 
 /// The closest candidate to `wrong`, if one is close enough to be what was meant.
 pub fn suggest<'a>(wrong: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {

@@ -156,7 +156,7 @@ fn print_token_id(args: &[String], out: &mut dyn Write) -> Result<Outcome, CliEr
     writeln!(
         out,
         "{}",
-        crate::fingerprint::hex(&crate::token_id::token_id(&token))
+        crate::observe::fingerprint::hex(&crate::token::id::token_id(&token))
     )?;
     Ok(Outcome::Success)
 }

@@ -1,5 +1,5 @@
 //! `revoke --list FILE`: adds (or `--remove`s) entries in a revocation list file, the document
-//! the filter polls (`revocation_doc`; `examples/revocation_server.py` serves the same shape).
+//! the filter polls (`revocation::doc`; `examples/revocation_server.py` serves the same shape).
 //! Merges as the reference service does: an entry again keeps the later `exp` (no `exp` beats
 //! any), cutoffs keep the later time. The file is judged by the filter's list parser before
 //! and after, created when missing, and replaced atomically (a symlink's target, keeping its
@@ -16,9 +16,9 @@ use serde_json::{json, Map, Value};
 use super::args::Spec;
 use super::time::unix_now;
 use super::{read_token, CliError, Outcome};
-use crate::fingerprint::hex;
-use crate::fingerprint::hex_to_digest;
-use crate::revocation_doc::{parse_value, with_exp, Source};
+use crate::observe::fingerprint::hex;
+use crate::observe::fingerprint::hex_to_digest;
+use crate::revocation::doc::{parse_value, with_exp, Source};
 
 const SPEC: Spec = Spec {
     options: &[
@@ -73,7 +73,7 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     }
     for token in args.all("token") {
         // The identity, not the whole token's hash: it also revokes the token's signature twins.
-        let digest = crate::token_id::token_id(&read_token(token)?);
+        let digest = crate::token::id::token_id(&read_token(token)?);
         edits.push(Edit::Entry {
             key: "token_sha256",
             value: hex(&digest),

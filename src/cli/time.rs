@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::decision_log::civil_from_days;
+use crate::observe::decision_log::civil_from_days;
 
 pub fn unix_now() -> i64 {
     SystemTime::now()

@@ -4,7 +4,7 @@
 use super::host;
 use proxy_wasm::types::Status;
 
-use crate::anomaly::{self, AnomalyConfig, Observed};
+use crate::observe::anomaly::{self, AnomalyConfig, Observed};
 
 /// Retries under contention; each retry re-reads the slot (a few hundred bytes).
 const MAX_CAS_ATTEMPTS: usize = 64;

@@ -11,7 +11,7 @@
 //!   codes the ABI defines (`InvalidMemoryAccess`, `Unimplemented`, ...): such a code would be
 //!   undefined behaviour. Here the status is a `u32`, and unknown codes are `InternalFailure`.
 //!
-//! Bytes stay bytes: decoding is the caller's (`crate::header_map`) deliberate choice.
+//! Bytes stay bytes: decoding is the caller's (`crate::decide::header_map`) deliberate choice.
 //!
 //! Not replaced: `dispatch_http_call` (the SDK's dispatcher must register the call's token,
 //! or the response would panic in the dispatcher; it panics only on statuses Envoy does not
@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use crate::header_map::{self, RawHeaders};
+use crate::decide::header_map::{self, RawHeaders};
 
 /// Declares the proxy-wasm ABI 0.2.1 imports; off wasm (host builds of the adapter, never
 /// run) each is a stub that fails, so `cargo test` on the host compiles and links.

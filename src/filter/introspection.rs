@@ -7,10 +7,10 @@ use super::host;
 use log::warn;
 use proxy_wasm::types::Status;
 
-use crate::cache::TokenDigest;
 use crate::config::Provider;
-use crate::guard::AnswerStore;
-use crate::introspection::{slot_of, Answer, Slot};
+use crate::decide::guard::AnswerStore;
+use crate::idp::introspection::{slot_of, Answer, Slot};
+use crate::token::id::TokenDigest;
 
 /// Who answered: the endpoint (cluster, authority, path), the client asking, and the issuer
 /// the answers are checked against. Configs that ask the same IdP as the same client share

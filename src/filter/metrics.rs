@@ -8,8 +8,8 @@ use std::cell::RefCell;
 use super::host;
 use proxy_wasm::types::MetricType;
 
-use crate::decision::{DenyReason, RevocationSource};
-use crate::guard::CacheLookup;
+use crate::decide::decision::{DenyReason, RevocationSource};
+use crate::decide::guard::CacheLookup;
 
 /// Every counter. Names: `bearer_guard.<name>`, see `Counter::name`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

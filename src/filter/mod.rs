@@ -11,17 +11,17 @@ use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, MapType, Status};
 use sha2::{Digest, Sha256};
 
-use crate::anomaly as anomaly_core;
-use crate::cache::TokenDigest;
 use crate::config::{Config, CryptoMode, RemoteJwks};
-use crate::decision::{Decision, Denial, DenyReason, TokenIdentity, Upstream};
-use crate::decision_log::{path_without_query, Record};
-use crate::episode::Episode;
-use crate::guard::{Guard, Request};
-use crate::header_map;
-use crate::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
-use crate::jwks_fetch;
-use crate::log_limit::LogLimiter;
+use crate::decide::decision::{Decision, Denial, DenyReason, TokenIdentity, Upstream};
+use crate::decide::guard::{Guard, Request};
+use crate::decide::header_map;
+use crate::keys::fetch;
+use crate::keys::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
+use crate::observe::anomaly as anomaly_core;
+use crate::observe::decision_log::{path_without_query, Record};
+use crate::observe::episode::Episode;
+use crate::observe::log_limit::LogLimiter;
+use crate::token::id::TokenDigest;
 
 /// Counters are flushed, other workers' JWKS adopted and fetches started this often.
 const TICK_PERIOD: Duration = Duration::from_millis(250);
@@ -47,10 +47,10 @@ fn take_lease(lease_key: &str, now: i64, timeout_ms: u64) -> bool {
     let Ok((value, cas)) = host::shared_data(lease_key) else {
         return true;
     };
-    if cas.is_none() || !jwks_fetch::lease_free(value.as_deref(), now) {
+    if cas.is_none() || !fetch::lease_free(value.as_deref(), now) {
         return false;
     }
-    let until = jwks_fetch::fetch_deadline(now, timeout_ms);
+    let until = fetch::fetch_deadline(now, timeout_ms);
     host::set_shared_data(lease_key, until.to_string().as_bytes(), cas).is_ok()
 }
 
@@ -66,7 +66,7 @@ fn scope_hash(parts: &[&str]) -> String {
         hash.update((part.len() as u64).to_le_bytes());
         hash.update(part.as_bytes());
     }
-    crate::fingerprint::hex(hash.finalize().get(..8).unwrap_or_default())
+    crate::observe::fingerprint::hex(hash.finalize().get(..8).unwrap_or_default())
 }
 
 /// Envoy's name of this filter config (`config.name`; Istio: the WasmPlugin's namespace and
@@ -205,7 +205,7 @@ impl GuardRoot {
             if let Ok((Some(value), cas)) = host::shared_data(&state.shared_key) {
                 if cas != state.seen_cas {
                     state.seen_cas = cas;
-                    if let Some((at, keys)) = jwks_fetch::decode_shared(&value) {
+                    if let Some((at, keys)) = fetch::decode_shared(&value) {
                         if state.fetched_at.is_none_or(|ours| at > ours) {
                             active.guard.install_keys(state.provider, keys, at);
                             state.fetched_at = Some(at);
@@ -217,11 +217,7 @@ impl GuardRoot {
                 }
             }
             let due = state.wanted
-                || jwks_fetch::fetch_due(
-                    state.fetched_at,
-                    now,
-                    state.remote.cache_duration_seconds,
-                );
+                || fetch::fetch_due(state.fetched_at, now, state.remote.cache_duration_seconds);
             if due
                 && state.in_flight.is_none()
                 && now >= state.retry_at
@@ -247,7 +243,7 @@ impl GuardRoot {
                             state.provider,
                             ProviderCounter::JwksFetchFailed,
                         ));
-                        state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
+                        state.retry_at = now + fetch::RETRY_AFTER_FAILURE_SECONDS;
                         release_lease(&state.lease_key);
                         ready.push(WaitTarget::Keys(state.provider));
                     }
@@ -307,7 +303,7 @@ impl Context for GuardRoot {
                 return;
             }
         }
-        let (status, body) = call_response(body_size, jwks_fetch::MAX_JWKS_BYTES);
+        let (status, body) = call_response(body_size, fetch::MAX_JWKS_BYTES);
         let mut ready = Vec::new();
         for state in active.remote.borrow_mut().iter_mut() {
             if state.in_flight != Some(token) {
@@ -316,7 +312,7 @@ impl Context for GuardRoot {
             state.in_flight = None;
             release_lease(&state.lease_key);
             ready.push(WaitTarget::Keys(state.provider));
-            match jwks_fetch::accept_response(status.as_deref(), &body) {
+            match fetch::accept_response(status.as_deref(), &body) {
                 Ok(fetched) => {
                     for skipped in &fetched.skipped {
                         warn!("JWKS for provider {}: {skipped}", state.provider);
@@ -339,7 +335,7 @@ impl Context for GuardRoot {
                         ProviderCounter::JwksFetchOk,
                     ));
                     state.fetched_at = Some(now);
-                    let shared = jwks_fetch::encode_shared(now, &body);
+                    let shared = fetch::encode_shared(now, &body);
                     if host::set_shared_data(&state.shared_key, &shared, None).is_ok() {
                         state.seen_cas = host::shared_data(&state.shared_key)
                             .ok()
@@ -352,7 +348,7 @@ impl Context for GuardRoot {
                         state.provider,
                         ProviderCounter::JwksFetchFailed,
                     ));
-                    state.retry_at = now + jwks_fetch::RETRY_AFTER_FAILURE_SECONDS;
+                    state.retry_at = now + fetch::RETRY_AFTER_FAILURE_SECONDS;
                     if state.episode.failed() {
                         warn!(
                             "JWKS fetch for provider {} failed: {e}; keeping {} key(s) in use (logged once until a fetch works)",
@@ -565,7 +561,7 @@ impl GuardHttp {
         };
         let now = now_unix_seconds().unwrap_or_default();
         let digest: TokenDigest = Sha256::digest(token.as_bytes()).into();
-        let deadline = jwks_fetch::fetch_deadline(now, config.client.timeout_ms);
+        let deadline = fetch::fetch_deadline(now, config.client.timeout_ms);
         wait_for(
             active,
             self.id,
@@ -588,16 +584,16 @@ impl GuardHttp {
             introspecting.retain(|_, until| *until > now);
             introspecting.len()
         };
-        if calls >= crate::introspection::MAX_CALLS_IN_FLIGHT {
+        if calls >= crate::idp::introspection::MAX_CALLS_IN_FLIGHT {
             active.metrics.count(Counter::IntrospectionFailed);
             warn!(
                 "introspection not asked: {calls} calls already in flight on this worker (limit {})",
-                crate::introspection::MAX_CALLS_IN_FLIGHT
+                crate::idp::introspection::MAX_CALLS_IN_FLIGHT
             );
             answer_waiting(active, &[WaitTarget::Introspection(digest)], now, self.id);
             return Action::Pause;
         }
-        let (headers, body) = crate::introspection::token_post(&config.client, token);
+        let (headers, body) = crate::idp::introspection::token_post(&config.client, token);
         let headers: Vec<(&str, &str)> = headers
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -648,12 +644,14 @@ impl Context for GuardHttp {
         }
         active.introspecting.borrow_mut().remove(&digest);
         let now = now_unix_seconds().unwrap_or_default();
-        let (status, body) = call_response(body_size, crate::introspection::MAX_RESPONSE_BYTES);
+        let (status, body) =
+            call_response(body_size, crate::idp::introspection::MAX_RESPONSE_BYTES);
         let provider = active.guard.config().providers.get(provider);
         let config = provider.and_then(|p| p.introspection.as_ref());
         let scope = provider.and_then(introspection::answer_scope);
         if let (Some(config), Some(scope)) = (config, scope) {
-            match crate::introspection::accept_response(status.as_deref(), &body, config, now) {
+            match crate::idp::introspection::accept_response(status.as_deref(), &body, config, now)
+            {
                 Ok(answer) => {
                     active.metrics.count(Counter::IntrospectionOk);
                     introspection::store_answer(&scope, &digest, answer, now);
@@ -893,7 +891,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
                 .map_or(0, |r| r.timeout_ms);
             Applied::Wait {
                 target: WaitTarget::Keys(provider),
-                deadline: jwks_fetch::fetch_deadline(now, timeout_ms),
+                deadline: fetch::fetch_deadline(now, timeout_ms),
             }
         }
         Decision::Introspect { provider, token } => Applied::Introspect { provider, token },
@@ -906,7 +904,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
             status_lists::want(&mut active.status_fetches.borrow_mut(), provider, &uri);
             Applied::Wait {
                 target: status_lists::wait_target(&uri),
-                deadline: jwks_fetch::fetch_deadline(now, timeout_ms),
+                deadline: fetch::fetch_deadline(now, timeout_ms),
             }
         }
         Decision::WaitForRevocationList => {
@@ -919,7 +917,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
                 .map_or(0, |l| l.timeout_ms);
             Applied::Wait {
                 target: WaitTarget::RevocationList,
-                deadline: jwks_fetch::fetch_deadline(now, timeout_ms),
+                deadline: fetch::fetch_deadline(now, timeout_ms),
             }
         }
         Decision::Deny(denial) => refuse(active, &request, &seen, denial, None, now),
@@ -986,7 +984,7 @@ impl<'h> Seen<'h> {
                     .ok()
                     .flatten()
                     .and_then(|bytes| String::from_utf8(bytes).ok());
-                crate::client_ip::client_ip(
+                crate::policy::client_ip::client_ip(
                     source.as_deref(),
                     self.forwarded_for,
                     self.trusted_hops,

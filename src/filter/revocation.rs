@@ -12,23 +12,23 @@ use super::host;
 use log::{info, warn};
 use proxy_wasm::types::{BufferType, MapType, Status};
 
-use crate::decision::Authorized;
-use crate::episode::Episode;
-use crate::guard::{Guard, HeldList};
-use crate::header_map;
-use crate::introspection::token_post;
-use crate::jwks_fetch;
-use crate::log_limit::LogLimiter;
-use crate::revocation::RevocationSet;
-use crate::revocation_config::{ListConfig, RevocationConfig};
-use crate::revocation_doc::{render, PublishEntry};
-use crate::revocation_learned::{
+use crate::decide::decision::Authorized;
+use crate::decide::guard::{Guard, HeldList};
+use crate::decide::header_map;
+use crate::idp::introspection::token_post;
+use crate::keys::fetch;
+use crate::observe::episode::Episode;
+use crate::observe::log_limit::LogLimiter;
+use crate::revocation::config::{ListConfig, RevocationConfig};
+use crate::revocation::doc::{render, PublishEntry};
+use crate::revocation::learned::{
     from_header, misuse_entries, FromHeader, HeaderProblem, Learned, LearnedEntry,
 };
-use crate::revocation_list::{self, Checked, Lifetimes, ListUpdate};
-use crate::revocation_publish::{
+use crate::revocation::list::{self, Checked, Lifetimes, ListUpdate};
+use crate::revocation::publish::{
     publish_accepted, PublishQueue, BATCH_SIZE, MAX_PUBLISH_RESPONSE_BYTES,
 };
+use crate::revocation::set::RevocationSet;
 
 use super::{release_lease, take_lease, Counter, Metrics};
 
@@ -344,7 +344,7 @@ impl Revocation {
             return;
         }
         let token_fp = authorized.map_or("-".to_owned(), |a| {
-            crate::fingerprint::fingerprint(&a.token_sha256)
+            crate::observe::fingerprint::fingerprint(&a.token_sha256)
         });
         match self.record(&learned, guard, now) {
             Ok(evicted) => {
@@ -358,7 +358,7 @@ impl Revocation {
                     warn!(
                         "revocation: {evicted} learned revocations still in force evicted (limit \
                          {}; those expiring soonest first): they no longer apply in this process",
-                        crate::revocation_learned::MAX_LEARNED_ENTRIES
+                        crate::revocation::learned::MAX_LEARNED_ENTRIES
                     );
                 }
                 info!(
@@ -437,7 +437,7 @@ impl Revocation {
             let entries = guard.revocation_list().map_or(0, |l| l.len());
             metrics.gauge_list_entries(u64::try_from(entries).unwrap_or(0), checked);
         }
-        let due = revocation_list::fetch_due(
+        let due = list::fetch_due(
             checked_at,
             now,
             state.config.refresh_seconds,
@@ -451,14 +451,14 @@ impl Revocation {
         }
         let held = guard.revocation_list();
         let held = held.as_ref().map(HeldList::held);
-        let path = revocation_list::request_path(&state.config.endpoint.path, held);
+        let path = list::request_path(&state.config.endpoint.path, held);
         let mut headers = vec![
             (":method", "GET"),
             (":path", path.as_str()),
             (":authority", state.config.endpoint.authority.as_str()),
             ("accept", "application/json"),
         ];
-        if let Some(etag) = revocation_list::if_none_match(held) {
+        if let Some(etag) = list::if_none_match(held) {
             headers.push(("if-none-match", etag));
         }
         let timeout = Duration::from_millis(state.config.timeout_ms);
@@ -543,7 +543,7 @@ impl Revocation {
     }
 
     fn shared_checked(&self) -> Option<Checked> {
-        revocation_list::decode_checked(&get_shared(&self.keys.list_checked).0?)
+        list::decode_checked(&get_shared(&self.keys.list_checked).0?)
     }
 
     /// A response to one of our calls; `false` if the token is not ours.
@@ -587,7 +587,7 @@ impl Revocation {
         };
         state.in_flight = None;
         // Parsing a large list can outlast the fetch lease: renewed so no one polls meanwhile.
-        let renewed = jwks_fetch::fetch_deadline(now, state.config.timeout_ms).saturating_add(60);
+        let renewed = fetch::fetch_deadline(now, state.config.timeout_ms).saturating_add(60);
         let _ = host::set_shared_data(&self.keys.list_lease, renewed.to_string().as_bytes(), None);
         self.apply_list_response(state, body_size, guard, metrics, now);
         // Only now: another VM must not poll while this one is still parsing and sharing.
@@ -617,7 +617,7 @@ impl Revocation {
         let known = (!state.config.allow_removal && status.as_deref() == Some("200"))
             .then(|| self.shared_lifetimes());
         // Entries are kept until their token's exp + the clock skew, not just exp.
-        let update = revocation_list::accept_response(
+        let update = list::accept_response(
             status.as_deref(),
             etag.as_deref(),
             body,
@@ -708,7 +708,7 @@ impl Revocation {
         state.seen = Some(confirmed);
         // Only a list the others can read is announced; otherwise they poll themselves.
         if shared_ok {
-            let value = revocation_list::encode_checked(confirmed);
+            let value = list::encode_checked(confirmed);
             let _ = host::set_shared_data(&self.keys.list_checked, &value, None);
         }
     }
@@ -849,7 +849,7 @@ const IDP: QueueCounters = QueueCounters {
 /// `why`: what went wrong with a failed attempt, for the log.
 fn count_settled(
     queue: &QueueCounters,
-    settled: crate::revocation_publish::Settled,
+    settled: crate::revocation::publish::Settled,
     why: Option<&str>,
     metrics: &Metrics,
 ) {
@@ -915,7 +915,7 @@ fn retry_delay(config: &ListConfig) -> i64 {
     i64::try_from(
         config
             .refresh_seconds
-            .min(revocation_list::RETRY_AFTER_FAILURE_SECONDS),
+            .min(list::RETRY_AFTER_FAILURE_SECONDS),
     )
     .unwrap_or(5)
 }

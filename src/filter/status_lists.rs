@@ -9,10 +9,10 @@ use super::host;
 use log::{info, warn};
 use proxy_wasm::traits::Context;
 
-use crate::episode::Episode;
-use crate::guard::Guard;
-use crate::revocation::{fingerprint, Kind};
-use crate::revocation_config::StatusListConfig;
+use crate::decide::guard::Guard;
+use crate::observe::episode::Episode;
+use crate::revocation::config::StatusListConfig;
+use crate::revocation::set::{fingerprint, Kind};
 
 use super::{call_response, release_lease, take_lease, Counter, Metrics, WaitTarget};
 

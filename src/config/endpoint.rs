@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::config_error::ConfigError;
+use crate::config::error::ConfigError;
 
 /// An IdP call's default timeout (introspection, RFC 7009 revocation).
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;

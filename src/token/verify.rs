@@ -3,13 +3,13 @@
 use jwt_compact::UntrustedToken;
 use serde::Deserialize;
 
-use crate::algorithm::{Algorithm, AlgorithmClass};
+use crate::token::algorithm::{Algorithm, AlgorithmClass};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
-use crate::claims::{PayloadClaims, StringClaims, TimeClaims};
-use crate::decision::DenyReason;
-use crate::host_crypto::HostCrypto;
-use crate::jwks::KeySet;
+use crate::decide::decision::DenyReason;
+use crate::keys::host_crypto::HostCrypto;
+use crate::keys::jwks::KeySet;
+use crate::token::claims::{PayloadClaims, StringClaims, TimeClaims};
 
 /// Header parameters beyond jwt-compact's own. `jku`, `x5u` and `jwk` are never read:
 /// keys come from configuration only (RFC 8725 §3.10).

@@ -4,7 +4,7 @@
 //! Here the serialized map is read without trusting it, and values that are not UTF-8 are set
 //! apart by name, for the guard to refuse or ignore deliberately.
 
-use crate::extract::TokenSource;
+use crate::token::extract::TokenSource;
 
 /// `(name, value)` pairs, as bytes.
 pub type RawHeaders = Vec<(Vec<u8>, Vec<u8>)>;

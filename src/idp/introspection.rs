@@ -6,8 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use serde::Deserialize;
 
-use crate::claims::{PayloadClaims, StringClaims, TimeClaims};
-use crate::endpoint::{ClientAuth, ClientEndpoint};
+use crate::config::endpoint::{ClientAuth, ClientEndpoint};
+use crate::token::claims::{PayloadClaims, StringClaims, TimeClaims};
 
 pub const DEFAULT_CACHE_SECONDS: u64 = 30;
 pub const DEFAULT_NEGATIVE_CACHE_SECONDS: u64 = 5;
@@ -191,7 +191,7 @@ impl Slot {
             .lines()
             .filter_map(|line| {
                 let mut parts = line.splitn(4, ' ');
-                let digest = crate::fingerprint::hex_to_digest(parts.next()?)?;
+                let digest = crate::observe::fingerprint::hex_to_digest(parts.next()?)?;
                 let cache_until = parts.next()?.parse().ok()?;
                 let active = parts.next()? == "1";
                 let claims_json = parts.next().unwrap_or_default().to_owned();
@@ -213,7 +213,7 @@ impl Slot {
         for (digest, answer) in &self.entries {
             out.push_str(&format!(
                 "{} {} {} {}\n",
-                crate::fingerprint::digest_to_hex(digest),
+                crate::observe::fingerprint::digest_to_hex(digest),
                 answer.cache_until,
                 u8::from(answer.active),
                 answer.claims_json.replace(['\n', '\r'], " ")
@@ -251,7 +251,7 @@ impl Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::endpoint::Endpoint;
+    use crate::config::endpoint::Endpoint;
 
     fn config() -> IntrospectionConfig {
         IntrospectionConfig {

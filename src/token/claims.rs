@@ -5,8 +5,8 @@ use std::fmt;
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 
-use crate::decision::DenyReason;
-use crate::matcher::StringMatch;
+use crate::decide::decision::DenyReason;
+use crate::policy::matcher::StringMatch;
 
 /// `aud` may be one string or an array of strings (RFC 7519 §4.1.3).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -9,7 +9,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::TokenDigest;
+/// A SHA-256 of a token: the token identity, or the whole token as sent.
+pub type TokenDigest = [u8; 32];
 
 /// See the module documentation.
 pub fn token_id(token: &str) -> TokenDigest {
@@ -19,7 +20,7 @@ pub fn token_id(token: &str) -> TokenDigest {
 /// `header.payload` of something shaped like a compact JWS (three segments), else the whole
 /// token.
 fn signing_input(token: &str) -> &str {
-    if crate::verify::looks_like_jws(token) {
+    if crate::token::verify::looks_like_jws(token) {
         token.rsplit_once('.').map_or(token, |(signed, _)| signed)
     } else {
         token

@@ -360,7 +360,7 @@ fn quoted(value: &str) -> String {
 pub struct TokenIdentity {
     /// SHA-256 of the token as sent: its log fingerprint (the exact bytes presented).
     pub sha256: [u8; 32],
-    /// The token identity (`token_id`): what misuse detection counts by, so a signature twin
+    /// The token identity (`token::id`): what misuse detection counts by, so a signature twin
     /// is the same token to it.
     pub id: [u8; 32],
     pub iss: Option<String>,
@@ -371,7 +371,7 @@ pub struct TokenIdentity {
 impl TokenIdentity {
     /// First 16 hex characters of the token's SHA-256: what logs show instead of the token.
     pub fn fingerprint(&self) -> String {
-        crate::fingerprint::fingerprint(&self.sha256)
+        crate::observe::fingerprint::fingerprint(&self.sha256)
     }
 }
 
@@ -481,7 +481,7 @@ pub struct Authorized {
     pub sub: Option<String>,
     /// SHA-256 of the token as sent (the key of a cached introspection answer).
     pub token_sha256: [u8; 32],
-    /// The token identity (`token_id`): what a `self` revocation revokes, so the token's
+    /// The token identity (`token::id`): what a `self` revocation revokes, so the token's
     /// signature twins are revoked with it.
     pub id: [u8; 32],
     /// The provider's clock skew and `max_lifetime_seconds`, for a `sub=` cutoff.

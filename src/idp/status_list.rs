@@ -8,7 +8,7 @@ use miniz_oxide::inflate::{decompress_to_vec_zlib_with_limit, TINFLStatus};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::claims::NumericDate;
+use crate::token::claims::NumericDate;
 
 /// A list that inflates past this is refused: a few KB of zlib can claim gigabytes. 16 MiB is
 /// 134M entries at 1 bit, far past the "millions" the draft is sized for.

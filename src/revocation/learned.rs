@@ -1,10 +1,10 @@
 //! Revocations learned at run time from the revocation response header: what the header
 //! says, and the log of learned entries every worker of the process shares.
 
-use crate::decision::Authorized;
-use crate::fingerprint::digest_to_hex;
-use crate::revocation::{fingerprint, Kind, RevocationSet, SetBuilder, ANY_PROVIDER};
-use crate::revocation_doc::PublishEntry;
+use crate::decide::decision::Authorized;
+use crate::observe::fingerprint::digest_to_hex;
+use crate::revocation::doc::PublishEntry;
+use crate::revocation::set::{fingerprint, Kind, RevocationSet, SetBuilder, ANY_PROVIDER};
 
 /// Learned entries kept at most; beyond it the oldest go (they are also in the list service
 /// when publishing is on). A bound keeps the per-request sync cheap.
@@ -570,7 +570,7 @@ impl Learned {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revocation::Probe;
+    use crate::revocation::set::Probe;
 
     fn token(jti: Option<&str>) -> Authorized {
         Authorized {

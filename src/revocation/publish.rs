@@ -2,7 +2,7 @@
 //! list service (so every other proxy sees them at its next poll), and tokens sent to the
 //! identity provider's RFC 7009 endpoint. Bounded, batched, retried with backoff.
 
-use crate::episode::Episode;
+use crate::observe::episode::Episode;
 use std::collections::VecDeque;
 
 /// List entries per POST.
@@ -162,7 +162,7 @@ impl<T: Clone> PublishQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revocation_doc::{render, PublishEntry};
+    use crate::revocation::doc::{render, PublishEntry};
 
     #[test]
     fn a_publish_is_delivered_only_on_a_2xx_with_an_answer_of_the_list_service() {

@@ -7,8 +7,8 @@ use jwt_compact::{
 };
 use p256::ecdsa::signature::Verifier as _;
 
-use crate::host_crypto::{HashName, HostCheck, HostCrypto};
-use crate::key_material::KeyMaterial;
+use crate::keys::host_crypto::{HashName, HostCheck, HostCrypto};
+use crate::keys::material::KeyMaterial;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Algorithm {

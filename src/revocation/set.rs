@@ -381,7 +381,7 @@ impl RevocationSet {
     }
 }
 
-/// What the list's rollback guard (`revocation_list`) reads of a held set and a builder.
+/// What the list's rollback guard (`revocation::list`) reads of a held set and a builder.
 impl RevocationSet {
     /// Whether an exact or subject entry with this fingerprint is held.
     pub fn holds(&self, fp: u64) -> bool {

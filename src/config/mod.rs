@@ -1,26 +1,29 @@
 //! Plugin configuration: JSON in, typed and ready-to-use config out, or an error naming the key.
 
+pub mod endpoint;
+pub mod error;
+pub mod json_path;
+
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::algorithm::Algorithm;
-use crate::anomaly::{AnomalyAction, AnomalyConfig, RawAnomaly};
-use crate::claims::TimePolicy;
-use crate::config_error::ConfigError;
-use crate::decision_log::{LogConfig, LogDecisions, RawLog};
-use crate::endpoint::{compile_client, split_uri, ClientAuth, RawClient};
-use crate::extract::TokenSource;
-use crate::extract::{is_header_name, is_token};
-use crate::forward::{ClaimHeader, ForwardPolicy};
-use crate::introspection::{self, IntrospectionConfig};
-use crate::json_path;
-use crate::jwks::{self, KeySet};
-use crate::key_material::KeyMaterial;
-use crate::matcher::{RawStringMatch, StringMatch};
-use crate::revocation_config::{self, RevocationConfig};
-use crate::rules::{PathMatch, Requirement, Rule, Rules};
+use crate::config::endpoint::{compile_client, split_uri, ClientAuth, RawClient};
+use crate::config::error::ConfigError;
+use crate::idp::introspection::{self, IntrospectionConfig};
+use crate::keys::jwks::{self, KeySet};
+use crate::keys::material::KeyMaterial;
+use crate::observe::anomaly::{AnomalyAction, AnomalyConfig, RawAnomaly};
+use crate::observe::decision_log::{LogConfig, LogDecisions, RawLog};
+use crate::policy::forward::{ClaimHeader, ForwardPolicy};
+use crate::policy::matcher::{RawStringMatch, StringMatch};
+use crate::policy::rules::{PathMatch, Requirement, Rule, Rules};
+use crate::revocation::config::{self as revocation_config, RevocationConfig};
+use crate::token::algorithm::Algorithm;
+use crate::token::claims::TimePolicy;
+use crate::token::extract::TokenSource;
+use crate::token::extract::{is_header_name, is_token};
 
 pub const DEFAULT_REALM: &str = "bearer-guard";
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
@@ -234,7 +237,7 @@ struct RawConfig {
     bypass_cors_preflight: Option<bool>,
     /// Revocation: static entries, the revocation response header, the polled list, publishing,
     /// RFC 7009 and Token Status Lists. Absent: no revocation checks.
-    // Checked by `revocation_config`, which names its own keys in errors.
+    // Checked by `revocation::config`, which names its own keys in errors.
     #[serde(default)]
     #[cfg_attr(
         feature = "cli",
@@ -374,7 +377,7 @@ struct RawIntrospection {
     #[serde(default)]
     #[cfg_attr(
         feature = "cli",
-        schemars(range(min = 1), extend("default" = crate::endpoint::DEFAULT_TIMEOUT_MS))
+        schemars(range(min = 1), extend("default" = crate::config::endpoint::DEFAULT_TIMEOUT_MS))
     )]
     timeout_ms: Option<u64>,
     /// How long an "active" answer is reused, never past the token's `exp`.

@@ -10,8 +10,8 @@ use serde_json::Value;
 use spki::der::{asn1::AnyRef, asn1::BitStringRef, Encode};
 use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
 
-use crate::algorithm::Algorithm;
-use crate::key_material::KeyMaterial;
+use crate::keys::material::KeyMaterial;
+use crate::token::algorithm::Algorithm;
 
 /// id-ecPublicKey (RFC 5480 §2.1.1).
 const ID_EC_PUBLIC_KEY: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");

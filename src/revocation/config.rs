@@ -4,11 +4,13 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::config_error::ConfigError;
-use crate::endpoint::{compile_client, split_uri, ClientAuth, ClientEndpoint, Endpoint, RawClient};
-use crate::revocation::RevocationSet;
-use crate::revocation_doc::{self, Source};
-use crate::revocation_learned::HeaderPolicy;
+use crate::config::endpoint::{
+    compile_client, split_uri, ClientAuth, ClientEndpoint, Endpoint, RawClient,
+};
+use crate::config::error::ConfigError;
+use crate::revocation::doc::{self, Source};
+use crate::revocation::learned::HeaderPolicy;
+use crate::revocation::set::RevocationSet;
 
 pub const DEFAULT_RESPONSE_HEADER: &str = "x-revoke-token";
 pub const DEFAULT_LIST_REFRESH_SECONDS: u64 = 30;
@@ -165,7 +167,7 @@ struct RawIdp {
         feature = "cli",
         schemars(
             range(min = 1),
-            extend("default" = crate::endpoint::DEFAULT_TIMEOUT_MS)
+            extend("default" = crate::config::endpoint::DEFAULT_TIMEOUT_MS)
         )
     )]
     timeout_ms: Option<u64>,
@@ -320,10 +322,10 @@ pub(crate) struct RevocationSchema {
     #[schemars(flatten)]
     options: RawOptions,
     #[schemars(flatten)]
-    entries: revocation_doc::schema::Entries,
+    entries: doc::schema::Entries,
     /// The same entries, scoped to one provider (`jti` and `sub` are only unique per
     /// issuer). Names must be configured providers.
-    providers: Option<std::collections::BTreeMap<String, revocation_doc::schema::Entries>>,
+    providers: Option<std::collections::BTreeMap<String, doc::schema::Entries>>,
 }
 
 /// `response_header`: a name, or `null` (which the schema's Option clean-up must not drop).
@@ -360,7 +362,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
     let raw: RawOptions = serde_json::from_value(Value::Object(options))
         .map_err(|e| ConfigError::new("revocation", e.to_string()))?;
     // Static entries never expire by `exp` here: the config has no clock.
-    let parsed = revocation_doc::parse_value(&Value::Object(object), Source::Config, i64::MIN)
+    let parsed = doc::parse_value(&Value::Object(object), Source::Config, i64::MIN)
         .map_err(|e| ConfigError::new("revocation", e))?;
     let static_set = parsed.builder.build("", "");
     for scope in parsed
@@ -381,7 +383,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
         None => Some(DEFAULT_RESPONSE_HEADER.to_owned()),
         Some(Value::Null) => None,
         Some(Value::String(name))
-            if crate::extract::is_header_name(&name) && !name.starts_with(':') =>
+            if crate::token::extract::is_header_name(&name) && !name.starts_with(':') =>
         {
             Some(name.to_ascii_lowercase())
         }
@@ -574,7 +576,7 @@ fn endpoint(cluster: &str, uri: &str, key: &str) -> Result<Endpoint, ConfigError
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revocation::Probe;
+    use crate::revocation::set::Probe;
     use serde_json::json;
 
     fn compile_json(value: Value) -> Result<RevocationConfig, ConfigError> {

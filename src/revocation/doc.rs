@@ -17,9 +17,9 @@ use std::io::Read;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{json, Map, Value};
 
-use crate::claims::{NumericDate, NumericDateVisitor};
-use crate::fingerprint::hex_to_digest;
-use crate::revocation::{Kind, SetBuilder, ANY_PROVIDER};
+use crate::observe::fingerprint::hex_to_digest;
+use crate::revocation::set::{Kind, SetBuilder, ANY_PROVIDER};
+use crate::token::claims::{NumericDate, NumericDateVisitor};
 
 /// What a document held besides its entries.
 #[derive(Debug, Default)]
@@ -33,7 +33,7 @@ pub struct Parsed {
     /// Entries left out because their `exp` had passed.
     pub expired: usize,
     /// `(fingerprint, exp)` of the entries that came with an `exp`: a held list keeps what a
-    /// later whole list leaves out until then (`revocation_list`).
+    /// later whole list leaves out until then (`revocation::list`).
     pub lifetimes: Vec<(u64, i64)>,
 }
 
@@ -534,8 +534,8 @@ impl<'de> de::Deserialize<'de> for SubjectCutoff {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fingerprint::digest_to_hex;
-    use crate::revocation::Probe;
+    use crate::observe::fingerprint::digest_to_hex;
+    use crate::revocation::set::Probe;
 
     const NOW: i64 = 1_000;
 

@@ -3,8 +3,8 @@
 
 use std::io::Read;
 
-use crate::revocation::{RevocationSet, SetBuilder};
-use crate::revocation_doc::{self, Source};
+use crate::revocation::doc::{self, Source};
+use crate::revocation::set::{RevocationSet, SetBuilder};
 
 /// After a failed fetch the next attempt waits this long (or the refresh period, if shorter).
 pub const RETRY_AFTER_FAILURE_SECONDS: u64 = 5;
@@ -149,7 +149,7 @@ pub fn request_path(path: &str, held: Option<Held<'_>>) -> String {
     let separator = if path.contains('?') { '&' } else { '?' };
     format!(
         "{path}{separator}since={}",
-        crate::introspection::form_encode(version)
+        crate::idp::introspection::form_encode(version)
     )
 }
 
@@ -178,8 +178,7 @@ pub fn accept_response(
         Some("200") => {}
         Some(other) => return Err(ListError::Status(other.to_owned())),
     }
-    let parsed =
-        revocation_doc::parse_reader(body, Source::List, now).map_err(ListError::NotADocument)?;
+    let parsed = doc::parse_reader(body, Source::List, now).map_err(ListError::NotADocument)?;
     let version = parsed.version.clone().unwrap_or_default();
     let etag = etag.unwrap_or_default();
     let expired_dropped = parsed.expired;
@@ -368,7 +367,7 @@ pub fn decode_checked(value: &[u8]) -> Option<Checked> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::revocation::Probe;
+    use crate::revocation::set::Probe;
 
     fn list(text: &str, held: Option<Held<'_>>) -> Result<ListUpdate, ListError> {
         accept_response(Some("200"), Some("\"e\""), text.as_bytes(), held, None, 100)
@@ -631,7 +630,7 @@ mod tests {
     }
 
     fn fp_of(id: &str) -> u64 {
-        crate::revocation::fingerprint(crate::revocation::Kind::Jti, "", id.as_bytes())
+        crate::revocation::set::fingerprint(crate::revocation::set::Kind::Jti, "", id.as_bytes())
     }
 
     #[test]

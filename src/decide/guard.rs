@@ -5,42 +5,43 @@ use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
-use crate::cache::{TokenCache, TokenDigest, VerifiedToken};
-use crate::claims::{
+use crate::decide::cache::{TokenCache, VerifiedToken};
+use crate::token::claims::{
     check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims,
 };
+use crate::token::id::TokenDigest;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 
 use std::collections::HashMap;
 
-use crate::cache::StatusClaim;
-use crate::claims::TimePolicy;
 use crate::config::{normalize_token_type, Config, Provider};
-use crate::decision::{
+use crate::decide::cache::StatusClaim;
+use crate::decide::decision::{
     Decision, Denial, DenyReason, RevocationSource, TokenIdentity, Upstream, WaitFor,
 };
-use crate::extract::{
+use crate::token::claims::TimePolicy;
+use crate::token::extract::{
     cookie_header_without, find_credential, path_without_params, query_params, read_as, Credential,
     TokenSource,
 };
 
 /// The query parameter RFC 6750 §2.3 defines for bearer tokens.
 const QUERY_TOKEN: &str = "access_token";
-use crate::decision::Authorized;
-use crate::fingerprint::fingerprint;
-use crate::header_map;
-use crate::host_crypto::HostCrypto;
-use crate::introspection::Answer;
-use crate::jwks::KeySet;
-use crate::revocation::{Probe, RevocationSet, TokenHashes};
-use crate::revocation_config::OnStale;
-use crate::revocation_learned::LearnedSets;
-use crate::revocation_list::{is_stale, Held};
-use crate::rules::{is_cors_preflight, Requirement};
-use crate::status_list::{from_token_payload, reference_of, Status, StatusList};
-use crate::token_id::token_id;
-use crate::verify::{self, ParsedToken};
+use crate::decide::decision::Authorized;
+use crate::decide::header_map;
+use crate::idp::introspection::Answer;
+use crate::idp::status_list::{from_token_payload, reference_of, Status, StatusList};
+use crate::keys::host_crypto::HostCrypto;
+use crate::keys::jwks::KeySet;
+use crate::observe::fingerprint::fingerprint;
+use crate::policy::rules::{is_cors_preflight, Requirement};
+use crate::revocation::config::OnStale;
+use crate::revocation::learned::LearnedSets;
+use crate::revocation::list::{is_stale, Held};
+use crate::revocation::set::{Probe, RevocationSet, TokenHashes};
+use crate::token::id::token_id;
+use crate::token::verify::{self, ParsedToken};
 
 /// What the adapter gathers from the host for one request.
 #[derive(Debug, Clone, Copy)]
@@ -822,7 +823,7 @@ impl Guard {
                                 return Err(deny(DenyReason::InactiveToken, Some(provider)))
                             }
                             Some(answer)
-                                if crate::introspection::answers_for_another_kind_of_token(
+                                if crate::idp::introspection::answers_for_another_kind_of_token(
                                     &answer.claims_json,
                                 ) =>
                             {
@@ -1002,9 +1003,9 @@ impl Guard {
         if !answer.active {
             return Err(Opaque::Denied(DenyReason::InactiveToken));
         }
-        let (claims, times) = crate::introspection::claims_of(&answer.claims_json)
+        let (claims, times) = crate::idp::introspection::claims_of(&answer.claims_json)
             .map_err(|_| Opaque::Denied(DenyReason::MalformedToken))?;
-        if crate::introspection::answers_for_another_kind_of_token(&answer.claims_json) {
+        if crate::idp::introspection::answers_for_another_kind_of_token(&answer.claims_json) {
             return Err(Opaque::Denied(DenyReason::NotAnAccessToken));
         }
         if claims
@@ -1239,7 +1240,7 @@ impl Guard {
             .config
             .anomaly
             .as_ref()
-            .is_some_and(|a| a.action == crate::anomaly::AnomalyAction::Revoke);
+            .is_some_and(|a| a.action == crate::observe::anomaly::AnomalyAction::Revoke);
         if !(header || misuse_revokes) {
             return None;
         }
@@ -1642,9 +1643,9 @@ mod tests {
         else {
             panic!("allowed");
         };
-        let mut learned = crate::revocation_learned::Learned::new(0);
+        let mut learned = crate::revocation::learned::Learned::new(0);
         learned.append(
-            &crate::revocation_learned::misuse_entries(&authorized).learned,
+            &crate::revocation::learned::misuse_entries(&authorized).learned,
             NOW,
             600,
         );
@@ -2237,10 +2238,10 @@ mod tests {
     impl HostCrypto for CountingHost {
         fn verify(
             &self,
-            check: &crate::host_crypto::HostCheck<'_>,
-        ) -> Result<bool, crate::host_crypto::HostCryptoError> {
+            check: &crate::keys::host_crypto::HostCheck<'_>,
+        ) -> Result<bool, crate::keys::host_crypto::HostCryptoError> {
             self.0.set(self.0.get() + 1);
-            crate::host_crypto::software::RustCryptoHost.verify(check)
+            crate::keys::host_crypto::software::RustCryptoHost.verify(check)
         }
     }
 
@@ -2883,8 +2884,9 @@ mod tests {
         }))
     }
 
-    fn key_set(kid: &str, key: &jwt_compact::alg::RsaPrivateKey) -> crate::jwks::KeySet {
-        crate::jwks::parse_keys(&[testkit::public_jwk(JsonWebKey::from(key), kid, None)]).key_set
+    fn key_set(kid: &str, key: &jwt_compact::alg::RsaPrivateKey) -> crate::keys::jwks::KeySet {
+        crate::keys::jwks::parse_keys(&[testkit::public_jwk(JsonWebKey::from(key), kid, None)])
+            .key_set
     }
 
     #[test]
@@ -2953,13 +2955,13 @@ mod tests {
 
     /// What the guard learns from `x-revoke-token: self` on the response to `authorized`.
     fn learn_self(g: &Guard, authorized: &Authorized) {
-        let out = crate::revocation_learned::from_header(
+        let out = crate::revocation::learned::from_header(
             "self",
             Some(authorized),
-            &crate::revocation_learned::HeaderPolicy::self_only(),
+            &crate::revocation::learned::HeaderPolicy::self_only(),
             NOW,
         );
-        let mut learned = crate::revocation_learned::Learned::new(0);
+        let mut learned = crate::revocation::learned::Learned::new(0);
         learned.append(&out.learned, NOW, 600);
         g.install_learned(learned.to_sets());
     }
@@ -2974,7 +2976,7 @@ mod tests {
     fn static_revocations_by_jti_hash_subject_and_cutoff() {
         let token = rs256(&with(json!({ "jti": "j-1" })));
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let hex = crate::fingerprint::digest_to_hex(&digest);
+        let hex = crate::observe::fingerprint::digest_to_hex(&digest);
         let revoked = |revocation: Value, token: &str| {
             let g = revocation_guard(revocation);
             reason(decide_at(&g, "/", &bearer(token), NOW))
@@ -3070,8 +3072,9 @@ mod tests {
         }
         // Entries operators write: the identity revokes both; a whole-token hash (how entries
         // were made before) still revokes the token it was made from.
-        let id = crate::fingerprint::digest_to_hex(&token_id(&token));
-        let whole = crate::fingerprint::digest_to_hex(&Sha256::digest(token.as_bytes()).into());
+        let id = crate::observe::fingerprint::digest_to_hex(&token_id(&token));
+        let whole =
+            crate::observe::fingerprint::digest_to_hex(&Sha256::digest(token.as_bytes()).into());
         let g = revocation_guard(json!({ "token_sha256": [id] }));
         for t in [&token, &twin] {
             assert_eq!(
@@ -3206,8 +3209,8 @@ mod tests {
             reason(verdict(&g, "/", "x.y.z", NOW).decision),
             Some(DenyReason::MalformedToken)
         );
-        let mut b = crate::revocation::SetBuilder::default();
-        b.add_exact(crate::revocation::Kind::Jti, "", b"j-9");
+        let mut b = crate::revocation::set::SetBuilder::default();
+        b.add_exact(crate::revocation::set::Kind::Jti, "", b"j-9");
         g.install_revocation_list(
             HeldList {
                 base: Rc::new(b.build("v1", "")),
@@ -3342,7 +3345,7 @@ mod tests {
         answers.set(opaque, true, good);
         let g = introspecting_guard(
             json!({ "revocation": {
-                "token_sha256": [crate::fingerprint::digest_to_hex(&Sha256::digest(opaque.as_bytes()).into())]
+                "token_sha256": [crate::observe::fingerprint::digest_to_hex(&Sha256::digest(opaque.as_bytes()).into())]
             }}),
             &answers,
         );
@@ -3370,7 +3373,7 @@ mod tests {
     fn status_list_token(uri: &str, statuses: &[u8], bits: u8, claims: Value) -> String {
         let mut payload = json!({
             "sub": uri, "iat": NOW - 5,
-            "status_list": crate::status_list::encode_claim(bits, statuses).unwrap()
+            "status_list": crate::idp::status_list::encode_claim(bits, statuses).unwrap()
         });
         if let (Some(p), Some(extra)) = (payload.as_object_mut(), claims.as_object()) {
             p.extend(extra.clone());
@@ -3476,7 +3479,7 @@ mod tests {
         let expired = status_list_token(uri, &[0], 1, json!({ "exp": NOW - 1 }));
         assert!(g.install_status_list(0, uri, &expired, NOW).is_err());
         let untyped = rs256(
-            &json!({ "sub": uri, "iat": NOW, "status_list": crate::status_list::encode_claim(1, &[0]).unwrap() }),
+            &json!({ "sub": uri, "iat": NOW, "status_list": crate::idp::status_list::encode_claim(1, &[0]).unwrap() }),
         );
         assert!(g.install_status_list(0, uri, &untyped, NOW).is_err());
         // An older copy of the list (a stale cache in between) does not replace a newer one.
@@ -3543,13 +3546,13 @@ mod tests {
             let g = same_issuer_guard(json!({ "revocation": {
                 "response_header_directives": ["self", "jti", "sub"]
             } }));
-            let out = crate::revocation_learned::from_header(
+            let out = crate::revocation::learned::from_header(
                 directive,
                 Some(&authorized),
-                &crate::revocation_learned::HeaderPolicy::all(),
+                &crate::revocation::learned::HeaderPolicy::all(),
                 NOW + 1,
             );
-            let mut learned = crate::revocation_learned::Learned::new(0);
+            let mut learned = crate::revocation::learned::Learned::new(0);
             learned.append(&out.learned, NOW, 600);
             g.install_learned(learned.to_sets());
             for (path, headers) in [("/web", &cookie), ("/api", &bearer(&token))] {

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use crate::decision::{RevocationSource, TokenIdentity};
+use crate::decide::decision::{RevocationSource, TokenIdentity};
 
 /// Longest user agent written; the rest is cut (a header can be 60 KB).
 pub const USER_AGENT_MAX_CHARS: usize = 128;

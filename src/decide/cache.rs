@@ -4,10 +4,10 @@
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::claims::{StringClaims, TimeClaims};
-use crate::status_list::{StatusListError, StatusReference};
+use crate::idp::status_list::{StatusListError, StatusReference};
+use crate::token::claims::{StringClaims, TimeClaims};
 
-pub type TokenDigest = [u8; 32];
+use crate::token::id::TokenDigest;
 
 /// What a hit needs to decide again without the signature check.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The pure side of remote JWKS fetching: when to fetch, what a response must look like,
 //! and how a fetched JWKS is stored in proxy-wasm shared data for the other workers.
 
-use crate::jwks::{parse_jwks_str, KeySet};
+use crate::keys::jwks::{parse_jwks_str, KeySet};
 
 /// RFC 7517 sets no limit; a JWKS larger than this is refused, not parsed.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;

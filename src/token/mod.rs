@@ -1,0 +1,8 @@
+//! Tokens: finding the credential in a request, parsing a JWS, its algorithm and claims,
+//! and the identity revocation knows it by.
+
+pub mod algorithm;
+pub mod claims;
+pub mod extract;
+pub mod id;
+pub mod verify;
