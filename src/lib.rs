@@ -11,6 +11,7 @@ pub mod idp;
 pub mod keys;
 pub mod observe;
 pub mod policy;
+pub mod remote;
 pub mod revocation;
 #[cfg(any(test, feature = "cli"))]
 pub mod signing;

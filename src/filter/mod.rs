@@ -21,6 +21,7 @@ use crate::observe::anomaly as anomaly_core;
 use crate::observe::decision_log::{path_without_query, Record};
 use crate::observe::episode::Episode;
 use crate::observe::log_limit::LogLimiter;
+use crate::remote::Fetch;
 use crate::token::id::TokenDigest;
 
 /// Counters are flushed, other workers' JWKS adopted and fetches started this often.
@@ -127,11 +128,8 @@ struct RemoteState {
     lease_key: String,
     seen_cas: Option<u32>,
     fetched_at: Option<i64>,
-    retry_at: i64,
-    in_flight: Option<u32>,
-    /// A request needs a (re)fetch: no keys yet, or an unknown `kid`.
-    wanted: bool,
-    episode: Episode,
+    /// Wanted by a request (no keys yet, an unknown `kid`), in flight, retry, episode.
+    fetch: Fetch,
 }
 
 struct Waiter {
@@ -160,7 +158,7 @@ fn wait_for(active: &Active, context: u32, target: WaitTarget, deadline: i64, wa
             .iter_mut()
             .find(|s| s.provider == provider)
         {
-            state.wanted = true;
+            state.fetch.want();
         }
     }
 }
@@ -210,20 +208,16 @@ impl GuardRoot {
                             active.guard.install_keys(state.provider, keys, at);
                             state.fetched_at = Some(at);
                             // Fresh keys answer what this worker wanted a fetch for.
-                            state.wanted = false;
+                            state.fetch.satisfied();
                             ready.push(WaitTarget::Keys(state.provider));
                         }
                     }
                 }
             }
-            let due = state.wanted
-                || fetch::fetch_due(state.fetched_at, now, state.remote.cache_duration_seconds);
-            if due
-                && state.in_flight.is_none()
-                && now >= state.retry_at
+            let due = fetch::fetch_due(state.fetched_at, now, state.remote.cache_duration_seconds);
+            if state.fetch.should_start(due, now)
                 && take_lease(&state.lease_key, now, state.remote.timeout_ms)
             {
-                state.wanted = false;
                 let headers = vec![
                     (":method", "GET"),
                     (":path", state.remote.path.as_str()),
@@ -233,9 +227,9 @@ impl GuardRoot {
                 let timeout = Duration::from_millis(state.remote.timeout_ms);
                 match self.dispatch_http_call(&state.remote.cluster, headers, None, vec![], timeout)
                 {
-                    Ok(token) => state.in_flight = Some(token),
+                    Ok(token) => state.fetch.started(token),
                     Err(status) => {
-                        if state.episode.failed() {
+                        if state.fetch.failed(now) {
                             warn!("JWKS fetch for provider {} not sent ({status:?}): is cluster {:?} defined? (logged once until it works)", state.provider, state.remote.cluster);
                         }
                         active.metrics.count(Counter::JwksFetchFailed);
@@ -243,7 +237,6 @@ impl GuardRoot {
                             state.provider,
                             ProviderCounter::JwksFetchFailed,
                         ));
-                        state.retry_at = now + fetch::RETRY_AFTER_FAILURE_SECONDS;
                         release_lease(&state.lease_key);
                         ready.push(WaitTarget::Keys(state.provider));
                     }
@@ -306,10 +299,9 @@ impl Context for GuardRoot {
         let (status, body) = call_response(body_size, fetch::MAX_JWKS_BYTES);
         let mut ready = Vec::new();
         for state in active.remote.borrow_mut().iter_mut() {
-            if state.in_flight != Some(token) {
+            if !state.fetch.is_call(token) {
                 continue;
             }
-            state.in_flight = None;
             release_lease(&state.lease_key);
             ready.push(WaitTarget::Keys(state.provider));
             match fetch::accept_response(status.as_deref(), &body) {
@@ -322,7 +314,7 @@ impl Context for GuardRoot {
                         state.provider,
                         fetched.keys.keys.len()
                     );
-                    if let Some(failed) = state.episode.recovered() {
+                    if let Some(failed) = state.fetch.succeeded() {
                         info!(
                             "JWKS for provider {} recovered after {failed} failed fetch(es)",
                             state.provider
@@ -348,8 +340,7 @@ impl Context for GuardRoot {
                         state.provider,
                         ProviderCounter::JwksFetchFailed,
                     ));
-                    state.retry_at = now + fetch::RETRY_AFTER_FAILURE_SECONDS;
-                    if state.episode.failed() {
+                    if state.fetch.failed(now) {
                         warn!(
                             "JWKS fetch for provider {} failed: {e}; keeping {} key(s) in use (logged once until a fetch works)",
                             state.provider,
@@ -436,10 +427,7 @@ impl RootContext for GuardRoot {
                     remote,
                     seen_cas: None,
                     fetched_at: None,
-                    retry_at: 0,
-                    in_flight: None,
-                    wanted: false,
-                    episode: Episode::default(),
+                    fetch: Fetch::new(),
                 })
             })
             .collect();
@@ -943,7 +931,7 @@ fn fetch_coming(active: &Active, target: WaitTarget, now: i64) -> bool {
             .borrow()
             .iter()
             .find(|s| s.provider == provider)
-            .is_none_or(|s| s.in_flight.is_some() || now >= s.retry_at),
+            .is_none_or(|s| s.fetch.coming(now)),
         WaitTarget::StatusList(_) => {
             status_lists::fetch_coming(&active.status_fetches.borrow(), target, now)
         }

@@ -19,6 +19,7 @@ use crate::idp::introspection::token_post;
 use crate::keys::fetch;
 use crate::observe::episode::Episode;
 use crate::observe::log_limit::LogLimiter;
+use crate::remote::Fetch;
 use crate::revocation::config::{ListConfig, RevocationConfig};
 use crate::revocation::doc::{render, PublishEntry};
 use crate::revocation::learned::{
@@ -92,9 +93,8 @@ struct ListState {
     config: ListConfig,
     /// The shared serials of the list this VM holds, and when it was last confirmed.
     seen: Option<Checked>,
-    in_flight: Option<u32>,
-    retry_at: i64,
-    episode: Episode,
+    /// The poll in flight, the retry after a failure, the outage episode.
+    fetch: Fetch,
     /// Whole lists that left out live entries: logged once per episode.
     rollback: Episode,
 }
@@ -157,11 +157,9 @@ impl Revocation {
             }
         }
         let list = config.list.clone().map(|config| ListState {
+            fetch: Fetch::retrying_after(retry_delay(&config)),
             config,
             seen: None,
-            in_flight: None,
-            retry_at: 0,
-            episode: Episode::default(),
             rollback: Episode::default(),
         });
         let publish = config
@@ -443,7 +441,7 @@ impl Revocation {
             state.config.refresh_seconds,
             self.serves_requests.get(),
         );
-        if !due || state.in_flight.is_some() || now < state.retry_at {
+        if !state.fetch.should_start(due, now) {
             return;
         }
         if !take_lease(&self.keys.list_lease, now, state.config.timeout_ms) {
@@ -469,16 +467,15 @@ impl Revocation {
             vec![],
             timeout,
         ) {
-            Ok(token) => state.in_flight = Some(token),
+            Ok(token) => state.fetch.started(token),
             Err(status) => {
-                if state.episode.failed() {
+                if state.fetch.failed(now) {
                     warn!(
                         "revocation list fetch not sent ({status:?}): is cluster {:?} defined? (logged once until it works)",
                         state.config.endpoint.cluster
                     );
                 }
                 metrics.count(Counter::ListFetchFailed);
-                state.retry_at = now + retry_delay(&state.config);
                 release_lease(&self.keys.list_lease);
             }
         }
@@ -582,10 +579,9 @@ impl Revocation {
             return true;
         }
         let mut list = self.list.borrow_mut();
-        let Some(state) = list.as_mut().filter(|s| s.in_flight == Some(token)) else {
+        let Some(state) = list.as_mut().filter(|s| s.fetch.is_call(token)) else {
             return false;
         };
-        state.in_flight = None;
         // Parsing a large list can outlast the fetch lease: renewed so no one polls meanwhile.
         let renewed = fetch::fetch_deadline(now, state.config.timeout_ms).saturating_add(60);
         let _ = host::set_shared_data(&self.keys.list_lease, renewed.to_string().as_bytes(), None);
@@ -690,8 +686,7 @@ impl Revocation {
             }
             Err(e) => {
                 metrics.count(Counter::ListFetchFailed);
-                state.retry_at = now + retry_delay(&state.config);
-                if state.episode.failed() {
+                if state.fetch.failed(now) {
                     warn!(
                         "revocation list fetch failed: {e}; list last confirmed {} (logged once until a fetch works)",
                         state
@@ -702,7 +697,7 @@ impl Revocation {
                 return;
             }
         };
-        if let Some(failed) = state.episode.recovered() {
+        if let Some(failed) = state.fetch.succeeded() {
             info!("revocation list fetch recovered after {failed} failed attempt(s)");
         }
         state.seen = Some(confirmed);
@@ -911,13 +906,9 @@ fn log_list(what: &str, set: &RevocationSet, total: usize, expired_dropped: usiz
     );
 }
 
+/// A list polled more often than the common retry delay retries as often as it polls.
 fn retry_delay(config: &ListConfig) -> i64 {
-    i64::try_from(
-        config
-            .refresh_seconds
-            .min(list::RETRY_AFTER_FAILURE_SECONDS),
-    )
-    .unwrap_or(5)
+    i64::try_from(config.refresh_seconds).unwrap_or(i64::MAX)
 }
 
 fn call_status() -> Option<String> {

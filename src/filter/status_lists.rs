@@ -10,7 +10,7 @@ use log::{info, warn};
 use proxy_wasm::traits::Context;
 
 use crate::decide::guard::Guard;
-use crate::observe::episode::Episode;
+use crate::remote::Fetch;
 use crate::revocation::config::StatusListConfig;
 use crate::revocation::set::{fingerprint, Kind};
 
@@ -18,16 +18,12 @@ use super::{call_response, release_lease, take_lease, Counter, Metrics, WaitTarg
 
 /// A status list token is a few hundred KB at most (1M entries at 8 bits: ~1.3 MB of zlib).
 const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
-const RETRY_AFTER_FAILURE_SECONDS: i64 = 5;
 
 /// One list, as this worker drives it.
 #[derive(Debug)]
 pub struct StatusFetch {
     provider: usize,
-    wanted: bool,
-    in_flight: Option<u32>,
-    retry_at: i64,
-    episode: Episode,
+    fetch: Fetch,
 }
 
 pub type StatusFetches = HashMap<String, StatusFetch>;
@@ -42,15 +38,12 @@ fn shared_key(uri: &str) -> String {
 
 /// A request needs this list (never fetched).
 pub fn want(fetches: &mut StatusFetches, provider: usize, uri: &str) {
-    let fetch = fetches.entry(uri.to_owned()).or_insert(StatusFetch {
+    let list = fetches.entry(uri.to_owned()).or_insert(StatusFetch {
         provider,
-        wanted: false,
-        in_flight: None,
-        retry_at: 0,
-        episode: Episode::default(),
+        fetch: Fetch::new(),
     });
-    fetch.provider = provider;
-    fetch.wanted = true;
+    list.provider = provider;
+    list.fetch.want();
 }
 
 /// Whether the list a request waits for is being fetched or may be at the next tick (not while
@@ -59,7 +52,7 @@ pub fn fetch_coming(fetches: &StatusFetches, target: WaitTarget, now: i64) -> bo
     fetches
         .iter()
         .find(|(uri, _)| wait_target(uri) == target)
-        .is_none_or(|(_, f)| f.in_flight.is_some() || now >= f.retry_at)
+        .is_none_or(|(_, f)| f.fetch.coming(now))
 }
 
 /// Each tick: adopt lists other workers fetched, fetch those wanted or due. Returns the
@@ -76,16 +69,20 @@ pub fn drive(
         want(fetches, provider, &uri);
     }
     let mut ready = Vec::new();
-    for (uri, fetch) in fetches.iter_mut() {
-        if adopt(guard, fetch.provider, uri) {
-            fetch.wanted = guard.status_list_due(uri, now);
+    for (uri, list) in fetches.iter_mut() {
+        if adopt(guard, list.provider, uri) {
+            if guard.status_list_due(uri, now) {
+                list.fetch.want();
+            } else {
+                list.fetch.satisfied();
+            }
             ready.push(wait_target(uri));
         }
-        if !fetch.wanted || fetch.in_flight.is_some() || now < fetch.retry_at {
+        if !list.fetch.should_start(false, now) {
             continue;
         }
         let Some(endpoint) = config.endpoint(uri) else {
-            fetch.wanted = false;
+            list.fetch.satisfied();
             continue;
         };
         let lease = format!("{}.lease", shared_key(uri));
@@ -100,19 +97,15 @@ pub fn drive(
         ];
         let timeout = Duration::from_millis(config.timeout_ms);
         match root.dispatch_http_call(&endpoint.cluster, headers, None, vec![], timeout) {
-            Ok(call) => {
-                fetch.in_flight = Some(call);
-                fetch.wanted = false;
-            }
+            Ok(call) => list.fetch.started(call),
             Err(status) => {
-                if fetch.episode.failed() {
+                if list.fetch.failed(now) {
                     warn!(
                         "status list fetch not sent ({status:?}): is cluster {:?} defined? (logged once until it works)",
                         endpoint.cluster
                     );
                 }
                 metrics.count(Counter::StatusListFetchFailed);
-                fetch.retry_at = now + RETRY_AFTER_FAILURE_SECONDS;
                 release_lease(&lease);
                 ready.push(wait_target(uri));
             }
@@ -153,16 +146,13 @@ pub fn on_response(
     metrics: &Metrics,
     now: i64,
 ) -> Option<WaitTarget> {
-    let (uri, fetch) = fetches
-        .iter_mut()
-        .find(|(_, f)| f.in_flight == Some(call))?;
-    fetch.in_flight = None;
+    let (uri, list) = fetches.iter_mut().find(|(_, f)| f.fetch.is_call(call))?;
     let (status, body) = call_response(body_size, MAX_LIST_BYTES);
     let outcome = match status.as_deref() {
         Some("200") if body.len() <= MAX_LIST_BYTES => {
             let token = String::from_utf8_lossy(&body).trim().to_owned();
             guard
-                .install_status_list(fetch.provider, uri, &token, now)
+                .install_status_list(list.provider, uri, &token, now)
                 .map(|fresh_until| (token, fresh_until))
         }
         Some("200") => Err(format!("body of {} bytes is too large", body.len())),
@@ -171,12 +161,13 @@ pub fn on_response(
     };
     match outcome {
         Ok((token, fresh_until)) => {
+            let recovered_after = list.fetch.succeeded();
             metrics.count(Counter::StatusListFetchOk);
             info!(
                 "status list {uri} fetched; next fetch in {}s",
                 fresh_until - now
             );
-            if let Some(failed) = fetch.episode.recovered() {
+            if let Some(failed) = recovered_after {
                 info!("status list {uri} recovered after {failed} failed fetch(es)");
             }
             let value = format!("{now}\n{token}");
@@ -184,9 +175,8 @@ pub fn on_response(
         }
         Err(why) => {
             metrics.count(Counter::StatusListFetchFailed);
-            fetch.retry_at = now + RETRY_AFTER_FAILURE_SECONDS;
-            fetch.wanted = true;
-            if fetch.episode.failed() {
+            list.fetch.want();
+            if list.fetch.failed(now) {
                 warn!("status list {uri} not usable: {why}; the list held (if any) stays until stale (logged once until a fetch works)");
             }
         }

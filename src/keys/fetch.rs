@@ -6,9 +6,6 @@ use crate::keys::jwks::{parse_jwks_str, KeySet};
 /// RFC 7517 sets no limit; a JWKS larger than this is refused, not parsed.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 
-/// After a failed fetch, the next attempt waits this long (the last good keys stay in use).
-pub const RETRY_AFTER_FAILURE_SECONDS: i64 = 5;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
     /// No response in time, or the cluster could not connect.

@@ -6,9 +6,6 @@ use std::io::Read;
 use crate::revocation::doc::{self, Source};
 use crate::revocation::set::{RevocationSet, SetBuilder};
 
-/// After a failed fetch the next attempt waits this long (or the refresh period, if shorter).
-pub const RETRY_AFTER_FAILURE_SECONDS: u64 = 5;
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ListError {
     NoResponse,
