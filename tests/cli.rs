@@ -727,11 +727,22 @@ fn mint_needs_no_source_tree() {
     let dir = scratch("copied");
     let copy = dir.join("bearer-guard");
     fs::copy(BIN, &copy).unwrap();
-    let minted = Command::new(&copy)
-        .args(["mint", "--now", &NOW.to_string()])
-        .current_dir(&dir)
-        .output()
-        .unwrap();
+    // Another test of this process may fork while the copy's write descriptor is still open
+    // (until its child execs): exec then fails with ETXTBSY for a moment. Retry briefly.
+    let mut attempts = 0;
+    let minted = loop {
+        match Command::new(&copy)
+            .args(["mint", "--now", &NOW.to_string()])
+            .current_dir(&dir)
+            .output()
+        {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && attempts < 50 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => break other.unwrap(),
+        }
+    };
     assert!(
         minted.status.success(),
         "{}",
