@@ -208,7 +208,12 @@ impl GuardRoot {
                             active.guard.install_keys(state.provider, keys, at);
                             state.fetched_at = Some(at);
                             // Fresh keys answer what this worker wanted a fetch for.
-                            state.fetch.satisfied();
+                            if let Some(failed) = state.fetch.adopted() {
+                                info!(
+                                    "JWKS for provider {} recovered after {failed} failed fetch(es) (fetched by another worker)",
+                                    state.provider
+                                );
+                            }
                             ready.push(WaitTarget::Keys(state.provider));
                         }
                     }

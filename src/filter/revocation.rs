@@ -523,6 +523,12 @@ impl Revocation {
             }
         }
         guard.revocation_list_checked(shared.at);
+        // A newer fetch by another VM ends an outage this one logged.
+        if seen.is_none_or(|s| shared.at > s.at) {
+            if let Some(failed) = state.fetch.adopted() {
+                info!("revocation list fetch recovered after {failed} failed attempt(s) (fetched by another VM)");
+            }
+        }
         let at = seen.map_or(shared.at, |s| s.at.max(shared.at));
         state.seen = Some(Checked { at, ..shared });
     }

@@ -71,10 +71,11 @@ pub fn drive(
     let mut ready = Vec::new();
     for (uri, list) in fetches.iter_mut() {
         if adopt(guard, list.provider, uri) {
+            if let Some(failed) = list.fetch.adopted() {
+                info!("status list {uri} recovered after {failed} failed fetch(es) (fetched by another worker)");
+            }
             if guard.status_list_due(uri, now) {
                 list.fetch.want();
-            } else {
-                list.fetch.satisfied();
             }
             ready.push(wait_target(uri));
         }

@@ -53,9 +53,17 @@ impl Fetch {
         self.wanted
     }
 
-    /// What was wanted has arrived (another worker fetched it).
+    /// Nothing to fetch after all (the source is not configured any more, say).
     pub fn satisfied(&mut self) {
         self.wanted = false;
+    }
+
+    /// Another worker's fetch arrived and was adopted: what this worker wanted has come, and
+    /// an outage it logged is over too (`Some(n)`: log "recovered after n"), so every "failed"
+    /// line has its "recovered" line whichever worker's fetch worked first.
+    pub fn adopted(&mut self) -> Option<u64> {
+        self.wanted = false;
+        self.episode.recovered()
     }
 
     /// Whether to start a fetch now (the shell then takes the process-wide lease): wanted or
@@ -133,6 +141,20 @@ mod tests {
         assert_eq!(fetch.succeeded(), Some(2));
         fetch.started(3);
         assert!(fetch.failed(200), "the next outage is logged again");
+    }
+
+    #[test]
+    fn an_adopted_fetch_ends_this_workers_outage_too() {
+        let mut fetch = Fetch::new();
+        fetch.want();
+        fetch.started(1);
+        assert!(fetch.failed(10));
+        assert!(!fetch.failed(16));
+        fetch.want();
+        assert_eq!(fetch.adopted(), Some(2));
+        assert!(!fetch.wanted());
+        assert_eq!(fetch.adopted(), None);
+        assert!(fetch.failed(30), "a new outage");
     }
 
     #[test]
