@@ -6,8 +6,6 @@
 use std::io::Write;
 use std::rc::Rc;
 
-use sha2::{Digest, Sha256};
-
 use super::args::Spec;
 use super::check::{load_one, summary};
 use super::time::{describe, parse_time, span, unix_now};
@@ -125,7 +123,7 @@ pub fn run(
     };
     let decided = decided_provider(&verdict.decision, &config).or(waited_for);
 
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+    let digest = crate::token::id::whole_token_sha256(&token);
     let id = crate::token::id::token_id(&token);
     let host: Option<&dyn HostCrypto> =
         (config.crypto == CryptoMode::Auto).then_some(&RustCryptoHost as &dyn HostCrypto);

@@ -762,11 +762,10 @@ fn share_revocation_scopes(providers: &mut [Provider], warnings: &mut Vec<String
         .iter()
         .map(|p| (p.issuer.clone(), trust_anchor(p), p.name.clone()))
         .collect();
-    for provider in providers.iter_mut() {
-        let anchor = trust_anchor(provider);
+    for (provider, (_, anchor, _)) in providers.iter_mut().zip(&anchors) {
         provider.revocation_scopes = anchors
             .iter()
-            .filter(|(issuer, other, _)| *issuer == provider.issuer && *other == anchor)
+            .filter(|(issuer, other, _)| *issuer == provider.issuer && other == anchor)
             .map(|(_, _, name)| name.clone())
             .collect();
     }

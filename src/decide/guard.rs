@@ -3,8 +3,6 @@
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-use sha2::{Digest, Sha256};
-
 use crate::decide::cache::{TokenCache, VerifiedToken};
 use crate::token::claims::{
     check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims,
@@ -40,7 +38,7 @@ use crate::revocation::config::OnStale;
 use crate::revocation::learned::LearnedSets;
 use crate::revocation::list::{is_stale, Held};
 use crate::revocation::set::{Probe, RevocationSet, TokenHashes};
-use crate::token::id::token_id;
+use crate::token::id::{token_id, whole_token_sha256};
 use crate::token::verify::{self, ParsedToken};
 
 /// What the adapter gathers from the host for one request.
@@ -645,13 +643,14 @@ impl Guard {
         let caching = self.config.jwt_cache_size > 0;
         let revocation = self.config.revocation.is_some();
         let wants_identity = self.config.wants_identity();
-        let digest: Option<TokenDigest> = (caching || revocation || wants_identity)
-            .then(|| Sha256::digest(token.as_bytes()).into());
-        let sha256 = || digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
+        let digest: Option<TokenDigest> =
+            (caching || revocation || wants_identity).then(|| whole_token_sha256(token));
+        let sha256 = || digest.unwrap_or_else(|| whole_token_sha256(token));
         // The identity revocations and misuse detection know the token by (a signature twin
         // has the same one); the cache stays keyed by the exact bytes.
-        let id: Option<TokenDigest> = (revocation || wants_identity).then(|| token_id(token));
-        let id_of = || id.unwrap_or_else(|| token_id(token));
+        // Hashed once, when first needed.
+        let id = std::cell::OnceCell::new();
+        let id_of = || *id.get_or_init(|| token_id(token));
         // A provider may serve this token only if the route accepts it and it reads this source.
         let eligible = |index: usize| {
             self.config
@@ -730,9 +729,10 @@ impl Guard {
                 .filter_map(|&i| eligible(i).map(|p| (i, p)))
                 .find(|(_, p)| p.introspection.is_some());
             if let Some((index, provider)) = introspecting {
-                let digest = digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
+                // An opaque token's identity is the hash of the whole token.
+                let digest = sha256();
                 return self
-                    .check_opaque(provider, &digest, &id_of(), audiences, scopes, now)
+                    .check_opaque(provider, &digest, &digest, audiences, scopes, now)
                     .map(|vouched| Granted {
                         provider: Some(provider.name.clone()),
                         upstream: self.upstream(provider, source, request, vouched.headers),
@@ -809,9 +809,7 @@ impl Guard {
                         .is_some_and(|i| i.introspect_jwt);
                     if introspect_jwt {
                         // The IdP has the last word on every request: never from the cache.
-                        let digest =
-                            digest.unwrap_or_else(|| Sha256::digest(token.as_bytes()).into());
-                        match self.answer(&digest, now) {
+                        match self.answer(&sha256(), now) {
                             None if self.may_wait.get() => {
                                 let mut denial = deny(DenyReason::Unavailable, Some(provider));
                                 denial.wait =
@@ -1462,6 +1460,7 @@ mod tests {
     use crate::testkit::{self, good_claims, keys, mint, rs256, Signer, NOW};
     use jwt_compact::jwk::JsonWebKey;
     use serde_json::{json, Value};
+    use sha2::{Digest, Sha256};
 
     fn guard(config: Value) -> Guard {
         Guard::new(
