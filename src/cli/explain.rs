@@ -420,10 +420,10 @@ fn build_guard(config: Config, keys: &[Keys], list: Option<RevocationSet>, now: 
         guard = guard.with_host_crypto(Box::new(RustCryptoHost));
     }
     for (index, keys) in keys.iter().enumerate().filter(|(_, k)| k.from_file) {
-        guard.install_keys(index, keys.set.clone(), now);
+        guard.state().install_keys(index, keys.set.clone(), now);
     }
     if let Some(base) = list {
-        guard.install_revocation_list(
+        guard.state().install_revocation_list(
             HeldList {
                 base: Rc::new(base),
                 overlay: None,
@@ -685,7 +685,7 @@ fn checks(parsed: &ParsedToken<'_>, c: &Context<'_>) -> Vec<Check> {
         };
         Check::of(
             "signature",
-            verify::verify_signature(parsed, c.keys, c.host),
+            verify::verify_signature(parsed, c.keys, c.host).map(|_| ()),
             format!("kid {}, {verified_in}", shown(parsed.kid.as_deref())),
         )
     };

@@ -3,19 +3,20 @@
 //! on the request or the time runs on each hit.
 
 use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
 
 use crate::idp::status_list::{StatusListError, StatusReference};
-use crate::token::claims::{StringClaims, TimeClaims};
+use crate::token::verify::TrustedClaims;
 
 use crate::token::id::TokenDigest;
 
 /// What a hit needs to decide again without the signature check.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct VerifiedToken {
+pub struct CachedToken {
     /// Index into `Config::providers` of the provider whose keys verified it.
     pub provider: usize,
-    pub claims: StringClaims,
-    pub times: TimeClaims,
+    /// Only a verified token's claims can be cached (`Verified::to_trusted`).
+    pub trusted: TrustedClaims,
     /// Payload and claim headers for upstream, derived once from the verified payload.
     pub upstream_headers: Vec<(String, String)>,
     /// The `status.status_list` claim (read only when status lists are configured).
@@ -30,7 +31,8 @@ pub type StatusClaim = Result<Option<StatusReference>, StatusListError>;
 #[derive(Debug)]
 pub struct TokenCache {
     capacity: usize,
-    entries: HashMap<TokenDigest, VerifiedToken>,
+    /// Shared with the decision that hit it: a hit copies no claims.
+    entries: HashMap<TokenDigest, Rc<CachedToken>>,
     order: VecDeque<TokenDigest>,
 }
 
@@ -44,15 +46,15 @@ impl TokenCache {
         }
     }
 
-    pub fn get(&self, digest: &TokenDigest) -> Option<&VerifiedToken> {
-        self.entries.get(digest)
+    pub fn get(&self, digest: &TokenDigest) -> Option<Rc<CachedToken>> {
+        self.entries.get(digest).cloned()
     }
 
-    pub fn insert(&mut self, digest: TokenDigest, token: VerifiedToken) {
+    pub fn insert(&mut self, digest: TokenDigest, token: CachedToken) {
         if self.capacity == 0 {
             return;
         }
-        if self.entries.insert(digest, token).is_some() {
+        if self.entries.insert(digest, Rc::new(token)).is_some() {
             return;
         }
         self.order.push_back(digest);
@@ -92,11 +94,10 @@ impl TokenCache {
 mod tests {
     use super::*;
 
-    fn entry(provider: usize) -> VerifiedToken {
-        VerifiedToken {
+    fn entry(provider: usize) -> CachedToken {
+        CachedToken {
             provider,
-            claims: StringClaims::default(),
-            times: TimeClaims::default(),
+            trusted: TrustedClaims::default(),
             upstream_headers: Vec::new(),
             status: Ok(None),
         }
@@ -110,7 +111,7 @@ mod tests {
         cache.insert([3; 32], entry(3));
         assert_eq!(cache.len(), 2);
         assert!(cache.get(&[1; 32]).is_none());
-        assert_eq!(cache.get(&[3; 32]), Some(&entry(3)));
+        assert_eq!(cache.get(&[3; 32]).as_deref(), Some(&entry(3)));
     }
 
     #[test]

@@ -265,8 +265,6 @@ pub struct Denial {
     pub status: u32,
     pub headers: Vec<(String, String)>,
     pub body: String,
-    /// Set when the answer is better given after this provider's keys are (re)fetched.
-    pub wait: Option<Box<WaitFor>>,
     /// The token, when its signature verified (for logs; never set from unverified claims).
     pub identity: Option<Box<TokenIdentity>>,
     /// Where the revocation came from, for `Revoked`, `Suspended` and `InactiveToken`.
@@ -313,7 +311,6 @@ impl Denial {
             status: reason.status(),
             headers,
             body: body(reason),
-            wait: None,
             identity: None,
             revoked_by: None,
         }

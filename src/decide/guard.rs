@@ -1,45 +1,26 @@
-//! The decision: given a request and the time, allow it or deny it with a reason.
+//! The decision for one request: the route's requirement (`requires_any`, `requires_all`,
+//! a provider, public), each token in it through the pipeline (`pipeline.rs`), and the
+//! verdict the shell applies. What the decision reads between requests (keys, lists, the
+//! cache, learned revocations) is the shell's to write, in `State`.
 
-use std::cell::{Cell, RefCell};
-use std::rc::Rc;
+use std::cell::Cell;
 
-use crate::decide::cache::{TokenCache, VerifiedToken};
-use crate::token::claims::{
-    check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims,
-};
-use crate::token::id::TokenDigest;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-
-use std::collections::HashMap;
-
-use crate::config::{normalize_token_type, Config, Provider};
-use crate::decide::cache::StatusClaim;
-use crate::decide::decision::{
-    Decision, Denial, DenyReason, RevocationSource, TokenIdentity, Upstream, WaitFor,
-};
-use crate::token::claims::TimePolicy;
-use crate::token::extract::{
-    cookie_header_without, find_credential, path_without_params, query_params, read_as, Credential,
-    TokenSource,
-};
-
-/// The query parameter RFC 6750 §2.3 defines for bearer tokens.
-const QUERY_TOKEN: &str = "access_token";
-use crate::decide::decision::Authorized;
+use crate::config::{normalize_token_type, Config};
+use crate::decide::decision::{Decision, DenyReason, WaitFor};
 use crate::decide::header_map;
+use crate::decide::pipeline::{Granted, Look, Stop, TokenCheck};
+use crate::decide::state::{HeldStatusList, State};
+use crate::decide::trace::{Step, Trace, Tracer};
+use crate::decide::upstream::UpstreamPlan;
 use crate::idp::introspection::Answer;
-use crate::idp::status_list::{from_token_payload, reference_of, Status, StatusList};
+use crate::idp::status_list::from_token_payload;
 use crate::keys::host_crypto::HostCrypto;
-use crate::keys::jwks::KeySet;
-use crate::observe::fingerprint::fingerprint;
 use crate::policy::rules::{is_cors_preflight, Requirement};
-use crate::revocation::config::OnStale;
-use crate::revocation::learned::LearnedSets;
-use crate::revocation::list::{is_stale, Held};
-use crate::revocation::set::{Probe, RevocationSet, TokenHashes};
-use crate::token::id::{token_id, whole_token_sha256};
-use crate::token::verify::{self, ParsedToken};
+use crate::token::extract::TokenSource;
+use crate::token::id::TokenDigest;
+use crate::token::verify;
+
+pub use crate::decide::state::HeldList;
 
 /// What the adapter gathers from the host for one request.
 #[derive(Debug, Clone, Copy)]
@@ -53,104 +34,6 @@ pub struct Request<'a> {
     /// Names of headers whose value is not UTF-8 (left out of `headers`): a credential there
     /// is malformed; a `:path` or `:method` there matches no rule.
     pub not_utf8: &'a [String],
-}
-
-/// Headers derived from a verified token for the upstream request.
-type TokenHeaders = Vec<(String, String)>;
-
-/// A requirement that was met, and what goes upstream.
-struct Granted {
-    provider: Option<String>,
-    upstream: UpstreamPlan,
-    token: Option<Box<Authorized>>,
-    identity: Option<Box<TokenIdentity>>,
-    /// Let through although the revocation list is stale (`on_stale: allow`).
-    stale_allowed: bool,
-}
-
-/// What goes upstream, before it is applied to the request: the headers to remove and to set,
-/// and every credential the decision used that its provider does not forward. The `:path`
-/// and the `cookie` header are rewritten once, from all of them (`rewrite`): rewritten per
-/// credential, the last rewrite would put the others back.
-#[derive(Debug, Default)]
-struct UpstreamPlan {
-    remove_headers: Vec<String>,
-    set_headers: Vec<(String, String)>,
-    strip: Vec<TokenSource>,
-    /// Where the credentials this grant accepted were found (stripped or forwarded).
-    used: Vec<TokenSource>,
-}
-
-impl UpstreamPlan {
-    /// `requires_all`: what each part needs, together.
-    fn merge(&mut self, other: UpstreamPlan) {
-        for name in other.remove_headers {
-            if !self.remove_headers.contains(&name) {
-                self.remove_headers.push(name);
-            }
-        }
-        self.set_headers.extend(other.set_headers);
-        for source in other.strip {
-            if !self.strip.contains(&source) {
-                self.strip.push(source);
-            }
-        }
-        for source in other.used {
-            if !self.used.contains(&source) {
-                self.used.push(source);
-            }
-        }
-    }
-
-    /// `requires_any`: the credentials of options that were refused never reach the upstream
-    /// (it may take a header it finds behind the proxy for a checked one), even for providers
-    /// that forward theirs; the credential that was accepted is left as its provider says.
-    fn strip_rejected(&mut self, rejected: Vec<TokenSource>) {
-        for source in rejected {
-            if !self.used.contains(&source) && !self.strip.contains(&source) {
-                self.strip.push(source);
-            }
-        }
-    }
-
-    /// The request without any of the credentials to strip: header sources removed, cookie
-    /// and parameter sources taken out of `cookie` and `:path`, the other cookies and
-    /// parameters left as they were.
-    fn rewrite(self, request: &Request<'_>) -> Upstream {
-        let mut upstream = Upstream {
-            remove_headers: self.remove_headers,
-            set_headers: self.set_headers,
-            path: None,
-        };
-        let (mut cookies, mut params) = (Vec::new(), Vec::new());
-        for source in &self.strip {
-            match source {
-                TokenSource::Header { name, .. } => {
-                    if !upstream.remove_headers.contains(name) {
-                        upstream.remove_headers.push(name.clone());
-                    }
-                }
-                TokenSource::Cookie { name } => cookies.push(name.as_str()),
-                TokenSource::Param { name } => params.push(name.as_str()),
-            }
-        }
-        if !cookies.is_empty() {
-            let all: Vec<&str> = request
-                .headers
-                .iter()
-                .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                .map(|(_, v)| v.as_str())
-                .collect();
-            upstream.remove_headers.push("cookie".to_owned());
-            if let Some(rest) = cookie_header_without(&all.join("; "), &cookies) {
-                upstream.set_headers.push(("cookie".to_owned(), rest));
-            }
-        }
-        if !params.is_empty() {
-            upstream.path = Some(path_without_params(request.path, &params));
-        }
-        upstream
-    }
 }
 
 /// How the verified-token cache took part in a decision.
@@ -171,90 +54,57 @@ pub struct Verdict {
     pub stale_allowed: bool,
 }
 
-/// The polled list: the last whole list, and the deltas since.
-#[derive(Debug, Clone)]
-pub struct HeldList {
-    pub base: Rc<RevocationSet>,
-    pub overlay: Option<Rc<RevocationSet>>,
-}
-
-impl HeldList {
-    pub fn held(&self) -> Held<'_> {
-        Held {
-            base: &self.base,
-            overlay: self.overlay.as_deref(),
-        }
-    }
-
-    fn revokes(&self, probe: &Probe) -> bool {
-        self.base.revokes(probe) || self.overlay.as_ref().is_some_and(|o| o.revokes(probe))
-    }
-
-    pub fn len(&self) -> usize {
-        self.base.len() + self.overlay.as_ref().map_or(0, |o| o.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
-/// Revocation sets that change at run time (the static one is in the config).
-#[derive(Debug, Default)]
-struct RevocationState {
-    /// The polled list as last fetched (a base and an overlay of deltas), and when it was
-    /// last confirmed (200 or 304).
-    list: RefCell<Option<HeldList>>,
-    list_checked_at: Cell<Option<i64>>,
-    /// What revocation headers and misuse detection taught this process.
-    learned: RefCell<LearnedSets>,
+/// Introspection answers, cached per process by the adapter (shared data).
+pub trait AnswerStore {
+    fn lookup(&self, digest: &TokenDigest, now: i64) -> Option<Answer>;
 }
 
 pub struct Guard {
-    config: Config,
+    pub(super) config: Config,
     /// Every provider index, for requirements any provider may meet (built once, not per request).
     all_providers: Vec<usize>,
-    /// Each provider's keys; remote ones are replaced when a fetch lands.
-    keys: RefCell<Vec<Rc<KeySet>>>,
-    /// When each provider last asked for an unknown-`kid` refetch.
-    last_refetch: RefCell<Vec<Option<i64>>>,
-    /// Whether this decision may ask to wait for keys (false on the second look).
-    may_wait: Cell<bool>,
     /// The host's signature verifier, when it passed its self-test and config allows it.
-    host_crypto: Option<Box<dyn HostCrypto>>,
-    /// Interior mutability: a worker VM is single-threaded and `decide` is its only user.
-    cache: RefCell<TokenCache>,
+    pub(super) crypto: Option<Box<dyn HostCrypto>>,
     /// Introspection answers (per process, in shared data, in the adapter).
-    answers: Option<Box<dyn AnswerStore>>,
-    /// Token Status Lists by URI, as last fetched.
-    status_lists: RefCell<HashMap<String, HeldStatusList>>,
-    revocation: RevocationState,
-    /// Where the last revocation that refused a token came from (read into its denial).
-    revoked_by: Cell<Option<RevocationSource>>,
+    pub(super) answers: Option<Box<dyn AnswerStore>>,
+    pub(super) state: State,
 }
 
 impl Guard {
     pub fn new(config: Config) -> Self {
-        let cache = RefCell::new(TokenCache::new(config.jwt_cache_size));
-        let keys = config
-            .providers
-            .iter()
-            .map(|p| Rc::new(p.keys.clone()))
-            .collect();
-        let last_refetch = RefCell::new(vec![None; config.providers.len()]);
+        let keys = config.providers.iter().map(|p| p.keys.clone()).collect();
         Guard {
             all_providers: (0..config.providers.len()).collect(),
-            keys: RefCell::new(keys),
-            last_refetch,
-            may_wait: Cell::new(true),
+            state: State::new(keys, config.jwt_cache_size),
             config,
-            host_crypto: None,
-            cache,
-            revocation: RevocationState::default(),
+            crypto: None,
             answers: None,
-            status_lists: RefCell::new(HashMap::new()),
-            revoked_by: Cell::new(None),
         }
+    }
+
+    /// Where introspection answers are looked up (the adapter's shared-data cache).
+    pub fn with_answer_store(mut self, store: Box<dyn AnswerStore>) -> Self {
+        self.answers = Some(store);
+        self
+    }
+
+    /// Verify RSA and ECDSA signatures through the host instead of in wasm.
+    pub fn with_host_crypto(mut self, host: Box<dyn HostCrypto>) -> Self {
+        self.crypto = Some(host);
+        self
+    }
+
+    pub fn uses_host_crypto(&self) -> bool {
+        self.crypto.is_some()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// What the decision holds between requests; the shell installs what it fetches here.
+    pub fn state(&self) -> &State {
+        &self.state
     }
 
     /// A fetched Status List Token for `uri`: checked like the draft says (`typ`, signature
@@ -285,141 +135,27 @@ impl Guard {
         if !issuer.algorithms.contains(&parsed.algorithm) {
             return Err("algorithm not accepted for this provider".to_owned());
         }
-        let keys = self
-            .keys
-            .borrow()
-            .get(provider)
-            .cloned()
-            .unwrap_or_default();
-        verify::verify_signature(&parsed, &keys, self.host_crypto.as_deref())
+        let keys = self.state.keys(provider);
+        let verified = verify::verify_signature(&parsed, &keys, self.crypto.as_deref())
             .map_err(|r| r.description().to_owned())?;
         let payload: serde_json::Value =
-            serde_json::from_slice(&parsed.payload_json).map_err(|e| e.to_string())?;
+            serde_json::from_slice(verified.payload_json()).map_err(|e| e.to_string())?;
         let checked = from_token_payload(&payload, uri, fetched_at, config.default_ttl_seconds)
             .map_err(|e| e.to_string())?;
-        // An older copy (a stale cache between us and the issuer) must not undo a revocation.
-        if self
-            .status_lists
-            .borrow()
-            .get(uri)
-            .is_some_and(|held| checked.issued_at < held.issued_at)
-        {
-            return Err("older than the list held (iat)".to_owned());
-        }
         // A `ttl` of years must not pin a list: refetch at least daily.
         let fresh_until = checked.fresh_until.min(fetched_at.saturating_add(86_400));
-        self.status_lists.borrow_mut().insert(
-            uri.to_owned(),
+        self.state.hold_status_list(
+            uri,
             HeldStatusList {
                 provider,
                 issued_at: checked.issued_at,
-                list: Rc::new(checked.list),
+                list: std::rc::Rc::new(checked.list),
                 fresh_until,
                 expires_at: checked.expires_at,
                 fetched_at,
             },
-        );
+        )?;
         Ok(fresh_until)
-    }
-
-    /// Lists due for a fetch: (provider, uri).
-    pub fn status_lists_due(&self, now: i64) -> Vec<(usize, String)> {
-        self.status_lists
-            .borrow()
-            .iter()
-            .filter(|(_, held)| held.due(now))
-            .map(|(uri, held)| (held.provider, uri.clone()))
-            .collect()
-    }
-
-    /// Whether the held list for `uri` is due for a fetch.
-    pub fn status_list_due(&self, uri: &str, now: i64) -> bool {
-        self.status_lists
-            .borrow()
-            .get(uri)
-            .is_some_and(|held| held.due(now))
-    }
-
-    /// When the held list for `uri` was fetched.
-    pub fn status_list_fetched_at(&self, uri: &str) -> Option<i64> {
-        self.status_lists.borrow().get(uri).map(|h| h.fetched_at)
-    }
-
-    /// Where introspection answers are looked up (the adapter's shared-data cache).
-    pub fn with_answer_store(mut self, store: Box<dyn AnswerStore>) -> Self {
-        self.answers = Some(store);
-        self
-    }
-
-    /// Verify RSA and ECDSA signatures through the host instead of in wasm.
-    pub fn with_host_crypto(mut self, host: Box<dyn HostCrypto>) -> Self {
-        self.host_crypto = Some(host);
-        self
-    }
-
-    pub fn uses_host_crypto(&self) -> bool {
-        self.host_crypto.is_some()
-    }
-
-    pub fn config(&self) -> &Config {
-        &self.config
-    }
-
-    /// New keys for a provider (a remote JWKS fetch landed). Tokens verified with the old keys
-    /// are dropped from the cache: a key that was removed must stop working.
-    /// `fetched_at` also counts as a refetch, so the refetch rate limit holds across workers
-    /// (each adopts the keys, and their time, that any worker fetched).
-    pub fn install_keys(&self, provider: usize, keys: KeySet, fetched_at: i64) {
-        if let Some(slot) = self.keys.borrow_mut().get_mut(provider) {
-            *slot = Rc::new(keys);
-        }
-        if let Some(last) = self.last_refetch.borrow_mut().get_mut(provider) {
-            *last = Some(last.map_or(fetched_at, |l| l.max(fetched_at)));
-        }
-        self.cache.borrow_mut().clear();
-    }
-
-    /// A new polled list, confirmed at `checked_at`.
-    pub fn install_revocation_list(&self, list: HeldList, checked_at: i64) {
-        *self.revocation.list.borrow_mut() = Some(list);
-        self.revocation_list_checked(checked_at);
-    }
-
-    /// New deltas over the held base.
-    pub fn install_revocation_overlay(&self, overlay: Option<Rc<RevocationSet>>) {
-        if let Some(list) = self.revocation.list.borrow_mut().as_mut() {
-            list.overlay = overlay;
-        }
-    }
-
-    /// The list was confirmed current (a 304, or another worker's fetch).
-    pub fn revocation_list_checked(&self, checked_at: i64) {
-        let latest = self
-            .revocation
-            .list_checked_at
-            .get()
-            .map_or(checked_at, |at| at.max(checked_at));
-        self.revocation.list_checked_at.set(Some(latest));
-    }
-
-    pub fn revocation_list(&self) -> Option<HeldList> {
-        self.revocation.list.borrow().clone()
-    }
-
-    /// Drops the held list first: a 1M-entry list must not be held twice while the next one
-    /// is read (a worker is single-threaded, so no request sees the gap).
-    pub fn drop_revocation_list(&self) {
-        *self.revocation.list.borrow_mut() = None;
-    }
-
-    pub fn install_learned(&self, learned: LearnedSets) {
-        *self.revocation.learned.borrow_mut() = learned;
-    }
-
-    /// Adds to what this worker learned (when the shared log could not be written).
-    pub fn extend_learned(&self, more: &LearnedSets) {
-        let extended = self.revocation.learned.borrow().extended(more);
-        *self.revocation.learned.borrow_mut() = extended;
     }
 
     /// Revocation entries held: config, the polled list and what was learned at run time.
@@ -429,44 +165,43 @@ impl Guard {
             .revocation
             .as_ref()
             .map_or(0, |r| r.static_set.len());
-        let listed = self
-            .revocation
-            .list
-            .borrow()
-            .as_ref()
-            .map_or(0, HeldList::len);
-        configured + listed + self.revocation.learned.borrow().len()
+        configured + self.state.held_entries()
     }
 
-    /// When the polled list was last confirmed (200 or 304).
-    pub fn revocation_list_checked_at(&self) -> Option<i64> {
-        self.revocation.list_checked_at.get()
-    }
-
-    /// No list held, and none confirmed: the list is stale until the next fetch lands.
-    pub fn forget_revocation_list(&self) {
-        *self.revocation.list.borrow_mut() = None;
-        self.revocation.list_checked_at.set(None);
-    }
-
-    pub fn key_count(&self, provider: usize) -> usize {
-        self.keys.borrow().get(provider).map_or(0, |k| k.keys.len())
-    }
-
-    /// Like `decide`, after a wait for keys: never asks to wait again; no keys is a 503 and an
-    /// unknown `kid` is refused.
-    pub fn decide_after_wait(&self, request: &Request<'_>, now: i64) -> Verdict {
-        self.may_wait.set(false);
-        let verdict = self.decide(request, now);
-        self.may_wait.set(true);
-        verdict
-    }
-
-    /// `now` is Unix seconds from the host's clock.
+    /// `now` is Unix seconds from the host's clock. May ask to wait for keys, a list or an
+    /// introspection answer (`Decision::WaitFor*`, `Decision::Introspect`).
     pub fn decide(&self, request: &Request<'_>, now: i64) -> Verdict {
-        self.revoked_by.set(None);
-        let mut cache = CacheLookup::Skipped;
-        let mut stale_allowed = false;
+        let look = Look {
+            now,
+            may_wait: true,
+        };
+        self.decide_look(request, look, Tracer::default())
+    }
+
+    /// Like `decide`, after a wait: never asks to wait again; no keys is a 503 and an unknown
+    /// `kid` is refused.
+    pub fn decide_after_wait(&self, request: &Request<'_>, now: i64) -> Verdict {
+        let look = Look {
+            now,
+            may_wait: false,
+        };
+        self.decide_look(request, look, Tracer::default())
+    }
+
+    /// The decision and every step the pipeline took to it (the CLI's `explain`).
+    pub fn decide_traced(
+        &self,
+        request: &Request<'_>,
+        now: i64,
+        may_wait: bool,
+    ) -> (Verdict, Vec<Step>) {
+        let trace = Trace::default();
+        let verdict = self.decide_look(request, Look { now, may_wait }, Tracer::into(&trace));
+        (verdict, trace.into_steps())
+    }
+
+    fn decide_look(&self, request: &Request<'_>, look: Look, tracer: Tracer<'_>) -> Verdict {
+        let cache = Cell::new(CacheLookup::Skipped);
         let route = if header_map::request_line_unreadable(request.not_utf8) {
             None
         } else {
@@ -475,7 +210,7 @@ impl Guard {
                 .requirement_for(request.method, request.path, request.headers)
         };
         let outcome = match route {
-            None => Err(self.denial(DenyReason::NoMatchingRule, None, None)),
+            None => Err(self.refusal(DenyReason::NoMatchingRule)),
             Some(_)
                 if self.config.bypass_cors_preflight
                     && is_cors_preflight(request.method, request.headers) =>
@@ -483,33 +218,32 @@ impl Guard {
                 Ok(self.grant_public())
             }
             Some((requirement, scopes)) => {
-                self.evaluate(requirement, scopes, request, now, &mut cache)
+                let route = Route {
+                    request,
+                    scopes,
+                    look,
+                    cache: &cache,
+                    tracer,
+                };
+                self.evaluate(requirement, &route)
             }
         };
-        Verdict {
-            decision: match outcome {
-                Ok(granted) => {
-                    stale_allowed = granted.stale_allowed;
-                    Decision::Allow {
-                        provider: granted.provider,
-                        upstream: granted.upstream.rewrite(request),
-                        token: granted.token,
-                        identity: granted.identity,
-                    }
-                }
-                Err(mut denial) => match denial.wait.take().map(|w| *w) {
-                    Some(WaitFor::Keys(provider)) => Decision::WaitForKeys { provider },
-                    Some(WaitFor::StatusList(provider, uri)) => {
-                        Decision::WaitForStatusList { provider, uri }
-                    }
-                    Some(WaitFor::RevocationList) => Decision::WaitForRevocationList,
-                    Some(WaitFor::Introspection(provider, token)) => {
-                        Decision::Introspect { provider, token }
-                    }
-                    None => Decision::Deny(denial),
+        let (decision, stale_allowed) = match outcome {
+            Ok(granted) => (
+                Decision::Allow {
+                    provider: granted.provider,
+                    upstream: granted.upstream.rewrite(request),
+                    token: granted.token,
+                    identity: granted.identity,
                 },
-            },
-            cache,
+                granted.stale_allowed,
+            ),
+            Err(Stop::Deny(denial)) => (Decision::Deny(denial), false),
+            Err(Stop::Wait(wait)) => (waiting(wait), false),
+        };
+        Verdict {
+            decision,
+            cache: cache.get(),
             stale_allowed,
         }
     }
@@ -517,69 +251,30 @@ impl Guard {
     fn grant_public(&self) -> Granted {
         Granted {
             provider: None,
-            upstream: UpstreamPlan {
-                remove_headers: self.config.written_headers.clone(),
-                ..UpstreamPlan::default()
-            },
+            upstream: UpstreamPlan::public(&self.config.written_headers),
             token: None,
             identity: None,
             stale_allowed: false,
         }
     }
 
-    fn evaluate(
-        &self,
-        requirement: &Requirement,
-        scopes: &[String],
-        request: &Request<'_>,
-        now: i64,
-        cache: &mut CacheLookup,
-    ) -> Result<Granted, Denial> {
+    /// A requirement: each token in it through the pipeline, combined as the rule says.
+    fn evaluate(&self, requirement: &Requirement, route: &Route<'_, '_>) -> Result<Granted, Stop> {
         match requirement {
             Requirement::Public => Ok(self.grant_public()),
             Requirement::Provider { index, audiences } => {
-                self.check_token(&[*index], audiences.as_deref(), scopes, request, now, cache)
+                self.check_token(std::slice::from_ref(index), audiences.as_deref(), route)
             }
-            Requirement::AnyProvider => {
-                self.check_token(&self.all_providers, None, scopes, request, now, cache)
-            }
-            Requirement::AllowMissing => {
-                match self.check_token(&self.all_providers, None, scopes, request, now, cache) {
-                    Err(denial) if denial.reason == DenyReason::MissingToken => {
-                        Ok(self.grant_public())
-                    }
-                    other => other,
-                }
-            }
-            Requirement::Any(options) => {
-                let mut best: Option<Denial> = None;
-                let mut rejected: Vec<TokenSource> = Vec::new();
-                for option in options {
-                    match self.evaluate(option, scopes, request, now, cache) {
-                        Ok(mut granted) => {
-                            granted.upstream.strip_rejected(rejected);
-                            return Ok(granted);
-                        }
-                        // A real failure says more than "no token here".
-                        Err(denial) => {
-                            if denial.reason != DenyReason::MissingToken {
-                                rejected.extend(self.sources_of(option));
-                            }
-                            if best
-                                .as_ref()
-                                .is_none_or(|b| b.reason == DenyReason::MissingToken)
-                            {
-                                best = Some(denial);
-                            }
-                        }
-                    }
-                }
-                Err(best.unwrap_or_else(|| self.denial(DenyReason::MissingToken, None, None)))
-            }
+            Requirement::AnyProvider => self.check_token(&self.all_providers, None, route),
+            Requirement::AllowMissing => match self.check_token(&self.all_providers, None, route) {
+                Err(stop) if stop.is_missing_token() => Ok(self.grant_public()),
+                other => other,
+            },
+            Requirement::Any(options) => self.any_of(options, route),
             Requirement::All(parts) => {
                 let mut merged = self.grant_public();
                 for part in parts {
-                    let granted = self.evaluate(part, scopes, request, now, cache)?;
+                    let granted = self.evaluate(part, route)?;
                     merged.provider = granted.provider.or(merged.provider);
                     merged.token = merged.token.or(granted.token);
                     merged.identity = merged.identity.or(granted.identity);
@@ -591,694 +286,47 @@ impl Guard {
         }
     }
 
-    /// One token, from the sources of `candidates`, verified by the provider its `iss` names.
+    /// `requires_any`: the first option met; else the first real failure (it says more than
+    /// "no token here"). The credentials of refused options never reach the upstream.
+    fn any_of(&self, options: &[Requirement], route: &Route<'_, '_>) -> Result<Granted, Stop> {
+        let mut best: Option<Stop> = None;
+        let mut rejected: Vec<TokenSource> = Vec::new();
+        for option in options {
+            match self.evaluate(option, route) {
+                Ok(mut granted) => {
+                    granted.upstream.strip_rejected(rejected);
+                    return Ok(granted);
+                }
+                Err(stop) => {
+                    if !stop.is_missing_token() {
+                        rejected.extend(self.sources_of(option));
+                    }
+                    if best.as_ref().is_none_or(Stop::is_missing_token) {
+                        best = Some(stop);
+                    }
+                }
+            }
+        }
+        Err(best.unwrap_or_else(|| self.refusal(DenyReason::MissingToken)))
+    }
+
     fn check_token(
         &self,
         candidates: &[usize],
         audiences: Option<&[String]>,
-        scopes: &[String],
-        request: &Request<'_>,
-        now: i64,
-        cache: &mut CacheLookup,
-    ) -> Result<Granted, Denial> {
-        let mut sources: Vec<&TokenSource> = Vec::new();
-        for source in candidates
-            .iter()
-            .filter_map(|&i| self.config.providers.get(i))
-            .flat_map(|p| p.sources.iter())
-        {
-            if !sources.contains(&source) {
-                sources.push(source);
-            }
+        route: &Route<'_, '_>,
+    ) -> Result<Granted, Stop> {
+        TokenCheck {
+            guard: self,
+            request: route.request,
+            candidates,
+            audiences,
+            scopes: route.scopes,
+            look: route.look,
+            cache: route.cache,
+            tracer: route.tracer,
         }
-        // RFC 6750 §2.3's parameter, where no provider reads it: refused, not ignored (ignored,
-        // it would go upstream in the URL and into every access log on the way).
-        let reads_query_token = sources
-            .iter()
-            .any(|s| matches!(s, TokenSource::Param { name } if name == QUERY_TOKEN));
-        // Also in a spelling an upstream reads as `access_token` (`Access_Token`, `access.token`).
-        let query_token = |name: &str| name == QUERY_TOKEN || read_as(name, QUERY_TOKEN);
-        if !reads_query_token && query_params(request.path).any(|(name, _)| query_token(&name)) {
-            return Err(self.denial(DenyReason::TokenInQuery, None, None));
-        }
-        if header_map::credential_unreadable(&sources, request.not_utf8) {
-            return Err(self.denial(DenyReason::MalformedToken, None, None));
-        }
-        let (token, source) = match find_credential(request.headers, request.path, &sources) {
-            Credential::None => return Err(self.denial(DenyReason::MissingToken, None, None)),
-            Credential::Multiple => {
-                return Err(self.denial(DenyReason::MultipleTokens, None, None))
-            }
-            Credential::Unreadable => {
-                return Err(self.denial(DenyReason::MalformedCredential, None, None))
-            }
-            Credential::One { token, source } => (token, source),
-        };
-        if !self.transport_acceptable(candidates, source, request) {
-            return Err(self.denial(DenyReason::InsecureTransport, None, None));
-        }
-        let token: &str = &token;
-        // Hashing costs microseconds per request: only when the cache needs it (a denial's
-        // fingerprint hashes on its own).
-        let caching = self.config.jwt_cache_size > 0;
-        let revocation = self.config.revocation.is_some();
-        let wants_identity = self.config.wants_identity();
-        let digest: Option<TokenDigest> =
-            (caching || revocation || wants_identity).then(|| whole_token_sha256(token));
-        let sha256 = || digest.unwrap_or_else(|| whole_token_sha256(token));
-        // The identity revocations and misuse detection know the token by (a signature twin
-        // has the same one); the cache stays keyed by the exact bytes.
-        // Hashed once, when first needed.
-        let id = std::cell::OnceCell::new();
-        let id_of = || *id.get_or_init(|| token_id(token));
-        // A provider may serve this token only if the route accepts it and it reads this source.
-        let eligible = |index: usize| {
-            self.config
-                .providers
-                .get(index)
-                .filter(|p| candidates.contains(&index) && p.sources.contains(source))
-        };
-        // `verified`: claims of a token whose signature verified, for the decision log.
-        let deny_as = |reason, provider: Option<&Provider>, verified: Option<&StringClaims>| {
-            let digest = sha256();
-            let mut denial = self.denial(
-                reason,
-                provider.map(|p| p.name.clone()),
-                Some(fingerprint(&digest)),
-            );
-            denial.identity = verified.map(|claims| identity_of(digest, id_of(), claims));
-            if reason == DenyReason::InsufficientScope {
-                denial.with_required_scope(&self.config.realm, scopes)
-            } else {
-                denial
-            }
-        };
-        let deny = |reason, provider: Option<&Provider>| deny_as(reason, provider, None);
-        let allowed_identity =
-            |claims: &StringClaims| wants_identity.then(|| identity_of(sha256(), id_of(), claims));
-
-        let cached = digest.filter(|_| caching).and_then(|d| {
-            let lookup = CachedLookup {
-                digest: &d,
-                id: &id_of(),
-                candidates,
-                eligible: &eligible,
-            };
-            self.check_cached(&lookup, audiences, scopes, now)
-        });
-        if let (Some((provider, claims, outcome)), Some(digest)) = (cached, digest) {
-            *cache = CacheLookup::Hit;
-            let deny_verified =
-                |reason, provider: Option<&Provider>| deny_as(reason, provider, Some(&claims));
-            return match outcome {
-                Ok(mut hit) => {
-                    hit.token = hit.token.map(|a| self.with_raw_token(a, token));
-                    let status_stale_allowed = self
-                        .check_status(hit.provider_index, &hit.status, now)
-                        .map_err(|failure| {
-                            self.status_denial(
-                                failure,
-                                &deny_verified,
-                                provider,
-                                hit.provider_index,
-                            )
-                        })?;
-                    Ok(Granted {
-                        provider: Some(provider.name.clone()),
-                        upstream: self.upstream(provider, source, request, hit.upstream_headers),
-                        token: hit.token,
-                        identity: allowed_identity(&claims),
-                        stale_allowed: hit.stale_allowed | status_stale_allowed,
-                    })
-                }
-                Err(reason) => {
-                    if reason == DenyReason::Expired {
-                        self.cache.borrow_mut().remove(&digest);
-                    }
-                    Err(self.maybe_wait_for_list(deny_verified(reason, Some(provider))))
-                }
-            };
-        }
-        if caching {
-            *cache = CacheLookup::Miss;
-        }
-
-        if !verify::looks_like_jws(token) {
-            let introspecting = candidates
-                .iter()
-                .filter_map(|&i| eligible(i).map(|p| (i, p)))
-                .find(|(_, p)| p.introspection.is_some());
-            if let Some((index, provider)) = introspecting {
-                // An opaque token's identity is the hash of the whole token.
-                let digest = sha256();
-                return self
-                    .check_opaque(provider, &digest, &digest, audiences, scopes, now)
-                    .map(|vouched| Granted {
-                        provider: Some(provider.name.clone()),
-                        upstream: self.upstream(provider, source, request, vouched.headers),
-                        token: vouched.authorized.map(|a| self.with_raw_token(a, token)),
-                        identity: allowed_identity(&vouched.claims),
-                        stale_allowed: vouched.stale_allowed,
-                    })
-                    .map_err(|failure| match failure {
-                        Opaque::Denied(reason) => {
-                            self.maybe_wait_for_list(deny(reason, Some(provider)))
-                        }
-                        Opaque::Ask => {
-                            let mut denial = deny(DenyReason::Unavailable, Some(provider));
-                            denial.wait =
-                                Some(Box::new(WaitFor::Introspection(index, token.to_owned())));
-                            denial
-                        }
-                    });
-            }
-        }
-        let parsed = verify::parse(token).map_err(|reason| deny(reason, None))?;
-        // The unverified `iss` only picks the provider; that provider's keys then decide.
-        let mut first_failure = None;
-        for (index, provider) in candidates
-            .iter()
-            .filter_map(|&i| eligible(i).map(|p| (i, p)))
-        {
-            if parsed.claims.iss.as_deref() != Some(provider.issuer.as_str()) {
-                continue;
-            }
-            let audiences = audiences.unwrap_or(&provider.audiences);
-            let keys = self.keys.borrow().get(index).cloned().unwrap_or_default();
-            if let Some(remote) = &provider.remote_jwks {
-                let wait = |mut denial: Denial| {
-                    denial.wait = Some(Box::new(WaitFor::Keys(index)));
-                    denial
-                };
-                if keys.keys.is_empty() {
-                    // Never fetched yet: the token may well be fine, so wait, then 503.
-                    let denial = deny(DenyReason::Unavailable, Some(provider));
-                    return Err(if self.may_wait.get() {
-                        wait(denial)
-                    } else {
-                        denial
-                    });
-                }
-                if self.may_wait.get()
-                    && verify::names_unknown_key(&parsed, &keys)
-                    && self.refetch_allowed(index, now, remote.refetch_min_interval_seconds)
-                {
-                    // A key rotation at the provider: one rate-limited refetch, then decide.
-                    return Err(wait(deny(DenyReason::UnknownKeyId, Some(provider))));
-                }
-            }
-            let status = self.status_claim(&parsed);
-            match check_with_provider(
-                &parsed,
-                provider,
-                &keys,
-                audiences,
-                now,
-                self.host_crypto.as_deref(),
-            ) {
-                Ok(()) => {
-                    let deny = |reason, provider: Option<&Provider>| {
-                        deny_as(reason, provider, Some(&parsed.claims))
-                    };
-                    let token_headers = provider
-                        .forward
-                        .upstream_headers(parsed.payload_b64, &parsed.payload_json);
-                    let introspect_jwt = provider
-                        .introspection
-                        .as_ref()
-                        .is_some_and(|i| i.introspect_jwt);
-                    if introspect_jwt {
-                        // The IdP has the last word on every request: never from the cache.
-                        match self.answer(&sha256(), now) {
-                            None if self.may_wait.get() => {
-                                let mut denial = deny(DenyReason::Unavailable, Some(provider));
-                                denial.wait =
-                                    Some(Box::new(WaitFor::Introspection(index, token.to_owned())));
-                                return Err(denial);
-                            }
-                            None => return Err(deny(DenyReason::Unavailable, Some(provider))),
-                            Some(answer) if !answer.active => {
-                                return Err(deny(DenyReason::InactiveToken, Some(provider)))
-                            }
-                            Some(answer)
-                                if crate::idp::introspection::answers_for_another_kind_of_token(
-                                    &answer.claims_json,
-                                ) =>
-                            {
-                                return Err(deny(DenyReason::NotAnAccessToken, Some(provider)))
-                            }
-                            Some(_) => {}
-                        }
-                    } else if let Some(digest) = digest {
-                        self.cache.borrow_mut().insert(
-                            digest,
-                            VerifiedToken {
-                                provider: index,
-                                claims: parsed.claims.clone(),
-                                times: parsed.times,
-                                upstream_headers: token_headers.clone(),
-                                status: status.clone(),
-                            },
-                        );
-                    }
-                    // Revocation and scopes are checked on every request, after caching.
-                    let facts = TokenFacts::of(&parsed.claims, parsed.times);
-                    let stale_allowed = match digest {
-                        Some(digest) => {
-                            self.check_revocation(provider, &facts, &digest, &id_of(), now)
-                        }
-                        None => Ok(false),
-                    }
-                    .map_err(|reason| self.maybe_wait_for_list(deny(reason, Some(provider))))?;
-                    let stale_allowed = stale_allowed
-                        | self.check_status(index, &status, now).map_err(|failure| {
-                            self.status_denial(failure, &deny, provider, index)
-                        })?;
-                    check_scopes(facts.scopes, scopes)
-                        .map_err(|reason| deny(reason, Some(provider)))?;
-                    return Ok(Granted {
-                        provider: Some(provider.name.clone()),
-                        upstream: self.upstream(provider, source, request, token_headers),
-                        identity: allowed_identity(&parsed.claims),
-                        token: digest
-                            .and_then(|d| self.authorized(provider, &facts, d, id_of()))
-                            .map(|a| self.with_raw_token(a, token))
-                            .map(|mut a| {
-                                a.introspected = introspect_jwt;
-                                a
-                            }),
-                        stale_allowed,
-                    });
-                }
-                Err(reason) => {
-                    first_failure.get_or_insert((reason, provider));
-                }
-            }
-        }
-        Err(match first_failure {
-            Some((reason, provider)) => deny_as(
-                reason,
-                Some(provider),
-                failed_after_signature(reason).then_some(&parsed.claims),
-            ),
-            None => deny(DenyReason::IssuerNotAccepted, None),
-        })
-    }
-
-    /// `require_tls`: a provider that may read this credential wants it over TLS. Behind
-    /// trusted proxies (`xff_num_trusted_hops`), `x-forwarded-proto: https` says the client's
-    /// leg was TLS.
-    fn transport_acceptable(
-        &self,
-        candidates: &[usize],
-        source: &TokenSource,
-        request: &Request<'_>,
-    ) -> bool {
-        let required = candidates
-            .iter()
-            .filter_map(|&i| self.config.providers.get(i))
-            .any(|p| p.require_tls && p.sources.contains(source));
-        if !required || request.tls {
-            return true;
-        }
-        self.config.xff_num_trusted_hops > 0
-            && request
-                .headers
-                .iter()
-                .any(|(n, v)| n == "x-forwarded-proto" && v.trim().eq_ignore_ascii_case("https"))
-    }
-
-    fn refetch_allowed(&self, provider: usize, now: i64, min_interval: u64) -> bool {
-        let mut last = self.last_refetch.borrow_mut();
-        let Some(slot) = last.get_mut(provider) else {
-            return false;
-        };
-        let interval = i64::try_from(min_interval).unwrap_or(i64::MAX);
-        if slot.is_some_and(|at| now < at.saturating_add(interval)) {
-            return false;
-        }
-        *slot = Some(now);
-        true
-    }
-
-    /// On a hit, the checks that depend on the time and the route, without the signature
-    /// (revocation and scopes are the caller's, as on a miss).
-    /// `None` when the token is not cached or its provider may not serve this request; the
-    /// full path then decides (and reports the precise reason).
-    fn check_cached<'c>(
-        &'c self,
-        lookup: &CachedLookup<'_, 'c>,
-        audiences: Option<&[String]>,
-        scopes: &[String],
-        now: i64,
-    ) -> Option<(&'c Provider, StringClaims, Result<CacheHit, DenyReason>)> {
-        let (digest, id) = (lookup.digest, lookup.id);
-        let cache = self.cache.borrow();
-        let cached = cache.get(digest)?;
-        // Only the provider a fresh verification would pick first (the first eligible one of
-        // the token's issuer) may serve a hit: another provider of that issuer may be stricter
-        // (`introspect_jwt`, other keys), and a hit must never skip what it would do.
-        let first = lookup.candidates.iter().copied().find(|&i| {
-            (lookup.eligible)(i).is_some_and(|p| cached.claims.iss.as_deref() == Some(&p.issuer))
-        });
-        if first != Some(cached.provider) {
-            return None;
-        }
-        let provider = (lookup.eligible)(cached.provider)?;
-        let audiences = audiences.unwrap_or(&provider.audiences);
-        let facts = TokenFacts::of(&cached.claims, cached.times);
-        let outcome = check_times(cached.times, provider.time, now)
-            .and_then(|()| check_audience(cached.claims.aud.as_ref(), audiences))
-            .and_then(|()| self.check_revocation(provider, &facts, digest, id, now))
-            .and_then(|stale_allowed| {
-                check_scopes(facts.scopes, scopes)?;
-                Ok(CacheHit {
-                    provider_index: cached.provider,
-                    status: cached.status.clone(),
-                    upstream_headers: cached.upstream_headers.clone(),
-                    token: self.authorized(provider, &facts, *digest, *id),
-                    stale_allowed,
-                })
-            });
-        // Claims for the decision log: a denial (here or by the status list after) always logs
-        // them, an allow when asked to.
-        let status_lists = self
-            .config
-            .revocation
-            .as_ref()
-            .is_some_and(|r| r.status_list.is_some());
-        let claims = if outcome.is_err() || status_lists || self.config.wants_identity() {
-            cached.claims.clone()
-        } else {
-            StringClaims::default()
-        };
-        Some((provider, claims, outcome))
-    }
-
-    fn answer(&self, digest: &TokenDigest, now: i64) -> Option<Answer> {
-        self.answers.as_ref()?.lookup(digest, now)
-    }
-
-    /// An opaque token: the provider's introspection answer (cached per process) decides,
-    /// with the same checks a JWT gets.
-    fn check_opaque(
-        &self,
-        provider: &Provider,
-        digest: &TokenDigest,
-        id: &TokenDigest,
-        audiences: Option<&[String]>,
-        scopes: &[String],
-        now: i64,
-    ) -> Result<Vouched, Opaque> {
-        let Some(answer) = self.answer(digest, now) else {
-            return Err(if self.may_wait.get() {
-                Opaque::Ask
-            } else {
-                // Asked, and no answer came: the token may be fine.
-                Opaque::Denied(DenyReason::Unavailable)
-            });
-        };
-        if !answer.active {
-            return Err(Opaque::Denied(DenyReason::InactiveToken));
-        }
-        let (claims, times) = crate::idp::introspection::claims_of(&answer.claims_json)
-            .map_err(|_| Opaque::Denied(DenyReason::MalformedToken))?;
-        if crate::idp::introspection::answers_for_another_kind_of_token(&answer.claims_json) {
-            return Err(Opaque::Denied(DenyReason::NotAnAccessToken));
-        }
-        if claims
-            .iss
-            .as_ref()
-            .is_some_and(|iss| *iss != provider.issuer)
-        {
-            return Err(Opaque::Denied(DenyReason::IssuerNotAccepted));
-        }
-        // RFC 7662 makes `exp` optional: the IdP's `active` is the authority here.
-        let time = TimePolicy {
-            require_expiration: false,
-            ..provider.time
-        };
-        let audiences = audiences.unwrap_or(&provider.audiences);
-        check_times(times, time, now)
-            .and_then(|()| check_audience(claims.aud.as_ref(), audiences))
-            .and_then(|()| check_subject(claims.sub.as_deref(), provider.subjects.as_ref()))
-            .map_err(Opaque::Denied)?;
-        let facts = TokenFacts::of(&claims, times);
-        let stale_allowed = self
-            .check_revocation(provider, &facts, digest, id, now)
-            .map_err(Opaque::Denied)?;
-        check_scopes(facts.scopes, scopes).map_err(Opaque::Denied)?;
-        let payload_b64 = URL_SAFE_NO_PAD.encode(answer.claims_json.as_bytes());
-        let headers = provider
-            .forward
-            .upstream_headers(&payload_b64, answer.claims_json.as_bytes());
-        let authorized = self
-            .authorized(provider, &facts, *digest, *id)
-            .map(|mut a| {
-                a.introspected = true;
-                a
-            });
-        Ok(Vouched {
-            headers,
-            authorized,
-            stale_allowed,
-            claims,
-        })
-    }
-
-    /// RFC 7009 needs the token itself; kept only when revocations go to the IdP.
-    fn with_raw_token(&self, mut authorized: Box<Authorized>, token: &str) -> Box<Authorized> {
-        if self
-            .config
-            .revocation
-            .as_ref()
-            .is_some_and(|r| r.idp.is_some())
-        {
-            authorized.token = Some(token.to_owned());
-        }
-        authorized
-    }
-
-    /// The token's status list reference; read only when status lists are configured.
-    fn status_claim(&self, parsed: &ParsedToken<'_>) -> StatusClaim {
-        let configured = self
-            .config
-            .revocation
-            .as_ref()
-            .is_some_and(|r| r.status_list.is_some());
-        if !configured {
-            return Ok(None);
-        }
-        match serde_json::from_slice::<serde_json::Value>(&parsed.payload_json) {
-            Ok(payload) => reference_of(&payload),
-            Err(_) => Ok(None),
-        }
-    }
-
-    /// Token Status List: `Ok(true)` when let through on a stale list (`on_stale: allow`).
-    fn check_status(
-        &self,
-        provider: usize,
-        status: &StatusClaim,
-        now: i64,
-    ) -> Result<bool, StatusFailure> {
-        let Some(config) = self
-            .config
-            .revocation
-            .as_ref()
-            .and_then(|r| r.status_list.as_ref())
-        else {
-            return Ok(false);
-        };
-        let reference = match status {
-            Ok(None) => return Ok(false),
-            Ok(Some(reference)) => reference,
-            Err(_) => return Err(StatusFailure::Denied(DenyReason::StatusUnknown)),
-        };
-        if config.endpoint(&reference.uri).is_none() {
-            return Err(StatusFailure::Denied(DenyReason::StatusListNotAllowed));
-        }
-        let lists = self.status_lists.borrow();
-        let held = lists.get(&reference.uri).filter(|h| h.provider == provider);
-        let usable = held.filter(|h| {
-            h.expires_at.is_none_or(|exp| now < exp)
-                && now
-                    <= h.fresh_until
-                        .saturating_add(i64::try_from(config.max_stale_seconds).unwrap_or(i64::MAX))
-        });
-        match (usable, held) {
-            (Some(held), _) => match held.list.status(reference.idx) {
-                Some(Status::Valid) => Ok(false),
-                Some(Status::Invalid) => {
-                    self.revoked_by.set(Some(RevocationSource::StatusList));
-                    Err(StatusFailure::Denied(DenyReason::Revoked))
-                }
-                Some(Status::Suspended) => {
-                    self.revoked_by.set(Some(RevocationSource::StatusList));
-                    Err(StatusFailure::Denied(DenyReason::Suspended))
-                }
-                _ => Err(StatusFailure::Denied(DenyReason::StatusUnknown)),
-            },
-            // Never fetched: fetch it while the request waits (once).
-            (None, None) if self.may_wait.get() => Err(StatusFailure::Fetch(reference.uri.clone())),
-            // Stale (or the fetch failed): the list policy decides.
-            _ => match config.on_stale {
-                OnStale::Deny => Err(StatusFailure::Denied(DenyReason::RevocationListStale)),
-                OnStale::Allow => Ok(true),
-            },
-        }
-    }
-
-    fn status_denial(
-        &self,
-        failure: StatusFailure,
-        deny: &dyn Fn(DenyReason, Option<&Provider>) -> Denial,
-        provider: &Provider,
-        index: usize,
-    ) -> Denial {
-        match failure {
-            StatusFailure::Denied(reason) => deny(reason, Some(provider)),
-            StatusFailure::Fetch(uri) => {
-                let mut denial = deny(DenyReason::RevocationListStale, Some(provider));
-                denial.wait = Some(Box::new(WaitFor::StatusList(index, uri)));
-                denial
-            }
-        }
-    }
-
-    /// `Ok(true)`: not revoked as far as known, but let through on a stale list.
-    fn check_revocation(
-        &self,
-        provider: &Provider,
-        facts: &TokenFacts,
-        digest: &TokenDigest,
-        id: &TokenDigest,
-        now: i64,
-    ) -> Result<bool, DenyReason> {
-        let Some(config) = &self.config.revocation else {
-            return Ok(false);
-        };
-        let probe = Probe::scoped(
-            &provider.revocation_scopes,
-            facts.jti,
-            facts.sub,
-            facts.iat,
-            TokenHashes {
-                id: Some(id),
-                whole: Some(digest),
-            },
-        );
-        let listed = self
-            .revocation
-            .list
-            .borrow()
-            .as_ref()
-            .is_some_and(|list| list.revokes(&probe));
-        let source = if listed {
-            Some(RevocationSource::List)
-        } else if config.static_set.revokes(&probe) {
-            Some(RevocationSource::Config)
-        } else {
-            let learned = self.revocation.learned.borrow();
-            if learned.by_header.revokes(&probe) {
-                Some(RevocationSource::Header)
-            } else if learned.by_anomaly.revokes(&probe) {
-                Some(RevocationSource::Anomaly)
-            } else {
-                None
-            }
-        };
-        if source.is_some() {
-            self.revoked_by.set(source);
-            return Err(DenyReason::Revoked);
-        }
-        match &config.list {
-            Some(list)
-                if is_stale(
-                    self.revocation.list_checked_at.get(),
-                    now,
-                    list.max_stale_seconds,
-                ) =>
-            {
-                match list.on_stale {
-                    OnStale::Deny => Err(DenyReason::RevocationListStale),
-                    OnStale::Allow => Ok(true),
-                }
-            }
-            _ => Ok(false),
-        }
-    }
-
-    /// Before the first list fetch has answered, a request waits for it (as for remote keys)
-    /// instead of being refused at once: the stale policy then applies if it failed.
-    fn maybe_wait_for_list(&self, mut denial: Denial) -> Denial {
-        if denial.reason == DenyReason::RevocationListStale
-            && self.may_wait.get()
-            && self.revocation.list_checked_at.get().is_none()
-        {
-            denial.wait = Some(Box::new(WaitFor::RevocationList));
-        }
-        denial
-    }
-
-    /// What a `self` revocation in the response will need, when the header is enabled.
-    fn authorized(
-        &self,
-        provider: &Provider,
-        facts: &TokenFacts,
-        digest: TokenDigest,
-        id: TokenDigest,
-    ) -> Option<Box<Authorized>> {
-        let header = self
-            .config
-            .revocation
-            .as_ref()
-            .is_some_and(|r| r.response_header.is_some());
-        let misuse_revokes = self
-            .config
-            .anomaly
-            .as_ref()
-            .is_some_and(|a| a.action == crate::observe::anomaly::AnomalyAction::Revoke);
-        if !(header || misuse_revokes) {
-            return None;
-        }
-        Some(Box::new(Authorized {
-            provider: provider.name.clone(),
-            jti: facts.jti.map(str::to_owned),
-            sub: facts.sub.map(str::to_owned),
-            token_sha256: digest,
-            id,
-            clock_skew_seconds: i64::try_from(provider.time.clock_skew_seconds).unwrap_or(i64::MAX),
-            max_lifetime_seconds: provider
-                .time
-                .max_lifetime_seconds
-                .map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
-            exp: facts.exp,
-            introspected: false,
-            token: None,
-        }))
-    }
-
-    /// The upstream request: written headers scrubbed, the credential to be taken out unless
-    /// the provider forwards it, then the token's payload and claim headers set. The request
-    /// itself is rewritten once the whole decision is made (`UpstreamPlan::rewrite`).
-    fn upstream(
-        &self,
-        provider: &Provider,
-        source: &TokenSource,
-        _request: &Request<'_>,
-        token_headers: Vec<(String, String)>,
-    ) -> UpstreamPlan {
-        UpstreamPlan {
-            remove_headers: self.config.written_headers.clone(),
-            set_headers: token_headers,
-            strip: if provider.forward.forward {
-                Vec::new()
-            } else {
-                vec![source.clone()]
-            },
-            used: vec![source.clone()],
-        }
+        .run()
     }
 
     /// Every token source of the providers a requirement may accept.
@@ -1298,169 +346,48 @@ impl Guard {
             .collect()
     }
 
-    fn denial(
-        &self,
-        reason: DenyReason,
-        provider: Option<String>,
-        token_fingerprint: Option<String>,
-    ) -> Denial {
-        let mut denial = Denial::new(reason, &self.config.realm, provider, token_fingerprint);
-        // Taken as the denial is made, right after the check that found the revocation.
-        denial.revoked_by = match reason {
-            DenyReason::Revoked | DenyReason::Suspended => self.revoked_by.take(),
-            DenyReason::InactiveToken => Some(RevocationSource::Introspection),
-            _ => None,
-        };
-        denial
+    /// A denial before any token is read.
+    fn refusal(&self, reason: DenyReason) -> Stop {
+        Stop::Deny(crate::decide::decision::Denial::new(
+            reason,
+            &self.config.realm,
+            None,
+            None,
+        ))
     }
 }
 
-/// What a hit or a fresh verification yields for the revocation and scope checks.
-/// Borrowed from the cache entry or the parsed token: a hit allocates nothing for them.
-struct TokenFacts<'t> {
-    jti: Option<&'t str>,
-    sub: Option<&'t str>,
-    iat: Option<i64>,
-    exp: Option<i64>,
-    scopes: &'t [String],
+/// What every token check of one request shares.
+struct Route<'a, 'r> {
+    request: &'a Request<'r>,
+    scopes: &'a [String],
+    look: Look,
+    cache: &'a Cell<CacheLookup>,
+    tracer: Tracer<'a>,
 }
 
-impl<'t> TokenFacts<'t> {
-    fn of(claims: &'t StringClaims, times: TimeClaims) -> Self {
-        TokenFacts {
-            jti: claims.jti.as_deref(),
-            sub: claims.sub.as_deref(),
-            iat: times.iat,
-            exp: times.exp,
-            scopes: &claims.scopes,
-        }
+/// The decision that pauses the request for what it waits for.
+fn waiting(wait: WaitFor) -> Decision {
+    match wait {
+        WaitFor::Keys(provider) => Decision::WaitForKeys { provider },
+        WaitFor::StatusList(provider, uri) => Decision::WaitForStatusList { provider, uri },
+        WaitFor::RevocationList => Decision::WaitForRevocationList,
+        WaitFor::Introspection(provider, token) => Decision::Introspect { provider, token },
     }
-}
-
-/// A Token Status List as held: whose keys signed it, and until when it serves.
-#[derive(Debug, Clone)]
-struct HeldStatusList {
-    provider: usize,
-    issued_at: i64,
-    list: Rc<StatusList>,
-    /// Due for a fetch from then on.
-    fresh_until: i64,
-    /// `exp`: never used past it.
-    expires_at: Option<i64>,
-    fetched_at: i64,
-}
-
-impl HeldStatusList {
-    fn due(&self, now: i64) -> bool {
-        now >= self.fresh_until
-    }
-}
-
-/// Why a token's status did not let it through.
-enum StatusFailure {
-    Denied(DenyReason),
-    /// The list was never fetched: fetch it (this URI) and decide again.
-    Fetch(String),
-}
-
-/// Why an opaque token was not granted.
-enum Opaque {
-    Denied(DenyReason),
-    /// No answer cached: ask the provider.
-    Ask,
-}
-
-/// Introspection answers, cached per process by the adapter (shared data).
-pub trait AnswerStore {
-    fn lookup(&self, digest: &TokenDigest, now: i64) -> Option<Answer>;
-}
-
-/// What a valid cache hit grants.
-/// What an introspection answer allowed.
-struct Vouched {
-    headers: TokenHeaders,
-    /// For a `self` revocation.
-    authorized: Option<Box<Authorized>>,
-    /// Let through on a stale list.
-    stale_allowed: bool,
-    claims: StringClaims,
-}
-
-fn identity_of(sha256: TokenDigest, id: TokenDigest, claims: &StringClaims) -> Box<TokenIdentity> {
-    Box::new(TokenIdentity {
-        sha256,
-        id,
-        iss: claims.iss.clone(),
-        sub: claims.sub.clone(),
-        jti: claims.jti.clone(),
-    })
-}
-
-/// Reasons `check_with_provider` gives after the signature verified: the claims are the
-/// issuer's, fit for the decision log.
-fn failed_after_signature(reason: DenyReason) -> bool {
-    matches!(
-        reason,
-        DenyReason::NotAnAccessToken
-            | DenyReason::TokenTypeNotAccepted
-            | DenyReason::Expired
-            | DenyReason::MissingExpiration
-            | DenyReason::NotYetValid
-            | DenyReason::IssuedInFuture
-            | DenyReason::LifetimeTooLong
-            | DenyReason::AudienceNotAccepted
-            | DenyReason::SubjectNotAccepted
-    )
-}
-
-/// What a cache lookup needs to know about the request's token and route.
-struct CachedLookup<'l, 'c> {
-    digest: &'l TokenDigest,
-    id: &'l TokenDigest,
-    candidates: &'l [usize],
-    eligible: &'l dyn Fn(usize) -> Option<&'c Provider>,
-}
-
-struct CacheHit {
-    provider_index: usize,
-    status: StatusClaim,
-    upstream_headers: TokenHeaders,
-    token: Option<Box<Authorized>>,
-    stale_allowed: bool,
-}
-
-/// Signature first: claims of a token that is not authentic are not worth reporting on.
-fn check_with_provider(
-    token: &ParsedToken<'_>,
-    provider: &Provider,
-    keys: &KeySet,
-    audiences: &[String],
-    now: i64,
-    host: Option<&dyn HostCrypto>,
-) -> Result<(), DenyReason> {
-    // Before any key is touched: this is what keeps an HS256 token away from an RSA key.
-    if !provider.algorithms.contains(&token.algorithm) {
-        return Err(DenyReason::AlgorithmNotAllowed);
-    }
-    verify::verify_signature(token, keys, host)?;
-    if token.not_an_access_token {
-        return Err(DenyReason::NotAnAccessToken);
-    }
-    if !provider.token_types.accepts(token.typ.as_deref()) {
-        return Err(DenyReason::TokenTypeNotAccepted);
-    }
-    check_times(token.times, provider.time, now)?;
-    check_audience(token.claims.aud.as_ref(), audiences)?;
-    check_subject(token.claims.sub.as_deref(), provider.subjects.as_ref())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decide::decision::{Authorized, RevocationSource, Upstream};
+    use crate::observe::fingerprint::fingerprint;
     use crate::testkit::{self, good_claims, keys, mint, rs256, Signer, NOW};
+    use crate::token::id::token_id;
     use jwt_compact::jwk::JsonWebKey;
     use serde_json::{json, Value};
     use sha2::{Digest, Sha256};
+    use std::cell::RefCell;
+    use std::rc::Rc;
 
     fn guard(config: Value) -> Guard {
         Guard::new(
@@ -1648,7 +575,7 @@ mod tests {
             NOW,
             600,
         );
-        g.install_learned(learned.to_sets());
+        g.state().install_learned(learned.to_sets());
         let Decision::Deny(denial) = decide_at(&g, "/", &bearer(&misused), NOW) else {
             panic!("revoked");
         };
@@ -2907,14 +1834,16 @@ mod tests {
             reason(g.decide_after_wait(&request, NOW).decision),
             Some(DenyReason::Unavailable)
         );
-        g.install_keys(0, key_set("rsa-1", &keys().rsa), NOW);
+        g.state()
+            .install_keys(0, key_set("rsa-1", &keys().rsa), NOW);
         assert_eq!(reason(g.decide(&request, NOW).decision), None);
     }
 
     #[test]
     fn an_unknown_kid_waits_for_one_rate_limited_refetch() {
         let g = remote_guard();
-        g.install_keys(0, key_set("rsa-1", &keys().rsa), NOW - 100);
+        g.state()
+            .install_keys(0, key_set("rsa-1", &keys().rsa), NOW - 100);
         let rotated = bearer(&mint(
             Signer::Rs256(&keys().rsa_other),
             Some("rsa-2"),
@@ -2942,9 +1871,11 @@ mod tests {
         );
         // The new keys land: the rotated key works and the removed one stops, cache or not.
         let old = bearer(&rs256(&good_claims()));
-        g.install_keys(0, key_set("rsa-1", &keys().rsa), NOW + 29);
+        g.state()
+            .install_keys(0, key_set("rsa-1", &keys().rsa), NOW + 29);
         assert_eq!(reason(decide_at(&g, "/", &old, NOW + 29)), None);
-        g.install_keys(0, key_set("rsa-2", &keys().rsa_other), NOW + 30);
+        g.state()
+            .install_keys(0, key_set("rsa-2", &keys().rsa_other), NOW + 30);
         assert_eq!(reason(decide_at(&g, "/", &rotated, NOW + 30)), None);
         assert_eq!(
             reason(decide_at(&g, "/", &old, NOW + 31)),
@@ -2962,7 +1893,7 @@ mod tests {
         );
         let mut learned = crate::revocation::learned::Learned::new(0);
         learned.append(&out.learned, NOW, 600);
-        g.install_learned(learned.to_sets());
+        g.state().install_learned(learned.to_sets());
     }
 
     fn revocation_guard(revocation: Value) -> Guard {
@@ -3210,7 +2141,7 @@ mod tests {
         );
         let mut b = crate::revocation::set::SetBuilder::default();
         b.add_exact(crate::revocation::set::Kind::Jti, "", b"j-9");
-        g.install_revocation_list(
+        g.state().install_revocation_list(
             HeldList {
                 base: Rc::new(b.build("v1", "")),
                 overlay: None,
@@ -3222,7 +2153,7 @@ mod tests {
             reason(verdict(&g, "/", &token, NOW + 61).decision),
             Some(DenyReason::RevocationListStale)
         );
-        g.revocation_list_checked(NOW + 61);
+        g.state().revocation_list_checked(NOW + 61);
         assert_eq!(reason(verdict(&g, "/", &token, NOW + 61).decision), None);
         let listed = rs256(&with(json!({ "jti": "j-9" })));
         assert_eq!(
@@ -3553,7 +2484,7 @@ mod tests {
             );
             let mut learned = crate::revocation::learned::Learned::new(0);
             learned.append(&out.learned, NOW, 600);
-            g.install_learned(learned.to_sets());
+            g.state().install_learned(learned.to_sets());
             for (path, headers) in [("/web", &cookie), ("/api", &bearer(&token))] {
                 assert_eq!(
                     reason(decide_at(&g, path, headers, NOW + 1)),

@@ -205,7 +205,7 @@ impl GuardRoot {
                     state.seen_cas = cas;
                     if let Some((at, keys)) = fetch::decode_shared(&value) {
                         if state.fetched_at.is_none_or(|ours| at > ours) {
-                            active.guard.install_keys(state.provider, keys, at);
+                            active.guard.state().install_keys(state.provider, keys, at);
                             state.fetched_at = Some(at);
                             // Fresh keys answer what this worker wanted a fetch for.
                             if let Some(failed) = state.fetch.adopted() {
@@ -325,7 +325,10 @@ impl Context for GuardRoot {
                             state.provider
                         );
                     }
-                    active.guard.install_keys(state.provider, fetched.keys, now);
+                    active
+                        .guard
+                        .state()
+                        .install_keys(state.provider, fetched.keys, now);
                     active.metrics.count(Counter::JwksFetchOk);
                     active.metrics.count(Counter::Provider(
                         state.provider,
@@ -349,7 +352,7 @@ impl Context for GuardRoot {
                         warn!(
                             "JWKS fetch for provider {} failed: {e}; keeping {} key(s) in use (logged once until a fetch works)",
                             state.provider,
-                            active.guard.key_count(state.provider)
+                            active.guard.state().key_count(state.provider)
                         );
                     }
                 }
@@ -497,7 +500,7 @@ impl RootContext for GuardRoot {
                 if let Some(revocation) = &active.revocation {
                     revocation.drive(self, &active.guard, &active.metrics, now);
                     // Another VM's fetch, adopted by this one.
-                    if active.guard.revocation_list().is_some() {
+                    if active.guard.state().revocation_list().is_some() {
                         self.answer_waiting(&active, &[WaitTarget::RevocationList], now);
                     }
                     if let Some(config) = &revocation.config().status_list {
@@ -1126,6 +1129,7 @@ fn record_gauges(active: &Active, now: i64) {
         if revocation.list.is_some() {
             let since = active
                 .guard
+                .state()
                 .revocation_list_checked_at()
                 .unwrap_or(active.configured_at);
             metrics.gauge_list_age(now.saturating_sub(since));

@@ -217,7 +217,7 @@ impl Revocation {
         }
         if let (Some(bytes), _) = get_shared(&self.keys.learned) {
             if let Some(learned) = Learned::decode(&bytes) {
-                guard.install_learned(learned.to_sets());
+                guard.state().install_learned(learned.to_sets());
             }
         }
         *self.learned_seen.borrow_mut() = Some(serial);
@@ -375,7 +375,7 @@ impl Revocation {
                 }
                 let mut local = Learned::new(self.config.learned_generation);
                 local.append(&learned, now, guard.config().expiry_grace_seconds());
-                guard.extend_learned(&local.to_sets());
+                guard.state().extend_learned(&local.to_sets());
             }
         }
         if let Some(queue) = self.publish.borrow_mut().as_mut() {
@@ -402,7 +402,7 @@ impl Revocation {
                     let (_, serial_cas) = get_shared(&self.keys.learned_serial);
                     let serial = serial_cas.map_or(1, |c| u64::from(c) + 1).to_string();
                     host::set_shared_data(&self.keys.learned_serial, serial.as_bytes(), None)?;
-                    guard.install_learned(learned.to_sets());
+                    guard.state().install_learned(learned.to_sets());
                     // Not marked as seen: another worker may have written after this one, and
                     // the next request reads the log again to pick that up.
                     *self.learned_seen.borrow_mut() = None;
@@ -432,7 +432,7 @@ impl Revocation {
         };
         let checked_at = state.seen.map(|c| c.at);
         if let Some(checked) = checked_at {
-            let entries = guard.revocation_list().map_or(0, |l| l.len());
+            let entries = guard.state().revocation_list().map_or(0, |l| l.len());
             metrics.gauge_list_entries(u64::try_from(entries).unwrap_or(0), checked);
         }
         let due = list::fetch_due(
@@ -447,7 +447,7 @@ impl Revocation {
         if !take_lease(&self.keys.list_lease, now, state.config.timeout_ms) {
             return;
         }
-        let held = guard.revocation_list();
+        let held = guard.state().revocation_list();
         let held = held.as_ref().map(HeldList::held);
         let path = list::request_path(&state.config.endpoint.path, held);
         let mut headers = vec![
@@ -494,7 +494,7 @@ impl Revocation {
         let seen = state.seen;
         if seen.map(|s| s.base_serial) != Some(shared.base_serial) {
             // The held list goes first: a 1M-entry list must not be held twice.
-            guard.drop_revocation_list();
+            guard.state().drop_revocation_list();
             let base = get_shared(&self.keys.list)
                 .0
                 .and_then(RevocationSet::decode);
@@ -502,7 +502,7 @@ impl Revocation {
             let (Some(base), Ok(overlay)) = (base, overlay) else {
                 // Fail closed: no list held means stale, and the stale policy decides.
                 warn!("revocation list in shared data is unreadable; waiting for the next fetch");
-                guard.forget_revocation_list();
+                guard.state().forget_revocation_list();
                 state.seen = None;
                 return;
             };
@@ -510,19 +510,19 @@ impl Revocation {
                 base: Rc::new(base),
                 overlay,
             };
-            guard.install_revocation_list(held, shared.at);
+            guard.state().install_revocation_list(held, shared.at);
         } else if seen.map(|s| s.overlay_serial) != Some(shared.overlay_serial) {
             match self.shared_overlay(shared) {
-                Ok(overlay) => guard.install_revocation_overlay(overlay),
+                Ok(overlay) => guard.state().install_revocation_overlay(overlay),
                 Err(()) => {
                     warn!("revocation list overlay in shared data is unreadable; waiting for the next fetch");
-                    guard.forget_revocation_list();
+                    guard.state().forget_revocation_list();
                     state.seen = None;
                     return;
                 }
             }
         }
-        guard.revocation_list_checked(shared.at);
+        guard.state().revocation_list_checked(shared.at);
         // A newer fetch by another VM ends an outage this one logged.
         if seen.is_none_or(|s| shared.at > s.at) {
             if let Some(failed) = state.fetch.adopted() {
@@ -607,7 +607,7 @@ impl Revocation {
     ) {
         let status = call_status();
         let etag = super::host::call_response_header("etag");
-        let held = guard.revocation_list();
+        let held = guard.state().revocation_list();
         let body = BufReader::with_capacity(
             64 * 1024,
             CallBody {
@@ -634,7 +634,7 @@ impl Revocation {
         let confirmed = match update {
             Ok(ListUpdate::NotModified) => {
                 metrics.count(Counter::ListNotModified);
-                guard.revocation_list_checked(now);
+                guard.state().revocation_list_checked(now);
                 Checked { at: now, ..seen }
             }
             Ok(ListUpdate::Replaced {
@@ -650,7 +650,7 @@ impl Revocation {
                 shared_ok &= self.share_lifetimes(lifetimes.as_ref());
                 // The large value first, then the small one that tells the others to read it.
                 shared_ok &= self.share(&self.keys.list, &base);
-                guard.install_revocation_list(
+                guard.state().install_revocation_list(
                     HeldList {
                         base: Rc::new(base),
                         overlay: None,
@@ -686,8 +686,10 @@ impl Revocation {
                 }
                 drop(held);
                 shared_ok &= self.share(&self.keys.list_overlay, &overlay);
-                guard.install_revocation_overlay(Some(Rc::new(overlay)));
-                guard.revocation_list_checked(now);
+                guard
+                    .state()
+                    .install_revocation_overlay(Some(Rc::new(overlay)));
+                guard.state().revocation_list_checked(now);
                 confirmed
             }
             Err(e) => {

@@ -65,7 +65,7 @@ pub fn drive(
     metrics: &Metrics,
     now: i64,
 ) -> Vec<WaitTarget> {
-    for (provider, uri) in guard.status_lists_due(now) {
+    for (provider, uri) in guard.state().status_lists_due(now) {
         want(fetches, provider, &uri);
     }
     let mut ready = Vec::new();
@@ -74,7 +74,7 @@ pub fn drive(
             if let Some(failed) = list.fetch.adopted() {
                 info!("status list {uri} recovered after {failed} failed fetch(es) (fetched by another worker)");
             }
-            if guard.status_list_due(uri, now) {
+            if guard.state().status_list_due(uri, now) {
                 list.fetch.want();
             }
             ready.push(wait_target(uri));
@@ -128,6 +128,7 @@ fn adopt(guard: &Guard, provider: usize, uri: &str) -> bool {
         return false;
     };
     if guard
+        .state()
         .status_list_fetched_at(uri)
         .is_some_and(|held| held >= fetched_at)
     {

@@ -7,9 +7,78 @@ use crate::token::algorithm::{Algorithm, AlgorithmClass};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
 use crate::decide::decision::DenyReason;
+use crate::idp::introspection::{claims_of, Answer};
 use crate::keys::host_crypto::HostCrypto;
 use crate::keys::jwks::KeySet;
 use crate::token::claims::{PayloadClaims, StringClaims, TimeClaims};
+
+/// A token whose signature verified with a key of the provider: its claims are the issuer's.
+/// Made only by `verify_signature` (jwt-compact's `UntrustedToken` -> `Token` is the model),
+/// so what reaches an upstream header, a log line or the decision's tail was signed.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified<'p, 't> {
+    token: &'p ParsedToken<'t>,
+}
+
+impl<'p, 't> Verified<'p, 't> {
+    pub fn token(&self) -> &'p ParsedToken<'t> {
+        self.token
+    }
+
+    pub fn claims(&self) -> &'p StringClaims {
+        &self.token.claims
+    }
+
+    pub fn times(&self) -> TimeClaims {
+        self.token.times
+    }
+
+    /// The payload segment as sent (base64url).
+    pub fn payload_b64(&self) -> &'t str {
+        self.token.payload_b64
+    }
+
+    /// The payload, decoded.
+    pub fn payload_json(&self) -> &'p [u8] {
+        &self.token.payload_json
+    }
+
+    /// The claims, owned (for the verified-token cache).
+    pub fn to_trusted(&self) -> TrustedClaims {
+        TrustedClaims {
+            claims: self.token.claims.clone(),
+            times: self.token.times,
+        }
+    }
+}
+
+/// Claims something vouched for: a verified signature (`Verified::to_trusted`) or the IdP's
+/// active introspection answer (`from_active_answer`); nothing else makes one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedClaims {
+    claims: StringClaims,
+    times: TimeClaims,
+}
+
+impl TrustedClaims {
+    /// RFC 7662: an active answer's claims are the IdP's word about the token.
+    pub fn from_active_answer(answer: &Answer) -> Result<Self, DenyReason> {
+        if !answer.active {
+            return Err(DenyReason::InactiveToken);
+        }
+        let (claims, times) =
+            claims_of(&answer.claims_json).map_err(|_| DenyReason::MalformedToken)?;
+        Ok(TrustedClaims { claims, times })
+    }
+
+    pub fn claims(&self) -> &StringClaims {
+        &self.claims
+    }
+
+    pub fn times(&self) -> TimeClaims {
+        self.times
+    }
+}
 
 /// Header parameters beyond jwt-compact's own. `jku`, `x5u` and `jwk` are never read:
 /// keys come from configuration only (RFC 8725 §3.10).
@@ -37,9 +106,10 @@ pub struct ParsedToken<'t> {
     pub not_an_access_token: bool,
     pub claims: StringClaims,
     pub times: TimeClaims,
-    /// The payload segment as sent (base64url), and decoded.
-    pub payload_b64: &'t str,
-    pub payload_json: Vec<u8>,
+    /// The payload segment as sent (base64url), and decoded: read through `Verified` only,
+    /// so what goes upstream was signed.
+    payload_b64: &'t str,
+    payload_json: Vec<u8>,
     signed_data: &'t str,
     signature: Vec<u8>,
 }
@@ -106,11 +176,12 @@ pub fn names_unknown_key(token: &ParsedToken<'_>, keys: &KeySet) -> bool {
 
 /// Checks the signature with the key the token names (`kid`), or with every key of the
 /// token's algorithm when it names none. A key without `kid` matches any `kid`.
-pub fn verify_signature(
-    token: &ParsedToken<'_>,
+/// The only way to a `Verified` token.
+pub fn verify_signature<'p, 't>(
+    token: &'p ParsedToken<'t>,
     keys: &KeySet,
     host: Option<&dyn HostCrypto>,
-) -> Result<(), DenyReason> {
+) -> Result<Verified<'p, 't>, DenyReason> {
     if host.is_none() && !token.algorithm.verifies_in_wasm() {
         return Err(DenyReason::UnsupportedAlgorithm);
     }
@@ -135,7 +206,7 @@ pub fn verify_signature(
             .algorithm
             .verify(&key.material, &key.spki_der, signed, &token.signature, host)
     }) {
-        Ok(())
+        Ok(Verified { token })
     } else {
         Err(DenyReason::BadSignature)
     }

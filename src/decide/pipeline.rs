@@ -1,0 +1,1057 @@
+//! One token through the checks, in one order whichever way it is vouched for:
+//!
+//! ```text
+//! credential -> cache hit | introspection (opaque) | signature (JWS) -> claims
+//!            -> revocation -> status list -> scopes -> grant
+//! ```
+//!
+//! Each way of vouching ends in a `Vouched` token whose claims are `Trusted` (a verified
+//! signature, a cache entry made from one, or the IdP's active answer); the tail after it is
+//! written once (`admit`). A check that needs something fetched first stops with
+//! `Stop::Wait`, never inside a denial; whether this look may still wait is `Look::may_wait`.
+
+use std::borrow::Cow;
+use std::cell::{Cell, OnceCell};
+use std::rc::Rc;
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+
+use crate::config::Provider;
+use crate::decide::cache::{CachedToken, StatusClaim};
+use crate::decide::decision::{
+    Authorized, Denial, DenyReason, RevocationSource, TokenIdentity, WaitFor,
+};
+use crate::decide::guard::{CacheLookup, Guard, Request};
+use crate::decide::header_map;
+use crate::decide::trace::{Detail, Mark, Tracer};
+use crate::decide::upstream::UpstreamPlan;
+use crate::idp::introspection::answers_for_another_kind_of_token;
+use crate::idp::status_list::{reference_of, Status};
+use crate::observe::anomaly::AnomalyAction;
+use crate::observe::fingerprint::fingerprint;
+use crate::revocation::config::OnStale;
+use crate::revocation::list::is_stale;
+use crate::revocation::set::{Probe, TokenHashes};
+use crate::token::claims::{
+    check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims, TimePolicy,
+};
+use crate::token::extract::{find_credential, query_params, read_as, Credential, TokenSource};
+use crate::token::id::{token_id, whole_token_sha256, TokenDigest};
+use crate::token::verify::{self, ParsedToken, TrustedClaims, Verified};
+
+/// The query parameter RFC 6750 §2.3 defines for bearer tokens.
+const QUERY_TOKEN: &str = "access_token";
+
+/// One look at a request: its time, and whether it may still ask to wait (after a wait, the
+/// request is decided with what there is).
+#[derive(Debug, Clone, Copy)]
+pub struct Look {
+    pub now: i64,
+    pub may_wait: bool,
+}
+
+/// Why a requirement is not met: a denial, or something to fetch (or ask) first.
+#[derive(Debug)]
+pub enum Stop {
+    Deny(Denial),
+    Wait(WaitFor),
+}
+
+impl Stop {
+    pub fn is_missing_token(&self) -> bool {
+        matches!(self, Stop::Deny(d) if d.reason == DenyReason::MissingToken)
+    }
+}
+
+/// A requirement that was met, and what goes upstream.
+pub struct Granted {
+    pub provider: Option<String>,
+    pub upstream: UpstreamPlan,
+    pub token: Option<Box<Authorized>>,
+    pub identity: Option<Box<TokenIdentity>>,
+    /// Let through although a revocation or status list is stale (`on_stale: allow`).
+    pub stale_allowed: bool,
+}
+
+/// A check's failure; for a revocation, where it came from.
+#[derive(Debug, Clone, Copy)]
+struct Failure {
+    reason: DenyReason,
+    revoked_by: Option<RevocationSource>,
+}
+
+impl From<DenyReason> for Failure {
+    fn from(reason: DenyReason) -> Self {
+        Failure {
+            reason,
+            revoked_by: (reason == DenyReason::InactiveToken)
+                .then_some(RevocationSource::Introspection),
+        }
+    }
+}
+
+/// What vouches for a token's claims; never the token's own word.
+enum Trusted<'p, 't> {
+    /// Verified before, by the same provider (the cache).
+    Cached(Rc<CachedToken>),
+    Signed(Verified<'p, 't>),
+    /// The IdP's active introspection answer.
+    Introspected(TrustedClaims),
+}
+
+impl Trusted<'_, '_> {
+    fn claims(&self) -> &StringClaims {
+        match self {
+            Trusted::Cached(entry) => entry.trusted.claims(),
+            Trusted::Signed(verified) => verified.claims(),
+            Trusted::Introspected(trusted) => trusted.claims(),
+        }
+    }
+
+    fn times(&self) -> TimeClaims {
+        match self {
+            Trusted::Cached(entry) => entry.trusted.times(),
+            Trusted::Signed(verified) => verified.times(),
+            Trusted::Introspected(trusted) => trusted.times(),
+        }
+    }
+}
+
+/// A token one provider vouched for, ready for the checks every path shares.
+struct Vouched<'c, 'p, 't> {
+    index: usize,
+    provider: &'c Provider,
+    trusted: Trusted<'p, 't>,
+    /// Payload and claim headers for upstream.
+    headers: Vec<(String, String)>,
+    status: StatusClaim,
+    /// The IdP was asked (RFC 7009 revocations then go to it too).
+    introspected: bool,
+}
+
+/// Why one provider did not vouch for a token.
+enum NotVouched {
+    /// Refused by this provider; another of the same issuer may still accept it.
+    Refused(Denial),
+    /// Decided: wait, or answer now.
+    Final(Stop),
+}
+
+impl From<Stop> for NotVouched {
+    fn from(stop: Stop) -> Self {
+        NotVouched::Final(stop)
+    }
+}
+
+/// The credential as presented, and its hashes, each computed once when first needed.
+struct Presented<'r, 's> {
+    token: Cow<'r, str>,
+    source: &'s TokenSource,
+    sha256: OnceCell<TokenDigest>,
+    id: OnceCell<TokenDigest>,
+}
+
+impl Presented<'_, '_> {
+    /// SHA-256 of the token as sent: the cache key and the log fingerprint.
+    fn sha256(&self) -> TokenDigest {
+        *self.sha256.get_or_init(|| whole_token_sha256(&self.token))
+    }
+
+    /// The token identity revocations and misuse detection know it by (a signature twin has
+    /// the same one); for an opaque token, its whole-token hash.
+    fn id(&self) -> TokenDigest {
+        *self.id.get_or_init(|| token_id(&self.token))
+    }
+}
+
+/// One token check: which providers the route accepts here, and for what.
+pub struct TokenCheck<'g, 'r> {
+    pub guard: &'g Guard,
+    pub request: &'g Request<'r>,
+    pub candidates: &'g [usize],
+    pub audiences: Option<&'g [String]>,
+    pub scopes: &'g [String],
+    pub look: Look,
+    pub cache: &'g Cell<CacheLookup>,
+    pub tracer: Tracer<'g>,
+}
+
+impl<'g> TokenCheck<'g, '_> {
+    /// The whole pipeline for one token.
+    pub fn run(&self) -> Result<Granted, Stop> {
+        let presented = self.presented()?;
+        if let Some(entry) = self.cached(&presented) {
+            self.cache.set(CacheLookup::Hit);
+            return self.admit(self.vouch_cached(entry, &presented)?, &presented);
+        }
+        if self.guard.config.jwt_cache_size > 0 {
+            self.cache.set(CacheLookup::Miss);
+        }
+        if !verify::looks_like_jws(&presented.token) {
+            if let Some((index, provider)) = self.introspecting(&presented) {
+                let vouched = self.vouch_opaque(index, provider, &presented)?;
+                return self.admit(vouched, &presented);
+            }
+        }
+        let parsed = verify::parse(&presented.token);
+        let parsed = self
+            .tracer
+            .check("token", parsed.as_ref().map(|_| ()).map_err(|r| *r), || {
+                "a JWS with a supported algorithm".to_owned()
+            })
+            .and(parsed)
+            .map_err(|reason| self.deny(reason, None, None, Some(&presented)))?;
+        self.vouch_signed_and_admit(&parsed, &presented)
+    }
+
+    // ---- credential -------------------------------------------------------------------------
+
+    /// The one credential of the request, from the sources of the route's providers.
+    fn presented(&self) -> Result<Presented<'g, 'g>, Stop> {
+        let mut sources: Vec<&'g TokenSource> = Vec::new();
+        for source in self.providers().flat_map(|(_, p)| p.sources.iter()) {
+            if !sources.contains(&source) {
+                sources.push(source);
+            }
+        }
+        let request = self.request;
+        let found = self.refuse_unread_query_token(&sources).and_then(|()| {
+            if header_map::credential_unreadable(&sources, request.not_utf8) {
+                return Err(DenyReason::MalformedToken);
+            }
+            match find_credential(request.headers, request.path, &sources) {
+                Credential::None => Err(DenyReason::MissingToken),
+                Credential::Multiple => Err(DenyReason::MultipleTokens),
+                Credential::Unreadable => Err(DenyReason::MalformedCredential),
+                Credential::One { token, source } if self.transport_acceptable(source) => {
+                    Ok((token, source))
+                }
+                Credential::One { .. } => Err(DenyReason::InsecureTransport),
+            }
+        });
+        let mark = Mark::of(found.as_ref().map(|_| ()).map_err(|r| *r));
+        self.tracer.step("credential", mark, || {
+            Detail::Text(match &found {
+                Ok((_, source)) => format!("one, in {}", described(source)),
+                Err(_) => "none usable".to_owned(),
+            })
+        });
+        let (token, source) = found.map_err(|reason| self.deny(reason, None, None, None))?;
+        Ok(Presented {
+            token,
+            source,
+            sha256: OnceCell::new(),
+            id: OnceCell::new(),
+        })
+    }
+
+    /// RFC 6750 §2.3's parameter, where no provider reads it: refused, not ignored (ignored,
+    /// it would go upstream in the URL and into every access log on the way). Also in a
+    /// spelling an upstream reads as `access_token` (`Access_Token`, `access.token`).
+    fn refuse_unread_query_token(&self, sources: &[&TokenSource]) -> Result<(), DenyReason> {
+        let read = sources
+            .iter()
+            .any(|s| matches!(s, TokenSource::Param { name } if name == QUERY_TOKEN));
+        let query_token = |name: &str| name == QUERY_TOKEN || read_as(name, QUERY_TOKEN);
+        if !read && query_params(self.request.path).any(|(name, _)| query_token(&name)) {
+            return Err(DenyReason::TokenInQuery);
+        }
+        Ok(())
+    }
+
+    /// `require_tls`: a provider that may read this credential wants it over TLS. Behind
+    /// trusted proxies (`xff_num_trusted_hops`), `x-forwarded-proto: https` says the client's
+    /// leg was TLS.
+    fn transport_acceptable(&self, source: &TokenSource) -> bool {
+        let required = self
+            .providers()
+            .any(|(_, p)| p.require_tls && p.sources.contains(source));
+        if !required || self.request.tls {
+            return true;
+        }
+        self.guard.config.xff_num_trusted_hops > 0
+            && self
+                .request
+                .headers
+                .iter()
+                .any(|(n, v)| n == "x-forwarded-proto" && v.trim().eq_ignore_ascii_case("https"))
+    }
+
+    /// The route's providers, in the route's order.
+    fn providers(&self) -> impl Iterator<Item = (usize, &'g Provider)> + '_ {
+        let providers = &self.guard.config.providers;
+        self.candidates
+            .iter()
+            .filter_map(move |&i| providers.get(i).map(|p| (i, p)))
+    }
+
+    /// The route's providers that read tokens where this one was found.
+    fn eligible<'a>(
+        &'a self,
+        presented: &'a Presented<'_, '_>,
+    ) -> impl Iterator<Item = (usize, &'g Provider)> + 'a {
+        self.providers()
+            .filter(move |(_, p)| p.sources.contains(presented.source))
+    }
+
+    // ---- vouching: the cache ----------------------------------------------------------------
+
+    /// A verified token of this request's provider, if cached. Only the provider a fresh
+    /// verification would pick first (the first eligible one of the token's issuer) may serve
+    /// a hit: another provider of that issuer may be stricter (`introspect_jwt`, other keys),
+    /// and a hit must never skip what it would do.
+    fn cached(&self, presented: &Presented<'_, '_>) -> Option<Rc<CachedToken>> {
+        if self.guard.config.jwt_cache_size == 0 {
+            return None;
+        }
+        let entry = self.guard.state.cache.borrow().get(&presented.sha256())?;
+        let iss = entry.trusted.claims().iss.as_deref();
+        let first = self
+            .eligible(presented)
+            .find(|(_, p)| iss == Some(p.issuer.as_str()))
+            .map(|(i, _)| i);
+        (first == Some(entry.provider)).then_some(entry)
+    }
+
+    /// A hit skips the signature; every check that depends on the time and the route runs.
+    fn vouch_cached(
+        &self,
+        entry: Rc<CachedToken>,
+        presented: &Presented<'_, '_>,
+    ) -> Result<Vouched<'g, 'static, 'static>, Stop> {
+        let index = entry.provider;
+        let Some(provider) = self.guard.config.providers.get(index) else {
+            return Err(self.deny(DenyReason::IssuerNotAccepted, None, None, Some(presented)));
+        };
+        self.tracer.step("cache", Mark::Pass, || {
+            Detail::Text(format!(
+                "verified before by provider {} (signature not checked again)",
+                provider.name
+            ))
+        });
+        let trusted = Trusted::Cached(entry.clone());
+        if let Err(reason) = self.check_claims(provider, &trusted, provider.time) {
+            if reason == DenyReason::Expired {
+                self.guard
+                    .state
+                    .cache
+                    .borrow_mut()
+                    .remove(&presented.sha256());
+            }
+            return Err(self.deny_after_trust(reason, provider, &trusted, presented));
+        }
+        Ok(Vouched {
+            index,
+            provider,
+            headers: entry.upstream_headers.clone(),
+            status: entry.status.clone(),
+            trusted,
+            introspected: false,
+        })
+    }
+
+    // ---- vouching: introspection of an opaque token ------------------------------------------
+
+    /// The first provider that may read this credential and introspects tokens.
+    fn introspecting(&self, presented: &Presented<'_, '_>) -> Option<(usize, &'g Provider)> {
+        self.eligible(presented)
+            .find(|(_, p)| p.introspection.is_some())
+    }
+
+    /// An opaque token: the provider's introspection answer (cached per process) decides,
+    /// with the same checks a JWT gets.
+    fn vouch_opaque(
+        &self,
+        index: usize,
+        provider: &'g Provider,
+        presented: &Presented<'_, '_>,
+    ) -> Result<Vouched<'g, 'static, 'static>, Stop> {
+        // An opaque token's identity is the hash of the whole token.
+        let _ = presented.id.set(presented.sha256());
+        let deny = |reason| self.deny(reason, Some(provider), None, Some(presented));
+        let answer = self.answer(index, provider, presented)?;
+        let trusted = TrustedClaims::from_active_answer(&answer);
+        self.tracer
+            .check(
+                "introspection",
+                trusted.as_ref().map(|_| ()).map_err(|r| *r),
+                || format!("provider {}'s answer", provider.name),
+            )
+            .map_err(deny)?;
+        let trusted = Trusted::Introspected(trusted.map_err(deny)?);
+        if answers_for_another_kind_of_token(&answer.claims_json) {
+            return Err(self.deny_after_trust(
+                DenyReason::NotAnAccessToken,
+                provider,
+                &trusted,
+                presented,
+            ));
+        }
+        let issuer = match trusted.claims().iss.as_deref() {
+            Some(iss) if iss != provider.issuer => Err(DenyReason::IssuerNotAccepted),
+            _ => Ok(()),
+        };
+        // RFC 7662 makes `exp` optional: the IdP's `active` is the authority here.
+        let time = TimePolicy {
+            require_expiration: false,
+            ..provider.time
+        };
+        issuer
+            .and_then(|()| self.check_claims(provider, &trusted, time))
+            .map_err(|reason| self.deny_after_trust(reason, provider, &trusted, presented))?;
+        let payload_b64 = URL_SAFE_NO_PAD.encode(answer.claims_json.as_bytes());
+        Ok(Vouched {
+            index,
+            provider,
+            headers: provider
+                .forward
+                .upstream_headers(&payload_b64, answer.claims_json.as_bytes()),
+            status: Ok(None),
+            trusted,
+            introspected: true,
+        })
+    }
+
+    /// The IdP's cached answer about the token; none yet: ask (once), then 503.
+    fn answer(
+        &self,
+        index: usize,
+        provider: &Provider,
+        presented: &Presented<'_, '_>,
+    ) -> Result<crate::idp::introspection::Answer, Stop> {
+        let answer = self
+            .guard
+            .answers
+            .as_ref()
+            .and_then(|store| store.lookup(&presented.sha256(), self.look.now));
+        match answer {
+            Some(answer) => Ok(answer),
+            None if self.look.may_wait => {
+                self.tracer.step("introspection", Mark::Waits, || {
+                    Detail::Text(format!("asks provider {}", provider.name))
+                });
+                Err(Stop::Wait(WaitFor::Introspection(
+                    index,
+                    presented.token.clone().into_owned(),
+                )))
+            }
+            // Asked, and no answer came: the token may be fine.
+            None => Err(self.deny(
+                DenyReason::Unavailable,
+                Some(provider),
+                None,
+                Some(presented),
+            )),
+        }
+    }
+
+    // ---- vouching: a signed token -----------------------------------------------------------
+
+    /// The unverified `iss` only picks the provider; that provider's keys then decide. A
+    /// provider that refuses the token leaves it to the next of the same issuer; the first
+    /// refusal is the answer if none accepts it.
+    fn vouch_signed_and_admit(
+        &self,
+        parsed: &ParsedToken<'_>,
+        presented: &Presented<'_, '_>,
+    ) -> Result<Granted, Stop> {
+        let iss = parsed.claims.iss.as_deref();
+        let mut first_refusal = None;
+        for (index, provider) in self.eligible(presented) {
+            if iss != Some(provider.issuer.as_str()) {
+                continue;
+            }
+            match self.vouch_signed(index, provider, parsed, presented) {
+                Ok(vouched) => return self.admit(vouched, presented),
+                Err(NotVouched::Final(stop)) => return Err(stop),
+                Err(NotVouched::Refused(denial)) => {
+                    first_refusal.get_or_insert(denial);
+                }
+            }
+        }
+        Err(match first_refusal {
+            Some(denial) => Stop::Deny(denial),
+            None => {
+                self.tracer
+                    .step("iss", Mark::Fail(DenyReason::IssuerNotAccepted), || {
+                        Detail::Text(format!(
+                            "{iss:?} is not the issuer of a provider that reads this credential"
+                        ))
+                    });
+                self.deny(DenyReason::IssuerNotAccepted, None, None, Some(presented))
+            }
+        })
+    }
+
+    /// Signature first: claims of a token that is not authentic are not worth reporting on.
+    fn vouch_signed<'p, 't>(
+        &self,
+        index: usize,
+        provider: &'g Provider,
+        parsed: &'p ParsedToken<'t>,
+        presented: &Presented<'_, '_>,
+    ) -> Result<Vouched<'g, 'p, 't>, NotVouched> {
+        let refused = |reason| match self.deny(reason, Some(provider), None, Some(presented)) {
+            Stop::Deny(denial) => NotVouched::Refused(denial),
+            stop => NotVouched::Final(stop),
+        };
+        self.tracer.step("iss", Mark::Pass, || {
+            Detail::Text(format!(
+                "{:?} is provider {}'s issuer",
+                provider.issuer, provider.name
+            ))
+        });
+        // Before any key is touched: this is what keeps an HS256 token away from an RSA key.
+        let allowed = if provider.algorithms.contains(&parsed.algorithm) {
+            Ok(())
+        } else {
+            Err(DenyReason::AlgorithmNotAllowed)
+        };
+        self.tracer
+            .check("alg", allowed, || {
+                let names: Vec<&str> = provider.algorithms.iter().map(|a| a.name()).collect();
+                format!(
+                    "{}; accepted: {}",
+                    parsed.algorithm.name(),
+                    names.join(", ")
+                )
+            })
+            .map_err(refused)?;
+        let keys = self.keys_for(index, provider, parsed, presented)?;
+        let verified = verify::verify_signature(parsed, &keys, self.guard.crypto.as_deref());
+        self.tracer
+            .check(
+                "signature",
+                verified.as_ref().map(|_| ()).map_err(|r| *r),
+                || {
+                    format!(
+                        "kid {}, with {} key(s)",
+                        parsed
+                            .kid
+                            .as_deref()
+                            .map_or("-".to_owned(), |k| format!("{k:?}")),
+                        keys.keys.len()
+                    )
+                },
+            )
+            .map_err(refused)?;
+        let trusted = Trusted::Signed(verified.map_err(refused)?);
+        let refused_after_trust =
+            |reason| match self.deny_after_trust(reason, provider, &trusted, presented) {
+                Stop::Deny(denial) => NotVouched::Refused(denial),
+                stop => NotVouched::Final(stop),
+            };
+        self.check_kind_and_type(provider, parsed)
+            .and_then(|()| self.check_claims(provider, &trusted, provider.time))
+            .map_err(refused_after_trust)?;
+        let Trusted::Signed(verified) = &trusted else {
+            return Err(refused(DenyReason::BadSignature));
+        };
+        let headers = provider
+            .forward
+            .upstream_headers(verified.payload_b64(), verified.payload_json());
+        let status = self.status_claim(verified);
+        let introspected = provider
+            .introspection
+            .as_ref()
+            .is_some_and(|i| i.introspect_jwt);
+        if introspected {
+            // The IdP has the last word on every request: never from the cache.
+            self.check_signed_answer(index, provider, &trusted, presented)?;
+        } else if self.guard.config.jwt_cache_size > 0 {
+            self.guard.state.cache.borrow_mut().insert(
+                presented.sha256(),
+                CachedToken {
+                    provider: index,
+                    trusted: verified.to_trusted(),
+                    upstream_headers: headers.clone(),
+                    status: status.clone(),
+                },
+            );
+        }
+        Ok(Vouched {
+            index,
+            provider,
+            trusted,
+            headers,
+            status,
+            introspected,
+        })
+    }
+
+    /// The provider's keys; with remote keys, a wait for the first fetch, or for one
+    /// rate-limited refetch when the token names a `kid` they lack (a key rotation).
+    fn keys_for(
+        &self,
+        index: usize,
+        provider: &Provider,
+        parsed: &ParsedToken<'_>,
+        presented: &Presented<'_, '_>,
+    ) -> Result<Rc<crate::keys::jwks::KeySet>, NotVouched> {
+        let keys = self.guard.state.keys(index);
+        let Some(remote) = &provider.remote_jwks else {
+            return Ok(keys);
+        };
+        let wait = |reason| {
+            self.tracer.step(
+                "keys",
+                if self.look.may_wait {
+                    Mark::Waits
+                } else {
+                    Mark::Fail(reason)
+                },
+                || Detail::Text(format!("provider {}'s remote JWKS", provider.name)),
+            );
+            NotVouched::Final(if self.look.may_wait {
+                Stop::Wait(WaitFor::Keys(index))
+            } else {
+                self.deny(reason, Some(provider), None, Some(presented))
+            })
+        };
+        if keys.keys.is_empty() {
+            // Never fetched yet: the token may well be fine, so wait, then 503.
+            return Err(wait(DenyReason::Unavailable));
+        }
+        if self.look.may_wait
+            && verify::names_unknown_key(parsed, &keys)
+            && self.guard.state.refetch_allowed(
+                index,
+                self.look.now,
+                remote.refetch_min_interval_seconds,
+            )
+        {
+            return Err(wait(DenyReason::UnknownKeyId));
+        }
+        Ok(keys)
+    }
+
+    /// What only a signed token carries about its kind: not an ID or refresh token, and a
+    /// `typ` the provider accepts.
+    fn check_kind_and_type(
+        &self,
+        provider: &Provider,
+        parsed: &ParsedToken<'_>,
+    ) -> Result<(), DenyReason> {
+        let kind = if parsed.not_an_access_token {
+            Err(DenyReason::NotAnAccessToken)
+        } else {
+            Ok(())
+        };
+        self.tracer.check("access token", kind, || {
+            "not an ID token or a refresh token".to_owned()
+        })?;
+        let typ = if provider.token_types.accepts(parsed.typ.as_deref()) {
+            Ok(())
+        } else {
+            Err(DenyReason::TokenTypeNotAccepted)
+        };
+        self.tracer.check("typ", typ, || {
+            format!(
+                "{}; accepted: {}{}",
+                parsed
+                    .typ
+                    .as_deref()
+                    .map_or("-".to_owned(), |t| format!("{t:?}")),
+                provider.token_types.accepted.join(", "),
+                if provider.token_types.required {
+                    " (required)"
+                } else {
+                    ""
+                }
+            )
+        })
+    }
+
+    /// `introspect_jwt`: a verified token is also asked about, on every request.
+    fn check_signed_answer(
+        &self,
+        index: usize,
+        provider: &Provider,
+        trusted: &Trusted<'_, '_>,
+        presented: &Presented<'_, '_>,
+    ) -> Result<(), NotVouched> {
+        let answer = self.answer(index, provider, presented)?;
+        let verdict = if !answer.active {
+            Err(DenyReason::InactiveToken)
+        } else if answers_for_another_kind_of_token(&answer.claims_json) {
+            Err(DenyReason::NotAnAccessToken)
+        } else {
+            Ok(())
+        };
+        self.tracer
+            .check("introspection", verdict, || {
+                format!("provider {}'s answer", provider.name)
+            })
+            .map_err(|reason| {
+                NotVouched::Final(self.deny_after_trust(reason, provider, trusted, presented))
+            })
+    }
+
+    /// The token's status list reference; read only when status lists are configured.
+    fn status_claim(&self, verified: &Verified<'_, '_>) -> StatusClaim {
+        let configured = self
+            .guard
+            .config
+            .revocation
+            .as_ref()
+            .is_some_and(|r| r.status_list.is_some());
+        if !configured {
+            return Ok(None);
+        }
+        match serde_json::from_slice::<serde_json::Value>(verified.payload_json()) {
+            Ok(payload) => reference_of(&payload),
+            Err(_) => Ok(None),
+        }
+    }
+
+    // ---- claims: every path ------------------------------------------------------------------
+
+    /// Time, audience and subject, with the route's audiences when it names some.
+    fn check_claims(
+        &self,
+        provider: &Provider,
+        trusted: &Trusted<'_, '_>,
+        time: TimePolicy,
+    ) -> Result<(), DenyReason> {
+        let times = trusted.times();
+        let claims = trusted.claims();
+        let audiences = self.audiences.unwrap_or(&provider.audiences);
+        let timely = check_times(times, time, self.look.now);
+        self.tracer
+            .step("times", Mark::of(timely), || Detail::Times {
+                times,
+                policy: time,
+            });
+        timely?;
+        self.tracer.check(
+            "aud",
+            check_audience(claims.aud.as_ref(), audiences),
+            || {
+                if audiences.is_empty() {
+                    "not checked (no audiences configured)".to_owned()
+                } else {
+                    format!("accepted: {}", audiences.join(", "))
+                }
+            },
+        )?;
+        let subject = check_subject(claims.sub.as_deref(), provider.subjects.as_ref());
+        match &provider.subjects {
+            None => self.tracer.step("sub", Mark::NotChecked, || {
+                Detail::Text("no subjects matcher".to_owned())
+            }),
+            Some(matcher) => self.tracer.step("sub", Mark::of(subject), || {
+                Detail::Text(format!("must match {matcher:?}"))
+            }),
+        }
+        subject
+    }
+
+    // ---- the tail: every path ----------------------------------------------------------------
+
+    /// Revocation, status list and scopes, on every request (after caching), then the grant.
+    fn admit(
+        &self,
+        vouched: Vouched<'_, '_, '_>,
+        presented: &Presented<'_, '_>,
+    ) -> Result<Granted, Stop> {
+        let Vouched {
+            index,
+            provider,
+            ref trusted,
+            ..
+        } = vouched;
+        let deny = |failure: Failure| self.deny_after_trust(failure, provider, trusted, presented);
+        let list_stale = self.check_revocation(provider, trusted, presented);
+        let list_stale = match list_stale {
+            Err(failure)
+                if failure.reason == DenyReason::RevocationListStale
+                    && self.look.may_wait
+                    && self.guard.state.revocation_list_checked_at().is_none() =>
+            {
+                // Before the first list fetch has answered, a request waits for it (as for
+                // remote keys) instead of being refused at once.
+                return Err(Stop::Wait(WaitFor::RevocationList));
+            }
+            other => other.map_err(deny)?,
+        };
+        let status_stale = self.check_status(index, &vouched.status)?.map_err(deny)?;
+        let scopes = check_scopes(&trusted.claims().scopes, self.scopes);
+        self.tracer
+            .check("scopes", scopes, || {
+                if self.scopes.is_empty() {
+                    "none required by the rule".to_owned()
+                } else {
+                    format!("required: {}", self.scopes.join(" "))
+                }
+            })
+            .map_err(|reason| deny(reason.into()))?;
+        Ok(self.grant(vouched, presented, list_stale | status_stale))
+    }
+
+    /// `Ok(true)`: not revoked as far as known, but let through on a stale list.
+    fn check_revocation(
+        &self,
+        provider: &Provider,
+        trusted: &Trusted<'_, '_>,
+        presented: &Presented<'_, '_>,
+    ) -> Result<bool, Failure> {
+        let Some(config) = &self.guard.config.revocation else {
+            self.tracer.step("revocation", Mark::NotChecked, || {
+                Detail::Text("no revocation configured".to_owned())
+            });
+            return Ok(false);
+        };
+        let claims = trusted.claims();
+        let (sha256, id) = (presented.sha256(), presented.id());
+        let probe = Probe::scoped(
+            &provider.revocation_scopes,
+            claims.jti.as_deref(),
+            claims.sub.as_deref(),
+            trusted.times().iat,
+            TokenHashes {
+                id: Some(&id),
+                whole: Some(&sha256),
+            },
+        );
+        let state = &self.guard.state;
+        let source = if state.listed(&probe) {
+            Some(RevocationSource::List)
+        } else if config.static_set.revokes(&probe) {
+            Some(RevocationSource::Config)
+        } else {
+            let learned = state.learned();
+            if learned.by_header.revokes(&probe) {
+                Some(RevocationSource::Header)
+            } else if learned.by_anomaly.revokes(&probe) {
+                Some(RevocationSource::Anomaly)
+            } else {
+                None
+            }
+        };
+        let stale = config.list.as_ref().filter(|list| {
+            is_stale(
+                state.revocation_list_checked_at(),
+                self.look.now,
+                list.max_stale_seconds,
+            )
+        });
+        let outcome = match (source, stale) {
+            (Some(source), _) => Err(Failure {
+                reason: DenyReason::Revoked,
+                revoked_by: Some(source),
+            }),
+            (None, Some(list)) if list.on_stale == OnStale::Deny => {
+                Err(DenyReason::RevocationListStale.into())
+            }
+            (None, stale) => Ok(stale.is_some()),
+        };
+        self.tracer.step(
+            "revocation",
+            Mark::of(outcome.map(|_| ()).map_err(|f| f.reason)),
+            || {
+                Detail::Text(match (source, stale) {
+                    (Some(source), _) => format!("revoked by {}", source.code()),
+                    (None, Some(_)) => "not revoked as far as known; the list is stale".to_owned(),
+                    (None, None) => "not revoked".to_owned(),
+                })
+            },
+        );
+        outcome
+    }
+
+    /// Token Status List: `Ok(Ok(true))` when let through on a stale list; `Err` to wait for a
+    /// list never fetched.
+    fn check_status(
+        &self,
+        provider: usize,
+        status: &StatusClaim,
+    ) -> Result<Result<bool, Failure>, Stop> {
+        let Some(config) = self
+            .guard
+            .config
+            .revocation
+            .as_ref()
+            .and_then(|r| r.status_list.as_ref())
+        else {
+            return Ok(Ok(false));
+        };
+        let reference = match status {
+            Ok(None) => return Ok(Ok(false)),
+            Ok(Some(reference)) => reference,
+            Err(_) => return Ok(Err(DenyReason::StatusUnknown.into())),
+        };
+        let outcome = if config.endpoint(&reference.uri).is_none() {
+            Err(DenyReason::StatusListNotAllowed.into())
+        } else {
+            let held = self.guard.state.status_list(&reference.uri, provider);
+            let now = self.look.now;
+            let max_stale = i64::try_from(config.max_stale_seconds).unwrap_or(i64::MAX);
+            let usable = held.as_ref().filter(|h| {
+                h.expires_at.is_none_or(|exp| now < exp)
+                    && now <= h.fresh_until.saturating_add(max_stale)
+            });
+            let revoked = |reason| Failure {
+                reason,
+                revoked_by: Some(RevocationSource::StatusList),
+            };
+            match (usable, &held) {
+                (Some(held), _) => match held.list.status(reference.idx) {
+                    Some(Status::Valid) => Ok(false),
+                    Some(Status::Invalid) => Err(revoked(DenyReason::Revoked)),
+                    Some(Status::Suspended) => Err(revoked(DenyReason::Suspended)),
+                    _ => Err(DenyReason::StatusUnknown.into()),
+                },
+                // Never fetched: fetch it while the request waits (once).
+                (None, None) if self.look.may_wait => {
+                    self.tracer.step("status list", Mark::Waits, || {
+                        Detail::Text(format!("{:?} not fetched yet", reference.uri))
+                    });
+                    return Err(Stop::Wait(WaitFor::StatusList(
+                        provider,
+                        reference.uri.clone(),
+                    )));
+                }
+                // Stale (or the fetch failed): the list policy decides.
+                _ => match config.on_stale {
+                    OnStale::Deny => Err(DenyReason::RevocationListStale.into()),
+                    OnStale::Allow => Ok(true),
+                },
+            }
+        };
+        self.tracer.step(
+            "status list",
+            Mark::of(outcome.map(|_| ()).map_err(|f: Failure| f.reason)),
+            || Detail::Text(format!("{:?} index {}", reference.uri, reference.idx)),
+        );
+        Ok(outcome)
+    }
+
+    /// What goes upstream, and what the shell keeps about the token.
+    fn grant(
+        &self,
+        vouched: Vouched<'_, '_, '_>,
+        presented: &Presented<'_, '_>,
+        stale_allowed: bool,
+    ) -> Granted {
+        let config = &self.guard.config;
+        let provider = vouched.provider;
+        let identity = config
+            .wants_identity()
+            .then(|| identity_of(&vouched.trusted, presented));
+        Granted {
+            provider: Some(provider.name.clone()),
+            token: self.authorized(&vouched, presented),
+            identity,
+            upstream: UpstreamPlan::for_token(
+                &config.written_headers,
+                provider.forward.forward,
+                presented.source,
+                vouched.headers,
+            ),
+            stale_allowed,
+        }
+    }
+
+    /// What a `self` revocation in the response (or misuse detection) will need, when either
+    /// is enabled.
+    fn authorized(
+        &self,
+        vouched: &Vouched<'_, '_, '_>,
+        presented: &Presented<'_, '_>,
+    ) -> Option<Box<Authorized>> {
+        let config = &self.guard.config;
+        let revocation = config.revocation.as_ref();
+        let header = revocation.is_some_and(|r| r.response_header.is_some());
+        let misuse_revokes = config
+            .anomaly
+            .as_ref()
+            .is_some_and(|a| a.action == AnomalyAction::Revoke);
+        if !(header || misuse_revokes) {
+            return None;
+        }
+        let provider = vouched.provider;
+        let claims = vouched.trusted.claims();
+        Some(Box::new(Authorized {
+            provider: provider.name.clone(),
+            jti: claims.jti.clone(),
+            sub: claims.sub.clone(),
+            token_sha256: presented.sha256(),
+            id: presented.id(),
+            clock_skew_seconds: i64::try_from(provider.time.clock_skew_seconds).unwrap_or(i64::MAX),
+            max_lifetime_seconds: provider
+                .time
+                .max_lifetime_seconds
+                .map(|l| i64::try_from(l).unwrap_or(i64::MAX)),
+            exp: vouched.trusted.times().exp,
+            introspected: vouched.introspected,
+            // RFC 7009 needs the token itself; kept only when revocations go to the IdP.
+            token: revocation
+                .is_some_and(|r| r.idp.is_some())
+                .then(|| presented.token.clone().into_owned()),
+        }))
+    }
+
+    // ---- denials ----------------------------------------------------------------------------
+
+    /// A denial; with the token's fingerprint once there is a token, never the token.
+    fn deny(
+        &self,
+        failure: impl Into<Failure>,
+        provider: Option<&Provider>,
+        trusted: Option<&Trusted<'_, '_>>,
+        presented: Option<&Presented<'_, '_>>,
+    ) -> Stop {
+        let failure = failure.into();
+        let config = &self.guard.config;
+        let mut denial = Denial::new(
+            failure.reason,
+            &config.realm,
+            provider.map(|p| p.name.clone()),
+            presented.map(|p| fingerprint(&p.sha256())),
+        );
+        denial.revoked_by = failure.revoked_by;
+        // Only claims something vouched for reach the decision log.
+        denial.identity = trusted.zip(presented).map(|(t, p)| identity_of(t, p));
+        if failure.reason == DenyReason::InsufficientScope {
+            denial = denial.with_required_scope(&config.realm, self.scopes);
+        }
+        Stop::Deny(denial)
+    }
+
+    /// A denial of a token whose claims are trusted: the decision log may name them.
+    fn deny_after_trust(
+        &self,
+        failure: impl Into<Failure>,
+        provider: &Provider,
+        trusted: &Trusted<'_, '_>,
+        presented: &Presented<'_, '_>,
+    ) -> Stop {
+        self.deny(failure, Some(provider), Some(trusted), Some(presented))
+    }
+}
+
+fn identity_of(trusted: &Trusted<'_, '_>, presented: &Presented<'_, '_>) -> Box<TokenIdentity> {
+    let claims = trusted.claims();
+    Box::new(TokenIdentity {
+        sha256: presented.sha256(),
+        id: presented.id(),
+        iss: claims.iss.clone(),
+        sub: claims.sub.clone(),
+        jti: claims.jti.clone(),
+    })
+}
+
+/// Where a credential was found, for a reader.
+fn described(source: &TokenSource) -> String {
+    match source {
+        TokenSource::Header { name, value_prefix } if value_prefix.is_empty() => {
+            format!("header {name}")
+        }
+        TokenSource::Header { name, value_prefix } => {
+            format!("header {name} ({:?} scheme)", value_prefix.trim())
+        }
+        TokenSource::Cookie { name } => format!("cookie {name}"),
+        TokenSource::Param { name } => format!("query parameter {name}"),
+    }
+}

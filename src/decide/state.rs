@@ -1,0 +1,254 @@
+//! What the decision holds between requests and the shell replaces as fetches land: each
+//! provider's keys (and when each last asked for a refetch), the verified-token cache, Token
+//! Status Lists, the polled revocation list and what was learned at run time. The guard only
+//! reads it; the shell writes it (`install_*`, `forget_*`). Interior mutability: a worker VM
+//! is single-threaded, and a decision never holds a borrow across a call that writes.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use crate::decide::cache::TokenCache;
+use crate::idp::status_list::StatusList;
+use crate::keys::jwks::KeySet;
+use crate::revocation::learned::LearnedSets;
+use crate::revocation::list::Held;
+use crate::revocation::set::{Probe, RevocationSet};
+
+/// The polled list: the last whole list, and the deltas since.
+#[derive(Debug, Clone)]
+pub struct HeldList {
+    pub base: Rc<RevocationSet>,
+    pub overlay: Option<Rc<RevocationSet>>,
+}
+
+impl HeldList {
+    pub fn held(&self) -> Held<'_> {
+        Held {
+            base: &self.base,
+            overlay: self.overlay.as_deref(),
+        }
+    }
+
+    pub fn revokes(&self, probe: &Probe) -> bool {
+        self.base.revokes(probe) || self.overlay.as_ref().is_some_and(|o| o.revokes(probe))
+    }
+
+    pub fn len(&self) -> usize {
+        self.base.len() + self.overlay.as_ref().map_or(0, |o| o.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A Token Status List as held: whose keys signed it, and until when it serves.
+#[derive(Debug, Clone)]
+pub struct HeldStatusList {
+    pub provider: usize,
+    pub issued_at: i64,
+    pub list: Rc<StatusList>,
+    /// Due for a fetch from then on.
+    pub fresh_until: i64,
+    /// `exp`: never used past it.
+    pub expires_at: Option<i64>,
+    pub fetched_at: i64,
+}
+
+impl HeldStatusList {
+    fn due(&self, now: i64) -> bool {
+        now >= self.fresh_until
+    }
+}
+
+#[derive(Debug)]
+pub struct State {
+    /// Each provider's keys; remote ones are replaced when a fetch lands.
+    keys: RefCell<Vec<Rc<KeySet>>>,
+    /// When each provider last asked for an unknown-`kid` refetch.
+    last_refetch: RefCell<Vec<Option<i64>>>,
+    pub(super) cache: RefCell<TokenCache>,
+    /// Token Status Lists by URI, as last fetched.
+    status_lists: RefCell<HashMap<String, HeldStatusList>>,
+    /// The polled list as last fetched (a base and an overlay of deltas), and when it was
+    /// last confirmed (200 or 304).
+    list: RefCell<Option<HeldList>>,
+    list_checked_at: Cell<Option<i64>>,
+    /// What revocation headers and misuse detection taught this process.
+    learned: RefCell<LearnedSets>,
+}
+
+impl State {
+    /// The configured keys (empty for remote ones until their first fetch) and an empty cache.
+    pub fn new(keys: Vec<KeySet>, cache_size: usize) -> Self {
+        State {
+            last_refetch: RefCell::new(vec![None; keys.len()]),
+            keys: RefCell::new(keys.into_iter().map(Rc::new).collect()),
+            cache: RefCell::new(TokenCache::new(cache_size)),
+            status_lists: RefCell::new(HashMap::new()),
+            list: RefCell::new(None),
+            list_checked_at: Cell::new(None),
+            learned: RefCell::new(LearnedSets::default()),
+        }
+    }
+
+    /// New keys for a provider (a remote JWKS fetch landed). Tokens verified with the old keys
+    /// are dropped from the cache: a key that was removed must stop working.
+    /// `fetched_at` also counts as a refetch, so the refetch rate limit holds across workers
+    /// (each adopts the keys, and their time, that any worker fetched).
+    pub fn install_keys(&self, provider: usize, keys: KeySet, fetched_at: i64) {
+        if let Some(slot) = self.keys.borrow_mut().get_mut(provider) {
+            *slot = Rc::new(keys);
+        }
+        if let Some(last) = self.last_refetch.borrow_mut().get_mut(provider) {
+            *last = Some(last.map_or(fetched_at, |l| l.max(fetched_at)));
+        }
+        self.cache.borrow_mut().clear();
+    }
+
+    /// A provider's keys as held now.
+    pub fn keys(&self, provider: usize) -> Rc<KeySet> {
+        self.keys
+            .borrow()
+            .get(provider)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn key_count(&self, provider: usize) -> usize {
+        self.keys.borrow().get(provider).map_or(0, |k| k.keys.len())
+    }
+
+    /// Whether an unknown `kid` may ask for a refetch now (at most once per `min_interval`
+    /// per provider); asking counts as the refetch.
+    pub fn refetch_allowed(&self, provider: usize, now: i64, min_interval: u64) -> bool {
+        let mut last = self.last_refetch.borrow_mut();
+        let Some(slot) = last.get_mut(provider) else {
+            return false;
+        };
+        let interval = i64::try_from(min_interval).unwrap_or(i64::MAX);
+        if slot.is_some_and(|at| now < at.saturating_add(interval)) {
+            return false;
+        }
+        *slot = Some(now);
+        true
+    }
+
+    /// A checked status list for `uri`, unless an older one than held (a stale cache between
+    /// us and the issuer must not undo a revocation).
+    pub(super) fn hold_status_list(&self, uri: &str, held: HeldStatusList) -> Result<(), String> {
+        let mut lists = self.status_lists.borrow_mut();
+        if lists
+            .get(uri)
+            .is_some_and(|current| held.issued_at < current.issued_at)
+        {
+            return Err("older than the list held (iat)".to_owned());
+        }
+        lists.insert(uri.to_owned(), held);
+        Ok(())
+    }
+
+    /// The held status list for `uri`, if it was signed by `provider`'s keys.
+    pub(super) fn status_list(&self, uri: &str, provider: usize) -> Option<HeldStatusList> {
+        self.status_lists
+            .borrow()
+            .get(uri)
+            .filter(|h| h.provider == provider)
+            .cloned()
+    }
+
+    /// Lists due for a fetch: (provider, uri).
+    pub fn status_lists_due(&self, now: i64) -> Vec<(usize, String)> {
+        self.status_lists
+            .borrow()
+            .iter()
+            .filter(|(_, held)| held.due(now))
+            .map(|(uri, held)| (held.provider, uri.clone()))
+            .collect()
+    }
+
+    /// Whether the held list for `uri` is due for a fetch.
+    pub fn status_list_due(&self, uri: &str, now: i64) -> bool {
+        self.status_lists
+            .borrow()
+            .get(uri)
+            .is_some_and(|held| held.due(now))
+    }
+
+    /// When the held list for `uri` was fetched.
+    pub fn status_list_fetched_at(&self, uri: &str) -> Option<i64> {
+        self.status_lists.borrow().get(uri).map(|h| h.fetched_at)
+    }
+
+    /// A new polled list, confirmed at `checked_at`.
+    pub fn install_revocation_list(&self, list: HeldList, checked_at: i64) {
+        *self.list.borrow_mut() = Some(list);
+        self.revocation_list_checked(checked_at);
+    }
+
+    /// New deltas over the held base.
+    pub fn install_revocation_overlay(&self, overlay: Option<Rc<RevocationSet>>) {
+        if let Some(list) = self.list.borrow_mut().as_mut() {
+            list.overlay = overlay;
+        }
+    }
+
+    /// The list was confirmed current (a 304, or another worker's fetch).
+    pub fn revocation_list_checked(&self, checked_at: i64) {
+        let latest = self
+            .list_checked_at
+            .get()
+            .map_or(checked_at, |at| at.max(checked_at));
+        self.list_checked_at.set(Some(latest));
+    }
+
+    pub fn revocation_list(&self) -> Option<HeldList> {
+        self.list.borrow().clone()
+    }
+
+    /// Whether the polled list revokes what `probe` describes.
+    pub(super) fn listed(&self, probe: &Probe) -> bool {
+        self.list
+            .borrow()
+            .as_ref()
+            .is_some_and(|list| list.revokes(probe))
+    }
+
+    /// Drops the held list first: a 1M-entry list must not be held twice while the next one
+    /// is read (a worker is single-threaded, so no request sees the gap).
+    pub fn drop_revocation_list(&self) {
+        *self.list.borrow_mut() = None;
+    }
+
+    /// No list held, and none confirmed: the list is stale until the next fetch lands.
+    pub fn forget_revocation_list(&self) {
+        *self.list.borrow_mut() = None;
+        self.list_checked_at.set(None);
+    }
+
+    /// When the polled list was last confirmed (200 or 304).
+    pub fn revocation_list_checked_at(&self) -> Option<i64> {
+        self.list_checked_at.get()
+    }
+
+    pub fn install_learned(&self, learned: LearnedSets) {
+        *self.learned.borrow_mut() = learned;
+    }
+
+    /// Adds to what this worker learned (when the shared log could not be written).
+    pub fn extend_learned(&self, more: &LearnedSets) {
+        let extended = self.learned.borrow().extended(more);
+        *self.learned.borrow_mut() = extended;
+    }
+
+    pub(super) fn learned(&self) -> std::cell::Ref<'_, LearnedSets> {
+        self.learned.borrow()
+    }
+
+    /// Entries held in the list and learned at run time (the config's are the guard's).
+    pub(super) fn held_entries(&self) -> usize {
+        let listed = self.list.borrow().as_ref().map_or(0, HeldList::len);
+        listed + self.learned.borrow().len()
+    }
+}
