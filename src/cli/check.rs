@@ -28,62 +28,93 @@ pub fn run(
     let demo_keys = demo_public_keys();
     let mut outcome = Outcome::Success;
     for path in &args.operands {
-        let text = read_input(path)?;
-        let found = match plugin_configs(&text) {
-            Ok(found) => found,
-            Err(why) => {
-                writeln!(err, "{path}: {why}")?;
-                outcome = Outcome::Failure;
-                continue;
-            }
-        };
-        let mut checked = 0;
-        for config in found {
-            let at = if config.location.is_empty() {
-                path.clone()
-            } else {
-                format!("{path}: {}", config.location)
-            };
-            for warning in &config.warnings {
-                writeln!(err, "{at}: warning: {warning}")?;
-            }
-            match config.content {
-                Content::Skipped(why) => writeln!(out, "{at}: skipped: {why}")?,
-                Content::Unusable(why) => {
-                    checked += 1;
-                    outcome = Outcome::Failure;
-                    writeln!(err, "{at}: {why}")?;
-                }
-                Content::Json(json) => {
-                    checked += 1;
-                    match Config::from_json(json.as_bytes()) {
-                        Ok(configured) => {
-                            writeln!(out, "{at}: ok: {}", summary(&configured.config))?;
-                            for warning in &configured.warnings {
-                                writeln!(out, "  warning: {warning}")?;
-                            }
-                            for warning in demo_key_warnings(&json, &demo_keys) {
-                                writeln!(err, "{at}: warning: {warning}")?;
-                            }
-                        }
-                        Err(error) => {
-                            outcome = Outcome::Failure;
-                            report_error(err, &at, &error, &schema, &json)?;
-                        }
-                    }
-                }
-            }
-        }
-        if checked == 0 {
+        if check_file(path, &schema, &demo_keys, out, err)? == Outcome::Failure {
             outcome = Outcome::Failure;
-            writeln!(
-                err,
-                "{path}: no bearer-guard plugin configuration found (a JSON config, an \
-                 envoy.filters.http.wasm filter or an Istio WasmPlugin)"
-            )?;
         }
     }
     Ok(outcome)
+}
+
+/// Every plugin configuration in one file; a file with none fails (a typo'd path or the
+/// wrong file should not pass as "nothing wrong").
+fn check_file(
+    path: &str,
+    schema: &Value,
+    demo_keys: &[Value],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, CliError> {
+    let text = read_input(path)?;
+    let found = match plugin_configs(&text) {
+        Ok(found) => found,
+        Err(why) => {
+            writeln!(err, "{path}: {why}")?;
+            return Ok(Outcome::Failure);
+        }
+    };
+    let mut outcome = Outcome::Success;
+    let mut checked = 0;
+    for config in found {
+        let at = if config.location.is_empty() {
+            path.to_owned()
+        } else {
+            format!("{path}: {}", config.location)
+        };
+        for warning in &config.warnings {
+            writeln!(err, "{at}: warning: {warning}")?;
+        }
+        match config.content {
+            Content::Skipped(why) => writeln!(out, "{at}: skipped: {why}")?,
+            Content::Unusable(why) => {
+                checked += 1;
+                outcome = Outcome::Failure;
+                writeln!(err, "{at}: {why}")?;
+            }
+            Content::Json(json) => {
+                checked += 1;
+                if check_json(&at, &json, schema, demo_keys, out, err)? == Outcome::Failure {
+                    outcome = Outcome::Failure;
+                }
+            }
+        }
+    }
+    if checked == 0 {
+        outcome = Outcome::Failure;
+        writeln!(
+            err,
+            "{path}: no bearer-guard plugin configuration found (a JSON config, an \
+             envoy.filters.http.wasm filter or an Istio WasmPlugin)"
+        )?;
+    }
+    Ok(outcome)
+}
+
+/// One configuration through the filter's parser: a summary and warnings when it is
+/// accepted, the error (with a hint from the schema) when not.
+fn check_json(
+    at: &str,
+    json: &str,
+    schema: &Value,
+    demo_keys: &[Value],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, CliError> {
+    match Config::from_json(json.as_bytes()) {
+        Ok(configured) => {
+            writeln!(out, "{at}: ok: {}", summary(&configured.config))?;
+            for warning in &configured.warnings {
+                writeln!(out, "  warning: {warning}")?;
+            }
+            for warning in demo_key_warnings(json, demo_keys) {
+                writeln!(err, "{at}: warning: {warning}")?;
+            }
+            Ok(Outcome::Success)
+        }
+        Err(error) => {
+            report_error(err, at, &error, schema, json)?;
+            Ok(Outcome::Failure)
+        }
+    }
 }
 
 /// The demo keys' public JWKs (their private halves are committed in `envoy/demo-keys`).

@@ -45,23 +45,42 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     let keys = load_keys(&args)?;
     let now = args.time("now", unix_now())?.unwrap_or_else(unix_now);
     let iat = args.time("iat", now)?.unwrap_or(now);
-    let exp = match (
+    let exp = expiry(&args, now, iat)?;
+    let claims = claims(&args, now, iat, exp)?;
+    let (signer, header) = signer_and_header(&args, &keys)?;
+    let token = mint_with_header(signer, Value::Object(header), &Value::Object(claims));
+    writeln!(out, "{token}")?;
+    Ok(Outcome::Success)
+}
+
+/// `exp`: `--exp`, `--lifetime` after `iat` (an hour by default) or none with `--no-exp`;
+/// at most one of them.
+fn expiry(args: &Args, now: i64, iat: i64) -> Result<Option<i64>, CliError> {
+    match (
         args.time("exp", now)?,
         args.one("lifetime")?,
         args.switch("no-exp"),
     ) {
-        (Some(_), Some(_), _) | (Some(_), _, true) | (_, Some(_), true) => {
-            return Err(CliError::Usage(
-                "one of --exp, --lifetime and --no-exp".to_owned(),
-            ))
-        }
-        (Some(exp), None, false) => Some(exp),
-        (None, Some(lifetime), false) => {
-            Some(iat.saturating_add(parse_duration(lifetime).map_err(CliError::Usage)?))
-        }
-        (None, None, false) => Some(iat.saturating_add(DEFAULT_LIFETIME_SECONDS)),
-        (None, None, true) => None,
-    };
+        (Some(_), Some(_), _) | (Some(_), _, true) | (_, Some(_), true) => Err(CliError::Usage(
+            "one of --exp, --lifetime and --no-exp".to_owned(),
+        )),
+        (Some(exp), None, false) => Ok(Some(exp)),
+        (None, Some(lifetime), false) => Ok(Some(
+            iat.saturating_add(parse_duration(lifetime).map_err(CliError::Usage)?),
+        )),
+        (None, None, false) => Ok(Some(iat.saturating_add(DEFAULT_LIFETIME_SECONDS))),
+        (None, None, true) => Ok(None),
+    }
+}
+
+/// The payload: the demo identity unless overridden, a fresh `jti`, and `--claim`s last (so
+/// they can override anything).
+fn claims(
+    args: &Args,
+    now: i64,
+    iat: i64,
+    exp: Option<i64>,
+) -> Result<Map<String, Value>, CliError> {
     let mut claims = Map::new();
     claims.insert("iss".into(), json!(args.one("iss")?.unwrap_or(DEMO_ISSUER)));
     claims.insert(
@@ -100,6 +119,14 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
         let value = serde_json::from_str(value).unwrap_or_else(|_| json!(value));
         claims.insert(name.to_owned(), value);
     }
+    Ok(claims)
+}
+
+/// `--alg` picks the demo key; the header names it by `kid` unless `--kid` says otherwise.
+fn signer_and_header<'k>(
+    args: &Args,
+    keys: &'k DevKeys,
+) -> Result<(Signer<'k>, Map<String, Value>), CliError> {
     let (signer, default_kid) = match args.one("alg")?.unwrap_or("RS256") {
         "RS256" => (Signer::Rs256(&keys.rsa), DEMO_RSA_KID),
         "ES256" => (Signer::Es256(&keys.ec), DEMO_EC_KID),
@@ -114,9 +141,7 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     if let Some(typ) = args.one("typ")? {
         header.insert("typ".into(), json!(typ));
     }
-    let token = mint_with_header(signer, Value::Object(header), &Value::Object(claims));
-    writeln!(out, "{token}")?;
-    Ok(Outcome::Success)
+    Ok((signer, header))
 }
 
 /// A `jti` unique enough for demo tokens: the clock in nanoseconds.

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use super::args::Spec;
+use super::args::{Args, Spec};
 use super::time::unix_now;
 use super::{read_token, CliError, Outcome};
 use crate::observe::fingerprint::hex;
@@ -61,6 +61,50 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     if remove && exp.is_some() {
         return Err(CliError::Usage("--exp is for adding entries".to_owned()));
     }
+    let mut edits = entry_edits(&args)?;
+    edits.extend(subject_edits(&args, now)?);
+    if edits.is_empty() {
+        return Err(CliError::Usage(
+            "nothing to do: give --jti, --token, --token-sha256, --subject or --issued-before"
+                .to_owned(),
+        ));
+    }
+
+    let path = Path::new(path);
+    // Edits go to the file itself, never over a symlink to it; messages name the path given.
+    let real = resolve(path)
+        .map_err(|e| CliError::Input(format!("cannot use {}: {e}", path.display())))?;
+    // Held from the read to the rename: a concurrent `revoke` waits, then reads this edit.
+    let _lock =
+        lock(&real).map_err(|e| CliError::Input(format!("cannot lock {}: {e}", path.display())))?;
+    let (original, before) = read_list(&real, path)?;
+    let mut document = before.clone();
+    let provider = args.one("provider")?;
+    for change in apply_edits(&mut document, provider, &edits, remove, exp)? {
+        writeln!(out, "{}: {change}", path.display())?;
+    }
+    let text = serde_json::to_string_pretty(&Value::Object(document.clone()))
+        .map_err(|e| CliError::Input(e.to_string()))?;
+    check(&document)
+        .map_err(|why| CliError::Input(format!("the edited list would be invalid: {why}")))?;
+    if original.is_some() && document == before {
+        writeln!(out, "{}: unchanged", path.display())?;
+        return Ok(Outcome::Success);
+    }
+    write_atomically(&real, &format!("{text}\n"))
+        .map_err(|e| CliError::Input(format!("cannot write {}: {e}", path.display())))?;
+    if let Some(exp) = exp.filter(|exp| *exp <= now) {
+        writeln!(
+            out,
+            "{}: note: exp {exp} has passed: the filter drops such entries (their tokens have expired)",
+            path.display()
+        )?;
+    }
+    Ok(Outcome::Success)
+}
+
+/// `--jti`, `--token` and `--token-sha256`: entries of the lists, a token by its identity.
+fn entry_edits(args: &Args) -> Result<Vec<Edit>, CliError> {
     let mut edits = Vec::new();
     for jti in args.all("jti") {
         if jti.is_empty() {
@@ -93,11 +137,18 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
             value: hex(&digest),
         });
     }
+    Ok(edits)
+}
+
+/// `--subject` and `--issued-before`: a cutoff per subject (now by default), or without a
+/// subject one for every token.
+fn subject_edits(args: &Args, now: i64) -> Result<Vec<Edit>, CliError> {
     let issued_before = args.time("issued-before", now)?;
     let subjects: Vec<&str> = args.all("subject").collect();
     if subjects.is_empty() {
-        edits.extend(issued_before.map(Edit::Cutoff));
+        return Ok(issued_before.map(Edit::Cutoff).into_iter().collect());
     }
+    let mut edits = Vec::with_capacity(subjects.len());
     for sub in subjects {
         if sub.is_empty() {
             return Err(CliError::Usage("--subject must not be empty".to_owned()));
@@ -107,21 +158,13 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
             cutoff: issued_before.unwrap_or(now),
         });
     }
-    if edits.is_empty() {
-        return Err(CliError::Usage(
-            "nothing to do: give --jti, --token, --token-sha256, --subject or --issued-before"
-                .to_owned(),
-        ));
-    }
+    Ok(edits)
+}
 
-    let path = Path::new(path);
-    // Edits go to the file itself, never over a symlink to it; messages name the path given.
-    let real = resolve(path)
-        .map_err(|e| CliError::Input(format!("cannot use {}: {e}", path.display())))?;
-    // Held from the read to the rename: a concurrent `revoke` waits, then reads this edit.
-    let _lock =
-        lock(&real).map_err(|e| CliError::Input(format!("cannot lock {}: {e}", path.display())))?;
-    let original = match fs::read_to_string(&real) {
+/// The list file's text as read (`None`: it does not exist yet) and its document, which the
+/// filter's parser must accept before it is edited.
+fn read_list(real: &Path, path: &Path) -> Result<(Option<String>, Map<String, Value>), CliError> {
+    let original = match fs::read_to_string(real) {
         Ok(text) => Some(text),
         Err(e) if e.kind() == io::ErrorKind::NotFound => None,
         Err(e) => {
@@ -137,40 +180,36 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
             load(text).map_err(|why| CliError::Input(format!("{}: {why}", path.display())))?
         }
     };
-    let mut document = before.clone();
-    let provider = args.one("provider")?;
+    Ok((original, before))
+}
+
+/// Applies the edits, in `--provider`'s scope when given, and drops what they emptied; a
+/// line per edit says what it changed.
+fn apply_edits(
+    document: &mut Map<String, Value>,
+    provider: Option<&str>,
+    edits: &[Edit],
+    remove: bool,
+    exp: Option<i64>,
+) -> Result<Vec<String>, CliError> {
     let scope = match provider {
-        None => &mut document,
-        Some(name) => scope_of(&mut document, name)?,
+        None => &mut *document,
+        Some(name) => scope_of(document, name)?,
     };
     let prefix = provider.map_or(String::new(), |p| format!("providers.{p}."));
-    for edit in &edits {
-        let change = if remove {
-            remove_from(scope, edit)
-        } else {
-            add_to(scope, edit, exp)
-        };
-        writeln!(out, "{}: {prefix}{change}", path.display())?;
-    }
-    tidy(&mut document);
-    let text = serde_json::to_string_pretty(&Value::Object(document.clone()))
-        .map_err(|e| CliError::Input(e.to_string()))?;
-    check(&document)
-        .map_err(|why| CliError::Input(format!("the edited list would be invalid: {why}")))?;
-    if original.is_some() && document == before {
-        writeln!(out, "{}: unchanged", path.display())?;
-        return Ok(Outcome::Success);
-    }
-    write_atomically(&real, &format!("{text}\n"))
-        .map_err(|e| CliError::Input(format!("cannot write {}: {e}", path.display())))?;
-    if let Some(exp) = exp.filter(|exp| *exp <= now) {
-        writeln!(
-            out,
-            "{}: note: exp {exp} has passed: the filter drops such entries (their tokens have expired)",
-            path.display()
-        )?;
-    }
-    Ok(Outcome::Success)
+    let changes = edits
+        .iter()
+        .map(|edit| {
+            let change = if remove {
+                remove_from(scope, edit)
+            } else {
+                add_to(scope, edit, exp)
+            };
+            format!("{prefix}{change}")
+        })
+        .collect();
+    tidy(document);
+    Ok(changes)
 }
 
 /// A list file's document, accepted by the filter's parser and not a delta.
@@ -236,61 +275,11 @@ fn subject_cutoff(value: &Value) -> Option<i64> {
         .map(|f| f as i64)
 }
 
+/// Adds one edit to the scope, merging with what is held; the line says what changed.
 fn add_to(scope: &mut Map<String, Value>, edit: &Edit, exp: Option<i64>) -> String {
     match edit {
-        Edit::Entry { key, value } => {
-            let Some(list) = scope
-                .entry(*key)
-                .or_insert_with(|| json!([]))
-                .as_array_mut()
-            else {
-                return format!("{key} is not an array");
-            };
-            match list.iter_mut().find(|e| entry_value(e, key) == Some(value)) {
-                None => {
-                    list.push(with_exp(key, value, exp));
-                    format!("added {key} {value}")
-                }
-                Some(held) => {
-                    let exp = merged_exp(exp_of(held), exp);
-                    if exp == exp_of(held) {
-                        format!("{key} {value} is listed already")
-                    } else {
-                        *held = with_exp(key, value, exp);
-                        format!(
-                            "{key} {value}: exp now {}",
-                            exp.map_or("none".to_owned(), |e| e.to_string())
-                        )
-                    }
-                }
-            }
-        }
-        Edit::Subject { sub, cutoff } => {
-            let Some(subjects) = scope
-                .entry("subjects")
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-            else {
-                return "subjects is not an object".to_owned();
-            };
-            let held = subjects.get(sub);
-            let new_cutoff = held
-                .and_then(subject_cutoff)
-                .map_or(*cutoff, |c| c.max(*cutoff));
-            let new_exp = match held {
-                None => exp,
-                Some(held) => merged_exp(exp_of(held), exp),
-            };
-            let value = match new_exp {
-                None => json!(new_cutoff),
-                Some(exp) => json!({ "issued_before": new_cutoff, "exp": exp }),
-            };
-            if held == Some(&value) {
-                return format!("subject {sub} is revoked up to {new_cutoff} already");
-            }
-            subjects.insert(sub.clone(), value);
-            format!("subject {sub}: tokens issued up to {new_cutoff} revoked")
-        }
+        Edit::Entry { key, value } => add_entry(scope, key, value, exp),
+        Edit::Subject { sub, cutoff } => add_subject(scope, sub, *cutoff, exp),
         Edit::Cutoff(cutoff) => {
             let held = scope
                 .get("issued_before")
@@ -304,6 +293,59 @@ fn add_to(scope: &mut Map<String, Value>, edit: &Edit, exp: Option<i64>) -> Stri
             format!("issued_before: every token issued up to {new_cutoff} revoked")
         }
     }
+}
+
+/// A `jti` or `token_sha256` entry: added, or its `exp` merged into the one held.
+fn add_entry(scope: &mut Map<String, Value>, key: &str, value: &str, exp: Option<i64>) -> String {
+    let Some(list) = scope.entry(key).or_insert_with(|| json!([])).as_array_mut() else {
+        return format!("{key} is not an array");
+    };
+    match list.iter_mut().find(|e| entry_value(e, key) == Some(value)) {
+        None => {
+            list.push(with_exp(key, value, exp));
+            format!("added {key} {value}")
+        }
+        Some(held) => {
+            let exp = merged_exp(exp_of(held), exp);
+            if exp == exp_of(held) {
+                format!("{key} {value} is listed already")
+            } else {
+                *held = with_exp(key, value, exp);
+                format!(
+                    "{key} {value}: exp now {}",
+                    exp.map_or("none".to_owned(), |e| e.to_string())
+                )
+            }
+        }
+    }
+}
+
+/// A subject's cutoff: the later of the held and the new one, `exp` merged likewise.
+fn add_subject(scope: &mut Map<String, Value>, sub: &str, cutoff: i64, exp: Option<i64>) -> String {
+    let Some(subjects) = scope
+        .entry("subjects")
+        .or_insert_with(|| json!({}))
+        .as_object_mut()
+    else {
+        return "subjects is not an object".to_owned();
+    };
+    let held = subjects.get(sub);
+    let new_cutoff = held
+        .and_then(subject_cutoff)
+        .map_or(cutoff, |c| c.max(cutoff));
+    let new_exp = match held {
+        None => exp,
+        Some(held) => merged_exp(exp_of(held), exp),
+    };
+    let value = match new_exp {
+        None => json!(new_cutoff),
+        Some(exp) => json!({ "issued_before": new_cutoff, "exp": exp }),
+    };
+    if held == Some(&value) {
+        return format!("subject {sub} is revoked up to {new_cutoff} already");
+    }
+    subjects.insert(sub.to_owned(), value);
+    format!("subject {sub}: tokens issued up to {new_cutoff} revoked")
 }
 
 fn remove_from(scope: &mut Map<String, Value>, edit: &Edit) -> String {

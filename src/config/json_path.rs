@@ -21,8 +21,14 @@ pub fn path_at(text: &str, line: usize, column: usize) -> String {
         .map(str::len)
         .sum::<usize>()
         + column;
+    render(&frames_open_at(text, offset))
+}
+
+/// The objects and arrays open before byte `offset`, outermost first, each with the key or
+/// index it is at.
+fn frames_open_at(text: &str, offset: usize) -> Vec<Frame> {
     let mut stack: Vec<Frame> = Vec::new();
-    let mut chars = text.char_indices().peekable();
+    let mut chars = text.char_indices();
     while let Some((at, c)) = chars.next() {
         if at >= offset {
             break;
@@ -47,18 +53,7 @@ pub fn path_at(text: &str, line: usize, column: usize) -> String {
                 }
             }
             '"' => {
-                let mut string = String::new();
-                while let Some((_, c)) = chars.next() {
-                    match c {
-                        '"' => break,
-                        '\\' => {
-                            if let Some((_, escaped)) = chars.next() {
-                                string.push(escaped);
-                            }
-                        }
-                        _ => string.push(c),
-                    }
-                }
+                let string = read_string(&mut chars);
                 if let Some(Frame::Object {
                     key,
                     expecting_key: true,
@@ -70,8 +65,31 @@ pub fn path_at(text: &str, line: usize, column: usize) -> String {
             _ => {}
         }
     }
+    stack
+}
+
+/// The rest of a string literal after its opening quote, escapes taken literally (`\"` is
+/// `"`; a `\n` escape is `n`, which no config key has).
+fn read_string(chars: &mut impl Iterator<Item = (usize, char)>) -> String {
+    let mut string = String::new();
+    while let Some((_, c)) = chars.next() {
+        match c {
+            '"' => break,
+            '\\' => {
+                if let Some((_, escaped)) = chars.next() {
+                    string.push(escaped);
+                }
+            }
+            _ => string.push(c),
+        }
+    }
+    string
+}
+
+/// `providers.corp.issuer`, `rules[1].match`: keys joined by dots, indices in brackets.
+fn render(stack: &[Frame]) -> String {
     let mut path = String::new();
-    for frame in &stack {
+    for frame in stack {
         match frame {
             Frame::Object { key: Some(key), .. } => {
                 if !path.is_empty() {

@@ -638,37 +638,11 @@ impl Config {
     }
 }
 
+/// The whole config: providers first (rules and revocation refer to them by name), then the
+/// sections that depend on them, then the headers every request is cleaned of.
 fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
-    if raw.providers.is_empty() {
-        return Err(ConfigError::new(
-            "providers",
-            "at least one provider is required",
-        ));
-    }
     let mut warnings = Vec::new();
-    let mut providers = Vec::with_capacity(raw.providers.len());
-    for (name, provider) in raw.providers {
-        providers.push(compile_provider(
-            name,
-            provider,
-            raw.require_tls,
-            &mut warnings,
-        )?);
-    }
-    share_revocation_scopes(&mut providers, &mut warnings);
-    // An opaque token names no issuer: with two introspecting providers it would be sent to
-    // an IdP that did not issue it (a credential leak).
-    let introspecting: Vec<&str> = providers
-        .iter()
-        .filter(|p| p.introspection.is_some())
-        .map(|p| p.name.as_str())
-        .collect();
-    if let [_, second, ..] = introspecting.as_slice() {
-        return Err(ConfigError::new(
-            format!("providers.{second}.introspection"),
-            "only one provider may use introspection (opaque tokens carry no issuer to choose by)",
-        ));
-    }
+    let providers = compile_providers(raw.providers, raw.require_tls, &mut warnings)?;
     let rules = match raw.rules {
         None => Rules::require_any_provider(),
         Some(rules) => compile_rules(rules, &providers)?,
@@ -680,60 +654,16 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             "must not contain control characters",
         ));
     }
-    let revocation = match raw.revocation {
-        None => None,
-        Some(value) => {
-            let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
-            let mut revocation = revocation_config::compile(value, &names)?;
-            let policy = &mut revocation.header_policy;
-            policy.max_clock_skew_seconds = providers
-                .iter()
-                .map(|p| i64::try_from(p.time.clock_skew_seconds).unwrap_or(i64::MAX))
-                .max()
-                .unwrap_or(0);
-            policy.max_lifetime_seconds = providers
-                .iter()
-                .map(|p| p.time.max_lifetime_seconds)
-                .collect::<Option<Vec<u64>>>()
-                .and_then(|l| l.into_iter().max())
-                .map(|l| i64::try_from(l).unwrap_or(i64::MAX));
-            Some(revocation)
-        }
-    };
-    let anomaly = match raw.anomaly {
-        None => None,
-        Some(raw) => Some(
-            raw.compile()
-                .map_err(|(key, reason)| ConfigError::new(format!("anomaly.{key}"), reason))?,
-        ),
-    };
-    if anomaly
-        .as_ref()
-        .is_some_and(|a| a.action == AnomalyAction::Revoke)
-        && revocation.is_none()
-    {
-        return Err(ConfigError::new(
-            "anomaly.action",
-            "`revoke` records revocations: it needs a `revocation` object (`{}` will do)",
-        ));
-    }
+    let revocation = raw
+        .revocation
+        .map(|value| compile_revocation(value, &providers))
+        .transpose()?;
+    let anomaly = compile_anomaly(raw.anomaly, revocation.is_some())?;
     let xff_num_trusted_hops = raw.xff_num_trusted_hops.unwrap_or(0);
     if xff_num_trusted_hops > 16 {
         return Err(ConfigError::new("xff_num_trusted_hops", "must be 0..=16"));
     }
-    let mut written_headers: Vec<String> = Vec::new();
-    let revocation_header = revocation
-        .as_ref()
-        .and_then(|r| r.response_header.as_deref());
-    for name in providers
-        .iter()
-        .flat_map(|p| p.forward.written_headers())
-        .chain(revocation_header)
-    {
-        if !written_headers.iter().any(|n| n == name) {
-            written_headers.push(name.to_owned());
-        }
-    }
+    let written_headers = written_headers(&providers, revocation.as_ref());
     Ok(Configured {
         config: Config {
             realm,
@@ -750,6 +680,106 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
         },
         warnings,
     })
+}
+
+/// `providers`: each compiled on its own, then what holds across them (shared revocation
+/// scopes, at most one introspecting provider).
+fn compile_providers(
+    raw: BTreeMap<String, RawProvider>,
+    default_require_tls: bool,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Provider>, ConfigError> {
+    if raw.is_empty() {
+        return Err(ConfigError::new(
+            "providers",
+            "at least one provider is required",
+        ));
+    }
+    let mut providers = Vec::with_capacity(raw.len());
+    for (name, provider) in raw {
+        providers.push(compile_provider(
+            name,
+            provider,
+            default_require_tls,
+            warnings,
+        )?);
+    }
+    share_revocation_scopes(&mut providers, warnings);
+    // An opaque token names no issuer: with two introspecting providers it would be sent to
+    // an IdP that did not issue it (a credential leak).
+    let introspecting: Vec<&str> = providers
+        .iter()
+        .filter(|p| p.introspection.is_some())
+        .map(|p| p.name.as_str())
+        .collect();
+    if let [_, second, ..] = introspecting.as_slice() {
+        return Err(ConfigError::new(
+            format!("providers.{second}.introspection"),
+            "only one provider may use introspection (opaque tokens carry no issuer to choose by)",
+        ));
+    }
+    Ok(providers)
+}
+
+/// `revocation` (checked by `revocation::config`), plus what the revocation header's
+/// entries are bounded by: the providers' largest clock skew and token lifetime.
+fn compile_revocation(
+    value: Value,
+    providers: &[Provider],
+) -> Result<RevocationConfig, ConfigError> {
+    let names: Vec<&str> = providers.iter().map(|p| p.name.as_str()).collect();
+    let mut revocation = revocation_config::compile(value, &names)?;
+    let policy = &mut revocation.header_policy;
+    policy.max_clock_skew_seconds = providers
+        .iter()
+        .map(|p| i64::try_from(p.time.clock_skew_seconds).unwrap_or(i64::MAX))
+        .max()
+        .unwrap_or(0);
+    policy.max_lifetime_seconds = providers
+        .iter()
+        .map(|p| p.time.max_lifetime_seconds)
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|l| l.into_iter().max())
+        .map(|l| i64::try_from(l).unwrap_or(i64::MAX));
+    Ok(revocation)
+}
+
+/// `anomaly`: its own keys are checked by `observe::anomaly`; the `revoke` action also needs
+/// somewhere to record revocations.
+fn compile_anomaly(
+    raw: Option<RawAnomaly>,
+    has_revocation: bool,
+) -> Result<Option<AnomalyConfig>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    let anomaly = raw
+        .compile()
+        .map_err(|(key, reason)| ConfigError::new(format!("anomaly.{key}"), reason))?;
+    if anomaly.action == AnomalyAction::Revoke && !has_revocation {
+        return Err(ConfigError::new(
+            "anomaly.action",
+            "`revoke` records revocations: it needs a `revocation` object (`{}` will do)",
+        ));
+    }
+    Ok(Some(anomaly))
+}
+
+/// Every header a provider writes upstream, and the revocation header, once each: a client
+/// must not be able to send them itself.
+fn written_headers(providers: &[Provider], revocation: Option<&RevocationConfig>) -> Vec<String> {
+    let mut written_headers: Vec<String> = Vec::new();
+    let revocation_header = revocation.and_then(|r| r.response_header.as_deref());
+    for name in providers
+        .iter()
+        .flat_map(|p| p.forward.written_headers())
+        .chain(revocation_header)
+    {
+        if !written_headers.iter().any(|n| n == name) {
+            written_headers.push(name.to_owned());
+        }
+    }
+    written_headers
 }
 
 /// Providers of one issuer share revocations: each gets the names of all of them. "One
@@ -818,44 +848,20 @@ fn trust_anchor(provider: &Provider) -> [u8; 32] {
     hash.finalize().into()
 }
 
+/// `providers.<name>`: each concern (name, token sources and forwarding, identity, keys,
+/// algorithms, subjects) compiled by its own step, in the order their errors are reported.
 fn compile_provider(
     name: String,
     raw: RawProvider,
     default_require_tls: bool,
     warnings: &mut Vec<String>,
 ) -> Result<Provider, ConfigError> {
+    check_provider_name(&name)?;
     let at = |key: &str| format!("providers.{name}.{key}");
-    if name.is_empty() {
-        return Err(ConfigError::new(
-            "providers",
-            "provider names must not be empty",
-        ));
-    }
-    // The name is part of stat names (`bearer_guard.provider.<name>.allowed`): no dots.
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-    {
-        return Err(ConfigError::new(
-            format!("providers.{name}"),
-            "provider names may use letters, digits, `_` and `-` only (they appear in stat names)",
-        ));
-    }
     let sources = compile_sources(&raw, &at)?;
     let forward = compile_forward(&raw, &at)?;
-    for (i, name) in forward.written_headers().enumerate() {
-        let reads = sources.iter().any(|s| match s {
-            TokenSource::Header { name: source, .. } => source == name,
-            TokenSource::Cookie { .. } => name == "cookie",
-            TokenSource::Param { .. } => false,
-        });
-        if reads {
-            return Err(ConfigError::new(
-                at("claim_to_headers"),
-                format!("header {name:?} (written header {i}) is also where tokens are read"),
-            ));
-        }
-    }
+    check_written_headers_not_read(&forward, &sources, &at)?;
+    let time = time_policy(&raw);
     if raw.issuer.is_empty() {
         return Err(ConfigError::new(at("issuer"), "must not be empty"));
     }
@@ -869,23 +875,112 @@ fn compile_provider(
         .introspection
         .map(|i| compile_introspection(i, &at))
         .transpose()?;
-    let introspection_only =
-        introspection.is_some() && raw.local_jwks.is_none() && raw.remote_jwks.is_none();
-    let no_keys = || RawLocalJwks {
-        inline_string: None,
-        keys: Some(Vec::new()),
+    let (keys, remote_jwks) = compile_keys(
+        raw.local_jwks,
+        raw.remote_jwks,
+        introspection.is_some(),
+        &at,
+        warnings,
+    )?;
+    let algorithms = compile_algorithms(raw.algorithms, &at)?;
+    warn_unused_hmac_keys(&keys, &algorithms, &at, warnings);
+    let subjects = match raw.subjects {
+        None => None,
+        Some(raw) => Some(
+            raw.compile()
+                .map_err(|why| ConfigError::new(at("subjects"), why))?,
+        ),
     };
-    let (local, remote_jwks) =
-        match (raw.local_jwks, raw.remote_jwks) {
-            (Some(local), None) => (local, None),
-            (None, Some(remote)) => (no_keys(), Some(compile_remote_jwks(remote, &at)?)),
-            // Opaque tokens only: introspection alone decides.
-            (None, None) if introspection.is_some() => (no_keys(), None),
-            _ => return Err(ConfigError::new(
-                at("local_jwks"),
-                "set exactly one of \"local_jwks\" or \"remote_jwks\" (or only \"introspection\")",
-            )),
-        };
+    Ok(Provider {
+        issuer: raw.issuer,
+        audiences: raw.audiences,
+        keys,
+        sources,
+        forward,
+        remote_jwks,
+        time,
+        algorithms,
+        token_types: compile_token_types(raw.token_types, raw.require_token_type),
+        subjects,
+        introspection,
+        require_tls: raw.require_tls.unwrap_or(default_require_tls),
+        revocation_scopes: vec![name.clone()],
+        name,
+    })
+}
+
+/// A provider's name is a map key, so serde cannot check it; it is part of stat names
+/// (`bearer_guard.provider.<name>.allowed`): no dots.
+fn check_provider_name(name: &str) -> Result<(), ConfigError> {
+    if name.is_empty() {
+        return Err(ConfigError::new(
+            "providers",
+            "provider names must not be empty",
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::new(
+            format!("providers.{name}"),
+            "provider names may use letters, digits, `_` and `-` only (they appear in stat names)",
+        ));
+    }
+    Ok(())
+}
+
+/// A header the filter writes upstream must not be one it reads tokens from: the written
+/// value would stand where the next hop looks for a credential.
+fn check_written_headers_not_read(
+    forward: &ForwardPolicy,
+    sources: &[TokenSource],
+    at: &dyn Fn(&str) -> String,
+) -> Result<(), ConfigError> {
+    for (i, name) in forward.written_headers().enumerate() {
+        let reads = sources.iter().any(|s| match s {
+            TokenSource::Header { name: source, .. } => source == name,
+            TokenSource::Cookie { .. } => name == "cookie",
+            TokenSource::Param { .. } => false,
+        });
+        if reads {
+            return Err(ConfigError::new(
+                at("claim_to_headers"),
+                format!("header {name:?} (written header {i}) is also where tokens are read"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Where a provider's keys come from: local keys (parsed now), a remote JWKS (no keys until
+/// the first fetch) or, with introspection, none at all.
+fn compile_keys(
+    local_jwks: Option<RawLocalJwks>,
+    remote_jwks: Option<RawRemoteJwks>,
+    introspects: bool,
+    at: &dyn Fn(&str) -> String,
+    warnings: &mut Vec<String>,
+) -> Result<(KeySet, Option<RemoteJwks>), ConfigError> {
+    match (local_jwks, remote_jwks) {
+        (Some(local), None) => Ok((compile_local_jwks(local, at, warnings)?, None)),
+        (None, Some(remote)) => Ok((KeySet::default(), Some(compile_remote_jwks(remote, at)?))),
+        // Opaque tokens only: introspection alone decides.
+        (None, None) if introspects => Ok((KeySet::default(), None)),
+        _ => Err(ConfigError::new(
+            at("local_jwks"),
+            "set exactly one of \"local_jwks\" or \"remote_jwks\" (or only \"introspection\")",
+        )),
+    }
+}
+
+/// `local_jwks`: unusable keys are skipped with a warning, but a set left with none is an
+/// error (every token of the provider would be refused).
+fn compile_local_jwks(
+    local: RawLocalJwks,
+    at: &dyn Fn(&str) -> String,
+    warnings: &mut Vec<String>,
+) -> Result<KeySet, ConfigError> {
     let parsed = match (local.inline_string, local.keys) {
         (Some(text), None) => jwks::parse_jwks_str(&text)
             .map_err(|e| ConfigError::new(at("local_jwks.inline_string"), e.to_string()))?,
@@ -900,7 +995,7 @@ fn compile_provider(
     for (index, skip) in &parsed.skipped {
         warnings.push(format!("{}: key {index} skipped: {skip}", at("local_jwks")));
     }
-    if parsed.key_set.keys.is_empty() && remote_jwks.is_none() && !introspection_only {
+    if parsed.key_set.keys.is_empty() {
         let why = parsed
             .skipped
             .iter()
@@ -919,30 +1014,46 @@ fn compile_provider(
             ),
         ));
     }
-    let algorithms = match raw.algorithms {
-        None => Algorithm::ALL
+    Ok(parsed.key_set)
+}
+
+/// `algorithms`, checked before any key is touched: by default every asymmetric one, HMAC
+/// only when listed.
+fn compile_algorithms(
+    raw: Option<Vec<String>>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Vec<Algorithm>, ConfigError> {
+    match raw {
+        None => Ok(Algorithm::ALL
             .into_iter()
             .filter(|a| !a.is_symmetric())
-            .collect(),
+            .collect()),
         Some(names) if names.is_empty() => {
-            return Err(ConfigError::new(at("algorithms"), "must not be empty"))
+            Err(ConfigError::new(at("algorithms"), "must not be empty"))
         }
-        Some(names) => {
-            let mut algorithms = Vec::with_capacity(names.len());
-            for (i, name) in names.iter().enumerate() {
-                let alg = Algorithm::from_name(name).ok_or_else(|| {
+        Some(names) => names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                Algorithm::from_name(name).ok_or_else(|| {
                     ConfigError::new(
                         at(&format!("algorithms[{i}]")),
                         format!("{name:?} is not a supported algorithm (RS256/384/512, PS256/384/512, ES256/384/512, EdDSA, HS256/384/512)"),
                     )
-                })?;
-                algorithms.push(alg);
-            }
-            algorithms
-        }
-    };
-    let has_hmac_keys = parsed
-        .key_set
+                })
+            })
+            .collect(),
+    }
+}
+
+/// `oct` keys without an HS algorithm are never used: likely a forgotten `algorithms` entry.
+fn warn_unused_hmac_keys(
+    keys: &KeySet,
+    algorithms: &[Algorithm],
+    at: &dyn Fn(&str) -> String,
+    warnings: &mut Vec<String>,
+) {
+    let has_hmac_keys = keys
         .keys
         .iter()
         .any(|k| matches!(k.material, KeyMaterial::Hmac(_)));
@@ -952,48 +1063,30 @@ fn compile_provider(
             at("local_jwks")
         ));
     }
-    let token_types = TokenTypePolicy {
-        accepted: raw
-            .token_types
-            .unwrap_or_else(|| {
-                DEFAULT_TOKEN_TYPES
-                    .iter()
-                    .map(|t| (*t).to_owned())
-                    .collect()
-            })
+}
+
+/// `clock_skew_seconds`, `require_expiration` and `max_lifetime_seconds`, defaults applied
+/// (a zero lifetime means no limit).
+fn time_policy(raw: &RawProvider) -> TimePolicy {
+    TimePolicy {
+        clock_skew_seconds: raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
+        require_expiration: raw.require_expiration.unwrap_or(true),
+        max_lifetime_seconds: (raw.max_lifetime_seconds > 0).then_some(raw.max_lifetime_seconds),
+    }
+}
+
+/// `token_types` and `require_token_type`, normalised once here so requests compare as is.
+fn compile_token_types(accepted: Option<Vec<String>>, required: bool) -> TokenTypePolicy {
+    let accepted = accepted.unwrap_or_else(|| {
+        DEFAULT_TOKEN_TYPES
             .iter()
-            .map(|t| normalize_token_type(t))
-            .collect(),
-        required: raw.require_token_type,
-    };
-    let subjects = match raw.subjects {
-        None => None,
-        Some(raw) => Some(
-            raw.compile()
-                .map_err(|why| ConfigError::new(at("subjects"), why))?,
-        ),
-    };
-    Ok(Provider {
-        issuer: raw.issuer,
-        audiences: raw.audiences,
-        keys: parsed.key_set,
-        sources,
-        forward,
-        remote_jwks,
-        time: TimePolicy {
-            clock_skew_seconds: raw.clock_skew_seconds.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS),
-            require_expiration: raw.require_expiration.unwrap_or(true),
-            max_lifetime_seconds: (raw.max_lifetime_seconds > 0)
-                .then_some(raw.max_lifetime_seconds),
-        },
-        algorithms,
-        token_types,
-        subjects,
-        introspection,
-        require_tls: raw.require_tls.unwrap_or(default_require_tls),
-        revocation_scopes: vec![name.clone()],
-        name,
-    })
+            .map(|t| (*t).to_owned())
+            .collect()
+    });
+    TokenTypePolicy {
+        accepted: accepted.iter().map(|t| normalize_token_type(t)).collect(),
+        required,
+    }
 }
 
 fn compile_introspection(
@@ -1123,85 +1216,113 @@ const RESERVED_HEADERS: [&str; 9] = [
     "x-forwarded-proto",
 ];
 
+/// `rules`, in their order (the first match wins).
 fn compile_rules(raw: Vec<RawRule>, providers: &[Provider]) -> Result<Rules, ConfigError> {
-    let mut rules = Vec::with_capacity(raw.len());
-    for (i, rule) in raw.into_iter().enumerate() {
-        let at = |key: &str| format!("rules[{i}].{key}");
-        let path = match (rule.matcher.prefix, rule.matcher.path, rule.matcher.regex) {
-            (Some(prefix), None, None) if prefix.starts_with('/') => PathMatch::Prefix(prefix),
-            (None, Some(path), None) if path.starts_with('/') => PathMatch::Exact(path),
-            (None, None, Some(regex)) => PathMatch::regex(&regex)
-                .map_err(|e| ConfigError::new(at("match.regex"), e.to_string()))?,
-            (Some(_), None, None) => {
-                return Err(ConfigError::new(
-                    at("match.prefix"),
-                    "must start with \"/\"",
-                ))
-            }
-            (None, Some(_), None) => {
-                return Err(ConfigError::new(at("match.path"), "must start with \"/\""))
-            }
-            _ => {
-                return Err(ConfigError::new(
-                    at("match"),
-                    "set exactly one of \"prefix\", \"path\" or \"regex\"",
-                ))
-            }
-        };
-        let methods = match rule.matcher.methods {
-            None => None,
-            Some(methods) if methods.is_empty() => {
+    let rules = raw
+        .into_iter()
+        .enumerate()
+        .map(|(i, rule)| compile_rule(rule, providers, &|key| format!("rules[{i}].{key}")))
+        .collect::<Result<Vec<Rule>, ConfigError>>()?;
+    Ok(Rules::new(rules))
+}
+
+/// `rules[i]`: its match (path, methods, headers), what it requires, and its scopes.
+fn compile_rule(
+    rule: RawRule,
+    providers: &[Provider],
+    at: &dyn Fn(&str) -> String,
+) -> Result<Rule, ConfigError> {
+    let path = compile_path_match(
+        rule.matcher.prefix,
+        rule.matcher.path,
+        rule.matcher.regex,
+        at,
+    )?;
+    let methods = compile_methods(rule.matcher.methods, at)?;
+    let requirement = match rule.requires {
+        None => Requirement::Public,
+        Some(requires) => compile_requirement(requires, providers, &at("requires"))?,
+    };
+    let mut headers = Vec::new();
+    for (h, header) in rule.matcher.headers.into_iter().flatten().enumerate() {
+        if !is_header_name(&header.name) {
+            return Err(ConfigError::new(
+                at(&format!("match.headers[{h}].name")),
+                "must be a valid HTTP header name",
+            ));
+        }
+        headers.push((header.name.to_ascii_lowercase(), header.exact));
+    }
+    let scopes = rule.scopes.unwrap_or_default();
+    if scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
+        return Err(ConfigError::new(
+            at("scopes"),
+            "scopes are non-empty and without spaces",
+        ));
+    }
+    if !scopes.is_empty() && requirement == Requirement::Public {
+        return Err(ConfigError::new(
+            at("scopes"),
+            "a public rule (no \"requires\") cannot require scopes",
+        ));
+    }
+    Ok(Rule {
+        path,
+        methods,
+        headers,
+        requirement,
+        scopes,
+    })
+}
+
+/// `match.prefix`, `match.path` or `match.regex`: exactly one, and a literal path is absolute.
+fn compile_path_match(
+    prefix: Option<String>,
+    path: Option<String>,
+    regex: Option<String>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<PathMatch, ConfigError> {
+    match (prefix, path, regex) {
+        (Some(prefix), None, None) if prefix.starts_with('/') => Ok(PathMatch::Prefix(prefix)),
+        (None, Some(path), None) if path.starts_with('/') => Ok(PathMatch::Exact(path)),
+        (None, None, Some(regex)) => {
+            PathMatch::regex(&regex).map_err(|e| ConfigError::new(at("match.regex"), e.to_string()))
+        }
+        (Some(_), None, None) => Err(ConfigError::new(
+            at("match.prefix"),
+            "must start with \"/\"",
+        )),
+        (None, Some(_), None) => Err(ConfigError::new(at("match.path"), "must start with \"/\"")),
+        _ => Err(ConfigError::new(
+            at("match"),
+            "set exactly one of \"prefix\", \"path\" or \"regex\"",
+        )),
+    }
+}
+
+/// `match.methods`, upper-cased once here; absent means any method, empty is a mistake.
+fn compile_methods(
+    raw: Option<Vec<String>>,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<Vec<String>>, ConfigError> {
+    match raw {
+        None => Ok(None),
+        Some(methods) if methods.is_empty() => Err(ConfigError::new(
+            at("match.methods"),
+            "must not be empty when set",
+        )),
+        Some(methods) => {
+            if let Some(bad) = methods.iter().find(|m| !is_token(m)) {
                 return Err(ConfigError::new(
                     at("match.methods"),
-                    "must not be empty when set",
-                ))
-            }
-            Some(methods) => {
-                if let Some(bad) = methods.iter().find(|m| !is_token(m)) {
-                    return Err(ConfigError::new(
-                        at("match.methods"),
-                        format!("{bad:?} is not an HTTP method"),
-                    ));
-                }
-                Some(methods.iter().map(|m| m.to_ascii_uppercase()).collect())
-            }
-        };
-        let requirement = match rule.requires {
-            None => Requirement::Public,
-            Some(requires) => compile_requirement(requires, providers, &at("requires"))?,
-        };
-        let mut headers = Vec::new();
-        for (h, header) in rule.matcher.headers.into_iter().flatten().enumerate() {
-            if !is_header_name(&header.name) {
-                return Err(ConfigError::new(
-                    at(&format!("match.headers[{h}].name")),
-                    "must be a valid HTTP header name",
+                    format!("{bad:?} is not an HTTP method"),
                 ));
             }
-            headers.push((header.name.to_ascii_lowercase(), header.exact));
+            Ok(Some(
+                methods.iter().map(|m| m.to_ascii_uppercase()).collect(),
+            ))
         }
-        let scopes = rule.scopes.unwrap_or_default();
-        if scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
-            return Err(ConfigError::new(
-                at("scopes"),
-                "scopes are non-empty and without spaces",
-            ));
-        }
-        if !scopes.is_empty() && requirement == Requirement::Public {
-            return Err(ConfigError::new(
-                at("scopes"),
-                "a public rule (no \"requires\") cannot require scopes",
-            ));
-        }
-        rules.push(Rule {
-            path,
-            methods,
-            headers,
-            requirement,
-            scopes,
-        });
     }
-    Ok(Rules::new(rules))
 }
 
 /// `requires` (jwt_authn's `JwtRequirement`): exactly one kind, nested for any/all.

@@ -224,6 +224,51 @@ pub fn ip_key(ip: &str) -> u64 {
     })
 }
 
+impl Window {
+    /// An empty window of `token` starting at `now`.
+    fn new(token: u64, now: i64) -> Window {
+        Window {
+            token,
+            started: now,
+            requests: 0,
+            flags: 0,
+            ips: Vec::new(),
+        }
+    }
+
+    /// When the window is over: the token's next request starts a new one.
+    fn end(&self, config: &AnomalyConfig) -> i64 {
+        self.started
+            .saturating_add(i64::from(config.window_seconds))
+    }
+
+    /// Counts one request from `ip` at `now`: the limit it went over, if any, and whether it
+    /// is the window's first request over a limit.
+    fn count(&mut self, ip: u64, now: i64, config: &AnomalyConfig) -> (Option<Exceeded>, bool) {
+        if now >= self.end(config) {
+            *self = Window::new(self.token, now);
+        }
+        let mut exceeded = None;
+        self.requests = self.requests.saturating_add(1);
+        if !self.ips.contains(&ip) {
+            if self.ips.len() < usize::from(config.max_distinct_ips) {
+                self.ips.push(ip);
+            } else {
+                // Not remembered: the first addresses keep working under `deny`.
+                exceeded = Some(Exceeded::DistinctIps);
+            }
+        }
+        if exceeded.is_none() && self.requests > config.max_requests {
+            exceeded = Some(Exceeded::Requests);
+        }
+        let first_report = exceeded.is_some() && self.flags & FLAG_REPORTED == 0;
+        if first_report {
+            self.flags |= FLAG_REPORTED;
+        }
+        (exceeded, first_report)
+    }
+}
+
 /// Counts one request of `token` from `ip` at `now` into the slot's bytes (`None`: the slot
 /// was never written). Unreadable bytes start an empty slot.
 pub fn observe(
@@ -234,68 +279,13 @@ pub fn observe(
     config: &AnomalyConfig,
 ) -> Observed {
     let mut windows = slot.and_then(decode).unwrap_or_default();
-    let window_end = |w: &Window| w.started.saturating_add(i64::from(config.window_seconds));
-    let mut evicted = false;
-    let index = match windows.iter().position(|w| w.token == token) {
-        Some(i) => i,
-        None => {
-            // Over windows are worth nothing: make room from them first, then the oldest.
-            windows.retain(|w| now < window_end(w));
-            if windows.len() >= ENTRIES_PER_SLOT {
-                // A flagged window goes last: evicting it would forget the addresses that
-                // make the next one stand out.
-                if let Some(oldest) = windows
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, w)| (w.flags & FLAG_REPORTED != 0, w.started))
-                    .map(|(i, _)| i)
-                {
-                    windows.swap_remove(oldest);
-                    evicted = true;
-                }
-            }
-            windows.push(Window {
-                token,
-                started: now,
-                requests: 0,
-                flags: 0,
-                ips: Vec::new(),
-            });
-            windows.len() - 1
-        }
-    };
-    let mut exceeded = None;
-    let mut first_report = false;
-    let (requests, distinct_ips) = match windows.get_mut(index) {
+    let (index, evicted) = window_of(&mut windows, token, now, config);
+    let (exceeded, first_report, requests, distinct_ips) = match windows.get_mut(index) {
         Some(window) => {
-            if now >= window_end(window) {
-                *window = Window {
-                    token,
-                    started: now,
-                    requests: 0,
-                    flags: 0,
-                    ips: Vec::new(),
-                };
-            }
-            window.requests = window.requests.saturating_add(1);
-            if !window.ips.contains(&ip) {
-                if window.ips.len() < usize::from(config.max_distinct_ips) {
-                    window.ips.push(ip);
-                } else {
-                    // Not remembered: the first addresses keep working under `deny`.
-                    exceeded = Some(Exceeded::DistinctIps);
-                }
-            }
-            if exceeded.is_none() && window.requests > config.max_requests {
-                exceeded = Some(Exceeded::Requests);
-            }
-            if exceeded.is_some() && window.flags & FLAG_REPORTED == 0 {
-                window.flags |= FLAG_REPORTED;
-                first_report = true;
-            }
-            (window.requests, window.ips.len())
+            let (exceeded, first_report) = window.count(ip, now, config);
+            (exceeded, first_report, window.requests, window.ips.len())
         }
-        None => (0, 0),
+        None => (None, false, 0, 0),
     };
     Observed {
         slot: encode(&windows),
@@ -305,6 +295,37 @@ pub fn observe(
         requests,
         distinct_ips,
     }
+}
+
+/// The index of `token`'s window in the slot, a new one if it has none; and whether another
+/// token's window was evicted to make room for it.
+fn window_of(
+    windows: &mut Vec<Window>,
+    token: u64,
+    now: i64,
+    config: &AnomalyConfig,
+) -> (usize, bool) {
+    if let Some(index) = windows.iter().position(|w| w.token == token) {
+        return (index, false);
+    }
+    let mut evicted = false;
+    // Over windows are worth nothing: make room from them first, then the oldest.
+    windows.retain(|w| now < w.end(config));
+    if windows.len() >= ENTRIES_PER_SLOT {
+        // A flagged window goes last: evicting it would forget the addresses that
+        // make the next one stand out.
+        if let Some(oldest) = windows
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| (w.flags & FLAG_REPORTED != 0, w.started))
+            .map(|(i, _)| i)
+        {
+            windows.swap_remove(oldest);
+            evicted = true;
+        }
+    }
+    windows.push(Window::new(token, now));
+    (windows.len() - 1, evicted)
 }
 
 fn encode(windows: &[Window]) -> Vec<u8> {

@@ -361,140 +361,13 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
     }
     let raw: RawOptions = serde_json::from_value(Value::Object(options))
         .map_err(|e| ConfigError::new("revocation", e.to_string()))?;
-    // Static entries never expire by `exp` here: the config has no clock.
-    let parsed = doc::parse_value(&Value::Object(object), Source::Config, i64::MIN)
-        .map_err(|e| ConfigError::new("revocation", e))?;
-    let static_set = parsed.builder.build("", "");
-    for scope in parsed
-        .scopes
-        .iter()
-        .map(String::as_str)
-        .chain(static_set.cutoff_scopes())
-        .filter(|s| !s.is_empty())
-    {
-        if !provider_names.contains(&scope) {
-            return Err(ConfigError::new(
-                format!("revocation.providers.{scope}"),
-                "names no configured provider",
-            ));
-        }
-    }
-    let response_header = match raw.response_header {
-        None => Some(DEFAULT_RESPONSE_HEADER.to_owned()),
-        Some(Value::Null) => None,
-        Some(Value::String(name))
-            if crate::token::extract::is_header_name(&name) && !name.starts_with(':') =>
-        {
-            Some(name.to_ascii_lowercase())
-        }
-        Some(_) => {
-            return Err(ConfigError::new(
-                "revocation.response_header",
-                "must be a header name, or null to disable",
-            ))
-        }
-    };
+    let static_set = compile_static_entries(object, provider_names)?;
+    let response_header = compile_response_header(raw.response_header)?;
     let header_policy = header_policy(raw.response_header_directives.as_deref());
-    let list = raw
-        .list
-        .map(|l| -> Result<ListConfig, ConfigError> {
-            let refresh_seconds = positive(
-                l.refresh_seconds.unwrap_or(DEFAULT_LIST_REFRESH_SECONDS),
-                "revocation.list.refresh_seconds",
-            )?;
-            let max_stale_seconds = l
-                .max_stale_seconds
-                .unwrap_or(DEFAULT_LIST_MAX_STALE_SECONDS);
-            if max_stale_seconds < refresh_seconds {
-                return Err(ConfigError::new(
-                    "revocation.list.max_stale_seconds",
-                    "must be at least refresh_seconds",
-                ));
-            }
-            Ok(ListConfig {
-                endpoint: endpoint(&l.cluster, &l.uri, "revocation.list")?,
-                timeout_ms: positive(
-                    l.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS),
-                    "revocation.list.timeout_ms",
-                )?,
-                refresh_seconds,
-                max_stale_seconds,
-                on_stale: l.on_stale,
-                allow_removal: l.allow_removal,
-            })
-        })
-        .transpose()?;
-    let publish = raw
-        .publish
-        .map(|p| -> Result<PublishConfig, ConfigError> {
-            Ok(PublishConfig {
-                endpoint: endpoint(&p.cluster, &p.uri, "revocation.publish")?,
-                timeout_ms: positive(
-                    p.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS),
-                    "revocation.publish.timeout_ms",
-                )?,
-                queue_size: queue_size(p.queue_size, "revocation.publish.queue_size")?,
-                max_attempts: max_attempts(p.max_attempts),
-            })
-        })
-        .transpose()?;
-    let idp = raw
-        .idp
-        .map(|i| -> Result<IdpRevocation, ConfigError> {
-            Ok(IdpRevocation {
-                client: compile_client(
-                    RawClient {
-                        cluster: i.cluster,
-                        uri: i.uri,
-                        client_id: i.client_id,
-                        client_secret: i.client_secret,
-                        auth: i.auth,
-                        timeout_ms: i.timeout_ms,
-                    },
-                    &|key| format!("revocation.idp.{key}"),
-                )?,
-                queue_size: queue_size(i.queue_size, "revocation.idp.queue_size")?,
-                max_attempts: max_attempts(i.max_attempts),
-            })
-        })
-        .transpose()?;
-    let status_list = raw
-        .status_list
-        .map(|s| -> Result<StatusListConfig, ConfigError> {
-            if s.clusters.is_empty() {
-                return Err(ConfigError::new(
-                    "revocation.status_list.clusters",
-                    "must map at least one status list authority to a cluster",
-                ));
-            }
-            if let Some((authority, _)) = s
-                .clusters
-                .iter()
-                .find(|(a, c)| a.is_empty() || c.is_empty())
-            {
-                return Err(ConfigError::new(
-                    format!("revocation.status_list.clusters.{authority}"),
-                    "authority and cluster must not be empty",
-                ));
-            }
-            Ok(StatusListConfig {
-                clusters: s.clusters.into_iter().collect(),
-                timeout_ms: positive(
-                    s.timeout_ms.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS),
-                    "revocation.status_list.timeout_ms",
-                )?,
-                default_ttl_seconds: positive(
-                    s.default_ttl_seconds
-                        .unwrap_or(DEFAULT_STATUS_LIST_TTL_SECONDS),
-                    "revocation.status_list.default_ttl_seconds",
-                )?,
-                max_stale_seconds: s
-                    .max_stale_seconds
-                    .unwrap_or(DEFAULT_LIST_MAX_STALE_SECONDS),
-                on_stale: s.on_stale,
-            })
-        })
-        .transpose()?;
+    let list = raw.list.map(compile_list).transpose()?;
+    let publish = raw.publish.map(compile_publish).transpose()?;
+    let idp = raw.idp.map(compile_idp).transpose()?;
+    let status_list = raw.status_list.map(compile_status_list).transpose()?;
     if idp.is_some() && response_header.is_none() {
         return Err(ConfigError::new(
             "revocation.idp",
@@ -516,6 +389,139 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
         idp,
         status_list,
         learned_generation: raw.learned_generation,
+    })
+}
+
+/// What is left of `revocation` once the options are taken out: static entries, in the
+/// revocation document's shape, whose provider scopes must be configured providers.
+fn compile_static_entries(
+    entries: Map<String, Value>,
+    provider_names: &[&str],
+) -> Result<RevocationSet, ConfigError> {
+    // Static entries never expire by `exp` here: the config has no clock.
+    let parsed = doc::parse_value(&Value::Object(entries), Source::Config, i64::MIN)
+        .map_err(|e| ConfigError::new("revocation", e))?;
+    let static_set = parsed.builder.build("", "");
+    for scope in parsed
+        .scopes
+        .iter()
+        .map(String::as_str)
+        .chain(static_set.cutoff_scopes())
+        .filter(|s| !s.is_empty())
+    {
+        if !provider_names.contains(&scope) {
+            return Err(ConfigError::new(
+                format!("revocation.providers.{scope}"),
+                "names no configured provider",
+            ));
+        }
+    }
+    Ok(static_set)
+}
+
+/// `response_header`: absent is the default name, `null` disables it, else a lower-cased
+/// header name (not a pseudo-header).
+fn compile_response_header(raw: Option<Value>) -> Result<Option<String>, ConfigError> {
+    match raw {
+        None => Ok(Some(DEFAULT_RESPONSE_HEADER.to_owned())),
+        Some(Value::Null) => Ok(None),
+        Some(Value::String(name))
+            if crate::token::extract::is_header_name(&name) && !name.starts_with(':') =>
+        {
+            Ok(Some(name.to_ascii_lowercase()))
+        }
+        Some(_) => Err(ConfigError::new(
+            "revocation.response_header",
+            "must be a header name, or null to disable",
+        )),
+    }
+}
+
+/// `revocation.list`: the poll's endpoint and timing; stale no sooner than one poll period.
+fn compile_list(l: RawList) -> Result<ListConfig, ConfigError> {
+    let refresh_seconds = positive(
+        l.refresh_seconds.unwrap_or(DEFAULT_LIST_REFRESH_SECONDS),
+        "revocation.list.refresh_seconds",
+    )?;
+    let max_stale_seconds = l
+        .max_stale_seconds
+        .unwrap_or(DEFAULT_LIST_MAX_STALE_SECONDS);
+    if max_stale_seconds < refresh_seconds {
+        return Err(ConfigError::new(
+            "revocation.list.max_stale_seconds",
+            "must be at least refresh_seconds",
+        ));
+    }
+    Ok(ListConfig {
+        endpoint: endpoint(&l.cluster, &l.uri, "revocation.list")?,
+        timeout_ms: timeout_ms(l.timeout_ms, "revocation.list.timeout_ms")?,
+        refresh_seconds,
+        max_stale_seconds,
+        on_stale: l.on_stale,
+        allow_removal: l.allow_removal,
+    })
+}
+
+/// `revocation.publish`: where learned revocations are POSTed, and its outgoing queue.
+fn compile_publish(p: RawPublish) -> Result<PublishConfig, ConfigError> {
+    Ok(PublishConfig {
+        endpoint: endpoint(&p.cluster, &p.uri, "revocation.publish")?,
+        timeout_ms: timeout_ms(p.timeout_ms, "revocation.publish.timeout_ms")?,
+        queue_size: queue_size(p.queue_size, "revocation.publish.queue_size")?,
+        max_attempts: max_attempts(p.max_attempts),
+    })
+}
+
+/// `revocation.idp`: the RFC 7009 client, and its outgoing queue.
+fn compile_idp(i: RawIdp) -> Result<IdpRevocation, ConfigError> {
+    Ok(IdpRevocation {
+        client: compile_client(
+            RawClient {
+                cluster: i.cluster,
+                uri: i.uri,
+                client_id: i.client_id,
+                client_secret: i.client_secret,
+                auth: i.auth,
+                timeout_ms: i.timeout_ms,
+            },
+            &|key| format!("revocation.idp.{key}"),
+        )?,
+        queue_size: queue_size(i.queue_size, "revocation.idp.queue_size")?,
+        max_attempts: max_attempts(i.max_attempts),
+    })
+}
+
+/// `revocation.status_list`: the authorities lists may be fetched from (nothing else is
+/// fetched), and their timing.
+fn compile_status_list(s: RawStatusList) -> Result<StatusListConfig, ConfigError> {
+    if s.clusters.is_empty() {
+        return Err(ConfigError::new(
+            "revocation.status_list.clusters",
+            "must map at least one status list authority to a cluster",
+        ));
+    }
+    if let Some((authority, _)) = s
+        .clusters
+        .iter()
+        .find(|(a, c)| a.is_empty() || c.is_empty())
+    {
+        return Err(ConfigError::new(
+            format!("revocation.status_list.clusters.{authority}"),
+            "authority and cluster must not be empty",
+        ));
+    }
+    Ok(StatusListConfig {
+        clusters: s.clusters.into_iter().collect(),
+        timeout_ms: timeout_ms(s.timeout_ms, "revocation.status_list.timeout_ms")?,
+        default_ttl_seconds: positive(
+            s.default_ttl_seconds
+                .unwrap_or(DEFAULT_STATUS_LIST_TTL_SECONDS),
+            "revocation.status_list.default_ttl_seconds",
+        )?,
+        max_stale_seconds: s
+            .max_stale_seconds
+            .unwrap_or(DEFAULT_LIST_MAX_STALE_SECONDS),
+        on_stale: s.on_stale,
     })
 }
 
@@ -554,6 +560,11 @@ fn queue_size(configured: Option<usize>, key: &str) -> Result<usize, ConfigError
         Some(size) => Ok(size),
         None => Ok(DEFAULT_PUBLISH_QUEUE_SIZE),
     }
+}
+
+/// A poll, POST or fetch timeout: the default when unset, never zero.
+fn timeout_ms(configured: Option<u64>, key: &str) -> Result<u64, ConfigError> {
+    positive(configured.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS), key)
 }
 
 fn positive(value: u64, key: &str) -> Result<u64, ConfigError> {

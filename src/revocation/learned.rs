@@ -223,30 +223,14 @@ pub fn from_header(
     now: i64,
 ) -> FromHeader {
     let mut out = FromHeader::default();
-    let directives = match parse_directives(value) {
+    let directives = match checked_directives(value) {
         Ok(directives) => directives,
-        Err(why) => {
-            out.problems.push(HeaderProblem::Unparsable(why));
+        Err(problem) => {
+            out.problems.push(problem);
             return out;
         }
     };
-    if directives.len() > MAX_DIRECTIVES_PER_VALUE {
-        out.problems.push(HeaderProblem::Unparsable(
-            "more directives than a response needs",
-        ));
-        return out;
-    }
-    // An unknown directive is most often the tail of a value cut at a comma
-    // (`sub=CN=alice,OU=eng`): the rest of the value cannot be trusted to mean what it says.
-    if let Some(Directive::Unknown(name)) = directives
-        .iter()
-        .find(|d| matches!(d, Directive::Unknown(_)))
-    {
-        out.problems.push(HeaderProblem::Unknown(name.clone()));
-        return out;
-    }
     let scope = authorized.map_or(ANY_PROVIDER, |a| a.provider.as_str());
-    let provider = authorized.map(|a| a.provider.clone());
     for directive in directives {
         match directive {
             Directive::SelfToken if !policy.allow_self => {
@@ -260,41 +244,74 @@ pub fn from_header(
                 out.problems.push(HeaderProblem::NotAllowed("jti"))
             }
             Directive::Jti(jti) if jti.is_empty() => out.problems.push(HeaderProblem::Empty("jti")),
-            Directive::Jti(jti) => {
-                out.learned.push(LearnedEntry {
-                    kind: LearnedKind::Exact(fingerprint(Kind::Jti, scope, jti.as_bytes())),
-                    exp: None,
-                });
-                out.publish.push(PublishEntry::Jti {
-                    provider: provider.clone(),
-                    jti,
-                    exp: None,
-                });
-            }
+            Directive::Jti(jti) => revoke_jti(&mut out, jti, authorized, scope),
             Directive::Sub(_) if !policy.allow_sub => {
                 out.problems.push(HeaderProblem::NotAllowed("sub"))
             }
             Directive::Sub(sub) if sub.is_empty() => out.problems.push(HeaderProblem::Empty("sub")),
-            Directive::Sub(sub) => {
-                let cutoff = SubjectCutoff::at(now, authorized, policy);
-                out.learned.push(LearnedEntry {
-                    kind: LearnedKind::Subject(
-                        fingerprint(Kind::Subject, scope, sub.as_bytes()),
-                        cutoff.issued_before,
-                    ),
-                    exp: cutoff.matters_until,
-                });
-                out.publish.push(PublishEntry::Subject {
-                    provider: provider.clone(),
-                    sub,
-                    issued_before: cutoff.issued_before,
-                });
-            }
+            Directive::Sub(sub) => revoke_subject(&mut out, sub, authorized, policy, now, scope),
             Directive::Unknown(name) => out.problems.push(HeaderProblem::Unknown(name)),
         }
     }
     out.dedup();
     out
+}
+
+/// A header value's directives, or the one problem that refuses the value as a whole.
+fn checked_directives(value: &str) -> Result<Vec<Directive>, HeaderProblem> {
+    let directives = parse_directives(value).map_err(HeaderProblem::Unparsable)?;
+    if directives.len() > MAX_DIRECTIVES_PER_VALUE {
+        return Err(HeaderProblem::Unparsable(
+            "more directives than a response needs",
+        ));
+    }
+    // An unknown directive is most often the tail of a value cut at a comma
+    // (`sub=CN=alice,OU=eng`): the rest of the value cannot be trusted to mean what it says.
+    if let Some(Directive::Unknown(name)) = directives
+        .iter()
+        .find(|d| matches!(d, Directive::Unknown(_)))
+    {
+        return Err(HeaderProblem::Unknown(name.clone()));
+    }
+    Ok(directives)
+}
+
+/// `jti=<id>`: any token of the issuer with that `jti`, kept until evicted (its `exp` is not
+/// known here).
+fn revoke_jti(out: &mut FromHeader, jti: String, authorized: Option<&Authorized>, scope: &str) {
+    out.learned.push(LearnedEntry {
+        kind: LearnedKind::Exact(fingerprint(Kind::Jti, scope, jti.as_bytes())),
+        exp: None,
+    });
+    out.publish.push(PublishEntry::Jti {
+        provider: authorized.map(|a| a.provider.clone()),
+        jti,
+        exp: None,
+    });
+}
+
+/// `sub=<subject>`: every token of the subject issued up to the cutoff.
+fn revoke_subject(
+    out: &mut FromHeader,
+    sub: String,
+    authorized: Option<&Authorized>,
+    policy: &HeaderPolicy,
+    now: i64,
+    scope: &str,
+) {
+    let cutoff = SubjectCutoff::at(now, authorized, policy);
+    out.learned.push(LearnedEntry {
+        kind: LearnedKind::Subject(
+            fingerprint(Kind::Subject, scope, sub.as_bytes()),
+            cutoff.issued_before,
+        ),
+        exp: cutoff.matters_until,
+    });
+    out.publish.push(PublishEntry::Subject {
+        provider: authorized.map(|a| a.provider.clone()),
+        sub,
+        issued_before: cutoff.issued_before,
+    });
 }
 
 /// Directives one header value may carry: a logout needs one or two. More is refused whole:
