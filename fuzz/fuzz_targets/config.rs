@@ -15,7 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let guard = Guard::new(configured.config);
     let _ = guard.config().expiry_grace_seconds();
     let _ = guard.config().wants_identity();
-    let _ = guard.status_lists_due(NOW);
+    let _ = guard.state().status_lists_due(NOW);
     let headers = vec![
         ("authorization".to_owned(), "Bearer a.b.c".to_owned()),
         ("origin".to_owned(), "https://app.example".to_owned()),

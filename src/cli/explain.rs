@@ -1,26 +1,26 @@
 //! `explain --config FILE TOKEN`: the filter's decision for one token, made by the guard's own
-//! `decide` at `--now` on `--method`/`--path`, with each check it makes spelled out and the
-//! response it would send. What a proxy fetches (remote JWKS, the polled list, status lists,
+//! pipeline at `--now` on `--method`/`--path` (`Guard::decide_traced`), with each step it took
+//! spelled out and the response it would send. What a proxy fetches (remote JWKS, the polled list, status lists,
 //! introspection) the CLI cannot: it says so, and takes keys and the list from files.
 
 use std::io::Write;
 use std::rc::Rc;
 
-use super::args::Spec;
+use super::args::{Args, Spec};
 use super::check::{load_one, summary};
 use super::time::{describe, parse_time, span, unix_now};
 use super::{read_input, read_token, CliError, Outcome};
 use crate::config::{Config, CryptoMode, Provider};
-use crate::decide::decision::{Decision, Denial, DenyReason};
+use crate::decide::decision::{Decision, Denial};
 use crate::decide::guard::{Guard, HeldList, Request, Verdict};
+use crate::decide::trace::{Detail, Mark, Step};
 use crate::keys::host_crypto::software::RustCryptoHost;
-use crate::keys::host_crypto::HostCrypto;
 use crate::keys::jwks::{self, KeySet};
 use crate::observe::fingerprint::{fingerprint, hex};
 use crate::policy::rules::{is_cors_preflight, Requirement};
 use crate::revocation::list::{accept_response, ListUpdate};
-use crate::revocation::set::{Probe, RevocationSet, TokenHashes};
-use crate::token::claims::{check_audience, check_scopes, check_subject, check_times, Audience};
+use crate::revocation::set::RevocationSet;
+use crate::token::claims::Audience;
 use crate::token::extract::TokenSource;
 use crate::token::verify::{self, ParsedToken};
 
@@ -51,52 +51,16 @@ pub fn run(
         Some(t) => parse_time(t, unix_now()).map_err(CliError::Usage)?,
         None => unix_now(),
     };
-    let method = args.one("method")?.unwrap_or("GET").to_ascii_uppercase();
-    let path = args.one("path")?.unwrap_or("/");
-    if !path.starts_with('/') {
-        return Err(CliError::Usage(format!(
-            "--path {path:?} must start with /"
-        )));
-    }
-    let mut headers = Vec::new();
-    for header in args.all("header") {
-        let (name, value) = header
-            .split_once(':')
-            // Not echoed: the value may be a credential.
-            .ok_or_else(|| {
-                CliError::Usage(format!(
-                    "--header takes 'NAME: VALUE', and this one ({} characters) has no colon",
-                    header.chars().count()
-                ))
-            })?;
-        headers.push((name.trim().to_ascii_lowercase(), value.trim().to_owned()));
-    }
+    let (method, path, mut headers) = request_args(&args)?;
+    let path = path.as_str();
     let (at, configured, written) = load_one(config_path, err)?;
     let config = configured.config;
     let mut notes = Vec::new();
     let keys = provider_keys(&config, &written, args.all("jwks"), &mut notes)?;
     let list = revocation_list(&config, args.one("revocation-list")?, now, &mut notes)?;
-
     let parsed = verify::parse(&token);
     let iss = parsed.as_ref().ok().and_then(|p| p.claims.iss.as_deref());
-    // The credential goes where a provider that may serve it reads tokens (as a client of the
-    // route would send it): the first of the route's providers, in the route's order, whose
-    // issuer is the token's `iss`; else any provider with that issuer; a token no provider
-    // issued goes in `Authorization: Bearer`.
-    let issued = |i: &usize| {
-        config
-            .providers
-            .get(*i)
-            .is_some_and(|p| Some(p.issuer.as_str()) == iss)
-    };
-    let chosen = config
-        .rules
-        .requirement_for(&method, path, &headers)
-        .map(|(requirement, _)| route_providers(requirement, config.providers.len()))
-        .unwrap_or_default()
-        .into_iter()
-        .find(issued)
-        .or_else(|| (0..config.providers.len()).find(issued));
+    let chosen = placed_for(&config, &method, path, &headers, iss);
     let source = chosen
         .and_then(|i| config.providers.get(i))
         .and_then(|p| p.sources.first())
@@ -105,8 +69,7 @@ pub fn run(
     let (request_path, placed) = place_token(&source, &token, path, &mut headers);
     let tls = !args.switch("plaintext");
 
-    // The verdict is the guard's own decision; the checks shown are those of the provider it
-    // chose (or, when it chose none, of the one the token was placed for).
+    // The verdict and the steps shown are the guard's own pipeline's.
     let guard = build_guard(config.clone(), &keys, list.clone(), now);
     let request = Request {
         method: &method,
@@ -115,31 +78,23 @@ pub fn run(
         tls,
         not_utf8: &[],
     };
-    let verdict = guard.decide(&request, now);
-    let waited_for = decided_provider(&verdict.decision, &config);
-    let (verdict, waited) = match waiting_for(&verdict, guard.config()) {
-        None => (verdict, None),
-        Some(what) => (guard.decide_after_wait(&request, now), Some(what)),
+    let (first, steps) = guard.decide_traced(&request, now, true);
+    let waited_for = decided_provider(&first.decision, &config);
+    let (verdict, steps, waited) = match waiting_for(&first, guard.config()) {
+        None => (first, steps, None),
+        Some(what) => {
+            let (verdict, steps) = guard.decide_traced(&request, now, false);
+            (verdict, steps, Some(what))
+        }
     };
     let decided = decided_provider(&verdict.decision, &config).or(waited_for);
 
-    let digest = crate::token::id::whole_token_sha256(&token);
-    let id = crate::token::id::token_id(&token);
-    let host: Option<&dyn HostCrypto> =
-        (config.crypto == CryptoMode::Auto).then_some(&RustCryptoHost as &dyn HostCrypto);
     writeln!(out, "config    {at}: {}", summary(&config))?;
     for warning in &configured.warnings {
         writeln!(out, "          warning: {warning}")?;
     }
     writeln!(out, "time      {}", describe(now, unix_now()))?;
-    writeln!(
-        out,
-        "token     fingerprint {} (as in the decision log); token id {} (what `token_sha256` \
-         revocations name); sha256 of the whole token {}",
-        fingerprint(&digest),
-        hex(&id),
-        hex(&digest)
-    )?;
+    describe_identity(out, &token)?;
     if let Ok(parsed) = &parsed {
         describe_token(out, parsed, now)?;
     }
@@ -153,9 +108,81 @@ pub fn run(
         },
         if tls { "TLS" } else { "plaintext" }
     )?;
+    let placement = Placement {
+        method: &method,
+        path: &request_path,
+        headers: &headers,
+        decided,
+        chosen,
+    };
+    describe_rule(out, &config, &keys, &placement)?;
+    if let Some(revocation) = &config.revocation {
+        notes.push(format!(
+            "revocation: config {} entries{}; what a proxy learns at run time (revocation \
+             headers, misuse) is not known here",
+            revocation.static_set.len(),
+            list.as_ref()
+                .map(|l| format!(", list {} entries", l.len()))
+                .unwrap_or_default()
+        ));
+    }
+    describe_steps(out, &steps, &notes, waited.as_deref(), now)?;
+    report_verdict(out, &verdict.decision)
+}
+
+/// The pipeline's steps, what the CLI could not know, and whether the filter would wait.
+fn describe_steps(
+    out: &mut dyn Write,
+    steps: &[Step],
+    notes: &[String],
+    waited: Option<&str>,
+    now: i64,
+) -> Result<(), CliError> {
+    if !steps.is_empty() {
+        writeln!(out, "checks")?;
+        for step in steps {
+            writeln!(out, "  {}", step_line(step, now))?;
+        }
+    }
+    for note in notes {
+        writeln!(out, "note      {note}")?;
+    }
+    if let Some(what) = waited {
+        writeln!(
+            out,
+            "waits     the filter would pause the request: {what}. The CLI cannot; this is \
+             its answer when that fetch brings nothing:"
+        )?;
+    }
+    Ok(())
+}
+
+/// Where the request landed: its line and headers, and which provider the filter chose (or
+/// the token was placed for).
+struct Placement<'a> {
+    method: &'a str,
+    path: &'a str,
+    headers: &'a [(String, String)],
+    decided: Option<usize>,
+    chosen: Option<usize>,
+}
+
+/// The rule the request matches and the provider whose checks follow.
+fn describe_rule(
+    out: &mut dyn Write,
+    config: &Config,
+    keys: &[Keys],
+    placement: &Placement<'_>,
+) -> Result<(), CliError> {
+    let (method, headers, decided, chosen) = (
+        placement.method,
+        placement.headers,
+        placement.decided,
+        placement.chosen,
+    );
     let route = config
         .rules
-        .requirement_for(&method, &request_path, &headers);
+        .requirement_for(method, placement.path, headers);
     match route {
         None => writeln!(
             out,
@@ -172,96 +199,141 @@ pub fn run(
                     format!("; scopes {}", scopes.join(" "))
                 }
             )?;
-            if config.bypass_cors_preflight && is_cors_preflight(&method, &headers) {
+            if config.bypass_cors_preflight && is_cors_preflight(method, headers) {
                 writeln!(
                     out,
                     "          a CORS preflight: let through without a token"
                 )?;
             }
             let eligible = route_providers(requirement, config.providers.len());
-            match &parsed {
-                _ if eligible.is_empty() => {}
-                Err(_) if !verify::looks_like_jws(&token) && introspects(&config, &eligible) => {
-                    writeln!(
-                        out,
-                        "checks\n  --    token: opaque (not a JWT): only the IdP's introspection \
-                         answer can judge it"
-                    )?
-                }
-                Err(reason) => writeln!(
+            let shown = decided
+                .filter(|i| eligible.contains(i))
+                .or_else(|| chosen.filter(|i| eligible.contains(i)));
+            if let Some((provider, keys)) =
+                shown.and_then(|i| config.providers.get(i).zip(keys.get(i)))
+            {
+                writeln!(
                     out,
-                    "checks\n  FAIL  token: {} ({})",
-                    reason.description(),
-                    reason.code()
-                )?,
-                Ok(parsed) => {
-                    let provider = decided
-                        .filter(|i| eligible.contains(i))
-                        .or_else(|| chosen.filter(|i| eligible.contains(i)));
-                    let checks =
-                        match provider.and_then(|i| config.providers.get(i).zip(keys.get(i))) {
-                            None => vec![Check::fail(
-                                "iss",
-                                DenyReason::IssuerNotAccepted,
-                                format!(
-                                    "{} is not the issuer of a provider of this route ({})",
-                                    shown(iss),
-                                    eligible
-                                        .iter()
-                                        .filter_map(|i| config.providers.get(*i))
-                                        .map(|p| format!("{}: {:?}", p.name, p.issuer))
-                                        .collect::<Vec<_>>()
-                                        .join(", ")
-                                ),
-                            )],
-                            Some((provider, keys)) => {
-                                let context = Context {
-                                    config: &config,
-                                    provider,
-                                    keys: &keys.set,
-                                    audiences: route_audiences(requirement, provider, &config)
-                                        .unwrap_or(&provider.audiences),
-                                    scopes,
-                                    now,
-                                    host,
-                                    digest: &digest,
-                                    id: &id,
-                                    list: list.as_ref(),
-                                };
-                                writeln!(
-                                    out,
-                                    "provider  {} (its issuer is the token's iss{}); {}",
-                                    provider.name,
-                                    if decided.is_some() {
-                                        "; the filter's choice"
-                                    } else {
-                                        ""
-                                    },
-                                    key_text(provider, keys)
-                                )?;
-                                checks(parsed, &context)
-                            }
-                        };
-                    writeln!(out, "checks")?;
-                    for check in checks {
-                        writeln!(out, "  {check}")?;
-                    }
-                }
+                    "provider  {} (its issuer is the token's iss{}); {}",
+                    provider.name,
+                    if decided.is_some() {
+                        "; the filter's choice"
+                    } else {
+                        ""
+                    },
+                    key_text(provider, keys)
+                )?;
             }
         }
     }
-    for note in &notes {
-        writeln!(out, "note      {note}")?;
-    }
+    Ok(())
+}
 
-    if let Some(what) = waited {
-        writeln!(
-            out,
-            "waits     the filter would pause the request: {what}. The CLI cannot; this is \
-             its answer when that fetch brings nothing:"
-        )?;
+/// Header names and values, as the guard reads them.
+type Headers = Vec<(String, String)>;
+
+/// `--method`, `--path` and `--header`: the request the token comes with.
+fn request_args(args: &Args) -> Result<(String, String, Headers), CliError> {
+    let method = args.one("method")?.unwrap_or("GET").to_ascii_uppercase();
+    let path = args.one("path")?.unwrap_or("/");
+    if !path.starts_with('/') {
+        return Err(CliError::Usage(format!(
+            "--path {path:?} must start with /"
+        )));
     }
-    report_verdict(out, &verdict.decision)
+    Ok((method, path.to_owned(), header_args(args.all("header"))?))
+}
+
+/// `--header 'NAME: VALUE'` arguments, names lower-cased.
+fn header_args<'a>(args: impl Iterator<Item = &'a str>) -> Result<Vec<(String, String)>, CliError> {
+    args.map(|header| {
+        let (name, value) = header
+            .split_once(':')
+            // Not echoed: the value may be a credential.
+            .ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--header takes 'NAME: VALUE', and this one ({} characters) has no colon",
+                    header.chars().count()
+                ))
+            })?;
+        Ok((name.trim().to_ascii_lowercase(), value.trim().to_owned()))
+    })
+    .collect()
+}
+
+/// The provider whose token source the credential goes in (as a client of the route would
+/// send it): the first of the route's providers, in the route's order, whose issuer is the
+/// token's `iss`; else any provider with that issuer. `None`: `Authorization: Bearer`.
+fn placed_for(
+    config: &Config,
+    method: &str,
+    path: &str,
+    headers: &[(String, String)],
+    iss: Option<&str>,
+) -> Option<usize> {
+    let issued = |i: &usize| {
+        config
+            .providers
+            .get(*i)
+            .is_some_and(|p| Some(p.issuer.as_str()) == iss)
+    };
+    config
+        .rules
+        .requirement_for(method, path, headers)
+        .map(|(requirement, _)| route_providers(requirement, config.providers.len()))
+        .unwrap_or_default()
+        .into_iter()
+        .find(issued)
+        .or_else(|| (0..config.providers.len()).find(issued))
+}
+
+/// The hashes the decision log and revocations know the token by (never the token).
+fn describe_identity(out: &mut dyn Write, token: &str) -> Result<(), CliError> {
+    let digest = crate::token::id::whole_token_sha256(token);
+    let id = crate::token::id::token_id(token);
+    writeln!(
+        out,
+        "token     fingerprint {} (as in the decision log); token id {} (what `token_sha256` \
+         revocations name); sha256 of the whole token {}",
+        fingerprint(&digest),
+        hex(&id),
+        hex(&digest)
+    )?;
+    Ok(())
+}
+
+/// One pipeline step as a line: `ok`, `--` (not checked), `wait` or `FAIL` with the reason.
+fn step_line(step: &Step, now: i64) -> String {
+    let detail = match &step.detail {
+        Detail::Text(text) => text.clone(),
+        Detail::Times { times, policy } => format!(
+            "exp {}, nbf {}, iat {}; clock skew {}{}{}",
+            when(times.exp, now),
+            when(times.nbf, now),
+            when(times.iat, now),
+            span(i64::try_from(policy.clock_skew_seconds).unwrap_or(i64::MAX)),
+            if policy.require_expiration {
+                ", exp required"
+            } else {
+                ""
+            },
+            policy
+                .max_lifetime_seconds
+                .map(|max| format!(", lifetime at most {max}s"))
+                .unwrap_or_default()
+        ),
+    };
+    match step.mark {
+        Mark::Pass => format!("ok    {}: {detail}", step.name),
+        Mark::NotChecked => format!("--    {}: {detail}", step.name),
+        Mark::Waits => format!("wait  {}: {detail}", step.name),
+        Mark::Fail(reason) => format!(
+            "FAIL  {}: {} ({}; {detail})",
+            step.name,
+            reason.description(),
+            reason.code()
+        ),
+    }
 }
 
 /// A provider's keys as the CLI has them.
@@ -534,13 +606,6 @@ fn requirement_text(requirement: &Requirement, providers: &[Provider]) -> String
     }
 }
 
-fn introspects(config: &Config, providers: &[usize]) -> bool {
-    providers
-        .iter()
-        .filter_map(|i| config.providers.get(*i))
-        .any(|p| p.introspection.is_some())
-}
-
 /// The providers a route may accept a token of, in the route's order.
 fn route_providers(requirement: &Requirement, count: usize) -> Vec<usize> {
     match requirement {
@@ -557,26 +622,6 @@ fn route_providers(requirement: &Requirement, count: usize) -> Vec<usize> {
             }
             all
         }
-    }
-}
-
-/// `provider_and_audiences`: the route's audiences for this provider, if it sets some.
-fn route_audiences<'c>(
-    requirement: &'c Requirement,
-    provider: &Provider,
-    config: &Config,
-) -> Option<&'c [String]> {
-    match requirement {
-        Requirement::Provider {
-            index,
-            audiences: Some(audiences),
-        } if config.providers.get(*index).map(|p| &p.name) == Some(&provider.name) => {
-            Some(audiences)
-        }
-        Requirement::Any(parts) | Requirement::All(parts) => parts
-            .iter()
-            .find_map(|p| route_audiences(p, provider, config)),
-        _ => None,
     }
 }
 
@@ -598,233 +643,8 @@ fn key_text(provider: &Provider, keys: &Keys) -> String {
     format!("{} keys ({from}): {}", kids.len(), kids.join(", "))
 }
 
-/// What the checks need besides the token.
-struct Context<'c> {
-    config: &'c Config,
-    provider: &'c Provider,
-    keys: &'c KeySet,
-    audiences: &'c [String],
-    scopes: &'c [String],
-    now: i64,
-    host: Option<&'c dyn HostCrypto>,
-    digest: &'c [u8; 32],
-    /// The token identity (`token::id`).
-    id: &'c [u8; 32],
-    list: Option<&'c RevocationSet>,
-}
-
-enum Mark {
-    Pass,
-    Fail(DenyReason),
-    NotChecked,
-}
-
-struct Check {
-    name: &'static str,
-    mark: Mark,
-    detail: String,
-}
-
-impl Check {
-    fn of(name: &'static str, result: Result<(), DenyReason>, detail: String) -> Self {
-        let mark = match result {
-            Ok(()) => Mark::Pass,
-            Err(reason) => Mark::Fail(reason),
-        };
-        Check { name, mark, detail }
-    }
-
-    fn fail(name: &'static str, reason: DenyReason, detail: String) -> Self {
-        Check::of(name, Err(reason), detail)
-    }
-}
-
-impl std::fmt::Display for Check {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.mark {
-            Mark::Pass => write!(f, "ok    {}: {}", self.name, self.detail),
-            Mark::NotChecked => write!(f, "--    {}: {}", self.name, self.detail),
-            Mark::Fail(reason) => write!(
-                f,
-                "FAIL  {}: {} ({}; {})",
-                self.name,
-                reason.description(),
-                reason.code(),
-                self.detail
-            ),
-        }
-    }
-}
-
-/// The guard's checks for this provider, each on its own (the guard stops at the first
-/// failure; here every one is shown), in the guard's order.
-fn checks(parsed: &ParsedToken<'_>, c: &Context<'_>) -> Vec<Check> {
-    let provider = c.provider;
-    let alg = parsed.algorithm.name();
-    let allowed: Vec<&str> = provider.algorithms.iter().map(|a| a.name()).collect();
-    let mut checks = vec![Check::of(
-        "alg",
-        if provider.algorithms.contains(&parsed.algorithm) {
-            Ok(())
-        } else {
-            Err(DenyReason::AlgorithmNotAllowed)
-        },
-        format!("{alg}; accepted: {}", allowed.join(", ")),
-    )];
-    let signature = if c.keys.keys.is_empty() && provider.remote_jwks.is_some() {
-        Check {
-            name: "signature",
-            mark: Mark::NotChecked,
-            detail: "no keys: remote JWKS not fetched by the CLI".to_owned(),
-        }
-    } else {
-        let verified_in = if c.host.is_some() {
-            "as Envoy does (crypto: auto)"
-        } else {
-            "in wasm (crypto: wasm)"
-        };
-        Check::of(
-            "signature",
-            verify::verify_signature(parsed, c.keys, c.host).map(|_| ()),
-            format!("kid {}, {verified_in}", shown(parsed.kid.as_deref())),
-        )
-    };
-    checks.push(signature);
-    checks.push(Check::of(
-        "access token",
-        if parsed.not_an_access_token {
-            Err(DenyReason::NotAnAccessToken)
-        } else {
-            Ok(())
-        },
-        "not an ID token or a refresh token".to_owned(),
-    ));
-    checks.push(Check::of(
-        "typ",
-        if provider.token_types.accepts(parsed.typ.as_deref()) {
-            Ok(())
-        } else {
-            Err(DenyReason::TokenTypeNotAccepted)
-        },
-        format!(
-            "{}; accepted: {}{}",
-            shown(parsed.typ.as_deref()),
-            provider.token_types.accepted.join(", "),
-            if provider.token_types.required {
-                " (required)"
-            } else {
-                ""
-            }
-        ),
-    ));
-    checks.push(Check::of(
-        "iss",
-        Ok(()),
-        format!(
-            "{:?} is provider {}'s issuer",
-            provider.issuer, provider.name
-        ),
-    ));
-    let time = provider.time;
-    checks.push(Check::of(
-        "times",
-        check_times(parsed.times, time, c.now),
-        format!(
-            "exp {}, nbf {}, iat {}; clock skew {}{}{}",
-            when(parsed.times.exp, c.now),
-            when(parsed.times.nbf, c.now),
-            when(parsed.times.iat, c.now),
-            span(i64::try_from(time.clock_skew_seconds).unwrap_or(i64::MAX)),
-            if time.require_expiration {
-                ", exp required"
-            } else {
-                ""
-            },
-            time.max_lifetime_seconds
-                .map(|max| format!(", lifetime at most {max}s"))
-                .unwrap_or_default()
-        ),
-    ));
-    checks.push(Check::of(
-        "aud",
-        check_audience(parsed.claims.aud.as_ref(), c.audiences),
-        if c.audiences.is_empty() {
-            "not checked (no audiences configured)".to_owned()
-        } else {
-            format!("accepted: {}", c.audiences.join(", "))
-        },
-    ));
-    checks.push(match &provider.subjects {
-        None => Check {
-            name: "sub",
-            mark: Mark::NotChecked,
-            detail: "no subjects matcher".to_owned(),
-        },
-        Some(matcher) => Check::of(
-            "sub",
-            check_subject(parsed.claims.sub.as_deref(), Some(matcher)),
-            format!("must match {matcher:?}"),
-        ),
-    });
-    checks.push(Check::of(
-        "scopes",
-        check_scopes(&parsed.claims.scopes, c.scopes),
-        if c.scopes.is_empty() {
-            "none required by the rule".to_owned()
-        } else {
-            format!("required: {}", c.scopes.join(" "))
-        },
-    ));
-    checks.push(revocation_check(parsed, c));
-    checks
-}
-
 fn when(t: Option<i64>, now: i64) -> String {
     t.map_or_else(|| "-".to_owned(), |t| describe(t, now))
-}
-
-fn revocation_check(parsed: &ParsedToken<'_>, c: &Context<'_>) -> Check {
-    let Some(revocation) = &c.config.revocation else {
-        return Check {
-            name: "revocation",
-            mark: Mark::NotChecked,
-            detail: "no revocation configured".to_owned(),
-        };
-    };
-    let claims = &parsed.claims;
-    let probe = Probe::scoped(
-        &c.provider.revocation_scopes,
-        claims.jti.as_deref(),
-        claims.sub.as_deref(),
-        parsed.times.iat,
-        TokenHashes {
-            id: Some(c.id),
-            whole: Some(c.digest),
-        },
-    );
-    let by_config = revocation.static_set.revokes(&probe);
-    let by_list = c.list.is_some_and(|list| list.revokes(&probe));
-    let sizes = format!(
-        "config: {} entries{}; what a proxy learns at run time (revocation headers, misuse) is \
-         not known here",
-        revocation.static_set.len(),
-        c.list
-            .map(|l| format!(", list: {} entries", l.len()))
-            .unwrap_or_default()
-    );
-    match (by_list, by_config) {
-        (true, _) => Check::fail(
-            "revocation",
-            DenyReason::Revoked,
-            format!("by the list; {sizes}"),
-        ),
-        (false, true) => Check::fail(
-            "revocation",
-            DenyReason::Revoked,
-            format!("by the config; {sizes}"),
-        ),
-        (false, false) => Check::of("revocation", Ok(()), format!("not revoked; {sizes}")),
-    }
 }
 
 /// The provider the guard's decision names, if any.

@@ -138,6 +138,14 @@ enum NotVouched {
     Final(Stop),
 }
 
+/// A denial by one provider: another of the same issuer may still vouch for the token.
+fn refusal(stop: Stop) -> NotVouched {
+    match stop {
+        Stop::Deny(denial) => NotVouched::Refused(denial),
+        stop => NotVouched::Final(stop),
+    }
+}
+
 impl From<Stop> for NotVouched {
     fn from(stop: Stop) -> Self {
         NotVouched::Final(stop)
@@ -230,7 +238,11 @@ impl<'g> TokenCheck<'g, '_> {
                 Credential::One { .. } => Err(DenyReason::InsecureTransport),
             }
         });
-        let mark = Mark::of(found.as_ref().map(|_| ()).map_err(|r| *r));
+        // No token where these providers read one is not a failure of a `requires_any` option.
+        let mark = match &found {
+            Err(DenyReason::MissingToken) => Mark::NotChecked,
+            other => Mark::of(other.as_ref().map(|_| ()).map_err(|r| *r)),
+        };
         self.tracer.step("credential", mark, || {
             Detail::Text(match &found {
                 Ok((_, source)) => format!("one, in {}", described(source)),
@@ -492,66 +504,26 @@ impl<'g> TokenCheck<'g, '_> {
         parsed: &'p ParsedToken<'t>,
         presented: &Presented<'_, '_>,
     ) -> Result<Vouched<'g, 'p, 't>, NotVouched> {
-        let refused = |reason| match self.deny(reason, Some(provider), None, Some(presented)) {
-            Stop::Deny(denial) => NotVouched::Refused(denial),
-            stop => NotVouched::Final(stop),
-        };
+        let refused = |reason| refusal(self.deny(reason, Some(provider), None, Some(presented)));
         self.tracer.step("iss", Mark::Pass, || {
             Detail::Text(format!(
                 "{:?} is provider {}'s issuer",
                 provider.issuer, provider.name
             ))
         });
-        // Before any key is touched: this is what keeps an HS256 token away from an RSA key.
-        let allowed = if provider.algorithms.contains(&parsed.algorithm) {
-            Ok(())
-        } else {
-            Err(DenyReason::AlgorithmNotAllowed)
-        };
-        self.tracer
-            .check("alg", allowed, || {
-                let names: Vec<&str> = provider.algorithms.iter().map(|a| a.name()).collect();
-                format!(
-                    "{}; accepted: {}",
-                    parsed.algorithm.name(),
-                    names.join(", ")
-                )
-            })
-            .map_err(refused)?;
+        self.check_algorithm(provider, parsed).map_err(refused)?;
         let keys = self.keys_for(index, provider, parsed, presented)?;
-        let verified = verify::verify_signature(parsed, &keys, self.guard.crypto.as_deref());
-        self.tracer
-            .check(
-                "signature",
-                verified.as_ref().map(|_| ()).map_err(|r| *r),
-                || {
-                    format!(
-                        "kid {}, with {} key(s)",
-                        parsed
-                            .kid
-                            .as_deref()
-                            .map_or("-".to_owned(), |k| format!("{k:?}")),
-                        keys.keys.len()
-                    )
-                },
-            )
-            .map_err(refused)?;
-        let trusted = Trusted::Signed(verified.map_err(refused)?);
-        let refused_after_trust =
-            |reason| match self.deny_after_trust(reason, provider, &trusted, presented) {
-                Stop::Deny(denial) => NotVouched::Refused(denial),
-                stop => NotVouched::Final(stop),
-            };
+        let verified = self.check_signature(parsed, &keys).map_err(refused)?;
+        let trusted = Trusted::Signed(verified);
         self.check_kind_and_type(provider, parsed)
             .and_then(|()| self.check_claims(provider, &trusted, provider.time))
-            .map_err(refused_after_trust)?;
-        let Trusted::Signed(verified) = &trusted else {
-            return Err(refused(DenyReason::BadSignature));
-        };
+            .map_err(|reason| {
+                refusal(self.deny_after_trust(reason, provider, &trusted, presented))
+            })?;
         let headers = provider
             .forward
             .upstream_headers(verified.payload_b64(), verified.payload_json());
-        let status = self.status_claim(verified);
+        let status = self.status_claim(&verified);
         let introspected = provider
             .introspection
             .as_ref()
@@ -560,15 +532,14 @@ impl<'g> TokenCheck<'g, '_> {
             // The IdP has the last word on every request: never from the cache.
             self.check_signed_answer(index, provider, &trusted, presented)?;
         } else if self.guard.config.jwt_cache_size > 0 {
-            self.guard.state.cache.borrow_mut().insert(
-                presented.sha256(),
-                CachedToken {
-                    provider: index,
-                    trusted: verified.to_trusted(),
-                    upstream_headers: headers.clone(),
-                    status: status.clone(),
-                },
-            );
+            let entry = CachedToken {
+                provider: index,
+                trusted: verified.to_trusted(),
+                upstream_headers: headers.clone(),
+                status: status.clone(),
+            };
+            let digest = presented.sha256();
+            self.guard.state.cache.borrow_mut().insert(digest, entry);
         }
         Ok(Vouched {
             index,
@@ -578,6 +549,52 @@ impl<'g> TokenCheck<'g, '_> {
             status,
             introspected,
         })
+    }
+
+    /// Before any key is touched: this is what keeps an HS256 token away from an RSA key.
+    fn check_algorithm(
+        &self,
+        provider: &Provider,
+        parsed: &ParsedToken<'_>,
+    ) -> Result<(), DenyReason> {
+        let allowed = if provider.algorithms.contains(&parsed.algorithm) {
+            Ok(())
+        } else {
+            Err(DenyReason::AlgorithmNotAllowed)
+        };
+        self.tracer.check("alg", allowed, || {
+            let names: Vec<&str> = provider.algorithms.iter().map(|a| a.name()).collect();
+            format!(
+                "{}; accepted: {}",
+                parsed.algorithm.name(),
+                names.join(", ")
+            )
+        })
+    }
+
+    fn check_signature<'p, 't>(
+        &self,
+        parsed: &'p ParsedToken<'t>,
+        keys: &crate::keys::jwks::KeySet,
+    ) -> Result<Verified<'p, 't>, DenyReason> {
+        let verified = verify::verify_signature(parsed, keys, self.guard.crypto.as_deref());
+        let result = verified.as_ref().map(|_| ()).map_err(|r| *r);
+        self.tracer.check("signature", result, || {
+            format!(
+                "kid {}, with {} key(s), in {}",
+                parsed
+                    .kid
+                    .as_deref()
+                    .map_or("-".to_owned(), |k| format!("{k:?}")),
+                keys.keys.len(),
+                if self.guard.crypto.is_some() {
+                    "the host (crypto: auto)"
+                } else {
+                    "wasm"
+                }
+            )
+        })?;
+        verified
     }
 
     /// The provider's keys; with remote keys, a wait for the first fetch, or for one
