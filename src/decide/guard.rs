@@ -380,6 +380,7 @@ fn waiting(wait: WaitFor) -> Decision {
 mod tests {
     use super::*;
     use crate::decide::decision::{Authorized, RevocationSource, Upstream};
+    use crate::decide::trace::Mark;
     use crate::observe::fingerprint::fingerprint;
     use crate::testkit::{self, good_claims, keys, mint, rs256, Signer, NOW};
     use crate::token::id::token_id;
@@ -2578,5 +2579,62 @@ mod tests {
             reason(decide_at(&g, "/partner/x", &bearer(&forged), NOW)),
             Some(DenyReason::Revoked)
         );
+    }
+
+    #[test]
+    fn the_trace_is_the_decision_and_stops_at_its_reason() {
+        let g = all_algorithms_guard();
+        let mut forged = rs256(&good_claims());
+        forged.push('A');
+        let expired = rs256(&with(json!({ "exp": NOW - 3_600 })));
+        let mut tokens: Vec<String> = corpus().into_iter().map(|(_, t)| t).collect();
+        tokens.extend([forged, expired, "not-a-jwt".to_owned()]);
+        for token in tokens {
+            let headers = bearer(&token);
+            let request = get("/", &headers);
+            let plain = g.decide(&request, NOW);
+            let (traced, steps) = g.decide_traced(&request, NOW, true);
+            assert_eq!(
+                without_identity(traced.decision.clone()),
+                without_identity(plain.decision)
+            );
+            let last = steps.last().expect("a token was looked at");
+            match &traced.decision {
+                Decision::Deny(denial) => {
+                    assert_eq!(last.mark, Mark::Fail(denial.reason), "{steps:?}");
+                    let failed = steps.iter().filter(|s| matches!(s.mark, Mark::Fail(_)));
+                    assert_eq!(failed.count(), 1, "one provider, one failure: {steps:?}");
+                }
+                Decision::Allow { .. } => {
+                    assert!(steps.iter().all(|s| !matches!(s.mark, Mark::Fail(_))));
+                    assert_eq!(last.name, "scopes");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_cache_hit_is_checked_in_the_order_a_fresh_token_is() {
+        // Revoked by its status list AND short of the route's scope: the status list speaks
+        // first, whether the token was just verified or comes from the cache.
+        let uri = "https://status.example/lists/1";
+        let rules = json!([{ "match": { "prefix": "/" }, "requires": { "provider_name": "corp" },
+                             "scopes": ["orders:admin"] }]);
+        let mut config = testkit::config_json(json!({}), Some(rules));
+        config["revocation"] =
+            json!({ "status_list": { "clusters": { "status.example": "status" } } });
+        let g = guard(config);
+        let list = status_list_token(uri, &[1], 1, json!({}));
+        g.install_status_list(0, uri, &list, NOW).unwrap();
+        let token = rs256(&with(json!({
+            "scope": "orders:read", "status": { "status_list": { "idx": 0, "uri": uri } }
+        })));
+        let fresh = verdict(&g, "/", &token, NOW);
+        assert_eq!(fresh.cache, CacheLookup::Miss);
+        let hit = verdict(&g, "/", &token, NOW);
+        assert_eq!(hit.cache, CacheLookup::Hit);
+        assert_eq!(reason(fresh.decision), Some(DenyReason::Revoked));
+        assert_eq!(reason(hit.decision), Some(DenyReason::Revoked));
     }
 }
