@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use super::host_trait::Host;
+use super::host_trait::{Host, HttpCall, MaybeBytes};
 use crate::decide::header_map::RawHeaders;
 
 /// A local response the filter sent.
@@ -144,19 +144,22 @@ impl FakeHost {
         self.vm.borrow_mut().effective = context;
     }
 
-    pub fn request_headers(&self, context: u32) -> Vec<(String, String)> {
-        let vm = self.vm.borrow();
-        vm.streams
-            .get(&context)
-            .map(|s| s.request_headers.clone())
-            .unwrap_or_default()
+    /// The request headers of `context` as the upstream gets them.
+    pub fn request_headers(&self, context: u32) -> Pairs {
+        self.stream_headers(context, |s| &s.request_headers)
     }
 
-    pub fn response_headers(&self, context: u32) -> Vec<(String, String)> {
+    /// The response headers of `context` as the client gets them.
+    pub fn response_headers(&self, context: u32) -> Pairs {
+        self.stream_headers(context, |s| &s.response_headers)
+    }
+
+    fn stream_headers(&self, context: u32, which: fn(&Stream) -> &Pairs) -> Pairs {
         let vm = self.vm.borrow();
         vm.streams
             .get(&context)
-            .map(|s| s.response_headers.clone())
+            .map(which)
+            .cloned()
             .unwrap_or_default()
     }
 
@@ -263,12 +266,7 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn buffer(
-        &self,
-        kind: BufferType,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, Status> {
+    fn buffer(&self, kind: BufferType, start: usize, max: usize) -> MaybeBytes {
         let vm = self.vm.borrow();
         let whole = match kind {
             BufferType::PluginConfiguration => vm.plugin_configuration.clone(),
@@ -286,7 +284,7 @@ impl Host for FakeHost {
             .collect())
     }
 
-    fn header(&self, map: MapType, name: &str) -> Result<Option<Vec<u8>>, Status> {
+    fn header(&self, map: MapType, name: &str) -> MaybeBytes {
         let pairs = self.map(map)?;
         Ok(find(&pairs, name).map(|v| v.as_bytes().to_vec()))
     }
@@ -306,7 +304,7 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+    fn property(&self, path: &[&str]) -> MaybeBytes {
         Ok(self.vm.borrow().properties.get(&path.join("\0")).cloned())
     }
 
@@ -338,13 +336,7 @@ impl Host for FakeHost {
         Ok(())
     }
 
-    fn dispatch_http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-        _timeout: Duration,
-    ) -> Result<u32, Status> {
+    fn dispatch_http_call(&self, call: &HttpCall) -> Result<u32, Status> {
         let mut vm = self.vm.borrow_mut();
         if let Some(status) = vm.refuse_calls {
             return Err(status);
@@ -353,9 +345,9 @@ impl Host for FakeHost {
         vm.next_call += 1;
         vm.calls.push(Call {
             token,
-            cluster: cluster.to_owned(),
-            headers: owned(headers),
-            body: body.map(<[u8]>::to_vec),
+            cluster: call.cluster.to_owned(),
+            headers: owned(call.headers),
+            body: call.body.map(<[u8]>::to_vec),
         });
         Ok(token)
     }
@@ -386,7 +378,7 @@ impl Host for FakeHost {
     }
 
     /// No foreign functions: signatures are verified in wasm.
-    fn foreign_function(&self, _name: &str, _arguments: &[u8]) -> Result<Option<Vec<u8>>, Status> {
+    fn foreign_function(&self, _name: &str, _arguments: &[u8]) -> MaybeBytes {
         Err(Status::NotFound)
     }
 

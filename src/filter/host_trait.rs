@@ -8,6 +8,17 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use crate::decide::header_map::RawHeaders;
 
+/// Bytes the host hands over, if it has any; or its status.
+pub type MaybeBytes = Result<Option<Vec<u8>>, Status>;
+
+/// An HTTP call to a cluster: a fetch, an introspection, a POST to the list service or IdP.
+pub struct HttpCall<'a> {
+    pub cluster: &'a str,
+    pub headers: &'a [(&'a str, &'a str)],
+    pub body: Option<&'a [u8]>,
+    pub timeout_ms: u64,
+}
+
 /// What the filter asks of the proxy. Every call returns the host's status; none panics.
 pub trait Host {
     /// The host's clock.
@@ -15,15 +26,14 @@ pub trait Host {
     fn log(&self, level: LogLevel, message: &str);
     fn set_tick_period(&self, period: Duration) -> Result<(), Status>;
     /// Up to `max` bytes of a buffer from `start`; `None` when there is none.
-    fn buffer(&self, kind: BufferType, start: usize, max: usize)
-        -> Result<Option<Vec<u8>>, Status>;
+    fn buffer(&self, kind: BufferType, start: usize, max: usize) -> MaybeBytes;
     fn headers(&self, map: MapType) -> Result<RawHeaders, Status>;
     /// One header's (first) value; `None` when there is none.
-    fn header(&self, map: MapType, name: &str) -> Result<Option<Vec<u8>>, Status>;
+    fn header(&self, map: MapType, name: &str) -> MaybeBytes;
     fn set_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status>;
     fn remove_header(&self, map: MapType, name: &str) -> Result<(), Status>;
     /// A property (`["source", "address"]`); `None` when the host has none.
-    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status>;
+    fn property(&self, path: &[&str]) -> MaybeBytes;
     /// Sets `wasm.<key>` in the stream's filter state.
     fn set_filter_state(&self, key: &str, value: &[u8]) -> Result<(), Status>;
     /// A shared-data value and its CAS; `(None, None)` when the key does not exist.
@@ -31,13 +41,7 @@ pub trait Host {
     /// Sets a shared-data value; with `cas`, only if nobody changed it since (`CasMismatch`).
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status>;
     /// Sends an HTTP call; its response comes to the context that sent it, by the token.
-    fn dispatch_http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<u32, Status>;
+    fn dispatch_http_call(&self, call: &HttpCall) -> Result<u32, Status>;
     /// Resumes the paused request of the effective context.
     fn resume_request(&self) -> Result<(), Status>;
     /// Answers the request of the effective context locally.
@@ -50,7 +54,7 @@ pub trait Host {
     /// Makes `context` the one later calls act on; fails when its stream is gone.
     fn set_effective_context(&self, context: u32) -> Result<(), Status>;
     /// A foreign function of the host (`NotFound` when it has none of that name).
-    fn foreign_function(&self, name: &str, arguments: &[u8]) -> Result<Option<Vec<u8>>, Status>;
+    fn foreign_function(&self, name: &str, arguments: &[u8]) -> MaybeBytes;
     fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status>;
     fn record_metric(&self, id: u32, value: u64) -> Result<(), Status>;
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status>;

@@ -2,7 +2,6 @@
 //! wait), the introspection call of an opaque token, and the revocation response header.
 
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::Action;
@@ -13,7 +12,7 @@ use crate::idp::introspection::{self as idp, MAX_CALLS_IN_FLIGHT};
 use crate::remote::lease::fetch_deadline;
 use crate::token::id::TokenDigest;
 
-use super::host_trait::Host;
+use super::host_trait::{Host, HttpCall};
 use super::metrics::Counter;
 use super::{
     answer_waiting, call_response, decide_and_apply, introspection, now_unix_seconds, send_denial,
@@ -42,14 +41,8 @@ impl GuardHttp {
 
 /// The SDK's callbacks, each handed to the flow below (which the unit tests call directly).
 impl Context for GuardHttp {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        self.call_response(token, body_size);
+    fn on_http_call_response(&mut self, call: u32, _: usize, body_size: usize, _: usize) {
+        self.call_response(call, body_size);
     }
 
     fn on_done(&mut self) -> bool {
@@ -177,9 +170,14 @@ fn introspect(
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_str()))
         .collect();
-    let timeout = Duration::from_millis(config.client.timeout_ms);
     let cluster = &config.client.endpoint.cluster;
-    match host.dispatch_http_call(cluster, &headers, Some(body.as_bytes()), timeout) {
+    let call = HttpCall {
+        cluster,
+        headers: &headers,
+        body: Some(body.as_bytes()),
+        timeout_ms: config.client.timeout_ms,
+    };
+    match host.dispatch_http_call(&call) {
         Ok(call) => {
             active.introspecting.borrow_mut().insert(digest, deadline);
             Some((call, provider, digest))

@@ -8,9 +8,9 @@ use crate::keys::fetch;
 use crate::remote::Fetch;
 
 use super::host_trait::Host;
-use super::metrics::{Counter, Metrics, ProviderCounter};
+use super::metrics::{Counter, ProviderCounter};
 use super::remote_io::{self, Get, Source, Started};
-use super::WaitTarget;
+use super::{Active, WaitTarget};
 
 /// One provider's remote JWKS, as this worker sees it.
 pub struct RemoteState {
@@ -52,15 +52,10 @@ impl RemoteState {
 
 /// Each tick: adopt keys other workers fetched, start fetches that are due (one worker per
 /// process, by lease). Returns what arrived (or failed), whose waiters can be answered.
-pub fn drive(
-    host: &dyn Host,
-    guard: &Guard,
-    states: &mut [RemoteState],
-    metrics: &Metrics,
-    now: i64,
-) -> Vec<WaitTarget> {
+pub fn drive(host: &dyn Host, active: &Active, now: i64) -> Vec<WaitTarget> {
+    let (guard, metrics) = (&active.guard, &active.metrics);
     let mut ready = Vec::new();
-    for state in states.iter_mut() {
+    for state in active.remote.borrow_mut().iter_mut() {
         if adopt(host, guard, state) {
             ready.push(WaitTarget::Keys(state.provider));
         }
@@ -121,14 +116,14 @@ fn adopt(host: &dyn Host, guard: &Guard, state: &mut RemoteState) -> bool {
 /// is not a JWKS fetch).
 pub fn on_response(
     host: &dyn Host,
+    active: &Active,
     call: u32,
     body_size: usize,
-    guard: &Guard,
-    states: &mut [RemoteState],
-    metrics: &Metrics,
     now: i64,
 ) -> Vec<WaitTarget> {
+    let (guard, metrics) = (&active.guard, &active.metrics);
     let mut ready = Vec::new();
+    let mut states = active.remote.borrow_mut();
     for state in states.iter_mut().filter(|s| s.fetch.is_call(call)) {
         ready.push(WaitTarget::Keys(state.provider));
         remote_io::release_lease(host, &state.lease_key);

@@ -4,11 +4,9 @@
 //! value means is `remote::lease`'s; each source keeps its own wording and its own use of the
 //! body.
 
-use std::time::Duration;
-
 use crate::remote::{lease, Fetch};
 
-use super::host_trait::{call_response_header, Host};
+use super::host_trait::{call_response_header, Host, HttpCall};
 use super::metrics::{Counter, Metrics};
 use proxy_wasm::types::BufferType;
 
@@ -66,8 +64,13 @@ pub fn start_fetch(
     if let Some(etag) = get.if_none_match {
         headers.push(("if-none-match", etag));
     }
-    let timeout = Duration::from_millis(get.timeout_ms);
-    match host.dispatch_http_call(get.cluster, &headers, None, timeout) {
+    let call = HttpCall {
+        cluster: get.cluster,
+        headers: &headers,
+        body: None,
+        timeout_ms: get.timeout_ms,
+    };
+    match host.dispatch_http_call(&call) {
         Ok(call) => {
             fetch.started(call);
             Started::Sent

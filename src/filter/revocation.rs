@@ -6,7 +6,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::rc::Rc;
-use std::time::Duration;
 
 use proxy_wasm::types::{BufferType, MapType, Status};
 
@@ -28,7 +27,7 @@ use crate::revocation::publish::{
 };
 use crate::revocation::set::RevocationSet;
 
-use super::host_trait::{call_response_header, Host};
+use super::host_trait::{call_response_header, Host, HttpCall};
 use super::remote_io::{self, Get, Source};
 use super::{Counter, Metrics};
 
@@ -784,13 +783,13 @@ impl Revocation {
             (":authority", config.endpoint.authority.as_str()),
             ("content-type", "application/json"),
         ];
-        let post = Post {
+        let call = HttpCall {
             cluster: &config.endpoint.cluster,
             headers: &headers,
-            body: &body,
+            body: Some(body.as_bytes()),
             timeout_ms: config.timeout_ms,
         };
-        *self.publish_in_flight.borrow_mut() = post.send(host, queue, &PUBLISH, metrics, now);
+        *self.publish_in_flight.borrow_mut() = post(host, &call, queue, &PUBLISH, metrics, now);
     }
 
     /// RFC 7009: one queued token per POST to the identity provider.
@@ -811,44 +810,33 @@ impl Revocation {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let post = Post {
+        let call = HttpCall {
             cluster: &config.client.endpoint.cluster,
             headers: &headers,
-            body: &body,
+            body: Some(body.as_bytes()),
             timeout_ms: config.client.timeout_ms,
         };
-        *self.idp_in_flight.borrow_mut() = post.send(host, queue, &IDP, metrics, now);
+        *self.idp_in_flight.borrow_mut() = post(host, &call, queue, &IDP, metrics, now);
     }
 }
 
-/// One POST of an outgoing queue (the list service's publish, the IdP's revocation).
-struct Post<'a> {
-    cluster: &'a str,
-    headers: &'a [(&'a str, &'a str)],
-    body: &'a str,
-    timeout_ms: u64,
-}
-
-impl Post<'_> {
-    /// The call in flight; a POST not sent is settled as a failed attempt.
-    fn send<T: Clone>(
-        &self,
-        host: &dyn Host,
-        queue: &mut PublishQueue<T>,
-        counters: &QueueCounters,
-        metrics: &Metrics,
-        now: i64,
-    ) -> Option<u32> {
-        let timeout = Duration::from_millis(self.timeout_ms);
-        let body = Some(self.body.as_bytes());
-        match host.dispatch_http_call(self.cluster, self.headers, body, timeout) {
-            Ok(call) => Some(call),
-            Err(status) => {
-                let settled = queue.not_sent(now);
-                let why = format!("not sent: {status:?}");
-                count_settled(host, counters, settled, Some(&why), metrics);
-                None
-            }
+/// POSTs the next of an outgoing queue (the list service's publish, the IdP's revocation):
+/// the call in flight; a POST not sent is settled as a failed attempt.
+fn post<T: Clone>(
+    host: &dyn Host,
+    call: &HttpCall,
+    queue: &mut PublishQueue<T>,
+    counters: &QueueCounters,
+    metrics: &Metrics,
+    now: i64,
+) -> Option<u32> {
+    match host.dispatch_http_call(call) {
+        Ok(call) => Some(call),
+        Err(status) => {
+            let settled = queue.not_sent(now);
+            let why = format!("not sent: {status:?}");
+            count_settled(host, counters, settled, Some(&why), metrics);
+            None
         }
     }
 }

@@ -74,14 +74,8 @@ impl GuardRoot {
 /// The SDK's callbacks, each handed to the flow below (which the unit tests call directly:
 /// the SDK's trait objects bring its host calls along, which only link in wasm).
 impl Context for GuardRoot {
-    fn on_http_call_response(
-        &mut self,
-        token: u32,
-        _headers: usize,
-        body_size: usize,
-        _trailers: usize,
-    ) {
-        self.call_response(token, body_size);
+    fn on_http_call_response(&mut self, call: u32, _: usize, body_size: usize, _: usize) {
+        self.call_response(call, body_size);
     }
 }
 
@@ -296,13 +290,7 @@ fn tick(host: &dyn Host, active: &Active, id: u32) {
         return;
     };
     record_gauges(host, active, now);
-    let ready = jwks::drive(
-        host,
-        &active.guard,
-        &mut active.remote.borrow_mut(),
-        &active.metrics,
-        now,
-    );
+    let ready = jwks::drive(host, active, now);
     answer_waiting(active, &ready, now, id);
     let Some(revocation) = &active.revocation else {
         return;
@@ -350,15 +338,7 @@ fn on_call_response(host: &dyn Host, active: &Active, call: u32, body_size: usiz
             return;
         }
     }
-    let ready = jwks::on_response(
-        host,
-        call,
-        body_size,
-        &active.guard,
-        &mut active.remote.borrow_mut(),
-        &active.metrics,
-        now,
-    );
+    let ready = jwks::on_response(host, active, call, body_size, now);
     answer_waiting(active, &ready, now, id);
 }
 

@@ -295,22 +295,23 @@ fn a_revocation_response_header_refuses_the_token_next_time() {
 
 #[test]
 fn an_opaque_token_waits_for_its_introspection_answer() {
-    let config = json!({ "providers": { "idp": {
-        "issuer": "https://idp.example",
-        "audiences": ["orders-api"],
-        "introspection": {
-            "cluster": "idp", "uri": "http://idp/token/introspection",
-            "client_id": "proxy", "client_secret": "s"
-        },
-        "claim_to_headers": [{ "claim_name": "client_id", "header_name": "x-client-id" }]
-    }}});
+    // The test provider, asking its IdP about tokens that are not JWTs.
+    let introspection = json!({
+        "cluster": "idp", "uri": "http://idp/token/introspection",
+        "client_id": "proxy", "client_secret": "s"
+    });
+    let config = testkit::config_json(
+        json!({ "introspection": introspection,
+                "claim_to_headers": [{ "claim_name": "client_id", "header_name": "x-client-id" }] }),
+        None,
+    );
     let mut vm = Vm::new(&config);
     let opaque = "cMYcCrAzIcMcMp_1ejWvqXdKDOAURgnM9VlR7Oo9pp3";
     assert_eq!(vm.request(2, "/", opaque), Action::Pause);
     let call = vm.last_call();
     assert_eq!(call.cluster, "idp");
     assert_eq!(call.header(":method"), Some("POST"));
-    let answer = json!({ "active": true, "iss": "https://idp.example", "aud": "orders-api",
+    let answer = json!({ "active": true, "iss": testkit::ISSUER, "aud": "orders-api",
                          "client_id": "orders-client", "exp": NOW + 300 });
     let body = answer.to_string();
     vm.host.set_call_response(Some(200), &[], &body);

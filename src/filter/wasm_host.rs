@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use super::host;
-use super::host_trait::Host;
+use super::host_trait::{Host, HttpCall, MaybeBytes};
 use crate::decide::header_map::RawHeaders;
 
 /// Zero-sized: the state is the host's.
@@ -26,12 +26,7 @@ impl Host for WasmHost {
         host::set_tick_period(period)
     }
 
-    fn buffer(
-        &self,
-        kind: BufferType,
-        start: usize,
-        max: usize,
-    ) -> Result<Option<Vec<u8>>, Status> {
+    fn buffer(&self, kind: BufferType, start: usize, max: usize) -> MaybeBytes {
         host::buffer(kind, start, max)
     }
 
@@ -39,7 +34,7 @@ impl Host for WasmHost {
         host::headers(map)
     }
 
-    fn header(&self, map: MapType, name: &str) -> Result<Option<Vec<u8>>, Status> {
+    fn header(&self, map: MapType, name: &str) -> MaybeBytes {
         host::header(map, name)
     }
 
@@ -51,7 +46,7 @@ impl Host for WasmHost {
         host::remove_header(map, name)
     }
 
-    fn property(&self, path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
+    fn property(&self, path: &[&str]) -> MaybeBytes {
         host::property(path)
     }
 
@@ -69,14 +64,10 @@ impl Host for WasmHost {
 
     /// The SDK's call: it registers the callout with its dispatcher, which routes the
     /// response to the context that sent it (see the module doc of `host`).
-    fn dispatch_http_call(
-        &self,
-        cluster: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-        timeout: Duration,
-    ) -> Result<u32, Status> {
-        proxy_wasm::hostcalls::dispatch_http_call(cluster, headers.to_vec(), body, vec![], timeout)
+    fn dispatch_http_call(&self, call: &HttpCall) -> Result<u32, Status> {
+        let headers = call.headers.to_vec();
+        let timeout = Duration::from_millis(call.timeout_ms);
+        proxy_wasm::hostcalls::dispatch_http_call(call.cluster, headers, call.body, vec![], timeout)
     }
 
     fn resume_request(&self) -> Result<(), Status> {
@@ -96,7 +87,7 @@ impl Host for WasmHost {
         host::set_effective_context(context)
     }
 
-    fn foreign_function(&self, name: &str, arguments: &[u8]) -> Result<Option<Vec<u8>>, Status> {
+    fn foreign_function(&self, name: &str, arguments: &[u8]) -> MaybeBytes {
         host::foreign_function(name, arguments)
     }
 
