@@ -1,5 +1,7 @@
 //! The proxy-wasm adapter: the only module that talks to the host. It gathers the request's
-//! headers and the host's time, asks the core, and applies the decision.
+//! headers and the host's time, asks the core, and applies the decision; every host call goes
+//! through the `Host` trait (Envoy: `WasmHost`; the unit tests: a recording fake). This file
+//! holds the request flow: decide, apply, wait and answer the waiting.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -9,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proxy_wasm::types::{Action, MapType};
 use sha2::{Digest, Sha256};
 
-use crate::decide::decision::{Decision, Denial, DenyReason, TokenIdentity, Upstream};
+use crate::decide::decision::{Authorized, Decision, Denial, DenyReason, TokenIdentity, Upstream};
 use crate::decide::guard::{Guard, Request};
 use crate::decide::header_map;
 use crate::observe::anomaly as anomaly_core;
@@ -208,28 +210,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     // One clock read serves the decision (seconds) and the log line (milliseconds).
     let now_ms = now_unix_millis(host);
     let now = now_ms.map(|ms| ms.div_euclid(1000));
-    let mut stale_allowed = false;
-    let decision = match now {
-        Some(now) => {
-            let verdict = if look == Look::Last {
-                active.guard.decide_after_wait(&request, now)
-            } else {
-                active.guard.decide(&request, now)
-            };
-            // Once per request, on its first look: later looks find what that one cached.
-            if look == Look::First {
-                active.metrics.count_cache(verdict.cache);
-            }
-            stale_allowed = verdict.stale_allowed;
-            verdict.decision
-        }
-        None => Decision::Deny(Denial::new(
-            DenyReason::Unavailable,
-            &active.guard.config().realm,
-            None,
-            None,
-        )),
-    };
+    let (decision, stale_allowed) = decide(active, &request, look, now);
     let now = now.unwrap_or_default();
     let seen = Seen::new(active, headers, now_ms.unwrap_or_default());
     let applied = match decision {
@@ -239,76 +220,23 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
             token,
             identity,
         } => {
-            let flagged = identity
-                .as_deref()
-                .and_then(|identity| check_misuse(active, identity, &seen, now));
-            if let Some(flag) = flagged {
-                if flag.response != anomaly_core::Response::Allow {
-                    if let (anomaly_core::Response::RevokeAndDeny, Some(token), Some(revocation)) =
-                        (flag.response, token.as_deref(), &active.revocation)
-                    {
-                        revocation.revoke_misused(token, &active.guard, &active.metrics, now);
-                    }
-                    let mut denial = Denial::new(
-                        DenyReason::Anomaly,
-                        &active.guard.config().realm,
-                        provider,
-                        identity.as_deref().map(TokenIdentity::fingerprint),
-                    );
-                    denial.identity = identity;
-                    return refuse(active, &request, &seen, denial, Some(flag.exceeded), now);
-                }
-            }
-            if stale_allowed {
-                active.metrics.count(Counter::StaleAllowed);
-                if let Some(revocation) = &active.revocation {
-                    if revocation.stale_log.borrow_mut().permit(now).write {
-                        host.warn(&format!(
-                            "allowed on a stale revocation list (on_stale: allow) path={}",
-                            path_without_query(request.path)
-                        ));
-                    }
-                }
-            }
-            let provider_index = provider
-                .as_deref()
-                .and_then(|name| provider_index(active, name));
-            active.metrics.count(Counter::Allowed);
-            if let Some(index) = provider_index {
-                active
-                    .metrics
-                    .count(Counter::Provider(index, ProviderCounter::Allowed));
-            }
-            // Kept for a `self` revocation header in the response (misuse detection used it
-            // already).
-            if let (Some(token), Some(revocation)) = (token, &active.revocation) {
-                if revocation.response_header().is_some() {
-                    revocation.remember(context, token);
-                }
-            }
-            apply_upstream(host, &upstream);
-            let record = Record {
-                allowed: true,
-                provider: provider.as_deref(),
-                identity: identity.as_deref(),
-                anomaly: flagged.map(|f| f.exceeded.as_str()),
-                ..seen.record(&request)
+            let allowed = Allowed {
+                provider,
+                upstream,
+                token,
+                identity,
+                stale_allowed,
             };
-            report(active, &seen, record, now);
-            Applied::Continue
+            allow(active, context, &request, &seen, allowed, now)
         }
         Decision::WaitForKeys { provider } => {
-            let timeout_ms = active
-                .guard
-                .config()
-                .providers
-                .get(provider)
-                .and_then(|p| p.remote_jwks.as_ref())
-                .map_or(0, |r| r.timeout_ms);
-            Applied::Wait {
-                target: WaitTarget::Keys(provider),
-                deadline: fetch_deadline(now, timeout_ms),
-            }
+            let remote = active.guard.config().providers.get(provider);
+            let timeout_ms = remote.and_then(|p| p.remote_jwks.as_ref());
+            wait(
+                WaitTarget::Keys(provider),
+                timeout_ms.map(|r| r.timeout_ms),
+                now,
+            )
         }
         Decision::Introspect { provider, token } => Applied::Introspect { provider, token },
         Decision::WaitForStatusList { provider, uri } => {
@@ -316,25 +244,14 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
                 .revocation
                 .as_ref()
                 .and_then(|r| r.config().status_list.as_ref());
-            let timeout_ms = config.map_or(0, |c| c.timeout_ms);
             status_lists::want(&mut active.status_fetches.borrow_mut(), provider, &uri);
-            Applied::Wait {
-                target: status_lists::wait_target(&uri),
-                deadline: fetch_deadline(now, timeout_ms),
-            }
+            let target = status_lists::wait_target(&uri);
+            wait(target, config.map(|c| c.timeout_ms), now)
         }
         Decision::WaitForRevocationList => {
-            let timeout_ms = active
-                .guard
-                .config()
-                .revocation
-                .as_ref()
-                .and_then(|r| r.list.as_ref())
-                .map_or(0, |l| l.timeout_ms);
-            Applied::Wait {
-                target: WaitTarget::RevocationList,
-                deadline: fetch_deadline(now, timeout_ms),
-            }
+            let revocation = active.guard.config().revocation.as_ref();
+            let list = revocation.and_then(|r| r.list.as_ref());
+            wait(WaitTarget::RevocationList, list.map(|l| l.timeout_ms), now)
         }
         Decision::Deny(denial) => refuse(active, &request, &seen, denial, None, now),
     };
@@ -347,6 +264,115 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
             decide_and_apply(active, context, Look::Last)
         }
         applied => applied,
+    }
+}
+
+/// The guard's decision at `now` (none: the host has no clock, 503), and whether it was
+/// allowed on a stale revocation list.
+fn decide(active: &Active, request: &Request, look: Look, now: Option<i64>) -> (Decision, bool) {
+    let Some(now) = now else {
+        let realm = &active.guard.config().realm;
+        let denial = Denial::new(DenyReason::Unavailable, realm, None, None);
+        return (Decision::Deny(denial), false);
+    };
+    let verdict = if look == Look::Last {
+        active.guard.decide_after_wait(request, now)
+    } else {
+        active.guard.decide(request, now)
+    };
+    // Once per request, on its first look: later looks find what that one cached.
+    if look == Look::First {
+        active.metrics.count_cache(verdict.cache);
+    }
+    (verdict.decision, verdict.stale_allowed)
+}
+
+/// Pauses for `target`, at most the fetch's timeout (`None`: not configured, 0) and slack.
+fn wait(target: WaitTarget, timeout_ms: Option<u64>, now: i64) -> Applied {
+    Applied::Wait {
+        target,
+        deadline: fetch_deadline(now, timeout_ms.unwrap_or(0)),
+    }
+}
+
+/// What the guard allowed a request with.
+struct Allowed {
+    provider: Option<String>,
+    upstream: Upstream,
+    token: Option<Box<Authorized>>,
+    identity: Option<Box<TokenIdentity>>,
+    stale_allowed: bool,
+}
+
+/// An allowed request: refused after all if its token is being misused; otherwise counted,
+/// logged, and continued with its upstream headers.
+fn allow(
+    active: &Active,
+    context: u32,
+    request: &Request,
+    seen: &Seen,
+    allowed: Allowed,
+    now: i64,
+) -> Applied {
+    let host = &*active.host;
+    let Allowed {
+        provider,
+        upstream,
+        token,
+        identity,
+        stale_allowed,
+    } = allowed;
+    let flagged = identity
+        .as_deref()
+        .and_then(|identity| check_misuse(active, identity, seen, now));
+    if let Some(flag) = flagged.filter(|f| f.response != anomaly_core::Response::Allow) {
+        if let (anomaly_core::Response::RevokeAndDeny, Some(token), Some(revocation)) =
+            (flag.response, token.as_deref(), &active.revocation)
+        {
+            revocation.revoke_misused(token, &active.guard, &active.metrics, now);
+        }
+        let realm = &active.guard.config().realm;
+        let fingerprint = identity.as_deref().map(TokenIdentity::fingerprint);
+        let mut denial = Denial::new(DenyReason::Anomaly, realm, provider, fingerprint);
+        denial.identity = identity;
+        return refuse(active, request, seen, denial, Some(flag.exceeded), now);
+    }
+    if stale_allowed {
+        note_stale_allowed(active, request, now);
+    }
+    active.metrics.count(Counter::Allowed);
+    if let Some(index) = provider.as_deref().and_then(|n| provider_index(active, n)) {
+        let counter = Counter::Provider(index, ProviderCounter::Allowed);
+        active.metrics.count(counter);
+    }
+    // Kept for a `self` revocation header in the response (misuse detection used it already).
+    if let (Some(token), Some(revocation)) = (token, &active.revocation) {
+        if revocation.response_header().is_some() {
+            revocation.remember(context, token);
+        }
+    }
+    apply_upstream(host, &upstream);
+    let record = Record {
+        allowed: true,
+        provider: provider.as_deref(),
+        identity: identity.as_deref(),
+        anomaly: flagged.map(|f| f.exceeded.as_str()),
+        ..seen.record(request)
+    };
+    report(active, seen, record, now);
+    Applied::Continue
+}
+
+/// Let through on a stale revocation list (`on_stale: allow`): counted, logged at a rate.
+fn note_stale_allowed(active: &Active, request: &Request, now: i64) {
+    active.metrics.count(Counter::StaleAllowed);
+    if let Some(revocation) = &active.revocation {
+        if revocation.stale_log.borrow_mut().permit(now).write {
+            active.host.warn(&format!(
+                "allowed on a stale revocation list (on_stale: allow) path={}",
+                path_without_query(request.path)
+            ));
+        }
     }
 }
 
