@@ -124,6 +124,12 @@ impl FakeHost {
         self.vm.borrow_mut().now_ms = now * 1000;
     }
 
+    /// A property the host has (`["source", "address"]`).
+    pub fn set_property(&self, path: &[&str], value: &str) {
+        let key = path.join("\0");
+        self.vm.borrow_mut().properties.insert(key, value.into());
+    }
+
     /// A request arrives on `context` (which becomes the effective one).
     pub fn start_request(&self, context: u32, headers: &[(&str, &str)]) {
         let mut vm = self.vm.borrow_mut();

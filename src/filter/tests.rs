@@ -120,6 +120,19 @@ fn a_denial_is_a_local_401_with_a_bearer_challenge() {
     assert_eq!(vm.host.resumed(2), 0);
 }
 
+#[test]
+fn the_decision_log_line_names_the_client_address() {
+    let mut config = claim_headers_config();
+    config["log"] = json!({ "decisions": "all" });
+    let mut vm = Vm::new(&config);
+    vm.host
+        .set_property(&["source", "address"], "192.0.2.7:50000");
+    vm.request(2, "/orders", &rs256(&good_claims()));
+    let lines = vm.host.logged("\"client_ip\":\"192.0.2.7\"");
+    assert_eq!(lines.len(), 1, "{:?}", vm.host.logs(LogLevel::Info));
+    assert!(lines[0].contains("\"decision\":\"allow\""), "{}", lines[0]);
+}
+
 fn remote_config() -> Value {
     json!({ "providers": { "corp": {
         "issuer": testkit::ISSUER,
@@ -275,6 +288,29 @@ fn a_request_waits_for_the_first_revocation_list_then_continues() {
         vm.host.logged("revocation list fetched: 1 entries").len(),
         1
     );
+}
+
+#[test]
+fn a_failed_revocation_list_fetch_is_logged_once_until_it_recovers() {
+    let list = json!({ "list": { "cluster": "rev", "uri": "http://rev/v1/list" } });
+    let mut vm = Vm::new(&revocation_config(list));
+    vm.tick();
+    let call = vm.last_call();
+    vm.answer_root(&call, Some(503), "");
+    let failed = "revocation list fetch failed: ";
+    assert_eq!(vm.host.logged(failed).len(), 1);
+    vm.host.set_now(NOW + 5);
+    vm.tick();
+    let retry = vm.last_call();
+    assert_ne!(retry.token, call.token);
+    vm.answer_root(&retry, None, "");
+    assert_eq!(vm.host.logged(failed).len(), 1, "one line per outage");
+    vm.host.set_now(NOW + 10);
+    vm.tick();
+    let good = vm.last_call();
+    vm.answer_root(&good, Some(200), r#"{"version":"v1"}"#);
+    let recovered = "revocation list fetch recovered after 2 failed attempt(s)";
+    assert_eq!(vm.host.logged(recovered).len(), 1);
 }
 
 #[test]
