@@ -223,13 +223,6 @@ pub fn remove_header(map: MapType, name: &str) -> Result<(), Status> {
     check(unsafe { proxy_remove_header_map_value(map as u32, name.as_ptr(), name.len()) })
 }
 
-/// A header of the current HTTP call's response; `None` when there is none, or no response
-/// (the call failed: Envoy says `BadArgument`), or it is not UTF-8.
-pub fn call_response_header(name: &str) -> Option<String> {
-    let bytes = header(MapType::HttpCallResponseHeaders, name).ok()??;
-    String::from_utf8(bytes).ok()
-}
-
 /// A property (`["source", "address"]`); `None` when the host has none.
 pub fn property(path: &[&str]) -> Result<Option<Vec<u8>>, Status> {
     let path = path.join("\0");

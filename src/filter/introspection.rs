@@ -3,14 +3,16 @@
 //! IdP (`answer_scope`): every filter config of a VM shares the process's shared data, and one
 //! must never be answered with what another config's IdP said.
 
-use super::host;
-use log::warn;
+use std::rc::Rc;
+
 use proxy_wasm::types::Status;
 
 use crate::config::Provider;
 use crate::decide::guard::AnswerStore;
 use crate::idp::introspection::{slot_of, Answer, Slot};
 use crate::token::id::TokenDigest;
+
+use super::host_trait::Host;
 
 /// Who answered: the endpoint (cluster, authority, path), the client asking, and the issuer
 /// the answers are checked against. Configs that ask the same IdP as the same client share
@@ -34,41 +36,43 @@ fn slot_key(scope: &str, digest: &TokenDigest) -> String {
 /// The guard's view of the shared answers of one IdP (at most one provider introspects).
 pub struct SharedAnswers {
     pub scope: String,
+    /// The guard asks on its own: the host comes along.
+    pub host: Rc<dyn Host>,
 }
 
 impl AnswerStore for SharedAnswers {
     fn lookup(&self, digest: &TokenDigest, now: i64) -> Option<Answer> {
-        let (bytes, _) = host::shared_data(&slot_key(&self.scope, digest)).ok()?;
+        let (bytes, _) = self.host.shared_data(&slot_key(&self.scope, digest)).ok()?;
         Slot::decode(&bytes?).lookup(digest, now).cloned()
     }
 }
 
 /// Changes one slot by compare-and-swap (workers write concurrently).
-fn update_slot(scope: &str, digest: &TokenDigest, change: impl Fn(&mut Slot)) {
+fn update_slot(host: &dyn Host, scope: &str, digest: &TokenDigest, change: impl Fn(&mut Slot)) {
     let key = slot_key(scope, digest);
     for _ in 0..16 {
-        let (bytes, cas) = host::shared_data(&key).unwrap_or((None, None));
+        let (bytes, cas) = host.shared_data(&key).unwrap_or((None, None));
         let mut slot = bytes.as_deref().map(Slot::decode).unwrap_or_default();
         change(&mut slot);
-        match host::set_shared_data(&key, &slot.encode(), cas) {
+        match host.set_shared_data(&key, &slot.encode(), cas) {
             Ok(()) => return,
             Err(Status::CasMismatch) => continue,
             Err(status) => {
-                warn!("introspection answer not cached ({status:?})");
+                host.warn(&format!("introspection answer not cached ({status:?})"));
                 return;
             }
         }
     }
-    warn!("introspection answer not cached (too much contention)");
+    host.warn("introspection answer not cached (too much contention)");
 }
 
-pub fn store_answer(scope: &str, digest: &TokenDigest, answer: Answer, now: i64) {
-    update_slot(scope, digest, |slot| {
+pub fn store_answer(host: &dyn Host, scope: &str, digest: &TokenDigest, answer: Answer, now: i64) {
+    update_slot(host, scope, digest, |slot| {
         slot.insert(*digest, answer.clone(), now)
     });
 }
 
 /// A token revoked by a response header must not be served from a cached "active".
-pub fn forget_answer(scope: &str, digest: &TokenDigest) {
-    update_slot(scope, digest, |slot| slot.remove(digest));
+pub fn forget_answer(host: &dyn Host, scope: &str, digest: &TokenDigest) {
+    update_slot(host, scope, digest, |slot| slot.remove(digest));
 }

@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use super::host;
+use super::host_trait::Host;
 use proxy_wasm::types::MetricType;
 
 use crate::decide::decision::{DenyReason, RevocationSource};
@@ -212,22 +212,31 @@ pub struct Metrics {
     jwks_age: Vec<Option<u32>>,
 }
 
-fn gauge(name: &str) -> Option<u32> {
-    host::define_metric(MetricType::Gauge, name).ok()
+fn gauge(host: &dyn Host, name: &str) -> Option<u32> {
+    host.define_metric(MetricType::Gauge, name).ok()
 }
 
-fn record(id: Option<u32>, value: i64) {
+fn record(host: &dyn Host, id: Option<u32>, value: i64) {
     if let Some(id) = id {
         // A failed update must never affect traffic.
-        let _ = host::record_metric(id, u64::try_from(value).unwrap_or(0));
+        let _ = host.record_metric(id, u64::try_from(value).unwrap_or(0));
     }
 }
 
 impl Metrics {
     /// `providers`: names in config order; `remote`: which of them fetch their JWKS.
-    pub fn define(providers: &[String], remote: &[bool], revocation: bool, list: bool) -> Self {
+    pub fn define(
+        host: &dyn Host,
+        providers: &[String],
+        remote: &[bool],
+        revocation: bool,
+        list: bool,
+    ) -> Self {
         let ids: Vec<Option<u32>> = Counter::all(providers.len())
-            .map(|c| host::define_metric(MetricType::Counter, &c.name(providers)).ok())
+            .map(|c| {
+                host.define_metric(MetricType::Counter, &c.name(providers))
+                    .ok()
+            })
             .collect();
         let pending = RefCell::new(vec![0; ids.len()]);
         let jwks_age = providers
@@ -235,10 +244,10 @@ impl Metrics {
             .zip(remote)
             .map(|(name, remote)| {
                 let name = format!("bearer_guard.provider.{name}.jwks_age_seconds");
-                remote.then(|| gauge(&name)).flatten()
+                remote.then(|| gauge(host, &name)).flatten()
             })
             .collect();
-        let gauge_if = |wanted: bool, name: &str| wanted.then(|| gauge(name)).flatten();
+        let gauge_if = |wanted: bool, name: &str| wanted.then(|| gauge(host, name)).flatten();
         Metrics {
             ids,
             pending,
@@ -250,27 +259,33 @@ impl Metrics {
         }
     }
 
-    pub fn gauge_list_entries(&self, entries: u64, checked_at: i64) {
+    pub fn gauge_list_entries(&self, host: &dyn Host, entries: u64, checked_at: i64) {
         record(
+            host,
             self.list_entries,
             i64::try_from(entries).unwrap_or(i64::MAX),
         );
-        record(self.list_checked_at, checked_at);
+        record(host, self.list_checked_at, checked_at);
     }
 
-    pub fn gauge_revocation_entries(&self, entries: usize) {
+    pub fn gauge_revocation_entries(&self, host: &dyn Host, entries: usize) {
         record(
+            host,
             self.revocation_entries,
             i64::try_from(entries).unwrap_or(i64::MAX),
         );
     }
 
-    pub fn gauge_list_age(&self, seconds: i64) {
-        record(self.list_age, seconds);
+    pub fn gauge_list_age(&self, host: &dyn Host, seconds: i64) {
+        record(host, self.list_age, seconds);
     }
 
-    pub fn gauge_jwks_age(&self, provider: usize, seconds: i64) {
-        record(self.jwks_age.get(provider).copied().flatten(), seconds);
+    pub fn gauge_jwks_age(&self, host: &dyn Host, provider: usize, seconds: i64) {
+        record(
+            host,
+            self.jwks_age.get(provider).copied().flatten(),
+            seconds,
+        );
     }
 
     pub fn count(&self, counter: Counter) {
@@ -287,11 +302,11 @@ impl Metrics {
         }
     }
 
-    pub fn flush(&self) {
+    pub fn flush(&self, host: &dyn Host) {
         for (id, n) in self.ids.iter().zip(self.pending.borrow_mut().iter_mut()) {
             if let (Some(id), true) = (id, *n > 0) {
                 // A failed counter update must never affect traffic; the count is dropped.
-                let _ = host::increment_metric(*id, *n);
+                let _ = host.increment_metric(*id, *n);
             }
             *n = 0;
         }

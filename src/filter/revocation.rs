@@ -6,20 +6,16 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::io::{BufReader, Read};
 use std::rc::Rc;
-use std::time::Duration;
 
-use super::host;
-use log::{info, warn};
 use proxy_wasm::types::{BufferType, MapType, Status};
 
 use crate::decide::decision::Authorized;
 use crate::decide::guard::{Guard, HeldList};
 use crate::decide::header_map;
 use crate::idp::introspection::token_post;
-use crate::keys::fetch;
 use crate::observe::episode::Episode;
 use crate::observe::log_limit::LogLimiter;
-use crate::remote::Fetch;
+use crate::remote::{lease, Fetch};
 use crate::revocation::config::{ListConfig, RevocationConfig};
 use crate::revocation::doc::{render, PublishEntry};
 use crate::revocation::learned::{
@@ -31,7 +27,9 @@ use crate::revocation::publish::{
 };
 use crate::revocation::set::RevocationSet;
 
-use super::{release_lease, take_lease, Counter, Metrics};
+use super::host_trait::{call_response_header, Host, HttpCall};
+use super::remote_io::{self, Get, Source};
+use super::{Counter, Metrics};
 
 /// Shared-data keys. Every key is within the config's revocation scope (`scope_of`): the
 /// filter configs of a VM share one process's shared data, and one must never read or clear
@@ -116,31 +114,38 @@ pub struct Revocation {
     /// This VM has decided requests (a worker); one that has not (Envoy's main thread)
     /// polls the list first, so a large list is parsed off the request path.
     serves_requests: Cell<bool>,
+    host: Rc<dyn Host>,
 }
 
-fn get_shared(key: &str) -> (Option<Vec<u8>>, Option<u32>) {
-    host::shared_data(key).unwrap_or((None, None))
+fn get_shared(host: &dyn Host, key: &str) -> (Option<Vec<u8>>, Option<u32>) {
+    host.shared_data(key).unwrap_or((None, None))
 }
 
 impl Revocation {
     /// At configure: pick up what earlier VMs of this process learned and fetched (a config
     /// reload keeps it), or start a new generation.
     /// `plugin_name`: Envoy's name of this filter config (part of its scope, `scope_of`).
-    pub fn new(config: RevocationConfig, guard: &Guard, plugin_name: &str) -> Self {
+    pub fn new(
+        shared: Rc<dyn Host>,
+        config: RevocationConfig,
+        guard: &Guard,
+        plugin_name: &str,
+    ) -> Self {
+        let host = &*shared;
         let scope = scope_of(plugin_name, &guard.config().providers);
         let keys = Keys::new(&scope, config.learned_generation, config.list.as_ref());
         let generation = config.learned_generation.to_string();
-        if let (Some(old), _) = get_shared(&keys.generation) {
+        if let (Some(old), _) = get_shared(host, &keys.generation) {
             if old != generation.as_bytes() {
                 let old = String::from_utf8_lossy(&old).parse::<u64>().unwrap_or(0);
                 let stale = Keys::new(&scope, old, config.list.as_ref());
                 for key in [&stale.learned, &stale.list, &stale.list_lifetimes] {
-                    let _ = host::set_shared_data(key, b"", None);
+                    let _ = host.set_shared_data(key, b"", None);
                 }
-                info!("revocation: learned_generation {old} -> {generation}: revocations learned at run time cleared");
+                host.info(&format!("revocation: learned_generation {old} -> {generation}: revocations learned at run time cleared"));
             }
         }
-        let _ = host::set_shared_data(&keys.generation, generation.as_bytes(), None);
+        let _ = host.set_shared_data(&keys.generation, generation.as_bytes(), None);
         // Shared data has no atomic create: the values exist before any worker CASes them.
         for (key, initial) in [
             (
@@ -150,10 +155,10 @@ impl Revocation {
             (&keys.learned_serial, b"0".to_vec()),
             (&keys.list_lease, b"0".to_vec()),
         ] {
-            if matches!(get_shared(key), (None, _) | (Some(_), None))
-                || get_shared(key).0.is_some_and(|v| v.is_empty())
+            if matches!(get_shared(host, key), (None, _) | (Some(_), None))
+                || get_shared(host, key).0.is_some_and(|v| v.is_empty())
             {
-                let _ = host::set_shared_data(key, &initial, None);
+                let _ = host.set_shared_data(key, &initial, None);
             }
         }
         let list = config.list.clone().map(|config| ListState {
@@ -182,6 +187,7 @@ impl Revocation {
             stale_log: RefCell::new(LogLimiter::default()),
             serves_requests: Cell::new(false),
             config,
+            host: shared.clone(),
         };
         revocation.read_learned(guard);
         revocation.adopt_list(guard);
@@ -209,13 +215,14 @@ impl Revocation {
     }
 
     fn read_learned(&self, guard: &Guard) {
-        let (Some(serial), _) = get_shared(&self.keys.learned_serial) else {
+        let host = &*self.host;
+        let (Some(serial), _) = get_shared(host, &self.keys.learned_serial) else {
             return;
         };
         if self.learned_seen.borrow().as_ref() == Some(&serial) {
             return;
         }
-        if let (Some(bytes), _) = get_shared(&self.keys.learned) {
+        if let (Some(bytes), _) = get_shared(host, &self.keys.learned) {
             if let Some(learned) = Learned::decode(&bytes) {
                 guard.state().install_learned(learned.to_sets());
             }
@@ -233,27 +240,31 @@ impl Revocation {
 
     /// The upstream's response headers: any revocation header is applied, then removed.
     pub fn on_response_headers(&self, context: u32, guard: &Guard, metrics: &Metrics, now: i64) {
+        let host = &*self.host;
         let Some(name) = self.response_header() else {
             return;
         };
         // Envoy answers with the first value only; if there is none there are none.
         let map = MapType::HttpResponseHeaders;
-        if !matches!(host::header(map, name), Ok(Some(_))) {
+        if !matches!(host.header(map, name), Ok(Some(_))) {
             return;
         }
-        let values: Vec<Vec<u8>> = host::headers(map)
+        let values: Vec<Vec<u8>> = host
+            .headers(map)
             .unwrap_or_default()
             .into_iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
             .map(|(_, v)| v)
             .collect();
-        if let Err(status) = host::remove_header(map, name) {
-            warn!("could not remove the {name} response header: {status:?}");
+        if let Err(status) = host.remove_header(map, name) {
+            host.warn(&format!(
+                "could not remove the {name} response header: {status:?}"
+            ));
         }
         let (values, refused) = header_map::text_values(values);
         for size in refused {
             metrics.count(Counter::RevocationHeaderInvalid);
-            warn!("{name} response header: a value ({size} bytes) is not UTF-8; refused as a whole, nothing revoked from it");
+            host.warn(&format!("{name} response header: a value ({size} bytes) is not UTF-8; refused as a whole, nothing revoked from it"));
         }
         let authorized = self.authorized.borrow_mut().remove(&context);
         let mut revoked = FromHeader::default();
@@ -265,7 +276,7 @@ impl Revocation {
                 now,
             );
             for problem in &out.problems {
-                warn!("{name} response header: {problem}");
+                host.warn(&format!("{name} response header: {problem}"));
                 if !matches!(problem, HeaderProblem::SelfWithoutToken) {
                     metrics.count(Counter::HeaderDirectiveRefused);
                 }
@@ -315,6 +326,7 @@ impl Revocation {
         metrics: &Metrics,
         now: i64,
     ) {
+        let host = &*self.host;
         let FromHeader {
             self_revoked,
             learned,
@@ -329,7 +341,7 @@ impl Revocation {
                     .iter()
                     .find(|p| p.name == token.provider);
                 if let Some(scope) = provider.and_then(super::introspection::answer_scope) {
-                    super::introspection::forget_answer(&scope, &token.token_sha256);
+                    super::introspection::forget_answer(host, &scope, &token.token_sha256);
                 }
             }
             if let (Some(queue), Some(raw)) = (self.idp.borrow_mut().as_mut(), &token.token) {
@@ -353,23 +365,25 @@ impl Revocation {
                     for _ in 0..evicted {
                         metrics.count(Counter::LearnedEvicted);
                     }
-                    warn!(
+                    host.warn(&format!(
                         "revocation: {evicted} learned revocations still in force evicted (limit \
                          {}; those expiring soonest first): they no longer apply in this process",
                         crate::revocation::learned::MAX_LEARNED_ENTRIES
-                    );
+                    ));
                 }
-                info!(
+                host.info(&format!(
                     "revoked {} entr{} by {what} (provider={} token_fp={token_fp})",
                     learned.len(),
                     if learned.len() == 1 { "y" } else { "ies" },
                     authorized.map_or("-", |a| a.provider.as_str()),
-                );
+                ));
             }
             Err(status) => {
                 // Still enforced by this worker (added to what it holds); other workers learn
                 // it from the list, if publishing is on.
-                warn!("revocation could not be shared with other workers ({status:?})");
+                host.warn(&format!(
+                    "revocation could not be shared with other workers ({status:?})"
+                ));
                 for _ in 0..learned.len() {
                     metrics.count(counter);
                 }
@@ -388,20 +402,21 @@ impl Revocation {
     /// Appends to the shared log by compare-and-swap, then bumps the serial other workers
     /// check on every request. Returns how many old entries the bound evicted.
     fn record(&self, entries: &[LearnedEntry], guard: &Guard, now: i64) -> Result<usize, Status> {
+        let host = &*self.host;
         let mut last = Status::CasMismatch;
         for _ in 0..64 {
-            let (bytes, cas) = get_shared(&self.keys.learned);
+            let (bytes, cas) = get_shared(host, &self.keys.learned);
             let mut learned = bytes
                 .as_deref()
                 .and_then(Learned::decode)
                 .filter(|l| l.generation == self.config.learned_generation)
                 .unwrap_or_else(|| Learned::new(self.config.learned_generation));
             let evicted = learned.append(entries, now, guard.config().expiry_grace_seconds());
-            match host::set_shared_data(&self.keys.learned, &learned.encode(), cas) {
+            match host.set_shared_data(&self.keys.learned, &learned.encode(), cas) {
                 Ok(()) => {
-                    let (_, serial_cas) = get_shared(&self.keys.learned_serial);
+                    let (_, serial_cas) = get_shared(host, &self.keys.learned_serial);
                     let serial = serial_cas.map_or(1, |c| u64::from(c) + 1).to_string();
-                    host::set_shared_data(&self.keys.learned_serial, serial.as_bytes(), None)?;
+                    host.set_shared_data(&self.keys.learned_serial, serial.as_bytes(), None)?;
                     guard.state().install_learned(learned.to_sets());
                     // Not marked as seen: another worker may have written after this one, and
                     // the next request reads the log again to pick that up.
@@ -416,16 +431,11 @@ impl Revocation {
 
     /// Each tick: adopt the list another VM fetched, and fetch it if due (one VM of the
     /// process, by lease).
-    pub fn drive(
-        &self,
-        root: &dyn proxy_wasm::traits::Context,
-        guard: &Guard,
-        metrics: &Metrics,
-        now: i64,
-    ) {
+    pub fn drive(&self, guard: &Guard, metrics: &Metrics, now: i64) {
+        let host = &*self.host;
         self.adopt_list(guard);
-        self.send_publish(root, metrics, now);
-        self.send_idp(root, metrics, now);
+        self.send_publish(metrics, now);
+        self.send_idp(metrics, now);
         let mut list = self.list.borrow_mut();
         let Some(state) = list.as_mut() else {
             return;
@@ -433,7 +443,7 @@ impl Revocation {
         let checked_at = state.seen.map(|c| c.at);
         if let Some(checked) = checked_at {
             let entries = guard.state().revocation_list().map_or(0, |l| l.len());
-            metrics.gauge_list_entries(u64::try_from(entries).unwrap_or(0), checked);
+            metrics.gauge_list_entries(host, u64::try_from(entries).unwrap_or(0), checked);
         }
         let due = list::fetch_due(
             checked_at,
@@ -444,46 +454,34 @@ impl Revocation {
         if !state.fetch.should_start(due, now) {
             return;
         }
-        if !take_lease(&self.keys.list_lease, now, state.config.timeout_ms) {
-            return;
-        }
         let held = guard.state().revocation_list();
         let held = held.as_ref().map(HeldList::held);
         let path = list::request_path(&state.config.endpoint.path, held);
-        let mut headers = vec![
-            (":method", "GET"),
-            (":path", path.as_str()),
-            (":authority", state.config.endpoint.authority.as_str()),
-            ("accept", "application/json"),
-        ];
-        if let Some(etag) = list::if_none_match(held) {
-            headers.push(("if-none-match", etag));
-        }
-        let timeout = Duration::from_millis(state.config.timeout_ms);
-        match root.dispatch_http_call(
-            &state.config.endpoint.cluster,
-            headers,
-            None,
-            vec![],
-            timeout,
-        ) {
-            Ok(token) => state.fetch.started(token),
-            Err(status) => {
-                if state.fetch.failed(now) {
-                    warn!(
-                        "revocation list fetch not sent ({status:?}): is cluster {:?} defined? (logged once until it works)",
-                        state.config.endpoint.cluster
-                    );
-                }
-                metrics.count(Counter::ListFetchFailed);
-                release_lease(&self.keys.list_lease);
-            }
+        let get = Get {
+            cluster: &state.config.endpoint.cluster,
+            path: &path,
+            authority: &state.config.endpoint.authority,
+            accept: "application/json",
+            if_none_match: list::if_none_match(held),
+            timeout_ms: state.config.timeout_ms,
+        };
+        let source = self.list_source();
+        remote_io::start_fetch(host, &source, &get, &mut state.fetch, metrics, now);
+    }
+
+    /// The list poll, as the fetch shell runs it.
+    fn list_source(&self) -> Source<'_> {
+        Source {
+            lease: &self.keys.list_lease,
+            what: "revocation list fetch",
+            failed: &[Counter::ListFetchFailed],
         }
     }
 
     /// Reads the small `checked` value each tick; the base or the overlay only when its
     /// serial moved.
     fn adopt_list(&self, guard: &Guard) {
+        let host = &*self.host;
         let mut list = self.list.borrow_mut();
         let Some(state) = list.as_mut() else {
             return;
@@ -495,13 +493,15 @@ impl Revocation {
         if seen.map(|s| s.base_serial) != Some(shared.base_serial) {
             // The held list goes first: a 1M-entry list must not be held twice.
             guard.state().drop_revocation_list();
-            let base = get_shared(&self.keys.list)
+            let base = get_shared(host, &self.keys.list)
                 .0
                 .and_then(RevocationSet::decode);
             let overlay = self.shared_overlay(shared);
             let (Some(base), Ok(overlay)) = (base, overlay) else {
                 // Fail closed: no list held means stale, and the stale policy decides.
-                warn!("revocation list in shared data is unreadable; waiting for the next fetch");
+                host.warn(
+                    "revocation list in shared data is unreadable; waiting for the next fetch",
+                );
                 guard.state().forget_revocation_list();
                 state.seen = None;
                 return;
@@ -515,7 +515,7 @@ impl Revocation {
             match self.shared_overlay(shared) {
                 Ok(overlay) => guard.state().install_revocation_overlay(overlay),
                 Err(()) => {
-                    warn!("revocation list overlay in shared data is unreadable; waiting for the next fetch");
+                    host.warn("revocation list overlay in shared data is unreadable; waiting for the next fetch");
                     guard.state().forget_revocation_list();
                     state.seen = None;
                     return;
@@ -525,9 +525,9 @@ impl Revocation {
         guard.state().revocation_list_checked(shared.at);
         // A newer fetch by another VM ends an outage this one logged.
         if seen.is_none_or(|s| shared.at > s.at) {
-            if let Some(failed) = state.fetch.adopted() {
-                info!("revocation list fetch recovered after {failed} failed attempt(s) (fetched by another VM)");
-            }
+            remote_io::adopted(host, &mut state.fetch, |failed| {
+                format!("revocation list fetch recovered after {failed} failed attempt(s) (fetched by another VM)")
+            });
         }
         let at = seen.map_or(shared.at, |s| s.at.max(shared.at));
         state.seen = Some(Checked { at, ..shared });
@@ -535,10 +535,11 @@ impl Revocation {
 
     /// `Ok(None)`: no overlay; `Err`: there should be one and it cannot be read.
     fn shared_overlay(&self, shared: Checked) -> Result<Option<Rc<RevocationSet>>, ()> {
+        let host = &*self.host;
         if shared.overlay_serial == 0 {
             return Ok(None);
         }
-        get_shared(&self.keys.list_overlay)
+        get_shared(host, &self.keys.list_overlay)
             .0
             .and_then(RevocationSet::decode)
             .map(|set| Some(Rc::new(set)))
@@ -546,7 +547,8 @@ impl Revocation {
     }
 
     fn shared_checked(&self) -> Option<Checked> {
-        list::decode_checked(&get_shared(&self.keys.list_checked).0?)
+        let host = &*self.host;
+        list::decode_checked(&get_shared(host, &self.keys.list_checked).0?)
     }
 
     /// A response to one of our calls; `false` if the token is not ours.
@@ -558,17 +560,18 @@ impl Revocation {
         metrics: &Metrics,
         now: i64,
     ) -> bool {
+        let host = &*self.host;
         if *self.idp_in_flight.borrow() == Some(token) {
             *self.idp_in_flight.borrow_mut() = None;
             // RFC 7009 §2.2: 200 even for tokens the IdP does not know; the body is ignored.
-            let outcome = match call_status().as_deref() {
+            let outcome = match call_status(host).as_deref() {
                 Some("200") => Ok(()),
                 Some(other) => Err(format!("HTTP status {other}")),
                 None => Err("no response (timeout or connection failure)".to_owned()),
             };
             if let Some(queue) = self.idp.borrow_mut().as_mut() {
                 let settled = queue.settle(outcome.is_ok(), now);
-                count_settled(&IDP, settled, outcome.err().as_deref(), metrics);
+                count_settled(host, &IDP, settled, outcome.err().as_deref(), metrics);
             }
             return true;
         }
@@ -576,11 +579,12 @@ impl Revocation {
             *self.publish_in_flight.borrow_mut() = None;
             // A 2xx from something other than the list service (an HTML page, garbage) did
             // not store the entries: retried.
-            let (status, body) = super::call_response(body_size, MAX_PUBLISH_RESPONSE_BYTES);
+            let (status, body) =
+                remote_io::call_response(host, body_size, MAX_PUBLISH_RESPONSE_BYTES);
             let outcome = publish_accepted(status.as_deref(), body_size, &body);
             if let Some(queue) = self.publish.borrow_mut().as_mut() {
                 let settled = queue.settle(outcome.is_ok(), now);
-                count_settled(&PUBLISH, settled, outcome.err().as_deref(), metrics);
+                count_settled(host, &PUBLISH, settled, outcome.err().as_deref(), metrics);
             }
             return true;
         }
@@ -589,11 +593,11 @@ impl Revocation {
             return false;
         };
         // Parsing a large list can outlast the fetch lease: renewed so no one polls meanwhile.
-        let renewed = fetch::fetch_deadline(now, state.config.timeout_ms).saturating_add(60);
-        let _ = host::set_shared_data(&self.keys.list_lease, renewed.to_string().as_bytes(), None);
+        let renewed = lease::fetch_deadline(now, state.config.timeout_ms).saturating_add(60);
+        let _ = host.set_shared_data(&self.keys.list_lease, &lease::held_until(renewed), None);
         self.apply_list_response(state, body_size, guard, metrics, now);
         // Only now: another VM must not poll while this one is still parsing and sharing.
-        release_lease(&self.keys.list_lease);
+        remote_io::release_lease(host, &self.keys.list_lease);
         true
     }
 
@@ -605,12 +609,14 @@ impl Revocation {
         metrics: &Metrics,
         now: i64,
     ) {
-        let status = call_status();
-        let etag = super::host::call_response_header("etag");
+        let host = &*self.host;
+        let status = call_status(host);
+        let etag = call_response_header(host, "etag");
         let held = guard.state().revocation_list();
         let body = BufReader::with_capacity(
             64 * 1024,
             CallBody {
+                host,
                 offset: 0,
                 size: body_size,
             },
@@ -645,8 +651,8 @@ impl Revocation {
             }) => {
                 metrics.count(Counter::ListFetchOk);
                 drop(held);
-                log_list("fetched", &base, base.len(), expired_dropped);
-                note_rollback(&mut state.rollback, kept, metrics);
+                log_list(host, "fetched", &base, base.len(), expired_dropped);
+                note_rollback(host, &mut state.rollback, kept, metrics);
                 shared_ok &= self.share_lifetimes(lifetimes.as_ref());
                 // The large value first, then the small one that tells the others to read it.
                 shared_ok &= self.share(&self.keys.list, &base);
@@ -671,7 +677,7 @@ impl Revocation {
                 metrics.count(Counter::ListFetchOk);
                 shared_ok &= self.share_lifetimes(lifetimes.as_ref());
                 let total = held.as_ref().map_or(0, |h| h.base.len()) + overlay.len();
-                log_list("updated by a delta", &overlay, total, expired_dropped);
+                log_list(host, "updated by a delta", &overlay, total, expired_dropped);
                 let mut confirmed = Checked {
                     at: now,
                     base_serial: seen.base_serial,
@@ -693,33 +699,38 @@ impl Revocation {
                 confirmed
             }
             Err(e) => {
-                metrics.count(Counter::ListFetchFailed);
-                if state.fetch.failed(now) {
-                    warn!(
-                        "revocation list fetch failed: {e}; list last confirmed {} (logged once until a fetch works)",
-                        state
-                            .seen
-                            .map_or("never".to_owned(), |c| format!("{}s ago", now - c.at))
-                    );
-                }
+                let confirmed = state
+                    .seen
+                    .map_or("never".to_owned(), |c| format!("{}s ago", now - c.at));
+                remote_io::failed(
+                    host,
+                    &mut state.fetch,
+                    now,
+                    metrics,
+                    &self.list_source(),
+                    || {
+                        format!("revocation list fetch failed: {e}; list last confirmed {confirmed} (logged once until a fetch works)")
+                    },
+                );
                 return;
             }
         };
-        if let Some(failed) = state.fetch.succeeded() {
-            info!("revocation list fetch recovered after {failed} failed attempt(s)");
-        }
+        remote_io::succeeded(host, &mut state.fetch, metrics, &[], |failed| {
+            format!("revocation list fetch recovered after {failed} failed attempt(s)")
+        });
         state.seen = Some(confirmed);
         // Only a list the others can read is announced; otherwise they poll themselves.
         if shared_ok {
             let value = list::encode_checked(confirmed);
-            let _ = host::set_shared_data(&self.keys.list_checked, &value, None);
+            let _ = host.set_shared_data(&self.keys.list_checked, &value, None);
         }
     }
 
     /// The known `exp` of the held list's entries; none stored (or unreadable): none known,
     /// so every held entry counts as live (kept rather than un-revoked).
     fn shared_lifetimes(&self) -> Lifetimes {
-        get_shared(&self.keys.list_lifetimes)
+        let host = &*self.host;
+        get_shared(host, &self.keys.list_lifetimes)
             .0
             .and_then(|bytes| Lifetimes::decode(&bytes))
             .unwrap_or_default()
@@ -727,29 +738,36 @@ impl Revocation {
 
     /// `None`: unchanged (or the guard is off), nothing to write.
     fn share_lifetimes(&self, lifetimes: Option<&Lifetimes>) -> bool {
+        let host = &*self.host;
         let Some(lifetimes) = lifetimes else {
             return true;
         };
-        match host::set_shared_data(&self.keys.list_lifetimes, &lifetimes.encode(), None) {
+        match host.set_shared_data(&self.keys.list_lifetimes, &lifetimes.encode(), None) {
             Ok(()) => true,
             Err(status) => {
-                warn!("revocation list lifetimes could not be shared ({status:?})");
+                host.warn(&format!(
+                    "revocation list lifetimes could not be shared ({status:?})"
+                ));
                 false
             }
         }
     }
 
     fn share(&self, key: &str, set: &RevocationSet) -> bool {
-        match host::set_shared_data(key, set.as_bytes(), None) {
+        let host = &*self.host;
+        match host.set_shared_data(key, set.as_bytes(), None) {
             Ok(()) => true,
             Err(status) => {
-                warn!("revocation list could not be shared with other workers ({status:?})");
+                host.warn(&format!(
+                    "revocation list could not be shared with other workers ({status:?})"
+                ));
                 false
             }
         }
     }
 
-    fn send_publish(&self, root: &dyn proxy_wasm::traits::Context, metrics: &Metrics, now: i64) {
+    fn send_publish(&self, metrics: &Metrics, now: i64) {
+        let host = &*self.host;
         let Some(config) = &self.config.publish else {
             return;
         };
@@ -767,29 +785,18 @@ impl Revocation {
             (":authority", config.endpoint.authority.as_str()),
             ("content-type", "application/json"),
         ];
-        let timeout = Duration::from_millis(config.timeout_ms);
-        match root.dispatch_http_call(
-            &config.endpoint.cluster,
-            headers,
-            Some(body.as_bytes()),
-            vec![],
-            timeout,
-        ) {
-            Ok(token) => *self.publish_in_flight.borrow_mut() = Some(token),
-            Err(status) => {
-                let settled = queue.not_sent(now);
-                count_settled(
-                    &PUBLISH,
-                    settled,
-                    Some(&format!("not sent: {status:?}")),
-                    metrics,
-                );
-            }
-        }
+        let call = HttpCall {
+            cluster: &config.endpoint.cluster,
+            headers: &headers,
+            body: Some(body.as_bytes()),
+            timeout_ms: config.timeout_ms,
+        };
+        *self.publish_in_flight.borrow_mut() = post(host, &call, queue, &PUBLISH, metrics, now);
     }
 
     /// RFC 7009: one queued token per POST to the identity provider.
-    fn send_idp(&self, root: &dyn proxy_wasm::traits::Context, metrics: &Metrics, now: i64) {
+    fn send_idp(&self, metrics: &Metrics, now: i64) {
+        let host = &*self.host;
         let Some(config) = &self.config.idp else {
             return;
         };
@@ -805,24 +812,33 @@ impl Revocation {
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
             .collect();
-        let timeout = Duration::from_millis(config.client.timeout_ms);
-        match root.dispatch_http_call(
-            &config.client.endpoint.cluster,
-            headers,
-            Some(body.as_bytes()),
-            vec![],
-            timeout,
-        ) {
-            Ok(call) => *self.idp_in_flight.borrow_mut() = Some(call),
-            Err(status) => {
-                let settled = queue.not_sent(now);
-                count_settled(
-                    &IDP,
-                    settled,
-                    Some(&format!("not sent: {status:?}")),
-                    metrics,
-                );
-            }
+        let call = HttpCall {
+            cluster: &config.client.endpoint.cluster,
+            headers: &headers,
+            body: Some(body.as_bytes()),
+            timeout_ms: config.client.timeout_ms,
+        };
+        *self.idp_in_flight.borrow_mut() = post(host, &call, queue, &IDP, metrics, now);
+    }
+}
+
+/// POSTs the next of an outgoing queue (the list service's publish, the IdP's revocation):
+/// the call in flight; a POST not sent is settled as a failed attempt.
+fn post<T: Clone>(
+    host: &dyn Host,
+    call: &HttpCall,
+    queue: &mut PublishQueue<T>,
+    counters: &QueueCounters,
+    metrics: &Metrics,
+    now: i64,
+) -> Option<u32> {
+    match host.dispatch_http_call(call) {
+        Ok(call) => Some(call),
+        Err(status) => {
+            let settled = queue.not_sent(now);
+            let why = format!("not sent: {status:?}");
+            count_settled(host, counters, settled, Some(&why), metrics);
+            None
         }
     }
 }
@@ -851,6 +867,7 @@ const IDP: QueueCounters = QueueCounters {
 
 /// `why`: what went wrong with a failed attempt, for the log.
 fn count_settled(
+    host: &dyn Host,
     queue: &QueueCounters,
     settled: crate::revocation::publish::Settled,
     why: Option<&str>,
@@ -860,50 +877,59 @@ fn count_settled(
         metrics.count(queue.ok);
     }
     if let Some(failed) = settled.recovered_after {
-        info!("{} recovered after {failed} failed attempt(s)", queue.what);
+        host.info(&format!(
+            "{} recovered after {failed} failed attempt(s)",
+            queue.what
+        ));
     }
     if settled.failed_attempt {
         metrics.count(queue.failed);
         if settled.starts_episode {
-            warn!(
+            host.warn(&format!(
                 "{} failed ({}); will retry (logged once until it works)",
                 queue.what,
                 why.unwrap_or("no response")
-            );
+            ));
         }
     }
     for _ in 0..settled.dropped {
         metrics.count(queue.dropped);
     }
     if settled.dropped > 0 {
-        warn!(
+        host.warn(&format!(
             "{}: {} entries dropped after repeated failures",
             queue.what, settled.dropped
-        );
+        ));
     }
 }
 
 /// A whole list that left out live entries (kept): counted each time, logged once per
 /// episode (a rolled-back service answers the same on every poll).
-fn note_rollback(episode: &mut Episode, kept: usize, metrics: &Metrics) {
+fn note_rollback(host: &dyn Host, episode: &mut Episode, kept: usize, metrics: &Metrics) {
     if kept == 0 {
         if let Some(lists) = episode.recovered() {
-            info!("revocation list: a whole list holds every live entry again (after {lists} that did not)");
+            host.info(&format!("revocation list: a whole list holds every live entry again (after {lists} that did not)"));
         }
         return;
     }
     metrics.count(Counter::ListRollback);
     if episode.failed() {
-        warn!(
+        host.warn(&format!(
             "revocation list: a whole list left out {kept} revoked entries whose tokens may still be valid \
              (a rolled-back or stale list service?); kept them until their exp \
              (revocation.list.allow_removal: true lets a list un-revoke; logged once until a list holds them again)"
-        );
+        ));
     }
 }
 
-fn log_list(what: &str, set: &RevocationSet, total: usize, expired_dropped: usize) {
-    info!(
+fn log_list(
+    host: &dyn Host,
+    what: &str,
+    set: &RevocationSet,
+    total: usize,
+    expired_dropped: usize,
+) {
+    host.info(&format!(
         "revocation list {what}: {total} entries, version {:?}{}",
         set.version,
         if expired_dropped > 0 {
@@ -911,7 +937,7 @@ fn log_list(what: &str, set: &RevocationSet, total: usize, expired_dropped: usiz
         } else {
             String::new()
         }
-    );
+    ));
 }
 
 /// A list polled more often than the common retry delay retries as often as it polls.
@@ -919,24 +945,27 @@ fn retry_delay(config: &ListConfig) -> i64 {
     i64::try_from(config.refresh_seconds).unwrap_or(i64::MAX)
 }
 
-fn call_status() -> Option<String> {
-    super::host::call_response_header(":status")
+fn call_status(host: &dyn Host) -> Option<String> {
+    call_response_header(host, ":status")
 }
 
 /// The call's response body, read from the host in chunks (a large list is never copied
 /// into wasm whole).
-struct CallBody {
+struct CallBody<'h> {
+    host: &'h dyn Host,
     offset: usize,
     size: usize,
 }
 
-impl Read for CallBody {
+impl Read for CallBody<'_> {
     fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
         let want = out.len().min(self.size.saturating_sub(self.offset));
         if want == 0 {
             return Ok(0);
         }
-        let chunk = host::buffer(BufferType::HttpCallResponseBody, self.offset, want)
+        let chunk = self
+            .host
+            .buffer(BufferType::HttpCallResponseBody, self.offset, want)
             .map_err(|s| std::io::Error::other(format!("{s:?}")))?
             .unwrap_or_default();
         let n = chunk.len().min(want);

@@ -3,18 +3,15 @@
 //! workers, and refreshing it when due. Checking the token and the statuses is the guard's.
 
 use std::collections::HashMap;
-use std::time::Duration;
-
-use super::host;
-use log::{info, warn};
-use proxy_wasm::traits::Context;
 
 use crate::decide::guard::Guard;
 use crate::remote::Fetch;
 use crate::revocation::config::StatusListConfig;
 use crate::revocation::set::{fingerprint, Kind};
 
-use super::{call_response, release_lease, take_lease, Counter, Metrics, WaitTarget};
+use super::host_trait::Host;
+use super::remote_io::{self, Get, Source, Started};
+use super::{Counter, Metrics, WaitTarget};
 
 /// A status list token is a few hundred KB at most (1M entries at 8 bits: ~1.3 MB of zlib).
 const MAX_LIST_BYTES: usize = 4 * 1024 * 1024;
@@ -58,7 +55,7 @@ pub fn fetch_coming(fetches: &StatusFetches, target: WaitTarget, now: i64) -> bo
 /// Each tick: adopt lists other workers fetched, fetch those wanted or due. Returns the
 /// lists that arrived (their waiters can be answered).
 pub fn drive(
-    root: &dyn Context,
+    host: &dyn Host,
     guard: &Guard,
     config: &StatusListConfig,
     fetches: &mut StatusFetches,
@@ -70,10 +67,10 @@ pub fn drive(
     }
     let mut ready = Vec::new();
     for (uri, list) in fetches.iter_mut() {
-        if adopt(guard, list.provider, uri) {
-            if let Some(failed) = list.fetch.adopted() {
-                info!("status list {uri} recovered after {failed} failed fetch(es) (fetched by another worker)");
-            }
+        if adopt(host, guard, list.provider, uri) {
+            remote_io::adopted(host, &mut list.fetch, |failed| {
+                format!("status list {uri} recovered after {failed} failed fetch(es) (fetched by another worker)")
+            });
             if guard.state().status_list_due(uri, now) {
                 list.fetch.want();
             }
@@ -86,38 +83,41 @@ pub fn drive(
             list.fetch.satisfied();
             continue;
         };
-        let lease = format!("{}.lease", shared_key(uri));
-        if !take_lease(&lease, now, config.timeout_ms) {
-            continue;
-        }
-        let headers = vec![
-            (":method", "GET"),
-            (":path", endpoint.path.as_str()),
-            (":authority", endpoint.authority.as_str()),
-            ("accept", "application/statuslist+jwt"),
-        ];
-        let timeout = Duration::from_millis(config.timeout_ms);
-        match root.dispatch_http_call(&endpoint.cluster, headers, None, vec![], timeout) {
-            Ok(call) => list.fetch.started(call),
-            Err(status) => {
-                if list.fetch.failed(now) {
-                    warn!(
-                        "status list fetch not sent ({status:?}): is cluster {:?} defined? (logged once until it works)",
-                        endpoint.cluster
-                    );
-                }
-                metrics.count(Counter::StatusListFetchFailed);
-                release_lease(&lease);
-                ready.push(wait_target(uri));
-            }
+        let lease = lease_key(uri);
+        let get = Get {
+            cluster: &endpoint.cluster,
+            path: &endpoint.path,
+            authority: &endpoint.authority,
+            accept: "application/statuslist+jwt",
+            if_none_match: None,
+            timeout_ms: config.timeout_ms,
+        };
+        let source = source(&lease);
+        if remote_io::start_fetch(host, &source, &get, &mut list.fetch, metrics, now)
+            == Started::NotSent
+        {
+            ready.push(wait_target(uri));
         }
     }
     ready
 }
 
+fn lease_key(uri: &str) -> String {
+    format!("{}.lease", shared_key(uri))
+}
+
+/// A list's fetch, as the fetch shell runs it.
+fn source(lease: &str) -> Source<'_> {
+    Source {
+        lease,
+        what: "status list fetch",
+        failed: &[Counter::StatusListFetchFailed],
+    }
+}
+
 /// Installs the list another worker shared, if it is newer than the one held.
-fn adopt(guard: &Guard, provider: usize, uri: &str) -> bool {
-    let Ok((Some(value), _)) = host::shared_data(&shared_key(uri)) else {
+fn adopt(host: &dyn Host, guard: &Guard, provider: usize, uri: &str) -> bool {
+    let Ok((Some(value), _)) = host.shared_data(&shared_key(uri)) else {
         return false;
     };
     let text = String::from_utf8_lossy(&value);
@@ -141,6 +141,7 @@ fn adopt(guard: &Guard, provider: usize, uri: &str) -> bool {
 
 /// A response to a status list fetch; `None` if the call is not one.
 pub fn on_response(
+    host: &dyn Host,
     call: u32,
     body_size: usize,
     guard: &Guard,
@@ -149,7 +150,8 @@ pub fn on_response(
     now: i64,
 ) -> Option<WaitTarget> {
     let (uri, list) = fetches.iter_mut().find(|(_, f)| f.fetch.is_call(call))?;
-    let (status, body) = call_response(body_size, MAX_LIST_BYTES);
+    let lease = lease_key(uri);
+    let (status, body) = remote_io::call_response(host, body_size, MAX_LIST_BYTES);
     let outcome = match status.as_deref() {
         Some("200") if body.len() <= MAX_LIST_BYTES => {
             let token = String::from_utf8_lossy(&body).trim().to_owned();
@@ -163,26 +165,25 @@ pub fn on_response(
     };
     match outcome {
         Ok((token, fresh_until)) => {
-            let recovered_after = list.fetch.succeeded();
-            metrics.count(Counter::StatusListFetchOk);
-            info!(
+            host.info(&format!(
                 "status list {uri} fetched; next fetch in {}s",
                 fresh_until - now
-            );
-            if let Some(failed) = recovered_after {
-                info!("status list {uri} recovered after {failed} failed fetch(es)");
-            }
+            ));
+            let ok = [Counter::StatusListFetchOk];
+            remote_io::succeeded(host, &mut list.fetch, metrics, &ok, |failed| {
+                format!("status list {uri} recovered after {failed} failed fetch(es)")
+            });
             let value = format!("{now}\n{token}");
-            let _ = host::set_shared_data(&shared_key(uri), value.as_bytes(), None);
+            let _ = host.set_shared_data(&shared_key(uri), value.as_bytes(), None);
         }
         Err(why) => {
-            metrics.count(Counter::StatusListFetchFailed);
             list.fetch.want();
-            if list.fetch.failed(now) {
-                warn!("status list {uri} not usable: {why}; the list held (if any) stays until stale (logged once until a fetch works)");
-            }
+            remote_io::failed(host, &mut list.fetch, now, metrics, &source(&lease), || {
+                format!("status list {uri} not usable: {why}; the list held (if any) stays until stale (logged once until a fetch works)")
+            });
         }
     }
-    release_lease(&format!("{}.lease", shared_key(uri)));
+    // Only now: the list is shared before another worker may fetch it again.
+    remote_io::release_lease(host, &lease);
     Some(wait_target(uri))
 }

@@ -84,26 +84,11 @@ pub fn decode_shared(value: &[u8]) -> Option<(i64, KeySet)> {
     Some((fetched_at, fetched.keys))
 }
 
-/// When a fetch started at `now` is given up on: its timeout plus 2 s of slack. Bounds both
-/// the fetch lease and how long a request waits for keys.
-pub fn fetch_deadline(now: i64, timeout_ms: u64) -> i64 {
-    now.saturating_add(i64::try_from(timeout_ms / 1000).unwrap_or(0) + 2)
-}
-
 /// Whether keys fetched at `fetched_at` (never: `None`) should be fetched again: at 90% of
 /// the cache duration, so fresh keys are in before the old ones are due.
 pub fn fetch_due(fetched_at: Option<i64>, now: i64, cache_duration_seconds: u64) -> bool {
     let duration = i64::try_from(cache_duration_seconds.saturating_mul(9) / 10).unwrap_or(i64::MAX);
     fetched_at.is_none_or(|at| now >= at.saturating_add(duration.max(1)))
-}
-
-/// A fetch lease in shared data: `<until>`. Whoever sets it (by compare-and-swap) fetches;
-/// the other workers wait for the shared JWKS instead of fetching too.
-pub fn lease_free(value: Option<&[u8]>, now: i64) -> bool {
-    value
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.parse::<i64>().ok())
-        .is_none_or(|until| until <= now)
 }
 
 #[cfg(test)]
@@ -160,16 +145,10 @@ mod tests {
     }
 
     #[test]
-    fn schedule_and_lease() {
-        assert_eq!(fetch_deadline(100, 2000), 104);
-        assert_eq!(fetch_deadline(100, 500), 102);
+    fn schedule() {
         assert!(fetch_due(None, 100, 600));
         assert!(!fetch_due(Some(100), 639, 600));
         assert!(fetch_due(Some(100), 640, 600));
         assert!(fetch_due(Some(100), 101, 1));
-        assert!(lease_free(None, 10));
-        assert!(lease_free(Some(b"10"), 10));
-        assert!(!lease_free(Some(b"11"), 10));
-        assert!(lease_free(Some(b"junk"), 10));
     }
 }

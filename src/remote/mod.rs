@@ -1,9 +1,12 @@
 //! One remote source (a provider's JWKS, the revocation list, a status list) as one worker
 //! drives it, sans I/O: whether a fetch is wanted, the call in flight, when a failed fetch may
 //! be retried, and the outage episode its log lines belong to. The shell asks it what to do
-//! and tells it what happened; leases, dispatching and shared data stay in the shell.
+//! and tells it what happened; what a fetch lease means is decided in `lease`, while reading
+//! and writing it, dispatching and shared data stay in the shell (`filter::remote_io`).
 
 use crate::observe::episode::Episode;
+
+pub mod lease;
 
 /// After a failed fetch (not sent, an error status, a body that is no use), the next attempt
 /// waits this long: every source has the same rhythm during an outage.

@@ -1,0 +1,410 @@
+//! A recording host for the unit tests: what the filter did (headers set and removed, local
+//! responses, resumes, calls dispatched, metrics, log lines) is kept for the test to assert,
+//! and what the host would say (the clock, properties, request and response headers, the
+//! answer to a call, shared data with compare-and-swap) is the test's to set. Shared data is
+//! shared between fakes made with `worker`: two VMs of one process.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+
+use super::host_trait::{Host, HttpCall, MaybeBytes};
+use crate::decide::header_map::RawHeaders;
+
+/// A local response the filter sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalResponse {
+    pub status: u32,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+/// An HTTP call the filter dispatched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Call {
+    pub token: u32,
+    pub cluster: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+impl Call {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        find(&self.headers, name)
+    }
+}
+
+/// One request's stream.
+#[derive(Debug, Default)]
+struct Stream {
+    request_headers: Vec<(String, String)>,
+    response_headers: Vec<(String, String)>,
+    local_response: Option<LocalResponse>,
+    resumed: usize,
+}
+
+/// Header pairs as the test wrote them.
+type Pairs = Vec<(String, String)>;
+
+#[derive(Default)]
+struct Shared {
+    values: HashMap<String, (Vec<u8>, u32)>,
+    next_cas: u32,
+}
+
+#[derive(Default)]
+struct Vm {
+    now_ms: i64,
+    plugin_configuration: Option<Vec<u8>>,
+    properties: HashMap<String, Vec<u8>>,
+    effective: u32,
+    streams: HashMap<u32, Stream>,
+    calls: Vec<Call>,
+    next_call: u32,
+    /// Dispatching fails with this (an unknown cluster: `BadArgument`).
+    refuse_calls: Option<Status>,
+    /// The response of the call being answered: headers and body.
+    call_response: Option<(Pairs, Vec<u8>)>,
+    metrics: Vec<(MetricType, String, i64)>,
+    logs: Vec<(LogLevel, String)>,
+}
+
+pub struct FakeHost {
+    vm: RefCell<Vm>,
+    shared: Rc<RefCell<Shared>>,
+}
+
+fn find<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    pairs
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl FakeHost {
+    /// A VM at `now` (unix seconds) with this plugin configuration.
+    pub fn new(config: &serde_json::Value, now: i64) -> Rc<Self> {
+        let host = FakeHost {
+            vm: RefCell::default(),
+            shared: Rc::default(),
+        };
+        host.configure(config, now);
+        Rc::new(host)
+    }
+
+    /// Another VM (worker) of the same process: its own streams and calls, the same shared
+    /// data.
+    pub fn worker(&self, config: &serde_json::Value, now: i64) -> Rc<Self> {
+        let host = FakeHost {
+            vm: RefCell::default(),
+            shared: self.shared.clone(),
+        };
+        host.configure(config, now);
+        Rc::new(host)
+    }
+
+    fn configure(&self, config: &serde_json::Value, now: i64) {
+        let mut vm = self.vm.borrow_mut();
+        vm.plugin_configuration = Some(config.to_string().into_bytes());
+        vm.now_ms = now * 1000;
+        vm.next_call = 1;
+    }
+
+    pub fn set_now(&self, now: i64) {
+        self.vm.borrow_mut().now_ms = now * 1000;
+    }
+
+    /// A property the host has (`["source", "address"]`).
+    pub fn set_property(&self, path: &[&str], value: &str) {
+        let key = path.join("\0");
+        self.vm.borrow_mut().properties.insert(key, value.into());
+    }
+
+    /// A request arrives on `context` (which becomes the effective one).
+    pub fn start_request(&self, context: u32, headers: &[(&str, &str)]) {
+        let mut vm = self.vm.borrow_mut();
+        vm.effective = context;
+        let stream = vm.streams.entry(context).or_default();
+        stream.request_headers = owned(headers);
+    }
+
+    /// The upstream's response headers arrive on `context`.
+    pub fn start_response(&self, context: u32, headers: &[(&str, &str)]) {
+        let mut vm = self.vm.borrow_mut();
+        vm.effective = context;
+        vm.streams.entry(context).or_default().response_headers = owned(headers);
+    }
+
+    /// The filter's calls into `context` from here on (as the SDK's dispatcher sets it).
+    pub fn enter(&self, context: u32) {
+        self.vm.borrow_mut().effective = context;
+    }
+
+    /// The request headers of `context` as the upstream gets them.
+    pub fn request_headers(&self, context: u32) -> Pairs {
+        self.stream_headers(context, |s| &s.request_headers)
+    }
+
+    /// The response headers of `context` as the client gets them.
+    pub fn response_headers(&self, context: u32) -> Pairs {
+        self.stream_headers(context, |s| &s.response_headers)
+    }
+
+    fn stream_headers(&self, context: u32, which: fn(&Stream) -> &Pairs) -> Pairs {
+        let vm = self.vm.borrow();
+        vm.streams
+            .get(&context)
+            .map(which)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    pub fn local_response(&self, context: u32) -> Option<LocalResponse> {
+        let vm = self.vm.borrow();
+        vm.streams.get(&context)?.local_response.clone()
+    }
+
+    pub fn resumed(&self, context: u32) -> usize {
+        let vm = self.vm.borrow();
+        vm.streams.get(&context).map_or(0, |s| s.resumed)
+    }
+
+    pub fn calls(&self) -> Vec<Call> {
+        self.vm.borrow().calls.clone()
+    }
+
+    /// Dispatching fails with `status` from here on (`None`: calls are sent again).
+    pub fn refuse_calls(&self, status: Option<Status>) {
+        self.vm.borrow_mut().refuse_calls = status;
+    }
+
+    /// The response the next call answered carries (`status` `None`: no response at all).
+    /// Returns the body size, as the host passes it.
+    pub fn set_call_response(&self, status: Option<u16>, headers: &[(&str, &str)], body: &str) {
+        let mut all = owned(headers);
+        let response = status.map(|status| {
+            all.insert(0, (":status".to_owned(), status.to_string()));
+            (all, body.as_bytes().to_vec())
+        });
+        self.vm.borrow_mut().call_response = response;
+    }
+
+    /// Log lines at `level`.
+    pub fn logs(&self, level: LogLevel) -> Vec<String> {
+        let vm = self.vm.borrow();
+        let at = |l: &LogLevel| *l as u32 == level as u32;
+        vm.logs
+            .iter()
+            .filter(|(l, _)| at(l))
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    /// Log lines (any level) that contain `text`.
+    pub fn logged(&self, text: &str) -> Vec<String> {
+        let vm = self.vm.borrow();
+        vm.logs
+            .iter()
+            .filter(|(_, m)| m.contains(text))
+            .map(|(_, m)| m.clone())
+            .collect()
+    }
+
+    /// A metric's value by name (counters as incremented, gauges as last recorded).
+    pub fn metric(&self, name: &str) -> Option<i64> {
+        let vm = self.vm.borrow();
+        vm.metrics.iter().find(|(_, n, _)| n == name).map(|m| m.2)
+    }
+
+    fn with_stream<T>(&self, change: impl FnOnce(&mut Stream) -> T) -> T {
+        let mut vm = self.vm.borrow_mut();
+        let effective = vm.effective;
+        change(vm.streams.entry(effective).or_default())
+    }
+
+    fn map(&self, map: MapType) -> Result<Vec<(String, String)>, Status> {
+        let vm = self.vm.borrow();
+        let stream = vm.streams.get(&vm.effective);
+        match map {
+            MapType::HttpRequestHeaders => Ok(stream.map(|s| s.request_headers.clone())),
+            MapType::HttpResponseHeaders => Ok(stream.map(|s| s.response_headers.clone())),
+            // Envoy's answer for the response headers of a call that failed.
+            MapType::HttpCallResponseHeaders => vm
+                .call_response
+                .as_ref()
+                .map(|(headers, _)| Some(headers.clone()))
+                .ok_or(Status::BadArgument),
+            _ => Err(Status::BadArgument),
+        }
+        .map(Option::unwrap_or_default)
+    }
+
+    fn edit_map(&self, map: MapType, edit: impl FnOnce(&mut Vec<(String, String)>)) {
+        self.with_stream(|stream| match map {
+            MapType::HttpRequestHeaders => edit(&mut stream.request_headers),
+            MapType::HttpResponseHeaders => edit(&mut stream.response_headers),
+            _ => {}
+        });
+    }
+}
+
+impl Host for FakeHost {
+    fn now(&self) -> Result<SystemTime, Status> {
+        let ms = u64::try_from(self.vm.borrow().now_ms).map_err(|_| Status::InternalFailure)?;
+        Ok(UNIX_EPOCH + Duration::from_millis(ms))
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        self.vm.borrow_mut().logs.push((level, message.to_owned()));
+    }
+
+    fn set_tick_period(&self, _period: Duration) -> Result<(), Status> {
+        Ok(())
+    }
+
+    fn buffer(&self, kind: BufferType, start: usize, max: usize) -> MaybeBytes {
+        let vm = self.vm.borrow();
+        let whole = match kind {
+            BufferType::PluginConfiguration => vm.plugin_configuration.clone(),
+            BufferType::HttpCallResponseBody => vm.call_response.as_ref().map(|r| r.1.clone()),
+            _ => None,
+        };
+        Ok(whole.map(|bytes| bytes.into_iter().skip(start).take(max).collect()))
+    }
+
+    fn headers(&self, map: MapType) -> Result<RawHeaders, Status> {
+        let pairs = self.map(map)?;
+        Ok(pairs
+            .into_iter()
+            .map(|(n, v)| (n.into_bytes(), v.into_bytes()))
+            .collect())
+    }
+
+    fn header(&self, map: MapType, name: &str) -> MaybeBytes {
+        let pairs = self.map(map)?;
+        Ok(find(&pairs, name).map(|v| v.as_bytes().to_vec()))
+    }
+
+    fn set_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
+        self.edit_map(map, |pairs| {
+            pairs.retain(|(n, _)| n != name);
+            pairs.push((name.to_owned(), value.to_owned()));
+        });
+        Ok(())
+    }
+
+    fn remove_header(&self, map: MapType, name: &str) -> Result<(), Status> {
+        self.edit_map(map, |pairs| {
+            pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(name))
+        });
+        Ok(())
+    }
+
+    fn property(&self, path: &[&str]) -> MaybeBytes {
+        Ok(self.vm.borrow().properties.get(&path.join("\0")).cloned())
+    }
+
+    fn set_filter_state(&self, key: &str, value: &[u8]) -> Result<(), Status> {
+        let key = format!("filter_state\0{key}");
+        self.vm.borrow_mut().properties.insert(key, value.to_vec());
+        Ok(())
+    }
+
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+        Ok(match self.shared.borrow().values.get(key) {
+            Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+            None => (None, None),
+        })
+    }
+
+    /// Envoy's rule: with a CAS, an existing value must still have it; a missing key is
+    /// created whatever CAS is given.
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        let mut shared = self.shared.borrow_mut();
+        if let (Some(cas), Some((_, current))) = (cas, shared.values.get(key)) {
+            if cas != *current {
+                return Err(Status::CasMismatch);
+            }
+        }
+        shared.next_cas += 1;
+        let next = shared.next_cas;
+        shared.values.insert(key.to_owned(), (value.to_vec(), next));
+        Ok(())
+    }
+
+    fn dispatch_http_call(&self, call: &HttpCall) -> Result<u32, Status> {
+        let mut vm = self.vm.borrow_mut();
+        if let Some(status) = vm.refuse_calls {
+            return Err(status);
+        }
+        let token = vm.next_call;
+        vm.next_call += 1;
+        vm.calls.push(Call {
+            token,
+            cluster: call.cluster.to_owned(),
+            headers: owned(call.headers),
+            body: call.body.map(<[u8]>::to_vec),
+        });
+        Ok(token)
+    }
+
+    fn resume_request(&self) -> Result<(), Status> {
+        self.with_stream(|stream| stream.resumed += 1);
+        Ok(())
+    }
+
+    fn send_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), Status> {
+        let response = LocalResponse {
+            status,
+            headers: owned(headers),
+            body: String::from_utf8_lossy(body).into_owned(),
+        };
+        self.with_stream(|stream| stream.local_response = Some(response));
+        Ok(())
+    }
+
+    fn set_effective_context(&self, context: u32) -> Result<(), Status> {
+        self.enter(context);
+        Ok(())
+    }
+
+    /// No foreign functions: signatures are verified in wasm.
+    fn foreign_function(&self, _name: &str, _arguments: &[u8]) -> MaybeBytes {
+        Err(Status::NotFound)
+    }
+
+    fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
+        let mut vm = self.vm.borrow_mut();
+        vm.metrics.push((kind, name.to_owned(), 0));
+        u32::try_from(vm.metrics.len() - 1).map_err(|_| Status::InternalFailure)
+    }
+
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
+        let mut vm = self.vm.borrow_mut();
+        let metric = vm.metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
+        metric.2 = i64::try_from(value).unwrap_or(i64::MAX);
+        Ok(())
+    }
+
+    fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
+        let mut vm = self.vm.borrow_mut();
+        let metric = vm.metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
+        metric.2 += offset;
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! The real host: Envoy through the proxy-wasm ABI, each call delegated to the non-panicking
+//! direct call in `host` (and the SDK's `dispatch_http_call`, which registers the callout).
+
+use std::time::{Duration, SystemTime};
+
+use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
+
+use super::host;
+use super::host_trait::{Host, HttpCall, MaybeBytes};
+use crate::decide::header_map::RawHeaders;
+
+/// Zero-sized: the state is the host's.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WasmHost;
+
+impl Host for WasmHost {
+    fn now(&self) -> Result<SystemTime, Status> {
+        host::now()
+    }
+
+    fn log(&self, level: LogLevel, message: &str) {
+        host::log(level, message);
+    }
+
+    fn set_tick_period(&self, period: Duration) -> Result<(), Status> {
+        host::set_tick_period(period)
+    }
+
+    fn buffer(&self, kind: BufferType, start: usize, max: usize) -> MaybeBytes {
+        host::buffer(kind, start, max)
+    }
+
+    fn headers(&self, map: MapType) -> Result<RawHeaders, Status> {
+        host::headers(map)
+    }
+
+    fn header(&self, map: MapType, name: &str) -> MaybeBytes {
+        host::header(map, name)
+    }
+
+    fn set_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
+        host::set_header(map, name, value)
+    }
+
+    fn remove_header(&self, map: MapType, name: &str) -> Result<(), Status> {
+        host::remove_header(map, name)
+    }
+
+    fn property(&self, path: &[&str]) -> MaybeBytes {
+        host::property(path)
+    }
+
+    fn set_filter_state(&self, key: &str, value: &[u8]) -> Result<(), Status> {
+        host::set_filter_state(key, value)
+    }
+
+    fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+        host::shared_data(key)
+    }
+
+    fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        host::set_shared_data(key, value, cas)
+    }
+
+    /// The SDK's call: it registers the callout with its dispatcher, which routes the
+    /// response to the context that sent it (see the module doc of `host`).
+    fn dispatch_http_call(&self, call: &HttpCall) -> Result<u32, Status> {
+        let headers = call.headers.to_vec();
+        let timeout = Duration::from_millis(call.timeout_ms);
+        proxy_wasm::hostcalls::dispatch_http_call(call.cluster, headers, call.body, vec![], timeout)
+    }
+
+    fn resume_request(&self) -> Result<(), Status> {
+        host::resume_request()
+    }
+
+    fn send_response(
+        &self,
+        status: u32,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<(), Status> {
+        host::send_response(status, headers, body)
+    }
+
+    fn set_effective_context(&self, context: u32) -> Result<(), Status> {
+        host::set_effective_context(context)
+    }
+
+    fn foreign_function(&self, name: &str, arguments: &[u8]) -> MaybeBytes {
+        host::foreign_function(name, arguments)
+    }
+
+    fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
+        host::define_metric(kind, name)
+    }
+
+    fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
+        host::record_metric(id, value)
+    }
+
+    fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
+        host::increment_metric(id, offset)
+    }
+}
