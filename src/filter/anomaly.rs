@@ -1,7 +1,7 @@
 //! The host side of misuse detection: a token's window lives in a shared-data slot that every
 //! worker of the process updates by compare-and-swap, so no request is counted twice or lost.
 
-use super::host_trait::Host;
+use super::host::Host;
 use proxy_wasm::types::Status;
 
 use crate::observe::anomaly::{self, AnomalyConfig, Observed};

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use super::host_trait::{Host, HttpCall, MaybeBytes};
+use super::host::{Host, HttpCall, MaybeBytes};
 use crate::decide::header_map::RawHeaders;
 
 /// A local response the filter sent.

@@ -12,7 +12,7 @@ use crate::idp::introspection::{self as idp, MAX_CALLS_IN_FLIGHT};
 use crate::remote::lease::fetch_deadline;
 use crate::token::id::TokenDigest;
 
-use super::host_trait::{Host, HttpCall};
+use super::host::{Host, HttpCall};
 use super::metrics::Counter;
 use super::{
     answer_waiting, call_response, decide_and_apply, introspection, now_unix_seconds, send_denial,

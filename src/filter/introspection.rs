@@ -12,7 +12,7 @@ use crate::decide::guard::AnswerStore;
 use crate::idp::introspection::{slot_of, Answer, Slot};
 use crate::token::id::TokenDigest;
 
-use super::host_trait::Host;
+use super::host::Host;
 
 /// Who answered: the endpoint (cluster, authority, path), the client asking, and the issuer
 /// the answers are checked against. Configs that ask the same IdP as the same client share

@@ -7,7 +7,7 @@ use crate::decide::guard::Guard;
 use crate::keys::fetch;
 use crate::remote::Fetch;
 
-use super::host_trait::Host;
+use super::host::Host;
 use super::metrics::{Counter, ProviderCounter};
 use super::remote_io::{self, Get, Source, Started};
 use super::{Active, WaitTarget};

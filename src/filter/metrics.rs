@@ -5,7 +5,7 @@
 
 use std::cell::RefCell;
 
-use super::host_trait::Host;
+use super::host::Host;
 use proxy_wasm::types::MetricType;
 
 use crate::decide::decision::{DenyReason, RevocationSource};

@@ -24,8 +24,8 @@ use crate::token::id::TokenDigest;
 mod anomaly;
 #[cfg(test)]
 mod fake_host;
+mod abi;
 mod host;
-mod host_trait;
 mod http;
 mod introspection;
 mod jwks;
@@ -38,7 +38,7 @@ mod status_lists;
 mod tests;
 mod wasm_host;
 
-pub use host_trait::Host;
+pub use host::Host;
 use http::GuardHttp;
 pub use root::GuardRoot;
 pub use wasm_host::WasmHost;
@@ -60,7 +60,7 @@ fn scope_hash(parts: &[&str]) -> String {
 
 #[cfg(target_arch = "wasm32")]
 proxy_wasm::main! {{
-    host::init_logging();
+    abi::init_logging();
     proxy_wasm::set_root_context(|id| -> Box<dyn proxy_wasm::traits::RootContext> { Box::new(GuardRoot::new(id)) });
 }}
 

@@ -6,7 +6,7 @@
 
 use crate::remote::{lease, Fetch};
 
-use super::host_trait::{call_response_header, Host, HttpCall};
+use super::host::{call_response_header, Host, HttpCall};
 use super::metrics::{Counter, Metrics};
 use proxy_wasm::types::BufferType;
 

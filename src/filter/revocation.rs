@@ -27,7 +27,7 @@ use crate::revocation::publish::{
 };
 use crate::revocation::set::RevocationSet;
 
-use super::host_trait::{call_response_header, Host, HttpCall};
+use super::host::{call_response_header, Host, HttpCall};
 use super::remote_io::{self, Get, Source};
 use super::{Counter, Metrics};
 

@@ -17,7 +17,7 @@ use crate::observe::episode::Episode;
 use crate::observe::log_limit::LogLimiter;
 use crate::remote::lease;
 
-use super::host_trait::Host;
+use super::host::Host;
 use super::jwks::{self, RemoteState};
 use super::metrics::Metrics;
 use super::revocation::Revocation;

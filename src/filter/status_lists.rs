@@ -9,7 +9,7 @@ use crate::remote::Fetch;
 use crate::revocation::config::StatusListConfig;
 use crate::revocation::set::{fingerprint, Kind};
 
-use super::host_trait::Host;
+use super::host::Host;
 use super::remote_io::{self, Get, Source, Started};
 use super::{Counter, Metrics, WaitTarget};
 

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use super::host;
-use super::host_trait::{Host, HttpCall, MaybeBytes};
+use super::abi;
+use super::host::{Host, HttpCall, MaybeBytes};
 use crate::decide::header_map::RawHeaders;
 
 /// Zero-sized: the state is the host's.
@@ -15,51 +15,51 @@ pub struct WasmHost;
 
 impl Host for WasmHost {
     fn now(&self) -> Result<SystemTime, Status> {
-        host::now()
+        abi::now()
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        host::log(level, message);
+        abi::log(level, message);
     }
 
     fn set_tick_period(&self, period: Duration) -> Result<(), Status> {
-        host::set_tick_period(period)
+        abi::set_tick_period(period)
     }
 
     fn buffer(&self, kind: BufferType, start: usize, max: usize) -> MaybeBytes {
-        host::buffer(kind, start, max)
+        abi::buffer(kind, start, max)
     }
 
     fn headers(&self, map: MapType) -> Result<RawHeaders, Status> {
-        host::headers(map)
+        abi::headers(map)
     }
 
     fn header(&self, map: MapType, name: &str) -> MaybeBytes {
-        host::header(map, name)
+        abi::header(map, name)
     }
 
     fn set_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
-        host::set_header(map, name, value)
+        abi::set_header(map, name, value)
     }
 
     fn remove_header(&self, map: MapType, name: &str) -> Result<(), Status> {
-        host::remove_header(map, name)
+        abi::remove_header(map, name)
     }
 
     fn property(&self, path: &[&str]) -> MaybeBytes {
-        host::property(path)
+        abi::property(path)
     }
 
     fn set_filter_state(&self, key: &str, value: &[u8]) -> Result<(), Status> {
-        host::set_filter_state(key, value)
+        abi::set_filter_state(key, value)
     }
 
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
-        host::shared_data(key)
+        abi::shared_data(key)
     }
 
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
-        host::set_shared_data(key, value, cas)
+        abi::set_shared_data(key, value, cas)
     }
 
     /// The SDK's call: it registers the callout with its dispatcher, which routes the
@@ -71,7 +71,7 @@ impl Host for WasmHost {
     }
 
     fn resume_request(&self) -> Result<(), Status> {
-        host::resume_request()
+        abi::resume_request()
     }
 
     fn send_response(
@@ -80,26 +80,26 @@ impl Host for WasmHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), Status> {
-        host::send_response(status, headers, body)
+        abi::send_response(status, headers, body)
     }
 
     fn set_effective_context(&self, context: u32) -> Result<(), Status> {
-        host::set_effective_context(context)
+        abi::set_effective_context(context)
     }
 
     fn foreign_function(&self, name: &str, arguments: &[u8]) -> MaybeBytes {
-        host::foreign_function(name, arguments)
+        abi::foreign_function(name, arguments)
     }
 
     fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
-        host::define_metric(kind, name)
+        abi::define_metric(kind, name)
     }
 
     fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
-        host::record_metric(id, value)
+        abi::record_metric(id, value)
     }
 
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
-        host::increment_metric(id, offset)
+        abi::increment_metric(id, offset)
     }
 }
