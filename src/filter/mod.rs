@@ -21,10 +21,10 @@ use crate::observe::log_limit::LogLimiter;
 use crate::remote::lease::fetch_deadline;
 use crate::token::id::TokenDigest;
 
+mod abi;
 mod anomaly;
 #[cfg(test)]
 mod fake_host;
-mod abi;
 mod host;
 mod http;
 mod introspection;

@@ -610,38 +610,15 @@ impl Revocation {
         now: i64,
     ) {
         let host = &*self.host;
-        let status = call_status(host);
-        let etag = call_response_header(host, "etag");
         let held = guard.state().revocation_list();
-        let body = BufReader::with_capacity(
-            64 * 1024,
-            CallBody {
-                host,
-                offset: 0,
-                size: body_size,
-            },
-        );
-        // Read only for a 200 (a 304 changes nothing) and only with the rollback guard on.
-        let known = (!state.config.allow_removal && status.as_deref() == Some("200"))
-            .then(|| self.shared_lifetimes());
-        // Entries are kept until their token's exp + the clock skew, not just exp.
-        let update = list::accept_response(
-            status.as_deref(),
-            etag.as_deref(),
-            body,
-            held.as_ref().map(HeldList::held),
-            known.as_ref(),
-            now.saturating_sub(guard.config().expiry_grace_seconds()),
-        );
-        drop(known);
+        let update = self.read_update(state, body_size, held.as_ref(), guard, now);
         let shared = self.shared_checked().unwrap_or_default();
         let seen = state.seen.unwrap_or(shared);
-        let mut shared_ok = true;
-        let confirmed = match update {
+        let (confirmed, shared_ok) = match update {
             Ok(ListUpdate::NotModified) => {
                 metrics.count(Counter::ListNotModified);
                 guard.state().revocation_list_checked(now);
-                Checked { at: now, ..seen }
+                (Checked { at: now, ..seen }, true)
             }
             Ok(ListUpdate::Replaced {
                 base,
@@ -649,54 +626,26 @@ impl Revocation {
                 kept,
                 lifetimes,
             }) => {
-                metrics.count(Counter::ListFetchOk);
                 drop(held);
-                log_list(host, "fetched", &base, base.len(), expired_dropped);
                 note_rollback(host, &mut state.rollback, kept, metrics);
-                shared_ok &= self.share_lifetimes(lifetimes.as_ref());
-                // The large value first, then the small one that tells the others to read it.
-                shared_ok &= self.share(&self.keys.list, &base);
-                guard.state().install_revocation_list(
-                    HeldList {
-                        base: Rc::new(base),
-                        overlay: None,
-                    },
-                    now,
-                );
-                Checked {
-                    at: now,
-                    base_serial: shared.base_serial.max(seen.base_serial) + 1,
-                    overlay_serial: 0,
-                }
+                let replaced = Replaced {
+                    base,
+                    expired_dropped,
+                    lifetimes,
+                };
+                self.install_replaced(replaced, guard, metrics, (seen, shared), now)
             }
             Ok(ListUpdate::Extended {
                 overlay,
                 expired_dropped,
                 lifetimes,
             }) => {
-                metrics.count(Counter::ListFetchOk);
-                shared_ok &= self.share_lifetimes(lifetimes.as_ref());
-                let total = held.as_ref().map_or(0, |h| h.base.len()) + overlay.len();
-                log_list(host, "updated by a delta", &overlay, total, expired_dropped);
-                let mut confirmed = Checked {
-                    at: now,
-                    base_serial: seen.base_serial,
-                    overlay_serial: shared.overlay_serial.max(seen.overlay_serial) + 1,
+                let delta = Delta {
+                    overlay,
+                    expired_dropped,
+                    lifetimes,
                 };
-                // Held a base the others no longer share (a lost race): share ours too.
-                if seen.base_serial != shared.base_serial {
-                    if let Some(held) = &held {
-                        shared_ok &= self.share(&self.keys.list, &held.base);
-                    }
-                    confirmed.base_serial = shared.base_serial.max(seen.base_serial) + 1;
-                }
-                drop(held);
-                shared_ok &= self.share(&self.keys.list_overlay, &overlay);
-                guard
-                    .state()
-                    .install_revocation_overlay(Some(Rc::new(overlay)));
-                guard.state().revocation_list_checked(now);
-                confirmed
+                self.install_delta(delta, held, guard, metrics, (seen, shared), now)
             }
             Err(e) => {
                 let confirmed = state
@@ -724,6 +673,118 @@ impl Revocation {
             let value = list::encode_checked(confirmed);
             let _ = host.set_shared_data(&self.keys.list_checked, &value, None);
         }
+    }
+
+    /// The poll's answer, read as a stream against the held list (a 304 changes nothing).
+    fn read_update(
+        &self,
+        state: &ListState,
+        body_size: usize,
+        held: Option<&HeldList>,
+        guard: &Guard,
+        now: i64,
+    ) -> Result<ListUpdate, list::ListError> {
+        let host = &*self.host;
+        let status = call_status(host);
+        let etag = call_response_header(host, "etag");
+        let body = BufReader::with_capacity(
+            64 * 1024,
+            CallBody {
+                host,
+                offset: 0,
+                size: body_size,
+            },
+        );
+        // Read only for a 200 (a 304 changes nothing) and only with the rollback guard on.
+        let known = (!state.config.allow_removal && status.as_deref() == Some("200"))
+            .then(|| self.shared_lifetimes());
+        // Entries are kept until their token's exp + the clock skew, not just exp.
+        list::accept_response(
+            status.as_deref(),
+            etag.as_deref(),
+            body,
+            held.map(HeldList::held),
+            known.as_ref(),
+            now.saturating_sub(guard.config().expiry_grace_seconds()),
+        )
+    }
+
+    /// A whole new list: shared (the large value first, then the small one that tells the
+    /// others to read it) and installed. Returns what to announce, and whether the others can
+    /// read it.
+    fn install_replaced(
+        &self,
+        replaced: Replaced,
+        guard: &Guard,
+        metrics: &Metrics,
+        (seen, shared): (Checked, Checked),
+        now: i64,
+    ) -> (Checked, bool) {
+        let host = &*self.host;
+        let Replaced {
+            base,
+            expired_dropped,
+            lifetimes,
+        } = replaced;
+        metrics.count(Counter::ListFetchOk);
+        log_list(host, "fetched", &base, base.len(), expired_dropped);
+        let mut shared_ok = self.share_lifetimes(lifetimes.as_ref());
+        shared_ok &= self.share(&self.keys.list, &base);
+        guard.state().install_revocation_list(
+            HeldList {
+                base: Rc::new(base),
+                overlay: None,
+            },
+            now,
+        );
+        let confirmed = Checked {
+            at: now,
+            base_serial: shared.base_serial.max(seen.base_serial) + 1,
+            overlay_serial: 0,
+        };
+        (confirmed, shared_ok)
+    }
+
+    /// Deltas over the held base: shared and installed as the overlay. `held` is dropped
+    /// before the overlay is installed (a large list is not held twice).
+    fn install_delta(
+        &self,
+        delta: Delta,
+        held: Option<HeldList>,
+        guard: &Guard,
+        metrics: &Metrics,
+        (seen, shared): (Checked, Checked),
+        now: i64,
+    ) -> (Checked, bool) {
+        let host = &*self.host;
+        let Delta {
+            overlay,
+            expired_dropped,
+            lifetimes,
+        } = delta;
+        metrics.count(Counter::ListFetchOk);
+        let mut shared_ok = self.share_lifetimes(lifetimes.as_ref());
+        let total = held.as_ref().map_or(0, |h| h.base.len()) + overlay.len();
+        log_list(host, "updated by a delta", &overlay, total, expired_dropped);
+        let mut confirmed = Checked {
+            at: now,
+            base_serial: seen.base_serial,
+            overlay_serial: shared.overlay_serial.max(seen.overlay_serial) + 1,
+        };
+        // Held a base the others no longer share (a lost race): share ours too.
+        if seen.base_serial != shared.base_serial {
+            if let Some(held) = &held {
+                shared_ok &= self.share(&self.keys.list, &held.base);
+            }
+            confirmed.base_serial = shared.base_serial.max(seen.base_serial) + 1;
+        }
+        drop(held);
+        shared_ok &= self.share(&self.keys.list_overlay, &overlay);
+        guard
+            .state()
+            .install_revocation_overlay(Some(Rc::new(overlay)));
+        guard.state().revocation_list_checked(now);
+        (confirmed, shared_ok)
     }
 
     /// The known `exp` of the held list's entries; none stored (or unreadable): none known,
@@ -978,4 +1039,18 @@ impl Read for CallBody<'_> {
         self.offset += n;
         Ok(n)
     }
+}
+
+/// A whole list, as the poll's answer brought it.
+struct Replaced {
+    base: RevocationSet,
+    expired_dropped: usize,
+    lifetimes: Option<Lifetimes>,
+}
+
+/// Deltas since the held list, as the poll's answer brought them.
+struct Delta {
+    overlay: RevocationSet,
+    expired_dropped: usize,
+    lifetimes: Option<Lifetimes>,
 }
