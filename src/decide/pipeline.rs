@@ -832,20 +832,7 @@ impl<'g> TokenCheck<'g, '_> {
             },
         );
         let state = &self.guard.state;
-        let source = if state.listed(&probe) {
-            Some(RevocationSource::List)
-        } else if config.static_set.revokes(&probe) {
-            Some(RevocationSource::Config)
-        } else {
-            let learned = state.learned();
-            if learned.by_header.revokes(&probe) {
-                Some(RevocationSource::Header)
-            } else if learned.by_anomaly.revokes(&probe) {
-                Some(RevocationSource::Anomaly)
-            } else {
-                None
-            }
-        };
+        let source = revoked_by(state, &config.static_set, &probe);
         let stale = config.list.as_ref().filter(|list| {
             is_stale(
                 state.revocation_list_checked_at(),
@@ -908,17 +895,8 @@ impl<'g> TokenCheck<'g, '_> {
                 h.expires_at.is_none_or(|exp| now < exp)
                     && now <= h.fresh_until.saturating_add(max_stale)
             });
-            let revoked = |reason| Failure {
-                reason,
-                revoked_by: Some(RevocationSource::StatusList),
-            };
             match (usable, &held) {
-                (Some(held), _) => match held.list.status(reference.idx) {
-                    Some(Status::Valid) => Ok(false),
-                    Some(Status::Invalid) => Err(revoked(DenyReason::Revoked)),
-                    Some(Status::Suspended) => Err(revoked(DenyReason::Suspended)),
-                    _ => Err(DenyReason::StatusUnknown.into()),
-                },
+                (Some(held), _) => status_in(held, reference.idx),
                 // Never fetched: fetch it while the request waits (once).
                 (None, None) if self.look.may_wait => {
                     self.tracer.step("status list", Mark::Waits, || {
@@ -1045,6 +1023,43 @@ impl<'g> TokenCheck<'g, '_> {
         presented: &Presented<'_, '_>,
     ) -> Stop {
         self.deny(failure, Some(provider), Some(trusted), Some(presented))
+    }
+}
+
+/// A token's entry in a usable status list: valid, revoked, suspended, or unknown.
+fn status_in(held: &crate::decide::state::HeldStatusList, idx: u64) -> Result<bool, Failure> {
+    let revoked = |reason| Failure {
+        reason,
+        revoked_by: Some(RevocationSource::StatusList),
+    };
+    match held.list.status(idx) {
+        Some(Status::Valid) => Ok(false),
+        Some(Status::Invalid) => Err(revoked(DenyReason::Revoked)),
+        Some(Status::Suspended) => Err(revoked(DenyReason::Suspended)),
+        _ => Err(DenyReason::StatusUnknown.into()),
+    }
+}
+
+/// Which revocation names the token, if any: the polled list, the config's entries, then
+/// what was learned at run time (from response headers, from misuse detection).
+fn revoked_by(
+    state: &crate::decide::state::State,
+    configured: &crate::revocation::set::RevocationSet,
+    probe: &Probe,
+) -> Option<RevocationSource> {
+    if state.listed(probe) {
+        return Some(RevocationSource::List);
+    }
+    if configured.revokes(probe) {
+        return Some(RevocationSource::Config);
+    }
+    let learned = state.learned();
+    if learned.by_header.revokes(probe) {
+        Some(RevocationSource::Header)
+    } else if learned.by_anomaly.revokes(probe) {
+        Some(RevocationSource::Anomaly)
+    } else {
+        None
     }
 }
 
