@@ -78,16 +78,12 @@ pub fn run(
         tls,
         not_utf8: &[],
     };
-    let (first, steps) = guard.decide_traced(&request, now, true);
-    let waited_for = decided_provider(&first.decision, &config);
-    let (verdict, steps, waited) = match waiting_for(&first, guard.config()) {
-        None => (first, steps, None),
-        Some(what) => {
-            let (verdict, steps) = guard.decide_traced(&request, now, false);
-            (verdict, steps, Some(what))
-        }
-    };
-    let decided = decided_provider(&verdict.decision, &config).or(waited_for);
+    let Traced {
+        verdict,
+        steps,
+        waited,
+        decided,
+    } = traced_decision(&guard, &request, now);
 
     writeln!(out, "config    {at}: {}", summary(&config))?;
     for warning in &configured.warnings {
@@ -155,6 +151,38 @@ fn describe_steps(
         )?;
     }
     Ok(())
+}
+
+/// The guard's decision and the steps it took.
+struct Traced {
+    verdict: Verdict,
+    steps: Vec<Step>,
+    /// What the filter would pause the request for (the CLI cannot fetch it).
+    waited: Option<String>,
+    /// The provider the decision names, or the one it waited for.
+    decided: Option<usize>,
+}
+
+/// The decision as the filter makes it; where it would wait, its answer when the wait brings
+/// nothing.
+fn traced_decision(guard: &Guard, request: &Request<'_>, now: i64) -> Traced {
+    let config = guard.config();
+    let (first, steps) = guard.decide_traced(&request, now, true);
+    let waited_for = decided_provider(&first.decision, config);
+    let (verdict, steps, waited) = match waiting_for(&first, config) {
+        None => (first, steps, None),
+        Some(what) => {
+            let (verdict, steps) = guard.decide_traced(&request, now, false);
+            (verdict, steps, Some(what))
+        }
+    };
+    let decided = decided_provider(&verdict.decision, config).or(waited_for);
+    Traced {
+        verdict,
+        steps,
+        waited,
+        decided,
+    }
 }
 
 /// Where the request landed: its line and headers, and which provider the filter chose (or
@@ -360,34 +388,7 @@ fn provider_keys<'a>(
         })
         .collect();
     for arg in jwks_args {
-        let (targets, file): (Vec<usize>, &str) = match arg.split_once('=') {
-            Some((name, file)) => {
-                let index = config
-                    .providers
-                    .iter()
-                    .position(|p| p.name == name)
-                    .ok_or_else(|| {
-                        CliError::Usage(format!("--jwks: no provider named {name:?}"))
-                    })?;
-                (vec![index], file)
-            }
-            None => {
-                let remote: Vec<usize> = config
-                    .providers
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.remote_jwks.is_some())
-                    .map(|(i, _)| i)
-                    .collect();
-                if remote.is_empty() {
-                    return Err(CliError::Usage(
-                        "--jwks FILE is for providers with remote_jwks; name one with --jwks PROVIDER=FILE"
-                            .to_owned(),
-                    ));
-                }
-                (remote, arg)
-            }
-        };
+        let (targets, file) = jwks_targets(config, arg)?;
         let parsed = jwks::parse_jwks_str(&read_input(file)?)
             .map_err(|e| CliError::Input(format!("{file}: not a JWKS: {e}")))?;
         for (index, skip) in &parsed.skipped {
@@ -405,7 +406,45 @@ fn provider_keys<'a>(
             }
         }
     }
-    for (provider, keys) in config.providers.iter().zip(&keys) {
+    note_unfetched_keys(config, written, &keys, notes);
+    Ok(keys)
+}
+
+/// The providers a `--jwks` argument is for: `PROVIDER=FILE`, or `FILE` for every provider
+/// with `remote_jwks`.
+fn jwks_targets<'a>(config: &Config, arg: &'a str) -> Result<(Vec<usize>, &'a str), CliError> {
+    if let Some((name, file)) = arg.split_once('=') {
+        let index = config
+            .providers
+            .iter()
+            .position(|p| p.name == name)
+            .ok_or_else(|| CliError::Usage(format!("--jwks: no provider named {name:?}")))?;
+        return Ok((vec![index], file));
+    }
+    let remote: Vec<usize> = config
+        .providers
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| p.remote_jwks.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    if remote.is_empty() {
+        return Err(CliError::Usage(
+            "--jwks FILE is for providers with remote_jwks; name one with --jwks PROVIDER=FILE"
+                .to_owned(),
+        ));
+    }
+    Ok((remote, arg))
+}
+
+/// A note for each provider whose remote keys the CLI has no file for.
+fn note_unfetched_keys(
+    config: &Config,
+    written: &serde_json::Value,
+    keys: &[Keys],
+    notes: &mut Vec<String>,
+) {
+    for (provider, keys) in config.providers.iter().zip(keys) {
         if let (Some(remote), false) = (&provider.remote_jwks, keys.from_file) {
             // The `uri` as configured (https or not); the parsed config keeps only its parts.
             let uri = written
@@ -425,7 +464,6 @@ fn provider_keys<'a>(
             ));
         }
     }
-    Ok(keys)
 }
 
 /// The polled list, from `--revocation-list FILE` through the filter's own response parser;
