@@ -167,12 +167,12 @@ struct Traced {
 /// nothing.
 fn traced_decision(guard: &Guard, request: &Request<'_>, now: i64) -> Traced {
     let config = guard.config();
-    let (first, steps) = guard.decide_traced(&request, now, true);
+    let (first, steps) = guard.decide_traced(request, now, true);
     let waited_for = decided_provider(&first.decision, config);
     let (verdict, steps, waited) = match waiting_for(&first, config) {
         None => (first, steps, None),
         Some(what) => {
-            let (verdict, steps) = guard.decide_traced(&request, now, false);
+            let (verdict, steps) = guard.decide_traced(request, now, false);
             (verdict, steps, Some(what))
         }
     };

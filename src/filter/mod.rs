@@ -19,6 +19,7 @@ use crate::observe::decision_log::{path_without_query, Record};
 use crate::observe::episode::Episode;
 use crate::observe::log_limit::LogLimiter;
 use crate::remote::lease::fetch_deadline;
+use crate::remote::waiters::{Waiter, Waiters};
 use crate::token::id::TokenDigest;
 
 mod abi;
@@ -74,7 +75,7 @@ struct Active {
     configured_at: i64,
     remote: RefCell<Vec<jwks::RemoteState>>,
     /// Requests paused until their provider's keys (or list, or answer) arrive.
-    waiting: RefCell<Vec<Waiter>>,
+    waiting: RefCell<Waiters<WaitTarget>>,
     /// Tokens being introspected by this worker, until when: one call per token at a time.
     introspecting: RefCell<HashMap<TokenDigest, i64>>,
     status_fetches: RefCell<status_lists::StatusFetches>,
@@ -84,17 +85,6 @@ struct Active {
     /// The host this configuration runs on (also held by what the guard calls back into).
     host: Rc<dyn Host>,
 }
-
-struct Waiter {
-    context: u32,
-    target: WaitTarget,
-    deadline: i64,
-    /// Waits so far: a request may need keys, then a list, each fetched once.
-    waits: u8,
-}
-
-/// A request waits at most this many times in a row (keys, then a status or revocation list).
-const MAX_WAITS: u8 = 3;
 
 /// Pauses the request of `context` until `target` arrives (or `deadline`).
 fn wait_for(active: &Active, context: u32, target: WaitTarget, deadline: i64, waits: u8) {
@@ -133,14 +123,7 @@ enum WaitTarget {
 /// out), then gives the host its effective context back (`restore`).
 fn answer_waiting(active: &Active, ready: &[WaitTarget], now: i64, restore: u32) {
     let host = &*active.host;
-    let due: Vec<Waiter> = {
-        let mut waiting = active.waiting.borrow_mut();
-        let (due, keep) = waiting
-            .drain(..)
-            .partition(|w| ready.contains(&w.target) || now >= w.deadline);
-        *waiting = keep;
-        due
-    };
+    let due = active.waiting.borrow_mut().take_due(ready, now);
     for waiter in due {
         // The stream may be gone (client closed); then there is nothing to answer.
         if host.set_effective_context(waiter.context).is_err() {
@@ -148,8 +131,11 @@ fn answer_waiting(active: &Active, ready: &[WaitTarget], now: i64, restore: u32)
         }
         // What arrived may reveal the next thing to fetch (a status list after the keys): one
         // more wait, for something else, within bounds; otherwise decide with what there is.
-        let may_wait = waiter.waits < MAX_WAITS && now < waiter.deadline;
-        let look = if may_wait { Look::Again } else { Look::Last };
+        let look = if waiter.may_wait_again(now) {
+            Look::Again
+        } else {
+            Look::Last
+        };
         let mut applied = decide_and_apply(active, waiter.context, look);
         if let Applied::Wait { target, deadline } = applied {
             if target != waiter.target {

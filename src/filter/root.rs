@@ -16,6 +16,7 @@ use crate::keys::host_crypto::{self, HostCheck, HostCrypto, HostCryptoError};
 use crate::observe::episode::Episode;
 use crate::observe::log_limit::LogLimiter;
 use crate::remote::lease;
+use crate::remote::waiters::Waiters;
 
 use super::host::Host;
 use super::jwks::{self, RemoteState};
@@ -248,7 +249,7 @@ fn activate(host: Rc<dyn Host>, config: Config, use_host_crypto: bool) -> Active
         decision_log: RefCell::new(LogLimiter::with_limit(lines_per_second)),
         configured_at: now_unix_seconds(&*host).unwrap_or_default(),
         remote: RefCell::new(remote),
-        waiting: RefCell::new(Vec::new()),
+        waiting: RefCell::new(Waiters::default()),
         introspecting: RefCell::new(HashMap::new()),
         status_fetches: RefCell::new(HashMap::new()),
         introspection_episode: RefCell::new(Episode::default()),

@@ -7,6 +7,7 @@
 use crate::observe::episode::Episode;
 
 pub mod lease;
+pub mod waiters;
 
 /// After a failed fetch (not sent, an error status, a body that is no use), the next attempt
 /// waits this long: every source has the same rhythm during an outage.
