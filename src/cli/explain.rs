@@ -59,7 +59,10 @@ pub fn run(
     let keys = provider_keys(&config, &written, args.all("jwks"), &mut notes)?;
     let list = revocation_list(&config, args.one("revocation-list")?, now, &mut notes)?;
     let parsed = verify::parse(&token);
-    let iss = parsed.as_ref().ok().and_then(|p| p.claims.iss.as_deref());
+    let iss = parsed
+        .as_ref()
+        .ok()
+        .and_then(|p| p.unverified_claims().iss.as_deref());
     let chosen = placed_for(&config, &method, path, &headers, iss);
     let source = chosen
         .and_then(|i| config.providers.get(i))
@@ -581,7 +584,7 @@ fn describe_token(out: &mut dyn Write, parsed: &ParsedToken<'_>, now: i64) -> Re
         shown(parsed.kid.as_deref()),
         shown(parsed.typ.as_deref())
     )?;
-    let claims = &parsed.claims;
+    let claims = parsed.unverified_claims();
     let aud = match &claims.aud {
         None => "-".to_owned(),
         Some(Audience::One(aud)) => format!("{aud:?}"),

@@ -2637,4 +2637,59 @@ mod tests {
         assert_eq!(reason(fresh.decision), Some(DenyReason::Revoked));
         assert_eq!(reason(hit.decision), Some(DenyReason::Revoked));
     }
+
+    /// The provider's `algorithms` are checked before its keys are: a token in an algorithm
+    /// the provider never accepts is refused at once, never held for a JWKS fetch, and never
+    /// spends the unknown-`kid` refetch (a flood of such tokens cannot make the proxy fetch).
+    #[test]
+    fn a_refused_algorithm_never_waits_for_keys_nor_asks_for_a_refetch() {
+        let g = guard(json!({
+            "providers": { "corp": {
+                "issuer": testkit::ISSUER,
+                "algorithms": ["ES256"],
+                "remote_jwks": { "cluster": "idp", "uri": "https://idp.example.com/jwks",
+                                 "refetch_min_interval_seconds": 30 }
+            }}
+        }));
+        let token = rs256(&good_claims());
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&token), NOW)),
+            Some(DenyReason::AlgorithmNotAllowed)
+        );
+        let k = keys();
+        g.state()
+            .install_keys(0, key_set("rsa-1", &k.rsa), NOW - 100);
+        let unknown_kid = mint(Signer::Rs256(&k.rsa), Some("rsa-2"), &good_claims());
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&unknown_kid), NOW)),
+            Some(DenyReason::AlgorithmNotAllowed)
+        );
+        // The refetch was not spent: an ES256 token with an unknown kid still gets it.
+        let es256 = mint(Signer::Es256(&k.ec), Some("ec-2"), &good_claims());
+        assert_eq!(
+            decide_at(&g, "/", &bearer(&es256), NOW),
+            Decision::WaitForKeys { provider: 0 }
+        );
+    }
+
+    /// `introspect_jwt`: when the IdP's answer does not come, the 503 still names the verified
+    /// token in the decision log (its claims are the issuer's).
+    #[test]
+    fn an_unanswered_introspection_of_a_verified_token_keeps_its_identity() {
+        let answers = Answers::default();
+        let mut config = testkit::config_json(
+            json!({ "introspection": {
+                "cluster": "idp", "uri": "http://idp/i", "client_id": "proxy", "introspect_jwt": true
+            }}),
+            None,
+        );
+        config["log"] = json!({ "decisions": "all" });
+        let g = guard(config).with_answer_store(Box::new(answers.clone()));
+        let token = rs256(&with(json!({ "sub": "alice" })));
+        let Decision::Deny(denial) = verdict_after_wait(&g, "/", &token, NOW).decision else {
+            panic!("no answer: 503");
+        };
+        assert_eq!(denial.reason, DenyReason::Unavailable);
+        assert_eq!(denial.identity.unwrap().sub.as_deref(), Some("alice"));
+    }
 }

@@ -382,7 +382,7 @@ impl<'g> TokenCheck<'g, '_> {
         // An opaque token's identity is the hash of the whole token.
         let _ = presented.id.set(presented.sha256());
         let deny = |reason| self.deny(reason, Some(provider), None, Some(presented));
-        let answer = self.answer(index, provider, presented)?;
+        let answer = self.answer(index, provider, None, presented)?;
         let trusted = TrustedClaims::from_active_answer(&answer);
         self.tracer
             .check(
@@ -426,10 +426,12 @@ impl<'g> TokenCheck<'g, '_> {
     }
 
     /// The IdP's cached answer about the token; none yet: ask (once), then 503.
+    /// `trusted`: the verified claims of a signed token (`introspect_jwt`), for the log.
     fn answer(
         &self,
         index: usize,
         provider: &Provider,
+        trusted: Option<&Trusted<'_, '_>>,
         presented: &Presented<'_, '_>,
     ) -> Result<crate::idp::introspection::Answer, Stop> {
         let answer = self
@@ -452,7 +454,7 @@ impl<'g> TokenCheck<'g, '_> {
             None => Err(self.deny(
                 DenyReason::Unavailable,
                 Some(provider),
-                None,
+                trusted,
                 Some(presented),
             )),
         }
@@ -468,7 +470,7 @@ impl<'g> TokenCheck<'g, '_> {
         parsed: &ParsedToken<'_>,
         presented: &Presented<'_, '_>,
     ) -> Result<Granted, Stop> {
-        let iss = parsed.claims.iss.as_deref();
+        let iss = parsed.unverified_claims().iss.as_deref();
         let mut first_refusal = None;
         for (index, provider) in self.eligible(presented) {
             if iss != Some(provider.issuer.as_str()) {
@@ -688,7 +690,7 @@ impl<'g> TokenCheck<'g, '_> {
         trusted: &Trusted<'_, '_>,
         presented: &Presented<'_, '_>,
     ) -> Result<(), NotVouched> {
-        let answer = self.answer(index, provider, presented)?;
+        let answer = self.answer(index, provider, Some(trusted), presented)?;
         let verdict = if !answer.active {
             Err(DenyReason::InactiveToken)
         } else if answers_for_another_kind_of_token(&answer.claims_json) {

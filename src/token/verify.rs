@@ -54,7 +54,8 @@ impl<'p, 't> Verified<'p, 't> {
 
 /// Claims something vouched for: a verified signature (`Verified::to_trusted`) or the IdP's
 /// active introspection answer (`from_active_answer`); nothing else makes one.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(Default))]
 pub struct TrustedClaims {
     claims: StringClaims,
     times: TimeClaims,
@@ -104,7 +105,9 @@ pub struct ParsedToken<'t> {
     pub typ: Option<String>,
     /// An ID token or refresh token by its claims (see `PayloadClaims`).
     pub not_an_access_token: bool,
-    pub claims: StringClaims,
+    /// What the token says of itself: read through `Verified` once the signature is checked,
+    /// or as `unverified_claims` (to pick the provider by `iss`, to describe a token).
+    claims: StringClaims,
     pub times: TimeClaims,
     /// The payload segment as sent (base64url), and decoded: read through `Verified` only,
     /// so what goes upstream was signed.
@@ -163,6 +166,14 @@ pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
         signed_data,
         signature: untrusted.signature_bytes().to_vec(),
     })
+}
+
+impl ParsedToken<'_> {
+    /// The claims as the token states them, before (or without) its signature: never for a
+    /// decision's tail, a log line or an upstream header (`Verified::claims` is for those).
+    pub fn unverified_claims(&self) -> &StringClaims {
+        &self.claims
+    }
 }
 
 /// Whether the token names a `kid` that no key of the set has (and no key lacks a `kid`).
