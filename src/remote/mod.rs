@@ -8,6 +8,7 @@ use crate::observe::episode::Episode;
 
 pub mod lease;
 pub mod waiters;
+pub mod watch;
 
 /// After a failed fetch (not sent, an error status, a body that is no use), the next attempt
 /// waits this long: every source has the same rhythm during an outage.

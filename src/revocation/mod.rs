@@ -6,4 +6,5 @@ pub mod doc;
 pub mod learned;
 pub mod list;
 pub mod publish;
+pub mod etcd;
 pub mod set;

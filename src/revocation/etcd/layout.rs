@@ -1,0 +1,1 @@
+//! The key layout of the etcd revocation store (to be written).

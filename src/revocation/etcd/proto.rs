@@ -1,0 +1,1 @@
+//! etcd v3's KV and Watch messages (to be written).
