@@ -3,8 +3,8 @@
 
 pub mod config;
 pub mod doc;
+pub mod etcd;
 pub mod learned;
 pub mod list;
 pub mod publish;
-pub mod etcd;
 pub mod set;
