@@ -1,23 +1,26 @@
 //! The key layout of the etcd revocation store: one key per revocation under the configured
 //! `prefix` (e.g. `/bearer-guard/revoked/`), its value JSON. Pure: keys and values in, entries
-//! out; the watch that reads them and the builder they fill live elsewhere.
+//! out; the watch that reads them and the set they fill live elsewhere.
 //!
-//! | key (after `prefix`)        | value                                  | revokes                        |
-//! | --------------------------- | -------------------------------------- | ------------------------------ |
-//! | `jti/<jti>`                 | `{}` or `{"exp": N}`                   | the token with that `jti`      |
-//! | `token/<64 lowercase hex>`  | `{}` or `{"exp": N}`                   | the token with that identity   |
-//! | `sub/<sub>`                 | `{"issued_before": N}` (+ `"exp": N`)  | the subject's tokens, `iat <= N` |
-//! | `issued_before`             | `N`                                    | every token with `iat <= N`    |
-//! | `iss/<issuer>/` + any above | the same                               | the same, that issuer's only   |
+//! | key after `prefix`          | value                                 | revokes                 |
+//! | --------------------------- | ------------------------------------- | ----------------------- |
+//! | `jti/<jti>`                 | `{}` or `{"exp": N}`                  | that `jti`              |
+//! | `token/<64 lowercase hex>`  | `{}` or `{"exp": N}`                  | that token identity     |
+//! | `sub/<sub>`                 | `{"issued_before": N}` (+ `"exp": N`) | that `sub`, `iat <= N`  |
+//! | `issued_before`             | `N`                                   | every token, `iat <= N` |
+//! | `iss/<issuer>/` + the above | the same                              | the same, one issuer's  |
 //!
-//! `<jti>`, `<sub>` and `<issuer>` are percent-encoded (RFC 3986 `%XX`; `+` is a plus, this is
-//! not form encoding); the token identity is `revocation::doc`'s `token_sha256` (see
-//! `token::id`). `N` is Unix seconds, a non-negative integer. Writers attach a lease of
-//! [`lease_seconds`], so etcd itself deletes entries whose token is dead.
+//! `<jti>`, `<sub>` and `<issuer>` are percent-encoded (RFC 3986 `%XX`; `+` is a plus: this is
+//! not form encoding); the token identity is `revocation::doc`'s `token_sha256` (`token::id`).
+//! `N` is Unix seconds, an integer from 0 to [`MAX_SECONDS`]; cutoffs mean what `doc`'s mean
+//! (`iat` at the cutoff counts, a token without `iat` counts as before). Writers attach a
+//! lease of [`lease_seconds`], so etcd itself deletes entries whose token is dead.
 //!
 //! Anything under the prefix that does not parse is a [`Skipped`]: counted and logged by the
 //! caller (with [`skipped_line`], which never shows the key), never fatal. Where the layout
-//! leaves room, reading leans towards revoking: a skipped entry is a revoked token let in.
+//! leaves room, reading leans towards revoking, since a skipped entry is a revoked token let
+//! in: unknown value fields are ignored, an empty `jti/`/`token/` value is `{}`, and a name
+//! may hold any character but `/` unencoded (a hand-typed `jti/urn:uuid:…` is read as meant).
 
 use std::fmt;
 
@@ -161,6 +164,7 @@ pub fn skipped_line(skipped: Skipped, key: &[u8]) -> String {
 }
 
 /// Reads one key and its value. `prefix` is used as given (the config makes it end in `/`).
+/// The key is judged before the value: its cause is the one an operator fixes first.
 pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<StoreEntry, Skipped> {
     let rest = key
         .strip_prefix(prefix.as_bytes())
@@ -169,49 +173,20 @@ pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<StoreEntry,
         return Err(Skipped::KeyTooLarge);
     }
     let rest = std::str::from_utf8(rest).map_err(|_| Skipped::KeyNotUtf8)?;
-    let mut segments = rest.split('/');
-    let mut kind = segments.next().unwrap_or_default();
-    let issuer = if kind == "iss" {
-        let issuer = decode(segments.next().ok_or(Skipped::MissingSegment)?)?;
-        if issuer.is_empty() {
-            return Err(Skipped::EmptyIssuer);
-        }
-        kind = segments.next().ok_or(Skipped::MissingSegment)?;
-        Some(issuer)
-    } else {
-        None
-    };
-    let name = match kind {
-        "jti" | "token" | "sub" => Some(segments.next().ok_or(Skipped::MissingSegment)?),
-        "issued_before" => None,
-        _ => return Err(Skipped::UnknownKind),
-    };
-    if segments.next().is_some() {
-        return Err(Skipped::ExtraSegment);
-    }
+    let (issuer, name) = parse_key(rest)?;
     if value.len() > MAX_VALUE_BYTES {
         return Err(Skipped::ValueTooLarge);
     }
-    let revoked = match (kind, name) {
-        ("jti", Some(jti)) => {
-            let jti = decode(jti)?;
-            if jti.is_empty() {
-                return Err(Skipped::EmptyJti);
-            }
-            Revoked::Jti {
-                jti,
-                exp: exp_only(value)?,
-            }
-        }
-        ("token", Some(hex)) => Revoked::Token {
-            id: token_id(hex)?,
+    let revoked = match name {
+        Name::Jti(jti) => Revoked::Jti {
+            jti,
             exp: exp_only(value)?,
         },
-        ("sub", Some(sub)) => {
-            let sub = decode(sub)?;
-            if sub.is_empty() {
-                return Err(Skipped::EmptySubject);
-            }
+        Name::Token(id) => Revoked::Token {
+            id,
+            exp: exp_only(value)?,
+        },
+        Name::Sub(sub) => {
             let object = object(value)?;
             let issued_before = object
                 .get("issued_before")
@@ -223,9 +198,53 @@ pub fn parse_entry(prefix: &str, key: &[u8], value: &[u8]) -> Result<StoreEntry,
                 exp: object.get("exp").map(seconds).transpose()?,
             }
         }
-        _ => Revoked::IssuedBefore(seconds(&json(value)?)?),
+        Name::IssuedBefore => Revoked::IssuedBefore(seconds(&json(value)?)?),
     };
     Ok(StoreEntry { issuer, revoked })
+}
+
+/// What a key names, decoded.
+enum Name {
+    Jti(String),
+    Token(TokenDigest),
+    Sub(String),
+    IssuedBefore,
+}
+
+/// The key after the prefix: `[iss/<issuer>/]<kind>[/<name>]`, nothing more.
+fn parse_key(rest: &str) -> Result<(Option<String>, Name), Skipped> {
+    let mut segments = rest.split('/');
+    let mut next = || segments.next().ok_or(Skipped::MissingSegment);
+    let mut kind = next()?;
+    let issuer = if kind == "iss" {
+        let issuer = decode(next()?)?;
+        if issuer.is_empty() {
+            return Err(Skipped::EmptyIssuer);
+        }
+        kind = next()?;
+        Some(issuer)
+    } else {
+        None
+    };
+    let name = match kind {
+        "jti" => Name::Jti(non_empty(decode(next()?)?, Skipped::EmptyJti)?),
+        "token" => Name::Token(token_id(next()?)?),
+        "sub" => Name::Sub(non_empty(decode(next()?)?, Skipped::EmptySubject)?),
+        "issued_before" => Name::IssuedBefore,
+        _ => return Err(Skipped::UnknownKind),
+    };
+    if segments.next().is_some() {
+        return Err(Skipped::ExtraSegment);
+    }
+    Ok((issuer, name))
+}
+
+fn non_empty(name: String, empty: Skipped) -> Result<String, Skipped> {
+    if name.is_empty() {
+        Err(empty)
+    } else {
+        Ok(name)
+    }
 }
 
 /// The key an entry is written under: names percent-encoded but for RFC 3986's unreserved
@@ -273,7 +292,8 @@ pub fn value_for(entry: &StoreEntry) -> String {
 
 /// The lease a writer attaches: until the token is dead on every proxy (`exp` plus the
 /// largest clock skew a provider allows), at least 1 second (etcd's minimum TTL; a token
-/// already dead still gets a brief entry rather than none). `None`: no `exp`, no lease.
+/// already dead still gets a brief entry rather than none). A negative skew counts as 0.
+/// `None`: no `exp`, no lease (the entry stays until it is deleted).
 pub fn lease_seconds(exp: Option<i64>, max_clock_skew_seconds: i64, now: i64) -> Option<i64> {
     let end = exp?.saturating_add(max_clock_skew_seconds.max(0));
     Some(end.saturating_sub(now).max(1))
@@ -514,9 +534,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn written_entries_read_back() {
-        let entries = [
+    /// Entries with every kind, scope and awkward character (unicode, `/`, `%`, space, `+`).
+    fn awkward_entries() -> Vec<StoreEntry> {
+        vec![
             entry(None, jti("abc", None)),
             entry(None, jti("a b+c/d%e?f#g&h=i", Some(5000))),
             entry(None, jti("ünïcødé ✓ 日本", Some(0))),
@@ -540,8 +560,13 @@ mod tests {
             entry(None, Revoked::IssuedBefore(1_764_400_000)),
             entry(Some("https://idp.example"), Revoked::IssuedBefore(5)),
             entry(Some("~-._"), jti("iss/x/jti/y", None)),
-        ];
-        for want in entries {
+            entry(Some("https://idp.例え.jp/ä"), sub("日本 +", 1, None)),
+        ]
+    }
+
+    #[test]
+    fn written_entries_read_back() {
+        for want in awkward_entries() {
             let key = key_for(PREFIX, &want);
             let value = value_for(&want);
             assert!(key.is_ascii(), "{key}");
@@ -567,6 +592,48 @@ mod tests {
             r#"{"issued_before":9}"#
         );
         assert_eq!(value_for(&entry(None, Revoked::IssuedBefore(9))), "9");
+    }
+
+    /// Every truncation and many one-byte changes of written keys and values: no panic, and
+    /// whatever still parses is written back to a key and value that read as the same entry.
+    #[test]
+    fn damaged_keys_and_values_never_panic() {
+        let mut parsed = 0;
+        for entry in awkward_entries() {
+            let (key, value) = (key_for(PREFIX, &entry), value_for(&entry));
+            let (key, value) = (key.as_bytes(), value.as_bytes());
+            let mut variants: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+            for cut in 0..key.len() {
+                variants.push((key[..cut].to_vec(), value.to_vec()));
+            }
+            for cut in 0..value.len() {
+                variants.push((key.to_vec(), value[..cut].to_vec()));
+            }
+            for at in 0..key.len().max(value.len()) {
+                for byte in [
+                    b'%', b'/', b'0', b'f', b'A', b'-', b'"', b'{', 0x00, 0xc3, 0xff,
+                ] {
+                    let mut k = key.to_vec();
+                    let mut v = value.to_vec();
+                    if let Some(slot) = k.get_mut(at) {
+                        *slot = byte;
+                        variants.push((k, value.to_vec()));
+                    }
+                    if let Some(slot) = v.get_mut(at) {
+                        *slot = byte;
+                        variants.push((key.to_vec(), v));
+                    }
+                }
+            }
+            for (key, value) in variants {
+                if let Ok(got) = parse_entry(PREFIX, &key, &value) {
+                    parsed += 1;
+                    let again = parse(&key_for(PREFIX, &got), &value_for(&got));
+                    assert_eq!(again, Ok(got));
+                }
+            }
+        }
+        assert!(parsed > 100, "{parsed}");
     }
 
     #[test]
