@@ -17,6 +17,10 @@ use crate::revocation::etcd::proto::{
 /// for revocation entries, and a large prefix does not arrive as one huge response.
 pub const PAGE_LIMIT: i64 = 1000;
 
+/// The most keys one read collects before it is refused: far above a revocation prefix, it
+/// bounds the memory a server answering `more` forever could make a read take.
+pub const MAX_READ_KEYS: usize = 1_000_000;
+
 /// The first wait after a failure; each further failure doubles it, up to the cap.
 pub const BACKOFF_FIRST_SECONDS: i64 = 1;
 pub const BACKOFF_MAX_SECONDS: i64 = 30;
@@ -109,6 +113,8 @@ pub struct PrefixWatch {
     /// The shell still has a stream the machine is done with (see `Action::CloseWatch`).
     stream_open: bool,
     episode: Episode,
+    /// `MAX_READ_KEYS` (smaller in tests).
+    max_read_keys: usize,
 }
 
 impl PrefixWatch {
@@ -122,6 +128,7 @@ impl PrefixWatch {
             backoff: BACKOFF_FIRST_SECONDS,
             stream_open: false,
             episode: Episode::default(),
+            max_read_keys: MAX_READ_KEYS,
         }
     }
 
@@ -211,6 +218,9 @@ impl PrefixWatch {
                 return Err(self.refuse(now, "a Range page out of order or outside the prefix"));
             }
             after = &kv.key;
+        }
+        if held.len().saturating_add(resp.kvs.len()) > self.max_read_keys {
+            return Err(self.refuse(now, "a Range read over MAX_READ_KEYS keys"));
         }
         let last_key = resp.kvs.last().map(|kv| kv.key.clone());
         held.extend(resp.kvs);
@@ -321,7 +331,8 @@ impl PrefixWatch {
     }
 
     /// The watch stream closed or broke (or could not be opened): back off, then watch again
-    /// from the last revision seen. `true` when this starts an outage.
+    /// from the last revision seen. `true` when this starts an outage. Only the current
+    /// stream's close counts: the shell drops those of streams it closed itself.
     pub fn watch_closed(&mut self, now: i64) -> bool {
         self.stream_open = false;
         match self.state {
@@ -673,6 +684,22 @@ mod tests {
             expect_range(w.next_action(0));
             assert!(w.range_response(0, bad).is_err());
         }
+        // A read that would not end is refused once it holds too many keys.
+        let mut w = PrefixWatch::new(b"/bg/");
+        w.max_read_keys = 25;
+        let mut n = 0;
+        let refused = loop {
+            expect_range(w.next_action(0));
+            let kvs: Vec<KeyValue> = (n..n + 10).map(|i| kv(&format!("/bg/{i:04}"), 1)).collect();
+            n += 10;
+            match w.range_response(0, page(5, kvs, true)) {
+                Ok(changes) => assert!(changes.is_empty()),
+                Err(refused) => break refused,
+            }
+        };
+        assert_eq!(n, 30, "the page that goes over is refused");
+        assert!(refused.starts_outage);
+        assert_eq!(w.state(), &State::Backoff { until: 1 });
         // A later page may not go back before the key it was asked from.
         let mut w = PrefixWatch::new(b"/bg/");
         expect_range(w.next_action(0));
