@@ -1,1 +1,778 @@
-//! The sans-IO state machine that keeps a prefix of etcd in sync (to be written).
+//! One prefix of etcd kept in sync, sans I/O: a paged read (`KV/Range`) at one revision, then
+//! a watch from the next revision; a compacted revision reads the prefix again, a broken
+//! stream backs off and watches again from the last revision seen. The shell asks what to do
+//! (`next_action`), tells what happened (`range_response`, `watch_response`, ...) and applies
+//! the `Changes` that come back; the stream, framing and sharing with the other workers stay
+//! in the shell, like `Fetch`'s calls do.
+
+use std::collections::BTreeMap;
+
+use crate::observe::episode::Episode;
+use crate::revocation::etcd::proto::{
+    prefix_range_end, EventType, KeyValue, RangeRequest, RangeResponse, WatchCreateRequest,
+    WatchResponse,
+};
+
+/// Keys asked for per `Range` page: each page is one message, well under the deframer's limit
+/// for revocation entries, and a large prefix does not arrive as one huge response.
+pub const PAGE_LIMIT: i64 = 1000;
+
+/// The most keys one read collects before it is refused: far above a revocation prefix, it
+/// bounds the memory a server answering `more` forever could make a read take.
+pub const MAX_READ_KEYS: usize = 1_000_000;
+
+/// The first wait after a failure; each further failure doubles it, up to the cap.
+pub const BACKOFF_FIRST_SECONDS: i64 = 1;
+pub const BACKOFF_MAX_SECONDS: i64 = 30;
+
+/// A watch that was live this long before it broke was healthy: the next backoff starts again
+/// from the first delay, so one break after a good hour is not punished like a flapping link.
+pub const HEALTHY_SECONDS: i64 = 60;
+
+/// Where the machine is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum State {
+    /// Nothing asked yet.
+    Idle,
+    /// A paged read: the first page fixes `revision` (its header's), the next page starts at
+    /// `next_key`; `sent` while that page's request is out. The pages read so far are `held`
+    /// and handed over only whole, so the caller never enforces half a prefix.
+    Reading {
+        revision: Option<i64>,
+        next_key: Vec<u8>,
+        sent: bool,
+        held: Vec<KeyValue>,
+    },
+    /// A watch from `from_revision`: `opened` once its request is out, `created_at` once etcd
+    /// confirmed it (it is live from then until it breaks), under etcd's `watch_id`.
+    Watching {
+        from_revision: i64,
+        opened: bool,
+        created_at: Option<i64>,
+        watch_id: i64,
+    },
+    /// After a failure, nothing before `until`; then a watch from the last revision seen, or a
+    /// new read when there is none to resume from.
+    Backoff { until: i64 },
+}
+
+/// What the shell should do now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Nothing,
+    /// Call `etcdserverpb.KV/Range` with this request.
+    SendRange(RangeRequest),
+    /// Open a `etcdserverpb.Watch/Watch` stream and send this as its `WatchRequest`.
+    OpenWatch(WatchCreateRequest),
+    /// Close the watch stream: the machine is done with it (its watch was canceled, or etcd
+    /// broke the protocol) though etcd has not closed it.
+    CloseWatch,
+}
+
+/// What an answer changed in the prefix.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Changes {
+    /// A full read completed: the caller's set becomes exactly `puts` (`deletes` is empty).
+    pub reset: bool,
+    /// Keys written (with their values and `mod_revision`).
+    pub puts: Vec<KeyValue>,
+    /// Keys deleted. A key is in `puts` or `deletes`, never both: within one answer only its
+    /// last event counts, so the order of the two lists does not matter.
+    pub deletes: Vec<Vec<u8>>,
+    /// `Some(n)`: this ends an outage of `n` failures (log "recovered after n").
+    pub recovered: Option<u64>,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        !self.reset && self.puts.is_empty() && self.deletes.is_empty()
+    }
+}
+
+/// An answer that was no use (or a watch etcd ended): the machine backs off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub why: &'static str,
+    /// This starts an outage: log it (once, until it recovers).
+    pub starts_outage: bool,
+}
+
+/// One worker's view of one watched prefix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrefixWatch {
+    prefix: Vec<u8>,
+    range_end: Vec<u8>,
+    state: State,
+    /// The caller's set is complete through this revision (the read's, then the watch's
+    /// events). `None`: no read yet, or it cannot be resumed (compacted): read again.
+    revision: Option<i64>,
+    /// When the set was last known to be in sync: a read completed, or a live watch ended.
+    synced_at: Option<i64>,
+    /// The next backoff's delay.
+    backoff: i64,
+    /// The shell still has a stream the machine is done with (see `Action::CloseWatch`).
+    stream_open: bool,
+    episode: Episode,
+    /// `MAX_READ_KEYS` (smaller in tests).
+    max_read_keys: usize,
+}
+
+impl PrefixWatch {
+    pub fn new(prefix: &[u8]) -> Self {
+        PrefixWatch {
+            prefix: prefix.to_vec(),
+            range_end: prefix_range_end(prefix),
+            state: State::Idle,
+            revision: None,
+            synced_at: None,
+            backoff: BACKOFF_FIRST_SECONDS,
+            stream_open: false,
+            episode: Episode::default(),
+            max_read_keys: MAX_READ_KEYS,
+        }
+    }
+
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The revision the caller's set is complete through, if any.
+    pub fn revision(&self) -> Option<i64> {
+        self.revision
+    }
+
+    /// What to do now. An action is handed out once: the machine counts it as done, and the
+    /// shell reports how it ended (a failed dispatch too, as `range_failed`/`watch_closed`).
+    pub fn next_action(&mut self, now: i64) -> Action {
+        let watching = matches!(self.state, State::Watching { .. });
+        if self.stream_open && !watching {
+            self.stream_open = false;
+            return Action::CloseWatch;
+        }
+        match self.state {
+            State::Idle => self.state = self.resume(),
+            State::Backoff { until } if now >= until => self.state = self.resume(),
+            _ => {}
+        }
+        match &mut self.state {
+            State::Reading {
+                revision,
+                next_key,
+                sent,
+                ..
+            } if !*sent => {
+                *sent = true;
+                Action::SendRange(RangeRequest {
+                    key: next_key.clone(),
+                    range_end: self.range_end.clone(),
+                    limit: PAGE_LIMIT,
+                    // 0 is "the latest": the first page fixes the revision of the rest.
+                    revision: revision.unwrap_or(0),
+                    ..RangeRequest::default()
+                })
+            }
+            State::Watching {
+                from_revision,
+                opened,
+                ..
+            } if !*opened => {
+                *opened = true;
+                self.stream_open = true;
+                Action::OpenWatch(WatchCreateRequest {
+                    key: self.prefix.clone(),
+                    range_end: self.range_end.clone(),
+                    start_revision: *from_revision,
+                    ..WatchCreateRequest::default()
+                })
+            }
+            _ => Action::Nothing,
+        }
+    }
+
+    /// A `Range` page came back. An answer nobody waits for is ignored; a page that is no use
+    /// (no revision, keys outside the prefix or out of order, `more` without keys, which
+    /// would ask for the same page forever) fails the read.
+    pub fn range_response(&mut self, now: i64, resp: RangeResponse) -> Result<Changes, Refused> {
+        let State::Reading {
+            revision,
+            next_key,
+            sent,
+            held,
+        } = &mut self.state
+        else {
+            return Ok(Changes::default());
+        };
+        if !*sent {
+            return Ok(Changes::default());
+        }
+        let at = match *revision {
+            Some(at) => at,
+            None => match resp.header.as_ref().map(|h| h.revision) {
+                Some(at) if at > 0 => at,
+                _ => return Err(self.refuse(now, "a Range answer without a revision")),
+            },
+        };
+        let mut after: &[u8] = next_key;
+        for kv in &resp.kvs {
+            if kv.key.as_slice() < after || !kv.key.starts_with(&self.prefix) {
+                return Err(self.refuse(now, "a Range page out of order or outside the prefix"));
+            }
+            after = &kv.key;
+        }
+        if held.len().saturating_add(resp.kvs.len()) > self.max_read_keys {
+            return Err(self.refuse(now, "a Range read over MAX_READ_KEYS keys"));
+        }
+        let last_key = resp.kvs.last().map(|kv| kv.key.clone());
+        held.extend(resp.kvs);
+        *revision = Some(at);
+        if resp.more {
+            let Some(mut key) = last_key else {
+                return Err(self.refuse(now, "a Range page with more to come but no keys"));
+            };
+            // The smallest key after the last one read.
+            key.push(0);
+            *next_key = key;
+            *sent = false;
+            return Ok(Changes::default());
+        }
+        let puts = std::mem::take(held);
+        self.revision = Some(at);
+        self.synced_at = Some(now);
+        self.state = self.watch_from(at);
+        Ok(Changes {
+            reset: true,
+            puts,
+            deletes: Vec::new(),
+            recovered: self.episode.recovered(),
+        })
+    }
+
+    /// The `Range` call failed (not sent, an error status, a body that does not decode): the
+    /// read starts again after the backoff. `true` when this starts an outage.
+    pub fn range_failed(&mut self, now: i64) -> bool {
+        match self.state {
+            State::Reading { sent: true, .. } => self.fail(now),
+            _ => false,
+        }
+    }
+
+    /// A message came on the watch stream.
+    pub fn watch_response(&mut self, now: i64, resp: WatchResponse) -> Result<Changes, Refused> {
+        let State::Watching {
+            from_revision,
+            opened: true,
+            created_at,
+            watch_id,
+        } = &mut self.state
+        else {
+            return Ok(Changes::default());
+        };
+        let from_revision = *from_revision;
+        if resp.compact_revision > 0 {
+            // What is held is still right, but the events since cannot be had: read it all.
+            self.watch_ended(now);
+            self.revision = None;
+            self.state = self.resume();
+            return Ok(Changes::default());
+        }
+        if resp.canceled {
+            // Not for compaction (no leader, say): read again, after a backoff so that a
+            // cancel on every watch does not spin.
+            self.revision = None;
+            return Err(self.refuse(now, "etcd canceled the watch"));
+        }
+        let mut recovered = None;
+        if resp.created {
+            if created_at.is_none() {
+                *created_at = Some(now);
+                *watch_id = resp.watch_id;
+                recovered = self.episode.recovered();
+            }
+        } else if created_at.is_none() {
+            // Resuming from the last revision seen loses nothing, whatever this was.
+            return Err(self.refuse(now, "a watch answer before the watch was created"));
+        }
+        if resp.watch_id != *watch_id {
+            return Ok(Changes {
+                recovered,
+                ..Changes::default()
+            });
+        }
+        let mut last: BTreeMap<Vec<u8>, Option<KeyValue>> = BTreeMap::new();
+        let mut top = self.revision.unwrap_or(0);
+        for event in resp.events {
+            let Some(kv) = event.kv else { continue };
+            if kv.mod_revision < from_revision || !kv.key.starts_with(&self.prefix) {
+                continue;
+            }
+            top = top.max(kv.mod_revision);
+            match EventType::try_from(event.r#type) {
+                Ok(EventType::Put) => last.insert(kv.key.clone(), Some(kv)),
+                Ok(EventType::Delete) => last.insert(kv.key, None),
+                Err(_) => continue,
+            };
+        }
+        // A fragment's revision may continue in the next answer: resume from it only once
+        // it is whole (replaying a revision's events is harmless, skipping some is not).
+        if !resp.fragment {
+            self.revision = Some(top);
+        }
+        let mut changes = Changes {
+            recovered,
+            ..Changes::default()
+        };
+        for (key, kv) in last {
+            match kv {
+                Some(kv) => changes.puts.push(kv),
+                None => changes.deletes.push(key),
+            }
+        }
+        Ok(changes)
+    }
+
+    /// The watch stream closed or broke (or could not be opened): back off, then watch again
+    /// from the last revision seen. `true` when this starts an outage. Only the current
+    /// stream's close counts: the shell drops those of streams it closed itself.
+    pub fn watch_closed(&mut self, now: i64) -> bool {
+        self.stream_open = false;
+        match self.state {
+            State::Watching { opened: true, .. } => self.fail(now),
+            _ => false,
+        }
+    }
+
+    /// Whether what is held is stale: no read completed and no watch was live within
+    /// `max_stale_seconds` (never read: stale). A live watch is taken at its word: a stream
+    /// that hangs without closing is for the transport's keepalive to break.
+    pub fn is_stale(&self, now: i64, max_stale_seconds: i64) -> bool {
+        if let State::Watching {
+            created_at: Some(_),
+            ..
+        } = self.state
+        {
+            return false;
+        }
+        self.synced_at
+            .is_none_or(|at| now.saturating_sub(at) > max_stale_seconds.max(0))
+    }
+
+    /// A read when nothing can be resumed, else a watch from the revision after the last seen.
+    fn resume(&self) -> State {
+        match self.revision {
+            Some(at) => self.watch_from(at),
+            None => State::Reading {
+                revision: None,
+                next_key: self.prefix.clone(),
+                sent: false,
+                held: Vec::new(),
+            },
+        }
+    }
+
+    fn watch_from(&self, revision: i64) -> State {
+        State::Watching {
+            from_revision: revision.saturating_add(1),
+            opened: false,
+            created_at: None,
+            watch_id: 0,
+        }
+    }
+
+    /// A live watch is over: it kept the set in sync until now, and a healthy one resets the
+    /// backoff.
+    fn watch_ended(&mut self, now: i64) {
+        if let State::Watching {
+            created_at: Some(since),
+            ..
+        } = self.state
+        {
+            self.synced_at = Some(self.synced_at.map_or(now, |at| at.max(now)));
+            if now.saturating_sub(since) >= HEALTHY_SECONDS {
+                self.backoff = BACKOFF_FIRST_SECONDS;
+            }
+        }
+    }
+
+    fn fail(&mut self, now: i64) -> bool {
+        self.watch_ended(now);
+        self.state = State::Backoff {
+            until: now.saturating_add(self.backoff),
+        };
+        self.backoff = self.backoff.saturating_mul(2).min(BACKOFF_MAX_SECONDS);
+        self.episode.failed()
+    }
+
+    fn refuse(&mut self, now: i64, why: &'static str) -> Refused {
+        Refused {
+            why,
+            starts_outage: self.fail(now),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::revocation::etcd::proto::{Event, ResponseHeader};
+
+    fn kv(key: &str, rev: i64) -> KeyValue {
+        KeyValue {
+            key: key.as_bytes().to_vec(),
+            value: b"{}".to_vec(),
+            mod_revision: rev,
+            create_revision: rev,
+            version: 1,
+            lease: 0,
+        }
+    }
+
+    fn page(revision: i64, kvs: Vec<KeyValue>, more: bool) -> RangeResponse {
+        RangeResponse {
+            header: Some(ResponseHeader {
+                revision,
+                ..Default::default()
+            }),
+            count: i64::try_from(kvs.len()).unwrap(),
+            kvs,
+            more,
+        }
+    }
+
+    fn created(watch_id: i64) -> WatchResponse {
+        WatchResponse {
+            watch_id,
+            created: true,
+            ..Default::default()
+        }
+    }
+
+    fn events(watch_id: i64, events: Vec<(EventType, KeyValue)>) -> WatchResponse {
+        WatchResponse {
+            watch_id,
+            events: events
+                .into_iter()
+                .map(|(t, kv)| Event {
+                    r#type: t as i32,
+                    kv: Some(kv),
+                    prev_kv: None,
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    fn compacted(watch_id: i64) -> WatchResponse {
+        WatchResponse {
+            watch_id,
+            canceled: true,
+            compact_revision: 50,
+            ..Default::default()
+        }
+    }
+
+    fn keys(kvs: &[KeyValue]) -> Vec<&[u8]> {
+        kvs.iter().map(|kv| kv.key.as_slice()).collect()
+    }
+
+    fn expect_range(action: Action) -> RangeRequest {
+        match action {
+            Action::SendRange(req) => req,
+            other => panic!("expected a Range, got {other:?}"),
+        }
+    }
+
+    fn expect_watch(action: Action) -> WatchCreateRequest {
+        match action {
+            Action::OpenWatch(req) => req,
+            other => panic!("expected a watch, got {other:?}"),
+        }
+    }
+
+    /// A watcher that has read `/bg/` at revision 10 and holds a live watch from 11.
+    fn live_at(now: i64) -> PrefixWatch {
+        let mut w = PrefixWatch::new(b"/bg/");
+        expect_range(w.next_action(now));
+        w.range_response(now, page(10, vec![kv("/bg/a", 3)], false))
+            .unwrap();
+        expect_watch(w.next_action(now));
+        w.watch_response(now, created(1)).unwrap();
+        w
+    }
+
+    #[test]
+    fn full_life_read_watch_compact_reread_break_resume() {
+        let mut w = PrefixWatch::new(b"/bg/");
+        assert!(w.is_stale(0, 30), "nothing read yet");
+        let first = expect_range(w.next_action(0));
+        assert_eq!(first.key, b"/bg/");
+        assert_eq!(first.range_end, b"/bg0");
+        assert_eq!((first.revision, first.limit), (0, PAGE_LIMIT));
+        assert_eq!(w.next_action(0), Action::Nothing, "one page at a time");
+
+        // Two pages: the first fixes the revision, the second starts after its last key.
+        let changes = w
+            .range_response(0, page(10, vec![kv("/bg/a", 3), kv("/bg/b", 4)], true))
+            .unwrap();
+        assert!(
+            changes.is_empty(),
+            "nothing is handed over before the last page"
+        );
+        let second = expect_range(w.next_action(1));
+        assert_eq!(second.key, b"/bg/b\0");
+        assert_eq!(second.revision, 10);
+        let changes = w
+            .range_response(1, page(12, vec![kv("/bg/c", 9)], false))
+            .unwrap();
+        assert!(changes.reset && changes.deletes.is_empty());
+        assert_eq!(keys(&changes.puts), vec![&b"/bg/a"[..], b"/bg/b", b"/bg/c"]);
+        assert_eq!(w.revision(), Some(10), "the revision of the first page");
+
+        // Watch from the next revision; events come as puts and deletes, last one per key.
+        let watch = expect_watch(w.next_action(1));
+        assert_eq!(
+            (watch.key.as_slice(), watch.start_revision),
+            (&b"/bg/"[..], 11)
+        );
+        assert_eq!(watch.range_end, b"/bg0");
+        assert_eq!(w.next_action(1), Action::Nothing);
+        assert!(w.watch_response(2, created(7)).unwrap().is_empty());
+        let changes = w
+            .watch_response(
+                3,
+                events(
+                    7,
+                    vec![
+                        (EventType::Put, kv("/bg/d", 13)),
+                        (EventType::Delete, kv("/bg/a", 14)),
+                        (EventType::Put, kv("/bg/e", 15)),
+                        (EventType::Delete, kv("/bg/e", 16)),
+                    ],
+                ),
+            )
+            .unwrap();
+        assert!(!changes.reset);
+        assert_eq!(keys(&changes.puts), vec![&b"/bg/d"[..]]);
+        assert_eq!(changes.puts[0].mod_revision, 13);
+        assert_eq!(changes.deletes, vec![b"/bg/a".to_vec(), b"/bg/e".to_vec()]);
+        assert_eq!(w.revision(), Some(16));
+
+        // Compaction: the stream is closed and the prefix read again from scratch.
+        assert!(w.watch_response(4, compacted(7)).unwrap().is_empty());
+        assert_eq!(w.revision(), None);
+        assert_eq!(w.next_action(4), Action::CloseWatch);
+        assert!(!w.watch_closed(4), "closing it is not a failure");
+        let reread = expect_range(w.next_action(4));
+        assert_eq!((reread.key.as_slice(), reread.revision), (&b"/bg/"[..], 0));
+        let changes = w
+            .range_response(5, page(60, vec![kv("/bg/d", 13)], false))
+            .unwrap();
+        assert!(changes.reset);
+        assert_eq!(expect_watch(w.next_action(5)).start_revision, 61);
+        w.watch_response(100, created(8)).unwrap();
+        w.watch_response(101, events(8, vec![(EventType::Put, kv("/bg/f", 62))]))
+            .unwrap();
+
+        // A broken stream: back off 1 s, then watch again from the last revision + 1.
+        assert!(w.watch_closed(110), "an outage starts");
+        assert_eq!(w.state(), &State::Backoff { until: 111 });
+        assert_eq!(w.next_action(110), Action::Nothing);
+        assert_eq!(expect_watch(w.next_action(111)).start_revision, 63);
+        assert!(!w.watch_closed(111), "the same outage");
+        assert_eq!(w.next_action(112), Action::Nothing, "2 s this time");
+        assert_eq!(expect_watch(w.next_action(113)).start_revision, 63);
+        let changes = w.watch_response(113, created(9)).unwrap();
+        assert_eq!(changes.recovered, Some(2));
+        // Live for a healthy minute: the next break waits 1 s again.
+        assert!(w.watch_closed(173));
+        assert_eq!(w.state(), &State::Backoff { until: 174 });
+    }
+
+    #[test]
+    fn backoff_doubles_to_the_cap() {
+        let mut w = PrefixWatch::new(b"/bg/");
+        let mut now = 0;
+        let mut failed_at = None;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            while w.next_action(now) == Action::Nothing {
+                now += 1;
+            }
+            waits.extend(failed_at.map(|at| now - at));
+            w.range_failed(now);
+            failed_at = Some(now);
+        }
+        assert_eq!(waits, vec![1, 2, 4, 8, 16, 30, 30]);
+    }
+
+    #[test]
+    fn a_broken_read_starts_over_and_a_broken_watch_resumes() {
+        let mut w = PrefixWatch::new(b"/bg/");
+        expect_range(w.next_action(0));
+        w.range_response(0, page(10, vec![kv("/bg/a", 3)], true))
+            .unwrap();
+        expect_range(w.next_action(0));
+        assert!(w.range_failed(0));
+        assert!(!w.range_failed(0), "no read in flight any more");
+        let again = expect_range(w.next_action(1));
+        assert_eq!((again.key.as_slice(), again.revision), (&b"/bg/"[..], 0));
+
+        // A cancel that is not a compaction reads again, after a backoff.
+        let mut w = live_at(0);
+        let canceled = WatchResponse {
+            watch_id: 1,
+            canceled: true,
+            cancel_reason: "etcdserver: no leader".into(),
+            ..Default::default()
+        };
+        let refused = w.watch_response(5, canceled).unwrap_err();
+        assert!(refused.starts_outage);
+        assert_eq!(w.next_action(5), Action::CloseWatch);
+        assert_eq!(w.next_action(5), Action::Nothing);
+        expect_range(w.next_action(6));
+    }
+
+    #[test]
+    fn staleness_follows_reads_and_live_watches() {
+        let mut w = PrefixWatch::new(b"/bg/");
+        expect_range(w.next_action(10));
+        assert!(w.is_stale(10, 30));
+        w.range_response(10, page(10, vec![], false)).unwrap();
+        assert!(!w.is_stale(40, 30));
+        assert!(w.is_stale(41, 30), "read 31 s ago, no watch live");
+        expect_watch(w.next_action(41));
+        w.watch_response(41, created(1)).unwrap();
+        assert!(!w.is_stale(1000, 30), "a live watch keeps it fresh");
+        w.watch_closed(1000);
+        assert!(!w.is_stale(1030, 30));
+        assert!(w.is_stale(1031, 30), "live until it broke");
+        // A watch opened but never created does not count as live.
+        expect_watch(w.next_action(1031));
+        assert!(w.is_stale(1031, 30));
+        assert!(w.is_stale(1031, -5), "a negative limit is zero");
+    }
+
+    #[test]
+    fn hostile_answers_neither_panic_nor_corrupt() {
+        let mut w = PrefixWatch::new(b"/bg/");
+        // Answers nobody asked for are ignored.
+        assert!(w
+            .range_response(0, page(5, vec![kv("/bg/x", 1)], false))
+            .unwrap()
+            .is_empty());
+        assert!(w.watch_response(0, created(1)).unwrap().is_empty());
+        assert!(!w.watch_closed(0) && !w.range_failed(0));
+        assert_eq!(w.state(), &State::Idle);
+
+        // No revision, a negative one, no header.
+        for bad in [page(0, vec![], false), page(-3, vec![], false), {
+            let mut p = page(1, vec![], false);
+            p.header = None;
+            p
+        }] {
+            let mut w = PrefixWatch::new(b"/bg/");
+            expect_range(w.next_action(0));
+            assert!(w.range_response(0, bad).is_err());
+            assert!(matches!(w.state(), State::Backoff { .. }));
+        }
+        // Keys out of order, outside the prefix, or `more` with no keys.
+        for bad in [
+            page(5, vec![kv("/bg/b", 1), kv("/bg/a", 1)], false),
+            page(5, vec![kv("/other", 1)], false),
+            page(5, vec![], true),
+        ] {
+            let mut w = PrefixWatch::new(b"/bg/");
+            expect_range(w.next_action(0));
+            assert!(w.range_response(0, bad).is_err());
+        }
+        // A read that would not end is refused once it holds too many keys.
+        let mut w = PrefixWatch::new(b"/bg/");
+        w.max_read_keys = 25;
+        let mut n = 0;
+        let refused = loop {
+            expect_range(w.next_action(0));
+            let kvs: Vec<KeyValue> = (n..n + 10).map(|i| kv(&format!("/bg/{i:04}"), 1)).collect();
+            n += 10;
+            match w.range_response(0, page(5, kvs, true)) {
+                Ok(changes) => assert!(changes.is_empty()),
+                Err(refused) => break refused,
+            }
+        };
+        assert_eq!(n, 30, "the page that goes over is refused");
+        assert!(refused.starts_outage);
+        assert_eq!(w.state(), &State::Backoff { until: 1 });
+        // A later page may not go back before the key it was asked from.
+        let mut w = PrefixWatch::new(b"/bg/");
+        expect_range(w.next_action(0));
+        w.range_response(0, page(5, vec![kv("/bg/m", 1)], true))
+            .unwrap();
+        expect_range(w.next_action(0));
+        assert!(w
+            .range_response(0, page(5, vec![kv("/bg/a", 1)], false))
+            .is_err());
+
+        // A watch answer before `created` breaks the stream; the watch resumes, nothing lost.
+        let mut w = PrefixWatch::new(b"/bg/");
+        expect_range(w.next_action(0));
+        w.range_response(0, page(10, vec![], false)).unwrap();
+        expect_watch(w.next_action(0));
+        assert!(w
+            .watch_response(0, events(0, vec![(EventType::Put, kv("/bg/a", 11))]))
+            .is_err());
+        assert_eq!(w.next_action(0), Action::CloseWatch);
+        assert_eq!(expect_watch(w.next_action(1)).start_revision, 11);
+
+        // Events before the watch's start, with negative revisions, outside the prefix, of
+        // an unknown type, without a kv, or for another watch id are dropped.
+        let mut w = live_at(0);
+        let mut odd = events(
+            1,
+            vec![
+                (EventType::Put, kv("/bg/old", 5)),
+                (EventType::Put, kv("/bg/neg", -1)),
+                (EventType::Put, kv("/elsewhere", 12)),
+                (EventType::Put, kv("/bg/ok", 12)),
+            ],
+        );
+        odd.events.push(Event {
+            r#type: 7,
+            kv: Some(kv("/bg/odd", 13)),
+            prev_kv: None,
+        });
+        odd.events.push(Event {
+            r#type: 0,
+            kv: None,
+            prev_kv: None,
+        });
+        let changes = w.watch_response(1, odd).unwrap();
+        assert_eq!(keys(&changes.puts), vec![&b"/bg/ok"[..]]);
+        assert!(changes.deletes.is_empty());
+        let other = events(2, vec![(EventType::Delete, kv("/bg/ok", 14))]);
+        assert!(w.watch_response(1, other).unwrap().is_empty());
+        // A duplicate `created` changes nothing; a range answer while watching is ignored.
+        assert!(w.watch_response(1, created(3)).unwrap().is_empty());
+        assert!(w
+            .range_response(1, page(99, vec![], false))
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            w.revision(),
+            Some(13),
+            "the unknown event's revision still counts"
+        );
+        // Extreme revisions saturate instead of overflowing.
+        let mut w = PrefixWatch::new(b"/bg/");
+        expect_range(w.next_action(i64::MAX));
+        w.range_response(i64::MAX, page(i64::MAX, vec![], false))
+            .unwrap();
+        assert_eq!(
+            expect_watch(w.next_action(i64::MAX)).start_revision,
+            i64::MAX
+        );
+        assert!(w.watch_closed(i64::MAX));
+        assert!(!w.is_stale(i64::MAX, 0));
+        assert!(
+            !w.is_stale(i64::MIN, 0),
+            "a clock going back is not staleness"
+        );
+    }
+}
