@@ -2692,4 +2692,34 @@ mod tests {
         assert_eq!(denial.reason, DenyReason::Unavailable);
         assert_eq!(denial.identity.unwrap().sub.as_deref(), Some("alice"));
     }
+
+    /// A cached token refused by the provider that verified it (here: past its exp for that
+    /// provider's clock skew) goes on to the next provider of its issuer, as a fresh check
+    /// would; it is not refused on the cache's word.
+    #[test]
+    fn a_cache_hit_refused_by_its_provider_is_tried_with_the_next_of_the_issuer() {
+        let provider = |skew: u64| {
+            let mut p = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+            p["clock_skew_seconds"] = json!(skew);
+            p
+        };
+        let g =
+            guard(json!({ "providers": { "a_strict": provider(0), "b_lenient": provider(300) } }));
+        let token = rs256(&with(json!({ "iat": NOW, "exp": NOW + 10 })));
+        let first = verdict(&g, "/", &token, NOW);
+        assert!(
+            matches!(&first.decision, Decision::Allow { provider: Some(p), .. } if p == "a_strict"),
+            "{first:?}"
+        );
+        let later = verdict(&g, "/", &token, NOW + 100);
+        assert!(
+            matches!(&later.decision, Decision::Allow { provider: Some(p), .. } if p == "b_lenient"),
+            "{later:?}"
+        );
+        // Past every provider's skew: refused, with the first provider's reason.
+        assert_eq!(
+            reason(verdict(&g, "/", &token, NOW + 400).decision),
+            Some(DenyReason::Expired)
+        );
+    }
 }

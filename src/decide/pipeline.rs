@@ -191,9 +191,15 @@ impl<'g> TokenCheck<'g, '_> {
         let presented = self.presented()?;
         if let Some(entry) = self.cached(&presented) {
             self.cache.set(CacheLookup::Hit);
-            return self.admit(self.vouch_cached(entry, &presented)?, &presented);
-        }
-        if self.guard.config.jwt_cache_size > 0 {
+            let others = self.other_providers_of_issuer(&entry, &presented);
+            match self.vouch_cached(entry, &presented) {
+                Ok(vouched) => return self.admit(vouched, &presented),
+                // The provider that verified it refuses it now (its clock skew, say): a fresh
+                // check would go on to the next provider of the issuer, so this one does too.
+                Err(Stop::Deny(_)) if others => self.cache.set(CacheLookup::Miss),
+                Err(stop) => return Err(stop),
+            }
+        } else if self.guard.config.jwt_cache_size > 0 {
             self.cache.set(CacheLookup::Miss);
         }
         if !verify::looks_like_jws(&presented.token) {
@@ -324,6 +330,17 @@ impl<'g> TokenCheck<'g, '_> {
             .find(|(_, p)| iss == Some(p.issuer.as_str()))
             .map(|(i, _)| i);
         (first == Some(entry.provider)).then_some(entry)
+    }
+
+    /// Whether another provider that may read this credential has the cached token's issuer.
+    fn other_providers_of_issuer(
+        &self,
+        entry: &CachedToken,
+        presented: &Presented<'_, '_>,
+    ) -> bool {
+        let iss = entry.trusted.claims().iss.as_deref();
+        self.eligible(presented)
+            .any(|(i, p)| i != entry.provider && iss == Some(p.issuer.as_str()))
     }
 
     /// A hit skips the signature; every check that depends on the time and the route runs.
