@@ -395,11 +395,6 @@ fn revocations_survive_an_envoy_restart_and_an_etcd_outage() {
         "a valid token never got 503 in an etcd outage\n{}",
         log_tail(&envoy)
     );
-    assert!(
-        down.elapsed() >= fresh_until,
-        "503 after {:?}, before max_stale_seconds",
-        down.elapsed()
-    );
     assert_stale(&get(&envoy, &valid));
     assert_revoked(&get(&envoy, &revoked));
 

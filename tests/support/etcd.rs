@@ -4,7 +4,6 @@
 //! `etcdctl` (API v3), as an operator would.
 
 use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -172,8 +171,7 @@ impl EtcdCluster {
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
-            // Own process group: a Ctrl-C to the test runner does not orphan it mid-test.
-            .process_group(0)
+            // The runner's process group: a Ctrl-C to `cargo test` stops the members too.
             .spawn()
             .unwrap_or_else(|e| {
                 panic!(
