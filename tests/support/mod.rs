@@ -12,7 +12,6 @@
 
 pub mod certificate;
 pub mod envoy;
-pub mod etcd;
 pub mod fault;
 pub mod http;
 pub mod idp;
