@@ -10,6 +10,7 @@ pub mod filter;
 pub mod idp;
 pub mod keys;
 pub mod observe;
+pub mod percent;
 pub mod policy;
 pub mod remote;
 pub mod revocation;

@@ -7,6 +7,7 @@ use base64::Engine as _;
 use serde::Deserialize;
 
 use crate::config::endpoint::{ClientAuth, ClientEndpoint};
+use crate::percent;
 use crate::token::claims::{PayloadClaims, StringClaims, TimeClaims};
 
 pub const DEFAULT_CACHE_SECONDS: u64 = 30;
@@ -25,20 +26,6 @@ pub struct IntrospectionConfig {
     pub introspect_jwt: bool,
 }
 
-/// `application/x-www-form-urlencoded` value.
-pub fn form_encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                char::from(b).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 /// Headers and body of a POST carrying `token` to a client endpoint (introspection or
 /// RFC 7009 revocation: both take `token` and `token_type_hint`).
 pub fn token_post(client: &ClientEndpoint, token: &str) -> (Vec<(String, String)>, String) {
@@ -52,14 +39,17 @@ pub fn token_post(client: &ClientEndpoint, token: &str) -> (Vec<(String, String)
         ),
         ("accept".to_owned(), "application/json".to_owned()),
     ];
-    let mut body = format!("token={}&token_type_hint=access_token", form_encode(token));
+    let mut body = format!(
+        "token={}&token_type_hint=access_token",
+        percent::encode(token)
+    );
     match client.auth {
         ClientAuth::ClientSecretBasic => {
             // RFC 6749 §2.3.1: id and secret are form-encoded before Basic encoding.
             let pair = format!(
                 "{}:{}",
-                form_encode(&client.client_id),
-                form_encode(&client.client_secret)
+                percent::encode(&client.client_id),
+                percent::encode(&client.client_secret)
             );
             headers.push((
                 "authorization".to_owned(),
@@ -69,8 +59,8 @@ pub fn token_post(client: &ClientEndpoint, token: &str) -> (Vec<(String, String)
         ClientAuth::ClientSecretPost => {
             body.push_str(&format!(
                 "&client_id={}&client_secret={}",
-                form_encode(&client.client_id),
-                form_encode(&client.client_secret)
+                percent::encode(&client.client_id),
+                percent::encode(&client.client_secret)
             ));
         }
     }

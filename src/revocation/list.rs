@@ -144,10 +144,7 @@ pub fn request_path(path: &str, held: Option<Held<'_>>) -> String {
         return path.to_owned();
     };
     let separator = if path.contains('?') { '&' } else { '?' };
-    format!(
-        "{path}{separator}since={}",
-        crate::idp::introspection::form_encode(version)
-    )
+    format!("{path}{separator}since={}", crate::percent::encode(version))
 }
 
 /// `If-None-Match` for the fetch, when the held list came with an ETag.

@@ -28,6 +28,7 @@ use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use crate::observe::fingerprint::{digest_to_hex, fingerprint, hex_to_digest};
+use crate::percent;
 use crate::revocation::set::{Kind, SetBuilder, ANY_PROVIDER};
 use crate::token::id::TokenDigest;
 
@@ -253,13 +254,13 @@ pub fn key_for(prefix: &str, entry: &StoreEntry) -> String {
     let mut key = String::from(prefix);
     if let Some(issuer) = &entry.issuer {
         key.push_str("iss/");
-        encode_into(&mut key, issuer);
+        percent::encode_into(&mut key, issuer);
         key.push('/');
     }
     match &entry.revoked {
         Revoked::Jti { jti, .. } => {
             key.push_str("jti/");
-            encode_into(&mut key, jti);
+            percent::encode_into(&mut key, jti);
         }
         Revoked::Token { id, .. } => {
             key.push_str("token/");
@@ -267,7 +268,7 @@ pub fn key_for(prefix: &str, entry: &StoreEntry) -> String {
         }
         Revoked::Subject { sub, .. } => {
             key.push_str("sub/");
-            encode_into(&mut key, sub);
+            percent::encode_into(&mut key, sub);
         }
         Revoked::IssuedBefore(_) => key.push_str("issued_before"),
     }
@@ -371,22 +372,6 @@ fn hex_digit(byte: u8) -> Option<u8> {
     char::from(byte)
         .to_digit(16)
         .and_then(|d| u8::try_from(d).ok())
-}
-
-/// Percent-encodes all but RFC 3986's unreserved characters (`A-Z a-z 0-9 - . _ ~`).
-fn encode_into(out: &mut String, name: &str) {
-    const DIGITS: &[u8; 16] = b"0123456789ABCDEF";
-    for byte in name.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(byte));
-        } else {
-            out.push('%');
-            for nibble in [byte >> 4, byte & 0x0f] {
-                let digit = DIGITS.get(usize::from(nibble)).copied().unwrap_or(b'0');
-                out.push(char::from(digit));
-            }
-        }
-    }
 }
 
 /// `token/`'s name: exactly 64 lowercase hex characters.
@@ -541,6 +526,8 @@ mod tests {
             entry(None, jti("a b+c/d%e?f#g&h=i", Some(5000))),
             entry(None, jti("ünïcødé ✓ 日本", Some(0))),
             entry(None, jti("%2F", None)),
+            // Commas, semicolons and quotes: nothing a header-list reader would split on.
+            entry(None, jti("a,b; c=\"d\"", None)),
             entry(
                 None,
                 Revoked::Token {
