@@ -628,24 +628,24 @@ impl Revocation {
             }) => {
                 drop(held);
                 note_rollback(host, &mut state.rollback, kept, metrics);
-                let replaced = Replaced {
-                    base,
+                let fetched = Fetched {
+                    set: base,
                     expired_dropped,
                     lifetimes,
                 };
-                self.install_replaced(replaced, guard, metrics, (seen, shared), now)
+                self.install_replaced(fetched, guard, metrics, (seen, shared), now)
             }
             Ok(ListUpdate::Extended {
                 overlay,
                 expired_dropped,
                 lifetimes,
             }) => {
-                let delta = Delta {
-                    overlay,
+                let fetched = Fetched {
+                    set: overlay,
                     expired_dropped,
                     lifetimes,
                 };
-                self.install_delta(delta, held, guard, metrics, (seen, shared), now)
+                self.install_delta(fetched, held, guard, metrics, (seen, shared), now)
             }
             Err(e) => {
                 let confirmed = state
@@ -714,18 +714,18 @@ impl Revocation {
     /// read it.
     fn install_replaced(
         &self,
-        replaced: Replaced,
+        fetched: Fetched,
         guard: &Guard,
         metrics: &Metrics,
         (seen, shared): (Checked, Checked),
         now: i64,
     ) -> (Checked, bool) {
         let host = &*self.host;
-        let Replaced {
-            base,
+        let Fetched {
+            set: base,
             expired_dropped,
             lifetimes,
-        } = replaced;
+        } = fetched;
         metrics.count(Counter::ListFetchOk);
         log_list(host, "fetched", &base, base.len(), expired_dropped);
         let mut shared_ok = self.share_lifetimes(lifetimes.as_ref());
@@ -749,7 +749,7 @@ impl Revocation {
     /// before the overlay is installed (a large list is not held twice).
     fn install_delta(
         &self,
-        delta: Delta,
+        fetched: Fetched,
         held: Option<HeldList>,
         guard: &Guard,
         metrics: &Metrics,
@@ -757,11 +757,11 @@ impl Revocation {
         now: i64,
     ) -> (Checked, bool) {
         let host = &*self.host;
-        let Delta {
-            overlay,
+        let Fetched {
+            set: overlay,
             expired_dropped,
             lifetimes,
-        } = delta;
+        } = fetched;
         metrics.count(Counter::ListFetchOk);
         let mut shared_ok = self.share_lifetimes(lifetimes.as_ref());
         let total = held.as_ref().map_or(0, |h| h.base.len()) + overlay.len();
@@ -1041,16 +1041,10 @@ impl Read for CallBody<'_> {
     }
 }
 
-/// A whole list, as the poll's answer brought it.
-struct Replaced {
-    base: RevocationSet,
-    expired_dropped: usize,
-    lifetimes: Option<Lifetimes>,
-}
-
-/// Deltas since the held list, as the poll's answer brought them.
-struct Delta {
-    overlay: RevocationSet,
+/// What a poll's answer brought: a whole list or the deltas since the held one, with what it
+/// dropped as expired and the `exp` of its entries.
+struct Fetched {
+    set: RevocationSet,
     expired_dropped: usize,
     lifetimes: Option<Lifetimes>,
 }
