@@ -208,13 +208,11 @@ impl<'g> TokenCheck<'g, '_> {
                 return self.admit(vouched, &presented);
             }
         }
-        let parsed = verify::parse(&presented.token);
         let parsed = self
             .tracer
-            .check("token", parsed.as_ref().map(|_| ()).map_err(|r| *r), || {
+            .check("token", verify::parse(&presented.token), || {
                 "a JWS with a supported algorithm".to_owned()
             })
-            .and(parsed)
             .map_err(|reason| self.deny(reason, None, None, Some(&presented)))?;
         self.vouch_signed_and_admit(&parsed, &presented)
     }
@@ -247,7 +245,7 @@ impl<'g> TokenCheck<'g, '_> {
         // No token where these providers read one is not a failure of a `requires_any` option.
         let mark = match &found {
             Err(DenyReason::MissingToken) => Mark::NotChecked,
-            other => Mark::of(other.as_ref().map(|_| ()).map_err(|r| *r)),
+            other => Mark::of(other),
         };
         self.tracer.step("credential", mark, || {
             Detail::Text(match &found {
@@ -400,15 +398,15 @@ impl<'g> TokenCheck<'g, '_> {
         let _ = presented.id.set(presented.sha256());
         let deny = |reason| self.deny(reason, Some(provider), None, Some(presented));
         let answer = self.answer(index, provider, None, presented)?;
-        let trusted = TrustedClaims::from_active_answer(&answer);
-        self.tracer
+        let trusted = self
+            .tracer
             .check(
                 "introspection",
-                trusted.as_ref().map(|_| ()).map_err(|r| *r),
+                TrustedClaims::from_active_answer(&answer),
                 || format!("provider {}'s answer", provider.name),
             )
             .map_err(deny)?;
-        let trusted = Trusted::Introspected(trusted.map_err(deny)?);
+        let trusted = Trusted::Introspected(trusted);
         if answers_for_another_kind_of_token(&answer.claims_json) {
             return Err(self.deny_after_trust(
                 DenyReason::NotAnAccessToken,
@@ -597,8 +595,7 @@ impl<'g> TokenCheck<'g, '_> {
         keys: &crate::keys::jwks::KeySet,
     ) -> Result<Verified<'p, 't>, DenyReason> {
         let verified = verify::verify_signature(parsed, keys, self.guard.crypto.as_deref());
-        let result = verified.as_ref().map(|_| ()).map_err(|r| *r);
-        self.tracer.check("signature", result, || {
+        self.tracer.check("signature", verified, || {
             format!(
                 "kid {}, with {} key(s), in {}",
                 parsed
@@ -612,8 +609,7 @@ impl<'g> TokenCheck<'g, '_> {
                     "wasm"
                 }
             )
-        })?;
-        verified
+        })
     }
 
     /// The provider's keys; with remote keys, a wait for the first fetch, or for one
@@ -755,7 +751,7 @@ impl<'g> TokenCheck<'g, '_> {
         let audiences = self.audiences.unwrap_or(&provider.audiences);
         let timely = check_times(times, time, self.look.now);
         self.tracer
-            .step("times", Mark::of(timely), || Detail::Times {
+            .step("times", Mark::of(&timely), || Detail::Times {
                 times,
                 policy: time,
             });
@@ -776,7 +772,7 @@ impl<'g> TokenCheck<'g, '_> {
             None => self.tracer.step("sub", Mark::NotChecked, || {
                 Detail::Text("no subjects matcher".to_owned())
             }),
-            Some(matcher) => self.tracer.step("sub", Mark::of(subject), || {
+            Some(matcher) => self.tracer.step("sub", Mark::of(&subject), || {
                 Detail::Text(format!("must match {matcher:?}"))
             }),
         }
@@ -871,7 +867,7 @@ impl<'g> TokenCheck<'g, '_> {
         };
         self.tracer.step(
             "revocation",
-            Mark::of(outcome.map(|_| ()).map_err(|f| f.reason)),
+            Mark::of(&outcome.map_err(|f| f.reason)),
             || {
                 Detail::Text(match (source, stale) {
                     (Some(source), _) => format!("revoked by {}", source.code()),
@@ -935,7 +931,7 @@ impl<'g> TokenCheck<'g, '_> {
         };
         self.tracer.step(
             "status list",
-            Mark::of(outcome.map(|_| ()).map_err(|f: Failure| f.reason)),
+            Mark::of(&outcome.map_err(|f: Failure| f.reason)),
             || Detail::Text(format!("{:?} index {}", reference.uri, reference.idx)),
         );
         Ok(outcome)

@@ -19,10 +19,10 @@ pub enum Mark {
 }
 
 impl Mark {
-    pub fn of(result: Result<(), DenyReason>) -> Self {
+    pub fn of<T>(result: &Result<T, DenyReason>) -> Self {
         match result {
-            Ok(()) => Mark::Pass,
-            Err(reason) => Mark::Fail(reason),
+            Ok(_) => Mark::Pass,
+            Err(reason) => Mark::Fail(*reason),
         }
     }
 }
@@ -80,14 +80,14 @@ impl<'t> Tracer<'t> {
         }
     }
 
-    /// Notes a check's result with a text detail.
-    pub fn check(
+    /// Notes a check's result with a text detail, and hands the result on.
+    pub fn check<T>(
         &self,
         name: &'static str,
-        result: Result<(), DenyReason>,
+        result: Result<T, DenyReason>,
         detail: impl FnOnce() -> String,
-    ) -> Result<(), DenyReason> {
-        self.step(name, Mark::of(result), || Detail::Text(detail()));
+    ) -> Result<T, DenyReason> {
+        self.step(name, Mark::of(&result), || Detail::Text(detail()));
         result
     }
 }
