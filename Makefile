@@ -31,6 +31,7 @@ setup: $(ENVOY_STAMP)
 	@command -v node >/dev/null || $(APT_INSTALL) nodejs npm
 	@command -v openssl >/dev/null || $(APT_INSTALL) openssl
 	@command -v curl >/dev/null || $(APT_INSTALL) curl
+	@command -v etcd >/dev/null || $(APT_INSTALL) etcd-server etcd-client
 	@[ -d tests/idp/node_modules ] || (cd tests/idp && npm ci --no-audit --no-fund --loglevel=error)
 
 $(ENVOY_STAMP):

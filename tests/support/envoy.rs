@@ -93,7 +93,22 @@ pub fn fill_template(
     }
     // Clusters a test does not use point at the upstream (they must still parse).
     text.replace("{{REVOCATION_PORT}}", &upstream_port.to_string())
+        .replace("{{ETCD_ENDPOINTS}}", &lb_endpoints(&[upstream_port]))
         .replace("{{ACCESS_LOG}}", "/dev/null")
+}
+
+/// A YAML flow list of a cluster's `lb_endpoints`, one per loopback port (e.g. the `etcd`
+/// cluster's `{{ETCD_ENDPOINTS}}`: every member's client port).
+pub fn lb_endpoints(ports: &[u16]) -> String {
+    let endpoints: Vec<String> = ports
+        .iter()
+        .map(|port| {
+            format!(
+                "{{ endpoint: {{ address: {{ socket_address: {{ address: 127.0.0.1, port_value: {port} }} }} }} }}"
+            )
+        })
+        .collect();
+    format!("[{}]", endpoints.join(", "))
 }
 
 /// Writes a file Envoy watches (LDS from a path) the way Envoy notices: a new file moved over

@@ -12,6 +12,7 @@
 
 pub mod certificate;
 pub mod envoy;
+pub mod etcd;
 pub mod fault;
 pub mod http;
 pub mod idp;

@@ -167,6 +167,10 @@ impl EtcdCluster {
             .args(["--initial-cluster", &self.initial_cluster])
             .args(["--initial-cluster-state", "new"])
             .args(["--initial-cluster-token", &self.token])
+            // etcd's defaults (100 ms heartbeats, 1 s elections) churn leaders on a loaded
+            // 2-core runner, and a write in an election times out: slower, as etcd's tuning
+            // guide says for busy hosts.
+            .args(["--heartbeat-interval", "250", "--election-timeout", "2500"])
             .args(["--logger", "zap", "--log-outputs", "stderr"])
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
@@ -222,9 +226,18 @@ impl EtcdCluster {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", etcdctl_bin().display()))
     }
 
-    /// `etcdctl` that must succeed; its stdout.
+    /// `etcdctl` that must succeed; its stdout. A write that timed out (a leader election
+    /// under load) is tried again, as etcd's own clients do; every command here is idempotent.
     fn etcdctl_ok(&self, args: &[&str]) -> String {
-        let output = self.etcdctl(args);
+        let mut output = self.etcdctl(args);
+        for _ in 0..3 {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if output.status.success() || !stderr.contains("timed out") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+            output = self.etcdctl(args);
+        }
         assert!(
             output.status.success(),
             "etcdctl {args:?} failed: {}{}\n{}",
