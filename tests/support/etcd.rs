@@ -226,13 +226,17 @@ impl EtcdCluster {
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", etcdctl_bin().display()))
     }
 
-    /// `etcdctl` that must succeed; its stdout. A write that timed out (a leader election
-    /// under load) is tried again, as etcd's own clients do; every command here is idempotent.
+    /// `etcdctl` that must succeed; its stdout. A command that timed out (a leader election
+    /// under load, or after a member was stopped) is tried again, as etcd's own clients do;
+    /// every command here is idempotent.
     fn etcdctl_ok(&self, args: &[&str]) -> String {
         let mut output = self.etcdctl(args);
         for _ in 0..3 {
             let stderr = String::from_utf8_lossy(&output.stderr);
-            if output.status.success() || !stderr.contains("timed out") {
+            let election = ["timed out", "DeadlineExceeded", "no leader"]
+                .iter()
+                .any(|sign| stderr.contains(sign));
+            if output.status.success() || !election {
                 break;
             }
             std::thread::sleep(Duration::from_millis(500));
