@@ -73,6 +73,9 @@ pub enum DenyReason {
     /// The revocation list is older than `max_stale_seconds` (or was never fetched) and
     /// `on_stale` is `deny`: the token may be fine, but cannot be shown not to be revoked.
     RevocationListStale,
+    /// The etcd revocation store was not in sync for over `max_stale_seconds` (or never
+    /// read) and its `on_stale` is `deny`.
+    RevocationStoreStale,
     /// Misuse detection (`anomaly`, action `deny` or `revoke`): the token was used from more
     /// addresses, or more often, than the window allows.
     Anomaly,
@@ -107,7 +110,7 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 33] = [
+    pub const ALL: [DenyReason; 34] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedCredential,
@@ -134,6 +137,7 @@ impl DenyReason {
         DenyReason::Unavailable,
         DenyReason::Revoked,
         DenyReason::RevocationListStale,
+        DenyReason::RevocationStoreStale,
         DenyReason::InactiveToken,
         DenyReason::Suspended,
         DenyReason::StatusListNotAllowed,
@@ -172,6 +176,7 @@ impl DenyReason {
             DenyReason::Unavailable => "unavailable",
             DenyReason::Revoked => "revoked",
             DenyReason::RevocationListStale => "revocation_list_stale",
+            DenyReason::RevocationStoreStale => "revocation_store_stale",
             DenyReason::InactiveToken => "inactive",
             DenyReason::Suspended => "suspended",
             DenyReason::StatusListNotAllowed => "status_list_not_allowed",
@@ -210,7 +215,9 @@ impl DenyReason {
             DenyReason::NoMatchingRule => "no rule matches this request",
             DenyReason::Unavailable => "authorization temporarily unavailable",
             DenyReason::Revoked => "token revoked",
-            DenyReason::RevocationListStale => "revocation status temporarily unavailable",
+            DenyReason::RevocationListStale | DenyReason::RevocationStoreStale => {
+                "revocation status temporarily unavailable"
+            }
             DenyReason::InactiveToken => "token is not active",
             DenyReason::Suspended => "token suspended",
             DenyReason::StatusListNotAllowed => "token status list not accepted",
@@ -230,9 +237,9 @@ impl DenyReason {
             | DenyReason::InsecureTransport
             | DenyReason::TokenInQuery => Some(ErrorCode::InvalidRequest),
             DenyReason::NoMatchingRule => Some(ErrorCode::AccessDenied),
-            DenyReason::Unavailable | DenyReason::RevocationListStale => {
-                Some(ErrorCode::TemporarilyUnavailable)
-            }
+            DenyReason::Unavailable
+            | DenyReason::RevocationListStale
+            | DenyReason::RevocationStoreStale => Some(ErrorCode::TemporarilyUnavailable),
             DenyReason::InsufficientScope => Some(ErrorCode::InsufficientScope),
             _ => Some(ErrorCode::InvalidToken),
         }
@@ -298,7 +305,9 @@ impl Denial {
         match reason {
             // Not about the credentials: a challenge would wrongly suggest a new token helps.
             DenyReason::NoMatchingRule => {}
-            DenyReason::Unavailable | DenyReason::RevocationListStale => {
+            DenyReason::Unavailable
+            | DenyReason::RevocationListStale
+            | DenyReason::RevocationStoreStale => {
                 headers.push(("retry-after".to_owned(), RETRY_AFTER_SECONDS.to_owned()))
             }
             _ => headers.push(("www-authenticate".to_owned(), challenge_for(reason, realm))),
@@ -381,6 +390,8 @@ pub enum RevocationSource {
     Header,
     /// The polled revocation list.
     List,
+    /// The etcd revocation store (`revocation.etcd`).
+    Etcd,
     /// The token's Token Status List (revoked or suspended).
     StatusList,
     /// The identity provider's introspection answer (`active: false`).
@@ -390,10 +401,11 @@ pub enum RevocationSource {
 }
 
 impl RevocationSource {
-    pub const ALL: [RevocationSource; 6] = [
+    pub const ALL: [RevocationSource; 7] = [
         RevocationSource::Config,
         RevocationSource::Header,
         RevocationSource::List,
+        RevocationSource::Etcd,
         RevocationSource::StatusList,
         RevocationSource::Introspection,
         RevocationSource::Anomaly,
@@ -404,6 +416,7 @@ impl RevocationSource {
             RevocationSource::Config => "config",
             RevocationSource::Header => "header",
             RevocationSource::List => "list",
+            RevocationSource::Etcd => "etcd",
             RevocationSource::StatusList => "status_list",
             RevocationSource::Introspection => "introspection",
             RevocationSource::Anomaly => "anomaly",

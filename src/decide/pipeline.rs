@@ -797,12 +797,14 @@ impl<'g> TokenCheck<'g, '_> {
         let list_stale = self.check_revocation(provider, trusted, presented);
         let list_stale = match list_stale {
             Err(failure)
-                if failure.reason == DenyReason::RevocationListStale
-                    && self.look.may_wait
-                    && self.guard.state.revocation_list_checked_at().is_none() =>
+                if matches!(
+                    failure.reason,
+                    DenyReason::RevocationListStale | DenyReason::RevocationStoreStale
+                ) && self.look.may_wait
+                    && self.first_revocation_read_pending() =>
             {
-                // Before the first list fetch has answered, a request waits for it (as for
-                // remote keys) instead of being refused at once.
+                // Before the first list fetch or etcd read has answered, a request waits for
+                // it (as for remote keys) instead of being refused at once.
                 return Err(Stop::Wait(WaitFor::RevocationList));
             }
             other => other.map_err(deny)?,
@@ -848,35 +850,57 @@ impl<'g> TokenCheck<'g, '_> {
         );
         let state = &self.guard.state;
         let source = revoked_by(state, &config.static_set, &probe);
-        let stale = config.list.as_ref().filter(|list| {
+        let now = self.look.now;
+        let list_stale = config.list.as_ref().and_then(|list| {
             is_stale(
                 state.revocation_list_checked_at(),
-                self.look.now,
+                now,
                 list.max_stale_seconds,
             )
+            .then_some((list.on_stale, DenyReason::RevocationListStale, "the list"))
         });
-        let outcome = match (source, stale) {
+        let etcd_stale = config.etcd.as_ref().and_then(|etcd| {
+            is_stale(state.etcd_confirmed_at(), now, etcd.max_stale_seconds).then_some((
+                etcd.on_stale,
+                DenyReason::RevocationStoreStale,
+                "etcd",
+            ))
+        });
+        let stale = [list_stale, etcd_stale];
+        let refusing = stale.iter().flatten().find(|s| s.0 == OnStale::Deny);
+        let outcome = match (source, refusing) {
             (Some(source), _) => Err(Failure {
                 reason: DenyReason::Revoked,
                 revoked_by: Some(source),
             }),
-            (None, Some(list)) if list.on_stale == OnStale::Deny => {
-                Err(DenyReason::RevocationListStale.into())
-            }
-            (None, stale) => Ok(stale.is_some()),
+            (None, Some(&(_, reason, _))) => Err(reason.into()),
+            (None, None) => Ok(stale.iter().any(Option::is_some)),
         };
         self.tracer.step(
             "revocation",
             Mark::of(&outcome.map_err(|f| f.reason)),
             || {
-                Detail::Text(match (source, stale) {
-                    (Some(source), _) => format!("revoked by {}", source.code()),
-                    (None, Some(_)) => "not revoked as far as known; the list is stale".to_owned(),
-                    (None, None) => "not revoked".to_owned(),
+                let stale: Vec<&str> = stale.iter().flatten().map(|s| s.2).collect();
+                Detail::Text(match source {
+                    Some(source) => format!("revoked by {}", source.code()),
+                    None if !stale.is_empty() => {
+                        format!("not revoked as far as known; stale: {}", stale.join(", "))
+                    }
+                    None => "not revoked".to_owned(),
                 })
             },
         );
         outcome
+    }
+
+    /// A configured revocation source (the list, etcd) has not answered its first read yet.
+    fn first_revocation_read_pending(&self) -> bool {
+        let Some(config) = &self.guard.config.revocation else {
+            return false;
+        };
+        let state = &self.guard.state;
+        (config.list.is_some() && state.revocation_list_checked_at().is_none())
+            || (config.etcd.is_some() && state.etcd_confirmed_at().is_none())
     }
 
     /// Token Status List: `Ok(Ok(true))` when let through on a stale list; `Err` to wait for a
@@ -1055,7 +1079,7 @@ fn status_in(held: &crate::decide::state::HeldStatusList, idx: u64) -> Result<bo
     }
 }
 
-/// Which revocation names the token, if any: the polled list, the config's entries, then
+/// Which revocation names the token, if any: the polled list, etcd, the config's entries, then
 /// what was learned at run time (from response headers, from misuse detection).
 fn revoked_by(
     state: &crate::decide::state::State,
@@ -1064,6 +1088,9 @@ fn revoked_by(
 ) -> Option<RevocationSource> {
     if state.listed(probe) {
         return Some(RevocationSource::List);
+    }
+    if state.in_etcd(probe) {
+        return Some(RevocationSource::Etcd);
     }
     if configured.revokes(probe) {
         return Some(RevocationSource::Config);

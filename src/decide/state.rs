@@ -77,6 +77,10 @@ pub struct State {
     list_checked_at: Cell<Option<i64>>,
     /// What revocation headers and misuse detection taught this process.
     learned: RefCell<LearnedSets>,
+    /// The etcd store's prefix as the reading VM last shared it, and when it was last known
+    /// to be in sync (a read completed, or its watch was live).
+    etcd: RefCell<Option<Rc<RevocationSet>>>,
+    etcd_confirmed_at: Cell<Option<i64>>,
 }
 
 impl State {
@@ -90,6 +94,8 @@ impl State {
             list: RefCell::new(None),
             list_checked_at: Cell::new(None),
             learned: RefCell::new(LearnedSets::default()),
+            etcd: RefCell::new(None),
+            etcd_confirmed_at: Cell::new(None),
         }
     }
 
@@ -246,9 +252,39 @@ impl State {
         self.learned.borrow()
     }
 
-    /// Entries held in the list and learned at run time (the config's are the guard's).
+    /// Entries held in the list, the etcd store and learned at run time (the config's are
+    /// the guard's).
     pub(super) fn held_entries(&self) -> usize {
         let listed = self.list.borrow().as_ref().map_or(0, HeldList::len);
-        listed + self.learned.borrow().len()
+        listed + self.etcd_entries() + self.learned.borrow().len()
+    }
+
+    /// A new set of the etcd store's entries. The old one goes first: a large store must not
+    /// be held twice.
+    pub fn install_etcd(&self, set: Option<Rc<RevocationSet>>) {
+        *self.etcd.borrow_mut() = None;
+        *self.etcd.borrow_mut() = set;
+    }
+
+    /// What is held of etcd was known to be in sync at `at` (never goes back).
+    pub fn etcd_confirmed(&self, at: i64) {
+        let latest = self.etcd_confirmed_at.get().map_or(at, |held| held.max(at));
+        self.etcd_confirmed_at.set(Some(latest));
+    }
+
+    pub fn etcd_confirmed_at(&self) -> Option<i64> {
+        self.etcd_confirmed_at.get()
+    }
+
+    pub fn etcd_entries(&self) -> usize {
+        self.etcd.borrow().as_ref().map_or(0, |set| set.len())
+    }
+
+    /// Whether the etcd store revokes what `probe` describes.
+    pub(super) fn in_etcd(&self, probe: &Probe) -> bool {
+        self.etcd
+            .borrow()
+            .as_ref()
+            .is_some_and(|set| set.revokes(probe))
     }
 }

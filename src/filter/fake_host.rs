@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use super::host::{Host, HttpCall, MaybeBytes};
+use super::host::{GrpcMethod, Host, HttpCall, MaybeBytes};
 use crate::decide::header_map::RawHeaders;
 
 /// A local response the filter sent.
@@ -35,6 +35,29 @@ impl Call {
     pub fn header(&self, name: &str) -> Option<&str> {
         find(&self.headers, name)
     }
+}
+
+/// What the filter did over gRPC, as the fake saw it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Grpc {
+    Call {
+        token: u32,
+        method: String,
+        metadata: Vec<(String, Vec<u8>)>,
+        message: Vec<u8>,
+    },
+    Open {
+        token: u32,
+        method: String,
+        metadata: Vec<(String, Vec<u8>)>,
+    },
+    Send {
+        token: u32,
+        message: Vec<u8>,
+    },
+    Cancel {
+        token: u32,
+    },
 }
 
 /// One request's stream.
@@ -68,6 +91,14 @@ struct Vm {
     refuse_calls: Option<Status>,
     /// The response of the call being answered: headers and body.
     call_response: Option<(Pairs, Vec<u8>)>,
+    /// gRPC calls, streams opened, messages sent and streams cancelled, in order.
+    grpc: Vec<Grpc>,
+    /// Opening a stream or calling fails with this (Envoy: `BadArgument` for a cluster it
+    /// cannot make a gRPC client for).
+    refuse_grpc: Option<Status>,
+    /// What the gRPC call or stream being answered carries: its message and status.
+    grpc_message: Option<Vec<u8>>,
+    grpc_status: (u32, Option<String>),
     metrics: Vec<(MetricType, String, i64)>,
     logs: Vec<(LogLevel, String)>,
 }
@@ -82,6 +113,13 @@ fn find<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
+}
+
+fn owned_metadata(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
+    pairs
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), v.to_vec()))
+        .collect()
 }
 
 fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -199,6 +237,23 @@ impl FakeHost {
         self.vm.borrow_mut().call_response = response;
     }
 
+    /// Everything sent over gRPC so far.
+    pub fn grpc(&self) -> Vec<Grpc> {
+        self.vm.borrow().grpc.clone()
+    }
+
+    /// gRPC calls and stream opens fail with `status` from here on (`None`: they work).
+    pub fn refuse_grpc(&self, status: Option<Status>) {
+        self.vm.borrow_mut().refuse_grpc = status;
+    }
+
+    /// What the next gRPC answer (a call's response, a stream message or close) carries.
+    pub fn set_grpc_answer(&self, status: u32, message: Option<&[u8]>) {
+        let mut vm = self.vm.borrow_mut();
+        vm.grpc_message = message.map(<[u8]>::to_vec);
+        vm.grpc_status = (status, None);
+    }
+
     /// Log lines at `level`.
     pub fn logs(&self, level: LogLevel) -> Vec<String> {
         let vm = self.vm.borrow();
@@ -224,6 +279,17 @@ impl FakeHost {
     pub fn metric(&self, name: &str) -> Option<i64> {
         let vm = self.vm.borrow();
         vm.metrics.iter().find(|(_, n, _)| n == name).map(|m| m.2)
+    }
+
+    /// gRPC tokens share the HTTP calls' counter (Envoy's do too).
+    fn next_grpc_token(&self) -> Result<u32, Status> {
+        let mut vm = self.vm.borrow_mut();
+        if let Some(status) = vm.refuse_grpc {
+            return Err(status);
+        }
+        let token = vm.next_call;
+        vm.next_call += 1;
+        Ok(token)
     }
 
     fn with_stream<T>(&self, change: impl FnOnce(&mut Stream) -> T) -> T {
@@ -277,6 +343,7 @@ impl Host for FakeHost {
         let whole = match kind {
             BufferType::PluginConfiguration => vm.plugin_configuration.clone(),
             BufferType::HttpCallResponseBody => vm.call_response.as_ref().map(|r| r.1.clone()),
+            BufferType::GrpcReceiveBuffer => vm.grpc_message.clone(),
             _ => None,
         };
         Ok(whole.map(|bytes| bytes.into_iter().skip(start).take(max).collect()))
@@ -356,6 +423,52 @@ impl Host for FakeHost {
             body: call.body.map(<[u8]>::to_vec),
         });
         Ok(token)
+    }
+
+    fn dispatch_grpc_call(
+        &self,
+        method: &GrpcMethod,
+        message: &[u8],
+        _timeout_ms: u64,
+    ) -> Result<u32, Status> {
+        let token = self.next_grpc_token()?;
+        self.vm.borrow_mut().grpc.push(Grpc::Call {
+            token,
+            method: format!("{}/{}", method.service, method.method),
+            metadata: owned_metadata(method.metadata),
+            message: message.to_vec(),
+        });
+        Ok(token)
+    }
+
+    fn open_grpc_stream(&self, method: &GrpcMethod) -> Result<u32, Status> {
+        let token = self.next_grpc_token()?;
+        self.vm.borrow_mut().grpc.push(Grpc::Open {
+            token,
+            method: format!("{}/{}", method.service, method.method),
+            metadata: owned_metadata(method.metadata),
+        });
+        Ok(token)
+    }
+
+    fn send_grpc_stream_message(&self, stream: u32, message: &[u8]) -> Result<(), Status> {
+        self.vm.borrow_mut().grpc.push(Grpc::Send {
+            token: stream,
+            message: message.to_vec(),
+        });
+        Ok(())
+    }
+
+    fn cancel_grpc_stream(&self, stream: u32) -> Result<(), Status> {
+        self.vm
+            .borrow_mut()
+            .grpc
+            .push(Grpc::Cancel { token: stream });
+        Ok(())
+    }
+
+    fn grpc_status(&self) -> (u32, Option<String>) {
+        self.vm.borrow().grpc_status.clone()
     }
 
     fn resume_request(&self) -> Result<(), Status> {

@@ -19,6 +19,15 @@ pub struct HttpCall<'a> {
     pub timeout_ms: u64,
 }
 
+/// A gRPC method of a cluster (etcd's): a unary call or a stream. `metadata` goes with it
+/// (etcd's auth `token`).
+pub struct GrpcMethod<'a> {
+    pub cluster: &'a str,
+    pub service: &'a str,
+    pub method: &'a str,
+    pub metadata: &'a [(&'a str, &'a [u8])],
+}
+
 /// What the filter asks of the proxy. Every call returns the host's status; none panics.
 pub trait Host {
     /// The host's clock.
@@ -42,6 +51,21 @@ pub trait Host {
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status>;
     /// Sends an HTTP call; its response comes to the context that sent it, by the token.
     fn dispatch_http_call(&self, call: &HttpCall) -> Result<u32, Status>;
+    /// A unary gRPC call with one serialized message; its answer comes to
+    /// `on_grpc_call_response` by the token (the message in `GrpcReceiveBuffer`).
+    fn dispatch_grpc_call(
+        &self,
+        method: &GrpcMethod,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, Status>;
+    /// Opens a gRPC stream; its messages come to `on_grpc_stream_message` by the token.
+    fn open_grpc_stream(&self, method: &GrpcMethod) -> Result<u32, Status>;
+    fn send_grpc_stream_message(&self, stream: u32, message: &[u8]) -> Result<(), Status>;
+    /// Ends a stream from this side (a reset: etcd forgets its watches).
+    fn cancel_grpc_stream(&self, stream: u32) -> Result<(), Status>;
+    /// The gRPC status of the call or stream being answered or closed, and its message.
+    fn grpc_status(&self) -> (u32, Option<String>);
     /// Resumes the paused request of the effective context.
     fn resume_request(&self) -> Result<(), Status>;
     /// Answers the request of the effective context locally.

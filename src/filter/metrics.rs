@@ -55,6 +55,17 @@ pub enum Counter {
     AnomalyDetected,
     AnomalyEvicted,
     AnomalyNotCounted,
+    /// The etcd store: reads of the prefix completed and failed, watch events applied,
+    /// watches broken, keys skipped (do not parse), and entries written (per batch) or
+    /// given up on.
+    EtcdReadOk,
+    EtcdReadFailed,
+    EtcdWatchEvents,
+    EtcdWatchBroken,
+    EtcdSkipped,
+    EtcdPublishOk,
+    EtcdPublishFailed,
+    EtcdPublishDropped,
     Denied(DenyReason),
     /// Requests refused because of a revocation, by where it came from.
     RevokedBy(RevocationSource),
@@ -70,7 +81,7 @@ pub enum ProviderCounter {
     Denied(DenyReason),
 }
 
-const FIXED: [Counter; 28] = [
+const FIXED: [Counter; 36] = [
     Counter::Allowed,
     Counter::CacheHit,
     Counter::CacheMiss,
@@ -99,6 +110,14 @@ const FIXED: [Counter; 28] = [
     Counter::AnomalyDetected,
     Counter::AnomalyEvicted,
     Counter::AnomalyNotCounted,
+    Counter::EtcdReadOk,
+    Counter::EtcdReadFailed,
+    Counter::EtcdWatchEvents,
+    Counter::EtcdWatchBroken,
+    Counter::EtcdSkipped,
+    Counter::EtcdPublishOk,
+    Counter::EtcdPublishFailed,
+    Counter::EtcdPublishDropped,
 ];
 
 const PROVIDER_FIXED: [ProviderCounter; 3] = [
@@ -166,6 +185,14 @@ impl Counter {
             Counter::AnomalyDetected => "anomaly.detected",
             Counter::AnomalyEvicted => "anomaly.evicted",
             Counter::AnomalyNotCounted => "anomaly.not_counted",
+            Counter::EtcdReadOk => "revocation.etcd_read_success",
+            Counter::EtcdReadFailed => "revocation.etcd_read_failed",
+            Counter::EtcdWatchEvents => "revocation.etcd_watch_events",
+            Counter::EtcdWatchBroken => "revocation.etcd_watch_broken",
+            Counter::EtcdSkipped => "revocation.etcd_skipped",
+            Counter::EtcdPublishOk => "revocation.etcd_publish_success",
+            Counter::EtcdPublishFailed => "revocation.etcd_publish_failed",
+            Counter::EtcdPublishDropped => "revocation.etcd_publish_dropped",
             Counter::Denied(reason) => return format!("bearer_guard.denied.{}", reason.code()),
             Counter::RevokedBy(source) => {
                 return format!("bearer_guard.revoked_by.{}", source.code())
@@ -209,6 +236,10 @@ pub struct Metrics {
     list_checked_at: Option<u32>,
     revocation_entries: Option<u32>,
     list_age: Option<u32>,
+    /// The etcd store: entries in the set the workers share, seconds since it was last
+    /// known to be in sync.
+    etcd_entries: Option<u32>,
+    etcd_age: Option<u32>,
     jwks_age: Vec<Option<u32>>,
 }
 
@@ -231,6 +262,7 @@ impl Metrics {
         remote: &[bool],
         revocation: bool,
         list: bool,
+        etcd: bool,
     ) -> Self {
         let ids: Vec<Option<u32>> = Counter::all(providers.len())
             .map(|c| {
@@ -255,6 +287,8 @@ impl Metrics {
             list_checked_at: gauge_if(list, "bearer_guard.revocation.list_checked_at"),
             revocation_entries: gauge_if(revocation, "bearer_guard.revocation.entries"),
             list_age: gauge_if(list, "bearer_guard.revocation.list_age_seconds"),
+            etcd_entries: gauge_if(etcd, "bearer_guard.revocation.etcd_entries"),
+            etcd_age: gauge_if(etcd, "bearer_guard.revocation.etcd_age_seconds"),
             jwks_age,
         }
     }
@@ -278,6 +312,15 @@ impl Metrics {
 
     pub fn gauge_list_age(&self, host: &dyn Host, seconds: i64) {
         record(host, self.list_age, seconds);
+    }
+
+    pub fn gauge_etcd(&self, host: &dyn Host, entries: usize, age_seconds: i64) {
+        record(
+            host,
+            self.etcd_entries,
+            i64::try_from(entries).unwrap_or(i64::MAX),
+        );
+        record(host, self.etcd_age, age_seconds);
     }
 
     pub fn gauge_jwks_age(&self, host: &dyn Host, provider: usize, seconds: i64) {

@@ -24,6 +24,9 @@ use crate::token::id::TokenDigest;
 
 mod abi;
 mod anomaly;
+mod etcd;
+#[cfg(test)]
+mod etcd_tests;
 #[cfg(test)]
 mod fake_host;
 mod host;

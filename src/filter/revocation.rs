@@ -27,6 +27,7 @@ use crate::revocation::publish::{
 };
 use crate::revocation::set::RevocationSet;
 
+use super::etcd::EtcdStore;
 use super::host::{call_response_header, Host, HttpCall};
 use super::remote_io::{self, Get, Source};
 use super::{Counter, Metrics};
@@ -114,6 +115,8 @@ pub struct Revocation {
     /// This VM has decided requests (a worker); one that has not (Envoy's main thread)
     /// polls the list first, so a large list is parsed off the request path.
     serves_requests: Cell<bool>,
+    /// The etcd store (`revocation.etcd`).
+    etcd: Option<EtcdStore>,
     host: Rc<dyn Host>,
 }
 
@@ -175,7 +178,9 @@ impl Revocation {
             .idp
             .as_ref()
             .map(|i| PublishQueue::new(1, i.queue_size, i.max_attempts));
+        let etcd = EtcdStore::new(shared.clone(), &config, guard, &scope);
         let revocation = Revocation {
+            etcd,
             keys,
             learned_seen: RefCell::new(None),
             list: RefCell::new(list),
@@ -207,6 +212,13 @@ impl Revocation {
     pub fn sync_learned(&self, guard: &Guard) {
         self.serves_requests.set(true);
         self.read_learned(guard);
+        if let Some(etcd) = &self.etcd {
+            etcd.adopt(guard);
+        }
+    }
+
+    pub fn etcd(&self) -> Option<&EtcdStore> {
+        self.etcd.as_ref()
     }
 
     /// On the tick: what other workers revoked, for the gauges (a request syncs anyway).
@@ -392,6 +404,9 @@ impl Revocation {
                 guard.state().extend_learned(&local.to_sets());
             }
         }
+        if let Some(etcd) = &self.etcd {
+            etcd.publish(&publish, metrics);
+        }
         if let Some(queue) = self.publish.borrow_mut().as_mut() {
             for _ in 0..queue.push(publish) {
                 metrics.count(Counter::PublishDropped);
@@ -434,6 +449,9 @@ impl Revocation {
     pub fn drive(&self, guard: &Guard, metrics: &Metrics, now: i64) {
         let host = &*self.host;
         self.adopt_list(guard);
+        if let Some(etcd) = &self.etcd {
+            etcd.drive(guard, metrics, now);
+        }
         self.send_publish(metrics, now);
         self.send_idp(metrics, now);
         let mut list = self.list.borrow_mut();
@@ -905,11 +923,11 @@ fn post<T: Clone>(
 }
 
 /// The counters and log name of one outgoing queue.
-struct QueueCounters {
-    what: &'static str,
-    ok: Counter,
-    failed: Counter,
-    dropped: Counter,
+pub(super) struct QueueCounters {
+    pub(super) what: &'static str,
+    pub(super) ok: Counter,
+    pub(super) failed: Counter,
+    pub(super) dropped: Counter,
 }
 
 const PUBLISH: QueueCounters = QueueCounters {
@@ -927,7 +945,7 @@ const IDP: QueueCounters = QueueCounters {
 };
 
 /// `why`: what went wrong with a failed attempt, for the log.
-fn count_settled(
+pub(super) fn count_settled(
     host: &dyn Host,
     queue: &QueueCounters,
     settled: crate::revocation::publish::Settled,

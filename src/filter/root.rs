@@ -78,6 +78,26 @@ impl Context for GuardRoot {
     fn on_http_call_response(&mut self, call: u32, _: usize, body_size: usize, _: usize) {
         self.call_response(call, body_size);
     }
+
+    fn on_grpc_call_response(&mut self, call: u32, status: u32, size: usize) {
+        self.grpc(GrpcEvent::CallResponse { call, status, size });
+    }
+
+    fn on_grpc_stream_message(&mut self, stream: u32, size: usize) {
+        self.grpc(GrpcEvent::StreamMessage { stream, size });
+    }
+
+    fn on_grpc_stream_close(&mut self, stream: u32, status: u32) {
+        self.grpc(GrpcEvent::StreamClose { stream, status });
+    }
+}
+
+/// What the host said over gRPC (only the etcd store talks gRPC).
+#[derive(Debug, Clone, Copy)]
+pub(super) enum GrpcEvent {
+    CallResponse { call: u32, status: u32, size: usize },
+    StreamMessage { stream: u32, size: usize },
+    StreamClose { stream: u32, status: u32 },
 }
 
 impl RootContext for GuardRoot {
@@ -126,6 +146,33 @@ impl GuardRoot {
     pub(super) fn call_response(&mut self, call: u32, body_size: usize) {
         if let Some(active) = &self.active {
             on_call_response(&*self.host, active, call, body_size, self.id);
+        }
+    }
+
+    pub(super) fn grpc(&mut self, event: GrpcEvent) {
+        let Some(active) = &self.active else {
+            return;
+        };
+        let Some(etcd) = active.revocation.as_ref().and_then(|r| r.etcd()) else {
+            return;
+        };
+        let host = &*self.host;
+        let now = now_unix_seconds(host).unwrap_or_default();
+        let (guard, metrics) = (&active.guard, &active.metrics);
+        match event {
+            GrpcEvent::CallResponse { call, status, size } => {
+                etcd.on_grpc_call_response(call, status, size, guard, metrics, now);
+            }
+            GrpcEvent::StreamMessage { stream, size } => {
+                etcd.on_grpc_stream_message(stream, size, guard, metrics, now);
+            }
+            GrpcEvent::StreamClose { stream, status } => {
+                etcd.on_grpc_stream_close(stream, status, metrics, now);
+            }
+        }
+        // The first read landed here: the requests waiting for it go on now.
+        if first_revocation_reads_done(active) {
+            answer_waiting(active, &[WaitTarget::RevocationList], now, self.id);
         }
     }
 
@@ -241,6 +288,7 @@ fn activate(host: Rc<dyn Host>, config: Config, use_host_crypto: bool) -> Active
         &remote_jwks,
         revocation_config.is_some(),
         revocation_config.is_some_and(|r| r.list.is_some()),
+        revocation_config.is_some_and(|r| r.etcd.is_some()),
     );
     let lines_per_second = guard.config().log.max_lines_per_second;
     Active {
@@ -297,8 +345,8 @@ fn tick(host: &dyn Host, active: &Active, id: u32) {
         return;
     };
     revocation.drive(&active.guard, &active.metrics, now);
-    // Another VM's fetch, adopted by this one.
-    if active.guard.state().revocation_list().is_some() {
+    // Another VM's fetch or read, adopted by this one.
+    if first_revocation_reads_done(active) {
         answer_waiting(active, &[WaitTarget::RevocationList], now, id);
     }
     if let Some(config) = &revocation.config().status_list {
@@ -314,6 +362,17 @@ fn tick(host: &dyn Host, active: &Active, id: u32) {
             answer_waiting(active, &ready, now, id);
         }
     }
+}
+
+/// Every configured revocation source (the list, etcd) has answered once: requests that
+/// waited for the first answers can be decided.
+fn first_revocation_reads_done(active: &Active) -> bool {
+    let Some(config) = &active.guard.config().revocation else {
+        return true;
+    };
+    let state = active.guard.state();
+    (config.list.is_none() || state.revocation_list().is_some())
+        && (config.etcd.is_none() || state.etcd_confirmed_at().is_some())
 }
 
 /// A response to a call the root sent: a status list, the revocation list (or a publish), or
@@ -335,7 +394,9 @@ fn on_call_response(host: &dyn Host, active: &Active, call: u32, body_size: usiz
             return;
         }
         if revocation.on_call_response(call, body_size, &active.guard, &active.metrics, now) {
-            answer_waiting(active, &[WaitTarget::RevocationList], now, id);
+            if first_revocation_reads_done(active) {
+                answer_waiting(active, &[WaitTarget::RevocationList], now, id);
+            }
             return;
         }
     }
@@ -359,6 +420,11 @@ fn record_gauges(host: &dyn Host, active: &Active, now: i64) {
                 .revocation_list_checked_at()
                 .unwrap_or(active.configured_at);
             metrics.gauge_list_age(host, now.saturating_sub(since));
+        }
+        if revocation.etcd.is_some() {
+            let state = active.guard.state();
+            let since = state.etcd_confirmed_at().unwrap_or(active.configured_at);
+            metrics.gauge_etcd(host, state.etcd_entries(), now.saturating_sub(since));
         }
     }
     for state in active.remote.borrow().iter() {

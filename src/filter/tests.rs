@@ -12,19 +12,19 @@ use super::{GuardHttp, GuardRoot};
 use crate::testkit::{self, good_claims, rs256, NOW};
 
 /// One VM: the fake host and the filter's root context on it.
-struct Vm {
-    host: Rc<FakeHost>,
-    root: GuardRoot,
+pub(super) struct Vm {
+    pub(super) host: Rc<FakeHost>,
+    pub(super) root: GuardRoot,
     streams: Vec<(u32, GuardHttp)>,
 }
 
 impl Vm {
-    fn new(config: &Value) -> Self {
+    pub(super) fn new(config: &Value) -> Self {
         Vm::on(FakeHost::new(config, NOW))
     }
 
     /// Another worker of the same process (the same shared data).
-    fn worker(&self, config: &Value) -> Self {
+    pub(super) fn worker(&self, config: &Value) -> Self {
         Vm::on(self.host.worker(config, NOW))
     }
 
@@ -39,7 +39,7 @@ impl Vm {
     }
 
     /// A GET of `path` on a new stream `context`, with `token` as its bearer token.
-    fn request(&mut self, context: u32, path: &str, token: &str) -> Action {
+    pub(super) fn request(&mut self, context: u32, path: &str, token: &str) -> Action {
         let authorization = format!("Bearer {token}");
         self.host.start_request(
             context,
@@ -56,12 +56,12 @@ impl Vm {
         action
     }
 
-    fn stream(&mut self, context: u32) -> &mut GuardHttp {
+    pub(super) fn stream(&mut self, context: u32) -> &mut GuardHttp {
         let found = self.streams.iter_mut().find(|(c, _)| *c == context);
         &mut found.expect("a stream of that context").1
     }
 
-    fn tick(&mut self) {
+    pub(super) fn tick(&mut self) {
         self.host.enter(1);
         self.root.tick();
     }
@@ -78,7 +78,7 @@ impl Vm {
     }
 }
 
-fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
+pub(super) fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
         .find(|(n, _)| n == name)
@@ -264,7 +264,7 @@ fn a_second_worker_adopts_the_fetched_keys_without_a_call() {
     assert!(second.host.calls().is_empty(), "keys adopted, not fetched");
 }
 
-fn revocation_config(revocation: Value) -> Value {
+pub(super) fn revocation_config(revocation: Value) -> Value {
     let mut config = testkit::config_json(json!({}), None);
     config["revocation"] = revocation;
     config

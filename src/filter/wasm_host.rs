@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use super::abi;
-use super::host::{Host, HttpCall, MaybeBytes};
+use super::host::{GrpcMethod, Host, HttpCall, MaybeBytes};
 use crate::decide::header_map::RawHeaders;
 
 /// Zero-sized: the state is the host's.
@@ -68,6 +68,47 @@ impl Host for WasmHost {
         let headers = call.headers.to_vec();
         let timeout = Duration::from_millis(call.timeout_ms);
         proxy_wasm::hostcalls::dispatch_http_call(call.cluster, headers, call.body, vec![], timeout)
+    }
+
+    /// The SDK's gRPC calls register the token with its dispatcher (as for HTTP calls); the
+    /// vendored SDK returns an unexpected status instead of panicking
+    /// (`vendor/proxy-wasm/PATCHES.md`).
+    fn dispatch_grpc_call(
+        &self,
+        method: &GrpcMethod,
+        message: &[u8],
+        timeout_ms: u64,
+    ) -> Result<u32, Status> {
+        proxy_wasm::hostcalls::dispatch_grpc_call(
+            method.cluster,
+            method.service,
+            method.method,
+            method.metadata.to_vec(),
+            Some(message),
+            Duration::from_millis(timeout_ms),
+        )
+    }
+
+    fn open_grpc_stream(&self, method: &GrpcMethod) -> Result<u32, Status> {
+        proxy_wasm::hostcalls::open_grpc_stream(
+            method.cluster,
+            method.service,
+            method.method,
+            method.metadata.to_vec(),
+        )
+    }
+
+    fn send_grpc_stream_message(&self, stream: u32, message: &[u8]) -> Result<(), Status> {
+        proxy_wasm::hostcalls::send_grpc_stream_message(stream, Some(message), false)
+    }
+
+    fn cancel_grpc_stream(&self, stream: u32) -> Result<(), Status> {
+        proxy_wasm::hostcalls::cancel_grpc_stream(stream)
+    }
+
+    fn grpc_status(&self) -> (u32, Option<String>) {
+        // A host that has no status to give: UNKNOWN (2), not a panic.
+        proxy_wasm::hostcalls::get_grpc_status().unwrap_or((2, None))
     }
 
     fn resume_request(&self) -> Result<(), Status> {

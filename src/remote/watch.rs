@@ -341,6 +341,18 @@ impl PrefixWatch {
         }
     }
 
+    /// When what is held was last known to be in sync: `now` while a watch is live, else
+    /// when the last read completed or the last live watch ended (`None`: never read).
+    pub fn in_sync_at(&self, now: i64) -> Option<i64> {
+        match self.state {
+            State::Watching {
+                created_at: Some(_),
+                ..
+            } => Some(now),
+            _ => self.synced_at,
+        }
+    }
+
     /// Whether what is held is stale: no read completed and no watch was live within
     /// `max_stale_seconds` (never read: stale). A live watch is taken at its word: a stream
     /// that hangs without closing is for the transport's keepalive to break.

@@ -9,6 +9,7 @@ use crate::config::endpoint::{
 };
 use crate::config::error::ConfigError;
 use crate::revocation::doc::{self, Source};
+use crate::revocation::etcd::config::{compile_etcd, EtcdConfig, RawEtcd};
 use crate::revocation::learned::HeaderPolicy;
 use crate::revocation::set::RevocationSet;
 
@@ -46,6 +47,8 @@ pub struct RevocationConfig {
     pub idp: Option<IdpRevocation>,
     /// Token Status List: tokens with a `status.status_list` claim are checked against it.
     pub status_list: Option<StatusListConfig>,
+    /// The etcd store: read, watched, and written with every revocation learned here.
+    pub etcd: Option<EtcdConfig>,
     /// Changing it clears what was learned at run time (header and list) on the next configure.
     pub learned_generation: u64,
 }
@@ -225,6 +228,9 @@ struct RawOptions {
     idp: Option<RawIdp>,
     #[serde(default)]
     status_list: Option<RawStatusList>,
+    /// The mesh's revocation store: an etcd v3 cluster, read once, then watched.
+    #[serde(default)]
+    etcd: Option<RawEtcd>,
 }
 
 /// The polled revocation list (`revocation.list`).
@@ -338,7 +344,7 @@ fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>
     Value::deserialize(d).map(Some)
 }
 
-const OPTION_KEYS: [&str; 7] = [
+const OPTION_KEYS: [&str; 8] = [
     "response_header",
     "response_header_directives",
     "list",
@@ -346,6 +352,7 @@ const OPTION_KEYS: [&str; 7] = [
     "learned_generation",
     "idp",
     "status_list",
+    "etcd",
 ];
 
 /// `provider_names`: the configured providers, which scoped entries must name.
@@ -368,6 +375,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
     let publish = raw.publish.map(compile_publish).transpose()?;
     let idp = raw.idp.map(compile_idp).transpose()?;
     let status_list = raw.status_list.map(compile_status_list).transpose()?;
+    let etcd = raw.etcd.map(compile_etcd).transpose()?;
     if idp.is_some() && response_header.is_none() {
         return Err(ConfigError::new(
             "revocation.idp",
@@ -388,6 +396,7 @@ pub fn compile(value: Value, provider_names: &[&str]) -> Result<RevocationConfig
         publish,
         idp,
         status_list,
+        etcd,
         learned_generation: raw.learned_generation,
     })
 }
@@ -563,11 +572,11 @@ fn queue_size(configured: Option<usize>, key: &str) -> Result<usize, ConfigError
 }
 
 /// A poll, POST or fetch timeout: the default when unset, never zero.
-fn timeout_ms(configured: Option<u64>, key: &str) -> Result<u64, ConfigError> {
+pub(crate) fn timeout_ms(configured: Option<u64>, key: &str) -> Result<u64, ConfigError> {
     positive(configured.unwrap_or(DEFAULT_FETCH_TIMEOUT_MS), key)
 }
 
-fn positive(value: u64, key: &str) -> Result<u64, ConfigError> {
+pub(crate) fn positive(value: u64, key: &str) -> Result<u64, ConfigError> {
     if value == 0 {
         return Err(ConfigError::new(key, "must be positive"));
     }

@@ -29,7 +29,7 @@ use sha2::{Digest, Sha256};
 
 use crate::observe::fingerprint::{digest_to_hex, fingerprint, hex_to_digest};
 use crate::percent;
-use crate::revocation::set::{Kind, SetBuilder, ANY_PROVIDER};
+use crate::revocation::doc::PublishEntry;
 use crate::token::id::TokenDigest;
 
 /// Keys longer than this are skipped (a 1 KiB `jti` percent-encodes to at most 3 KiB).
@@ -300,48 +300,47 @@ pub fn lease_seconds(exp: Option<i64>, max_clock_skew_seconds: i64, now: i64) ->
     Some(end.saturating_sub(now).max(1))
 }
 
-/// What [`add_to`] did with an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Added {
-    Yes,
-    /// Its `exp` is at or before `now` (as `doc` drops such entries): its token is dead.
-    Expired,
-    /// Under `iss/<issuer>/` for an issuer no provider has (counted: a typo, or a provider
-    /// this proxy does not serve).
-    NoSuchIssuer,
-}
-
-/// Adds an entry to a revocation set being built. Entries without `iss/` apply to every
-/// provider; `iss/<issuer>/` ones to the providers `scopes_of_issuer` names (those whose
-/// `issuer` is that string), each under its own name, as `doc`'s `providers` entries are.
-/// Cutoffs mean what they mean in `doc`: `iat` at or before them (see `set::Probe`).
-pub fn add_to(
-    builder: &mut SetBuilder,
-    entry: &StoreEntry,
-    scopes_of_issuer: &dyn Fn(&str) -> Vec<String>,
-    now: i64,
-) -> Added {
-    if entry.revoked.exp().is_some_and(|exp| exp <= now) {
-        return Added::Expired;
-    }
-    let scopes = match &entry.issuer {
-        None => vec![ANY_PROVIDER.to_owned()],
-        Some(issuer) => scopes_of_issuer(issuer),
-    };
-    if scopes.is_empty() {
-        return Added::NoSuchIssuer;
-    }
-    for scope in &scopes {
-        match &entry.revoked {
-            Revoked::Jti { jti, .. } => builder.add_exact(Kind::Jti, scope, jti.as_bytes()),
-            Revoked::Token { id, .. } => builder.add_exact(Kind::TokenSha256, scope, id),
+/// A revocation learned at run time (a response header, misuse detection) as the etcd entry
+/// it is written as. A provider-scoped one goes under its provider's issuer (`issuer_of`;
+/// `jti` and `sub` are unique per issuer); `None` when its provider is unknown or its
+/// token identity is not hex (neither comes from this filter).
+pub fn from_learned(
+    entry: &PublishEntry,
+    issuer_of: &dyn Fn(&str) -> Option<String>,
+) -> Option<StoreEntry> {
+    let (provider, revoked) = match entry {
+        PublishEntry::Jti { provider, jti, exp } => (
+            provider,
+            Revoked::Jti {
+                jti: jti.clone(),
+                exp: *exp,
+            },
+        ),
+        PublishEntry::TokenSha256 { provider, hex, exp } => (
+            provider,
+            Revoked::Token {
+                id: hex_to_digest(hex)?,
+                exp: *exp,
+            },
+        ),
+        PublishEntry::Subject {
+            provider,
+            sub,
+            issued_before,
+        } => (
+            provider,
             Revoked::Subject {
-                sub, issued_before, ..
-            } => builder.add_subject(scope, sub, *issued_before),
-            Revoked::IssuedBefore(cutoff) => builder.add_cutoff(scope, *cutoff),
-        }
-    }
-    Added::Yes
+                sub: sub.clone(),
+                issued_before: *issued_before,
+                exp: None,
+            },
+        ),
+    };
+    let issuer = match provider {
+        Some(name) => Some(issuer_of(name)?),
+        None => None,
+    };
+    Some(StoreEntry { issuer, revoked })
 }
 
 /// RFC 3986 percent-decoding of one key segment. `%XX` (either case) is a byte; anything else,
@@ -435,6 +434,9 @@ fn seconds(value: &Value) -> Result<i64, Skipped> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::remote::watch::Changes;
+    use crate::revocation::etcd::held::{Applied, HeldStore};
+    use crate::revocation::etcd::proto::KeyValue;
     use crate::revocation::set::{Probe, TokenHashes};
 
     const PREFIX: &str = "/bearer-guard/revoked/";
@@ -673,13 +675,22 @@ mod tests {
         Probe::scoped(&[provider], None, None, Some(999), hashes)
     }
 
-    fn set_of(entries: &[StoreEntry]) -> (crate::revocation::set::RevocationSet, Vec<Added>) {
-        let mut builder = SetBuilder::default();
-        let added = entries
-            .iter()
-            .map(|e| add_to(&mut builder, e, &scopes_of_issuer, NOW))
-            .collect();
-        (builder.build("", ""), added)
+    /// The entries written under their keys and read back by a reader, as the workers' set.
+    fn set_of(entries: &[StoreEntry]) -> (crate::revocation::set::RevocationSet, Applied) {
+        let changes = Changes {
+            puts: entries
+                .iter()
+                .map(|e| KeyValue {
+                    key: key_for(PREFIX, e).into_bytes(),
+                    value: value_for(e).into_bytes(),
+                    ..KeyValue::default()
+                })
+                .collect(),
+            ..Changes::default()
+        };
+        let mut store = HeldStore::new(PREFIX);
+        let applied = store.apply(&changes, &scopes_of_issuer);
+        (store.build(NOW, ""), applied)
     }
 
     #[test]
@@ -699,7 +710,7 @@ mod tests {
             entry(corp, sub("bob", 600, Some(NOW + 1))),
             entry(corp, Revoked::IssuedBefore(100)),
         ]);
-        assert_eq!(added, vec![Added::Yes; 6]);
+        assert_eq!((added.put, added.skipped, added.no_such_issuer), (6, 0, 0));
         let revoked = |p: Probe| set.revokes(&p);
         assert!(revoked(token("other", Some("j-any"), None, Some(999))));
         assert!(revoked(token("corp", Some("j-corp"), None, Some(999))));
@@ -740,20 +751,54 @@ mod tests {
             entry(Some("https://nobody.example"), Revoked::IssuedBefore(NOW)),
             entry(None, Revoked::IssuedBefore(0)),
         ]);
-        assert_eq!(
-            added,
-            vec![
-                Added::Expired,
-                Added::Expired,
-                Added::NoSuchIssuer,
-                Added::NoSuchIssuer,
-                Added::Yes
-            ]
-        );
+        // The dead ones are held (until etcd's lease deletes them) but in no set.
+        assert_eq!((added.put, added.no_such_issuer), (3, 2));
         assert!(!set.revokes(&token("corp", Some("dead"), None, Some(1))));
         assert!(!set.revokes(&token("corp", None, Some("alice"), Some(1))));
         assert!(!set.revokes(&token("corp", Some("j"), None, Some(1))));
         assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn learned_entries_are_written_under_their_providers_issuer_and_read_back_as_such() {
+        let issuer_of = |name: &str| (name == "corp").then(|| "https://corp.example".to_owned());
+        let learned = [
+            PublishEntry::Jti {
+                provider: Some("corp".into()),
+                jti: "j/1".into(),
+                exp: Some(NOW + 60),
+            },
+            PublishEntry::TokenSha256 {
+                provider: None,
+                hex: "ab".repeat(32),
+                exp: None,
+            },
+            PublishEntry::Subject {
+                provider: Some("corp".into()),
+                sub: "alice".into(),
+                issued_before: NOW,
+            },
+        ];
+        for entry in &learned {
+            let stored = from_learned(entry, &issuer_of).unwrap();
+            let key = key_for(PREFIX, &stored);
+            let value = value_for(&stored);
+            assert_eq!(
+                parse_entry(PREFIX, key.as_bytes(), value.as_bytes()),
+                Ok(stored)
+            );
+        }
+        let stored = from_learned(&learned[0], &issuer_of).unwrap();
+        assert_eq!(
+            key_for(PREFIX, &stored),
+            format!("{PREFIX}iss/https%3A%2F%2Fcorp.example/jti/j%2F1")
+        );
+        let unknown = PublishEntry::Jti {
+            provider: Some("gone".into()),
+            jti: "j".into(),
+            exp: None,
+        };
+        assert_eq!(from_learned(&unknown, &issuer_of), None);
     }
 
     #[test]

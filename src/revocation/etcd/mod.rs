@@ -1,6 +1,8 @@
-//! The etcd revocation store (issue 17, in progress; not configurable yet): the key layout
-//! and values operators and proxies write under a prefix (`layout`), and etcd's v3 messages
-//! for reading the prefix and watching it (`proto`).
+//! The etcd revocation store: its config (`config`), the key layout and values operators and
+//! proxies write under a prefix (`layout`), what a reader holds of the prefix (`held`), and
+//! etcd's v3 messages (`proto`).
 
+pub mod config;
+pub mod held;
 pub mod layout;
 pub mod proto;

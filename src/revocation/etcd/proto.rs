@@ -168,6 +168,48 @@ pub struct LeaseGrantResponse {
     pub error: String,
 }
 
+/// etcdserverpb.TxnRequest: here, only unconditional puts (no `compare`), so a batch of
+/// entries is one call that lands whole or not at all.
+#[derive(Clone, PartialEq, Message)]
+pub struct TxnRequest {
+    #[prost(message, repeated, tag = "2")]
+    pub success: Vec<RequestOp>,
+}
+
+/// etcdserverpb.RequestOp, with the one operation written here (`request_put`).
+#[derive(Clone, PartialEq, Message)]
+pub struct RequestOp {
+    #[prost(message, optional, tag = "2")]
+    pub request_put: Option<PutRequest>,
+}
+
+/// etcdserverpb.TxnResponse
+#[derive(Clone, PartialEq, Message)]
+pub struct TxnResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(bool, tag = "2")]
+    pub succeeded: bool,
+}
+
+/// etcdserverpb.AuthenticateRequest
+#[derive(Clone, PartialEq, Message)]
+pub struct AuthenticateRequest {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub password: String,
+}
+
+/// etcdserverpb.AuthenticateResponse: `token` goes in the `token` metadata of later calls.
+#[derive(Clone, PartialEq, Message)]
+pub struct AuthenticateResponse {
+    #[prost(message, optional, tag = "1")]
+    pub header: Option<ResponseHeader>,
+    #[prost(string, tag = "2")]
+    pub token: String,
+}
+
 /// etcdserverpb.WatchRequest
 #[derive(Clone, PartialEq, Message)]
 pub struct WatchRequest {

@@ -1,7 +1,3 @@
-// Written ahead for issue 17's filter side (`revocation.etcd`), which does not exist yet: not
-// compiled (cargo builds only `tests/*.rs` and `tests/*/main.rs`). When the filter reads etcd,
-// move this file to `tests/etcd_envoy.rs` (it uses `tests/support/etcd.rs` and the `etcd`
-// cluster of `envoy/test.yaml.tmpl`, both in `tests/pending/` with the harness's own check, `etcd_harness.rs`).
 //! Revocations kept in etcd (`revocation.etcd`) in a real Envoy against a real etcd cluster:
 //! a key written is refused on every worker within a second and its delete lets the token in
 //! again; revocations survive an Envoy restart and an etcd outage (until `max_stale_seconds`,

@@ -1,0 +1,861 @@
+//! The host side of the etcd revocation store (`revocation.etcd`). One VM per process, by a
+//! lease in shared data, reads the prefix (`KV/Range`, paged, at one revision) and holds a
+//! `Watch` from the next revision over a gRPC stream through the configured cluster; it
+//! builds the set every worker enforces and shares it (the set, then a small `checked` value
+//! `<in sync at> <serial>`). Every VM adopts what is shared before each decision (one small
+//! read) and on its tick, and writes what it learns at run time (response headers, misuse
+//! detection) to etcd: a lease grant, then one transaction of puts per batch.
+//!
+//! What to ask etcd next and what its answers mean are the sans-IO `remote::watch` and
+//! `revocation::etcd`'s; this module only moves bytes and logs.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use prost::Message;
+use proxy_wasm::types::BufferType;
+
+use crate::decide::guard::Guard;
+use crate::observe::episode::Episode;
+use crate::remote::lease;
+use crate::remote::watch::{Action, Changes, PrefixWatch, Refused};
+use crate::revocation::config::RevocationConfig;
+use crate::revocation::doc::PublishEntry;
+use crate::revocation::etcd::config::EtcdConfig;
+use crate::revocation::etcd::held::HeldStore;
+use crate::revocation::etcd::layout::{
+    from_learned, key_for, lease_seconds, value_for, StoreEntry,
+};
+use crate::revocation::etcd::proto::{
+    AuthenticateRequest, AuthenticateResponse, LeaseGrantRequest, LeaseGrantResponse, PutRequest,
+    RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse, WatchCreateRequest,
+    WatchRequest, WatchResponse, MAX_MESSAGE_BYTES,
+};
+use crate::revocation::publish::{PublishQueue, BATCH_SIZE};
+use crate::revocation::set::RevocationSet;
+
+use super::host::{GrpcMethod, Host};
+use super::metrics::{Counter, Metrics};
+use super::revocation::{count_settled, QueueCounters};
+
+/// The reader renews its lease every tick; another VM takes over this long after the reader
+/// stopped (its VM was replaced, say). What is shared stays enforced meanwhile.
+const READER_LEASE_SECONDS: i64 = 5;
+/// A set of at most this many entries is built and shared as soon as a watch event lands;
+/// a larger one at the next tick, so a burst of events costs one build per tick.
+const BUILD_AT_ONCE: usize = 100_000;
+/// After a failed `Authenticate`, the next try waits this long.
+const AUTH_RETRY_SECONDS: i64 = 5;
+/// gRPC status codes that mean the auth token is no good (UNAUTHENTICATED; etcd answers an
+/// expired simple token with INVALID_ARGUMENT "invalid auth token").
+const GRPC_UNAUTHENTICATED: u32 = 16;
+const GRPC_INVALID_ARGUMENT: u32 = 3;
+
+const WRITES: QueueCounters = QueueCounters {
+    what: "revocation write to etcd",
+    ok: Counter::EtcdPublishOk,
+    failed: Counter::EtcdPublishFailed,
+    dropped: Counter::EtcdPublishDropped,
+};
+
+/// Shared-data keys, within the config's revocation scope and this store (cluster, prefix).
+struct Keys {
+    set: String,
+    checked: String,
+    lease: String,
+}
+
+impl Keys {
+    fn new(scope: &str, config: &EtcdConfig) -> Self {
+        let store = super::scope_hash(&[&config.cluster, &config.prefix]);
+        let base = format!("bearer_guard.etcd.{scope}.{store}");
+        Keys {
+            set: format!("{base}.set"),
+            checked: format!("{base}.checked"),
+            lease: format!("{base}.lease"),
+        }
+    }
+}
+
+/// `<in sync at> <serial>`: when what is shared was last known to be in sync with etcd (0:
+/// never), and which set is shared.
+fn encode_checked(in_sync_at: Option<i64>, serial: u64) -> Vec<u8> {
+    format!("{} {serial}", in_sync_at.unwrap_or(0)).into_bytes()
+}
+
+fn decode_checked(bytes: &[u8]) -> Option<(Option<i64>, u64)> {
+    let text = std::str::from_utf8(bytes).ok()?;
+    let (at, serial) = text.split_once(' ')?;
+    let at: i64 = at.parse().ok()?;
+    Some(((at > 0).then_some(at), serial.parse().ok()?))
+}
+
+/// The reading VM's state: the watch machine, the prefix as held, and its gRPC traffic.
+struct Reader {
+    watch: PrefixWatch,
+    held: HeldStore,
+    range_call: Option<u32>,
+    stream: Option<u32>,
+    /// The lease value this VM last wrote (it still holds the lease while it reads it back).
+    lease: Vec<u8>,
+    /// Changes applied but not yet shared.
+    dirty: bool,
+    /// The in-sync time last shared.
+    shared_in_sync: Option<i64>,
+}
+
+#[derive(Default)]
+struct Auth {
+    token: Option<String>,
+    call: Option<u32>,
+    not_before: i64,
+    episode: Episode,
+}
+
+/// The step of the batch being written: a lease for it, then the transaction.
+enum Step {
+    Granting { call: u32, batch: Vec<StoreEntry> },
+    Writing { call: u32 },
+}
+
+pub struct EtcdStore {
+    config: EtcdConfig,
+    keys: Keys,
+    host: Rc<dyn Host>,
+    /// (provider name, issuer) of every provider: what `iss/<issuer>/` entries apply to.
+    providers: Vec<(String, String)>,
+    /// Entries stay in the set until their token's `exp` plus this (the largest skew).
+    grace: i64,
+    seen_serial: Cell<Option<u64>>,
+    reader: RefCell<Option<Reader>>,
+    auth: RefCell<Auth>,
+    queue: RefCell<PublishQueue<StoreEntry>>,
+    step: RefCell<Option<Step>>,
+}
+
+impl EtcdStore {
+    pub fn new(
+        host: Rc<dyn Host>,
+        config: &RevocationConfig,
+        guard: &Guard,
+        scope: &str,
+    ) -> Option<Self> {
+        let etcd = config.etcd.clone()?;
+        let keys = Keys::new(scope, &etcd);
+        // Shared data cannot be created atomically: the lease exists before anyone CASes it.
+        if matches!(host.shared_data(&keys.lease), Ok((None, _)) | Err(_)) {
+            let _ = host.set_shared_data(&keys.lease, lease::FREE, None);
+        }
+        let providers = guard
+            .config()
+            .providers
+            .iter()
+            .map(|p| (p.name.clone(), p.issuer.clone()))
+            .collect();
+        let store = EtcdStore {
+            keys,
+            host,
+            providers,
+            grace: guard.config().expiry_grace_seconds(),
+            seen_serial: Cell::new(None),
+            reader: RefCell::new(None),
+            auth: RefCell::new(Auth::default()),
+            queue: RefCell::new(PublishQueue::new(
+                BATCH_SIZE,
+                crate::revocation::config::DEFAULT_PUBLISH_QUEUE_SIZE,
+                crate::revocation::config::DEFAULT_PUBLISH_MAX_ATTEMPTS,
+            )),
+            step: RefCell::new(None),
+            config: etcd,
+        };
+        store.adopt(guard);
+        Some(store)
+    }
+
+    fn scopes_of(&self, issuer: &str) -> Vec<String> {
+        self.providers
+            .iter()
+            .filter(|(_, iss)| iss == issuer)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    fn issuer_of(&self, provider: &str) -> Option<String> {
+        self.providers
+            .iter()
+            .find(|(name, _)| name == provider)
+            .map(|(_, iss)| iss.clone())
+    }
+
+    /// Picks up the set the reader shared, if it changed, and when it was last in sync. One
+    /// small shared read when nothing changed: this runs before every decision.
+    pub fn adopt(&self, guard: &Guard) {
+        let host = &*self.host;
+        let Ok((Some(bytes), _)) = host.shared_data(&self.keys.checked) else {
+            return;
+        };
+        let Some((in_sync_at, serial)) = decode_checked(&bytes) else {
+            return;
+        };
+        if self.seen_serial.get() != Some(serial) {
+            let set = match host.shared_data(&self.keys.set) {
+                Ok((Some(bytes), _)) => RevocationSet::decode(bytes),
+                _ => None,
+            };
+            let Some(set) = set else {
+                // What this VM holds stays enforced; the staleness clock is not advanced.
+                host.warn("etcd revocations in shared data are unreadable; keeping what is held");
+                return;
+            };
+            guard.state().install_etcd(Some(Rc::new(set)));
+            self.seen_serial.set(Some(serial));
+        }
+        if let Some(at) = in_sync_at {
+            guard.state().etcd_confirmed(at);
+        }
+    }
+
+    /// Each tick: adopt, hold or take the reader's lease, drive the reader, write what was
+    /// learned.
+    pub fn drive(&self, guard: &Guard, metrics: &Metrics, now: i64) {
+        self.adopt(guard);
+        if self.hold_lease(now) {
+            self.drive_reader(guard, metrics, now);
+        }
+        self.send_writes(metrics, now);
+    }
+
+    /// Whether this VM is the reader after this tick: renews its lease, or takes a free one.
+    fn hold_lease(&self, now: i64) -> bool {
+        let host = &*self.host;
+        let Ok((value, cas)) = host.shared_data(&self.keys.lease) else {
+            return false;
+        };
+        let mut reader = self.reader.borrow_mut();
+        let ours = reader
+            .as_ref()
+            .is_some_and(|r| Some(&r.lease) == value.as_ref());
+        if reader.is_some() && !ours {
+            // Another VM took over (this one stalled past the lease): stop reading.
+            if let Some(stream) = reader.as_ref().and_then(|r| r.stream) {
+                let _ = host.cancel_grpc_stream(stream);
+            }
+            *reader = None;
+            host.info("etcd: another VM of this process reads etcd now");
+        }
+        let free = cas.is_some() && lease::lease_free(value.as_deref(), now);
+        if !ours && !free {
+            return false;
+        }
+        let renewed = lease::held_until(now.saturating_add(READER_LEASE_SECONDS));
+        if host
+            .set_shared_data(&self.keys.lease, &renewed, cas)
+            .is_err()
+        {
+            return reader.is_some();
+        }
+        match reader.as_mut() {
+            Some(r) => r.lease = renewed,
+            None => {
+                *reader = Some(Reader {
+                    watch: PrefixWatch::new(self.config.prefix.as_bytes()),
+                    held: HeldStore::new(&self.config.prefix),
+                    range_call: None,
+                    stream: None,
+                    lease: renewed,
+                    dirty: false,
+                    shared_in_sync: None,
+                });
+            }
+        }
+        true
+    }
+
+    fn drive_reader(&self, guard: &Guard, metrics: &Metrics, now: i64) {
+        if !self.authenticated(now) {
+            return;
+        }
+        let mut reader = self.reader.borrow_mut();
+        let Some(reader) = reader.as_mut() else {
+            return;
+        };
+        // A few actions at most: each one changes the machine's state (sent, opened, failed).
+        for _ in 0..4 {
+            match reader.watch.next_action(now) {
+                Action::Nothing => break,
+                Action::SendRange(request) => self.send_range(reader, &request, metrics, now),
+                Action::OpenWatch(create) => self.open_watch(reader, create, metrics, now),
+                Action::CloseWatch => {
+                    if let Some(stream) = reader.stream.take() {
+                        let _ = self.host.cancel_grpc_stream(stream);
+                    }
+                }
+            }
+        }
+        self.share(reader, guard, now, true);
+    }
+
+    fn method<'a>(
+        &'a self,
+        service: &'a str,
+        method: &'a str,
+        metadata: &'a [(&'a str, &'a [u8])],
+    ) -> GrpcMethod<'a> {
+        GrpcMethod {
+            cluster: &self.config.cluster,
+            service,
+            method,
+            metadata,
+        }
+    }
+
+    /// Calls a unary method with the auth token, if any.
+    fn call(
+        &self,
+        service: &str,
+        method: &str,
+        message: &[u8],
+    ) -> Result<u32, proxy_wasm::types::Status> {
+        let auth = self.auth.borrow();
+        let token = auth.token.as_deref().map(str::as_bytes);
+        let metadata: Vec<(&str, &[u8])> = token.map(|t| ("token", t)).into_iter().collect();
+        let method = self.method(service, method, &metadata);
+        self.host
+            .dispatch_grpc_call(&method, message, self.config.timeout_ms)
+    }
+
+    fn send_range(&self, reader: &mut Reader, request: &RangeRequest, metrics: &Metrics, now: i64) {
+        match self.call("etcdserverpb.KV", "Range", &request.encode_to_vec()) {
+            Ok(call) => reader.range_call = Some(call),
+            Err(status) => {
+                let why = format!(
+                    "not sent: {status:?} (is cluster {:?} defined, with HTTP/2?)",
+                    self.config.cluster
+                );
+                self.read_failed(reader, &why, metrics, now);
+            }
+        }
+    }
+
+    fn open_watch(
+        &self,
+        reader: &mut Reader,
+        create: WatchCreateRequest,
+        metrics: &Metrics,
+        now: i64,
+    ) {
+        let host = &*self.host;
+        let auth = self.auth.borrow();
+        let token = auth.token.as_deref().map(str::as_bytes);
+        let metadata: Vec<(&str, &[u8])> = token.map(|t| ("token", t)).into_iter().collect();
+        let method = self.method("etcdserverpb.Watch", "Watch", &metadata);
+        let opened = host.open_grpc_stream(&method).and_then(|stream| {
+            let request = WatchRequest::from(create).encode_to_vec();
+            match host.send_grpc_stream_message(stream, &request) {
+                Ok(()) => Ok(stream),
+                Err(status) => {
+                    let _ = host.cancel_grpc_stream(stream);
+                    Err(status)
+                }
+            }
+        });
+        drop(auth);
+        match opened {
+            Ok(stream) => reader.stream = Some(stream),
+            Err(status) => {
+                let why = format!(
+                    "not opened: {status:?} (is cluster {:?} defined, with HTTP/2?)",
+                    self.config.cluster
+                );
+                self.watch_broke(reader, &why, metrics, now);
+            }
+        }
+    }
+
+    /// Builds and shares the set when something changed (`at_tick`: also a large one), and
+    /// the in-sync time when it moved.
+    fn share(&self, reader: &mut Reader, guard: &Guard, now: i64, at_tick: bool) {
+        let host = &*self.host;
+        let in_sync = reader.watch.in_sync_at(now);
+        let build = reader.dirty && (at_tick || reader.held.len() <= BUILD_AT_ONCE);
+        if !build && in_sync == reader.shared_in_sync {
+            return;
+        }
+        let shared = host
+            .shared_data(&self.keys.checked)
+            .ok()
+            .and_then(|(bytes, _)| decode_checked(&bytes?));
+        let mut serial = shared.map_or(0, |(_, serial)| serial);
+        if build {
+            let set = reader.held.build(now.saturating_sub(self.grace), "");
+            serial = serial.max(self.seen_serial.get().unwrap_or(0)) + 1;
+            if let Err(status) = host.set_shared_data(&self.keys.set, set.as_bytes(), None) {
+                host.warn(&format!(
+                    "etcd revocations could not be shared with other workers ({status:?})"
+                ));
+                // Enforced here at least; the others keep what they hold.
+                guard.state().install_etcd(Some(Rc::new(set)));
+                return;
+            }
+            guard.state().install_etcd(Some(Rc::new(set)));
+            self.seen_serial.set(Some(serial));
+            reader.dirty = false;
+        }
+        if host
+            .set_shared_data(&self.keys.checked, &encode_checked(in_sync, serial), None)
+            .is_ok()
+        {
+            reader.shared_in_sync = in_sync;
+        }
+        if let Some(at) = in_sync {
+            guard.state().etcd_confirmed(at);
+        }
+    }
+
+    /// Whether calls may go out: no credentials configured, or a token held. Sends the
+    /// `Authenticate` when one is needed.
+    fn authenticated(&self, now: i64) -> bool {
+        let Some(credentials) = &self.config.credentials else {
+            return true;
+        };
+        let mut auth = self.auth.borrow_mut();
+        if auth.token.is_some() {
+            return true;
+        }
+        if auth.call.is_some() || now < auth.not_before {
+            return false;
+        }
+        let request = AuthenticateRequest {
+            name: credentials.username.clone(),
+            password: credentials.password.clone(),
+        };
+        let method = self.method("etcdserverpb.Auth", "Authenticate", &[]);
+        match self.host.dispatch_grpc_call(
+            &method,
+            &request.encode_to_vec(),
+            self.config.timeout_ms,
+        ) {
+            Ok(call) => auth.call = Some(call),
+            Err(status) => {
+                auth.not_before = now + AUTH_RETRY_SECONDS;
+                if auth.episode.failed() {
+                    self.host.warn(&format!("etcd authentication not sent: {status:?} (is cluster {:?} defined, with HTTP/2?)", self.config.cluster));
+                }
+            }
+        }
+        false
+    }
+
+    /// A gRPC status that says the auth token is no good: forget it (a new one is asked for).
+    fn check_auth(&self, status: u32, message: Option<&str>) {
+        let invalid_token =
+            status == GRPC_INVALID_ARGUMENT && message.is_some_and(|m| m.contains("auth token"));
+        if status == GRPC_UNAUTHENTICATED || invalid_token {
+            self.auth.borrow_mut().token = None;
+        }
+    }
+
+    /// The answer of a unary call; `false` when it is not one of this store's.
+    pub fn on_grpc_call_response(
+        &self,
+        call: u32,
+        status: u32,
+        size: usize,
+        guard: &Guard,
+        metrics: &Metrics,
+        now: i64,
+    ) -> bool {
+        if self.auth.borrow().call == Some(call) {
+            self.on_auth_response(status, size, now);
+            return true;
+        }
+        let range = self.reader.borrow().as_ref().and_then(|r| r.range_call) == Some(call);
+        if range {
+            self.on_range_response(status, size, guard, metrics, now);
+            return true;
+        }
+        let step = self.step.borrow_mut().take();
+        match step {
+            Some(Step::Granting { call: c, batch }) if c == call => {
+                self.on_lease_granted(status, size, batch, metrics, now);
+                true
+            }
+            Some(Step::Writing { call: c }) if c == call => {
+                let outcome = self.answer::<TxnResponse>(status, size).map(|_| ());
+                self.settle(outcome, metrics, now);
+                true
+            }
+            other => {
+                *self.step.borrow_mut() = other;
+                false
+            }
+        }
+    }
+
+    /// The message of an answer, decoded; or why there is none.
+    fn answer<M: Message + Default>(&self, status: u32, size: usize) -> Result<M, String> {
+        let (_, message) = if status == 0 {
+            (0, None)
+        } else {
+            self.host.grpc_status()
+        };
+        if status != 0 {
+            self.check_auth(status, message.as_deref());
+            return Err(format!(
+                "gRPC status {status}{}",
+                message.map(|m| format!(" ({m})")).unwrap_or_default()
+            ));
+        }
+        if size > MAX_MESSAGE_BYTES {
+            return Err(format!(
+                "an answer of {size} bytes (over {MAX_MESSAGE_BYTES})"
+            ));
+        }
+        let bytes = match self.host.buffer(BufferType::GrpcReceiveBuffer, 0, size) {
+            Ok(bytes) => bytes.unwrap_or_default(),
+            Err(status) => return Err(format!("the answer could not be read ({status:?})")),
+        };
+        M::decode(bytes.as_slice()).map_err(|_| "an answer that does not decode".to_owned())
+    }
+
+    fn on_auth_response(&self, status: u32, size: usize, now: i64) {
+        let answer = self.answer::<AuthenticateResponse>(status, size);
+        let mut auth = self.auth.borrow_mut();
+        auth.call = None;
+        match answer {
+            Ok(answer) if !answer.token.is_empty() => {
+                auth.token = Some(answer.token);
+                if let Some(failed) = auth.episode.recovered() {
+                    self.host.info(&format!(
+                        "etcd authentication works again after {failed} failed attempt(s)"
+                    ));
+                }
+            }
+            other => {
+                auth.not_before = now + AUTH_RETRY_SECONDS;
+                if auth.episode.failed() {
+                    let why = other
+                        .err()
+                        .unwrap_or_else(|| "no token in the answer".to_owned());
+                    self.host.warn(&format!("etcd authentication failed: {why}; held revocations stay enforced (logged once until it works)"));
+                }
+            }
+        }
+    }
+
+    fn on_range_response(
+        &self,
+        status: u32,
+        size: usize,
+        guard: &Guard,
+        metrics: &Metrics,
+        now: i64,
+    ) {
+        let answer = self.answer::<RangeResponse>(status, size);
+        let mut reader = self.reader.borrow_mut();
+        let Some(reader) = reader.as_mut() else {
+            return;
+        };
+        reader.range_call = None;
+        let changes = match answer {
+            Ok(response) => reader.watch.range_response(now, response),
+            Err(why) => {
+                self.read_failed(reader, &why, metrics, now);
+                return;
+            }
+        };
+        match changes {
+            Ok(changes) => self.apply(reader, changes, guard, metrics, now),
+            Err(refused) => self.refused(reader, refused, metrics, "read"),
+        }
+        // The next page, or the watch, without waiting for the tick.
+        self.drive_next(reader, metrics, now);
+    }
+
+    fn drive_next(&self, reader: &mut Reader, metrics: &Metrics, now: i64) {
+        match reader.watch.next_action(now) {
+            Action::SendRange(request) => self.send_range(reader, &request, metrics, now),
+            Action::OpenWatch(create) => self.open_watch(reader, create, metrics, now),
+            Action::CloseWatch => {
+                if let Some(stream) = reader.stream.take() {
+                    let _ = self.host.cancel_grpc_stream(stream);
+                }
+            }
+            Action::Nothing => {}
+        }
+    }
+
+    /// A message on a stream; `false` when it is not this store's.
+    pub fn on_grpc_stream_message(
+        &self,
+        stream: u32,
+        size: usize,
+        guard: &Guard,
+        metrics: &Metrics,
+        now: i64,
+    ) -> bool {
+        if self.reader.borrow().as_ref().and_then(|r| r.stream) != Some(stream) {
+            return false;
+        }
+        let answer = self.answer::<WatchResponse>(0, size);
+        let mut reader = self.reader.borrow_mut();
+        let Some(reader) = reader.as_mut() else {
+            return true;
+        };
+        let changes = match answer {
+            Ok(response) => reader.watch.watch_response(now, response),
+            Err(why) => {
+                // The events of this message are lost: resume from the last revision seen.
+                if let Some(stream) = reader.stream.take() {
+                    let _ = self.host.cancel_grpc_stream(stream);
+                }
+                self.watch_broke(reader, &why, metrics, now);
+                return true;
+            }
+        };
+        match changes {
+            Ok(changes) => {
+                if !changes.reset {
+                    for _ in 0..changes.puts.len() + changes.deletes.len() {
+                        metrics.count(Counter::EtcdWatchEvents);
+                    }
+                }
+                self.apply(reader, changes, guard, metrics, now);
+            }
+            Err(refused) => self.refused(reader, refused, metrics, "watch"),
+        }
+        self.drive_next(reader, metrics, now);
+        true
+    }
+
+    /// A stream closed (by etcd, Envoy or the network); `false` when it is not this store's.
+    pub fn on_grpc_stream_close(
+        &self,
+        stream: u32,
+        status: u32,
+        metrics: &Metrics,
+        now: i64,
+    ) -> bool {
+        let mut reader = self.reader.borrow_mut();
+        let Some(reader) = reader.as_mut().filter(|r| r.stream == Some(stream)) else {
+            return false;
+        };
+        reader.stream = None;
+        let (_, message) = self.host.grpc_status();
+        self.check_auth(status, message.as_deref());
+        let why = format!(
+            "the watch stream closed (gRPC status {status}{})",
+            message.map(|m| format!(": {m}")).unwrap_or_default()
+        );
+        self.watch_broke(reader, &why, metrics, now);
+        true
+    }
+
+    /// What an answer changed: held, counted, logged, and shared when cheap enough now.
+    fn apply(
+        &self,
+        reader: &mut Reader,
+        changes: Changes,
+        guard: &Guard,
+        metrics: &Metrics,
+        now: i64,
+    ) {
+        let host = &*self.host;
+        if let Some(failed) = changes.recovered {
+            host.info(&format!(
+                "etcd: in sync again after {failed} failed attempt(s)"
+            ));
+        }
+        if changes.is_empty() {
+            self.share(reader, guard, now, false);
+            return;
+        }
+        let applied = reader
+            .held
+            .apply(&changes, &|issuer| self.scopes_of(issuer));
+        for line in &applied.skipped_lines {
+            host.warn(&format!("etcd {}{line}", self.config.prefix));
+        }
+        for _ in 0..applied.skipped {
+            metrics.count(Counter::EtcdSkipped);
+        }
+        if applied.skipped > applied.skipped_lines.len() {
+            host.warn(&format!(
+                "etcd: {} more keys skipped",
+                applied.skipped - applied.skipped_lines.len()
+            ));
+        }
+        if applied.no_such_issuer > 0 {
+            host.info(&format!(
+                "etcd: {} entries for issuers no provider has (not applied)",
+                applied.no_such_issuer
+            ));
+        }
+        if changes.reset {
+            metrics.count(Counter::EtcdReadOk);
+            host.info(&format!(
+                "etcd: read {} entries under {} at revision {}",
+                reader.held.len(),
+                self.config.prefix,
+                reader.watch.revision().unwrap_or(0)
+            ));
+        }
+        reader.dirty = true;
+        self.share(reader, guard, now, false);
+    }
+
+    fn refused(&self, reader: &mut Reader, refused: Refused, metrics: &Metrics, what: &str) {
+        let counter = if what == "read" {
+            Counter::EtcdReadFailed
+        } else {
+            Counter::EtcdWatchBroken
+        };
+        metrics.count(counter);
+        if let Some(stream) = reader.stream.take() {
+            let _ = self.host.cancel_grpc_stream(stream);
+        }
+        if refused.starts_outage {
+            self.host.warn(&format!(
+                "etcd {what} of {}: {}; held revocations stay enforced, retrying with backoff (logged once until it recovers)",
+                self.config.prefix, refused.why
+            ));
+        }
+    }
+
+    fn read_failed(&self, reader: &mut Reader, why: &str, metrics: &Metrics, now: i64) {
+        metrics.count(Counter::EtcdReadFailed);
+        if reader.watch.range_failed(now) {
+            self.host.warn(&format!(
+                "etcd read of {} failed: {why}; held revocations stay enforced, retrying with backoff (logged once until it recovers)",
+                self.config.prefix
+            ));
+        }
+    }
+
+    fn watch_broke(&self, reader: &mut Reader, why: &str, metrics: &Metrics, now: i64) {
+        metrics.count(Counter::EtcdWatchBroken);
+        if reader.watch.watch_closed(now) {
+            self.host.warn(&format!(
+                "etcd watch of {} broke: {why}; held revocations stay enforced, watching again with backoff (logged once until it recovers)",
+                self.config.prefix
+            ));
+        }
+    }
+
+    /// Queues what this VM learned (a response header, misuse detection) for etcd.
+    pub fn publish(&self, learned: &[PublishEntry], metrics: &Metrics) {
+        let entries: Vec<StoreEntry> = learned
+            .iter()
+            .filter_map(|entry| from_learned(entry, &|name| self.issuer_of(name)))
+            .collect();
+        for _ in 0..self.queue.borrow_mut().push(entries) {
+            metrics.count(Counter::EtcdPublishDropped);
+        }
+    }
+
+    /// The next batch: a lease first when an entry has an `exp`, else the puts at once.
+    fn send_writes(&self, metrics: &Metrics, now: i64) {
+        if self.step.borrow().is_some() || !self.authenticated(now) {
+            return;
+        }
+        let Some(batch) = self.queue.borrow_mut().next_batch(now) else {
+            return;
+        };
+        let ttl = batch
+            .iter()
+            .filter_map(|e| lease_seconds(e.revoked.exp(), self.grace, now))
+            .max();
+        let sent = match ttl {
+            Some(ttl) => {
+                let request = LeaseGrantRequest { ttl, id: 0 };
+                self.call("etcdserverpb.Lease", "LeaseGrant", &request.encode_to_vec())
+                    .map(|call| Step::Granting { call, batch })
+            }
+            None => self.write(&batch, 0).map(|call| Step::Writing { call }),
+        };
+        match sent {
+            Ok(step) => *self.step.borrow_mut() = Some(step),
+            Err(status) => {
+                let settled = self.queue.borrow_mut().not_sent(now);
+                let why = format!("not sent: {status:?}");
+                count_settled(&*self.host, &WRITES, settled, Some(&why), metrics);
+            }
+        }
+    }
+
+    /// One transaction of puts; entries with an `exp` carry the lease.
+    fn write(&self, batch: &[StoreEntry], lease: i64) -> Result<u32, proxy_wasm::types::Status> {
+        let success = batch
+            .iter()
+            .map(|entry| RequestOp {
+                request_put: Some(PutRequest {
+                    key: key_for(&self.config.prefix, entry).into_bytes(),
+                    value: value_for(entry).into_bytes(),
+                    lease: if entry.revoked.exp().is_some() {
+                        lease
+                    } else {
+                        0
+                    },
+                    ..PutRequest::default()
+                }),
+            })
+            .collect();
+        let request = TxnRequest { success };
+        self.call("etcdserverpb.KV", "Txn", &request.encode_to_vec())
+    }
+
+    fn on_lease_granted(
+        &self,
+        status: u32,
+        size: usize,
+        batch: Vec<StoreEntry>,
+        metrics: &Metrics,
+        now: i64,
+    ) {
+        let granted = self
+            .answer::<LeaseGrantResponse>(status, size)
+            .and_then(|g| {
+                if g.error.is_empty() && g.id != 0 {
+                    Ok(g.id)
+                } else {
+                    Err(format!("lease not granted: {}", g.error))
+                }
+            });
+        let written = granted.and_then(|lease| {
+            self.write(&batch, lease)
+                .map_err(|s| format!("not sent: {s:?}"))
+        });
+        match written {
+            Ok(call) => *self.step.borrow_mut() = Some(Step::Writing { call }),
+            Err(why) => self.settle(Err(why), metrics, now),
+        }
+    }
+
+    fn settle(&self, outcome: Result<(), String>, metrics: &Metrics, now: i64) {
+        let settled = self.queue.borrow_mut().settle(outcome.is_ok(), now);
+        count_settled(
+            &*self.host,
+            &WRITES,
+            settled,
+            outcome.err().as_deref(),
+            metrics,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_value_round_trips_and_junk_is_none() {
+        assert_eq!(
+            decode_checked(&encode_checked(Some(17), 3)),
+            Some((Some(17), 3))
+        );
+        assert_eq!(decode_checked(&encode_checked(None, 0)), Some((None, 0)));
+        assert_eq!(decode_checked(b"x 1"), None);
+        assert_eq!(decode_checked(b"12"), None);
+        assert_eq!(decode_checked(&[0xff, b' ', b'1']), None);
+    }
+}

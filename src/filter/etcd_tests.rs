@@ -1,0 +1,403 @@
+//! The etcd store's flow through a fake host: what etcd is asked (the read, the watch, the
+//! auth, the writes), what a client then sees on this worker and another, and what the
+//! operator reads in the log when etcd misbehaves.
+
+use prost::Message;
+use proxy_wasm::types::{Action, Status};
+use serde_json::{json, Value};
+
+use super::fake_host::Grpc;
+use super::root::GrpcEvent;
+use super::tests::{header, revocation_config, Vm};
+use crate::remote::watch::BACKOFF_FIRST_SECONDS;
+use crate::revocation::etcd::proto::{
+    AuthenticateResponse, Event, EventType, KeyValue, LeaseGrantResponse, RangeRequest,
+    RangeResponse, ResponseHeader, TxnRequest, TxnResponse, WatchRequest, WatchResponse,
+};
+use crate::testkit::{good_claims, rs256, NOW};
+
+const PREFIX: &str = "/bearer-guard/revoked/";
+
+fn etcd_config(extra: Value) -> Value {
+    let mut etcd = json!({ "cluster": "etcd", "max_stale_seconds": 30 });
+    if let (Some(etcd), Some(extra)) = (etcd.as_object_mut(), extra.as_object()) {
+        etcd.extend(extra.clone());
+    }
+    revocation_config(json!({ "etcd": etcd }))
+}
+
+fn token(jti: &str) -> String {
+    let mut claims = good_claims();
+    claims["jti"] = json!(jti);
+    rs256(&claims)
+}
+
+fn kv(key: &str, value: &str, revision: i64) -> KeyValue {
+    KeyValue {
+        key: format!("{PREFIX}{key}").into_bytes(),
+        value: value.as_bytes().to_vec(),
+        mod_revision: revision,
+        ..KeyValue::default()
+    }
+}
+
+fn header_at(revision: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader {
+        revision,
+        ..ResponseHeader::default()
+    })
+}
+
+/// The host answers the unary call `call` with `message` (gRPC status 0).
+fn answer_call(vm: &mut Vm, call: u32, message: &impl Message) {
+    let bytes = message.encode_to_vec();
+    vm.host.set_grpc_answer(0, Some(&bytes));
+    vm.host.enter(1);
+    vm.root.grpc(GrpcEvent::CallResponse {
+        call,
+        status: 0,
+        size: bytes.len(),
+    });
+}
+
+fn stream_message(vm: &mut Vm, stream: u32, message: &WatchResponse) {
+    let bytes = message.encode_to_vec();
+    vm.host.set_grpc_answer(0, Some(&bytes));
+    vm.host.enter(1);
+    vm.root.grpc(GrpcEvent::StreamMessage {
+        stream,
+        size: bytes.len(),
+    });
+}
+
+/// The call the reader sent last, which must be `method`.
+/// A unary call as sent: its token, message and metadata.
+type Sent = (u32, Vec<u8>, Vec<(String, Vec<u8>)>);
+
+fn sent_call(vm: &Vm, method: &str) -> Sent {
+    let calls: Vec<Grpc> = vm.host.grpc();
+    calls
+        .into_iter()
+        .rev()
+        .find_map(|g| match g {
+            Grpc::Call {
+                token,
+                method: m,
+                message,
+                metadata,
+            } if m == method => Some((token, message, metadata)),
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("no {method} call in {:?}", vm.host.grpc()))
+}
+
+/// The read completes with `kvs` at revision 10; returns the watch stream's token.
+fn first_read(vm: &mut Vm, kvs: Vec<KeyValue>) -> u32 {
+    vm.tick();
+    let (call, message, _) = sent_call(vm, "etcdserverpb.KV/Range");
+    let request = RangeRequest::decode(message.as_slice()).unwrap();
+    assert_eq!(request.key, PREFIX.as_bytes());
+    answer_call(
+        vm,
+        call,
+        &RangeResponse {
+            header: header_at(10),
+            kvs,
+            ..RangeResponse::default()
+        },
+    );
+    let calls = vm.host.grpc();
+    let opened = calls.iter().find_map(|g| match g {
+        Grpc::Open { token, method, .. } if method == "etcdserverpb.Watch/Watch" => Some(*token),
+        _ => None,
+    });
+    let stream = opened.expect("a watch opened after the read");
+    let Some(Grpc::Send { token, message }) = calls.last() else {
+        panic!("no watch request sent: {calls:?}");
+    };
+    assert_eq!(*token, stream);
+    let request = WatchRequest::decode(message.as_slice()).unwrap();
+    let Some(crate::revocation::etcd::proto::RequestUnion::CreateRequest(create)) =
+        request.request_union
+    else {
+        panic!("not a create request");
+    };
+    assert_eq!(
+        create.start_revision, 11,
+        "from the revision after the read"
+    );
+    stream_message(
+        vm,
+        stream,
+        &WatchResponse {
+            header: header_at(10),
+            created: true,
+            watch_id: 1,
+            ..WatchResponse::default()
+        },
+    );
+    stream
+}
+
+fn event(kind: EventType, kv: KeyValue) -> Event {
+    Event {
+        r#type: kind as i32,
+        kv: Some(kv),
+        ..Event::default()
+    }
+}
+
+fn events(events: Vec<Event>) -> WatchResponse {
+    WatchResponse {
+        header: header_at(12),
+        watch_id: 1,
+        events,
+        ..WatchResponse::default()
+    }
+}
+
+fn status_of(vm: &mut Vm, context: u32, token: &str) -> u32 {
+    match vm.request(context, "/", token) {
+        Action::Continue => 200,
+        _ => vm.host.local_response(context).map_or(0, |r| r.status),
+    }
+}
+
+#[test]
+fn a_request_waits_for_the_first_read_then_a_revoked_jti_is_refused() {
+    let mut vm = Vm::new(&etcd_config(json!({})));
+    assert_eq!(vm.request(2, "/", &token("fine")), Action::Pause, "waits");
+    first_read(&mut vm, vec![kv("jti/bad", "{}", 7)]);
+    assert_eq!(
+        vm.host.resumed(2),
+        1,
+        "the read lets the waiting request go on"
+    );
+    assert_eq!(vm.host.local_response(2), None);
+    assert_eq!(status_of(&mut vm, 3, &token("bad")), 401);
+    let refused = vm.host.local_response(3).unwrap();
+    let challenge = header(&refused.headers, "www-authenticate").unwrap();
+    assert!(challenge.contains("token revoked"), "{challenge}");
+    assert_eq!(vm.host.logged("etcd: read 1 entries under").len(), 1);
+}
+
+#[test]
+fn a_watch_event_reaches_another_worker_before_its_next_request() {
+    let config = etcd_config(json!({}));
+    let mut reader = Vm::new(&config);
+    let stream = first_read(&mut reader, Vec::new());
+    let mut worker = reader.worker(&config);
+    assert_eq!(status_of(&mut worker, 2, &token("w")), 200);
+    stream_message(
+        &mut reader,
+        stream,
+        &events(vec![event(EventType::Put, kv("jti/w", "{}", 12))]),
+    );
+    // No tick on the worker: the request itself reads the shared serial.
+    assert_eq!(status_of(&mut worker, 3, &token("w")), 401);
+    stream_message(
+        &mut reader,
+        stream,
+        &events(vec![event(EventType::Delete, kv("jti/w", "", 13))]),
+    );
+    assert_eq!(
+        status_of(&mut worker, 4, &token("w")),
+        200,
+        "deleted: served"
+    );
+    // Only one VM reads etcd: the worker's ticks send nothing.
+    worker.tick();
+    assert!(worker.host.grpc().is_empty(), "{:?}", worker.host.grpc());
+}
+
+#[test]
+fn an_unknown_cluster_is_a_log_line_and_a_counter_and_stale_follows_on_stale() {
+    let mut vm = Vm::new(&etcd_config(json!({ "cluster": "nope" })));
+    vm.host.refuse_grpc(Some(Status::BadArgument));
+    vm.tick();
+    let line = "etcd read of /bearer-guard/revoked/ failed: not sent: BadArgument (is cluster \"nope\" defined, with HTTP/2?)";
+    assert_eq!(
+        vm.host.logged(line).len(),
+        1,
+        "{:?}",
+        vm.host.logged("etcd")
+    );
+    vm.host.set_now(NOW + BACKOFF_FIRST_SECONDS + 1);
+    vm.tick();
+    vm.tick();
+    assert_eq!(vm.host.logged("etcd read of").len(), 1, "once per outage");
+    vm.tick();
+    // Never read: a valid token is 503 (on_stale deny) once a request may not wait.
+    assert_eq!(status_of(&mut vm, 2, &token("x")), 0, "waits first");
+    vm.host.set_now(NOW + 60);
+    vm.tick();
+    let response = vm.host.local_response(2).expect("answered after its wait");
+    assert_eq!(response.status, 503);
+    assert!(header(&response.headers, "retry-after").is_some());
+}
+
+#[test]
+fn held_revocations_stay_enforced_while_the_watch_is_down_until_max_stale() {
+    let mut vm = Vm::new(&etcd_config(json!({ "on_stale": "allow" })));
+    let stream = first_read(&mut vm, vec![kv("jti/bad", "{}", 7)]);
+    vm.host.set_grpc_answer(14, None);
+    vm.root.grpc(GrpcEvent::StreamClose { stream, status: 14 });
+    assert_eq!(
+        vm.host
+            .logged("etcd watch of /bearer-guard/revoked/ broke")
+            .len(),
+        1
+    );
+    vm.host.set_now(NOW + 20);
+    vm.host.refuse_grpc(Some(Status::BadArgument));
+    vm.tick();
+    assert_eq!(status_of(&mut vm, 2, &token("bad")), 401, "still revoked");
+    assert_eq!(status_of(&mut vm, 3, &token("ok")), 200);
+    vm.host.set_now(NOW + 45);
+    vm.tick();
+    assert_eq!(
+        status_of(&mut vm, 4, &token("bad")),
+        401,
+        "stale, still revoked"
+    );
+    assert_eq!(
+        status_of(&mut vm, 5, &token("ok")),
+        200,
+        "stale: on_stale allow"
+    );
+    vm.tick();
+    assert_eq!(
+        vm.host.metric("bearer_guard.revocation.stale_allowed"),
+        Some(1),
+        "counted"
+    );
+}
+
+#[test]
+fn a_compaction_reads_the_prefix_again_and_garbage_never_shows_its_key() {
+    let mut vm = Vm::new(&etcd_config(json!({})));
+    let stream = first_read(&mut vm, vec![kv("jti/old", "{}", 7)]);
+    let secret = "eyJzZWNyZXQiOiJ0b2tlbiJ9";
+    stream_message(
+        &mut vm,
+        stream,
+        &events(vec![event(
+            EventType::Put,
+            kv(&format!("nonsense/{secret}"), "{}", 12),
+        )]),
+    );
+    assert!(vm.host.logged(secret).is_empty(), "a key is never logged");
+    assert_eq!(vm.host.logged("unknown kind").len(), 1);
+    vm.tick();
+    assert_eq!(
+        vm.host.metric("bearer_guard.revocation.etcd_skipped"),
+        Some(1)
+    );
+    stream_message(
+        &mut vm,
+        stream,
+        &WatchResponse {
+            watch_id: 1,
+            compact_revision: 20,
+            ..WatchResponse::default()
+        },
+    );
+    vm.tick();
+    let (call, _, _) = sent_call(&vm, "etcdserverpb.KV/Range");
+    answer_call(
+        &mut vm,
+        call,
+        &RangeResponse {
+            header: header_at(30),
+            kvs: vec![kv("jti/new", "{}", 25)],
+            ..RangeResponse::default()
+        },
+    );
+    assert_eq!(
+        status_of(&mut vm, 2, &token("old")),
+        200,
+        "gone in the new read"
+    );
+    assert_eq!(status_of(&mut vm, 3, &token("new")), 401);
+}
+
+#[test]
+fn with_credentials_every_call_carries_etcds_auth_token_and_a_rejected_one_is_renewed() {
+    let config = etcd_config(json!({ "username": "proxy", "password": "s3cret" }));
+    let mut vm = Vm::new(&config);
+    vm.tick();
+    let (auth, _, _) = sent_call(&vm, "etcdserverpb.Auth/Authenticate");
+    answer_call(
+        &mut vm,
+        auth,
+        &AuthenticateResponse {
+            token: "tok-1".into(),
+            ..AuthenticateResponse::default()
+        },
+    );
+    vm.tick();
+    let (_, _, metadata) = sent_call(&vm, "etcdserverpb.KV/Range");
+    assert_eq!(metadata, vec![("token".to_owned(), b"tok-1".to_vec())]);
+    let (range, _, _) = sent_call(&vm, "etcdserverpb.KV/Range");
+    vm.host.set_grpc_answer(16, None);
+    vm.root.grpc(GrpcEvent::CallResponse {
+        call: range,
+        status: 16,
+        size: 0,
+    });
+    vm.host.set_now(NOW + 30);
+    vm.tick();
+    let auths = vm
+        .host
+        .grpc()
+        .iter()
+        .filter(|g| matches!(g, Grpc::Call { method, .. } if method == "etcdserverpb.Auth/Authenticate"))
+        .count();
+    assert_eq!(auths, 2, "UNAUTHENTICATED asks for a new token");
+    assert!(vm.host.logged("s3cret").is_empty());
+}
+
+#[test]
+fn a_revocation_header_is_written_to_etcd_under_the_issuer_with_a_lease() {
+    let mut vm = Vm::new(&etcd_config(json!({})));
+    first_read(&mut vm, Vec::new());
+    let token = token("served");
+    assert_eq!(vm.request(2, "/", &token), Action::Continue);
+    vm.host
+        .start_response(2, &[(":status", "200"), ("x-revoke-token", "self")]);
+    assert_eq!(vm.stream(2).response_headers(), Action::Continue);
+    vm.tick();
+    let (grant, _, _) = sent_call(&vm, "etcdserverpb.Lease/LeaseGrant");
+    answer_call(
+        &mut vm,
+        grant,
+        &LeaseGrantResponse {
+            id: 77,
+            ttl: 3660,
+            ..LeaseGrantResponse::default()
+        },
+    );
+    let (txn, message, _) = sent_call(&vm, "etcdserverpb.KV/Txn");
+    let request = TxnRequest::decode(message.as_slice()).unwrap();
+    let puts: Vec<_> = request
+        .success
+        .iter()
+        .filter_map(|op| op.request_put.as_ref())
+        .collect();
+    assert_eq!(puts.len(), 1);
+    let key = String::from_utf8(puts[0].key.clone()).unwrap();
+    // A token with a `jti` is revoked by it, for its issuer's providers.
+    assert_eq!(
+        key,
+        format!("{PREFIX}iss/https%3A%2F%2Fidp.example.com/jti/served")
+    );
+    assert_eq!(puts[0].lease, 77);
+    assert!(!key.contains(&token) && !String::from_utf8_lossy(&puts[0].value).contains(&token));
+    answer_call(&mut vm, txn, &TxnResponse::default());
+    vm.tick();
+    assert_eq!(
+        vm.host
+            .metric("bearer_guard.revocation.etcd_publish_success"),
+        Some(1)
+    );
+}
