@@ -866,9 +866,10 @@ pub fn list_etcd(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliEr
     for line in &skipped {
         writeln!(out, "{line}")?;
     }
+    let noun = if entries == 1 { "entry" } else { "entries" };
     writeln!(
         out,
-        "{entries} entries, {} skipped, under {prefix} in etcd at {}",
+        "{entries} {noun}, {} skipped, under {prefix} in etcd at {}",
         skipped.len(),
         etcd.describe()
     )?;
