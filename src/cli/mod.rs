@@ -1,10 +1,11 @@
 //! The operator CLI (`bearer-guard`, feature `cli`): a thin host shell over the filter's core.
 //! `check-config` runs the filter's own config parser, `explain` the filter's own decision,
-//! `revoke` edits a list with the filter's list parser as the judge; `mint` and `jwks` use the
-//! demo keys. Nothing here is in the wasm module.
+//! `revoke` edits a list (or etcd's keys) with the filter's parser as the judge, `revocations`
+//! lists etcd's; `mint` and `jwks` use the demo keys. Nothing here is in the wasm module.
 
 pub mod args;
 pub mod check;
+pub mod etcd;
 pub mod explain;
 pub mod hint;
 pub mod mint;
@@ -43,6 +44,19 @@ usage: bearer-guard COMMAND [OPTIONS]
       a lock (.FILE.lock beside it) so concurrent runs all land. Running it again with the
       same absolute values changes nothing (relative times and the default cutoff are taken
       from now, so they may move an exp or a cutoff later).
+  revoke --etcd ENDPOINT[,ENDPOINT...] [--prefix P] [--issuer ISS] [--clock-skew SECONDS]
+         [--user NAME:PASSWORD] [--remove] [--exp T] [--jti ID]... [--token TOKEN|-]...
+         [--token-sha256 HEX]... [--subject SUB]... [--issued-before T]
+      The same entries as keys in etcd v3 (its JSON gateway on the client port, plain HTTP),
+      one per revocation under P (default /bearer-guard/revoked/), under iss/ISS/ with
+      --issuer; merged with a key already there as a list merges. An entry with an exp gets
+      a lease ending at exp + SECONDS, so etcd deletes it once its token is dead everywhere:
+      pass the largest clock_skew_seconds of your providers (default 60, jwt_authn's).
+      --remove deletes the keys. Give --list or --etcd; --provider is the list's only.
+  revocations --etcd ENDPOINT[,ENDPOINT...] [--prefix P] [--user NAME:PASSWORD]
+      What is in etcd under P: a line per entry (issuer, kind, jti / sub / token identity,
+      times, lease left), then the keys the filter would skip (by fingerprint), then counts.
+      Exit 2 when etcd cannot be reached. Never prints a token.
   token-id TOKEN|-
       The token identity in hex: SHA-256 of a JWS's signing input (header.payload), of the
       whole token otherwise. What `token_sha256` revocation entries name (the same for every
@@ -51,7 +65,7 @@ usage: bearer-guard COMMAND [OPTIONS]
       The plugin configuration's JSON Schema.
 
 T: Unix seconds, RFC 3339, 'now', or relative to now: +90s, -2h, +1d. D: 3600, 30m, 1h, 7d.
-Exit status: 0 valid / allowed, 1 invalid / denied, 2 usage or input error.
+Exit status: 0 valid / allowed, 1 invalid / denied, 2 usage or input error (or etcd unreachable).
 ";
 
 /// Why a command could not do its work.
@@ -107,6 +121,7 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
         "mint" => mint::run(rest, out),
         "jwks" => mint::jwks(rest, out),
         "revoke" => revoke::run(rest, out),
+        "revocations" => revoke::list_etcd(rest, out),
         "schema" => schema::run(rest, out),
         "token-id" => print_token_id(rest, out),
         "help" | "--help" | "-h" => out
@@ -134,12 +149,13 @@ pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
     2
 }
 
-const COMMANDS: [&str; 7] = [
+const COMMANDS: [&str; 8] = [
     "check-config",
     "explain",
     "mint",
     "jwks",
     "revoke",
+    "revocations",
     "schema",
     "token-id",
 ];

@@ -1,12 +1,22 @@
-//! `revoke --list FILE`: adds (or `--remove`s) entries in a revocation list file, the document
-//! the filter polls (`revocation::doc`; `examples/revocation_server.py` serves the same shape).
-//! Merges as the reference service does: an entry again keeps the later `exp` (no `exp` beats
-//! any), cutoffs keep the later time. The file is judged by the filter's list parser before
-//! and after, created when missing, and replaced atomically (a symlink's target, keeping its
-//! mode) under a lock beside it, so concurrent runs all land; an edit that changes nothing
-//! leaves it untouched. Idempotent for the same absolute values only: `--exp +1h` and the
-//! default subject cutoff (now) are read from the clock on each run.
+//! `revoke`: adds (or `--remove`s) revocations in one of two stores, the same edits read from
+//! the same options for both.
+//!
+//! `--list FILE`: entries in a revocation list file, the document the filter polls
+//! (`revocation::doc`; `examples/revocation_server.py` serves the same shape). Merges as the
+//! reference service does: an entry again keeps the later `exp` (no `exp` beats any), cutoffs
+//! keep the later time. The file is judged by the filter's list parser before and after,
+//! created when missing, and replaced atomically (a symlink's target, keeping its mode) under
+//! a lock beside it, so concurrent runs all land; an edit that changes nothing leaves it
+//! untouched. Idempotent for the same absolute values only: `--exp +1h` and the default
+//! subject cutoff (now) are read from the clock on each run.
+//!
+//! `--etcd ENDPOINT`: one key per revocation under a prefix, in the layout the filter's etcd
+//! reader reads (`revocation::etcd::layout`, which judges each key before it is written),
+//! merged with the key's value in etcd as the list merges, with a lease that ends when the
+//! token is dead on every proxy (`exp` plus the largest clock skew). `revocations --etcd`
+//! lists what is under the prefix. The gateway calls are `etcd.rs`'s.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -14,16 +24,25 @@ use std::path::{Path, PathBuf};
 use serde_json::{json, Map, Value};
 
 use super::args::{Args, Spec};
-use super::time::unix_now;
+use super::etcd::{Gateway, StoredKey};
+use super::time::{describe, parse_duration, unix_now};
 use super::{read_token, CliError, Outcome};
 use crate::observe::fingerprint::hex;
-use crate::observe::fingerprint::hex_to_digest;
+use crate::observe::fingerprint::{digest_to_hex, hex_to_digest};
 use crate::revocation::doc::{parse_value, with_exp, Source};
+use crate::revocation::etcd::layout::{
+    key_for, lease_seconds, parse_entry, skipped_line, value_for, Revoked, StoreEntry,
+};
 
 const SPEC: Spec = Spec {
     options: &[
         "list",
         "provider",
+        "etcd",
+        "prefix",
+        "issuer",
+        "clock-skew",
+        "user",
         "exp",
         "jti",
         "token",
@@ -34,10 +53,23 @@ const SPEC: Spec = Spec {
     switches: &["remove"],
 };
 
+/// Options that mean something for etcd only (`--provider` is the list's alone).
+const ETCD_ONLY: [&str; 4] = ["prefix", "issuer", "clock-skew", "user"];
+
+/// Where the etcd store's keys are, unless `--prefix` says otherwise.
+pub const DEFAULT_PREFIX: &str = "/bearer-guard/revoked/";
+
+/// jwt_authn's default `clock_skew_seconds`, so a lease outlives a token on a default proxy.
+const DEFAULT_CLOCK_SKEW_SECONDS: i64 = 60;
+
+/// The list's entry keys, which `Edit::Entry` names.
+const JTI: &str = "jti";
+const TOKEN_SHA256: &str = "token_sha256";
+
 /// One change asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Edit {
-    /// `jti` or `token_sha256`.
+    /// `jti` or `token_sha256` (the identity in lowercase hex).
     Entry {
         key: &'static str,
         value: String,
@@ -49,28 +81,87 @@ enum Edit {
     Cutoff(i64),
 }
 
+/// What a run asks for, whichever store it goes to.
+struct Request {
+    edits: Vec<Edit>,
+    remove: bool,
+    exp: Option<i64>,
+    now: i64,
+}
+
+/// The store a run edits.
+enum Target<'a> {
+    List(&'a str),
+    Etcd(&'a str),
+}
+
 pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     let args = SPEC.parse(words)?;
     args.no_operands()?;
-    let path = args
-        .one("list")?
-        .ok_or_else(|| CliError::Usage("--list FILE is missing".to_owned()))?;
+    let target = target_of(&args)?;
+    let request = read_request(&args)?;
+    match target {
+        Target::List(path) => edit_list(Path::new(path), args.one("provider")?, &request, out),
+        Target::Etcd(endpoints) => edit_etcd(endpoints, &args, &request, out),
+    }
+}
+
+/// Exactly one of `--list` and `--etcd`, with only the options that mean something for it.
+fn target_of(args: &Args) -> Result<Target<'_>, CliError> {
+    let given = |name: &str| args.all(name).next().is_some();
+    match (args.one("list")?, args.one("etcd")?) {
+        (Some(path), None) => match ETCD_ONLY.iter().find(|name| given(name)) {
+            Some(&"issuer") => Err(CliError::Usage(
+                "--issuer is for --etcd (in a list file, scope entries with --provider)".to_owned(),
+            )),
+            Some(name) => Err(CliError::Usage(format!("--{name} is for --etcd"))),
+            None => Ok(Target::List(path)),
+        },
+        (None, Some(_)) if given("provider") => Err(CliError::Usage(
+            "--provider is for --list: etcd entries are scoped by issuer (--issuer ISS)".to_owned(),
+        )),
+        (None, Some(endpoints)) => Ok(Target::Etcd(endpoints)),
+        (Some(_), Some(_)) => Err(CliError::Usage(
+            "give --list FILE or --etcd ENDPOINT, not both".to_owned(),
+        )),
+        (None, None) => Err(CliError::Usage(
+            "--list FILE or --etcd ENDPOINT is missing".to_owned(),
+        )),
+    }
+}
+
+/// The edits of `--jti`, `--token`, `--token-sha256`, `--subject` and `--issued-before`, and
+/// `--remove` / `--exp`: the same for both stores.
+fn read_request(args: &Args) -> Result<Request, CliError> {
     let remove = args.switch("remove");
     let now = unix_now();
     let exp = args.time("exp", now)?;
     if remove && exp.is_some() {
         return Err(CliError::Usage("--exp is for adding entries".to_owned()));
     }
-    let mut edits = entry_edits(&args)?;
-    edits.extend(subject_edits(&args, now)?);
+    let mut edits = entry_edits(args)?;
+    edits.extend(subject_edits(args, now)?);
     if edits.is_empty() {
         return Err(CliError::Usage(
             "nothing to do: give --jti, --token, --token-sha256, --subject or --issued-before"
                 .to_owned(),
         ));
     }
+    Ok(Request {
+        edits,
+        remove,
+        exp,
+        now,
+    })
+}
 
-    let path = Path::new(path);
+/// `--list FILE`: the edits applied to the file, under its lock.
+fn edit_list(
+    path: &Path,
+    provider: Option<&str>,
+    request: &Request,
+    out: &mut dyn Write,
+) -> Result<Outcome, CliError> {
     // Edits go to the file itself, never over a symlink to it; messages name the path given.
     let real = resolve(path)
         .map_err(|e| CliError::Input(format!("cannot use {}: {e}", path.display())))?;
@@ -79,8 +170,14 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
         lock(&real).map_err(|e| CliError::Input(format!("cannot lock {}: {e}", path.display())))?;
     let (original, before) = read_list(&real, path)?;
     let mut document = before.clone();
-    let provider = args.one("provider")?;
-    for change in apply_edits(&mut document, provider, &edits, remove, exp)? {
+    let changes = apply_edits(
+        &mut document,
+        provider,
+        &request.edits,
+        request.remove,
+        request.exp,
+    )?;
+    for change in changes {
         writeln!(out, "{}: {change}", path.display())?;
     }
     let text = serde_json::to_string_pretty(&Value::Object(document.clone()))
@@ -93,14 +190,19 @@ pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
     }
     write_atomically(&real, &format!("{text}\n"))
         .map_err(|e| CliError::Input(format!("cannot write {}: {e}", path.display())))?;
-    if let Some(exp) = exp.filter(|exp| *exp <= now) {
-        writeln!(
-            out,
-            "{}: note: exp {exp} has passed: the filter drops such entries (their tokens have expired)",
-            path.display()
-        )?;
-    }
+    note_passed_exp(request, &path.display().to_string(), out)?;
     Ok(Outcome::Success)
+}
+
+/// An `exp` already past is kept, but the filter ignores such entries: say so.
+fn note_passed_exp(request: &Request, place: &str, out: &mut dyn Write) -> io::Result<()> {
+    match request.exp.filter(|exp| *exp <= request.now) {
+        Some(exp) => writeln!(
+            out,
+            "{place}: note: exp {exp} has passed: the filter drops such entries (their tokens have expired)"
+        ),
+        None => Ok(()),
+    }
 }
 
 /// `--jti`, `--token` and `--token-sha256`: entries of the lists, a token by its identity.
@@ -111,7 +213,7 @@ fn entry_edits(args: &Args) -> Result<Vec<Edit>, CliError> {
             return Err(CliError::Usage("--jti must not be empty".to_owned()));
         }
         edits.push(Edit::Entry {
-            key: "jti",
+            key: JTI,
             value: jti.to_owned(),
         });
     }
@@ -119,7 +221,7 @@ fn entry_edits(args: &Args) -> Result<Vec<Edit>, CliError> {
         // The identity, not the whole token's hash: it also revokes the token's signature twins.
         let digest = crate::token::id::token_id(&read_token(token)?);
         edits.push(Edit::Entry {
-            key: "token_sha256",
+            key: TOKEN_SHA256,
             value: hex(&digest),
         });
     }
@@ -133,7 +235,7 @@ fn entry_edits(args: &Args) -> Result<Vec<Edit>, CliError> {
             ))
         })?;
         edits.push(Edit::Entry {
-            key: "token_sha256",
+            key: TOKEN_SHA256,
             value: hex(&digest),
         });
     }
@@ -517,6 +619,311 @@ fn sync_directory(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// `--etcd ENDPOINT`: each edit as its key, put (merged with what etcd holds) or deleted.
+/// Every key is judged before the first is written, so a bad one leaves etcd as it was.
+fn edit_etcd(
+    endpoints: &str,
+    args: &Args,
+    request: &Request,
+    out: &mut dyn Write,
+) -> Result<Outcome, CliError> {
+    let prefix = prefix_of(args)?;
+    let issuer = issuer_of(args)?;
+    let clock_skew = clock_skew_of(args)?;
+    let entries = request
+        .edits
+        .iter()
+        .map(|edit| store_entry(edit, issuer.as_deref(), request.exp))
+        .collect::<Result<Vec<_>, _>>()?;
+    for entry in &entries {
+        judge(&prefix, entry)?;
+    }
+    let mut etcd = Gateway::open(endpoints, args.one("user")?)?;
+    let mut writer = EtcdWriter {
+        etcd: &mut etcd,
+        prefix: &prefix,
+        clock_skew,
+        now: request.now,
+        leases: BTreeMap::new(),
+    };
+    for entry in &entries {
+        let change = if request.remove {
+            writer.delete(entry)?
+        } else {
+            writer.put(entry)?
+        };
+        writeln!(out, "{change}")?;
+    }
+    note_passed_exp(request, &etcd.describe(), out)?;
+    Ok(Outcome::Success)
+}
+
+/// `--prefix`, or the default; it ends in `/`, as the filter's config makes it.
+fn prefix_of(args: &Args) -> Result<String, CliError> {
+    let prefix = args.one("prefix")?.unwrap_or(DEFAULT_PREFIX);
+    if !prefix.ends_with('/') {
+        return Err(CliError::Usage(format!(
+            "--prefix must end with / (the default is {DEFAULT_PREFIX})"
+        )));
+    }
+    Ok(prefix.to_owned())
+}
+
+fn issuer_of(args: &Args) -> Result<Option<String>, CliError> {
+    match args.one("issuer")? {
+        Some("") => Err(CliError::Usage("--issuer must not be empty".to_owned())),
+        issuer => Ok(issuer.map(str::to_owned)),
+    }
+}
+
+fn clock_skew_of(args: &Args) -> Result<i64, CliError> {
+    args.one("clock-skew")?
+        .map_or(Ok(DEFAULT_CLOCK_SKEW_SECONDS), parse_duration)
+        .map_err(|e| CliError::Usage(format!("--clock-skew: {e}")))
+}
+
+/// An edit as the etcd store's entry: the list's `exp` rules (a global cutoff has none).
+fn store_entry(
+    edit: &Edit,
+    issuer: Option<&str>,
+    exp: Option<i64>,
+) -> Result<StoreEntry, CliError> {
+    let revoked = match edit {
+        Edit::Entry { key, value } if *key == JTI => Revoked::Jti {
+            jti: value.clone(),
+            exp,
+        },
+        Edit::Entry { value, .. } => Revoked::Token {
+            // `entry_edits` wrote it from a digest: it reads back.
+            id: hex_to_digest(value)
+                .ok_or_else(|| CliError::Input("a token identity that is not hex".to_owned()))?,
+            exp,
+        },
+        Edit::Subject { sub, cutoff } => Revoked::Subject {
+            sub: sub.clone(),
+            issued_before: *cutoff,
+            exp,
+        },
+        Edit::Cutoff(cutoff) => Revoked::IssuedBefore(*cutoff),
+    };
+    Ok(StoreEntry {
+        issuer: issuer.map(str::to_owned),
+        revoked,
+    })
+}
+
+/// The filter's etcd reader is the judge: what is written must read back as this entry.
+fn judge(prefix: &str, entry: &StoreEntry) -> Result<(), CliError> {
+    let key = key_for(prefix, entry);
+    match parse_entry(prefix, key.as_bytes(), value_for(entry).as_bytes()) {
+        Ok(read) if read == *entry => Ok(()),
+        Ok(_) => Err(CliError::Input(format!(
+            "{}: the filter would read this entry back differently",
+            kind_of(entry)
+        ))),
+        // The key is not shown: a jti that is too long may well be a pasted token.
+        Err(why) => Err(CliError::Input(format!(
+            "{}: the filter's etcd reader would skip this entry ({why})",
+            kind_of(entry)
+        ))),
+    }
+}
+
+fn kind_of(entry: &StoreEntry) -> &'static str {
+    match entry.revoked {
+        Revoked::Jti { .. } => "jti",
+        Revoked::Token { .. } => "token",
+        Revoked::Subject { .. } => "sub",
+        Revoked::IssuedBefore(_) => "issued_before",
+    }
+}
+
+/// Writes entries' keys in one run: one lease per length, shared by the keys that need it.
+struct EtcdWriter<'a> {
+    etcd: &'a mut Gateway,
+    prefix: &'a str,
+    clock_skew: i64,
+    now: i64,
+    /// Leases granted in this run, by TTL.
+    leases: BTreeMap<i64, String>,
+}
+
+impl EtcdWriter<'_> {
+    /// Puts the entry merged with the one at its key (as the list merges: the later `exp`, no
+    /// `exp` beating any, the later cutoff), so a second revoke never shortens the first.
+    /// Two writers of one key at the same moment may still both read before either writes.
+    fn put(&mut self, entry: &StoreEntry) -> Result<String, CliError> {
+        let key = key_for(self.prefix, entry);
+        let held = self.etcd.get(key.as_bytes())?;
+        let held = held.and_then(|h: StoredKey| parse_entry(self.prefix, &h.key, &h.value).ok());
+        let merged = held.map_or_else(|| entry.clone(), |held| merge(&held, entry));
+        let value = value_for(&merged);
+        let ttl = lease_seconds(merged.revoked.exp(), self.clock_skew, self.now);
+        let lease = ttl.map(|ttl| self.lease(ttl)).transpose()?;
+        self.etcd
+            .put(key.as_bytes(), value.as_bytes(), lease.as_deref())?;
+        let lease = match ttl {
+            Some(ttl) => format!("lease {ttl}s"),
+            None => "no lease: stays until removed".to_owned(),
+        };
+        let kept = if merged == *entry {
+            ""
+        } else {
+            "; merged with what etcd held"
+        };
+        Ok(format!("put {key} {value} ({lease}{kept})"))
+    }
+
+    fn delete(&mut self, entry: &StoreEntry) -> Result<String, CliError> {
+        let key = key_for(self.prefix, entry);
+        Ok(if self.etcd.delete(key.as_bytes())? {
+            format!("deleted {key}")
+        } else {
+            format!("{key} is not in etcd")
+        })
+    }
+
+    fn lease(&mut self, ttl: i64) -> Result<String, CliError> {
+        if let Some(id) = self.leases.get(&ttl) {
+            return Ok(id.clone());
+        }
+        let id = self.etcd.grant_lease(ttl)?;
+        self.leases.insert(ttl, id.clone());
+        Ok(id)
+    }
+}
+
+/// `new` merged with what its key held (the same kind and name: they share the key).
+fn merge(held: &StoreEntry, new: &StoreEntry) -> StoreEntry {
+    let revoked = match (&held.revoked, &new.revoked) {
+        (Revoked::Jti { exp: held, .. }, Revoked::Jti { jti, exp }) => Revoked::Jti {
+            jti: jti.clone(),
+            exp: merged_exp(*held, *exp),
+        },
+        (Revoked::Token { exp: held, .. }, Revoked::Token { id, exp }) => Revoked::Token {
+            id: *id,
+            exp: merged_exp(*held, *exp),
+        },
+        (
+            Revoked::Subject {
+                issued_before: held_cutoff,
+                exp: held_exp,
+                ..
+            },
+            Revoked::Subject {
+                sub,
+                issued_before,
+                exp,
+            },
+        ) => Revoked::Subject {
+            sub: sub.clone(),
+            issued_before: (*held_cutoff).max(*issued_before),
+            exp: merged_exp(*held_exp, *exp),
+        },
+        (Revoked::IssuedBefore(held), Revoked::IssuedBefore(cutoff)) => {
+            Revoked::IssuedBefore((*held).max(*cutoff))
+        }
+        (_, other) => other.clone(),
+    };
+    StoreEntry {
+        issuer: new.issuer.clone(),
+        revoked,
+    }
+}
+
+const LIST_SPEC: Spec = Spec {
+    options: &["etcd", "prefix", "user"],
+    switches: &[],
+};
+
+/// `revocations --etcd ENDPOINT`: every entry under the prefix, a line each, then the keys
+/// the filter would skip (by fingerprint, never the key), then the counts.
+pub fn list_etcd(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
+    let args = LIST_SPEC.parse(words)?;
+    args.no_operands()?;
+    let endpoints = args
+        .one("etcd")?
+        .ok_or_else(|| CliError::Usage("--etcd ENDPOINT is missing".to_owned()))?;
+    let prefix = prefix_of(&args)?;
+    let mut etcd = Gateway::open(endpoints, args.one("user")?)?;
+    let now = unix_now();
+    let mut lease_left = BTreeMap::new();
+    let mut skipped = Vec::new();
+    let mut entries = 0usize;
+    for stored in etcd.under_prefix(prefix.as_bytes())? {
+        match parse_entry(&prefix, &stored.key, &stored.value) {
+            Ok(entry) => {
+                let lease = match &stored.lease {
+                    Some(id) => Some(ttl_of(&mut etcd, &mut lease_left, id)?),
+                    None => None,
+                };
+                writeln!(out, "{}", entry_line(&entry, lease, now))?;
+                entries += 1;
+            }
+            Err(why) => skipped.push(skipped_line(why, &stored.key)),
+        }
+    }
+    for line in &skipped {
+        writeln!(out, "{line}")?;
+    }
+    let noun = if entries == 1 { "entry" } else { "entries" };
+    writeln!(
+        out,
+        "{entries} {noun}, {} skipped, under {prefix} in etcd at {}",
+        skipped.len(),
+        etcd.describe()
+    )?;
+    Ok(Outcome::Success)
+}
+
+/// A lease's seconds left (`None`: it has ended), asked once per lease.
+fn ttl_of(
+    etcd: &mut Gateway,
+    known: &mut BTreeMap<String, Option<i64>>,
+    lease: &str,
+) -> Result<Option<i64>, CliError> {
+    if let Some(ttl) = known.get(lease) {
+        return Ok(*ttl);
+    }
+    let ttl = etcd.lease_ttl(lease)?;
+    known.insert(lease.to_owned(), ttl);
+    Ok(ttl)
+}
+
+/// `[iss "ISSUER"  ]KIND NAME  TIMES  LEASE`: names quoted (escaped, so a line stays one
+/// line), a token by its identity, times as Unix seconds and RFC 3339.
+fn entry_line(entry: &StoreEntry, lease: Option<Option<i64>>, now: i64) -> String {
+    let mut fields = Vec::new();
+    if let Some(issuer) = &entry.issuer {
+        fields.push(format!("iss {issuer:?}"));
+    }
+    match &entry.revoked {
+        Revoked::Jti { jti, .. } => fields.push(format!("jti {jti:?}")),
+        Revoked::Token { id, .. } => fields.push(format!("token {}", digest_to_hex(id))),
+        Revoked::Subject {
+            sub, issued_before, ..
+        } => {
+            fields.push(format!("sub {sub:?}"));
+            fields.push(format!("issued_before {}", describe(*issued_before, now)));
+        }
+        Revoked::IssuedBefore(cutoff) => {
+            fields.push(format!("issued_before {}", describe(*cutoff, now)))
+        }
+    }
+    if !matches!(entry.revoked, Revoked::IssuedBefore(_)) {
+        fields.push(match entry.revoked.exp() {
+            Some(exp) => format!("exp {}", describe(exp, now)),
+            None => "no exp".to_owned(),
+        });
+    }
+    fields.push(match lease {
+        None => "no lease".to_owned(),
+        Some(Some(ttl)) => format!("lease {ttl}s left"),
+        Some(None) => "lease ended".to_owned(),
+    });
+    fields.join("  ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -571,5 +978,135 @@ mod tests {
             .contains("unknown field `jtis`"));
         assert!(load("[]").is_err());
         assert!(load("{").unwrap_err().starts_with("not JSON"));
+    }
+
+    fn words(text: &str) -> Vec<String> {
+        text.split(' ').map(str::to_owned).collect()
+    }
+
+    fn usage_error(text: &str) -> String {
+        let args = SPEC.parse(&words(text)).unwrap();
+        match target_of(&args) {
+            Err(CliError::Usage(why)) => why,
+            Err(other) => panic!("{other:?}"),
+            Ok(_) => panic!("{text}: accepted"),
+        }
+    }
+
+    #[test]
+    fn one_store_with_its_own_options() {
+        let args = SPEC.parse(&words("--etcd e --issuer i --jti a")).unwrap();
+        assert!(matches!(target_of(&args), Ok(Target::Etcd("e"))));
+        let args = SPEC.parse(&words("--list f --provider p --jti a")).unwrap();
+        assert!(matches!(target_of(&args), Ok(Target::List("f"))));
+        assert!(
+            usage_error("--etcd e --provider p --jti a").starts_with("--provider is for --list")
+        );
+        assert!(usage_error("--list f --issuer i --jti a").starts_with("--issuer is for --etcd"));
+        assert_eq!(
+            usage_error("--list f --clock-skew 5 --jti a"),
+            "--clock-skew is for --etcd"
+        );
+        assert!(usage_error("--list f --etcd e --jti a").contains("not both"));
+        assert!(usage_error("--jti a").contains("is missing"));
+    }
+
+    #[test]
+    fn edits_become_the_store_entries_of_the_layout() {
+        let id = [7u8; 32];
+        let token = Edit::Entry {
+            key: TOKEN_SHA256,
+            value: hex(&id),
+        };
+        let entry = store_entry(&token, Some("https://idp"), Some(9)).unwrap();
+        assert_eq!(
+            entry,
+            StoreEntry {
+                issuer: Some("https://idp".into()),
+                revoked: Revoked::Token { id, exp: Some(9) },
+            }
+        );
+        // A global cutoff has no exp, so no lease, whatever --exp says.
+        let cutoff = store_entry(&Edit::Cutoff(5), None, Some(9)).unwrap();
+        assert_eq!(cutoff.revoked, Revoked::IssuedBefore(5));
+        assert_eq!(cutoff.revoked.exp(), None);
+        judge(DEFAULT_PREFIX, &entry).unwrap();
+        let huge = Edit::Entry {
+            key: JTI,
+            value: "j".repeat(5000),
+        };
+        let why = match judge(DEFAULT_PREFIX, &store_entry(&huge, None, None).unwrap()) {
+            Err(CliError::Input(why)) => why,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            why,
+            "jti: the filter's etcd reader would skip this entry (key too large)"
+        );
+    }
+
+    #[test]
+    fn etcd_entries_merge_as_the_list_does() {
+        let jti = |exp| StoreEntry {
+            issuer: None,
+            revoked: Revoked::Jti {
+                jti: "a".into(),
+                exp,
+            },
+        };
+        assert_eq!(merge(&jti(Some(5)), &jti(Some(9))), jti(Some(9)));
+        assert_eq!(merge(&jti(Some(9)), &jti(Some(5))), jti(Some(9)));
+        assert_eq!(merge(&jti(None), &jti(Some(5))), jti(None), "no exp wins");
+        let sub = |issued_before, exp| StoreEntry {
+            issuer: Some("i".into()),
+            revoked: Revoked::Subject {
+                sub: "alice".into(),
+                issued_before,
+                exp,
+            },
+        };
+        assert_eq!(merge(&sub(10, Some(3)), &sub(7, Some(4))), sub(10, Some(4)));
+        let cutoff = |t| StoreEntry {
+            issuer: None,
+            revoked: Revoked::IssuedBefore(t),
+        };
+        assert_eq!(merge(&cutoff(8), &cutoff(3)), cutoff(8));
+    }
+
+    #[test]
+    fn listed_entries_show_names_times_and_leases_never_a_token() {
+        const NOW: i64 = 1_800_000_000;
+        let line = entry_line(
+            &StoreEntry {
+                issuer: Some("https://idp".into()),
+                revoked: Revoked::Subject {
+                    sub: "al\nice".into(),
+                    issued_before: NOW,
+                    exp: None,
+                },
+            },
+            Some(Some(42)),
+            NOW,
+        );
+        assert_eq!(
+            line,
+            "iss \"https://idp\"  sub \"al\\nice\"  issued_before 1800000000 \
+             (2027-01-15T08:00:00Z, now)  no exp  lease 42s left"
+        );
+        let token = StoreEntry {
+            issuer: None,
+            revoked: Revoked::Token {
+                id: [0xab; 32],
+                exp: Some(NOW + 3600),
+            },
+        };
+        assert_eq!(
+            entry_line(&token, None, NOW),
+            format!(
+                "token {}  exp 1800003600 (2027-01-15T09:00:00Z, in 1h)  no lease",
+                "ab".repeat(32)
+            )
+        );
+        assert!(entry_line(&token, Some(None), NOW).ends_with("lease ended"));
     }
 }
