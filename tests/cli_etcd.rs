@@ -3,8 +3,6 @@
 //! with `etcdctl get`, their leases, what `revocations` prints, and the errors. Every etcd is
 //! stopped, by pid, when its test ends.
 
-// The binary exists with the `cli` feature only (cargo test --features cli --test cli_etcd).
-#![cfg(feature = "cli")]
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
