@@ -74,31 +74,53 @@ fn token(issuer: &str, jti: &str, sub: &str) -> String {
 
 /// Two providers (`corp`: `ISSUER`, `partner`: `PARTNER`) and revocations from etcd.
 fn config(max_stale_seconds: u64) -> Value {
+    config_with(json!({ "max_stale_seconds": max_stale_seconds }))
+}
+
+/// `config` with these `revocation.etcd` keys (over `cluster: etcd`, the prefix, deny).
+fn config_with(etcd: Value) -> Value {
     let mut config = testkit::config_json(json!({}), None);
     config["providers"]["partner"] = json!({
         "issuer": PARTNER,
         "audiences": ["orders-api"],
         "local_jwks": testkit::jwks(),
     });
-    config["revocation"] = json!({ "etcd": {
-        "cluster": "etcd",
-        "prefix": PREFIX,
-        "max_stale_seconds": max_stale_seconds,
-        "on_stale": "deny",
-    }});
+    let mut store = json!({ "cluster": "etcd", "prefix": PREFIX, "on_stale": "deny" });
+    if let (Some(store), Some(extra)) = (store.as_object_mut(), etcd.as_object()) {
+        store.extend(extra.clone());
+    }
+    config["revocation"] = json!({ "etcd": store });
     config
 }
 
 /// Envoy with 2 workers, its `etcd` cluster on every member of `etcd`.
 fn start(etcd: &EtcdCluster, upstream: &Upstream, max_stale_seconds: u64) -> Envoy {
+    start_with(
+        &config(max_stale_seconds),
+        &etcd.envoy_endpoints(),
+        upstream,
+        None,
+    )
+}
+
+/// Envoy with 2 workers and this plugin config; its `etcd` cluster on `endpoints` (an
+/// `lb_endpoints` list), its HTTP/1.1 `revocations` cluster on `http1_port` if given.
+fn start_with(
+    config: &Value,
+    endpoints: &str,
+    upstream: &Upstream,
+    http1_port: Option<u16>,
+) -> Envoy {
     let port = upstream.port.to_string();
+    let http1 = http1_port.unwrap_or(upstream.port).to_string();
     let yaml = support::envoy::fill_template(
         "envoy/test.yaml.tmpl",
-        &config(max_stale_seconds),
+        config,
         upstream.port,
         &[
             ("IDP_PORT", &port),
-            ("ETCD_ENDPOINTS", &etcd.envoy_endpoints()),
+            ("ETCD_ENDPOINTS", endpoints),
+            ("REVOCATION_PORT", &http1),
         ],
     );
     Envoy::start_with_args(&yaml, "guarded", 2, &[]).unwrap()
@@ -426,5 +448,168 @@ fn garbage_under_the_prefix_is_skipped_not_fatal() {
         "garbage revoked a valid token"
     );
     assert_revoked(&get(&envoy, &good));
+    assert_wasm_healthy(&envoy, &vms);
+}
+
+#[test]
+fn a_revocation_learned_by_one_proxy_is_written_to_etcd_and_refused_by_the_other() {
+    let etcd = EtcdCluster::start(3);
+    let upstream = Upstream::start();
+    // The upstream ends the session it serves (the default directive: `self`).
+    upstream.add_response_headers("/logout", &[("x-revoke-token", "self")]);
+    let a = start(&etcd, &upstream, 300);
+    let b = start(&etcd, &upstream, 300);
+    let vms = wasm_stats(&b);
+    let session = token(ISSUER, "urn:session:7", "erin");
+    wait_for_first_read(&a, &session);
+    wait_for_first_read(&b, &session);
+    let logout = http::get(
+        a.port,
+        "/logout",
+        &[("authorization", &format!("Bearer {session}"))],
+    );
+    assert_eq!(logout.status, 200, "the logout itself is served");
+    let written = Instant::now();
+    everywhere_after(
+        &a,
+        &session,
+        401,
+        written,
+        Duration::from_secs(10),
+        "proxy a",
+    );
+    let took = everywhere_after(
+        &b,
+        &session,
+        401,
+        written,
+        Duration::from_secs(10),
+        "proxy b, through etcd",
+    );
+    assert!(
+        took <= Duration::from_secs(2),
+        "proxy b refused it {took:?} after the logout"
+    );
+    assert_revoked(&get(&b, &session));
+    // In etcd as the layout says: under the issuer, by jti, with the token's exp (its lease).
+    let key = format!("{PREFIX}iss/{}/jti/{}", pct(ISSUER), pct("urn:session:7"));
+    let value: Value = serde_json::from_str(&etcd.get(&key).expect("written to etcd")).unwrap();
+    assert!(
+        value["exp"].as_i64().is_some_and(|exp| exp > unix_now()),
+        "{value}"
+    );
+    assert!(a.counter_at_least("wasmcustom.bearer_guard.revocation.etcd_publish_success", 1) >= 1);
+    assert!(everywhere(&b, &token(ISSUER, "urn:session:8", "erin"), 200));
+    assert_wasm_healthy(&b, &vms);
+}
+
+#[test]
+fn etcd_auth_errors_are_logged_and_a_proxy_with_the_right_password_reads() {
+    let etcd = EtcdCluster::start(1);
+    let upstream = Upstream::start();
+    etcd.put(&jti_key("a-revoked"), "{}");
+    // etcd's own authentication: a user who may read and write the prefix only.
+    etcd.ctl(None, &["user", "add", "root:rootpw"]);
+    etcd.ctl(None, &["role", "add", "revocations"]);
+    etcd.ctl(
+        None,
+        &[
+            "role",
+            "grant-permission",
+            "revocations",
+            "--prefix=true",
+            "readwrite",
+            PREFIX,
+        ],
+    );
+    etcd.ctl(None, &["user", "add", "proxy:proxypw"]);
+    etcd.ctl(None, &["user", "grant-role", "proxy", "revocations"]);
+    etcd.ctl(None, &["auth", "enable"]);
+    let endpoints = etcd.envoy_endpoints();
+    let wrong = config_with(json!({ "username": "proxy", "password": "wrong" }));
+    let refused = start_with(&wrong, &endpoints, &upstream, None);
+    let right = config_with(json!({ "username": "proxy", "password": "proxypw" }));
+    let reads = start_with(&right, &endpoints, &upstream, None);
+    let vms = wasm_stats(&reads);
+    let valid = token(ISSUER, "a-valid", "alice");
+    wait_for_first_read(&reads, &valid);
+    assert_revoked(&get(&reads, &token(ISSUER, "a-revoked", "alice")));
+    // Never read: fail closed (on_stale deny), and say why.
+    assert_stale(&get(&refused, &valid));
+    let logged = eventually(Duration::from_secs(10), || {
+        refused.log().contains("etcd authentication failed")
+    });
+    assert!(logged.is_some(), "{}", log_tail(&refused));
+    assert!(
+        !refused.log().contains("wrong") && !reads.log().contains("proxypw"),
+        "a password in the log"
+    );
+    assert_wasm_healthy(&reads, &vms);
+}
+
+#[test]
+fn a_cluster_without_http2_is_a_clear_log_line_not_a_crash() {
+    let etcd = EtcdCluster::start(1);
+    let upstream = Upstream::start();
+    // The `revocations` cluster speaks HTTP/1.1; etcd's gRPC needs HTTP/2.
+    let config = config_with(json!({ "cluster": "revocations" }));
+    let port = etcd.client_ports()[0];
+    let envoy = start_with(&config, &etcd.envoy_endpoints(), &upstream, Some(port));
+    let vms = wasm_stats(&envoy);
+    let valid = token(ISSUER, "h-valid", "alice");
+    let logged = eventually(Duration::from_secs(15), || {
+        envoy
+            .log()
+            .contains("etcd read of /bearer-guard/revoked/ failed")
+    });
+    assert!(logged.is_some(), "{}", log_tail(&envoy));
+    assert_stale(&get(&envoy, &valid));
+    assert!(envoy.counter_at_least("wasmcustom.bearer_guard.revocation.etcd_read_failed", 1) >= 1);
+    // An unknown cluster name: the same, naming it (the SDK would have panicked here).
+    let unknown = start_with(
+        &config_with(json!({ "cluster": "no-such-cluster" })),
+        &etcd.envoy_endpoints(),
+        &upstream,
+        None,
+    );
+    let named = eventually(Duration::from_secs(15), || {
+        unknown
+            .log()
+            .contains("is cluster \"no-such-cluster\" defined, with HTTP/2?")
+    });
+    assert!(named.is_some(), "{}", log_tail(&unknown));
+    assert_stale(&get(&unknown, &valid));
+    assert_wasm_healthy(&envoy, &vms);
+    let unknown_vms = wasm_stats(&unknown);
+    assert_wasm_healthy(&unknown, &unknown_vms);
+}
+
+#[test]
+fn a_proxy_reads_and_watches_through_etcds_grpc_proxy() {
+    let etcd = EtcdCluster::start(3);
+    let upstream = Upstream::start();
+    etcd.put(&jti_key("p-old"), "{}");
+    let proxy = etcd.start_grpc_proxy();
+    let endpoints = support::envoy::lb_endpoints(&[proxy.port]);
+    let envoy = start_with(&config(300), &endpoints, &upstream, None);
+    let vms = wasm_stats(&envoy);
+    let valid = token(ISSUER, "p-valid", "alice");
+    wait_for_first_read(&envoy, &valid);
+    assert_revoked(&get(&envoy, &token(ISSUER, "p-old", "alice")));
+    let fresh = token(ISSUER, "p-new", "alice");
+    etcd.put(&jti_key("p-new"), "{}");
+    let took = everywhere_after(
+        &envoy,
+        &fresh,
+        401,
+        Instant::now(),
+        Duration::from_secs(10),
+        "a put seen through the grpc-proxy",
+    );
+    assert!(
+        took <= PROPAGATION,
+        "{took:?} through the grpc-proxy\n{}",
+        proxy.log()
+    );
     assert_wasm_healthy(&envoy, &vms);
 }

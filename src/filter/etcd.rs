@@ -557,6 +557,11 @@ impl EtcdStore {
             return;
         };
         reader.range_call = None;
+        if status == 0 && size > MAX_MESSAGE_BYTES && reader.watch.range_too_large() {
+            // Large values under the prefix: the same page again, with fewer keys.
+            self.drive_next(reader, metrics, now);
+            return;
+        }
         let changes = match answer {
             Ok(response) => reader.watch.range_response(now, response),
             Err(why) => {

@@ -401,3 +401,24 @@ fn a_revocation_header_is_written_to_etcd_under_the_issuer_with_a_lease() {
         Some(1)
     );
 }
+
+#[test]
+fn a_page_too_large_to_take_is_asked_for_again_with_fewer_keys() {
+    use crate::revocation::etcd::proto::MAX_MESSAGE_BYTES;
+    let mut vm = Vm::new(&etcd_config(json!({})));
+    vm.tick();
+    let (call, message, _) = sent_call(&vm, "etcdserverpb.KV/Range");
+    let first = RangeRequest::decode(message.as_slice()).unwrap();
+    // Huge values under the prefix: the answer is over the cap, never read into memory.
+    vm.host.set_grpc_answer(0, Some(b"unread"));
+    vm.root.grpc(GrpcEvent::CallResponse {
+        call,
+        status: 0,
+        size: MAX_MESSAGE_BYTES + 1,
+    });
+    let (again, message, _) = sent_call(&vm, "etcdserverpb.KV/Range");
+    assert_ne!(again, call, "asked again at once, without a tick");
+    let smaller = RangeRequest::decode(message.as_slice()).unwrap();
+    assert_eq!((smaller.key, smaller.limit), (first.key, first.limit / 2));
+    assert!(vm.host.logged("etcd read").is_empty(), "not an outage");
+}

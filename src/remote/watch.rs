@@ -115,6 +115,8 @@ pub struct PrefixWatch {
     episode: Episode,
     /// `MAX_READ_KEYS` (smaller in tests).
     max_read_keys: usize,
+    /// Keys asked for per page: `PAGE_LIMIT`, halved while pages come back too large.
+    page_limit: i64,
 }
 
 impl PrefixWatch {
@@ -129,6 +131,7 @@ impl PrefixWatch {
             stream_open: false,
             episode: Episode::default(),
             max_read_keys: MAX_READ_KEYS,
+            page_limit: PAGE_LIMIT,
         }
     }
 
@@ -165,7 +168,7 @@ impl PrefixWatch {
                 Action::SendRange(RangeRequest {
                     key: next_key.clone(),
                     range_end: self.range_end.clone(),
-                    limit: PAGE_LIMIT,
+                    limit: self.page_limit,
                     // 0 is "the latest": the first page fixes the revision of the rest.
                     revision: revision.unwrap_or(0),
                     ..RangeRequest::default()
@@ -182,6 +185,9 @@ impl PrefixWatch {
                     key: self.prefix.clone(),
                     range_end: self.range_end.clone(),
                     start_revision: *from_revision,
+                    // A revision larger than etcd's request limit comes in pieces, each
+                    // answer bounded, instead of one answer too large to take.
+                    fragment: true,
                     ..WatchCreateRequest::default()
                 })
             }
@@ -245,6 +251,20 @@ impl PrefixWatch {
             deletes: Vec::new(),
             recovered: self.episode.recovered(),
         })
+    }
+
+    /// The page asked for came back larger than the shell takes: the same page is asked for
+    /// again at once with half as many keys. `false` when a page is already one key (that
+    /// key is too large to read: the caller fails the read with `range_failed`).
+    pub fn range_too_large(&mut self) -> bool {
+        match &mut self.state {
+            State::Reading { sent, .. } if *sent && self.page_limit > 1 => {
+                self.page_limit = (self.page_limit / 2).max(1);
+                *sent = false;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The `Range` call failed (not sent, an error status, a body that does not decode): the
@@ -509,6 +529,43 @@ mod tests {
         expect_watch(w.next_action(now));
         w.watch_response(now, created(1)).unwrap();
         w
+    }
+
+    #[test]
+    fn a_page_too_large_is_asked_for_again_at_once_with_half_the_keys() {
+        let mut w = PrefixWatch::new(b"/bg/");
+        expect_range(w.next_action(0));
+        w.range_response(0, page(10, vec![kv("/bg/a", 3)], true))
+            .unwrap();
+        let second = expect_range(w.next_action(0));
+        assert!(w.range_too_large(), "a smaller page can be asked for");
+        let again = expect_range(w.next_action(0));
+        assert_eq!(
+            (again.key.clone(), again.revision),
+            (second.key, 10),
+            "the same page, same revision"
+        );
+        assert_eq!(again.limit, PAGE_LIMIT / 2);
+        let mut last = again;
+        while w.range_too_large() {
+            last = expect_range(w.next_action(0));
+        }
+        assert_eq!(last.limit, 1);
+        assert!(
+            !w.range_too_large(),
+            "one key too large: nothing smaller to ask for"
+        );
+        assert!(w.range_failed(0), "the read fails (an outage) instead");
+        assert!(!w.range_too_large(), "nothing in flight");
+        // The watch asks etcd to split revisions larger than its request limit.
+        let w = live_at(0);
+        assert!(!w.is_stale(0, 30));
+        let mut fresh = PrefixWatch::new(b"/bg/");
+        expect_range(fresh.next_action(0));
+        fresh
+            .range_response(0, page(10, Vec::new(), false))
+            .unwrap();
+        assert!(expect_watch(fresh.next_action(0)).fragment);
     }
 
     #[test]

@@ -271,6 +271,49 @@ impl EtcdCluster {
         Some(lines.collect::<Vec<_>>().join("\n"))
     }
 
+    /// Runs `etcdctl ARGS` that must succeed (as an administrator would: `user add`,
+    /// `auth enable`, ...); its stdout. `user`: `--user NAME:PASSWORD`.
+    pub fn ctl(&self, user: Option<&str>, args: &[&str]) -> String {
+        let mut all: Vec<&str> = Vec::new();
+        let flag = user.map(|u| format!("--user={u}"));
+        if let Some(flag) = &flag {
+            all.push(flag);
+        }
+        all.extend_from_slice(args);
+        self.etcdctl_ok(&all)
+    }
+
+    /// `etcd grpc-proxy` in front of every member, on a free loopback port: it coalesces the
+    /// watches of many clients into one per key range. Stopped (by pid) when dropped.
+    pub fn start_grpc_proxy(&self) -> GrpcProxy {
+        let port = free_ports(1).first().copied().unwrap();
+        let log_path = self.dir.join("grpc-proxy.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(etcd_bin())
+            .args(["grpc-proxy", "start"])
+            .arg(format!("--endpoints={}", self.endpoints()))
+            .arg(format!("--listen-addr=127.0.0.1:{port}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let proxy = GrpcProxy {
+            port,
+            child: Some(child),
+            log_path,
+        };
+        let up = super::within(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(
+            up.is_some(),
+            "etcd grpc-proxy did not listen: {}",
+            proxy.log()
+        );
+        proxy
+    }
+
     /// Every member's client port (also those stopped), in member order.
     pub fn client_ports(&self) -> Vec<u16> {
         self.members.iter().map(|m| m.client_port).collect()
@@ -322,6 +365,28 @@ impl EtcdCluster {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+}
+
+/// A running `etcd grpc-proxy` (see [`EtcdCluster::start_grpc_proxy`]).
+pub struct GrpcProxy {
+    pub port: u16,
+    child: Option<Child>,
+    log_path: PathBuf,
+}
+
+impl GrpcProxy {
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for GrpcProxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

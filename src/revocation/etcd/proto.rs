@@ -1,18 +1,17 @@
 //! etcd v3's messages for reading a prefix (`KV/Range`), watching it (`Watch/Watch`) and
-//! writing under it (`KV/Put`, `Lease/LeaseGrant`), and gRPC's length-prefixed framing of
-//! messages on a stream. The structs are the subset of etcd 3.4's `etcdserverpb/rpc.proto` and
+//! writing under it (`KV/Txn` of puts, `Lease/LeaseGrant`) and authenticating (`Auth/
+//! Authenticate`); Envoy's gRPC client frames them. The structs are the subset of etcd 3.4's `etcdserverpb/rpc.proto` and
 //! `mvccpb/kv.proto` that the filter and a writer use, field numbers and types as published
 //! (a field left out is skipped when decoding, so only what is sent has to be complete).
 
 use prost::Message;
 
-/// The largest gRPC message the deframer accepts. etcd's own request limit is 1.5 MiB and a
-/// watch response without fragments stays near it; anything far larger is a broken or hostile
-/// peer, refused instead of buffered.
-pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
-
-/// The gRPC message header: a compressed flag and a big-endian length.
-const FRAME_HEADER_BYTES: usize = 5;
+/// The largest answer read from etcd (a `Range` page, a watch message). A page of 1000
+/// entries of the largest size the layout reads (4 KiB key and value) is 8 MiB; a larger
+/// answer makes the reader ask for smaller pages (`PrefixWatch::range_too_large`), and a
+/// watch message larger than this (etcd fragments large revisions, `fragment: true`) breaks
+/// the watch, which resumes from the last revision seen.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// mvccpb.KeyValue
 #[derive(Clone, PartialEq, Message)]
@@ -314,106 +313,9 @@ pub fn prefix_range_end(prefix: &[u8]) -> Vec<u8> {
     }
 }
 
-/// One message framed for a gRPC stream: flag 0 (not compressed), its length (big-endian
-/// u32), its bytes.
-pub fn frame<M: Message>(msg: &M) -> Vec<u8> {
-    let len = msg.encoded_len();
-    let mut out = Vec::with_capacity(FRAME_HEADER_BYTES + len);
-    out.push(0);
-    // A message over 4 GiB cannot be built in a wasm32 VM; were one built on the host, the
-    // saturated length makes the peer refuse the frame rather than misread the stream.
-    out.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
-    msg.encode_raw(&mut out);
-    out
-}
-
-/// Why a stream's bytes cannot be read as gRPC messages. The stream is out of step after
-/// either, so the deframer stays failed: the shell drops the stream.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FrameError {
-    /// A compressed message: the filter asks for none (no `grpc-accept-encoding`).
-    Compressed,
-    /// A message longer than `MAX_MESSAGE_BYTES` (its announced length).
-    TooLong(u32),
-    /// A flag byte that is neither 0 nor 1.
-    BadFlag(u8),
-}
-
-/// Reassembles gRPC messages from a stream's chunks, however the chunks split or merge them.
-#[derive(Debug, Default, Clone)]
-pub struct Deframer {
-    buf: Vec<u8>,
-    /// Where the next unread frame starts in `buf` (read frames are dropped on the next push,
-    /// not one by one, so many frames in one chunk cost one copy).
-    start: usize,
-    failed: Option<FrameError>,
-}
-
-impl Deframer {
-    pub fn new() -> Self {
-        Deframer::default()
-    }
-
-    /// Takes a chunk of the stream.
-    pub fn push(&mut self, chunk: &[u8]) {
-        if self.failed.is_some() {
-            return;
-        }
-        self.buf.drain(..self.start.min(self.buf.len()));
-        self.start = 0;
-        self.buf.extend_from_slice(chunk);
-    }
-
-    /// The next complete message, `Ok(None)` until more bytes come. A bad header fails the
-    /// stream as soon as its 5 bytes are in, before any of its body is buffered.
-    pub fn next_message(&mut self) -> Result<Option<Vec<u8>>, FrameError> {
-        if let Some(err) = self.failed {
-            return Err(err);
-        }
-        let rest = self.buf.get(self.start..).unwrap_or_default();
-        let Some((&[flag, a, b, c, d], body)) = rest.split_first_chunk::<FRAME_HEADER_BYTES>()
-        else {
-            return Ok(None);
-        };
-        let announced = u32::from_be_bytes([a, b, c, d]);
-        let err = match flag {
-            0 => None,
-            1 => Some(FrameError::Compressed),
-            other => Some(FrameError::BadFlag(other)),
-        };
-        let len = usize::try_from(announced).unwrap_or(usize::MAX);
-        let err = err.or((len > MAX_MESSAGE_BYTES).then_some(FrameError::TooLong(announced)));
-        if let Some(err) = err {
-            self.failed = Some(err);
-            self.buf = Vec::new();
-            self.start = 0;
-            return Err(err);
-        }
-        let Some(msg) = body.get(..len) else {
-            return Ok(None);
-        };
-        let msg = msg.to_vec();
-        self.start = self.start.saturating_add(FRAME_HEADER_BYTES + len);
-        Ok(Some(msg))
-    }
-
-    /// Bytes taken but not yet handed out as messages (a frame still arriving).
-    pub fn pending(&self) -> usize {
-        self.buf.len().saturating_sub(self.start)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn drain(deframer: &mut Deframer) -> Result<Vec<Vec<u8>>, FrameError> {
-        let mut out = Vec::new();
-        while let Some(msg) = deframer.next_message()? {
-            out.push(msg);
-        }
-        Ok(out)
-    }
 
     #[test]
     fn prefix_range_end_is_etcds() {
@@ -494,91 +396,6 @@ mod tests {
         let bytes = [0x0a, 2, 0x18, 4, 0x10, 42, 0x18, 60];
         let grant = LeaseGrantResponse::decode(&bytes[..]).unwrap();
         assert_eq!((grant.id, grant.ttl), (42, 60));
-    }
-
-    #[test]
-    fn a_framed_message_round_trips() {
-        let msg = RangeRequest {
-            key: b"/bg/".to_vec(),
-            range_end: prefix_range_end(b"/bg/"),
-            ..Default::default()
-        };
-        let framed = frame(&msg);
-        assert_eq!(framed[0], 0);
-        assert_eq!(framed[1..5], 12u32.to_be_bytes());
-        let mut deframer = Deframer::new();
-        deframer.push(&framed);
-        let got = drain(&mut deframer).unwrap();
-        assert_eq!(got.len(), 1);
-        assert_eq!(RangeRequest::decode(got[0].as_slice()).unwrap(), msg);
-        assert_eq!(deframer.pending(), 0);
-    }
-
-    #[test]
-    fn frames_split_across_chunks_and_merged_in_one() {
-        let a = frame(&KeyValue {
-            key: b"a".to_vec(),
-            ..Default::default()
-        });
-        let b = frame(&KeyValue {
-            key: b"bb".to_vec(),
-            value: vec![7; 300],
-            ..Default::default()
-        });
-        let empty = frame(&WatchProgressRequest {});
-        assert_eq!(empty, vec![0, 0, 0, 0, 0]);
-        let stream: Vec<u8> = [a.clone(), empty, b.clone(), a].concat();
-        // Every split point, one byte at a time, and all at once give the same messages.
-        for chunk in [1, 2, 3, 5, 7, 64, stream.len()] {
-            let mut deframer = Deframer::new();
-            let mut got = Vec::new();
-            for piece in stream.chunks(chunk) {
-                deframer.push(piece);
-                got.extend(drain(&mut deframer).unwrap());
-            }
-            assert_eq!(got.len(), 4, "chunk {chunk}");
-            assert_eq!(KeyValue::decode(got[0].as_slice()).unwrap().key, b"a");
-            assert!(got[1].is_empty());
-            assert_eq!(got[2], b[5..].to_vec());
-            assert_eq!(deframer.pending(), 0);
-        }
-    }
-
-    #[test]
-    fn hostile_headers_fail_the_stream_before_buffering() {
-        let mut deframer = Deframer::new();
-        deframer.push(&[0, 0xff, 0xff, 0xff, 0xff]);
-        assert_eq!(deframer.next_message(), Err(FrameError::TooLong(u32::MAX)));
-        deframer.push(&[0; 1000]);
-        assert_eq!(deframer.pending(), 0, "nothing more is buffered");
-        assert!(deframer.next_message().is_err(), "the stream stays failed");
-
-        let too_long = u32::try_from(MAX_MESSAGE_BYTES + 1).unwrap();
-        let mut deframer = Deframer::new();
-        deframer.push(&[0]);
-        deframer.push(&too_long.to_be_bytes());
-        assert_eq!(deframer.next_message(), Err(FrameError::TooLong(too_long)));
-
-        let mut deframer = Deframer::new();
-        let max = u32::try_from(MAX_MESSAGE_BYTES).unwrap();
-        deframer.push(&[0]);
-        deframer.push(&max.to_be_bytes());
-        assert_eq!(
-            deframer.next_message(),
-            Ok(None),
-            "the limit itself is allowed"
-        );
-
-        let mut deframer = Deframer::new();
-        deframer.push(&[1, 0, 0, 0, 1, 9]);
-        assert_eq!(deframer.next_message(), Err(FrameError::Compressed));
-        let mut deframer = Deframer::new();
-        deframer.push(&[2, 0, 0, 0, 0]);
-        assert_eq!(deframer.next_message(), Err(FrameError::BadFlag(2)));
-
-        let mut deframer = Deframer::new();
-        deframer.push(&[0, 0, 0]);
-        assert_eq!(deframer.next_message(), Ok(None), "a header still arriving");
     }
 
     #[test]
