@@ -11,7 +11,6 @@
 )]
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -22,42 +21,12 @@ use sha2::{Digest, Sha256};
 use bearer_guard::revocation::list::{accept_response, ListUpdate};
 use bearer_guard::revocation::set::Probe;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bearer-guard");
+mod support;
+use support::cli::{bin, run, run_with_input, Run};
+
 /// A fixed "now" for `mint` and `explain`: 2027-01-15T08:00:00Z.
 const NOW: i64 = 1_800_000_000;
 const DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/envoy/demo.yaml");
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn run_with_input(args: &[&str], input: &str) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().unwrap(),
-        out: String::from_utf8(output.stdout).unwrap(),
-        err: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-fn run(args: &[&str]) -> Run {
-    run_with_input(args, "")
-}
 
 /// A scratch directory of this test's own.
 fn scratch(name: &str) -> PathBuf {
@@ -568,7 +537,7 @@ fn concurrent_revokes_all_land() {
     let list = list.to_str().unwrap();
     let children: Vec<_> = (0..20)
         .map(|i| {
-            Command::new(BIN)
+            Command::new(bin())
                 .args(["revoke", "--list", list, "--jti", &format!("j{i}")])
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -726,7 +695,7 @@ fn mint_needs_no_source_tree() {
     // The demo keys are built in: a copy of the binary elsewhere still mints and prints them.
     let dir = scratch("copied");
     let copy = dir.join("bearer-guard");
-    fs::copy(BIN, &copy).unwrap();
+    fs::copy(bin(), &copy).unwrap();
     // Another test of this process may fork while the copy's write descriptor is still open
     // (until its child execs): exec then fails with ETXTBSY for a moment. Retry briefly.
     let mut attempts = 0;

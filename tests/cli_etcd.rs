@@ -11,8 +11,8 @@
 )]
 
 mod support;
+use support::cli::{run, run_with_input};
 
-use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -22,40 +22,7 @@ use serde_json::{json, Value};
 use support::etcd::EtcdCluster;
 use support::within;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bearer-guard");
 const PREFIX: &str = "/bearer-guard/revoked/";
-
-struct Run {
-    code: i32,
-    out: String,
-    err: String,
-}
-
-fn run_with_input(args: &[&str], input: &str) -> Run {
-    let mut child = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    Run {
-        code: output.status.code().unwrap(),
-        out: String::from_utf8(output.stdout).unwrap(),
-        err: String::from_utf8(output.stderr).unwrap(),
-    }
-}
-
-fn run(args: &[&str]) -> Run {
-    run_with_input(args, "")
-}
 
 /// A run that must succeed; its stdout.
 #[track_caller]

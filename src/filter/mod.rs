@@ -240,8 +240,12 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
         Decision::WaitForRevocationList => {
             // The first list fetch or etcd read: as long as the slower of the two may take.
             let revocation = active.guard.config().revocation.as_ref();
-            let list = revocation.and_then(|r| r.list.as_ref()).map(|l| l.timeout_ms);
-            let etcd = revocation.and_then(|r| r.etcd.as_ref()).map(|e| e.timeout_ms);
+            let list = revocation
+                .and_then(|r| r.list.as_ref())
+                .map(|l| l.timeout_ms);
+            let etcd = revocation
+                .and_then(|r| r.etcd.as_ref())
+                .map(|e| e.timeout_ms);
             wait(WaitTarget::RevocationList, list.max(etcd), now)
         }
         Decision::Deny(denial) => refuse(active, &request, &seen, denial, None, now),

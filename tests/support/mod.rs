@@ -11,6 +11,7 @@
 )]
 
 pub mod certificate;
+pub mod cli;
 pub mod envoy;
 pub mod etcd;
 pub mod fault;
