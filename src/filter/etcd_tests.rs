@@ -422,3 +422,24 @@ fn a_page_too_large_to_take_is_asked_for_again_with_fewer_keys() {
     assert_eq!((smaller.key, smaller.limit), (first.key, first.limit / 2));
     assert!(vm.host.logged("etcd read").is_empty(), "not an outage");
 }
+
+#[test]
+fn with_a_list_too_a_waiting_request_goes_on_once_both_have_answered() {
+    let mut config = etcd_config(json!({}));
+    config["revocation"]["list"] = json!({ "cluster": "rev", "uri": "http://rev/v1/list" });
+    let mut vm = Vm::new(&config);
+    assert_eq!(vm.request(2, "/", &token("fine")), Action::Pause);
+    vm.tick();
+    let list = vm.host.calls().pop().expect("the list fetch");
+    vm.host
+        .set_call_response(Some(200), &[], r#"{"version":"v1","jti":["listed"]}"#);
+    vm.host.enter(1);
+    vm.root.call_response(list.token, 33);
+    assert_eq!(vm.host.resumed(2), 0, "etcd has not answered yet");
+    assert_eq!(vm.host.local_response(2), None, "not refused meanwhile");
+    first_read(&mut vm, vec![kv("jti/in-etcd", "{}", 3)]);
+    assert_eq!(vm.host.resumed(2), 1);
+    assert_eq!(status_of(&mut vm, 3, &token("listed")), 401);
+    assert_eq!(status_of(&mut vm, 4, &token("in-etcd")), 401);
+    assert_eq!(status_of(&mut vm, 5, &token("neither")), 200);
+}
