@@ -363,3 +363,35 @@ fn with_auth_enabled_the_cli_logs_in_and_never_shows_the_password() {
         assert!(!shown.contains("pa55"), "the password is shown:\n{shown}");
     }
 }
+
+#[test]
+fn explain_reads_etcd_and_names_it_as_what_revoked_the_token() {
+    let cluster = EtcdCluster::start(1);
+    let dir = std::env::temp_dir().join(format!("bg-explain-etcd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let token = ok(&["mint", "--iss", "https://bg.test", "--jti", "explained-1"])
+        .trim()
+        .to_owned();
+    let jwks = ok(&["jwks"]);
+    let config = json!({
+        "providers": { "demo": {
+            "issuer": "https://bg.test",
+            "local_jwks": serde_json::from_str::<Value>(&jwks).unwrap(),
+        }},
+        "revocation": { "etcd": { "cluster": "etcd" } }
+    });
+    let path = dir.join("config.json");
+    std::fs::write(&path, config.to_string()).unwrap();
+    let path = path.to_str().unwrap();
+    let endpoints = cluster.endpoints();
+    let before = run(&["explain", "--config", path, "--etcd", &endpoints, &token]);
+    assert_eq!(before.code, 0, "{}{}", before.out, before.err);
+    cluster.put(&format!("{PREFIX}jti/explained-1"), "{}");
+    let after = run(&["explain", "--config", path, "--etcd", &endpoints, &token]);
+    assert_eq!(after.code, 1, "{}{}", after.out, after.err);
+    has(&after.out, "revoked by etcd");
+    let without = run(&["explain", "--config", path, &token]);
+    assert_eq!(without.code, 0, "{}", without.out);
+    has(&without.out, "pass --etcd ENDPOINT to read it");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -33,6 +33,8 @@ const SPEC: Spec = Spec {
         "header",
         "jwks",
         "revocation-list",
+        "etcd",
+        "etcd-user",
     ],
     switches: &["plaintext"],
 };
@@ -58,6 +60,13 @@ pub fn run(
     let mut notes = Vec::new();
     let keys = provider_keys(&config, &written, args.all("jwks"), &mut notes)?;
     let list = revocation_list(&config, args.one("revocation-list")?, now, &mut notes)?;
+    let etcd = etcd_set(
+        &config,
+        args.one("etcd")?,
+        args.one("etcd-user")?,
+        now,
+        &mut notes,
+    )?;
     let parsed = verify::parse(&token);
     let iss = parsed
         .as_ref()
@@ -74,6 +83,10 @@ pub fn run(
 
     // The verdict and the steps shown are the guard's own pipeline's.
     let guard = build_guard(config.clone(), &keys, list.clone(), now);
+    if let Some(set) = etcd {
+        guard.state().install_etcd(Some(Rc::new(set)));
+        guard.state().etcd_confirmed(now);
+    }
     let request = Request {
         method: &method,
         path: &request_path,
@@ -524,6 +537,62 @@ fn revocation_list(
     }
 }
 
+/// The etcd store's set, read from `--etcd ENDPOINT` as the filter's reader builds it;
+/// without an endpoint, an empty store just read (so the token's own checks show).
+fn etcd_set(
+    config: &Config,
+    endpoints: Option<&str>,
+    user: Option<&str>,
+    now: i64,
+    notes: &mut Vec<String>,
+) -> Result<Option<RevocationSet>, CliError> {
+    let store = config.revocation.as_ref().and_then(|r| r.etcd.as_ref());
+    let (store, endpoints) = match (store, endpoints) {
+        (None, None) => return Ok(None),
+        (None, Some(_)) => {
+            return Err(CliError::Usage(
+                "--etcd: the configuration has no revocation.etcd".to_owned(),
+            ))
+        }
+        (Some(store), None) => {
+            notes.push(format!(
+                "etcd (cluster {}, prefix {}) is taken as just read and empty: pass --etcd \
+                 ENDPOINT to read it",
+                store.cluster, store.prefix
+            ));
+            return Ok(Some(RevocationSet::empty()));
+        }
+        (Some(store), Some(endpoints)) => (store, endpoints),
+    };
+    let mut gateway = super::etcd::Gateway::open(endpoints, user)?;
+    let changes = crate::remote::watch::Changes {
+        reset: true,
+        puts: gateway
+            .under_prefix(store.prefix.as_bytes())?
+            .into_iter()
+            .map(|stored| crate::revocation::etcd::proto::KeyValue {
+                key: stored.key,
+                value: stored.value,
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    };
+    let mut held = crate::revocation::etcd::held::HeldStore::new(&store.prefix);
+    let applied = held.apply(&changes, &|issuer| config.provider_names_of_issuer(issuer));
+    if applied.skipped > 0 {
+        notes.push(format!(
+            "etcd {}: {} keys skipped (they do not parse)",
+            gateway.describe(),
+            applied.skipped
+        ));
+    }
+    Ok(Some(held.build(
+        now.saturating_sub(config.expiry_grace_seconds()),
+        "",
+    )))
+}
+
 fn build_guard(config: Config, keys: &[Keys], list: Option<RevocationSet>, now: i64) -> Guard {
     // Envoy verifies RSA and ECDSA in BoringSSL (`crypto: auto`); the CLI's stand-in for it
     // verifies the same algorithms, so ES384/ES512 verify here as they do in Envoy.
@@ -717,9 +786,11 @@ fn waiting_for(verdict: &Verdict, config: &Config) -> Option<String> {
             name(provider),
             name(provider)
         )),
-        Decision::WaitForRevocationList => {
-            Some("it fetches the revocation list (pass --revocation-list FILE)".to_owned())
-        }
+        Decision::WaitForRevocationList => Some(
+            "it fetches the revocation list or reads etcd (pass --revocation-list FILE or \
+             --etcd ENDPOINT)"
+                .to_owned(),
+        ),
         Decision::Introspect { provider, .. } => Some(format!(
             "it asks provider {}'s introspection endpoint about the token",
             name(provider)

@@ -26,7 +26,8 @@ usage: bearer-guard COMMAND [OPTIONS]
       config (YAML/JSON, the envoy.filters.http.wasm filters' configuration) or Istio
       WasmPlugin manifests (spec.pluginConfig). Errors name the key, with a hint.
   explain --config FILE [--now T] [--method M] [--path P] [--header 'NAME: VALUE']...
-          [--plaintext] [--jwks [PROVIDER=]FILE]... [--revocation-list FILE] TOKEN
+          [--plaintext] [--jwks [PROVIDER=]FILE]... [--revocation-list FILE]
+          [--etcd ENDPOINT[,...] [--etcd-user NAME:PASSWORD]] TOKEN
       What the filter decides for TOKEN ('-': read it from standard input): the rule, the
       provider, every check, and the response it would send. The token is never printed.
   mint [--alg RS256|ES256] [--iss S] [--sub S] [--aud A]... [--lifetime D | --exp T | --no-exp]

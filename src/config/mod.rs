@@ -610,6 +610,24 @@ pub fn json_schema(generator: schemars::SchemaGenerator) -> schemars::Schema {
 }
 
 impl Config {
+    /// The names of the providers whose `issuer` is `issuer`: the scopes an entry made for
+    /// that issuer (etcd's `iss/<issuer>/`) is held under.
+    pub fn provider_names_of_issuer(&self, issuer: &str) -> Vec<String> {
+        self.providers
+            .iter()
+            .filter(|p| p.issuer == issuer)
+            .map(|p| p.name.clone())
+            .collect()
+    }
+
+    /// The `issuer` of the provider named `name`.
+    pub fn issuer_of_provider(&self, name: &str) -> Option<String> {
+        self.providers
+            .iter()
+            .find(|p| p.name == name)
+            .map(|p| p.issuer.clone())
+    }
+
     /// How long past its `exp` a token may still be accepted (the largest clock skew), plus
     /// a margin: revocation entries are kept at least this long past `exp`.
     pub fn expiry_grace_seconds(&self) -> i64 {

@@ -122,8 +122,6 @@ pub struct EtcdStore {
     config: EtcdConfig,
     keys: Keys,
     host: Rc<dyn Host>,
-    /// (provider name, issuer) of every provider: what `iss/<issuer>/` entries apply to.
-    providers: Vec<(String, String)>,
     /// Entries stay in the set until their token's `exp` plus this (the largest skew).
     grace: i64,
     seen_serial: Cell<Option<u64>>,
@@ -146,16 +144,9 @@ impl EtcdStore {
         if matches!(host.shared_data(&keys.lease), Ok((None, _)) | Err(_)) {
             let _ = host.set_shared_data(&keys.lease, lease::FREE, None);
         }
-        let providers = guard
-            .config()
-            .providers
-            .iter()
-            .map(|p| (p.name.clone(), p.issuer.clone()))
-            .collect();
         let store = EtcdStore {
             keys,
             host,
-            providers,
             grace: guard.config().expiry_grace_seconds(),
             seen_serial: Cell::new(None),
             reader: RefCell::new(None),
@@ -170,21 +161,6 @@ impl EtcdStore {
         };
         store.adopt(guard);
         Some(store)
-    }
-
-    fn scopes_of(&self, issuer: &str) -> Vec<String> {
-        self.providers
-            .iter()
-            .filter(|(_, iss)| iss == issuer)
-            .map(|(name, _)| name.clone())
-            .collect()
-    }
-
-    fn issuer_of(&self, provider: &str) -> Option<String> {
-        self.providers
-            .iter()
-            .find(|(name, _)| name == provider)
-            .map(|(_, iss)| iss.clone())
     }
 
     /// Picks up the set the reader shared, if it changed, and when it was last in sync. One
@@ -675,9 +651,10 @@ impl EtcdStore {
             self.share(reader, guard, now, false);
             return;
         }
+        let config = guard.config();
         let applied = reader
             .held
-            .apply(&changes, &|issuer| self.scopes_of(issuer));
+            .apply(&changes, &|issuer| config.provider_names_of_issuer(issuer));
         for line in &applied.skipped_lines {
             host.warn(&format!("etcd {}{line}", self.config.prefix));
         }
@@ -748,10 +725,11 @@ impl EtcdStore {
     }
 
     /// Queues what this VM learned (a response header, misuse detection) for etcd.
-    pub fn publish(&self, learned: &[PublishEntry], metrics: &Metrics) {
+    pub fn publish(&self, learned: &[PublishEntry], guard: &Guard, metrics: &Metrics) {
+        let config = guard.config();
         let entries: Vec<StoreEntry> = learned
             .iter()
-            .filter_map(|entry| from_learned(entry, &|name| self.issuer_of(name)))
+            .filter_map(|entry| from_learned(entry, &|name| config.issuer_of_provider(name)))
             .collect();
         for _ in 0..self.queue.borrow_mut().push(entries) {
             metrics.count(Counter::EtcdPublishDropped);

@@ -405,7 +405,7 @@ impl Revocation {
             }
         }
         if let Some(etcd) = &self.etcd {
-            etcd.publish(&publish, metrics);
+            etcd.publish(&publish, guard, metrics);
         }
         if let Some(queue) = self.publish.borrow_mut().as_mut() {
             for _ in 0..queue.push(publish) {
