@@ -276,6 +276,9 @@ pub fn summary(config: &Config) -> String {
         if let Some(list) = &revocation.list {
             on.push(format!("list via cluster {}", list.endpoint.cluster));
         }
+        if let Some(etcd) = &revocation.etcd {
+            on.push(format!("etcd {} via cluster {}", etcd.prefix, etcd.cluster));
+        }
         if revocation.publish.is_some() {
             on.push("publish".to_owned());
         }

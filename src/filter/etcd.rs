@@ -125,6 +125,8 @@ pub struct EtcdStore {
     /// Entries stay in the set until their token's `exp` plus this (the largest skew).
     grace: i64,
     seen_serial: Cell<Option<u64>>,
+    /// A shared set that did not decode (logged once).
+    unreadable_serial: Cell<Option<u64>>,
     reader: RefCell<Option<Reader>>,
     auth: RefCell<Auth>,
     queue: RefCell<PublishQueue<StoreEntry>>,
@@ -149,6 +151,7 @@ impl EtcdStore {
             host,
             grace: guard.config().expiry_grace_seconds(),
             seen_serial: Cell::new(None),
+            unreadable_serial: Cell::new(None),
             reader: RefCell::new(None),
             auth: RefCell::new(Auth::default()),
             queue: RefCell::new(PublishQueue::new(
@@ -180,7 +183,12 @@ impl EtcdStore {
             };
             let Some(set) = set else {
                 // What this VM holds stays enforced; the staleness clock is not advanced.
-                host.warn("etcd revocations in shared data are unreadable; keeping what is held");
+                // Said once per shared set, not on every request.
+                if self.unreadable_serial.replace(Some(serial)) != Some(serial) {
+                    host.warn(
+                        "etcd revocations in shared data are unreadable; keeping what is held",
+                    );
+                }
                 return;
             };
             guard.state().install_etcd(Some(Rc::new(set)));
