@@ -18,18 +18,46 @@ use crate::revocation::set::{fingerprint, Kind, RevocationSet, SetBuilder, ANY_P
 /// At most this many skipped keys are described per answer (the rest are only counted).
 pub const MAX_SKIPPED_LINES: usize = 5;
 
+/// The fingerprints of one entry: one for an entry of every provider (most of them), one per
+/// provider of its issuer otherwise. Inline when one, so a 1M-entry prefix is not 1M small
+/// allocations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Fingerprints {
+    One(u64),
+    Many(Box<[u64]>),
+}
+
+impl Fingerprints {
+    fn of(mut all: Vec<u64>) -> Self {
+        match all.as_slice() {
+            [one] => Fingerprints::One(*one),
+            _ => {
+                all.shrink_to_fit();
+                Fingerprints::Many(all.into_boxed_slice())
+            }
+        }
+    }
+
+    fn each(&self, mut f: impl FnMut(u64)) {
+        match self {
+            Fingerprints::One(fp) => f(*fp),
+            Fingerprints::Many(fps) => fps.iter().for_each(|fp| f(*fp)),
+        }
+    }
+}
+
 /// What one key revokes, resolved to the set's fingerprints and scopes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Adds {
-    Exact(Vec<u64>),
-    Subject(Vec<u64>, i64),
-    Cutoff(Vec<String>, i64),
+    Exact(Fingerprints),
+    Subject(Fingerprints, i64),
+    Cutoff(Box<[String]>, i64),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Held {
-    /// When its token is dead anyway: left out of sets built after it.
-    exp: Option<i64>,
+    /// When its token is dead anyway (left out of sets built after it); `i64::MAX`: never.
+    exp: i64,
     adds: Adds,
 }
 
@@ -94,7 +122,7 @@ impl HeldStore {
             match parse_entry(&self.prefix, &kv.key, &kv.value) {
                 Ok(entry) => match adds_of(&entry, scopes_of_issuer) {
                     Some(adds) => {
-                        let exp = entry.revoked.exp();
+                        let exp = entry.revoked.exp().unwrap_or(i64::MAX);
                         self.entries.insert(digest(&kv.key), Held { exp, adds });
                         applied.put += 1;
                     }
@@ -116,14 +144,14 @@ impl HeldStore {
     pub fn build(&self, now: i64, version: &str) -> RevocationSet {
         let mut builder = SetBuilder::default();
         for held in self.entries.values() {
-            if held.exp.is_some_and(|exp| exp <= now) {
+            if held.exp <= now {
                 continue;
             }
             match &held.adds {
-                Adds::Exact(fps) => fps.iter().for_each(|fp| builder.add_exact_fingerprint(*fp)),
-                Adds::Subject(fps, cutoff) => fps
-                    .iter()
-                    .for_each(|fp| builder.add_subject_fingerprint(*fp, *cutoff)),
+                Adds::Exact(fps) => fps.each(|fp| builder.add_exact_fingerprint(fp)),
+                Adds::Subject(fps, cutoff) => {
+                    fps.each(|fp| builder.add_subject_fingerprint(fp, *cutoff))
+                }
                 Adds::Cutoff(scopes, cutoff) => {
                     scopes.iter().for_each(|s| builder.add_cutoff(s, *cutoff))
                 }
@@ -153,8 +181,8 @@ fn adds_of(entry: &StoreEntry, scopes_of_issuer: &dyn Fn(&str) -> Vec<String>) -
     if scopes.is_empty() {
         return None;
     }
-    let exact = |kind: Kind, value: &[u8]| -> Vec<u64> {
-        scopes.iter().map(|s| fingerprint(kind, s, value)).collect()
+    let exact = |kind: Kind, value: &[u8]| -> Fingerprints {
+        Fingerprints::of(scopes.iter().map(|s| fingerprint(kind, s, value)).collect())
     };
     Some(match &entry.revoked {
         Revoked::Jti { jti, .. } => Adds::Exact(exact(Kind::Jti, jti.as_bytes())),
@@ -162,7 +190,7 @@ fn adds_of(entry: &StoreEntry, scopes_of_issuer: &dyn Fn(&str) -> Vec<String>) -
         Revoked::Subject {
             sub, issued_before, ..
         } => Adds::Subject(exact(Kind::Subject, sub.as_bytes()), *issued_before),
-        Revoked::IssuedBefore(cutoff) => Adds::Cutoff(scopes.clone(), *cutoff),
+        Revoked::IssuedBefore(cutoff) => Adds::Cutoff(scopes.clone().into_boxed_slice(), *cutoff),
     })
 }
 
