@@ -109,13 +109,26 @@ bench-smoke: bench-setup
 	$(VENV)/bin/python bench/chart.py --results bench/tmp/smoke/results.json \
 		--revocation bench/tmp/smoke/revocation_results.json --out bench/tmp/smoke
 
-# The demo's revocation list service runs beside Envoy and stops with it.
+# The demo's revocation store: a single-member etcd (client port 127.0.0.1:10002, peer port
+# 10003) with its data in a scratch directory, beside Envoy. Ctrl-C stops both (etcd by its pid)
+# and removes the directory.
 run: build
 	@$(CARGO) build --quiet --example demo_tokens
-	@$(CARGO) run --quiet --example demo_tokens -- --port 10000 --list-port 10002
-	@echo "Starting Envoy on http://127.0.0.1:10000 (admin on 127.0.0.1:9901) and the revocation list service on 127.0.0.1:10002. Ctrl-C stops both."
-	@python3 examples/revocation_server.py --port 10002 >/dev/null & list=$$!; \
-	trap 'kill $$list 2>/dev/null' EXIT; \
+	@$(CARGO) run --quiet --example demo_tokens -- --port 10000 --etcd-port 10002
+	@data=$$(mktemp -d); etcd=; \
+	cleanup() { if [ -n "$$etcd" ]; then kill $$etcd 2>/dev/null; wait $$etcd 2>/dev/null; fi; rm -rf "$$data"; }; \
+	trap cleanup EXIT; trap 'exit 130' INT TERM; \
+	etcd --name bearer-guard-demo --data-dir "$$data/etcd" \
+		--listen-client-urls http://127.0.0.1:10002 --advertise-client-urls http://127.0.0.1:10002 \
+		--listen-peer-urls http://127.0.0.1:10003 --initial-advertise-peer-urls http://127.0.0.1:10003 \
+		--initial-cluster bearer-guard-demo=http://127.0.0.1:10003 >"$$data/etcd.log" 2>&1 & etcd=$$!; \
+	for _ in $$(seq 100); do \
+		curl -fsS http://127.0.0.1:10002/health >/dev/null 2>&1 && break; \
+		kill -0 $$etcd 2>/dev/null || break; sleep 0.1; \
+	done; \
+	curl -fsS http://127.0.0.1:10002/health >/dev/null 2>&1 || \
+		{ echo "etcd did not start on 127.0.0.1:10002:"; tail -n 20 "$$data/etcd.log"; exit 1; }; \
+	echo "Starting Envoy on http://127.0.0.1:10000 (admin on 127.0.0.1:9901); etcd serves on 127.0.0.1:10002. Ctrl-C stops both."; \
 	$(ENVOY) -c envoy/demo.yaml --concurrency 2 --disable-hot-restart \
 		--log-level warn --component-log-level wasm:info
 

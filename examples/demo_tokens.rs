@@ -1,7 +1,8 @@
 //! Mints demo tokens for `make run` with the demo keys in `envoy/demo-keys/` (not secret).
 //!
-//! `cargo run --example demo_tokens` prints a valid token, an expired one and curl lines;
-//! `-- --jwks` prints the JWKS that `envoy/demo.yaml` embeds.
+//! `cargo run --example demo_tokens` prints a valid token, an expired one and curl lines (with
+//! `--port` for Envoy's and `--etcd-port` for etcd's client port, the ones `make run` uses by
+//! default); `-- --jwks` prints the JWKS that `envoy/demo.yaml` embeds.
 
 use std::error::Error;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,9 +31,9 @@ fn main() -> Result<(), Box<dyn Error>> {
         .position(|a| a == "--port")
         .and_then(|i| args.get(i + 1))
         .map_or("10000", String::as_str);
-    let list_port = args
+    let etcd_port = args
         .iter()
-        .position(|a| a == "--list-port")
+        .position(|a| a == "--etcd-port")
         .and_then(|i| args.get(i + 1))
         .map_or("10002", String::as_str);
     let now = i64::try_from(SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs())?;
@@ -62,10 +63,20 @@ fn main() -> Result<(), Box<dyn Error>> {
     println!("  curl -i -H 'Authorization: Bearer {expired}' {url}    # 401 invalid_token");
     println!("  curl -i {url}    # 401, no token");
     println!("  curl -i http://127.0.0.1:{port}/healthz    # 200, public route");
-    println!("Revocation:");
-    println!("  curl -i -H 'Authorization: Bearer {valid_es}' http://127.0.0.1:{port}/logout    # 200; the upstream's x-revoke-token: self revokes this token");
+    let etcdctl = format!("ETCDCTL_API=3 etcdctl --endpoints=127.0.0.1:{etcd_port}");
+    let cli = format!("target/release/bearer-guard revoke --etcd 127.0.0.1:{etcd_port}");
+    let key = "/bearer-guard/revoked/jti/demo-1";
+    println!("Revocation, through etcd on 127.0.0.1:{etcd_port} (every worker enforces a change within milliseconds):");
+    println!("  curl -i -H 'Authorization: Bearer {valid_es}' http://127.0.0.1:{port}/logout    # 200; the upstream's x-revoke-token: self revokes this token (jti demo-2)");
     println!("  curl -i -H 'Authorization: Bearer {valid_es}' {url}    # 401 invalid_token, \"token revoked\"");
-    println!("  curl -i -X POST -d '{{\"jti\": [\"demo-1\"]}}' http://127.0.0.1:{list_port}/v1/list    # revoke the RS256 token at the list service");
-    println!("  curl -i -H 'Authorization: Bearer {valid}' {url}    # 401 within 5 s (the list's refresh_seconds)\n");
+    println!("  {etcdctl} get --prefix --keys-only /bearer-guard/revoked/    # the proxy wrote that revocation to etcd: .../iss/<issuer>/jti/demo-2");
+    println!("  {etcdctl} put {key} '{{}}'    # revoke the RS256 token (jti demo-1) in etcd");
+    println!("  curl -i -H 'Authorization: Bearer {valid}' {url}    # 401 invalid_token, \"token revoked\"");
+    println!("  {etcdctl} del {key}    # un-revoke it");
+    println!("  curl -i -H 'Authorization: Bearer {valid}' {url}    # 200 again");
+    println!("The same with the operator CLI (make build wrote it):");
+    println!("  {cli} --jti demo-1    # put {key} {{}}");
+    println!("  {cli} --remove --jti demo-1    # delete it");
+    println!("  target/release/bearer-guard revocations --etcd 127.0.0.1:{etcd_port}    # what is in etcd\n");
     Ok(())
 }
