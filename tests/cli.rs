@@ -42,6 +42,20 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_str().unwrap().to_owned()
 }
 
+/// The demo's Envoy config with a polled revocation list where it has etcd (for
+/// `--revocation-list`): written to `dir`, its path returned.
+fn demo_with_list(dir: &Path) -> String {
+    let demo = fs::read_to_string(DEMO).unwrap();
+    let start = demo.find("\"etcd\": {").expect("the demo reads etcd");
+    let end = start + demo[start..].find('}').unwrap() + 1;
+    let list = r#""list": { "cluster": "etcd", "uri": "http://revocations.local/v1/list" }"#;
+    write(
+        dir,
+        "demo-with-list.yaml",
+        &format!("{}{list}{}", &demo[..start], &demo[end..]),
+    )
+}
+
 fn mint(extra: &[&str]) -> String {
     let now = NOW.to_string();
     let mut args = vec!["mint", "--now", &now];
@@ -223,7 +237,8 @@ fn explain_gives_the_filters_verdict_for_each_kind_of_token() {
     // Revoked by the polled list (a file in the list's format) ...
     let dir = scratch("explain");
     let list = write(&dir, "list.json", r#"{"version": "v1", "jti": ["t-1"]}"#);
-    let denied = explain(DEMO, &valid, &["--revocation-list", &list]);
+    let with_list = demo_with_list(&dir);
+    let denied = explain(&with_list, &valid, &["--revocation-list", &list]);
     assert_denied(&denied, 401, "invalid_token", "token revoked");
     has(&denied.out, "(reason revoked, revoked by list)");
     // ... and by the config's static entries.
@@ -469,7 +484,8 @@ fn revoke_edits_a_list_file_the_filter_parses() {
     assert!(probe("demo", None, None, 1_700_000_000));
     assert!(set.revokes(&Probe::new("demo", None, None, Some(NOW), Some(&sha))));
     // The filter refuses the token by that list.
-    let explained = explain(DEMO, &token, &["--revocation-list", list]);
+    let with_list = demo_with_list(Path::new(list).parent().unwrap());
+    let explained = explain(&with_list, &token, &["--revocation-list", list]);
     assert_denied(&explained, 401, "invalid_token", "token revoked");
 
     // Idempotent: the same edit again leaves the file as it is.

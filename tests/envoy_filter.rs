@@ -15,7 +15,6 @@ use serde_json::{json, Value};
 
 use support::envoy::{test_config, Envoy};
 use support::http;
-use support::revocation_server::RevocationServer;
 use support::upstream::{Upstream, UPSTREAM_BODY};
 use testkit::{keys, mint, public_jwk, unix_now, Signer, ISSUER};
 
@@ -617,13 +616,14 @@ fn free_port() -> u16 {
 #[test]
 fn demo_config_serves_the_printed_demo_tokens() {
     let upstream_port = free_port();
-    let list = RevocationServer::start();
+    let etcd = support::etcd::EtcdCluster::start(1);
+    let etcd_port = etcd.client_ports()[0];
     let demo = std::fs::read_to_string(support::repo_path("envoy/demo.yaml"))
         .unwrap()
         .replace("port_value: 9901", "port_value: 0")
         .replace("port_value: 10000", "port_value: 0")
         .replace("port_value: 10001", &format!("port_value: {upstream_port}"))
-        .replace("port_value: 10002", &format!("port_value: {}", list.port))
+        .replace("port_value: 10002", &format!("port_value: {etcd_port}"))
         .replace(
             "filename: dist/bearer_guard.wasm",
             &format!("filename: {}", support::wasm_path().display()),
@@ -640,7 +640,7 @@ fn demo_config_serves_the_printed_demo_tokens() {
         .join("examples/demo_tokens");
     let output = std::process::Command::new(&printer)
         .args(["--port", &envoy.port.to_string()])
-        .args(["--list-port", &list.port.to_string()])
+        .args(["--etcd-port", &etcd_port.to_string()])
         .output()
         .unwrap_or_else(|e| panic!("{}: {e} (run `cargo build --examples`)", printer.display()));
     assert!(output.status.success());
@@ -667,8 +667,14 @@ fn demo_config_serves_the_printed_demo_tokens() {
     assert_eq!(http::get(envoy.port, "/hello", &[]).status, 401);
     assert_eq!(http::get(envoy.port, "/healthz", &[]).status, 200);
 
-    // The printed revocation walk-through: logout revokes the ES256 token, the list the RS256 one.
-    assert!(printed.contains(&format!("http://127.0.0.1:{}/v1/list", list.port)));
+    // The printed revocation walk-through: logout revokes the ES256 token, etcd the RS256 one.
+    let key = "/bearer-guard/revoked/jti/demo-1";
+    assert!(printed.contains(&format!(
+        "etcdctl --endpoints=127.0.0.1:{etcd_port} put {key} '{{}}'"
+    )));
+    assert!(printed.contains(&format!(
+        "etcdctl --endpoints=127.0.0.1:{etcd_port} del {key}"
+    )));
     let es = format!("Bearer {}", token("VALID_ES256"));
     let rs = format!("Bearer {}", token("VALID_RS256"));
     let logout = http::get(envoy.port, "/logout", &[("authorization", &es)]);
@@ -681,14 +687,30 @@ fn demo_config_serves_the_printed_demo_tokens() {
         http::get(envoy.port, "/hello", &[("authorization", &rs)]).status,
         200
     );
-    list.revoke(&json!({ "jti": ["demo-1"] }));
+    // The logout's revocation reached etcd, under the demo issuer.
+    let written = "/bearer-guard/revoked/iss/https%3A%2F%2Fdemo-idp.bearer-guard.local/jti/demo-2";
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while http::get(envoy.port, "/hello", &[("authorization", &rs)]).status == 200 {
+    while etcd.get(written).is_none() {
         assert!(
             std::time::Instant::now() < deadline,
-            "the listed jti was not enforced"
+            "the logout was not written to etcd"
         );
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    for (change, expected) in [("put", 401), ("del", 200)] {
+        if change == "put" {
+            etcd.put(key, "{}");
+        } else {
+            assert!(etcd.del(key));
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while http::get(envoy.port, "/hello", &[("authorization", &rs)]).status != expected {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "etcd {change} not enforced"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
     assert_no_wasm_failure(&envoy.log());
 }

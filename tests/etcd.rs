@@ -557,10 +557,11 @@ fn a_cluster_without_http2_is_a_clear_log_line_not_a_crash() {
     let envoy = start_with(&config, &etcd.envoy_endpoints(), &upstream, Some(port));
     let vms = wasm_stats(&envoy);
     let valid = token(ISSUER, "h-valid", "alice");
+    let line = "etcd read of /bearer-guard/revoked/ through cluster \"revocations\" failed: \
+                gRPC status 12";
     let logged = eventually(Duration::from_secs(15), || {
-        envoy
-            .log()
-            .contains("etcd read of /bearer-guard/revoked/ failed")
+        let log = envoy.log();
+        log.contains(line) && log.contains("the cluster does not speak gRPC")
     });
     assert!(logged.is_some(), "{}", log_tail(&envoy));
     assert_stale(&get(&envoy, &valid));
@@ -572,11 +573,9 @@ fn a_cluster_without_http2_is_a_clear_log_line_not_a_crash() {
         &upstream,
         None,
     );
-    let named = eventually(Duration::from_secs(15), || {
-        unknown
-            .log()
-            .contains("is cluster \"no-such-cluster\" defined, with HTTP/2?")
-    });
+    let line = "through cluster \"no-such-cluster\" failed: not sent: BadArgument (is the \
+                cluster defined, with HTTP/2?)";
+    let named = eventually(Duration::from_secs(15), || unknown.log().contains(line));
     assert!(named.is_some(), "{}", log_tail(&unknown));
     assert_stale(&get(&unknown, &valid));
     assert_wasm_healthy(&envoy, &vms);

@@ -1,7 +1,6 @@
 //! The etcd cluster the revocation store's tests run against (issue 17): three real etcd
 //! members on free loopback ports, each stopped by pid and its data removed, also when a test
-//! fails. The Envoy tests of `revocation.etcd` wait in `tests/pending/etcd_envoy.rs` for the
-//! filter side.
+//! fails (the Envoy tests of `revocation.etcd` are `tests/etcd.rs`).
 
 #![allow(
     clippy::unwrap_used,

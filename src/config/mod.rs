@@ -620,12 +620,17 @@ impl Config {
             .collect()
     }
 
-    /// The `issuer` of the provider named `name`.
-    pub fn issuer_of_provider(&self, name: &str) -> Option<String> {
-        self.providers
+    /// The `issuer` under which what provider `name` learns may be written for every proxy
+    /// (etcd's `iss/<issuer>/`): only when every provider with that `iss` string shares its
+    /// keys (`revocation_scopes`). Otherwise another key holder's tokens carry the same `iss`,
+    /// and an entry for the issuer would let one holder revoke the other's `jti`s.
+    pub fn shared_issuer_of(&self, name: &str) -> Option<String> {
+        let provider = self.providers.iter().find(|p| p.name == name)?;
+        let of_issuer = self.provider_names_of_issuer(&provider.issuer);
+        of_issuer
             .iter()
-            .find(|p| p.name == name)
-            .map(|p| p.issuer.clone())
+            .all(|n| provider.revocation_scopes.contains(n))
+            .then(|| provider.issuer.clone())
     }
 
     /// How long past its `exp` a token may still be accepted (the largest clock skew), plus

@@ -312,10 +312,7 @@ impl EtcdStore {
         match self.call("etcdserverpb.KV", "Range", &request.encode_to_vec()) {
             Ok(call) => reader.range_call = Some(call),
             Err(status) => {
-                let why = format!(
-                    "not sent: {status:?} (is cluster {:?} defined, with HTTP/2?)",
-                    self.config.cluster
-                );
+                let why = format!("not sent: {status:?} (is the cluster defined, with HTTP/2?)");
                 self.read_failed(reader, &why, metrics, now);
             }
         }
@@ -347,10 +344,7 @@ impl EtcdStore {
         match opened {
             Ok(stream) => reader.stream = Some(stream),
             Err(status) => {
-                let why = format!(
-                    "not opened: {status:?} (is cluster {:?} defined, with HTTP/2?)",
-                    self.config.cluster
-                );
+                let why = format!("not opened: {status:?} (is the cluster defined, with HTTP/2?)");
                 self.watch_broke(reader, &why, metrics, now);
             }
         }
@@ -486,8 +480,9 @@ impl EtcdStore {
         if status != 0 {
             self.check_auth(status, message.as_deref());
             return Err(format!(
-                "gRPC status {status}{}",
-                message.map(|m| format!(" ({m})")).unwrap_or_default()
+                "gRPC status {status}{}{}",
+                message.map(|m| format!(" ({m})")).unwrap_or_default(),
+                grpc_hint(status)
             ));
         }
         if size > MAX_MESSAGE_BYTES {
@@ -633,8 +628,9 @@ impl EtcdStore {
         let (_, message) = self.host.grpc_status();
         self.check_auth(status, message.as_deref());
         let why = format!(
-            "the watch stream closed (gRPC status {status}{})",
-            message.map(|m| format!(": {m}")).unwrap_or_default()
+            "the watch stream closed (gRPC status {status}{}){}",
+            message.map(|m| format!(": {m}")).unwrap_or_default(),
+            grpc_hint(status)
         );
         self.watch_broke(reader, &why, metrics, now);
         true
@@ -664,7 +660,7 @@ impl EtcdStore {
             .held
             .apply(&changes, &|issuer| config.provider_names_of_issuer(issuer));
         for line in &applied.skipped_lines {
-            host.warn(&format!("etcd {}{line}", self.config.prefix));
+            host.warn(line);
         }
         for _ in 0..applied.skipped {
             metrics.count(Counter::EtcdSkipped);
@@ -716,8 +712,8 @@ impl EtcdStore {
         metrics.count(Counter::EtcdReadFailed);
         if reader.watch.range_failed(now) {
             self.host.warn(&format!(
-                "etcd read of {} failed: {why}; held revocations stay enforced, retrying with backoff (logged once until it recovers)",
-                self.config.prefix
+                "etcd read of {} through cluster {:?} failed: {why}; held revocations stay enforced, retrying with backoff (logged once until it recovers)",
+                self.config.prefix, self.config.cluster
             ));
         }
     }
@@ -726,8 +722,8 @@ impl EtcdStore {
         metrics.count(Counter::EtcdWatchBroken);
         if reader.watch.watch_closed(now) {
             self.host.warn(&format!(
-                "etcd watch of {} broke: {why}; held revocations stay enforced, watching again with backoff (logged once until it recovers)",
-                self.config.prefix
+                "etcd watch of {} through cluster {:?} broke: {why}; held revocations stay enforced, watching again with backoff (logged once until it recovers)",
+                self.config.prefix, self.config.cluster
             ));
         }
     }
@@ -737,8 +733,16 @@ impl EtcdStore {
         let config = guard.config();
         let entries: Vec<StoreEntry> = learned
             .iter()
-            .filter_map(|entry| from_learned(entry, &|name| config.issuer_of_provider(name)))
+            .filter_map(|entry| from_learned(entry, &|name| config.shared_issuer_of(name)))
             .collect();
+        let unwritable = learned.len() - entries.len();
+        if unwritable > 0 {
+            // Still enforced by this proxy (learned), only not written for the others.
+            self.host.warn(&format!(
+                "etcd: {unwritable} learned revocation(s) not written: their provider's issuer is \
+                 also the issuer of a provider with other keys, and an etcd entry names an issuer"
+            ));
+        }
         for _ in 0..self.queue.borrow_mut().push(entries) {
             metrics.count(Counter::EtcdPublishDropped);
         }
@@ -831,6 +835,17 @@ impl EtcdStore {
             outcome.err().as_deref(),
             metrics,
         );
+    }
+}
+
+/// What a gRPC status from etcd's cluster most likely means, for the log line.
+fn grpc_hint(status: u32) -> &'static str {
+    match status {
+        // Envoy's answer when the cluster does not speak HTTP/2 (or it is not etcd).
+        12 => ": the cluster does not speak gRPC (HTTP/2 to etcd's client port?)",
+        14 => ": etcd cannot be reached",
+        16 => ": etcd refused the credentials",
+        _ => "",
     }
 }
 

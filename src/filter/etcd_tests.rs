@@ -215,7 +215,7 @@ fn an_unknown_cluster_is_a_log_line_and_a_counter_and_stale_follows_on_stale() {
     let mut vm = Vm::new(&etcd_config(json!({ "cluster": "nope" })));
     vm.host.refuse_grpc(Some(Status::BadArgument));
     vm.tick();
-    let line = "etcd read of /bearer-guard/revoked/ failed: not sent: BadArgument (is cluster \"nope\" defined, with HTTP/2?)";
+    let line = "etcd read of /bearer-guard/revoked/ through cluster \"nope\" failed: not sent: BadArgument (is the cluster defined, with HTTP/2?)";
     assert_eq!(
         vm.host.logged(line).len(),
         1,
@@ -244,7 +244,7 @@ fn held_revocations_stay_enforced_while_the_watch_is_down_until_max_stale() {
     vm.root.grpc(GrpcEvent::StreamClose { stream, status: 14 });
     assert_eq!(
         vm.host
-            .logged("etcd watch of /bearer-guard/revoked/ broke")
+            .logged("etcd watch of /bearer-guard/revoked/ through cluster \"etcd\" broke")
             .len(),
         1
     );
@@ -442,4 +442,35 @@ fn with_a_list_too_a_waiting_request_goes_on_once_both_have_answered() {
     assert_eq!(status_of(&mut vm, 3, &token("listed")), 401);
     assert_eq!(status_of(&mut vm, 4, &token("in-etcd")), 401);
     assert_eq!(status_of(&mut vm, 5, &token("neither")), 200);
+}
+
+#[test]
+fn what_one_key_holder_learns_is_not_written_for_an_issuer_another_key_holder_shares() {
+    let mut config = etcd_config(json!({}));
+    // Another provider with the same `iss` string and other keys: an etcd entry for the
+    // issuer would let a token of one holder revoke the other's `jti`s on every proxy.
+    config["providers"]["rogue"] = json!({
+        "issuer": crate::testkit::ISSUER,
+        "audiences": ["orders-api"],
+        "local_jwks": crate::testkit::jwks_all_algorithms(),
+    });
+    config["rules"] =
+        json!([{ "match": { "prefix": "/" }, "requires": { "provider_name": "corp" } }]);
+    let mut vm = Vm::new(&config);
+    first_read(&mut vm, Vec::new());
+    let served = token("shared-jti");
+    assert_eq!(vm.request(2, "/", &served), Action::Continue);
+    vm.host
+        .start_response(2, &[(":status", "200"), ("x-revoke-token", "self")]);
+    assert_eq!(vm.stream(2).response_headers(), Action::Continue);
+    vm.tick();
+    let writes = vm
+        .host
+        .grpc()
+        .iter()
+        .filter(|g| matches!(g, Grpc::Call { method, .. } if method != "etcdserverpb.KV/Range"))
+        .count();
+    assert_eq!(writes, 0, "nothing written to etcd: {:?}", vm.host.grpc());
+    assert_eq!(vm.host.logged("learned revocation(s) not written").len(), 1);
+    assert_eq!(status_of(&mut vm, 3, &served), 401, "still enforced here");
 }
