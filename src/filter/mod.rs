@@ -26,6 +26,8 @@ mod abi;
 mod anomaly;
 mod etcd;
 #[cfg(test)]
+mod etcd_findings_tests;
+#[cfg(test)]
 mod etcd_tests;
 #[cfg(test)]
 mod fake_host;

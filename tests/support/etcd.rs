@@ -216,9 +216,14 @@ impl EtcdCluster {
 
     /// Runs `etcdctl` (API v3) against every running member.
     fn etcdctl(&self, args: &[&str]) -> Output {
+        self.etcdctl_on(&self.endpoints(), args)
+    }
+
+    /// Runs `etcdctl` (API v3) against `endpoints` (client URLs, comma-separated).
+    fn etcdctl_on(&self, endpoints: &str, args: &[&str]) -> Output {
         Command::new(etcdctl_bin())
             .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", self.endpoints()))
+            .arg(format!("--endpoints={endpoints}"))
             .args(["--dial-timeout=2s", "--command-timeout=5s"])
             .args(args)
             .stdin(Stdio::null())
@@ -332,6 +337,47 @@ impl EtcdCluster {
     /// The `lb_endpoints` of Envoy's `etcd` cluster: every member (`{{ETCD_ENDPOINTS}}`).
     pub fn envoy_endpoints(&self) -> String {
         super::envoy::lb_endpoints(&self.client_ports())
+    }
+
+    /// Freezes member `i` (0-based) with SIGSTOP: its connections stay open and it answers
+    /// nothing, as a member on a paused VM or behind a black-holed link. [`Self::thaw_member`]
+    /// resumes it; dropping the cluster kills it either way.
+    pub fn freeze_member(&self, i: usize) {
+        self.signal_member(i, "-STOP");
+    }
+
+    pub fn thaw_member(&self, i: usize) {
+        self.signal_member(i, "-CONT");
+    }
+
+    fn signal_member(&self, i: usize, signal: &str) {
+        let member = self.members.get(i).unwrap();
+        let pid = member.child.as_ref().unwrap().id();
+        let status = Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {signal} {pid} ({})", member.name);
+    }
+
+    /// Writes `value` at `key` through member `i` only (the others may be frozen), trying
+    /// again while the cluster elects a leader.
+    pub fn put_via(&self, i: usize, key: &str, value: &str) {
+        let endpoint = self.members.get(i).unwrap().client_url();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let output = self.etcdctl_on(&endpoint, &["put", "--", key, value]);
+            if output.status.success() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcdctl put via {endpoint} failed: {}\n{}",
+                String::from_utf8_lossy(&output.stderr),
+                self.logs(20)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
     }
 
     /// Kills member `i` (0-based) by pid; its data stays, for [`EtcdCluster::restart_all`].
