@@ -566,14 +566,14 @@ fn a_cluster_without_http2_is_a_clear_log_line_not_a_crash() {
     assert!(logged.is_some(), "{}", log_tail(&envoy));
     assert_stale(&get(&envoy, &valid));
     assert!(envoy.counter_at_least("wasmcustom.bearer_guard.revocation.etcd_read_failed", 1) >= 1);
-    // An unknown cluster name: the same, naming it (the SDK would have panicked here).
+    // An unknown cluster name: the same, naming it (Envoy 1.40 answers ParseFailure).
     let unknown = start_with(
         &config_with(json!({ "cluster": "no-such-cluster" })),
         &etcd.envoy_endpoints(),
         &upstream,
         None,
     );
-    let line = "through cluster \"no-such-cluster\" failed: not sent: BadArgument (is the \
+    let line = "through cluster \"no-such-cluster\" failed: not sent: ParseFailure (is the \
                 cluster defined, with HTTP/2?)";
     let named = eventually(Duration::from_secs(15), || unknown.log().contains(line));
     assert!(named.is_some(), "{}", log_tail(&unknown));
@@ -613,15 +613,12 @@ fn a_proxy_reads_and_watches_through_etcds_grpc_proxy() {
     assert_wasm_healthy(&envoy, &vms);
 }
 
-// ---- review findings (branch etcd-review): each fails on the reviewed code ------------------
-
-/// Finding 1: the watch is "in sync" from etcd's `created` until the stream closes. A member
-/// that stops answering without closing (a paused VM, a black-holed link; or, alive, cut off
-/// from the quorum) keeps the proxy "in sync" forever: what the rest of the cluster revokes is
-/// never enforced, and `on_stale` never decides.
+/// A member that stops answering without closing the stream (a paused VM, a black-holed
+/// link) must not keep the proxy "in sync": a quiet watch is asked for progress, and one that
+/// does not answer is stale, then broken and resumed (a reviewer's finding: it was in sync
+/// from etcd's `created` until the stream closed).
 #[test]
-#[ignore = "finding 1: a frozen etcd member under the watch is taken as in sync forever"]
-fn finding_1_a_frozen_member_under_the_watch_does_not_keep_the_proxy_in_sync() {
+fn a_frozen_member_under_the_watch_does_not_keep_the_proxy_in_sync() {
     let max_stale: u64 = 3;
     let etcd = EtcdCluster::start(3);
     let upstream = Upstream::start();
@@ -651,5 +648,31 @@ fn finding_1_a_frozen_member_under_the_watch_does_not_keep_the_proxy_in_sync() {
         "{served}/{ROUND} requests with a token revoked {revoked_for:?} ago were served, \
          max_stale_seconds {max_stale} notwithstanding (refused {caught_up:?} after the member \
          was thawed)\n{log}"
+    );
+}
+
+#[test]
+fn a_quiet_watch_stays_in_sync_through_progress_answers() {
+    let etcd = EtcdCluster::start(1);
+    let upstream = Upstream::start();
+    // max_stale_seconds 3: a quiet watch is asked for progress every second.
+    let envoy = start(&etcd, &upstream, 3);
+    let valid = token(ISSUER, "q-valid", "alice");
+    wait_for_first_read(&envoy, &valid);
+    // Nothing written for 8 s: still in sync (progress answers), never stale, never broken.
+    let quiet = Instant::now();
+    while quiet.elapsed() < Duration::from_secs(8) {
+        assert_eq!(status(&envoy, &valid), 200, "{}", log_tail(&envoy));
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let log = envoy.log();
+    assert!(
+        !log.contains("etcd watch of"),
+        "the watch broke while etcd was quiet:\n{}",
+        log_tail(&envoy)
+    );
+    assert_eq!(
+        envoy.counter("wasmcustom.bearer_guard.revocation.etcd_watch_broken"),
+        0
     );
 }

@@ -280,6 +280,18 @@ impl State {
         self.etcd.borrow().as_ref().map_or(0, |set| set.len())
     }
 
+    /// The cutoff the etcd store holds for a subject under every one of these fingerprints
+    /// (its scopes), the earliest of them; `None` when one of them has none.
+    pub fn etcd_subject_cutoff(&self, fingerprints: &[u64]) -> Option<i64> {
+        let set = self.etcd.borrow();
+        let set = set.as_ref()?;
+        fingerprints
+            .iter()
+            .map(|fp| set.cutoff_of_subject(*fp))
+            .try_fold(i64::MAX, |earliest, cutoff| Some(earliest.min(cutoff?)))
+            .filter(|_| !fingerprints.is_empty())
+    }
+
     /// Whether the etcd store revokes what `probe` describes.
     pub(super) fn in_etcd(&self, probe: &Probe) -> bool {
         self.etcd

@@ -22,14 +22,14 @@ use crate::remote::watch::{Action, Changes, PrefixWatch, Refused};
 use crate::revocation::config::RevocationConfig;
 use crate::revocation::doc::PublishEntry;
 use crate::revocation::etcd::config::EtcdConfig;
-use crate::revocation::etcd::held::HeldStore;
+use crate::revocation::etcd::held::{subject_of, HeldStore};
 use crate::revocation::etcd::layout::{
-    from_learned, key_for, lease_seconds, value_for, StoreEntry,
+    from_learned, key_for, lease_seconds, value_for, NotWritten, StoreEntry, MAX_VALUE_BYTES,
 };
 use crate::revocation::etcd::proto::{
-    AuthenticateRequest, AuthenticateResponse, LeaseGrantRequest, LeaseGrantResponse, PutRequest,
-    RangeRequest, RangeResponse, RequestOp, TxnRequest, TxnResponse, WatchCreateRequest,
-    WatchRequest, WatchResponse, MAX_MESSAGE_BYTES,
+    AuthenticateRequest, AuthenticateResponse, Compare, LeaseGrantRequest, LeaseGrantResponse,
+    PutRequest, RangeRequest, RangeResponse, RequestOp, RequestUnion, TxnRequest, TxnResponse,
+    WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse, MAX_MESSAGE_BYTES,
 };
 use crate::revocation::publish::{PublishQueue, BATCH_SIZE};
 use crate::revocation::set::RevocationSet;
@@ -44,8 +44,13 @@ const READER_LEASE_SECONDS: i64 = 5;
 /// A set of at most this many entries is built and shared as soon as a watch event lands;
 /// a larger one at the next tick, so a burst of events costs one build per tick.
 const BUILD_AT_ONCE: usize = 100_000;
-/// After a failed `Authenticate`, the next try waits this long.
+/// After a failed `Authenticate`, the next try waits this long, doubling up to the cap: each
+/// one costs etcd a bcrypt check, and a mesh-wide wrong password must not flood it.
 const AUTH_RETRY_SECONDS: i64 = 5;
+const AUTH_RETRY_MAX_SECONDS: i64 = 300;
+/// A quiet watch is asked for progress after a third of `max_stale_seconds`, at most this:
+/// what is held trails etcd by no more than that while the watch is live.
+const QUIET_SECONDS_MAX: i64 = 10;
 /// gRPC status codes that mean the auth token is no good (UNAUTHENTICATED; etcd answers an
 /// expired simple token with INVALID_ARGUMENT "invalid auth token").
 const GRPC_UNAUTHENTICATED: u32 = 16;
@@ -58,7 +63,10 @@ const WRITES: QueueCounters = QueueCounters {
     dropped: Counter::EtcdPublishDropped,
 };
 
-/// Shared-data keys, within the config's revocation scope and this store (cluster, prefix).
+/// Shared-data keys, within the config's revocation scope and this store: everything that
+/// changes what is read or built (cluster, prefix, credentials, the expiry grace the set is
+/// built with). Two configs that differ in one of them (a password rotation, a larger clock
+/// skew) never share a reader or a set.
 struct Keys {
     set: String,
     checked: String,
@@ -66,8 +74,13 @@ struct Keys {
 }
 
 impl Keys {
-    fn new(scope: &str, config: &EtcdConfig) -> Self {
-        let store = super::scope_hash(&[&config.cluster, &config.prefix]);
+    fn new(scope: &str, config: &EtcdConfig, grace: i64) -> Self {
+        let (user, password) = config
+            .credentials
+            .as_ref()
+            .map_or(("", ""), |c| (c.username.as_str(), c.password.as_str()));
+        let grace = grace.to_string();
+        let store = super::scope_hash(&[&config.cluster, &config.prefix, user, password, &grace]);
         let base = format!("bearer_guard.etcd.{scope}.{store}");
         Keys {
             set: format!("{base}.set"),
@@ -77,17 +90,38 @@ impl Keys {
     }
 }
 
-/// `<in sync at> <serial>`: when what is shared was last known to be in sync with etcd (0:
-/// never), and which set is shared.
-fn encode_checked(in_sync_at: Option<i64>, serial: u64) -> Vec<u8> {
-    format!("{} {serial}", in_sync_at.unwrap_or(0)).into_bytes()
+/// What the small shared value says: when what is shared was last known to be in sync with
+/// etcd (`None`: never), which set is shared, and the etcd revision it holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Checked {
+    in_sync_at: Option<i64>,
+    serial: u64,
+    revision: i64,
 }
 
-fn decode_checked(bytes: &[u8]) -> Option<(Option<i64>, u64)> {
+/// `<in sync at> <serial> <revision>` (0: never in sync).
+fn encode_checked(checked: Checked) -> Vec<u8> {
+    let Checked {
+        in_sync_at,
+        serial,
+        revision,
+    } = checked;
+    format!("{} {serial} {revision}", in_sync_at.unwrap_or(0)).into_bytes()
+}
+
+fn decode_checked(bytes: &[u8]) -> Option<Checked> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let (at, serial) = text.split_once(' ')?;
-    let at: i64 = at.parse().ok()?;
-    Some(((at > 0).then_some(at), serial.parse().ok()?))
+    let mut fields = text.split(' ').map(str::parse::<i64>);
+    let (Some(Ok(at)), Some(Ok(serial)), Some(Ok(revision)), None) =
+        (fields.next(), fields.next(), fields.next(), fields.next())
+    else {
+        return None;
+    };
+    Some(Checked {
+        in_sync_at: (at > 0).then_some(at),
+        serial: u64::try_from(serial).ok()?,
+        revision,
+    })
 }
 
 /// The reading VM's state: the watch machine, the prefix as held, and its gRPC traffic.
@@ -102,6 +136,8 @@ struct Reader {
     dirty: bool,
     /// The in-sync time last shared.
     shared_in_sync: Option<i64>,
+    /// The etcd revision of the last set built.
+    built_revision: i64,
 }
 
 #[derive(Default)]
@@ -109,13 +145,34 @@ struct Auth {
     token: Option<String>,
     call: Option<u32>,
     not_before: i64,
+    /// The wait after the next failure (0: the first, `AUTH_RETRY_SECONDS`).
+    retry_after: i64,
     episode: Episode,
+}
+
+impl Auth {
+    fn failed(&mut self, now: i64) -> bool {
+        let wait = self.retry_after.max(AUTH_RETRY_SECONDS);
+        self.not_before = now.saturating_add(wait);
+        self.retry_after = wait.saturating_mul(2).min(AUTH_RETRY_MAX_SECONDS);
+        self.episode.failed()
+    }
 }
 
 /// The step of the batch being written: a lease for it, then the transaction.
 enum Step {
-    Granting { call: u32, batch: Vec<StoreEntry> },
+    Granting { call: u32, plan: Plan },
     Writing { call: u32 },
+}
+
+/// What a batch writes: its entries but the subject cutoffs etcd already holds at least as
+/// late (in the set this VM adopted), and the keys of the subject cutoffs it does write,
+/// which must not have changed since that set's revision (a later cutoff written meanwhile
+/// must never be lowered: the transaction fails and the batch is tried again).
+struct Plan {
+    puts: Vec<StoreEntry>,
+    guarded: Vec<Vec<u8>>,
+    revision: i64,
 }
 
 pub struct EtcdStore {
@@ -125,6 +182,9 @@ pub struct EtcdStore {
     /// Entries stay in the set until their token's `exp` plus this (the largest skew).
     grace: i64,
     seen_serial: Cell<Option<u64>>,
+    /// The etcd revision of the set this VM holds (0: none): writes of subject cutoffs are
+    /// made against it.
+    seen_revision: Cell<i64>,
     /// A shared set that did not decode (logged once).
     unreadable_serial: Cell<Option<u64>>,
     reader: RefCell<Option<Reader>>,
@@ -141,7 +201,8 @@ impl EtcdStore {
         scope: &str,
     ) -> Option<Self> {
         let etcd = config.etcd.clone()?;
-        let keys = Keys::new(scope, &etcd);
+        let grace = guard.config().expiry_grace_seconds();
+        let keys = Keys::new(scope, &etcd, grace);
         // Shared data cannot be created atomically: the lease exists before anyone CASes it.
         if matches!(host.shared_data(&keys.lease), Ok((None, _)) | Err(_)) {
             let _ = host.set_shared_data(&keys.lease, lease::FREE, None);
@@ -149,8 +210,9 @@ impl EtcdStore {
         let store = EtcdStore {
             keys,
             host,
-            grace: guard.config().expiry_grace_seconds(),
+            grace,
             seen_serial: Cell::new(None),
+            seen_revision: Cell::new(0),
             unreadable_serial: Cell::new(None),
             reader: RefCell::new(None),
             auth: RefCell::new(Auth::default()),
@@ -173,7 +235,12 @@ impl EtcdStore {
         let Ok((Some(bytes), _)) = host.shared_data(&self.keys.checked) else {
             return;
         };
-        let Some((in_sync_at, serial)) = decode_checked(&bytes) else {
+        let Some(Checked {
+            in_sync_at,
+            serial,
+            revision,
+        }) = decode_checked(&bytes)
+        else {
             return;
         };
         if self.seen_serial.get() != Some(serial) {
@@ -193,6 +260,7 @@ impl EtcdStore {
             };
             guard.state().install_etcd(Some(Rc::new(set)));
             self.seen_serial.set(Some(serial));
+            self.seen_revision.set(revision);
         }
         if let Some(at) = in_sync_at {
             guard.state().etcd_confirmed(at);
@@ -206,7 +274,7 @@ impl EtcdStore {
         if self.hold_lease(now) {
             self.drive_reader(guard, metrics, now);
         }
-        self.send_writes(metrics, now);
+        self.send_writes(guard, metrics, now);
     }
 
     /// Whether this VM is the reader after this tick: renews its lease, or takes a free one.
@@ -241,14 +309,20 @@ impl EtcdStore {
         match reader.as_mut() {
             Some(r) => r.lease = renewed,
             None => {
+                let quiet = i64::try_from(self.config.max_stale_seconds / 3)
+                    .unwrap_or(i64::MAX)
+                    .clamp(1, QUIET_SECONDS_MAX);
                 *reader = Some(Reader {
-                    watch: PrefixWatch::new(self.config.prefix.as_bytes()),
+                    watch: PrefixWatch::new(self.config.prefix.as_bytes())
+                        .with_value_limit(MAX_VALUE_BYTES)
+                        .with_liveness(quiet),
                     held: HeldStore::new(&self.config.prefix),
                     range_call: None,
                     stream: None,
                     lease: renewed,
                     dirty: false,
                     shared_in_sync: None,
+                    built_revision: 0,
                 });
             }
         }
@@ -263,17 +337,13 @@ impl EtcdStore {
         let Some(reader) = reader.as_mut() else {
             return;
         };
+        if let Some(refused) = reader.watch.check_alive(now) {
+            self.refused(reader, refused, metrics, "watch");
+        }
         // A few actions at most: each one changes the machine's state (sent, opened, failed).
         for _ in 0..4 {
-            match reader.watch.next_action(now) {
-                Action::Nothing => break,
-                Action::SendRange(request) => self.send_range(reader, &request, metrics, now),
-                Action::OpenWatch(create) => self.open_watch(reader, create, metrics, now),
-                Action::CloseWatch => {
-                    if let Some(stream) = reader.stream.take() {
-                        let _ = self.host.cancel_grpc_stream(stream);
-                    }
-                }
+            if !self.drive_next(reader, metrics, now) {
+                break;
             }
         }
         self.share(reader, guard, now, true);
@@ -328,7 +398,10 @@ impl EtcdStore {
         let host = &*self.host;
         let auth = self.auth.borrow();
         let token = auth.token.as_deref().map(str::as_bytes);
-        let metadata: Vec<(&str, &[u8])> = token.map(|t| ("token", t)).into_iter().collect();
+        // etcd's `WithRequireLeader`: a member cut off from the quorum cancels the watch
+        // instead of keeping it open and silent.
+        let mut metadata: Vec<(&str, &[u8])> = vec![("hasleader", b"true")];
+        metadata.extend(token.map(|t| ("token", t)));
         let method = self.method("etcdserverpb.Watch", "Watch", &metadata);
         let opened = host.open_grpc_stream(&method).and_then(|stream| {
             let request = WatchRequest::from(create).encode_to_vec();
@@ -363,7 +436,7 @@ impl EtcdStore {
             .shared_data(&self.keys.checked)
             .ok()
             .and_then(|(bytes, _)| decode_checked(&bytes?));
-        let mut serial = shared.map_or(0, |(_, serial)| serial);
+        let mut serial = shared.map_or(0, |c| c.serial);
         if build {
             let set = reader.held.build(now.saturating_sub(self.grace), "");
             serial = serial.max(self.seen_serial.get().unwrap_or(0)) + 1;
@@ -377,10 +450,17 @@ impl EtcdStore {
             }
             guard.state().install_etcd(Some(Rc::new(set)));
             self.seen_serial.set(Some(serial));
+            reader.built_revision = reader.watch.revision().unwrap_or(0);
+            self.seen_revision.set(reader.built_revision);
             reader.dirty = false;
         }
+        let checked = Checked {
+            in_sync_at: in_sync,
+            serial,
+            revision: reader.built_revision,
+        };
         if host
-            .set_shared_data(&self.keys.checked, &encode_checked(in_sync, serial), None)
+            .set_shared_data(&self.keys.checked, &encode_checked(checked), None)
             .is_ok()
         {
             reader.shared_in_sync = in_sync;
@@ -415,8 +495,7 @@ impl EtcdStore {
         ) {
             Ok(call) => auth.call = Some(call),
             Err(status) => {
-                auth.not_before = now + AUTH_RETRY_SECONDS;
-                if auth.episode.failed() {
+                if auth.failed(now) {
                     self.host.warn(&format!("etcd authentication not sent: {status:?} (is cluster {:?} defined, with HTTP/2?)", self.config.cluster));
                 }
             }
@@ -454,12 +533,19 @@ impl EtcdStore {
         }
         let step = self.step.borrow_mut().take();
         match step {
-            Some(Step::Granting { call: c, batch }) if c == call => {
-                self.on_lease_granted(status, size, batch, metrics, now);
+            Some(Step::Granting { call: c, plan }) if c == call => {
+                self.on_lease_granted(status, size, plan, metrics, now);
                 true
             }
             Some(Step::Writing { call: c }) if c == call => {
-                let outcome = self.answer::<TxnResponse>(status, size).map(|_| ());
+                let outcome =
+                    self.answer::<TxnResponse>(status, size)
+                        .and_then(|txn| match txn.succeeded {
+                            true => Ok(()),
+                            false => Err("a subject's cutoff changed in etcd meanwhile (tried \
+                                      again against what etcd holds then)"
+                                .to_owned()),
+                        });
                 self.settle(outcome, metrics, now);
                 true
             }
@@ -504,6 +590,7 @@ impl EtcdStore {
         match answer {
             Ok(answer) if !answer.token.is_empty() => {
                 auth.token = Some(answer.token);
+                auth.retry_after = 0;
                 if let Some(failed) = auth.episode.recovered() {
                     self.host.info(&format!(
                         "etcd authentication works again after {failed} failed attempt(s)"
@@ -511,8 +598,7 @@ impl EtcdStore {
                 }
             }
             other => {
-                auth.not_before = now + AUTH_RETRY_SECONDS;
-                if auth.episode.failed() {
+                if auth.failed(now) {
                     let why = other
                         .err()
                         .unwrap_or_else(|| "no token in the answer".to_owned());
@@ -556,7 +642,8 @@ impl EtcdStore {
         self.drive_next(reader, metrics, now);
     }
 
-    fn drive_next(&self, reader: &mut Reader, metrics: &Metrics, now: i64) {
+    /// Does what the watch machine asks next; `false` when it asks nothing.
+    fn drive_next(&self, reader: &mut Reader, metrics: &Metrics, now: i64) -> bool {
         match reader.watch.next_action(now) {
             Action::SendRange(request) => self.send_range(reader, &request, metrics, now),
             Action::OpenWatch(create) => self.open_watch(reader, create, metrics, now),
@@ -565,7 +652,29 @@ impl EtcdStore {
                     let _ = self.host.cancel_grpc_stream(stream);
                 }
             }
-            Action::Nothing => {}
+            Action::RequestProgress => self.request_progress(reader, metrics, now),
+            Action::Nothing => return false,
+        }
+        true
+    }
+
+    /// Asks etcd, on the watch stream, to say how far it is: a stream that cannot answer is
+    /// dead (`PrefixWatch::check_alive`), whatever the transport thinks.
+    fn request_progress(&self, reader: &mut Reader, metrics: &Metrics, now: i64) {
+        let Some(stream) = reader.stream else {
+            return;
+        };
+        let request = WatchRequest {
+            request_union: Some(RequestUnion::ProgressRequest(WatchProgressRequest {})),
+        };
+        if let Err(status) = self
+            .host
+            .send_grpc_stream_message(stream, &request.encode_to_vec())
+        {
+            let _ = self.host.cancel_grpc_stream(stream);
+            reader.stream = None;
+            let why = format!("a progress request not sent: {status:?}");
+            self.watch_broke(reader, &why, metrics, now);
         }
     }
 
@@ -731,17 +840,20 @@ impl EtcdStore {
     /// Queues what this VM learned (a response header, misuse detection) for etcd.
     pub fn publish(&self, learned: &[PublishEntry], guard: &Guard, metrics: &Metrics) {
         let config = guard.config();
-        let entries: Vec<StoreEntry> = learned
-            .iter()
-            .filter_map(|entry| from_learned(entry, &|name| config.shared_issuer_of(name)))
-            .collect();
-        let unwritable = learned.len() - entries.len();
-        if unwritable > 0 {
-            // Still enforced by this proxy (learned), only not written for the others.
-            self.host.warn(&format!(
-                "etcd: {unwritable} learned revocation(s) not written: their provider's issuer is \
-                 also the issuer of a provider with other keys, and an etcd entry names an issuer"
-            ));
+        let issuer_of = |name: &str| config.shared_issuer_of(name);
+        let mut entries = Vec::with_capacity(learned.len());
+        for entry in learned {
+            match from_learned(&self.config.prefix, entry, &issuer_of) {
+                Ok(entry) => entries.push(entry),
+                // Still enforced by this proxy (learned), only not written for the others.
+                Err(NotWritten::Issuer) => self.host.warn(
+                    "etcd: a learned revocation not written: its provider's issuer is also the \
+                     issuer of a provider with other keys, and an etcd entry names an issuer",
+                ),
+                Err(NotWritten::Unreadable(skipped)) => self.host.warn(&format!(
+                    "etcd: a learned revocation not written: readers would skip it ({skipped})"
+                )),
+            }
         }
         for _ in 0..self.queue.borrow_mut().push(entries) {
             metrics.count(Counter::EtcdPublishDropped);
@@ -749,14 +861,23 @@ impl EtcdStore {
     }
 
     /// The next batch: a lease first when an entry has an `exp`, else the puts at once.
-    fn send_writes(&self, metrics: &Metrics, now: i64) {
-        if self.step.borrow().is_some() || !self.authenticated(now) {
+    fn send_writes(&self, guard: &Guard, metrics: &Metrics, now: i64) {
+        // Logged in only when there is something to write: every worker could write.
+        let due = self.step.borrow().is_none() && self.queue.borrow().is_due(now);
+        if !due || !self.authenticated(now) {
             return;
         }
         let Some(batch) = self.queue.borrow_mut().next_batch(now) else {
             return;
         };
-        let ttl = batch
+        let plan = self.plan(batch, guard);
+        if plan.puts.is_empty() {
+            // etcd already revokes all of it.
+            self.settle(Ok(()), metrics, now);
+            return;
+        }
+        let ttl = plan
+            .puts
             .iter()
             .filter_map(|e| lease_seconds(e.revoked.exp(), self.grace, now))
             .max();
@@ -764,9 +885,9 @@ impl EtcdStore {
             Some(ttl) => {
                 let request = LeaseGrantRequest { ttl, id: 0 };
                 self.call("etcdserverpb.Lease", "LeaseGrant", &request.encode_to_vec())
-                    .map(|call| Step::Granting { call, batch })
+                    .map(|call| Step::Granting { call, plan })
             }
-            None => self.write(&batch, 0).map(|call| Step::Writing { call }),
+            None => self.write(&plan, 0).map(|call| Step::Writing { call }),
         };
         match sent {
             Ok(step) => *self.step.borrow_mut() = Some(step),
@@ -778,9 +899,32 @@ impl EtcdStore {
         }
     }
 
+    fn plan(&self, batch: Vec<StoreEntry>, guard: &Guard) -> Plan {
+        let config = guard.config();
+        let scopes_of = |issuer: &str| config.provider_names_of_issuer(issuer);
+        let mut plan = Plan {
+            puts: Vec::with_capacity(batch.len()),
+            guarded: Vec::new(),
+            revision: self.seen_revision.get(),
+        };
+        for entry in batch {
+            if let Some((fingerprints, cutoff)) = subject_of(&entry, &scopes_of) {
+                let held = guard.state().etcd_subject_cutoff(&fingerprints);
+                if held.is_some_and(|held| held >= cutoff) {
+                    continue;
+                }
+                plan.guarded
+                    .push(key_for(&self.config.prefix, &entry).into_bytes());
+            }
+            plan.puts.push(entry);
+        }
+        plan
+    }
+
     /// One transaction of puts; entries with an `exp` carry the lease.
-    fn write(&self, batch: &[StoreEntry], lease: i64) -> Result<u32, proxy_wasm::types::Status> {
-        let success = batch
+    fn write(&self, plan: &Plan, lease: i64) -> Result<u32, proxy_wasm::types::Status> {
+        let success = plan
+            .puts
             .iter()
             .map(|entry| RequestOp {
                 request_put: Some(PutRequest {
@@ -795,18 +939,16 @@ impl EtcdStore {
                 }),
             })
             .collect();
-        let request = TxnRequest { success };
+        let compare = plan
+            .guarded
+            .iter()
+            .map(|key| Compare::unchanged_since(key.clone(), plan.revision))
+            .collect();
+        let request = TxnRequest { compare, success };
         self.call("etcdserverpb.KV", "Txn", &request.encode_to_vec())
     }
 
-    fn on_lease_granted(
-        &self,
-        status: u32,
-        size: usize,
-        batch: Vec<StoreEntry>,
-        metrics: &Metrics,
-        now: i64,
-    ) {
+    fn on_lease_granted(&self, status: u32, size: usize, plan: Plan, metrics: &Metrics, now: i64) {
         let granted = self
             .answer::<LeaseGrantResponse>(status, size)
             .and_then(|g| {
@@ -817,7 +959,7 @@ impl EtcdStore {
                 }
             });
         let written = granted.and_then(|lease| {
-            self.write(&batch, lease)
+            self.write(&plan, lease)
                 .map_err(|s| format!("not sent: {s:?}"))
         });
         match written {
@@ -855,11 +997,20 @@ mod tests {
 
     #[test]
     fn the_checked_value_round_trips_and_junk_is_none() {
-        assert_eq!(
-            decode_checked(&encode_checked(Some(17), 3)),
-            Some((Some(17), 3))
-        );
-        assert_eq!(decode_checked(&encode_checked(None, 0)), Some((None, 0)));
+        let checked = Checked {
+            in_sync_at: Some(17),
+            serial: 3,
+            revision: 40,
+        };
+        assert_eq!(decode_checked(&encode_checked(checked)), Some(checked));
+        let never = Checked {
+            in_sync_at: None,
+            serial: 0,
+            revision: 0,
+        };
+        assert_eq!(decode_checked(&encode_checked(never)), Some(never));
+        assert_eq!(decode_checked(b"1 2"), None, "a field missing");
+        assert_eq!(decode_checked(b"1 2 3 4"), None);
         assert_eq!(decode_checked(b"x 1"), None);
         assert_eq!(decode_checked(b"12"), None);
         assert_eq!(decode_checked(&[0xff, b' ', b'1']), None);

@@ -181,7 +181,6 @@ fn respond_with_revocation(vm: &mut Vm, context: u32, directives: &str) {
 // ---- finding 1: a watch is "in sync" from `created` until it closes ------------------------
 
 #[test]
-#[ignore = "finding 1: a watch that goes silent (frozen member, black-holed link, member cut off from the leader) stays in sync forever"]
 fn finding_1_a_watch_silent_for_longer_than_max_stale_is_stale() {
     // max_stale_seconds 30, on_stale deny.
     let mut vm = Vm::new(&etcd_config(json!({})));
@@ -201,7 +200,6 @@ fn finding_1_a_watch_silent_for_longer_than_max_stale_is_stale() {
 }
 
 #[test]
-#[ignore = "finding 1: the watch does not ask etcd to cancel it when its member loses the leader"]
 fn finding_1_the_watch_asks_to_be_canceled_when_its_member_has_no_leader() {
     let mut vm = Vm::new(&etcd_config(json!({})));
     first_read(&mut vm, Vec::new());
@@ -225,7 +223,6 @@ fn finding_1_the_watch_asks_to_be_canceled_when_its_member_has_no_leader() {
 // ---- finding 2: the shared keys do not cover what changes the shared set -------------------
 
 #[test]
-#[ignore = "finding 2: the set is built with the reading config's expiry grace; a config sharing its keys with a larger clock skew serves revoked tokens"]
 fn finding_2_a_worker_with_a_larger_clock_skew_keeps_refusing_a_revoked_token_it_accepts() {
     // Two configs of one filter (same plugin name and providers: the same shared keys), as
     // during a rollout that raises clock_skew_seconds: the reader's grace is 600 s (the
@@ -235,8 +232,10 @@ fn finding_2_a_worker_with_a_larger_clock_skew_keeps_refusing_a_revoked_token_it
     let mut reader = Vm::new(&reader_config);
     let exp = NOW + 10;
     let entry = kv("jti/gone", &format!(r#"{{"exp":{exp}}}"#), 7);
-    let stream = first_read(&mut reader, vec![entry]);
+    let stream = first_read(&mut reader, vec![entry.clone()]);
     let mut worker = reader.worker(&worker_config);
+    // Another grace, other shared keys: the worker's config reads etcd for itself.
+    first_read(&mut worker, vec![entry]);
     let revoked = token_with("gone", exp);
     assert_eq!(status_of(&mut worker, 2, &revoked), 401);
     // Later the token is still good for the worker. Any change under the prefix rebuilds the
@@ -252,7 +251,6 @@ fn finding_2_a_worker_with_a_larger_clock_skew_keeps_refusing_a_revoked_token_it
 }
 
 #[test]
-#[ignore = "finding 2: a config whose etcd login fails holds the reader lease forever; a config that could read never does"]
 fn finding_2_a_config_that_can_log_in_reads_even_when_one_that_cannot_got_the_lease_first() {
     // The same filter before and after a password rotation (the old one drains for minutes).
     let old = etcd_config(json!({ "username": "proxy", "password": "old" }));
@@ -286,7 +284,6 @@ fn finding_2_a_config_that_can_log_in_reads_even_when_one_that_cannot_got_the_le
 // ---- finding 8: every VM logs in to etcd, and a failing login is retried every 5 s --------
 
 #[test]
-#[ignore = "finding 8: every worker VM authenticates to etcd (bcrypt on etcd's side) every 5 s while the password is wrong, even with nothing to write"]
 fn finding_8_a_worker_with_nothing_to_write_never_logs_in_to_etcd() {
     let config = etcd_config(json!({ "username": "proxy", "password": "wrong" }));
     let mut reader = Vm::new(&config);
@@ -320,7 +317,6 @@ fn finding_8_a_worker_with_nothing_to_write_never_logs_in_to_etcd() {
 // ---- finding 3: the writer writes what readers skip, and what etcd refuses -----------------
 
 #[test]
-#[ignore = "finding 3: a learned revocation can be written under a key (or with a value) every reader skips"]
 fn finding_3_every_learned_revocation_is_written_as_a_key_and_value_the_reader_reads() {
     let issuer_of = |_: &str| Some(testkit::ISSUER.to_owned());
     let learned = [
@@ -339,7 +335,7 @@ fn finding_3_every_learned_revocation_is_written_as_a_key_and_value_the_reader_r
     ];
     let mut skipped = Vec::new();
     for entry in &learned {
-        let Some(stored) = from_learned(entry, &issuer_of) else {
+        let Ok(stored) = from_learned(PREFIX, entry, &issuer_of) else {
             continue; // refused up front (and logged): fine
         };
         let key = key_for(PREFIX, &stored);
@@ -359,7 +355,6 @@ fn finding_3_every_learned_revocation_is_written_as_a_key_and_value_the_reader_r
 }
 
 #[test]
-#[ignore = "finding 3: one far-future exp makes the batch's LeaseGrant exceed etcd's MaxLeaseTTL; the whole batch fails and is dropped"]
 fn finding_3_a_batch_with_a_far_future_exp_asks_for_a_lease_etcd_can_grant() {
     let mut vm = Vm::new(&etcd_config(json!({})));
     first_read(&mut vm, Vec::new());
@@ -385,9 +380,9 @@ fn finding_3_a_batch_with_a_far_future_exp_asks_for_a_lease_etcd_can_grant() {
 // ---- finding 4: a read holds every raw value until its last page ---------------------------
 
 #[test]
-#[ignore = "finding 4: a paged read holds every key's raw value (up to etcd's 1.5 MiB each) until the last page"]
 fn finding_4_a_read_in_progress_holds_at_most_what_the_layout_reads_per_key() {
-    let mut w = PrefixWatch::new(PREFIX.as_bytes());
+    // As the shell makes it: values cut to what the layout reads.
+    let mut w = PrefixWatch::new(PREFIX.as_bytes()).with_value_limit(MAX_VALUE_BYTES);
     assert!(matches!(w.next_action(0), WatchAction::SendRange(_)));
     let big = KeyValue {
         value: vec![b' '; 1 << 20],
@@ -413,7 +408,6 @@ fn finding_4_a_read_in_progress_holds_at_most_what_the_layout_reads_per_key() {
 // ---- finding 5: events for another watch id are dropped while the watch stays live ---------
 
 #[test]
-#[ignore = "finding 5: an answer with events under another watch_id is dropped silently and the watch stays in sync"]
 fn finding_5_events_under_another_watch_id_are_not_dropped_silently() {
     let mut w = PrefixWatch::new(PREFIX.as_bytes());
     w.next_action(0);
@@ -444,7 +438,6 @@ fn finding_5_events_under_another_watch_id_are_not_dropped_silently() {
 // ---- finding 6: pages halved once stay small for good ---------------------------------------
 
 #[test]
-#[ignore = "finding 6: after one page too large, every later read (re-reads included) asks for the halved page size forever"]
 fn finding_6_a_later_read_asks_for_full_pages_again() {
     let mut w = PrefixWatch::new(PREFIX.as_bytes());
     w.next_action(0);
@@ -484,42 +477,65 @@ fn finding_6_a_later_read_asks_for_full_pages_again() {
 // ---- finding 7: learned writes replace what etcd holds at the key --------------------------
 
 #[test]
-#[ignore = "finding 7: a learned sub= revocation overwrites the key's value in etcd, lowering a cutoff an operator set"]
 fn finding_7_a_learned_subject_cutoff_never_lowers_the_one_etcd_holds() {
     let mut config = etcd_config(json!({}));
     config["revocation"]["response_header_directives"] = json!(["self", "sub"]);
     let mut vm = Vm::new(&config);
     // An operator locked bob out until NOW + 3600 (`revoke --etcd --issuer ... --subject bob
-    // --issued-before +1h`).
-    let key = format!("iss/{}/sub/bob", crate::percent::encode(testkit::ISSUER));
-    let held = kv(&key, &format!(r#"{{"issued_before":{}}}"#, NOW + 3600), 7);
-    let stream = first_read(&mut vm, vec![held]);
+    // --issued-before +1h`); carol only up to an hour ago.
+    let issuer = crate::percent::encode(testkit::ISSUER);
+    let bob = kv(
+        &format!("iss/{issuer}/sub/bob"),
+        &format!(r#"{{"issued_before":{}}}"#, NOW + 3600),
+        7,
+    );
+    let carol = kv(
+        &format!("iss/{issuer}/sub/carol"),
+        &format!(r#"{{"issued_before":{}}}"#, NOW - 3600),
+        8,
+    );
+    let stream = first_read(&mut vm, vec![bob, carol]);
     // An upstream ends bob's sessions: `sub=bob` on a request alice's token authorized.
     assert_eq!(vm.request(2, "/", &token("alice-1")), Action::Continue);
     respond_with_revocation(&mut vm, 2, "sub=bob");
     vm.tick();
+    assert!(
+        last_call(&vm, "etcdserverpb.KV/Txn").is_none(),
+        "etcd already holds a later cutoff for bob: nothing to write"
+    );
+    // carol's is older: written, but only if her key did not change since the set's revision.
+    assert_eq!(vm.request(3, "/", &token("alice-2")), Action::Continue);
+    respond_with_revocation(&mut vm, 3, "sub=carol");
+    vm.tick();
     let (_, message) = last_call(&vm, "etcdserverpb.KV/Txn").expect("a write");
     let txn = TxnRequest::decode(message.as_slice()).unwrap();
+    assert_eq!(txn.compare.len(), 1);
     let put = txn.success[0].request_put.clone().unwrap();
-    // etcd applies it; the reader sees it come back on the watch.
-    let written = KeyValue {
-        key: put.key,
-        value: put.value,
-        mod_revision: 12,
-        ..KeyValue::default()
-    };
-    stream_message(&mut vm, stream, &put_event(written));
+    assert_eq!(txn.compare[0].key, put.key);
+    assert_eq!(
+        txn.compare[0].mod_revision, 11,
+        "unchanged since revision 10, the read's"
+    );
     // Ten minutes later bob logs in again (a token issued then): the operator's cutoff holds.
     vm.host.set_now(NOW + 600);
     vm.tick();
+    stream_message(
+        &mut vm,
+        stream,
+        &WatchResponse {
+            header: header_at(12),
+            watch_id: -1,
+            ..WatchResponse::default()
+        },
+    );
     let mut claims = good_claims();
     claims["sub"] = json!("bob");
     claims["iat"] = json!(NOW + 590);
     claims["exp"] = json!(NOW + 4000);
     assert_eq!(
-        status_of(&mut vm, 3, &rs256(&claims)),
+        status_of(&mut vm, 4, &rs256(&claims)),
         401,
-        "bob's new token passes: the learned put replaced issued_before {} with a lower one",
+        "bob's new token passes: the learned cutoff replaced issued_before {}",
         NOW + 3600
     );
 }

@@ -25,6 +25,19 @@ pub const MAX_READ_KEYS: usize = 1_000_000;
 pub const BACKOFF_FIRST_SECONDS: i64 = 1;
 pub const BACKOFF_MAX_SECONDS: i64 = 30;
 
+/// The watch id of etcd's answers to a progress request (not any one watch's).
+pub const PROGRESS_WATCH_ID: i64 = -1;
+
+/// After this long without a word on a live watch, a progress request is sent; without an
+/// answer within as long again, the stream is taken as dead (`check_alive`). The shell sets
+/// it from the staleness limit (`with_liveness`).
+pub const DEFAULT_QUIET_SECONDS: i64 = 10;
+
+/// A read collects at most this many bytes of keys and values (values are cut to what the
+/// layout reads, `with_value_limit`): a server answering `more` forever, or with huge values,
+/// cannot grow a read without bound.
+pub const MAX_READ_BYTES: usize = 256 * 1024 * 1024;
+
 /// A watch that was live this long before it broke was healthy: the next backoff starts again
 /// from the first delay, so one break after a good hour is not punished like a flapping link.
 pub const HEALTHY_SECONDS: i64 = 60;
@@ -45,11 +58,15 @@ pub enum State {
     },
     /// A watch from `from_revision`: `opened` once its request is out, `created_at` once etcd
     /// confirmed it (it is live from then until it breaks), under etcd's `watch_id`.
+    /// `heard_at`: when etcd last said anything on it (opened, created, events, progress);
+    /// `progress_asked`: a progress request is out since then, unanswered.
     Watching {
         from_revision: i64,
         opened: bool,
         created_at: Option<i64>,
         watch_id: i64,
+        heard_at: i64,
+        progress_asked: Option<i64>,
     },
     /// After a failure, nothing before `until`; then a watch from the last revision seen, or a
     /// new read when there is none to resume from.
@@ -67,6 +84,9 @@ pub enum Action {
     /// Close the watch stream: the machine is done with it (its watch was canceled, or etcd
     /// broke the protocol) though etcd has not closed it.
     CloseWatch,
+    /// Send a `WatchProgressRequest` on the stream: etcd has been quiet for a while, and a
+    /// stream that cannot answer (a frozen member, a black-holed link) must not pass for live.
+    RequestProgress,
 }
 
 /// What an answer changed in the prefix.
@@ -115,8 +135,15 @@ pub struct PrefixWatch {
     episode: Episode,
     /// `MAX_READ_KEYS` (smaller in tests).
     max_read_keys: usize,
-    /// Keys asked for per page: `PAGE_LIMIT`, halved while pages come back too large.
+    /// Keys asked for per page: `PAGE_LIMIT`, halved while pages come back too large (for
+    /// the rest of that read).
     page_limit: i64,
+    /// Bytes of keys and values collected by the read in progress.
+    read_bytes: usize,
+    /// Values longer are cut to this many bytes while a read collects them.
+    keep_value_bytes: usize,
+    /// See `DEFAULT_QUIET_SECONDS`.
+    quiet_seconds: i64,
 }
 
 impl PrefixWatch {
@@ -132,7 +159,49 @@ impl PrefixWatch {
             episode: Episode::default(),
             max_read_keys: MAX_READ_KEYS,
             page_limit: PAGE_LIMIT,
+            read_bytes: 0,
+            keep_value_bytes: usize::MAX,
+            quiet_seconds: DEFAULT_QUIET_SECONDS,
         }
+    }
+
+    /// Values longer than `bytes` are held cut to `bytes + 1` while a read collects pages
+    /// (still too long for a reader that refuses values over `bytes`).
+    pub fn with_value_limit(mut self, bytes: usize) -> Self {
+        self.keep_value_bytes = bytes.saturating_add(1);
+        self
+    }
+
+    /// How long a live watch may be quiet before it is asked for progress (at least 1 s).
+    pub fn with_liveness(mut self, quiet_seconds: i64) -> Self {
+        self.quiet_seconds = quiet_seconds.max(1);
+        self
+    }
+
+    /// A live watch that did not answer its progress request in time (or was never created)
+    /// is dead: the machine backs off and resumes. Call on every tick, before `next_action`.
+    pub fn check_alive(&mut self, now: i64) -> Option<Refused> {
+        let State::Watching {
+            opened: true,
+            created_at,
+            heard_at,
+            progress_asked,
+            ..
+        } = self.state
+        else {
+            return None;
+        };
+        let quiet = self.quiet_seconds;
+        let why = match (created_at, progress_asked) {
+            (Some(_), Some(asked)) if now.saturating_sub(asked) >= quiet => {
+                "no answer to a progress request (a silent stream or member)"
+            }
+            (None, _) if now.saturating_sub(heard_at) >= quiet.saturating_mul(2) => {
+                "the watch was never confirmed"
+            }
+            _ => return None,
+        };
+        Some(self.refuse(now, why))
     }
 
     pub fn state(&self) -> &State {
@@ -177,9 +246,11 @@ impl PrefixWatch {
             State::Watching {
                 from_revision,
                 opened,
+                heard_at,
                 ..
             } if !*opened => {
                 *opened = true;
+                *heard_at = now;
                 self.stream_open = true;
                 Action::OpenWatch(WatchCreateRequest {
                     key: self.prefix.clone(),
@@ -190,6 +261,17 @@ impl PrefixWatch {
                     fragment: true,
                     ..WatchCreateRequest::default()
                 })
+            }
+            State::Watching {
+                created_at: Some(_),
+                heard_at,
+                progress_asked,
+                ..
+            } if progress_asked.is_none()
+                && now.saturating_sub(*heard_at) >= self.quiet_seconds =>
+            {
+                *progress_asked = Some(now);
+                Action::RequestProgress
             }
             _ => Action::Nothing,
         }
@@ -229,7 +311,19 @@ impl PrefixWatch {
             return Err(self.refuse(now, "a Range read over MAX_READ_KEYS keys"));
         }
         let last_key = resp.kvs.last().map(|kv| kv.key.clone());
-        held.extend(resp.kvs);
+        let mut kvs = resp.kvs;
+        for kv in &mut kvs {
+            // A value the reader refuses anyway is held only as far as it takes to refuse it.
+            kv.value.truncate(self.keep_value_bytes);
+            kv.value.shrink_to_fit();
+            self.read_bytes = self
+                .read_bytes
+                .saturating_add(kv.key.len() + kv.value.len());
+        }
+        if self.read_bytes > MAX_READ_BYTES {
+            return Err(self.refuse(now, "a Range read over MAX_READ_BYTES"));
+        }
+        held.extend(kvs);
         *revision = Some(at);
         if resp.more {
             let Some(mut key) = last_key else {
@@ -242,6 +336,9 @@ impl PrefixWatch {
             return Ok(Changes::default());
         }
         let puts = std::mem::take(held);
+        // The next read starts with full pages again, and counts its own bytes.
+        self.page_limit = PAGE_LIMIT;
+        self.read_bytes = 0;
         self.revision = Some(at);
         self.synced_at = Some(now);
         self.state = self.watch_from(at);
@@ -283,11 +380,16 @@ impl PrefixWatch {
             opened: true,
             created_at,
             watch_id,
+            heard_at,
+            progress_asked,
         } = &mut self.state
         else {
             return Ok(Changes::default());
         };
         let from_revision = *from_revision;
+        // Anything from etcd shows the stream and its member are alive.
+        *heard_at = now;
+        *progress_asked = None;
         if resp.compact_revision > 0 {
             // What is held is still right, but the events since cannot be had: read it all.
             self.watch_ended(now);
@@ -313,6 +415,12 @@ impl PrefixWatch {
             return Err(self.refuse(now, "a watch answer before the watch was created"));
         }
         if resp.watch_id != *watch_id {
+            if !resp.events.is_empty() {
+                // Events for a watch this stream never made: etcd's or a proxy's bug. Resuming
+                // from the last revision seen gets them again, under this watch.
+                return Err(self.refuse(now, "events for a watch this stream did not create"));
+            }
+            // A progress answer (`PROGRESS_WATCH_ID`), or the end of an old watch.
             return Ok(Changes {
                 recovered,
                 ..Changes::default()
@@ -361,35 +469,31 @@ impl PrefixWatch {
         }
     }
 
-    /// When what is held was last known to be in sync: `now` while a watch is live, else
-    /// when the last read completed or the last live watch ended (`None`: never read).
-    pub fn in_sync_at(&self, now: i64) -> Option<i64> {
+    /// When what is held was last known to be in sync: while a watch is live, when etcd last
+    /// said anything on it (a quiet one is asked for progress, so this trails by at most the
+    /// quiet time); else when the last read completed or the last live watch ended (`None`:
+    /// never read).
+    pub fn in_sync_at(&self, _now: i64) -> Option<i64> {
         match self.state {
             State::Watching {
                 created_at: Some(_),
+                heard_at,
                 ..
-            } => Some(now),
+            } => Some(self.synced_at.map_or(heard_at, |at| at.max(heard_at))),
             _ => self.synced_at,
         }
     }
 
-    /// Whether what is held is stale: no read completed and no watch was live within
-    /// `max_stale_seconds` (never read: stale). A live watch is taken at its word: a stream
-    /// that hangs without closing is for the transport's keepalive to break.
+    /// Whether what is held is stale: nothing heard from etcd (a completed read, a word on a
+    /// live watch) within `max_stale_seconds` (never read: stale).
     pub fn is_stale(&self, now: i64, max_stale_seconds: i64) -> bool {
-        if let State::Watching {
-            created_at: Some(_),
-            ..
-        } = self.state
-        {
-            return false;
-        }
-        self.synced_at
+        self.in_sync_at(now)
             .is_none_or(|at| now.saturating_sub(at) > max_stale_seconds.max(0))
     }
 
     /// A read when nothing can be resumed, else a watch from the revision after the last seen.
-    fn resume(&self) -> State {
+    fn resume(&mut self) -> State {
+        self.read_bytes = 0;
         match self.revision {
             Some(at) => self.watch_from(at),
             None => State::Reading {
@@ -407,6 +511,8 @@ impl PrefixWatch {
             opened: false,
             created_at: None,
             watch_id: 0,
+            heard_at: 0,
+            progress_asked: None,
         }
     }
 
@@ -415,10 +521,12 @@ impl PrefixWatch {
     fn watch_ended(&mut self, now: i64) {
         if let State::Watching {
             created_at: Some(since),
+            heard_at,
             ..
         } = self.state
         {
-            self.synced_at = Some(self.synced_at.map_or(now, |at| at.max(now)));
+            // In sync until etcd last said something, not until the break was noticed.
+            self.synced_at = Some(self.synced_at.map_or(heard_at, |at| at.max(heard_at)));
             if now.saturating_sub(since) >= HEALTHY_SECONDS {
                 self.backoff = BACKOFF_FIRST_SECONDS;
             }
@@ -710,10 +818,33 @@ mod tests {
         assert!(w.is_stale(41, 30), "read 31 s ago, no watch live");
         expect_watch(w.next_action(41));
         w.watch_response(41, created(1)).unwrap();
-        assert!(!w.is_stale(1000, 30), "a live watch keeps it fresh");
-        w.watch_closed(1000);
-        assert!(!w.is_stale(1030, 30));
-        assert!(w.is_stale(1031, 30), "live until it broke");
+        assert!(!w.is_stale(71, 30), "in sync as of the watch's creation");
+        assert!(
+            w.is_stale(72, 30),
+            "nothing heard since: not taken on its word"
+        );
+        // A quiet watch is asked for progress; its answer keeps it fresh.
+        assert_eq!(w.next_action(51), Action::RequestProgress);
+        assert_eq!(w.next_action(52), Action::Nothing, "one request at a time");
+        let progress = WatchResponse {
+            watch_id: PROGRESS_WATCH_ID,
+            header: Some(ResponseHeader {
+                revision: 10,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert!(w.watch_response(55, progress).unwrap().is_empty());
+        assert!(!w.is_stale(85, 30));
+        assert_eq!(w.check_alive(64), None, "answered");
+        // Unanswered: the stream is dead (a frozen member, a black-holed link).
+        assert_eq!(w.next_action(65), Action::RequestProgress);
+        assert_eq!(w.check_alive(74), None);
+        let dead = w.check_alive(75).expect("no answer within the quiet time");
+        assert!(dead.starts_outage);
+        assert_eq!(w.next_action(75), Action::CloseWatch);
+        assert!(!w.is_stale(85, 30), "in sync until it was last heard (55)");
+        assert!(w.is_stale(86, 30));
         // A watch opened but never created does not count as live.
         expect_watch(w.next_action(1031));
         assert!(w.is_stale(1031, 30));
@@ -791,7 +922,7 @@ mod tests {
         assert_eq!(expect_watch(w.next_action(1)).start_revision, 11);
 
         // Events before the watch's start, with negative revisions, outside the prefix, of
-        // an unknown type, without a kv, or for another watch id are dropped.
+        // an unknown type or without a kv are dropped.
         let mut w = live_at(0);
         let mut odd = events(
             1,
@@ -815,8 +946,6 @@ mod tests {
         let changes = w.watch_response(1, odd).unwrap();
         assert_eq!(keys(&changes.puts), vec![&b"/bg/ok"[..]]);
         assert!(changes.deletes.is_empty());
-        let other = events(2, vec![(EventType::Delete, kv("/bg/ok", 14))]);
-        assert!(w.watch_response(1, other).unwrap().is_empty());
         // A duplicate `created` changes nothing; a range answer while watching is ignored.
         assert!(w.watch_response(1, created(3)).unwrap().is_empty());
         assert!(w
@@ -828,6 +957,12 @@ mod tests {
             Some(13),
             "the unknown event's revision still counts"
         );
+        // Events for another watch id break the stream (never dropped in silence); the watch
+        // resumes after the last revision seen, and gets them under its own id.
+        let other = events(2, vec![(EventType::Delete, kv("/bg/ok", 14))]);
+        assert!(w.watch_response(1, other).is_err());
+        assert_eq!(w.next_action(1), Action::CloseWatch);
+        assert_eq!(expect_watch(w.next_action(3)).start_revision, 14);
         // Extreme revisions saturate instead of overflowing.
         let mut w = PrefixWatch::new(b"/bg/");
         expect_range(w.next_action(i64::MAX));

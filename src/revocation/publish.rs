@@ -106,9 +106,14 @@ impl<T: Clone> PublishQueue<T> {
         self.entries.is_empty()
     }
 
+    /// Whether `next_batch` would hand out a batch now.
+    pub fn is_due(&self, now: i64) -> bool {
+        self.in_flight.is_none() && !self.entries.is_empty() && now >= self.next_at
+    }
+
     /// The next batch to send, if one is due; the caller must report its result with `settle`.
     pub fn next_batch(&mut self, now: i64) -> Option<Vec<T>> {
-        if self.in_flight.is_some() || self.entries.is_empty() || now < self.next_at {
+        if !self.is_due(now) {
             return None;
         }
         let n = self.entries.len().min(self.batch_size);

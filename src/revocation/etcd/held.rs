@@ -171,6 +171,22 @@ impl Applied {
     }
 }
 
+/// A subject entry's fingerprints (one per scope, as a reader holds them) and its cutoff;
+/// `None` for other entries, or an issuer no provider has.
+pub fn subject_of(
+    entry: &StoreEntry,
+    scopes_of_issuer: &dyn Fn(&str) -> Vec<String>,
+) -> Option<(Vec<u64>, i64)> {
+    match adds_of(entry, scopes_of_issuer)? {
+        Adds::Subject(fps, cutoff) => {
+            let mut all = Vec::new();
+            fps.each(|fp| all.push(fp));
+            Some((all, cutoff))
+        }
+        Adds::Exact(_) | Adds::Cutoff(..) => None,
+    }
+}
+
 /// The scopes an entry applies to: every provider's, or those of its issuer (`None`: no
 /// provider has that issuer).
 fn adds_of(entry: &StoreEntry, scopes_of_issuer: &dyn Fn(&str) -> Vec<String>) -> Option<Adds> {

@@ -297,30 +297,54 @@ pub fn value_for(entry: &StoreEntry) -> String {
 /// `None`: no `exp`, no lease (the entry stays until it is deleted).
 pub fn lease_seconds(exp: Option<i64>, max_clock_skew_seconds: i64, now: i64) -> Option<i64> {
     let end = exp?.saturating_add(max_clock_skew_seconds.max(0));
-    Some(end.saturating_sub(now).max(1))
+    Some(end.saturating_sub(now).clamp(1, MAX_LEASE_TTL_SECONDS))
+}
+
+/// etcd's largest lease TTL (`MaxLeaseTTL`, 9e9 s): a grant above it is refused.
+pub const MAX_LEASE_TTL_SECONDS: i64 = 9_000_000_000;
+
+/// Why a learned revocation is not written to etcd (it still holds on this proxy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotWritten {
+    /// Its provider's `iss` is not its own alone (`issuer_of` said none): an entry for that
+    /// issuer would apply to another key holder's tokens.
+    Issuer,
+    /// The key or value would be one readers skip (a `jti` too long for a key, say).
+    Unreadable(Skipped),
 }
 
 /// A revocation learned at run time (a response header, misuse detection) as the etcd entry
-/// it is written as. A provider-scoped one goes under its provider's issuer (`issuer_of`;
-/// `jti` and `sub` are unique per issuer); `None` when its provider is unknown or its
-/// token identity is not hex (neither comes from this filter).
+/// it is written as under `prefix`. A provider-scoped one goes under its provider's issuer
+/// (`issuer_of`; `jti` and `sub` are unique per issuer). Only what every reader reads back
+/// as the same entry is written; an `exp` past [`MAX_SECONDS`] is written as that.
 pub fn from_learned(
+    prefix: &str,
     entry: &PublishEntry,
     issuer_of: &dyn Fn(&str) -> Option<String>,
-) -> Option<StoreEntry> {
+) -> Result<StoreEntry, NotWritten> {
+    let exp = |exp: &Option<i64>| exp.map(|e| e.clamp(0, MAX_SECONDS));
     let (provider, revoked) = match entry {
-        PublishEntry::Jti { provider, jti, exp } => (
+        PublishEntry::Jti {
+            provider,
+            jti,
+            exp: e,
+        } => (
             provider,
             Revoked::Jti {
                 jti: jti.clone(),
-                exp: *exp,
+                exp: exp(e),
             },
         ),
-        PublishEntry::TokenSha256 { provider, hex, exp } => (
+        PublishEntry::TokenSha256 {
+            provider,
+            hex,
+            exp: e,
+        } => (
             provider,
             Revoked::Token {
-                id: hex_to_digest(hex)?,
-                exp: *exp,
+                id: hex_to_digest(hex)
+                    .ok_or(NotWritten::Unreadable(Skipped::TokenIdNotLowercaseHex))?,
+                exp: exp(e),
             },
         ),
         PublishEntry::Subject {
@@ -337,10 +361,16 @@ pub fn from_learned(
         ),
     };
     let issuer = match provider {
-        Some(name) => Some(issuer_of(name)?),
+        Some(name) => Some(issuer_of(name).ok_or(NotWritten::Issuer)?),
         None => None,
     };
-    Some(StoreEntry { issuer, revoked })
+    let entry = StoreEntry { issuer, revoked };
+    let key = key_for(prefix, &entry);
+    match parse_entry(prefix, key.as_bytes(), value_for(&entry).as_bytes()) {
+        Ok(read) if read == entry => Ok(entry),
+        Ok(_) => Err(NotWritten::Unreadable(Skipped::UnknownKind)),
+        Err(skipped) => Err(NotWritten::Unreadable(skipped)),
+    }
 }
 
 /// RFC 3986 percent-decoding of one key segment. `%XX` (either case) is a byte; anything else,
@@ -635,7 +665,8 @@ mod tests {
         assert_eq!(lease_seconds(Some(NOW + 10), -50, NOW), Some(10));
         assert_eq!(
             lease_seconds(Some(i64::MAX), i64::MAX, i64::MIN),
-            Some(i64::MAX)
+            Some(MAX_LEASE_TTL_SECONDS),
+            "etcd's largest"
         );
         assert_eq!(
             lease_seconds(
@@ -780,7 +811,7 @@ mod tests {
             },
         ];
         for entry in &learned {
-            let stored = from_learned(entry, &issuer_of).unwrap();
+            let stored = from_learned(PREFIX, entry, &issuer_of).unwrap();
             let key = key_for(PREFIX, &stored);
             let value = value_for(&stored);
             assert_eq!(
@@ -788,7 +819,7 @@ mod tests {
                 Ok(stored)
             );
         }
-        let stored = from_learned(&learned[0], &issuer_of).unwrap();
+        let stored = from_learned(PREFIX, &learned[0], &issuer_of).unwrap();
         assert_eq!(
             key_for(PREFIX, &stored),
             format!("{PREFIX}iss/https%3A%2F%2Fcorp.example/jti/j%2F1")
@@ -798,7 +829,30 @@ mod tests {
             jti: "j".into(),
             exp: None,
         };
-        assert_eq!(from_learned(&unknown, &issuer_of), None);
+        assert_eq!(
+            from_learned(PREFIX, &unknown, &issuer_of),
+            Err(NotWritten::Issuer)
+        );
+        let long = PublishEntry::Jti {
+            provider: None,
+            jti: "j".repeat(MAX_KEY_BYTES),
+            exp: Some(i64::MAX),
+        };
+        assert_eq!(
+            from_learned(PREFIX, &long, &issuer_of),
+            Err(NotWritten::Unreadable(Skipped::KeyTooLarge))
+        );
+        let far = PublishEntry::Jti {
+            provider: None,
+            jti: "far".into(),
+            exp: Some(i64::MAX),
+        };
+        let far = from_learned(PREFIX, &far, &issuer_of).unwrap();
+        assert_eq!(far.revoked.exp(), Some(MAX_SECONDS));
+        assert_eq!(
+            lease_seconds(far.revoked.exp(), 600, NOW),
+            Some(MAX_LEASE_TTL_SECONDS)
+        );
     }
 
     #[test]

@@ -167,12 +167,62 @@ pub struct LeaseGrantResponse {
     pub error: String,
 }
 
-/// etcdserverpb.TxnRequest: here, only unconditional puts (no `compare`), so a batch of
-/// entries is one call that lands whole or not at all.
+/// etcdserverpb.TxnRequest: puts (`success`) applied only if every `compare` holds, so a
+/// batch of entries lands whole or not at all.
 #[derive(Clone, PartialEq, Message)]
 pub struct TxnRequest {
+    #[prost(message, repeated, tag = "1")]
+    pub compare: Vec<Compare>,
     #[prost(message, repeated, tag = "2")]
     pub success: Vec<RequestOp>,
+}
+
+/// etcdserverpb.Compare, for the one comparison written here: a key's `mod_revision`
+/// (`target: MOD`, the `mod_revision` member of `target_union`).
+#[derive(Clone, PartialEq, Message)]
+pub struct Compare {
+    #[prost(enumeration = "CompareResult", tag = "1")]
+    pub result: i32,
+    #[prost(enumeration = "CompareTarget", tag = "2")]
+    pub target: i32,
+    #[prost(bytes = "vec", tag = "3")]
+    pub key: Vec<u8>,
+    #[prost(int64, tag = "6")]
+    pub mod_revision: i64,
+}
+
+/// etcdserverpb.Compare.CompareResult
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum CompareResult {
+    Equal = 0,
+    Greater = 1,
+    Less = 2,
+    NotEqual = 3,
+}
+
+/// etcdserverpb.Compare.CompareTarget
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, prost::Enumeration)]
+#[repr(i32)]
+pub enum CompareTarget {
+    Version = 0,
+    Create = 1,
+    Mod = 2,
+    Value = 3,
+    Lease = 4,
+}
+
+impl Compare {
+    /// Holds while `key` was last changed before `revision` (a key that does not exist has
+    /// `mod_revision` 0: it holds too).
+    pub fn unchanged_since(key: Vec<u8>, revision: i64) -> Self {
+        Compare {
+            result: CompareResult::Less as i32,
+            target: CompareTarget::Mod as i32,
+            key,
+            mod_revision: revision.saturating_add(1),
+        }
+    }
 }
 
 /// etcdserverpb.RequestOp, with the one operation written here (`request_put`).
@@ -336,6 +386,12 @@ mod tests {
     /// messages (tag = field << 3 | wire type).
     #[test]
     fn field_numbers_are_etcds() {
+        // Compare{result LESS (1: 2), target MOD (2: 2), key (3), mod_revision (6)}.
+        let compare = Compare::unchanged_since(b"k".to_vec(), 9);
+        assert_eq!(
+            compare.encode_to_vec(),
+            vec![0x08, 2, 0x10, 2, 0x1a, 1, b'k', 0x30, 10]
+        );
         let range = RangeRequest {
             key: b"k".to_vec(),
             range_end: b"l".to_vec(),

@@ -47,6 +47,14 @@ pub(crate) fn register_grpc_stream(token_id: u32) {
     DISPATCHER.with(|dispatcher| dispatcher.register_grpc_stream(token_id));
 }
 
+// bearer-guard patch: Envoy's cancel and close of a stream do not call back, so the token
+// would stay registered for good (see PATCHES.md).
+pub(crate) fn unregister_grpc_stream(token_id: u32) {
+    DISPATCHER.with(|dispatcher| {
+        dispatcher.grpc_streams.borrow_mut().remove(&token_id);
+    });
+}
+
 struct NoopRoot;
 
 impl Context for NoopRoot {}

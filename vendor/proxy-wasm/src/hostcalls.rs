@@ -989,6 +989,7 @@ pub fn cancel_grpc_call(token_id: u32) -> Result<(), Status> {
 }
 
 pub fn cancel_grpc_stream(token_id: u32) -> Result<(), Status> {
+    dispatcher::unregister_grpc_stream(token_id);
     unsafe {
         match proxy_grpc_cancel(token_id) {
             Status::Ok => Ok(()),
