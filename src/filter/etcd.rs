@@ -44,6 +44,9 @@ const READER_LEASE_SECONDS: i64 = 5;
 /// A set of at most this many entries is built and shared as soon as a watch event lands;
 /// a larger one at the next tick, so a burst of events costs one build per tick.
 const BUILD_AT_ONCE: usize = 100_000;
+/// A worker looks at the shared set before a decision at most this often (and on every
+/// tick): what bounds how late a put reaches it after the reader applied it.
+const ADOPT_EVERY_MS: i64 = 20;
 /// After a failed `Authenticate`, the next try waits this long, doubling up to the cap: each
 /// one costs etcd a bcrypt check, and a mesh-wide wrong password must not flood it.
 const AUTH_RETRY_SECONDS: i64 = 5;
@@ -185,6 +188,8 @@ pub struct EtcdStore {
     /// The etcd revision of the set this VM holds (0: none): writes of subject cutoffs are
     /// made against it.
     seen_revision: Cell<i64>,
+    /// When a request last looked at the shared set (`adopt_if_due`), ms.
+    adopted_at_ms: Cell<i64>,
     /// A shared set that did not decode (logged once).
     unreadable_serial: Cell<Option<u64>>,
     reader: RefCell<Option<Reader>>,
@@ -214,6 +219,7 @@ impl EtcdStore {
             seen_serial: Cell::new(None),
             seen_revision: Cell::new(0),
             unreadable_serial: Cell::new(None),
+            adopted_at_ms: Cell::new(i64::MIN),
             reader: RefCell::new(None),
             auth: RefCell::new(Auth::default()),
             queue: RefCell::new(PublishQueue::new(
@@ -228,8 +234,22 @@ impl EtcdStore {
         Some(store)
     }
 
+    /// Before a decision: `adopt`, unless this VM looked less than `ADOPT_EVERY_MS` ago. A
+    /// shared-data read on every request costs more than the rest of a cache hit; a put is
+    /// still refused on every worker within that much of the reader applying it.
+    pub fn adopt_if_due(&self, guard: &Guard, now_ms: Option<i64>) {
+        if let Some(now_ms) = now_ms {
+            let last = self.adopted_at_ms.get();
+            if now_ms >= last && now_ms.saturating_sub(last) < ADOPT_EVERY_MS {
+                return;
+            }
+            self.adopted_at_ms.set(now_ms);
+        }
+        self.adopt(guard);
+    }
+
     /// Picks up the set the reader shared, if it changed, and when it was last in sync. One
-    /// small shared read when nothing changed: this runs before every decision.
+    /// small shared read when nothing changed.
     pub fn adopt(&self, guard: &Guard) {
         let host = &*self.host;
         let Ok((Some(bytes), _)) = host.shared_data(&self.keys.checked) else {

@@ -158,6 +158,11 @@ impl FakeHost {
         vm.next_call = 1;
     }
 
+    /// Moves this VM's clock on by `ms` milliseconds.
+    pub fn advance_ms(&self, ms: i64) {
+        self.vm.borrow_mut().now_ms += ms;
+    }
+
     pub fn set_now(&self, now: i64) {
         self.vm.borrow_mut().now_ms = now * 1000;
     }

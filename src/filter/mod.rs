@@ -185,8 +185,10 @@ enum Look {
 /// Decides for the request of the effective context and applies the decision.
 fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     let host = &*active.host;
+    // One clock read serves the sync, the decision (seconds) and the log line (milliseconds).
+    let now_ms = now_unix_millis(host);
     if let Some(revocation) = &active.revocation {
-        revocation.sync_learned(&active.guard);
+        revocation.sync_learned(&active.guard, now_ms);
     }
     let all = request_headers(host);
     let headers = &all.text;
@@ -198,8 +200,6 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
         tls: active.guard.config().requires_tls() && connection_is_tls(host),
         not_utf8: &all.not_utf8,
     };
-    // One clock read serves the decision (seconds) and the log line (milliseconds).
-    let now_ms = now_unix_millis(host);
     let now = now_ms.map(|ms| ms.div_euclid(1000));
     let (decision, stale_allowed) = decide(active, &request, look, now);
     let now = now.unwrap_or_default();

@@ -209,11 +209,13 @@ impl Revocation {
 
     /// Before each decision: one small shared read; the log itself only when it changed.
     /// This is what makes a revocation on one worker hold on every worker's next request.
-    pub fn sync_learned(&self, guard: &Guard) {
+    /// `now_ms`: the request's clock reading (the etcd set is looked at every few ms, not on
+    /// every request).
+    pub fn sync_learned(&self, guard: &Guard, now_ms: Option<i64>) {
         self.serves_requests.set(true);
         self.read_learned(guard);
         if let Some(etcd) = &self.etcd {
-            etcd.adopt(guard);
+            etcd.adopt_if_due(guard, now_ms);
         }
     }
 

@@ -13,9 +13,11 @@ use crate::revocation::etcd::proto::{
     WatchResponse,
 };
 
-/// Keys asked for per `Range` page: each page is one message, well under the deframer's limit
-/// for revocation entries, and a large prefix does not arrive as one huge response.
-pub const PAGE_LIMIT: i64 = 1000;
+/// Keys asked for per `Range` page. etcd counts every key left in the range for each page
+/// (`count`), so a read costs (keys / page)^2 / 2 of that: 10,000 keeps a 1M-key read to 100
+/// pages, and a page of the layout's usual entries (under 100 bytes) to about 1 MiB; pages of
+/// large values come back over the shell's cap and are asked for again with fewer keys.
+pub const PAGE_LIMIT: i64 = 10_000;
 
 /// The most keys one read collects before it is refused: far above a revocation prefix, it
 /// bounds the memory a server answering `more` forever could make a read take.
