@@ -22,7 +22,7 @@ use crate::remote::watch::{Action, Changes, PrefixWatch, Refused};
 use crate::revocation::config::RevocationConfig;
 use crate::revocation::doc::PublishEntry;
 use crate::revocation::etcd::config::EtcdConfig;
-use crate::revocation::etcd::held::{subject_of, HeldStore};
+use crate::revocation::etcd::held::{subject_of, Applied, HeldStore};
 use crate::revocation::etcd::layout::{
     from_learned, key_for, lease_seconds, value_for, NotWritten, StoreEntry, MAX_VALUE_BYTES,
 };
@@ -135,6 +135,8 @@ struct Reader {
     stream: Option<u32>,
     /// The lease value this VM last wrote (it still holds the lease while it reads it back).
     lease: Vec<u8>,
+    /// The pages of a read in progress (what is enforced stays `held` until it is whole).
+    staging: Option<HeldStore>,
     /// Changes applied but not yet shared.
     dirty: bool,
     /// The in-sync time last shared.
@@ -340,6 +342,7 @@ impl EtcdStore {
                     range_call: None,
                     stream: None,
                     lease: renewed,
+                    staging: None,
                     dirty: false,
                     shared_in_sync: None,
                     built_revision: 0,
@@ -785,9 +788,20 @@ impl EtcdStore {
             return;
         }
         let config = guard.config();
-        let applied = reader
-            .held
-            .apply(&changes, &|issuer| config.provider_names_of_issuer(issuer));
+        let scopes_of = |issuer: &str| config.provider_names_of_issuer(issuer);
+        // A read's pages go to a store of their own until the read is whole: what is
+        // enforced meanwhile is the previous read and its events, never half a prefix.
+        let target = match changes.page {
+            Some(page) => {
+                if page.first || reader.staging.is_none() {
+                    reader.staging = Some(HeldStore::new(&self.config.prefix));
+                }
+                reader.staging.as_mut()
+            }
+            None => Some(&mut reader.held),
+        };
+        let applied =
+            target.map_or_else(Applied::default, |store| store.apply(&changes, &scopes_of));
         for line in &applied.skipped_lines {
             host.warn(line);
         }
@@ -806,7 +820,13 @@ impl EtcdStore {
                 applied.no_such_issuer
             ));
         }
+        if changes.page.is_some() && !changes.reset {
+            return;
+        }
         if changes.reset {
+            if let Some(read) = reader.staging.take() {
+                reader.held = read;
+            }
             metrics.count(Counter::EtcdReadOk);
             host.info(&format!(
                 "etcd: read {} entries under {} at revision {}",

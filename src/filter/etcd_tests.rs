@@ -491,3 +491,57 @@ fn what_one_key_holder_learns_is_not_written_for_an_issuer_another_key_holder_sh
     );
     assert_eq!(status_of(&mut vm, 3, &served), 401, "still enforced here");
 }
+
+#[test]
+fn a_read_in_pages_is_enforced_only_when_whole_and_the_old_one_holds_meanwhile() {
+    let mut vm = Vm::new(&etcd_config(json!({})));
+    let stream = first_read(&mut vm, vec![kv("jti/old", "{}", 3)]);
+    // Compacted: read again, in two pages.
+    stream_message(
+        &mut vm,
+        stream,
+        &WatchResponse {
+            watch_id: 1,
+            compact_revision: 20,
+            ..WatchResponse::default()
+        },
+    );
+    vm.tick();
+    let (call, _, _) = sent_call(&vm, "etcdserverpb.KV/Range");
+    let more = RangeResponse {
+        header: header_at(30),
+        kvs: vec![kv("jti/a-new", "{}", 25)],
+        more: true,
+        ..RangeResponse::default()
+    };
+    answer_call(&mut vm, call, &more);
+    vm.host.advance_ms(20);
+    assert_eq!(
+        status_of(&mut vm, 2, &token("old")),
+        401,
+        "the old read holds"
+    );
+    assert_eq!(
+        status_of(&mut vm, 3, &token("a-new")),
+        200,
+        "half a read is not enforced"
+    );
+    let (next, message, _) = sent_call(&vm, "etcdserverpb.KV/Range");
+    assert_ne!(next, call, "the next page asked for at once");
+    let request = RangeRequest::decode(message.as_slice()).unwrap();
+    assert_eq!(request.revision, 30, "at the first page's revision");
+    let last = RangeResponse {
+        header: header_at(30),
+        kvs: vec![kv("jti/b-new", "{}", 26)],
+        ..RangeResponse::default()
+    };
+    answer_call(&mut vm, next, &last);
+    vm.host.advance_ms(20);
+    assert_eq!(
+        status_of(&mut vm, 4, &token("old")),
+        200,
+        "gone from the new read"
+    );
+    assert_eq!(status_of(&mut vm, 5, &token("a-new")), 401);
+    assert_eq!(status_of(&mut vm, 6, &token("b-new")), 401);
+}

@@ -50,13 +50,14 @@ pub enum State {
     /// Nothing asked yet.
     Idle,
     /// A paged read: the first page fixes `revision` (its header's), the next page starts at
-    /// `next_key`; `sent` while that page's request is out. The pages read so far are `held`
-    /// and handed over only whole, so the caller never enforces half a prefix.
+    /// `next_key`; `sent` while that page's request is out; `keys` read so far. Each page is
+    /// handed over as it comes (`Changes::page`), for the caller to collect apart from what
+    /// it enforces until the read is whole (`reset`): it never enforces half a prefix.
     Reading {
         revision: Option<i64>,
         next_key: Vec<u8>,
         sent: bool,
-        held: Vec<KeyValue>,
+        keys: usize,
     },
     /// A watch from `from_revision`: `opened` once its request is out, `created_at` once etcd
     /// confirmed it (it is live from then until it breaks), under etcd's `watch_id`.
@@ -94,7 +95,11 @@ pub enum Action {
 /// What an answer changed in the prefix.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Changes {
-    /// A full read completed: the caller's set becomes exactly `puts` (`deletes` is empty).
+    /// `puts` are a page of a read (`first`: its first page: drop any pages collected
+    /// before), to collect apart from what is enforced; `None`: watch events.
+    pub page: Option<Page>,
+    /// The read is whole: what the caller enforces becomes exactly its pages, this one
+    /// included (`deletes` is empty).
     pub reset: bool,
     /// Keys written (with their values and `mod_revision`).
     pub puts: Vec<KeyValue>,
@@ -105,9 +110,15 @@ pub struct Changes {
     pub recovered: Option<u64>,
 }
 
+/// Which page of a read an answer is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Page {
+    pub first: bool,
+}
+
 impl Changes {
     pub fn is_empty(&self) -> bool {
-        !self.reset && self.puts.is_empty() && self.deletes.is_empty()
+        self.page.is_none() && !self.reset && self.puts.is_empty() && self.deletes.is_empty()
     }
 }
 
@@ -287,7 +298,7 @@ impl PrefixWatch {
             revision,
             next_key,
             sent,
-            held,
+            keys,
         } = &mut self.state
         else {
             return Ok(Changes::default());
@@ -309,7 +320,7 @@ impl PrefixWatch {
             }
             after = &kv.key;
         }
-        if held.len().saturating_add(resp.kvs.len()) > self.max_read_keys {
+        if keys.saturating_add(resp.kvs.len()) > self.max_read_keys {
             return Err(self.refuse(now, "a Range read over MAX_READ_KEYS keys"));
         }
         let last_key = resp.kvs.last().map(|kv| kv.key.clone());
@@ -325,7 +336,10 @@ impl PrefixWatch {
         if self.read_bytes > MAX_READ_BYTES {
             return Err(self.refuse(now, "a Range read over MAX_READ_BYTES"));
         }
-        held.extend(kvs);
+        *keys += kvs.len();
+        let page = Some(Page {
+            first: revision.is_none(),
+        });
         *revision = Some(at);
         if resp.more {
             let Some(mut key) = last_key else {
@@ -335,9 +349,13 @@ impl PrefixWatch {
             key.push(0);
             *next_key = key;
             *sent = false;
-            return Ok(Changes::default());
+            return Ok(Changes {
+                page,
+                puts: kvs,
+                ..Changes::default()
+            });
         }
-        let puts = std::mem::take(held);
+        let puts = kvs;
         // The next read starts with full pages again, and counts its own bytes.
         self.page_limit = PAGE_LIMIT;
         self.read_bytes = 0;
@@ -345,6 +363,7 @@ impl PrefixWatch {
         self.synced_at = Some(now);
         self.state = self.watch_from(at);
         Ok(Changes {
+            page,
             reset: true,
             puts,
             deletes: Vec::new(),
@@ -502,7 +521,7 @@ impl PrefixWatch {
                 revision: None,
                 next_key: self.prefix.clone(),
                 sent: false,
-                held: Vec::new(),
+                keys: 0,
             },
         }
     }
@@ -692,10 +711,9 @@ mod tests {
         let changes = w
             .range_response(0, page(10, vec![kv("/bg/a", 3), kv("/bg/b", 4)], true))
             .unwrap();
-        assert!(
-            changes.is_empty(),
-            "nothing is handed over before the last page"
-        );
+        assert_eq!(changes.page, Some(Page { first: true }));
+        assert!(!changes.reset, "not whole yet: collected apart");
+        assert_eq!(keys(&changes.puts), vec![&b"/bg/a"[..], b"/bg/b"]);
         let second = expect_range(w.next_action(1));
         assert_eq!(second.key, b"/bg/b\0");
         assert_eq!(second.revision, 10);
@@ -703,7 +721,8 @@ mod tests {
             .range_response(1, page(12, vec![kv("/bg/c", 9)], false))
             .unwrap();
         assert!(changes.reset && changes.deletes.is_empty());
-        assert_eq!(keys(&changes.puts), vec![&b"/bg/a"[..], b"/bg/b", b"/bg/c"]);
+        assert_eq!(changes.page, Some(Page { first: false }));
+        assert_eq!(keys(&changes.puts), vec![&b"/bg/c"[..]]);
         assert_eq!(w.revision(), Some(10), "the revision of the first page");
 
         // Watch from the next revision; events come as puts and deletes, last one per key.
@@ -895,7 +914,7 @@ mod tests {
             let kvs: Vec<KeyValue> = (n..n + 10).map(|i| kv(&format!("/bg/{i:04}"), 1)).collect();
             n += 10;
             match w.range_response(0, page(5, kvs, true)) {
-                Ok(changes) => assert!(changes.is_empty()),
+                Ok(changes) => assert!(!changes.reset && changes.page.is_some()),
                 Err(refused) => break refused,
             }
         };

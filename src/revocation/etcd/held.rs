@@ -115,7 +115,9 @@ impl HeldStore {
         scopes_of_issuer: &dyn Fn(&str) -> Vec<String>,
     ) -> Applied {
         let mut applied = Applied::default();
-        if changes.reset {
+        // A whole read handed over at once replaces what is held; a read's pages are only
+        // added (the caller collects them in a store of their own until the read is whole).
+        if changes.reset && changes.page.is_none() {
             self.entries.clear();
         }
         for kv in &changes.puts {
