@@ -91,6 +91,7 @@ bench: bench-setup
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
 	python3 bench/run.py --pools bench/tmp/pools --out bench
 	python3 bench/revocation.py --pools bench/tmp/pools --out bench
+	python3 bench/etcd.py --pools bench/tmp/pools --out bench
 	$(MAKE) bench-chart
 
 # Redraws the charts from the committed results (no measurement).
@@ -106,8 +107,10 @@ bench-smoke: bench-setup
 	$(CARGO) run --quiet --example bench_tokens -- --out bench/tmp/smoke --count 200
 	python3 bench/run.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	python3 bench/revocation.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
+	python3 bench/etcd.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	$(VENV)/bin/python bench/chart.py --results bench/tmp/smoke/results.json \
-		--revocation bench/tmp/smoke/revocation_results.json --out bench/tmp/smoke
+		--revocation bench/tmp/smoke/revocation_results.json \
+		--etcd bench/tmp/smoke/etcd_results.json --out bench/tmp/smoke
 
 # The demo's revocation store: a single-member etcd (client port 127.0.0.1:10002, peer port
 # 10003) with its data in a scratch directory, beside Envoy. Ctrl-C stops both (etcd by its pid)

@@ -3,11 +3,13 @@
 
     bench/results.json            (make bench)       -> bench/results.png
     bench/revocation_results.json (bench/revocation.py) -> bench/revocation.png
+    bench/etcd_results.json       (bench/etcd.py)    -> bench/etcd.png
 
 A missing input is skipped with a message. Needs matplotlib (`pip install matplotlib`).
 
     python bench/chart.py [--results bench/results.json]
-                          [--revocation bench/revocation_results.json] [--out bench]
+                          [--revocation bench/revocation_results.json]
+                          [--etcd bench/etcd_results.json] [--out bench]
 """
 
 import argparse
@@ -238,16 +240,84 @@ def revocation_chart(data, out):
     plt.close(fig)
 
 
+def etcd_propagation_panel(ax, data):
+    """Each revocation's put-to-401 time, per setting, on a log scale."""
+    bulk = data["bulk"]
+    # (label, samples, the key of their times, their distribution as bench/etcd.py summed it up)
+    series = [(f"{data['cluster']['members']} member(s),\n2 Envoys x 2", data["propagation"]["samples"],
+               "from_put_ms", data["propagation"]["from_put_ms"]),
+              ("grpc-proxy,\n1 Envoy x 2", data["grpc_proxy"]["samples"], "from_put_ms",
+               data["grpc_proxy"]["from_put_ms"])]
+    if "samples" in data.get("leader_kill", {}):
+        series.append(("leader killed\n(from the ack)", data["leader_kill"]["samples"], "from_ack_ms",
+                       data["leader_kill"]["from_ack_ms"]))
+    series.append((f"{bulk['entries']:,}\nheld, 1 x 2", bulk["propagation"]["samples"], "from_put_ms",
+                   bulk["propagation"]["from_put_ms"]))
+    for x, (_, samples, key, summary) in enumerate(series):
+        values = [s[key] for s in samples if s[key] is not None]
+        if not values:
+            continue
+        jitter = [x + (i % 7 - 3) * 0.04 for i in range(len(values))]
+        ax.plot(jitter, values, "o", color="#c55a11", alpha=0.5, markersize=3)
+        ax.text(x + 0.3, max(values), f"p50 {summary['p50']:.0f}\np99 {summary['p99']:.0f}",
+                fontsize=8, va="top")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(series)), [item[0] for item in series], fontsize=8)
+    ax.set_xlim(-0.5, len(series) - 0.2)
+    row = next((r for r in data.get("targets", []) if r["measure"].startswith("propagation")), None)
+    match = re.search(r"<=\s*([\d.]+)", row["target"]) if row else None
+    if match:
+        value = float(match.group(1))
+        ax.axhline(value, color="firebrick", linestyle="--", linewidth=1)
+        ax.annotate(f"target: p99 ≤ {match.group(1)} ms", (0.01, value), xycoords=("axes fraction", "data"),
+                    ha="left", va="bottom", fontsize=8, color="firebrick")
+    style(ax, "Revocation put to 401 on every worker", "ms (log scale; dots: revocations)")
+
+
+def etcd_throughput_panel(ax, data):
+    bulk = data["bulk"]
+    runs, summary = bulk["throughput"], bulk["throughput_summary"]
+    kinds = [k for k in ("none", "list", "empty", "full") if k in summary]
+    labels = {"none": "no store", "list": "HTTP list,\nempty", "empty": "etcd,\nempty prefix",
+              "full": f"etcd,\n{bulk['entries']:,}"}
+    medians = [summary[k]["rps"] for k in kinds]
+    bars_with_rounds(ax, [labels[k] for k in kinds], medians,
+                     [[r["rps"] for r in runs.get(k, [])] for k in kinds], "#8fb4dc")
+    for x, value in enumerate(medians):
+        ax.text(x, value / 2, f"{value:,.0f}", ha="center", fontsize=9)
+    target = target_number(data, "throughput")
+    ratio = summary["full"]["rps"] / summary["none"]["rps"]
+    note = f" (target ≥ {target:g})" if target else ""
+    ax.text(0.5, 1.0, f"etcd {bulk['entries']:,} / no store: {ratio:.3f}{note}", transform=ax.transAxes,
+            ha="center", va="top", fontsize=9)
+    ax.set_ylim(0, max(max(r["rps"] for r in runs.get(k, [summary[k]])) for k in kinds) * 1.2)
+    ax.yaxis.set_major_formatter(lambda v, _: f"{v:,.0f}")
+    style(ax, "Throughput, --concurrency 1", "requests/s (dots: rounds)")
+
+
+def etcd_chart(data, out):
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), dpi=DPI)
+    etcd_propagation_panel(axes[0], data)
+    etcd_throughput_panel(axes[1], data)
+    fig.suptitle("bearer-guard etcd revocation store", fontsize=13, fontweight="bold")
+    fig.text(0.5, 0.9, subtitle(data), ha="center", fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    fig.savefig(out)
+    plt.close(fig)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--results", type=pathlib.Path, default=BENCH / "results.json")
     parser.add_argument("--revocation", type=pathlib.Path,
                         default=BENCH / "revocation_results.json")
+    parser.add_argument("--etcd", type=pathlib.Path, default=BENCH / "etcd_results.json")
     parser.add_argument("--out", type=pathlib.Path, default=BENCH, help="PNGs go here")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     for source, draw, name in ((args.results, results_chart, "results.png"),
-                               (args.revocation, revocation_chart, "revocation.png")):
+                               (args.revocation, revocation_chart, "revocation.png"),
+                               (args.etcd, etcd_chart, "etcd.png")):
         if not source.is_file():
             print(f"{source}: not found, {name} skipped")
             continue
