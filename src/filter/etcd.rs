@@ -452,6 +452,11 @@ impl EtcdStore {
         let host = &*self.host;
         let in_sync = reader.watch.in_sync_at(now);
         let build = reader.dirty && (at_tick || reader.held.len() <= BUILD_AT_ONCE);
+        if reader.dirty && !build {
+            // What is shared is behind what is held: it must not be called in sync (a
+            // request let go on that word would be decided without the new entries).
+            return;
+        }
         if !build && in_sync == reader.shared_in_sync {
             return;
         }
@@ -836,7 +841,8 @@ impl EtcdStore {
             ));
         }
         reader.dirty = true;
-        self.share(reader, guard, now, false);
+        // A whole read is built and shared at once, whatever its size: requests wait for it.
+        self.share(reader, guard, now, changes.reset);
     }
 
     fn refused(&self, reader: &mut Reader, refused: Refused, metrics: &Metrics, what: &str) {

@@ -21,7 +21,7 @@ pub const PAGE_LIMIT: i64 = 10_000;
 
 /// The most keys one read collects before it is refused: far above a revocation prefix, it
 /// bounds the memory a server answering `more` forever could make a read take.
-pub const MAX_READ_KEYS: usize = 1_000_000;
+pub const MAX_READ_KEYS: usize = 2_000_000;
 
 /// The first wait after a failure; each further failure doubles it, up to the cap.
 pub const BACKOFF_FIRST_SECONDS: i64 = 1;
