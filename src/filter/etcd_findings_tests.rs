@@ -8,25 +8,27 @@ use prost::Message;
 use proxy_wasm::types::Action;
 use serde_json::{json, Value};
 
+use super::etcd_tests::{
+    answer_call, etcd_config, first_read, header_at, kv, status_of, stream_message, token, PREFIX,
+};
 use super::fake_host::Grpc;
 use super::root::GrpcEvent;
-use super::tests::{revocation_config, Vm};
+use super::tests::Vm;
 use crate::remote::watch::{Action as WatchAction, PrefixWatch, State, PAGE_LIMIT};
 use crate::revocation::doc::PublishEntry;
 use crate::revocation::etcd::layout::{
     from_learned, key_for, parse_entry, value_for, MAX_KEY_BYTES, MAX_SECONDS, MAX_VALUE_BYTES,
 };
 use crate::revocation::etcd::proto::{
-    AuthenticateResponse, Event, EventType, KeyValue, LeaseGrantRequest, RangeRequest,
-    RangeResponse, ResponseHeader, TxnRequest, WatchResponse,
+    AuthenticateResponse, Event, EventType, KeyValue, LeaseGrantRequest, RangeResponse, TxnRequest,
+    WatchResponse,
 };
 use crate::testkit::{self, good_claims, rs256, NOW};
 
-const PREFIX: &str = "/bearer-guard/revoked/";
 /// etcd's `MaxLeaseTTL` (lease/lessor.go): a `LeaseGrant` with a longer TTL is refused.
 const ETCD_MAX_LEASE_TTL: i64 = 9_000_000_000;
 
-// ---- helpers (as in etcd_tests.rs) ---------------------------------------------------------
+// ---- helpers (with those of etcd_tests.rs) -------------------------------------------------
 
 fn with_etcd(mut config: Value, extra: Value) -> Value {
     let mut etcd = json!({ "cluster": "etcd", "max_stale_seconds": 30 });
@@ -35,10 +37,6 @@ fn with_etcd(mut config: Value, extra: Value) -> Value {
     }
     config["revocation"] = json!({ "etcd": etcd });
     config
-}
-
-fn etcd_config(extra: Value) -> Value {
-    with_etcd(revocation_config(json!({})), extra)
 }
 
 /// The same filter (plugin name, providers) with provider `corp`'s clock skew set.
@@ -54,37 +52,6 @@ fn token_with(jti: &str, exp: i64) -> String {
     rs256(&claims)
 }
 
-fn token(jti: &str) -> String {
-    token_with(jti, NOW + 3600)
-}
-
-fn kv(key: &str, value: &str, revision: i64) -> KeyValue {
-    KeyValue {
-        key: format!("{PREFIX}{key}").into_bytes(),
-        value: value.as_bytes().to_vec(),
-        mod_revision: revision,
-        ..KeyValue::default()
-    }
-}
-
-fn header_at(revision: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader {
-        revision,
-        ..ResponseHeader::default()
-    })
-}
-
-fn answer_call(vm: &mut Vm, call: u32, message: &impl Message) {
-    let bytes = message.encode_to_vec();
-    vm.host.set_grpc_answer(0, Some(&bytes));
-    vm.host.enter(1);
-    vm.root.grpc(GrpcEvent::CallResponse {
-        call,
-        status: 0,
-        size: bytes.len(),
-    });
-}
-
 fn fail_call(vm: &mut Vm, call: u32, status: u32) {
     vm.host.set_grpc_answer(status, None);
     vm.host.enter(1);
@@ -92,16 +59,6 @@ fn fail_call(vm: &mut Vm, call: u32, status: u32) {
         call,
         status,
         size: 0,
-    });
-}
-
-fn stream_message(vm: &mut Vm, stream: u32, message: &WatchResponse) {
-    let bytes = message.encode_to_vec();
-    vm.host.set_grpc_answer(0, Some(&bytes));
-    vm.host.enter(1);
-    vm.root.grpc(GrpcEvent::StreamMessage {
-        stream,
-        size: bytes.len(),
     });
 }
 
@@ -118,39 +75,6 @@ fn last_call(vm: &Vm, method: &str) -> Option<(u32, Vec<u8>)> {
     })
 }
 
-/// The read completes with `kvs` at revision 10 and the watch is created; its stream token.
-fn first_read(vm: &mut Vm, kvs: Vec<KeyValue>) -> u32 {
-    vm.tick();
-    let (call, message) = last_call(vm, "etcdserverpb.KV/Range").expect("a Range");
-    assert_eq!(
-        RangeRequest::decode(message.as_slice()).unwrap().key,
-        PREFIX.as_bytes()
-    );
-    let page = RangeResponse {
-        header: header_at(10),
-        kvs,
-        ..RangeResponse::default()
-    };
-    answer_call(vm, call, &page);
-    let stream = vm
-        .host
-        .grpc()
-        .iter()
-        .find_map(|g| match g {
-            Grpc::Open { token, .. } => Some(*token),
-            _ => None,
-        })
-        .expect("a watch opened after the read");
-    let created = WatchResponse {
-        header: header_at(10),
-        created: true,
-        watch_id: 1,
-        ..WatchResponse::default()
-    };
-    stream_message(vm, stream, &created);
-    stream
-}
-
 fn put_event(kv: KeyValue) -> WatchResponse {
     WatchResponse {
         header: header_at(kv.mod_revision),
@@ -161,13 +85,6 @@ fn put_event(kv: KeyValue) -> WatchResponse {
             ..Event::default()
         }],
         ..WatchResponse::default()
-    }
-}
-
-fn status_of(vm: &mut Vm, context: u32, token: &str) -> u32 {
-    match vm.request(context, "/", token) {
-        Action::Continue => 200,
-        _ => vm.host.local_response(context).map_or(0, |r| r.status),
     }
 }
 

@@ -16,9 +16,9 @@ use crate::revocation::etcd::proto::{
 };
 use crate::testkit::{good_claims, rs256, NOW};
 
-const PREFIX: &str = "/bearer-guard/revoked/";
+pub(super) const PREFIX: &str = "/bearer-guard/revoked/";
 
-fn etcd_config(extra: Value) -> Value {
+pub(super) fn etcd_config(extra: Value) -> Value {
     let mut etcd = json!({ "cluster": "etcd", "max_stale_seconds": 30 });
     if let (Some(etcd), Some(extra)) = (etcd.as_object_mut(), extra.as_object()) {
         etcd.extend(extra.clone());
@@ -26,13 +26,13 @@ fn etcd_config(extra: Value) -> Value {
     revocation_config(json!({ "etcd": etcd }))
 }
 
-fn token(jti: &str) -> String {
+pub(super) fn token(jti: &str) -> String {
     let mut claims = good_claims();
     claims["jti"] = json!(jti);
     rs256(&claims)
 }
 
-fn kv(key: &str, value: &str, revision: i64) -> KeyValue {
+pub(super) fn kv(key: &str, value: &str, revision: i64) -> KeyValue {
     KeyValue {
         key: format!("{PREFIX}{key}").into_bytes(),
         value: value.as_bytes().to_vec(),
@@ -41,7 +41,7 @@ fn kv(key: &str, value: &str, revision: i64) -> KeyValue {
     }
 }
 
-fn header_at(revision: i64) -> Option<ResponseHeader> {
+pub(super) fn header_at(revision: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader {
         revision,
         ..ResponseHeader::default()
@@ -49,7 +49,7 @@ fn header_at(revision: i64) -> Option<ResponseHeader> {
 }
 
 /// The host answers the unary call `call` with `message` (gRPC status 0).
-fn answer_call(vm: &mut Vm, call: u32, message: &impl Message) {
+pub(super) fn answer_call(vm: &mut Vm, call: u32, message: &impl Message) {
     let bytes = message.encode_to_vec();
     vm.host.set_grpc_answer(0, Some(&bytes));
     vm.host.enter(1);
@@ -60,7 +60,7 @@ fn answer_call(vm: &mut Vm, call: u32, message: &impl Message) {
     });
 }
 
-fn stream_message(vm: &mut Vm, stream: u32, message: &WatchResponse) {
+pub(super) fn stream_message(vm: &mut Vm, stream: u32, message: &WatchResponse) {
     let bytes = message.encode_to_vec();
     vm.host.set_grpc_answer(0, Some(&bytes));
     vm.host.enter(1);
@@ -92,7 +92,7 @@ fn sent_call(vm: &Vm, method: &str) -> Sent {
 }
 
 /// The read completes with `kvs` at revision 10; returns the watch stream's token.
-fn first_read(vm: &mut Vm, kvs: Vec<KeyValue>) -> u32 {
+pub(super) fn first_read(vm: &mut Vm, kvs: Vec<KeyValue>) -> u32 {
     vm.tick();
     let (call, message, _) = sent_call(vm, "etcdserverpb.KV/Range");
     let request = RangeRequest::decode(message.as_slice()).unwrap();
@@ -161,7 +161,7 @@ fn events(events: Vec<Event>) -> WatchResponse {
     }
 }
 
-fn status_of(vm: &mut Vm, context: u32, token: &str) -> u32 {
+pub(super) fn status_of(vm: &mut Vm, context: u32, token: &str) -> u32 {
     match vm.request(context, "/", token) {
         Action::Continue => 200,
         _ => vm.host.local_response(context).map_or(0, |r| r.status),
