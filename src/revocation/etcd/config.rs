@@ -140,3 +140,61 @@ pub(crate) fn compile_etcd(raw: RawEtcd) -> Result<EtcdConfig, ConfigError> {
         credentials,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use crate::revocation::config::{compile, OnStale};
+
+    fn etcd(value: serde_json::Value) -> Result<super::EtcdConfig, String> {
+        compile(json!({ "etcd": value }), &[])
+            .map(|c| c.etcd.expect("etcd configured"))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn defaults_and_errors_that_name_the_key() {
+        let config = etcd(json!({ "cluster": "etcd" })).unwrap();
+        assert_eq!(config.prefix, super::DEFAULT_PREFIX);
+        assert_eq!((config.timeout_ms, config.max_stale_seconds), (5000, 300));
+        assert_eq!(config.on_stale, OnStale::Deny);
+        assert_eq!(config.credentials, None);
+        let cases = [
+            (json!({ "cluster": "" }), "revocation.etcd.cluster"),
+            (
+                json!({ "cluster": "e", "prefix": "/no-slash" }),
+                "revocation.etcd.prefix",
+            ),
+            (
+                json!({ "cluster": "e", "timeout_ms": 0 }),
+                "revocation.etcd.timeout_ms",
+            ),
+            (
+                json!({ "cluster": "e", "max_stale_seconds": 0 }),
+                "revocation.etcd.max_stale_seconds",
+            ),
+            (
+                json!({ "cluster": "e", "password": "p" }),
+                "revocation.etcd.username",
+            ),
+            (
+                json!({ "cluster": "e", "username": "u" }),
+                "revocation.etcd.password",
+            ),
+            (
+                json!({ "cluster": "e", "username": "", "password": "p" }),
+                "revocation.etcd.username",
+            ),
+            (json!({ "cluster": "e", "on_stale": "maybe" }), "revocation"),
+            (json!({ "cluster": "e", "endpoints": [] }), "revocation"),
+        ];
+        for (value, key) in cases {
+            let error = etcd(value.clone()).expect_err(&value.to_string());
+            assert!(error.contains(key), "{value}: {error}");
+        }
+        let with_user = etcd(json!({ "cluster": "e", "username": "u", "password": "s3cret" }));
+        let debug = format!("{:?}", with_user.unwrap());
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+}
