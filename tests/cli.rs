@@ -739,3 +739,31 @@ fn mint_needs_no_source_tree() {
     assert_eq!(String::from_utf8(jwks.stdout).unwrap(), run(&["jwks"]).out);
     fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn explain_takes_the_requests_host_for_rules_per_host() {
+    let dir = scratch("explain-hosts");
+    let jwks: Value = serde_json::from_str(&run(&["jwks"]).out).unwrap();
+    let config = json!({
+        "providers": { "corp": { "issuer": "https://idp.example", "local_jwks": jwks } },
+        "rules": [
+            { "match": { "prefix": "/", "hosts": ["api.example.com"] },
+              "requires": { "provider_name": "corp" } },
+            { "match": { "prefix": "/", "hosts": ["*.docs.example.com"] } }
+        ]
+    });
+    let config = write(&dir, "hosts.json", &config.to_string());
+    let token = mint(&["--iss", "https://idp.example"]);
+    let api = explain(&config, &token, &["--authority", "API.example.com:443"]);
+    assert_eq!(api.code, 0, "{}", api.out);
+    let docs = explain(
+        &config,
+        "not-a-jwt",
+        &["--authority", "v1.docs.example.com"],
+    );
+    assert_eq!(docs.code, 0, "{}", docs.out);
+    has(&docs.out, "needs no token (public route)");
+    let other = explain(&config, &token, &["--authority", "evil.example.com"]);
+    assert_eq!(other.code, 1, "{}", other.out);
+    has(&other.out, "403");
+}

@@ -589,6 +589,55 @@ fn key_without_kid_serves_tokens_without_kid() {
     );
 }
 
+/// A shared gateway: rules per host (`match.hosts`), the `Host` header as Envoy gives it
+/// (`:authority`), without its port and case-insensitively; `*.` takes one or more labels.
+#[test]
+fn rules_per_host_on_a_shared_gateway() {
+    let upstream = Upstream::start();
+    let mut config = plugin_config();
+    config["rules"] = json!([
+        { "match": { "prefix": "/", "hosts": ["api.example.com"] },
+          "requires": { "provider_name": "corp" } },
+        { "match": { "prefix": "/", "hosts": ["*.docs.example.com"] } },
+        { "match": { "prefix": "/healthz" } },
+    ]);
+    let envoy = Envoy::start(&test_config(&config, upstream.port))
+        .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let token = rs256(json!({}));
+    let auth = format!("Bearer {token}");
+    let get = |host: &str, path: &str, token: bool| {
+        let mut headers = vec![("host", host)];
+        if token {
+            headers.push(("authorization", auth.as_str()));
+        }
+        http::get(envoy.port, path, &headers).status
+    };
+    assert_eq!(
+        get("api.example.com", "/orders", false),
+        401,
+        "needs a token"
+    );
+    assert_eq!(get("API.Example.com:8443", "/orders", true), 200);
+    assert_eq!(get("v2.docs.example.com", "/guide", false), 200, "public");
+    assert_eq!(get("a.b.docs.example.com:80", "/guide", false), 200);
+    assert_eq!(
+        get("docs.example.com", "/guide", false),
+        403,
+        "not the domain itself"
+    );
+    assert_eq!(
+        get("evil.example.com", "/orders", true),
+        403,
+        "no rule for the host"
+    );
+    assert_eq!(
+        get("evil.example.com", "/healthz", false),
+        200,
+        "rules without hosts"
+    );
+    assert_no_wasm_failure(&envoy.log());
+}
+
 /// A panic or trap in the filter shows in Envoy's log; none may happen.
 fn assert_no_wasm_failure(log: &str) {
     for marker in [

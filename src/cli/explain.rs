@@ -35,6 +35,7 @@ const SPEC: Spec = Spec {
         "revocation-list",
         "etcd",
         "etcd-user",
+        "authority",
     ],
     switches: &["plaintext"],
 };
@@ -285,7 +286,11 @@ fn request_args(args: &Args) -> Result<(String, String, Headers), CliError> {
             "--path {path:?} must start with /"
         )));
     }
-    Ok((method, path.to_owned(), header_args(args.all("header"))?))
+    let mut headers = header_args(args.all("header"))?;
+    // The request's host, as Envoy gives it (`match.hosts` compares it).
+    let authority = args.one("authority")?.unwrap_or("localhost");
+    headers.push((":authority".to_owned(), authority.to_owned()));
+    Ok((method, path.to_owned(), headers))
 }
 
 /// `--header 'NAME: VALUE'` arguments, names lower-cased.

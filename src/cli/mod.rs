@@ -25,7 +25,8 @@ usage: bearer-guard COMMAND [OPTIONS]
       Check plugin configurations with the filter's own parser: a JSON file, an Envoy
       config (YAML/JSON, the envoy.filters.http.wasm filters' configuration) or Istio
       WasmPlugin manifests (spec.pluginConfig). Errors name the key, with a hint.
-  explain --config FILE [--now T] [--method M] [--path P] [--header 'NAME: VALUE']...
+  explain --config FILE [--now T] [--method M] [--path P] [--authority HOST]
+          [--header 'NAME: VALUE']...
           [--plaintext] [--jwks [PROVIDER=]FILE]... [--revocation-list FILE]
           [--etcd ENDPOINT[,...] [--etcd-user NAME:PASSWORD]] TOKEN
       What the filter decides for TOKEN ('-': read it from standard input): the rule, the

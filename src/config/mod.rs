@@ -17,6 +17,7 @@ use crate::keys::material::KeyMaterial;
 use crate::observe::anomaly::{AnomalyAction, AnomalyConfig, RawAnomaly};
 use crate::observe::decision_log::{LogConfig, LogDecisions, RawLog};
 use crate::policy::forward::{ClaimHeader, ForwardPolicy};
+use crate::policy::hosts::Hosts;
 use crate::policy::matcher::{RawStringMatch, StringMatch};
 use crate::policy::rules::{PathMatch, Requirement, Rule, Rules};
 use crate::revocation::config::{self as revocation_config, RevocationConfig};
@@ -509,7 +510,7 @@ struct RawRule {
 }
 
 /// Which requests a rule matches: exactly one of `prefix`, `path` and `regex`, plus optional
-/// methods and headers. The query string is ignored.
+/// methods, headers and hosts. The query string is ignored.
 #[derive(Deserialize)]
 #[cfg_attr(
     feature = "cli",
@@ -536,6 +537,12 @@ struct RawMatch {
     /// Every listed header must be present with exactly this value.
     #[serde(default)]
     headers: Option<Vec<RawHeaderMatch>>,
+    /// The request's `:authority`, without its port and ASCII case-insensitively, must be one
+    /// of these: a host (`api.example.com`) or `*.` and a domain (`*.example.com`: one or more
+    /// labels before it, not the domain itself). Absent: any host.
+    #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(length(min = 1)))]
+    hosts: Option<Vec<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1276,6 +1283,13 @@ fn compile_rule(
         }
         headers.push((header.name.to_ascii_lowercase(), header.exact));
     }
+    let hosts = match rule.matcher.hosts {
+        None => None,
+        Some(patterns) => Some(
+            Hosts::parse(&patterns)
+                .map_err(|(h, why)| ConfigError::new(at(&format!("match.hosts[{h}]")), why))?,
+        ),
+    };
     let scopes = rule.scopes.unwrap_or_default();
     if scopes.iter().any(|s| s.is_empty() || s.contains(' ')) {
         return Err(ConfigError::new(
@@ -1293,6 +1307,7 @@ fn compile_rule(
         path,
         methods,
         headers,
+        hosts,
         requirement,
         scopes,
     })
@@ -1506,6 +1521,13 @@ mod tests {
             (
                 testkit::config_json(json!({}), Some(json!([{ "match": { "regex": "/a(" } }]))),
                 "rules[0].match.regex",
+            ),
+            (
+                testkit::config_json(
+                    json!({}),
+                    Some(json!([{ "match": { "prefix": "/", "hosts": ["a.com", "b.com:443"] } }])),
+                ),
+                "rules[0].match.hosts[1]",
             ),
             (
                 testkit::config_json(json!({ "forward_payload_header": "Host" }), None),

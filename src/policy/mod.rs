@@ -1,6 +1,7 @@
-//! Route policy: rules and their matchers, what goes upstream, and the client address.
+//! Route policy: rules and their matchers (paths, methods, headers, hosts), what goes upstream, and the client address.
 
 pub mod client_ip;
 pub mod forward;
+pub mod hosts;
 pub mod matcher;
 pub mod rules;

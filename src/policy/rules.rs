@@ -1,5 +1,7 @@
 //! Route rules: which requests need which provider. First match wins; no match is a denial.
 
+use super::hosts::Hosts;
+
 #[derive(Debug, Clone)]
 pub enum PathMatch {
     Prefix(String),
@@ -63,6 +65,8 @@ pub struct Rule {
     pub methods: Option<Vec<String>>,
     /// Lower-case names with their exact values; all must be present.
     pub headers: Vec<(String, String)>,
+    /// The request's `:authority` (without port) must be one of these; `None`: any host.
+    pub hosts: Option<Hosts>,
     pub requirement: Requirement,
     pub scopes: Vec<String>,
 }
@@ -83,6 +87,7 @@ impl Rules {
             path: PathMatch::Prefix("/".to_owned()),
             methods: None,
             headers: Vec::new(),
+            hosts: None,
             requirement: Requirement::AnyProvider,
             scopes: Vec::new(),
         }])
@@ -120,6 +125,13 @@ impl Rule {
                     .iter()
                     .any(|(n, v)| n.eq_ignore_ascii_case(name) && v == value)
             })
+            && self.hosts.as_ref().is_none_or(|hosts| {
+                // HTTP/2 and Envoy's HTTP/1.1 codec both give `:authority` (from `Host`).
+                headers
+                    .iter()
+                    .find(|(n, _)| n == ":authority")
+                    .is_some_and(|(_, authority)| hosts.matches(authority))
+            })
     }
 }
 
@@ -139,6 +151,7 @@ mod tests {
             path,
             methods: methods.map(|m| m.iter().map(|s| (*s).to_owned()).collect()),
             headers: Vec::new(),
+            hosts: None,
             requirement,
             scopes: Vec::new(),
         }
@@ -196,6 +209,42 @@ mod tests {
         );
         assert_eq!(requirement_for(&rules, "GET", "/login"), None);
         assert_eq!(requirement_for(&rules, "POST", "/login/x"), None);
+    }
+
+    #[test]
+    fn a_rule_for_some_hosts_matches_the_authority_only() {
+        let hosts = |p: &[&str]| {
+            let owned: Vec<String> = p.iter().map(|s| (*s).to_owned()).collect();
+            Some(Hosts::parse(&owned).unwrap())
+        };
+        let rules = Rules::new(vec![
+            Rule {
+                hosts: hosts(&["api.example.com"]),
+                ..rule(PathMatch::Prefix("/".into()), None, provider(0))
+            },
+            Rule {
+                hosts: hosts(&["*.public.example.com"]),
+                ..rule(PathMatch::Prefix("/".into()), None, Requirement::Public)
+            },
+        ]);
+        let at = |authority: &str| {
+            let headers = vec![(":authority".to_owned(), authority.to_owned())];
+            rules
+                .requirement_for("GET", "/x", &headers)
+                .map(|(r, _)| r.clone())
+        };
+        assert_eq!(at("API.example.com:8443"), Some(provider(0)));
+        assert_eq!(at("docs.public.example.com"), Some(Requirement::Public));
+        assert_eq!(at("public.example.com"), None, "not the domain itself");
+        assert_eq!(at("evil.com"), None);
+        let no_authority = rules.requirement_for("GET", "/x", &[]);
+        assert!(
+            no_authority.is_none(),
+            "no :authority: no host rule matches"
+        );
+        // A `host` header is not `:authority` (Envoy gives every request an `:authority`).
+        let host_only = vec![("host".to_owned(), "api.example.com".to_owned())];
+        assert!(rules.requirement_for("GET", "/x", &host_only).is_none());
     }
 
     #[test]

@@ -114,7 +114,15 @@ fn exchange(
     body: &[u8],
 ) -> std::io::Result<Response> {
     stream.set_read_timeout(Some(Duration::from_secs(15)))?;
-    let mut raw = format!("{method} {path} HTTP/1.1\r\nhost: test.local\r\n");
+    // `test.local` unless the caller gives its own `host`.
+    let host = headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("host"))
+        .map_or("test.local", |(_, value)| *value);
+    let mut raw = format!("{method} {path} HTTP/1.1\r\nhost: {host}\r\n");
+    let headers = headers
+        .iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("host"));
     for (name, value) in headers {
         raw.push_str(&format!("{name}: {value}\r\n"));
     }

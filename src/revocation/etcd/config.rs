@@ -69,8 +69,9 @@ pub(crate) struct RawEtcd {
         )
     )]
     timeout_ms: Option<u64>,
-    /// After this long without a completed read or a live watch, what is held is stale and
-    /// `on_stale` decides (what is held stays enforced either way).
+    /// After this long without a word from etcd (a completed read, or any answer on the
+    /// watch, which is asked for progress when quiet), what is held is stale and `on_stale`
+    /// decides (what is held stays enforced either way).
     #[serde(default)]
     #[cfg_attr(
         feature = "cli",
