@@ -638,6 +638,37 @@ fn rules_per_host_on_a_shared_gateway() {
     assert_no_wasm_failure(&envoy.log());
 }
 
+/// `stat_prefix`: two bearer-guard filters in one Envoy count apart; every stat of this
+/// filter config is `bearer_guard.<stat_prefix>.*`.
+#[test]
+fn a_stat_prefix_names_every_stat_of_the_filter_config() {
+    let upstream = Upstream::start();
+    let mut config = plugin_config();
+    config["stat_prefix"] = json!("edge");
+    let envoy = Envoy::start(&test_config(&config, upstream.port))
+        .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let auth = format!("Bearer {}", rs256(json!({})));
+    assert_eq!(
+        http::get(envoy.port, "/api/x", &[("authorization", &auth)]).status,
+        200
+    );
+    assert_eq!(http::get(envoy.port, "/api/x", &[]).status, 401);
+    assert_eq!(
+        envoy.counter_eventually("wasmcustom.bearer_guard.edge.allowed", 1),
+        1
+    );
+    assert_eq!(
+        envoy.counter_eventually("wasmcustom.bearer_guard.edge.denied.missing", 1),
+        1
+    );
+    let stats = envoy.admin("/stats?filter=bearer_guard");
+    assert!(
+        !stats.contains("wasmcustom.bearer_guard.allowed:"),
+        "{stats}"
+    );
+    assert_no_wasm_failure(&envoy.log());
+}
+
 /// A panic or trap in the filter shows in Envoy's log; none may happen.
 fn assert_no_wasm_failure(log: &str) {
     for marker in [

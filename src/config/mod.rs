@@ -46,6 +46,9 @@ pub enum CryptoMode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub realm: String,
+    /// Inserted into every stat name (`bearer_guard.<stat_prefix>.allowed`), so two filter
+    /// configs in one Envoy count apart; `None`: `bearer_guard.allowed`.
+    pub stat_prefix: Option<String>,
     pub providers: Vec<Provider>,
     pub rules: Rules,
     /// Verified tokens remembered per worker VM; 0 disables the cache.
@@ -222,6 +225,12 @@ struct RawConfig {
     #[serde(default)]
     #[cfg_attr(feature = "cli", schemars(extend("default" = DEFAULT_REALM)))]
     realm: Option<String>,
+    /// Inserted into every stat name of this filter config (`bearer_guard.<stat_prefix>.
+    /// allowed`), so two bearer-guard filters in one Envoy have separate stats (letters,
+    /// digits, `_`, `-`). Absent: `bearer_guard.allowed`.
+    #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(regex(pattern = r"^[A-Za-z0-9_-]+$")))]
+    stat_prefix: Option<String>,
     /// Verified tokens remembered per worker VM; `0` disables the cache.
     #[serde(default)]
     #[cfg_attr(feature = "cli", schemars(extend("default" = DEFAULT_JWT_CACHE_SIZE)))]
@@ -694,9 +703,22 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
         return Err(ConfigError::new("xff_num_trusted_hops", "must be 0..=16"));
     }
     let written_headers = written_headers(&providers, revocation.as_ref());
+    let stat_prefix = raw.stat_prefix;
+    if stat_prefix.as_deref().is_some_and(|p| {
+        p.is_empty()
+            || !p
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }) {
+        return Err(ConfigError::new(
+            "stat_prefix",
+            "letters, digits, '_' and '-' only (it becomes part of stat names)",
+        ));
+    }
     Ok(Configured {
         config: Config {
             realm,
+            stat_prefix,
             providers,
             rules,
             jwt_cache_size: raw.jwt_cache_size.unwrap_or(DEFAULT_JWT_CACHE_SIZE),
@@ -1521,6 +1543,14 @@ mod tests {
             (
                 testkit::config_json(json!({}), Some(json!([{ "match": { "regex": "/a(" } }]))),
                 "rules[0].match.regex",
+            ),
+            (
+                {
+                    let mut config = testkit::config_json(json!({}), None);
+                    config["stat_prefix"] = json!("a.b");
+                    config
+                },
+                "stat_prefix",
             ),
             (
                 testkit::config_json(

@@ -247,6 +247,14 @@ fn gauge(host: &dyn Host, name: &str) -> Option<u32> {
     host.define_metric(MetricType::Gauge, name).ok()
 }
 
+/// A stat name with the filter config's `stat_prefix` after `bearer_guard.`, if it has one.
+fn prefixed(stat_prefix: Option<&str>, name: &str) -> String {
+    match (stat_prefix, name.strip_prefix("bearer_guard.")) {
+        (Some(prefix), Some(rest)) => format!("bearer_guard.{prefix}.{rest}"),
+        _ => name.to_owned(),
+    }
+}
+
 fn record(host: &dyn Host, id: Option<u32>, value: i64) {
     if let Some(id) = id {
         // A failed update must never affect traffic.
@@ -258,6 +266,7 @@ impl Metrics {
     /// `providers`: names in config order; `remote`: which of them fetch their JWKS.
     pub fn define(
         host: &dyn Host,
+        stat_prefix: Option<&str>,
         providers: &[String],
         remote: &[bool],
         revocation: bool,
@@ -266,8 +275,11 @@ impl Metrics {
     ) -> Self {
         let ids: Vec<Option<u32>> = Counter::all(providers.len())
             .map(|c| {
-                host.define_metric(MetricType::Counter, &c.name(providers))
-                    .ok()
+                host.define_metric(
+                    MetricType::Counter,
+                    &prefixed(stat_prefix, &c.name(providers)),
+                )
+                .ok()
             })
             .collect();
         let pending = RefCell::new(vec![0; ids.len()]);
@@ -276,10 +288,15 @@ impl Metrics {
             .zip(remote)
             .map(|(name, remote)| {
                 let name = format!("bearer_guard.provider.{name}.jwks_age_seconds");
+                let name = prefixed(stat_prefix, &name);
                 remote.then(|| gauge(host, &name)).flatten()
             })
             .collect();
-        let gauge_if = |wanted: bool, name: &str| wanted.then(|| gauge(host, name)).flatten();
+        let gauge_if = |wanted: bool, name: &str| {
+            wanted
+                .then(|| gauge(host, &prefixed(stat_prefix, name)))
+                .flatten()
+        };
         Metrics {
             ids,
             pending,

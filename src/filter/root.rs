@@ -284,6 +284,7 @@ fn activate(host: Rc<dyn Host>, config: Config, use_host_crypto: bool) -> Active
     let revocation_config = guard.config().revocation.as_ref();
     let metrics = Metrics::define(
         &*host,
+        guard.config().stat_prefix.as_deref(),
         &names,
         &remote_jwks,
         revocation_config.is_some(),

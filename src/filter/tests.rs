@@ -357,3 +357,30 @@ fn an_opaque_token_waits_for_its_introspection_answer() {
     let upstream = vm.host.request_headers(2);
     assert_eq!(header(&upstream, "x-client-id"), Some("orders-client"));
 }
+
+#[test]
+fn a_stat_prefix_goes_into_every_stat_name() {
+    let mut config = claim_headers_config();
+    config["stat_prefix"] = json!("edge");
+    config["revocation"] = json!({});
+    let mut vm = Vm::new(&config);
+    assert_eq!(
+        vm.request(2, "/orders", &rs256(&good_claims())),
+        Action::Continue
+    );
+    vm.tick();
+    assert_eq!(vm.host.metric("bearer_guard.edge.allowed"), Some(1));
+    assert_eq!(
+        vm.host.metric("bearer_guard.edge.provider.corp.allowed"),
+        Some(1)
+    );
+    assert!(vm
+        .host
+        .metric("bearer_guard.edge.revocation.entries")
+        .is_some());
+    assert_eq!(
+        vm.host.metric("bearer_guard.allowed"),
+        None,
+        "not under the plain name"
+    );
+}
