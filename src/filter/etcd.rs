@@ -450,7 +450,7 @@ impl EtcdStore {
     /// the in-sync time when it moved.
     fn share(&self, reader: &mut Reader, guard: &Guard, now: i64, at_tick: bool) {
         let host = &*self.host;
-        let in_sync = reader.watch.in_sync_at(now);
+        let in_sync = reader.watch.in_sync_at();
         let build = reader.dirty && (at_tick || reader.held.len() <= BUILD_AT_ONCE);
         if reader.dirty && !build {
             // What is shared is behind what is held: it must not be called in sync (a

@@ -494,7 +494,7 @@ impl PrefixWatch {
     /// said anything on it (a quiet one is asked for progress, so this trails by at most the
     /// quiet time); else when the last read completed or the last live watch ended (`None`:
     /// never read).
-    pub fn in_sync_at(&self, _now: i64) -> Option<i64> {
+    pub fn in_sync_at(&self) -> Option<i64> {
         match self.state {
             State::Watching {
                 created_at: Some(_),
@@ -503,13 +503,6 @@ impl PrefixWatch {
             } => Some(self.synced_at.map_or(heard_at, |at| at.max(heard_at))),
             _ => self.synced_at,
         }
-    }
-
-    /// Whether what is held is stale: nothing heard from etcd (a completed read, a word on a
-    /// live watch) within `max_stale_seconds` (never read: stale).
-    pub fn is_stale(&self, now: i64, max_stale_seconds: i64) -> bool {
-        self.in_sync_at(now)
-            .is_none_or(|at| now.saturating_sub(at) > max_stale_seconds.max(0))
     }
 
     /// A read when nothing can be resumed, else a watch from the revision after the last seen.
@@ -574,6 +567,13 @@ impl PrefixWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Staleness as the decision judges it (`revocation::list::is_stale` on the in-sync
+    /// time); a negative limit is zero.
+    fn stale(w: &PrefixWatch, now: i64, max_stale_seconds: i64) -> bool {
+        let max = u64::try_from(max_stale_seconds).unwrap_or(0);
+        crate::revocation::list::is_stale(w.in_sync_at(), now, max)
+    }
     use crate::revocation::etcd::proto::{Event, ResponseHeader};
 
     fn kv(key: &str, rev: i64) -> KeyValue {
@@ -688,7 +688,7 @@ mod tests {
         assert!(!w.range_too_large(), "nothing in flight");
         // The watch asks etcd to split revisions larger than its request limit.
         let w = live_at(0);
-        assert!(!w.is_stale(0, 30));
+        assert!(!stale(&w, 0, 30));
         let mut fresh = PrefixWatch::new(b"/bg/");
         expect_range(fresh.next_action(0));
         fresh
@@ -700,7 +700,7 @@ mod tests {
     #[test]
     fn full_life_read_watch_compact_reread_break_resume() {
         let mut w = PrefixWatch::new(b"/bg/");
-        assert!(w.is_stale(0, 30), "nothing read yet");
+        assert!(stale(&w, 0, 30), "nothing read yet");
         let first = expect_range(w.next_action(0));
         assert_eq!(first.key, b"/bg/");
         assert_eq!(first.range_end, b"/bg0");
@@ -833,15 +833,15 @@ mod tests {
     fn staleness_follows_reads_and_live_watches() {
         let mut w = PrefixWatch::new(b"/bg/");
         expect_range(w.next_action(10));
-        assert!(w.is_stale(10, 30));
+        assert!(stale(&w, 10, 30));
         w.range_response(10, page(10, vec![], false)).unwrap();
-        assert!(!w.is_stale(40, 30));
-        assert!(w.is_stale(41, 30), "read 31 s ago, no watch live");
+        assert!(!stale(&w, 40, 30));
+        assert!(stale(&w, 41, 30), "read 31 s ago, no watch live");
         expect_watch(w.next_action(41));
         w.watch_response(41, created(1)).unwrap();
-        assert!(!w.is_stale(71, 30), "in sync as of the watch's creation");
+        assert!(!stale(&w, 71, 30), "in sync as of the watch's creation");
         assert!(
-            w.is_stale(72, 30),
+            stale(&w, 72, 30),
             "nothing heard since: not taken on its word"
         );
         // A quiet watch is asked for progress; its answer keeps it fresh.
@@ -856,7 +856,7 @@ mod tests {
             ..Default::default()
         };
         assert!(w.watch_response(55, progress).unwrap().is_empty());
-        assert!(!w.is_stale(85, 30));
+        assert!(!stale(&w, 85, 30));
         assert_eq!(w.check_alive(64), None, "answered");
         // Unanswered: the stream is dead (a frozen member, a black-holed link).
         assert_eq!(w.next_action(65), Action::RequestProgress);
@@ -864,12 +864,12 @@ mod tests {
         let dead = w.check_alive(75).expect("no answer within the quiet time");
         assert!(dead.starts_outage);
         assert_eq!(w.next_action(75), Action::CloseWatch);
-        assert!(!w.is_stale(85, 30), "in sync until it was last heard (55)");
-        assert!(w.is_stale(86, 30));
+        assert!(!stale(&w, 85, 30), "in sync until it was last heard (55)");
+        assert!(stale(&w, 86, 30));
         // A watch opened but never created does not count as live.
         expect_watch(w.next_action(1031));
-        assert!(w.is_stale(1031, 30));
-        assert!(w.is_stale(1031, -5), "a negative limit is zero");
+        assert!(stale(&w, 1031, 30));
+        assert!(stale(&w, 1031, -5), "a negative limit is zero");
     }
 
     #[test]
@@ -994,9 +994,9 @@ mod tests {
             i64::MAX
         );
         assert!(w.watch_closed(i64::MAX));
-        assert!(!w.is_stale(i64::MAX, 0));
+        assert!(!stale(&w, i64::MAX, 0));
         assert!(
-            !w.is_stale(i64::MIN, 0),
+            !stale(&w, i64::MIN, 0),
             "a clock going back is not staleness"
         );
     }
