@@ -2,9 +2,10 @@
 //! lease in shared data, reads the prefix (`KV/Range`, paged, at one revision) and holds a
 //! `Watch` from the next revision over a gRPC stream through the configured cluster; it
 //! builds the set every worker enforces and shares it (the set, then a small `checked` value
-//! `<in sync at> <serial>`). Every VM adopts what is shared before each decision (one small
-//! read) and on its tick, and writes what it learns at run time (response headers, misuse
-//! detection) to etcd: a lease grant, then one transaction of puts per batch.
+//! `<in sync at> <serial> <revision>`). Every VM adopts what is shared on its tick and before a
+//! decision at most every 20 ms (one small read), and writes what it learns at run time
+//! (response headers, misuse detection) to etcd: a lease grant, then one transaction of puts
+//! per batch.
 //!
 //! What to ask etcd next and what its answers mean are the sans-IO `remote::watch` and
 //! `revocation::etcd`'s; this module only moves bytes and logs.
@@ -361,7 +362,7 @@ impl EtcdStore {
             return;
         };
         if let Some(refused) = reader.watch.check_alive(now) {
-            self.refused(reader, refused, metrics, "watch");
+            self.refused(reader, refused, metrics, Half::Watch);
         }
         // A few actions at most: each one changes the machine's state (sent, opened, failed).
         for _ in 0..4 {
@@ -394,8 +395,7 @@ impl EtcdStore {
         message: &[u8],
     ) -> Result<u32, proxy_wasm::types::Status> {
         let auth = self.auth.borrow();
-        let token = auth.token.as_deref().map(str::as_bytes);
-        let metadata: Vec<(&str, &[u8])> = token.map(|t| ("token", t)).into_iter().collect();
+        let metadata = with_token(&auth, None);
         let method = self.method(service, method, &metadata);
         self.host
             .dispatch_grpc_call(&method, message, self.config.timeout_ms)
@@ -420,11 +420,9 @@ impl EtcdStore {
     ) {
         let host = &*self.host;
         let auth = self.auth.borrow();
-        let token = auth.token.as_deref().map(str::as_bytes);
         // etcd's `WithRequireLeader`: a member cut off from the quorum cancels the watch
         // instead of keeping it open and silent.
-        let mut metadata: Vec<(&str, &[u8])> = vec![("hasleader", b"true")];
-        metadata.extend(token.map(|t| ("token", t)));
+        let metadata = with_token(&auth, Some(("hasleader", b"true")));
         let method = self.method("etcdserverpb.Watch", "Watch", &metadata);
         let opened = host.open_grpc_stream(&method).and_then(|stream| {
             let request = WatchRequest::from(create).encode_to_vec();
@@ -664,7 +662,7 @@ impl EtcdStore {
         };
         match changes {
             Ok(changes) => self.apply(reader, changes, guard, metrics, now),
-            Err(refused) => self.refused(reader, refused, metrics, "read"),
+            Err(refused) => self.refused(reader, refused, metrics, Half::Read),
         }
         // The next page, or the watch, without waiting for the tick.
         self.drive_next(reader, metrics, now);
@@ -736,14 +734,12 @@ impl EtcdStore {
         };
         match changes {
             Ok(changes) => {
-                if !changes.reset {
-                    for _ in 0..changes.puts.len() + changes.deletes.len() {
-                        metrics.count(Counter::EtcdWatchEvents);
-                    }
+                for _ in 0..changes.puts.len() + changes.deletes.len() {
+                    metrics.count(Counter::EtcdWatchEvents);
                 }
                 self.apply(reader, changes, guard, metrics, now);
             }
-            Err(refused) => self.refused(reader, refused, metrics, "watch"),
+            Err(refused) => self.refused(reader, refused, metrics, Half::Watch),
         }
         self.drive_next(reader, metrics, now);
         true
@@ -845,42 +841,42 @@ impl EtcdStore {
         self.share(reader, guard, now, changes.reset);
     }
 
-    fn refused(&self, reader: &mut Reader, refused: Refused, metrics: &Metrics, what: &str) {
-        let counter = if what == "read" {
-            Counter::EtcdReadFailed
-        } else {
-            Counter::EtcdWatchBroken
-        };
-        metrics.count(counter);
+    /// An answer the watch machine refused (it has already backed off): the stream goes.
+    fn refused(&self, reader: &mut Reader, refused: Refused, metrics: &Metrics, half: Half) {
         if let Some(stream) = reader.stream.take() {
             let _ = self.host.cancel_grpc_stream(stream);
         }
-        if refused.starts_outage {
-            self.host.warn(&format!(
-                "etcd {what} of {}: {}; held revocations stay enforced, retrying with backoff (logged once until it recovers)",
-                self.config.prefix, refused.why
-            ));
-        }
+        self.failed(half, refused.why, refused.starts_outage, metrics);
     }
 
     fn read_failed(&self, reader: &mut Reader, why: &str, metrics: &Metrics, now: i64) {
-        metrics.count(Counter::EtcdReadFailed);
-        if reader.watch.range_failed(now) {
-            self.host.warn(&format!(
-                "etcd read of {} through cluster {:?} failed: {why}; held revocations stay enforced, retrying with backoff (logged once until it recovers)",
-                self.config.prefix, self.config.cluster
-            ));
-        }
+        let starts_outage = reader.watch.range_failed(now);
+        self.failed(Half::Read, why, starts_outage, metrics);
     }
 
     fn watch_broke(&self, reader: &mut Reader, why: &str, metrics: &Metrics, now: i64) {
-        metrics.count(Counter::EtcdWatchBroken);
-        if reader.watch.watch_closed(now) {
-            self.host.warn(&format!(
-                "etcd watch of {} through cluster {:?} broke: {why}; held revocations stay enforced, watching again with backoff (logged once until it recovers)",
-                self.config.prefix, self.config.cluster
-            ));
+        let starts_outage = reader.watch.watch_closed(now);
+        self.failed(Half::Watch, why, starts_outage, metrics);
+    }
+
+    /// Counted every time; logged once per outage (the watch machine says when one starts).
+    fn failed(&self, half: Half, why: &str, starts_outage: bool, metrics: &Metrics) {
+        metrics.count(half.counter());
+        if !starts_outage {
+            return;
         }
+        let (prefix, cluster) = (&self.config.prefix, &self.config.cluster);
+        self.host.warn(&match half {
+            Half::Read => format!(
+                "etcd read of {prefix} through cluster {cluster:?} failed: {why}; held \
+                 revocations stay enforced, retrying with backoff (logged once until it recovers)"
+            ),
+            Half::Watch => format!(
+                "etcd watch of {prefix} through cluster {cluster:?} broke: {why}; held \
+                 revocations stay enforced, watching again with backoff (logged once until it \
+                 recovers)"
+            ),
+        });
     }
 
     /// Queues what this VM learned (a response header, misuse detection) for etcd.
@@ -1023,6 +1019,28 @@ impl EtcdStore {
             outcome.err().as_deref(),
             metrics,
         );
+    }
+}
+
+/// A call's metadata: `first`, if any, then etcd's auth token when one is held.
+fn with_token<'a>(auth: &'a Auth, first: Option<(&'a str, &'a [u8])>) -> Vec<(&'a str, &'a [u8])> {
+    let token = auth.token.as_deref().map(|t| ("token", t.as_bytes()));
+    first.into_iter().chain(token).collect()
+}
+
+/// Which half of the reader failed: the read of the prefix, or the watch on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Half {
+    Read,
+    Watch,
+}
+
+impl Half {
+    fn counter(self) -> Counter {
+        match self {
+            Half::Read => Counter::EtcdReadFailed,
+            Half::Watch => Counter::EtcdWatchBroken,
+        }
     }
 }
 
