@@ -13,7 +13,7 @@ use super::etcd_tests::{
 };
 use super::fake_host::Grpc;
 use super::root::GrpcEvent;
-use super::tests::Vm;
+use super::tests::{respond_with_revocation, Vm};
 use crate::remote::watch::{Action as WatchAction, PrefixWatch, State, PAGE_LIMIT};
 use crate::revocation::doc::PublishEntry;
 use crate::revocation::etcd::layout::{
@@ -86,15 +86,6 @@ fn put_event(kv: KeyValue) -> WatchResponse {
         }],
         ..WatchResponse::default()
     }
-}
-
-/// An upstream's answer to request `context` with this revocation header.
-fn respond_with_revocation(vm: &mut Vm, context: u32, directives: &str) {
-    vm.host.start_response(
-        context,
-        &[(":status", "200"), ("x-revoke-token", directives)],
-    );
-    assert_eq!(vm.stream(context).response_headers(), Action::Continue);
 }
 
 // ---- finding 1: a watch is "in sync" from `created` until it closes ------------------------

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use super::fake_host::Grpc;
 use super::root::GrpcEvent;
-use super::tests::{header, revocation_config, Vm};
+use super::tests::{header, respond_with_revocation, revocation_config, Vm};
 use crate::remote::watch::BACKOFF_FIRST_SECONDS;
 use crate::revocation::etcd::proto::{
     AuthenticateResponse, Event, EventType, KeyValue, LeaseGrantResponse, RangeRequest,
@@ -376,9 +376,7 @@ fn a_revocation_header_is_written_to_etcd_under_the_issuer_with_a_lease() {
     first_read(&mut vm, Vec::new());
     let token = token("served");
     assert_eq!(vm.request(2, "/", &token), Action::Continue);
-    vm.host
-        .start_response(2, &[(":status", "200"), ("x-revoke-token", "self")]);
-    assert_eq!(vm.stream(2).response_headers(), Action::Continue);
+    respond_with_revocation(&mut vm, 2, "self");
     vm.tick();
     let (grant, _, _) = sent_call(&vm, "etcdserverpb.Lease/LeaseGrant");
     answer_call(
@@ -477,9 +475,7 @@ fn what_one_key_holder_learns_is_not_written_for_an_issuer_another_key_holder_sh
     first_read(&mut vm, Vec::new());
     let served = token("shared-jti");
     assert_eq!(vm.request(2, "/", &served), Action::Continue);
-    vm.host
-        .start_response(2, &[(":status", "200"), ("x-revoke-token", "self")]);
-    assert_eq!(vm.stream(2).response_headers(), Action::Continue);
+    respond_with_revocation(&mut vm, 2, "self");
     vm.tick();
     let writes = vm
         .host

@@ -78,6 +78,15 @@ impl Vm {
     }
 }
 
+/// The upstream answers request `context` with this revocation header.
+pub(super) fn respond_with_revocation(vm: &mut Vm, context: u32, directives: &str) {
+    vm.host.start_response(
+        context,
+        &[(":status", "200"), ("x-revoke-token", directives)],
+    );
+    assert_eq!(vm.stream(context).response_headers(), Action::Continue);
+}
+
 pub(super) fn header<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
     pairs
         .iter()
@@ -318,9 +327,7 @@ fn a_revocation_response_header_refuses_the_token_next_time() {
     let mut vm = Vm::new(&revocation_config(json!({})));
     let token = rs256(&good_claims());
     assert_eq!(vm.request(2, "/", &token), Action::Continue);
-    vm.host
-        .start_response(2, &[(":status", "200"), ("x-revoke-token", "self")]);
-    assert_eq!(vm.stream(2).response_headers(), Action::Continue);
+    respond_with_revocation(&mut vm, 2, "self");
     let headers = vm.host.response_headers(2);
     assert_eq!(header(&headers, "x-revoke-token"), None, "not passed on");
     vm.stream(2).done();
