@@ -141,6 +141,10 @@ mod tests {
             "",
             "api.example.co",
             "api.example.com:80:80",
+            // A value with a comma or a space names no host (one is never split into two).
+            "api.example.com,evil.com",
+            "evil.com,api.example.com",
+            "api.example.com evil.com",
         ] {
             assert!(!h.matches(no), "{no}");
         }
