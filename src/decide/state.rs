@@ -259,10 +259,8 @@ impl State {
         listed + self.etcd_entries() + self.learned.borrow().len()
     }
 
-    /// A new set of the etcd store's entries. The old one goes first: a large store must not
-    /// be held twice.
+    /// A new set of the etcd store's entries (the old one is dropped as it is replaced).
     pub fn install_etcd(&self, set: Option<Rc<RevocationSet>>) {
-        *self.etcd.borrow_mut() = None;
         *self.etcd.borrow_mut() = set;
     }
 
