@@ -159,6 +159,16 @@ impl Guard {
     }
 
     /// Revocation entries held: config, the polled list and what was learned at run time.
+    /// A configured revocation source (the list, etcd) has not answered its first read yet:
+    /// requests wait for it, and are let go once none is pending.
+    pub fn first_revocation_read_pending(&self) -> bool {
+        let Some(config) = &self.config.revocation else {
+            return false;
+        };
+        (config.list.is_some() && self.state.revocation_list_checked_at().is_none())
+            || (config.etcd.is_some() && self.state.etcd_confirmed_at().is_none())
+    }
+
     pub fn revocation_entries(&self) -> usize {
         let configured = self
             .config

@@ -801,7 +801,7 @@ impl<'g> TokenCheck<'g, '_> {
                     failure.reason,
                     DenyReason::RevocationListStale | DenyReason::RevocationStoreStale
                 ) && self.look.may_wait
-                    && self.first_revocation_read_pending() =>
+                    && self.guard.first_revocation_read_pending() =>
             {
                 // Before the first list fetch or etcd read has answered, a request waits for
                 // it (as for remote keys) instead of being refused at once.
@@ -891,16 +891,6 @@ impl<'g> TokenCheck<'g, '_> {
             },
         );
         outcome
-    }
-
-    /// A configured revocation source (the list, etcd) has not answered its first read yet.
-    fn first_revocation_read_pending(&self) -> bool {
-        let Some(config) = &self.guard.config.revocation else {
-            return false;
-        };
-        let state = &self.guard.state;
-        (config.list.is_some() && state.revocation_list_checked_at().is_none())
-            || (config.etcd.is_some() && state.etcd_confirmed_at().is_none())
     }
 
     /// Token Status List: `Ok(Ok(true))` when let through on a stale list; `Err` to wait for a

@@ -171,7 +171,7 @@ impl GuardRoot {
             }
         }
         // The first read landed here: the requests waiting for it go on now.
-        if first_revocation_reads_done(active) {
+        if !active.guard.first_revocation_read_pending() {
             answer_waiting(active, &[WaitTarget::RevocationList], now, self.id);
         }
     }
@@ -347,7 +347,7 @@ fn tick(host: &dyn Host, active: &Active, id: u32) {
     };
     revocation.drive(&active.guard, &active.metrics, now);
     // Another VM's fetch or read, adopted by this one.
-    if first_revocation_reads_done(active) {
+    if !active.guard.first_revocation_read_pending() {
         answer_waiting(active, &[WaitTarget::RevocationList], now, id);
     }
     if let Some(config) = &revocation.config().status_list {
@@ -363,17 +363,6 @@ fn tick(host: &dyn Host, active: &Active, id: u32) {
             answer_waiting(active, &ready, now, id);
         }
     }
-}
-
-/// Every configured revocation source (the list, etcd) has answered once: requests that
-/// waited for the first answers can be decided.
-fn first_revocation_reads_done(active: &Active) -> bool {
-    let Some(config) = &active.guard.config().revocation else {
-        return true;
-    };
-    let state = active.guard.state();
-    (config.list.is_none() || state.revocation_list().is_some())
-        && (config.etcd.is_none() || state.etcd_confirmed_at().is_some())
 }
 
 /// A response to a call the root sent: a status list, the revocation list (or a publish), or
@@ -395,7 +384,7 @@ fn on_call_response(host: &dyn Host, active: &Active, call: u32, body_size: usiz
             return;
         }
         if revocation.on_call_response(call, body_size, &active.guard, &active.metrics, now) {
-            if first_revocation_reads_done(active) {
+            if !active.guard.first_revocation_read_pending() {
                 answer_waiting(active, &[WaitTarget::RevocationList], now, id);
             }
             return;
