@@ -3,11 +3,17 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use super::{http, repo_path};
 
 /// `proxy:proxy-secret`: the resource server's client at the IdP (tests/idp/server.mjs).
 pub const PROXY_BASIC: &str = "Basic cHJveHk6cHJveHktc2VjcmV0";
+
+/// How long a starting IdP may take to listen, and how often it is started before giving up.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+const START_ATTEMPTS: usize = 3;
 
 pub struct Idp {
     child: Child,
@@ -15,7 +21,21 @@ pub struct Idp {
 }
 
 impl Idp {
+    /// Starts the IdP and waits for its "listening <port>" line. A node that has not printed
+    /// it within `START_TIMEOUT` is killed and started again (seen once on a loaded runner: a
+    /// node process asleep at start, never listening, which would have hung the test run).
     pub fn start() -> Idp {
+        let mut failures = Vec::new();
+        for _ in 0..START_ATTEMPTS {
+            match Idp::start_once() {
+                Ok(idp) => return idp,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("the IdP did not start: {failures:?}");
+    }
+
+    fn start_once() -> Result<Idp, String> {
         let mut child = Command::new("node")
             .arg(repo_path("tests/idp/server.mjs"))
             .current_dir(repo_path("tests/idp"))
@@ -24,19 +44,26 @@ impl Idp {
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("node: {e} (run `make setup`)"));
-        let mut line = String::new();
         let stdout = child.stdout.take().unwrap();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("listening ")
-            .and_then(|p| p.parse().ok());
+        // The first line, read apart so that a node that never prints one cannot block.
+        let (sender, receiver) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = sender.send(line);
+        });
+        let line = receiver.recv_timeout(START_TIMEOUT);
+        let port = line.as_ref().ok().and_then(|line| {
+            line.trim()
+                .strip_prefix("listening ")
+                .and_then(|p| p.parse().ok())
+        });
         let Some(port) = port else {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("the IdP did not start: {line:?}");
+            return Err(format!("first line {line:?}"));
         };
-        Idp { child, port }
+        Ok(Idp { child, port })
     }
 
     pub fn issuer(&self) -> String {
