@@ -28,6 +28,7 @@ fuzz_target!(|data: &[u8]| {
             headers: &headers,
             tls: false,
             not_utf8: &[],
+            jwt_authn: None,
         };
         let _ = guard.decide(&request, NOW);
     }

@@ -78,6 +78,7 @@ fuzz_target!(|data: &[u8]| {
         headers: &headers,
         tls: false,
         not_utf8: &[],
+        jwt_authn: None,
     };
     // A fresh guard per input: no state (cache, learned revocations) carries between inputs,
     // so every crash reproduces from its input alone.

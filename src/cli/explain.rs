@@ -94,6 +94,7 @@ pub fn run(
         headers: &headers,
         tls,
         not_utf8: &[],
+        jwt_authn: None,
     };
     let Traced {
         verdict,
@@ -320,12 +321,7 @@ fn placed_for(
     headers: &[(String, String)],
     iss: Option<&str>,
 ) -> Option<usize> {
-    let issued = |i: &usize| {
-        config
-            .providers
-            .get(*i)
-            .is_some_and(|p| Some(p.issuer.as_str()) == iss)
-    };
+    let issued = |i: &usize| config.providers.get(*i).is_some_and(|p| p.issues(iss));
     config
         .rules
         .requirement_for(method, path, headers)

@@ -78,6 +78,12 @@ impl Config {
         self.providers.iter().any(|p| p.require_tls)
     }
 
+    /// Whether a provider is a jwt_authn companion: only then is the request's dynamic
+    /// metadata read.
+    pub fn reads_jwt_authn(&self) -> bool {
+        self.providers.iter().any(|p| p.jwt_authn.is_some())
+    }
+
     pub fn wants_identity(&self) -> bool {
         self.log.decisions == LogDecisions::All || self.log.filter_state || self.anomaly.is_some()
     }
@@ -86,7 +92,11 @@ impl Config {
 #[derive(Debug, Clone)]
 pub struct Provider {
     pub name: String,
-    pub issuer: String,
+    /// `None`: the provider takes tokens without `iss` only.
+    pub issuer: Option<String>,
+    /// Companion mode: its tokens are the payloads jwt_authn verified, not credentials it
+    /// verifies itself (`keys` is empty).
+    pub jwt_authn: Option<JwtAuthnCompanion>,
     /// Empty: `aud` is not checked.
     pub audiences: Vec<String>,
     pub keys: KeySet,
@@ -107,6 +117,19 @@ pub struct Provider {
     /// entries scoped to any of them apply to this provider's tokens, since `jti` and `sub`
     /// are unique per issuer, not per provider.
     pub revocation_scopes: Vec<String>,
+}
+
+/// A companion provider's payload: jwt_authn's `payload_in_metadata` key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtAuthnCompanion {
+    pub payload_in_metadata: String,
+}
+
+impl Provider {
+    /// Whether a token that says `iss` (or nothing) may be this provider's.
+    pub fn issues(&self, iss: Option<&str>) -> bool {
+        self.issuer.as_deref() == iss
+    }
 }
 
 /// Where and how often a provider's JWKS is fetched.
@@ -284,9 +307,16 @@ struct RawConfig {
 #[serde(deny_unknown_fields)]
 struct RawProvider {
     /// Must equal the token's `iss` exactly. Also how a provider is chosen: the token's
-    /// (unverified) `iss` picks the provider, whose keys then verify it.
+    /// (unverified) `iss` picks the provider, whose keys then verify it. Absent: the provider
+    /// takes only tokens without `iss` (jwt_authn's takes any `iss`; see the migration guide).
+    #[serde(default)]
     #[cfg_attr(feature = "cli", schemars(length(min = 1)))]
-    issuer: String,
+    issuer: Option<String>,
+    /// Companion mode: tokens Envoy's `jwt_authn` (Istio's RequestAuthentication) verified
+    /// earlier in the chain, read from its dynamic metadata; no keys of its own. Revocation,
+    /// introspection, status lists, scopes and misuse detection apply as to any token.
+    #[serde(default)]
+    jwt_authn: Option<RawJwtAuthn>,
     /// When non-empty, the token's `aud` (string or array) must contain one of them.
     #[serde(default)]
     audiences: Vec<String>,
@@ -360,6 +390,21 @@ struct RawProvider {
     /// This provider's credentials only over TLS. Default: the top-level `require_tls`.
     #[serde(default)]
     require_tls: Option<bool>,
+}
+
+/// Where jwt_authn wrote the verified payload (`providers.<name>.jwt_authn`).
+#[derive(Deserialize)]
+#[cfg_attr(
+    feature = "cli",
+    derive(schemars::JsonSchema),
+    schemars(rename = "JwtAuthnCompanion")
+)]
+#[serde(deny_unknown_fields)]
+struct RawJwtAuthn {
+    /// jwt_authn's `payload_in_metadata` for the provider (Istio sets it to the issuer): the
+    /// key under `envoy.filters.http.jwt_authn` in the request's dynamic metadata.
+    #[cfg_attr(feature = "cli", schemars(length(min = 1)))]
+    payload_in_metadata: String,
 }
 
 /// RFC 7662 introspection (`providers.<name>.introspection`).
@@ -631,7 +676,7 @@ impl Config {
     pub fn provider_names_of_issuer(&self, issuer: &str) -> Vec<String> {
         self.providers
             .iter()
-            .filter(|p| p.issuer == issuer)
+            .filter(|p| p.issues(Some(issuer)))
             .map(|p| p.name.clone())
             .collect()
     }
@@ -642,11 +687,13 @@ impl Config {
     /// and an entry for the issuer would let one holder revoke the other's `jti`s.
     pub fn shared_issuer_of(&self, name: &str) -> Option<String> {
         let provider = self.providers.iter().find(|p| p.name == name)?;
-        let of_issuer = self.provider_names_of_issuer(&provider.issuer);
+        // Tokens without `iss` have no issuer to write under.
+        let issuer = provider.issuer.as_ref()?;
+        let of_issuer = self.provider_names_of_issuer(issuer);
         of_issuer
             .iter()
             .all(|n| provider.revocation_scopes.contains(n))
-            .then(|| provider.issuer.clone())
+            .then(|| issuer.clone())
     }
 
     /// How long past its `exp` a token may still be accepted (the largest clock skew), plus
@@ -770,6 +817,23 @@ fn compile_providers(
             "only one provider may use introspection (opaque tokens carry no issuer to choose by)",
         ));
     }
+    // One payload is one token: two companions of it would both claim it, with no order
+    // between them a reader could see.
+    for (i, provider) in providers.iter().enumerate() {
+        let Some(companion) = &provider.jwt_authn else {
+            continue;
+        };
+        if let Some(earlier) = providers
+            .iter()
+            .take(i)
+            .find(|p| p.jwt_authn.as_ref() == Some(companion))
+        {
+            return Err(ConfigError::new(
+                format!("providers.{}.jwt_authn.payload_in_metadata", provider.name),
+                format!("provider {} already reads this payload", earlier.name),
+            ));
+        }
+    }
     Ok(providers)
 }
 
@@ -840,7 +904,7 @@ fn written_headers(providers: &[Provider], revocation: Option<&RevocationConfig>
 /// same `iss` string, could otherwise mint a token with a victim's `jti` and revoke it with
 /// `self` (the issuer's `jti` space is only the issuer's when its keys are).
 fn share_revocation_scopes(providers: &mut [Provider], warnings: &mut Vec<String>) {
-    let anchors: Vec<(String, [u8; 32], String)> = providers
+    let anchors: Vec<(Option<String>, [u8; 32], String)> = providers
         .iter()
         .map(|p| (p.issuer.clone(), trust_anchor(p), p.name.clone()))
         .collect();
@@ -889,6 +953,11 @@ fn trust_anchor(provider: &Provider) -> [u8; 32] {
         part(remote.path.as_bytes());
     }
     part(&[u8::from(provider.remote_jwks.is_some())]);
+    // A companion's tokens are vouched for by the jwt_authn provider behind its key.
+    if let Some(companion) = &provider.jwt_authn {
+        part(b"jwt_authn");
+        part(companion.payload_in_metadata.as_bytes());
+    }
     for key in &keys {
         part(key);
     }
@@ -914,9 +983,13 @@ fn compile_provider(
     let forward = compile_forward(&raw, &at)?;
     check_written_headers_not_read(&forward, &sources, &at)?;
     let time = time_policy(&raw);
-    if raw.issuer.is_empty() {
-        return Err(ConfigError::new(at("issuer"), "must not be empty"));
+    if raw.issuer.as_deref() == Some("") {
+        return Err(ConfigError::new(
+            at("issuer"),
+            "must not be empty (leave it out for tokens without `iss`)",
+        ));
     }
+    let jwt_authn = compile_jwt_authn(&raw, &at)?;
     if raw.audiences.iter().any(String::is_empty) {
         return Err(ConfigError::new(
             at("audiences"),
@@ -930,7 +1003,7 @@ fn compile_provider(
     let (keys, remote_jwks) = compile_keys(
         raw.local_jwks,
         raw.remote_jwks,
-        introspection.is_some(),
+        introspection.is_some() || jwt_authn.is_some(),
         &at,
         warnings,
     )?;
@@ -945,6 +1018,7 @@ fn compile_provider(
     };
     Ok(Provider {
         issuer: raw.issuer,
+        jwt_authn,
         audiences: raw.audiences,
         keys,
         sources,
@@ -959,6 +1033,51 @@ fn compile_provider(
         revocation_scopes: vec![name.clone()],
         name,
     })
+}
+
+/// `jwt_authn`: the key jwt_authn writes the payload under. jwt_authn verified the signature,
+/// so keys and the checks that read the token's header (`algorithms`, `typ`) are its own and
+/// refused here rather than silently unused; introspection is only of JWTs.
+fn compile_jwt_authn(
+    raw: &RawProvider,
+    at: &dyn Fn(&str) -> String,
+) -> Result<Option<JwtAuthnCompanion>, ConfigError> {
+    let Some(companion) = &raw.jwt_authn else {
+        return Ok(None);
+    };
+    if companion.payload_in_metadata.is_empty() {
+        return Err(ConfigError::new(
+            at("jwt_authn.payload_in_metadata"),
+            "must not be empty",
+        ));
+    }
+    let theirs = [
+        ("local_jwks", raw.local_jwks.is_some()),
+        ("remote_jwks", raw.remote_jwks.is_some()),
+        ("algorithms", raw.algorithms.is_some()),
+        ("token_types", raw.token_types.is_some()),
+        ("require_token_type", raw.require_token_type),
+    ];
+    if let Some((key, _)) = theirs.iter().find(|(_, set)| *set) {
+        return Err(ConfigError::new(
+            at(key),
+            "a jwt_authn companion has no keys and never sees the token's header: jwt_authn \
+             verified it; set this on jwt_authn's provider",
+        ));
+    }
+    if raw
+        .introspection
+        .as_ref()
+        .is_some_and(|i| !i.introspect_jwt)
+    {
+        return Err(ConfigError::new(
+            at("introspection.introspect_jwt"),
+            "a jwt_authn companion's tokens are JWTs: set `introspect_jwt: true`",
+        ));
+    }
+    Ok(Some(JwtAuthnCompanion {
+        payload_in_metadata: companion.payload_in_metadata.clone(),
+    }))
 }
 
 /// A provider's name is a map key, so serde cannot check it; it is part of stat names

@@ -81,6 +81,9 @@ pub enum DenyReason {
     Anomaly,
     /// `require_tls`: a credential arrived on a plaintext connection (RFC 6750 §5.3).
     InsecureTransport,
+    /// A jwt_authn companion: the token in the request is not the one jwt_authn verified (its
+    /// claims differ from the payload jwt_authn wrote).
+    NotTheVerifiedToken,
     /// An `access_token` query parameter that no provider reads (`from_params`): refused
     /// rather than ignored, so the token does not travel on to the upstream in the URL.
     TokenInQuery,
@@ -110,7 +113,7 @@ impl ErrorCode {
 
 impl DenyReason {
     /// Every reason, for defining one counter each up front.
-    pub const ALL: [DenyReason; 34] = [
+    pub const ALL: [DenyReason; 35] = [
         DenyReason::MissingToken,
         DenyReason::MultipleTokens,
         DenyReason::MalformedCredential,
@@ -144,6 +147,7 @@ impl DenyReason {
         DenyReason::StatusUnknown,
         DenyReason::Anomaly,
         DenyReason::InsecureTransport,
+        DenyReason::NotTheVerifiedToken,
         DenyReason::TokenInQuery,
     ];
 
@@ -183,6 +187,7 @@ impl DenyReason {
             DenyReason::StatusUnknown => "status_unknown",
             DenyReason::Anomaly => "anomaly",
             DenyReason::InsecureTransport => "insecure_transport",
+            DenyReason::NotTheVerifiedToken => "not_the_verified_token",
             DenyReason::TokenInQuery => "query_token",
         }
     }
@@ -224,6 +229,7 @@ impl DenyReason {
             DenyReason::StatusUnknown => "token status unknown",
             DenyReason::Anomaly => "token use anomaly detected",
             DenyReason::InsecureTransport => "credentials must be sent over TLS",
+            DenyReason::NotTheVerifiedToken => "token is not the one that was verified",
             DenyReason::TokenInQuery => "tokens in the query string are not accepted",
         }
     }

@@ -18,6 +18,7 @@ use crate::keys::host_crypto::HostCrypto;
 use crate::policy::rules::{is_cors_preflight, Requirement};
 use crate::token::extract::TokenSource;
 use crate::token::id::TokenDigest;
+use crate::token::jwt_authn::VerifiedPayloads;
 use crate::token::verify;
 
 pub use crate::decide::state::HeldList;
@@ -34,6 +35,9 @@ pub struct Request<'a> {
     /// Names of headers whose value is not UTF-8 (left out of `headers`): a credential there
     /// is malformed; a `:path` or `:method` there matches no rule.
     pub not_utf8: &'a [String],
+    /// What jwt_authn verified earlier in the chain (read only when a provider is its
+    /// companion); `None`: nothing.
+    pub jwt_authn: Option<&'a VerifiedPayloads>,
 }
 
 /// How the verified-token cache took part in a decision.
@@ -474,6 +478,7 @@ mod tests {
                     headers: &headers,
                     tls,
                     not_utf8: &[],
+                    jwt_authn: None,
                 },
                 NOW,
             )
@@ -607,6 +612,7 @@ mod tests {
                     headers,
                     tls: false,
                     not_utf8: &[],
+                    jwt_authn: None,
                 },
                 now,
             )
@@ -1022,6 +1028,7 @@ mod tests {
                     headers: &[],
                     tls: false,
                     not_utf8: &[],
+                    jwt_authn: None,
                 },
                 NOW,
             )
@@ -1113,6 +1120,7 @@ mod tests {
             headers,
             tls: false,
             not_utf8: &[],
+            jwt_authn: None,
         }
     }
 
@@ -1424,6 +1432,7 @@ mod tests {
             headers,
             tls: false,
             not_utf8: &not_utf8,
+            jwt_authn: None,
         };
         g.decide(&request, NOW).decision
     }
@@ -1753,6 +1762,7 @@ mod tests {
                     headers: &bearer(token),
                     tls: false,
                     not_utf8: &[],
+                    jwt_authn: None,
                 },
                 NOW,
             )
@@ -1799,6 +1809,7 @@ mod tests {
                         headers: &preflight,
                         tls: false,
                         not_utf8: &[],
+                        jwt_authn: None,
                     },
                     NOW,
                 )
@@ -1836,6 +1847,7 @@ mod tests {
             headers: &token,
             tls: false,
             not_utf8: &[],
+            jwt_authn: None,
         };
         assert_eq!(
             g.decide(&request, NOW).decision,
@@ -1866,6 +1878,7 @@ mod tests {
             headers: &rotated,
             tls: false,
             not_utf8: &[],
+            jwt_authn: None,
         };
         assert_eq!(
             g.decide(&request, NOW).decision,

@@ -10,3 +10,6 @@ pub mod pipeline;
 pub mod state;
 pub mod trace;
 pub mod upstream;
+
+#[cfg(test)]
+mod companion_tests;

@@ -98,6 +98,8 @@ enum Trusted<'p, 't> {
     Signed(Verified<'p, 't>),
     /// The IdP's active introspection answer.
     Introspected(TrustedClaims),
+    /// A payload Envoy's jwt_authn verified earlier in the chain.
+    JwtAuthn(TrustedClaims),
 }
 
 impl Trusted<'_, '_> {
@@ -105,7 +107,7 @@ impl Trusted<'_, '_> {
         match self {
             Trusted::Cached(entry) => entry.trusted.claims(),
             Trusted::Signed(verified) => verified.claims(),
-            Trusted::Introspected(trusted) => trusted.claims(),
+            Trusted::Introspected(trusted) | Trusted::JwtAuthn(trusted) => trusted.claims(),
         }
     }
 
@@ -113,7 +115,7 @@ impl Trusted<'_, '_> {
         match self {
             Trusted::Cached(entry) => entry.trusted.times(),
             Trusted::Signed(verified) => verified.times(),
-            Trusted::Introspected(trusted) => trusted.times(),
+            Trusted::Introspected(trusted) | Trusted::JwtAuthn(trusted) => trusted.times(),
         }
     }
 }
@@ -156,8 +158,41 @@ impl From<Stop> for NotVouched {
 struct Presented<'r, 's> {
     token: Cow<'r, str>,
     source: &'s TokenSource,
+    /// The token itself is in the request. Not so for a jwt_authn companion's payload whose
+    /// token jwt_authn did not forward: `token` is then empty, and the hashes stand for the
+    /// payload (`companion_digest`).
+    sent: bool,
     sha256: OnceCell<TokenDigest>,
     id: OnceCell<TokenDigest>,
+}
+
+impl<'r, 's> Presented<'r, 's> {
+    fn sent(token: Cow<'r, str>, source: &'s TokenSource) -> Self {
+        Presented {
+            token,
+            source,
+            sent: true,
+            sha256: OnceCell::new(),
+            id: OnceCell::new(),
+        }
+    }
+
+    /// A payload jwt_authn verified, without its token: known by a digest of the payload, so
+    /// the cache of misuse detection and learned `self` revocations still tell tokens apart.
+    fn payload_only(payload_json: &str, source: &'s TokenSource) -> Self {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(b"bearer-guard jwt_authn payload\0");
+        hash.update(payload_json.as_bytes());
+        let digest: TokenDigest = hash.finalize().into();
+        Presented {
+            token: Cow::Borrowed(""),
+            source,
+            sent: false,
+            sha256: OnceCell::from(digest),
+            id: OnceCell::from(digest),
+        }
+    }
 }
 
 impl Presented<'_, '_> {
@@ -188,6 +223,9 @@ pub struct TokenCheck<'g, 'r> {
 impl<'g> TokenCheck<'g, '_> {
     /// The whole pipeline for one token.
     pub fn run(&self) -> Result<Granted, Stop> {
+        if let Some((index, provider, payload)) = self.verified_by_jwt_authn() {
+            return self.vouch_companion_and_admit(index, provider, payload);
+        }
         let presented = self.presented()?;
         if let Some(entry) = self.cached(&presented) {
             self.cache.set(CacheLookup::Hit);
@@ -227,21 +265,9 @@ impl<'g> TokenCheck<'g, '_> {
                 sources.push(source);
             }
         }
-        let request = self.request;
-        let found = self.refuse_unread_query_token(&sources).and_then(|()| {
-            if header_map::credential_unreadable(&sources, request.not_utf8) {
-                return Err(DenyReason::MalformedToken);
-            }
-            match find_credential(request.headers, request.path, &sources) {
-                Credential::None => Err(DenyReason::MissingToken),
-                Credential::Multiple => Err(DenyReason::MultipleTokens),
-                Credential::Unreadable => Err(DenyReason::MalformedCredential),
-                Credential::One { token, source } if self.transport_acceptable(source) => {
-                    Ok((token, source))
-                }
-                Credential::One { .. } => Err(DenyReason::InsecureTransport),
-            }
-        });
+        let found = self
+            .refuse_unread_query_token(&sources)
+            .and_then(|()| self.one_credential(&sources));
         // No token where these providers read one is not a failure of a `requires_any` option.
         let mark = match &found {
             Err(DenyReason::MissingToken) => Mark::NotChecked,
@@ -254,12 +280,27 @@ impl<'g> TokenCheck<'g, '_> {
             })
         });
         let (token, source) = found.map_err(|reason| self.deny(reason, None, None, None))?;
-        Ok(Presented {
-            token,
-            source,
-            sha256: OnceCell::new(),
-            id: OnceCell::new(),
-        })
+        Ok(Presented::sent(token, source))
+    }
+
+    /// The one credential in these sources; `MissingToken` when there is none.
+    fn one_credential(
+        &self,
+        sources: &[&'g TokenSource],
+    ) -> Result<(Cow<'g, str>, &'g TokenSource), DenyReason> {
+        let request = self.request;
+        if header_map::credential_unreadable(sources, request.not_utf8) {
+            return Err(DenyReason::MalformedToken);
+        }
+        match find_credential(request.headers, request.path, sources) {
+            Credential::None => Err(DenyReason::MissingToken),
+            Credential::Multiple => Err(DenyReason::MultipleTokens),
+            Credential::Unreadable => Err(DenyReason::MalformedCredential),
+            Credential::One { token, source } if self.transport_acceptable(source) => {
+                Ok((token, source))
+            }
+            Credential::One { .. } => Err(DenyReason::InsecureTransport),
+        }
     }
 
     /// RFC 6750 §2.3's parameter, where no provider reads it: refused, not ignored (ignored,
@@ -294,8 +335,15 @@ impl<'g> TokenCheck<'g, '_> {
                 .any(|(n, v)| n == "x-forwarded-proto" && v.trim().eq_ignore_ascii_case("https"))
     }
 
-    /// The route's providers, in the route's order.
+    /// The route's providers that verify credentials themselves, in the route's order
+    /// (a jwt_authn companion's tokens are jwt_authn's payloads, `verified_by_jwt_authn`).
     fn providers(&self) -> impl Iterator<Item = (usize, &'g Provider)> + '_ {
+        self.route_providers()
+            .filter(|(_, p)| p.jwt_authn.is_none())
+    }
+
+    /// The route's providers, in the route's order.
+    fn route_providers(&self) -> impl Iterator<Item = (usize, &'g Provider)> + '_ {
         let providers = &self.guard.config.providers;
         self.candidates
             .iter()
@@ -309,6 +357,132 @@ impl<'g> TokenCheck<'g, '_> {
     ) -> impl Iterator<Item = (usize, &'g Provider)> + 'a {
         self.providers()
             .filter(move |(_, p)| p.sources.contains(presented.source))
+    }
+
+    // ---- vouching: jwt_authn, earlier in the chain ------------------------------------------
+
+    /// The first of the route's companion providers whose payload jwt_authn wrote. No payload:
+    /// jwt_authn refused the token, or there was none; either way no token of that provider.
+    fn verified_by_jwt_authn(&self) -> Option<(usize, &'g Provider, &'g str)> {
+        let payloads = self.request.jwt_authn?;
+        self.route_providers().find_map(|(index, provider)| {
+            let key = &provider.jwt_authn.as_ref()?.payload_in_metadata;
+            Some((index, provider, payloads.get(key)?))
+        })
+    }
+
+    /// jwt_authn checked the signature (and its own idea of the time); every other check runs
+    /// here as for a token this filter verified, on the claims jwt_authn wrote.
+    fn vouch_companion_and_admit(
+        &self,
+        index: usize,
+        provider: &'g Provider,
+        payload: &'g str,
+    ) -> Result<Granted, Stop> {
+        let presented = self.original_token(provider, payload)?;
+        let deny = |reason| self.deny(reason, Some(provider), None, Some(&presented));
+        let trusted = self
+            .tracer
+            .check("jwt_authn", TrustedClaims::from_jwt_authn(payload), || {
+                format!(
+                    "the payload jwt_authn verified, for provider {}",
+                    provider.name
+                )
+            })
+            .map_err(deny)?;
+        let trusted = Trusted::JwtAuthn(trusted);
+        let issuer = if provider.issues(trusted.claims().iss.as_deref()) {
+            Ok(())
+        } else {
+            Err(DenyReason::IssuerNotAccepted)
+        };
+        self.tracer
+            .check("iss", issuer, || match &provider.issuer {
+                Some(issuer) => format!("provider {} takes {issuer:?}", provider.name),
+                None => format!("provider {} takes tokens without iss", provider.name),
+            })
+            .and_then(|()| self.check_claims(provider, &trusted, provider.time))
+            .map_err(|reason| self.deny_after_trust(reason, provider, &trusted, &presented))?;
+        let introspected = provider.introspection.is_some();
+        if introspected {
+            if !presented.sent {
+                // RFC 7662 asks about the token itself, which jwt_authn did not forward.
+                self.tracer.step(
+                    "introspection",
+                    Mark::Fail(DenyReason::MissingToken),
+                    || Detail::Text("needs the token: set jwt_authn's forward: true".to_owned()),
+                );
+                return Err(self.deny_after_trust(
+                    DenyReason::MissingToken,
+                    provider,
+                    &trusted,
+                    &presented,
+                ));
+            }
+            self.check_signed_answer(index, provider, &trusted, &presented)
+                .map_err(|not| match not {
+                    NotVouched::Refused(denial) => Stop::Deny(denial),
+                    NotVouched::Final(stop) => stop,
+                })?;
+        }
+        let vouched = Vouched {
+            index,
+            provider,
+            headers: provider
+                .forward
+                .upstream_headers(&URL_SAFE_NO_PAD.encode(payload), payload.as_bytes()),
+            status: self.status_claim_of(payload.as_bytes()),
+            trusted,
+            introspected,
+        };
+        self.admit(vouched, &presented)
+    }
+
+    /// The token jwt_authn verified, when it is still in the request (jwt_authn `forward`,
+    /// Istio `forwardOriginalToken`): hash-based revocations then apply to it. Only a token
+    /// whose claims are the payload's is taken for it: a second token beside it must not lend
+    /// its identity to the one jwt_authn checked.
+    fn original_token(
+        &self,
+        provider: &'g Provider,
+        payload: &str,
+    ) -> Result<Presented<'g, 'g>, Stop> {
+        let sources: Vec<&'g TokenSource> = provider.sources.iter().collect();
+        let (token, source) = match self.one_credential(&sources) {
+            Ok(found) => found,
+            Err(DenyReason::MissingToken) => {
+                self.tracer.step("credential", Mark::NotChecked, || {
+                    Detail::Text(
+                        "not forwarded by jwt_authn: hash-based revocations cannot apply"
+                            .to_owned(),
+                    )
+                });
+                // Sources are never empty (the default is `Authorization: Bearer`).
+                let Some(source) = sources.first() else {
+                    return Err(self.deny(DenyReason::MissingToken, Some(provider), None, None));
+                };
+                return Ok(Presented::payload_only(payload, source));
+            }
+            Err(reason) => return Err(self.deny(reason, Some(provider), None, None)),
+        };
+        let presented = Presented::sent(token, source);
+        let same = verify::parse(&presented.token).is_ok_and(|parsed| {
+            TrustedClaims::from_jwt_authn(payload).is_ok_and(|trusted| {
+                parsed.unverified_claims() == trusted.claims() && parsed.times == trusted.times()
+            })
+        });
+        self.tracer
+            .check(
+                "credential",
+                if same {
+                    Ok(())
+                } else {
+                    Err(DenyReason::NotTheVerifiedToken)
+                },
+                || format!("in {}: the token jwt_authn verified", described(source)),
+            )
+            .map_err(|reason| self.deny(reason, Some(provider), None, Some(&presented)))?;
+        Ok(presented)
     }
 
     // ---- vouching: the cache ----------------------------------------------------------------
@@ -325,7 +499,7 @@ impl<'g> TokenCheck<'g, '_> {
         let iss = entry.trusted.claims().iss.as_deref();
         let first = self
             .eligible(presented)
-            .find(|(_, p)| iss == Some(p.issuer.as_str()))
+            .find(|(_, p)| p.issues(iss))
             .map(|(i, _)| i);
         (first == Some(entry.provider)).then_some(entry)
     }
@@ -338,7 +512,7 @@ impl<'g> TokenCheck<'g, '_> {
     ) -> bool {
         let iss = entry.trusted.claims().iss.as_deref();
         self.eligible(presented)
-            .any(|(i, p)| i != entry.provider && iss == Some(p.issuer.as_str()))
+            .any(|(i, p)| i != entry.provider && p.issues(iss))
     }
 
     /// A hit skips the signature; every check that depends on the time and the route runs.
@@ -415,8 +589,9 @@ impl<'g> TokenCheck<'g, '_> {
                 presented,
             ));
         }
-        let issuer = match trusted.claims().iss.as_deref() {
-            Some(iss) if iss != provider.issuer => Err(DenyReason::IssuerNotAccepted),
+        // RFC 7662 makes `iss` optional too: only an answer that names another issuer fails.
+        let issuer = match (trusted.claims().iss.as_deref(), &provider.issuer) {
+            (Some(iss), Some(issuer)) if iss != issuer => Err(DenyReason::IssuerNotAccepted),
             _ => Ok(()),
         };
         // RFC 7662 makes `exp` optional: the IdP's `active` is the authority here.
@@ -488,7 +663,7 @@ impl<'g> TokenCheck<'g, '_> {
         let iss = parsed.unverified_claims().iss.as_deref();
         let mut first_refusal = None;
         for (index, provider) in self.eligible(presented) {
-            if iss != Some(provider.issuer.as_str()) {
+            if !provider.issues(iss) {
                 continue;
             }
             match self.vouch_signed(index, provider, parsed, presented) {
@@ -523,10 +698,10 @@ impl<'g> TokenCheck<'g, '_> {
     ) -> Result<Vouched<'g, 'p, 't>, NotVouched> {
         let refused = |reason| refusal(self.deny(reason, Some(provider), None, Some(presented)));
         self.tracer.step("iss", Mark::Pass, || {
-            Detail::Text(format!(
-                "{:?} is provider {}'s issuer",
-                provider.issuer, provider.name
-            ))
+            Detail::Text(match &provider.issuer {
+                Some(issuer) => format!("{issuer:?} is provider {}'s issuer", provider.name),
+                None => format!("none, as provider {} takes", provider.name),
+            })
         });
         self.check_algorithm(provider, parsed).map_err(refused)?;
         let keys = self.keys_for(index, provider, parsed, presented)?;
@@ -722,6 +897,10 @@ impl<'g> TokenCheck<'g, '_> {
 
     /// The token's status list reference; read only when status lists are configured.
     fn status_claim(&self, verified: &Verified<'_, '_>) -> StatusClaim {
+        self.status_claim_of(verified.payload_json())
+    }
+
+    fn status_claim_of(&self, payload_json: &[u8]) -> StatusClaim {
         let configured = self
             .guard
             .config
@@ -731,7 +910,7 @@ impl<'g> TokenCheck<'g, '_> {
         if !configured {
             return Ok(None);
         }
-        match serde_json::from_slice::<serde_json::Value>(verified.payload_json()) {
+        match serde_json::from_slice::<serde_json::Value>(payload_json) {
             Ok(payload) => reference_of(&payload),
             Err(_) => Ok(None),
         }
@@ -967,12 +1146,17 @@ impl<'g> TokenCheck<'g, '_> {
             provider: Some(provider.name.clone()),
             token: self.authorized(&vouched, presented),
             identity,
-            upstream: UpstreamPlan::for_token(
-                &config.written_headers,
-                provider.forward.forward,
-                presented.source,
-                vouched.headers,
-            ),
+            upstream: if presented.sent {
+                UpstreamPlan::for_token(
+                    &config.written_headers,
+                    // A companion leaves the token as jwt_authn did (its `forward`).
+                    provider.forward.forward || provider.jwt_authn.is_some(),
+                    presented.source,
+                    vouched.headers,
+                )
+            } else {
+                UpstreamPlan::for_payload(&config.written_headers, vouched.headers)
+            },
             stale_allowed,
         }
     }
@@ -1010,8 +1194,7 @@ impl<'g> TokenCheck<'g, '_> {
             exp: vouched.trusted.times().exp,
             introspected: vouched.introspected,
             // RFC 7009 needs the token itself; kept only when revocations go to the IdP.
-            token: revocation
-                .is_some_and(|r| r.idp.is_some())
+            token: (presented.sent && revocation.is_some_and(|r| r.idp.is_some()))
                 .then(|| presented.token.clone().into_owned()),
         }))
     }

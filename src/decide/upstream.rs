@@ -48,6 +48,15 @@ impl UpstreamPlan {
         }
     }
 
+    /// A jwt_authn payload whose token is not in the request: nothing to take out.
+    pub fn for_payload(written_headers: &[String], token_headers: Vec<(String, String)>) -> Self {
+        UpstreamPlan {
+            remove_headers: written_headers.to_vec(),
+            set_headers: token_headers,
+            ..UpstreamPlan::default()
+        }
+    }
+
     /// `requires_all`: what each part needs, together.
     pub fn merge(&mut self, other: UpstreamPlan) {
         for name in other.remove_headers {

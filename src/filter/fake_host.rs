@@ -168,9 +168,12 @@ impl FakeHost {
     }
 
     /// A property the host has (`["source", "address"]`).
-    pub fn set_property(&self, path: &[&str], value: &str) {
+    pub fn set_property(&self, path: &[&str], value: impl AsRef<[u8]>) {
         let key = path.join("\0");
-        self.vm.borrow_mut().properties.insert(key, value.into());
+        self.vm
+            .borrow_mut()
+            .properties
+            .insert(key, value.as_ref().to_vec());
     }
 
     /// A request arrives on `context` (which becomes the effective one).

@@ -25,7 +25,8 @@ pub fn answer_scope(provider: &Provider) -> Option<String> {
         &endpoint.authority,
         &endpoint.path,
         &client.client_id,
-        &provider.issuer,
+        // No issuer is "" (an empty `issuer` is refused by the config).
+        provider.issuer.as_deref().unwrap_or_default(),
     ]))
 }
 

@@ -21,9 +21,12 @@ use crate::observe::log_limit::LogLimiter;
 use crate::remote::lease::fetch_deadline;
 use crate::remote::waiters::{Waiter, Waiters};
 use crate::token::id::TokenDigest;
+use crate::token::jwt_authn::VerifiedPayloads;
 
 mod abi;
 mod anomaly;
+#[cfg(test)]
+mod companion_tests;
 mod etcd;
 #[cfg(test)]
 mod etcd_findings_tests;
@@ -193,12 +196,14 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     let all = request_headers(host);
     let headers = &all.text;
     let header = |name: &str| header_value(headers, name).unwrap_or_default();
+    let payloads = jwt_authn_payloads(active);
     let request = Request {
         method: header(":method"),
         path: header(":path"),
         headers,
         tls: active.guard.config().requires_tls() && connection_is_tls(host),
         not_utf8: &all.not_utf8,
+        jwt_authn: payloads.as_ref(),
     };
     let now = now_ms.map(|ms| ms.div_euclid(1000));
     let (decision, stale_allowed) = decide(active, &request, look, now);
@@ -610,6 +615,29 @@ fn connection_is_tls(host: &dyn Host) -> bool {
         host.property(&["connection", "tls_version"]),
         Ok(Some(version)) if !version.is_empty()
     )
+}
+
+/// What jwt_authn verified for this request (its dynamic metadata, one host call), when a
+/// provider is its companion. Metadata that cannot be read is no payload: those providers
+/// then see no token, and the request is refused as without one.
+fn jwt_authn_payloads(active: &Active) -> Option<VerifiedPayloads> {
+    if !active.guard.config().reads_jwt_authn() {
+        return None;
+    }
+    let host = &*active.host;
+    match host.property(&["metadata"]) {
+        Ok(Some(bytes)) => match VerifiedPayloads::from_metadata(&bytes) {
+            Ok(payloads) => Some(payloads),
+            Err(why) => {
+                host.log(
+                    proxy_wasm::types::LogLevel::Debug,
+                    &format!("dynamic metadata not readable: {why}"),
+                );
+                None
+            }
+        },
+        _ => None,
+    }
 }
 
 fn now_unix_millis(host: &dyn Host) -> Option<i64> {

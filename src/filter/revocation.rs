@@ -79,7 +79,8 @@ impl Keys {
 pub fn scope_of(plugin_name: &str, providers: &[crate::config::Provider]) -> String {
     let mut parts: Vec<(&str, &str)> = providers
         .iter()
-        .map(|p| (p.name.as_str(), p.issuer.as_str()))
+        // No issuer is "" (an empty `issuer` is refused by the config).
+        .map(|p| (p.name.as_str(), p.issuer.as_deref().unwrap_or_default()))
         .collect();
     parts.sort_unstable();
     let mut flat = vec![plugin_name];

@@ -41,7 +41,7 @@ impl Vm {
     /// A GET of `path` on a new stream `context`, with `token` as its bearer token.
     pub(super) fn request(&mut self, context: u32, path: &str, token: &str) -> Action {
         let authorization = format!("Bearer {token}");
-        self.host.start_request(
+        self.request_with(
             context,
             &[
                 (":method", "GET"),
@@ -49,7 +49,12 @@ impl Vm {
                 (":authority", "orders.example"),
                 ("authorization", &authorization),
             ],
-        );
+        )
+    }
+
+    /// A request with these headers on a new stream `context`.
+    pub(super) fn request_with(&mut self, context: u32, headers: &[(&str, &str)]) -> Action {
+        self.host.start_request(context, headers);
         let mut stream = self.root.stream(context);
         let action = stream.request_headers();
         self.streams.push((context, stream));

@@ -5,4 +5,5 @@ pub mod algorithm;
 pub mod claims;
 pub mod extract;
 pub mod id;
+pub mod jwt_authn;
 pub mod verify;

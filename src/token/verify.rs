@@ -52,8 +52,9 @@ impl<'p, 't> Verified<'p, 't> {
     }
 }
 
-/// Claims something vouched for: a verified signature (`Verified::to_trusted`) or the IdP's
-/// active introspection answer (`from_active_answer`); nothing else makes one.
+/// Claims something vouched for: a verified signature (`Verified::to_trusted`), the IdP's
+/// active introspection answer (`from_active_answer`) or a payload Envoy's jwt_authn verified
+/// (`from_jwt_authn`); nothing else makes one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(test, derive(Default))]
 pub struct TrustedClaims {
@@ -69,6 +70,18 @@ impl TrustedClaims {
         }
         let (claims, times) =
             claims_of(&answer.claims_json).map_err(|_| DenyReason::MalformedToken)?;
+        Ok(TrustedClaims { claims, times })
+    }
+
+    /// A payload jwt_authn verified (its dynamic metadata): the issuer's claims, as a verified
+    /// signature's are; an ID or refresh token by its claims is still not an access token.
+    pub fn from_jwt_authn(payload_json: &str) -> Result<Self, DenyReason> {
+        let claims: PayloadClaims =
+            serde_json::from_str(payload_json).map_err(|_| DenyReason::MalformedToken)?;
+        if claims.is_not_an_access_token(None) {
+            return Err(DenyReason::NotAnAccessToken);
+        }
+        let (claims, times) = claims.split();
         Ok(TrustedClaims { claims, times })
     }
 

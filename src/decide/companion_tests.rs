@@ -1,0 +1,308 @@
+//! Companion providers (`providers.<name>.jwt_authn`): tokens Envoy's jwt_authn verified,
+//! judged on the payload it wrote; and providers without an `issuer`.
+
+use serde_json::{json, Value};
+
+use crate::config::Config;
+use crate::decide::decision::{Decision, DenyReason, RevocationSource};
+use crate::decide::guard::{Guard, Request};
+use crate::observe::fingerprint::digest_to_hex;
+use crate::testkit::{self, good_claims, rs256, ISSUER, NOW};
+use crate::token::id::token_id;
+use crate::token::jwt_authn::VerifiedPayloads;
+
+fn config(provider: Value, top: Value) -> Value {
+    let mut config = json!({ "providers": { "mesh": provider } });
+    if let (Some(c), Some(top)) = (config.as_object_mut(), top.as_object()) {
+        c.extend(top.clone());
+    }
+    config
+}
+
+fn companion(extra: Value) -> Value {
+    let mut provider = json!({
+        "issuer": ISSUER,
+        "jwt_authn": { "payload_in_metadata": ISSUER },
+        "claim_to_headers": [{ "claim_name": "sub", "header_name": "x-sub" }],
+    });
+    if let (Some(p), Some(extra)) = (provider.as_object_mut(), extra.as_object()) {
+        p.extend(extra.clone());
+    }
+    provider
+}
+
+fn guard(config: Value) -> Guard {
+    Guard::new(
+        Config::from_json(config.to_string().as_bytes())
+            .expect("config")
+            .config,
+    )
+}
+
+fn decide(
+    g: &Guard,
+    headers: &[(String, String)],
+    payloads: Option<&VerifiedPayloads>,
+) -> Decision {
+    g.decide(
+        &Request {
+            method: "GET",
+            path: "/orders",
+            headers,
+            tls: false,
+            not_utf8: &[],
+            jwt_authn: payloads,
+        },
+        NOW,
+    )
+    .decision
+}
+
+fn reason(decision: &Decision) -> Option<DenyReason> {
+    match decision {
+        Decision::Allow { .. } => None,
+        Decision::Deny(denial) => Some(denial.reason),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn verified(claims: &Value) -> VerifiedPayloads {
+    VerifiedPayloads::from_json([(ISSUER, claims.to_string().as_str())])
+}
+
+fn bearer(token: &str) -> Vec<(String, String)> {
+    vec![("authorization".to_owned(), format!("Bearer {token}"))]
+}
+
+fn claims_with(changes: Value) -> Value {
+    let mut claims = good_claims();
+    if let (Some(c), Some(changes)) = (claims.as_object_mut(), changes.as_object()) {
+        c.extend(changes.clone());
+    }
+    claims
+}
+
+#[test]
+fn a_payload_jwt_authn_verified_is_a_token_without_a_signature_check() {
+    let g = guard(config(companion(json!({})), json!({})));
+    let claims = good_claims();
+    // No token in the request at all (jwt_authn did not forward it): the payload is enough.
+    let allowed = decide(&g, &[], Some(&verified(&claims)));
+    let Decision::Allow {
+        provider, upstream, ..
+    } = allowed
+    else {
+        panic!("{allowed:?}");
+    };
+    assert_eq!(provider.as_deref(), Some("mesh"));
+    assert!(upstream
+        .set_headers
+        .contains(&("x-sub".to_owned(), "alice".to_owned())));
+    // Forwarded by jwt_authn: the token stays in the request.
+    let token = rs256(&claims);
+    let allowed = decide(&g, &bearer(&token), Some(&verified(&claims)));
+    let Decision::Allow { upstream, .. } = allowed else {
+        panic!("{allowed:?}");
+    };
+    assert!(upstream.remove_headers.iter().all(|h| h != "authorization"));
+    assert_eq!(upstream.path, None);
+}
+
+#[test]
+fn without_the_payload_there_is_no_token_of_that_provider() {
+    let g = guard(config(companion(json!({})), json!({})));
+    // A token jwt_authn did not vouch for (refused, or not its provider): never verified here.
+    let token = rs256(&good_claims());
+    let denied = decide(&g, &bearer(&token), None);
+    assert_eq!(reason(&denied), Some(DenyReason::MissingToken));
+    let other_key = VerifiedPayloads::from_json([("another", good_claims().to_string().as_str())]);
+    assert_eq!(
+        reason(&decide(&g, &bearer(&token), Some(&other_key))),
+        Some(DenyReason::MissingToken)
+    );
+}
+
+#[test]
+fn every_check_after_the_signature_still_runs_on_the_payload() {
+    let g = guard(config(
+        companion(json!({ "audiences": ["orders-api"], "subjects": { "prefix": "al" } })),
+        json!({ "rules": [{ "match": { "prefix": "/" },
+                             "requires": { "provider_name": "mesh" }, "scopes": ["read"] }] }),
+    ));
+    let ok = claims_with(json!({ "scope": "read write" }));
+    assert_eq!(reason(&decide(&g, &[], Some(&verified(&ok)))), None);
+    for (changes, expected) in [
+        (json!({ "exp": NOW - 3600 }), DenyReason::Expired),
+        (
+            json!({ "iss": "https://other" }),
+            DenyReason::IssuerNotAccepted,
+        ),
+        (json!({ "aud": "billing" }), DenyReason::AudienceNotAccepted),
+        (json!({ "sub": "bob" }), DenyReason::SubjectNotAccepted),
+        (json!({ "scope": "write" }), DenyReason::InsufficientScope),
+        // An ID token is not an access token, whoever verified it.
+        (
+            json!({ "nonce": "n", "at_hash": "h" }),
+            DenyReason::NotAnAccessToken,
+        ),
+    ] {
+        let mut claims = ok.clone();
+        if let (Some(c), Some(changes)) = (claims.as_object_mut(), changes.as_object()) {
+            c.extend(changes.clone());
+        }
+        assert_eq!(
+            reason(&decide(&g, &[], Some(&verified(&claims)))),
+            Some(expected),
+            "{changes}"
+        );
+    }
+    let garbage = VerifiedPayloads::from_json([(ISSUER, "[1, 2]")]);
+    assert_eq!(
+        reason(&decide(&g, &[], Some(&garbage))),
+        Some(DenyReason::MalformedToken)
+    );
+}
+
+#[test]
+fn revocations_apply_and_hash_entries_need_the_original_token() {
+    let claims = claims_with(json!({ "jti": "j-1" }));
+    let token = rs256(&claims);
+    let hex = digest_to_hex(&token_id(&token));
+    let revoked = |revocation: Value, headers: &[(String, String)]| {
+        let g = guard(config(
+            companion(json!({})),
+            json!({ "revocation": revocation }),
+        ));
+        decide(&g, headers, Some(&verified(&claims)))
+    };
+    for revocation in [
+        json!({ "jti": ["j-1"] }),
+        json!({ "subjects": { "alice": NOW } }),
+        json!({ "issued_before": NOW }),
+    ] {
+        for headers in [vec![], bearer(&token)] {
+            let denied = revoked(revocation.clone(), &headers);
+            assert_eq!(reason(&denied), Some(DenyReason::Revoked), "{revocation}");
+            let Decision::Deny(denial) = denied else {
+                unreachable!()
+            };
+            assert_eq!(denial.revoked_by, Some(RevocationSource::Config));
+        }
+    }
+    let by_hash = json!({ "token_sha256": [hex] });
+    assert_eq!(
+        reason(&revoked(by_hash.clone(), &bearer(&token))),
+        Some(DenyReason::Revoked)
+    );
+    // Without the token its hash is unknown: what the README says about `forward`.
+    assert_eq!(reason(&revoked(by_hash, &[])), None);
+}
+
+#[test]
+fn a_token_beside_the_payload_must_be_the_one_jwt_authn_verified() {
+    let g = guard(config(companion(json!({})), json!({})));
+    let claims = claims_with(json!({ "jti": "j-1" }));
+    // The client sends another token (a revoked one, an unsigned one) in the header bearer-guard
+    // reads, while jwt_authn verified a different one (read from elsewhere): its hash must not
+    // stand for the verified token, nor the other way round.
+    for other in [
+        rs256(&claims_with(json!({ "jti": "j-2" }))),
+        testkit::unsigned_with_header(
+            &json!({ "alg": "RS256" }),
+            &claims_with(json!({ "jti": "j-9" })),
+        ),
+        "opaque-token".to_owned(),
+    ] {
+        assert_eq!(
+            reason(&decide(&g, &bearer(&other), Some(&verified(&claims)))),
+            Some(DenyReason::NotTheVerifiedToken)
+        );
+    }
+    let two = vec![
+        (
+            "authorization".to_owned(),
+            format!("Bearer {}", rs256(&claims)),
+        ),
+        ("authorization".to_owned(), "Bearer x.y.z".to_owned()),
+    ];
+    assert_eq!(
+        reason(&decide(&g, &two, Some(&verified(&claims)))),
+        Some(DenyReason::MultipleTokens)
+    );
+}
+
+#[test]
+fn a_companion_beside_a_verifying_provider_on_one_route() {
+    let mut c = config(companion(json!({})), json!({}));
+    c["providers"]["corp"] = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+    c["providers"]["mesh"]["issuer"] = json!("https://mesh");
+    c["providers"]["mesh"]["jwt_authn"]["payload_in_metadata"] = json!("https://mesh");
+    let g = guard(c);
+    // A token bearer-guard verifies itself, and no jwt_authn payload: the other provider.
+    let token = rs256(&good_claims());
+    let allowed = decide(&g, &bearer(&token), None);
+    assert!(
+        matches!(&allowed, Decision::Allow { provider: Some(p), .. } if p == "corp"),
+        "{allowed:?}"
+    );
+    // A token signed by nobody this filter knows is still verified (and refused) by `corp`.
+    let forged =
+        testkit::unsigned_with_header(&json!({ "alg": "RS256", "kid": "rsa-1" }), &good_claims());
+    assert_eq!(
+        reason(&decide(&g, &bearer(&forged), None)),
+        Some(DenyReason::BadSignature)
+    );
+}
+
+#[test]
+fn companion_config_errors_name_the_key() {
+    let error = |provider: Value, top: Value| {
+        Config::from_json(config(provider, top).to_string().as_bytes())
+            .expect_err("refused")
+            .to_string()
+    };
+    let keys = testkit::jwks();
+    assert!(error(companion(json!({ "local_jwks": keys })), json!({}))
+        .contains("providers.mesh.local_jwks"));
+    assert!(
+        error(companion(json!({ "algorithms": ["RS256"] })), json!({}))
+            .contains("providers.mesh.algorithms")
+    );
+    assert!(error(
+        companion(json!({ "jwt_authn": { "payload_in_metadata": "" } })),
+        json!({})
+    )
+    .contains("providers.mesh.jwt_authn.payload_in_metadata"));
+    let mut two = config(companion(json!({})), json!({}));
+    two["providers"]["again"] = companion(json!({}));
+    let text = Config::from_json(two.to_string().as_bytes())
+        .expect_err("two companions of one payload")
+        .to_string();
+    assert!(
+        text.contains("providers.mesh.jwt_authn.payload_in_metadata"),
+        "{text}"
+    );
+    assert!(
+        error(json!({ "issuer": "", "local_jwks": keys }), json!({}))
+            .contains("providers.mesh.issuer")
+    );
+}
+
+#[test]
+fn a_provider_without_issuer_takes_only_tokens_without_iss() {
+    let mut provider = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+    if let Some(p) = provider.as_object_mut() {
+        p.remove("issuer");
+    }
+    let g = guard(config(provider, json!({})));
+    let mut claims = good_claims();
+    if let Some(c) = claims.as_object_mut() {
+        c.remove("iss");
+    }
+    assert_eq!(reason(&decide(&g, &bearer(&rs256(&claims)), None)), None);
+    // A token that names an issuer is not this provider's, signed with its keys or not.
+    assert_eq!(
+        reason(&decide(&g, &bearer(&rs256(&good_claims())), None)),
+        Some(DenyReason::IssuerNotAccepted)
+    );
+}
