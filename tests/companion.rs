@@ -34,15 +34,15 @@ fn token(changes: Value) -> String {
     mint(Signer::Rs256(&keys().rsa), Some("rsa-1"), &claims)
 }
 
-/// bearer-guard with one companion provider of jwt_authn's `origins-0` (its payload under the
-/// issuer, as Istio writes it), revocation by the upstream's response header and by config.
+/// bearer-guard with one companion provider of jwt_authn's `origins-0` (its payload under
+/// `payload`, as Istio writes it), revocation by the upstream's response header and by config.
 fn plugin_config(revoked_token: &str) -> Value {
     let hash = digest_to_hex(&token_id(revoked_token));
     json!({
         "providers": { "mesh": {
             "issuer": ISSUER,
             "audiences": ["orders-api"],
-            "jwt_authn": { "payload_in_metadata": ISSUER },
+            "jwt_authn": { "payload_in_metadata": "payload" },
             "claim_to_headers": [{ "claim_name": "sub", "header_name": "x-user" }],
         }},
         "rules": [

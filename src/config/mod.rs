@@ -817,8 +817,9 @@ fn compile_providers(
             "only one provider may use introspection (opaque tokens carry no issuer to choose by)",
         ));
     }
-    // One payload is one token: two companions of it would both claim it, with no order
-    // between them a reader could see.
+    // A payload is chosen by its key, then its `iss` (Istio writes every issuer's under one
+    // key): two companions of one key and one issuer would both claim it, with no order a
+    // reader could see.
     for (i, provider) in providers.iter().enumerate() {
         let Some(companion) = &provider.jwt_authn else {
             continue;
@@ -826,11 +827,14 @@ fn compile_providers(
         if let Some(earlier) = providers
             .iter()
             .take(i)
-            .find(|p| p.jwt_authn.as_ref() == Some(companion))
+            .find(|p| p.jwt_authn.as_ref() == Some(companion) && p.issuer == provider.issuer)
         {
             return Err(ConfigError::new(
                 format!("providers.{}.jwt_authn.payload_in_metadata", provider.name),
-                format!("provider {} already reads this payload", earlier.name),
+                format!(
+                    "provider {} already reads this payload for the same issuer",
+                    earlier.name
+                ),
             ));
         }
     }

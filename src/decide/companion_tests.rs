@@ -306,3 +306,44 @@ fn a_provider_without_issuer_takes_only_tokens_without_iss() {
         Some(DenyReason::IssuerNotAccepted)
     );
 }
+
+#[test]
+fn one_key_for_every_issuer_as_istio_writes_it() {
+    // Istio writes every RequestAuthentication issuer's payload under `payload`, with `scope`
+    // split into an array (normalize_payload_in_metadata).
+    let provider = |issuer: &str| json!({ "issuer": issuer, "jwt_authn": { "payload_in_metadata": "payload" } });
+    let g = guard(json!({
+        "providers": { "a": provider("https://a"), "b": provider("https://b") },
+        "rules": [{ "match": { "prefix": "/" },
+                    "requires": { "requires_any": { "requirements": [
+                        { "provider_name": "a" }, { "provider_name": "b" } ] } },
+                    "scopes": ["read"] }],
+    }));
+    let payload = |iss: &str| {
+        let mut claims = claims_with(json!({ "iss": iss, "scope": ["read", "write"] }));
+        claims["aud"] = json!(["x"]);
+        VerifiedPayloads::from_json([("payload", claims.to_string().as_str())])
+    };
+    for (iss, provider) in [("https://a", "a"), ("https://b", "b")] {
+        let decision = decide(&g, &[], Some(&payload(iss)));
+        assert!(
+            matches!(&decision, Decision::Allow { provider: Some(p), .. } if p == provider),
+            "{decision:?}"
+        );
+    }
+    assert_eq!(
+        reason(&decide(&g, &[], Some(&payload("https://c")))),
+        Some(DenyReason::IssuerNotAccepted)
+    );
+    let mut same =
+        json!({ "providers": { "a": provider("https://a"), "b": provider("https://a") } });
+    let text = Config::from_json(same.to_string().as_bytes())
+        .expect_err("one key, one issuer, two providers")
+        .to_string();
+    assert!(
+        text.contains("providers.b.jwt_authn.payload_in_metadata"),
+        "{text}"
+    );
+    same["providers"]["b"]["issuer"] = json!("https://b");
+    assert!(Config::from_json(same.to_string().as_bytes()).is_ok());
+}

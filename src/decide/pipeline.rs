@@ -361,14 +361,29 @@ impl<'g> TokenCheck<'g, '_> {
 
     // ---- vouching: jwt_authn, earlier in the chain ------------------------------------------
 
-    /// The first of the route's companion providers whose payload jwt_authn wrote. No payload:
-    /// jwt_authn refused the token, or there was none; either way no token of that provider.
+    /// The route's companion provider of the payload jwt_authn wrote: the first whose key has a
+    /// payload and whose issuer is the payload's `iss` (Istio writes every issuer's payload
+    /// under one key, `payload`), else the first with a payload (to be refused for its issuer).
+    /// No payload: jwt_authn refused the token, or there was none; no token of that provider.
     fn verified_by_jwt_authn(&self) -> Option<(usize, &'g Provider, &'g str)> {
         let payloads = self.request.jwt_authn?;
-        self.route_providers().find_map(|(index, provider)| {
+        let mut with_payload = self.route_providers().filter_map(|(index, provider)| {
             let key = &provider.jwt_authn.as_ref()?.payload_in_metadata;
             Some((index, provider, payloads.get(key)?))
-        })
+        });
+        let first = with_payload.next()?;
+        let issuer_of = |payload: &str| {
+            TrustedClaims::from_jwt_authn(payload)
+                .ok()
+                .and_then(|trusted| trusted.claims().iss.clone())
+        };
+        let iss = issuer_of(first.2);
+        if first.1.issues(iss.as_deref()) {
+            return Some(first);
+        }
+        let issuing = with_payload
+            .find(|(_, provider, payload)| provider.issues(issuer_of(payload).as_deref()));
+        Some(issuing.unwrap_or(first))
     }
 
     /// jwt_authn checked the signature (and its own idea of the time); every other check runs

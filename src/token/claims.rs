@@ -131,12 +131,23 @@ pub struct PayloadClaims {
     /// and ID tokens too, and say so here.
     #[serde(default)]
     pub token_type: Option<String>,
-    /// RFC 8693 §4.2 / RFC 9068 §2.2.3: space-delimited scopes.
+    /// RFC 8693 §4.2 / RFC 9068 §2.2.3: space-delimited scopes; also as the array jwt_authn
+    /// writes into metadata with `normalize_payload_in_metadata` (as Istio configures it).
     #[serde(default)]
-    pub scope: Option<String>,
+    pub scope: Option<Audience>,
     /// The array form some providers use (Okta, Azure AD `scp`).
     #[serde(default)]
     pub scp: Option<Audience>,
+}
+
+/// Scopes from a space-delimited string or an array of them.
+fn scope_list(claim: Option<Audience>) -> impl Iterator<Item = String> {
+    let list = match claim {
+        Some(Audience::One(s)) => s.split_whitespace().map(str::to_owned).collect(),
+        Some(Audience::Many(list)) => list,
+        None => Vec::new(),
+    };
+    list.into_iter()
 }
 
 fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
@@ -181,17 +192,7 @@ impl PayloadClaims {
                 sub: self.sub,
                 aud: self.aud,
                 jti: self.jti,
-                scopes: self
-                    .scope
-                    .iter()
-                    .flat_map(|s| s.split_whitespace())
-                    .map(str::to_owned)
-                    .chain(match self.scp {
-                        Some(Audience::One(s)) => s.split_whitespace().map(str::to_owned).collect(),
-                        Some(Audience::Many(list)) => list,
-                        None => Vec::new(),
-                    })
-                    .collect(),
+                scopes: scope_list(self.scope).chain(scope_list(self.scp)).collect(),
             },
             TimeClaims {
                 exp: self.exp,
