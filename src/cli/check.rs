@@ -247,10 +247,13 @@ pub fn summary(config: &Config) -> String {
         .providers
         .iter()
         .map(|p| {
-            let keys = match (&p.remote_jwks, &p.introspection) {
-                (Some(remote), _) => format!("remote JWKS via cluster {}", remote.cluster),
-                (None, Some(_)) if p.keys.keys.is_empty() => "introspection only".to_owned(),
-                (None, _) => format!(
+            let keys = match (&p.jwt_authn, &p.remote_jwks, &p.introspection) {
+                (Some(companion), _, _) => {
+                    format!("jwt_authn's payload {:?}", companion.payload_in_metadata)
+                }
+                (None, Some(remote), _) => format!("remote JWKS via cluster {}", remote.cluster),
+                (None, None, Some(_)) if p.keys.keys.is_empty() => "introspection only".to_owned(),
+                (None, None, _) => format!(
                     "{} local key{}",
                     p.keys.keys.len(),
                     plural(p.keys.keys.len())
