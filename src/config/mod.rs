@@ -744,6 +744,9 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
         .revocation
         .map(|value| compile_revocation(value, &providers))
         .transpose()?;
+    if revocation.as_ref().is_some_and(|r| r.status_list.is_some()) {
+        warn_companions_without_status_list_keys(&providers, &mut warnings);
+    }
     let anomaly = compile_anomaly(raw.anomaly, revocation.is_some())?;
     let xff_num_trusted_hops = raw.xff_num_trusted_hops.unwrap_or(0);
     if xff_num_trusted_hops > 16 {
@@ -862,6 +865,25 @@ fn compile_revocation(
         .and_then(|l| l.into_iter().max())
         .map(|l| i64::try_from(l).unwrap_or(i64::MAX));
     Ok(revocation)
+}
+
+/// A Status List Token is signed by the issuer; a jwt_authn companion has no keys, so its
+/// tokens' lists are verified with those of a provider of the same issuer. Without one, every
+/// such list is refused and `on_stale` decides: said at start, not at the first request.
+fn warn_companions_without_status_list_keys(providers: &[Provider], warnings: &mut Vec<String>) {
+    for companion in providers.iter().filter(|p| p.jwt_authn.is_some()) {
+        let keyed = providers
+            .iter()
+            .any(|p| p.jwt_authn.is_none() && p.issuer == companion.issuer);
+        if !keyed {
+            warnings.push(format!(
+                "providers.{}: a jwt_authn companion has no keys; the status lists its tokens \
+                 name can only be verified with the keys of a provider of the same issuer \
+                 (add one with its JWKS)",
+                companion.name
+            ));
+        }
+    }
 }
 
 /// `anomaly`: its own keys are checked by `observe::anomaly`; the `revoke` action also needs

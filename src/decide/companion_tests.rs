@@ -347,3 +347,50 @@ fn one_key_for_every_issuer_as_istio_writes_it() {
     same["providers"]["b"]["issuer"] = json!("https://b");
     assert!(Config::from_json(same.to_string().as_bytes()).is_ok());
 }
+
+#[test]
+fn status_lists_of_companion_tokens_are_verified_with_their_issuers_keys() {
+    let uri = "https://status.example/lists/1";
+    let status_list = json!({ "status_list": {
+        "clusters": { "status.example": "status" }, "max_stale_seconds": 60 } });
+    let mut c = config(companion(json!({})), json!({ "revocation": status_list }));
+    let g_alone = guard(c.clone());
+    // The issuer's keys, in a provider of the same issuer beside the companion.
+    c["providers"]["keys"] = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+    let g = guard(c);
+    let companion_index = 1; // providers by name: "keys", "mesh"
+    let list = testkit::mint_with_header(
+        testkit::Signer::Rs256(&testkit::keys().rsa),
+        json!({ "kid": "rsa-1", "typ": "statuslist+jwt" }),
+        &json!({ "sub": uri, "iat": NOW - 5,
+                 "status_list": crate::idp::status_list::encode_claim(1, &[0, 1]).expect("list") }),
+    );
+    let with_status = |idx: u64| {
+        verified(&claims_with(
+            json!({ "status": { "status_list": { "idx": idx, "uri": uri } } }),
+        ))
+    };
+    assert_eq!(
+        decide(&g, &[], Some(&with_status(1))),
+        Decision::WaitForStatusList {
+            provider: companion_index,
+            uri: uri.to_owned()
+        }
+    );
+    assert!(g
+        .install_status_list(companion_index, uri, &list, NOW)
+        .is_ok());
+    assert_eq!(reason(&decide(&g, &[], Some(&with_status(0)))), None);
+    assert_eq!(
+        reason(&decide(&g, &[], Some(&with_status(1)))),
+        Some(DenyReason::Revoked)
+    );
+    // Without a provider holding the issuer's keys, the list cannot be trusted: never held.
+    let refused = g_alone.install_status_list(0, uri, &list, NOW);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|why| why.contains("jwt_authn companion")),
+        "{refused:?}"
+    );
+}

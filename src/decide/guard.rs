@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 
-use crate::config::{normalize_token_type, Config};
+use crate::config::{normalize_token_type, Config, Provider};
 use crate::decide::decision::{Decision, DenyReason, WaitFor};
 use crate::decide::header_map;
 use crate::decide::pipeline::{Granted, Look, Stop, TokenCheck};
@@ -127,11 +127,7 @@ impl Guard {
             .as_ref()
             .and_then(|r| r.status_list.as_ref())
             .ok_or("status lists are not configured")?;
-        let issuer = self
-            .config
-            .providers
-            .get(provider)
-            .ok_or("no such provider")?;
+        let (signer, issuer) = self.status_list_signer(provider)?;
         let parsed = verify::parse(token.trim()).map_err(|r| r.description().to_owned())?;
         if parsed.typ.as_deref().map(normalize_token_type).as_deref() != Some("statuslist+jwt") {
             return Err("typ is not statuslist+jwt".to_owned());
@@ -139,7 +135,7 @@ impl Guard {
         if !issuer.algorithms.contains(&parsed.algorithm) {
             return Err("algorithm not accepted for this provider".to_owned());
         }
-        let keys = self.state.keys(provider);
+        let keys = self.state.keys(signer);
         let verified = verify::verify_signature(&parsed, &keys, self.crypto.as_deref())
             .map_err(|r| r.description().to_owned())?;
         let payload: serde_json::Value =
@@ -160,6 +156,27 @@ impl Guard {
             },
         )?;
         Ok(fresh_until)
+    }
+
+    /// Whose keys verify the status lists a provider's tokens reference: its own, or for a
+    /// jwt_authn companion (no keys of its own) the first provider of its issuer that has keys.
+    fn status_list_signer(&self, provider: usize) -> Result<(usize, &Provider), String> {
+        let providers = &self.config.providers;
+        let referenced_by = providers.get(provider).ok_or("no such provider")?;
+        if referenced_by.jwt_authn.is_none() {
+            return Ok((provider, referenced_by));
+        }
+        providers
+            .iter()
+            .enumerate()
+            .find(|(_, p)| p.jwt_authn.is_none() && p.issuer == referenced_by.issuer)
+            .ok_or_else(|| {
+                format!(
+                    "provider {} is a jwt_authn companion: the status lists its tokens name are \
+                     verified with the keys of a provider of the same issuer, and there is none",
+                    referenced_by.name
+                )
+            })
     }
 
     /// Revocation entries held: config, the polled list and what was learned at run time.
