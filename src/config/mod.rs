@@ -1316,7 +1316,9 @@ fn shadow_warnings(rules: &[Rule], top_level: Mode) -> Vec<String> {
         .filter_map(|(i, _)| {
             let later = rules.iter().skip(i + 1).position(enforced)?;
             Some(format!(
-                "rules[{i}] is shadowed and matches on request headers, ahead of the enforced                  rules[{}]: a client that sends those headers is only shadowed there (first                  match wins)",
+                "rules[{i}] is shadowed and matches on request headers, ahead of the enforced \
+                 rules[{}]: a client that sends those headers is only shadowed there (first \
+                 match wins)",
                 i + 1 + later
             ))
         })
@@ -1613,6 +1615,7 @@ mod tests {
             "{warnings:?}"
         );
         assert!(warnings[0].contains("rules[2]"), "{warnings:?}");
+        assert!(!warnings[0].contains("  "), "{warnings:?}");
         // Everything shadowed: nothing is enforced behind it.
         let mut all = testkit::config_json(json!({}), Some(rules));
         all["mode"] = json!("shadow");
