@@ -110,6 +110,21 @@ pub fn config_json(extra_provider: Value, rules: Option<Value>) -> Value {
     config
 }
 
+/// The test provider writing every header bearer-guard can write (`x-user` from `sub`, the
+/// payload in `x-payload`, the revocation header with `self` and `jti`), under top-level `mode`.
+pub fn writing_config(mode: &str) -> Value {
+    let mut config = config_json(
+        json!({
+            "claim_to_headers": [{ "claim_name": "sub", "header_name": "x-user" }],
+            "forward_payload_header": "x-payload",
+        }),
+        None,
+    );
+    config["mode"] = json!(mode);
+    config["revocation"] = json!({ "response_header_directives": ["self", "jti"] });
+    config
+}
+
 /// Two providers of one issuer and one set of keys: `web` reads the `session` cookie, `api`
 /// the Authorization header, each on its own routes (`/web`, `/api`); `extra` top-level keys.
 pub fn same_issuer_config(extra: Value) -> Value {

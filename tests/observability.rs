@@ -14,7 +14,6 @@
 mod support;
 use support::testkit;
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -106,18 +105,6 @@ fn start(
     }
     let yaml = support::envoy::fill_template("envoy/test.yaml.tmpl", config, upstream.port, &extra);
     Envoy::start_with(&yaml, "guarded", concurrency).unwrap()
-}
-
-/// The decision log: the JSON objects bearer-guard wrote through Envoy's log.
-fn decision_lines(envoy: &Envoy) -> Vec<Value> {
-    envoy
-        .log()
-        .lines()
-        .filter(|l| l.contains("wasm log"))
-        .filter_map(|l| l.find('{').map(|at| &l[at..]))
-        .filter_map(|json| serde_json::from_str::<Value>(json).ok())
-        .filter(|v| v.get("decision").is_some())
-        .collect()
 }
 
 fn gauge(envoy: &Envoy, name: &str) -> i64 {
@@ -255,7 +242,7 @@ fn every_decision_is_counted_logged_and_visible_to_the_access_log() {
     assert!(gauge(&envoy, "provider.partner.jwks_age_seconds") <= 10);
 
     // The decision log: one JSON line per decision, every field, never the token.
-    let lines = decision_lines(&envoy);
+    let lines = envoy.decision_lines();
     assert_eq!(lines.len(), 12, "{lines:#?}");
     for line in &lines {
         for field in FIELDS.split_whitespace() {
@@ -362,34 +349,11 @@ fn every_decision_is_counted_logged_and_visible_to_the_access_log() {
     ] {
         assert!(prometheus.contains(series), "{series} not in /stats/prometheus");
     }
-    let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(support::repo_path(
-            "envoy/grafana/bearer-guard-dashboard.json",
-        ))
-        .unwrap(),
-    )
-    .unwrap();
-    let mut exprs = Vec::new();
-    collect_exprs(&dashboard, &mut exprs);
-    assert!(exprs.len() >= 10, "{exprs:?}");
-    let mut names = HashSet::new();
-    for expr in &exprs {
-        for (at, _) in expr.match_indices("bearer_guard_") {
-            let name: String = expr[at..]
-                .chars()
-                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
-                .collect();
-            names.insert(name);
-        }
-    }
-    for name in &names {
-        let metric = prometheus.contains(&format!("# TYPE {name} "));
-        let label = prometheus.contains(&format!("{name}=\""));
-        assert!(
-            metric || label,
-            "dashboard uses {name}, which Envoy does not export"
-        );
-    }
+    // Shadow mode's counters are defined only for a config that shadows something: checked
+    // in tests/shadow.rs.
+    let mut names = support::dashboard::names();
+    names.retain(|name| !support::dashboard::is_shadow(name));
+    support::dashboard::assert_exported(&prometheus, &names);
 
     // A failing JWKS endpoint and list service: the ages grow, the failures are counted (a
     // token with an unknown key makes the partner refetch).
@@ -410,21 +374,6 @@ fn every_decision_is_counted_logged_and_visible_to_the_access_log() {
     );
     assert!(envoy.counter(&format!("{STAT}provider.partner.jwks_fetch_failed")) >= 1);
     assert!(envoy.counter(&format!("{STAT}revocation.list_fetch_failed")) >= 1);
-}
-
-fn collect_exprs(value: &Value, out: &mut Vec<String>) {
-    match value {
-        Value::Object(map) => {
-            for (key, v) in map {
-                match (key.as_str(), v) {
-                    ("expr" | "query", Value::String(s)) => out.push(s.clone()),
-                    _ => collect_exprs(v, out),
-                }
-            }
-        }
-        Value::Array(items) => items.iter().for_each(|v| collect_exprs(v, out)),
-        _ => {}
-    }
 }
 
 fn anomaly_config(anomaly: Value) -> Value {
@@ -525,7 +474,8 @@ fn a_token_from_a_sixth_address_is_handled_as_the_action_says() {
         );
         assert!(log.contains("client_ip=127.0.0.7"));
         if action != "log" {
-            let flagged = decision_lines(&envoy)
+            let flagged = envoy
+                .decision_lines()
                 .into_iter()
                 .find(|l| l["reason"] == "anomaly")
                 .unwrap();
@@ -598,7 +548,8 @@ fn request_counts_are_exact_across_four_workers() {
         .filter(|l| l.contains("listener.127.0.0.1_") && !l.ends_with(": 0"))
         .count();
     assert!(busy_workers >= 3, "load on {busy_workers} workers: {stats}");
-    let over = decision_lines(&envoy)
+    let over = envoy
+        .decision_lines()
         .into_iter()
         .filter(|l| l["anomaly"] == "max_requests")
         .count();
@@ -628,7 +579,8 @@ fn behind_a_trusted_proxy_the_client_is_read_from_x_forwarded_for() {
     assert_eq!(from("10.0.0.6"), 401, "a sixth client behind the proxy");
     // What the client wrote itself (left of the trusted proxy's entry) does not count.
     assert_eq!(from("6.6.6.6, 10.0.0.1"), 200);
-    let flagged = decision_lines(&envoy)
+    let flagged = envoy
+        .decision_lines()
         .into_iter()
         .find(|l| l["reason"] == "anomaly")
         .unwrap();
@@ -651,7 +603,7 @@ fn without_trusted_hops_a_client_cannot_choose_its_address() {
         ];
         assert_eq!(http::get(envoy.port, "/orders", &headers).status, 200);
     }
-    let lines = decision_lines(&envoy);
+    let lines = envoy.decision_lines();
     assert!(lines.is_empty(), "{lines:?}");
     assert_counters(&envoy, &[("allowed", 6), ("anomaly.detected", 0)]);
 }

@@ -19,6 +19,7 @@ use crate::observe::decision_log::{LogConfig, LogDecisions, RawLog};
 use crate::policy::forward::{ClaimHeader, ForwardPolicy};
 use crate::policy::hosts::Hosts;
 use crate::policy::matcher::{RawStringMatch, StringMatch};
+use crate::policy::mode::Mode;
 use crate::policy::rules::{PathMatch, Requirement, Rule, Rules};
 use crate::revocation::config::{self as revocation_config, RevocationConfig};
 use crate::token::algorithm::Algorithm;
@@ -51,6 +52,9 @@ pub struct Config {
     pub stat_prefix: Option<String>,
     pub providers: Vec<Provider>,
     pub rules: Rules,
+    /// What a denial does where no rule says (`rules[i].mode`), and for a request that matches
+    /// no rule: answered (`enforce`) or let through, counted and logged (`shadow`).
+    pub mode: Mode,
     /// Verified tokens remembered per worker VM; 0 disables the cache.
     pub jwt_cache_size: usize,
     pub crypto: CryptoMode,
@@ -82,6 +86,11 @@ impl Config {
     /// metadata read.
     pub fn reads_jwt_authn(&self) -> bool {
         self.providers.iter().any(|p| p.jwt_authn.is_some())
+    }
+
+    /// Whether anything is judged in shadow mode (the top level or a rule).
+    pub fn shadows(&self) -> bool {
+        self.mode == Mode::Shadow || self.rules.modes().any(|m| m == Some(Mode::Shadow))
     }
 
     pub fn wants_identity(&self) -> bool {
@@ -244,6 +253,13 @@ struct RawConfig {
     /// refused (403). Absent: every request needs a valid token from some provider.
     #[serde(default)]
     rules: Option<Vec<RawRule>>,
+    /// What a denial does: `enforce` (it is answered) or `shadow` (it is counted as
+    /// `shadow_denied.<reason>` and logged with `"shadow": true`, and the request goes upstream
+    /// as the client sent it). A rule's own `mode` overrides this for the requests it matches;
+    /// a request that matches no rule is judged under this one.
+    #[serde(default)]
+    #[cfg_attr(feature = "cli", schemars(extend("default" = "enforce")))]
+    mode: Mode,
     /// `realm` in `WWW-Authenticate`.
     #[serde(default)]
     #[cfg_attr(feature = "cli", schemars(extend("default" = DEFAULT_REALM)))]
@@ -561,6 +577,9 @@ struct RawRule {
     /// `insufficient_scope`.
     #[serde(default)]
     scopes: Option<Vec<String>>,
+    /// `enforce` or `shadow` for the requests this rule matches. Absent: the top-level `mode`.
+    #[serde(default)]
+    mode: Option<Mode>,
 }
 
 /// Which requests a rule matches: exactly one of `prefix`, `path` and `regex`, plus optional
@@ -731,7 +750,7 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
     let providers = compile_providers(raw.providers, raw.require_tls, &mut warnings)?;
     let rules = match raw.rules {
         None => Rules::require_any_provider(),
-        Some(rules) => compile_rules(rules, &providers)?,
+        Some(rules) => compile_rules(rules, &providers, raw.mode, &mut warnings)?,
     };
     let realm = raw.realm.unwrap_or_else(|| DEFAULT_REALM.to_owned());
     if realm.chars().any(char::is_control) {
@@ -771,6 +790,7 @@ fn compile(raw: RawConfig) -> Result<Configured, ConfigError> {
             stat_prefix,
             providers,
             rules,
+            mode: raw.mode,
             jwt_cache_size: raw.jwt_cache_size.unwrap_or(DEFAULT_JWT_CACHE_SIZE),
             crypto: raw.crypto,
             bypass_cors_preflight: raw.bypass_cors_preflight.unwrap_or(true),
@@ -1414,13 +1434,40 @@ const RESERVED_HEADERS: [&str; 9] = [
 ];
 
 /// `rules`, in their order (the first match wins).
-fn compile_rules(raw: Vec<RawRule>, providers: &[Provider]) -> Result<Rules, ConfigError> {
+fn compile_rules(
+    raw: Vec<RawRule>,
+    providers: &[Provider],
+    top_level: Mode,
+    warnings: &mut Vec<String>,
+) -> Result<Rules, ConfigError> {
     let rules = raw
         .into_iter()
         .enumerate()
         .map(|(i, rule)| compile_rule(rule, providers, &|key| format!("rules[{i}].{key}")))
         .collect::<Result<Vec<Rule>, ConfigError>>()?;
+    warnings.extend(shadow_warnings(&rules, top_level));
     Ok(Rules::new(rules))
+}
+
+/// A shadowed rule that matches on request headers, ahead of an enforced rule: a client picks
+/// its headers, so any client that sends them is judged by the shadowed rule (first match
+/// wins) and its denial lets it through where the enforced rule would have refused it.
+fn shadow_warnings(rules: &[Rule], top_level: Mode) -> Vec<String> {
+    let enforced = |rule: &Rule| Mode::of(rule.mode, top_level) == Mode::Enforce;
+    rules
+        .iter()
+        .enumerate()
+        .filter(|(_, rule)| !enforced(rule) && !rule.headers.is_empty())
+        .filter_map(|(i, _)| {
+            let later = rules.iter().skip(i + 1).position(enforced)?;
+            Some(format!(
+                "rules[{i}] is shadowed and matches on request headers, ahead of the enforced \
+                 rules[{}]: a client that sends those headers is only shadowed there (first \
+                 match wins)",
+                i + 1 + later
+            ))
+        })
+        .collect()
 }
 
 /// `rules[i]`: its match (path, methods, headers), what it requires, and its scopes.
@@ -1477,6 +1524,7 @@ fn compile_rule(
         hosts,
         requirement,
         scopes,
+        mode: rule.mode,
     })
 }
 
@@ -1655,6 +1703,69 @@ mod tests {
         ))
         .unwrap_err();
         assert_eq!(err.key, "providers.corp.clock_skew_seconds");
+    }
+
+    #[test]
+    fn mode_is_enforce_by_default_and_a_rule_may_override_it() {
+        let rule = |mode: Option<&str>| {
+            let mut rule =
+                json!({ "match": { "prefix": "/" }, "requires": { "provider_name": "corp" } });
+            if let Some(mode) = mode {
+                rule["mode"] = json!(mode);
+            }
+            rule
+        };
+        let plain = parse(testkit::config_json(json!({}), None)).unwrap().config;
+        assert_eq!(plain.mode, Mode::Enforce);
+        assert!(!plain.shadows());
+        let rules = json!([rule(None), rule(Some("shadow")), rule(Some("enforce"))]);
+        let config = parse(testkit::config_json(json!({}), Some(rules)))
+            .unwrap()
+            .config;
+        assert_eq!(
+            config.rules.modes().collect::<Vec<_>>(),
+            [None, Some(Mode::Shadow), Some(Mode::Enforce)]
+        );
+        assert!(config.shadows());
+        let mut top = testkit::config_json(json!({}), None);
+        top["mode"] = json!("shadow");
+        let top = parse(top).unwrap().config;
+        assert_eq!(top.mode, Mode::Shadow);
+        assert!(top.shadows());
+
+        // A typo is an error naming the key, never a silent enforce (or shadow).
+        let rules = json!([rule(None), rule(None), rule(Some("audit"))]);
+        let err = parse(testkit::config_json(json!({}), Some(rules))).unwrap_err();
+        assert_eq!(err.key, "rules[2].mode");
+        assert!(err.reason.contains("enforce"), "{}", err.reason);
+        let mut bad = testkit::config_json(json!({}), None);
+        bad["mode"] = json!("Shadow");
+        assert_eq!(parse(bad).unwrap_err().key, "mode");
+    }
+
+    #[test]
+    fn a_shadowed_rule_on_request_headers_ahead_of_an_enforced_one_is_warned_about() {
+        let rules = json!([
+            { "match": { "prefix": "/", "headers": [{ "name": "x-canary", "exact": "1" }] },
+              "requires": { "provider_name": "corp" }, "mode": "shadow" },
+            { "match": { "prefix": "/beta" }, "requires": { "provider_name": "corp" }, "mode": "shadow" },
+            { "match": { "prefix": "/" }, "requires": { "provider_name": "corp" } },
+        ]);
+        let warnings = parse(testkit::config_json(json!({}), Some(rules.clone())))
+            .unwrap()
+            .warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].starts_with("rules[0] is shadowed"),
+            "{warnings:?}"
+        );
+        assert!(warnings[0].contains("rules[2]"), "{warnings:?}");
+        assert!(!warnings[0].contains("  "), "{warnings:?}");
+        // Everything shadowed: nothing is enforced behind it.
+        let mut all = testkit::config_json(json!({}), Some(rules));
+        all["mode"] = json!("shadow");
+        all["rules"][2]["mode"] = json!("shadow");
+        assert!(parse(all).unwrap().warnings.is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@
 use std::cell::Cell;
 
 use crate::config::{normalize_token_type, Config, Provider};
-use crate::decide::decision::{Decision, DenyReason, WaitFor};
+use crate::decide::decision::{Decision, DenyReason, Upstream, WaitFor};
 use crate::decide::header_map;
 use crate::decide::pipeline::{Granted, Look, Stop, TokenCheck};
 use crate::decide::state::{HeldStatusList, State};
@@ -15,6 +15,7 @@ use crate::decide::upstream::UpstreamPlan;
 use crate::idp::introspection::Answer;
 use crate::idp::status_list::from_token_payload;
 use crate::keys::host_crypto::HostCrypto;
+use crate::policy::mode::Mode;
 use crate::policy::rules::{is_cors_preflight, Requirement};
 use crate::token::extract::TokenSource;
 use crate::token::id::TokenDigest;
@@ -56,6 +57,10 @@ pub struct Verdict {
     pub cache: CacheLookup,
     /// Allowed although the revocation list is stale: counted and logged by the adapter.
     pub stale_allowed: bool,
+    /// The mode the request was judged under (its rule's, else the top level's): under
+    /// `Shadow` the adapter lets a denial through (`Guard::shadowed_upstream`) instead of
+    /// answering it. The decision itself is the same in both modes.
+    pub mode: Mode,
 }
 
 /// Introspection answers, cached per process by the adapter (shared data).
@@ -231,15 +236,38 @@ impl Guard {
         (verdict, trace.into_steps())
     }
 
+    /// The mode `request` is judged under: its rule's `mode`, else the top level's (also when
+    /// no rule matches, or the request line cannot be read).
+    pub fn mode_for(&self, request: &Request<'_>) -> Mode {
+        let rule = self.rule_for(request).and_then(|rule| rule.mode);
+        Mode::of(rule, self.config.mode)
+    }
+
+    fn rule_for(&self, request: &Request<'_>) -> Option<&crate::policy::rules::Rule> {
+        if header_map::request_line_unreadable(request.not_utf8) {
+            return None;
+        }
+        self.config
+            .rules
+            .rule_for(request.method, request.path, request.headers)
+    }
+
+    /// What goes upstream for a denial that shadow mode lets through: the request as the
+    /// client sent it, credential included (shadow must not change what the upstream sees),
+    /// cleaned only of the headers bearer-guard writes, which a client must never supply,
+    /// shadow or not. Nothing is set: no token was accepted.
+    pub fn shadowed_upstream(&self) -> Upstream {
+        Upstream {
+            remove_headers: self.config.written_headers.clone(),
+            ..Upstream::default()
+        }
+    }
+
     fn decide_look(&self, request: &Request<'_>, look: Look, tracer: Tracer<'_>) -> Verdict {
         let cache = Cell::new(CacheLookup::Skipped);
-        let route = if header_map::request_line_unreadable(request.not_utf8) {
-            None
-        } else {
-            self.config
-                .rules
-                .requirement_for(request.method, request.path, request.headers)
-        };
+        let rule = self.rule_for(request);
+        let mode = Mode::of(rule.and_then(|r| r.mode), self.config.mode);
+        let route = rule.map(|r| (&r.requirement, r.scopes.as_slice()));
         let outcome = match route {
             None => Err(self.refusal(DenyReason::NoMatchingRule)),
             Some(_)
@@ -276,6 +304,7 @@ impl Guard {
             decision,
             cache: cache.get(),
             stale_allowed,
+            mode,
         }
     }
 
@@ -1261,6 +1290,7 @@ mod tests {
                 decision: first.decision,
                 cache: CacheLookup::Hit,
                 stale_allowed: false,
+                mode: Mode::Enforce,
             }
         );
         // exp = NOW + 3600, skew 60: a hit after that is still refused as expired...

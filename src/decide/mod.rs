@@ -7,6 +7,8 @@ pub mod decision;
 pub mod guard;
 pub mod header_map;
 pub mod pipeline;
+#[cfg(test)]
+mod shadow_tests;
 pub mod state;
 pub mod trace;
 pub mod upstream;

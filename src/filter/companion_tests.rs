@@ -35,13 +35,13 @@ fn the_payload_in_dynamic_metadata_is_the_token() {
     // A client's own x-user never reaches the upstream; the verified sub does.
     let mut forged = GET.to_vec();
     forged.push(("x-user", "mallory"));
-    assert_eq!(vm.request_with(2, &forged), Action::Continue);
+    assert_eq!(vm.send(2, &forged), Action::Continue);
     let upstream = vm.host.request_headers(2);
     assert_eq!(header(&upstream, "x-user"), Some("alice"));
     // The upstream logs the user out: the next request with that payload is refused.
     respond_with_revocation(&mut vm, 2, "self");
     vm.stream(2).done();
-    assert_eq!(vm.request_with(3, &GET), Action::Pause);
+    assert_eq!(vm.send(3, &GET), Action::Pause);
     let response = vm.host.local_response(3).expect("refused");
     assert_eq!(response.status, 401);
     let challenge = header(&response.headers, "www-authenticate").unwrap_or_default();
@@ -53,7 +53,7 @@ fn the_payload_in_dynamic_metadata_is_the_token() {
 #[test]
 fn no_metadata_or_unreadable_metadata_is_no_token() {
     let mut vm = Vm::new(&companion_config());
-    assert_eq!(vm.request_with(2, &GET), Action::Pause);
+    assert_eq!(vm.send(2, &GET), Action::Pause);
     let response = vm.host.local_response(2).expect("refused");
     assert_eq!(response.status, 401);
     let challenge = header(&response.headers, "www-authenticate").unwrap_or_default();
@@ -62,6 +62,6 @@ fn no_metadata_or_unreadable_metadata_is_no_token() {
         "no credentials, no error code: {challenge}"
     );
     vm.host.set_property(&["metadata"], [0xff_u8, 0xff, 0xff]);
-    assert_eq!(vm.request_with(3, &GET), Action::Pause);
+    assert_eq!(vm.send(3, &GET), Action::Pause);
     assert_eq!(vm.host.local_response(3).map(|r| r.status), Some(401));
 }

@@ -69,6 +69,9 @@ pub enum Counter {
     Denied(DenyReason),
     /// Requests refused because of a revocation, by where it came from.
     RevokedBy(RevocationSource),
+    /// Denials shadow mode let through, per reason: apart from `Denied`, so that alerts on
+    /// enforced denials do not fire while a rule is only watched.
+    ShadowDenied(DenyReason),
     Provider(usize, ProviderCounter),
 }
 
@@ -79,6 +82,7 @@ pub enum ProviderCounter {
     JwksFetchOk,
     JwksFetchFailed,
     Denied(DenyReason),
+    ShadowDenied(DenyReason),
 }
 
 const FIXED: [Counter; 36] = [
@@ -125,34 +129,46 @@ const PROVIDER_FIXED: [ProviderCounter; 3] = [
     ProviderCounter::JwksFetchOk,
     ProviderCounter::JwksFetchFailed,
 ];
-const PER_PROVIDER: usize = PROVIDER_FIXED.len() + DenyReason::ALL.len();
+const PER_PROVIDER: usize = PROVIDER_FIXED.len() + 2 * DenyReason::ALL.len();
 
 fn position<T: PartialEq>(all: &[T], item: &T) -> usize {
     all.iter().position(|x| x == item).unwrap_or_default()
 }
 
 impl Counter {
-    /// Index in `Metrics::ids`: fixed, then denials, then revocation sources, then each
-    /// provider's block.
+    /// Index in `Metrics::ids`: fixed, then denials, then revocation sources, then shadowed
+    /// denials, then each provider's block (fixed, denials, shadowed denials).
     fn index(self) -> usize {
         let reasons = DenyReason::ALL.len();
         let sources = RevocationSource::ALL.len();
+        let reason_at = |reason: &DenyReason| position(&DenyReason::ALL, reason);
         match self {
-            Counter::Denied(reason) => FIXED.len() + position(&DenyReason::ALL, &reason),
+            Counter::Denied(reason) => FIXED.len() + reason_at(&reason),
             Counter::RevokedBy(source) => {
                 FIXED.len() + reasons + position(&RevocationSource::ALL, &source)
             }
+            Counter::ShadowDenied(reason) => FIXED.len() + reasons + sources + reason_at(&reason),
             Counter::Provider(provider, counter) => {
                 let within = match counter {
-                    ProviderCounter::Denied(reason) => {
-                        PROVIDER_FIXED.len() + position(&DenyReason::ALL, &reason)
+                    ProviderCounter::Denied(reason) => PROVIDER_FIXED.len() + reason_at(&reason),
+                    ProviderCounter::ShadowDenied(reason) => {
+                        PROVIDER_FIXED.len() + reasons + reason_at(&reason)
                     }
                     fixed => position(&PROVIDER_FIXED, &fixed),
                 };
-                FIXED.len() + reasons + sources + provider * PER_PROVIDER + within
+                FIXED.len() + 2 * reasons + sources + provider * PER_PROVIDER + within
             }
             fixed => position(&FIXED, &fixed),
         }
+    }
+
+    /// Defined only for a config that shadows something: an enforce-only config exports no
+    /// series it can never move.
+    fn is_shadow(self) -> bool {
+        matches!(
+            self,
+            Counter::ShadowDenied(_) | Counter::Provider(_, ProviderCounter::ShadowDenied(_))
+        )
     }
 
     fn name(self, providers: &[String]) -> String {
@@ -197,6 +213,9 @@ impl Counter {
             Counter::RevokedBy(source) => {
                 return format!("bearer_guard.revoked_by.{}", source.code())
             }
+            Counter::ShadowDenied(reason) => {
+                return format!("bearer_guard.shadow_denied.{}", reason.code())
+            }
             Counter::Provider(index, counter) => {
                 let provider = providers.get(index).map_or("-", String::as_str);
                 let counter = match counter {
@@ -204,6 +223,9 @@ impl Counter {
                     ProviderCounter::JwksFetchOk => "jwks_fetch_success".to_owned(),
                     ProviderCounter::JwksFetchFailed => "jwks_fetch_failed".to_owned(),
                     ProviderCounter::Denied(reason) => format!("denied.{}", reason.code()),
+                    ProviderCounter::ShadowDenied(reason) => {
+                        format!("shadow_denied.{}", reason.code())
+                    }
                 };
                 return format!("bearer_guard.provider.{provider}.{counter}");
             }
@@ -216,12 +238,18 @@ impl Counter {
             PROVIDER_FIXED
                 .into_iter()
                 .chain(DenyReason::ALL.into_iter().map(ProviderCounter::Denied))
+                .chain(
+                    DenyReason::ALL
+                        .into_iter()
+                        .map(ProviderCounter::ShadowDenied),
+                )
                 .map(move |c| Counter::Provider(p, c))
         };
         FIXED
             .into_iter()
             .chain(DenyReason::ALL.into_iter().map(Counter::Denied))
             .chain(RevocationSource::ALL.into_iter().map(Counter::RevokedBy))
+            .chain(DenyReason::ALL.into_iter().map(Counter::ShadowDenied))
             .chain((0..providers).flat_map(per_provider))
     }
 }
@@ -241,6 +269,16 @@ pub struct Metrics {
     etcd_entries: Option<u32>,
     etcd_age: Option<u32>,
     jwks_age: Vec<Option<u32>>,
+}
+
+/// Which optional parts of the config are on: their stats are defined only then.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Parts {
+    pub revocation: bool,
+    pub list: bool,
+    pub etcd: bool,
+    /// The top-level `mode` or a rule's is `shadow`.
+    pub shadow: bool,
 }
 
 fn gauge(host: &dyn Host, name: &str) -> Option<u32> {
@@ -269,12 +307,20 @@ impl Metrics {
         stat_prefix: Option<&str>,
         providers: &[String],
         remote: &[bool],
-        revocation: bool,
-        list: bool,
-        etcd: bool,
+        parts: Parts,
     ) -> Self {
+        let Parts {
+            revocation,
+            list,
+            etcd,
+            shadow,
+        } = parts;
+        // An undefined counter keeps its slot (`None`): counting it is then a no-op.
         let ids: Vec<Option<u32>> = Counter::all(providers.len())
             .map(|c| {
+                if c.is_shadow() && !shadow {
+                    return None;
+                }
                 host.define_metric(
                     MetricType::Counter,
                     &prefixed(stat_prefix, &c.name(providers)),
@@ -390,5 +436,7 @@ mod tests {
         assert_eq!(names.len(), all.len());
         assert!(names.contains(&"bearer_guard.provider.partner.denied.expired".to_owned()));
         assert!(names.contains(&"bearer_guard.revoked_by.status_list".to_owned()));
+        assert!(names.contains(&"bearer_guard.shadow_denied.expired".to_owned()));
+        assert!(names.contains(&"bearer_guard.provider.partner.shadow_denied.revoked".to_owned()));
     }
 }

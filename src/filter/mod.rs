@@ -12,12 +12,13 @@ use proxy_wasm::types::{Action, MapType};
 use sha2::{Digest, Sha256};
 
 use crate::decide::decision::{Authorized, Decision, Denial, DenyReason, TokenIdentity, Upstream};
-use crate::decide::guard::{Guard, Request};
+use crate::decide::guard::{CacheLookup, Guard, Request, Verdict};
 use crate::decide::header_map;
 use crate::observe::anomaly as anomaly_core;
 use crate::observe::decision_log::{path_without_query, Record};
 use crate::observe::episode::Episode;
 use crate::observe::log_limit::LogLimiter;
+use crate::policy::mode::Mode;
 use crate::remote::lease::fetch_deadline;
 use crate::remote::waiters::{Waiter, Waiters};
 use crate::token::id::TokenDigest;
@@ -42,6 +43,8 @@ mod metrics;
 mod remote_io;
 mod revocation;
 mod root;
+#[cfg(test)]
+mod shadow_tests;
 mod status_lists;
 #[cfg(test)]
 mod tests;
@@ -206,7 +209,12 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
         jwt_authn: payloads.as_ref(),
     };
     let now = now_ms.map(|ms| ms.div_euclid(1000));
-    let (decision, stale_allowed) = decide(active, &request, look, now);
+    let Verdict {
+        decision,
+        stale_allowed,
+        mode,
+        ..
+    } = decide(active, &request, look, now);
     let now = now.unwrap_or_default();
     let seen = Seen::new(active, headers, now_ms.unwrap_or_default());
     let applied = match decision {
@@ -222,6 +230,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
                 token,
                 identity,
                 stale_allowed,
+                mode,
             };
             allow(active, context, &request, &seen, allowed, now)
         }
@@ -255,7 +264,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
                 .map(|e| e.timeout_ms);
             wait(WaitTarget::RevocationList, list.max(etcd), now)
         }
-        Decision::Deny(denial) => refuse(active, &request, &seen, denial, None, now),
+        Decision::Deny(denial) => refuse(active, &request, &seen, denial, None, mode, now),
     };
     match applied {
         // While a failed fetch waits for its retry, waiting would only hold the request until
@@ -269,13 +278,18 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     }
 }
 
-/// The guard's decision at `now` (none: the host has no clock, 503), and whether it was
-/// allowed on a stale revocation list.
-fn decide(active: &Active, request: &Request, look: Look, now: Option<i64>) -> (Decision, bool) {
+/// The guard's verdict at `now` (none: the host has no clock, 503, under the request's
+/// mode like any denial).
+fn decide(active: &Active, request: &Request, look: Look, now: Option<i64>) -> Verdict {
     let Some(now) = now else {
         let realm = &active.guard.config().realm;
         let denial = Denial::new(DenyReason::Unavailable, realm, None, None);
-        return (Decision::Deny(denial), false);
+        return Verdict {
+            decision: Decision::Deny(denial),
+            cache: CacheLookup::Skipped,
+            stale_allowed: false,
+            mode: active.guard.mode_for(request),
+        };
     };
     let verdict = if look == Look::Last {
         active.guard.decide_after_wait(request, now)
@@ -286,7 +300,7 @@ fn decide(active: &Active, request: &Request, look: Look, now: Option<i64>) -> (
     if look == Look::First {
         active.metrics.count_cache(verdict.cache);
     }
-    (verdict.decision, verdict.stale_allowed)
+    verdict
 }
 
 /// Pauses for `target`, at most the fetch's timeout (`None`: not configured, 0) and slack.
@@ -304,6 +318,8 @@ struct Allowed {
     token: Option<Box<Authorized>>,
     identity: Option<Box<TokenIdentity>>,
     stale_allowed: bool,
+    /// Misuse detection's denial is shadowed like any other.
+    mode: Mode,
 }
 
 /// An allowed request: refused after all if its token is being misused; otherwise counted,
@@ -323,21 +339,35 @@ fn allow(
         token,
         identity,
         stale_allowed,
+        mode,
     } = allowed;
     let flagged = identity
         .as_deref()
         .and_then(|identity| check_misuse(active, identity, seen, now));
     if let Some(flag) = flagged.filter(|f| f.response != anomaly_core::Response::Allow) {
-        if let (anomaly_core::Response::RevokeAndDeny, Some(token), Some(revocation)) =
-            (flag.response, token.as_deref(), &active.revocation)
-        {
+        // Shadow mode only watches: a revocation recorded here would reach every worker, the
+        // mesh's store and the IdP, and be enforced by proxies that do enforce.
+        if let (anomaly_core::Response::RevokeAndDeny, Some(token), Some(revocation), false) = (
+            flag.response,
+            token.as_deref(),
+            &active.revocation,
+            mode == Mode::Shadow,
+        ) {
             revocation.revoke_misused(token, &active.guard, &active.metrics, now);
         }
         let realm = &active.guard.config().realm;
         let fingerprint = identity.as_deref().map(TokenIdentity::fingerprint);
         let mut denial = Denial::new(DenyReason::Anomaly, realm, provider, fingerprint);
         denial.identity = identity;
-        return refuse(active, request, seen, denial, Some(flag.exceeded), now);
+        return refuse(
+            active,
+            request,
+            seen,
+            denial,
+            Some(flag.exceeded),
+            mode,
+            now,
+        );
     }
     if stale_allowed {
         note_stale_allowed(active, request, now);
@@ -494,33 +524,24 @@ fn check_misuse(active: &Active, identity: &TokenIdentity, seen: &Seen, now: i64
     })
 }
 
-/// Counts, logs and sends a denial.
+/// Counts, logs and sends a denial; in shadow mode counts and logs it as shadowed and lets
+/// the request through instead (`Guard::shadowed_upstream`).
 fn refuse(
     active: &Active,
     request: &Request,
     seen: &Seen,
     denial: Denial,
     anomaly: Option<anomaly_core::Exceeded>,
+    mode: Mode,
     now: i64,
 ) -> Applied {
-    active.metrics.count(Counter::Denied(denial.reason));
-    if let Some(source) = denial.revoked_by {
-        active.metrics.count(Counter::RevokedBy(source));
-    }
-    if let Some(index) = denial
-        .provider
-        .as_deref()
-        .and_then(|name| provider_index(active, name))
-    {
-        active.metrics.count(Counter::Provider(
-            index,
-            ProviderCounter::Denied(denial.reason),
-        ));
-    }
+    let shadow = mode == Mode::Shadow;
+    count_denial(active, &denial, shadow);
     let record = Record {
         allowed: false,
         reason: Some(denial.reason.code()),
         status: Some(denial.status),
+        shadow,
         provider: denial.provider.as_deref(),
         identity: denial.identity.as_deref(),
         token_fp: denial.token_fingerprint.as_deref(),
@@ -529,8 +550,38 @@ fn refuse(
         ..seen.record(request)
     };
     report(active, seen, record, now);
+    if shadow {
+        apply_upstream(&*active.host, &active.guard.shadowed_upstream());
+        return Applied::Continue;
+    }
     send_denial(&*active.host, &denial);
     Applied::Responded
+}
+
+/// A denial's counters: per reason, per revocation source and per provider; a shadowed one
+/// only under `shadow_denied` (per reason and per provider), so the enforced denials' counters
+/// and the alerts on them do not move while a rule is only watched.
+fn count_denial(active: &Active, denial: &Denial, shadow: bool) {
+    let reason = denial.reason;
+    let (total, per_provider) = if shadow {
+        (
+            Counter::ShadowDenied(reason),
+            ProviderCounter::ShadowDenied(reason),
+        )
+    } else {
+        (Counter::Denied(reason), ProviderCounter::Denied(reason))
+    };
+    active.metrics.count(total);
+    if let (Some(source), false) = (denial.revoked_by, shadow) {
+        active.metrics.count(Counter::RevokedBy(source));
+    }
+    if let Some(index) = denial
+        .provider
+        .as_deref()
+        .and_then(|name| provider_index(active, name))
+    {
+        active.metrics.count(Counter::Provider(index, per_provider));
+    }
 }
 
 /// The decision log line (rate-limited per worker) and the access log's filter state.

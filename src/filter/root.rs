@@ -20,7 +20,7 @@ use crate::remote::waiters::Waiters;
 
 use super::host::Host;
 use super::jwks::{self, RemoteState};
-use super::metrics::Metrics;
+use super::metrics::{Metrics, Parts};
 use super::revocation::Revocation;
 use super::wasm_host::WasmHost;
 use super::{
@@ -282,14 +282,18 @@ fn activate(host: Rc<dyn Host>, config: Config, use_host_crypto: bool) -> Active
         .map(|p| (p.name.clone(), p.remote_jwks.is_some()))
         .unzip();
     let revocation_config = guard.config().revocation.as_ref();
+    let parts = Parts {
+        revocation: revocation_config.is_some(),
+        list: revocation_config.is_some_and(|r| r.list.is_some()),
+        etcd: revocation_config.is_some_and(|r| r.etcd.is_some()),
+        shadow: guard.config().shadows(),
+    };
     let metrics = Metrics::define(
         &*host,
         guard.config().stat_prefix.as_deref(),
         &names,
         &remote_jwks,
-        revocation_config.is_some(),
-        revocation_config.is_some_and(|r| r.list.is_some()),
-        revocation_config.is_some_and(|r| r.etcd.is_some()),
+        parts,
     );
     let lines_per_second = guard.config().log.max_lines_per_second;
     Active {

@@ -41,7 +41,7 @@ impl Vm {
     /// A GET of `path` on a new stream `context`, with `token` as its bearer token.
     pub(super) fn request(&mut self, context: u32, path: &str, token: &str) -> Action {
         let authorization = format!("Bearer {token}");
-        self.request_with(
+        self.send(
             context,
             &[
                 (":method", "GET"),
@@ -52,8 +52,8 @@ impl Vm {
         )
     }
 
-    /// A request with these headers on a new stream `context`.
-    pub(super) fn request_with(&mut self, context: u32, headers: &[(&str, &str)]) -> Action {
+    /// A request with exactly these headers on a new stream `context`.
+    pub(super) fn send(&mut self, context: u32, headers: &[(&str, &str)]) -> Action {
         self.host.start_request(context, headers);
         let mut stream = self.root.stream(context);
         let action = stream.request_headers();
@@ -72,13 +72,13 @@ impl Vm {
     }
 
     /// The host answers the root's call `call` with `status` and `body`.
-    fn answer_root(&mut self, call: &Call, status: Option<u16>, body: &str) {
+    pub(super) fn answer_root(&mut self, call: &Call, status: Option<u16>, body: &str) {
         self.host.set_call_response(status, &[], body);
         self.host.enter(1);
         self.root.call_response(call.token, body.len());
     }
 
-    fn last_call(&self) -> Call {
+    pub(super) fn last_call(&self) -> Call {
         self.host.calls().pop().expect("a call was dispatched")
     }
 }
@@ -147,7 +147,7 @@ fn the_decision_log_line_names_the_client_address() {
     assert!(lines[0].contains("\"decision\":\"allow\""), "{}", lines[0]);
 }
 
-fn remote_config() -> Value {
+pub(super) fn remote_config() -> Value {
     json!({ "providers": { "corp": {
         "issuer": testkit::ISSUER,
         "audiences": ["orders-api"],

@@ -102,7 +102,10 @@ pub struct Record<'a> {
     pub allowed: bool,
     /// `None` when allowed.
     pub reason: Option<&'static str>,
+    /// For a denial: the status it was (or, shadowed, would have been) answered with.
     pub status: Option<u32>,
+    /// A denial that shadow mode let through: logged as a denial, at the same `log.decisions`.
+    pub shadow: bool,
     pub provider: Option<&'a str>,
     pub identity: Option<&'a TokenIdentity>,
     /// A token fingerprint without verified claims (a denial before the signature).
@@ -138,6 +141,7 @@ impl Record<'_> {
             ),
             ("reason", text(self.reason)),
             ("status", self.status.map_or(Value::Null, Value::from)),
+            ("shadow", Value::Bool(self.shadow)),
             ("provider", text(self.provider)),
             ("iss", claim(|i| i.iss.as_ref())),
             ("sub", claim(|i| i.sub.as_ref())),
@@ -192,6 +196,10 @@ impl Record<'_> {
         [
             ("bearer_guard.decision", Some(decision.to_owned())),
             ("bearer_guard.reason", self.reason.map(str::to_owned)),
+            (
+                "bearer_guard.shadow",
+                self.shadow.then(|| "true".to_owned()),
+            ),
             ("bearer_guard.provider", self.provider.map(str::to_owned)),
             ("bearer_guard.iss", claim(|i| i.iss.as_ref())),
             ("bearer_guard.sub", claim(|i| i.sub.as_ref())),
@@ -314,6 +322,30 @@ mod tests {
         assert!(state.contains(&("bearer_guard.client_ip", "127.0.0.2".into())));
         assert_eq!(state.len(), 9);
         assert!(state.iter().all(|(k, _)| *k != "bearer_guard.anomaly"));
+        assert!(state.iter().all(|(k, _)| *k != "bearer_guard.shadow"));
+        assert_eq!(line["shadow"], false);
+    }
+
+    #[test]
+    fn a_shadowed_denial_is_a_denial_that_says_shadow() {
+        let record = Record {
+            allowed: false,
+            reason: Some("expired"),
+            status: Some(401),
+            shadow: true,
+            method: "GET",
+            path: "/orders",
+            authority: "api.example",
+            ..Record::default()
+        };
+        let line: Value = serde_json::from_str(&record.to_json_line()).unwrap();
+        assert_eq!(line["decision"], "deny");
+        assert_eq!(line["reason"], "expired");
+        assert_eq!(line["status"], 401);
+        assert_eq!(line["shadow"], true);
+        let state = record.filter_state();
+        assert!(state.contains(&("bearer_guard.decision", "deny".into())));
+        assert!(state.contains(&("bearer_guard.shadow", "true".into())));
     }
 
     #[test]

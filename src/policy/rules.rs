@@ -1,6 +1,7 @@
 //! Route rules: which requests need which provider. First match wins; no match is a denial.
 
 use super::hosts::Hosts;
+use super::mode::Mode;
 
 #[derive(Debug, Clone)]
 pub enum PathMatch {
@@ -69,6 +70,8 @@ pub struct Rule {
     pub hosts: Option<Hosts>,
     pub requirement: Requirement,
     pub scopes: Vec<String>,
+    /// The rule's own `mode`; `None`: the top-level `mode`.
+    pub mode: Option<Mode>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,6 +93,7 @@ impl Rules {
             hosts: None,
             requirement: Requirement::AnyProvider,
             scopes: Vec::new(),
+            mode: None,
         }])
     }
 
@@ -100,11 +104,27 @@ impl Rules {
         path: &str,
         headers: &[(String, String)],
     ) -> Option<(&Requirement, &[String])> {
+        self.rule_for(method, path, headers)
+            .map(|rule| (&rule.requirement, rule.scopes.as_slice()))
+    }
+
+    /// Each rule's own `mode`, in order.
+    pub fn modes(&self) -> impl Iterator<Item = Option<Mode>> + '_ {
+        self.rules.iter().map(|rule| rule.mode)
+    }
+
+    /// The first rule that matches (`None`: none does). `path` is the request's `:path`; its
+    /// query is ignored.
+    pub fn rule_for(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(String, String)],
+    ) -> Option<&Rule> {
         let path = path.split(['?', '#']).next().unwrap_or_default();
         self.rules
             .iter()
             .find(|rule| rule.matches(method, path, headers))
-            .map(|rule| (&rule.requirement, rule.scopes.as_slice()))
     }
 }
 
@@ -154,6 +174,7 @@ mod tests {
             hosts: None,
             requirement,
             scopes: Vec::new(),
+            mode: None,
         }
     }
 

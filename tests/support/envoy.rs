@@ -271,6 +271,17 @@ impl Envoy {
         }
     }
 
+    /// bearer-guard's decision log: the JSON objects it wrote through Envoy's log.
+    pub fn decision_lines(&self) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter(|l| l.contains("wasm log"))
+            .filter_map(|l| l.find('{').map(|at| &l[at..]))
+            .filter_map(|json| serde_json::from_str::<serde_json::Value>(json).ok())
+            .filter(|v| v.get("decision").is_some())
+            .collect()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("envoy.log")).unwrap_or_default()
     }

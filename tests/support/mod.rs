@@ -12,6 +12,7 @@
 
 pub mod certificate;
 pub mod cli;
+pub mod dashboard;
 pub mod envoy;
 pub mod etcd;
 pub mod fault;
