@@ -196,6 +196,71 @@ mod tests {
         }
     }
 
+    /// Every form the CLI has accepted, with the value it has given: pinned so a new
+    /// implementation reads each the same.
+    #[test]
+    fn each_accepted_form_keeps_its_value() {
+        let times = [
+            ("1800000000", 1_800_000_000),
+            ("0", 0),
+            (" 1700000000 ", 1_700_000_000),
+            ("now", NOW),
+            ("+90s", NOW + 90),
+            ("+90", NOW + 90),
+            ("-90", NOW - 90),
+            ("+30m", NOW + 1800),
+            ("-2h", NOW - 7200),
+            ("+1d", NOW + 86_400),
+            ("+0s", NOW),
+            ("+7d", NOW + 7 * 86_400),
+            ("2027-01-15T08:00:00Z", 1_800_000_000),
+            ("2027-01-15T08:00:00.999999999Z", 1_800_000_000),
+            ("2027-01-15T09:00:00+01:00", 1_800_000_000),
+            ("2027-01-15T02:30:00-05:30", 1_800_000_000),
+            ("2027-01-15 08:00:00Z", 1_800_000_000),
+            ("1969-12-31T23:59:59Z", -1),
+            ("2100-01-01T00:00:00Z", 4_102_444_800),
+        ];
+        for (text, value) in times {
+            assert_eq!(parse_time(text, NOW), Ok(value), "{text}");
+        }
+        let durations = [
+            ("3600", 3600),
+            ("0", 0),
+            ("90s", 90),
+            ("30m", 1800),
+            ("1h", 3600),
+            ("7d", 604_800),
+            ("365d", 31_536_000),
+            // A sign the number may carry.
+            ("+1h", 3600),
+        ];
+        for (text, value) in durations {
+            assert_eq!(parse_duration(text), Ok(value), "{text}");
+        }
+        for bad in ["", "h", "1y", "-5", "abc"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        for bad in [
+            "tomorrow",
+            "+",
+            "-",
+            "2027-01-15",
+            "2027-01-15T08:00:00",
+            "+1y",
+        ] {
+            assert!(parse_time(bad, NOW).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn errors_name_the_value() {
+        let err = parse_time("soon", NOW).unwrap_err();
+        assert!(err.contains("\"soon\""), "{err}");
+        let err = parse_duration("5y").unwrap_err();
+        assert!(err.contains("\"5y\""), "{err}");
+    }
+
     #[test]
     fn durations_and_reports() {
         assert_eq!(parse_duration("3600"), Ok(3600));
