@@ -123,10 +123,12 @@ pub enum Command {
     Schema,
     /// A shell completion script, printed to standard output
     ///
-    /// A completion script for SHELL, printed to standard output. Bash:
-    /// `bearer-guard completions bash > ~/.local/share/bash-completion/completions/bearer-guard`;
-    /// zsh: `bearer-guard completions zsh > ~/.zfunc/_bearer-guard` (with ~/.zfunc in $fpath);
-    /// fish: `bearer-guard completions fish > ~/.config/fish/completions/bearer-guard.fish`.
+    /// A completion script for SHELL, printed to standard output. To install it:
+    ///
+    ///   bearer-guard completions bash > ~/.local/share/bash-completion/completions/bearer-guard
+    ///   bearer-guard completions zsh > ~/.zfunc/_bearer-guard    # ~/.zfunc in $fpath
+    ///   bearer-guard completions fish > ~/.config/fish/completions/bearer-guard.fish
+    #[command(verbatim_doc_comment)]
     Completions(Completions),
     /// The version (as --version prints it); kept for scripts that call it
     #[command(hide = true)]

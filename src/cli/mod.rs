@@ -229,6 +229,8 @@ mod tests {
             (code, out.trim()),
             (0, concat!("bearer-guard ", env!("CARGO_PKG_VERSION")))
         );
+        // `version`, as scripts have called it.
+        assert_eq!(run_words(&["version"]), run_words(&["--version"]));
     }
 
     #[test]

@@ -167,6 +167,10 @@ mod tests {
             "2027-01-15T08:00",
             "+5y",
             "+-1",
+            "+",
+            "-",
+            "2027-01-15",
+            "2027-01-15T08:00:00",
         ] {
             assert!(parse_time(bad, NOW).is_err(), "{bad}");
         }
@@ -222,16 +226,6 @@ mod tests {
         }
         // A leap second is the second before it (jiff's clamp; it was the one after).
         assert_eq!(parse_time("2016-12-31T23:59:60Z", NOW), Ok(1_483_228_799));
-        for bad in [
-            "tomorrow",
-            "+",
-            "-",
-            "2027-01-15",
-            "2027-01-15T08:00:00",
-            "+1y",
-        ] {
-            assert!(parse_time(bad, NOW).is_err(), "{bad}");
-        }
     }
 
     #[test]
