@@ -178,8 +178,9 @@ fn check_config_accepts_the_demo_and_names_the_key_of_an_error_with_a_hint() {
     assert_eq!(usage.code, 2);
     has(
         &usage.err,
-        "FILE is missing (`bearer-guard --help` lists the options)",
+        "the following required arguments were not provided:\n  <FILE>...",
     );
+    has(&usage.err, "Usage: bearer-guard check-config <FILE>...");
     assert_eq!(run(&["check-config", "/nonexistent/x.json"]).code, 2);
     assert_eq!(run(&["check-config", "--strict", DEMO]).code, 2);
     fs::remove_dir_all(dir).unwrap();
@@ -766,4 +767,83 @@ fn explain_takes_the_requests_host_for_rules_per_host() {
     let other = explain(&config, &token, &["--authority", "evil.example.com"]);
     assert_eq!(other.code, 1, "{}", other.out);
     has(&other.out, "403");
+}
+
+#[test]
+fn every_command_has_its_help_and_the_shells_their_completions() {
+    let help = run(&["mint", "--help"]);
+    assert_eq!(help.code, 0, "{}", help.err);
+    for option in [
+        "--lifetime <D>",
+        "--exp <T>",
+        "--no-exp",
+        "--claim <NAME=JSON>",
+    ] {
+        has(&help.out, option);
+    }
+    has(&help.out, "D: 3600, 30m, 1h, 7d");
+    let help = run(&["help", "revoke"]);
+    assert_eq!(help.code, 0, "{}", help.err);
+    has(&help.out, "Usage: bearer-guard revoke");
+    let help = run(&["--help"]);
+    assert_eq!(help.code, 0, "{}", help.err);
+    has(&help.out, "completions");
+    let version = run(&["--version"]);
+    assert_eq!(version.code, 0);
+    assert_eq!(
+        version.out,
+        format!("bearer-guard {}\n", env!("CARGO_PKG_VERSION"))
+    );
+
+    let bash = run(&["completions", "bash"]);
+    assert_eq!(bash.code, 0, "{}", bash.err);
+    has(&bash.out, "complete -F _bearer__guard");
+    for command in [
+        "check-config",
+        "explain",
+        "mint",
+        "revoke",
+        "revocations",
+        "token-id",
+    ] {
+        has(&bash.out, command);
+    }
+}
+
+#[test]
+fn usage_errors_exit_2_naming_the_option_and_value() {
+    let unknown = run(&["mint", "--lifetim", "1h"]);
+    assert_eq!(unknown.code, 2);
+    has(&unknown.err, "unexpected argument '--lifetim'");
+    has(&unknown.err, "a similar argument exists: '--lifetime'");
+    assert_eq!(unknown.out, "");
+
+    let bad_time = run(&[
+        "revoke", "--list", "l.json", "--jti", "a", "--exp", "tomorrow",
+    ]);
+    assert_eq!(bad_time.code, 2);
+    has(&bad_time.err, "invalid value 'tomorrow' for '--exp <T>'");
+    let bad_duration = run(&["mint", "--lifetime", "1y"]);
+    assert_eq!(bad_duration.code, 2);
+    has(&bad_duration.err, "invalid value '1y' for '--lifetime <D>'");
+    let bad_now = run(&["explain", "--config", DEMO, "--now", "2027-01-15", "t"]);
+    assert_eq!(bad_now.code, 2);
+    has(&bad_now.err, "invalid value '2027-01-15' for '--now <T>'");
+
+    // Every time form, as a minted token's claims show it.
+    for (exp, at) in [
+        ("1800003600", NOW + 3600),
+        ("2027-01-15T09:00:00Z", NOW + 3600),
+        ("2027-01-15T10:00:00+01:00", NOW + 3600),
+        ("+1h", NOW + 3600),
+        ("+1d", NOW + 86_400),
+        ("-2h", NOW - 7200),
+        ("now", NOW),
+    ] {
+        assert_eq!(claims_of(&mint(&["--exp", exp]))["exp"], at, "{exp}");
+    }
+    for (lifetime, seconds) in [("3600", 3600), ("30m", 1800), ("1h", 3600), ("7d", 604_800)] {
+        let claims = claims_of(&mint(&["--lifetime", lifetime]));
+        assert_eq!(claims["exp"], NOW + seconds, "{lifetime}");
+    }
 }

@@ -1,5 +1,5 @@
 //! `bearer-guard`: the operator CLI (see `bearer_guard::cli`).
 
 fn main() -> std::process::ExitCode {
-    bearer_guard::cli::main(std::env::args().skip(1).collect())
+    bearer_guard::cli::main()
 }

@@ -3,7 +3,6 @@
 
 use std::io::Write;
 
-use super::args::Spec;
 use super::sources::{plugin_configs, Content};
 use super::{hint, read_input, schema, CliError, Outcome};
 use crate::config::error::ConfigError;
@@ -11,23 +10,16 @@ use crate::config::{Config, Configured};
 use crate::signing::DevKeys;
 use serde_json::Value;
 
+/// `files`: one at least (clap sees to it).
 pub fn run(
-    words: &[String],
+    files: &[String],
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome, CliError> {
-    let args = Spec {
-        options: &[],
-        switches: &[],
-    }
-    .parse(words)?;
-    if args.operands.is_empty() {
-        return Err(CliError::Usage("FILE is missing".to_owned()));
-    }
     let schema = schema::config_schema();
     let demo_keys = demo_public_keys();
     let mut outcome = Outcome::Success;
-    for path in &args.operands {
+    for path in files {
         if check_file(path, &schema, &demo_keys, out, err)? == Outcome::Failure {
             outcome = Outcome::Failure;
         }

@@ -6,9 +6,9 @@
 use std::io::Write;
 use std::rc::Rc;
 
-use super::args::{Args, Spec};
+use super::args::Explain;
 use super::check::{load_one, summary};
-use super::time::{describe, parse_time, span, unix_now};
+use super::time::{describe, span, unix_now};
 use super::{read_input, read_token, CliError, Outcome};
 use crate::config::{Config, CryptoMode, Provider};
 use crate::decide::decision::{Decision, Denial};
@@ -24,47 +24,21 @@ use crate::token::claims::Audience;
 use crate::token::extract::TokenSource;
 use crate::token::verify::{self, ParsedToken};
 
-const SPEC: Spec = Spec {
-    options: &[
-        "config",
-        "now",
-        "method",
-        "path",
-        "header",
-        "jwks",
-        "revocation-list",
-        "etcd",
-        "etcd-user",
-        "authority",
-    ],
-    switches: &["plaintext"],
-};
-
-pub fn run(
-    words: &[String],
-    out: &mut dyn Write,
-    err: &mut dyn Write,
-) -> Result<Outcome, CliError> {
-    let args = SPEC.parse(words)?;
-    let config_path = args
-        .one("config")?
-        .ok_or_else(|| CliError::Usage("--config FILE is missing".to_owned()))?;
-    let token = read_token(args.operand("TOKEN")?)?;
-    let now = match args.one("now")? {
-        Some(t) => parse_time(t, unix_now()).map_err(CliError::Usage)?,
-        None => unix_now(),
-    };
-    let (method, path, mut headers) = request_args(&args)?;
+pub fn run(args: &Explain, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome, CliError> {
+    let token = read_token(&args.token)?;
+    let now = args.now.map_or_else(unix_now, |when| when.at(unix_now()));
+    let (method, path, mut headers) = request_args(args)?;
     let path = path.as_str();
-    let (at, configured, written) = load_one(config_path, err)?;
+    let (at, configured, written) = load_one(&args.config, err)?;
     let config = configured.config;
     let mut notes = Vec::new();
-    let keys = provider_keys(&config, &written, args.all("jwks"), &mut notes)?;
-    let list = revocation_list(&config, args.one("revocation-list")?, now, &mut notes)?;
+    let jwks = args.jwks.iter().map(String::as_str);
+    let keys = provider_keys(&config, &written, jwks, &mut notes)?;
+    let list = revocation_list(&config, args.revocation_list.as_deref(), now, &mut notes)?;
     let etcd = etcd_set(
         &config,
-        args.one("etcd")?,
-        args.one("etcd-user")?,
+        args.etcd.as_deref(),
+        args.etcd_user.as_deref(),
         now,
         &mut notes,
     )?;
@@ -80,7 +54,7 @@ pub fn run(
         .cloned()
         .unwrap_or_else(TokenSource::authorization_bearer);
     let (request_path, placed) = place_token(&source, &token, path, &mut headers);
-    let tls = !args.switch("plaintext");
+    let tls = !args.plaintext;
 
     // The verdict and the steps shown are the guard's own pipeline's.
     let guard = build_guard(config.clone(), &keys, list.clone(), now);
@@ -279,18 +253,17 @@ fn describe_rule(
 type Headers = Vec<(String, String)>;
 
 /// `--method`, `--path` and `--header`: the request the token comes with.
-fn request_args(args: &Args) -> Result<(String, String, Headers), CliError> {
-    let method = args.one("method")?.unwrap_or("GET").to_ascii_uppercase();
-    let path = args.one("path")?.unwrap_or("/");
+fn request_args(args: &Explain) -> Result<(String, String, Headers), CliError> {
+    let method = args.method.to_ascii_uppercase();
+    let path = args.path.as_str();
     if !path.starts_with('/') {
         return Err(CliError::Usage(format!(
             "--path {path:?} must start with /"
         )));
     }
-    let mut headers = header_args(args.all("header"))?;
+    let mut headers = header_args(args.header.iter().map(String::as_str))?;
     // The request's host, as Envoy gives it (`match.hosts` compares it).
-    let authority = args.one("authority")?.unwrap_or("localhost");
-    headers.push((":authority".to_owned(), authority.to_owned()));
+    headers.push((":authority".to_owned(), args.authority.clone()));
     Ok((method, path.to_owned(), headers))
 }
 

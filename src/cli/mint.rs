@@ -8,8 +8,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
-use super::args::{Args, Spec};
-use super::time::{parse_duration, unix_now};
+use super::args::{Alg, Jwks, Mint};
+use super::time::unix_now;
 use super::{CliError, Outcome};
 use crate::signing::{
     mint_with_header, DevKeys, Signer, DEMO_AUDIENCE, DEMO_EC_KID, DEMO_ISSUER, DEMO_RSA_KID,
@@ -19,17 +19,9 @@ use crate::signing::{
 const DEMO_SUBJECT: &str = "demo-user";
 const DEFAULT_LIFETIME_SECONDS: i64 = 3600;
 
-const SPEC: Spec = Spec {
-    options: &[
-        "alg", "iss", "sub", "aud", "lifetime", "exp", "iat", "nbf", "now", "jti", "scope", "kid",
-        "typ", "claim", "keys",
-    ],
-    switches: &["no-exp"],
-};
-
 /// `--keys DIR`, or the demo keys built into the binary.
-fn load_keys(args: &Args) -> Result<DevKeys, CliError> {
-    match args.one("keys")? {
+fn load_keys(dir: Option<&str>) -> Result<DevKeys, CliError> {
+    match dir {
         Some(dir) => DevKeys::load(Path::new(dir)).map_err(|e| {
             CliError::Input(format!(
                 "{e} (--keys DIR holds rsa-demo.pem and ec-demo.pem)"
@@ -39,58 +31,50 @@ fn load_keys(args: &Args) -> Result<DevKeys, CliError> {
     }
 }
 
-pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
-    let args = SPEC.parse(words)?;
-    args.no_operands()?;
-    let keys = load_keys(&args)?;
-    let now = args.time("now", unix_now())?.unwrap_or_else(unix_now);
-    let iat = args.time("iat", now)?.unwrap_or(now);
-    let exp = expiry(&args, now, iat)?;
-    let claims = claims(&args, now, iat, exp)?;
-    let (signer, header) = signer_and_header(&args, &keys)?;
+pub fn run(args: &Mint, out: &mut dyn Write) -> Result<Outcome, CliError> {
+    let keys = load_keys(args.keys.as_deref())?;
+    let now = args.now.map_or_else(unix_now, |when| when.at(unix_now()));
+    let iat = args.iat.map_or(now, |when| when.at(now));
+    let exp = expiry(args, now, iat);
+    let claims = claims(args, now, iat, exp)?;
+    let (signer, header) = signer_and_header(args, &keys);
     let token = mint_with_header(signer, Value::Object(header), &Value::Object(claims));
     writeln!(out, "{token}")?;
     Ok(Outcome::Success)
 }
 
-/// `exp`: `--exp`, `--lifetime` after `iat` (an hour by default) or none with `--no-exp`;
-/// at most one of them.
-fn expiry(args: &Args, now: i64, iat: i64) -> Result<Option<i64>, CliError> {
-    match (
-        args.time("exp", now)?,
-        args.one("lifetime")?,
-        args.switch("no-exp"),
-    ) {
-        (Some(_), Some(_), _) | (Some(_), _, true) | (_, Some(_), true) => Err(CliError::Usage(
-            "one of --exp, --lifetime and --no-exp".to_owned(),
-        )),
-        (Some(exp), None, false) => Ok(Some(exp)),
-        (None, Some(lifetime), false) => Ok(Some(
-            iat.saturating_add(parse_duration(lifetime).map_err(CliError::Usage)?),
-        )),
-        (None, None, false) => Ok(Some(iat.saturating_add(DEFAULT_LIFETIME_SECONDS))),
-        (None, None, true) => Ok(None),
+/// `exp`: `--exp`, `--lifetime` after `iat` (an hour by default) or none with `--no-exp`
+/// (clap lets one of them through at most).
+fn expiry(args: &Mint, now: i64, iat: i64) -> Option<i64> {
+    if args.no_exp {
+        return None;
+    }
+    match (args.exp, args.lifetime) {
+        (Some(exp), _) => Some(exp.at(now)),
+        (None, lifetime) => Some(iat.saturating_add(lifetime.unwrap_or(DEFAULT_LIFETIME_SECONDS))),
     }
 }
 
 /// The payload: the demo identity unless overridden, a fresh `jti`, and `--claim`s last (so
 /// they can override anything).
 fn claims(
-    args: &Args,
+    args: &Mint,
     now: i64,
     iat: i64,
     exp: Option<i64>,
 ) -> Result<Map<String, Value>, CliError> {
     let mut claims = Map::new();
-    claims.insert("iss".into(), json!(args.one("iss")?.unwrap_or(DEMO_ISSUER)));
+    claims.insert(
+        "iss".into(),
+        json!(args.iss.as_deref().unwrap_or(DEMO_ISSUER)),
+    );
     claims.insert(
         "sub".into(),
-        json!(args.one("sub")?.unwrap_or(DEMO_SUBJECT)),
+        json!(args.sub.as_deref().unwrap_or(DEMO_SUBJECT)),
     );
-    let audiences: Vec<&str> = args.all("aud").collect();
     claims.insert(
         "aud".into(),
-        match audiences.as_slice() {
+        match args.aud.as_slice() {
             [] => json!(DEMO_AUDIENCE),
             [one] => json!(one),
             many => json!(many),
@@ -100,18 +84,15 @@ fn claims(
     if let Some(exp) = exp {
         claims.insert("exp".into(), json!(exp));
     }
-    if let Some(nbf) = args.time("nbf", now)? {
-        claims.insert("nbf".into(), json!(nbf));
+    if let Some(nbf) = args.nbf {
+        claims.insert("nbf".into(), json!(nbf.at(now)));
     }
-    let jti = match args.one("jti")? {
-        Some(jti) => jti.to_owned(),
-        None => fresh_jti(),
-    };
+    let jti = args.jti.clone().unwrap_or_else(fresh_jti);
     claims.insert("jti".into(), json!(jti));
-    if let Some(scope) = args.one("scope")? {
+    if let Some(scope) = &args.scope {
         claims.insert("scope".into(), json!(scope));
     }
-    for claim in args.all("claim") {
+    for claim in &args.claim {
         let (name, value) = claim
             .split_once('=')
             .ok_or_else(|| CliError::Usage(format!("--claim {claim:?} is not NAME=JSON")))?;
@@ -123,25 +104,20 @@ fn claims(
 }
 
 /// `--alg` picks the demo key; the header names it by `kid` unless `--kid` says otherwise.
-fn signer_and_header<'k>(
-    args: &Args,
-    keys: &'k DevKeys,
-) -> Result<(Signer<'k>, Map<String, Value>), CliError> {
-    let (signer, default_kid) = match args.one("alg")?.unwrap_or("RS256") {
-        "RS256" => (Signer::Rs256(&keys.rsa), DEMO_RSA_KID),
-        "ES256" => (Signer::Es256(&keys.ec), DEMO_EC_KID),
-        other => {
-            return Err(CliError::Usage(format!(
-                "--alg {other}: the demo keys sign RS256 and ES256"
-            )))
-        }
+fn signer_and_header<'k>(args: &Mint, keys: &'k DevKeys) -> (Signer<'k>, Map<String, Value>) {
+    let (signer, default_kid) = match args.alg {
+        Alg::Rs256 => (Signer::Rs256(&keys.rsa), DEMO_RSA_KID),
+        Alg::Es256 => (Signer::Es256(&keys.ec), DEMO_EC_KID),
     };
     let mut header = Map::new();
-    header.insert("kid".into(), json!(args.one("kid")?.unwrap_or(default_kid)));
-    if let Some(typ) = args.one("typ")? {
+    header.insert(
+        "kid".into(),
+        json!(args.kid.as_deref().unwrap_or(default_kid)),
+    );
+    if let Some(typ) = &args.typ {
         header.insert("typ".into(), json!(typ));
     }
-    Ok((signer, header))
+    (signer, header)
 }
 
 /// A `jti` unique enough for demo tokens: the clock in nanoseconds.
@@ -153,14 +129,8 @@ fn fresh_jti() -> String {
 }
 
 /// `jwks`: the demo keys' public JWKS, as `envoy/demo.yaml` embeds it.
-pub fn jwks(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
-    let args = Spec {
-        options: &["keys"],
-        switches: &[],
-    }
-    .parse(words)?;
-    args.no_operands()?;
-    let jwks = load_keys(&args)?.jwks();
+pub fn jwks(args: &Jwks, out: &mut dyn Write) -> Result<Outcome, CliError> {
+    let jwks = load_keys(args.keys.as_deref())?.jwks();
     writeln!(
         out,
         "{}",

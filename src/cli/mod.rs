@@ -14,61 +14,13 @@ pub mod schema;
 pub mod sources;
 pub mod time;
 
+use std::ffi::OsString;
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::process::ExitCode;
 
-pub const USAGE: &str = "\
-usage: bearer-guard COMMAND [OPTIONS]
-
-  check-config FILE...
-      Check plugin configurations with the filter's own parser: a JSON file, an Envoy
-      config (YAML/JSON, the envoy.filters.http.wasm filters' configuration) or Istio
-      WasmPlugin manifests (spec.pluginConfig). Errors name the key, with a hint.
-  explain --config FILE [--now T] [--method M] [--path P] [--authority HOST]
-          [--header 'NAME: VALUE']...
-          [--plaintext] [--jwks [PROVIDER=]FILE]... [--revocation-list FILE]
-          [--etcd ENDPOINT[,...] [--etcd-user NAME:PASSWORD]] TOKEN
-      What the filter decides for TOKEN ('-': read it from standard input): the rule, the
-      provider, every check, and the response it would send. The token is never printed.
-  mint [--alg RS256|ES256] [--iss S] [--sub S] [--aud A]... [--lifetime D | --exp T | --no-exp]
-       [--iat T] [--nbf T] [--now T] [--jti S] [--scope S] [--kid K] [--typ T]
-       [--claim NAME=JSON]... [--keys DIR]
-      A token signed with the demo keys (envoy/demo-keys, built in; not secret), or with
-      DIR's rsa-demo.pem and ec-demo.pem.
-  jwks [--keys DIR]
-      The demo keys' public JWKS (what envoy/demo.yaml embeds), or DIR's keys'.
-  revoke --list FILE [--provider NAME] [--remove] [--exp T] [--jti ID]...
-         [--token TOKEN|-]... [--token-sha256 HEX]... [--subject SUB]... [--issued-before T]
-      Add (or --remove) entries in a revocation list file, the document the filter polls.
-      With --subject, --issued-before is the subjects' cutoff (default: now); without, it is
-      the global cutoff. Creates the file; edits a symlink's target; writes atomically, under
-      a lock (.FILE.lock beside it) so concurrent runs all land. Running it again with the
-      same absolute values changes nothing (relative times and the default cutoff are taken
-      from now, so they may move an exp or a cutoff later).
-  revoke --etcd ENDPOINT[,ENDPOINT...] [--prefix P] [--issuer ISS] [--clock-skew SECONDS]
-         [--user NAME:PASSWORD] [--remove] [--exp T] [--jti ID]... [--token TOKEN|-]...
-         [--token-sha256 HEX]... [--subject SUB]... [--issued-before T]
-      The same entries as keys in etcd v3 (its JSON gateway on the client port, plain HTTP),
-      one per revocation under P (default /bearer-guard/revoked/), under iss/ISS/ with
-      --issuer; merged with a key already there as a list merges. An entry with an exp gets
-      a lease ending at exp + SECONDS, so etcd deletes it once its token is dead everywhere:
-      pass the largest clock_skew_seconds of your providers (default 60, jwt_authn's).
-      --remove deletes the keys. Give --list or --etcd; --provider is the list's only.
-  revocations --etcd ENDPOINT[,ENDPOINT...] [--prefix P] [--user NAME:PASSWORD]
-      What is in etcd under P: a line per entry (issuer, kind, jti / sub / token identity,
-      times, lease left), then the keys the filter would skip (by fingerprint), then counts.
-      Exit 2 when etcd cannot be reached. Never prints a token.
-  token-id TOKEN|-
-      The token identity in hex: SHA-256 of a JWS's signing input (header.payload), of the
-      whole token otherwise. What `token_sha256` revocation entries name (the same for every
-      signature twin of the token); `revoke --token` writes it. The token is never printed.
-  schema
-      The plugin configuration's JSON Schema.
-
-T: Unix seconds, RFC 3339, 'now', or relative to now: +90s, -2h, +1d. D: 3600, 30m, 1h, 7d.
-Exit status: 0 valid / allowed, 1 invalid / denied, 2 usage or input error (or etcd unreachable).
-";
+use args::Command;
+use clap::error::{ContextKind, ContextValue, ErrorKind};
 
 /// Why a command could not do its work.
 #[derive(Debug)]
@@ -105,71 +57,102 @@ pub enum Outcome {
     Failure,
 }
 
-pub fn main(args: Vec<String>) -> ExitCode {
-    let code = run(&args, &mut io::stdout().lock(), &mut io::stderr().lock());
+pub fn main() -> ExitCode {
+    let code = run(
+        std::env::args_os(),
+        &mut io::stdout().lock(),
+        &mut io::stderr().lock(),
+    );
     ExitCode::from(code)
 }
 
-/// Runs one command; returns the exit status.
-pub fn run(args: &[String], out: &mut dyn Write, err: &mut dyn Write) -> u8 {
-    let Some((command, rest)) = args.split_first() else {
-        // Best effort: there is nowhere else to report a failed write.
-        let _ = err.write_all(USAGE.as_bytes());
-        return 2;
+/// Runs one command line (the program's name first); returns the exit status.
+pub fn run<I, T>(words: I, out: &mut dyn Write, err: &mut dyn Write) -> u8
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let (name, cli) = match args::parse(words) {
+        Ok(parsed) => parsed,
+        Err(e) => return parse_failure(e, out, err),
     };
-    let result = match command.as_str() {
-        "check-config" => check::run(rest, out, err),
-        "explain" => explain::run(rest, out, err),
-        "mint" => mint::run(rest, out),
-        "jwks" => mint::jwks(rest, out),
-        "revoke" => revoke::run(rest, out),
-        "revocations" => revoke::list_etcd(rest, out),
-        "schema" => schema::run(rest, out),
-        "token-id" => print_token_id(rest, out),
-        "help" | "--help" | "-h" => out
-            .write_all(USAGE.as_bytes())
+    let result = match cli.command {
+        Command::CheckConfig(args) => check::run(&args.files, out, err),
+        Command::Explain(args) => explain::run(&args, out, err),
+        Command::Mint(args) => mint::run(&args, out),
+        Command::Jwks(args) => mint::jwks(&args, out),
+        Command::Revoke(args) => revoke::run(&args, out),
+        Command::Revocations(args) => revoke::list_etcd(&args, out),
+        Command::TokenId(args) => print_token_id(&args.token, out),
+        Command::Schema => schema::run(out),
+        Command::Completions(args) => print_completions(args.shell, out),
+        Command::Version => writeln!(out, "bearer-guard {}", env!("CARGO_PKG_VERSION"))
             .map(|()| Outcome::Success)
             .map_err(CliError::from),
-        "--version" | "version" => writeln!(out, "bearer-guard {}", env!("CARGO_PKG_VERSION"))
-            .map(|()| Outcome::Success)
-            .map_err(CliError::from),
-        other => Err(CliError::Usage(match hint::suggest(other, COMMANDS) {
-            Some(near) => format!("unknown command {other:?} (did you mean {near}?)"),
-            None => format!("unknown command {other:?}"),
-        })),
     };
-    // Best effort, as above.
+    // Best effort: there is nowhere else to report a failed write.
     let _ = match result {
         Ok(Outcome::Success) => return 0,
         Ok(Outcome::Failure) => return 1,
         Err(CliError::Usage(why)) => writeln!(
             err,
-            "bearer-guard {command}: {why} (`bearer-guard --help` lists the options)"
+            "bearer-guard {name}: {why} (`bearer-guard {name} --help` lists the options)"
         ),
-        Err(e) => writeln!(err, "bearer-guard {command}: {e}"),
+        Err(e) => writeln!(err, "bearer-guard {name}: {e}"),
     };
     2
 }
 
-const COMMANDS: [&str; 8] = [
-    "check-config",
-    "explain",
-    "mint",
-    "jwks",
-    "revoke",
-    "revocations",
-    "schema",
-    "token-id",
-];
+/// clap's word on a command line it cannot parse, or the help or version asked for: on
+/// standard output for those (exit 0), else on standard error (exit 2).
+fn parse_failure(mut e: clap::Error, out: &mut dyn Write, err: &mut dyn Write) -> u8 {
+    redact_operand(&mut e);
+    let text = e.render().to_string();
+    // Best effort, as in `run`.
+    let _ = if e.use_stderr() {
+        err.write_all(text.as_bytes())
+    } else {
+        out.write_all(text.as_bytes())
+    };
+    u8::try_from(e.exit_code()).unwrap_or(2)
+}
+
+/// clap quotes a word it did not expect: an operand where none belongs (`revoke --list f
+/// TOKEN`), a value for a switch (`--remove=TOKEN`). Either may be a token, so the error gives
+/// its length instead. Option names (`--tokn`, `-x`) stay: they are no secret.
+fn redact_operand(e: &mut clap::Error) {
+    let context = match e.kind() {
+        ErrorKind::UnknownArgument => ContextKind::InvalidArg,
+        ErrorKind::TooManyValues => ContextKind::InvalidValue,
+        _ => return,
+    };
+    let length = match e.get(context) {
+        Some(ContextValue::String(word)) if !word.starts_with('-') => word.chars().count(),
+        _ => return,
+    };
+    e.insert(
+        context,
+        ContextValue::String(format!("<{length} characters, not shown>")),
+    );
+    // Its tips (`use -- WORD`) would quote it again.
+    e.remove(ContextKind::Suggested);
+    e.remove(ContextKind::SuggestedArg);
+}
+
+/// `completions SHELL`: the script, from the same definitions as the parser.
+fn print_completions(
+    shell: clap_complete::Shell,
+    out: &mut dyn Write,
+) -> Result<Outcome, CliError> {
+    // Made in memory first: the generator cannot report a failed write.
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut args::command(), "bearer-guard", &mut script);
+    out.write_all(&script)?;
+    Ok(Outcome::Success)
+}
 
 /// `token-id TOKEN|-`: one line, the identity in hex.
-fn print_token_id(args: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
-    let [operand] = args else {
-        return Err(CliError::Usage(format!(
-            "token-id takes one token (or - for standard input), not {} arguments",
-            args.len()
-        )));
-    };
+fn print_token_id(operand: &str, out: &mut dyn Write) -> Result<Outcome, CliError> {
     let token = read_token(operand)?;
     writeln!(
         out,
@@ -210,9 +193,9 @@ mod tests {
     use super::*;
 
     fn run_words(words: &[&str]) -> (u8, String, String) {
-        let args: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+        let line = std::iter::once("bearer-guard").chain(words.iter().copied());
         let (mut out, mut err) = (Vec::new(), Vec::new());
-        let code = run(&args, &mut out, &mut err);
+        let code = run(line, &mut out, &mut err);
         (
             code,
             String::from_utf8(out).unwrap(),
@@ -221,14 +204,130 @@ mod tests {
     }
 
     #[test]
-    fn usage_errors_exit_2_with_the_usage() {
-        let (code, _, err) = run_words(&[]);
-        assert_eq!(code, 2);
-        assert!(err.starts_with("usage: bearer-guard"));
+    fn help_for_the_cli_and_each_command_exits_0() {
+        let (code, out, _) = run_words(&["--help"]);
+        assert_eq!(code, 0);
+        for command in COMMANDS {
+            assert!(out.contains(&format!("\n  {command} ")), "{command}: {out}");
+        }
+        let (code, out, _) = run_words(&["mint", "--help"]);
+        assert_eq!(code, 0);
+        for option in [
+            "--alg <ALG>",
+            "--lifetime <D>",
+            "--no-exp",
+            "--claim <NAME=JSON>",
+        ] {
+            assert!(out.contains(option), "{option}: {out}");
+        }
+        assert!(out.contains("T: Unix seconds, RFC 3339"), "{out}");
+        let (code, out, _) = run_words(&["help", "revoke"]);
+        assert_eq!(code, 0);
+        assert!(out.contains("--issued-before <T>"), "{out}");
+        let (code, out, _) = run_words(&["--version"]);
+        assert_eq!(
+            (code, out.trim()),
+            (0, concat!("bearer-guard ", env!("CARGO_PKG_VERSION")))
+        );
+        // `version`, as scripts have called it.
+        assert_eq!(run_words(&["version"]), run_words(&["--version"]));
+    }
+
+    #[test]
+    fn usage_errors_exit_2_and_say_what() {
+        // No command: the help, on standard error.
+        let (code, out, err) = run_words(&[]);
+        assert_eq!((code, out.as_str()), (2, ""));
+        assert!(err.contains("Usage: bearer-guard <COMMAND>"), "{err}");
         let (code, _, err) = run_words(&["chek-config"]);
         assert_eq!(code, 2);
-        assert!(err.contains("did you mean check-config?"), "{err}");
-        let (code, out, _) = run_words(&["--help"]);
-        assert_eq!((code, out.as_str()), (0, USAGE));
+        assert!(
+            err.contains("a similar subcommand exists: 'check-config'"),
+            "{err}"
+        );
+        let (code, _, err) = run_words(&["mint", "--lifetme", "1h"]);
+        assert_eq!(code, 2);
+        assert!(err.contains("unexpected argument '--lifetme'"), "{err}");
+        assert!(
+            err.contains("a similar argument exists: '--lifetime'"),
+            "{err}"
+        );
+        let (code, _, err) = run_words(&["mint", "--exp", "soon"]);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("invalid value 'soon' for '--exp <T>'"),
+            "{err}"
+        );
+        let (code, _, err) =
+            run_words(&["revoke", "--etcd", "e", "--clock-skew", "5y", "--jti", "a"]);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("invalid value '5y' for '--clock-skew <SECONDS>'"),
+            "{err}"
+        );
+        let (code, _, err) = run_words(&["mint", "--now", "1", "--now", "2"]);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("'--now <T>' cannot be used multiple times"),
+            "{err}"
+        );
+        // Errors of a command's own checks name the command whose help to read.
+        let (code, _, err) = run_words(&["revoke", "--etcd", "e", "--prefix", "p", "--jti", "a"]);
+        assert_eq!(code, 2);
+        assert!(
+            err.starts_with("bearer-guard revoke: --prefix must end with /"),
+            "{err}"
+        );
+        assert!(
+            err.contains("(`bearer-guard revoke --help` lists the options)"),
+            "{err}"
+        );
     }
+
+    #[test]
+    fn a_word_where_no_operand_belongs_is_not_echoed() {
+        let token = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJzZWNyZXQifQ.c2ln";
+        let switch_value = format!("--plaintext={token}");
+        for words in [
+            vec!["mint", token],
+            vec!["revoke", "--list", "f", "--jti", "a", token],
+            vec!["token-id", "a", token],
+            vec!["explain", "--config", "c", &switch_value, "t"],
+        ] {
+            let (code, out, err) = run_words(&words);
+            assert_eq!(code, 2, "{words:?}");
+            assert!(!out.contains("c2ln") && !err.contains("c2ln"), "{err}");
+            assert!(err.contains("characters, not shown>"), "{err}");
+        }
+    }
+
+    #[test]
+    fn completions_name_every_command() {
+        for shell in ["bash", "zsh", "fish", "elvish", "powershell"] {
+            let (code, out, err) = run_words(&["completions", shell]);
+            assert_eq!(code, 0, "{shell}: {err}");
+            for command in COMMANDS {
+                assert!(out.contains(command), "{shell}: {command}");
+            }
+            assert!(out.contains("--issued-before"), "{shell}");
+        }
+        let (code, _, err) = run_words(&["completions", "tcsh"]);
+        assert_eq!(code, 2);
+        assert!(
+            err.contains("[possible values: bash, elvish, fish, powershell, zsh]"),
+            "{err}"
+        );
+    }
+
+    const COMMANDS: [&str; 9] = [
+        "check-config",
+        "explain",
+        "mint",
+        "jwks",
+        "revoke",
+        "revocations",
+        "token-id",
+        "schema",
+        "completions",
+    ];
 }

@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{json, Map, Value};
 
-use super::args::{Args, Spec};
+use super::args::{Revocations, Revoke};
 use super::etcd::{Gateway, StoredKey};
-use super::time::{describe, parse_duration, unix_now};
+use super::time::{describe, unix_now};
 use super::{read_token, CliError, Outcome};
 use crate::observe::fingerprint::hex;
 use crate::observe::fingerprint::{digest_to_hex, hex_to_digest};
@@ -33,28 +33,6 @@ use crate::revocation::doc::{parse_value, with_exp, Source};
 use crate::revocation::etcd::layout::{
     key_for, lease_seconds, parse_entry, skipped_line, value_for, Revoked, StoreEntry,
 };
-
-const SPEC: Spec = Spec {
-    options: &[
-        "list",
-        "provider",
-        "etcd",
-        "prefix",
-        "issuer",
-        "clock-skew",
-        "user",
-        "exp",
-        "jti",
-        "token",
-        "token-sha256",
-        "subject",
-        "issued-before",
-    ],
-    switches: &["remove"],
-};
-
-/// Options that mean something for etcd only (`--provider` is the list's alone).
-const ETCD_ONLY: [&str; 4] = ["prefix", "issuer", "clock-skew", "user"];
 
 /// Where the etcd store's keys are, unless `--prefix` says otherwise.
 pub const DEFAULT_PREFIX: &str = "/bearer-guard/revoked/";
@@ -95,62 +73,37 @@ enum Target<'a> {
     Etcd(&'a str),
 }
 
-pub fn run(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
-    let args = SPEC.parse(words)?;
-    args.no_operands()?;
-    let target = target_of(&args)?;
-    let request = read_request(&args)?;
+pub fn run(args: &Revoke, out: &mut dyn Write) -> Result<Outcome, CliError> {
+    let target = target_of(args)?;
+    let request = read_request(args)?;
     match target {
-        Target::List(path) => edit_list(Path::new(path), args.one("provider")?, &request, out),
-        Target::Etcd(endpoints) => edit_etcd(endpoints, &args, &request, out),
+        Target::List(path) => edit_list(Path::new(path), args.provider.as_deref(), &request, out),
+        Target::Etcd(endpoints) => edit_etcd(endpoints, args, &request, out),
     }
 }
 
-/// Exactly one of `--list` and `--etcd`, with only the options that mean something for it.
-fn target_of(args: &Args) -> Result<Target<'_>, CliError> {
-    let given = |name: &str| args.all(name).next().is_some();
-    match (args.one("list")?, args.one("etcd")?) {
-        (Some(path), None) => match ETCD_ONLY.iter().find(|name| given(name)) {
-            Some(&"issuer") => Err(CliError::Usage(
-                "--issuer is for --etcd (in a list file, scope entries with --provider)".to_owned(),
-            )),
-            Some(name) => Err(CliError::Usage(format!("--{name} is for --etcd"))),
-            None => Ok(Target::List(path)),
-        },
-        (None, Some(_)) if given("provider") => Err(CliError::Usage(
-            "--provider is for --list: etcd entries are scoped by issuer (--issuer ISS)".to_owned(),
-        )),
+/// `--list` or `--etcd`: clap lets exactly one through, each with only its own options
+/// (`--provider` the list's, `--prefix`, `--issuer`, `--clock-skew` and `--user` etcd's).
+fn target_of(args: &Revoke) -> Result<Target<'_>, CliError> {
+    match (&args.list, &args.etcd) {
+        (Some(path), None) => Ok(Target::List(path)),
         (None, Some(endpoints)) => Ok(Target::Etcd(endpoints)),
-        (Some(_), Some(_)) => Err(CliError::Usage(
-            "give --list FILE or --etcd ENDPOINT, not both".to_owned(),
-        )),
-        (None, None) => Err(CliError::Usage(
-            "--list FILE or --etcd ENDPOINT is missing".to_owned(),
+        _ => Err(CliError::Usage(
+            "give --list FILE or --etcd ENDPOINT (one of them)".to_owned(),
         )),
     }
 }
 
-/// The edits of `--jti`, `--token`, `--token-sha256`, `--subject` and `--issued-before`, and
-/// `--remove` / `--exp`: the same for both stores.
-fn read_request(args: &Args) -> Result<Request, CliError> {
-    let remove = args.switch("remove");
+/// The edits of `--jti`, `--token`, `--token-sha256`, `--subject` and `--issued-before` (clap
+/// asks for one at least), and `--remove` / `--exp` (not both): the same for both stores.
+fn read_request(args: &Revoke) -> Result<Request, CliError> {
     let now = unix_now();
-    let exp = args.time("exp", now)?;
-    if remove && exp.is_some() {
-        return Err(CliError::Usage("--exp is for adding entries".to_owned()));
-    }
     let mut edits = entry_edits(args)?;
     edits.extend(subject_edits(args, now)?);
-    if edits.is_empty() {
-        return Err(CliError::Usage(
-            "nothing to do: give --jti, --token, --token-sha256, --subject or --issued-before"
-                .to_owned(),
-        ));
-    }
     Ok(Request {
         edits,
-        remove,
-        exp,
+        remove: args.remove,
+        exp: args.exp.map(|when| when.at(now)),
         now,
     })
 }
@@ -206,18 +159,18 @@ fn note_passed_exp(request: &Request, place: &str, out: &mut dyn Write) -> io::R
 }
 
 /// `--jti`, `--token` and `--token-sha256`: entries of the lists, a token by its identity.
-fn entry_edits(args: &Args) -> Result<Vec<Edit>, CliError> {
+fn entry_edits(args: &Revoke) -> Result<Vec<Edit>, CliError> {
     let mut edits = Vec::new();
-    for jti in args.all("jti") {
+    for jti in &args.jti {
         if jti.is_empty() {
             return Err(CliError::Usage("--jti must not be empty".to_owned()));
         }
         edits.push(Edit::Entry {
             key: JTI,
-            value: jti.to_owned(),
+            value: jti.clone(),
         });
     }
-    for token in args.all("token") {
+    for token in &args.token {
         // The identity, not the whole token's hash: it also revokes the token's signature twins.
         let digest = crate::token::id::token_id(&read_token(token)?);
         edits.push(Edit::Entry {
@@ -225,7 +178,7 @@ fn entry_edits(args: &Args) -> Result<Vec<Edit>, CliError> {
             value: hex(&digest),
         });
     }
-    for value in args.all("token-sha256") {
+    for value in &args.token_sha256 {
         // The value is not echoed: a token given here by mistake stays off the terminal.
         let digest = hex_to_digest(value).ok_or_else(|| {
             CliError::Usage(format!(
@@ -244,19 +197,18 @@ fn entry_edits(args: &Args) -> Result<Vec<Edit>, CliError> {
 
 /// `--subject` and `--issued-before`: a cutoff per subject (now by default), or without a
 /// subject one for every token.
-fn subject_edits(args: &Args, now: i64) -> Result<Vec<Edit>, CliError> {
-    let issued_before = args.time("issued-before", now)?;
-    let subjects: Vec<&str> = args.all("subject").collect();
-    if subjects.is_empty() {
+fn subject_edits(args: &Revoke, now: i64) -> Result<Vec<Edit>, CliError> {
+    let issued_before = args.issued_before.map(|when| when.at(now));
+    if args.subject.is_empty() {
         return Ok(issued_before.map(Edit::Cutoff).into_iter().collect());
     }
-    let mut edits = Vec::with_capacity(subjects.len());
-    for sub in subjects {
+    let mut edits = Vec::with_capacity(args.subject.len());
+    for sub in &args.subject {
         if sub.is_empty() {
             return Err(CliError::Usage("--subject must not be empty".to_owned()));
         }
         edits.push(Edit::Subject {
-            sub: sub.to_owned(),
+            sub: sub.clone(),
             cutoff: issued_before.unwrap_or(now),
         });
     }
@@ -623,13 +575,13 @@ fn sync_directory(dir: &Path) -> io::Result<()> {
 /// Every key is judged before the first is written, so a bad one leaves etcd as it was.
 fn edit_etcd(
     endpoints: &str,
-    args: &Args,
+    args: &Revoke,
     request: &Request,
     out: &mut dyn Write,
 ) -> Result<Outcome, CliError> {
-    let prefix = prefix_of(args)?;
-    let issuer = issuer_of(args)?;
-    let clock_skew = clock_skew_of(args)?;
+    let prefix = prefix_of(args.prefix.as_deref())?;
+    let issuer = issuer_of(args.issuer.as_deref())?;
+    let clock_skew = args.clock_skew.unwrap_or(DEFAULT_CLOCK_SKEW_SECONDS);
     let entries = request
         .edits
         .iter()
@@ -638,7 +590,7 @@ fn edit_etcd(
     for entry in &entries {
         judge(&prefix, entry)?;
     }
-    let mut etcd = Gateway::open(endpoints, args.one("user")?)?;
+    let mut etcd = Gateway::open(endpoints, args.user.as_deref())?;
     let mut writer = EtcdWriter {
         etcd: &mut etcd,
         prefix: &prefix,
@@ -659,8 +611,8 @@ fn edit_etcd(
 }
 
 /// `--prefix`, or the default; it ends in `/`, as the filter's config makes it.
-fn prefix_of(args: &Args) -> Result<String, CliError> {
-    let prefix = args.one("prefix")?.unwrap_or(DEFAULT_PREFIX);
+fn prefix_of(prefix: Option<&str>) -> Result<String, CliError> {
+    let prefix = prefix.unwrap_or(DEFAULT_PREFIX);
     if !prefix.ends_with('/') {
         return Err(CliError::Usage(format!(
             "--prefix must end with / (the default is {DEFAULT_PREFIX})"
@@ -669,17 +621,11 @@ fn prefix_of(args: &Args) -> Result<String, CliError> {
     Ok(prefix.to_owned())
 }
 
-fn issuer_of(args: &Args) -> Result<Option<String>, CliError> {
-    match args.one("issuer")? {
+fn issuer_of(issuer: Option<&str>) -> Result<Option<String>, CliError> {
+    match issuer {
         Some("") => Err(CliError::Usage("--issuer must not be empty".to_owned())),
         issuer => Ok(issuer.map(str::to_owned)),
     }
-}
-
-fn clock_skew_of(args: &Args) -> Result<i64, CliError> {
-    args.one("clock-skew")?
-        .map_or(Ok(DEFAULT_CLOCK_SKEW_SECONDS), parse_duration)
-        .map_err(|e| CliError::Usage(format!("--clock-skew: {e}")))
 }
 
 /// An edit as the etcd store's entry: the list's `exp` rules (a global cutoff has none).
@@ -831,21 +777,11 @@ fn merge(held: &StoreEntry, new: &StoreEntry) -> StoreEntry {
     }
 }
 
-const LIST_SPEC: Spec = Spec {
-    options: &["etcd", "prefix", "user"],
-    switches: &[],
-};
-
 /// `revocations --etcd ENDPOINT`: every entry under the prefix, a line each, then the keys
 /// the filter would skip (by fingerprint, never the key), then the counts.
-pub fn list_etcd(words: &[String], out: &mut dyn Write) -> Result<Outcome, CliError> {
-    let args = LIST_SPEC.parse(words)?;
-    args.no_operands()?;
-    let endpoints = args
-        .one("etcd")?
-        .ok_or_else(|| CliError::Usage("--etcd ENDPOINT is missing".to_owned()))?;
-    let prefix = prefix_of(&args)?;
-    let mut etcd = Gateway::open(endpoints, args.one("user")?)?;
+pub fn list_etcd(args: &Revocations, out: &mut dyn Write) -> Result<Outcome, CliError> {
+    let prefix = prefix_of(args.prefix.as_deref())?;
+    let mut etcd = Gateway::open(&args.etcd, args.user.as_deref())?;
     let now = unix_now();
     let mut lease_left = BTreeMap::new();
     let mut skipped = Vec::new();
@@ -980,35 +916,42 @@ mod tests {
         assert!(load("{").unwrap_err().starts_with("not JSON"));
     }
 
-    fn words(text: &str) -> Vec<String> {
-        text.split(' ').map(str::to_owned).collect()
-    }
-
-    fn usage_error(text: &str) -> String {
-        let args = SPEC.parse(&words(text)).unwrap();
-        match target_of(&args) {
-            Err(CliError::Usage(why)) => why,
-            Err(other) => panic!("{other:?}"),
-            Ok(_) => panic!("{text}: accepted"),
+    /// `revoke` with these words, as clap reads them.
+    fn revoke_args(text: &str) -> Result<Revoke, clap::Error> {
+        use clap::Parser;
+        let words = ["bearer-guard", "revoke"]
+            .into_iter()
+            .chain(text.split(' '));
+        match super::super::args::Cli::try_parse_from(words)?.command {
+            super::super::args::Command::Revoke(args) => Ok(args),
+            other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn one_store_with_its_own_options() {
-        let args = SPEC.parse(&words("--etcd e --issuer i --jti a")).unwrap();
+        let args = revoke_args("--etcd e --issuer i --jti a").unwrap();
         assert!(matches!(target_of(&args), Ok(Target::Etcd("e"))));
-        let args = SPEC.parse(&words("--list f --provider p --jti a")).unwrap();
+        let args = revoke_args("--list f --provider p --jti a").unwrap();
         assert!(matches!(target_of(&args), Ok(Target::List("f"))));
-        assert!(
-            usage_error("--etcd e --provider p --jti a").starts_with("--provider is for --list")
-        );
-        assert!(usage_error("--list f --issuer i --jti a").starts_with("--issuer is for --etcd"));
-        assert_eq!(
-            usage_error("--list f --clock-skew 5 --jti a"),
-            "--clock-skew is for --etcd"
-        );
-        assert!(usage_error("--list f --etcd e --jti a").contains("not both"));
-        assert!(usage_error("--jti a").contains("is missing"));
+        let refused = |text: &str| revoke_args(text).unwrap_err().to_string();
+        // clap names the two options, in its order.
+        let conflict = |text: &str, option: &str| {
+            let why = refused(text);
+            assert!(why.contains("cannot be used with"), "{text}: {why}");
+            assert!(why.contains(option), "{text}: {why}");
+        };
+        conflict("--etcd e --provider p --jti a", "'--provider <NAME>'");
+        for etcd_only in ["--issuer i", "--clock-skew 5", "--prefix /p/", "--user u:p"] {
+            let name = etcd_only.split(' ').next().unwrap();
+            conflict(&format!("--list f {etcd_only} --jti a"), name);
+        }
+        conflict("--list f --etcd e --jti a", "'--list <FILE>'");
+        conflict("--list f --remove --exp +1h --jti a", "'--exp <T>'");
+        let neither = refused("--jti a");
+        assert!(neither.contains("<--list <FILE>|--etcd"), "{neither}");
+        let nothing = refused("--list f");
+        assert!(nothing.contains("<--jti <ID>|--token"), "{nothing}");
     }
 
     #[test]

@@ -77,16 +77,7 @@ fn unwrap_lines(text: &str) -> String {
 }
 
 /// `schema`: prints it.
-pub fn run(
-    words: &[String],
-    out: &mut dyn std::io::Write,
-) -> Result<super::Outcome, super::CliError> {
-    super::args::Spec {
-        options: &[],
-        switches: &[],
-    }
-    .parse(words)?
-    .no_operands()?;
+pub fn run(out: &mut dyn std::io::Write) -> Result<super::Outcome, super::CliError> {
     out.write_all(config_schema_text().as_bytes())?;
     Ok(super::Outcome::Success)
 }

@@ -1,128 +1,100 @@
 //! Times on the command line and in reports: Unix seconds, RFC 3339, or relative to now.
+//! jiff reads and writes RFC 3339 and the durations with units; this module says which forms
+//! the CLI takes and what they mean.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use crate::observe::decision_log::civil_from_days;
+use jiff::{Span, SpanRelativeTo, Timestamp};
 
 pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+    Timestamp::now().as_second()
 }
 
-/// A point in time: Unix seconds (`1800000000`), RFC 3339 (`2027-01-15T08:00:00Z`, an offset
-/// or fractional seconds too), `now`, or relative to `now` (`+90s`, `-2h`, `+1d`).
-pub fn parse_time(text: &str, now: i64) -> Result<i64, String> {
-    let text = text.trim();
-    if text == "now" {
-        return Ok(now);
-    }
-    if let Some(rest) = text.strip_prefix('+') {
-        return parse_duration(rest).map(|d| now.saturating_add(d));
-    }
-    if let Some(rest) = text.strip_prefix('-') {
-        return parse_duration(rest).map(|d| now.saturating_sub(d));
-    }
-    if let Ok(seconds) = text.parse::<i64>() {
-        return Ok(seconds);
-    }
-    parse_rfc3339(text).ok_or_else(|| {
-        format!("{text:?} is not a time (Unix seconds, RFC 3339, now, or +/-N[smhd])")
-    })
+/// A time as given on the command line, read against a "now" once that is known (`mint
+/// --now` moves it for the other times).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    /// `now`.
+    Now,
+    /// Unix seconds or RFC 3339.
+    At(i64),
+    /// `+90s`, `-2h`: seconds after (or before) now.
+    FromNow(i64),
 }
 
-/// A length of time: seconds (`3600`) or with a unit (`90s`, `30m`, `1h`, `7d`).
+impl When {
+    /// Unix seconds (`1800000000`), RFC 3339 (`2027-01-15T08:00:00Z`, an offset or
+    /// fractional seconds too), `now`, or relative to now (`+90s`, `-2h`, `+1d`).
+    pub fn parse(text: &str) -> Result<When, String> {
+        let text = text.trim();
+        if text == "now" {
+            return Ok(When::Now);
+        }
+        if let Some(rest) = text.strip_prefix('+') {
+            return parse_duration(rest).map(When::FromNow);
+        }
+        if let Some(rest) = text.strip_prefix('-') {
+            return parse_duration(rest).map(|d| When::FromNow(d.saturating_neg()));
+        }
+        if let Ok(seconds) = text.parse::<i64>() {
+            return Ok(When::At(seconds));
+        }
+        text.parse::<Timestamp>()
+            .map(|t| When::At(whole_seconds(t)))
+            .map_err(|_| {
+                format!("{text:?} is not a time (Unix seconds, RFC 3339, now, or +/-N[smhd])")
+            })
+    }
+
+    /// Unix seconds, `now` being `now`.
+    pub fn at(self, now: i64) -> i64 {
+        match self {
+            When::Now => now,
+            When::At(t) => t,
+            When::FromNow(d) => now.saturating_add(d),
+        }
+    }
+}
+
+/// The second a timestamp falls in (before 1970 too: `23:59:59.5` is `23:59:59`).
+fn whole_seconds(t: Timestamp) -> i64 {
+    let seconds = t.as_second();
+    if t.subsec_nanosecond() < 0 {
+        seconds.saturating_sub(1)
+    } else {
+        seconds
+    }
+}
+
+/// A length of time in whole seconds: seconds (`3600`) or with units (`90s`, `30m`, `1h`,
+/// `7d`; jiff's friendly and ISO 8601 forms, `1h 30m`, `PT1H`, too). A day is 24 hours.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
     let text = text.trim();
-    let (number, unit) = match text.char_indices().last() {
-        Some((at, c)) if c.is_ascii_alphabetic() => (text.get(..at).unwrap_or_default(), c),
-        _ => (text, 's'),
-    };
-    let factor = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return Err(format!("{text:?}: the unit is s, m, h or d")),
-    };
-    number
-        .parse::<u32>()
-        .map(|n| i64::from(n) * factor)
-        .map_err(|_| format!("{text:?} is not a duration (N, or N with s, m, h or d)"))
-}
-
-/// `YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM)`; `t`, `z` and a space as separator too.
-fn parse_rfc3339(text: &str) -> Option<i64> {
-    let field = |from: usize, to: usize| -> Option<i64> {
-        let part = text.get(from..to)?;
-        part.bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| part.parse().ok())?
-    };
-    let byte = |at: usize| text.as_bytes().get(at).copied();
-    if byte(4) != Some(b'-') || byte(7) != Some(b'-') || byte(13) != Some(b':') {
-        return None;
+    let what = || format!("{text:?} is not a duration (N seconds, or N with s, m, h or d)");
+    // A sign the number may carry (`+1h`), as Rust's integers take it.
+    let unsigned = text.strip_prefix('+').unwrap_or(text);
+    if let Ok(seconds) = unsigned.parse::<i64>() {
+        return if seconds < 0 {
+            Err(what())
+        } else {
+            Ok(seconds)
+        };
     }
-    if !matches!(byte(10), Some(b'T' | b't' | b' ')) || byte(16) != Some(b':') {
-        return None;
+    let duration = unsigned
+        .parse::<Span>()
+        .and_then(|span| span.to_duration(SpanRelativeTo::days_are_24_hours()))
+        .map_err(|_| what())?;
+    if duration.is_negative() || duration.subsec_nanos() != 0 {
+        return Err(format!(
+            "{text:?}: a duration is whole seconds, not negative"
+        ));
     }
-    let (year, month, day) = (field(0, 4)?, field(5, 7)?, field(8, 10)?);
-    let (hour, minute, second) = (field(11, 13)?, field(14, 16)?, field(17, 19)?);
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || minute > 59 {
-        return None;
-    }
-    // Leap seconds (60) are accepted as RFC 3339 allows them, and land on the next second.
-    if second > 60 {
-        return None;
-    }
-    let mut rest = text.get(19..)?;
-    if let Some(fraction) = rest.strip_prefix('.') {
-        let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        rest = fraction.get(digits..)?;
-    }
-    let offset = match rest {
-        "Z" | "z" => 0,
-        _ => {
-            let sign = match rest.get(..1)? {
-                "+" => 1,
-                "-" => -1,
-                _ => return None,
-            };
-            let (h, m) = rest.get(1..)?.split_once(':')?;
-            if h.len() != 2 || m.len() != 2 {
-                return None;
-            }
-            sign * (h.parse::<i64>().ok()? * 3600 + m.parse::<i64>().ok()? * 60)
-        }
-    };
-    let days = days_from_civil(year, month, day);
-    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm; the inverse
-/// of `decision_log::civil_from_days`).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    Ok(duration.as_secs())
 }
 
 /// UTC, e.g. `2027-01-15T08:00:00Z`.
 pub fn rfc3339(t: i64) -> String {
-    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs % 3600 / 60,
-        secs % 60
+    Timestamp::from_second(t).map_or_else(
+        |_| "not a date in years -9999..9999".to_owned(),
+        |t| t.to_string(),
     )
 }
 
@@ -162,6 +134,10 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
+    fn parse_time(text: &str, now: i64) -> Result<i64, String> {
+        When::parse(text).map(|when| when.at(now))
+    }
+
     #[test]
     fn every_time_form() {
         assert_eq!(parse_time("1700000000", NOW), Ok(1_700_000_000));
@@ -191,9 +167,73 @@ mod tests {
             "2027-01-15T08:00",
             "+5y",
             "+-1",
+            "+",
+            "-",
+            "2027-01-15",
+            "2027-01-15T08:00:00",
         ] {
             assert!(parse_time(bad, NOW).is_err(), "{bad}");
         }
+    }
+
+    /// Every form the CLI has accepted, with the value it has given: pinned so a new
+    /// implementation reads each the same.
+    #[test]
+    fn each_accepted_form_keeps_its_value() {
+        let times = [
+            ("1800000000", 1_800_000_000),
+            ("0", 0),
+            (" 1700000000 ", 1_700_000_000),
+            ("now", NOW),
+            ("+90s", NOW + 90),
+            ("+90", NOW + 90),
+            ("-90", NOW - 90),
+            ("+30m", NOW + 1800),
+            ("-2h", NOW - 7200),
+            ("+1d", NOW + 86_400),
+            ("+0s", NOW),
+            ("+7d", NOW + 7 * 86_400),
+            ("2027-01-15T08:00:00Z", 1_800_000_000),
+            ("2027-01-15T08:00:00.999999999Z", 1_800_000_000),
+            ("2027-01-15T09:00:00+01:00", 1_800_000_000),
+            ("2027-01-15T02:30:00-05:30", 1_800_000_000),
+            ("2027-01-15 08:00:00Z", 1_800_000_000),
+            ("1969-12-31T23:59:59Z", -1),
+            ("2100-01-01T00:00:00Z", 4_102_444_800),
+        ];
+        for (text, value) in times {
+            assert_eq!(parse_time(text, NOW), Ok(value), "{text}");
+        }
+        let durations = [
+            ("3600", 3600),
+            ("0", 0),
+            ("90s", 90),
+            ("30m", 1800),
+            ("1h", 3600),
+            ("7d", 604_800),
+            ("365d", 31_536_000),
+            // A sign the number may carry.
+            ("+1h", 3600),
+        ];
+        for (text, value) in durations {
+            assert_eq!(parse_duration(text), Ok(value), "{text}");
+        }
+        // jiff's other forms, taken too.
+        assert_eq!(parse_duration("1h 30m"), Ok(5400));
+        assert_eq!(parse_duration("PT2M"), Ok(120));
+        for bad in ["", "h", "1y", "-5", "abc"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        // A leap second is the second before it (jiff's clamp; it was the one after).
+        assert_eq!(parse_time("2016-12-31T23:59:60Z", NOW), Ok(1_483_228_799));
+    }
+
+    #[test]
+    fn errors_name_the_value() {
+        let err = parse_time("soon", NOW).unwrap_err();
+        assert!(err.contains("\"soon\""), "{err}");
+        let err = parse_duration("5y").unwrap_err();
+        assert!(err.contains("\"5y\""), "{err}");
     }
 
     #[test]
@@ -203,6 +243,7 @@ mod tests {
         assert!(parse_duration("-5").is_err());
         assert_eq!(rfc3339(1_800_000_000), "2027-01-15T08:00:00Z");
         assert_eq!(rfc3339(-1), "1969-12-31T23:59:59Z");
+        assert_eq!(rfc3339(i64::MAX), "not a date in years -9999..9999");
         for t in [0, 951_782_400, 1_800_000_000, 4_102_444_800, -86_400 * 365] {
             assert_eq!(parse_time(&rfc3339(t), NOW), Ok(t));
         }
