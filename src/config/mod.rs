@@ -3,14 +3,17 @@
 pub mod endpoint;
 pub mod error;
 pub mod json_path;
+pub mod remote_jwks;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::endpoint::{compile_client, split_uri, ClientAuth, RawClient};
+use crate::config::endpoint::{compile_client, ClientAuth, RawClient};
 use crate::config::error::ConfigError;
+use crate::config::remote_jwks::{compile_remote_jwks, RawRemoteJwks};
+pub use crate::config::remote_jwks::{JwksLocation, RemoteJwks};
 use crate::idp::introspection::{self, IntrospectionConfig};
 use crate::keys::jwks::{self, KeySet};
 use crate::keys::material::KeyMaterial;
@@ -107,57 +110,6 @@ pub struct Provider {
     /// entries scoped to any of them apply to this provider's tokens, since `jti` and `sub`
     /// are unique per issuer, not per provider.
     pub revocation_scopes: Vec<String>,
-}
-
-/// Where and how often a provider's JWKS is fetched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteJwks {
-    pub cluster: String,
-    /// `:authority` and `:path` of the fetch, from the configured `uri`.
-    pub authority: String,
-    pub path: String,
-    pub timeout_ms: u64,
-    pub cache_duration_seconds: u64,
-    /// Unknown-`kid` refetches are at most this often per provider.
-    pub refetch_min_interval_seconds: u64,
-}
-
-pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 2000;
-pub const DEFAULT_JWKS_CACHE_DURATION_SECONDS: u64 = 600;
-pub const DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS: u64 = 30;
-
-fn compile_remote_jwks(
-    raw: RawRemoteJwks,
-    at: &dyn Fn(&str) -> String,
-) -> Result<RemoteJwks, ConfigError> {
-    if raw.cluster.is_empty() {
-        return Err(ConfigError::new(
-            at("remote_jwks.cluster"),
-            "must not be empty",
-        ));
-    }
-    let endpoint = split_uri(&raw.cluster, &raw.uri)
-        .map_err(|reason| ConfigError::new(at("remote_jwks.uri"), reason))?;
-    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_JWKS_TIMEOUT_MS);
-    if timeout_ms == 0 {
-        return Err(ConfigError::new(
-            at("remote_jwks.timeout_ms"),
-            "must be positive",
-        ));
-    }
-    Ok(RemoteJwks {
-        cluster: endpoint.cluster,
-        authority: endpoint.authority,
-        path: endpoint.path,
-        timeout_ms,
-        cache_duration_seconds: raw
-            .cache_duration_seconds
-            .unwrap_or(DEFAULT_JWKS_CACHE_DURATION_SECONDS)
-            .max(1),
-        refetch_min_interval_seconds: raw
-            .refetch_min_interval_seconds
-            .unwrap_or(DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS),
-    })
 }
 
 /// Which `typ` header values are accepted (RFC 8725 §3.11, RFC 9068 §2.1).
@@ -407,44 +359,6 @@ struct RawIntrospection {
     /// Also ask about this provider's JWTs (after their signature and claims pass).
     #[serde(default)]
     introspect_jwt: bool,
-}
-
-/// A JWKS fetched through an Envoy cluster (`providers.<name>.remote_jwks`).
-#[derive(Deserialize)]
-#[cfg_attr(
-    feature = "cli",
-    derive(schemars::JsonSchema),
-    schemars(rename = "RemoteJwks")
-)]
-#[serde(deny_unknown_fields)]
-struct RawRemoteJwks {
-    /// Envoy cluster the JWKS is fetched through (it must exist in Envoy's config).
-    #[cfg_attr(feature = "cli", schemars(length(min = 1)))]
-    cluster: String,
-    /// `http(s)://host[:port]/path`: gives the fetch's `:authority` and `:path`.
-    #[cfg_attr(feature = "cli", schemars(regex(pattern = r"^https?://[^/]+")))]
-    uri: String,
-    /// Fetch timeout; a request waiting for keys waits at most this (+2 s).
-    #[serde(default)]
-    #[cfg_attr(
-        feature = "cli",
-        schemars(range(min = 1), extend("default" = DEFAULT_JWKS_TIMEOUT_MS))
-    )]
-    timeout_ms: Option<u64>,
-    /// Keys are refetched in the background when 90% of this old.
-    #[serde(default)]
-    #[cfg_attr(
-        feature = "cli",
-        schemars(extend("default" = DEFAULT_JWKS_CACHE_DURATION_SECONDS))
-    )]
-    cache_duration_seconds: Option<u64>,
-    /// A token with an unknown `kid` triggers a refetch at most this often per provider.
-    #[serde(default)]
-    #[cfg_attr(
-        feature = "cli",
-        schemars(extend("default" = DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS))
-    )]
-    refetch_min_interval_seconds: Option<u64>,
 }
 
 /// Keys in the config: exactly one of `keys` and `inline_string`.
@@ -887,6 +801,11 @@ fn trust_anchor(provider: &Provider) -> [u8; 32] {
     if let Some(remote) = &provider.remote_jwks {
         part(remote.authority.as_bytes());
         part(remote.path.as_bytes());
+        // The same URI read as a JWKS or as a discovery document vouches for different keys.
+        part(&[u8::from(matches!(
+            remote.location,
+            JwksLocation::Discovery { .. }
+        ))]);
     }
     part(&[u8::from(provider.remote_jwks.is_some())]);
     for key in &keys {

@@ -67,13 +67,13 @@ impl Vm {
     }
 
     /// The host answers the root's call `call` with `status` and `body`.
-    fn answer_root(&mut self, call: &Call, status: Option<u16>, body: &str) {
+    pub(super) fn answer_root(&mut self, call: &Call, status: Option<u16>, body: &str) {
         self.host.set_call_response(status, &[], body);
         self.host.enter(1);
         self.root.call_response(call.token, body.len());
     }
 
-    fn last_call(&self) -> Call {
+    pub(super) fn last_call(&self) -> Call {
         self.host.calls().pop().expect("a call was dispatched")
     }
 }
@@ -192,7 +192,7 @@ fn jwks_warnings(vm: &Vm) -> usize {
 }
 
 /// The paused request `context` was answered 503, to be retried.
-fn assert_unavailable(vm: &Vm, context: u32) {
+pub(super) fn assert_unavailable(vm: &Vm, context: u32) {
     let response = vm.host.local_response(context).expect("a local response");
     assert_eq!(response.status, 503);
     assert!(header(&response.headers, "retry-after").is_some());
