@@ -193,3 +193,43 @@ fn the_schema_rejects_what_the_parser_rejects_by_shape() {
         assert!(parse(&config).is_err(), "the parser accepts {key}");
     }
 }
+
+#[test]
+fn the_schema_and_the_parser_agree_on_where_a_remote_jwks_is() {
+    let schema = config_schema();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let with = |remote_jwks: serde_json::Value| {
+        serde_json::json!({ "providers": { "idp": {
+            "issuer": "https://idp.example.com", "remote_jwks": remote_jwks
+        }}})
+    };
+    let parses = |config: &serde_json::Value| {
+        bearer_guard::config::Config::from_json(config.to_string().as_bytes()).is_ok()
+    };
+    let uri = "https://idp.example.com/jwks";
+    let discovery = "https://idp.example.com/.well-known/openid-configuration";
+    for (remote_jwks, valid) in [
+        (serde_json::json!({ "cluster": "idp", "uri": uri }), true),
+        (
+            serde_json::json!({ "cluster": "idp", "discovery_uri": discovery }),
+            true,
+        ),
+        (
+            serde_json::json!({ "cluster": "idp", "discovery_uri": discovery, "jwks_cluster": "keys" }),
+            true,
+        ),
+        (serde_json::json!({ "cluster": "idp" }), false),
+        (
+            serde_json::json!({ "cluster": "idp", "uri": uri, "discovery_uri": discovery }),
+            false,
+        ),
+        (
+            serde_json::json!({ "cluster": "idp", "uri": uri, "jwks_cluster": "keys" }),
+            false,
+        ),
+    ] {
+        let config = with(remote_jwks.clone());
+        assert_eq!(validator.is_valid(&config), valid, "schema: {remote_jwks}");
+        assert_eq!(parses(&config), valid, "parser: {remote_jwks}");
+    }
+}

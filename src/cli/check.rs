@@ -6,7 +6,7 @@ use std::io::Write;
 use super::sources::{plugin_configs, Content};
 use super::{hint, read_input, schema, CliError, Outcome};
 use crate::config::error::ConfigError;
-use crate::config::{Config, Configured};
+use crate::config::{Config, Configured, JwksLocation};
 use crate::signing::DevKeys;
 use serde_json::Value;
 
@@ -243,7 +243,14 @@ pub fn summary(config: &Config) -> String {
                 (Some(companion), _, _) => {
                     format!("jwt_authn's payload {:?}", companion.payload_in_metadata)
                 }
-                (None, Some(remote), _) => format!("remote JWKS via cluster {}", remote.cluster),
+                (None, Some(remote), _) => match &remote.location {
+                    JwksLocation::Direct => format!("remote JWKS via cluster {}", remote.cluster),
+                    JwksLocation::Discovery { jwks_cluster, .. } => format!(
+                        "remote JWKS by OpenID discovery at {}{} via cluster {}; JWKS via \
+                         cluster {jwks_cluster}",
+                        remote.authority, remote.path, remote.cluster
+                    ),
+                },
                 (None, None, Some(_)) if p.keys.keys.is_empty() => "introspection only".to_owned(),
                 (None, None, _) => format!(
                     "{} local key{}",

@@ -10,7 +10,7 @@ use super::args::Explain;
 use super::check::{load_one, summary};
 use super::time::{describe, span, unix_now};
 use super::{read_input, read_token, CliError, Outcome};
-use crate::config::{Config, CryptoMode, Provider};
+use crate::config::{Config, CryptoMode, JwksLocation, Provider};
 use crate::decide::decision::{Decision, Denial};
 use crate::decide::guard::{Guard, HeldList, Request, Verdict};
 use crate::decide::trace::{Detail, Mark, Step};
@@ -436,19 +436,25 @@ fn note_unfetched_keys(
 ) {
     for (provider, keys) in config.providers.iter().zip(keys) {
         if let (Some(remote), false) = (&provider.remote_jwks, keys.from_file) {
-            // The `uri` as configured (https or not); the parsed config keeps only its parts.
+            // The URI as configured (https or not); the parsed config keeps only its parts.
+            let (key, how) = match remote.location {
+                JwksLocation::Direct => ("uri", "fetches its keys from"),
+                JwksLocation::Discovery { .. } => {
+                    ("discovery_uri", "finds its keys by OpenID discovery at")
+                }
+            };
             let uri = written
                 .get("providers")
                 .and_then(|p| p.get(&provider.name))
                 .and_then(|p| p.get("remote_jwks"))
-                .and_then(|r| r.get("uri"))
+                .and_then(|r| r.get(key))
                 .and_then(serde_json::Value::as_str)
                 .map_or_else(
                     || format!("{}{}", remote.authority, remote.path),
                     str::to_owned,
                 );
             notes.push(format!(
-                "provider {} fetches its keys from {uri} through cluster {}: the CLI cannot \
+                "provider {} {how} {uri} through cluster {}: the CLI cannot \
                  (pass --jwks {}=FILE with the JWKS)",
                 provider.name, remote.cluster, provider.name
             ));

@@ -3,14 +3,17 @@
 pub mod endpoint;
 pub mod error;
 pub mod json_path;
+pub mod remote_jwks;
 
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::endpoint::{compile_client, split_uri, ClientAuth, RawClient};
+use crate::config::endpoint::{compile_client, ClientAuth, RawClient};
 use crate::config::error::ConfigError;
+use crate::config::remote_jwks::{compile_remote_jwks, RawRemoteJwks};
+pub use crate::config::remote_jwks::{JwksLocation, RemoteJwks};
 use crate::idp::introspection::{self, IntrospectionConfig};
 use crate::keys::jwks::{self, KeySet};
 use crate::keys::material::KeyMaterial;
@@ -139,57 +142,6 @@ impl Provider {
     pub fn issues(&self, iss: Option<&str>) -> bool {
         self.issuer.as_deref() == iss
     }
-}
-
-/// Where and how often a provider's JWKS is fetched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteJwks {
-    pub cluster: String,
-    /// `:authority` and `:path` of the fetch, from the configured `uri`.
-    pub authority: String,
-    pub path: String,
-    pub timeout_ms: u64,
-    pub cache_duration_seconds: u64,
-    /// Unknown-`kid` refetches are at most this often per provider.
-    pub refetch_min_interval_seconds: u64,
-}
-
-pub const DEFAULT_JWKS_TIMEOUT_MS: u64 = 2000;
-pub const DEFAULT_JWKS_CACHE_DURATION_SECONDS: u64 = 600;
-pub const DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS: u64 = 30;
-
-fn compile_remote_jwks(
-    raw: RawRemoteJwks,
-    at: &dyn Fn(&str) -> String,
-) -> Result<RemoteJwks, ConfigError> {
-    if raw.cluster.is_empty() {
-        return Err(ConfigError::new(
-            at("remote_jwks.cluster"),
-            "must not be empty",
-        ));
-    }
-    let endpoint = split_uri(&raw.cluster, &raw.uri)
-        .map_err(|reason| ConfigError::new(at("remote_jwks.uri"), reason))?;
-    let timeout_ms = raw.timeout_ms.unwrap_or(DEFAULT_JWKS_TIMEOUT_MS);
-    if timeout_ms == 0 {
-        return Err(ConfigError::new(
-            at("remote_jwks.timeout_ms"),
-            "must be positive",
-        ));
-    }
-    Ok(RemoteJwks {
-        cluster: endpoint.cluster,
-        authority: endpoint.authority,
-        path: endpoint.path,
-        timeout_ms,
-        cache_duration_seconds: raw
-            .cache_duration_seconds
-            .unwrap_or(DEFAULT_JWKS_CACHE_DURATION_SECONDS)
-            .max(1),
-        refetch_min_interval_seconds: raw
-            .refetch_min_interval_seconds
-            .unwrap_or(DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS),
-    })
 }
 
 /// Which `typ` header values are accepted (RFC 8725 §3.11, RFC 9068 §2.1).
@@ -468,44 +420,6 @@ struct RawIntrospection {
     /// Also ask about this provider's JWTs (after their signature and claims pass).
     #[serde(default)]
     introspect_jwt: bool,
-}
-
-/// A JWKS fetched through an Envoy cluster (`providers.<name>.remote_jwks`).
-#[derive(Deserialize)]
-#[cfg_attr(
-    feature = "cli",
-    derive(schemars::JsonSchema),
-    schemars(rename = "RemoteJwks")
-)]
-#[serde(deny_unknown_fields)]
-struct RawRemoteJwks {
-    /// Envoy cluster the JWKS is fetched through (it must exist in Envoy's config).
-    #[cfg_attr(feature = "cli", schemars(length(min = 1)))]
-    cluster: String,
-    /// `http(s)://host[:port]/path`: gives the fetch's `:authority` and `:path`.
-    #[cfg_attr(feature = "cli", schemars(regex(pattern = r"^https?://[^/]+")))]
-    uri: String,
-    /// Fetch timeout; a request waiting for keys waits at most this (+2 s).
-    #[serde(default)]
-    #[cfg_attr(
-        feature = "cli",
-        schemars(range(min = 1), extend("default" = DEFAULT_JWKS_TIMEOUT_MS))
-    )]
-    timeout_ms: Option<u64>,
-    /// Keys are refetched in the background when 90% of this old.
-    #[serde(default)]
-    #[cfg_attr(
-        feature = "cli",
-        schemars(extend("default" = DEFAULT_JWKS_CACHE_DURATION_SECONDS))
-    )]
-    cache_duration_seconds: Option<u64>,
-    /// A token with an unknown `kid` triggers a refetch at most this often per provider.
-    #[serde(default)]
-    #[cfg_attr(
-        feature = "cli",
-        schemars(extend("default" = DEFAULT_JWKS_REFETCH_MIN_INTERVAL_SECONDS))
-    )]
-    refetch_min_interval_seconds: Option<u64>,
 }
 
 /// Keys in the config: exactly one of `keys` and `inline_string`.
@@ -997,6 +911,11 @@ fn trust_anchor(provider: &Provider) -> [u8; 32] {
     if let Some(remote) = &provider.remote_jwks {
         part(remote.authority.as_bytes());
         part(remote.path.as_bytes());
+        // The same URI read as a JWKS or as a discovery document vouches for different keys.
+        part(&[u8::from(matches!(
+            remote.location,
+            JwksLocation::Discovery { .. }
+        ))]);
     }
     part(&[u8::from(provider.remote_jwks.is_some())]);
     // A companion's tokens are vouched for by the jwt_authn provider behind its key.
@@ -1049,6 +968,7 @@ fn compile_provider(
     let (keys, remote_jwks) = compile_keys(
         raw.local_jwks,
         raw.remote_jwks,
+        raw.issuer.as_deref(),
         introspection.is_some() || jwt_authn.is_some(),
         &at,
         warnings,
@@ -1175,13 +1095,17 @@ fn check_written_headers_not_read(
 fn compile_keys(
     local_jwks: Option<RawLocalJwks>,
     remote_jwks: Option<RawRemoteJwks>,
+    issuer: Option<&str>,
     introspects: bool,
     at: &dyn Fn(&str) -> String,
     warnings: &mut Vec<String>,
 ) -> Result<(KeySet, Option<RemoteJwks>), ConfigError> {
     match (local_jwks, remote_jwks) {
         (Some(local), None) => Ok((compile_local_jwks(local, at, warnings)?, None)),
-        (None, Some(remote)) => Ok((KeySet::default(), Some(compile_remote_jwks(remote, at)?))),
+        (None, Some(remote)) => Ok((
+            KeySet::default(),
+            Some(compile_remote_jwks(remote, issuer, at)?),
+        )),
         // Opaque tokens only: introspection alone decides.
         (None, None) if introspects => Ok((KeySet::default(), None)),
         _ => Err(ConfigError::new(

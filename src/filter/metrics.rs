@@ -19,6 +19,9 @@ pub enum Counter {
     CacheMiss,
     JwksFetchOk,
     JwksFetchFailed,
+    /// Of the failed JWKS fetches, those whose OpenID discovery document was no use (no
+    /// answer, not a document, another issuer's, a `jwks_uri` that cannot be fetched).
+    JwksDiscoveryFailed,
     /// Entries learned from revocation response headers.
     RevokedByHeader,
     /// Revocation response header values refused because they are not UTF-8.
@@ -81,16 +84,18 @@ pub enum ProviderCounter {
     Allowed,
     JwksFetchOk,
     JwksFetchFailed,
+    JwksDiscoveryFailed,
     Denied(DenyReason),
     ShadowDenied(DenyReason),
 }
 
-const FIXED: [Counter; 36] = [
+const FIXED: [Counter; 37] = [
     Counter::Allowed,
     Counter::CacheHit,
     Counter::CacheMiss,
     Counter::JwksFetchOk,
     Counter::JwksFetchFailed,
+    Counter::JwksDiscoveryFailed,
     Counter::RevokedByHeader,
     Counter::RevocationHeaderInvalid,
     Counter::RevokedByAnomaly,
@@ -124,10 +129,11 @@ const FIXED: [Counter; 36] = [
     Counter::EtcdPublishDropped,
 ];
 
-const PROVIDER_FIXED: [ProviderCounter; 3] = [
+const PROVIDER_FIXED: [ProviderCounter; 4] = [
     ProviderCounter::Allowed,
     ProviderCounter::JwksFetchOk,
     ProviderCounter::JwksFetchFailed,
+    ProviderCounter::JwksDiscoveryFailed,
 ];
 const PER_PROVIDER: usize = PROVIDER_FIXED.len() + 2 * DenyReason::ALL.len();
 
@@ -178,6 +184,7 @@ impl Counter {
             Counter::CacheMiss => "jwt_cache_miss",
             Counter::JwksFetchOk => "jwks_fetch_success",
             Counter::JwksFetchFailed => "jwks_fetch_failed",
+            Counter::JwksDiscoveryFailed => "jwks_discovery_failed",
             Counter::RevokedByHeader => "revocation.header_revoked",
             Counter::RevocationHeaderInvalid => "revocation.header_invalid",
             Counter::RevokedByAnomaly => "revocation.anomaly_revoked",
@@ -222,6 +229,7 @@ impl Counter {
                     ProviderCounter::Allowed => "allowed".to_owned(),
                     ProviderCounter::JwksFetchOk => "jwks_fetch_success".to_owned(),
                     ProviderCounter::JwksFetchFailed => "jwks_fetch_failed".to_owned(),
+                    ProviderCounter::JwksDiscoveryFailed => "jwks_discovery_failed".to_owned(),
                     ProviderCounter::Denied(reason) => format!("denied.{}", reason.code()),
                     ProviderCounter::ShadowDenied(reason) => {
                         format!("shadow_denied.{}", reason.code())

@@ -43,7 +43,9 @@ pub enum Started {
     NotSent,
 }
 
-/// Takes the lease and sends the GET; the caller has asked `fetch.should_start` first.
+/// Takes the lease and sends the GET; the caller has asked `fetch.should_start` first. Or
+/// the next GET of a fetch in flight (the JWKS after its discovery document was answered):
+/// the lease is this worker's already, and is held for this GET's timeout from now.
 pub fn start_fetch(
     host: &dyn Host,
     source: &Source,
@@ -52,7 +54,10 @@ pub fn start_fetch(
     metrics: &Metrics,
     now: i64,
 ) -> Started {
-    if !take_lease(host, source.lease, now, get.timeout_ms) {
+    if fetch.in_flight() {
+        let held = lease::held_until(lease::fetch_deadline(now, get.timeout_ms));
+        let _ = host.set_shared_data(source.lease, &held, None);
+    } else if !take_lease(host, source.lease, now, get.timeout_ms) {
         return Started::Leased;
     }
     let mut headers = vec![

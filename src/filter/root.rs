@@ -268,7 +268,7 @@ fn activate(host: Rc<dyn Host>, config: Config, use_host_crypto: bool) -> Active
         .providers
         .iter()
         .enumerate()
-        .filter_map(|(index, p)| Some(RemoteState::new(index, &p.name, p.remote_jwks.clone()?)))
+        .filter_map(|(index, p)| RemoteState::new(index, p))
         .collect();
     let revocation = guard
         .config()

@@ -197,7 +197,7 @@ fn jwks_warnings(vm: &Vm) -> usize {
 }
 
 /// The paused request `context` was answered 503, to be retried.
-fn assert_unavailable(vm: &Vm, context: u32) {
+pub(super) fn assert_unavailable(vm: &Vm, context: u32) {
     let response = vm.host.local_response(context).expect("a local response");
     assert_eq!(response.status, 503);
     assert!(header(&response.headers, "retry-after").is_some());

@@ -6,14 +6,29 @@ use crate::keys::jwks::{parse_jwks_str, KeySet};
 /// RFC 7517 sets no limit; a JWKS larger than this is refused, not parsed.
 pub const MAX_JWKS_BYTES: usize = 256 * 1024;
 
+/// Why a fetch brought no keys (the JWKS's GET, or with discovery, the discovery document's).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FetchError {
     /// No response in time, or the cluster could not connect.
     NoResponse,
+    /// Anything but a 200 (a redirect is not followed: the cluster decides where fetches go).
     Status(String),
-    TooLarge(usize),
+    TooLarge {
+        size: usize,
+        limit: usize,
+    },
     NotAJwks(String),
     NoUsableKey,
+    /// Not a JSON object with a string `issuer` and `jwks_uri` (OpenID Connect Discovery §3).
+    NotADiscoveryDocument(String),
+    /// The discovery document is another issuer's (OpenID Connect Discovery §4.3): `found`
+    /// is its `issuer`, shown escaped and cut (it is the remote document's text).
+    IssuerMismatch {
+        configured: String,
+        found: String,
+    },
+    /// `jwks_uri` is not an `http(s)://` URL this filter can fetch through a cluster.
+    BadJwksUri(&'static str),
 }
 
 impl std::fmt::Display for FetchError {
@@ -21,11 +36,20 @@ impl std::fmt::Display for FetchError {
         match self {
             FetchError::NoResponse => f.write_str("no response (timeout or connection failure)"),
             FetchError::Status(status) => write!(f, "HTTP status {status}"),
-            FetchError::TooLarge(size) => {
-                write!(f, "body of {size} bytes exceeds {MAX_JWKS_BYTES}")
+            FetchError::TooLarge { size, limit } => {
+                write!(f, "body of {size} bytes exceeds {limit}")
             }
             FetchError::NotAJwks(why) => write!(f, "not a JWKS: {why}"),
             FetchError::NoUsableKey => f.write_str("no usable key"),
+            FetchError::NotADiscoveryDocument(why) => {
+                write!(f, "not an OpenID Provider Configuration: {why}")
+            }
+            FetchError::IssuerMismatch { configured, found } => write!(
+                f,
+                "issuer mismatch: the discovery document's issuer is {found}, the provider's \
+                 is {configured:?} (they must be identical, OpenID Connect Discovery 1.0 §4.3)"
+            ),
+            FetchError::BadJwksUri(why) => write!(f, "jwks_uri {why}"),
         }
     }
 }
@@ -39,18 +63,32 @@ pub struct FetchedKeys {
 
 /// A fetch response becomes keys only if it is a 200 with a JWKS that has a usable key.
 pub fn accept_response(status: Option<&str>, body: &[u8]) -> Result<FetchedKeys, FetchError> {
-    match status {
-        None => return Err(FetchError::NoResponse),
-        Some("200") => {}
-        Some(other) => return Err(FetchError::Status(other.to_owned())),
-    }
+    accept_status(status)?;
     parse_body(body)
 }
 
-fn parse_body(body: &[u8]) -> Result<FetchedKeys, FetchError> {
-    if body.len() > MAX_JWKS_BYTES {
-        return Err(FetchError::TooLarge(body.len()));
+/// Only a 200 is an answer (for every GET of a fetch).
+pub fn accept_status(status: Option<&str>) -> Result<(), FetchError> {
+    match status {
+        None => Err(FetchError::NoResponse),
+        Some("200") => Ok(()),
+        Some(other) => Err(FetchError::Status(other.to_owned())),
     }
+}
+
+/// A body larger than `limit` is refused, not parsed.
+pub fn within_limit(body: &[u8], limit: usize) -> Result<(), FetchError> {
+    if body.len() > limit {
+        return Err(FetchError::TooLarge {
+            size: body.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+fn parse_body(body: &[u8]) -> Result<FetchedKeys, FetchError> {
+    within_limit(body, MAX_JWKS_BYTES)?;
     let text = std::str::from_utf8(body).map_err(|e| FetchError::NotAJwks(e.to_string()))?;
     let parsed = parse_jwks_str(text).map_err(|e| FetchError::NotAJwks(e.to_string()))?;
     if parsed.key_set.keys.is_empty() {
@@ -131,7 +169,10 @@ mod tests {
         let huge = vec![b' '; MAX_JWKS_BYTES + 1];
         assert_eq!(
             error(Some("200"), &huge),
-            FetchError::TooLarge(MAX_JWKS_BYTES + 1)
+            FetchError::TooLarge {
+                size: MAX_JWKS_BYTES + 1,
+                limit: MAX_JWKS_BYTES
+            }
         );
     }
 

@@ -83,6 +83,11 @@ impl Fetch {
         self.wanted = false;
     }
 
+    /// Whether a call of this source's fetch is in flight (the fetch lease is this worker's).
+    pub fn in_flight(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
     /// Whether this call is this source's fetch.
     pub fn is_call(&self, call: u32) -> bool {
         self.in_flight == Some(call)
@@ -122,7 +127,9 @@ mod tests {
         assert!(fetch.should_start(true, 0));
         fetch.want();
         assert!(fetch.should_start(false, 0));
+        assert!(!fetch.in_flight());
         fetch.started(7);
+        assert!(fetch.in_flight());
         assert!(!fetch.wanted() && !fetch.should_start(true, 0));
         assert!(fetch.is_call(7) && !fetch.is_call(8));
         assert!(fetch.coming(0));
