@@ -847,3 +847,73 @@ fn usage_errors_exit_2_naming_the_option_and_value() {
         assert_eq!(claims["exp"], NOW + seconds, "{lifetime}");
     }
 }
+
+#[test]
+fn explain_and_check_config_say_what_shadow_mode_lets_through() {
+    let dir = scratch("explain-shadow");
+    let jwks: Value = serde_json::from_str(&run(&["jwks"]).out).unwrap();
+    let config = json!({
+        "mode": "shadow",
+        "providers": { "corp": { "issuer": "https://idp.example", "local_jwks": jwks } },
+        "rules": [
+            { "match": { "prefix": "/admin" }, "requires": { "provider_name": "corp" },
+              "mode": "enforce" },
+            { "match": { "prefix": "/" }, "requires": { "provider_name": "corp" } }
+        ]
+    });
+    let config = write(&dir, "shadow.json", &config.to_string());
+    let checked = run(&["check-config", &config]);
+    assert_eq!(checked.code, 0, "{}", checked.err);
+    has(&checked.out, "mode shadow (top level; rules[0]: enforce)");
+    let expired = mint(&["--iss", "https://idp.example", "--exp", "-1h"]);
+    let shadowed = explain(&config, &expired, &["--path", "/orders"]);
+    // Still a denial for explain's exit status: the question is what the filter decides.
+    assert_eq!(shadowed.code, 1, "{}", shadowed.out);
+    has(&shadowed.out, "verdict   shadow-denied: 401 token expired (reason expired), mode shadow: not answered, the request goes upstream");
+    has(
+        &shadowed.out,
+        "counted as shadow_denied.expired, provider.corp.shadow_denied.expired",
+    );
+    has(&shadowed.out, "    status: 401\n");
+    let enforced = explain(&config, &expired, &["--path", "/admin/x"]);
+    assert_denied(&enforced, 401, "invalid_token", "token expired");
+    has(&enforced.out, "verdict   denied:");
+}
+
+#[test]
+fn explain_judges_a_token_jwt_authn_verified_for_a_companion_provider() {
+    let dir = scratch("explain-companion");
+    let config = json!({
+        "providers": { "mesh": { "issuer": "https://idp.example",
+                                 "jwt_authn": { "payload_in_metadata": "payload" } } },
+        "revocation": { "token_sha256": [] , "jti": ["revoked-1"] }
+    });
+    let config = write(&dir, "companion.json", &config.to_string());
+    let checked = run(&["check-config", &config]);
+    assert_eq!(checked.code, 0, "{}", checked.err);
+    has(&checked.out, "mesh (jwt_authn's payload \"payload\")");
+    // Signed by nobody the config knows: jwt_authn vouched for it, so the payload decides.
+    let token = mint(&["--iss", "https://idp.example", "--jti", "ok-1"]);
+    let allowed = explain(&config, &token, &["--jwt-authn", "payload"]);
+    assert_eq!(allowed.code, 0, "{}", allowed.out);
+    has(&allowed.out, "verdict   allowed (provider mesh)");
+    let alone = explain(
+        &config,
+        &token,
+        &["--jwt-authn", "payload", "--not-forwarded"],
+    );
+    assert_eq!(alone.code, 0, "{}", alone.out);
+    // Without the payload the provider has no token at all.
+    let missing = explain(&config, &token, &[]);
+    assert_eq!(missing.code, 1, "{}", missing.out);
+    has(&missing.out, "401");
+    let revoked = mint(&["--iss", "https://idp.example", "--jti", "revoked-1"]);
+    let refused = explain(&config, &revoked, &["--jwt-authn", "payload"]);
+    assert_denied(&refused, 401, "invalid_token", "token revoked");
+    let usage = run(&["explain", "--config", &config, "--not-forwarded", &token]);
+    assert_eq!(
+        usage.code, 2,
+        "--not-forwarded needs --jwt-authn: {}",
+        usage.err
+    );
+}

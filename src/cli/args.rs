@@ -178,6 +178,14 @@ pub struct Explain {
     /// Log in to etcd (with its auth enabled)
     #[arg(long, value_name = "NAME:PASSWORD", requires = "etcd")]
     pub etcd_user: Option<String>,
+    /// jwt_authn verified TOKEN earlier in the chain and wrote its payload under KEY (a
+    /// companion provider's jwt_authn.payload_in_metadata; Istio: payload)
+    #[arg(long, value_name = "KEY")]
+    pub jwt_authn: Option<String>,
+    /// With --jwt-authn: jwt_authn removed the token (forward: false, Istio's default), so
+    /// only its payload reaches the filter
+    #[arg(long, requires = "jwt_authn")]
+    pub not_forwarded: bool,
     /// The token ('-': read it from standard input)
     #[arg(value_name = "TOKEN")]
     pub token: String,

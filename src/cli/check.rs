@@ -295,7 +295,32 @@ pub fn summary(config: &Config) -> String {
     if let Some(anomaly) = &config.anomaly {
         parts.push(format!("misuse detection ({})", anomaly.action.as_str()));
     }
+    if config.shadows() {
+        parts.push(shadow_summary(config));
+    }
     parts.join("; ")
+}
+
+/// Which requests are only shadowed: the top level, and the rules that differ from it.
+fn shadow_summary(config: &Config) -> String {
+    let differing: Vec<String> = config
+        .rules
+        .modes()
+        .enumerate()
+        .filter_map(|(i, mode)| mode.filter(|m| *m != config.mode).map(|m| (i, m)))
+        .map(|(i, mode)| format!("rules[{i}]: {}", mode.as_str()))
+        .collect();
+    let mut text = format!(
+        "mode {} (top level{}{})",
+        config.mode.as_str(),
+        if differing.is_empty() { "" } else { "; " },
+        differing.join(", ")
+    );
+    text.push_str(
+        ": shadowed denials are let through, counted as shadow_denied.<reason> and logged \
+         with \"shadow\": true",
+    );
+    text
 }
 
 fn plural(n: usize) -> &'static str {

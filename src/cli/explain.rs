@@ -11,17 +11,19 @@ use super::check::{load_one, summary};
 use super::time::{describe, span, unix_now};
 use super::{read_input, read_token, CliError, Outcome};
 use crate::config::{Config, CryptoMode, JwksLocation, Provider};
-use crate::decide::decision::{Decision, Denial};
+use crate::decide::decision::{Decision, Denial, Upstream};
 use crate::decide::guard::{Guard, HeldList, Request, Verdict};
 use crate::decide::trace::{Detail, Mark, Step};
 use crate::keys::host_crypto::software::RustCryptoHost;
 use crate::keys::jwks::{self, KeySet};
 use crate::observe::fingerprint::{fingerprint, hex};
+use crate::policy::mode::Mode;
 use crate::policy::rules::{is_cors_preflight, Requirement};
 use crate::revocation::list::{accept_response, ListUpdate};
 use crate::revocation::set::RevocationSet;
 use crate::token::claims::Audience;
 use crate::token::extract::TokenSource;
+use crate::token::jwt_authn::VerifiedPayloads;
 use crate::token::verify::{self, ParsedToken};
 
 pub fn run(args: &Explain, out: &mut dyn Write, err: &mut dyn Write) -> Result<Outcome, CliError> {
@@ -53,7 +55,19 @@ pub fn run(args: &Explain, out: &mut dyn Write, err: &mut dyn Write) -> Result<O
         .and_then(|p| p.sources.first())
         .cloned()
         .unwrap_or_else(TokenSource::authorization_bearer);
-    let (request_path, placed) = place_token(&source, &token, path, &mut headers);
+    let payloads = args
+        .jwt_authn
+        .as_deref()
+        .map(|key| jwt_authn_payload(key, &token))
+        .transpose()?;
+    let (request_path, placed) = if args.not_forwarded {
+        (
+            path.to_owned(),
+            "was removed by jwt_authn (only its payload is here)".to_owned(),
+        )
+    } else {
+        place_token(&source, &token, path, &mut headers)
+    };
     let tls = !args.plaintext;
 
     // The verdict and the steps shown are the guard's own pipeline's.
@@ -68,7 +82,7 @@ pub fn run(args: &Explain, out: &mut dyn Write, err: &mut dyn Write) -> Result<O
         headers: &headers,
         tls,
         not_utf8: &[],
-        jwt_authn: None,
+        jwt_authn: payloads.as_ref(),
     };
     let Traced {
         verdict,
@@ -115,7 +129,25 @@ pub fn run(args: &Explain, out: &mut dyn Write, err: &mut dyn Write) -> Result<O
         ));
     }
     describe_steps(out, &steps, &notes, waited.as_deref(), now)?;
-    report_verdict(out, &verdict.decision)
+    report_verdict(out, &verdict, &guard)
+}
+
+/// `--jwt-authn KEY`: the token's payload as jwt_authn writes it into dynamic metadata.
+fn jwt_authn_payload(key: &str, token: &str) -> Result<VerifiedPayloads, CliError> {
+    use base64::Engine as _;
+    let payload = token
+        .split('.')
+        .nth(1)
+        .and_then(|segment| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(segment)
+                .ok()
+        })
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .ok_or_else(|| {
+            CliError::Input("--jwt-authn: the token has no readable JWT payload".to_owned())
+        })?;
+    Ok(VerifiedPayloads::from_json([(key, payload.as_str())]))
 }
 
 /// The pipeline's steps, what the CLI could not know, and whether the filter would wait.
@@ -781,8 +813,16 @@ fn waiting_for(verdict: &Verdict, config: &Config) -> Option<String> {
     }
 }
 
-fn report_verdict(out: &mut dyn Write, decision: &Decision) -> Result<Outcome, CliError> {
-    match decision {
+fn report_verdict(
+    out: &mut dyn Write,
+    verdict: &Verdict,
+    guard: &Guard,
+) -> Result<Outcome, CliError> {
+    match &verdict.decision {
+        Decision::Deny(denial) if verdict.mode == Mode::Shadow => {
+            report_shadowed(out, denial, &guard.shadowed_upstream())?;
+            Ok(Outcome::Failure)
+        }
         Decision::Allow {
             provider, upstream, ..
         } => {
@@ -820,6 +860,46 @@ fn report_verdict(out: &mut dyn Write, decision: &Decision) -> Result<Outcome, C
     }
 }
 
+/// Shadow mode: the denial as enforcing would send it, and what happens instead.
+fn report_shadowed(
+    out: &mut dyn Write,
+    denial: &Denial,
+    upstream: &Upstream,
+) -> Result<(), CliError> {
+    writeln!(
+        out,
+        "verdict   shadow-denied: {} {} (reason {}{}), mode shadow: not answered, the request \
+         goes upstream",
+        denial.status,
+        denial.reason.description(),
+        denial.reason.code(),
+        denial
+            .revoked_by
+            .map(|source| format!(", revoked by {}", source.code()))
+            .unwrap_or_default()
+    )?;
+    writeln!(
+        out,
+        "  counted as shadow_denied.{}{}; logged with \"shadow\": true",
+        denial.reason.code(),
+        denial
+            .provider
+            .as_ref()
+            .map(|p| format!(", provider.{p}.shadow_denied.{}", denial.reason.code()))
+            .unwrap_or_default()
+    )?;
+    writeln!(out, "  upstream: the request as sent, credential kept")?;
+    if !upstream.remove_headers.is_empty() {
+        writeln!(
+            out,
+            "  removes headers: {}",
+            upstream.remove_headers.join(", ")
+        )?;
+    }
+    writeln!(out, "  enforced, it would answer:")?;
+    report_answer(out, denial, "    ")
+}
+
 fn report_denial(out: &mut dyn Write, denial: &Denial) -> Result<(), CliError> {
     writeln!(
         out,
@@ -832,11 +912,16 @@ fn report_denial(out: &mut dyn Write, denial: &Denial) -> Result<(), CliError> {
             .map(|source| format!(", revoked by {}", source.code()))
             .unwrap_or_default()
     )?;
-    writeln!(out, "  status: {}", denial.status)?;
+    report_answer(out, denial, "  ")
+}
+
+/// The response a denial is answered with.
+fn report_answer(out: &mut dyn Write, denial: &Denial, indent: &str) -> Result<(), CliError> {
+    writeln!(out, "{indent}status: {}", denial.status)?;
     for (name, value) in &denial.headers {
-        writeln!(out, "  {name}: {value}")?;
+        writeln!(out, "{indent}{name}: {value}")?;
     }
-    writeln!(out, "  body: {}", denial.body)?;
+    writeln!(out, "{indent}body: {}", denial.body)?;
     Ok(())
 }
 
