@@ -394,3 +394,58 @@ fn status_lists_of_companion_tokens_are_verified_with_their_issuers_keys() {
         "{refused:?}"
     );
 }
+
+fn decide_at(
+    g: &Guard,
+    path: &str,
+    headers: &[(String, String)],
+    payloads: Option<&VerifiedPayloads>,
+) -> Decision {
+    g.decide(
+        &Request {
+            method: "GET",
+            path,
+            headers,
+            tls: false,
+            not_utf8: &[],
+            jwt_authn: payloads,
+        },
+        NOW,
+    )
+    .decision
+}
+
+/// Attack: jwt_authn reads `?access_token=` by default (Envoy's default locations, Istio's
+/// too) and cannot remove a token from the query, even with `forward: false`. A client whose
+/// token is revoked by its hash sends it in the query instead of `Authorization`: jwt_authn
+/// verifies it and writes its payload; the companion, which reads only `Authorization`, finds
+/// no token and judges the payload alone, so the hash revocation never applies, and the token
+/// goes upstream in the URL (what the normal path refuses as `TokenInQuery`).
+#[test]
+fn a_token_in_the_query_that_the_companion_does_not_read_is_refused() {
+    let claims = claims_with(json!({ "jti": "j-hashed" }));
+    let token = rs256(&claims);
+    let hex = digest_to_hex(&token_id(&token));
+    let g = guard(config(
+        companion(json!({})),
+        json!({ "revocation": { "token_sha256": [hex] } }),
+    ));
+    // In the header it reads: revoked.
+    assert_eq!(
+        reason(&decide(&g, &bearer(&token), Some(&verified(&claims)))),
+        Some(DenyReason::Revoked)
+    );
+    for path in [
+        format!("/orders?access_token={token}"),
+        format!("/orders?Access_Token={token}"),
+    ] {
+        let decision = decide_at(&g, &path, &[], Some(&verified(&claims)));
+        assert!(
+            matches!(
+                reason(&decision),
+                Some(DenyReason::TokenInQuery | DenyReason::Revoked)
+            ),
+            "{path}: {decision:?}"
+        );
+    }
+}
