@@ -449,3 +449,35 @@ fn a_token_in_the_query_that_the_companion_does_not_read_is_refused() {
         );
     }
 }
+
+/// Attack: jwt_authn reads the token from a header the companion does not (Istio `fromHeaders`),
+/// and the client puts a token of its own making in `Authorization`: the same `iss`, `sub`,
+/// `aud`, `jti`, `scope` and times as the verified payload (so it passes the "same claims"
+/// check) plus claims the payload does not have (`roles`), signed by nobody. It is left in the
+/// request and reaches the upstream as if it were the token jwt_authn verified.
+#[test]
+fn a_token_beside_the_payload_with_extra_claims_is_not_the_verified_token() {
+    let g = guard(config(companion(json!({})), json!({})));
+    let claims = claims_with(json!({ "jti": "j-1" }));
+    let mut inflated = claims.clone();
+    inflated["roles"] = json!(["admin"]);
+    inflated["email"] = json!("root@example.com");
+    let forged =
+        testkit::unsigned_with_header(&json!({ "alg": "RS256", "kid": "rsa-1" }), &inflated);
+    assert_eq!(
+        reason(&decide(&g, &bearer(&forged), Some(&verified(&claims)))),
+        Some(DenyReason::NotTheVerifiedToken)
+    );
+    // The verified token itself still passes, and so does Istio's split `scope`.
+    let with_scope = claims_with(json!({ "jti": "j-1", "scope": "read write" }));
+    let mut split = with_scope.clone();
+    split["scope"] = json!(["read", "write"]);
+    assert_eq!(
+        reason(&decide(
+            &g,
+            &bearer(&rs256(&with_scope)),
+            Some(&verified(&split))
+        )),
+        None
+    );
+}
