@@ -481,3 +481,50 @@ fn a_token_beside_the_payload_with_extra_claims_is_not_the_verified_token() {
         None
     );
 }
+
+/// What the guard learns from `x-revoke-token: self` on the response to `authorized`.
+fn learn_self(g: &Guard, authorized: &crate::decide::decision::Authorized) {
+    let out = crate::revocation::learned::from_header(
+        "self",
+        Some(authorized),
+        &crate::revocation::learned::HeaderPolicy::self_only(),
+        NOW,
+    );
+    let mut learned = crate::revocation::learned::Learned::new(0);
+    learned.append(&out.learned, NOW, 600);
+    g.state().install_learned(learned.to_sets());
+}
+
+/// Attack: a route takes either the payload jwt_authn verified (companion `mesh`) or a token
+/// bearer-guard verifies itself (`corp`, same issuer, its JWKS: the provider the docs tell
+/// operators to add for status lists). The user logs out (`x-revoke-token: self` on a request
+/// the companion let through); the next request with the same forwarded token is refused by
+/// the companion, and `requires_any` goes on to `corp`, which verifies the same token and
+/// lets it through: the two do not share revocations (different trust anchors).
+#[test]
+fn a_token_revoked_through_the_companion_is_not_let_through_by_a_keyed_provider_of_its_issuer() {
+    let mut c = config(
+        companion(json!({})),
+        json!({ "revocation": { "response_header": "x-revoke-token" },
+                "rules": [{ "match": { "prefix": "/" },
+                            "requires": { "requires_any": { "requirements": [
+                                { "provider_name": "mesh" }, { "provider_name": "corp" } ] } } }] }),
+    );
+    c["providers"]["corp"] = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+    let g = guard(c);
+    let claims = claims_with(json!({ "jti": "j-logout" }));
+    let token = rs256(&claims);
+    let allowed = decide(&g, &bearer(&token), Some(&verified(&claims)));
+    let Decision::Allow {
+        provider,
+        token: Some(authorized),
+        ..
+    } = allowed
+    else {
+        panic!("{allowed:?}");
+    };
+    assert_eq!(provider.as_deref(), Some("mesh"));
+    learn_self(&g, &authorized);
+    let after = decide(&g, &bearer(&token), Some(&verified(&claims)));
+    assert_eq!(reason(&after), Some(DenyReason::Revoked), "{after:?}");
+}
