@@ -463,7 +463,13 @@ impl<'g> TokenCheck<'g, '_> {
         payload: &str,
     ) -> Result<Presented<'g, 'g>, Stop> {
         let sources: Vec<&'g TokenSource> = provider.sources.iter().collect();
-        let (token, source) = match self.one_credential(&sources) {
+        // jwt_authn also reads `?access_token=` by default, and cannot take it out of the URL:
+        // a token there that the companion does not read would be judged as a payload alone
+        // (hash revocations skipped) and go upstream in the URL. Refused as on the other path.
+        let found = self
+            .refuse_unread_query_token(&sources)
+            .and_then(|()| self.one_credential(&sources));
+        let (token, source) = match found {
             Ok(found) => found,
             Err(DenyReason::MissingToken) => {
                 self.tracer.step("credential", Mark::NotChecked, || {
