@@ -487,10 +487,10 @@ impl<'g> TokenCheck<'g, '_> {
             Err(reason) => return Err(self.deny(reason, Some(provider), None, None)),
         };
         let presented = Presented::sent(token, source);
+        // Every claim, not only those checked here: a token with the payload's `sub` and `jti`
+        // but claims of its own (`roles`) is not the one jwt_authn verified.
         let same = verify::parse(&presented.token).is_ok_and(|parsed| {
-            TrustedClaims::from_jwt_authn(payload).is_ok_and(|trusted| {
-                parsed.unverified_claims() == trusted.claims() && parsed.times == trusted.times()
-            })
+            crate::token::jwt_authn::same_payload(parsed.unverified_payload_json(), payload)
         });
         self.tracer
             .check(
