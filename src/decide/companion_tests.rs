@@ -394,3 +394,137 @@ fn status_lists_of_companion_tokens_are_verified_with_their_issuers_keys() {
         "{refused:?}"
     );
 }
+
+fn decide_at(
+    g: &Guard,
+    path: &str,
+    headers: &[(String, String)],
+    payloads: Option<&VerifiedPayloads>,
+) -> Decision {
+    g.decide(
+        &Request {
+            method: "GET",
+            path,
+            headers,
+            tls: false,
+            not_utf8: &[],
+            jwt_authn: payloads,
+        },
+        NOW,
+    )
+    .decision
+}
+
+/// Attack: jwt_authn reads `?access_token=` by default (Envoy's default locations, Istio's
+/// too) and cannot remove a token from the query, even with `forward: false`. A client whose
+/// token is revoked by its hash sends it in the query instead of `Authorization`: jwt_authn
+/// verifies it and writes its payload; the companion, which reads only `Authorization`, finds
+/// no token and judges the payload alone, so the hash revocation never applies, and the token
+/// goes upstream in the URL (what the normal path refuses as `TokenInQuery`).
+#[test]
+fn a_token_in_the_query_that_the_companion_does_not_read_is_refused() {
+    let claims = claims_with(json!({ "jti": "j-hashed" }));
+    let token = rs256(&claims);
+    let hex = digest_to_hex(&token_id(&token));
+    let g = guard(config(
+        companion(json!({})),
+        json!({ "revocation": { "token_sha256": [hex] } }),
+    ));
+    // In the header it reads: revoked.
+    assert_eq!(
+        reason(&decide(&g, &bearer(&token), Some(&verified(&claims)))),
+        Some(DenyReason::Revoked)
+    );
+    for path in [
+        format!("/orders?access_token={token}"),
+        format!("/orders?Access_Token={token}"),
+    ] {
+        let decision = decide_at(&g, &path, &[], Some(&verified(&claims)));
+        assert!(
+            matches!(
+                reason(&decision),
+                Some(DenyReason::TokenInQuery | DenyReason::Revoked)
+            ),
+            "{path}: {decision:?}"
+        );
+    }
+}
+
+/// Attack: jwt_authn reads the token from a header the companion does not (Istio `fromHeaders`),
+/// and the client puts a token of its own making in `Authorization`: the same `iss`, `sub`,
+/// `aud`, `jti`, `scope` and times as the verified payload (so it passes the "same claims"
+/// check) plus claims the payload does not have (`roles`), signed by nobody. It is left in the
+/// request and reaches the upstream as if it were the token jwt_authn verified.
+#[test]
+fn a_token_beside_the_payload_with_extra_claims_is_not_the_verified_token() {
+    let g = guard(config(companion(json!({})), json!({})));
+    let claims = claims_with(json!({ "jti": "j-1" }));
+    let mut inflated = claims.clone();
+    inflated["roles"] = json!(["admin"]);
+    inflated["email"] = json!("root@example.com");
+    let forged =
+        testkit::unsigned_with_header(&json!({ "alg": "RS256", "kid": "rsa-1" }), &inflated);
+    assert_eq!(
+        reason(&decide(&g, &bearer(&forged), Some(&verified(&claims)))),
+        Some(DenyReason::NotTheVerifiedToken)
+    );
+    // The verified token itself still passes, and so does Istio's split `scope`.
+    let with_scope = claims_with(json!({ "jti": "j-1", "scope": "read write" }));
+    let mut split = with_scope.clone();
+    split["scope"] = json!(["read", "write"]);
+    assert_eq!(
+        reason(&decide(
+            &g,
+            &bearer(&rs256(&with_scope)),
+            Some(&verified(&split))
+        )),
+        None
+    );
+}
+
+/// What the guard learns from `x-revoke-token: self` on the response to `authorized`.
+fn learn_self(g: &Guard, authorized: &crate::decide::decision::Authorized) {
+    let out = crate::revocation::learned::from_header(
+        "self",
+        Some(authorized),
+        &crate::revocation::learned::HeaderPolicy::self_only(),
+        NOW,
+    );
+    let mut learned = crate::revocation::learned::Learned::new(0);
+    learned.append(&out.learned, NOW, 600);
+    g.state().install_learned(learned.to_sets());
+}
+
+/// Attack: a route takes either the payload jwt_authn verified (companion `mesh`) or a token
+/// bearer-guard verifies itself (`corp`, same issuer, its JWKS: the provider the docs tell
+/// operators to add for status lists). The user logs out (`x-revoke-token: self` on a request
+/// the companion let through); the next request with the same forwarded token is refused by
+/// the companion, and `requires_any` goes on to `corp`, which verifies the same token and
+/// lets it through: the two do not share revocations (different trust anchors).
+#[test]
+fn a_token_revoked_through_the_companion_is_not_let_through_by_a_keyed_provider_of_its_issuer() {
+    let mut c = config(
+        companion(json!({})),
+        json!({ "revocation": { "response_header": "x-revoke-token" },
+                "rules": [{ "match": { "prefix": "/" },
+                            "requires": { "requires_any": { "requirements": [
+                                { "provider_name": "mesh" }, { "provider_name": "corp" } ] } } }] }),
+    );
+    c["providers"]["corp"] = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+    let g = guard(c);
+    let claims = claims_with(json!({ "jti": "j-logout" }));
+    let token = rs256(&claims);
+    let allowed = decide(&g, &bearer(&token), Some(&verified(&claims)));
+    let Decision::Allow {
+        provider,
+        token: Some(authorized),
+        ..
+    } = allowed
+    else {
+        panic!("{allowed:?}");
+    };
+    assert_eq!(provider.as_deref(), Some("mesh"));
+    learn_self(&g, &authorized);
+    let after = decide(&g, &bearer(&token), Some(&verified(&claims)));
+    assert_eq!(reason(&after), Some(DenyReason::Revoked), "{after:?}");
+}

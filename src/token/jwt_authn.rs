@@ -67,6 +67,38 @@ impl VerifiedPayloads {
     }
 }
 
+/// Whether a token's payload (its decoded segment) is the payload jwt_authn wrote: the same
+/// claims with the same values, allowing for what jwt_authn's metadata changes: numbers become
+/// doubles, and `normalize_payload_in_metadata` splits space-delimited strings into arrays.
+pub fn same_payload(token_payload: &[u8], verified: &str) -> bool {
+    let (Ok(token), Ok(verified)) = (
+        serde_json::from_slice::<Value>(token_payload),
+        serde_json::from_str::<Value>(verified),
+    ) else {
+        return false;
+    };
+    token.is_object() && same_value(&token, &verified)
+}
+
+fn same_value(token: &Value, verified: &Value) -> bool {
+    match (token, verified) {
+        (Value::Object(t), Value::Object(v)) => {
+            t.len() == v.len()
+                && t.iter()
+                    .all(|(key, tv)| v.get(key).is_some_and(|vv| same_value(tv, vv)))
+        }
+        (Value::Array(t), Value::Array(v)) => {
+            t.len() == v.len() && t.iter().zip(v).all(|(tv, vv)| same_value(tv, vv))
+        }
+        (Value::Number(t), Value::Number(v)) => t.as_f64() == v.as_f64(),
+        (Value::String(t), Value::Array(v)) => {
+            let words: Vec<&str> = t.split_whitespace().collect();
+            words.len() == v.len() && words.iter().zip(v).all(|(w, vv)| vv.as_str() == Some(*w))
+        }
+        (t, v) => t == v,
+    }
+}
+
 /// Serializes payloads as the host would hand them over (for tests of the shell).
 #[cfg(test)]
 pub fn metadata_bytes(payloads: &[(&str, &Value)]) -> Vec<u8> {

@@ -187,6 +187,12 @@ impl ParsedToken<'_> {
     pub fn unverified_claims(&self) -> &StringClaims {
         &self.claims
     }
+
+    /// The decoded payload segment, unverified: only to compare it with a payload vouched for
+    /// elsewhere (a jwt_authn companion's), never to forward or to read claims from.
+    pub fn unverified_payload_json(&self) -> &[u8] {
+        &self.payload_json
+    }
 }
 
 /// Whether the token names a `kid` that no key of the set has (and no key lacks a `kid`).
