@@ -863,10 +863,35 @@ fn written_headers(providers: &[Provider], revocation: Option<&RevocationConfig>
 /// the same introspection endpoint): a provider whose key holder is someone else, under the
 /// same `iss` string, could otherwise mint a token with a victim's `jti` and revoke it with
 /// `self` (the issuer's `jti` space is only the issuer's when its keys are).
+///
+/// A jwt_authn companion has no keys: jwt_authn's, for its issuer, vouch for its tokens. When
+/// the providers with keys for that issuer here all hold the same ones, those are the
+/// issuer's keys as far as this config says (their keys also verify the companion's status
+/// lists), and the companion shares their revocations: a logout seen through either reaches
+/// the token on both, under `requires_any` too. With keys of more than one holder for the
+/// issuer, it shares with none of them (the warning says so).
 fn share_revocation_scopes(providers: &mut [Provider], warnings: &mut Vec<String>) {
+    let own: Vec<[u8; 32]> = providers.iter().map(trust_anchor).collect();
     let anchors: Vec<(Option<String>, [u8; 32], String)> = providers
         .iter()
-        .map(|p| (p.issuer.clone(), trust_anchor(p), p.name.clone()))
+        .zip(&own)
+        .map(|(p, anchor)| {
+            let keyed_anchors = || {
+                providers
+                    .iter()
+                    .zip(&own)
+                    .filter(|(k, _)| k.jwt_authn.is_none() && k.issuer == p.issuer)
+                    .map(|(_, a)| *a)
+            };
+            let issuers_keys = keyed_anchors()
+                .next()
+                .filter(|first| p.jwt_authn.is_some() && keyed_anchors().all(|a| a == *first));
+            (
+                p.issuer.clone(),
+                issuers_keys.unwrap_or(*anchor),
+                p.name.clone(),
+            )
+        })
         .collect();
     for (provider, (_, anchor, _)) in providers.iter_mut().zip(&anchors) {
         provider.revocation_scopes = anchors

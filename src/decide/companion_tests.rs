@@ -111,14 +111,35 @@ fn a_payload_jwt_authn_verified_is_a_token_without_a_signature_check() {
 #[test]
 fn without_the_payload_there_is_no_token_of_that_provider() {
     let g = guard(config(companion(json!({})), json!({})));
-    // A token jwt_authn did not vouch for (refused, or not its provider): never verified here.
+    assert_eq!(
+        reason(&decide(&g, &[], None)),
+        Some(DenyReason::MissingToken)
+    );
+    // A token jwt_authn did not vouch for (refused under allow_missing_or_failed, or not its
+    // provider's): never verified here, and never taken for no token either.
     let token = rs256(&good_claims());
     let denied = decide(&g, &bearer(&token), None);
-    assert_eq!(reason(&denied), Some(DenyReason::MissingToken));
+    assert_eq!(reason(&denied), Some(DenyReason::NotTheVerifiedToken));
     let other_key = VerifiedPayloads::from_json([("another", good_claims().to_string().as_str())]);
     assert_eq!(
         reason(&decide(&g, &bearer(&token), Some(&other_key))),
-        Some(DenyReason::MissingToken)
+        Some(DenyReason::NotTheVerifiedToken)
+    );
+}
+
+#[test]
+fn an_unverified_token_on_an_allow_missing_route_is_refused_not_sent_upstream() {
+    // jwt_authn with allow_missing_or_failed lets a forged or expired token through without
+    // a payload; a bearer-guard rule that allows no token must not let that one pass.
+    let g = guard(config(
+        companion(json!({})),
+        json!({ "rules": [{ "match": { "prefix": "/" }, "requires": { "allow_missing": {} } }] }),
+    ));
+    assert_eq!(reason(&decide(&g, &[], None)), None);
+    let forged = rs256(&claims_with(json!({ "exp": NOW - 7200 })));
+    assert_eq!(
+        reason(&decide(&g, &bearer(&forged), None)),
+        Some(DenyReason::NotTheVerifiedToken)
     );
 }
 

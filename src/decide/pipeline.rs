@@ -226,6 +226,7 @@ impl<'g> TokenCheck<'g, '_> {
         if let Some((index, provider, payload)) = self.verified_by_jwt_authn() {
             return self.vouch_companion_and_admit(index, provider, payload);
         }
+        self.refuse_what_jwt_authn_did_not_verify()?;
         let presented = self.presented()?;
         if let Some(entry) = self.cached(&presented) {
             self.cache.set(CacheLookup::Hit);
@@ -384,6 +385,52 @@ impl<'g> TokenCheck<'g, '_> {
         let issuing = with_payload
             .find(|(_, provider, payload)| provider.issues(issuer_of(payload).as_deref()));
         Some(issuing.unwrap_or(first))
+    }
+
+    /// No payload, yet a credential where only a companion reads one: jwt_authn saw it and
+    /// did not verify it (with `allow_missing_or_failed` such a request goes on; Istio's
+    /// `allow_missing` answers 401 itself). Refused, as an invalid token is on any route,
+    /// `allow_missing` ones included, rather than taken for no token and sent upstream.
+    fn refuse_what_jwt_authn_did_not_verify(&self) -> Result<(), Stop> {
+        let read_elsewhere =
+            |source: &TokenSource| self.providers().any(|(_, p)| p.sources.contains(source));
+        let mut sources: Vec<&'g TokenSource> = Vec::new();
+        for source in self
+            .route_providers()
+            .filter(|(_, p)| p.jwt_authn.is_some())
+            .flat_map(|(_, p)| p.sources.iter())
+        {
+            if !read_elsewhere(source) && !sources.contains(&source) {
+                sources.push(source);
+            }
+        }
+        if sources.is_empty() {
+            return Ok(());
+        }
+        match find_credential(self.request.headers, self.request.path, &sources) {
+            Credential::None => Ok(()),
+            found => {
+                self.tracer.step(
+                    "jwt_authn",
+                    Mark::Fail(DenyReason::NotTheVerifiedToken),
+                    || {
+                        Detail::Text(
+                            "a credential jwt_authn did not verify (no payload)".to_owned(),
+                        )
+                    },
+                );
+                let presented = match found {
+                    Credential::One { token, source } => Some(Presented::sent(token, source)),
+                    _ => None,
+                };
+                Err(self.deny(
+                    DenyReason::NotTheVerifiedToken,
+                    None,
+                    None,
+                    presented.as_ref(),
+                ))
+            }
+        }
     }
 
     /// jwt_authn checked the signature (and its own idea of the time); every other check runs
