@@ -843,3 +843,29 @@ fn cookie_and_query_tokens_are_taken_out_before_upstream() {
     );
     assert_eq!(both.status, 400);
 }
+
+/// `issuer` is optional, as in jwt_authn: a provider without one takes tokens without `iss`,
+/// and never a token that names an issuer (its keys are not that issuer's to vouch for).
+#[test]
+fn a_provider_without_issuer_takes_only_tokens_without_iss() {
+    let upstream = Upstream::start();
+    let mut config = plugin_config();
+    config["providers"]["corp"]
+        .as_object_mut()
+        .unwrap()
+        .remove("issuer");
+    let envoy = Envoy::start(&test_config(&config, upstream.port))
+        .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let get = |token: &str| {
+        let auth = format!("Bearer {token}");
+        http::get(envoy.port, "/api/x", &[("authorization", &auth)])
+    };
+    assert_eq!(get(&rs256(json!({ "iss": null }))).status, 200);
+    let named = get(&rs256(json!({})));
+    assert_eq!(named.status, 401);
+    assert!(named
+        .header("www-authenticate")
+        .unwrap_or_default()
+        .contains("issuer not accepted"));
+    assert_no_wasm_failure(&envoy.log());
+}
