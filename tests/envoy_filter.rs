@@ -520,7 +520,7 @@ fn decisions_seen_by_clients_and_upstream(crypto: &str) {
     let log = envoy.log();
     assert_no_wasm_failure(&log);
     assert!(
-        log.contains(r#""decision":"deny","iss":"https://idp.example.com","jti":null,"method":"GET","path":"/api/orders","provider":"corp","reason":"expired","revoked_by":null,"status":401,"sub":"alice""#),
+        log.contains(r#""decision":"deny","iss":"https://idp.example.com","jti":null,"method":"GET","path":"/api/orders","provider":"corp","reason":"expired","revoked_by":null,"shadow":false,"status":401,"sub":"alice""#),
         "{log}"
     );
     for case in &cases {
