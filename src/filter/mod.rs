@@ -36,6 +36,8 @@ mod etcd_tests;
 #[cfg(test)]
 mod fake_host;
 mod host;
+#[cfg(test)]
+mod host_calls_tests;
 mod http;
 mod introspection;
 mod jwks;
