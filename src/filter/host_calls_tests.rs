@@ -83,8 +83,8 @@ const BUDGETS: [(&str, [usize; 4]); 5] = [
     ("default", [2, 3, 3, 5]),
     ("log.decisions all + log.filter_state", [6, 11, 11, 12]),
     ("misuse detection on", [2, 6, 6, 5]),
-    ("revocation response header (default name)", [6, 7, 7, 6]),
-    ("static revocation entries only", [4, 5, 5, 6]),
+    ("revocation response header (default name)", [5, 6, 6, 6]),
+    ("static revocation entries only", [3, 4, 4, 6]),
 ];
 
 /// The calls of one whole request: its headers, the upstream's response headers, its end.
