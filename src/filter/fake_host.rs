@@ -104,6 +104,8 @@ struct Vm {
     /// Every `Host` call, in order, as a short label (`now`, `headers(request)`,
     /// `property(source.address)`, ...): what a request costs in crossings into the host.
     host_calls: Vec<String>,
+    /// Reading the request's header map fails with this (a host that cannot hand it over).
+    refuse_request_headers: Option<Status>,
 }
 
 pub struct FakeHost {
@@ -292,6 +294,12 @@ impl FakeHost {
         vm.metrics.iter().find(|(_, n, _)| n == name).map(|m| m.2)
     }
 
+    /// Reading the request's header map as a whole fails with `status` from here on (`None`:
+    /// it works).
+    pub fn refuse_request_headers(&self, status: Option<Status>) {
+        self.vm.borrow_mut().refuse_request_headers = status;
+    }
+
     /// The `Host` calls made since the last `take_host_calls` (or since the VM started).
     pub fn take_host_calls(&self) -> Vec<String> {
         std::mem::take(&mut self.vm.borrow_mut().host_calls)
@@ -396,6 +404,10 @@ impl Host for FakeHost {
 
     fn headers(&self, map: MapType) -> Result<RawHeaders, Status> {
         self.note(format!("headers({})", map_name(map)));
+        let refused = self.vm.borrow().refuse_request_headers;
+        if let (MapType::HttpRequestHeaders, Some(status)) = (map, refused) {
+            return Err(status);
+        }
         let pairs = self.map(map)?;
         Ok(pairs
             .into_iter()

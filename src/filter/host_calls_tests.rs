@@ -83,7 +83,7 @@ const BUDGETS: [(&str, [usize; 4]); 5] = [
     ("default", [2, 3, 3, 5]),
     ("log.decisions all + log.filter_state", [6, 11, 11, 12]),
     ("misuse detection on", [2, 6, 6, 5]),
-    ("revocation response header (default name)", [5, 6, 6, 6]),
+    ("revocation response header (default name)", [4, 5, 5, 6]),
     ("static revocation entries only", [3, 4, 4, 6]),
 ];
 
@@ -183,4 +183,59 @@ fn host_calls_per_request_stay_within_their_budget() {
             "fewer calls than the budget: lower it ({row})"
         );
     }
+}
+
+/// Headers bearer-guard writes are removed only when the request carries them; when the host
+/// cannot hand the headers over, every one is removed as before (a forged one must never pass).
+#[test]
+fn a_written_header_is_removed_when_carried_or_when_the_headers_are_unknown() {
+    let mut config = testkit::config_json(
+        json!({ "claim_to_headers": [{ "claim_name": "sub", "header_name": "x-user" }] }),
+        Some(json!([{ "match": { "prefix": "/" } }])),
+    );
+    config["revocation"] = json!({});
+    let mut vm = Vm::new(&config);
+    let removals = |calls: &[String]| -> Vec<String> {
+        calls
+            .iter()
+            .filter(|c| c.starts_with("remove_header"))
+            .cloned()
+            .collect()
+    };
+    let get = [
+        (":method", "GET"),
+        (":path", "/"),
+        (":authority", "a.example"),
+    ];
+    vm.host.take_host_calls();
+    assert_eq!(vm.send(2, &get), Action::Continue);
+    assert_eq!(removals(&vm.host.take_host_calls()), Vec::<String>::new());
+
+    let mut forged = get.to_vec();
+    forged.extend([("X-User", "admin"), ("x-revoke-token", "jti=victim")]);
+    assert_eq!(vm.send(3, &forged), Action::Continue);
+    let upstream = vm.host.request_headers(3);
+    assert_eq!(super::tests::header(&upstream, "x-revoke-token"), None);
+    assert!(!upstream
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("x-user")));
+    assert_eq!(
+        removals(&vm.host.take_host_calls()),
+        [
+            "remove_header(request, x-user)",
+            "remove_header(request, x-revoke-token)"
+        ]
+    );
+
+    // Unreadable headers match no rule (403); in shadow mode that request goes upstream.
+    config["mode"] = json!("shadow");
+    let mut vm = Vm::new(&config);
+    vm.host
+        .refuse_request_headers(Some(proxy_wasm::types::Status::InternalFailure));
+    assert_eq!(vm.send(4, &forged), Action::Continue);
+    let upstream = vm.host.request_headers(4);
+    assert!(!upstream
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("x-user")));
+    assert_eq!(super::tests::header(&upstream, "x-revoke-token"), None);
 }
