@@ -7,7 +7,9 @@ each variant with a token mix; rounds are interleaved so machine drift cancels o
 warm-up run before each measured run is discarded. Loopback only, bounded in time.
 
 Writes a table and the target ratios to results.md / results.json. `--smoke` runs a couple
-of seconds per variant to keep this working in CI (no targets are judged there).
+of seconds per variant to keep this working in CI (no targets are judged there). Both also
+carry the host calls each request path makes, as the unit test that budgets them counts them
+(src/filter/host_calls_tests.rs, against the fake host: no Envoy needed).
 """
 
 import argparse
@@ -264,6 +266,9 @@ def main():
     args = parser.parse_args()
     if args.smoke:
         args.seconds, args.warmup, args.rounds = 1, 0, 1
+    calls = host_calls()
+    print("\n".join(["host calls per request (fake host; against Envoy a cache miss adds "
+                      "verify_signature):"] + host_call_lines(calls)), flush=True)
     workdir = args.pools
     jwks = json.loads((args.pools / "jwks.json").read_text())
     envoy = Envoy(workdir, envoy_config(jwks))
@@ -294,7 +299,33 @@ def main():
     for marker in ("panicked", "Wasm VM failed"):
         if marker in envoy_log:
             raise RuntimeError(f"wasm failure during the benchmark ({marker})")
-    write_results(args, samples)
+    write_results(args, samples, calls)
+
+
+def host_calls():
+    """Host calls per request path and configuration, from the unit test that budgets them."""
+    out = ROOT / "bench" / "tmp" / "host_calls.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cargo = os.environ.get("CARGO", "cargo")
+    subprocess.run([cargo, "test", "--quiet", "--lib", "--features", "cli",
+                    "host_calls_per_request_stay_within_their_budget"],
+                   cwd=ROOT, env={**os.environ, "BEARER_GUARD_HOST_CALLS": str(out)},
+                   check=True, stdout=subprocess.DEVNULL)
+    return json.loads(out.read_text())["rows"]
+
+
+def host_call_lines(rows):
+    lines = ["| config | path | host calls | which |", "|---|---|---:|---|"]
+    for row in rows:
+        calls = []
+        for call in row["calls"]:
+            if calls and calls[-1][0] == call:
+                calls[-1][1] += 1
+            else:
+                calls.append([call, 1])
+        which = ", ".join(c if n == 1 else f"{c} x{n}" for c, n in calls)
+        lines.append(f"| {row['config']} | {row['path']} | {row['count']} | {which} |")
+    return lines
 
 
 def median(values):
@@ -302,7 +333,7 @@ def median(values):
     return statistics.median(values) if values else None
 
 
-def write_results(args, samples):
+def write_results(args, samples, calls):
     summary = {f"{mix}/{variant}": {
         "rps": median([s["rps"] for s in runs]),
         "p50_ms": median([s["p50_ms"] for s in runs]),
@@ -320,7 +351,7 @@ def write_results(args, samples):
         "seconds_per_run": args.seconds, "warmup_seconds": args.warmup, "rounds": args.rounds,
         "smoke": args.smoke, "wasm_size_bytes": wasm_size,
         "wasm_size_target_met": wasm_size <= SIZE_TARGET_BYTES,
-        "results": summary, "ratios": ratios,
+        "results": summary, "ratios": ratios, "host_calls": calls,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -342,6 +373,9 @@ def write_results(args, samples):
         lines.append(f"| {r['target']} | {r['ratio']:.2f} | {r['minimum']:.2f} | {'yes' if r['met'] else 'NO'} |")
     lines += ["", f"`dist/bearer_guard.wasm`: {wasm_size} bytes (target <= {SIZE_TARGET_BYTES}: "
               f"{'met' if wasm_size <= SIZE_TARGET_BYTES else 'NOT met'})", ""]
+    lines += ["Host calls per request (src/filter/host_calls_tests.rs, against the fake host; "
+              "against Envoy a cache miss adds the verify_signature foreign function):", ""]
+    lines += host_call_lines(calls) + [""]
     (args.out / "results.md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -101,6 +101,11 @@ struct Vm {
     grpc_status: (u32, Option<String>),
     metrics: Vec<(MetricType, String, i64)>,
     logs: Vec<(LogLevel, String)>,
+    /// Every `Host` call, in order, as a short label (`now`, `headers(request)`,
+    /// `property(source.address)`, ...): what a request costs in crossings into the host.
+    host_calls: Vec<String>,
+    /// Reading the request's header map fails with this (a host that cannot hand it over).
+    refuse_request_headers: Option<Status>,
 }
 
 pub struct FakeHost {
@@ -289,6 +294,21 @@ impl FakeHost {
         vm.metrics.iter().find(|(_, n, _)| n == name).map(|m| m.2)
     }
 
+    /// Reading the request's header map as a whole fails with `status` from here on (`None`:
+    /// it works).
+    pub fn refuse_request_headers(&self, status: Option<Status>) {
+        self.vm.borrow_mut().refuse_request_headers = status;
+    }
+
+    /// The `Host` calls made since the last `take_host_calls` (or since the VM started).
+    pub fn take_host_calls(&self) -> Vec<String> {
+        std::mem::take(&mut self.vm.borrow_mut().host_calls)
+    }
+
+    fn note(&self, call: impl Into<String>) {
+        self.vm.borrow_mut().host_calls.push(call.into());
+    }
+
     /// gRPC tokens share the HTTP calls' counter (Envoy's do too).
     fn next_grpc_token(&self) -> Result<u32, Status> {
         let mut vm = self.vm.borrow_mut();
@@ -332,21 +352,46 @@ impl FakeHost {
     }
 }
 
+/// A header map's short name in a host-call label.
+fn map_name(map: MapType) -> &'static str {
+    match map {
+        MapType::HttpRequestHeaders => "request",
+        MapType::HttpResponseHeaders => "response",
+        MapType::HttpCallResponseHeaders => "call_response",
+        _ => "other",
+    }
+}
+
+fn level_name(level: LogLevel) -> &'static str {
+    match level {
+        LogLevel::Trace => "trace",
+        LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warn => "warn",
+        LogLevel::Error => "error",
+        LogLevel::Critical => "critical",
+    }
+}
+
 impl Host for FakeHost {
     fn now(&self) -> Result<SystemTime, Status> {
+        self.note("now");
         let ms = u64::try_from(self.vm.borrow().now_ms).map_err(|_| Status::InternalFailure)?;
         Ok(UNIX_EPOCH + Duration::from_millis(ms))
     }
 
     fn log(&self, level: LogLevel, message: &str) {
+        self.note(format!("log({})", level_name(level)));
         self.vm.borrow_mut().logs.push((level, message.to_owned()));
     }
 
     fn set_tick_period(&self, _period: Duration) -> Result<(), Status> {
+        self.note("set_tick_period");
         Ok(())
     }
 
     fn buffer(&self, kind: BufferType, start: usize, max: usize) -> MaybeBytes {
+        self.note(format!("buffer({kind:?})"));
         let vm = self.vm.borrow();
         let whole = match kind {
             BufferType::PluginConfiguration => vm.plugin_configuration.clone(),
@@ -358,6 +403,11 @@ impl Host for FakeHost {
     }
 
     fn headers(&self, map: MapType) -> Result<RawHeaders, Status> {
+        self.note(format!("headers({})", map_name(map)));
+        let refused = self.vm.borrow().refuse_request_headers;
+        if let (MapType::HttpRequestHeaders, Some(status)) = (map, refused) {
+            return Err(status);
+        }
         let pairs = self.map(map)?;
         Ok(pairs
             .into_iter()
@@ -366,11 +416,13 @@ impl Host for FakeHost {
     }
 
     fn header(&self, map: MapType, name: &str) -> MaybeBytes {
+        self.note(format!("header({}, {name})", map_name(map)));
         let pairs = self.map(map)?;
         Ok(find(&pairs, name).map(|v| v.as_bytes().to_vec()))
     }
 
     fn set_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status> {
+        self.note(format!("set_header({}, {name})", map_name(map)));
         self.edit_map(map, |pairs| {
             pairs.retain(|(n, _)| n != name);
             pairs.push((name.to_owned(), value.to_owned()));
@@ -379,6 +431,7 @@ impl Host for FakeHost {
     }
 
     fn remove_header(&self, map: MapType, name: &str) -> Result<(), Status> {
+        self.note(format!("remove_header({}, {name})", map_name(map)));
         self.edit_map(map, |pairs| {
             pairs.retain(|(n, _)| !n.eq_ignore_ascii_case(name))
         });
@@ -386,16 +439,19 @@ impl Host for FakeHost {
     }
 
     fn property(&self, path: &[&str]) -> MaybeBytes {
+        self.note(format!("property({})", path.join(".")));
         Ok(self.vm.borrow().properties.get(&path.join("\0")).cloned())
     }
 
     fn set_filter_state(&self, key: &str, value: &[u8]) -> Result<(), Status> {
+        self.note(format!("set_filter_state({key})"));
         let key = format!("filter_state\0{key}");
         self.vm.borrow_mut().properties.insert(key, value.to_vec());
         Ok(())
     }
 
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
+        self.note("shared_data");
         Ok(match self.shared.borrow().values.get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
@@ -405,6 +461,7 @@ impl Host for FakeHost {
     /// Envoy's rule: with a CAS, an existing value must still have it; a missing key is
     /// created whatever CAS is given.
     fn set_shared_data(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        self.note("set_shared_data");
         let mut shared = self.shared.borrow_mut();
         if let (Some(cas), Some((_, current))) = (cas, shared.values.get(key)) {
             if cas != *current {
@@ -418,6 +475,7 @@ impl Host for FakeHost {
     }
 
     fn dispatch_http_call(&self, call: &HttpCall) -> Result<u32, Status> {
+        self.note(format!("dispatch_http_call({})", call.cluster));
         let mut vm = self.vm.borrow_mut();
         if let Some(status) = vm.refuse_calls {
             return Err(status);
@@ -439,6 +497,7 @@ impl Host for FakeHost {
         message: &[u8],
         _timeout_ms: u64,
     ) -> Result<u32, Status> {
+        self.note("dispatch_grpc_call");
         let token = self.next_grpc_token()?;
         self.vm.borrow_mut().grpc.push(Grpc::Call {
             token,
@@ -450,6 +509,7 @@ impl Host for FakeHost {
     }
 
     fn open_grpc_stream(&self, method: &GrpcMethod) -> Result<u32, Status> {
+        self.note("open_grpc_stream");
         let token = self.next_grpc_token()?;
         self.vm.borrow_mut().grpc.push(Grpc::Open {
             token,
@@ -460,6 +520,7 @@ impl Host for FakeHost {
     }
 
     fn send_grpc_stream_message(&self, stream: u32, message: &[u8]) -> Result<(), Status> {
+        self.note("send_grpc_stream_message");
         self.vm.borrow_mut().grpc.push(Grpc::Send {
             token: stream,
             message: message.to_vec(),
@@ -468,6 +529,7 @@ impl Host for FakeHost {
     }
 
     fn cancel_grpc_stream(&self, stream: u32) -> Result<(), Status> {
+        self.note("cancel_grpc_stream");
         self.vm
             .borrow_mut()
             .grpc
@@ -476,10 +538,12 @@ impl Host for FakeHost {
     }
 
     fn grpc_status(&self) -> (u32, Option<String>) {
+        self.note("grpc_status");
         self.vm.borrow().grpc_status.clone()
     }
 
     fn resume_request(&self) -> Result<(), Status> {
+        self.note("resume_request");
         self.with_stream(|stream| stream.resumed += 1);
         Ok(())
     }
@@ -490,6 +554,7 @@ impl Host for FakeHost {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<(), Status> {
+        self.note(format!("send_response({status})"));
         let response = LocalResponse {
             status,
             headers: owned(headers),
@@ -500,22 +565,26 @@ impl Host for FakeHost {
     }
 
     fn set_effective_context(&self, context: u32) -> Result<(), Status> {
+        self.note("set_effective_context");
         self.enter(context);
         Ok(())
     }
 
     /// No foreign functions: signatures are verified in wasm.
-    fn foreign_function(&self, _name: &str, _arguments: &[u8]) -> MaybeBytes {
+    fn foreign_function(&self, name: &str, _arguments: &[u8]) -> MaybeBytes {
+        self.note(format!("foreign_function({name})"));
         Err(Status::NotFound)
     }
 
     fn define_metric(&self, kind: MetricType, name: &str) -> Result<u32, Status> {
+        self.note("define_metric");
         let mut vm = self.vm.borrow_mut();
         vm.metrics.push((kind, name.to_owned(), 0));
         u32::try_from(vm.metrics.len() - 1).map_err(|_| Status::InternalFailure)
     }
 
     fn record_metric(&self, id: u32, value: u64) -> Result<(), Status> {
+        self.note("record_metric");
         let mut vm = self.vm.borrow_mut();
         let metric = vm.metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
         metric.2 = i64::try_from(value).unwrap_or(i64::MAX);
@@ -523,6 +592,7 @@ impl Host for FakeHost {
     }
 
     fn increment_metric(&self, id: u32, offset: i64) -> Result<(), Status> {
+        self.note("increment_metric");
         let mut vm = self.vm.borrow_mut();
         let metric = vm.metrics.get_mut(id as usize).ok_or(Status::NotFound)?;
         metric.2 += offset;

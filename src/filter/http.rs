@@ -110,11 +110,9 @@ impl GuardHttp {
 
     /// The upstream's response headers: a revocation header is applied (and removed).
     pub(super) fn response_headers(&mut self) -> Action {
-        let host = &*self.host;
         if let Some(revocation) = self.active.as_ref().and_then(|a| a.revocation.as_ref()) {
             if let Some(active) = &self.active {
-                let now = now_unix_seconds(host).unwrap_or_default();
-                revocation.on_response_headers(self.id, &active.guard, &active.metrics, now);
+                revocation.on_response_headers(self.id, &active.guard, &active.metrics);
             }
         }
         Action::Continue

@@ -36,6 +36,8 @@ mod etcd_tests;
 #[cfg(test)]
 mod fake_host;
 mod host;
+#[cfg(test)]
+mod host_calls_tests;
 mod http;
 mod introspection;
 mod jwks;
@@ -196,7 +198,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     if let Some(revocation) = &active.revocation {
         revocation.sync_learned(&active.guard, now_ms);
     }
-    let all = request_headers(host);
+    let (all, headers_read) = request_headers(host);
     let headers = &all.text;
     let header = |name: &str| header_value(headers, name).unwrap_or_default();
     let payloads = jwt_authn_payloads(active);
@@ -216,7 +218,7 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
         ..
     } = decide(active, &request, look, now);
     let now = now.unwrap_or_default();
-    let seen = Seen::new(active, headers, now_ms.unwrap_or_default());
+    let seen = Seen::new(active, headers, headers_read, now_ms.unwrap_or_default());
     let applied = match decision {
         Decision::Allow {
             provider,
@@ -383,7 +385,7 @@ fn allow(
             revocation.remember(context, token);
         }
     }
-    apply_upstream(host, &upstream);
+    apply_upstream(host, request, seen, &upstream);
     let record = Record {
         allowed: true,
         provider: provider.as_deref(),
@@ -437,10 +439,17 @@ struct Seen<'h> {
     trusted_hops: u32,
     authority: &'h str,
     user_agent: Option<&'h str>,
+    /// The host handed the request's headers over: one it did not carry needs no removal.
+    headers_read: bool,
 }
 
 impl<'h> Seen<'h> {
-    fn new(active: &'h Active, headers: &'h [(String, String)], time_ms: i64) -> Self {
+    fn new(
+        active: &'h Active,
+        headers: &'h [(String, String)],
+        headers_read: bool,
+        time_ms: i64,
+    ) -> Self {
         let header = |name: &str| header_value(headers, name);
         Seen {
             host: &*active.host,
@@ -450,6 +459,7 @@ impl<'h> Seen<'h> {
             trusted_hops: active.guard.config().xff_num_trusted_hops,
             authority: header(":authority").unwrap_or_default(),
             user_agent: header("user-agent"),
+            headers_read,
         }
     }
 
@@ -551,7 +561,8 @@ fn refuse(
     };
     report(active, seen, record, now);
     if shadow {
-        apply_upstream(&*active.host, &active.guard.shadowed_upstream());
+        let upstream = active.guard.shadowed_upstream();
+        apply_upstream(&*active.host, request, seen, &upstream);
         return Applied::Continue;
     }
     send_denial(&*active.host, &denial);
@@ -623,9 +634,23 @@ fn provider_index(active: &Active, name: &str) -> Option<usize> {
         .position(|p| p.name == name)
 }
 
-fn apply_upstream(host: &dyn Host, upstream: &Upstream) {
+/// Applies what goes upstream. A header is removed only if the request carries it (by the
+/// headers read for this look; all of them when the host did not hand those over): most
+/// requests carry none of the headers bearer-guard writes, and each removal is a host call.
+fn apply_upstream(host: &dyn Host, request: &Request, seen: &Seen, upstream: &Upstream) {
     let map = MapType::HttpRequestHeaders;
-    for name in &upstream.remove_headers {
+    let carried = |name: &str| {
+        !seen.headers_read
+            || request
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(name))
+            || request
+                .not_utf8
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(name))
+    };
+    for name in upstream.remove_headers.iter().filter(|n| carried(n)) {
         if let Err(status) = host.remove_header(map, name) {
             host.error(&format!("could not remove header {name}: {status:?}"));
         }
@@ -651,13 +676,14 @@ fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h s
 }
 
 /// The request's headers, values that are not UTF-8 set apart by name (the guard refuses a
-/// credential there and matches nothing against them). A map the host cannot hand over is
-/// no headers: the request then matches no rule that needs one.
-fn request_headers(host: &dyn Host) -> header_map::Headers {
-    header_map::split_utf8(
-        host.headers(MapType::HttpRequestHeaders)
-            .unwrap_or_default(),
-    )
+/// credential there and matches nothing against them), and whether the host handed them
+/// over. A map the host cannot hand over is no headers: the request then matches no rule
+/// that needs one.
+fn request_headers(host: &dyn Host) -> (header_map::Headers, bool) {
+    match host.headers(MapType::HttpRequestHeaders) {
+        Ok(raw) => (header_map::split_utf8(raw), true),
+        Err(_) => (header_map::Headers::default(), false),
+    }
 }
 
 /// Envoy's `connection.tls_version`: set (e.g. `TLSv1.3`) only on a TLS connection.

@@ -253,8 +253,9 @@ impl Revocation {
         self.authorized.borrow_mut().remove(&context);
     }
 
-    /// The upstream's response headers: any revocation header is applied, then removed.
-    pub fn on_response_headers(&self, context: u32, guard: &Guard, metrics: &Metrics, now: i64) {
+    /// The upstream's response headers: any revocation header is applied, then removed. The
+    /// clock is read only for a response that carries one (most carry none).
+    pub fn on_response_headers(&self, context: u32, guard: &Guard, metrics: &Metrics) {
         let host = &*self.host;
         let Some(name) = self.response_header() else {
             return;
@@ -264,6 +265,7 @@ impl Revocation {
         if !matches!(host.header(map, name), Ok(Some(_))) {
             return;
         }
+        let now = super::now_unix_seconds(host).unwrap_or_default();
         let values: Vec<Vec<u8>> = host
             .headers(map)
             .unwrap_or_default()
