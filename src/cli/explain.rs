@@ -868,15 +868,8 @@ fn report_shadowed(
 ) -> Result<(), CliError> {
     writeln!(
         out,
-        "verdict   shadow-denied: {} {} (reason {}{}), mode shadow: not answered, the request \
-         goes upstream",
-        denial.status,
-        denial.reason.description(),
-        denial.reason.code(),
-        denial
-            .revoked_by
-            .map(|source| format!(", revoked by {}", source.code()))
-            .unwrap_or_default()
+        "verdict   shadow-denied: {}, mode shadow: not answered, the request goes upstream",
+        denial_summary(denial)
     )?;
     writeln!(
         out,
@@ -901,9 +894,14 @@ fn report_shadowed(
 }
 
 fn report_denial(out: &mut dyn Write, denial: &Denial) -> Result<(), CliError> {
-    writeln!(
-        out,
-        "verdict   denied: {} {} (reason {}{})",
+    writeln!(out, "verdict   denied: {}", denial_summary(denial))?;
+    report_answer(out, denial, "  ")
+}
+
+/// `401 token revoked (reason revoked, revoked by etcd)`.
+fn denial_summary(denial: &Denial) -> String {
+    format!(
+        "{} {} (reason {}{})",
         denial.status,
         denial.reason.description(),
         denial.reason.code(),
@@ -911,8 +909,7 @@ fn report_denial(out: &mut dyn Write, denial: &Denial) -> Result<(), CliError> {
             .revoked_by
             .map(|source| format!(", revoked by {}", source.code()))
             .unwrap_or_default()
-    )?;
-    report_answer(out, denial, "  ")
+    )
 }
 
 /// The response a denial is answered with.

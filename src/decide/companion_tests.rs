@@ -44,18 +44,7 @@ fn decide(
     headers: &[(String, String)],
     payloads: Option<&VerifiedPayloads>,
 ) -> Decision {
-    g.decide(
-        &Request {
-            method: "GET",
-            path: "/orders",
-            headers,
-            tls: false,
-            not_utf8: &[],
-            jwt_authn: payloads,
-        },
-        NOW,
-    )
-    .decision
+    decide_at(g, "/orders", headers, payloads)
 }
 
 fn reason(decision: &Decision) -> Option<DenyReason> {
@@ -503,19 +492,6 @@ fn a_token_beside_the_payload_with_extra_claims_is_not_the_verified_token() {
     );
 }
 
-/// What the guard learns from `x-revoke-token: self` on the response to `authorized`.
-fn learn_self(g: &Guard, authorized: &crate::decide::decision::Authorized) {
-    let out = crate::revocation::learned::from_header(
-        "self",
-        Some(authorized),
-        &crate::revocation::learned::HeaderPolicy::self_only(),
-        NOW,
-    );
-    let mut learned = crate::revocation::learned::Learned::new(0);
-    learned.append(&out.learned, NOW, 600);
-    g.state().install_learned(learned.to_sets());
-}
-
 /// Attack: a route takes either the payload jwt_authn verified (companion `mesh`) or a token
 /// bearer-guard verifies itself (`corp`, same issuer, its JWKS: the provider the docs tell
 /// operators to add for status lists). The user logs out (`x-revoke-token: self` on a request
@@ -545,7 +521,7 @@ fn a_token_revoked_through_the_companion_is_not_let_through_by_a_keyed_provider_
         panic!("{allowed:?}");
     };
     assert_eq!(provider.as_deref(), Some("mesh"));
-    learn_self(&g, &authorized);
+    g.learn_self(&authorized, NOW);
     let after = decide(&g, &bearer(&token), Some(&verified(&claims)));
     assert_eq!(reason(&after), Some(DenyReason::Revoked), "{after:?}");
 }

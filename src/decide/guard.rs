@@ -437,9 +437,25 @@ fn waiting(wait: WaitFor) -> Decision {
 }
 
 #[cfg(test)]
+impl Guard {
+    /// What the guard learns from `x-revoke-token: self` on the response to `authorized`.
+    pub(crate) fn learn_self(&self, authorized: &crate::decide::decision::Authorized, now: i64) {
+        let out = crate::revocation::learned::from_header(
+            "self",
+            Some(authorized),
+            &crate::revocation::learned::HeaderPolicy::self_only(),
+            now,
+        );
+        let mut learned = crate::revocation::learned::Learned::new(0);
+        learned.append(&out.learned, now, 600);
+        self.state().install_learned(learned.to_sets());
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decide::decision::{Authorized, RevocationSource, Upstream};
+    use crate::decide::decision::{RevocationSource, Upstream};
     use crate::decide::trace::Mark;
     use crate::observe::fingerprint::fingerprint;
     use crate::testkit::{self, good_claims, keys, mint, rs256, Signer, NOW};
@@ -1954,19 +1970,6 @@ mod tests {
         );
     }
 
-    /// What the guard learns from `x-revoke-token: self` on the response to `authorized`.
-    fn learn_self(g: &Guard, authorized: &Authorized) {
-        let out = crate::revocation::learned::from_header(
-            "self",
-            Some(authorized),
-            &crate::revocation::learned::HeaderPolicy::self_only(),
-            NOW,
-        );
-        let mut learned = crate::revocation::learned::Learned::new(0);
-        learned.append(&out.learned, NOW, 600);
-        g.state().install_learned(learned.to_sets());
-    }
-
     fn revocation_guard(revocation: Value) -> Guard {
         let mut config = testkit::config_json(json!({}), None);
         config["revocation"] = revocation;
@@ -2031,7 +2034,7 @@ mod tests {
         };
         assert_eq!(authorized.jti.as_deref(), Some("j-1"));
         assert_eq!(verdict(&g, "/", &token, NOW).cache, CacheLookup::Hit);
-        learn_self(&g, &authorized);
+        g.learn_self(&authorized, NOW);
         let after = verdict(&g, "/", &token, NOW);
         assert_eq!(after.cache, CacheLookup::Hit);
         assert_eq!(reason(after.decision), Some(DenyReason::Revoked));
@@ -2064,7 +2067,7 @@ mod tests {
             Decision::Allow { token: Some(t), .. } => t,
             other => panic!("{other:?}"),
         };
-        learn_self(&g, &authorized);
+        g.learn_self(&authorized, NOW);
         for t in [&token, &twin] {
             assert_eq!(
                 reason(decide_at(&g, "/", &bearer(t), NOW)),
@@ -2648,7 +2651,7 @@ mod tests {
             Decision::Allow { token: Some(t), .. } => t,
             other => panic!("{other:?}"),
         };
-        learn_self(&g, &authorized);
+        g.learn_self(&authorized, NOW);
         assert_eq!(reason(decide_at(&g, "/api", &bearer(&victim), NOW)), None);
         assert_eq!(
             reason(decide_at(&g, "/partner/x", &bearer(&forged), NOW)),
