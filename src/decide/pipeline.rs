@@ -132,6 +132,14 @@ struct Vouched<'c, 'p, 't> {
     introspected: bool,
 }
 
+/// A payload jwt_authn verified, the companion provider it is for, and its claims.
+struct ByJwtAuthn<'g> {
+    index: usize,
+    provider: &'g Provider,
+    payload: &'g str,
+    claims: Result<TrustedClaims, DenyReason>,
+}
+
 /// Why one provider did not vouch for a token.
 enum NotVouched {
     /// Refused by this provider; another of the same issuer may still accept it.
@@ -160,7 +168,7 @@ struct Presented<'r, 's> {
     source: &'s TokenSource,
     /// The token itself is in the request. Not so for a jwt_authn companion's payload whose
     /// token jwt_authn did not forward: `token` is then empty, and the hashes stand for the
-    /// payload (`companion_digest`).
+    /// payload (`payload_only`).
     sent: bool,
     sha256: OnceCell<TokenDigest>,
     id: OnceCell<TokenDigest>,
@@ -223,8 +231,8 @@ pub struct TokenCheck<'g, 'r> {
 impl<'g> TokenCheck<'g, '_> {
     /// The whole pipeline for one token.
     pub fn run(&self) -> Result<Granted, Stop> {
-        if let Some((index, provider, payload)) = self.verified_by_jwt_authn() {
-            return self.vouch_companion_and_admit(index, provider, payload);
+        if let Some(verified) = self.verified_by_jwt_authn() {
+            return self.vouch_companion_and_admit(verified);
         }
         self.refuse_what_jwt_authn_did_not_verify()?;
         let presented = self.presented()?;
@@ -260,12 +268,7 @@ impl<'g> TokenCheck<'g, '_> {
 
     /// The one credential of the request, from the sources of the route's providers.
     fn presented(&self) -> Result<Presented<'g, 'g>, Stop> {
-        let mut sources: Vec<&'g TokenSource> = Vec::new();
-        for source in self.providers().flat_map(|(_, p)| p.sources.iter()) {
-            if !sources.contains(&source) {
-                sources.push(source);
-            }
-        }
+        let sources = distinct(self.providers().flat_map(|(_, p)| p.sources.iter()));
         let found = self
             .refuse_unread_query_token(&sources)
             .and_then(|()| self.one_credential(&sources));
@@ -366,25 +369,32 @@ impl<'g> TokenCheck<'g, '_> {
     /// payload and whose issuer is the payload's `iss` (Istio writes every issuer's payload
     /// under one key, `payload`), else the first with a payload (to be refused for its issuer).
     /// No payload: jwt_authn refused the token, or there was none; no token of that provider.
-    fn verified_by_jwt_authn(&self) -> Option<(usize, &'g Provider, &'g str)> {
+    /// Each payload's claims are read here, once.
+    fn verified_by_jwt_authn(&self) -> Option<ByJwtAuthn<'g>> {
         let payloads = self.request.jwt_authn?;
         let mut with_payload = self.route_providers().filter_map(|(index, provider)| {
             let key = &provider.jwt_authn.as_ref()?.payload_in_metadata;
-            Some((index, provider, payloads.get(key)?))
+            let payload = payloads.get(key)?;
+            Some(ByJwtAuthn {
+                index,
+                provider,
+                payload,
+                claims: TrustedClaims::from_jwt_authn(payload),
+            })
         });
-        let first = with_payload.next()?;
-        let issuer_of = |payload: &str| {
-            TrustedClaims::from_jwt_authn(payload)
+        let issues = |candidate: &ByJwtAuthn<'_>| {
+            let iss = candidate
+                .claims
+                .as_ref()
                 .ok()
-                .and_then(|trusted| trusted.claims().iss.clone())
+                .and_then(|c| c.claims().iss.as_deref());
+            candidate.provider.issues(iss)
         };
-        let iss = issuer_of(first.2);
-        if first.1.issues(iss.as_deref()) {
+        let first = with_payload.next()?;
+        if issues(&first) {
             return Some(first);
         }
-        let issuing = with_payload
-            .find(|(_, provider, payload)| provider.issues(issuer_of(payload).as_deref()));
-        Some(issuing.unwrap_or(first))
+        Some(with_payload.find(|c| issues(c)).unwrap_or(first))
     }
 
     /// No payload, yet a credential where only a companion reads one: jwt_authn saw it and
@@ -394,16 +404,12 @@ impl<'g> TokenCheck<'g, '_> {
     fn refuse_what_jwt_authn_did_not_verify(&self) -> Result<(), Stop> {
         let read_elsewhere =
             |source: &TokenSource| self.providers().any(|(_, p)| p.sources.contains(source));
-        let mut sources: Vec<&'g TokenSource> = Vec::new();
-        for source in self
-            .route_providers()
-            .filter(|(_, p)| p.jwt_authn.is_some())
-            .flat_map(|(_, p)| p.sources.iter())
-        {
-            if !read_elsewhere(source) && !sources.contains(&source) {
-                sources.push(source);
-            }
-        }
+        let sources = distinct(
+            self.route_providers()
+                .filter(|(_, p)| p.jwt_authn.is_some())
+                .flat_map(|(_, p)| p.sources.iter())
+                .filter(|source| !read_elsewhere(source)),
+        );
         if sources.is_empty() {
             return Ok(());
         }
@@ -435,17 +441,18 @@ impl<'g> TokenCheck<'g, '_> {
 
     /// jwt_authn checked the signature (and its own idea of the time); every other check runs
     /// here as for a token this filter verified, on the claims jwt_authn wrote.
-    fn vouch_companion_and_admit(
-        &self,
-        index: usize,
-        provider: &'g Provider,
-        payload: &'g str,
-    ) -> Result<Granted, Stop> {
+    fn vouch_companion_and_admit(&self, verified: ByJwtAuthn<'g>) -> Result<Granted, Stop> {
+        let ByJwtAuthn {
+            index,
+            provider,
+            payload,
+            claims,
+        } = verified;
         let presented = self.original_token(provider, payload)?;
         let deny = |reason| self.deny(reason, Some(provider), None, Some(&presented));
         let trusted = self
             .tracer
-            .check("jwt_authn", TrustedClaims::from_jwt_authn(payload), || {
+            .check("jwt_authn", claims, || {
                 format!(
                     "the payload jwt_authn verified, for provider {}",
                     provider.name
@@ -1355,6 +1362,17 @@ fn identity_of(trusted: &Trusted<'_, '_>, presented: &Presented<'_, '_>) -> Box<
         sub: claims.sub.clone(),
         jti: claims.jti.clone(),
     })
+}
+
+/// Each token source once, in the order first seen (several providers may read one place).
+fn distinct<'s>(sources: impl Iterator<Item = &'s TokenSource>) -> Vec<&'s TokenSource> {
+    let mut unique: Vec<&'s TokenSource> = Vec::new();
+    for source in sources {
+        if !unique.contains(&source) {
+            unique.push(source);
+        }
+    }
+    unique
 }
 
 /// Where a credential was found, for a reader.
