@@ -834,13 +834,7 @@ fn report_verdict(
                     .map(|p| format!(" (provider {p})"))
                     .unwrap_or_default()
             )?;
-            if !upstream.remove_headers.is_empty() {
-                writeln!(
-                    out,
-                    "  removes headers: {}",
-                    upstream.remove_headers.join(", ")
-                )?;
-            }
+            report_removed_headers(out, upstream)?;
             for (name, value) in &upstream.set_headers {
                 writeln!(out, "  sets {name}: {}", abbreviated(value))?;
             }
@@ -882,13 +876,7 @@ fn report_shadowed(
             .unwrap_or_default()
     )?;
     writeln!(out, "  upstream: the request as sent, credential kept")?;
-    if !upstream.remove_headers.is_empty() {
-        writeln!(
-            out,
-            "  removes headers: {}",
-            upstream.remove_headers.join(", ")
-        )?;
-    }
+    report_removed_headers(out, upstream)?;
     writeln!(out, "  enforced, it would answer:")?;
     report_answer(out, denial, "    ")
 }
@@ -896,6 +884,18 @@ fn report_shadowed(
 fn report_denial(out: &mut dyn Write, denial: &Denial) -> Result<(), CliError> {
     writeln!(out, "verdict   denied: {}", denial_summary(denial))?;
     report_answer(out, denial, "  ")
+}
+
+/// The headers taken out of the request before it goes upstream, if any.
+fn report_removed_headers(out: &mut dyn Write, upstream: &Upstream) -> Result<(), CliError> {
+    if !upstream.remove_headers.is_empty() {
+        writeln!(
+            out,
+            "  removes headers: {}",
+            upstream.remove_headers.join(", ")
+        )?;
+    }
+    Ok(())
 }
 
 /// `401 token revoked (reason revoked, revoked by etcd)`.

@@ -805,11 +805,8 @@ fn compile_revocation(
 /// tokens' lists are verified with those of a provider of the same issuer. Without one, every
 /// such list is refused and `on_stale` decides: said at start, not at the first request.
 fn warn_companions_without_status_list_keys(providers: &[Provider], warnings: &mut Vec<String>) {
-    for companion in providers.iter().filter(|p| p.jwt_authn.is_some()) {
-        let keyed = providers
-            .iter()
-            .any(|p| p.jwt_authn.is_none() && p.issuer == companion.issuer);
-        if !keyed {
+    for (index, companion) in providers.iter().enumerate() {
+        if status_list_signer(providers, index).is_none() {
             warnings.push(format!(
                 "providers.{}: a jwt_authn companion has no keys; the status lists its tokens \
                  name can only be verified with the keys of a provider of the same issuer \
@@ -818,6 +815,18 @@ fn warn_companions_without_status_list_keys(providers: &[Provider], warnings: &m
             ));
         }
     }
+}
+
+/// Whose keys verify the Status List Tokens provider `index`'s tokens name: its own, or for a
+/// jwt_authn companion (no keys of its own) the first provider of its issuer that has keys.
+pub fn status_list_signer(providers: &[Provider], index: usize) -> Option<usize> {
+    let referenced_by = providers.get(index)?;
+    if referenced_by.jwt_authn.is_none() {
+        return Some(index);
+    }
+    providers
+        .iter()
+        .position(|p| p.jwt_authn.is_none() && p.issuer == referenced_by.issuer)
 }
 
 /// `anomaly`: its own keys are checked by `observe::anomaly`; the `revoke` action also needs

@@ -413,12 +413,8 @@ fn decide_at(
 ) -> Decision {
     g.decide(
         &Request {
-            method: "GET",
-            path,
-            headers,
-            tls: false,
-            not_utf8: &[],
             jwt_authn: payloads,
+            ..Request::get(path, headers)
         },
         NOW,
     )

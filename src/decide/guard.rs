@@ -5,7 +5,7 @@
 
 use std::cell::Cell;
 
-use crate::config::{normalize_token_type, Config, Provider};
+use crate::config::{normalize_token_type, status_list_signer, Config, Provider};
 use crate::decide::decision::{Decision, DenyReason, Upstream, WaitFor};
 use crate::decide::header_map;
 use crate::decide::pipeline::{Granted, Look, Stop, TokenCheck};
@@ -163,18 +163,12 @@ impl Guard {
         Ok(fresh_until)
     }
 
-    /// Whose keys verify the status lists a provider's tokens reference: its own, or for a
-    /// jwt_authn companion (no keys of its own) the first provider of its issuer that has keys.
+    /// Whose keys verify the status lists a provider's tokens reference (`status_list_signer`).
     fn status_list_signer(&self, provider: usize) -> Result<(usize, &Provider), String> {
         let providers = &self.config.providers;
         let referenced_by = providers.get(provider).ok_or("no such provider")?;
-        if referenced_by.jwt_authn.is_none() {
-            return Ok((provider, referenced_by));
-        }
-        providers
-            .iter()
-            .enumerate()
-            .find(|(_, p)| p.jwt_authn.is_none() && p.issuer == referenced_by.issuer)
+        status_list_signer(providers, provider)
+            .and_then(|signer| providers.get(signer).map(|p| (signer, p)))
             .ok_or_else(|| {
                 format!(
                     "provider {} is a jwt_authn companion: the status lists its tokens name are \
@@ -437,6 +431,21 @@ fn waiting(wait: WaitFor) -> Decision {
 }
 
 #[cfg(test)]
+impl<'a> Request<'a> {
+    /// A GET of `path` with these headers, over plaintext, as most tests send it.
+    pub(crate) fn get(path: &'a str, headers: &'a [(String, String)]) -> Self {
+        Request {
+            method: "GET",
+            path,
+            headers,
+            tls: false,
+            not_utf8: &[],
+            jwt_authn: None,
+        }
+    }
+}
+
+#[cfg(test)]
 impl Guard {
     /// What the guard learns from `x-revoke-token: self` on the response to `authorized`.
     pub(crate) fn learn_self(&self, authorized: &crate::decide::decision::Authorized, now: i64) {
@@ -666,19 +675,7 @@ mod tests {
     }
 
     fn decide_at(guard: &Guard, path: &str, headers: &[(String, String)], now: i64) -> Decision {
-        guard
-            .decide(
-                &Request {
-                    method: "GET",
-                    path,
-                    headers,
-                    tls: false,
-                    not_utf8: &[],
-                    jwt_authn: None,
-                },
-                now,
-            )
-            .decision
+        guard.decide(&Request::get(path, headers), now).decision
     }
 
     fn reason(decision: Decision) -> Option<DenyReason> {
@@ -1167,23 +1164,12 @@ mod tests {
     }
 
     fn verdict(guard: &Guard, path: &str, token: &str, now: i64) -> Verdict {
-        guard.decide(&get(path, &bearer(token)), now)
+        guard.decide(&Request::get(path, &bearer(token)), now)
     }
 
     /// `verdict`, on the look after a wait (keys, a list or an answer were fetched, or not).
     fn verdict_after_wait(guard: &Guard, path: &str, token: &str, now: i64) -> Verdict {
-        guard.decide_after_wait(&get(path, &bearer(token)), now)
-    }
-
-    fn get<'r>(path: &'r str, headers: &'r [(String, String)]) -> Request<'r> {
-        Request {
-            method: "GET",
-            path,
-            headers,
-            tls: false,
-            not_utf8: &[],
-            jwt_authn: None,
-        }
+        guard.decide_after_wait(&Request::get(path, &bearer(token)), now)
     }
 
     /// Every algorithm, good and bad, through the host path and the wasm path.
@@ -2097,7 +2083,7 @@ mod tests {
             c["anomaly"] = json!({ "max_distinct_ips": 2 });
             c
         });
-        let identity = |t: &str| match g.decide(&get("/", &bearer(t)), NOW).decision {
+        let identity = |t: &str| match g.decide(&Request::get("/", &bearer(t)), NOW).decision {
             Decision::Allow {
                 identity: Some(i), ..
             } => i,
@@ -2546,7 +2532,7 @@ mod tests {
         let token = rs256(&with(json!({ "jti": "j-1" })));
         let cookie = vec![("cookie".to_owned(), format!("session={token}"))];
         let g = same_issuer_guard(json!({ "revocation": {} }));
-        let authorized = match g.decide(&get("/web", &cookie), NOW).decision {
+        let authorized = match g.decide(&Request::get("/web", &cookie), NOW).decision {
             Decision::Allow { token: Some(t), .. } => t,
             other => panic!("{other:?}"),
         };
@@ -2669,7 +2655,7 @@ mod tests {
         tokens.extend([forged, expired, "not-a-jwt".to_owned()]);
         for token in tokens {
             let headers = bearer(&token);
-            let request = get("/", &headers);
+            let request = Request::get("/", &headers);
             let plain = g.decide(&request, NOW);
             let (traced, steps) = g.decide_traced(&request, NOW, true);
             assert_eq!(

@@ -28,15 +28,7 @@ fn config(mode: &str, rules: Option<Value>) -> Value {
 }
 
 fn decide(guard: &Guard, path: &str, headers: &[(String, String)], now: i64) -> Verdict {
-    let request = Request {
-        method: "GET",
-        path,
-        headers,
-        tls: false,
-        not_utf8: &[],
-        jwt_authn: None,
-    };
-    guard.decide(&request, now)
+    guard.decide(&Request::get(path, headers), now)
 }
 
 fn bearer(token: &str) -> Vec<(String, String)> {
