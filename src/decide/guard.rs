@@ -2032,6 +2032,33 @@ mod tests {
         ));
     }
 
+    /// The cache keeps each token's hashes with its entry: a hit reports the hashes of the
+    /// token that hit, never those of another entry (a twin has its own whole-token hash).
+    #[test]
+    fn hits_carry_their_own_hashes() {
+        let token = mint(Signer::Es256(&keys().ec), Some("ec-1"), &good_claims());
+        let twin = testkit::es256_twin(&token);
+        let g = revocation_guard(json!({}));
+        for round in 0..3 {
+            for t in [&token, &twin] {
+                let v = verdict(&g, "/", t, NOW);
+                let expected = if round == 0 {
+                    CacheLookup::Miss
+                } else {
+                    CacheLookup::Hit
+                };
+                assert_eq!(v.cache, expected);
+                let authorized = match v.decision {
+                    Decision::Allow { token: Some(a), .. } => a,
+                    other => panic!("{other:?}"),
+                };
+                let whole: [u8; 32] = Sha256::digest(t.as_bytes()).into();
+                assert_eq!(authorized.token_sha256, whole);
+                assert_eq!(authorized.id, token_id(t));
+            }
+        }
+    }
+
     /// A revoked ES256 token without `jti` must stay revoked under its signature twin
     /// (`s` -> `n - s` verifies too): revocation, `self`, misuse and the cache all know a token
     /// by its identity (the signing input), which the twin shares.

@@ -37,7 +37,7 @@ use crate::token::claims::{
     check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims, TimePolicy,
 };
 use crate::token::extract::{find_credential, query_params, read_as, Credential, TokenSource};
-use crate::token::id::{token_id, whole_token_sha256, TokenDigest};
+use crate::token::id::{whole_token_sha256, Digests, TokenDigest};
 use crate::token::verify::{self, ParsedToken, TrustedClaims, Verified};
 
 /// The query parameter RFC 6750 §2.3 defines for bearer tokens.
@@ -170,8 +170,9 @@ struct Presented<'r, 's> {
     /// token jwt_authn did not forward: `token` is then empty, and the hashes stand for the
     /// payload (`payload_only`).
     sent: bool,
-    sha256: OnceCell<TokenDigest>,
-    id: OnceCell<TokenDigest>,
+    digests: OnceCell<Digests>,
+    /// The cache entry this token hit or was cached as: hashes computed later go there too.
+    entry: OnceCell<Rc<CachedToken>>,
 }
 
 impl<'r, 's> Presented<'r, 's> {
@@ -180,8 +181,8 @@ impl<'r, 's> Presented<'r, 's> {
             token,
             source,
             sent: true,
-            sha256: OnceCell::new(),
-            id: OnceCell::new(),
+            digests: OnceCell::new(),
+            entry: OnceCell::new(),
         }
     }
 
@@ -197,22 +198,55 @@ impl<'r, 's> Presented<'r, 's> {
             token: Cow::Borrowed(""),
             source,
             sent: false,
-            sha256: OnceCell::from(digest),
-            id: OnceCell::from(digest),
+            digests: OnceCell::from(Digests::whole(digest)),
+            entry: OnceCell::new(),
         }
     }
 }
 
 impl Presented<'_, '_> {
-    /// SHA-256 of the token as sent: the cache key and the log fingerprint.
+    /// SHA-256 of the token as sent: the log fingerprint, a `token_sha256` revocation.
     fn sha256(&self) -> TokenDigest {
-        *self.sha256.get_or_init(|| whole_token_sha256(&self.token))
+        self.digests().sha256
     }
 
     /// The token identity revocations and misuse detection know it by (a signature twin has
     /// the same one); for an opaque token, its whole-token hash.
     fn id(&self) -> TokenDigest {
-        *self.id.get_or_init(|| token_id(&self.token))
+        self.digests().id
+    }
+
+    /// Both hashes, computed at most once per token and cache entry.
+    fn digests(&self) -> Digests {
+        *self.digests.get_or_init(|| {
+            let digests = Digests::of(&self.token);
+            if let Some(entry) = self.entry.get() {
+                entry.digests.set(Some(digests));
+            }
+            digests
+        })
+    }
+
+    /// An opaque token is known by its whole-token hash, whatever its shape.
+    fn known_as_opaque(&self) {
+        if self.digests.get().is_none() {
+            let digests = Digests::whole(whole_token_sha256(&self.token));
+            let _ = self.digests.set(digests);
+            if let Some(entry) = self.entry.get() {
+                entry.digests.set(Some(digests));
+            }
+        }
+    }
+
+    /// Links a cache entry of this very token: its known hashes serve this request, and
+    /// hashes this request computes serve later hits.
+    fn link(&self, entry: &Rc<CachedToken>) {
+        if let Some(known) = entry.digests.get() {
+            let _ = self.digests.set(known);
+        } else if let Some(computed) = self.digests.get() {
+            entry.digests.set(Some(*computed));
+        }
+        let _ = self.entry.set(entry.clone());
     }
 }
 
@@ -570,13 +604,17 @@ impl<'g> TokenCheck<'g, '_> {
         if self.guard.config.jwt_cache_size == 0 {
             return None;
         }
-        let entry = self.guard.state.cache.borrow().get(&presented.sha256())?;
+        let entry = self.guard.state.cache.borrow().get(&presented.token)?;
         let iss = entry.trusted.claims().iss.as_deref();
         let first = self
             .eligible(presented)
             .find(|(_, p)| p.issues(iss))
             .map(|(i, _)| i);
-        (first == Some(entry.provider)).then_some(entry)
+        if first != Some(entry.provider) {
+            return None;
+        }
+        presented.link(&entry);
+        Some(entry)
     }
 
     /// Whether another provider that may read this credential has the cached token's issuer.
@@ -609,11 +647,7 @@ impl<'g> TokenCheck<'g, '_> {
         let trusted = Trusted::Cached(entry.clone());
         if let Err(reason) = self.check_claims(provider, &trusted, provider.time) {
             if reason == DenyReason::Expired {
-                self.guard
-                    .state
-                    .cache
-                    .borrow_mut()
-                    .remove(&presented.sha256());
+                self.guard.state.cache.borrow_mut().remove(&presented.token);
             }
             return Err(self.deny_after_trust(reason, provider, &trusted, presented));
         }
@@ -644,7 +678,7 @@ impl<'g> TokenCheck<'g, '_> {
         presented: &Presented<'_, '_>,
     ) -> Result<Vouched<'g, 'static, 'static>, Stop> {
         // An opaque token's identity is the hash of the whole token.
-        let _ = presented.id.set(presented.sha256());
+        presented.known_as_opaque();
         let deny = |reason| self.deny(reason, Some(provider), None, Some(presented));
         let answer = self.answer(index, provider, None, presented)?;
         let trusted = self
@@ -804,9 +838,17 @@ impl<'g> TokenCheck<'g, '_> {
                 trusted: verified.to_trusted(),
                 upstream_headers: headers.clone(),
                 status: status.clone(),
+                digests: Cell::new(None),
             };
-            let digest = presented.sha256();
-            self.guard.state.cache.borrow_mut().insert(digest, entry);
+            let cached = self
+                .guard
+                .state
+                .cache
+                .borrow_mut()
+                .insert(&presented.token, entry);
+            if let Some(cached) = cached {
+                presented.link(&cached);
+            }
         }
         Ok(Vouched {
             index,

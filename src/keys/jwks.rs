@@ -10,7 +10,7 @@ use serde_json::Value;
 use spki::der::{asn1::AnyRef, asn1::BitStringRef, Encode};
 use spki::{AlgorithmIdentifierRef, ObjectIdentifier, SubjectPublicKeyInfoRef};
 
-use crate::keys::material::KeyMaterial;
+use crate::keys::material::{KeyMaterial, RsaKey};
 use crate::token::algorithm::Algorithm;
 
 /// id-ecPublicKey (RFC 5480 §2.1.1).
@@ -170,7 +170,7 @@ fn decode_material(
                 return Err(KeySkip::WeakRsaKey(bits));
             }
             let der = key.to_public_key_der().map_err(|e| invalid(&e))?;
-            Ok((KeyMaterial::Rsa(key), der.into_vec()))
+            Ok((KeyMaterial::Rsa(RsaKey::new(key)), der.into_vec()))
         }
         Some("EC") => {
             let point = |size: usize| uncompressed_point(object, size);

@@ -8,7 +8,7 @@ use jwt_compact::alg::RsaPublicKey;
 /// Decoded public key material.
 #[derive(Clone)]
 pub enum KeyMaterial {
-    Rsa(RsaPublicKey),
+    Rsa(RsaKey),
     P256(p256::ecdsa::VerifyingKey),
     /// Verified by the host only: the key is kept as its DER SubjectPublicKeyInfo.
     P384,
@@ -30,5 +30,31 @@ impl fmt::Debug for KeyMaterial {
             // Never the secret itself.
             KeyMaterial::Hmac(_) => "Hmac",
         })
+    }
+}
+
+/// An RSA public key and its modulus as big-endian bytes, kept so that a signature's form can
+/// be checked with a byte comparison on every request rather than a bignum built from it.
+#[derive(Clone)]
+pub struct RsaKey {
+    key: RsaPublicKey,
+    modulus: Box<[u8]>,
+}
+
+impl RsaKey {
+    pub fn new(key: RsaPublicKey) -> Self {
+        use rsa::traits::PublicKeyParts as _;
+        let modulus = key.n().to_bytes_be().into_boxed_slice();
+        RsaKey { key, modulus }
+    }
+
+    pub fn key(&self) -> &RsaPublicKey {
+        &self.key
+    }
+
+    /// RFC 8017 §5.2.2 / §8.1.2: a signature is exactly the modulus length and below the
+    /// modulus. Big-endian byte strings of equal length compare as the numbers they spell.
+    pub fn takes_signature_of_form(&self, signature: &[u8]) -> bool {
+        signature.len() == self.modulus.len() && signature < &*self.modulus
     }
 }

@@ -197,12 +197,12 @@ impl Algorithm {
                 .is_ok_and(|sig| alg.verify_signature(&sig, key, signed_data))
         };
         match (self, material) {
-            (Algorithm::Rs256, KeyMaterial::Rsa(key)) => rsa(Rsa::rs256(), key),
-            (Algorithm::Rs384, KeyMaterial::Rsa(key)) => rsa(Rsa::rs384(), key),
-            (Algorithm::Rs512, KeyMaterial::Rsa(key)) => rsa(Rsa::rs512(), key),
-            (Algorithm::Ps256, KeyMaterial::Rsa(key)) => rsa(Rsa::ps256(), key),
-            (Algorithm::Ps384, KeyMaterial::Rsa(key)) => rsa(Rsa::ps384(), key),
-            (Algorithm::Ps512, KeyMaterial::Rsa(key)) => rsa(Rsa::ps512(), key),
+            (Algorithm::Rs256, KeyMaterial::Rsa(key)) => rsa(Rsa::rs256(), key.key()),
+            (Algorithm::Rs384, KeyMaterial::Rsa(key)) => rsa(Rsa::rs384(), key.key()),
+            (Algorithm::Rs512, KeyMaterial::Rsa(key)) => rsa(Rsa::rs512(), key.key()),
+            (Algorithm::Ps256, KeyMaterial::Rsa(key)) => rsa(Rsa::ps256(), key.key()),
+            (Algorithm::Ps384, KeyMaterial::Rsa(key)) => rsa(Rsa::ps384(), key.key()),
+            (Algorithm::Ps512, KeyMaterial::Rsa(key)) => rsa(Rsa::ps512(), key.key()),
             (Algorithm::Es256, KeyMaterial::P256(key)) => {
                 p256::ecdsa::Signature::from_slice(signature)
                     .is_ok_and(|sig| key.verify(signed_data, &sig).is_ok())
@@ -236,11 +236,8 @@ impl Algorithm {
 /// crate's PSS path accepts it, which would give a token a second spelling (a new whole-token
 /// hash) from the issuer's one signature. Other key types have no such check to make here.
 fn canonical_rsa_signature(material: &KeyMaterial, signature: &[u8]) -> bool {
-    use rsa::traits::PublicKeyParts as _;
     match material {
-        KeyMaterial::Rsa(key) => {
-            signature.len() == key.size() && rsa::BigUint::from_bytes_be(signature) < *key.n()
-        }
+        KeyMaterial::Rsa(key) => key.takes_signature_of_form(signature),
         _ => true,
     }
 }

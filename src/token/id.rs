@@ -27,11 +27,48 @@ fn signing_input(token: &str) -> &str {
     }
 }
 
-/// SHA-256 of the token exactly as sent: the verified-token cache's key (a hit must be the
-/// very bytes that verified) and, for entries made before the identity existed, a second
-/// `token_sha256` to match.
+/// SHA-256 of the token exactly as sent: the log fingerprint and, for entries made before the
+/// identity existed, a second `token_sha256` to match.
 pub fn whole_token_sha256(token: &str) -> TokenDigest {
     Sha256::digest(token.as_bytes()).into()
+}
+
+/// Both hashes of a token: the whole token as sent and its identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Digests {
+    pub sha256: TokenDigest,
+    pub id: TokenDigest,
+}
+
+impl Digests {
+    /// Both in one pass over the token: the identity hashes a prefix of the whole token, so
+    /// the hasher's state at the end of that prefix finishes one and goes on to the other.
+    pub fn of(token: &str) -> Self {
+        let signed = signing_input(token);
+        let mut hash = Sha256::new();
+        hash.update(signed.as_bytes());
+        if signed.len() == token.len() {
+            let digest: TokenDigest = hash.finalize().into();
+            return Digests {
+                sha256: digest,
+                id: digest,
+            };
+        }
+        let id: TokenDigest = hash.clone().finalize().into();
+        hash.update(token.as_bytes().get(signed.len()..).unwrap_or_default());
+        Digests {
+            sha256: hash.finalize().into(),
+            id,
+        }
+    }
+
+    /// For a token known by its whole-token hash (an opaque token, a jwt_authn payload).
+    pub fn whole(digest: TokenDigest) -> Self {
+        Digests {
+            sha256: digest,
+            id: digest,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -51,6 +88,21 @@ mod tests {
         assert_ne!(token_id(jws), token_id("aGVhZA.cGF5bG9hZB.c2ln"));
         for opaque in ["opaque-token", "a.b", "a.b.c.d"] {
             assert_eq!(token_id(opaque), whole_token_sha256(opaque));
+        }
+    }
+
+    #[test]
+    fn one_pass_gives_both_hashes() {
+        for token in [
+            "aGVhZA.cGF5bG9hZA.c2ln",
+            "aGVhZA.cGF5bG9hZA.",
+            "opaque",
+            "a.b",
+            "",
+        ] {
+            let both = Digests::of(token);
+            assert_eq!(both.sha256, whole_token_sha256(token), "{token}");
+            assert_eq!(both.id, token_id(token), "{token}");
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Token parsing and signature verification against a provider's keys.
 
-use jwt_compact::UntrustedToken;
+use jwt_compact::Thumbprint;
 use serde::Deserialize;
 
 use crate::token::algorithm::{Algorithm, AlgorithmClass};
@@ -94,13 +94,34 @@ impl TrustedClaims {
     }
 }
 
-/// Header parameters beyond jwt-compact's own. `jku`, `x5u` and `jwk` are never read:
-/// keys come from configuration only (RFC 8725 §3.10).
-#[derive(Debug, Clone, Deserialize)]
-struct ExtraHeader {
+/// The JWS protected header: the parameters jwt-compact's `UntrustedToken` reads, with the
+/// same types, so a header it would refuse is refused here. `jku`, `x5u` and the thumbprints
+/// are typed but never used: keys come from configuration only (RFC 8725 §3.10).
+#[derive(Debug, Deserialize)]
+struct JwsHeader {
+    alg: String,
+    #[serde(default)]
+    cty: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default, rename = "jku")]
+    _jku: Option<String>,
+    #[serde(default, rename = "x5u")]
+    _x5u: Option<String>,
+    #[serde(default, rename = "x5t")]
+    _x5t: Option<Thumbprint<20>>,
+    #[serde(default, rename = "x5t#S256")]
+    _x5t_s256: Option<Thumbprint<32>>,
     /// Present at all (even `null`): refused, since no extension is implemented.
     #[serde(default, deserialize_with = "present")]
     crit: Option<serde_json::Value>,
+    /// Every other member, read as jwt-compact's flattened header reads it: a number out of
+    /// range or a string that is not UTF-8 is refused anywhere in the header (both found by
+    /// the fuzz target; serde would skip an ignored member unchecked).
+    #[serde(flatten)]
+    _others: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `Some` for any value, `null` included (a plain `Option` reads `null` as absent).
@@ -130,54 +151,111 @@ pub struct ParsedToken<'t> {
     signature: Vec<u8>,
 }
 
+/// A compact JWS split and decoded: what jwt-compact's `UntrustedToken` accepts (three
+/// segments, each strict base64url, a JSON header with `alg`, `cty` absent or JSON), each
+/// segment decoded once. `UntrustedToken` would decode the payload into a buffer of its own
+/// (parsed again into our claims type) with a constant-time decoder, which cost more than the
+/// host's signature check; `fuzz/fuzz_targets/jws_parts.rs` holds the two to the same answers.
+#[derive(Debug)]
+pub struct JwsParts<'t> {
+    header: JwsHeader,
+    /// The payload segment as sent (base64url), and decoded.
+    pub payload_b64: &'t str,
+    pub payload_json: Vec<u8>,
+    /// The signing input: the header and payload segments as sent, with their dot.
+    pub signed_data: &'t str,
+    pub signature: Vec<u8>,
+}
+
+impl JwsParts<'_> {
+    pub fn alg(&self) -> &str {
+        &self.header.alg
+    }
+
+    pub fn kid(&self) -> Option<&str> {
+        self.header.kid.as_deref()
+    }
+
+    pub fn typ(&self) -> Option<&str> {
+        self.header.typ.as_deref()
+    }
+}
+
+/// Splits and decodes a compact JWS (strictly: no padding, no stray bits, so one signature
+/// has one spelling); `None` for anything jwt-compact would not parse.
+pub fn jws_parts(token: &str) -> Option<JwsParts<'_>> {
+    let mut segments = token.splitn(4, '.');
+    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return None;
+    };
+    let decode = |segment: &str| URL_SAFE_NO_PAD.decode(segment).ok();
+    let header_json = decode(header_b64)?;
+    let payload_json = decode(payload_b64)?;
+    let signature = decode(signature_b64)?;
+    // An object: a derived struct would also read a JSON array, field by field in order
+    // (`["RS256"]`), which jwt-compact's flattened header refuses.
+    if header_json.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    let header_json = std::str::from_utf8(&header_json).ok()?;
+    let header = serde_json::from_str::<JwsHeader>(header_json).ok()?;
+    if header
+        .cty
+        .as_deref()
+        .is_some_and(|cty| !cty.eq_ignore_ascii_case("json"))
+    {
+        return None;
+    }
+    Some(JwsParts {
+        header,
+        payload_b64,
+        payload_json,
+        signed_data: token.get(..header_b64.len() + 1 + payload_b64.len())?,
+        signature,
+    })
+}
+
+/// Parses a compact JWS once, into a supported algorithm and our own claims type.
 pub fn parse(token: &str) -> Result<ParsedToken<'_>, DenyReason> {
-    let untrusted =
-        UntrustedToken::<ExtraHeader>::try_from(token).map_err(|_| DenyReason::MalformedToken)?;
-    let algorithm = match Algorithm::classify(untrusted.algorithm()) {
+    let parts = jws_parts(token).ok_or(DenyReason::MalformedToken)?;
+    let algorithm = match Algorithm::classify(&parts.header.alg) {
         AlgorithmClass::Supported(alg) => alg,
         AlgorithmClass::Unsigned => return Err(DenyReason::UnsignedToken),
         AlgorithmClass::Unsupported => return Err(DenyReason::UnsupportedAlgorithm),
     };
     // No JWS extension is implemented, so any critical one is unknown (RFC 7515 §4.1.11);
     // `crit` must be an array of names, anything else (`null` too) is malformed.
-    match &untrusted.header().other_fields.crit {
+    match &parts.header.crit {
         None => {}
         Some(serde_json::Value::Array(names)) if names.iter().all(|n| n.is_string()) => {
             return Err(DenyReason::UnknownCriticalHeader)
         }
         Some(_) => return Err(DenyReason::MalformedToken),
     }
-    let typ = untrusted.header().token_type.clone();
-    // UntrustedToken accepted exactly three segments: the signing input is all before the
-    // last dot, the payload between the two dots.
-    let (signed_data, _) = token.rsplit_once('.').ok_or(DenyReason::MalformedToken)?;
-    let (_, payload_b64) = signed_data
-        .split_once('.')
-        .ok_or(DenyReason::MalformedToken)?;
-    // Our own claims type, not jwt-compact's `Claims<T>`: its flattened fields are buffered
-    // value by value, which costs time on every request.
-    let payload_json = URL_SAFE_NO_PAD
-        .decode(payload_b64)
-        .map_err(|_| DenyReason::MalformedToken)?;
     // RFC 7519 §7.2: the claims set is a JSON object (serde would also take an array).
-    if payload_json.trim_ascii_start().first() != Some(&b'{') {
+    if parts.payload_json.trim_ascii_start().first() != Some(&b'{') {
         return Err(DenyReason::MalformedToken);
     }
-    let payload = serde_json::from_slice::<PayloadClaims>(&payload_json)
+    let payload = serde_json::from_slice::<PayloadClaims>(&parts.payload_json)
         .map_err(|_| DenyReason::MalformedToken)?;
-    let not_an_access_token = payload.is_not_an_access_token(typ.as_deref());
+    let not_an_access_token = payload.is_not_an_access_token(parts.header.typ.as_deref());
     let (claims, times) = payload.split();
     Ok(ParsedToken {
         algorithm,
-        typ,
+        typ: parts.header.typ,
         not_an_access_token,
-        payload_b64,
-        payload_json,
-        kid: untrusted.header().key_id.clone(),
+        payload_b64: parts.payload_b64,
+        payload_json: parts.payload_json,
+        kid: parts.header.kid,
         times,
         claims,
-        signed_data,
-        signature: untrusted.signature_bytes().to_vec(),
+        signed_data: parts.signed_data,
+        signature: parts.signature,
     })
 }
 
@@ -246,4 +324,98 @@ pub fn verify_signature<'p, 't>(
 /// judged by introspection.
 pub fn looks_like_jws(token: &str) -> bool {
     token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jwt_compact::{Empty, UntrustedToken};
+
+    fn b64(text: &str) -> String {
+        URL_SAFE_NO_PAD.encode(text)
+    }
+
+    /// `jws_parts` and jwt-compact's `UntrustedToken` agree on tokens at the edges of the
+    /// format (the fuzz target `jws_parts` runs the same comparison on arbitrary input).
+    #[test]
+    fn splits_tokens_as_jwt_compact_does() {
+        let payload = b64(r#"{"sub":"a"}"#);
+        let signature = URL_SAFE_NO_PAD.encode([7u8; 64]);
+        let token = |header: &str| format!("{}.{payload}.{signature}", b64(header));
+        let mut cases = vec![
+            token(r#"{"alg":"RS256"}"#),
+            token(r#"{"alg":"RS256","kid":"k","typ":"at+jwt"}"#),
+            token(r#"{"alg":"RS256","cty":"JSON"}"#),
+            token(r#"{"alg":"RS256","cty":"cbor"}"#),
+            token(r#"{"alg":"RS256","kid":1}"#),
+            token(r#"{"alg":"RS256","kid":"a","kid":"b"}"#),
+            token(r#"{"alg":"RS256","alg":"RS256"}"#),
+            token(r#"{"kid":"k"}"#),
+            token(r#"["RS256"]"#),
+            token(r#"{"alg":"RS256","x5t":"c2hvcnQ"}"#),
+            token(&format!(
+                r#"{{"alg":"RS256","x5t":"{}"}}"#,
+                URL_SAFE_NO_PAD.encode([1u8; 20])
+            )),
+            token(&format!(
+                r#"{{"alg":"RS256","x5t#S256":"{}"}}"#,
+                URL_SAFE_NO_PAD.encode([1u8; 31])
+            )),
+            token(r#"{"alg":"RS256","jku":5}"#),
+            token(r#"{"alg":"RS256","x5u":"https://x"}"#),
+            token(r#"{"alg":"RS256","crit":null,"other":[1,{}]}"#),
+            token(r#"{"alg":"RS256"} "#),
+            format!(
+                "{}.{payload}.{signature}",
+                URL_SAFE_NO_PAD.encode(b"{\"alg\":\"RS256\",\"x\":\"\xc3\"}")
+            ),
+            token(r#"{"alg":"RS256","iat":17999E9990}"#),
+            token(r#"{"alg":"RS256","x":{"y":[1,2.5,-3,"z"]}}"#),
+            token(r#"{"alg":"RS256"}x"#),
+            format!("{}.{payload}.", b64(r#"{"alg":"none"}"#)),
+            format!("{}..{signature}", b64(r#"{"alg":"RS256"}"#)),
+            format!("{}.{payload}", b64(r#"{"alg":"RS256"}"#)),
+            format!("{}.{payload}.{signature}.x", b64(r#"{"alg":"RS256"}"#)),
+            format!("{}.{payload}.{signature}=", b64(r#"{"alg":"RS256"}"#)),
+            format!("{}.{payload}.{signature}A", b64(r#"{"alg":"RS256"}"#)),
+            format!("{}.{payload}x.{signature}", b64(r#"{"alg":"RS256"}"#)),
+            format!(
+                "{}.{payload}.{}",
+                b64(r#"{"alg":"RS256"}"#),
+                signature.replace('_', "/")
+            ),
+            format!("{}.{payload}.{}", b64(r#"{"alg":"RS256"}"#), " ".repeat(4)),
+            String::new(),
+            "..".to_owned(),
+        ];
+        // A last base64 character with bits set beyond the data: the same bytes, spelt twice.
+        let one_byte = URL_SAFE_NO_PAD.encode([0xffu8]);
+        cases.push(format!(
+            "{}.{payload}.{one_byte}",
+            b64(r#"{"alg":"RS256"}"#)
+        ));
+        cases.push(format!(
+            "{}.{payload}.{}",
+            b64(r#"{"alg":"RS256"}"#),
+            one_byte.replace('w', "x")
+        ));
+        for case in &cases {
+            let ours = jws_parts(case);
+            let theirs = UntrustedToken::<Empty>::try_from(case.as_str());
+            assert_eq!(ours.is_some(), theirs.is_ok(), "{case}");
+            if let (Some(ours), Ok(theirs)) = (ours, theirs) {
+                assert_eq!(ours.alg(), theirs.algorithm(), "{case}");
+                assert_eq!(ours.kid(), theirs.header().key_id.as_deref(), "{case}");
+                assert_eq!(ours.typ(), theirs.header().token_type.as_deref(), "{case}");
+                assert_eq!(ours.signature, theirs.signature_bytes(), "{case}");
+                assert_eq!(
+                    Some(ours.signed_data),
+                    case.rsplit_once('.').map(|(signed, _)| signed)
+                );
+            }
+        }
+        // The cases reach both answers.
+        assert!(cases.iter().any(|case| jws_parts(case).is_some()));
+        assert!(cases.iter().any(|case| jws_parts(case).is_none()));
+    }
 }

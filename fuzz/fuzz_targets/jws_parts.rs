@@ -1,0 +1,36 @@
+//! bearer-guard splits and decodes a compact JWS itself (`verify::jws_parts`: each segment
+//! decoded once) instead of through jwt-compact's `UntrustedToken`. The two must agree on
+//! every input: what one accepts the other accepts, with the same `alg`, `kid`, `typ`,
+//! signing input, payload and signature bytes. A difference is a token that verifies here and
+//! not in the library the design names (or a second spelling of one signature).
+#![no_main]
+
+use bearer_guard::token::verify::jws_parts;
+use jwt_compact::{Empty, UntrustedToken};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(token) = std::str::from_utf8(data) else {
+        return;
+    };
+    let ours = jws_parts(token);
+    let theirs = UntrustedToken::<Empty>::try_from(token);
+    match (ours, theirs) {
+        (None, Err(_)) => {}
+        (Some(ours), Ok(theirs)) => {
+            assert_eq!(ours.alg(), theirs.algorithm());
+            assert_eq!(ours.kid(), theirs.header().key_id.as_deref());
+            assert_eq!(ours.typ(), theirs.header().token_type.as_deref());
+            assert_eq!(ours.signature, theirs.signature_bytes());
+            let signed = token.rsplit_once('.').map(|(signed, _)| signed);
+            assert_eq!(Some(ours.signed_data), signed);
+            let (_, payload) = ours.signed_data.split_once('.').unwrap_or_default();
+            assert_eq!(ours.payload_b64, payload);
+        }
+        (ours, theirs) => panic!(
+            "jws_parts {} but UntrustedToken {}",
+            if ours.is_some() { "accepts" } else { "refuses" },
+            if theirs.is_ok() { "accepts" } else { "refuses" },
+        ),
+    }
+});
