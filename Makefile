@@ -167,7 +167,7 @@ clean:
 # scratch copy of its committed seed corpus (fuzz/corpus/<target>) so runs leave it as it is.
 # Every target runs; the target fails if any of them crashed (inputs in fuzz/artifacts/).
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS := token config jwks revocation_list status_list header_values revocation_header
+FUZZ_TARGETS := token jws_parts config jwks revocation_list status_list header_values revocation_header
 .PHONY: fuzz
 fuzz:
 	@cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
