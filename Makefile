@@ -17,7 +17,7 @@ TRIVIAL_WASM := target/bench/$(WASM_TARGET)/release/trivial_filter.wasm
 # matplotlib (into the same venv as Envoy) draws bench/results.png and bench/revocation.png.
 CHART_STAMP := $(VENV)/.matplotlib
 
-.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema
+.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost
 
 # wasm-opt (Debian's binaryen) shrinks and speeds up the module after rustc; features are
 # the ones rustc emits for wasm32-wasip1.
@@ -179,3 +179,11 @@ fuzz:
 			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || failed="$$failed $$t"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: crashes in:$$failed (see fuzz/artifacts/)"; exit 1; fi
+
+# Instructions per decision of the core, by request path (bench/cost.py, under callgrind):
+# exact before/after figures for one change, where requests per second are noisy.
+cost:
+	@command -v valgrind >/dev/null || $(APT_INSTALL) valgrind
+	$(CARGO) build --release --example decision_cost
+	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/cost --count 2000
+	python3 bench/cost.py --pools bench/tmp/cost --out bench

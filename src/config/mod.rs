@@ -77,8 +77,6 @@ pub struct Config {
 }
 
 impl Config {
-    /// Whether allowed requests need the token's identity (iss, sub, jti, fingerprint):
-    /// for `log.decisions: all`, filter state or misuse detection. Denials always carry it.
     /// Whether any provider refuses credentials sent without TLS (the adapter then reads the
     /// connection's TLS state).
     pub fn requires_tls(&self) -> bool {
@@ -96,8 +94,16 @@ impl Config {
         self.mode == Mode::Shadow || self.rules.modes().any(|m| m == Some(Mode::Shadow))
     }
 
+    /// Whether allowed requests need the token's identity (iss, sub, jti, fingerprint):
+    /// for `log.decisions: all`, filter state or misuse detection.
     pub fn wants_identity(&self) -> bool {
         self.log.decisions == LogDecisions::All || self.log.filter_state || self.anomaly.is_some()
+    }
+
+    /// Whether a denial's token fingerprint and identity go anywhere: the decision log
+    /// (`denied`, the default, or `all`) or filter state. Otherwise a denial hashes nothing.
+    pub fn reports_denials(&self) -> bool {
+        self.log.decisions != LogDecisions::None || self.log.filter_state
     }
 }
 

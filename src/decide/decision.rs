@@ -348,7 +348,13 @@ fn body(reason: DenyReason) -> String {
     let error = reason
         .error_code()
         .map_or("unauthorized", ErrorCode::as_str);
-    serde_json::json!({ "error": error, "error_description": reason.description() }).to_string()
+    // Written directly, not through a `json!` map: this is on every denial's path.
+    let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    format!(
+        "{{\"error\":{},\"error_description\":{}}}",
+        text(error),
+        text(reason.description())
+    )
 }
 
 /// An RFC 7230 quoted-string; the realm comes from config, so escape what needs it.
@@ -526,6 +532,19 @@ mod tests {
                 "Bearer realm=\"bearer-guard\"".to_owned()
             )
         );
+    }
+
+    /// The body, written directly, is the JSON object it always was, byte for byte.
+    #[test]
+    fn every_body_is_the_json_object() {
+        for reason in DenyReason::ALL {
+            let error = reason
+                .error_code()
+                .map_or("unauthorized", ErrorCode::as_str);
+            let expected =
+                serde_json::json!({ "error": error, "error_description": reason.description() });
+            assert_eq!(body(reason), expected.to_string(), "{reason:?}");
+        }
     }
 
     #[test]

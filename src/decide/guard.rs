@@ -1149,6 +1149,28 @@ mod tests {
         );
     }
 
+    /// With the decision log off and no filter state, nothing reads a denial's fingerprint or
+    /// identity: the guard does not hash the token for them (a rejection costs no more than an
+    /// acceptance). The denial itself is the same.
+    #[test]
+    fn unreported_denials_hash_nothing() {
+        let token = rs256(&with(json!({ "exp": NOW - 1000 })));
+        let mut config = testkit::config_json(json!({}), None);
+        config["log"] = json!({"decisions": "none"});
+        let quiet = guard(config);
+        let Decision::Deny(denial) = decide_at(&quiet, "/", &bearer(&token), NOW) else {
+            panic!("expected a denial");
+        };
+        assert_eq!(denial.reason, DenyReason::Expired);
+        assert_eq!(denial.token_fingerprint, None);
+        assert!(denial.identity.is_none());
+        let Decision::Deny(logged) = decide_at(&default_guard(), "/", &bearer(&token), NOW) else {
+            panic!("expected a denial");
+        };
+        assert!(logged.token_fingerprint.is_some() && logged.identity.is_some());
+        assert_eq!((logged.status, &logged.body), (denial.status, &denial.body));
+    }
+
     #[test]
     fn denials_carry_a_fingerprint_never_the_token() {
         let token = rs256(&with(json!({ "exp": NOW - 1000 })));

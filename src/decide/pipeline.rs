@@ -37,7 +37,7 @@ use crate::token::claims::{
     check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims, TimePolicy,
 };
 use crate::token::extract::{find_credential, query_params, read_as, Credential, TokenSource};
-use crate::token::id::{whole_token_sha256, Digests, TokenDigest};
+use crate::token::id::{token_id, whole_token_sha256, Digests, TokenDigest};
 use crate::token::verify::{self, ParsedToken, TrustedClaims, Verified};
 
 /// The query parameter RFC 6750 §2.3 defines for bearer tokens.
@@ -170,7 +170,8 @@ struct Presented<'r, 's> {
     /// token jwt_authn did not forward: `token` is then empty, and the hashes stand for the
     /// payload (`payload_only`).
     sent: bool,
-    digests: OnceCell<Digests>,
+    sha256: OnceCell<TokenDigest>,
+    id: OnceCell<TokenDigest>,
     /// The cache entry this token hit or was cached as: hashes computed later go there too.
     entry: OnceCell<Rc<CachedToken>>,
 }
@@ -181,7 +182,8 @@ impl<'r, 's> Presented<'r, 's> {
             token,
             source,
             sent: true,
-            digests: OnceCell::new(),
+            sha256: OnceCell::new(),
+            id: OnceCell::new(),
             entry: OnceCell::new(),
         }
     }
@@ -198,7 +200,8 @@ impl<'r, 's> Presented<'r, 's> {
             token: Cow::Borrowed(""),
             source,
             sent: false,
-            digests: OnceCell::from(Digests::whole(digest)),
+            sha256: OnceCell::from(digest),
+            id: OnceCell::from(digest),
             entry: OnceCell::new(),
         }
     }
@@ -207,46 +210,69 @@ impl<'r, 's> Presented<'r, 's> {
 impl Presented<'_, '_> {
     /// SHA-256 of the token as sent: the log fingerprint, a `token_sha256` revocation.
     fn sha256(&self) -> TokenDigest {
-        self.digests().sha256
+        if let Some(known) = self.sha256.get() {
+            return *known;
+        }
+        let digest = whole_token_sha256(&self.token);
+        let _ = self.sha256.set(digest);
+        self.keep();
+        digest
     }
 
     /// The token identity revocations and misuse detection know it by (a signature twin has
     /// the same one); for an opaque token, its whole-token hash.
     fn id(&self) -> TokenDigest {
-        self.digests().id
+        if let Some(known) = self.id.get() {
+            return *known;
+        }
+        let digest = token_id(&self.token);
+        let _ = self.id.set(digest);
+        self.keep();
+        digest
     }
 
-    /// Both hashes, computed at most once per token and cache entry.
+    /// Both hashes (revocation and the identity need both): in one pass over the token when
+    /// neither is known yet.
     fn digests(&self) -> Digests {
-        *self.digests.get_or_init(|| {
-            let digests = Digests::of(&self.token);
-            if let Some(entry) = self.entry.get() {
-                entry.digests.set(Some(digests));
-            }
-            digests
-        })
+        if self.sha256.get().is_none() && self.id.get().is_none() {
+            let both = Digests::of(&self.token);
+            let _ = self.sha256.set(both.sha256);
+            let _ = self.id.set(both.id);
+            self.keep();
+        }
+        Digests {
+            sha256: self.sha256(),
+            id: self.id(),
+        }
+    }
+
+    /// Once both hashes are known, hands them to this token's cache entry.
+    fn keep(&self) {
+        if let (Some(entry), Some(&sha256), Some(&id)) =
+            (self.entry.get(), self.sha256.get(), self.id.get())
+        {
+            entry.digests.set(Some(Digests { sha256, id }));
+        }
     }
 
     /// An opaque token is known by its whole-token hash, whatever its shape.
     fn known_as_opaque(&self) {
-        if self.digests.get().is_none() {
-            let digests = Digests::whole(whole_token_sha256(&self.token));
-            let _ = self.digests.set(digests);
-            if let Some(entry) = self.entry.get() {
-                entry.digests.set(Some(digests));
-            }
+        if self.id.get().is_none() {
+            let digest = self.sha256();
+            let _ = self.id.set(digest);
+            self.keep();
         }
     }
 
     /// Links a cache entry of this very token: its known hashes serve this request, and
     /// hashes this request computes serve later hits.
     fn link(&self, entry: &Rc<CachedToken>) {
-        if let Some(known) = entry.digests.get() {
-            let _ = self.digests.set(known);
-        } else if let Some(computed) = self.digests.get() {
-            entry.digests.set(Some(*computed));
-        }
         let _ = self.entry.set(entry.clone());
+        if let Some(known) = entry.digests.get() {
+            let _ = self.sha256.set(known.sha256);
+            let _ = self.id.set(known.id);
+        }
+        self.keep();
     }
 }
 
@@ -1133,7 +1159,7 @@ impl<'g> TokenCheck<'g, '_> {
             return Ok(false);
         };
         let claims = trusted.claims();
-        let (sha256, id) = (presented.sha256(), presented.id());
+        let Digests { sha256, id } = presented.digests();
         let probe = Probe::scoped(
             &provider.revocation_scopes,
             claims.jti.as_deref(),
@@ -1297,12 +1323,13 @@ impl<'g> TokenCheck<'g, '_> {
         }
         let provider = vouched.provider;
         let claims = vouched.trusted.claims();
+        let Digests { sha256, id } = presented.digests();
         Some(Box::new(Authorized {
             provider: provider.name.clone(),
             jti: claims.jti.clone(),
             sub: claims.sub.clone(),
-            token_sha256: presented.sha256(),
-            id: presented.id(),
+            token_sha256: sha256,
+            id,
             clock_skew_seconds: i64::try_from(provider.time.clock_skew_seconds).unwrap_or(i64::MAX),
             max_lifetime_seconds: provider
                 .time
@@ -1328,6 +1355,8 @@ impl<'g> TokenCheck<'g, '_> {
     ) -> Stop {
         let failure = failure.into();
         let config = &self.guard.config;
+        // Hashing the token is for the decision log and filter state only.
+        let presented = presented.filter(|_| config.reports_denials());
         let mut denial = Denial::new(
             failure.reason,
             &config.realm,
@@ -1397,9 +1426,10 @@ fn revoked_by(
 
 fn identity_of(trusted: &Trusted<'_, '_>, presented: &Presented<'_, '_>) -> Box<TokenIdentity> {
     let claims = trusted.claims();
+    let Digests { sha256, id } = presented.digests();
     Box::new(TokenIdentity {
-        sha256: presented.sha256(),
-        id: presented.id(),
+        sha256,
+        id,
         iss: claims.iss.clone(),
         sub: claims.sub.clone(),
         jti: claims.jti.clone(),

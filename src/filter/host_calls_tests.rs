@@ -239,3 +239,36 @@ fn a_written_header_is_removed_when_carried_or_when_the_headers_are_unknown() {
         .any(|(n, _)| n.eq_ignore_ascii_case("x-user")));
     assert_eq!(super::tests::header(&upstream, "x-revoke-token"), None);
 }
+
+/// A denial whose decision line the rate limit drops does not ask the host for the client's
+/// address: that call is made only for a line that is written (or for filter state).
+#[test]
+fn a_dropped_decision_line_costs_no_address_lookup() {
+    let mut config = testkit::config_json(json!({}), None);
+    config["log"] = json!({ "max_lines_per_second": 1 });
+    let mut vm = Vm::new(&config);
+    let mut expired = good_claims();
+    expired["exp"] = json!(NOW - 3600);
+    let authorization = format!("Bearer {}", rs256(&expired));
+    let request = [
+        (":method", "GET"),
+        (":path", "/"),
+        (":authority", "a.example"),
+        ("authorization", authorization.as_str()),
+    ];
+    let address_lookups = |calls: &[String]| calls.iter().filter(|c| c.contains("source")).count();
+    vm.host.take_host_calls();
+    assert_eq!(vm.send(2, &request), Action::Pause);
+    assert_eq!(
+        address_lookups(&vm.host.take_host_calls()),
+        1,
+        "the line written"
+    );
+    assert_eq!(vm.send(3, &request), Action::Pause);
+    assert_eq!(
+        address_lookups(&vm.host.take_host_calls()),
+        0,
+        "the line dropped"
+    );
+    assert_eq!(vm.host.logged("\"decision\":\"deny\"").len(), 1);
+}

@@ -603,8 +603,9 @@ fn report<'r>(active: &Active, seen: &'r Seen, mut record: Record<'r>, now: i64)
     if !log.filter_state && !logs {
         return;
     }
-    record.client_ip = seen.client_ip();
+    // The client address is a host call: made only for a field that is written.
     if log.filter_state {
+        record.client_ip = seen.client_ip();
         for (key, value) in record.filter_state() {
             // What the access log cannot show is not worth failing the request over.
             let _ = host.set_filter_state(key, value.as_bytes());
@@ -621,6 +622,7 @@ fn report<'r>(active: &Active, seen: &'r Seen, mut record: Record<'r>, now: i64)
         ));
     }
     if permit.write {
+        record.client_ip = seen.client_ip();
         host.info(&record.to_json_line());
     }
 }
