@@ -127,7 +127,8 @@ def throughput_panel_results(ax, data):
     ax.legend(handles, [label for label, _ in VARIANTS.values()], loc="upper right",
               ncol=2, fontsize=9, frameon=False)
     ax.set_xticks(range(len(mixes)), [mix_label(m) for m in mixes], fontsize=9)
-    ax.set_ylabel(f"requests/s ({rounds_text(data)}; line: min-max)")
+    spread = "; line: min-max" if any("rps_min" in row for row in results.values()) else ""
+    ax.set_ylabel(f"requests/s ({rounds_text(data)}{spread})")
     ax.set_ylim(0, top * 1.25)
     ax.yaxis.set_major_formatter(lambda v, _: kilo(v) if v else "0")
     ax.grid(axis="y", alpha=0.3)
@@ -163,9 +164,10 @@ def targets_panel(ax, data):
 
 
 def results_chart(data, out):
-    if any(r.get("per_round") for r in data.get("targets", [])):
-        fig, (ax, bottom) = plt.subplots(2, 1, figsize=(11, 11), dpi=DPI,
-                                         gridspec_kw={"height_ratios": [3, 2]})
+    ratio_rows = sum(1 for r in data.get("targets", []) if r.get("per_round"))
+    if ratio_rows:
+        fig, (ax, bottom) = plt.subplots(2, 1, figsize=(11, 6.4 + 0.5 * ratio_rows), dpi=DPI,
+                                         gridspec_kw={"height_ratios": [5.4, 0.5 * ratio_rows]})
         targets_panel(bottom, data)
     else:  # results.json from before the paired rounds: no per-round ratios
         fig, ax = plt.subplots(figsize=(11, 6.4), dpi=DPI)
@@ -182,7 +184,7 @@ def results_chart(data, out):
         notes.append("Not drawn, req/s: " + "; ".join(others) + ".")
     notes = [textwrap.fill(note, 170, break_on_hyphens=False) for note in notes]
     fig.text(0.01, 0.01, "\n".join(notes), fontsize=8, color="dimgrey", va="bottom")
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.tight_layout(rect=(0, 0.8 / fig.get_figheight(), 1, 1))
     fig.savefig(out)
     plt.close(fig)
 
