@@ -201,7 +201,7 @@ def memory_chart(data, out):
     concurrencies = data["concurrency"]
     cell = {(c["variant"], c["concurrency"]): c for c in cells}
     fig, (left, right) = plt.subplots(1, 2, figsize=(13, 5.5), dpi=DPI)
-    width = 0.84 / max(1, len(variants))
+    width = 0.84 / max(4, len(variants))
     for i, variant in enumerate(variants):
         for x, concurrency in enumerate(concurrencies):
             c = cell.get((variant, concurrency))
