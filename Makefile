@@ -87,12 +87,16 @@ bench-setup: build $(CHART_STAMP)
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/trivial-filter/Cargo.toml \
 		--target-dir target/bench
 
+# Memory per worker first (bench/memory.py), folded into run.py's targets table, which is
+# printed again at the end.
 bench: bench-setup
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
-	python3 bench/run.py --pools bench/tmp/pools --out bench
+	python3 bench/memory.py --pools bench/tmp/pools --out bench
+	python3 bench/run.py --pools bench/tmp/pools --out bench --memory bench/memory_results.json
 	python3 bench/revocation.py --pools bench/tmp/pools --out bench
 	python3 bench/etcd.py --pools bench/tmp/pools --out bench
 	$(MAKE) bench-chart
+	python3 bench/run.py --report --out bench
 
 # Redraws the charts from the committed results (no measurement).
 bench-chart: $(CHART_STAMP)
@@ -105,12 +109,15 @@ $(CHART_STAMP): $(ENVOY_STAMP)
 # A couple of seconds per variant, so CI keeps the benchmark working; judges no targets.
 bench-smoke: bench-setup
 	$(CARGO) run --quiet --example bench_tokens -- --out bench/tmp/smoke --count 200
-	python3 bench/run.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
+	python3 bench/memory.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
+	python3 bench/run.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke \
+		--memory bench/tmp/smoke/memory_results.json
 	python3 bench/revocation.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	python3 bench/etcd.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	$(VENV)/bin/python bench/chart.py --results bench/tmp/smoke/results.json \
 		--revocation bench/tmp/smoke/revocation_results.json \
-		--etcd bench/tmp/smoke/etcd_results.json --out bench/tmp/smoke
+		--etcd bench/tmp/smoke/etcd_results.json \
+		--memory bench/tmp/smoke/memory_results.json --out bench/tmp/smoke
 
 # The demo's revocation store: a single-member etcd (client port 127.0.0.1:10002, peer port
 # 10003) with its data in a scratch directory, beside Envoy. Ctrl-C stops both (etcd by its pid)

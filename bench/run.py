@@ -3,13 +3,29 @@
 
 One Envoy (--concurrency 1) with one listener per variant, all answering with a
 direct_response so the upstream does not dominate. wrk (one thread, 16 connections) drives
-each variant with a token mix; rounds are interleaved so machine drift cancels out, and a
-warm-up run before each measured run is discarded. Loopback only, bounded in time.
+each variant with a token mix; a warm-up run before each measured run is discarded. Loopback
+only, bounded in time.
 
-Writes a table and the target ratios to results.md / results.json. `--smoke` runs a couple
-of seconds per variant to keep this working in CI (no targets are judged there). Both also
-carry the host calls each request path makes, as the unit test that budgets them counts them
-(src/filter/host_calls_tests.rs, against the fake host: no Envoy needed).
+Rounds are paired and rotated: every round runs every (mix, variant) once; the order of the
+mixes and the order of the variants within each mix are rotated by one every round, so no
+variant always runs first or last. Every ratio target (issue 18) is computed per round, its
+numerator and denominator from the same round, and reported as the median of the per-round
+ratios with their spread (min-max over rounds); the req/s table shows medians over rounds.
+`--rounds`/`--seconds`/`--warmup` set the length (the defaults, 6 rounds of 34 runs of 1 s
+warm-up + 2 s, took 10.5 minutes on the 2-core machine).
+
+Writes results.md / results.json: the req/s table, one targets table (measured / spread /
+target / met) and the host calls each request path makes, as the unit test that budgets them
+counts them (src/filter/host_calls_tests.rs, against the fake host: no Envoy needed).
+`--memory FILE` folds bench/memory.py's rows (RSS per worker) into the targets table; the
+module size is a row too. `--report` prints the targets and host-call tables of an existing
+results.json again (make bench ends with it). `--smoke` runs a second per variant to keep this
+working in CI: no targets are judged there. `--mixes` runs only some mixes (an A/B; targets
+whose mixes were not run say so).
+
+    python3 bench/run.py --pools bench/tmp/pools --out bench [--memory bench/memory_results.json]
+                         [--rounds N] [--seconds S] [--warmup S] [--mixes MIX ...] [--smoke]
+    python3 bench/run.py --report --out bench
 """
 
 import argparse
@@ -23,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -49,31 +66,73 @@ VARIANTS = {
     "bearer_guard_wasm_crypto": "bearer-guard, no cache, crypto in wasm (fallback)",
     "bearer_guard_filter_state": "bearer-guard, jwt_cache_size 1000, log.filter_state on",
     "bearer_guard_watching": "bearer-guard, jwt_cache_size 1000, misuse detection on",
+    "bearer_guard_decisions": "bearer-guard, jwt_cache_size 1000, log.decisions all (100 lines/s, the default limit)",
 }
 
-# Mix name -> (token file, variants measured with it, expected status)
+# Mix name -> (token file, variants measured with it, expected status, what a rejection must
+# say: a lower-case word in the 401's WWW-Authenticate header or body, or None; jwt_authn
+# says "Jwt verification fails" / "Jwt is expired", bearer-guard "signature verification failed" /
+# "token expired")
+# The order matters little (every round rotates it by one) but each target's two variants are
+# kept next to each other where they can be, so a pair runs a few seconds apart.
 MIXES = {
-    "repeat_rs256": ("rs256-repeat.txt", list(VARIANTS)[:6] + ["bearer_guard_filter_state", "bearer_guard_watching"], 200),
-    "repeat_es256": ("es256-repeat.txt", ["jwt_authn_cache", "jwt_authn_nocache", "bearer_guard_cache", "bearer_guard_nocache"], 200),
-    "distinct_rs256": ("rs256-distinct.txt", ["jwt_authn_cache", "jwt_authn_nocache", "bearer_guard_cache", "bearer_guard_nocache", "bearer_guard_wasm_crypto"], 200),
-    "distinct_es256": ("es256-distinct.txt", ["jwt_authn_cache", "jwt_authn_nocache", "bearer_guard_cache", "bearer_guard_nocache", "bearer_guard_wasm_crypto"], 200),
-    "invalid_rs256": ("rs256-invalid.txt", ["jwt_authn_nocache", "bearer_guard_nocache", "bearer_guard_cache"], 401),
-    "invalid_es256": ("es256-invalid.txt", ["jwt_authn_nocache", "bearer_guard_nocache", "bearer_guard_cache"], 401),
+    "repeat_rs256": ("rs256-repeat.txt", ["no_filter", "trivial_wasm", "bearer_guard_cache", "bearer_guard_filter_state",
+                                          "bearer_guard_watching", "bearer_guard_decisions", "jwt_authn_cache",
+                                          "jwt_authn_nocache", "bearer_guard_nocache"], 200, None),
+    "repeat_es256": ("es256-repeat.txt", ["trivial_wasm", "bearer_guard_cache", "jwt_authn_cache", "jwt_authn_nocache",
+                                          "bearer_guard_nocache"], 200, None),
+    "distinct_rs256": ("rs256-distinct.txt", ["jwt_authn_cache", "bearer_guard_cache", "bearer_guard_wasm_crypto",
+                                              "jwt_authn_nocache", "bearer_guard_nocache"], 200, None),
+    "invalid_rs256": ("rs256-invalid.txt", ["bearer_guard_nocache", "jwt_authn_nocache", "bearer_guard_cache"], 401,
+                      "verification"),
+    # Correctly signed, expired an hour before the pool was written (bench_tokens).
+    "expired_rs256": ("rs256-expired.txt", ["bearer_guard_nocache", "jwt_authn_nocache"], 401, "expired"),
+    "distinct_es256": ("es256-distinct.txt", ["jwt_authn_cache", "bearer_guard_cache", "bearer_guard_wasm_crypto",
+                                              "jwt_authn_nocache", "bearer_guard_nocache"], 200, None),
+    "invalid_es256": ("es256-invalid.txt", ["bearer_guard_nocache", "jwt_authn_nocache", "bearer_guard_cache"], 401,
+                      "verification"),
+    "expired_es256": ("es256-expired.txt", ["bearer_guard_nocache", "jwt_authn_nocache"], 401, "expired"),
 }
 
-# (name, numerator (mix, variant), denominator (mix, variant), minimum)
+# Issue 18's throughput targets, each a ratio of req/s taken per round:
+# (name, numerator (mix, variant), denominator (mix, variant), minimum or None: reported only).
 TARGETS = [
-    ("distinct RS256: bearer-guard / jwt_authn, no cache", ("distinct_rs256", "bearer_guard_nocache"), ("distinct_rs256", "jwt_authn_nocache"), 1.0),
-    ("distinct ES256: bearer-guard / jwt_authn, no cache", ("distinct_es256", "bearer_guard_nocache"), ("distinct_es256", "jwt_authn_nocache"), 1.0),
-    ("repeated RS256: bearer-guard / jwt_authn, with cache", ("repeat_rs256", "bearer_guard_cache"), ("repeat_rs256", "jwt_authn_cache"), 0.8),
-    ("repeated ES256: bearer-guard / jwt_authn, with cache", ("repeat_es256", "bearer_guard_cache"), ("repeat_es256", "jwt_authn_cache"), 0.8),
-    ("repeated RS256: bearer-guard with cache / trivial wasm", ("repeat_rs256", "bearer_guard_cache"), ("repeat_rs256", "trivial_wasm"), 0.95),
-    ("invalid RS256 rejections / distinct RS256 acceptances (bearer-guard, no cache)", ("invalid_rs256", "bearer_guard_nocache"), ("distinct_rs256", "bearer_guard_nocache"), 1.0),
-    ("invalid ES256 rejections / distinct ES256 acceptances (bearer-guard, no cache)", ("invalid_es256", "bearer_guard_nocache"), ("distinct_es256", "bearer_guard_nocache"), 1.0),
-    ("repeated RS256: log.filter_state on / off (default)", ("repeat_rs256", "bearer_guard_filter_state"), ("repeat_rs256", "bearer_guard_cache"), 0.7),
-    ("repeated RS256: misuse detection on / off", ("repeat_rs256", "bearer_guard_watching"), ("repeat_rs256", "bearer_guard_cache"), 0.85),
+    ("distinct RS256: bearer-guard / jwt_authn, no cache", ("distinct_rs256", "bearer_guard_nocache"),
+     ("distinct_rs256", "jwt_authn_nocache"), 1.0),
+    ("distinct ES256: bearer-guard / jwt_authn, no cache", ("distinct_es256", "bearer_guard_nocache"),
+     ("distinct_es256", "jwt_authn_nocache"), 1.0),
+    # The cache hit is held to the trivial wasm filter, the floor any wasm filter sits on;
+    # jwt_authn's cache is above that floor, so the ratio to it is reported without a target.
+    ("cache hit RS256 (one repeated token): bearer-guard / trivial wasm", ("repeat_rs256", "bearer_guard_cache"),
+     ("repeat_rs256", "trivial_wasm"), 0.95),
+    ("cache hit ES256 (one repeated token): bearer-guard / trivial wasm", ("repeat_es256", "bearer_guard_cache"),
+     ("repeat_es256", "trivial_wasm"), 0.95),
+    ("cache hit RS256: bearer-guard / jwt_authn, with cache (reported)", ("repeat_rs256", "bearer_guard_cache"),
+     ("repeat_rs256", "jwt_authn_cache"), None),
+    ("cache hit ES256: bearer-guard / jwt_authn, with cache (reported)", ("repeat_es256", "bearer_guard_cache"),
+     ("repeat_es256", "jwt_authn_cache"), None),
+    ("bad signature RS256 rejections / distinct RS256 acceptances (bearer-guard, no cache)",
+     ("invalid_rs256", "bearer_guard_nocache"), ("distinct_rs256", "bearer_guard_nocache"), 1.0),
+    ("bad signature ES256 rejections / distinct ES256 acceptances (bearer-guard, no cache)",
+     ("invalid_es256", "bearer_guard_nocache"), ("distinct_es256", "bearer_guard_nocache"), 1.0),
+    ("expired RS256 rejections / distinct RS256 acceptances (bearer-guard, no cache)",
+     ("expired_rs256", "bearer_guard_nocache"), ("distinct_rs256", "bearer_guard_nocache"), 1.0),
+    ("expired ES256 rejections / distinct ES256 acceptances (bearer-guard, no cache)",
+     ("expired_es256", "bearer_guard_nocache"), ("distinct_es256", "bearer_guard_nocache"), 1.0),
+    # Observability, priced against the default configuration (cache hit, RS256). The decision
+    # log's minimum is misuse detection's: an opt-in signal should not take more than 15% of the
+    # cached path; with the default 100 lines/s per worker nearly every line is dropped at the
+    # limiter here, so this prices building the decision plus the limiter, not the writing.
+    ("priced: log.filter_state on / default (cache hit RS256)", ("repeat_rs256", "bearer_guard_filter_state"),
+     ("repeat_rs256", "bearer_guard_cache"), 0.70),
+    ("priced: misuse detection on / default (cache hit RS256)", ("repeat_rs256", "bearer_guard_watching"),
+     ("repeat_rs256", "bearer_guard_cache"), 0.85),
+    ("priced: log.decisions all / default denied (cache hit RS256)", ("repeat_rs256", "bearer_guard_decisions"),
+     ("repeat_rs256", "bearer_guard_cache"), 0.85),
 ]
 SIZE_TARGET_BYTES = 600 * 1000
+# Per-run overhead (wrk start and exit), for the printed estimate: measured 0.05-0.08 s here.
+RUN_OVERHEAD_SECONDS = 0.05
 
 
 def listener(name, http_filters):
@@ -150,6 +209,9 @@ def envoy_config(jwks):
         # One token from one address at wrk's pace: counted, never over the limits.
         "bearer_guard_watching": [bearer_guard("bearer_guard_watching", jwks, 1000, "auto",
                                                anomaly={"max_requests": 4_000_000_000, "window_seconds": 86400})],
+        # log.max_lines_per_second stays at its default (100 per worker).
+        "bearer_guard_decisions": [bearer_guard("bearer_guard_decisions", jwks, 1000, "auto",
+                                                log={"decisions": "all"})],
     }
     return {
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 0}}},
@@ -180,9 +242,10 @@ def stop_process(process):
 
 
 class Envoy:
-    """One Envoy process; stopped by pid in `stop`, also when the run fails."""
+    """One Envoy process; stopped by pid in `stop`, also when the run fails (and when it does
+    not come up)."""
 
-    def __init__(self, workdir, config):
+    def __init__(self, workdir, config, concurrency=1):
         self.workdir = workdir
         config_path = workdir / "envoy-bench.json"
         config_path.write_text(json.dumps(config, indent=1))
@@ -190,11 +253,15 @@ class Envoy:
         self.admin_file.unlink(missing_ok=True)
         self.log_path = workdir / "envoy.log"
         self.process = subprocess.Popen(
-            [str(ENVOY), "-c", str(config_path), "--concurrency", "1", "--disable-hot-restart",
+            [str(ENVOY), "-c", str(config_path), "--concurrency", str(concurrency), "--disable-hot-restart",
              "--admin-address-path", str(self.admin_file), "--log-level", "warn",
              "--component-log-level", "wasm:info"],
             stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"), start_new_session=True)
-        self.ports = self._wait_for_listeners(set(config_listener_names(config)))
+        try:
+            self.ports = self._wait_for_listeners(set(config_listener_names(config)))
+        except BaseException:
+            self.stop()
+            raise
 
     def _wait_for_listeners(self, names, timeout=60):
         deadline = time.time() + timeout
@@ -241,45 +308,87 @@ def run_wrk(port, tokens_file, seconds, connections=16):
             "requests": requests, "non_2xx": int(non_2xx.group(1)) if non_2xx else 0}
 
 
-def sanity_check(envoy, pools):
-    """Every variant answers as expected before anything is timed."""
-    for mix, (file, variants, expected) in MIXES.items():
+def answer(port, token, timeout=5):
+    """(status, WWW-Authenticate header + body) of one request carrying `token`."""
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/")
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as error:
+        return error.code, f"{error.headers.get('WWW-Authenticate', '')} {error.read().decode(errors='replace')}"
+
+
+def sanity_check(envoy, pools, mixes):
+    """Every variant answers as expected (rejections for the expected reason) before anything
+    is timed."""
+    for mix in mixes:
+        file, variants, expected, reason = MIXES[mix]
         token = (pools / file).read_text().splitlines()[0]
         for variant in variants:
-            status, body = http_get(envoy.ports[variant], token=token)
+            status, text = answer(envoy.ports[variant], token)
             if status != expected:
-                raise RuntimeError(f"{variant} answered {status} to {mix} (expected {expected}): {body}")
+                raise RuntimeError(f"{variant} answered {status} to {mix} (expected {expected}): {text}")
+            if reason and reason not in text.lower():
+                raise RuntimeError(f"{variant} refused {mix} but not for '{reason}': {text}")
     log = envoy.log_path.read_text()
     if "signatures verified in the host" not in log:
         raise RuntimeError("bearer-guard did not use host crypto:\n" + log[-3000:])
 
 
+def rotated(items, by):
+    """`items` rotated left by `by`: round r starts with item r (mod len)."""
+    by %= len(items)
+    return items[by:] + items[:by]
+
+
+def plan_round(mixes, round_number):
+    """The (mix, variant) runs of one round: mixes and, within each, variants rotated."""
+    return [(mix, variant) for mix in rotated(mixes, round_number)
+            for variant in rotated(MIXES[mix][1], round_number)]
+
+
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--smoke", action="store_true", help="a couple of seconds per variant")
-    parser.add_argument("--seconds", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--pools", type=pathlib.Path, required=True)
+    parser.add_argument("--smoke", action="store_true", help="a second per variant, one round; no targets judged")
+    parser.add_argument("--seconds", type=int, default=2, help="measured seconds per run (default 2)")
+    parser.add_argument("--warmup", type=int, default=1, help="discarded seconds before each run (default 1)")
+    parser.add_argument("--rounds", type=int, default=6, help="paired, rotated rounds (default 6)")
+    parser.add_argument("--pools", type=pathlib.Path, help="token pools (examples/bench_tokens.rs)")
     parser.add_argument("--out", type=pathlib.Path, required=True, help="results.md/.json go here")
+    parser.add_argument("--memory", type=pathlib.Path,
+                        help="memory_results.json of bench/memory.py, folded into the targets table")
     parser.add_argument("--mixes", nargs="*", choices=list(MIXES), help="only these mixes (an A/B; not for the committed results)")
+    parser.add_argument("--report", action="store_true",
+                        help="print the targets and host-call tables of --out/results.json again, measure nothing")
     args = parser.parse_args()
+    if args.report:
+        report(args.out / "results.json")
+        return
+    if not args.pools:
+        parser.error("--pools is required (unless --report)")
     if args.smoke:
         args.seconds, args.warmup, args.rounds = 1, 0, 1
+    if args.rounds < 1 or args.seconds < 1 or args.warmup < 0:
+        parser.error("--rounds and --seconds must be >= 1, --warmup >= 0")
+    mixes = [mix for mix in MIXES if not args.mixes or mix in args.mixes]
+    runs_per_round = len(plan_round(mixes, 0))
+    estimate = args.rounds * runs_per_round * (args.seconds + args.warmup + RUN_OVERHEAD_SECONDS)
     calls = host_calls()
     print("\n".join(["host calls per request (fake host; against Envoy a cache miss adds "
                       "verify_signature):"] + host_call_lines(calls)), flush=True)
+    print(f"{args.rounds} rounds x {runs_per_round} runs of {args.warmup} + {args.seconds} s: "
+          f"about {estimate / 60:.1f} min", flush=True)
     workdir = args.pools
     jwks = json.loads((args.pools / "jwks.json").read_text())
+    started = time.monotonic()
     envoy = Envoy(workdir, envoy_config(jwks))
     samples = {}
     try:
-        sanity_check(envoy, args.pools)
-        plan = [(mix, variant) for mix, (_, variants, _) in MIXES.items() for variant in variants
-                if not args.mixes or mix in args.mixes]
+        sanity_check(envoy, args.pools, mixes)
         for round_number in range(args.rounds):
-            for mix, variant in plan:
-                file, _, expected = MIXES[mix]
+            for mix, variant in plan_round(mixes, round_number):
+                file, _, expected, _ = MIXES[mix]
                 port = envoy.ports[variant]
                 if args.warmup:
                     run_wrk(port, args.pools / file, args.warmup)
@@ -289,6 +398,7 @@ def main():
                 wrong = result["non_2xx"] if expected == 200 else result["requests"] - result["non_2xx"]
                 if wrong:
                     raise RuntimeError(f"{mix}/{variant}: {wrong} responses were not {expected}")
+                result["round"] = round_number
                 samples.setdefault((mix, variant), []).append(result)
                 print(f"round {round_number + 1}/{args.rounds} {mix:15} {variant:26} "
                       f"{result['rps']:9.0f} req/s  p50 {result['p50_ms']:.3f} ms  p99 {result['p99_ms']:.3f} ms",
@@ -296,10 +406,12 @@ def main():
         envoy_log = envoy.log_path.read_text()
     finally:
         envoy.stop()
+    elapsed = time.monotonic() - started
     for marker in ("panicked", "Wasm VM failed"):
         if marker in envoy_log:
             raise RuntimeError(f"wasm failure during the benchmark ({marker})")
-    write_results(args, samples, calls)
+    memory = json.loads(args.memory.read_text()) if args.memory else None
+    write_results(args, samples, calls, elapsed, memory)
 
 
 def host_calls():
@@ -333,25 +445,93 @@ def median(values):
     return statistics.median(values) if values else None
 
 
-def write_results(args, samples, calls):
-    summary = {f"{mix}/{variant}": {
-        "rps": median([s["rps"] for s in runs]),
-        "p50_ms": median([s["p50_ms"] for s in runs]),
-        "p99_ms": median([s["p99_ms"] for s in runs]),
-        "rounds": len(runs)} for (mix, variant), runs in samples.items()}
-    wasm_size = BEARER_GUARD.stat().st_size
-    ratios = []
+def round_ratios(samples, num, den):
+    """numerator / denominator req/s of every round that ran both."""
+    a = {s["round"]: s["rps"] for s in samples.get(tuple(num), [])}
+    b = {s["round"]: s["rps"] for s in samples.get(tuple(den), [])}
+    return [a[r] / b[r] for r in sorted(a) if r in b and b[r] > 0]
+
+
+def target_row(name, kind, measured, text, spread, goal, met, **extra):
+    """One row of the targets table (shared with bench/memory.py). met: True/False, None
+    (reported only), "not run" or "smoke" (not judged)."""
+    return {"target": name, "kind": kind, "measured": measured, "measured_text": text,
+            "spread": spread, "goal": goal, "met": met, **extra}
+
+
+def throughput_targets(samples, judge):
+    rows = []
     for name, num, den, minimum in TARGETS:
-        ratio = summary[f"{num[0]}/{num[1]}"]["rps"] / summary[f"{den[0]}/{den[1]}"]["rps"]
-        ratios.append({"target": name, "ratio": round(ratio, 3), "minimum": minimum, "met": ratio >= minimum})
+        ratios = round_ratios(samples, num, den)
+        kind = "priced" if name.startswith("priced") else "throughput" if minimum is not None else "reported"
+        goal = f">= {minimum:.2f}" if minimum is not None else "-"
+        if not ratios:
+            rows.append(target_row(name, kind, None, "not run", "-", goal, "not run"))
+            continue
+        ratio = statistics.median(ratios)
+        met = (ratio >= minimum if judge else "smoke") if minimum is not None else None
+        rows.append(target_row(name, kind, round(ratio, 4), f"{ratio:.2f}",
+                               f"{min(ratios):.2f}-{max(ratios):.2f}", goal, met,
+                               per_round=[round(r, 4) for r in ratios],
+                               numerator="/".join(num), denominator="/".join(den)))
+    return rows
+
+
+def size_target(wasm_size, judge):
+    met = wasm_size <= SIZE_TARGET_BYTES if judge else "smoke"
+    return target_row("module size, dist/bearer_guard.wasm", "size", wasm_size, f"{wasm_size:,} bytes", "-",
+                      f"<= {SIZE_TARGET_BYTES:,} bytes", met)
+
+
+def met_text(met):
+    if met is True:
+        return "yes"
+    if met is False:
+        return "NO"
+    if met is None:
+        return "-"
+    return met  # "not run", "smoke"
+
+
+def targets_lines(rows):
+    lines = ["| target (issue 18) | measured | spread (min-max) | target | met |", "|---|---:|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['target']} | {r['measured_text']} | {r['spread']} | {r['goal']} | {met_text(r['met'])} |")
+    return lines
+
+
+def write_results(args, samples, calls, elapsed, memory):
+    summary = {}
+    for (mix, variant), runs in sorted(samples.items(), key=lambda kv: (list(MIXES).index(kv[0][0]),
+                                                                         MIXES[kv[0][0]][1].index(kv[0][1]))):
+        rps = [s["rps"] for s in runs]
+        summary[f"{mix}/{variant}"] = {
+            "rps": median(rps), "rps_min": min(rps), "rps_max": max(rps),
+            "rps_rounds": [round(v, 1) for v in rps],
+            "p50_ms": median([s["p50_ms"] for s in runs]),
+            "p99_ms": median([s["p99_ms"] for s in runs]),
+            "rounds": len(runs)}
+    wasm_size = BEARER_GUARD.stat().st_size
+    judge = not args.smoke
+    targets = throughput_targets(samples, judge) + [size_target(wasm_size, judge)]
+    memory_note = "bench/memory.py not run (--memory)"
+    if memory:
+        targets += memory["targets"]
+        memory_note = (f"memory rows from {args.memory} ({memory['date']}"
+                       + (", smoke run: not judged" if memory.get("smoke") else "") + ")")
+    else:
+        targets.append(target_row("RSS per worker (bench/memory.py)", "memory", None, "not run", "-",
+                                  "<= trivial wasm + 2 MB", "not run"))
     version = subprocess.run([str(ENVOY), "--version"], capture_output=True, text=True).stdout.strip().split()[-1]
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "envoy": version, "concurrency": 1, "wrk": "-t1 -c16",
         "seconds_per_run": args.seconds, "warmup_seconds": args.warmup, "rounds": args.rounds,
-        "smoke": args.smoke, "wasm_size_bytes": wasm_size,
-        "wasm_size_target_met": wasm_size <= SIZE_TARGET_BYTES,
-        "results": summary, "ratios": ratios, "host_calls": calls,
+        "rotation": "mixes and variants within each mix rotated by one every round",
+        "elapsed_seconds": round(elapsed, 1),
+        "smoke": args.smoke, "mixes": sorted({mix for mix, _ in samples}, key=list(MIXES).index),
+        "wasm_size_bytes": wasm_size, "wasm_size_target_met": wasm_size <= SIZE_TARGET_BYTES,
+        "results": summary, "targets": targets, "memory_source": memory_note, "host_calls": calls,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -359,30 +539,46 @@ def write_results(args, samples, calls):
         "# bearer-guard benchmark" + (" (smoke run: not a measurement)" if args.smoke else ""),
         "",
         f"{result['date']}; Envoy {version}, --concurrency 1; wrk -t1 -c16, {args.seconds} s per run "
-        f"after {args.warmup} s warm-up, {args.rounds} interleaved rounds, medians shown; "
-        "direct_response route; loopback.",
+        f"after {args.warmup} s warm-up, {args.rounds} paired rounds (mixes and variants rotated every "
+        f"round), medians shown; direct_response route; loopback; {elapsed / 60:.1f} min.",
         "",
-        "| mix | variant | req/s | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|",
+        "| mix | variant | req/s | min-max | p50 ms | p99 ms |",
+        "|---|---|---:|---|---:|---:|",
     ]
     for key, row in summary.items():
         mix, variant = key.split("/")
-        lines.append(f"| {mix} | {VARIANTS[variant]} | {row['rps']:.0f} | {row['p50_ms']:.3f} | {row['p99_ms']:.3f} |")
-    lines += ["", "| target | ratio | minimum | met |", "|---|---:|---:|---|"]
-    for r in ratios:
-        lines.append(f"| {r['target']} | {r['ratio']:.2f} | {r['minimum']:.2f} | {'yes' if r['met'] else 'NO'} |")
-    lines += ["", f"`dist/bearer_guard.wasm`: {wasm_size} bytes (target <= {SIZE_TARGET_BYTES}: "
-              f"{'met' if wasm_size <= SIZE_TARGET_BYTES else 'NOT met'})", ""]
-    lines += ["Host calls per request (src/filter/host_calls_tests.rs, against the fake host; "
-              "against Envoy a cache miss adds the verify_signature foreign function):", ""]
-    lines += host_call_lines(calls) + [""]
+        lines.append(f"| {mix} | {VARIANTS[variant]} | {row['rps']:.0f} | {row['rps_min']:.0f}-{row['rps_max']:.0f} "
+                     f"| {row['p50_ms']:.3f} | {row['p99_ms']:.3f} |")
+    lines += ["", *report_lines(result), ""]
     (args.out / "results.md").write_text("\n".join(lines))
     print("\n".join(lines))
 
 
+def report_lines(result):
+    """The targets table and the host-call table of a results.json."""
+    rounds = result["rounds"]
+    lines = [f"Targets: every ratio is the median of {rounds} per-round ratios (numerator and denominator "
+             "from the same round), spread = min-max of those ratios; memory rows: median of "
+             "bench/memory.py's starts, spread = min-max over them"
+             + ("; smoke run: nothing judged" if result.get("smoke") else "") + ".", ""]
+    lines += targets_lines(result["targets"])
+    lines += ["", "Host calls per request (src/filter/host_calls_tests.rs, against the fake host; "
+              "against Envoy a cache miss adds the verify_signature foreign function):", ""]
+    lines += host_call_lines(result["host_calls"])
+    return lines
+
+
+def report(path):
+    if not path.is_file():
+        raise RuntimeError(f"{path}: not found (run bench/run.py first)")
+    result = json.loads(path.read_text())
+    print("\n".join([f"# bearer-guard targets ({path}, {result['date']})", ""] + report_lines(result)))
+
+
 if __name__ == "__main__":
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks
     try:
         main()
-    except (RuntimeError, subprocess.CalledProcessError) as error:
+    except (RuntimeError, OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
         print(f"bench failed: {error}", file=sys.stderr)
         sys.exit(1)

@@ -3,7 +3,9 @@
 //!
 //! Files: `jwks.json`; `{rs256,es256}-repeat.txt` (one token); `{rs256,es256}-distinct.txt`
 //! (N distinct valid tokens); `{rs256,es256}-invalid.txt` (the distinct tokens with one
-//! signature character changed: well-formed, bad signature).
+//! signature character changed: well-formed, bad signature); `{rs256,es256}-expired.txt` (N
+//! distinct tokens, correctly signed, that expired an hour before they were written: past any
+//! clock skew, and they stay expired, so this pool never needs regenerating).
 
 use std::error::Error;
 use std::fs;
@@ -42,17 +44,26 @@ fn main() -> Result<(), Box<dyn Error>> {
         json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": format!("user-{i}"), "jti": format!("bench-{i}"),
                 "iat": now, "exp": now + 4 * 3600 })
     };
-    for (name, sign) in [
+    let expired_claims = |i: usize| {
+        json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": format!("user-{i}"), "jti": format!("bench-expired-{i}"),
+                "iat": now - 2 * 3600, "exp": now - 3600 })
+    };
+    for (name, sign, sign_expired) in [
         (
             "rs256",
             &(|i| mint(Signer::Rs256(rsa), Some(DEMO_RSA_KID), &claims(i)))
                 as &dyn Fn(usize) -> String,
+            &(|i| mint(Signer::Rs256(rsa), Some(DEMO_RSA_KID), &expired_claims(i)))
+                as &dyn Fn(usize) -> String,
         ),
-        ("es256", &|i| {
-            mint(Signer::Es256(ec), Some(DEMO_EC_KID), &claims(i))
-        }),
+        (
+            "es256",
+            &|i| mint(Signer::Es256(ec), Some(DEMO_EC_KID), &claims(i)),
+            &|i| mint(Signer::Es256(ec), Some(DEMO_EC_KID), &expired_claims(i)),
+        ),
     ] {
         let distinct: Vec<String> = (0..count).map(sign).collect();
+        let expired: Vec<String> = (0..count).map(sign_expired).collect();
         let invalid: Vec<String> = distinct.iter().map(|t| corrupt_signature(t)).collect();
         fs::write(out.join(format!("{name}-repeat.txt")), sign(count) + "\n")?;
         fs::write(
@@ -62,6 +73,10 @@ fn main() -> Result<(), Box<dyn Error>> {
         fs::write(
             out.join(format!("{name}-invalid.txt")),
             invalid.join("\n") + "\n",
+        )?;
+        fs::write(
+            out.join(format!("{name}-expired.txt")),
+            expired.join("\n") + "\n",
         )?;
     }
     println!("wrote {count} tokens per pool to {}", out.display());
