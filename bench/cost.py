@@ -52,6 +52,7 @@ def main():
     parser.add_argument("--decisions", type=int, default=5000)
     args = parser.parse_args()
     n = args.decisions
+    args.out.mkdir(parents=True, exist_ok=True)
     rows = {}
     for name, (tokens, cache, answer, what) in PATHS.items():
         if not (args.pools / tokens).exists():

@@ -41,6 +41,25 @@ pub struct Request<'a> {
     pub jwt_authn: Option<&'a VerifiedPayloads>,
 }
 
+/// When a decision is made, as the shell sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Occasion {
+    /// After a wait for keys, a list or an answer: never wait again.
+    pub after_wait: bool,
+    /// Whether a denial would be reported: the decision log has room for its line this second
+    /// (or filter state is on). When not, the denial carries no fingerprint or identity, and
+    /// the token is not hashed for them: under a flood of bad tokens, the lines the rate limit
+    /// drops cost nothing.
+    pub reported: bool,
+}
+
+impl Occasion {
+    pub const FIRST: Occasion = Occasion {
+        after_wait: false,
+        reported: true,
+    };
+}
+
 /// How the verified-token cache took part in a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheLookup {
@@ -201,19 +220,26 @@ impl Guard {
     /// `now` is Unix seconds from the host's clock. May ask to wait for keys, a list or an
     /// introspection answer (`Decision::WaitFor*`, `Decision::Introspect`).
     pub fn decide(&self, request: &Request<'_>, now: i64) -> Verdict {
-        let look = Look {
-            now,
-            may_wait: true,
-        };
-        self.decide_look(request, look, Tracer::default())
+        self.decide_as(request, now, Occasion::FIRST)
     }
 
     /// Like `decide`, after a wait: never asks to wait again; no keys is a 503 and an unknown
     /// `kid` is refused.
     pub fn decide_after_wait(&self, request: &Request<'_>, now: i64) -> Verdict {
+        let occasion = Occasion {
+            after_wait: true,
+            ..Occasion::FIRST
+        };
+        self.decide_as(request, now, occasion)
+    }
+
+    /// `decide` or `decide_after_wait`, as the shell knows the occasion: whether a denial
+    /// would be reported at all (see `Occasion::reported`).
+    pub fn decide_as(&self, request: &Request<'_>, now: i64, occasion: Occasion) -> Verdict {
         let look = Look {
             now,
-            may_wait: false,
+            may_wait: !occasion.after_wait,
+            reports: occasion.reported && self.config.reports_denials(),
         };
         self.decide_look(request, look, Tracer::default())
     }
@@ -226,7 +252,12 @@ impl Guard {
         may_wait: bool,
     ) -> (Verdict, Vec<Step>) {
         let trace = Trace::default();
-        let verdict = self.decide_look(request, Look { now, may_wait }, Tracer::into(&trace));
+        let look = Look {
+            now,
+            may_wait,
+            reports: self.config.reports_denials(),
+        };
+        let verdict = self.decide_look(request, look, Tracer::into(&trace));
         (verdict, trace.into_steps())
     }
 
@@ -1169,6 +1200,17 @@ mod tests {
         };
         assert!(logged.token_fingerprint.is_some() && logged.identity.is_some());
         assert_eq!((logged.status, &logged.body), (denial.status, &denial.body));
+        // The shell says the log has no room for this line: the same, unreported.
+        let headers = bearer(&token);
+        let unreported = Occasion {
+            reported: false,
+            ..Occasion::FIRST
+        };
+        let verdict = default_guard().decide_as(&Request::get("/", &headers), NOW, unreported);
+        let Decision::Deny(dropped) = verdict.decision else {
+            panic!("expected a denial");
+        };
+        assert_eq!(dropped, denial);
     }
 
     #[test]

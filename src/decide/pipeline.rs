@@ -49,6 +49,9 @@ const QUERY_TOKEN: &str = "access_token";
 pub struct Look {
     pub now: i64,
     pub may_wait: bool,
+    /// A denial goes to the decision log or filter state: only then is the token hashed for
+    /// its fingerprint and identity.
+    pub reports: bool,
 }
 
 /// Why a requirement is not met: a denial, or something to fetch (or ask) first.
@@ -1356,7 +1359,10 @@ impl<'g> TokenCheck<'g, '_> {
         let failure = failure.into();
         let config = &self.guard.config;
         // Hashing the token is for the decision log and filter state only.
-        let presented = presented.filter(|_| config.reports_denials());
+        let presented = presented.filter(|_| self.look.reports);
+        // Only claims something vouched for reach the decision log. The identity first: it
+        // needs both hashes, made in one pass, and the fingerprint is one of them.
+        let identity = trusted.zip(presented).map(|(t, p)| identity_of(t, p));
         let mut denial = Denial::new(
             failure.reason,
             &config.realm,
@@ -1364,8 +1370,7 @@ impl<'g> TokenCheck<'g, '_> {
             presented.map(|p| fingerprint(&p.sha256())),
         );
         denial.revoked_by = failure.revoked_by;
-        // Only claims something vouched for reach the decision log.
-        denial.identity = trusted.zip(presented).map(|(t, p)| identity_of(t, p));
+        denial.identity = identity;
         if failure.reason == DenyReason::InsufficientScope {
             denial = denial.with_required_scope(&config.realm, self.scopes);
         }

@@ -272,3 +272,44 @@ fn a_dropped_decision_line_costs_no_address_lookup() {
     );
     assert_eq!(vm.host.logged("\"decision\":\"deny\"").len(), 1);
 }
+
+/// A denial the decision log cannot write (its rate limit is used up) still carries the
+/// token's fingerprint when filter state is on: only a denial nobody reports skips the hash.
+#[test]
+fn filter_state_keeps_the_fingerprint_when_lines_are_dropped() {
+    use super::host::Host as _;
+    let mut config = testkit::config_json(json!({}), None);
+    config["log"] = json!({ "max_lines_per_second": 1, "filter_state": true });
+    let mut vm = Vm::new(&config);
+    for (context, claims) in [(2, json!("a")), (3, json!("b"))] {
+        let mut expired = good_claims();
+        expired["exp"] = json!(NOW - 3600);
+        expired["jti"] = claims;
+        let token = rs256(&expired);
+        let authorization = format!("Bearer {token}");
+        let request = [
+            (":method", "GET"),
+            (":path", "/"),
+            (":authority", "a.example"),
+            ("authorization", authorization.as_str()),
+        ];
+        assert_eq!(vm.send(context, &request), Action::Pause);
+        let fingerprint = vm
+            .host
+            .property(&["filter_state", "bearer_guard.token_fp"])
+            .ok()
+            .flatten()
+            .and_then(|bytes| String::from_utf8(bytes).ok());
+        let digest: [u8; 32] = sha2::Digest::finalize(sha2::Digest::chain_update(
+            <sha2::Sha256 as sha2::Digest>::new(),
+            token.as_bytes(),
+        ))
+        .into();
+        assert_eq!(
+            fingerprint,
+            Some(crate::observe::fingerprint::fingerprint(&digest)),
+            "request {context}"
+        );
+    }
+    assert_eq!(vm.host.logged("\"decision\":\"deny\"").len(), 1);
+}

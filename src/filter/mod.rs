@@ -12,7 +12,7 @@ use proxy_wasm::types::{Action, MapType};
 use sha2::{Digest, Sha256};
 
 use crate::decide::decision::{Authorized, Decision, Denial, DenyReason, TokenIdentity, Upstream};
-use crate::decide::guard::{CacheLookup, Guard, Request, Verdict};
+use crate::decide::guard::{CacheLookup, Guard, Occasion, Request, Verdict};
 use crate::decide::header_map;
 use crate::observe::anomaly as anomaly_core;
 use crate::observe::decision_log::{path_without_query, Record};
@@ -293,11 +293,13 @@ fn decide(active: &Active, request: &Request, look: Look, now: Option<i64>) -> V
             mode: active.guard.mode_for(request),
         };
     };
-    let verdict = if look == Look::Last {
-        active.guard.decide_after_wait(request, now)
-    } else {
-        active.guard.decide(request, now)
+    let log = &active.guard.config().log;
+    let occasion = Occasion {
+        after_wait: look == Look::Last,
+        reported: log.filter_state
+            || (log.logs(false) && active.decision_log.borrow().has_room(now)),
     };
+    let verdict = active.guard.decide_as(request, now, occasion);
     // Once per request, on its first look: later looks find what that one cached.
     if look == Look::First {
         active.metrics.count_cache(verdict.cache);

@@ -38,6 +38,11 @@ impl LogLimiter {
         }
     }
 
+    /// Whether a line at `now` would be written (nothing is counted).
+    pub fn has_room(&self, now: i64) -> bool {
+        self.limit == 0 || now != self.second || self.written < self.limit
+    }
+
     pub fn permit(&mut self, now: i64) -> LogPermit {
         let mut report_suppressed = 0;
         if now != self.second {
@@ -66,8 +71,11 @@ mod tests {
     fn writes_up_to_the_limit_then_reports_what_it_dropped() {
         let mut limiter = LogLimiter::default();
         for _ in 0..DENIAL_LINES_PER_SECOND {
+            assert!(limiter.has_room(100));
             assert!(limiter.permit(100).write);
         }
+        assert!(!limiter.has_room(100));
+        assert!(limiter.has_room(101));
         for _ in 0..5 {
             assert_eq!(
                 limiter.permit(100),
