@@ -7,14 +7,15 @@
 //! the same proportions.
 //!
 //! `cargo run --release --example decision_cost -- --pools DIR --tokens FILE --cache N
-//! --answer valid|invalid --decisions N`
+//! --answer valid|invalid --decisions N [--unreported]` (`--unreported`: as the shell decides
+//! when the decision log has no room for a denial's line this second).
 
 use std::error::Error;
 use std::path::PathBuf;
 
 use bearer_guard::config::Config;
 use bearer_guard::decide::decision::Decision;
-use bearer_guard::decide::guard::{Guard, Request};
+use bearer_guard::decide::guard::{Guard, Occasion, Request};
 use bearer_guard::keys::host_crypto::{HostCheck, HostCrypto, HostCryptoError};
 
 /// A host whose every signature check answers the same, at once.
@@ -39,6 +40,10 @@ fn main() -> Result<(), Box<dyn Error>> {
     let cache: usize = arg("--cache").map_or(Ok(1000), |c| c.parse())?;
     let valid = arg("--answer").is_none_or(|a| a == "valid");
     let decisions: usize = arg("--decisions").map_or(Ok(20_000), |n| n.parse())?;
+    let occasion = Occasion {
+        reported: !args.iter().any(|a| a == "--unreported"),
+        ..Occasion::FIRST
+    };
 
     let jwks: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(pools.join("jwks.json"))?)?;
@@ -90,7 +95,8 @@ fn main() -> Result<(), Box<dyn Error>> {
             not_utf8: &[],
             jwt_authn: None,
         };
-        if matches!(guard.decide(&request, now).decision, Decision::Allow { .. }) {
+        let verdict = guard.decide_as(&request, now, occasion);
+        if matches!(verdict.decision, Decision::Allow { .. }) {
             allowed += 1;
         }
     }
