@@ -46,10 +46,11 @@ pub struct Request<'a> {
 pub struct Occasion {
     /// After a wait for keys, a list or an answer: never wait again.
     pub after_wait: bool,
-    /// Whether a denial would be reported: the decision log has room for its line this second
-    /// (or filter state is on). When not, the denial carries no fingerprint or identity, and
-    /// the token is not hashed for them: under a flood of bad tokens, the lines the rate limit
-    /// drops cost nothing.
+    /// Whether a denial would be reported, as far as the shell knows: the decision log has
+    /// room for its line this second (or filter state is on); the configuration must report
+    /// denials too (`Config::reports_denials`). When not, the denial carries no fingerprint or
+    /// identity, and the token is not hashed for them: under a flood of bad tokens, the lines
+    /// the rate limit drops cost nothing.
     pub reported: bool,
 }
 

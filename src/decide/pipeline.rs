@@ -213,23 +213,26 @@ impl<'r, 's> Presented<'r, 's> {
 impl Presented<'_, '_> {
     /// SHA-256 of the token as sent: the log fingerprint, a `token_sha256` revocation.
     fn sha256(&self) -> TokenDigest {
-        if let Some(known) = self.sha256.get() {
-            return *known;
-        }
-        let digest = whole_token_sha256(&self.token);
-        let _ = self.sha256.set(digest);
-        self.keep();
-        digest
+        self.hash_once(&self.sha256, whole_token_sha256)
     }
 
     /// The token identity revocations and misuse detection know it by (a signature twin has
     /// the same one); for an opaque token, its whole-token hash.
     fn id(&self) -> TokenDigest {
-        if let Some(known) = self.id.get() {
+        self.hash_once(&self.id, token_id)
+    }
+
+    /// `cell`'s hash, computed on first need and handed to the cache entry with the other.
+    fn hash_once(
+        &self,
+        cell: &OnceCell<TokenDigest>,
+        hash: fn(&str) -> TokenDigest,
+    ) -> TokenDigest {
+        if let Some(known) = cell.get() {
             return *known;
         }
-        let digest = token_id(&self.token);
-        let _ = self.id.set(digest);
+        let digest = hash(&self.token);
+        let _ = cell.set(digest);
         self.keep();
         digest
     }

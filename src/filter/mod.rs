@@ -293,11 +293,12 @@ fn decide(active: &Active, request: &Request, look: Look, now: Option<i64>) -> V
             mode: active.guard.mode_for(request),
         };
     };
-    let log = &active.guard.config().log;
+    // Whether the configuration reports denials at all is the guard's to know; the shell
+    // knows whether the decision log has room for one more line this second.
     let occasion = Occasion {
         after_wait: look == Look::Last,
-        reported: log.filter_state
-            || (log.logs(false) && active.decision_log.borrow().has_room(now)),
+        reported: active.guard.config().log.filter_state
+            || active.decision_log.borrow().has_room(now),
     };
     let verdict = active.guard.decide_as(request, now, occasion);
     // Once per request, on its first look: later looks find what that one cached.

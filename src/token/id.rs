@@ -61,14 +61,6 @@ impl Digests {
             id,
         }
     }
-
-    /// For a token known by its whole-token hash (an opaque token, a jwt_authn payload).
-    pub fn whole(digest: TokenDigest) -> Self {
-        Digests {
-            sha256: digest,
-            id: digest,
-        }
-    }
 }
 
 #[cfg(test)]
