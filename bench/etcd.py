@@ -1515,9 +1515,4 @@ def main():
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks
-    try:
-        main()
-    except (RuntimeError, OSError, subprocess.SubprocessError, http.client.HTTPException) as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        sys.exit(1)
+    base.run_main(main, http.client.HTTPException)

@@ -35,7 +35,6 @@ import argparse
 import datetime
 import json
 import pathlib
-import signal
 import statistics
 import subprocess
 import sys
@@ -263,9 +262,4 @@ def write_results(args, variants, samples, elapsed):
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks
-    try:
-        main()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        sys.exit(1)
+    base.run_main(main)

@@ -41,7 +41,6 @@ import pathlib
 import random
 import re
 import selectors
-import signal
 import subprocess
 import sys
 import threading
@@ -577,9 +576,4 @@ def write_results(args, elapsed, memory, proxies, throughput, latency, enforceme
 
 
 if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks
-    try:
-        main()
-    except (RuntimeError, OSError, subprocess.SubprocessError) as error:
-        print(f"bench failed: {error}", file=sys.stderr)
-        sys.exit(1)
+    base.run_main(main)

@@ -575,10 +575,16 @@ def report(path):
     print("\n".join([f"# bearer-guard targets ({path}, {result['date']})", ""] + report_lines(result)))
 
 
-if __name__ == "__main__":
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # run the finally blocks
+def run_main(main, *errors):
+    """Every bench script's entry point: SIGTERM runs the finally blocks (which stop what the
+    script started, by pid); a failure is one line and exit status 1."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     try:
         main()
-    except (RuntimeError, OSError, subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
+    except (RuntimeError, OSError, subprocess.SubprocessError, *errors) as error:
         print(f"bench failed: {error}", file=sys.stderr)
         sys.exit(1)
+
+
+if __name__ == "__main__":
+    run_main(main)
