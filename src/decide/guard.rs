@@ -2124,6 +2124,35 @@ mod tests {
         }
     }
 
+    /// An upstream's `self` revocation of a token without `jti`, made from a cache hit (whose
+    /// hashes come from the cache entry), revokes that token on its next hit: the hit's hashes
+    /// are the token's own, not left empty or taken from another entry.
+    #[test]
+    fn a_self_revocation_made_on_a_hit_revokes_the_cached_token() {
+        let token = rs256(&good_claims());
+        let other = rs256(&with(json!({ "sub": "bob" })));
+        let g = revocation_guard(json!({}));
+        for t in [&token, &other] {
+            assert_eq!(verdict(&g, "/", t, NOW).cache, CacheLookup::Miss);
+        }
+        let hit = verdict(&g, "/", &token, NOW);
+        assert_eq!(hit.cache, CacheLookup::Hit);
+        let Decision::Allow {
+            token: Some(authorized),
+            ..
+        } = hit.decision
+        else {
+            panic!("allowed with the token kept for `self`");
+        };
+        assert_eq!(authorized.jti, None);
+        g.learn_self(&authorized, NOW);
+        let after = verdict(&g, "/", &token, NOW);
+        assert_eq!(after.cache, CacheLookup::Hit);
+        assert_eq!(reason(after.decision), Some(DenyReason::Revoked));
+        // The other cached token is untouched.
+        assert_eq!(reason(verdict(&g, "/", &other, NOW).decision), None);
+    }
+
     /// A revoked ES256 token without `jti` must stay revoked under its signature twin
     /// (`s` -> `n - s` verifies too): revocation, `self`, misuse and the cache all know a token
     /// by its identity (the signing input), which the twin shares.
