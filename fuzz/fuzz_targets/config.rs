@@ -16,10 +16,10 @@ fuzz_target!(|data: &[u8]| {
     let _ = guard.config().expiry_grace_seconds();
     let _ = guard.config().wants_identity();
     let _ = guard.state().status_lists_due(NOW);
-    let headers = vec![
-        ("authorization".to_owned(), "Bearer a.b.c".to_owned()),
-        ("origin".to_owned(), "https://app.example".to_owned()),
-        ("access-control-request-method".to_owned(), "GET".to_owned()),
+    let headers = [
+        ("authorization", "Bearer a.b.c"),
+        ("origin", "https://app.example"),
+        ("access-control-request-method", "GET"),
     ];
     for (method, path) in [("GET", "/orders/1?access_token=x"), ("OPTIONS", "/")] {
         let request = Request {

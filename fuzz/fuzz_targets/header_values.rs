@@ -12,16 +12,16 @@
 
 use std::net::IpAddr;
 
+use bearer_guard::decide::decision::Authorized;
+use bearer_guard::decide::header_map::{
+    credential_unreadable, deserialize, request_line_unreadable, split_utf8, text_values,
+};
 use bearer_guard::policy::client_ip::client_ip;
+use bearer_guard::revocation::learned::{from_header, HeaderPolicy};
 use bearer_guard::token::extract::{
     cookie_header_without, cookies, find_credential, path_without_params, query_params, Credential,
     TokenSource,
 };
-use bearer_guard::decide::header_map::{
-    credential_unreadable, deserialize, request_line_unreadable, split_utf8, text_values,
-};
-use bearer_guard::decide::decision::Authorized;
-use bearer_guard::revocation::learned::{from_header, HeaderPolicy};
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_800_000_000;
@@ -43,20 +43,19 @@ fuzz_target!(|data: &[u8]| {
         let _ = split_utf8(pairs);
     }
     let mut fields = data.splitn(5, |b| *b == b'\n');
-    let raw = |field: Option<&[u8]>| field.unwrap_or(data).to_vec();
-    let revoke_raw = fields.next().unwrap_or_default().to_vec();
+    let revoke_raw = fields.next().unwrap_or_default();
     let request = split_utf8(vec![
-        (b"authorization".to_vec(), raw(fields.next())),
-        (b"cookie".to_vec(), raw(fields.next())),
-        (b":path".to_vec(), raw(fields.next())),
-        (b"x-forwarded-for".to_vec(), raw(fields.next())),
+        (b"authorization", fields.next().unwrap_or(data)),
+        (b"cookie", fields.next().unwrap_or(data)),
+        (b":path", fields.next().unwrap_or(data)),
+        (b"x-forwarded-for", fields.next().unwrap_or(data)),
     ]);
     let text = |name: &str| {
         request
             .text
             .iter()
-            .find(|(n, _)| n == name)
-            .map_or("", |(_, v)| v.as_str())
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| *v)
     };
     let (authorization, cookie, path, xff) = (
         text("authorization"),
@@ -67,7 +66,7 @@ fuzz_target!(|data: &[u8]| {
     // A revocation header value that is not UTF-8 is refused whole, as the filter does.
     let (revoke_values, refused) = text_values(vec![revoke_raw]);
     assert_eq!(revoke_values.len() + refused.len(), 1);
-    let revoke = revoke_values.first().map_or("", String::as_str);
+    let revoke = revoke_values.first().copied().unwrap_or_default();
 
     // The revocation header, on a request no token authorized and on one a token did.
     let policy = HeaderPolicy::all();
@@ -91,10 +90,10 @@ fuzz_target!(|data: &[u8]| {
     }
 
     // Credentials in headers, cookies and the query.
-    let headers = vec![
-        ("authorization".to_owned(), authorization.to_owned()),
-        ("X-Token".to_owned(), revoke.to_owned()),
-        ("cookie".to_owned(), cookie.to_owned()),
+    let headers = [
+        ("authorization", authorization),
+        ("X-Token", revoke),
+        ("cookie", cookie),
     ];
     let sources = [
         TokenSource::authorization_bearer(),
@@ -114,7 +113,7 @@ fuzz_target!(|data: &[u8]| {
         request
             .not_utf8
             .iter()
-            .any(|n| n == "authorization" || n == "cookie")
+            .any(|n| *n == "authorization" || *n == "cookie")
     );
     let _ = request_line_unreadable(&request.not_utf8);
     if let Credential::One { token, source } = find_credential(&headers, path, &all) {

@@ -71,7 +71,8 @@ fn config() -> &'static Config {
 
 fuzz_target!(|data: &[u8]| {
     let token = String::from_utf8_lossy(data);
-    let headers = vec![("authorization".to_owned(), format!("Bearer {token}"))];
+    let bearer = format!("Bearer {token}");
+    let headers = [("authorization", bearer.as_str())];
     let request = Request {
         method: "GET",
         path: "/orders/1",

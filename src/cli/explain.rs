@@ -69,6 +69,7 @@ pub fn run(args: &Explain, out: &mut dyn Write, err: &mut dyn Write) -> Result<O
         place_token(&source, &token, path, &mut headers)
     };
     let tls = !args.plaintext;
+    let headers = as_pairs(&headers);
 
     // The verdict and the steps shown are the guard's own pipeline's.
     let guard = build_guard(config.clone(), &keys, list.clone(), now);
@@ -214,7 +215,7 @@ fn traced_decision(guard: &Guard, request: &Request<'_>, now: i64) -> Traced {
 struct Placement<'a> {
     method: &'a str,
     path: &'a str,
-    headers: &'a [(String, String)],
+    headers: &'a [(&'a str, &'a str)],
     decided: Option<usize>,
     chosen: Option<usize>,
 }
@@ -316,6 +317,14 @@ fn header_args<'a>(args: impl Iterator<Item = &'a str>) -> Result<Vec<(String, S
     .collect()
 }
 
+/// The request's headers as the guard reads them.
+fn as_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
 /// The provider whose token source the credential goes in (as a client of the route would
 /// send it): the first of the route's providers, in the route's order, whose issuer is the
 /// token's `iss`; else any provider with that issuer. `None`: `Authorization: Bearer`.
@@ -329,7 +338,7 @@ fn placed_for(
     let issued = |i: &usize| config.providers.get(*i).is_some_and(|p| p.issues(iss));
     config
         .rules
-        .requirement_for(method, path, headers)
+        .requirement_for(method, path, &as_pairs(headers))
         .map(|(requirement, _)| route_providers(requirement, config.providers.len()))
         .unwrap_or_default()
         .into_iter()

@@ -5,7 +5,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::decide::decision::{Decision, DenyReason, RevocationSource};
-use crate::decide::guard::{Guard, Request};
+use crate::decide::guard::{str_pairs, Guard, Request};
 use crate::observe::fingerprint::digest_to_hex;
 use crate::testkit::{self, good_claims, rs256, ISSUER, NOW};
 use crate::token::id::token_id;
@@ -414,7 +414,7 @@ fn decide_at(
     g.decide(
         &Request {
             jwt_authn: payloads,
-            ..Request::get(path, headers)
+            ..Request::get(path, &str_pairs(headers))
         },
         NOW,
     )

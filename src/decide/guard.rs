@@ -30,12 +30,12 @@ pub struct Request<'a> {
     pub method: &'a str,
     /// `:path`, query included; rules ignore the query.
     pub path: &'a str,
-    pub headers: &'a [(String, String)],
+    pub headers: &'a [(&'a str, &'a str)],
     /// The downstream connection is TLS (only read when a provider has `require_tls`).
     pub tls: bool,
     /// Names of headers whose value is not UTF-8 (left out of `headers`): a credential there
     /// is malformed; a `:path` or `:method` there matches no rule.
-    pub not_utf8: &'a [String],
+    pub not_utf8: &'a [&'a str],
     /// What jwt_authn verified earlier in the chain (read only when a provider is its
     /// companion); `None`: nothing.
     pub jwt_authn: Option<&'a VerifiedPayloads>,
@@ -465,7 +465,7 @@ fn waiting(wait: WaitFor) -> Decision {
 #[cfg(test)]
 impl<'a> Request<'a> {
     /// A GET of `path` with these headers, over plaintext, as most tests send it.
-    pub(crate) fn get(path: &'a str, headers: &'a [(String, String)]) -> Self {
+    pub(crate) fn get(path: &'a str, headers: &'a [(&'a str, &'a str)]) -> Self {
         Request {
             method: "GET",
             path,
@@ -475,6 +475,15 @@ impl<'a> Request<'a> {
             jwt_authn: None,
         }
     }
+}
+
+/// Owned test headers as the pairs a `Request` borrows.
+#[cfg(test)]
+pub(crate) fn str_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -578,7 +587,7 @@ mod tests {
                 &Request {
                     method: "GET",
                     path: "/",
-                    headers: &headers,
+                    headers: &str_pairs(&headers),
                     tls,
                     not_utf8: &[],
                     jwt_authn: None,
@@ -707,7 +716,9 @@ mod tests {
     }
 
     fn decide_at(guard: &Guard, path: &str, headers: &[(String, String)], now: i64) -> Decision {
-        guard.decide(&Request::get(path, headers), now).decision
+        guard
+            .decide(&Request::get(path, &str_pairs(headers)), now)
+            .decision
     }
 
     fn reason(decision: Decision) -> Option<DenyReason> {
@@ -1207,7 +1218,8 @@ mod tests {
             reported: false,
             ..Occasion::FIRST
         };
-        let verdict = default_guard().decide_as(&Request::get("/", &headers), NOW, unreported);
+        let verdict =
+            default_guard().decide_as(&Request::get("/", &str_pairs(&headers)), NOW, unreported);
         let Decision::Deny(dropped) = verdict.decision else {
             panic!("expected a denial");
         };
@@ -1229,12 +1241,12 @@ mod tests {
     }
 
     fn verdict(guard: &Guard, path: &str, token: &str, now: i64) -> Verdict {
-        guard.decide(&Request::get(path, &bearer(token)), now)
+        guard.decide(&Request::get(path, &str_pairs(&bearer(token))), now)
     }
 
     /// `verdict`, on the look after a wait (keys, a list or an answer were fetched, or not).
     fn verdict_after_wait(guard: &Guard, path: &str, token: &str, now: i64) -> Verdict {
-        guard.decide_after_wait(&Request::get(path, &bearer(token)), now)
+        guard.decide_after_wait(&Request::get(path, &str_pairs(&bearer(token))), now)
     }
 
     /// Every algorithm, good and bad, through the host path and the wasm path.
@@ -1539,13 +1551,13 @@ mod tests {
         headers: &[(String, String)],
         bad: &[&str],
     ) -> Decision {
-        let not_utf8: Vec<String> = bad.iter().map(|n| (*n).to_owned()).collect();
+        let headers = str_pairs(headers);
         let request = Request {
             method: "GET",
             path,
-            headers,
+            headers: &headers,
             tls: false,
-            not_utf8: &not_utf8,
+            not_utf8: bad,
             jwt_authn: None,
         };
         g.decide(&request, NOW).decision
@@ -1873,7 +1885,7 @@ mod tests {
                 &Request {
                     method,
                     path: "/orders/1",
-                    headers: &bearer(token),
+                    headers: &str_pairs(&bearer(token)),
                     tls: false,
                     not_utf8: &[],
                     jwt_authn: None,
@@ -1920,7 +1932,7 @@ mod tests {
                     &Request {
                         method: "OPTIONS",
                         path: "/",
-                        headers: &preflight,
+                        headers: &str_pairs(&preflight),
                         tls: false,
                         not_utf8: &[],
                         jwt_authn: None,
@@ -1958,7 +1970,7 @@ mod tests {
         let request = Request {
             method: "GET",
             path: "/",
-            headers: &token,
+            headers: &str_pairs(&token),
             tls: false,
             not_utf8: &[],
             jwt_authn: None,
@@ -1989,7 +2001,7 @@ mod tests {
         let request = Request {
             method: "GET",
             path: "/",
-            headers: &rotated,
+            headers: &str_pairs(&rotated),
             tls: false,
             not_utf8: &[],
             jwt_authn: None,
@@ -2204,7 +2216,10 @@ mod tests {
             c["anomaly"] = json!({ "max_distinct_ips": 2 });
             c
         });
-        let identity = |t: &str| match g.decide(&Request::get("/", &bearer(t)), NOW).decision {
+        let identity = |t: &str| match g
+            .decide(&Request::get("/", &str_pairs(&bearer(t))), NOW)
+            .decision
+        {
             Decision::Allow {
                 identity: Some(i), ..
             } => i,
@@ -2653,7 +2668,10 @@ mod tests {
         let token = rs256(&with(json!({ "jti": "j-1" })));
         let cookie = vec![("cookie".to_owned(), format!("session={token}"))];
         let g = same_issuer_guard(json!({ "revocation": {} }));
-        let authorized = match g.decide(&Request::get("/web", &cookie), NOW).decision {
+        let authorized = match g
+            .decide(&Request::get("/web", &str_pairs(&cookie)), NOW)
+            .decision
+        {
             Decision::Allow { token: Some(t), .. } => t,
             other => panic!("{other:?}"),
         };
@@ -2776,7 +2794,8 @@ mod tests {
         tokens.extend([forged, expired, "not-a-jwt".to_owned()]);
         for token in tokens {
             let headers = bearer(&token);
-            let request = Request::get("/", &headers);
+            let pairs = str_pairs(&headers);
+            let request = Request::get("/", &pairs);
             let plain = g.decide(&request, NOW);
             let (traced, steps) = g.decide_traced(&request, NOW, true);
             assert_eq!(

@@ -6,14 +6,16 @@
 
 use crate::token::extract::TokenSource;
 
-/// `(name, value)` pairs, as bytes.
-pub type RawHeaders = Vec<(Vec<u8>, Vec<u8>)>;
+/// `(name, value)` pairs, as bytes, borrowed from the host's serialized map: reading a
+/// request's headers allocates one list, not two buffers per header (issue 18: the pairs were
+/// copied out one by one on every request).
+pub type RawHeaders<'a> = Vec<(&'a [u8], &'a [u8])>;
 
 /// The pairs of a serialized header map (proxy-wasm ABI 0.2.1): a little-endian `u32` count,
 /// then a `u32` name size and a `u32` value size per pair, then each name and each value
 /// followed by a NUL. `None` when the bytes do not hold what the sizes say. Empty bytes are an
 /// empty map (what the host hands over for one).
-pub fn deserialize(bytes: &[u8]) -> Option<RawHeaders> {
+pub fn deserialize(bytes: &[u8]) -> Option<RawHeaders<'_>> {
     if bytes.is_empty() {
         return Some(Vec::new());
     }
@@ -26,7 +28,7 @@ pub fn deserialize(bytes: &[u8]) -> Option<RawHeaders> {
         let value_size = read_u32(bytes, sizes.checked_add(4)?)?;
         let (name, after_name) = take(bytes, data, name_size)?;
         let (value, after_value) = take(bytes, after_name, value_size)?;
-        pairs.push((name.to_vec(), value.to_vec()));
+        pairs.push((name, value));
         data = after_value;
     }
     Some(pairs)
@@ -65,22 +67,25 @@ fn take(bytes: &[u8], at: usize, size: usize) -> Option<(&[u8], usize)> {
 
 /// A request's headers, split by whether they can be read as text.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers {
+pub struct Headers<'a> {
     /// Every header whose name and value are UTF-8, in the host's order.
-    pub text: Vec<(String, String)>,
+    pub text: Vec<(&'a str, &'a str)>,
     /// Names (as the host gave them, lower case in Envoy) of headers whose value is not UTF-8.
-    pub not_utf8: Vec<String>,
+    pub not_utf8: Vec<&'a str>,
 }
 
 /// Sets apart what is not UTF-8. A header whose name is not UTF-8 is dropped: every name the
 /// configuration can mention is text, so none could match it.
-pub fn split_utf8(raw: RawHeaders) -> Headers {
-    let mut headers = Headers::default();
+pub fn split_utf8(raw: RawHeaders<'_>) -> Headers<'_> {
+    let mut headers = Headers {
+        text: Vec::with_capacity(raw.len()),
+        not_utf8: Vec::new(),
+    };
     for (name, value) in raw {
-        let Ok(name) = String::from_utf8(name) else {
+        let Ok(name) = std::str::from_utf8(name) else {
             continue;
         };
-        match String::from_utf8(value) {
+        match std::str::from_utf8(value) {
             Ok(value) => headers.text.push((name, value)),
             Err(_) => {
                 if !headers.not_utf8.contains(&name) {
@@ -95,13 +100,13 @@ pub fn split_utf8(raw: RawHeaders) -> Headers {
 /// A response header's values as text, and the sizes of those that are not UTF-8: such a value
 /// is refused as a whole (a lossy reading would act on text the upstream never sent, e.g.
 /// `sub=\xff\xfe` would revoke the subject "\u{FFFD}\u{FFFD}").
-pub fn text_values(values: Vec<Vec<u8>>) -> (Vec<String>, Vec<usize>) {
+pub fn text_values(values: Vec<&[u8]>) -> (Vec<&str>, Vec<usize>) {
     let mut text = Vec::new();
     let mut refused = Vec::new();
     for value in values {
-        match String::from_utf8(value) {
+        match std::str::from_utf8(value) {
             Ok(value) => text.push(value),
-            Err(e) => refused.push(e.as_bytes().len()),
+            Err(_) => refused.push(value.len()),
         }
     }
     (text, refused)
@@ -110,7 +115,7 @@ pub fn text_values(values: Vec<Vec<u8>>) -> (Vec<String>, Vec<usize>) {
 /// Whether one of these sources reads a header whose value is not UTF-8: such a credential is
 /// malformed (it cannot be a token), whatever else the request carries. The query is not
 /// checked here: a `:path` that is not UTF-8 matches no rule.
-pub fn credential_unreadable(sources: &[&TokenSource], not_utf8: &[String]) -> bool {
+pub fn credential_unreadable(sources: &[&TokenSource], not_utf8: &[&str]) -> bool {
     not_utf8.iter().any(|bad| {
         sources.iter().any(|source| match source {
             TokenSource::Header { name, .. } => name.eq_ignore_ascii_case(bad),
@@ -121,10 +126,10 @@ pub fn credential_unreadable(sources: &[&TokenSource], not_utf8: &[String]) -> b
 }
 
 /// Whether the request line's pseudo-headers can be matched against rules at all.
-pub fn request_line_unreadable(not_utf8: &[String]) -> bool {
+pub fn request_line_unreadable(not_utf8: &[&str]) -> bool {
     not_utf8
         .iter()
-        .any(|name| name == ":path" || name == ":method")
+        .any(|name| *name == ":path" || *name == ":method")
 }
 
 #[cfg(test)]
@@ -154,12 +159,8 @@ mod tests {
             (b"authorization", b"Bearer \xff\xfe"),
             (b"empty", b""),
         ];
-        let raw = deserialize(&host_serialize(&pairs)).unwrap();
-        let want: RawHeaders = pairs
-            .iter()
-            .map(|(n, v)| (n.to_vec(), v.to_vec()))
-            .collect();
-        assert_eq!(raw, want);
+        let serialized = host_serialize(&pairs);
+        assert_eq!(deserialize(&serialized).unwrap(), pairs);
         assert_eq!(deserialize(b""), Some(Vec::new()));
         assert_eq!(deserialize(&host_serialize(&[])), Some(Vec::new()));
     }
@@ -170,7 +171,8 @@ mod tests {
             ("www-authenticate", "Bearer realm=\"x\""),
             ("content-type", ""),
         ];
-        let raw = deserialize(&serialize(&pairs)).unwrap();
+        let serialized = serialize(&pairs);
+        let raw = deserialize(&serialized).unwrap();
         let text: Vec<(&str, &str)> = raw
             .iter()
             .map(|(n, v)| {
@@ -205,24 +207,20 @@ mod tests {
     #[test]
     fn values_that_are_not_utf8_are_set_apart_by_name() {
         let raw: RawHeaders = vec![
-            (b"x-tenant".to_vec(), b"blue".to_vec()),
-            (b"cookie".to_vec(), b"a=\xe9".to_vec()),
-            (b"cookie".to_vec(), b"b=\xff".to_vec()),
-            (b"x-\xff".to_vec(), b"dropped".to_vec()),
-            (b"authorization".to_vec(), b"Bearer \xed\xa0\x80".to_vec()),
+            (b"x-tenant", b"blue"),
+            (b"cookie", b"a=\xe9"),
+            (b"cookie", b"b=\xff"),
+            (b"x-\xff", b"dropped"),
+            (b"authorization", b"Bearer \xed\xa0\x80"),
         ];
         let headers = split_utf8(raw);
-        assert_eq!(headers.text, vec![("x-tenant".into(), "blue".into())]);
+        assert_eq!(headers.text, vec![("x-tenant", "blue")]);
         assert_eq!(headers.not_utf8, vec!["cookie", "authorization"]);
     }
 
     #[test]
     fn a_response_value_that_is_not_utf8_is_refused_whole() {
-        let (text, refused) = text_values(vec![
-            b"sub=\xff\xfe".to_vec(),
-            b"jti=ok".to_vec(),
-            b"self, sub=caf\xc3".to_vec(),
-        ]);
+        let (text, refused) = text_values(vec![b"sub=\xff\xfe", b"jti=ok", b"self, sub=caf\xc3"]);
         assert_eq!(text, vec!["jti=ok"]);
         assert_eq!(refused, vec![6, 14]);
     }
@@ -236,7 +234,7 @@ mod tests {
         let param = TokenSource::Param {
             name: "access_token".into(),
         };
-        let not_utf8 = |names: &[&str]| names.iter().map(|n| (*n).to_owned()).collect::<Vec<_>>();
+        let not_utf8 = |names: &'static [&'static str]| names.to_vec();
         assert!(credential_unreadable(
             &[&bearer],
             &not_utf8(&["authorization"])

@@ -402,7 +402,7 @@ impl<'g> TokenCheck<'g, '_> {
                 .request
                 .headers
                 .iter()
-                .any(|(n, v)| n == "x-forwarded-proto" && v.trim().eq_ignore_ascii_case("https"))
+                .any(|(n, v)| *n == "x-forwarded-proto" && v.trim().eq_ignore_ascii_case("https"))
     }
 
     /// The route's providers that verify credentials themselves, in the route's order

@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::config::Config;
 use crate::decide::decision::{Decision, DenyReason, Upstream};
-use crate::decide::guard::{Guard, Request, Verdict};
+use crate::decide::guard::{str_pairs, Guard, Request, Verdict};
 use crate::policy::mode::Mode;
 use crate::testkit::{self, good_claims, rs256, NOW};
 
@@ -28,7 +28,7 @@ fn config(mode: &str, rules: Option<Value>) -> Value {
 }
 
 fn decide(guard: &Guard, path: &str, headers: &[(String, String)], now: i64) -> Verdict {
-    guard.decide(&Request::get(path, headers), now)
+    guard.decide(&Request::get(path, &str_pairs(headers)), now)
 }
 
 fn bearer(token: &str) -> Vec<(String, String)> {
@@ -114,7 +114,7 @@ fn an_unreadable_request_line_is_judged_under_the_top_level_mode() {
         { "match": { "prefix": "/" }, "requires": { "provider_name": "corp" }, "mode": "shadow" },
     ]);
     let g = guard(&config("enforce", Some(rules)));
-    let not_utf8 = [":path".to_owned()];
+    let not_utf8 = [":path"];
     let request = Request {
         method: "GET",
         path: "",

@@ -114,7 +114,7 @@ impl UpstreamPlan {
                 .headers
                 .iter()
                 .filter(|(n, _)| n.eq_ignore_ascii_case("cookie"))
-                .map(|(_, v)| v.as_str())
+                .map(|(_, v)| *v)
                 .collect();
             upstream.remove_headers.push("cookie".to_owned());
             if let Some(rest) = cookie_header_without(&all.join("; "), &cookies) {

@@ -22,7 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use crate::decide::header_map::{self, RawHeaders};
+use crate::decide::header_map;
 
 /// Declares the proxy-wasm ABI 0.2.1 imports; off wasm (host builds of the adapter, never
 /// run) each is a stub that fails, so `cargo test` on the host compiles and links.
@@ -184,14 +184,13 @@ pub fn buffer(kind: BufferType, start: usize, max: usize) -> Result<Option<Vec<u
     found(returned(code, data, size))
 }
 
-/// Every pair of a header map, as bytes. A map the host serialized inconsistently is
-/// `SerializationFailure`, not a panic.
-pub fn headers(map: MapType) -> Result<RawHeaders, Status> {
+/// A header map as the host serializes it (read it with `header_map::deserialize`, which
+/// does not trust the sizes in it).
+pub fn headers(map: MapType) -> Result<Vec<u8>, Status> {
     let (mut data, mut size): (*mut u8, usize) = (std::ptr::null_mut(), 0);
     // SAFETY: the host writes a pointer and a size to valid locals (see `returned`).
     let code = unsafe { proxy_get_header_map_pairs(map as u32, &mut data, &mut size) };
-    let bytes = returned(code, data, size)?.unwrap_or_default();
-    header_map::deserialize(&bytes).ok_or(Status::SerializationFailure)
+    Ok(returned(code, data, size)?.unwrap_or_default())
 }
 
 /// One header's (first) value as bytes; `None` when there is none.

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use super::host::{GrpcMethod, Host, HttpCall, MaybeBytes};
-use crate::decide::header_map::RawHeaders;
+use crate::decide::header_map;
 
 /// A local response the filter sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -402,17 +402,18 @@ impl Host for FakeHost {
         Ok(whole.map(|bytes| bytes.into_iter().skip(start).take(max).collect()))
     }
 
-    fn headers(&self, map: MapType) -> Result<RawHeaders, Status> {
+    fn headers(&self, map: MapType) -> Result<Vec<u8>, Status> {
         self.note(format!("headers({})", map_name(map)));
         let refused = self.vm.borrow().refuse_request_headers;
         if let (MapType::HttpRequestHeaders, Some(status)) = (map, refused) {
             return Err(status);
         }
         let pairs = self.map(map)?;
-        Ok(pairs
-            .into_iter()
-            .map(|(n, v)| (n.into_bytes(), v.into_bytes()))
-            .collect())
+        let pairs: Vec<(&str, &str)> = pairs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        Ok(header_map::serialize(&pairs))
     }
 
     fn header(&self, map: MapType, name: &str) -> MaybeBytes {

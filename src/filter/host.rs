@@ -6,8 +6,6 @@ use std::time::{Duration, SystemTime};
 
 use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
-use crate::decide::header_map::RawHeaders;
-
 /// Bytes the host hands over, if it has any; or its status.
 pub type MaybeBytes = Result<Option<Vec<u8>>, Status>;
 
@@ -36,7 +34,9 @@ pub trait Host {
     fn set_tick_period(&self, period: Duration) -> Result<(), Status>;
     /// Up to `max` bytes of a buffer from `start`; `None` when there is none.
     fn buffer(&self, kind: BufferType, start: usize, max: usize) -> MaybeBytes;
-    fn headers(&self, map: MapType) -> Result<RawHeaders, Status>;
+    /// A header map as the host serializes it (one buffer, read in place with
+    /// `header_map::deserialize`).
+    fn headers(&self, map: MapType) -> Result<Vec<u8>, Status>;
     /// One header's (first) value; `None` when there is none.
     fn header(&self, map: MapType, name: &str) -> MaybeBytes;
     fn set_header(&self, map: MapType, name: &str, value: &str) -> Result<(), Status>;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use proxy_wasm::types::{Action, MapType};
+use proxy_wasm::types::{Action, MapType, Status};
 use sha2::{Digest, Sha256};
 
 use crate::decide::decision::{Authorized, Decision, Denial, DenyReason, TokenIdentity, Upstream};
@@ -198,7 +198,8 @@ fn decide_and_apply(active: &Active, context: u32, look: Look) -> Applied {
     if let Some(revocation) = &active.revocation {
         revocation.sync_learned(&active.guard, now_ms);
     }
-    let (all, headers_read) = request_headers(host);
+    let serialized = host.headers(MapType::HttpRequestHeaders);
+    let (all, headers_read) = request_headers(&serialized);
     let headers = &all.text;
     let header = |name: &str| header_value(headers, name).unwrap_or_default();
     let payloads = jwt_authn_payloads(active);
@@ -449,7 +450,7 @@ struct Seen<'h> {
 impl<'h> Seen<'h> {
     fn new(
         active: &'h Active,
-        headers: &'h [(String, String)],
+        headers: &'h [(&'h str, &'h str)],
         headers_read: bool,
         time_ms: i64,
     ) -> Self {
@@ -673,21 +674,19 @@ fn apply_upstream(host: &dyn Host, request: &Request, seen: &Seen, upstream: &Up
 }
 
 /// The first value of a request header (names are lowercase in Envoy's header map).
-fn header_value<'h>(headers: &'h [(String, String)], name: &str) -> Option<&'h str> {
-    headers
-        .iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v.as_str())
+fn header_value<'h>(headers: &'h [(&'h str, &'h str)], name: &str) -> Option<&'h str> {
+    headers.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
 }
 
 /// The request's headers, values that are not UTF-8 set apart by name (the guard refuses a
 /// credential there and matches nothing against them), and whether the host handed them
 /// over. A map the host cannot hand over is no headers: the request then matches no rule
 /// that needs one.
-fn request_headers(host: &dyn Host) -> (header_map::Headers, bool) {
-    match host.headers(MapType::HttpRequestHeaders) {
-        Ok(raw) => (header_map::split_utf8(raw), true),
-        Err(_) => (header_map::Headers::default(), false),
+/// A map the host serialized inconsistently is no headers too.
+fn request_headers(serialized: &Result<Vec<u8>, Status>) -> (header_map::Headers<'_>, bool) {
+    match serialized.as_deref().map(header_map::deserialize) {
+        Ok(Some(raw)) => (header_map::split_utf8(raw), true),
+        _ => (header_map::Headers::default(), false),
     }
 }
 

@@ -266,8 +266,9 @@ impl Revocation {
             return;
         }
         let now = super::now_unix_seconds(host).unwrap_or_default();
-        let values: Vec<Vec<u8>> = host
-            .headers(map)
+        // A map the host serialized inconsistently holds no values.
+        let serialized = host.headers(map).unwrap_or_default();
+        let values: Vec<&[u8]> = header_map::deserialize(&serialized)
             .unwrap_or_default()
             .into_iter()
             .filter(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))

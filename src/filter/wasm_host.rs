@@ -7,7 +7,6 @@ use proxy_wasm::types::{BufferType, LogLevel, MapType, MetricType, Status};
 
 use super::abi;
 use super::host::{GrpcMethod, Host, HttpCall, MaybeBytes};
-use crate::decide::header_map::RawHeaders;
 
 /// Zero-sized: the state is the host's.
 #[derive(Debug, Clone, Copy, Default)]
@@ -30,7 +29,7 @@ impl Host for WasmHost {
         abi::buffer(kind, start, max)
     }
 
-    fn headers(&self, map: MapType) -> Result<RawHeaders, Status> {
+    fn headers(&self, map: MapType) -> Result<Vec<u8>, Status> {
         abi::headers(map)
     }
 

@@ -102,7 +102,7 @@ impl Rules {
         &self,
         method: &str,
         path: &str,
-        headers: &[(String, String)],
+        headers: &[(&str, &str)],
     ) -> Option<(&Requirement, &[String])> {
         self.rule_for(method, path, headers)
             .map(|rule| (&rule.requirement, rule.scopes.as_slice()))
@@ -115,12 +115,7 @@ impl Rules {
 
     /// The first rule that matches (`None`: none does). `path` is the request's `:path`; its
     /// query is ignored.
-    pub fn rule_for(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(String, String)],
-    ) -> Option<&Rule> {
+    pub fn rule_for(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> Option<&Rule> {
         let path = path.split(['?', '#']).next().unwrap_or_default();
         self.rules
             .iter()
@@ -129,7 +124,7 @@ impl Rules {
 }
 
 impl Rule {
-    fn matches(&self, method: &str, path: &str, headers: &[(String, String)]) -> bool {
+    fn matches(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> bool {
         let path_ok = match &self.path {
             PathMatch::Prefix(prefix) => path.starts_with(prefix.as_str()),
             PathMatch::Exact(exact) => path == exact,
@@ -149,7 +144,7 @@ impl Rule {
                 // HTTP/2 and Envoy's HTTP/1.1 codec both give `:authority` (from `Host`).
                 headers
                     .iter()
-                    .find(|(n, _)| n == ":authority")
+                    .find(|(n, _)| *n == ":authority")
                     .is_some_and(|(_, authority)| hosts.matches(authority))
             })
     }
@@ -157,7 +152,7 @@ impl Rule {
 
 /// A CORS preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) carries no
 /// credentials by design (Fetch standard), so it is let through when configured.
-pub fn is_cors_preflight(method: &str, headers: &[(String, String)]) -> bool {
+pub fn is_cors_preflight(method: &str, headers: &[(&str, &str)]) -> bool {
     let has = |name: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name));
     method.eq_ignore_ascii_case("OPTIONS") && has("origin") && has("access-control-request-method")
 }
@@ -249,7 +244,7 @@ mod tests {
             },
         ]);
         let at = |authority: &str| {
-            let headers = vec![(":authority".to_owned(), authority.to_owned())];
+            let headers = vec![(":authority", authority)];
             rules
                 .requirement_for("GET", "/x", &headers)
                 .map(|(r, _)| r.clone())
@@ -264,7 +259,7 @@ mod tests {
             "no :authority: no host rule matches"
         );
         // A `host` header is not `:authority` (Envoy gives every request an `:authority`).
-        let host_only = vec![("host".to_owned(), "api.example.com".to_owned())];
+        let host_only = vec![("host", "api.example.com")];
         assert!(rules.requirement_for("GET", "/x", &host_only).is_none());
     }
 
@@ -296,16 +291,13 @@ mod tests {
         let mut with_header = rule(PathMatch::Prefix("/".into()), None, Requirement::Public);
         with_header.headers = vec![("x-tenant".into(), "blue".into())];
         let rules = Rules::new(vec![with_header]);
-        let h = |v: &str| vec![("X-Tenant".to_owned(), v.to_owned())];
+        let h = |v| vec![("X-Tenant", v)];
         assert!(rules.requirement_for("GET", "/", &h("blue")).is_some());
         assert!(rules.requirement_for("GET", "/", &h("red")).is_none());
         assert!(rules.requirement_for("GET", "/", &[]).is_none());
         let preflight = vec![
-            ("origin".to_owned(), "https://app".to_owned()),
-            (
-                "access-control-request-method".to_owned(),
-                "POST".to_owned(),
-            ),
+            ("origin", "https://app"),
+            ("access-control-request-method", "POST"),
         ];
         assert!(is_cors_preflight("OPTIONS", &preflight));
         assert!(!is_cors_preflight("GET", &preflight));

@@ -114,7 +114,7 @@ fn read_element<'v>(element: &'v str, value_prefix: &str) -> Element<'v> {
 /// Looks for credentials in every listed source. Envoy joins repeated headers with commas,
 /// and a JWS never contains one, so each comma-separated element counts as a credential.
 pub fn find_credential<'r, 's>(
-    headers: &'r [(String, String)],
+    headers: &'r [(&'r str, &'r str)],
     path: &'r str,
     sources: &[&'s TokenSource],
 ) -> Credential<'r, 's> {
@@ -313,11 +313,8 @@ pub(crate) fn is_header_name(s: &str) -> bool {
 mod tests {
     use super::*;
 
-    fn headers(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
-            .collect()
+    fn headers<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+        pairs.to_vec()
     }
 
     fn one<'r, 's>(token: &'r str, source: &'s TokenSource) -> Credential<'r, 's> {
