@@ -2,13 +2,15 @@
 //! need not be verified again. Only the signature work is skipped; every check that depends
 //! on the request or the time runs on each hit.
 //!
-//! Keyed by the token itself: a hit is the very bytes that verified, found with the map's
-//! keyed SipHash and a byte comparison. A SHA-256 of the token as the key cost more than all
-//! the rest of a hit (31,700 of a hit's 36,100 instructions for a 563-byte RS256 token, `make
-//! cost`); an entry now holds the token's bytes instead (its length, about 0.6-1.2 KB).
+//! Keyed by the token itself: a hit is the very bytes that verified, found with a seeded hash
+//! and a byte comparison. A SHA-256 of the token as the key cost more than all the rest of a
+//! hit (31,700 of a hit's 36,100 instructions for a 563-byte RS256 token, `make cost`); an
+//! entry now holds the token's bytes instead (its length, about 0.6-1.2 KB).
 
 use std::cell::Cell;
+use std::collections::hash_map::RandomState;
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
 use crate::idp::status_list::{StatusListError, StatusReference};
@@ -41,8 +43,78 @@ pub struct TokenCache {
     capacity: usize,
     /// Shared with the decision that hit it: a hit copies no claims. The token is shared with
     /// `order`.
-    entries: HashMap<Rc<str>, Rc<CachedToken>>,
+    entries: HashMap<Rc<str>, Rc<CachedToken>, TokenHash>,
     order: VecDeque<Rc<str>>,
+}
+
+/// The map's hash: a word at a time, seeded per VM. std's SipHash took 1,575 of a hit's 8,300
+/// instructions for a 563-byte token (`make cost`); a token is hashed once per request. Flood
+/// resistance is not what keeps this map sound: only tokens whose signature verified are
+/// inserted, so a client cannot fill a bucket, and a lookup that lands on another token's
+/// bucket is told apart by the byte comparison. The seed keeps bucket placement unpredictable
+/// all the same.
+#[derive(Debug, Clone, Copy)]
+struct TokenHash {
+    seed: u64,
+}
+
+impl TokenHash {
+    fn new() -> Self {
+        TokenHash {
+            seed: RandomState::new().hash_one(0x6265_6172_6572_u64),
+        }
+    }
+}
+
+impl BuildHasher for TokenHash {
+    type Hasher = WordHasher;
+    fn build_hasher(&self) -> WordHasher {
+        WordHasher(self.seed)
+    }
+}
+
+/// FxHash's step (rotate, xor, multiply) over 8-byte words, then a 64-bit finalizer so that
+/// the low bits (the bucket) and the top bits (hashbrown's tag) both depend on every word.
+struct WordHasher(u64);
+
+const MULTIPLIER: u64 = 0x51_7c_c1_b7_27_22_0a_95;
+
+impl WordHasher {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(MULTIPLIER);
+    }
+}
+
+impl Hasher for WordHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut words = bytes.chunks_exact(8);
+        for word in &mut words {
+            self.add(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+        }
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut eight = [0u8; 8];
+            for (to, from) in eight.iter_mut().zip(rest) {
+                *to = *from;
+            }
+            // The length tells `ab` from `ab\0`.
+            self.add(u64::from_le_bytes(eight) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn finish(&self) -> u64 {
+        // MurmurHash3's fmix64.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
 }
 
 impl TokenCache {
@@ -50,7 +122,7 @@ impl TokenCache {
     pub fn new(capacity: usize) -> Self {
         TokenCache {
             capacity,
-            entries: HashMap::with_capacity(capacity.min(4096)),
+            entries: HashMap::with_capacity_and_hasher(capacity.min(4096), TokenHash::new()),
             order: VecDeque::with_capacity(capacity.min(4096)),
         }
     }
@@ -177,5 +249,38 @@ mod tests {
             assert!(cache.get(other).is_none(), "{other}");
         }
         assert!(cache.get("aGVhZA.cGF5bG9hZA.c2ln").is_some());
+    }
+
+    /// Tokens that differ in one byte anywhere, or only in length, hash apart (and a full
+    /// cache still finds each of its own): the word hash reads every byte.
+    #[test]
+    fn every_byte_and_the_length_move_the_hash() {
+        let hash = TokenHash::new();
+        let base = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
+        let mut seen = std::collections::HashSet::new();
+        assert!(seen.insert(hash.hash_one(base)));
+        for at in 0..base.len() {
+            let mut bytes = base.as_bytes().to_vec();
+            bytes[at] ^= 1;
+            let twin = String::from_utf8(bytes).unwrap();
+            assert!(seen.insert(hash.hash_one(&twin)), "byte {at}");
+        }
+        for end in 1..base.len() {
+            assert!(seen.insert(hash.hash_one(&base[..end])), "length {end}");
+        }
+        let write = |bytes: &[u8]| {
+            let mut hasher = hash.build_hasher();
+            hasher.write(bytes);
+            hasher.finish()
+        };
+        assert_ne!(write(b"ab"), write(b"ab\0"));
+        assert_ne!(write(b"12345678"), write(b"12345678\0"));
+
+        let mut cache = TokenCache::new(64);
+        let tokens: Vec<String> = (0..64).map(|n| format!("{base}{n}")).collect();
+        for token in &tokens {
+            cache.insert(token, entry(1));
+        }
+        assert!(tokens.iter().all(|token| cache.get(token).is_some()));
     }
 }
