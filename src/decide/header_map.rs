@@ -82,12 +82,12 @@ pub fn split_utf8(raw: RawHeaders<'_>) -> Headers<'_> {
         not_utf8: Vec::new(),
     };
     for (name, value) in raw {
-        let Ok(name) = std::str::from_utf8(name) else {
+        let Some(name) = text(name) else {
             continue;
         };
-        match std::str::from_utf8(value) {
-            Ok(value) => headers.text.push((name, value)),
-            Err(_) => {
+        match text(value) {
+            Some(value) => headers.text.push((name, value)),
+            None => {
                 if !headers.not_utf8.contains(&name) {
                     headers.not_utf8.push(name);
                 }
@@ -95,6 +95,17 @@ pub fn split_utf8(raw: RawHeaders<'_>) -> Headers<'_> {
         }
     }
     headers
+}
+
+/// The field as text, `None` when it is not UTF-8. Nearly every header is ASCII, which is
+/// checked a word at a time: UTF-8 validation byte by byte was the largest part of a cache hit
+/// (1,560 of 7,040 instructions, most of it the token).
+fn text(field: &[u8]) -> Option<&str> {
+    if field.is_ascii() {
+        // SAFETY: ASCII bytes are valid UTF-8.
+        return Some(unsafe { std::str::from_utf8_unchecked(field) });
+    }
+    std::str::from_utf8(field).ok()
 }
 
 /// A response header's values as text, and the sizes of those that are not UTF-8: such a value
@@ -208,13 +219,17 @@ mod tests {
     fn values_that_are_not_utf8_are_set_apart_by_name() {
         let raw: RawHeaders = vec![
             (b"x-tenant", b"blue"),
+            (b"x-name", "caf\u{e9}".as_bytes()),
             (b"cookie", b"a=\xe9"),
             (b"cookie", b"b=\xff"),
             (b"x-\xff", b"dropped"),
             (b"authorization", b"Bearer \xed\xa0\x80"),
         ];
         let headers = split_utf8(raw);
-        assert_eq!(headers.text, vec![("x-tenant", "blue")]);
+        assert_eq!(
+            headers.text,
+            vec![("x-tenant", "blue"), ("x-name", "caf\u{e9}")]
+        );
         assert_eq!(headers.not_utf8, vec!["cookie", "authorization"]);
     }
 
