@@ -48,11 +48,12 @@ pub struct TokenCache {
 }
 
 /// The map's hash: a word at a time, seeded per VM. std's SipHash took 1,575 of a hit's 8,300
-/// instructions for a 563-byte token (`make cost`); a token is hashed once per request. Flood
-/// resistance is not what keeps this map sound: only tokens whose signature verified are
-/// inserted, so a client cannot fill a bucket, and a lookup that lands on another token's
-/// bucket is told apart by the byte comparison. The seed keeps bucket placement unpredictable
-/// all the same.
+/// instructions for a 563-byte token (`make cost`); a token is hashed once per request. This
+/// hash does not resist crafted collisions (FxHash's step lets a change in one word's top bit
+/// be cancelled by the next word, whatever the seed), and the map does not rely on it: only
+/// tokens whose signature verified are inserted, so a client cannot fill a bucket, and a
+/// lookup that lands on another token's bucket is told apart by the byte comparison. The seed
+/// only varies where entries land from one VM to the next.
 #[derive(Debug, Clone, Copy)]
 struct TokenHash {
     seed: u64,

@@ -396,3 +396,46 @@ fn a_stat_prefix_goes_into_every_stat_name() {
         "not under the plain name"
     );
 }
+
+/// What the host hands over for the request's headers: a map whose sizes lie is no headers and
+/// counts as not read (as a map the host refuses), an empty map is read and empty, and values
+/// that are not UTF-8 are set apart by name.
+#[test]
+fn the_request_header_map_is_read_without_trusting_it() {
+    use crate::decide::header_map::serialize;
+    type Read = (Vec<(String, String)>, Vec<String>, bool);
+    let read = |serialized: Result<Vec<u8>, Status>| -> Read {
+        let (headers, read) = super::request_headers(&serialized);
+        let text = headers.text.iter();
+        (
+            text.map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+                .collect(),
+            headers.not_utf8.iter().map(|n| (*n).to_owned()).collect(),
+            read,
+        )
+    };
+    let pairs = |p: &[(&str, &str)]| -> Vec<(String, String)> {
+        p.iter()
+            .map(|(n, v)| ((*n).to_owned(), (*v).to_owned()))
+            .collect()
+    };
+    let good = serialize(&[(":path", "/"), ("authorization", "Bearer a.b.c")]);
+    let want = pairs(&[(":path", "/"), ("authorization", "Bearer a.b.c")]);
+    assert_eq!(read(Ok(good.clone())), (want, vec![], true));
+
+    let mut lying = good;
+    lying[0] = 9;
+    assert_eq!(read(Ok(lying)), (vec![], vec![], false));
+    assert_eq!(read(Ok(Vec::new())), (vec![], vec![], true));
+    assert_eq!(read(Err(Status::InternalFailure)), (vec![], vec![], false));
+
+    let mut not_utf8 = serialize(&[(":path", "/"), ("authorization", "Bearer \u{e9}")]);
+    let at = not_utf8.len() - 3;
+    not_utf8[at] = 0xff;
+    let want = (
+        pairs(&[(":path", "/")]),
+        vec!["authorization".to_owned()],
+        true,
+    );
+    assert_eq!(read(Ok(not_utf8)), want);
+}
