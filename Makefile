@@ -17,7 +17,7 @@ TRIVIAL_WASM := target/bench/$(WASM_TARGET)/release/trivial_filter.wasm
 # matplotlib (into the same venv as Envoy) draws bench/results.png and bench/revocation.png.
 CHART_STAMP := $(VENV)/.matplotlib
 
-.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost
+.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost v8-compile
 
 # wasm-opt (Debian's binaryen) shrinks and speeds up the module after rustc; features are
 # the ones rustc emits for wasm32-wasip1. `-ocimfs 0`: no inlining of functions that have one
@@ -194,6 +194,12 @@ fuzz:
 
 # Instructions per decision of the core, by request path (bench/cost.py, under callgrind):
 # exact before/after figures for one change, where requests per second are noisy.
+# What V8 needs to compile each function of the module as Envoy does (TurboFan, eagerly):
+# zone memory per function and the peak RSS, in Node (same engine). The largest functions set
+# what Envoy's allocator keeps after load (docs/performance.md, "Memory").
+v8-compile: build
+	node bench/v8_compile.js $(WASM)
+
 cost:
 	@command -v valgrind >/dev/null || $(APT_INSTALL) valgrind
 	$(CARGO) build --release --example decision_cost
