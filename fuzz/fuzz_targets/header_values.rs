@@ -99,10 +99,10 @@ fuzz_target!(|data: &[u8]| {
         TokenSource::authorization_bearer(),
         TokenSource::header("x-token", "Token "),
         TokenSource::Cookie {
-            name: "session".to_owned(),
+            name: "session".into(),
         },
         TokenSource::Param {
-            name: "access_token".to_owned(),
+            name: "access_token".into(),
         },
     ];
     let all: Vec<&TokenSource> = sources.iter().collect();

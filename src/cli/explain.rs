@@ -646,7 +646,7 @@ fn place_token(
 ) -> (String, String) {
     match source {
         TokenSource::Header { name, value_prefix } => {
-            headers.push((name.clone(), format!("{value_prefix}{token}")));
+            headers.push((name.to_string(), format!("{value_prefix}{token}")));
             (
                 path.to_owned(),
                 format!("in header {name} ({value_prefix:?} prefix)"),

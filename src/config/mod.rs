@@ -1128,7 +1128,7 @@ fn check_written_headers_not_read(
 ) -> Result<(), ConfigError> {
     for (i, name) in forward.written_headers().enumerate() {
         let reads = sources.iter().any(|s| match s {
-            TokenSource::Header { name: source, .. } => source == name,
+            TokenSource::Header { name: source, .. } => **source == *name,
             TokenSource::Cookie { .. } => name == "cookie",
             TokenSource::Param { .. } => false,
         });
@@ -1335,7 +1335,9 @@ fn compile_sources(
                 "must be a valid cookie name",
             ));
         }
-        sources.push(TokenSource::Cookie { name: name.clone() });
+        sources.push(TokenSource::Cookie {
+            name: name.as_str().into(),
+        });
     }
     for (i, name) in raw.from_params.iter().flatten().enumerate() {
         if name.is_empty() || name.contains(['&', '=', '#', '?']) {
@@ -1344,7 +1346,9 @@ fn compile_sources(
                 "must be a query parameter name",
             ));
         }
-        sources.push(TokenSource::Param { name: name.clone() });
+        sources.push(TokenSource::Param {
+            name: name.as_str().into(),
+        });
     }
     let any_configured =
         raw.from_headers.is_some() || raw.from_cookies.is_some() || raw.from_params.is_some();

@@ -379,7 +379,7 @@ impl<'g> TokenCheck<'g, '_> {
     fn refuse_unread_query_token(&self, sources: &[&TokenSource]) -> Result<(), DenyReason> {
         let read = sources
             .iter()
-            .any(|s| matches!(s, TokenSource::Param { name } if name == QUERY_TOKEN));
+            .any(|s| matches!(s, TokenSource::Param { name } if &**name == QUERY_TOKEN));
         let query_token = |name: &str| name == QUERY_TOKEN || read_as(name, QUERY_TOKEN);
         if !read && query_params(self.request.path).any(|(name, _)| query_token(&name)) {
             return Err(DenyReason::TokenInQuery);

@@ -101,12 +101,12 @@ impl UpstreamPlan {
         for source in &self.strip {
             match source {
                 TokenSource::Header { name, .. } => {
-                    if !upstream.remove_headers.contains(name) {
-                        upstream.remove_headers.push(name.clone());
+                    if !upstream.remove_headers.iter().any(|h| **h == **name) {
+                        upstream.remove_headers.push(name.to_string());
                     }
                 }
-                TokenSource::Cookie { name } => cookies.push(name.as_str()),
-                TokenSource::Param { name } => params.push(name.as_str()),
+                TokenSource::Cookie { name } => cookies.push(&**name),
+                TokenSource::Param { name } => params.push(&**name),
             }
         }
         if !cookies.is_empty() {

@@ -1,24 +1,30 @@
 //! Finds the bearer credential in a request: headers, cookies or query parameters.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
-/// One place a token may be, as configured for a provider.
+/// One place a token may be, as configured for a provider. The names are shared (`Arc<str>`,
+/// so a `Config` stays `Send`): every grant notes the source its credential came from, and a
+/// clone must not copy them (three allocations per request before).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TokenSource {
     /// A header, e.g. `authorization` with prefix `Bearer `. The name is lower case; the
     /// prefix is matched ASCII case-insensitively (auth schemes are, RFC 9110 §11.1).
-    Header { name: String, value_prefix: String },
+    Header {
+        name: Arc<str>,
+        value_prefix: Arc<str>,
+    },
     /// A cookie, by exact name.
-    Cookie { name: String },
+    Cookie { name: Arc<str> },
     /// A query parameter, by exact name (RFC 6750 §2.3 discourages it: only when configured).
-    Param { name: String },
+    Param { name: Arc<str> },
 }
 
 impl TokenSource {
     pub fn header(name: &str, value_prefix: &str) -> Self {
         TokenSource::Header {
-            name: name.to_ascii_lowercase(),
-            value_prefix: value_prefix.to_owned(),
+            name: name.to_ascii_lowercase().into(),
+            value_prefix: value_prefix.into(),
         }
     }
 
@@ -137,7 +143,7 @@ pub fn find_credential<'r, 's>(
                 }),
                 TokenSource::Cookie { name: wanted } if name.eq_ignore_ascii_case("cookie") => {
                     cookies(value)
-                        .filter(|(n, _)| n == wanted)
+                        .filter(|(n, _)| *n == &**wanted)
                         .all(|(_, v)| finder.add(Cow::Borrowed(v), source))
                 }
                 _ => true,
@@ -150,7 +156,7 @@ pub fn find_credential<'r, 's>(
     for source in sources {
         if let TokenSource::Param { name: wanted } = source {
             for (name, value) in query_params(path) {
-                let more = if name == wanted.as_str() {
+                let more = if name == **wanted {
                     finder.add(value, source)
                 } else if read_as(&name, wanted) {
                     finder.add_unreadable()
