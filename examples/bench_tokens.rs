@@ -14,23 +14,21 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
+#[path = "support/args.rs"]
+mod args;
 #[allow(dead_code)]
 #[path = "../src/signing.rs"]
 mod signing;
 
+use args::Args;
 use signing::{mint, DevKeys, Signer, DEMO_EC_KID, DEMO_RSA_KID};
 
 pub const ISSUER: &str = "https://bench.bearer-guard.local";
 pub const AUDIENCE: &str = "bench-api";
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let args = Args::from_env();
+    let arg = |name: &str| args.value(name);
     let out = PathBuf::from(arg("--out").ok_or("--out DIR is required")?);
     let count: usize = arg("--count").map_or(Ok(10_000), |c| c.parse())?;
     fs::create_dir_all(&out)?;

@@ -20,6 +20,11 @@ use bearer_guard::decide::guard::{Guard, Occasion, Request};
 use bearer_guard::decide::header_map;
 use bearer_guard::keys::host_crypto::{HostCheck, HostCrypto, HostCryptoError};
 
+#[path = "support/args.rs"]
+mod args;
+
+use args::Args;
+
 /// A host whose every signature check answers the same, at once.
 struct Answer(bool);
 
@@ -30,20 +35,15 @@ impl HostCrypto for Answer {
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |name: &str| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .cloned()
-    };
+    let args = Args::from_env();
+    let arg = |name: &str| args.value(name);
     let pools = PathBuf::from(arg("--pools").ok_or("--pools DIR is required")?);
     let tokens_file = arg("--tokens").ok_or("--tokens FILE (in --pools) is required")?;
     let cache: usize = arg("--cache").map_or(Ok(1000), |c| c.parse())?;
     let valid = arg("--answer").is_none_or(|a| a == "valid");
     let decisions: usize = arg("--decisions").map_or(Ok(20_000), |n| n.parse())?;
     let occasion = Occasion {
-        reported: !args.iter().any(|a| a == "--unreported"),
+        reported: !args.flag("--unreported"),
         ..Occasion::FIRST
     };
 
