@@ -680,9 +680,8 @@ fn header_value<'h>(headers: &'h [(&'h str, &'h str)], name: &str) -> Option<&'h
 
 /// The request's headers, values that are not UTF-8 set apart by name (the guard refuses a
 /// credential there and matches nothing against them), and whether the host handed them
-/// over. A map the host cannot hand over is no headers: the request then matches no rule
-/// that needs one.
-/// A map the host serialized inconsistently is no headers too.
+/// over. A map the host cannot hand over, or serialized inconsistently, is no headers: the
+/// request then matches no rule that needs one.
 fn request_headers(serialized: &Result<Vec<u8>, Status>) -> (header_map::Headers<'_>, bool) {
     match serialized.as_deref().map(header_map::deserialize) {
         Ok(Some(raw)) => (header_map::split_utf8(raw), true),
