@@ -13,6 +13,7 @@ use super::{read_input, read_token, CliError, Outcome};
 use crate::config::{Config, CryptoMode, JwksLocation, Provider};
 use crate::decide::decision::{Decision, Denial, Upstream};
 use crate::decide::guard::{Guard, HeldList, Request, Verdict};
+use crate::decide::header_map::as_str_pairs;
 use crate::decide::trace::{Detail, Mark, Step};
 use crate::keys::host_crypto::software::RustCryptoHost;
 use crate::keys::jwks::{self, KeySet};
@@ -69,7 +70,7 @@ pub fn run(args: &Explain, out: &mut dyn Write, err: &mut dyn Write) -> Result<O
         place_token(&source, &token, path, &mut headers)
     };
     let tls = !args.plaintext;
-    let headers = as_pairs(&headers);
+    let headers = as_str_pairs(&headers);
 
     // The verdict and the steps shown are the guard's own pipeline's.
     let guard = build_guard(config.clone(), &keys, list.clone(), now);
@@ -317,14 +318,6 @@ fn header_args<'a>(args: impl Iterator<Item = &'a str>) -> Result<Vec<(String, S
     .collect()
 }
 
-/// The request's headers as the guard reads them.
-fn as_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
-}
-
 /// The provider whose token source the credential goes in (as a client of the route would
 /// send it): the first of the route's providers, in the route's order, whose issuer is the
 /// token's `iss`; else any provider with that issuer. `None`: `Authorization: Bearer`.
@@ -338,7 +331,7 @@ fn placed_for(
     let issued = |i: &usize| config.providers.get(*i).is_some_and(|p| p.issues(iss));
     config
         .rules
-        .requirement_for(method, path, &as_pairs(headers))
+        .requirement_for(method, path, &as_str_pairs(headers))
         .map(|(requirement, _)| route_providers(requirement, config.providers.len()))
         .unwrap_or_default()
         .into_iter()

@@ -477,14 +477,8 @@ impl<'a> Request<'a> {
     }
 }
 
-/// Owned test headers as the pairs a `Request` borrows.
 #[cfg(test)]
-pub(crate) fn str_pairs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
-    headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect()
-}
+pub(crate) use crate::decide::header_map::as_str_pairs as str_pairs;
 
 #[cfg(test)]
 impl Guard {

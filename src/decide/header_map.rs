@@ -53,6 +53,14 @@ pub fn serialize(pairs: &[(&str, &str)]) -> Vec<u8> {
     bytes
 }
 
+/// Owned pairs as the borrowed ones the guard reads and the host calls take.
+pub fn as_str_pairs(pairs: &[(String, String)]) -> Vec<(&str, &str)> {
+    pairs
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect()
+}
+
 fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
     let four: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
     usize::try_from(u32::from_le_bytes(four)).ok()

@@ -409,11 +409,7 @@ impl Host for FakeHost {
             return Err(status);
         }
         let pairs = self.map(map)?;
-        let pairs: Vec<(&str, &str)> = pairs
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
-        Ok(header_map::serialize(&pairs))
+        Ok(header_map::serialize(&header_map::as_str_pairs(&pairs)))
     }
 
     fn header(&self, map: MapType, name: &str) -> MaybeBytes {

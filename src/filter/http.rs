@@ -8,6 +8,7 @@ use proxy_wasm::types::Action;
 use sha2::{Digest, Sha256};
 
 use crate::decide::decision::{Denial, DenyReason};
+use crate::decide::header_map;
 use crate::idp::introspection::{self as idp, MAX_CALLS_IN_FLIGHT};
 use crate::remote::lease::fetch_deadline;
 use crate::token::id::TokenDigest;
@@ -164,10 +165,7 @@ fn introspect(
         return None;
     }
     let (headers, body) = idp::token_post(&config.client, token);
-    let headers: Vec<(&str, &str)> = headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let headers = header_map::as_str_pairs(&headers);
     let cluster = &config.client.endpoint.cluster;
     let call = HttpCall {
         cluster,

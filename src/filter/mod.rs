@@ -731,11 +731,7 @@ fn now_unix_seconds(host: &dyn Host) -> Option<i64> {
 }
 
 fn send_denial(host: &dyn Host, denial: &Denial) -> Action {
-    let headers: Vec<(&str, &str)> = denial
-        .headers
-        .iter()
-        .map(|(n, v)| (n.as_str(), v.as_str()))
-        .collect();
+    let headers = header_map::as_str_pairs(&denial.headers);
     if let Err(status) = host.send_response(denial.status, &headers, denial.body.as_bytes()) {
         host.error(&format!("could not send the denial: {status:?}"));
     }

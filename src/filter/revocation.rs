@@ -893,10 +893,7 @@ impl Revocation {
             return;
         };
         let (headers, body) = token_post(&config.client, &token);
-        let headers: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
-            .collect();
+        let headers = header_map::as_str_pairs(&headers);
         let call = HttpCall {
             cluster: &config.client.endpoint.cluster,
             headers: &headers,
