@@ -123,8 +123,8 @@ pub fn accept_response(
     }
     let text =
         std::str::from_utf8(body).map_err(|e| IntrospectionError::NotAnAnswer(e.to_string()))?;
-    let flag: ActiveFlag =
-        serde_json::from_str(text).map_err(|e| IntrospectionError::NotAnAnswer(e.to_string()))?;
+    let flag: ActiveFlag = serde_json::from_slice(text.as_bytes())
+        .map_err(|e| IntrospectionError::NotAnAnswer(e.to_string()))?;
     let seconds = |s: u64| i64::try_from(s).unwrap_or(i64::MAX);
     if !flag.active {
         return Ok(Answer {
@@ -147,14 +147,15 @@ pub fn accept_response(
 
 /// The claims of an active answer, read like a JWT payload.
 pub fn claims_of(claims_json: &str) -> Result<(StringClaims, TimeClaims), String> {
-    let claims: PayloadClaims = serde_json::from_str(claims_json).map_err(|e| e.to_string())?;
+    let claims: PayloadClaims =
+        serde_json::from_slice(claims_json.as_bytes()).map_err(|e| e.to_string())?;
     Ok(claims.split())
 }
 
 /// An answer about a refresh or ID token (`token_type`, Cognito's `token_use`, ...): the IdP
 /// vouches for the token, but not as an access token.
 pub fn answers_for_another_kind_of_token(claims_json: &str) -> bool {
-    serde_json::from_str::<PayloadClaims>(claims_json)
+    serde_json::from_slice::<PayloadClaims>(claims_json.as_bytes())
         .is_ok_and(|claims| claims.is_not_an_access_token(None))
 }
 

@@ -105,7 +105,8 @@ pub struct ParsedJwks {
 }
 
 pub fn parse_jwks_str(text: &str) -> Result<ParsedJwks, JwksError> {
-    let value: Value = serde_json::from_str(text).map_err(|e| JwksError::NotJson(e.to_string()))?;
+    let value: Value =
+        serde_json::from_slice(text.as_bytes()).map_err(|e| JwksError::NotJson(e.to_string()))?;
     match value.get("keys").and_then(Value::as_array) {
         Some(keys) => Ok(parse_keys(keys)),
         None => Err(JwksError::NoKeysArray),

@@ -73,7 +73,7 @@ impl VerifiedPayloads {
 pub fn same_payload(token_payload: &[u8], verified: &str) -> bool {
     let (Ok(token), Ok(verified)) = (
         serde_json::from_slice::<Value>(token_payload),
-        serde_json::from_str::<Value>(verified),
+        serde_json::from_slice::<Value>(verified.as_bytes()),
     ) else {
         return false;
     };

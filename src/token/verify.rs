@@ -76,8 +76,8 @@ impl TrustedClaims {
     /// A payload jwt_authn verified (its dynamic metadata): the issuer's claims, as a verified
     /// signature's are; an ID or refresh token by its claims is still not an access token.
     pub fn from_jwt_authn(payload_json: &str) -> Result<Self, DenyReason> {
-        let claims: PayloadClaims =
-            serde_json::from_str(payload_json).map_err(|_| DenyReason::MalformedToken)?;
+        let claims: PayloadClaims = serde_json::from_slice(payload_json.as_bytes())
+            .map_err(|_| DenyReason::MalformedToken)?;
         if claims.is_not_an_access_token(None) {
             return Err(DenyReason::NotAnAccessToken);
         }
@@ -203,8 +203,8 @@ pub fn jws_parts(token: &str) -> Option<JwsParts<'_>> {
     if header_json.trim_ascii_start().first() != Some(&b'{') {
         return None;
     }
-    let header_json = std::str::from_utf8(&header_json).ok()?;
-    let header = serde_json::from_str::<JwsHeader>(header_json).ok()?;
+    // Not UTF-8 is refused by the parser (inside a string) or is not JSON (outside one).
+    let header = serde_json::from_slice::<JwsHeader>(&header_json).ok()?;
     if header
         .cty
         .as_deref()
