@@ -1,5 +1,6 @@
 //! What the filter does with a request: let it through, or answer it with an RFC 6750 error.
 
+use crate::observe::fingerprint::hex;
 use std::fmt;
 
 /// Sent with 503s: long enough for a configuration or key fetch to finish.
@@ -332,43 +333,101 @@ impl Denial {
     }
 }
 
+// The challenge and the body are written into one buffer each, not through `format!` and
+// `serde_json::to_string`: this runs for every denial, also for the ones whose decision line
+// the rate limit drops (a flood of bad tokens), and the formatting machinery cost more than
+// the rest of the denial together.
 fn challenge_for(reason: DenyReason, realm: &str) -> String {
-    let realm = quoted(realm);
-    match reason.error_code() {
-        None => format!("Bearer realm={realm}"),
-        Some(code) => format!(
-            "Bearer realm={realm}, error=\"{}\", error_description=\"{}\"",
-            code.as_str(),
-            reason.description()
-        ),
+    let description = reason.description();
+    let mut out = String::with_capacity(64 + realm.len() + description.len());
+    out.push_str("Bearer realm=");
+    push_quoted(&mut out, realm);
+    if let Some(code) = reason.error_code() {
+        out.push_str(", error=\"");
+        out.push_str(code.as_str());
+        out.push_str("\", error_description=\"");
+        out.push_str(description);
+        out.push('"');
     }
+    out
 }
 
 fn body(reason: DenyReason) -> String {
     let error = reason
         .error_code()
         .map_or("unauthorized", ErrorCode::as_str);
-    // Written directly, not through a `json!` map: this is on every denial's path.
-    let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    format!(
-        "{{\"error\":{},\"error_description\":{}}}",
-        text(error),
-        text(reason.description())
-    )
+    let description = reason.description();
+    let mut out = String::with_capacity(48 + error.len() + description.len());
+    out.push_str("{\"error\":");
+    push_json_string(&mut out, error);
+    out.push_str(",\"error_description\":");
+    push_json_string(&mut out, description);
+    out.push('}');
+    out
 }
 
 /// An RFC 7230 quoted-string; the realm comes from config, so escape what needs it.
 fn quoted(value: &str) -> String {
     let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        if c == '"' || c == '\\' {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out.push('"');
+    push_quoted(&mut out, value);
     out
+}
+
+fn push_quoted(out: &mut String, value: &str) {
+    out.push('"');
+    push_escaped(
+        out,
+        value,
+        |b| matches!(b, b'"' | b'\\'),
+        |out, b| {
+            out.push('\\');
+            out.push(char::from(b));
+        },
+    );
+    out.push('"');
+}
+
+/// A JSON string (RFC 8259 §7): quotes, backslashes and control characters escaped, as
+/// serde_json escapes them.
+fn push_json_string(out: &mut String, value: &str) {
+    let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    out.push('"');
+    push_escaped(out, value, special, |out, b| match b {
+        b'\n' => out.push_str("\\n"),
+        b'\r' => out.push_str("\\r"),
+        b'\t' => out.push_str("\\t"),
+        0x08 => out.push_str("\\b"),
+        0x0c => out.push_str("\\f"),
+        b'"' | b'\\' => {
+            out.push('\\');
+            out.push(char::from(b));
+        }
+        _ => {
+            out.push_str("\\u00");
+            out.push_str(&hex(&[b]));
+        }
+    });
+    out.push('"');
+}
+
+/// `value` with each ASCII byte that `special` picks written by `escape`: the runs between
+/// them are copied whole (a character at a time was most of a denial's cost).
+fn push_escaped(
+    out: &mut String,
+    value: &str,
+    special: impl Fn(u8) -> bool,
+    escape: impl Fn(&mut String, u8),
+) {
+    let mut rest = value;
+    while let Some(at) = rest.bytes().position(&special) {
+        // `at` is an ASCII byte, so both sides are on character boundaries.
+        out.push_str(rest.get(..at).unwrap_or_default());
+        if let Some(&byte) = rest.as_bytes().get(at) {
+            escape(out, byte);
+        }
+        rest = rest.get(at + 1..).unwrap_or_default();
+    }
+    out.push_str(rest);
 }
 
 /// The token behind a decision, for the decision log, filter state and misuse detection.
@@ -532,6 +591,22 @@ mod tests {
                 "Bearer realm=\"bearer-guard\"".to_owned()
             )
         );
+    }
+
+    /// The escaper writes what serde_json writes, control characters included.
+    #[test]
+    fn json_strings_are_escaped_as_serde_json_escapes_them() {
+        for text in [
+            "plain",
+            "a \"quoted\" word",
+            "back\\slash",
+            "line\nfeed\r\t\u{8}\u{c}\u{1}\u{1f}",
+            "é ✓",
+        ] {
+            let mut out = String::new();
+            push_json_string(&mut out, text);
+            assert_eq!(out, serde_json::to_string(text).unwrap(), "{text:?}");
+        }
     }
 
     /// The body, written directly, is the JSON object it always was, byte for byte.
