@@ -602,6 +602,9 @@ mod tests {
             "back\\slash",
             "line\nfeed\r\t\u{8}\u{c}\u{1}\u{1f}",
             "é ✓",
+            "",
+            "nul \u{0} and del \u{7f}",
+            "\"\\\"",
         ] {
             let mut out = String::new();
             push_json_string(&mut out, text);
