@@ -105,9 +105,9 @@ fuzz_target!(|data: &[u8]| {
             name: "access_token".into(),
         },
     ];
-    let all: Vec<&TokenSource> = sources.iter().collect();
+    let all = &sources[..];
     // A credential header that is not UTF-8 is malformed: what the guard checks first.
-    let unreadable = credential_unreadable(&all, &request.not_utf8);
+    let unreadable = credential_unreadable(all, &request.not_utf8);
     assert_eq!(
         unreadable,
         request
@@ -116,7 +116,7 @@ fuzz_target!(|data: &[u8]| {
             .any(|n| *n == "authorization" || *n == "cookie")
     );
     let _ = request_line_unreadable(&request.not_utf8);
-    if let Credential::One { token, source } = find_credential(&headers, path, &all) {
+    if let Credential::One { token, source } = find_credential(&headers, path, all) {
         assert!(sources.contains(source));
         let _ = token.len();
     }

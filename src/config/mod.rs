@@ -28,7 +28,7 @@ use crate::revocation::config::{self as revocation_config, RevocationConfig};
 use crate::token::algorithm::Algorithm;
 use crate::token::claims::TimePolicy;
 use crate::token::extract::TokenSource;
-use crate::token::extract::{is_header_name, is_token};
+use crate::token::extract::{distinct, is_header_name, is_token};
 
 pub const DEFAULT_REALM: &str = "bearer-guard";
 pub const DEFAULT_CLOCK_SKEW_SECONDS: u64 = 60;
@@ -1350,6 +1350,8 @@ fn compile_sources(
             name: name.as_str().into(),
         });
     }
+    // A place listed twice is one place (the request path reads each source once).
+    let sources = distinct(&sources);
     let any_configured =
         raw.from_headers.is_some() || raw.from_cookies.is_some() || raw.from_params.is_some();
     match (any_configured, sources.is_empty()) {

@@ -241,6 +241,23 @@ fn a_token_beside_the_payload_must_be_the_one_jwt_authn_verified() {
     );
 }
 
+/// A companion's place listed twice is one place: the token jwt_authn verified, once in the
+/// request, is one credential (it was refused as two before the config read each place once).
+#[test]
+fn a_companion_place_listed_twice_is_read_once() {
+    let sources = json!({ "from_headers": [
+        { "name": "authorization", "value_prefix": "Bearer " },
+        { "name": "authorization", "value_prefix": "Bearer " }
+    ]});
+    let g = guard(config(companion(sources), json!({})));
+    let claims = claims_with(json!({ "jti": "j-1" }));
+    let token = rs256(&claims);
+    assert_eq!(
+        reason(&decide(&g, &bearer(&token), Some(&verified(&claims)))),
+        None
+    );
+}
+
 #[test]
 fn a_companion_beside_a_verifying_provider_on_one_route() {
     let mut c = config(companion(json!({})), json!({}));

@@ -17,7 +17,7 @@ use crate::idp::status_list::from_token_payload;
 use crate::keys::host_crypto::HostCrypto;
 use crate::policy::mode::Mode;
 use crate::policy::rules::{is_cors_preflight, Requirement};
-use crate::token::extract::TokenSource;
+use crate::token::extract::{distinct, TokenSource};
 use crate::token::id::TokenDigest;
 use crate::token::jwt_authn::VerifiedPayloads;
 use crate::token::verify;
@@ -92,6 +92,9 @@ pub struct Guard {
     pub(super) config: Config,
     /// Every provider index, for requirements any provider may meet (built once, not per request).
     all_providers: Vec<usize>,
+    /// Where those providers read tokens (companions excluded: jwt_authn reads theirs), each
+    /// place once; built once, not per request.
+    all_sources: Vec<TokenSource>,
     /// The host's signature verifier, when it passed its self-test and config allows it.
     pub(super) crypto: Option<Box<dyn HostCrypto>>,
     /// Introspection answers (per process, in shared data, in the adapter).
@@ -102,8 +105,11 @@ pub struct Guard {
 impl Guard {
     pub fn new(config: Config) -> Self {
         let keys = config.providers.iter().map(|p| p.keys.clone()).collect();
+        let verifying = config.providers.iter().filter(|p| p.jwt_authn.is_none());
+        let all_sources = distinct(verifying.flat_map(|p| p.sources.iter()));
         Guard {
             all_providers: (0..config.providers.len()).collect(),
+            all_sources,
             state: State::new(keys, config.jwt_cache_size),
             config,
             crypto: None,
@@ -349,7 +355,8 @@ impl Guard {
         match requirement {
             Requirement::Public => Ok(self.grant_public()),
             Requirement::Provider { index, audiences } => {
-                self.check_token(std::slice::from_ref(index), audiences.as_deref(), route)
+                let candidates = std::slice::from_ref(index);
+                self.check_token(candidates, audiences.as_deref(), route)
             }
             Requirement::AnyProvider => self.check_token(&self.all_providers, None, route),
             Requirement::AllowMissing => match self.check_token(&self.all_providers, None, route) {
@@ -402,10 +409,21 @@ impl Guard {
         audiences: Option<&[String]>,
         route: &Route<'_, '_>,
     ) -> Result<Granted, Stop> {
+        // The places these providers read tokens, each once (provider's own are distinct).
+        let sources = match candidates {
+            [index] => self
+                .config
+                .providers
+                .get(*index)
+                .filter(|p| p.jwt_authn.is_none())
+                .map_or(&[][..], |p| &p.sources[..]),
+            _ => &self.all_sources[..],
+        };
         TokenCheck {
             guard: self,
             request: route.request,
             candidates,
+            sources,
             audiences,
             scopes: route.scopes,
             look: route.look,
@@ -538,6 +556,42 @@ mod tests {
             },
             other => other,
         }
+    }
+
+    /// A place listed twice is one place: one token there is one credential, not two
+    /// (`MultipleTokens`), on a provider's own route and on one any provider may meet.
+    #[test]
+    fn a_place_listed_twice_is_read_once() {
+        let mut config = testkit::config_json(
+            json!({ "from_headers": [
+                { "name": "authorization", "value_prefix": "Bearer " },
+                { "name": "Authorization", "value_prefix": "Bearer " }
+            ]}),
+            None,
+        );
+        config["rules"] = json!([
+            { "match": { "prefix": "/corp" }, "requires": { "provider_name": "corp" } },
+            { "match": { "prefix": "/" }, "requires": { "allow_missing": {} } }
+        ]);
+        let g = guard(config);
+        let token = rs256(&good_claims());
+        for path in ["/corp", "/any"] {
+            assert!(
+                matches!(
+                    decide_at(&g, path, &bearer(&token), NOW),
+                    Decision::Allow { .. }
+                ),
+                "{path}"
+            );
+        }
+        let two = vec![
+            ("authorization".to_owned(), format!("Bearer {token}")),
+            ("authorization".to_owned(), format!("Bearer {token}")),
+        ];
+        assert_eq!(
+            reason(decide_at(&g, "/corp", &two, NOW)),
+            Some(DenyReason::MultipleTokens)
+        );
     }
 
     #[test]

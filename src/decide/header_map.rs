@@ -136,7 +136,7 @@ pub fn text_values(values: Vec<&[u8]>) -> (Vec<&str>, Vec<usize>) {
 /// Whether one of these sources reads a header whose value is not UTF-8: such a credential is
 /// malformed (it cannot be a token), whatever else the request carries. The query is not
 /// checked here: a `:path` that is not UTF-8 matches no rule.
-pub fn credential_unreadable(sources: &[&TokenSource], not_utf8: &[&str]) -> bool {
+pub fn credential_unreadable(sources: &[TokenSource], not_utf8: &[&str]) -> bool {
     not_utf8.iter().any(|bad| {
         sources.iter().any(|source| match source {
             TokenSource::Header { name, .. } => name.eq_ignore_ascii_case(bad),
@@ -261,19 +261,25 @@ mod tests {
         };
         let not_utf8 = |names: &'static [&'static str]| names.to_vec();
         assert!(credential_unreadable(
-            &[&bearer],
+            std::slice::from_ref(&bearer),
             &not_utf8(&["authorization"])
         ));
         assert!(credential_unreadable(
-            &[&param, &cookie],
+            &[param.clone(), cookie.clone()],
             &not_utf8(&["cookie"])
         ));
-        assert!(!credential_unreadable(&[&bearer], &not_utf8(&["cookie"])));
         assert!(!credential_unreadable(
-            &[&cookie],
+            std::slice::from_ref(&bearer),
+            &not_utf8(&["cookie"])
+        ));
+        assert!(!credential_unreadable(
+            std::slice::from_ref(&cookie),
             &not_utf8(&["x-forwarded-for"])
         ));
-        assert!(!credential_unreadable(&[&param], &not_utf8(&[":path"])));
+        assert!(!credential_unreadable(
+            std::slice::from_ref(&param),
+            &not_utf8(&[":path"])
+        ));
         assert!(request_line_unreadable(&not_utf8(&[":path"])));
         assert!(!request_line_unreadable(&not_utf8(&[":authority"])));
     }

@@ -36,7 +36,9 @@ use crate::revocation::set::{Probe, TokenHashes};
 use crate::token::claims::{
     check_audience, check_scopes, check_subject, check_times, StringClaims, TimeClaims, TimePolicy,
 };
-use crate::token::extract::{find_credential, query_params, read_as, Credential, TokenSource};
+use crate::token::extract::{
+    distinct, find_credential, query_params, read_as, Credential, TokenSource,
+};
 use crate::token::id::{token_id, whole_token_sha256, Digests, TokenDigest};
 use crate::token::verify::{self, ParsedToken, TrustedClaims, Verified};
 
@@ -287,6 +289,8 @@ pub struct TokenCheck<'g, 'r> {
     pub guard: &'g Guard,
     pub request: &'g Request<'r>,
     pub candidates: &'g [usize],
+    /// Where the candidates that verify tokens themselves read them, each place once.
+    pub sources: &'g [TokenSource],
     pub audiences: Option<&'g [String]>,
     pub scopes: &'g [String],
     pub look: Look,
@@ -334,10 +338,9 @@ impl<'g> TokenCheck<'g, '_> {
 
     /// The one credential of the request, from the sources of the route's providers.
     fn presented(&self) -> Result<Presented<'g, 'g>, Stop> {
-        let sources = distinct(self.providers().flat_map(|(_, p)| p.sources.iter()));
         let found = self
-            .refuse_unread_query_token(&sources)
-            .and_then(|()| self.one_credential(&sources));
+            .refuse_unread_query_token(self.sources)
+            .and_then(|()| self.one_credential(self.sources));
         // No token where these providers read one is not a failure of a `requires_any` option.
         let mark = match &found {
             Err(DenyReason::MissingToken) => Mark::NotChecked,
@@ -356,7 +359,7 @@ impl<'g> TokenCheck<'g, '_> {
     /// The one credential in these sources; `MissingToken` when there is none.
     fn one_credential(
         &self,
-        sources: &[&'g TokenSource],
+        sources: &'g [TokenSource],
     ) -> Result<(Cow<'g, str>, &'g TokenSource), DenyReason> {
         let request = self.request;
         if header_map::credential_unreadable(sources, request.not_utf8) {
@@ -376,7 +379,7 @@ impl<'g> TokenCheck<'g, '_> {
     /// RFC 6750 §2.3's parameter, where no provider reads it: refused, not ignored (ignored,
     /// it would go upstream in the URL and into every access log on the way). Also in a
     /// spelling an upstream reads as `access_token` (`Access_Token`, `access.token`).
-    fn refuse_unread_query_token(&self, sources: &[&TokenSource]) -> Result<(), DenyReason> {
+    fn refuse_unread_query_token(&self, sources: &[TokenSource]) -> Result<(), DenyReason> {
         let read = sources
             .iter()
             .any(|s| matches!(s, TokenSource::Param { name } if &**name == QUERY_TOKEN));
@@ -476,10 +479,11 @@ impl<'g> TokenCheck<'g, '_> {
                 .flat_map(|(_, p)| p.sources.iter())
                 .filter(|source| !read_elsewhere(source)),
         );
+        let sources = sources.as_slice();
         if sources.is_empty() {
             return Ok(());
         }
-        match find_credential(self.request.headers, self.request.path, &sources) {
+        match find_credential(self.request.headers, self.request.path, sources) {
             Credential::None => Ok(()),
             found => {
                 self.tracer.step(
@@ -582,13 +586,13 @@ impl<'g> TokenCheck<'g, '_> {
         provider: &'g Provider,
         payload: &str,
     ) -> Result<Presented<'g, 'g>, Stop> {
-        let sources: Vec<&'g TokenSource> = provider.sources.iter().collect();
+        let sources = &provider.sources[..];
         // jwt_authn also reads `?access_token=` by default, and cannot take it out of the URL:
         // a token there that the companion does not read would be judged as a payload alone
         // (hash revocations skipped) and go upstream in the URL. Refused as on the other path.
         let found = self
-            .refuse_unread_query_token(&sources)
-            .and_then(|()| self.one_credential(&sources));
+            .refuse_unread_query_token(sources)
+            .and_then(|()| self.one_credential(sources));
         let (token, source) = match found {
             Ok(found) => found,
             Err(DenyReason::MissingToken) => {
@@ -1442,17 +1446,6 @@ fn identity_of(trusted: &Trusted<'_, '_>, presented: &Presented<'_, '_>) -> Box<
         sub: claims.sub.clone(),
         jti: claims.jti.clone(),
     })
-}
-
-/// Each token source once, in the order first seen (several providers may read one place).
-fn distinct<'s>(sources: impl Iterator<Item = &'s TokenSource>) -> Vec<&'s TokenSource> {
-    let mut unique: Vec<&'s TokenSource> = Vec::new();
-    for source in sources {
-        if !unique.contains(&source) {
-            unique.push(source);
-        }
-    }
-    unique
 }
 
 /// Where a credential was found, for a reader.

@@ -34,6 +34,18 @@ impl TokenSource {
     }
 }
 
+/// Each place once, in the order first seen: a place read twice would count one token there
+/// as two credentials.
+pub fn distinct<'s>(sources: impl IntoIterator<Item = &'s TokenSource>) -> Vec<TokenSource> {
+    let mut unique: Vec<TokenSource> = Vec::new();
+    for source in sources {
+        if !unique.contains(source) {
+            unique.push(source.clone());
+        }
+    }
+    unique
+}
+
 fn strip_prefix_ignore_case<'v>(value: &'v str, prefix: &str) -> Option<&'v str> {
     let head = value.get(..prefix.len())?;
     if head.eq_ignore_ascii_case(prefix) {
@@ -122,7 +134,7 @@ fn read_element<'v>(element: &'v str, value_prefix: &str) -> Element<'v> {
 pub fn find_credential<'r, 's>(
     headers: &'r [(&'r str, &'r str)],
     path: &'r str,
-    sources: &[&'s TokenSource],
+    sources: &'s [TokenSource],
 ) -> Credential<'r, 's> {
     let mut finder = Finder {
         found: Credential::None,
@@ -336,7 +348,7 @@ mod tests {
         for value in ["Bearer abc", "bearer abc", "BEARER abc", "Bearer   abc  "] {
             let h = headers(&[("authorization", value)]);
             assert_eq!(
-                find_credential(&h, "/", &[&bearer]),
+                find_credential(&h, "/", std::slice::from_ref(&bearer)),
                 one("abc", &bearer),
                 "{value}"
             );
@@ -347,18 +359,30 @@ mod tests {
     fn other_schemes_are_not_credentials() {
         let bearer = TokenSource::authorization_bearer();
         let h = headers(&[("authorization", "Basic dXNlcjpwYXNz")]);
-        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::None);
+        assert_eq!(
+            find_credential(&h, "/", std::slice::from_ref(&bearer)),
+            Credential::None
+        );
         let h = headers(&[("x-other", "Bearer abc")]);
-        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::None);
+        assert_eq!(
+            find_credential(&h, "/", std::slice::from_ref(&bearer)),
+            Credential::None
+        );
     }
 
     #[test]
     fn two_headers_or_joined_values_are_multiple() {
         let bearer = TokenSource::authorization_bearer();
         let h = headers(&[("authorization", "Bearer a"), ("Authorization", "Bearer b")]);
-        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::Multiple);
+        assert_eq!(
+            find_credential(&h, "/", std::slice::from_ref(&bearer)),
+            Credential::Multiple
+        );
         let h = headers(&[("authorization", "Bearer a,Bearer b")]);
-        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::Multiple);
+        assert_eq!(
+            find_credential(&h, "/", std::slice::from_ref(&bearer)),
+            Credential::Multiple
+        );
     }
 
     #[test]
@@ -367,12 +391,12 @@ mod tests {
         let custom = TokenSource::header("X-Token", "");
         let h = headers(&[("authorization", "Bearer a"), ("x-token", "b")]);
         assert_eq!(
-            find_credential(&h, "/", &[&bearer, &custom]),
+            find_credential(&h, "/", &[bearer.clone(), custom.clone()]),
             Credential::Multiple
         );
         let h = headers(&[("x-token", "b")]);
         assert_eq!(
-            find_credential(&h, "/", &[&bearer, &custom]),
+            find_credential(&h, "/", &[bearer.clone(), custom.clone()]),
             one("b", &custom)
         );
     }
@@ -387,30 +411,44 @@ mod tests {
         };
         let h = headers(&[("cookie", "theme=dark; session=abc.def.ghi; x=1")]);
         assert_eq!(
-            find_credential(&h, "/", &[&cookie]),
+            find_credential(&h, "/", std::slice::from_ref(&cookie)),
             one("abc.def.ghi", &cookie)
         );
         let h = headers(&[("cookie", "session=\"q.u.o\"")]);
-        assert_eq!(find_credential(&h, "/", &[&cookie]), one("q.u.o", &cookie));
-        let h = headers(&[("cookie", "session=a"), ("cookie", "session=b")]);
-        assert_eq!(find_credential(&h, "/", &[&cookie]), Credential::Multiple);
         assert_eq!(
-            find_credential(&[], "/x?a=1&access_token=t.o.k#frag", &[&param]),
+            find_credential(&h, "/", std::slice::from_ref(&cookie)),
+            one("q.u.o", &cookie)
+        );
+        let h = headers(&[("cookie", "session=a"), ("cookie", "session=b")]);
+        assert_eq!(
+            find_credential(&h, "/", std::slice::from_ref(&cookie)),
+            Credential::Multiple
+        );
+        assert_eq!(
+            find_credential(
+                &[],
+                "/x?a=1&access_token=t.o.k#frag",
+                std::slice::from_ref(&param)
+            ),
             one("t.o.k", &param)
         );
         assert_eq!(
-            find_credential(&[], "/x?access_token=a&access_token=b", &[&param]),
+            find_credential(
+                &[],
+                "/x?access_token=a&access_token=b",
+                std::slice::from_ref(&param)
+            ),
             Credential::Multiple
         );
         // Not configured: a query token is not a credential at all.
         let bearer = TokenSource::authorization_bearer();
         assert_eq!(
-            find_credential(&[], "/x?access_token=a", &[&bearer]),
+            find_credential(&[], "/x?access_token=a", std::slice::from_ref(&bearer)),
             Credential::None
         );
         let h = headers(&[("authorization", "Bearer a")]);
         assert_eq!(
-            find_credential(&h, "/x?access_token=a", &[&bearer, &param]),
+            find_credential(&h, "/x?access_token=a", &[bearer.clone(), param.clone()]),
             Credential::Multiple
         );
     }
@@ -473,7 +511,7 @@ mod tests {
         ] {
             let h = headers(&[("authorization", value)]);
             assert_eq!(
-                find_credential(&h, "/", &[&bearer]),
+                find_credential(&h, "/", std::slice::from_ref(&bearer)),
                 Credential::Unreadable,
                 "{value:?}"
             );
@@ -482,18 +520,24 @@ mod tests {
         for value in ["Basic dXNlcjpwYXNz", "DPoP x", "Beare x", ""] {
             let h = headers(&[("authorization", value)]);
             assert_eq!(
-                find_credential(&h, "/", &[&bearer]),
+                find_credential(&h, "/", std::slice::from_ref(&bearer)),
                 Credential::None,
                 "{value:?}"
             );
         }
         // Beside a readable credential it is a second one.
         let h = headers(&[("authorization", "Bearer a, Bearer")]);
-        assert_eq!(find_credential(&h, "/", &[&bearer]), Credential::Multiple);
+        assert_eq!(
+            find_credential(&h, "/", std::slice::from_ref(&bearer)),
+            Credential::Multiple
+        );
         // A header read without a prefix: an empty value is unreadable.
         let custom = TokenSource::header("x-token", "");
         let h = headers(&[("x-token", "")]);
-        assert_eq!(find_credential(&h, "/", &[&custom]), Credential::Unreadable);
+        assert_eq!(
+            find_credential(&h, "/", std::slice::from_ref(&custom)),
+            Credential::Unreadable
+        );
     }
 
     #[test]
@@ -502,26 +546,29 @@ mod tests {
         for value in ["theme=dark; sa", "sa=; theme=dark", "sa=\"\"", "sa = "] {
             let h = headers(&[("cookie", value)]);
             assert_eq!(
-                find_credential(&h, "/", &[&cookie]),
+                find_credential(&h, "/", std::slice::from_ref(&cookie)),
                 Credential::Unreadable,
                 "{value:?}"
             );
         }
         // Cookie names are case-sensitive (RFC 6265): these are other cookies.
         let h = headers(&[("cookie", "Sa=1; sab=2; s=3;; ")]);
-        assert_eq!(find_credential(&h, "/", &[&cookie]), Credential::None);
+        assert_eq!(
+            find_credential(&h, "/", std::slice::from_ref(&cookie)),
+            Credential::None
+        );
         let param = TokenSource::Param {
             name: "jwt_a".into(),
         };
         for path in ["/p?jwt_a=", "/p?x=1&jwt_a", "/p?jwt%5Fa=&x=1"] {
             assert_eq!(
-                find_credential(&[], path, &[&param]),
+                find_credential(&[], path, std::slice::from_ref(&param)),
                 Credential::Unreadable,
                 "{path}"
             );
         }
         assert_eq!(
-            find_credential(&[], "/p?jwt_a=&jwt_a=t", &[&param]),
+            find_credential(&[], "/p?jwt_a=&jwt_a=t", std::slice::from_ref(&param)),
             Credential::Multiple
         );
     }
@@ -539,7 +586,7 @@ mod tests {
             "/p?jwt[a=t",
         ] {
             assert_eq!(
-                find_credential(&[], path, &[&param]),
+                find_credential(&[], path, std::slice::from_ref(&param)),
                 Credential::Unreadable,
                 "{path}"
             );
@@ -547,7 +594,7 @@ mod tests {
         // Other names are other parameters.
         for path in ["/p?jwt_ab=t", "/p?jwt=t", "/p?jwt-a=t", "/p?jwt__a=t"] {
             assert_eq!(
-                find_credential(&[], path, &[&param]),
+                find_credential(&[], path, std::slice::from_ref(&param)),
                 Credential::None,
                 "{path}"
             );
