@@ -247,7 +247,7 @@ fn a_token_beside_the_payload_must_be_the_one_jwt_authn_verified() {
 fn a_companion_place_listed_twice_is_read_once() {
     let sources = json!({ "from_headers": [
         { "name": "authorization", "value_prefix": "Bearer " },
-        { "name": "authorization", "value_prefix": "Bearer " }
+        { "name": "authorization", "value_prefix": "BEARER " }
     ]});
     let g = guard(config(companion(sources), json!({})));
     let claims = claims_with(json!({ "jti": "j-1" }));

@@ -558,17 +558,27 @@ mod tests {
         }
     }
 
-    /// A place listed twice is one place: one token there is one credential, not two
+    /// A place listed twice (the prefix in another case too: it is matched ignoring case) is
+    /// one place: one token there is one credential, not two
     /// (`MultipleTokens`), on a provider's own route and on one any provider may meet.
     #[test]
     fn a_place_listed_twice_is_read_once() {
         let mut config = testkit::config_json(
             json!({ "from_headers": [
                 { "name": "authorization", "value_prefix": "Bearer " },
-                { "name": "Authorization", "value_prefix": "Bearer " }
+                { "name": "Authorization", "value_prefix": "bearer " }
             ]}),
             None,
         );
+        // A second provider reading the same place in a third spelling.
+        let partner_jwks = json!({ "keys": [
+            testkit::public_jwk(JsonWebKey::from(&keys().rsa_other), "p-1", None)
+        ]});
+        config["providers"]["partner"] = json!({
+            "issuer": "https://partner.example",
+            "local_jwks": partner_jwks,
+            "from_headers": [{ "name": "authorization", "value_prefix": "BEARER " }]
+        });
         config["rules"] = json!([
             { "match": { "prefix": "/corp" }, "requires": { "provider_name": "corp" } },
             { "match": { "prefix": "/" }, "requires": { "allow_missing": {} } }

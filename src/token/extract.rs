@@ -5,8 +5,9 @@ use std::sync::Arc;
 
 /// One place a token may be, as configured for a provider. The names are shared (`Arc<str>`,
 /// so a `Config` stays `Send`): every grant notes the source its credential came from, and a
-/// clone must not copy them (three allocations per request before).
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// clone must not copy them (three allocations per request before). Equal is the same place
+/// (see the `PartialEq` below).
+#[derive(Debug, Clone)]
 pub enum TokenSource {
     /// A header, e.g. `authorization` with prefix `Bearer `. The name is lower case; the
     /// prefix is matched ASCII case-insensitively (auth schemes are, RFC 9110 §11.1).
@@ -33,6 +34,32 @@ impl TokenSource {
         TokenSource::header("authorization", "Bearer ")
     }
 }
+
+/// The same place: a header's prefix is matched ASCII case-insensitively, so `Bearer ` and
+/// `bearer ` read the same credentials (listed both ways, one token would count as two).
+impl PartialEq for TokenSource {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (
+                TokenSource::Header { name, value_prefix },
+                TokenSource::Header {
+                    name: other_name,
+                    value_prefix: other_prefix,
+                },
+            ) => {
+                // The same `Arc` (a source compared with itself, on every request) first.
+                name == other_name
+                    && (Arc::ptr_eq(value_prefix, other_prefix)
+                        || value_prefix.eq_ignore_ascii_case(other_prefix))
+            }
+            (TokenSource::Cookie { name }, TokenSource::Cookie { name: other })
+            | (TokenSource::Param { name }, TokenSource::Param { name: other }) => name == other,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for TokenSource {}
 
 /// Each place once, in the order first seen: a place read twice would count one token there
 /// as two credentials.
