@@ -354,12 +354,14 @@ impl Guard {
     fn evaluate(&self, requirement: &Requirement, route: &Route<'_, '_>) -> Result<Granted, Stop> {
         match requirement {
             Requirement::Public => Ok(self.grant_public()),
-            Requirement::Provider { index, audiences } => {
-                let candidates = std::slice::from_ref(index);
-                self.check_token(candidates, audiences.as_deref(), route)
-            }
-            Requirement::AnyProvider => self.check_token(&self.all_providers, None, route),
-            Requirement::AllowMissing => match self.check_token(&self.all_providers, None, route) {
+            Requirement::Provider { index, audiences } => self.check_token(
+                std::slice::from_ref(index),
+                self.own_sources(*index),
+                audiences.as_deref(),
+                route,
+            ),
+            Requirement::AnyProvider => self.check_any_provider(route),
+            Requirement::AllowMissing => match self.check_any_provider(route) {
                 Err(stop) if stop.is_missing_token() => Ok(self.grant_public()),
                 other => other,
             },
@@ -403,22 +405,26 @@ impl Guard {
         Err(best.unwrap_or_else(|| self.refusal(DenyReason::MissingToken)))
     }
 
+    fn check_any_provider(&self, route: &Route<'_, '_>) -> Result<Granted, Stop> {
+        self.check_token(&self.all_providers, &self.all_sources, None, route)
+    }
+
+    /// Where one provider reads tokens itself (each place once, as the config keeps them);
+    /// none for a companion, whose tokens jwt_authn reads.
+    fn own_sources(&self, index: usize) -> &[TokenSource] {
+        let provider = self.config.providers.get(index);
+        let verifying = provider.filter(|p| p.jwt_authn.is_none());
+        verifying.map_or(&[], |p| &p.sources)
+    }
+
+    /// `sources`: where `candidates` that verify tokens themselves read them, each place once.
     fn check_token(
         &self,
         candidates: &[usize],
+        sources: &[TokenSource],
         audiences: Option<&[String]>,
         route: &Route<'_, '_>,
     ) -> Result<Granted, Stop> {
-        // The places these providers read tokens, each once (provider's own are distinct).
-        let sources = match candidates {
-            [index] => self
-                .config
-                .providers
-                .get(*index)
-                .filter(|p| p.jwt_authn.is_none())
-                .map_or(&[][..], |p| &p.sources[..]),
-            _ => &self.all_sources[..],
-        };
         TokenCheck {
             guard: self,
             request: route.request,

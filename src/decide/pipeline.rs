@@ -479,11 +479,10 @@ impl<'g> TokenCheck<'g, '_> {
                 .flat_map(|(_, p)| p.sources.iter())
                 .filter(|source| !read_elsewhere(source)),
         );
-        let sources = sources.as_slice();
         if sources.is_empty() {
             return Ok(());
         }
-        match find_credential(self.request.headers, self.request.path, sources) {
+        match find_credential(self.request.headers, self.request.path, &sources) {
             Credential::None => Ok(()),
             found => {
                 self.tracer.step(
