@@ -1,9 +1,15 @@
 //! The polled revocation list: an HTTP response body streamed into fingerprints
 //! (`revocation::list::accept_response`, over `revocation::doc::parse_reader`), then the list
-//! as held: laid over as a delta, encoded for shared data and decoded again.
+//! as held: laid over as a delta, encoded for shared data and decoded again, and shared as
+//! workers hold it (`revocation::indexed`), deciding as the whole list does.
 #![no_main]
 
-use bearer_guard::revocation::set::RevocationSet;
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use bearer_guard::revocation::indexed::{self, IndexedSet, SharedValues, Value};
+use bearer_guard::revocation::set::{Probe, RevocationSet};
 use bearer_guard::revocation::doc::{parse_reader, Source};
 use bearer_guard::revocation::list::{
     accept_response, if_none_match, request_path, Held, Lifetimes, ListUpdate,
@@ -11,6 +17,48 @@ use bearer_guard::revocation::list::{
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_800_000_000;
+
+/// Shared data, as the filter keeps it.
+#[derive(Default)]
+struct Shared(RefCell<HashMap<Value, Vec<u8>>>);
+
+impl SharedValues for Shared {
+    fn get(&self, value: Value) -> Option<Vec<u8>> {
+        self.0.borrow().get(&value).filter(|v| !v.is_empty()).cloned()
+    }
+    fn put(&self, value: Value, bytes: &[u8]) -> bool {
+        self.0.borrow_mut().insert(value, bytes.to_vec());
+        true
+    }
+}
+
+/// Shared as workers hold it, the list decides every probe as the whole list does, and reads
+/// back whole.
+fn indexed_agrees(set: &RevocationSet, data: &[u8]) {
+    let shared = Rc::new(Shared::default());
+    assert!(indexed::share(set, &*shared));
+    let held = IndexedSet::adopt(shared.clone()).expect("a shared list is adopted");
+    assert_eq!(held.len(), set.len());
+    for chunk in data.chunks(7).take(64) {
+        let value = String::from_utf8_lossy(chunk);
+        let iat = chunk.first().map(|b| i64::from(*b) * 1_000_000);
+        let probe = Probe::new("p", Some(&value), Some(&value), iat, None);
+        assert_eq!(held.revokes(&probe), Some(set.revokes(&probe)), "{value:?}");
+    }
+    let again = held.assemble().expect("the buckets read back");
+    assert_eq!(again.as_bytes(), set.as_bytes());
+}
+
+/// Any bytes in the head or a part are safe to adopt and to look up in.
+fn hostile_shared(data: &[u8]) {
+    for value in [Value::Head, Value::Part(0)] {
+        let shared = Rc::new(Shared::default());
+        shared.put(value, data);
+        if let Some(held) = IndexedSet::adopt(shared) {
+            let _ = held.revokes(&Probe::new("p", Some("j"), Some("s"), None, None));
+        }
+    }
+}
 
 /// The shared-data encoding reads back as the same set.
 fn round_trip(set: &RevocationSet) {
@@ -35,12 +83,13 @@ fuzz_target!(|data: &[u8]| {
         panic!("without a held list, a 200 can only replace: {update:?}");
     };
     round_trip(&base);
+    indexed_agrees(&base, data);
     let held = Held {
         base: &base,
         overlay: None,
     };
-    let _ = request_path("/v1/list?x=1", Some(held));
-    let _ = if_none_match(Some(held));
+    let _ = request_path("/v1/list?x=1", Some(held.tag()));
+    let _ = if_none_match(Some(held.tag()));
     // The same body again, over the list it made: a delta since its own version is laid
     // over it; anything else replaces it (or is refused).
     // With the rollback guard on: the same whole list again leaves nothing out.
@@ -53,12 +102,13 @@ fuzz_target!(|data: &[u8]| {
                 base: &base,
                 overlay: Some(&overlay),
             };
-            let _ = request_path("/v1/list", Some(held));
+            let _ = request_path("/v1/list", Some(held.tag()));
         }
         Ok(ListUpdate::NotModified) => panic!("a 200 is never NotModified"),
         Err(_) => {}
     }
     // The shared encoding itself is read from shared data: any bytes must be safe to decode.
+    hostile_shared(data);
     if let Some(set) = RevocationSet::decode(data.to_vec()) {
         let _ = set.len();
         let _ = set.cutoff_scopes().count();

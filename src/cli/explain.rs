@@ -619,13 +619,9 @@ fn build_guard(config: Config, keys: &[Keys], list: Option<RevocationSet>, now: 
         guard.state().install_keys(index, keys.set.clone(), now);
     }
     if let Some(base) = list {
-        guard.state().install_revocation_list(
-            HeldList {
-                base: Rc::new(base),
-                overlay: None,
-            },
-            now,
-        );
+        guard
+            .state()
+            .install_revocation_list(HeldList::whole(base, None), now);
     }
     guard
 }

@@ -22,7 +22,7 @@ use crate::token::id::TokenDigest;
 use crate::token::jwt_authn::VerifiedPayloads;
 use crate::token::verify;
 
-pub use crate::decide::state::HeldList;
+pub use crate::decide::state::{HeldList, ListBase};
 
 /// What the adapter gathers from the host for one request.
 #[derive(Debug, Clone, Copy)]
@@ -2406,13 +2406,8 @@ mod tests {
         );
         let mut b = crate::revocation::set::SetBuilder::default();
         b.add_exact(crate::revocation::set::Kind::Jti, "", b"j-9");
-        g.state().install_revocation_list(
-            HeldList {
-                base: Rc::new(b.build("v1", "")),
-                overlay: None,
-            },
-            NOW,
-        );
+        g.state()
+            .install_revocation_list(HeldList::whole(b.build("v1", ""), None), NOW);
         assert_eq!(reason(verdict(&g, "/", &token, NOW + 60).decision), None);
         assert_eq!(
             reason(verdict(&g, "/", &token, NOW + 61).decision),

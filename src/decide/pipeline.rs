@@ -1180,15 +1180,22 @@ impl<'g> TokenCheck<'g, '_> {
             },
         );
         let state = &self.guard.state;
-        let source = revoked_by(state, &config.static_set, &probe);
+        let listed = state.listed(&probe);
+        let source = revoked_by(state, listed == Some(true), &config.static_set, &probe);
         let now = self.look.now;
+        // A list whose entry for this token cannot be read is as good as a stale one.
         let list_stale = config.list.as_ref().and_then(|list| {
-            is_stale(
-                state.revocation_list_checked_at(),
-                now,
-                list.max_stale_seconds,
-            )
-            .then_some((list.on_stale, DenyReason::RevocationListStale, "the list"))
+            (listed.is_none()
+                || is_stale(
+                    state.revocation_list_checked_at(),
+                    now,
+                    list.max_stale_seconds,
+                ))
+            .then_some((
+                list.on_stale,
+                DenyReason::RevocationListStale,
+                "the list",
+            ))
         });
         let etcd_stale = config.etcd.as_ref().and_then(|etcd| {
             is_stale(state.etcd_confirmed_at(), now, etcd.max_stale_seconds).then_some((
@@ -1413,10 +1420,11 @@ fn status_in(held: &crate::decide::state::HeldStatusList, idx: u64) -> Result<bo
 /// what was learned at run time (from response headers, from misuse detection).
 fn revoked_by(
     state: &crate::decide::state::State,
+    listed: bool,
     configured: &crate::revocation::set::RevocationSet,
     probe: &Probe,
 ) -> Option<RevocationSource> {
-    if state.listed(probe) {
+    if listed {
         return Some(RevocationSource::List);
     }
     if state.in_etcd(probe) {

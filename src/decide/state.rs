@@ -11,31 +11,78 @@ use std::rc::Rc;
 use crate::decide::cache::TokenCache;
 use crate::idp::status_list::StatusList;
 use crate::keys::jwks::KeySet;
+use crate::revocation::indexed::IndexedSet;
 use crate::revocation::learned::LearnedSets;
-use crate::revocation::list::Held;
+use crate::revocation::list::{Held, Tag};
 use crate::revocation::set::{Probe, RevocationSet};
+
+/// The polled list's last whole list, as this VM holds it.
+#[derive(Debug, Clone)]
+pub enum ListBase {
+    /// All of it: the VM that polls holds it (applying deltas and the rollback guard read it).
+    Whole(Rc<RevocationSet>),
+    /// Its index: what a worker holds; the entries stay in shared data (`indexed`).
+    Indexed(Rc<IndexedSet>),
+}
 
 /// The polled list: the last whole list, and the deltas since.
 #[derive(Debug, Clone)]
 pub struct HeldList {
-    pub base: Rc<RevocationSet>,
+    pub base: ListBase,
     pub overlay: Option<Rc<RevocationSet>>,
 }
 
 impl HeldList {
-    pub fn held(&self) -> Held<'_> {
-        Held {
-            base: &self.base,
-            overlay: self.overlay.as_deref(),
+    pub fn whole(base: RevocationSet, overlay: Option<Rc<RevocationSet>>) -> Self {
+        HeldList {
+            base: ListBase::Whole(Rc::new(base)),
+            overlay,
         }
     }
 
-    pub fn revokes(&self, probe: &Probe) -> bool {
-        self.base.revokes(probe) || self.overlay.as_ref().is_some_and(|o| o.revokes(probe))
+    /// The whole list and its deltas; `None` when only the index is held.
+    pub fn held(&self) -> Option<Held<'_>> {
+        match &self.base {
+            ListBase::Whole(base) => Some(Held {
+                base,
+                overlay: self.overlay.as_deref(),
+            }),
+            ListBase::Indexed(_) => None,
+        }
+    }
+
+    /// The version and ETag the next poll sends.
+    pub fn tag(&self) -> Tag<'_> {
+        let (version, etag) = match (&self.overlay, &self.base) {
+            (Some(latest), _) | (None, ListBase::Whole(latest)) => {
+                (latest.version.as_str(), latest.etag.as_str())
+            }
+            (None, ListBase::Indexed(base)) => (base.version(), base.etag()),
+        };
+        Tag { version, etag }
+    }
+
+    /// `None`: the index may hold the token and its bucket could not be read.
+    pub fn revokes(&self, probe: &Probe) -> Option<bool> {
+        if self.overlay.as_ref().is_some_and(|o| o.revokes(probe)) {
+            return Some(true);
+        }
+        match &self.base {
+            ListBase::Whole(set) => Some(set.revokes(probe)),
+            ListBase::Indexed(set) => set.revokes(probe),
+        }
+    }
+
+    /// Entries in the whole list.
+    pub fn base_len(&self) -> usize {
+        match &self.base {
+            ListBase::Whole(set) => set.len(),
+            ListBase::Indexed(set) => set.len(),
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.base.len() + self.overlay.as_ref().map_or(0, |o| o.len())
+        self.base_len() + self.overlay.as_ref().map_or(0, |o| o.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -193,6 +240,13 @@ impl State {
         self.revocation_list_checked(checked_at);
     }
 
+    /// The same list held another way (a worker that now holds it whole).
+    pub fn replace_revocation_base(&self, base: ListBase) {
+        if let Some(list) = self.list.borrow_mut().as_mut() {
+            list.base = base;
+        }
+    }
+
     /// New deltas over the held base.
     pub fn install_revocation_overlay(&self, overlay: Option<Rc<RevocationSet>>) {
         if let Some(list) = self.list.borrow_mut().as_mut() {
@@ -213,12 +267,13 @@ impl State {
         self.list.borrow().clone()
     }
 
-    /// Whether the polled list revokes what `probe` describes.
-    pub(super) fn listed(&self, probe: &Probe) -> bool {
+    /// Whether the polled list revokes what `probe` describes; `None`: it cannot tell (a
+    /// worker's bucket of the list could not be read from shared data).
+    pub(super) fn listed(&self, probe: &Probe) -> Option<bool> {
         self.list
             .borrow()
             .as_ref()
-            .is_some_and(|list| list.revokes(probe))
+            .map_or(Some(false), |list| list.revokes(probe))
     }
 
     /// Drops the held list first: a 1M-entry list must not be held twice while the next one

@@ -106,6 +106,8 @@ struct Vm {
     host_calls: Vec<String>,
     /// Reading the request's header map fails with this (a host that cannot hand it over).
     refuse_request_headers: Option<Status>,
+    /// Every shared-data read of this VM: the key and how many bytes it copied in.
+    shared_reads: Vec<(String, usize)>,
 }
 
 pub struct FakeHost {
@@ -305,6 +307,32 @@ impl FakeHost {
         std::mem::take(&mut self.vm.borrow_mut().host_calls)
     }
 
+    /// This VM's shared-data reads since the last call: each key and the bytes it copied in.
+    pub fn take_shared_reads(&self) -> Vec<(String, usize)> {
+        std::mem::take(&mut self.vm.borrow_mut().shared_reads)
+    }
+
+    /// The shared-data keys of the process that contain `part`, with their values.
+    pub fn shared_values(&self, part: &str) -> Vec<(String, Vec<u8>)> {
+        let shared = self.shared.borrow();
+        let mut found: Vec<_> = shared
+            .values
+            .iter()
+            .filter(|(key, _)| key.contains(part))
+            .map(|(key, (value, _))| (key.clone(), value.clone()))
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Another writer (or none) put `value` under `key`.
+    pub fn put_shared(&self, key: &str, value: &[u8]) {
+        let mut shared = self.shared.borrow_mut();
+        shared.next_cas += 1;
+        let cas = shared.next_cas;
+        shared.values.insert(key.to_owned(), (value.to_vec(), cas));
+    }
+
     fn note(&self, call: impl Into<String>) {
         self.vm.borrow_mut().host_calls.push(call.into());
     }
@@ -449,10 +477,16 @@ impl Host for FakeHost {
 
     fn shared_data(&self, key: &str) -> Result<(Option<Vec<u8>>, Option<u32>), Status> {
         self.note("shared_data");
-        Ok(match self.shared.borrow().values.get(key) {
+        let found = match self.shared.borrow().values.get(key) {
             Some((value, cas)) => (Some(value.clone()), Some(*cas)),
             None => (None, None),
-        })
+        };
+        let bytes = found.0.as_ref().map_or(0, Vec::len);
+        self.vm
+            .borrow_mut()
+            .shared_reads
+            .push((key.to_owned(), bytes));
+        Ok(found)
     }
 
     /// Envoy's rule: with a CAS, an existing value must still have it; a missing key is

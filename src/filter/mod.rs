@@ -41,6 +41,8 @@ mod host_calls_tests;
 mod http;
 mod introspection;
 mod jwks;
+#[cfg(test)]
+mod list_sharing_tests;
 mod metrics;
 mod remote_io;
 mod revocation;

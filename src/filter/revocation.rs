@@ -10,7 +10,7 @@ use std::rc::Rc;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
 use crate::decide::decision::Authorized;
-use crate::decide::guard::{Guard, HeldList};
+use crate::decide::guard::{Guard, HeldList, ListBase};
 use crate::decide::header_map;
 use crate::idp::introspection::token_post;
 use crate::observe::episode::Episode;
@@ -18,6 +18,7 @@ use crate::observe::log_limit::LogLimiter;
 use crate::remote::{lease, Fetch};
 use crate::revocation::config::{ListConfig, RevocationConfig};
 use crate::revocation::doc::{render, PublishEntry};
+use crate::revocation::indexed::{self, IndexedSet, SharedValues, Value};
 use crate::revocation::learned::{
     from_header, misuse_entries, FromHeader, HeaderProblem, Learned, LearnedEntry,
 };
@@ -42,7 +43,9 @@ struct Keys {
     learned: String,
     /// Small; read on every request. Changes whenever `learned` does.
     learned_serial: String,
-    /// The last whole list (large) and the deltas since (small).
+    /// The prefix of the list's keys: the last whole list is shared under it as `indexed`
+    /// lays it out (`list_value`); before that layout, this key held the whole list. The
+    /// deltas since (small) are one value.
     list: String,
     list_overlay: String,
     /// The known `exp` of the list's entries (the rollback guard); read by the fetching VM.
@@ -68,6 +71,55 @@ impl Keys {
             list_lifetimes: format!("{list}.lifetimes"),
             list_lease: format!("{list}.lease"),
             list,
+        }
+    }
+
+    /// The shared values of the list, as `indexed` reads and writes them.
+    fn shared_list(&self, host: &Rc<dyn Host>) -> Rc<SharedList> {
+        Rc::new(SharedList {
+            host: host.clone(),
+            list: self.list.clone(),
+        })
+    }
+}
+
+/// The polled list's values in shared data: the head, the index parts, the buckets.
+struct SharedList {
+    host: Rc<dyn Host>,
+    list: String,
+}
+
+impl SharedList {
+    fn key(&self, value: Value) -> String {
+        let list = &self.list;
+        match value {
+            Value::Head => format!("{list}.index"),
+            Value::Part(part) => format!("{list}.index.{part}"),
+            Value::Bucket { bits, index } => format!("{list}.bucket.{bits}.{index}"),
+        }
+    }
+}
+
+impl SharedValues for SharedList {
+    fn get(&self, value: Value) -> Option<Vec<u8>> {
+        get_shared(&*self.host, &self.key(value))
+            .0
+            .filter(|bytes| !bytes.is_empty())
+    }
+
+    fn put(&self, value: Value, bytes: &[u8]) -> bool {
+        share_value(&*self.host, &self.key(value), bytes)
+    }
+}
+
+fn share_value(host: &dyn Host, key: &str, bytes: &[u8]) -> bool {
+    match host.set_shared_data(key, bytes, None) {
+        Ok(()) => true,
+        Err(status) => {
+            host.warn(&format!(
+                "revocation list could not be shared with other workers ({status:?})"
+            ));
+            false
         }
     }
 }
@@ -145,6 +197,9 @@ impl Revocation {
                 let stale = Keys::new(&scope, old, config.list.as_ref());
                 for key in [&stale.learned, &stale.list, &stale.list_lifetimes] {
                     let _ = host.set_shared_data(key, b"", None);
+                }
+                if config.list.is_some() {
+                    indexed::clear(&*stale.shared_list(&shared));
                 }
                 host.info(&format!("revocation: learned_generation {old} -> {generation}: revocations learned at run time cleared"));
             }
@@ -479,7 +534,7 @@ impl Revocation {
             return;
         }
         let held = guard.state().revocation_list();
-        let held = held.as_ref().map(HeldList::held);
+        let held = held.as_ref().map(HeldList::tag);
         let path = list::request_path(&state.config.endpoint.path, held);
         let get = Get {
             cluster: &state.config.endpoint.cluster,
@@ -515,11 +570,10 @@ impl Revocation {
         };
         let seen = state.seen;
         if seen.map(|s| s.base_serial) != Some(shared.base_serial) {
-            // The held list goes first: a 1M-entry list must not be held twice.
+            // The held list goes first: a large list must not be held twice. A worker holds
+            // the index only; it reads the entries a request may need from their bucket.
             guard.state().drop_revocation_list();
-            let base = get_shared(host, &self.keys.list)
-                .0
-                .and_then(RevocationSet::decode);
+            let base = IndexedSet::adopt(self.keys.shared_list(&self.host));
             let overlay = self.shared_overlay(shared);
             let (Some(base), Ok(overlay)) = (base, overlay) else {
                 // Fail closed: no list held means stale, and the stale policy decides.
@@ -531,7 +585,7 @@ impl Revocation {
                 return;
             };
             let held = HeldList {
-                base: Rc::new(base),
+                base: ListBase::Indexed(Rc::new(base)),
                 overlay,
             };
             guard.state().install_revocation_list(held, shared.at);
@@ -634,8 +688,15 @@ impl Revocation {
         now: i64,
     ) {
         let host = &*self.host;
+        let status = call_status(host);
+        // A 200 is applied against the whole list (deltas, the rollback guard).
+        let whole = status.as_deref() != Some("200") || self.hold_whole_list(guard);
         let held = guard.state().revocation_list();
-        let update = self.read_update(state, body_size, held.as_ref(), guard, now);
+        let update = if whole {
+            self.read_update(state, status, body_size, held.as_ref(), guard, now)
+        } else {
+            Err(list::ListError::HeldUnreadable)
+        };
         let shared = self.shared_checked().unwrap_or_default();
         let seen = state.seen.unwrap_or(shared);
         let (confirmed, shared_ok) = match update {
@@ -703,13 +764,13 @@ impl Revocation {
     fn read_update(
         &self,
         state: &ListState,
+        status: Option<String>,
         body_size: usize,
         held: Option<&HeldList>,
         guard: &Guard,
         now: i64,
     ) -> Result<ListUpdate, list::ListError> {
         let host = &*self.host;
-        let status = call_status(host);
         let etag = call_response_header(host, "etag");
         let body = BufReader::with_capacity(
             64 * 1024,
@@ -727,10 +788,25 @@ impl Revocation {
             status.as_deref(),
             etag.as_deref(),
             body,
-            held.map(HeldList::held),
+            held.and_then(HeldList::held),
             known.as_ref(),
             now.saturating_sub(guard.config().expiry_grace_seconds()),
         )
+    }
+
+    /// A worker holds the list's index; to apply a fetched list itself it needs the whole
+    /// list, read back from the buckets (and held from then on). `false`: they cannot be read.
+    fn hold_whole_list(&self, guard: &Guard) -> bool {
+        let Some(ListBase::Indexed(index)) = guard.state().revocation_list().map(|h| h.base) else {
+            return true;
+        };
+        let Some(whole) = index.assemble() else {
+            return false;
+        };
+        guard
+            .state()
+            .replace_revocation_base(ListBase::Whole(Rc::new(whole)));
+        true
     }
 
     /// A whole new list: shared (the large value first, then the small one that tells the
@@ -753,14 +829,10 @@ impl Revocation {
         metrics.count(Counter::ListFetchOk);
         log_list(host, "fetched", &base, base.len(), expired_dropped);
         let mut shared_ok = self.share_lifetimes(lifetimes.as_ref());
-        shared_ok &= self.share(&self.keys.list, &base);
-        guard.state().install_revocation_list(
-            HeldList {
-                base: Rc::new(base),
-                overlay: None,
-            },
-            now,
-        );
+        shared_ok &= self.share_base(&base);
+        guard
+            .state()
+            .install_revocation_list(HeldList::whole(base, None), now);
         let confirmed = Checked {
             at: now,
             base_serial: shared.base_serial.max(seen.base_serial) + 1,
@@ -788,7 +860,7 @@ impl Revocation {
         } = fetched;
         metrics.count(Counter::ListFetchOk);
         let mut shared_ok = self.share_lifetimes(lifetimes.as_ref());
-        let total = held.as_ref().map_or(0, |h| h.base.len()) + overlay.len();
+        let total = held.as_ref().map_or(0, HeldList::base_len) + overlay.len();
         log_list(host, "updated by a delta", &overlay, total, expired_dropped);
         let mut confirmed = Checked {
             at: now,
@@ -797,8 +869,8 @@ impl Revocation {
         };
         // Held a base the others no longer share (a lost race): share ours too.
         if seen.base_serial != shared.base_serial {
-            if let Some(held) = &held {
-                shared_ok &= self.share(&self.keys.list, &held.base);
+            if let Some(ListBase::Whole(base)) = held.as_ref().map(|h| &h.base) {
+                shared_ok &= self.share_base(base);
             }
             confirmed.base_serial = shared.base_serial.max(seen.base_serial) + 1;
         }
@@ -838,17 +910,13 @@ impl Revocation {
         }
     }
 
+    /// A whole list, as workers read it (`indexed::share`).
+    fn share_base(&self, base: &RevocationSet) -> bool {
+        indexed::share(base, &*self.keys.shared_list(&self.host))
+    }
+
     fn share(&self, key: &str, set: &RevocationSet) -> bool {
-        let host = &*self.host;
-        match host.set_shared_data(key, set.as_bytes(), None) {
-            Ok(()) => true,
-            Err(status) => {
-                host.warn(&format!(
-                    "revocation list could not be shared with other workers ({status:?})"
-                ));
-                false
-            }
-        }
+        share_value(&*self.host, key, set.as_bytes())
     }
 
     fn send_publish(&self, metrics: &Metrics, now: i64) {

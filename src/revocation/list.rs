@@ -13,6 +13,8 @@ pub enum ListError {
     /// A 304 although we sent no `If-None-Match` we could match (no list held).
     UnexpectedNotModified,
     NotADocument(String),
+    /// A worker applying a fetched list could not read back the list it holds (`indexed`).
+    HeldUnreadable,
 }
 
 impl std::fmt::Display for ListError {
@@ -22,6 +24,9 @@ impl std::fmt::Display for ListError {
             ListError::Status(status) => write!(f, "HTTP status {status}"),
             ListError::UnexpectedNotModified => f.write_str("304 but no list is held"),
             ListError::NotADocument(why) => write!(f, "not a revocation document: {why}"),
+            ListError::HeldUnreadable => f.write_str(
+                "the list held cannot be read back from shared data (its buckets are missing or belong to another list)",
+            ),
         }
     }
 }
@@ -44,6 +49,21 @@ impl<'a> Held<'a> {
     fn latest(self) -> &'a RevocationSet {
         self.overlay.unwrap_or(self.base)
     }
+
+    pub fn tag(self) -> Tag<'a> {
+        let latest = self.latest();
+        Tag {
+            version: &latest.version,
+            etag: &latest.etag,
+        }
+    }
+}
+
+/// The version and ETag of the latest response applied: what the next poll sends.
+#[derive(Debug, Clone, Copy)]
+pub struct Tag<'a> {
+    pub version: &'a str,
+    pub etag: &'a str,
 }
 
 /// An overlay larger than this (or than 1/16 of the base) is merged into the base: rare, and
@@ -136,11 +156,8 @@ impl Lifetimes {
 /// `:path` for the fetch: the configured path, plus `since=<version>` when a list is held,
 /// so a service that keeps a change log can answer with just the changes. Services that
 /// ignore the parameter answer with the whole list, which works the same.
-pub fn request_path(path: &str, held: Option<Held<'_>>) -> String {
-    let Some(version) = held
-        .map(|h| h.latest().version.as_str())
-        .filter(|v| !v.is_empty())
-    else {
+pub fn request_path(path: &str, held: Option<Tag<'_>>) -> String {
+    let Some(version) = held.map(|h| h.version).filter(|v| !v.is_empty()) else {
         return path.to_owned();
     };
     let separator = if path.contains('?') { '&' } else { '?' };
@@ -148,8 +165,8 @@ pub fn request_path(path: &str, held: Option<Held<'_>>) -> String {
 }
 
 /// `If-None-Match` for the fetch, when the held list came with an ETag.
-pub fn if_none_match<'a>(held: Option<Held<'a>>) -> Option<&'a str> {
-    Some(held?.latest().etag.as_str()).filter(|e| !e.is_empty())
+pub fn if_none_match<'a>(held: Option<Tag<'a>>) -> Option<&'a str> {
+    Some(held?.etag).filter(|e| !e.is_empty())
 }
 
 /// A response becomes a list update: 304 keeps the held list, 200 brings a document. A
@@ -488,15 +505,15 @@ mod tests {
     fn request_carries_since_and_etag_of_the_latest_response() {
         let v1 = base(list(r#"{"version":"a b/1"}"#, None).unwrap());
         assert_eq!(
-            request_path("/v1/list", held(&v1, None)),
+            request_path("/v1/list", held(&v1, None).map(Held::tag)),
             "/v1/list?since=a%20b%2F1"
         );
         assert_eq!(
-            request_path("/l?x=1", held(&v1, None)),
+            request_path("/l?x=1", held(&v1, None).map(Held::tag)),
             "/l?x=1&since=a%20b%2F1"
         );
         assert_eq!(request_path("/v1/list", None), "/v1/list");
-        assert_eq!(if_none_match(held(&v1, None)), Some("\"e\""));
+        assert_eq!(if_none_match(held(&v1, None).map(Held::tag)), Some("\"e\""));
         let v2 = accept_response(
             Some("200"),
             Some("\"f\""),
@@ -508,10 +525,13 @@ mod tests {
         .map(overlay)
         .unwrap();
         assert_eq!(
-            request_path("/v1/list", held(&v1, Some(&v2))),
+            request_path("/v1/list", held(&v1, Some(&v2)).map(Held::tag)),
             "/v1/list?since=v2"
         );
-        assert_eq!(if_none_match(held(&v1, Some(&v2))), Some("\"f\""));
+        assert_eq!(
+            if_none_match(held(&v1, Some(&v2)).map(Held::tag)),
+            Some("\"f\"")
+        );
         assert_eq!(if_none_match(None), None);
     }
 

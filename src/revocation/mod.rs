@@ -4,6 +4,7 @@
 pub mod config;
 pub mod doc;
 pub mod etcd;
+pub mod indexed;
 pub mod learned;
 pub mod list;
 pub mod publish;

@@ -48,9 +48,9 @@ pub fn fingerprint(kind: Kind, scope: &str, value: &[u8]) -> u64 {
 /// provider name, as lists and shared data have always had them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Probe {
-    scopes: Vec<String>,
-    exact: Vec<u64>,
-    subjects: Vec<u64>,
+    pub(super) scopes: Vec<String>,
+    pub(super) exact: Vec<u64>,
+    pub(super) subjects: Vec<u64>,
     /// `iat`; a token without one counts as issued before any cutoff.
     pub issued_at: Option<i64>,
 }
@@ -117,8 +117,16 @@ impl Probe {
     }
 
     /// Issued at or before the cutoff (RFC 7519 `iat` has second precision: "at" counts).
-    fn issued_by(&self, cutoff: i64) -> bool {
+    pub(super) fn issued_by(&self, cutoff: i64) -> bool {
         self.issued_at.is_none_or(|iat| iat <= cutoff)
+    }
+
+    /// Whether a scope cutoff (`scope` -> tokens issued at or before `cutoff`) revokes this
+    /// token.
+    pub(super) fn cut_off_by(&self, cutoffs: &[(String, i64)]) -> bool {
+        cutoffs.iter().any(|(scope, cutoff)| {
+            (scope == ANY_PROVIDER || self.scopes.contains(scope)) && self.issued_by(*cutoff)
+        })
     }
 }
 
@@ -212,28 +220,38 @@ impl SetBuilder {
             bytes.extend_from_slice(&fp.to_le_bytes());
             bytes.extend_from_slice(&cutoff.to_le_bytes());
         }
-        bytes.extend_from_slice(&count(self.cutoffs.len()).to_le_bytes());
-        for (scope, cutoff) in &self.cutoffs {
-            put_str(&mut bytes, scope);
-            bytes.extend_from_slice(&cutoff.to_le_bytes());
-        }
-        put_str(&mut bytes, version);
-        put_str(&mut bytes, etag);
+        let cutoffs: Vec<(String, i64)> = self.cutoffs.into_iter().collect();
+        put_tail(&mut bytes, &cutoffs, version, etag);
         RevocationSet {
             bytes,
             exact_count,
             subjects_at,
             subject_count: self.subjects.len(),
-            cutoffs: self.cutoffs.into_iter().collect(),
+            cutoffs,
             version: version.to_owned(),
             etag: etag.to_owned(),
         }
     }
 }
 
-fn count(n: usize) -> u32 {
+pub(super) fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
 }
+
+/// What both shared encodings (a set, a list's head) end with: the scope cutoffs, the list's
+/// version and ETag.
+pub(super) fn put_tail(bytes: &mut Vec<u8>, cutoffs: &[(String, i64)], version: &str, etag: &str) {
+    bytes.extend_from_slice(&count(cutoffs.len()).to_le_bytes());
+    for (scope, cutoff) in cutoffs {
+        put_str(bytes, scope);
+        bytes.extend_from_slice(&cutoff.to_le_bytes());
+    }
+    put_str(bytes, version);
+    put_str(bytes, etag);
+}
+
+/// The cutoffs, version and ETag `put_tail` wrote.
+pub(super) type Tail = (Vec<(String, i64)>, String, String);
 
 fn put_str(bytes: &mut Vec<u8>, s: &str) {
     let s = s
@@ -244,25 +262,33 @@ fn put_str(bytes: &mut Vec<u8>, s: &str) {
 }
 
 /// Reads the encoding front to back; every read is bounds-checked (shared data is input).
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+pub(super) struct Reader<'a> {
+    pub(super) bytes: &'a [u8],
+    pub(super) at: usize,
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+    pub(super) fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let slice = self.bytes.get(self.at..self.at.checked_add(n)?)?;
         self.at += n;
         Some(slice)
     }
-    fn u16(&mut self) -> Option<u16> {
+    pub(super) fn u16(&mut self) -> Option<u16> {
         Some(u16::from_le_bytes(self.take(2)?.try_into().ok()?))
     }
-    fn u32(&mut self) -> Option<usize> {
+    pub(super) fn u32(&mut self) -> Option<usize> {
         usize::try_from(u32::from_le_bytes(self.take(4)?.try_into().ok()?)).ok()
     }
-    fn i64(&mut self) -> Option<i64> {
+    pub(super) fn i64(&mut self) -> Option<i64> {
         Some(i64::from_le_bytes(self.take(8)?.try_into().ok()?))
+    }
+    pub(super) fn tail(&mut self) -> Option<Tail> {
+        let cutoff_count = self.u32()?;
+        let mut cutoffs = Vec::with_capacity(cutoff_count.min(1024));
+        for _ in 0..cutoff_count {
+            cutoffs.push((self.str()?, self.i64()?));
+        }
+        Some((cutoffs, self.str()?, self.str()?))
     }
     fn str(&mut self) -> Option<String> {
         let len = usize::from(self.u16()?);
@@ -296,13 +322,7 @@ impl RevocationSet {
         let subject_count = reader.u32()?;
         let subjects_at = reader.at;
         reader.take(subject_count.checked_mul(16)?)?;
-        let cutoff_count = reader.u32()?;
-        let mut cutoffs = Vec::with_capacity(cutoff_count.min(1024));
-        for _ in 0..cutoff_count {
-            cutoffs.push((reader.str()?, reader.i64()?));
-        }
-        let version = reader.str()?;
-        let etag = reader.str()?;
+        let (cutoffs, version, etag) = reader.tail()?;
         Some(RevocationSet {
             exact_count,
             subjects_at,
@@ -330,6 +350,11 @@ impl RevocationSet {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Exact and subject entries (what an index of the set holds).
+    pub fn fingerprint_count(&self) -> usize {
+        self.exact_count + self.subject_count
     }
 
     fn exact_iter(&self) -> impl Iterator<Item = u64> + '_ {
@@ -370,9 +395,7 @@ impl RevocationSet {
         {
             return true;
         }
-        self.cutoffs.iter().any(|(scope, cutoff)| {
-            (scope == ANY_PROVIDER || probe.scopes.contains(scope)) && probe.issued_by(*cutoff)
-        })
+        probe.cut_off_by(&self.cutoffs)
     }
 
     /// Provider scopes this set names (config checks them against the providers).
@@ -394,6 +417,10 @@ impl RevocationSet {
 
     pub fn subject_entries(&self) -> impl Iterator<Item = (u64, i64)> + '_ {
         self.subject_iter()
+    }
+
+    pub fn cutoffs(&self) -> &[(String, i64)] {
+        &self.cutoffs
     }
 
     pub fn cutoff_entries(&self) -> impl Iterator<Item = (&str, i64)> {

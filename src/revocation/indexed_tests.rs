@@ -1,0 +1,372 @@
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use super::*;
+use crate::revocation::set::{Kind, ANY_PROVIDER};
+
+/// Shared data as the filter keeps it, counting bucket reads.
+#[derive(Default)]
+struct Shared {
+    values: RefCell<HashMap<Value, Vec<u8>>>,
+    bucket_reads: Cell<usize>,
+}
+
+impl SharedValues for Shared {
+    fn get(&self, value: Value) -> Option<Vec<u8>> {
+        if matches!(value, Value::Bucket { .. }) {
+            self.bucket_reads.set(self.bucket_reads.get() + 1);
+        }
+        self.values
+            .borrow()
+            .get(&value)
+            .filter(|v| !v.is_empty())
+            .cloned()
+    }
+
+    fn put(&self, value: Value, bytes: &[u8]) -> bool {
+        self.values.borrow_mut().insert(value, bytes.to_vec());
+        true
+    }
+}
+
+impl Shared {
+    fn buckets(&self) -> Vec<Value> {
+        let values = self.values.borrow();
+        let mut found: Vec<Value> = values
+            .iter()
+            .filter(|(k, v)| matches!(k, Value::Bucket { .. }) && !v.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
+        found.sort_by_key(|v| format!("{v:?}"));
+        found
+    }
+
+    fn set_buckets(&self, bytes: Option<&[u8]>) {
+        for value in self.buckets() {
+            self.values
+                .borrow_mut()
+                .insert(value, bytes.unwrap_or_default().to_vec());
+        }
+    }
+}
+
+/// `set` shared as the polling VM shares it, and held as a worker holds it.
+fn shared(set: &RevocationSet) -> (IndexedSet, Rc<Shared>) {
+    let source = Rc::new(Shared::default());
+    assert!(share(set, &*source));
+    let indexed = IndexedSet::adopt(source.clone()).unwrap();
+    (indexed, source)
+}
+
+fn list(n: u32) -> RevocationSet {
+    let mut b = SetBuilder::default();
+    for i in 0..n {
+        b.add_exact(
+            Kind::Jti,
+            if i % 3 == 0 { ANY_PROVIDER } else { "corp" },
+            format!("j{i}").as_bytes(),
+        );
+        if i % 7 == 0 {
+            // Never the probes' token hash ([3; 32]).
+            let mut hash = [1; 32];
+            hash[..4].copy_from_slice(&i.to_le_bytes());
+            b.add_exact(Kind::TokenSha256, "corp", &hash);
+        }
+        if i % 5 == 0 {
+            b.add_subject("corp", &format!("s{i}"), i64::from(i));
+        }
+    }
+    b.build(&format!("v{n}"), "\"e\"")
+}
+
+fn probe(jti: &str, sub: &str, iat: i64) -> Probe {
+    Probe::new("corp", Some(jti), Some(sub), Some(iat), Some(&[3; 32]))
+}
+
+#[test]
+fn a_worker_decides_as_the_whole_list_would_and_rarely_reads_a_bucket() {
+    for n in [0, 1, 10, 300, 5_000, 70_000] {
+        let set = list(n);
+        let (indexed, source) = shared(&set);
+        assert_eq!(indexed.len(), set.len());
+        assert_eq!(indexed.version(), set.version);
+        assert_eq!(indexed.etag(), "\"e\"");
+        // Every listed entry: revoked, as the whole list says.
+        for i in (0..n).step_by(97) {
+            let listed = probe(&format!("j{i}"), "nobody", 0);
+            assert_eq!(indexed.revokes(&listed), Some(true), "n={n} j{i}");
+            let by_subject = probe("unlisted", &format!("s{}", i - i % 5), i64::from(i - i % 5));
+            assert_eq!(
+                indexed.revokes(&by_subject),
+                Some(set.revokes(&by_subject)),
+                "n={n} s{i}"
+            );
+            let after_cutoff = probe("unlisted", &format!("s{}", i - i % 5), i64::from(i) + 1);
+            assert_eq!(
+                indexed.revokes(&after_cutoff),
+                Some(false),
+                "issued after its subject's cutoff"
+            );
+        }
+        // Unlisted tokens: allowed, and almost none reads a bucket.
+        source.bucket_reads.set(0);
+        for i in 0..20_000 {
+            let unlisted = probe(&format!("other-{i}"), &format!("user-{i}"), 1);
+            assert_eq!(indexed.revokes(&unlisted), Some(false));
+        }
+        // Each probe has 6 fingerprints (jti, sub and the token hash, in two scopes): 120,000
+        // lookups, about 1 in 4,000 a "maybe".
+        assert!(
+            source.bucket_reads.get() < 100,
+            "n={n}: {} bucket reads",
+            source.bucket_reads.get()
+        );
+    }
+}
+
+#[test]
+fn scope_cutoffs_and_token_hashes_are_decided_as_by_the_whole_list() {
+    let mut b = SetBuilder::default();
+    b.add_cutoff("corp", 100);
+    b.add_exact(Kind::TokenSha256, "corp", &[9; 32]);
+    b.add_subject(ANY_PROVIDER, "alice", 50);
+    let set = b.build("v", "");
+    let (indexed, _) = shared(&set);
+    for probe in [
+        Probe::new("corp", None, None, Some(100), None),
+        Probe::new("corp", None, None, Some(101), None),
+        Probe::new("other", None, None, Some(1), None),
+        Probe::new("other", None, None, Some(1), Some(&[9; 32])),
+        Probe::new("corp", None, None, Some(101), Some(&[9; 32])),
+        Probe::new("other", None, Some("alice"), Some(50), None),
+        Probe::new("other", None, Some("alice"), Some(51), None),
+        Probe::new("other", None, Some("alice"), None, None),
+    ] {
+        assert_eq!(
+            indexed.revokes(&probe),
+            Some(set.revokes(&probe)),
+            "{probe:?}"
+        );
+    }
+}
+
+#[test]
+fn a_bucket_that_cannot_be_read_leaves_what_the_index_may_hold_unknown() {
+    let set = list(5_000);
+    let (indexed, source) = shared(&set);
+    let listed = probe("j42", "nobody", 0);
+    let unlisted = probe("other", "nobody", 0);
+    for broken in [None, Some(&b"garbage"[..])] {
+        source.set_buckets(broken);
+        assert_eq!(indexed.revokes(&listed), None, "{broken:?}");
+        source.bucket_reads.set(0);
+        assert_eq!(
+            indexed.revokes(&unlisted),
+            Some(false),
+            "the index alone says no"
+        );
+        assert_eq!(source.bucket_reads.get(), 0);
+    }
+}
+
+fn with(set: &RevocationSet, jti: &str) -> RevocationSet {
+    let mut b = SetBuilder::default();
+    b.add_set(set);
+    b.add_exact(Kind::Jti, "corp", jti.as_bytes());
+    b.build("next", "")
+}
+
+#[test]
+fn a_bucket_shared_after_the_head_decides_by_the_newer_list() {
+    // The polling VM writes the buckets first: a worker may read a bucket of the next list
+    // before it adopts that list's head.
+    let old = list(300);
+    let (indexed, source) = shared(&old);
+    let newer = with(&old, "newly-listed");
+    let newer_source = Shared::default();
+    share(&newer, &newer_source);
+    for value in newer_source.buckets() {
+        let bytes = newer_source.values.borrow()[&value].clone();
+        source.put(value, &bytes);
+    }
+    assert_eq!(
+        indexed.revokes(&probe("j1", "nobody", 0)),
+        Some(true),
+        "still listed"
+    );
+    // Not in this worker's index yet: decided at its next adoption, as before.
+    assert_eq!(
+        indexed.revokes(&probe("newly-listed", "nobody", 0)),
+        Some(false)
+    );
+    assert_eq!(
+        IndexedSet::adopt(source.clone())
+            .unwrap()
+            .revokes(&probe("j1", "nobody", 0)),
+        Some(true)
+    );
+    // A list that dropped every entry but one (allow_removal): its buckets say so.
+    let mut b = SetBuilder::default();
+    b.add_exact(Kind::Jti, ANY_PROVIDER, b"j0");
+    let (indexed, source) = shared(&old);
+    let dropped = Shared::default();
+    share(&b.build("v3", ""), &dropped);
+    let bucket = dropped.values.borrow()[&dropped.buckets()[0]].clone();
+    source.set_buckets(Some(&bucket));
+    assert_eq!(indexed.revokes(&probe("j1", "nobody", 0)), Some(false));
+}
+
+#[test]
+fn a_worker_never_reads_another_layouts_bucket_as_its_own() {
+    // 300 entries are 2 buckets; 5,000 are 32: the same bucket number holds other entries.
+    let small = list(300);
+    let (indexed, source) = shared(&small);
+    assert_eq!(source.buckets().len(), bucket_count(small.len()));
+    let large = list(5_000);
+    assert!(share(&large, &*source));
+    assert_eq!(
+        source.buckets().len(),
+        bucket_count(large.len()),
+        "the last layout's buckets are cleared"
+    );
+    // The worker still holding the small list's head: its buckets are gone, so what its index
+    // may hold is unknown (stale policy), never decided by the wrong bucket.
+    assert_eq!(indexed.revokes(&probe("j1", "nobody", 0)), None);
+    let adopted = IndexedSet::adopt(source.clone()).unwrap();
+    assert_eq!(adopted.revokes(&probe("j4999", "nobody", 0)), Some(true));
+    assert_eq!(adopted.len(), large.len());
+}
+
+#[test]
+fn parts_of_two_lists_are_never_adopted_as_one() {
+    let old = list(70_000);
+    let (_, source) = shared(&old);
+    let parts = |shared: &Shared| {
+        let values = shared.values.borrow();
+        let mut parts: Vec<(usize, Vec<u8>)> = values
+            .iter()
+            .filter_map(|(k, v)| match k {
+                Value::Part(i) if !v.is_empty() => Some((*i, v.clone())),
+                _ => None,
+            })
+            .collect();
+        parts.sort();
+        parts
+    };
+    let old_parts = parts(&source);
+    assert!(old_parts.len() > 1, "{}", old_parts.len());
+    assert!(old_parts.iter().all(|(_, p)| p.len() < 40 * 1024));
+    // The next list is being shared: its first part is written, the head is not yet.
+    let newer = with(&old, "newly-listed");
+    let next = Shared::default();
+    next.put(Value::Head, &source.get(Value::Head).unwrap());
+    share(&newer, &next);
+    let (_, first) = parts(&next).remove(0);
+    source.put(Value::Part(0), &first);
+    assert!(IndexedSet::adopt(source.clone()).is_none(), "stamps differ");
+    // Once its head is written too (and the other parts), the new list is adopted.
+    for (i, part) in parts(&next) {
+        source.put(Value::Part(i), &part);
+    }
+    source.put(Value::Head, &next.get(Value::Head).unwrap());
+    let adopted = IndexedSet::adopt(source.clone()).unwrap();
+    assert_eq!(adopted.version(), "next");
+}
+
+#[test]
+fn the_whole_list_assembles_from_its_buckets_or_not_at_all() {
+    for n in [0, 10, 5_000] {
+        let set = list(n);
+        let (indexed, source) = shared(&set);
+        assert_eq!(indexed.assemble().as_ref(), Some(&set), "n={n}");
+        let last = *source.buckets().last().unwrap();
+        let first = source.buckets()[0];
+        let kept = source.values.borrow()[&last].clone();
+        source.put(last, b"");
+        assert!(indexed.assemble().is_none(), "a bucket missing");
+        // A bucket that is not this one (of another list, or of another number).
+        if first != last {
+            let other = source.values.borrow()[&first].clone();
+            source.put(last, &other);
+            assert!(
+                indexed.assemble().is_none(),
+                "n={n}: not the buckets of this list"
+            );
+        }
+        source.put(last, &kept);
+        assert!(indexed.assemble().is_some());
+    }
+}
+
+#[test]
+fn a_shared_list_is_checked_before_it_is_trusted() {
+    let set = list(3_000);
+    let (_, source) = shared(&set);
+    let head = source.get(Value::Head).unwrap();
+    let part = source.get(Value::Part(0)).unwrap();
+    let adopt_with = |value: Value, bytes: &[u8]| {
+        let copy = Rc::new(Shared::default());
+        for (k, v) in source.values.borrow().iter() {
+            copy.put(*k, v);
+        }
+        copy.put(value, bytes);
+        IndexedSet::adopt(copy).is_some()
+    };
+    assert!(adopt_with(Value::Head, &head));
+    for cut in [0, 4, 6, 12, 20, head.len() - 1] {
+        assert!(!adopt_with(Value::Head, &head[..cut]), "head cut at {cut}");
+    }
+    for cut in [0, 4, 16, 40, part.len() / 2, part.len() - 1] {
+        assert!(
+            !adopt_with(Value::Part(0), &part[..cut]),
+            "part cut at {cut}"
+        );
+    }
+    let mut longer = part.clone();
+    longer.push(0);
+    assert!(!adopt_with(Value::Part(0), &longer));
+    // Table bits past the maximum, part bits past the table's (3,000 entries: 8 table bits),
+    // bucket bits past the maximum (the bits follow magic, format and stamp).
+    for (at, value) in [(13, 17), (14, 9), (15, 13)] {
+        let mut bad = head.clone();
+        bad[at] = value;
+        assert!(!adopt_with(Value::Head, &bad), "head byte {at} = {value}");
+    }
+    // An offset past the residues, and offsets out of order.
+    let mut bad = part.clone();
+    bad[PART_TABLE_AT + 4..PART_TABLE_AT + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert!(!adopt_with(Value::Part(0), &bad));
+    let mut bad = part.clone();
+    bad[PART_TABLE_AT + 8..PART_TABLE_AT + 12].copy_from_slice(&0u32.to_le_bytes());
+    bad[PART_TABLE_AT + 4..PART_TABLE_AT + 8].copy_from_slice(&5u32.to_le_bytes());
+    assert!(!adopt_with(Value::Part(0), &bad));
+    assert!(
+        IndexedSet::adopt(Rc::new(Shared::default())).is_none(),
+        "none shared"
+    );
+}
+
+#[test]
+fn clearing_leaves_nothing_of_the_list() {
+    let (_, source) = shared(&list(5_000));
+    clear(&*source);
+    assert!(source.values.borrow().values().all(Vec::is_empty));
+}
+
+#[test]
+fn a_worker_holds_about_two_bytes_per_entry() {
+    let set = list(200_000);
+    let whole = set.as_bytes().len();
+    let (indexed, source) = shared(&set);
+    let held = indexed.held_bytes();
+    let entries = set.fingerprint_count();
+    assert!(
+        held * 1000 / entries < 2_600,
+        "{held} bytes for {entries} entries"
+    );
+    assert!(held * 3 < whole, "{held} against {whole}");
+    // Every value stays small: a worker copies none larger than about 40 KB.
+    let largest = source.values.borrow().values().map(Vec::len).max().unwrap();
+    assert!(largest < 40 * 1024, "{largest}");
+}
