@@ -36,8 +36,8 @@ impl SharedValues for Shared {
 /// back whole.
 fn indexed_agrees(set: &RevocationSet, data: &[u8]) {
     let shared = Rc::new(Shared::default());
-    assert!(indexed::share(set, &*shared));
-    let held = IndexedSet::adopt(shared.clone()).expect("a shared list is adopted");
+    let stamp = indexed::share(set, None, &*shared, 1).expect("written");
+    let held = IndexedSet::adopt(shared.clone(), None).expect("a shared list is adopted");
     assert_eq!(held.len(), set.len());
     for chunk in data.chunks(7).take(64) {
         let value = String::from_utf8_lossy(chunk);
@@ -47,16 +47,30 @@ fn indexed_agrees(set: &RevocationSet, data: &[u8]) {
     }
     let again = held.assemble().expect("the buckets read back");
     assert_eq!(again.as_bytes(), set.as_bytes());
+    // Shared again over itself (nothing changed): what a worker keeps still decides the same.
+    indexed::share(set, Some((set, stamp)), &*shared, 1).expect("written");
+    let kept = IndexedSet::adopt(shared.clone(), Some(held)).expect("adopted again");
+    assert_eq!(kept.assemble().map(|s| s.len()), Some(set.len()));
+    hostile_values(&shared, data);
 }
 
-/// Any bytes in the head or a part are safe to adopt and to look up in.
-fn hostile_shared(data: &[u8]) {
-    for value in [Value::Head, Value::Part(0)] {
+/// Any bytes in the head, a part or a bucket of a shared list are safe to adopt, to look up
+/// in and to read back.
+fn hostile_values(list: &Shared, data: &[u8]) {
+    for value in [Value::Head, Value::Part(0), Value::Bucket { bits: 0, index: 0 }] {
         let shared = Rc::new(Shared::default());
-        shared.put(value, data);
-        if let Some(held) = IndexedSet::adopt(shared) {
-            let _ = held.revokes(&Probe::new("p", Some("j"), Some("s"), None, None));
+        for (key, bytes) in list.0.borrow().iter() {
+            shared.put(*key, bytes);
         }
+        shared.put(value, data);
+        if let Some(held) = IndexedSet::adopt(shared.clone(), None) {
+            for chunk in data.chunks(5).take(16) {
+                let value = String::from_utf8_lossy(chunk);
+                let _ = held.revokes(&Probe::new("p", Some(&value), Some(&value), None, None));
+            }
+            let _ = held.assemble();
+        }
+        let _ = indexed::share(&RevocationSet::empty(), None, &*shared, 1);
     }
 }
 
@@ -108,7 +122,6 @@ fuzz_target!(|data: &[u8]| {
         Err(_) => {}
     }
     // The shared encoding itself is read from shared data: any bytes must be safe to decode.
-    hostile_shared(data);
     if let Some(set) = RevocationSet::decode(data.to_vec()) {
         let _ = set.len();
         let _ = set.cutoff_scopes().count();

@@ -276,10 +276,10 @@ impl State {
             .map_or(Some(false), |list| list.revokes(probe))
     }
 
-    /// Drops the held list first: a 1M-entry list must not be held twice while the next one
-    /// is read (a worker is single-threaded, so no request sees the gap).
-    pub fn drop_revocation_list(&self) {
-        *self.list.borrow_mut() = None;
+    /// Takes the held list out first: a 1M-entry list must not be held twice while the next
+    /// one is read (a worker is single-threaded, so no request sees the gap).
+    pub fn take_revocation_list(&self) -> Option<HeldList> {
+        self.list.borrow_mut().take()
     }
 
     /// No list held, and none confirmed: the list is stale until the next fetch lands.

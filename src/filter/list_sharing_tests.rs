@@ -197,45 +197,113 @@ fn a_worker_that_cannot_read_back_the_list_fails_the_poll_and_keeps_what_it_hold
 }
 
 #[test]
-fn a_smaller_list_clears_the_buckets_it_no_longer_has() {
+fn a_smaller_list_clears_the_buckets_it_no_longer_has_once_no_worker_can_hold_them() {
     let (mut main, mut worker) = adopted(&config_allowing_removal());
-    main.host.set_now(NOW + 11);
-    main.tick();
-    let call = main.last_call();
-    main.answer_root(&call, Some(200), &whole_list("v9", 3));
-    let buckets = main.host.shared_values(".bucket.");
-    let (holding, emptied): (Vec<_>, Vec<_>) = buckets.iter().partition(|(_, v)| !v.is_empty());
-    assert_eq!(holding.len(), 1, "one bucket for 3 entries");
+    let held = |vm: &Vm| {
+        let buckets = vm.host.shared_values(".bucket.");
+        buckets.iter().filter(|(_, v)| !v.is_empty()).count()
+    };
+    let poll = |main: &mut Vm, at: i64, body: &str| {
+        main.host.set_now(at);
+        main.tick();
+        let call = main.last_call();
+        main.answer_root(&call, Some(200), body);
+    };
+    poll(&mut main, NOW + 11, &whole_list("v9", 3));
+    // One bucket for 3 entries; the last list's stay while a worker may still hold its head.
+    assert_eq!(held(&main), 1 + indexed::bucket_count(ENTRIES));
     assert_eq!(
-        emptied.len(),
-        indexed::bucket_count(ENTRIES),
-        "the last list's buckets emptied"
+        status(&mut worker, 2, "j-42"),
+        401,
+        "not adopted yet: the last list"
     );
     worker.host.set_now(NOW + 11);
     worker.tick();
-    assert_eq!(status(&mut worker, 2, "j-2"), 401);
-    assert_eq!(status(&mut worker, 3, "j-42"), 200, "no longer listed");
+    assert_eq!(status(&mut worker, 3, "j-2"), 401);
+    assert_eq!(status(&mut worker, 4, "j-42"), 200, "no longer listed");
+    poll(&mut main, NOW + 22, &whole_list("v10", 4));
+    assert_eq!(held(&main), 1, "the layout before the last one is cleared");
 }
 
 #[test]
-fn a_new_learned_generation_empties_the_old_lists_index_and_buckets() {
-    let (main, _) = polled_and_adopted("deny");
-    let held = |vm: &Vm| {
-        vm.host
-            .shared_values(".list.")
-            .into_iter()
-            .filter(|(key, value)| key.contains(".g0.") && !value.is_empty())
-            .filter(|(key, _)| key.contains(".index") || key.contains(".bucket."))
-            .count()
-    };
-    // The head, one index part, the buckets.
-    assert_eq!(held(&main), 2 + indexed::bucket_count(ENTRIES));
+fn a_new_learned_generation_keeps_the_list_for_the_old_vms_and_the_new() {
+    let (main, mut old_worker) = polled_and_adopted("deny");
+    // What a module before the index kept per generation (the whole list): blanked, not
+    // left in the host.
+    let (index, _) = main.host.shared_values(".indexed-list.").remove(0);
+    let scope = index.split(".indexed-list.").next().unwrap().to_owned();
+    let legacy = format!("{scope}.g0.list.rev/v1/list");
+    main.host
+        .put_shared(&legacy, b"the whole list, 8 bytes per entry");
+    main.host.put_shared(
+        &format!("{scope}.g1.list.rev/v1/list"),
+        b"and under the next generation",
+    );
     let mut next = config("deny");
     next["revocation"]["learned_generation"] = json!(1);
-    let reloaded = main.worker(&next);
+    let mut reloaded = main.worker(&next);
+    // The list service's list is not what was learned: both generations keep enforcing it.
+    assert_eq!(status(&mut reloaded, 2, "j-7"), 401, "adopted at configure");
     assert_eq!(
-        held(&reloaded),
-        0,
-        "no copy of the old list left in shared data"
+        status(&mut old_worker, 3, "j-7"),
+        401,
+        "the old VM still reads it"
     );
+    assert_eq!(status(&mut old_worker, 4, "fresh"), 200);
+    let legacy_values = main.host.shared_values(".list.rev/v1/list");
+    assert_eq!(legacy_values.len(), 4, "{legacy_values:?}");
+    assert!(
+        legacy_values.iter().all(|(_, value)| value.is_empty()),
+        "{legacy_values:?}"
+    );
+}
+
+#[test]
+fn a_reloaded_vm_that_polls_and_hears_not_modified_keeps_the_list() {
+    // A config reload (same learned_generation): the new main-thread VM adopts the index the
+    // old one shared, and its polls are answered 304 for as long as the list does not change.
+    let (main, _) = polled_and_adopted("deny");
+    let mut reloaded = main.worker(&config("deny"));
+    for minute in 1..=12 {
+        reloaded.host.set_now(NOW + minute * 60);
+        reloaded.tick();
+        let call = reloaded.last_call();
+        reloaded.answer_root(&call, Some(304), "");
+    }
+    assert!(reloaded.host.logged("fetch failed").is_empty());
+    assert_eq!(status(&mut reloaded, 2, "j-9"), 401);
+    assert_eq!(
+        status(&mut reloaded, 3, "fresh"),
+        200,
+        "the list is confirmed, not stale"
+    );
+}
+
+#[test]
+fn an_empty_list_is_shared_and_revokes_nothing() {
+    let config = config("deny");
+    let mut main = Vm::new(&config);
+    let mut worker = main.worker(&config);
+    main.tick();
+    let call = main.last_call();
+    main.answer_root(&call, Some(200), &whole_list("v1", 0));
+    worker.tick();
+    assert_eq!(status(&mut worker, 2, "j-1"), 200);
+    assert_eq!(status(&mut main, 2, "j-1"), 200);
+}
+
+#[test]
+fn a_worker_that_polls_and_hears_not_modified_keeps_its_index() {
+    let (_, mut worker) = polled_and_adopted("deny");
+    worker.host.set_now(NOW + 13);
+    worker.tick();
+    let call = worker.last_call();
+    worker.host.take_shared_reads();
+    worker.answer_root(&call, Some(304), "");
+    assert_eq!(bucket_reads(&worker), 0, "nothing read back for a 304");
+    assert!(worker.host.logged("fetch failed").is_empty());
+    assert_eq!(status(&mut worker, 2, "j-5"), 401);
+    // Confirmed: still fresh long after the first fetch's max_stale_seconds would have run out.
+    worker.host.set_now(NOW + 605);
+    assert_eq!(status(&mut worker, 3, "fresh"), 200);
 }

@@ -35,8 +35,10 @@ use super::{Counter, Metrics};
 
 /// Shared-data keys. Every key is within the config's revocation scope (`scope_of`): the
 /// filter configs of a VM share one process's shared data, and one must never read or clear
-/// another's. The generation is part of every key: a new `learned_generation` starts from
-/// nothing, and the old values are blanked.
+/// another's. The generation is part of every key of what was learned: a new
+/// `learned_generation` starts from nothing, and the old values are blanked. The polled list
+/// is the list service's, whatever the generation: VMs of the old config that still serve
+/// keep reading the list they hold while the new ones adopt it.
 struct Keys {
     /// Which `learned_generation` this scope is at.
     generation: String,
@@ -44,9 +46,11 @@ struct Keys {
     /// Small; read on every request. Changes whenever `learned` does.
     learned_serial: String,
     /// The prefix of the list's keys: the last whole list is shared under it as `indexed`
-    /// lays it out (`list_value`); before that layout, this key held the whole list. The
-    /// deltas since (small) are one value.
+    /// lays it out (`shared_list`); the deltas since (small) are one value.
     list: String,
+    /// Where a module before `indexed` kept the whole list and its lifetimes (per
+    /// generation): blanked, so an upgrade leaves no copy in the host.
+    legacy_list: [String; 2],
     list_overlay: String,
     /// The known `exp` of the list's entries (the rollback guard); read by the fetching VM.
     list_lifetimes: String,
@@ -59,10 +63,13 @@ struct Keys {
 impl Keys {
     fn new(scope: &str, generation: u64, list: Option<&ListConfig>) -> Self {
         let prefix = format!("bearer_guard.revocation.{scope}.g{generation}");
-        let list = list.map_or(String::new(), |l| {
-            format!("{prefix}.list.{}{}", l.endpoint.authority, l.endpoint.path)
+        let endpoint = list.map_or(String::new(), |l| {
+            format!("{}{}", l.endpoint.authority, l.endpoint.path)
         });
+        let list = format!("bearer_guard.revocation.{scope}.indexed-list.{endpoint}");
+        let legacy = format!("{prefix}.list.{endpoint}");
         Keys {
+            legacy_list: [format!("{legacy}.lifetimes"), legacy],
             generation: format!("bearer_guard.revocation.{scope}.generation"),
             learned: format!("{prefix}.learned"),
             learned_serial: format!("{prefix}.learned.serial"),
@@ -168,6 +175,8 @@ pub struct Revocation {
     /// This VM has decided requests (a worker); one that has not (Envoy's main thread)
     /// polls the list first, so a large list is parsed off the request path.
     serves_requests: Cell<bool>,
+    /// The stamp `indexed::share` gave the list this VM holds whole, when it shared it.
+    shared_stamp: Cell<Option<u64>>,
     /// The etcd store (`revocation.etcd`).
     etcd: Option<EtcdStore>,
     host: Rc<dyn Host>,
@@ -195,16 +204,21 @@ impl Revocation {
             if old != generation.as_bytes() {
                 let old = String::from_utf8_lossy(&old).parse::<u64>().unwrap_or(0);
                 let stale = Keys::new(&scope, old, config.list.as_ref());
-                for key in [&stale.learned, &stale.list, &stale.list_lifetimes] {
-                    let _ = host.set_shared_data(key, b"", None);
-                }
+                let _ = host.set_shared_data(&stale.learned, b"", None);
                 if config.list.is_some() {
-                    indexed::clear(&*stale.shared_list(&shared));
+                    for key in &stale.legacy_list {
+                        let _ = host.set_shared_data(key, b"", None);
+                    }
                 }
                 host.info(&format!("revocation: learned_generation {old} -> {generation}: revocations learned at run time cleared"));
             }
         }
         let _ = host.set_shared_data(&keys.generation, generation.as_bytes(), None);
+        if config.list.is_some() {
+            for key in &keys.legacy_list {
+                let _ = host.set_shared_data(key, b"", None);
+            }
+        }
         // Shared data has no atomic create: the values exist before any worker CASes them.
         for (key, initial) in [
             (
@@ -247,6 +261,7 @@ impl Revocation {
             authorized: RefCell::new(HashMap::new()),
             stale_log: RefCell::new(LogLimiter::default()),
             serves_requests: Cell::new(false),
+            shared_stamp: Cell::new(None),
             config,
             host: shared.clone(),
         };
@@ -571,9 +586,17 @@ impl Revocation {
         let seen = state.seen;
         if seen.map(|s| s.base_serial) != Some(shared.base_serial) {
             // The held list goes first: a large list must not be held twice. A worker holds
-            // the index only; it reads the entries a request may need from their bucket.
-            guard.state().drop_revocation_list();
-            let base = IndexedSet::adopt(self.keys.shared_list(&self.host));
+            // the index only (it reads the entries a request may need from their bucket), and
+            // keeps the parts of it that did not change.
+            let held = guard
+                .state()
+                .take_revocation_list()
+                .and_then(|h| match h.base {
+                    ListBase::Indexed(index) => Rc::try_unwrap(index).ok(),
+                    ListBase::Whole(_) => None,
+                });
+            self.shared_stamp.set(None);
+            let base = IndexedSet::adopt(self.keys.shared_list(&self.host), held);
             let overlay = self.shared_overlay(shared);
             let (Some(base), Ok(overlay)) = (base, overlay) else {
                 // Fail closed: no list held means stale, and the stale policy decides.
@@ -771,6 +794,11 @@ impl Revocation {
         now: i64,
     ) -> Result<ListUpdate, list::ListError> {
         let host = &*self.host;
+        // A 304 keeps whatever is held, a worker's index included: only a 200 is applied
+        // against the whole list.
+        if status.as_deref() == Some("304") && held.is_some() {
+            return Ok(ListUpdate::NotModified);
+        }
         let etag = call_response_header(host, "etag");
         let body = BufReader::with_capacity(
             64 * 1024,
@@ -829,7 +857,7 @@ impl Revocation {
         metrics.count(Counter::ListFetchOk);
         log_list(host, "fetched", &base, base.len(), expired_dropped);
         let mut shared_ok = self.share_lifetimes(lifetimes.as_ref());
-        shared_ok &= self.share_base(&base);
+        shared_ok &= self.share_base(&base, guard, now);
         guard
             .state()
             .install_revocation_list(HeldList::whole(base, None), now);
@@ -870,7 +898,7 @@ impl Revocation {
         // Held a base the others no longer share (a lost race): share ours too.
         if seen.base_serial != shared.base_serial {
             if let Some(ListBase::Whole(base)) = held.as_ref().map(|h| &h.base) {
-                shared_ok &= self.share_base(base);
+                shared_ok &= self.share_base(base, guard, now);
             }
             confirmed.base_serial = shared.base_serial.max(seen.base_serial) + 1;
         }
@@ -910,9 +938,19 @@ impl Revocation {
         }
     }
 
-    /// A whole list, as workers read it (`indexed::share`).
-    fn share_base(&self, base: &RevocationSet) -> bool {
-        indexed::share(base, &*self.keys.shared_list(&self.host))
+    /// A whole list, as workers read it (`indexed::share`). Only what changed is written when
+    /// the list shared now is the one this VM holds whole and shared last.
+    fn share_base(&self, base: &RevocationSet, guard: &Guard, now: i64) -> bool {
+        let held = guard.state().revocation_list();
+        let ours = match (held.as_ref().map(|h| &h.base), self.shared_stamp.get()) {
+            (Some(ListBase::Whole(set)), Some(stamp)) => Some((&**set, stamp)),
+            _ => None,
+        };
+        // Seconds in the high bits: no stamp of a list shared earlier in this process.
+        let seed = u64::try_from(now).unwrap_or(0) << 20;
+        let stamp = indexed::share(base, ours, &*self.keys.shared_list(&self.host), seed);
+        self.shared_stamp.set(stamp);
+        stamp.is_some()
     }
 
     fn share(&self, key: &str, set: &RevocationSet) -> bool {

@@ -22,6 +22,7 @@
 //! lists (one being shared meanwhile) sees it and reads again.
 
 use std::fmt;
+use std::iter::Peekable;
 use std::rc::Rc;
 
 use super::set::{count, put_tail, Probe, Reader, RevocationSet, SetBuilder};
@@ -47,7 +48,7 @@ pub trait SharedValues {
 
 const HEAD_MAGIC: &[u8; 4] = b"BGRI";
 const PART_MAGIC: &[u8; 4] = b"BGRP";
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 /// At most 65,536 slots in the index table (256 KB of offsets).
 const MAX_TABLE_BITS: u32 = 16;
 /// At most 1,024 slots per part.
@@ -126,34 +127,25 @@ fn u16_at(bytes: &[u8], at: usize) -> u16 {
 /// What a lookup needs besides the fingerprints; the value written last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Head {
+    /// New with every share: the parts it rewrote carry it.
     stamp: u64,
     table_bits: u32,
     part_bits: u32,
     bucket_bits: u32,
+    /// The layout of the list shared before, whose buckets stay until the next share: a
+    /// worker may still hold that list's head.
+    previous_bucket_bits: u32,
     len: usize,
     fingerprints: usize,
+    /// Each part's stamp: a part that did not change keeps the stamp it was written with,
+    /// and a worker keeps its copy.
+    part_stamps: Vec<u64>,
     cutoffs: Vec<(String, i64)>,
     version: String,
     etag: String,
 }
 
 impl Head {
-    fn of(set: &RevocationSet, stamp: u64) -> Head {
-        let fingerprints = set.fingerprint_count();
-        let table_bits = table_bits(fingerprints);
-        Head {
-            stamp,
-            table_bits,
-            part_bits: table_bits.saturating_sub(PART_SLOT_BITS),
-            bucket_bits: bucket_bits(set.len()),
-            len: set.len(),
-            fingerprints,
-            cutoffs: set.cutoffs().to_vec(),
-            version: set.version.clone(),
-            etag: set.etag.clone(),
-        }
-    }
-
     fn parts(&self) -> usize {
         1 << self.part_bits
     }
@@ -163,15 +155,22 @@ impl Head {
     }
 
     fn encode(&self) -> Vec<u8> {
-        let mut bytes = Vec::with_capacity(64);
+        let mut bytes = Vec::with_capacity(64 + self.part_stamps.len() * 8);
         bytes.extend_from_slice(HEAD_MAGIC);
         bytes.push(FORMAT);
         bytes.extend_from_slice(&self.stamp.to_le_bytes());
-        for bits in [self.table_bits, self.part_bits, self.bucket_bits] {
-            bytes.push(bits as u8);
-        }
+        let bits = [
+            self.table_bits,
+            self.part_bits,
+            self.bucket_bits,
+            self.previous_bucket_bits,
+        ];
+        bytes.extend(bits.map(|b| b as u8));
         bytes.extend_from_slice(&count(self.len).to_le_bytes());
         bytes.extend_from_slice(&count(self.fingerprints).to_le_bytes());
+        for stamp in &self.part_stamps {
+            bytes.extend_from_slice(&stamp.to_le_bytes());
+        }
         put_tail(&mut bytes, &self.cutoffs, &self.version, &self.etag);
         bytes
     }
@@ -181,29 +180,35 @@ impl Head {
         if reader.take(HEAD_MAGIC.len())? != HEAD_MAGIC || reader.take(1)? != [FORMAT] {
             return None;
         }
-        let stamp = u64::from_le_bytes(reader.take(8)?.try_into().ok()?);
-        let &[table_bits, part_bits, bucket_bits] = reader.take(3)? else {
+        let stamp = u64_of(reader.take(8)?)?;
+        let &[table_bits, part_bits, bucket_bits, previous_bucket_bits] = reader.take(4)? else {
             return None;
         };
-        let [table_bits, part_bits, bucket_bits] =
-            [table_bits, part_bits, bucket_bits].map(u32::from);
+        let [table_bits, part_bits, bucket_bits, previous_bucket_bits] =
+            [table_bits, part_bits, bucket_bits, previous_bucket_bits].map(u32::from);
         if table_bits > MAX_TABLE_BITS
             || part_bits > table_bits
             || table_bits - part_bits > PART_SLOT_BITS
             || bucket_bits > MAX_BUCKET_BITS
+            || previous_bucket_bits > MAX_BUCKET_BITS
         {
             return None;
         }
         let len = reader.u32()?;
         let fingerprints = reader.u32()?;
+        let part_stamps = (0..1usize << part_bits)
+            .map(|_| reader.take(8).and_then(u64_of))
+            .collect::<Option<Vec<u64>>>()?;
         let (cutoffs, version, etag) = reader.tail()?;
         (reader.at == bytes.len()).then_some(Head {
             stamp,
             table_bits,
             part_bits,
             bucket_bits,
+            previous_bucket_bits,
             len,
             fingerprints,
+            part_stamps,
             cutoffs,
             version,
             etag,
@@ -211,55 +216,67 @@ impl Head {
     }
 }
 
-/// Part header: magic, format, the head's stamp, the part's fingerprint count.
-const PART_TABLE_AT: usize = 4 + 1 + 8 + 4;
-
-/// The parts of `set`'s index, in order: each the start of its slots' residues (relative to
-/// the part, one more than its slots) and the residues.
-fn for_each_part(
-    set: &RevocationSet,
-    head: &Head,
-    mut put: impl FnMut(usize, &[u8]) -> bool,
-) -> bool {
-    let slots = head.slots_per_part();
-    let mut fingerprints = fingerprints(set).peekable();
-    for part in 0..head.parts() {
-        let mut bytes = Vec::with_capacity(PART_TABLE_AT + (slots + 1) * 4 + slots * 32);
-        bytes.extend_from_slice(PART_MAGIC);
-        bytes.push(FORMAT);
-        bytes.extend_from_slice(&head.stamp.to_le_bytes());
-        bytes.extend_from_slice(&[0; 4]);
-        bytes.resize(PART_TABLE_AT + (slots + 1) * 4, 0);
-        let mut residues = Vec::new();
-        for local in 0..slots {
-            let slot = part * slots + local;
-            put_u32(&mut bytes, PART_TABLE_AT + local * 4, count(residues.len()));
-            while let Some(fp) = fingerprints.next_if(|fp| top(*fp, head.table_bits) == slot) {
-                residues.push(residue(fp, head.table_bits));
-            }
-        }
-        put_u32(&mut bytes, PART_TABLE_AT + slots * 4, count(residues.len()));
-        put_u32(&mut bytes, PART_TABLE_AT - 4, count(residues.len()));
-        for r in residues {
-            bytes.extend_from_slice(&r.to_le_bytes());
-        }
-        if !put(part, &bytes) {
-            return false;
-        }
-    }
-    true
+fn u64_of(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_le_bytes(bytes.try_into().ok()?))
 }
 
-/// A part as read back: its stamp must be the head's, and every offset is checked here, so
-/// lookups need not trust it.
-fn part_checked(bytes: &[u8], head: &Head) -> bool {
+/// Part header: magic, format, the part's stamp, its fingerprint count.
+const PART_TABLE_AT: usize = 4 + 1 + 8 + 4;
+
+/// One part of an index: where each of its slots' residues start (relative to the part, one
+/// more than its slots), then the residues. `fingerprints` is the list's, in order; the
+/// part's are taken from it. The stamp is left for the writer (`stamped`).
+fn part_of(
+    fingerprints: &mut Peekable<impl Iterator<Item = u64>>,
+    part: usize,
+    table_bits: u32,
+    slots: usize,
+) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(PART_TABLE_AT + (slots + 1) * 4 + slots * 32);
+    bytes.extend_from_slice(PART_MAGIC);
+    bytes.push(FORMAT);
+    bytes.resize(PART_TABLE_AT + (slots + 1) * 4, 0);
+    let mut residues = Vec::new();
+    for local in 0..slots {
+        let slot = part * slots + local;
+        put_u32(&mut bytes, PART_TABLE_AT + local * 4, count(residues.len()));
+        while let Some(fp) = fingerprints.next_if(|fp| top(*fp, table_bits) == slot) {
+            residues.push(residue(fp, table_bits));
+        }
+    }
+    put_u32(&mut bytes, PART_TABLE_AT + slots * 4, count(residues.len()));
+    put_u32(&mut bytes, PART_TABLE_AT - 4, count(residues.len()));
+    for r in residues {
+        bytes.extend_from_slice(&r.to_le_bytes());
+    }
+    bytes
+}
+
+fn stamped(mut part: Vec<u8>, stamp: u64) -> Vec<u8> {
+    if let Some(at) = part.get_mut(5..13) {
+        at.copy_from_slice(&stamp.to_le_bytes());
+    }
+    part
+}
+
+/// Everything but the stamp: whether two parts hold the same.
+fn same_content(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.get(13..) == b.get(13..)
+}
+
+/// A part as read back: its stamp must be the one the head names, and every offset is
+/// checked here, so lookups need not trust it.
+fn part_checked(bytes: &[u8], head: &Head, part: usize) -> bool {
     let slots = head.slots_per_part();
     let mut reader = Reader { bytes, at: 0 };
     let (Some(magic), Some(format), Some(stamp)) = (reader.take(4), reader.take(1), reader.take(8))
     else {
         return false;
     };
-    if magic != PART_MAGIC || format != [FORMAT] || stamp != head.stamp.to_le_bytes() {
+    if magic != PART_MAGIC
+        || format != [FORMAT]
+        || u64_of(stamp).as_ref() != head.part_stamps.get(part)
+    {
         return false;
     }
     let Some(n) = reader.u32() else {
@@ -280,77 +297,152 @@ fn part_checked(bytes: &[u8], head: &Head) -> bool {
     u32_at(bytes, PART_TABLE_AT) == 0 && previous == n
 }
 
+/// The bucket layout for `set`: the last one's while the list is within a factor of two of
+/// its size, so a list that hovers at a boundary does not change layout at every fetch.
+fn chosen_bucket_bits(set: &RevocationSet, last: Option<&Head>) -> u32 {
+    let ideal = bucket_bits(set.len());
+    match last {
+        Some(last) if last.bucket_bits.abs_diff(ideal) <= 1 => last.bucket_bits,
+        _ => ideal,
+    }
+}
+
 /// Shares `set` as workers read it: its buckets, its index parts, then the head that names
-/// them (a worker that adopts the head finds this list's parts and buckets). Then clears what
-/// the last list shared had beyond this one (another layout's buckets, parts past the new
-/// count): nothing is left holding a stale copy. `false` if a value could not be written.
-pub fn share(set: &RevocationSet, shared: &dyn SharedValues) -> bool {
+/// them (a worker that adopts the head finds this list's parts and buckets), and returns the
+/// head's stamp; `None` if a value could not be written.
+///
+/// `ours`: the list this VM shared last, with the stamp `share` returned for it. While the
+/// shared head is still that one, only what changed is written: a bucket whose entries are
+/// the same is left as it is, and a part whose content is the same keeps its stamp (workers
+/// keep their copy). `seed`: the first stamp when nothing is shared yet (the clock: stamps of
+/// a list shared before and cleared since are not reused).
+///
+/// Then clears what no head names any more: the buckets of the layout before the last one,
+/// parts past the new count.
+pub fn share(
+    set: &RevocationSet,
+    ours: Option<(&RevocationSet, u64)>,
+    shared: &dyn SharedValues,
+    seed: u64,
+) -> Option<u64> {
     let last = shared
         .get(Value::Head)
         .and_then(|bytes| Head::decode(&bytes));
-    let head = Head::of(set, last.as_ref().map_or(1, |l| l.stamp.wrapping_add(1)));
-    let bits = head.bucket_bits;
-    let written = for_each_bucket(set, bits, |index, bytes| {
-        shared.put(Value::Bucket { bits, index }, bytes)
-    }) && for_each_part(set, &head, |part, bytes| {
-        shared.put(Value::Part(part), bytes)
-    }) && shared.put(Value::Head, &head.encode());
-    if let Some(last) = last.filter(|_| written) {
-        if last.bucket_bits != bits {
-            clear_buckets(&last, shared);
+    let stamp = last.as_ref().map_or(seed, |l| l.stamp.wrapping_add(1));
+    let fingerprint_count = set.fingerprint_count();
+    let table_bits = table_bits(fingerprint_count);
+    let part_bits = table_bits.saturating_sub(PART_SLOT_BITS);
+    let bucket_bits = chosen_bucket_bits(set, last.as_ref());
+    let previous = ours.and_then(|(previous, its_stamp)| {
+        last.as_ref()
+            .filter(|l| l.stamp == its_stamp)
+            .map(|l| (previous, l))
+    });
+    // Buckets: only those whose entries changed, when the shared ones are ours.
+    let same_layout = previous.filter(|(_, l)| l.bucket_bits == bucket_bits);
+    let mut old = same_layout.map(|(set, _)| bucket_entries(set, bucket_bits));
+    let mut buckets = bucket_entries(set, bucket_bits);
+    for index in 0..1usize << bucket_bits {
+        let entries = buckets(index);
+        if old.as_mut().is_some_and(|old| old(index) == entries) {
+            continue;
+        }
+        let value = Value::Bucket {
+            bits: bucket_bits,
+            index,
+        };
+        if !shared.put(value, entries.encoded().as_bytes()) {
+            return None;
+        }
+    }
+    // Parts: a part whose content is the same keeps its stamp and is not written again.
+    let slots = 1 << (table_bits - part_bits);
+    let same_parts =
+        previous.filter(|(_, l)| l.table_bits == table_bits && l.part_bits == part_bits);
+    let mut old = same_parts.map(|(set, l)| (fingerprints(set).peekable(), l));
+    let mut new = fingerprints(set).peekable();
+    let mut part_stamps = Vec::with_capacity(1 << part_bits);
+    for part in 0..1usize << part_bits {
+        let bytes = part_of(&mut new, part, table_bits, slots);
+        let kept = old.as_mut().and_then(|(old, l)| {
+            let before = part_of(old, part, table_bits, slots);
+            let stamp = l.part_stamps.get(part).copied()?;
+            same_content(&before, &bytes).then_some(stamp)
+        });
+        if let Some(kept) = kept {
+            part_stamps.push(kept);
+            continue;
+        }
+        if !shared.put(Value::Part(part), &stamped(bytes, stamp)) {
+            return None;
+        }
+        part_stamps.push(stamp);
+    }
+    let head = Head {
+        stamp,
+        table_bits,
+        part_bits,
+        bucket_bits,
+        previous_bucket_bits: last.as_ref().map_or(bucket_bits, |l| l.bucket_bits),
+        len: set.len(),
+        fingerprints: fingerprint_count,
+        part_stamps,
+        cutoffs: set.cutoffs().to_vec(),
+        version: set.version.clone(),
+        etag: set.etag.clone(),
+    };
+    if !shared.put(Value::Head, &head.encode()) {
+        return None;
+    }
+    if let Some(last) = last {
+        let older = last.previous_bucket_bits;
+        if older != bucket_bits && older != last.bucket_bits {
+            for index in 0..1usize << older {
+                shared.put(Value::Bucket { bits: older, index }, b"");
+            }
         }
         for part in head.parts()..last.parts() {
             shared.put(Value::Part(part), b"");
         }
     }
-    written
+    Some(stamp)
 }
 
-/// Clears every value of the list shared (a new `learned_generation` drops the old one).
-pub fn clear(shared: &dyn SharedValues) {
-    let Some(head) = shared
-        .get(Value::Head)
-        .and_then(|bytes| Head::decode(&bytes))
-    else {
-        return;
-    };
-    clear_buckets(&head, shared);
-    for part in 0..head.parts() {
-        shared.put(Value::Part(part), b"");
+/// The entries of one bucket.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Entries {
+    exact: Vec<u64>,
+    subjects: Vec<(u64, i64)>,
+}
+
+impl Entries {
+    /// A `RevocationSet` encoding of them (no cutoffs, no version: the head has them).
+    fn encoded(&self) -> RevocationSet {
+        let mut builder = SetBuilder::default();
+        for fp in &self.exact {
+            builder.add_exact_fingerprint(*fp);
+        }
+        for (fp, cutoff) in &self.subjects {
+            builder.add_subject_fingerprint(*fp, *cutoff);
+        }
+        builder.build("", "")
     }
-    shared.put(Value::Head, b"");
 }
 
-fn clear_buckets(head: &Head, shared: &dyn SharedValues) {
-    let bits = head.bucket_bits;
-    for index in 0..1usize << bits {
-        shared.put(Value::Bucket { bits, index }, b"");
-    }
-}
-
-/// `set`'s buckets in order, each a `RevocationSet` encoding of the exact and subject entries
-/// whose fingerprints start with its number (no cutoffs, no version: the head has them).
-/// `put` shares one; `false` stops (and is returned). One bucket is built at a time.
-fn for_each_bucket(
-    set: &RevocationSet,
-    bits: u32,
-    mut put: impl FnMut(usize, &[u8]) -> bool,
-) -> bool {
+/// A set's exact and subject entries, bucket by bucket: call it with 0, 1, 2, ... in order.
+fn bucket_entries(set: &RevocationSet, bits: u32) -> impl FnMut(usize) -> Entries + '_ {
     let mut exact = set.exact_fingerprints().peekable();
     let mut subjects = set.subject_entries().peekable();
-    for bucket in 0..1usize << bits {
-        let mut builder = SetBuilder::default();
-        while let Some(fp) = exact.next_if(|fp| top(*fp, bits) == bucket) {
-            builder.add_exact_fingerprint(fp);
+    move |index| {
+        let mut entries = Entries::default();
+        while let Some(fp) = exact.next_if(|fp| top(*fp, bits) == index) {
+            entries.exact.push(fp);
         }
-        while let Some((fp, cutoff)) = subjects.next_if(|(fp, _)| top(*fp, bits) == bucket) {
-            builder.add_subject_fingerprint(fp, cutoff);
+        while let Some(entry) = subjects.next_if(|(fp, _)| top(*fp, bits) == index) {
+            entries.subjects.push(entry);
         }
-        if !put(bucket, builder.build("", "").as_bytes()) {
-            return false;
-        }
+        entries
     }
-    true
 }
 
 /// A list as a worker holds it: the index, and where to read its buckets.
@@ -370,25 +462,45 @@ impl fmt::Debug for IndexedSet {
 }
 
 impl IndexedSet {
-    /// The list shared now: its head, then its parts. A part of another list (one shared
-    /// meanwhile) means reading again; `None` if there is no readable list.
-    pub fn adopt(shared: Rc<dyn SharedValues>) -> Option<Self> {
+    /// The list shared now: its head, then its parts. `held`: the list this worker holds, whose
+    /// parts are kept where the head names the same stamp (a list that changed a little is
+    /// read a little). A part of another list (one shared meanwhile) means reading again;
+    /// `None` if there is no readable list.
+    pub fn adopt(shared: Rc<dyn SharedValues>, held: Option<IndexedSet>) -> Option<Self> {
+        let mut held = held;
         for _ in 0..ADOPT_ATTEMPTS {
             let head = Head::decode(&shared.get(Value::Head)?)?;
-            let parts: Option<Vec<Vec<u8>>> = (0..head.parts())
-                .map(|part| {
+            let mut parts = Vec::with_capacity(head.parts());
+            for part in 0..head.parts() {
+                let kept = held
+                    .as_mut()
+                    .filter(|h| {
+                        h.head.table_bits == head.table_bits
+                            && h.head.part_bits == head.part_bits
+                            && h.head.part_stamps.get(part) == head.part_stamps.get(part)
+                    })
+                    .and_then(|h| h.parts.get_mut(part))
+                    .map(std::mem::take)
+                    .filter(|bytes| !bytes.is_empty());
+                let read = || {
                     shared
                         .get(Value::Part(part))
-                        .filter(|bytes| part_checked(bytes, &head))
-                })
-                .collect();
-            if let Some(parts) = parts {
+                        .filter(|bytes| part_checked(bytes, &head, part))
+                };
+                match kept.or_else(read) {
+                    Some(bytes) => parts.push(bytes),
+                    None => break,
+                }
+            }
+            if parts.len() == head.parts() {
                 return Some(IndexedSet {
                     head,
                     parts,
                     shared,
                 });
             }
+            // Parts taken from `held` are read again next time.
+            held = None;
         }
         None
     }

@@ -10,6 +10,8 @@ use crate::revocation::set::{Kind, ANY_PROVIDER};
 struct Shared {
     values: RefCell<HashMap<Value, Vec<u8>>>,
     bucket_reads: Cell<usize>,
+    /// Buckets and parts written (cleared ones not counted).
+    writes: Cell<(usize, usize)>,
 }
 
 impl SharedValues for Shared {
@@ -25,6 +27,12 @@ impl SharedValues for Shared {
     }
 
     fn put(&self, value: Value, bytes: &[u8]) -> bool {
+        let (buckets, parts) = self.writes.get();
+        match value {
+            Value::Bucket { .. } if !bytes.is_empty() => self.writes.set((buckets + 1, parts)),
+            Value::Part(_) if !bytes.is_empty() => self.writes.set((buckets, parts + 1)),
+            _ => {}
+        }
         self.values.borrow_mut().insert(value, bytes.to_vec());
         true
     }
@@ -54,8 +62,8 @@ impl Shared {
 /// `set` shared as the polling VM shares it, and held as a worker holds it.
 fn shared(set: &RevocationSet) -> (IndexedSet, Rc<Shared>) {
     let source = Rc::new(Shared::default());
-    assert!(share(set, &*source));
-    let indexed = IndexedSet::adopt(source.clone()).unwrap();
+    assert!(share(set, None, &*source, 1).is_some());
+    let indexed = IndexedSet::adopt(source.clone(), None).unwrap();
     (indexed, source)
 }
 
@@ -185,7 +193,7 @@ fn a_bucket_shared_after_the_head_decides_by_the_newer_list() {
     let (indexed, source) = shared(&old);
     let newer = with(&old, "newly-listed");
     let newer_source = Shared::default();
-    share(&newer, &newer_source);
+    share(&newer, None, &newer_source, 1);
     for value in newer_source.buckets() {
         let bytes = newer_source.values.borrow()[&value].clone();
         source.put(value, &bytes);
@@ -201,7 +209,7 @@ fn a_bucket_shared_after_the_head_decides_by_the_newer_list() {
         Some(false)
     );
     assert_eq!(
-        IndexedSet::adopt(source.clone())
+        IndexedSet::adopt(source.clone(), None)
             .unwrap()
             .revokes(&probe("j1", "nobody", 0)),
         Some(true)
@@ -211,31 +219,185 @@ fn a_bucket_shared_after_the_head_decides_by_the_newer_list() {
     b.add_exact(Kind::Jti, ANY_PROVIDER, b"j0");
     let (indexed, source) = shared(&old);
     let dropped = Shared::default();
-    share(&b.build("v3", ""), &dropped);
+    share(&b.build("v3", ""), None, &dropped, 1);
     let bucket = dropped.values.borrow()[&dropped.buckets()[0]].clone();
     source.set_buckets(Some(&bucket));
     assert_eq!(indexed.revokes(&probe("j1", "nobody", 0)), Some(false));
 }
 
 #[test]
-fn a_worker_never_reads_another_layouts_bucket_as_its_own() {
+fn a_worker_holding_the_last_layout_reads_its_buckets_until_the_next_share() {
     // 300 entries are 2 buckets; 5,000 are 32: the same bucket number holds other entries.
     let small = list(300);
     let (indexed, source) = shared(&small);
     assert_eq!(source.buckets().len(), bucket_count(small.len()));
     let large = list(5_000);
-    assert!(share(&large, &*source));
-    assert_eq!(
-        source.buckets().len(),
-        bucket_count(large.len()),
-        "the last layout's buckets are cleared"
-    );
-    // The worker still holding the small list's head: its buckets are gone, so what its index
-    // may hold is unknown (stale policy), never decided by the wrong bucket.
-    assert_eq!(indexed.revokes(&probe("j1", "nobody", 0)), None);
-    let adopted = IndexedSet::adopt(source.clone()).unwrap();
+    assert!(share(&large, None, &*source, 7).is_some());
+    // The worker still holding the small list's head decides by its own layout's buckets.
+    assert_eq!(indexed.revokes(&probe("j1", "nobody", 0)), Some(true));
+    assert_eq!(indexed.revokes(&probe("j4999", "nobody", 0)), Some(false));
+    let adopted = IndexedSet::adopt(source.clone(), None).unwrap();
     assert_eq!(adopted.revokes(&probe("j4999", "nobody", 0)), Some(true));
     assert_eq!(adopted.len(), large.len());
+    // The next share clears the small layout: no head names it any more, and a worker that
+    // somehow still held it finds its buckets gone (unknown, the stale policy) rather than
+    // another layout's.
+    assert!(share(&with(&large, "more"), None, &*source, 9).is_some());
+    assert_eq!(source.buckets().len(), bucket_count(large.len()));
+    assert_eq!(indexed.revokes(&probe("j1", "nobody", 0)), None);
+}
+
+#[test]
+fn a_list_near_a_layout_boundary_keeps_its_layout() {
+    // 4,000 entries would be 16 buckets, 4,200 32: the layout stays while the list is within
+    // a factor of two of it.
+    let (_, source) = shared(&list(4_000));
+    let before = source.buckets();
+    for n in [4_200, 3_900, 8_000, 2_100] {
+        assert!(share(&list(n), None, &*source, 1).is_some());
+        assert_eq!(source.buckets(), before, "{n} entries");
+    }
+    assert!(share(&list(20_000), None, &*source, 1).is_some());
+    assert_ne!(source.buckets().len(), before.len());
+}
+
+/// The buckets and parts `work` writes.
+fn writes(shared: &Shared, work: impl FnOnce()) -> (usize, usize) {
+    shared.writes.set((0, 0));
+    work();
+    shared.writes.get()
+}
+
+#[test]
+fn a_list_that_changed_a_little_is_written_and_read_a_little() {
+    let old = list(70_000);
+    let source = Rc::new(Shared::default());
+    let stamp = share(&old, None, &*source, 1).unwrap();
+    let held = IndexedSet::adopt(source.clone(), None).unwrap();
+    let parts = held.parts.len();
+    assert!(parts > 4, "{parts}");
+    // One entry more: one bucket and one part change; the rest stays as written.
+    let newer = with(&old, "newly-listed");
+    let mut next = None;
+    let (buckets, parts_written) = writes(&source, || {
+        next = share(&newer, Some((&old, stamp)), &*source, 1);
+    });
+    assert_eq!((buckets, parts_written), (1, 1));
+    // A worker keeps its copy of every other part.
+    let counting = Rc::new(Counting {
+        inner: source.clone(),
+        part_reads: Cell::new(0),
+    });
+    let adopted = IndexedSet::adopt(counting.clone(), Some(held)).unwrap();
+    assert_eq!(counting.part_reads.get(), 1);
+    assert_eq!(
+        adopted.revokes(&probe("newly-listed", "nobody", 0)),
+        Some(true)
+    );
+    assert_eq!(adopted.revokes(&probe("j69999", "nobody", 0)), Some(true));
+    // A list shared by another VM meanwhile: nothing is taken for granted.
+    let other = with(&newer, "from-another-vm");
+    assert!(share(&other, None, &*source, 1).is_some());
+    let (buckets, parts_written) = writes(&source, || {
+        share(
+            &with(&newer, "again"),
+            Some((&newer, next.unwrap())),
+            &*source,
+            1,
+        );
+    });
+    assert!(buckets >= bucket_count(other.len()) - 2, "{buckets}");
+    assert!(parts_written >= parts - 2, "{parts_written}");
+    // What it wrote decides as the whole list does.
+    let adopted = IndexedSet::adopt(source.clone(), None).unwrap();
+    assert_eq!(
+        adopted.revokes(&probe("from-another-vm", "x", 0)),
+        Some(false)
+    );
+    assert_eq!(adopted.revokes(&probe("again", "x", 0)), Some(true));
+}
+
+/// Shared data whose parts are counted as they are read; the first read of part 0 can be
+/// another list's (one being shared meanwhile).
+struct Counting {
+    inner: Rc<Shared>,
+    part_reads: Cell<usize>,
+}
+
+impl SharedValues for Counting {
+    fn get(&self, value: Value) -> Option<Vec<u8>> {
+        if matches!(value, Value::Part(_)) {
+            self.part_reads.set(self.part_reads.get() + 1);
+        }
+        self.inner.get(value)
+    }
+    fn put(&self, value: Value, bytes: &[u8]) -> bool {
+        self.inner.put(value, bytes)
+    }
+}
+
+/// The first read of part 0 is another list's: a writer was sharing it meanwhile.
+struct Racing {
+    inner: Rc<Shared>,
+    theirs: RefCell<Option<Vec<u8>>>,
+}
+
+impl SharedValues for Racing {
+    fn get(&self, value: Value) -> Option<Vec<u8>> {
+        if value == Value::Part(0) {
+            if let Some(theirs) = self.theirs.borrow_mut().take() {
+                return Some(theirs);
+            }
+        }
+        self.inner.get(value)
+    }
+    fn put(&self, value: Value, bytes: &[u8]) -> bool {
+        self.inner.put(value, bytes)
+    }
+}
+
+#[test]
+fn a_part_read_while_another_list_was_shared_is_read_again() {
+    let set = list(70_000);
+    let (_, source) = shared(&set);
+    let next = Shared::default();
+    share(&with(&set, "x"), None, &next, 99);
+    let racing = Rc::new(Racing {
+        inner: source.clone(),
+        theirs: RefCell::new(next.get(Value::Part(0))),
+    });
+    let adopted = IndexedSet::adopt(racing.clone(), None).expect("read again");
+    assert!(
+        racing.theirs.borrow().is_none(),
+        "the other list's part was read"
+    );
+    assert_eq!(adopted.revokes(&probe("j7", "nobody", 0)), Some(true));
+}
+
+#[test]
+fn a_probe_whose_maybes_fall_in_two_buckets_reads_both() {
+    // The same subject under two scopes: "" cut off at 100, "corp" at 200; issued at 150, so
+    // only the second entry revokes.
+    let mut found = 0;
+    for k in 0..200 {
+        let mut b = SetBuilder::default();
+        for i in 0..5_000 {
+            b.add_exact(Kind::Jti, ANY_PROVIDER, format!("x{i}").as_bytes());
+        }
+        let sub = format!("alice{k}");
+        b.add_subject(ANY_PROVIDER, &sub, 100);
+        b.add_subject("corp", &sub, 200);
+        let set = b.build("v", "");
+        let p = Probe::new("corp", None, Some(&sub), Some(150), None);
+        assert!(set.revokes(&p));
+        let (indexed, _) = shared(&set);
+        let bits = indexed.head.bucket_bits;
+        if top(p.subjects[0], bits) != top(p.subjects[1], bits) {
+            found += 1;
+            assert_eq!(indexed.revokes(&p), Some(true), "{sub}");
+        }
+    }
+    assert!(found > 50, "{found}");
 }
 
 #[test]
@@ -261,16 +423,19 @@ fn parts_of_two_lists_are_never_adopted_as_one() {
     let newer = with(&old, "newly-listed");
     let next = Shared::default();
     next.put(Value::Head, &source.get(Value::Head).unwrap());
-    share(&newer, &next);
+    share(&newer, None, &next, 1);
     let (_, first) = parts(&next).remove(0);
     source.put(Value::Part(0), &first);
-    assert!(IndexedSet::adopt(source.clone()).is_none(), "stamps differ");
+    assert!(
+        IndexedSet::adopt(source.clone(), None).is_none(),
+        "stamps differ"
+    );
     // Once its head is written too (and the other parts), the new list is adopted.
     for (i, part) in parts(&next) {
         source.put(Value::Part(i), &part);
     }
     source.put(Value::Head, &next.get(Value::Head).unwrap());
-    let adopted = IndexedSet::adopt(source.clone()).unwrap();
+    let adopted = IndexedSet::adopt(source.clone(), None).unwrap();
     assert_eq!(adopted.version(), "next");
 }
 
@@ -311,7 +476,7 @@ fn a_shared_list_is_checked_before_it_is_trusted() {
             copy.put(*k, v);
         }
         copy.put(value, bytes);
-        IndexedSet::adopt(copy).is_some()
+        IndexedSet::adopt(copy, None).is_some()
     };
     assert!(adopt_with(Value::Head, &head));
     for cut in [0, 4, 6, 12, 20, head.len() - 1] {
@@ -342,16 +507,9 @@ fn a_shared_list_is_checked_before_it_is_trusted() {
     bad[PART_TABLE_AT + 4..PART_TABLE_AT + 8].copy_from_slice(&5u32.to_le_bytes());
     assert!(!adopt_with(Value::Part(0), &bad));
     assert!(
-        IndexedSet::adopt(Rc::new(Shared::default())).is_none(),
+        IndexedSet::adopt(Rc::new(Shared::default()), None).is_none(),
         "none shared"
     );
-}
-
-#[test]
-fn clearing_leaves_nothing_of_the_list() {
-    let (_, source) = shared(&list(5_000));
-    clear(&*source);
-    assert!(source.values.borrow().values().all(Vec::is_empty));
 }
 
 #[test]
