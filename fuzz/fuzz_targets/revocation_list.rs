@@ -37,7 +37,7 @@ impl SharedValues for Shared {
 fn indexed_agrees(set: &RevocationSet, data: &[u8]) {
     let shared = Rc::new(Shared::default());
     let stamp = indexed::share(set, None, &*shared, 1).expect("written");
-    let held = IndexedSet::adopt(shared.clone(), None).expect("a shared list is adopted");
+    let held = IndexedSet::adopt(shared.clone(), None, false).expect("a shared list is adopted");
     assert_eq!(held.len(), set.len());
     for chunk in data.chunks(7).take(64) {
         let value = String::from_utf8_lossy(chunk);
@@ -49,7 +49,7 @@ fn indexed_agrees(set: &RevocationSet, data: &[u8]) {
     assert_eq!(again.as_bytes(), set.as_bytes());
     // Shared again over itself (nothing changed): what a worker keeps still decides the same.
     indexed::share(set, Some((set, stamp)), &*shared, 1).expect("written");
-    let kept = IndexedSet::adopt(shared.clone(), Some(held)).expect("adopted again");
+    let kept = IndexedSet::adopt(shared.clone(), Some(held), true).expect("adopted again");
     assert_eq!(kept.assemble().map(|s| s.len()), Some(set.len()));
     hostile_values(&shared, data);
 }
@@ -63,7 +63,7 @@ fn hostile_values(list: &Shared, data: &[u8]) {
             shared.put(*key, bytes);
         }
         shared.put(value, data);
-        if let Some(held) = IndexedSet::adopt(shared.clone(), None) {
+        if let Ok(held) = IndexedSet::adopt(shared.clone(), None, false) {
             for chunk in data.chunks(5).take(16) {
                 let value = String::from_utf8_lossy(chunk);
                 let _ = held.revokes(&Probe::new("p", Some(&value), Some(&value), None, None));

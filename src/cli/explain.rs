@@ -12,7 +12,7 @@ use super::time::{describe, span, unix_now};
 use super::{read_input, read_token, CliError, Outcome};
 use crate::config::{Config, CryptoMode, JwksLocation, Provider};
 use crate::decide::decision::{Decision, Denial, Upstream};
-use crate::decide::guard::{Guard, HeldList, Request, Verdict};
+use crate::decide::guard::{Guard, HeldList, HeldSet, Request, Verdict};
 use crate::decide::header_map::as_str_pairs;
 use crate::decide::trace::{Detail, Mark, Step};
 use crate::keys::host_crypto::software::RustCryptoHost;
@@ -75,7 +75,9 @@ pub fn run(args: &Explain, out: &mut dyn Write, err: &mut dyn Write) -> Result<O
     // The verdict and the steps shown are the guard's own pipeline's.
     let guard = build_guard(config.clone(), &keys, list.clone(), now);
     if let Some(set) = etcd {
-        guard.state().install_etcd(Some(Rc::new(set)));
+        guard
+            .state()
+            .install_etcd(Some(HeldSet::Whole(Rc::new(set))));
         guard.state().etcd_confirmed(now);
     }
     let request = Request {

@@ -22,7 +22,7 @@ use crate::token::id::TokenDigest;
 use crate::token::jwt_authn::VerifiedPayloads;
 use crate::token::verify;
 
-pub use crate::decide::state::{HeldList, ListBase};
+pub use crate::decide::state::{HeldList, HeldSet};
 
 /// What the adapter gathers from the host for one request.
 #[derive(Debug, Clone, Copy)]

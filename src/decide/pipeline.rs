@@ -1181,7 +1181,12 @@ impl<'g> TokenCheck<'g, '_> {
         );
         let state = &self.guard.state;
         let listed = state.listed(&probe);
-        let source = revoked_by(state, listed == Some(true), &config.static_set, &probe);
+        let in_etcd = state.in_etcd(&probe);
+        let held = HeldSays {
+            listed: listed == Some(true),
+            in_etcd: in_etcd == Some(true),
+        };
+        let source = revoked_by(state, held, &config.static_set, &probe);
         let now = self.look.now;
         // A list whose entry for this token cannot be read is as good as a stale one.
         let list_stale = config.list.as_ref().and_then(|list| {
@@ -1197,12 +1202,10 @@ impl<'g> TokenCheck<'g, '_> {
                 "the list",
             ))
         });
+        // Likewise for etcd's set.
         let etcd_stale = config.etcd.as_ref().and_then(|etcd| {
-            is_stale(state.etcd_confirmed_at(), now, etcd.max_stale_seconds).then_some((
-                etcd.on_stale,
-                DenyReason::RevocationStoreStale,
-                "etcd",
-            ))
+            (in_etcd.is_none() || is_stale(state.etcd_confirmed_at(), now, etcd.max_stale_seconds))
+                .then_some((etcd.on_stale, DenyReason::RevocationStoreStale, "etcd"))
         });
         let stale = [list_stale, etcd_stale];
         let refusing = stale.iter().flatten().find(|s| s.0 == OnStale::Deny);
@@ -1418,16 +1421,23 @@ fn status_in(held: &crate::decide::state::HeldStatusList, idx: u64) -> Result<bo
 
 /// Which revocation names the token, if any: the polled list, etcd, the config's entries, then
 /// what was learned at run time (from response headers, from misuse detection).
+/// What the large held sets (read once per request by the caller) say of the token.
+#[derive(Debug, Clone, Copy)]
+struct HeldSays {
+    listed: bool,
+    in_etcd: bool,
+}
+
 fn revoked_by(
     state: &crate::decide::state::State,
-    listed: bool,
+    held: HeldSays,
     configured: &crate::revocation::set::RevocationSet,
     probe: &Probe,
 ) -> Option<RevocationSource> {
-    if listed {
+    if held.listed {
         return Some(RevocationSource::List);
     }
-    if state.in_etcd(probe) {
+    if held.in_etcd {
         return Some(RevocationSource::Etcd);
     }
     if configured.revokes(probe) {

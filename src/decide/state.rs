@@ -16,26 +16,57 @@ use crate::revocation::learned::LearnedSets;
 use crate::revocation::list::{Held, Tag};
 use crate::revocation::set::{Probe, RevocationSet};
 
-/// The polled list's last whole list, as this VM holds it.
+/// A large revocation set (the polled list's last whole list, the etcd store's prefix) as
+/// this VM holds it.
 #[derive(Debug, Clone)]
-pub enum ListBase {
-    /// All of it: the VM that polls holds it (applying deltas and the rollback guard read it).
+pub enum HeldSet {
+    /// All of it: the VM that polls the list or reads etcd holds it (applying deltas, the
+    /// rollback guard and the next share read it).
     Whole(Rc<RevocationSet>),
-    /// Its index: what a worker holds; the entries stay in shared data (`indexed`).
+    /// Its index: what every other VM holds; the entries stay in shared data (`indexed`).
     Indexed(Rc<IndexedSet>),
+}
+
+impl HeldSet {
+    /// `None`: the index may hold the token and its bucket could not be read.
+    pub fn revokes(&self, probe: &Probe) -> Option<bool> {
+        match self {
+            HeldSet::Whole(set) => Some(set.revokes(probe)),
+            HeldSet::Indexed(set) => set.revokes(probe),
+        }
+    }
+
+    /// The cutoff held for a subject fingerprint; `None` when it cannot be read.
+    pub fn cutoff_of_subject(&self, fp: u64) -> Option<Option<i64>> {
+        match self {
+            HeldSet::Whole(set) => Some(set.cutoff_of_subject(fp)),
+            HeldSet::Indexed(set) => set.cutoff_of_subject(fp),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            HeldSet::Whole(set) => set.len(),
+            HeldSet::Indexed(set) => set.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The polled list: the last whole list, and the deltas since.
 #[derive(Debug, Clone)]
 pub struct HeldList {
-    pub base: ListBase,
+    pub base: HeldSet,
     pub overlay: Option<Rc<RevocationSet>>,
 }
 
 impl HeldList {
     pub fn whole(base: RevocationSet, overlay: Option<Rc<RevocationSet>>) -> Self {
         HeldList {
-            base: ListBase::Whole(Rc::new(base)),
+            base: HeldSet::Whole(Rc::new(base)),
             overlay,
         }
     }
@@ -43,21 +74,21 @@ impl HeldList {
     /// The whole list and its deltas; `None` when only the index is held.
     pub fn held(&self) -> Option<Held<'_>> {
         match &self.base {
-            ListBase::Whole(base) => Some(Held {
+            HeldSet::Whole(base) => Some(Held {
                 base,
                 overlay: self.overlay.as_deref(),
             }),
-            ListBase::Indexed(_) => None,
+            HeldSet::Indexed(_) => None,
         }
     }
 
     /// The version and ETag the next poll sends.
     pub fn tag(&self) -> Tag<'_> {
         let (version, etag) = match (&self.overlay, &self.base) {
-            (Some(latest), _) | (None, ListBase::Whole(latest)) => {
+            (Some(latest), _) | (None, HeldSet::Whole(latest)) => {
                 (latest.version.as_str(), latest.etag.as_str())
             }
-            (None, ListBase::Indexed(base)) => (base.version(), base.etag()),
+            (None, HeldSet::Indexed(base)) => (base.version(), base.etag()),
         };
         Tag { version, etag }
     }
@@ -67,18 +98,12 @@ impl HeldList {
         if self.overlay.as_ref().is_some_and(|o| o.revokes(probe)) {
             return Some(true);
         }
-        match &self.base {
-            ListBase::Whole(set) => Some(set.revokes(probe)),
-            ListBase::Indexed(set) => set.revokes(probe),
-        }
+        self.base.revokes(probe)
     }
 
     /// Entries in the whole list.
     pub fn base_len(&self) -> usize {
-        match &self.base {
-            ListBase::Whole(set) => set.len(),
-            ListBase::Indexed(set) => set.len(),
-        }
+        self.base.len()
     }
 
     pub fn len(&self) -> usize {
@@ -126,7 +151,7 @@ pub struct State {
     learned: RefCell<LearnedSets>,
     /// The etcd store's prefix as the reading VM last shared it, and when it was last known
     /// to be in sync (a read completed, or its watch was live).
-    etcd: RefCell<Option<Rc<RevocationSet>>>,
+    etcd: RefCell<Option<HeldSet>>,
     etcd_confirmed_at: Cell<Option<i64>>,
 }
 
@@ -241,7 +266,7 @@ impl State {
     }
 
     /// The same list held another way (a worker that now holds it whole).
-    pub fn replace_revocation_base(&self, base: ListBase) {
+    pub fn replace_revocation_base(&self, base: HeldSet) {
         if let Some(list) = self.list.borrow_mut().as_mut() {
             list.base = base;
         }
@@ -315,8 +340,22 @@ impl State {
     }
 
     /// A new set of the etcd store's entries (the old one is dropped as it is replaced).
-    pub fn install_etcd(&self, set: Option<Rc<RevocationSet>>) {
+    pub fn install_etcd(&self, set: Option<HeldSet>) {
         *self.etcd.borrow_mut() = set;
+    }
+
+    /// The etcd set held, taken out (a worker keeps the parts of its index that did not
+    /// change, and never holds two).
+    pub fn take_etcd(&self) -> Option<HeldSet> {
+        self.etcd.borrow_mut().take()
+    }
+
+    /// The etcd set held, if this VM holds it whole (the reader).
+    pub fn etcd_whole(&self) -> Option<Rc<RevocationSet>> {
+        match &*self.etcd.borrow() {
+            Some(HeldSet::Whole(set)) => Some(set.clone()),
+            _ => None,
+        }
     }
 
     /// What is held of etcd was known to be in sync at `at` (never goes back).
@@ -340,16 +379,17 @@ impl State {
         let set = set.as_ref()?;
         fingerprints
             .iter()
-            .map(|fp| set.cutoff_of_subject(*fp))
+            .map(|fp| set.cutoff_of_subject(*fp).flatten())
             .try_fold(i64::MAX, |earliest, cutoff| Some(earliest.min(cutoff?)))
             .filter(|_| !fingerprints.is_empty())
     }
 
-    /// Whether the etcd store revokes what `probe` describes.
-    pub(super) fn in_etcd(&self, probe: &Probe) -> bool {
+    /// Whether the etcd store revokes what `probe` describes; `None`: it cannot tell (a
+    /// bucket of the set could not be read from shared data).
+    pub(super) fn in_etcd(&self, probe: &Probe) -> Option<bool> {
         self.etcd
             .borrow()
             .as_ref()
-            .is_some_and(|set| set.revokes(probe))
+            .map_or(Some(false), |set| set.revokes(probe))
     }
 }

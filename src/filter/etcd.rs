@@ -16,7 +16,7 @@ use std::rc::Rc;
 use prost::Message;
 use proxy_wasm::types::BufferType;
 
-use crate::decide::guard::Guard;
+use crate::decide::guard::{Guard, HeldSet};
 use crate::observe::episode::Episode;
 use crate::remote::lease;
 use crate::remote::watch::{Action, Changes, PrefixWatch, Refused};
@@ -32,12 +32,12 @@ use crate::revocation::etcd::proto::{
     PutRequest, RangeRequest, RangeResponse, RequestOp, RequestUnion, TxnRequest, TxnResponse,
     WatchCreateRequest, WatchProgressRequest, WatchRequest, WatchResponse, MAX_MESSAGE_BYTES,
 };
+use crate::revocation::indexed::{self, IndexedSet};
 use crate::revocation::publish::{PublishQueue, BATCH_SIZE};
-use crate::revocation::set::RevocationSet;
 
 use super::host::{GrpcMethod, Host};
 use super::metrics::{Counter, Metrics};
-use super::revocation::{count_settled, QueueCounters};
+use super::revocation::{count_settled, QueueCounters, SharedList};
 
 /// The reader renews its lease every tick; another VM takes over this long after the reader
 /// stopped (its VM was replaced, say). What is shared stays enforced meanwhile.
@@ -72,9 +72,13 @@ const WRITES: QueueCounters = QueueCounters {
 /// built with). Two configs that differ in one of them (a password rotation, a larger clock
 /// skew) never share a reader or a set.
 struct Keys {
+    /// The prefix of the set's values, as `indexed` lays them out.
     set: String,
     checked: String,
     lease: String,
+    /// Where a module before `indexed` kept the whole set: blanked, so an upgrade leaves no
+    /// copy in the host (its keys are apart from these: the two never read each other's).
+    legacy_set: String,
 }
 
 impl Keys {
@@ -85,12 +89,20 @@ impl Keys {
             .map_or(("", ""), |c| (c.username.as_str(), c.password.as_str()));
         let grace = grace.to_string();
         let store = super::scope_hash(&[&config.cluster, &config.prefix, user, password, &grace]);
-        let base = format!("bearer_guard.etcd.{scope}.{store}");
+        let base = format!("bearer_guard.etcd-indexed.{scope}.{store}");
         Keys {
             set: format!("{base}.set"),
             checked: format!("{base}.checked"),
             lease: format!("{base}.lease"),
+            legacy_set: format!("bearer_guard.etcd.{scope}.{store}.set"),
         }
+    }
+
+    fn shared_set(&self, host: &Rc<dyn Host>) -> Rc<SharedList> {
+        Rc::new(SharedList {
+            host: host.clone(),
+            prefix: self.set.clone(),
+        })
     }
 }
 
@@ -144,6 +156,8 @@ struct Reader {
     shared_in_sync: Option<i64>,
     /// The etcd revision of the last set built.
     built_revision: i64,
+    /// The stamp `indexed::share` gave the set this reader last shared (the one it holds).
+    shared_stamp: Option<u64>,
 }
 
 #[derive(Default)]
@@ -215,6 +229,7 @@ impl EtcdStore {
         if matches!(host.shared_data(&keys.lease), Ok((None, _)) | Err(_)) {
             let _ = host.set_shared_data(&keys.lease, lease::FREE, None);
         }
+        let _ = host.set_shared_data(&keys.legacy_set, b"", None);
         let store = EtcdStore {
             keys,
             host,
@@ -267,21 +282,38 @@ impl EtcdStore {
             return;
         };
         if self.seen_serial.get() != Some(serial) {
-            let set = match host.shared_data(&self.keys.set) {
-                Ok((Some(bytes), _)) => RevocationSet::decode(bytes),
-                _ => None,
+            // The index held goes in, so its unchanged parts are kept; it stays whole until
+            // the new one is read (what this VM holds stays enforced if that fails).
+            let held = guard.state().take_etcd();
+            let (index, whole) = match held {
+                Some(HeldSet::Indexed(index)) => match Rc::try_unwrap(index) {
+                    Ok(index) => (Some(index), None),
+                    Err(shared) => (None, Some(HeldSet::Indexed(shared))),
+                },
+                other => (None, other),
             };
-            let Some(set) = set else {
-                // What this VM holds stays enforced; the staleness clock is not advanced.
-                // Said once per shared set, not on every request.
-                if self.unreadable_serial.replace(Some(serial)) != Some(serial) {
-                    host.warn(
-                        "etcd revocations in shared data are unreadable; keeping what is held",
-                    );
+            let adopted = IndexedSet::adopt(self.keys.shared_set(&self.host), index, true);
+            let set = match adopted {
+                Ok(set) => set,
+                Err(index) => {
+                    let kept = index
+                        .map(|index| HeldSet::Indexed(Rc::new(index)))
+                        .or(whole);
+                    guard.state().install_etcd(kept);
+                    // The staleness clock is not advanced. Said once per shared set, not on
+                    // every request.
+                    if self.unreadable_serial.replace(Some(serial)) != Some(serial) {
+                        host.warn(
+                            "etcd revocations in shared data are unreadable; keeping what is held",
+                        );
+                    }
+                    return;
                 }
-                return;
             };
-            guard.state().install_etcd(Some(Rc::new(set)));
+            drop(whole);
+            guard
+                .state()
+                .install_etcd(Some(HeldSet::Indexed(Rc::new(set))));
             self.seen_serial.set(Some(serial));
             self.seen_revision.set(revision);
         }
@@ -347,6 +379,7 @@ impl EtcdStore {
                     dirty: false,
                     shared_in_sync: None,
                     built_revision: 0,
+                    shared_stamp: None,
                 });
             }
         }
@@ -464,17 +497,21 @@ impl EtcdStore {
             .and_then(|(bytes, _)| decode_checked(&bytes?));
         let mut serial = shared.map_or(0, |c| c.serial);
         if build {
-            let set = reader.held.build(now.saturating_sub(self.grace), "");
+            let set = Rc::new(reader.held.build(now.saturating_sub(self.grace), ""));
             serial = serial.max(self.seen_serial.get().unwrap_or(0)) + 1;
-            if let Err(status) = host.set_shared_data(&self.keys.set, set.as_bytes(), None) {
-                host.warn(&format!(
-                    "etcd revocations could not be shared with other workers ({status:?})"
-                ));
-                // Enforced here at least; the others keep what they hold.
-                guard.state().install_etcd(Some(Rc::new(set)));
+            // Only what changed since this reader's last share is written (a put: one bucket
+            // and one index part), and the others read only that.
+            let last = guard.state().etcd_whole();
+            let ours = last.as_deref().zip(reader.shared_stamp);
+            let seed = u64::try_from(now).unwrap_or(0) << 20;
+            let stamp = indexed::share(&set, ours, &*self.keys.shared_set(&self.host), seed);
+            reader.shared_stamp = stamp;
+            // Enforced here in any case; if it could not be shared, the others keep what they
+            // hold (`share` said why).
+            guard.state().install_etcd(Some(HeldSet::Whole(set)));
+            if stamp.is_none() {
                 return;
             }
-            guard.state().install_etcd(Some(Rc::new(set)));
             self.seen_serial.set(Some(serial));
             reader.built_revision = reader.watch.revision().unwrap_or(0);
             self.seen_revision.set(reader.built_revision);

@@ -568,3 +568,72 @@ fn a_large_first_read_is_enforced_before_the_requests_that_waited_for_it_go_on()
     let refused = vm.host.local_response(2).expect("answered");
     assert_eq!(refused.status, 401);
 }
+
+/// The bytes `vm` copied out of shared data since the last call, and how many of those reads
+/// were buckets of a set.
+fn copied(vm: &Vm) -> (usize, usize) {
+    let reads = vm.host.take_shared_reads();
+    let bytes = reads.iter().map(|(_, bytes)| bytes).sum();
+    let buckets = reads
+        .iter()
+        .filter(|(key, _)| key.contains(".bucket."))
+        .count();
+    (bytes, buckets)
+}
+
+#[test]
+fn a_put_costs_another_worker_a_part_of_the_index_not_the_set() {
+    let config = etcd_config(json!({}));
+    let mut reader = Vm::new(&config);
+    // A Range answer is in key order.
+    let mut keys: Vec<String> = (0..70_000).map(|i| format!("jti/j-{i}")).collect();
+    keys.sort();
+    let held: Vec<KeyValue> = keys.iter().map(|key| kv(key, "{}", 5)).collect();
+    let stream = first_read(&mut reader, held);
+    let mut worker = reader.worker(&config);
+    let (adopted, _) = copied(&worker);
+    // 8 bytes per entry for the set; the index keeps about 2.4.
+    assert!(
+        adopted > 70_000 && adopted * 3 < 70_000 * 8,
+        "{adopted} bytes"
+    );
+    assert_eq!(status_of(&mut worker, 2, &token("j-77")), 401);
+    assert_eq!(status_of(&mut worker, 3, &token("fresh")), 200);
+    copied(&worker);
+    stream_message(
+        &mut reader,
+        stream,
+        &events(vec![event(EventType::Put, kv("jti/new-1", "{}", 12))]),
+    );
+    worker.host.advance_ms(20);
+    assert_eq!(status_of(&mut worker, 4, &token("new-1")), 401);
+    let (bytes, buckets) = copied(&worker);
+    assert_eq!(buckets, 1, "the bucket of the token refused");
+    assert!(bytes * 4 < adopted, "{bytes} of {adopted} bytes read again");
+}
+
+#[test]
+fn a_worker_keeps_enforcing_what_it_holds_when_the_shared_set_is_unreadable() {
+    let config = etcd_config(json!({}));
+    let mut reader = Vm::new(&config);
+    let stream = first_read(&mut reader, vec![kv("jti/old", "{}", 5)]);
+    let mut worker = reader.worker(&config);
+    assert_eq!(status_of(&mut worker, 2, &token("old")), 401);
+    stream_message(
+        &mut reader,
+        stream,
+        &events(vec![event(EventType::Put, kv("jti/new", "{}", 12))]),
+    );
+    // Another writer (or a fault) spoils every part of the index before the worker reads it.
+    for (key, _) in reader.host.shared_values(".set.index.") {
+        reader.host.put_shared(&key, b"garbage");
+    }
+    for context in 3..6 {
+        worker.host.advance_ms(20);
+        assert_eq!(status_of(&mut worker, context, &token("old")), 401);
+    }
+    let said = worker
+        .host
+        .logged("etcd revocations in shared data are unreadable");
+    assert_eq!(said.len(), 1, "once per shared set");
+}

@@ -10,7 +10,7 @@ use std::rc::Rc;
 use proxy_wasm::types::{BufferType, MapType, Status};
 
 use crate::decide::decision::Authorized;
-use crate::decide::guard::{Guard, HeldList, ListBase};
+use crate::decide::guard::{Guard, HeldList, HeldSet};
 use crate::decide::header_map;
 use crate::idp::introspection::token_post;
 use crate::observe::episode::Episode;
@@ -85,24 +85,25 @@ impl Keys {
     fn shared_list(&self, host: &Rc<dyn Host>) -> Rc<SharedList> {
         Rc::new(SharedList {
             host: host.clone(),
-            list: self.list.clone(),
+            prefix: self.list.clone(),
         })
     }
 }
 
-/// The polled list's values in shared data: the head, the index parts, the buckets.
-struct SharedList {
-    host: Rc<dyn Host>,
-    list: String,
+/// A large set's values in shared data (the polled list's, the etcd store's): the head, the
+/// index parts, the buckets, under one prefix.
+pub(super) struct SharedList {
+    pub(super) host: Rc<dyn Host>,
+    pub(super) prefix: String,
 }
 
 impl SharedList {
     fn key(&self, value: Value) -> String {
-        let list = &self.list;
+        let prefix = &self.prefix;
         match value {
-            Value::Head => format!("{list}.index"),
-            Value::Part(part) => format!("{list}.index.{part}"),
-            Value::Bucket { bits, index } => format!("{list}.bucket.{bits}.{index}"),
+            Value::Head => format!("{prefix}.index"),
+            Value::Part(part) => format!("{prefix}.index.{part}"),
+            Value::Bucket { bits, index } => format!("{prefix}.bucket.{bits}.{index}"),
         }
     }
 }
@@ -124,7 +125,7 @@ fn share_value(host: &dyn Host, key: &str, bytes: &[u8]) -> bool {
         Ok(()) => true,
         Err(status) => {
             host.warn(&format!(
-                "revocation list could not be shared with other workers ({status:?})"
+                "revocations could not be shared with other workers ({status:?})"
             ));
             false
         }
@@ -592,11 +593,11 @@ impl Revocation {
                 .state()
                 .take_revocation_list()
                 .and_then(|h| match h.base {
-                    ListBase::Indexed(index) => Rc::try_unwrap(index).ok(),
-                    ListBase::Whole(_) => None,
+                    HeldSet::Indexed(index) => Rc::try_unwrap(index).ok(),
+                    HeldSet::Whole(_) => None,
                 });
             self.shared_stamp.set(None);
-            let base = IndexedSet::adopt(self.keys.shared_list(&self.host), held);
+            let base = IndexedSet::adopt(self.keys.shared_list(&self.host), held, false).ok();
             let overlay = self.shared_overlay(shared);
             let (Some(base), Ok(overlay)) = (base, overlay) else {
                 // Fail closed: no list held means stale, and the stale policy decides.
@@ -608,7 +609,7 @@ impl Revocation {
                 return;
             };
             let held = HeldList {
-                base: ListBase::Indexed(Rc::new(base)),
+                base: HeldSet::Indexed(Rc::new(base)),
                 overlay,
             };
             guard.state().install_revocation_list(held, shared.at);
@@ -825,7 +826,7 @@ impl Revocation {
     /// A worker holds the list's index; to apply a fetched list itself it needs the whole
     /// list, read back from the buckets (and held from then on). `false`: they cannot be read.
     fn hold_whole_list(&self, guard: &Guard) -> bool {
-        let Some(ListBase::Indexed(index)) = guard.state().revocation_list().map(|h| h.base) else {
+        let Some(HeldSet::Indexed(index)) = guard.state().revocation_list().map(|h| h.base) else {
             return true;
         };
         let Some(whole) = index.assemble() else {
@@ -833,7 +834,7 @@ impl Revocation {
         };
         guard
             .state()
-            .replace_revocation_base(ListBase::Whole(Rc::new(whole)));
+            .replace_revocation_base(HeldSet::Whole(Rc::new(whole)));
         true
     }
 
@@ -897,7 +898,7 @@ impl Revocation {
         };
         // Held a base the others no longer share (a lost race): share ours too.
         if seen.base_serial != shared.base_serial {
-            if let Some(ListBase::Whole(base)) = held.as_ref().map(|h| &h.base) {
+            if let Some(HeldSet::Whole(base)) = held.as_ref().map(|h| &h.base) {
                 shared_ok &= self.share_base(base, guard, now);
             }
             confirmed.base_serial = shared.base_serial.max(seen.base_serial) + 1;
@@ -943,7 +944,7 @@ impl Revocation {
     fn share_base(&self, base: &RevocationSet, guard: &Guard, now: i64) -> bool {
         let held = guard.state().revocation_list();
         let ours = match (held.as_ref().map(|h| &h.base), self.shared_stamp.get()) {
-            (Some(ListBase::Whole(set)), Some(stamp)) => Some((&**set, stamp)),
+            (Some(HeldSet::Whole(set)), Some(stamp)) => Some((&**set, stamp)),
             _ => None,
         };
         // Seconds in the high bits: no stamp of a list shared earlier in this process.

@@ -448,7 +448,8 @@ fn bucket_entries(set: &RevocationSet, bits: u32) -> impl FnMut(usize) -> Entrie
 /// A list as a worker holds it: the index, and where to read its buckets.
 #[derive(Clone)]
 pub struct IndexedSet {
-    head: Head,
+    /// Boxed: an `IndexedSet` is handed back and forth whole.
+    head: Box<Head>,
     parts: Vec<Vec<u8>>,
     shared: Rc<dyn SharedValues>,
 }
@@ -462,47 +463,75 @@ impl fmt::Debug for IndexedSet {
 }
 
 impl IndexedSet {
-    /// The list shared now: its head, then its parts. `held`: the list this worker holds, whose
-    /// parts are kept where the head names the same stamp (a list that changed a little is
-    /// read a little). A part of another list (one shared meanwhile) means reading again;
-    /// `None` if there is no readable list.
-    pub fn adopt(shared: Rc<dyn SharedValues>, held: Option<IndexedSet>) -> Option<Self> {
+    /// The set shared now: its head, then its parts. `held`: the one this VM holds, whose parts
+    /// are kept where the head names the same stamp (a set that changed a little is read a
+    /// little). A part of another set (one shared meanwhile) means reading again.
+    ///
+    /// `Err` gives `held` back when no readable set is shared. When less than half of it can
+    /// be kept, it is dropped before anything is read (a VM never holds two indexes; `Err(None)`
+    /// then), unless `keep_held` (a caller that must go on enforcing what it holds).
+    pub fn adopt(
+        shared: Rc<dyn SharedValues>,
+        held: Option<IndexedSet>,
+        keep_held: bool,
+    ) -> Result<Self, Option<IndexedSet>> {
         let mut held = held;
         for _ in 0..ADOPT_ATTEMPTS {
-            let head = Head::decode(&shared.get(Value::Head)?)?;
-            let mut parts = Vec::with_capacity(head.parts());
+            let Some(head) = shared
+                .get(Value::Head)
+                .and_then(|bytes| Head::decode(&bytes))
+            else {
+                return Err(held);
+            };
+            let kept = |held: &IndexedSet, part: usize| {
+                held.head.table_bits == head.table_bits
+                    && held.head.part_bits == head.part_bits
+                    && held.head.part_stamps.get(part) == head.part_stamps.get(part)
+                    && held.parts.get(part).is_some_and(|bytes| !bytes.is_empty())
+            };
+            let keepable = held.as_ref().map_or(0, |h| {
+                (0..head.parts()).filter(|part| kept(h, *part)).count()
+            });
+            if !keep_held && keepable * 2 < head.parts() {
+                held = None;
+            }
+            // What is not kept is read first; `held` is touched only once all of it is.
+            let mut read = Vec::with_capacity(head.parts());
             for part in 0..head.parts() {
-                let kept = held
-                    .as_mut()
-                    .filter(|h| {
-                        h.head.table_bits == head.table_bits
-                            && h.head.part_bits == head.part_bits
-                            && h.head.part_stamps.get(part) == head.part_stamps.get(part)
-                    })
-                    .and_then(|h| h.parts.get_mut(part))
-                    .map(std::mem::take)
-                    .filter(|bytes| !bytes.is_empty());
-                let read = || {
-                    shared
-                        .get(Value::Part(part))
-                        .filter(|bytes| part_checked(bytes, &head, part))
-                };
-                match kept.or_else(read) {
-                    Some(bytes) => parts.push(bytes),
+                if held.as_ref().is_some_and(|h| kept(h, part)) {
+                    read.push(None);
+                    continue;
+                }
+                match shared
+                    .get(Value::Part(part))
+                    .filter(|bytes| part_checked(bytes, &head, part))
+                {
+                    Some(bytes) => read.push(Some(bytes)),
                     None => break,
                 }
             }
-            if parts.len() == head.parts() {
-                return Some(IndexedSet {
-                    head,
-                    parts,
-                    shared,
-                });
+            if read.len() < head.parts() {
+                continue;
             }
-            // Parts taken from `held` are read again next time.
-            held = None;
+            let parts = read
+                .into_iter()
+                .enumerate()
+                .map(|(part, bytes)| {
+                    bytes.unwrap_or_else(|| {
+                        held.as_mut()
+                            .and_then(|h| h.parts.get_mut(part))
+                            .map(std::mem::take)
+                            .unwrap_or_default()
+                    })
+                })
+                .collect();
+            return Ok(IndexedSet {
+                head: Box::new(head),
+                parts,
+                shared,
+            });
         }
-        None
+        Err(held)
     }
 
     pub fn version(&self) -> &str {
@@ -554,6 +583,16 @@ impl IndexedSet {
     fn bucket(&self, index: usize) -> Option<RevocationSet> {
         let bits = self.head.bucket_bits;
         RevocationSet::decode(self.shared.get(Value::Bucket { bits, index })?)
+    }
+
+    /// As `RevocationSet::cutoff_of_subject` on the whole set; `None` when the bucket it
+    /// needed could not be read.
+    pub fn cutoff_of_subject(&self, fp: u64) -> Option<Option<i64>> {
+        if !self.may_hold(fp) {
+            return Some(None);
+        }
+        let bucket = self.bucket(top(fp, self.head.bucket_bits))?;
+        Some(bucket.cutoff_of_subject(fp))
     }
 
     /// As `RevocationSet::revokes` on the whole list; `None` when a bucket it needed could not

@@ -63,7 +63,7 @@ impl Shared {
 fn shared(set: &RevocationSet) -> (IndexedSet, Rc<Shared>) {
     let source = Rc::new(Shared::default());
     assert!(share(set, None, &*source, 1).is_some());
-    let indexed = IndexedSet::adopt(source.clone(), None).unwrap();
+    let indexed = IndexedSet::adopt(source.clone(), None, false).unwrap();
     (indexed, source)
 }
 
@@ -209,7 +209,7 @@ fn a_bucket_shared_after_the_head_decides_by_the_newer_list() {
         Some(false)
     );
     assert_eq!(
-        IndexedSet::adopt(source.clone(), None)
+        IndexedSet::adopt(source.clone(), None, false)
             .unwrap()
             .revokes(&probe("j1", "nobody", 0)),
         Some(true)
@@ -236,7 +236,7 @@ fn a_worker_holding_the_last_layout_reads_its_buckets_until_the_next_share() {
     // The worker still holding the small list's head decides by its own layout's buckets.
     assert_eq!(indexed.revokes(&probe("j1", "nobody", 0)), Some(true));
     assert_eq!(indexed.revokes(&probe("j4999", "nobody", 0)), Some(false));
-    let adopted = IndexedSet::adopt(source.clone(), None).unwrap();
+    let adopted = IndexedSet::adopt(source.clone(), None, false).unwrap();
     assert_eq!(adopted.revokes(&probe("j4999", "nobody", 0)), Some(true));
     assert_eq!(adopted.len(), large.len());
     // The next share clears the small layout: no head names it any more, and a worker that
@@ -273,7 +273,7 @@ fn a_list_that_changed_a_little_is_written_and_read_a_little() {
     let old = list(70_000);
     let source = Rc::new(Shared::default());
     let stamp = share(&old, None, &*source, 1).unwrap();
-    let held = IndexedSet::adopt(source.clone(), None).unwrap();
+    let held = IndexedSet::adopt(source.clone(), None, false).unwrap();
     let parts = held.parts.len();
     assert!(parts > 4, "{parts}");
     // One entry more: one bucket and one part change; the rest stays as written.
@@ -288,7 +288,7 @@ fn a_list_that_changed_a_little_is_written_and_read_a_little() {
         inner: source.clone(),
         part_reads: Cell::new(0),
     });
-    let adopted = IndexedSet::adopt(counting.clone(), Some(held)).unwrap();
+    let adopted = IndexedSet::adopt(counting.clone(), Some(held), false).unwrap();
     assert_eq!(counting.part_reads.get(), 1);
     assert_eq!(
         adopted.revokes(&probe("newly-listed", "nobody", 0)),
@@ -309,7 +309,7 @@ fn a_list_that_changed_a_little_is_written_and_read_a_little() {
     assert!(buckets >= bucket_count(other.len()) - 2, "{buckets}");
     assert!(parts_written >= parts - 2, "{parts_written}");
     // What it wrote decides as the whole list does.
-    let adopted = IndexedSet::adopt(source.clone(), None).unwrap();
+    let adopted = IndexedSet::adopt(source.clone(), None, false).unwrap();
     assert_eq!(
         adopted.revokes(&probe("from-another-vm", "x", 0)),
         Some(false)
@@ -366,7 +366,7 @@ fn a_part_read_while_another_list_was_shared_is_read_again() {
         inner: source.clone(),
         theirs: RefCell::new(next.get(Value::Part(0))),
     });
-    let adopted = IndexedSet::adopt(racing.clone(), None).expect("read again");
+    let adopted = IndexedSet::adopt(racing.clone(), None, false).expect("read again");
     assert!(
         racing.theirs.borrow().is_none(),
         "the other list's part was read"
@@ -427,7 +427,7 @@ fn parts_of_two_lists_are_never_adopted_as_one() {
     let (_, first) = parts(&next).remove(0);
     source.put(Value::Part(0), &first);
     assert!(
-        IndexedSet::adopt(source.clone(), None).is_none(),
+        IndexedSet::adopt(source.clone(), None, false).is_err(),
         "stamps differ"
     );
     // Once its head is written too (and the other parts), the new list is adopted.
@@ -435,7 +435,7 @@ fn parts_of_two_lists_are_never_adopted_as_one() {
         source.put(Value::Part(i), &part);
     }
     source.put(Value::Head, &next.get(Value::Head).unwrap());
-    let adopted = IndexedSet::adopt(source.clone(), None).unwrap();
+    let adopted = IndexedSet::adopt(source.clone(), None, false).unwrap();
     assert_eq!(adopted.version(), "next");
 }
 
@@ -476,7 +476,7 @@ fn a_shared_list_is_checked_before_it_is_trusted() {
             copy.put(*k, v);
         }
         copy.put(value, bytes);
-        IndexedSet::adopt(copy, None).is_some()
+        IndexedSet::adopt(copy, None, false).is_ok()
     };
     assert!(adopt_with(Value::Head, &head));
     for cut in [0, 4, 6, 12, 20, head.len() - 1] {
@@ -507,7 +507,7 @@ fn a_shared_list_is_checked_before_it_is_trusted() {
     bad[PART_TABLE_AT + 4..PART_TABLE_AT + 8].copy_from_slice(&5u32.to_le_bytes());
     assert!(!adopt_with(Value::Part(0), &bad));
     assert!(
-        IndexedSet::adopt(Rc::new(Shared::default()), None).is_none(),
+        IndexedSet::adopt(Rc::new(Shared::default()), None, false).is_err(),
         "none shared"
     );
 }
