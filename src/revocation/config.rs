@@ -49,7 +49,8 @@ pub struct RevocationConfig {
     pub status_list: Option<StatusListConfig>,
     /// The etcd store: read, watched, and written with every revocation learned here.
     pub etcd: Option<EtcdConfig>,
-    /// Changing it clears what was learned at run time (header and list) on the next configure.
+    /// Changing it clears what was learned at run time (the revocation header, misuse detection)
+    /// on the next configure; the polled list is the list service's and is kept.
     pub learned_generation: u64,
 }
 
