@@ -350,14 +350,6 @@ impl State {
         self.etcd.borrow_mut().take()
     }
 
-    /// The etcd set held, if this VM holds it whole (the reader).
-    pub fn etcd_whole(&self) -> Option<Rc<RevocationSet>> {
-        match &*self.etcd.borrow() {
-            Some(HeldSet::Whole(set)) => Some(set.clone()),
-            _ => None,
-        }
-    }
-
     /// What is held of etcd was known to be in sync at `at` (never goes back).
     pub fn etcd_confirmed(&self, at: i64) {
         let latest = self.etcd_confirmed_at.get().map_or(at, |held| held.max(at));

@@ -76,9 +76,6 @@ struct Keys {
     set: String,
     checked: String,
     lease: String,
-    /// Where a module before `indexed` kept the whole set: blanked, so an upgrade leaves no
-    /// copy in the host (its keys are apart from these: the two never read each other's).
-    legacy_set: String,
 }
 
 impl Keys {
@@ -94,7 +91,6 @@ impl Keys {
             set: format!("{base}.set"),
             checked: format!("{base}.checked"),
             lease: format!("{base}.lease"),
-            legacy_set: format!("bearer_guard.etcd.{scope}.{store}.set"),
         }
     }
 
@@ -156,8 +152,6 @@ struct Reader {
     shared_in_sync: Option<i64>,
     /// The etcd revision of the last set built.
     built_revision: i64,
-    /// The stamp `indexed::share` gave the set this reader last shared (the one it holds).
-    shared_stamp: Option<u64>,
 }
 
 #[derive(Default)]
@@ -229,7 +223,6 @@ impl EtcdStore {
         if matches!(host.shared_data(&keys.lease), Ok((None, _)) | Err(_)) {
             let _ = host.set_shared_data(&keys.lease, lease::FREE, None);
         }
-        let _ = host.set_shared_data(&keys.legacy_set, b"", None);
         let store = EtcdStore {
             keys,
             host,
@@ -263,12 +256,18 @@ impl EtcdStore {
             }
             self.adopted_at_ms.set(now_ms);
         }
-        self.adopt(guard);
+        self.adopt_as(guard, true);
     }
 
     /// Picks up the set the reader shared, if it changed, and when it was last in sync. One
     /// small shared read when nothing changed.
     pub fn adopt(&self, guard: &Guard) {
+        self.adopt_as(guard, false);
+    }
+
+    /// `before_a_decision`: a shared set found unreadable is tried again on the next tick, not
+    /// before every request (each try reads the index parts that changed).
+    fn adopt_as(&self, guard: &Guard, before_a_decision: bool) {
         let host = &*self.host;
         let Ok((Some(bytes), _)) = host.shared_data(&self.keys.checked) else {
             return;
@@ -282,6 +281,9 @@ impl EtcdStore {
             return;
         };
         if self.seen_serial.get() != Some(serial) {
+            if before_a_decision && self.unreadable_serial.get() == Some(serial) {
+                return;
+            }
             // The index held goes in, so its unchanged parts are kept; it stays whole until
             // the new one is read (what this VM holds stays enforced if that fails).
             let held = guard.state().take_etcd();
@@ -379,7 +381,6 @@ impl EtcdStore {
                     dirty: false,
                     shared_in_sync: None,
                     built_revision: 0,
-                    shared_stamp: None,
                 });
             }
         }
@@ -499,17 +500,13 @@ impl EtcdStore {
         if build {
             let set = Rc::new(reader.held.build(now.saturating_sub(self.grace), ""));
             serial = serial.max(self.seen_serial.get().unwrap_or(0)) + 1;
-            // Only what changed since this reader's last share is written (a put: one bucket
-            // and one index part), and the others read only that.
-            let last = guard.state().etcd_whole();
-            let ours = last.as_deref().zip(reader.shared_stamp);
-            let seed = u64::try_from(now).unwrap_or(0) << 20;
-            let stamp = indexed::share(&set, ours, &*self.keys.shared_set(&self.host), seed);
-            reader.shared_stamp = stamp;
+            // Only what changed is written (a put: one bucket and one index part), and the
+            // others read only that.
+            let shared = indexed::share(&set, &*self.keys.shared_set(&self.host));
             // Enforced here in any case; if it could not be shared, the others keep what they
             // hold (`share` said why).
             guard.state().install_etcd(Some(HeldSet::Whole(set)));
-            if stamp.is_none() {
+            if !shared {
                 return;
             }
             self.seen_serial.set(Some(serial));

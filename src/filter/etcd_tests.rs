@@ -612,8 +612,9 @@ fn a_put_costs_another_worker_a_part_of_the_index_not_the_set() {
     assert!(bytes * 4 < adopted, "{bytes} of {adopted} bytes read again");
 }
 
-#[test]
-fn a_worker_keeps_enforcing_what_it_holds_when_the_shared_set_is_unreadable() {
+/// A reader and a worker holding `old`; the reader has shared `new` since, and another
+/// writer (or a fault) spoiled every part of the index before the worker read it.
+fn a_put_then_a_spoiled_index() -> (Vm, Vm, u32) {
     let config = etcd_config(json!({}));
     let mut reader = Vm::new(&config);
     let stream = first_read(&mut reader, vec![kv("jti/old", "{}", 5)]);
@@ -624,10 +625,15 @@ fn a_worker_keeps_enforcing_what_it_holds_when_the_shared_set_is_unreadable() {
         stream,
         &events(vec![event(EventType::Put, kv("jti/new", "{}", 12))]),
     );
-    // Another writer (or a fault) spoils every part of the index before the worker reads it.
     for (key, _) in reader.host.shared_values(".set.index.") {
         reader.host.put_shared(&key, b"garbage");
     }
+    (reader, worker, stream)
+}
+
+#[test]
+fn a_worker_keeps_enforcing_what_it_holds_when_the_shared_set_is_unreadable() {
+    let (_reader, mut worker, _) = a_put_then_a_spoiled_index();
     for context in 3..6 {
         worker.host.advance_ms(20);
         assert_eq!(status_of(&mut worker, context, &token("old")), 401);
@@ -636,4 +642,50 @@ fn a_worker_keeps_enforcing_what_it_holds_when_the_shared_set_is_unreadable() {
         .host
         .logged("etcd revocations in shared data are unreadable");
     assert_eq!(said.len(), 1, "once per shared set");
+}
+
+#[test]
+fn an_unreadable_bucket_is_a_stale_store_for_the_tokens_the_index_may_hold() {
+    let config = etcd_config(json!({ "on_stale": "deny" }));
+    let mut reader = Vm::new(&config);
+    first_read(&mut reader, vec![kv("jti/old", "{}", 5)]);
+    let mut worker = reader.worker(&config);
+    assert_eq!(status_of(&mut worker, 2, &token("old")), 401);
+    for (key, _) in reader.host.shared_values(".set.bucket.") {
+        reader.host.put_shared(&key, b"");
+    }
+    // Not "not revoked": the store cannot say, and on_stale (deny) answers.
+    assert_eq!(status_of(&mut worker, 3, &token("old")), 503);
+    assert_eq!(
+        status_of(&mut worker, 4, &token("fresh")),
+        200,
+        "the index alone says no"
+    );
+}
+
+#[test]
+fn an_unreadable_index_is_tried_again_on_the_tick_not_before_every_request() {
+    let (mut reader, mut worker, stream) = a_put_then_a_spoiled_index();
+    worker.host.advance_ms(20);
+    status_of(&mut worker, 3, &token("old"));
+    worker.host.take_shared_reads();
+    for context in 4..9 {
+        worker.host.advance_ms(20);
+        assert_eq!(status_of(&mut worker, context, &token("old")), 401);
+    }
+    let reads = worker.host.take_shared_reads();
+    let index_reads = reads
+        .iter()
+        .filter(|(key, _)| key.contains(".set.index"))
+        .count();
+    assert_eq!(index_reads, 0, "{reads:?}");
+    // The tick tries again, and once the reader has shared again, the new entry holds.
+    stream_message(
+        &mut reader,
+        stream,
+        &events(vec![event(EventType::Put, kv("jti/newer", "{}", 13))]),
+    );
+    worker.tick();
+    assert_eq!(status_of(&mut worker, 9, &token("new")), 401);
+    assert_eq!(status_of(&mut worker, 10, &token("newer")), 401);
 }

@@ -111,6 +111,7 @@ fn a_worker_holds_the_lists_index_and_reads_one_bucket_for_a_listed_token() {
         "none for tokens the index does not hold"
     );
     // The polling VM decides from the whole list it holds.
+    main.host.take_shared_reads();
     assert_eq!(status(&mut main, 2, "j-2999"), 401);
     assert_eq!(bucket_reads(&main), 0);
 }
@@ -228,17 +229,6 @@ fn a_smaller_list_clears_the_buckets_it_no_longer_has_once_no_worker_can_hold_th
 #[test]
 fn a_new_learned_generation_keeps_the_list_for_the_old_vms_and_the_new() {
     let (main, mut old_worker) = polled_and_adopted("deny");
-    // What a module before the index kept per generation (the whole list): blanked, not
-    // left in the host.
-    let (index, _) = main.host.shared_values(".indexed-list.").remove(0);
-    let scope = index.split(".indexed-list.").next().unwrap().to_owned();
-    let legacy = format!("{scope}.g0.list.rev/v1/list");
-    main.host
-        .put_shared(&legacy, b"the whole list, 8 bytes per entry");
-    main.host.put_shared(
-        &format!("{scope}.g1.list.rev/v1/list"),
-        b"and under the next generation",
-    );
     let mut next = config("deny");
     next["revocation"]["learned_generation"] = json!(1);
     let mut reloaded = main.worker(&next);
@@ -250,12 +240,6 @@ fn a_new_learned_generation_keeps_the_list_for_the_old_vms_and_the_new() {
         "the old VM still reads it"
     );
     assert_eq!(status(&mut old_worker, 4, "fresh"), 200);
-    let legacy_values = main.host.shared_values(".list.rev/v1/list");
-    assert_eq!(legacy_values.len(), 4, "{legacy_values:?}");
-    assert!(
-        legacy_values.iter().all(|(_, value)| value.is_empty()),
-        "{legacy_values:?}"
-    );
 }
 
 #[test]

@@ -48,9 +48,6 @@ struct Keys {
     /// The prefix of the list's keys: the last whole list is shared under it as `indexed`
     /// lays it out (`shared_list`); the deltas since (small) are one value.
     list: String,
-    /// Where a module before `indexed` kept the whole list and its lifetimes (per
-    /// generation): blanked, so an upgrade leaves no copy in the host.
-    legacy_list: [String; 2],
     list_overlay: String,
     /// The known `exp` of the list's entries (the rollback guard); read by the fetching VM.
     list_lifetimes: String,
@@ -67,9 +64,7 @@ impl Keys {
             format!("{}{}", l.endpoint.authority, l.endpoint.path)
         });
         let list = format!("bearer_guard.revocation.{scope}.indexed-list.{endpoint}");
-        let legacy = format!("{prefix}.list.{endpoint}");
         Keys {
-            legacy_list: [format!("{legacy}.lifetimes"), legacy],
             generation: format!("bearer_guard.revocation.{scope}.generation"),
             learned: format!("{prefix}.learned"),
             learned_serial: format!("{prefix}.learned.serial"),
@@ -176,8 +171,6 @@ pub struct Revocation {
     /// This VM has decided requests (a worker); one that has not (Envoy's main thread)
     /// polls the list first, so a large list is parsed off the request path.
     serves_requests: Cell<bool>,
-    /// The stamp `indexed::share` gave the list this VM holds whole, when it shared it.
-    shared_stamp: Cell<Option<u64>>,
     /// The etcd store (`revocation.etcd`).
     etcd: Option<EtcdStore>,
     host: Rc<dyn Host>,
@@ -206,20 +199,10 @@ impl Revocation {
                 let old = String::from_utf8_lossy(&old).parse::<u64>().unwrap_or(0);
                 let stale = Keys::new(&scope, old, config.list.as_ref());
                 let _ = host.set_shared_data(&stale.learned, b"", None);
-                if config.list.is_some() {
-                    for key in &stale.legacy_list {
-                        let _ = host.set_shared_data(key, b"", None);
-                    }
-                }
                 host.info(&format!("revocation: learned_generation {old} -> {generation}: revocations learned at run time cleared"));
             }
         }
         let _ = host.set_shared_data(&keys.generation, generation.as_bytes(), None);
-        if config.list.is_some() {
-            for key in &keys.legacy_list {
-                let _ = host.set_shared_data(key, b"", None);
-            }
-        }
         // Shared data has no atomic create: the values exist before any worker CASes them.
         for (key, initial) in [
             (
@@ -262,7 +245,6 @@ impl Revocation {
             authorized: RefCell::new(HashMap::new()),
             stale_log: RefCell::new(LogLimiter::default()),
             serves_requests: Cell::new(false),
-            shared_stamp: Cell::new(None),
             config,
             host: shared.clone(),
         };
@@ -596,7 +578,6 @@ impl Revocation {
                     HeldSet::Indexed(index) => Rc::try_unwrap(index).ok(),
                     HeldSet::Whole(_) => None,
                 });
-            self.shared_stamp.set(None);
             let base = IndexedSet::adopt(self.keys.shared_list(&self.host), held, false).ok();
             let overlay = self.shared_overlay(shared);
             let (Some(base), Ok(overlay)) = (base, overlay) else {
@@ -858,7 +839,7 @@ impl Revocation {
         metrics.count(Counter::ListFetchOk);
         log_list(host, "fetched", &base, base.len(), expired_dropped);
         let mut shared_ok = self.share_lifetimes(lifetimes.as_ref());
-        shared_ok &= self.share_base(&base, guard, now);
+        shared_ok &= self.share_base(&base);
         guard
             .state()
             .install_revocation_list(HeldList::whole(base, None), now);
@@ -899,7 +880,7 @@ impl Revocation {
         // Held a base the others no longer share (a lost race): share ours too.
         if seen.base_serial != shared.base_serial {
             if let Some(HeldSet::Whole(base)) = held.as_ref().map(|h| &h.base) {
-                shared_ok &= self.share_base(base, guard, now);
+                shared_ok &= self.share_base(base);
             }
             confirmed.base_serial = shared.base_serial.max(seen.base_serial) + 1;
         }
@@ -939,19 +920,9 @@ impl Revocation {
         }
     }
 
-    /// A whole list, as workers read it (`indexed::share`). Only what changed is written when
-    /// the list shared now is the one this VM holds whole and shared last.
-    fn share_base(&self, base: &RevocationSet, guard: &Guard, now: i64) -> bool {
-        let held = guard.state().revocation_list();
-        let ours = match (held.as_ref().map(|h| &h.base), self.shared_stamp.get()) {
-            (Some(HeldSet::Whole(set)), Some(stamp)) => Some((&**set, stamp)),
-            _ => None,
-        };
-        // Seconds in the high bits: no stamp of a list shared earlier in this process.
-        let seed = u64::try_from(now).unwrap_or(0) << 20;
-        let stamp = indexed::share(base, ours, &*self.keys.shared_list(&self.host), seed);
-        self.shared_stamp.set(stamp);
-        stamp.is_some()
+    /// A whole list, as workers read it (`indexed::share`: only what changed is written).
+    fn share_base(&self, base: &RevocationSet) -> bool {
+        indexed::share(base, &*self.keys.shared_list(&self.host))
     }
 
     fn share(&self, key: &str, set: &RevocationSet) -> bool {

@@ -48,7 +48,7 @@ pub trait SharedValues {
 
 const HEAD_MAGIC: &[u8; 4] = b"BGRI";
 const PART_MAGIC: &[u8; 4] = b"BGRP";
-const FORMAT: u8 = 2;
+const FORMAT: u8 = 3;
 /// At most 65,536 slots in the index table (256 KB of offsets).
 const MAX_TABLE_BITS: u32 = 16;
 /// At most 1,024 slots per part.
@@ -127,8 +127,6 @@ fn u16_at(bytes: &[u8], at: usize) -> u16 {
 /// What a lookup needs besides the fingerprints; the value written last.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Head {
-    /// New with every share: the parts it rewrote carry it.
-    stamp: u64,
     table_bits: u32,
     part_bits: u32,
     bucket_bits: u32,
@@ -137,8 +135,8 @@ struct Head {
     previous_bucket_bits: u32,
     len: usize,
     fingerprints: usize,
-    /// Each part's stamp: a part that did not change keeps the stamp it was written with,
-    /// and a worker keeps its copy.
+    /// Each part's stamp, a hash of its content: a part that did not change keeps it, and a
+    /// worker keeps its copy.
     part_stamps: Vec<u64>,
     cutoffs: Vec<(String, i64)>,
     version: String,
@@ -158,7 +156,6 @@ impl Head {
         let mut bytes = Vec::with_capacity(64 + self.part_stamps.len() * 8);
         bytes.extend_from_slice(HEAD_MAGIC);
         bytes.push(FORMAT);
-        bytes.extend_from_slice(&self.stamp.to_le_bytes());
         let bits = [
             self.table_bits,
             self.part_bits,
@@ -180,7 +177,6 @@ impl Head {
         if reader.take(HEAD_MAGIC.len())? != HEAD_MAGIC || reader.take(1)? != [FORMAT] {
             return None;
         }
-        let stamp = u64_of(reader.take(8)?)?;
         let &[table_bits, part_bits, bucket_bits, previous_bucket_bits] = reader.take(4)? else {
             return None;
         };
@@ -201,7 +197,6 @@ impl Head {
             .collect::<Option<Vec<u64>>>()?;
         let (cutoffs, version, etag) = reader.tail()?;
         (reader.at == bytes.len()).then_some(Head {
-            stamp,
             table_bits,
             part_bits,
             bucket_bits,
@@ -224,8 +219,8 @@ fn u64_of(bytes: &[u8]) -> Option<u64> {
 const PART_TABLE_AT: usize = 4 + 1 + 8 + 4;
 
 /// One part of an index: where each of its slots' residues start (relative to the part, one
-/// more than its slots), then the residues. `fingerprints` is the list's, in order; the
-/// part's are taken from it. The stamp is left for the writer (`stamped`).
+/// more than its slots), then the residues, stamped with a hash of all that. `fingerprints`
+/// is the set's, in order; the part's are taken from it.
 fn part_of(
     fingerprints: &mut Peekable<impl Iterator<Item = u64>>,
     part: usize,
@@ -249,19 +244,41 @@ fn part_of(
     for r in residues {
         bytes.extend_from_slice(&r.to_le_bytes());
     }
+    let stamp = content_hash(bytes.get(PART_STAMP_END..).unwrap_or_default());
+    if let Some(at) = bytes.get_mut(PART_STAMP_END - 8..PART_STAMP_END) {
+        at.copy_from_slice(&stamp.to_le_bytes());
+    }
     bytes
 }
 
-fn stamped(mut part: Vec<u8>, stamp: u64) -> Vec<u8> {
-    if let Some(at) = part.get_mut(5..13) {
-        at.copy_from_slice(&stamp.to_le_bytes());
+/// Where a part's stamp ends (after magic and format).
+const PART_STAMP_END: usize = 4 + 1 + 8;
+
+/// A part's stamp: the same content has the same stamp whoever wrote it, and another content
+/// another stamp (a 64-bit hash: a collision is 2^-64 likely, and needs the same layout too).
+fn content_hash(bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64 ^ (bytes.len() as u64);
+    for chunk in bytes.chunks(8) {
+        let mut word = [0u8; 8];
+        word.get_mut(..chunk.len())
+            .unwrap_or_default()
+            .copy_from_slice(chunk);
+        hash ^= u64::from_le_bytes(word);
+        hash = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        hash ^= hash >> 29;
     }
-    part
+    // murmur3's fmix64.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^ (hash >> 33)
 }
 
-/// Everything but the stamp: whether two parts hold the same.
-fn same_content(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.get(13..) == b.get(13..)
+fn stamp_of(part: &[u8]) -> u64 {
+    part.get(PART_STAMP_END - 8..PART_STAMP_END)
+        .and_then(u64_of)
+        .unwrap_or(0)
 }
 
 /// A part as read back: its stamp must be the one the head names, and every offset is
@@ -273,9 +290,14 @@ fn part_checked(bytes: &[u8], head: &Head, part: usize) -> bool {
     else {
         return false;
     };
+    // The stamp is the one the head names, and the hash of what follows it.
     if magic != PART_MAGIC
         || format != [FORMAT]
         || u64_of(stamp).as_ref() != head.part_stamps.get(part)
+        || u64_of(stamp)
+            != Some(content_hash(
+                bytes.get(PART_STAMP_END..).unwrap_or_default(),
+            ))
     {
         return false;
     }
@@ -308,78 +330,49 @@ fn chosen_bucket_bits(set: &RevocationSet, last: Option<&Head>) -> u32 {
 }
 
 /// Shares `set` as workers read it: its buckets, its index parts, then the head that names
-/// them (a worker that adopts the head finds this list's parts and buckets), and returns the
-/// head's stamp; `None` if a value could not be written.
+/// them (a worker that adopts the head finds this set's parts and buckets). `false` if a
+/// value could not be written.
 ///
-/// `ours`: the list this VM shared last, with the stamp `share` returned for it. While the
-/// shared head is still that one, only what changed is written: a bucket whose entries are
-/// the same is left as it is, and a part whose content is the same keeps its stamp (workers
-/// keep their copy). `seed`: the first stamp when nothing is shared yet (the clock: stamps of
-/// a list shared before and cleared since are not reused).
+/// Only what differs from what is shared is written, whoever wrote that: a bucket or a part
+/// the same as the one in shared data is left as it is, and a part keeps its stamp, so a
+/// worker keeps its copy. Comparing with what is shared, not with what this VM shared last,
+/// means two writers at once (a lease that moved) leave nothing that the next share does not
+/// mend.
 ///
 /// Then clears what no head names any more: the buckets of the layout before the last one,
 /// parts past the new count.
-pub fn share(
-    set: &RevocationSet,
-    ours: Option<(&RevocationSet, u64)>,
-    shared: &dyn SharedValues,
-    seed: u64,
-) -> Option<u64> {
+pub fn share(set: &RevocationSet, shared: &dyn SharedValues) -> bool {
     let last = shared
         .get(Value::Head)
         .and_then(|bytes| Head::decode(&bytes));
-    let stamp = last.as_ref().map_or(seed, |l| l.stamp.wrapping_add(1));
     let fingerprint_count = set.fingerprint_count();
     let table_bits = table_bits(fingerprint_count);
     let part_bits = table_bits.saturating_sub(PART_SLOT_BITS);
     let bucket_bits = chosen_bucket_bits(set, last.as_ref());
-    let previous = ours.and_then(|(previous, its_stamp)| {
-        last.as_ref()
-            .filter(|l| l.stamp == its_stamp)
-            .map(|l| (previous, l))
-    });
-    // Buckets: only those whose entries changed, when the shared ones are ours.
-    let same_layout = previous.filter(|(_, l)| l.bucket_bits == bucket_bits);
-    let mut old = same_layout.map(|(set, _)| bucket_entries(set, bucket_bits));
+    let put_if_changed = |value: Value, bytes: &[u8]| {
+        shared.get(value).as_deref() == Some(bytes) || shared.put(value, bytes)
+    };
     let mut buckets = bucket_entries(set, bucket_bits);
     for index in 0..1usize << bucket_bits {
-        let entries = buckets(index);
-        if old.as_mut().is_some_and(|old| old(index) == entries) {
-            continue;
-        }
         let value = Value::Bucket {
             bits: bucket_bits,
             index,
         };
-        if !shared.put(value, entries.encoded().as_bytes()) {
-            return None;
+        if !put_if_changed(value, buckets(index).encoded().as_bytes()) {
+            return false;
         }
     }
-    // Parts: a part whose content is the same keeps its stamp and is not written again.
     let slots = 1 << (table_bits - part_bits);
-    let same_parts =
-        previous.filter(|(_, l)| l.table_bits == table_bits && l.part_bits == part_bits);
-    let mut old = same_parts.map(|(set, l)| (fingerprints(set).peekable(), l));
-    let mut new = fingerprints(set).peekable();
+    let mut fingerprints = fingerprints(set).peekable();
     let mut part_stamps = Vec::with_capacity(1 << part_bits);
     for part in 0..1usize << part_bits {
-        let bytes = part_of(&mut new, part, table_bits, slots);
-        let kept = old.as_mut().and_then(|(old, l)| {
-            let before = part_of(old, part, table_bits, slots);
-            let stamp = l.part_stamps.get(part).copied()?;
-            same_content(&before, &bytes).then_some(stamp)
-        });
-        if let Some(kept) = kept {
-            part_stamps.push(kept);
-            continue;
+        let bytes = part_of(&mut fingerprints, part, table_bits, slots);
+        part_stamps.push(stamp_of(&bytes));
+        if !put_if_changed(Value::Part(part), &bytes) {
+            return false;
         }
-        if !shared.put(Value::Part(part), &stamped(bytes, stamp)) {
-            return None;
-        }
-        part_stamps.push(stamp);
     }
     let head = Head {
-        stamp,
         table_bits,
         part_bits,
         bucket_bits,
@@ -392,7 +385,7 @@ pub fn share(
         etag: set.etag.clone(),
     };
     if !shared.put(Value::Head, &head.encode()) {
-        return None;
+        return false;
     }
     if let Some(last) = last {
         let older = last.previous_bucket_bits;
@@ -405,7 +398,7 @@ pub fn share(
             shared.put(Value::Part(part), b"");
         }
     }
-    Some(stamp)
+    true
 }
 
 /// The entries of one bucket.
