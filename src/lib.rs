@@ -9,6 +9,7 @@ pub mod decide;
 pub mod filter;
 pub mod idp;
 pub mod keys;
+pub mod mix;
 pub mod observe;
 pub mod percent;
 pub mod policy;

@@ -36,6 +36,15 @@ impl HeldSet {
         }
     }
 
+    /// The index itself, to adopt the next one with (its unchanged parts are kept); the set
+    /// back when it is whole, or shared with another holder.
+    pub fn into_index(self) -> Result<IndexedSet, HeldSet> {
+        match self {
+            HeldSet::Indexed(index) => Rc::try_unwrap(index).map_err(HeldSet::Indexed),
+            whole => Err(whole),
+        }
+    }
+
     /// The cutoff held for a subject fingerprint; `None` when it cannot be read.
     pub fn cutoff_of_subject(&self, fp: u64) -> Option<Option<i64>> {
         match self {

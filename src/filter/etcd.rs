@@ -286,13 +286,10 @@ impl EtcdStore {
             }
             // The index held goes in, so its unchanged parts are kept; it stays whole until
             // the new one is read (what this VM holds stays enforced if that fails).
-            let held = guard.state().take_etcd();
-            let (index, whole) = match held {
-                Some(HeldSet::Indexed(index)) => match Rc::try_unwrap(index) {
-                    Ok(index) => (Some(index), None),
-                    Err(shared) => (None, Some(HeldSet::Indexed(shared))),
-                },
-                other => (None, other),
+            let (index, whole) = match guard.state().take_etcd().map(HeldSet::into_index) {
+                Some(Ok(index)) => (Some(index), None),
+                Some(Err(held)) => (None, Some(held)),
+                None => (None, None),
             };
             let adopted = IndexedSet::adopt(self.keys.shared_set(&self.host), index, true);
             let set = match adopted {

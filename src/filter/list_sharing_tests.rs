@@ -5,6 +5,7 @@
 use proxy_wasm::types::Action;
 use serde_json::{json, Value};
 
+use super::fake_host::Call;
 use super::tests::{revocation_config, Vm};
 use crate::revocation::indexed;
 use crate::testkit::{good_claims, rs256, NOW};
@@ -57,32 +58,34 @@ fn bucket_reads(vm: &Vm) -> usize {
 
 /// The VM that polls (Envoy's main thread) and a worker that has adopted what it fetched.
 fn polled_and_adopted(on_stale: &str) -> (Vm, Vm) {
-    adopted(&config(on_stale))
+    adopted(&config(on_stale), ENTRIES)
 }
 
-fn adopted(config: &Value) -> (Vm, Vm) {
+/// The main VM polls a list of `entries`; the worker adopts it (its shared-data reads since
+/// are what adopting it read).
+fn adopted(config: &Value, entries: usize) -> (Vm, Vm) {
     let mut main = Vm::new(config);
     let mut worker = main.worker(config);
     main.tick();
     let call = main.last_call();
-    main.answer_root(&call, Some(200), &whole_list("v1", ENTRIES));
+    main.answer_root(&call, Some(200), &whole_list("v1", entries));
     worker.host.take_shared_reads();
     worker.tick();
     (main, worker)
 }
 
+/// The worker polls itself (the main VM did not, past the worker's deferral): its call.
+fn worker_polls(worker: &mut Vm) -> Call {
+    worker.host.set_now(NOW + 13);
+    worker.tick();
+    worker.last_call()
+}
+
 #[test]
 fn a_worker_holds_the_lists_index_and_reads_one_bucket_for_a_listed_token() {
-    let config = config("deny");
-    let mut main = Vm::new(&config);
-    let mut worker = main.worker(&config);
-    main.tick();
-    let call = main.last_call();
-    main.answer_root(&call, Some(200), &whole_list("v1", ENTRIES));
+    let (mut main, mut worker) = polled_and_adopted("deny");
     let buckets = main.host.shared_values(".bucket.");
     assert_eq!(buckets.len(), indexed::bucket_count(ENTRIES));
-    worker.host.take_shared_reads();
-    worker.tick();
     let reads = worker.host.take_shared_reads();
     let index_bytes: usize = reads
         .iter()
@@ -146,9 +149,7 @@ fn a_worker_that_polls_applies_a_delta_to_the_list_read_back_from_its_buckets() 
     let (mut main, mut worker) = polled_and_adopted("deny");
     // The main thread's VM does not poll (stuck): the worker does, once its deferral is over.
     assert_eq!(status(&mut worker, 2, "j-1"), 401);
-    worker.host.set_now(NOW + 13);
-    worker.tick();
-    let call = worker.last_call();
+    let call = worker_polls(&mut worker);
     assert_eq!(call.header(":path"), Some("/v1/list?since=v1"));
     let delta = json!({ "version": "v2", "delta_since": "v1", "jti": ["new-1"] }).to_string();
     worker.host.take_shared_reads();
@@ -169,9 +170,7 @@ fn a_worker_that_polls_applies_a_delta_to_the_list_read_back_from_its_buckets() 
 #[test]
 fn a_worker_that_cannot_read_back_the_list_fails_the_poll_and_keeps_what_it_holds() {
     let (main, mut worker) = polled_and_adopted("deny");
-    worker.host.set_now(NOW + 13);
-    worker.tick();
-    let call = worker.last_call();
+    let call = worker_polls(&mut worker);
     let (key, _) = main.host.shared_values(".bucket.").pop().unwrap();
     main.host.put_shared(&key, b"");
     let delta = json!({ "version": "v2", "delta_since": "v1", "jti": ["new-1"] }).to_string();
@@ -199,7 +198,7 @@ fn a_worker_that_cannot_read_back_the_list_fails_the_poll_and_keeps_what_it_hold
 
 #[test]
 fn a_smaller_list_clears_the_buckets_it_no_longer_has_once_no_worker_can_hold_them() {
-    let (mut main, mut worker) = adopted(&config_allowing_removal());
+    let (mut main, mut worker) = adopted(&config_allowing_removal(), ENTRIES);
     let held = |vm: &Vm| {
         let buckets = vm.host.shared_values(".bucket.");
         buckets.iter().filter(|(_, v)| !v.is_empty()).count()
@@ -265,13 +264,7 @@ fn a_reloaded_vm_that_polls_and_hears_not_modified_keeps_the_list() {
 
 #[test]
 fn an_empty_list_is_shared_and_revokes_nothing() {
-    let config = config("deny");
-    let mut main = Vm::new(&config);
-    let mut worker = main.worker(&config);
-    main.tick();
-    let call = main.last_call();
-    main.answer_root(&call, Some(200), &whole_list("v1", 0));
-    worker.tick();
+    let (mut main, mut worker) = adopted(&config("deny"), 0);
     assert_eq!(status(&mut worker, 2, "j-1"), 200);
     assert_eq!(status(&mut main, 2, "j-1"), 200);
 }
@@ -279,9 +272,7 @@ fn an_empty_list_is_shared_and_revokes_nothing() {
 #[test]
 fn a_worker_that_polls_and_hears_not_modified_keeps_its_index() {
     let (_, mut worker) = polled_and_adopted("deny");
-    worker.host.set_now(NOW + 13);
-    worker.tick();
-    let call = worker.last_call();
+    let call = worker_polls(&mut worker);
     worker.host.take_shared_reads();
     worker.answer_root(&call, Some(304), "");
     assert_eq!(bucket_reads(&worker), 0, "nothing read back for a 304");

@@ -574,10 +574,7 @@ impl Revocation {
             let held = guard
                 .state()
                 .take_revocation_list()
-                .and_then(|h| match h.base {
-                    HeldSet::Indexed(index) => Rc::try_unwrap(index).ok(),
-                    HeldSet::Whole(_) => None,
-                });
+                .and_then(|h| h.base.into_index().ok());
             let base = IndexedSet::adopt(self.keys.shared_list(&self.host), held, false).ok();
             let overlay = self.shared_overlay(shared);
             let (Some(base), Ok(overlay)) = (base, overlay) else {

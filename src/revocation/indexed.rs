@@ -25,7 +25,7 @@ use std::fmt;
 use std::iter::Peekable;
 use std::rc::Rc;
 
-use super::set::{count, put_tail, Probe, Reader, RevocationSet, SetBuilder};
+use super::set::{count, put_tail, sorted_search, Probe, Reader, RevocationSet, SetBuilder};
 
 /// One value of a shared list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -267,12 +267,7 @@ fn content_hash(bytes: &[u8]) -> u64 {
         hash = hash.wrapping_mul(0x9e37_79b9_7f4a_7c15);
         hash ^= hash >> 29;
     }
-    // murmur3's fmix64.
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    hash ^ (hash >> 33)
+    crate::mix::fmix64(hash)
 }
 
 fn stamp_of(part: &[u8]) -> u64 {
@@ -560,17 +555,9 @@ impl IndexedSet {
         let start = u32_at(part, PART_TABLE_AT + local * 4);
         let end = u32_at(part, PART_TABLE_AT + (local + 1) * 4);
         let residues_at = PART_TABLE_AT + (slots + 1) * 4;
-        let wanted = residue(fp, self.head.table_bits);
-        let (mut low, mut high) = (start, end);
-        while low < high {
-            let mid = low + (high - low) / 2;
-            match u16_at(part, residues_at + mid * 2).cmp(&wanted) {
-                std::cmp::Ordering::Equal => return true,
-                std::cmp::Ordering::Less => low = mid + 1,
-                std::cmp::Ordering::Greater => high = mid,
-            }
-        }
-        false
+        let wanted = u64::from(residue(fp, self.head.table_bits));
+        let residue_at = |i: usize| u64::from(u16_at(part, residues_at + (start + i) * 2));
+        sorted_search(end.saturating_sub(start), residue_at, wanted).is_some()
     }
 
     fn bucket(&self, index: usize) -> Option<RevocationSet> {

@@ -31,12 +31,8 @@ pub fn fingerprint(kind: Kind, scope: &str, value: &[u8]) -> u64 {
     scope.bytes().for_each(&mut eat);
     eat(0xff);
     value.iter().copied().for_each(&mut eat);
-    // murmur3's fmix64: FNV's low bits are weak; sorted search does not care, collisions do.
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
-    hash ^= hash >> 33;
-    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
-    hash ^ (hash >> 33)
+    // FNV's low bits are weak; sorted search does not care, collisions do.
+    crate::mix::fmix64(hash)
 }
 
 /// What a request's token is looked up by: its fingerprints, computed once per request and
@@ -456,7 +452,7 @@ impl SetBuilder {
 }
 
 /// Binary search over `n` sorted keys read by `key`.
-fn sorted_search(n: usize, key: impl Fn(usize) -> u64, wanted: u64) -> Option<usize> {
+pub(super) fn sorted_search(n: usize, key: impl Fn(usize) -> u64, wanted: u64) -> Option<usize> {
     let (mut low, mut high) = (0, n);
     while low < high {
         let mid = low + (high - low) / 2;
