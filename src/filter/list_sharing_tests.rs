@@ -282,3 +282,30 @@ fn a_worker_that_polls_and_hears_not_modified_keeps_its_index() {
     worker.host.set_now(NOW + 605);
     assert_eq!(status(&mut worker, 3, "fresh"), 200);
 }
+
+#[test]
+fn a_second_filter_config_never_reads_the_lists_another_one_shared() {
+    let (main, mut worker) = polled_and_adopted("deny");
+    assert_eq!(status(&mut worker, 2, "j-7"), 401);
+    let owned: Vec<String> = main
+        .host
+        .shared_values(".indexed-list.")
+        .into_iter()
+        .map(|(key, _)| key)
+        .collect();
+    assert!(owned.len() > indexed::bucket_count(ENTRIES), "{owned:?}");
+    // The same process, another filter config (another plugin name): its own scope.
+    let host = main.host.worker(&config("deny"), NOW);
+    host.set_property(&["plugin_name"], "other-listener");
+    let mut other = Vm::on(host);
+    // Its first request waits for its own poll, not for the other config's list.
+    assert_eq!(other.request(2, "/", &token("j-7")), Action::Pause);
+    assert_eq!(other.host.local_response(2), None);
+    other.tick();
+    assert_eq!(other.last_call().cluster, "rev", "it polls for itself");
+    let reads = other.host.take_shared_reads();
+    assert!(
+        reads.iter().all(|(key, _)| !owned.contains(key)),
+        "{reads:?}"
+    );
+}

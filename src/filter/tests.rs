@@ -28,7 +28,7 @@ impl Vm {
         Vm::on(self.host.worker(config, NOW))
     }
 
-    fn on(host: Rc<FakeHost>) -> Self {
+    pub(super) fn on(host: Rc<FakeHost>) -> Self {
         let mut root = GuardRoot::with_host(1, host.clone());
         assert!(root.configure(), "{:?}", host.logs(LogLevel::Error));
         Vm {
