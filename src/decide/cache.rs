@@ -157,10 +157,15 @@ impl TokenCache {
         }
     }
 
-    /// For when the keys change: every entry was verified with keys that may be gone.
-    pub fn clear(&mut self) {
-        self.entries.clear();
-        self.order.clear();
+    /// For when a provider's keys change: its entries were verified with keys that may be
+    /// gone. The other providers' entries stay.
+    pub fn drop_provider(&mut self, provider: usize) {
+        let before = self.entries.len();
+        self.entries.retain(|_, entry| entry.provider != provider);
+        if self.entries.len() != before {
+            let entries = &self.entries;
+            self.order.retain(|token| entries.contains_key(token));
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -216,7 +221,7 @@ mod tests {
     }
 
     #[test]
-    fn remove_and_clear() {
+    fn remove() {
         let mut cache = TokenCache::new(4);
         cache.insert("t1", entry(1));
         cache.insert("t2", entry(2));
@@ -226,8 +231,24 @@ mod tests {
         cache.insert("t4", entry(4));
         cache.insert("t5", entry(5));
         assert_eq!(cache.len(), 4);
-        cache.clear();
-        assert!(cache.is_empty());
+    }
+
+    #[test]
+    fn dropping_a_provider_keeps_the_others_and_their_order() {
+        let mut cache = TokenCache::new(3);
+        cache.insert("t1", entry(0));
+        cache.insert("t2", entry(1));
+        cache.insert("t3", entry(0));
+        cache.drop_provider(0);
+        assert_eq!(cache.len(), 1);
+        assert!(cache.get("t1").is_none() && cache.get("t3").is_none());
+        assert!(cache.get("t2").is_some());
+        // The order forgot the dropped tokens: t2 is still the oldest, evicted first.
+        cache.insert("t4", entry(0));
+        cache.insert("t5", entry(0));
+        cache.insert("t6", entry(0));
+        assert!(cache.get("t2").is_none());
+        assert_eq!(cache.len(), 3);
     }
 
     /// Only the very bytes that verified hit: a prefix, an extension or one changed character

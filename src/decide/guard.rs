@@ -2097,6 +2097,42 @@ mod tests {
         );
     }
 
+    /// Keys landing for one provider (its first fetch, or another worker's fetch adopted)
+    /// leave the other providers' verified tokens cached: only the provider whose keys
+    /// changed can have lost the key a cached token verified with.
+    #[test]
+    fn new_keys_for_one_provider_keep_the_others_cached_tokens() {
+        let g = guard(json!({
+            "providers": {
+                "corp": { "issuer": testkit::ISSUER,
+                          "remote_jwks": { "cluster": "idp", "uri": "https://idp.example.com/jwks" } },
+                "partner": { "issuer": "https://partner.example",
+                             "remote_jwks": { "cluster": "idp", "uri": "https://idp.example.com/partner" },
+                             "from_headers": [{ "name": "x-partner-token" }] }
+            }
+        }));
+        g.state()
+            .install_keys(0, key_set("rsa-1", &keys().rsa), NOW - 10);
+        let token = rs256(&good_claims());
+        assert_eq!(verdict(&g, "/", &token, NOW).cache, CacheLookup::Miss);
+        assert_eq!(verdict(&g, "/", &token, NOW).cache, CacheLookup::Hit);
+        g.state()
+            .install_keys(1, key_set("p-1", &keys().rsa_other), NOW);
+        let after_partner = verdict(&g, "/", &token, NOW + 1);
+        assert_eq!(after_partner.cache, CacheLookup::Hit);
+        assert_eq!(reason(after_partner.decision), None);
+        // corp's same keys again (a periodic refetch) drop nothing...
+        g.state()
+            .install_keys(0, key_set("rsa-1", &keys().rsa), NOW + 2);
+        assert_eq!(verdict(&g, "/", &token, NOW + 2).cache, CacheLookup::Hit);
+        // ...and changed ones drop corp's entries: they are verified afresh.
+        g.state()
+            .install_keys(0, key_set("rsa-one", &keys().rsa), NOW + 3);
+        let renamed = verdict(&g, "/", &token, NOW + 3);
+        assert_eq!(renamed.cache, CacheLookup::Miss);
+        assert_eq!(reason(renamed.decision), Some(DenyReason::UnknownKeyId));
+    }
+
     fn revocation_guard(revocation: Value) -> Guard {
         let mut config = testkit::config_json(json!({}), None);
         config["revocation"] = revocation;

@@ -180,18 +180,25 @@ impl State {
         }
     }
 
-    /// New keys for a provider (a remote JWKS fetch landed). Tokens verified with the old keys
-    /// are dropped from the cache: a key that was removed must stop working.
+    /// New keys for a provider (a remote JWKS fetch landed). Tokens this provider verified
+    /// with the old keys are dropped from the cache: a key that was removed must stop working.
+    /// The same keys again (a periodic refetch, another worker's fetch adopted) drop nothing,
+    /// and other providers' entries stay: clearing them made a worker verify its tokens again
+    /// whenever any provider's keys landed.
     /// `fetched_at` also counts as a refetch, so the refetch rate limit holds across workers
     /// (each adopts the keys, and their time, that any worker fetched).
     pub fn install_keys(&self, provider: usize, keys: KeySet, fetched_at: i64) {
+        let mut changed = true;
         if let Some(slot) = self.keys.borrow_mut().get_mut(provider) {
+            changed = !slot.same_keys(&keys);
             *slot = Rc::new(keys);
         }
         if let Some(last) = self.last_refetch.borrow_mut().get_mut(provider) {
             *last = Some(last.map_or(fetched_at, |l| l.max(fetched_at)));
         }
-        self.cache.borrow_mut().clear();
+        if changed {
+            self.cache.borrow_mut().drop_provider(provider);
+        }
     }
 
     /// A provider's keys as held now.

@@ -46,6 +46,20 @@ pub struct KeySet {
     pub keys: Vec<VerificationKey>,
 }
 
+impl KeySet {
+    /// The same keys, in the same order, with the same `kid`s and `alg`s: a token that
+    /// verified with one set verifies with the other (a refetch that brought nothing new).
+    pub fn same_keys(&self, other: &KeySet) -> bool {
+        self.keys.len() == other.keys.len()
+            && self.keys.iter().zip(&other.keys).all(|(a, b)| {
+                a.kid == b.kid
+                    && a.algorithm == b.algorithm
+                    && a.spki_der == b.spki_der
+                    && a.material.same_as(&b.material)
+            })
+    }
+}
+
 /// Why one key of a JWKS was skipped. Skipping is not fatal: the other keys still serve.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeySkip {
@@ -263,6 +277,48 @@ mod tests {
         let parsed = parse_keys(&[key]);
         assert!(parsed.key_set.keys.is_empty());
         parsed.skipped.into_iter().next().unwrap().1
+    }
+
+    /// A refetch that brought the same JWKS keeps the verified-token cache; any change to a
+    /// key of any kind, its `kid` or its `alg` is "changed", so a removed key stops working.
+    #[test]
+    fn same_keys_tells_a_repeat_fetch_from_a_change() {
+        let set = |jwks: &Value| parse_keys(jwks["keys"].as_array().unwrap()).key_set;
+        let all = crate::testkit::jwks_all_algorithms();
+        assert!(set(&all).same_keys(&set(&all)));
+        let k = keys();
+        let count = all["keys"].as_array().unwrap().len();
+        for index in 0..count {
+            let mut changed = all.clone();
+            let key = &mut changed["keys"][index];
+            let kty = key["kty"].as_str().unwrap().to_owned();
+            *key = match kty.as_str() {
+                "RSA" => public_jwk(JsonWebKey::from(&k.rsa_other), "x", None),
+                "EC" => {
+                    let other = p256::ecdsa::SigningKey::from_slice(&[7; 32]).unwrap();
+                    public_jwk(JsonWebKey::from(&other), "x", None)
+                }
+                "OKP" => {
+                    let other = ed25519_compact::KeyPair::from_seed([7; 32].into());
+                    public_jwk(JsonWebKey::from(&other.pk), "x", None)
+                }
+                _ => json!({ "kty": "oct", "k": crate::testkit::b64(b"another secret") }),
+            };
+            key["kid"] = all["keys"][index]["kid"].clone();
+            assert!(
+                !set(&all).same_keys(&set(&changed)),
+                "{kty} key {index} changed"
+            );
+        }
+        let mut renamed = all.clone();
+        renamed["keys"][0]["kid"] = json!("renamed");
+        assert!(!set(&all).same_keys(&set(&renamed)));
+        let mut pinned = all.clone();
+        pinned["keys"][0]["alg"] = json!("RS512");
+        assert!(!set(&all).same_keys(&set(&pinned)));
+        let mut fewer = all.clone();
+        fewer["keys"].as_array_mut().unwrap().pop();
+        assert!(!set(&all).same_keys(&set(&fewer)));
     }
 
     #[test]

@@ -19,6 +19,22 @@ pub enum KeyMaterial {
     Hmac(Vec<u8>),
 }
 
+impl KeyMaterial {
+    /// Same kind and same key. RSA and EC keys are also compared through their DER
+    /// SubjectPublicKeyInfo by `KeySet::same_keys`; Ed25519 and HMAC keys have none, so their
+    /// bytes are compared here.
+    pub fn same_as(&self, other: &KeyMaterial) -> bool {
+        match (self, other) {
+            (KeyMaterial::Rsa(a), KeyMaterial::Rsa(b)) => a.modulus == b.modulus,
+            (KeyMaterial::P256(a), KeyMaterial::P256(b)) => a == b,
+            (KeyMaterial::P384, KeyMaterial::P384) | (KeyMaterial::P521, KeyMaterial::P521) => true,
+            (KeyMaterial::Ed25519(a), KeyMaterial::Ed25519(b)) => a.as_ref() == b.as_ref(),
+            (KeyMaterial::Hmac(a), KeyMaterial::Hmac(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
 impl fmt::Debug for KeyMaterial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
