@@ -86,7 +86,11 @@ impl Keys {
             .map_or(("", ""), |c| (c.username.as_str(), c.password.as_str()));
         let grace = grace.to_string();
         let store = super::scope_hash(&[&config.cluster, &config.prefix, user, password, &grace]);
-        let base = format!("bearer_guard.etcd-indexed.{scope}.{store}");
+        // The index format in the key: a module of another format reads and shares its own.
+        let base = format!(
+            "bearer_guard.etcd-indexed-v{}.{scope}.{store}",
+            indexed::FORMAT
+        );
         Keys {
             set: format!("{base}.set"),
             checked: format!("{base}.checked"),

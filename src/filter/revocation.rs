@@ -63,7 +63,11 @@ impl Keys {
         let endpoint = list.map_or(String::new(), |l| {
             format!("{}{}", l.endpoint.authority, l.endpoint.path)
         });
-        let list = format!("bearer_guard.revocation.{scope}.indexed-list.{endpoint}");
+        // The index format in the key: a module of another format polls and shares its own.
+        let list = format!(
+            "bearer_guard.revocation.{scope}.indexed-v{}-list.{endpoint}",
+            indexed::FORMAT
+        );
         Keys {
             generation: format!("bearer_guard.revocation.{scope}.generation"),
             learned: format!("{prefix}.learned"),

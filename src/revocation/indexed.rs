@@ -4,9 +4,10 @@
 //!
 //! Why: shared data hands every VM its own copy of a value, so each worker held the whole
 //! list (8 bytes per entry: 8 MB for 1,000,000 entries, per worker). The index keeps 16 bits
-//! of each fingerprint and a table of where each slot's bits start: about 2.3 MB for the same
-//! list. The VM that polls (Envoy's main thread) still holds the whole set: applying deltas
-//! and the rollback guard read it.
+//! of each fingerprint after its slot's, Elias-Fano coded: about 1.8 MB for the same list
+//! (until format 4, the 16 bits as they are and a 32-bit offset per slot: 2.26 MB). The VM
+//! that polls (Envoy's main thread) still holds the whole set: applying deltas and the
+//! rollback guard read it.
 //!
 //! Exactness: the index answers "maybe" for every listed fingerprint and for about 1 in 4,000
 //! of the others (16 bits after the table's, about 16 fingerprints per slot); "maybe" reads
@@ -15,7 +16,7 @@
 //! as when the list itself could not be fetched.
 //!
 //! Shared values (`Value`): a small head (what a lookup needs besides the fingerprints), the
-//! index in parts of at most 1,024 slots (about 36 KB each: Envoy copies a value on every read,
+//! index in parts of at most 1,024 slots (about 28 KB each: Envoy copies a value on every read,
 //! and one 2 MB copy per worker stayed with its allocator), and the buckets, named by their
 //! layout (a worker still holding the last list's head never reads another layout's bucket as
 //! its own). The head is written last and stamps its parts: a worker that reads parts of two
@@ -25,7 +26,7 @@ use std::fmt;
 use std::iter::Peekable;
 use std::rc::Rc;
 
-use super::set::{count, put_tail, sorted_search, Probe, Reader, RevocationSet, SetBuilder};
+use super::set::{count, put_tail, Probe, Reader, RevocationSet, SetBuilder};
 
 /// One value of a shared list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,7 +49,9 @@ pub trait SharedValues {
 
 const HEAD_MAGIC: &[u8; 4] = b"BGRI";
 const PART_MAGIC: &[u8; 4] = b"BGRP";
-const FORMAT: u8 = 3;
+/// Part of the shared values' keys too (the filter names them with it): module versions
+/// of another format neither read nor overwrite these values during an upgrade.
+pub const FORMAT: u8 = 4;
 /// At most 65,536 slots in the index table (256 KB of offsets).
 const MAX_TABLE_BITS: u32 = 16;
 /// At most 1,024 slots per part.
@@ -57,6 +60,20 @@ const PART_SLOT_BITS: u32 = 10;
 const MAX_BUCKET_BITS: u32 = 12;
 /// Reads of a list being shared meanwhile before adoption gives up until the next tick.
 const ADOPT_ATTEMPTS: usize = 3;
+/// Of a residue's 16 bits, the low 12 are kept as they are, packed; the top 4 with the slot
+/// make the entry's high value, coded in unary (Elias-Fano: about 14 bits per entry where 16
+/// bits and a 32-bit offset per slot took 18, for the same residues).
+const LOW_BITS: u32 = 12;
+const LOW_MASK: u16 = (1 << LOW_BITS) - 1;
+/// High values per slot (the residue's top 4 bits).
+const HIGHS_PER_SLOT: usize = 1 << (16 - LOW_BITS);
+/// A worker notes where every 64th high value's entries start in the unary code (a lookup
+/// scans from there: at most 63 ends of high values and the entries between, about two
+/// 56-bit windows).
+const SAMPLE_EVERY: usize = 64;
+/// Bits of the unary code one read looks at (a u64 read at any bit offset has 57 or more).
+const WINDOW: usize = 56;
+const WINDOW_MASK: u64 = (1 << WINDOW) - 1;
 
 fn ceil_log2(n: usize) -> u32 {
     usize::BITS - n.saturating_sub(1).leading_zeros()
@@ -102,26 +119,6 @@ fn fingerprints(set: &RevocationSet) -> impl Iterator<Item = u64> + '_ {
         (Some(_), _) => exact.next(),
         (None, _) => subjects.next(),
     })
-}
-
-fn put_u32(bytes: &mut [u8], at: usize, value: u32) {
-    if let Some(slot) = bytes.get_mut(at..at + 4) {
-        slot.copy_from_slice(&value.to_le_bytes());
-    }
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> usize {
-    bytes
-        .get(at..at + 4)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, |b| u32::from_le_bytes(b) as usize)
-}
-
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    bytes
-        .get(at..at + 2)
-        .and_then(|b| b.try_into().ok())
-        .map_or(0, u16::from_le_bytes)
 }
 
 /// What a lookup needs besides the fingerprints; the value written last.
@@ -216,39 +213,106 @@ fn u64_of(bytes: &[u8]) -> Option<u64> {
 }
 
 /// Part header: magic, format, the part's stamp, its fingerprint count.
-const PART_TABLE_AT: usize = 4 + 1 + 8 + 4;
+const PART_BODY_AT: usize = 4 + 1 + 8 + 4;
 
-/// One part of an index: where each of its slots' residues start (relative to the part, one
-/// more than its slots), then the residues, stamped with a hash of all that. `fingerprints`
-/// is the set's, in order; the part's are taken from it.
+/// The unary code's length in bytes, then the packed low bits': `None` past what a u32
+/// count can mean.
+fn part_lengths(entries: usize, highs: usize) -> Option<(usize, usize)> {
+    let unary = entries.checked_add(highs)?.div_ceil(8);
+    let lows = entries.checked_mul(LOW_BITS as usize)?.div_ceil(8);
+    Some((unary, lows))
+}
+
+/// One part of an index: its fingerprints' residues, Elias-Fano coded. Entry `i` (in order)
+/// of high value `h` (slot within the part times 16, plus the residue's top 4 bits) is a one
+/// at bit `h + i` of the unary code, and every high value ends with a zero; its low 12 bits
+/// are the `i`th of the packed lows. Stamped with a hash of all that. `fingerprints` is the
+/// set's, in order; the part's are taken from it.
 fn part_of(
     fingerprints: &mut Peekable<impl Iterator<Item = u64>>,
     part: usize,
     table_bits: u32,
     slots: usize,
 ) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(PART_TABLE_AT + (slots + 1) * 4 + slots * 32);
-    bytes.extend_from_slice(PART_MAGIC);
-    bytes.push(FORMAT);
-    bytes.resize(PART_TABLE_AT + (slots + 1) * 4, 0);
-    let mut residues = Vec::new();
+    let mut entries: Vec<(usize, u16)> = Vec::new();
     for local in 0..slots {
         let slot = part * slots + local;
-        put_u32(&mut bytes, PART_TABLE_AT + local * 4, count(residues.len()));
         while let Some(fp) = fingerprints.next_if(|fp| top(*fp, table_bits) == slot) {
-            residues.push(residue(fp, table_bits));
+            let r = residue(fp, table_bits);
+            let high = local * HIGHS_PER_SLOT + usize::from(r >> LOW_BITS);
+            entries.push((high, r & LOW_MASK));
         }
     }
-    put_u32(&mut bytes, PART_TABLE_AT + slots * 4, count(residues.len()));
-    put_u32(&mut bytes, PART_TABLE_AT - 4, count(residues.len()));
-    for r in residues {
-        bytes.extend_from_slice(&r.to_le_bytes());
+    let (unary_len, lows_len) =
+        part_lengths(entries.len(), slots * HIGHS_PER_SLOT).unwrap_or_default();
+    let mut unary = vec![0u8; unary_len];
+    // One byte more while packing: the last entry's u16 may reach past the lows.
+    let mut lows = vec![0u8; lows_len + 1];
+    for (i, (high, low)) in entries.iter().enumerate() {
+        if let Some(byte) = unary.get_mut((high + i) / 8) {
+            *byte |= 1 << ((high + i) % 8);
+        }
+        let (at, shift) = low_at(i);
+        for (to, from) in lows.iter_mut().skip(at).zip((low << shift).to_le_bytes()) {
+            *to |= from;
+        }
     }
+    lows.truncate(lows_len);
+    let mut bytes = Vec::with_capacity(PART_BODY_AT + unary_len + lows_len);
+    bytes.extend_from_slice(PART_MAGIC);
+    bytes.push(FORMAT);
+    bytes.extend_from_slice(&[0; 8]); // the stamp, below
+    bytes.extend_from_slice(&count(entries.len()).to_le_bytes());
+    bytes.extend_from_slice(&unary);
+    bytes.extend_from_slice(&lows);
     let stamp = content_hash(bytes.get(PART_STAMP_END..).unwrap_or_default());
     if let Some(at) = bytes.get_mut(PART_STAMP_END - 8..PART_STAMP_END) {
         at.copy_from_slice(&stamp.to_le_bytes());
     }
     bytes
+}
+
+/// Where entry `i`'s 12 low bits are: the byte they start in, and the shift within the
+/// little-endian u16 read there.
+fn low_at(i: usize) -> (usize, u32) {
+    let bit = i * LOW_BITS as usize;
+    (bit / 8, (bit % 8) as u32)
+}
+
+/// Where the `n`th (from 1) set bit of `word` is; `word` has at least `n`. A byte at a time,
+/// then a bit at a time: at most 7 + 7 steps where clearing the lowest bit `n - 1` times took
+/// up to 55.
+fn nth_set_bit(word: u64, n: usize) -> usize {
+    let (mut shift, mut left) = (0, n);
+    while shift < 56 {
+        let in_byte = ((word >> shift) & 0xff).count_ones() as usize;
+        if in_byte >= left {
+            break;
+        }
+        left -= in_byte;
+        shift += 8;
+    }
+    let mut byte = (word >> shift) & 0xff;
+    for _ in 1..left {
+        byte &= byte.wrapping_sub(1);
+    }
+    shift + byte.trailing_zeros() as usize
+}
+
+/// The 56 bits of `bits` from bit `at` on (zeros past the end).
+fn window(bits: &[u8], at: usize) -> u64 {
+    let from = at / 8;
+    let word = match bits.get(from..from + 8) {
+        Some(eight) => eight.try_into().unwrap_or([0; 8]),
+        None => {
+            let mut word = [0u8; 8];
+            for (to, from) in word.iter_mut().zip(bits.iter().skip(from)) {
+                *to = *from;
+            }
+            word
+        }
+    };
+    (u64::from_le_bytes(word) >> (at % 8)) & WINDOW_MASK
 }
 
 /// Where a part's stamp ends (after magic and format).
@@ -276,42 +340,130 @@ fn stamp_of(part: &[u8]) -> u64 {
         .unwrap_or(0)
 }
 
-/// A part as read back: its stamp must be the one the head names, and every offset is
-/// checked here, so lookups need not trust it.
-fn part_checked(bytes: &[u8], head: &Head, part: usize) -> bool {
-    let slots = head.slots_per_part();
-    let mut reader = Reader { bytes, at: 0 };
-    let (Some(magic), Some(format), Some(stamp)) = (reader.take(4), reader.take(1), reader.take(8))
-    else {
-        return false;
-    };
-    // The stamp is the one the head names, and the hash of what follows it.
-    if magic != PART_MAGIC
-        || format != [FORMAT]
-        || u64_of(stamp).as_ref() != head.part_stamps.get(part)
-        || u64_of(stamp)
-            != Some(content_hash(
-                bytes.get(PART_STAMP_END..).unwrap_or_default(),
-            ))
-    {
-        return false;
-    }
-    let Some(n) = reader.u32() else {
-        return false;
-    };
-    let residues_at = PART_TABLE_AT + (slots + 1) * 4;
-    if Some(bytes.len()) != n.checked_mul(2).and_then(|r| r.checked_add(residues_at)) {
-        return false;
-    }
-    let mut previous = 0;
-    for local in 0..=slots {
-        let start = u32_at(bytes, PART_TABLE_AT + local * 4);
-        if start < previous || start > n {
-            return false;
+/// One part of the index as a worker holds it.
+#[derive(Clone, Default)]
+struct Part {
+    bytes: Vec<u8>,
+    entries: usize,
+    unary_len: usize,
+    /// Where high value `64k`'s entries start in the unary code, for every `k`: worked out on
+    /// reading, from the checked code, not taken from shared data.
+    samples: Vec<u32>,
+}
+
+impl Part {
+    /// A part as read back: its stamp must be the one the head names, and the hash of its
+    /// content; its unary code must hold exactly its entries, one end per high value. Checked
+    /// here, so lookups need not trust it.
+    fn read(bytes: Vec<u8>, head: &Head, part: usize) -> Option<Part> {
+        let mut reader = Reader {
+            bytes: &bytes,
+            at: 0,
+        };
+        let (magic, format, stamp) = (reader.take(4)?, reader.take(1)?, reader.take(8)?);
+        if magic != PART_MAGIC
+            || format != [FORMAT]
+            || u64_of(stamp).as_ref() != head.part_stamps.get(part)
+            || u64_of(stamp) != Some(content_hash(bytes.get(PART_STAMP_END..)?))
+        {
+            return None;
         }
-        previous = start;
+        let entries = reader.u32()?;
+        let highs = head.slots_per_part() * HIGHS_PER_SLOT;
+        let (unary_len, lows_len) = part_lengths(entries, highs)?;
+        if bytes.len() != PART_BODY_AT.checked_add(unary_len)?.checked_add(lows_len)? {
+            return None;
+        }
+        let unary = bytes.get(PART_BODY_AT..PART_BODY_AT + unary_len)?;
+        let bits = entries + highs;
+        // High value 0's entries start at bit 0; high value 64k's after the 64k-th end.
+        let mut samples = vec![0u32];
+        let (mut ones, mut ends) = (0, 0);
+        for (at, byte) in unary.iter().enumerate() {
+            let valid = bits.checked_sub(at * 8)?.min(8);
+            if u32::from(*byte) >> valid != 0 {
+                return None; // bits past the code: not as a writer writes them
+            }
+            let byte_ends = valid - byte.count_ones() as usize;
+            if (ends + byte_ends) / SAMPLE_EVERY == ends / SAMPLE_EVERY {
+                ends += byte_ends;
+            } else {
+                for bit in 0..valid {
+                    if byte >> bit & 1 == 0 {
+                        ends += 1;
+                        if ends % SAMPLE_EVERY == 0 && ends < highs {
+                            samples.push(u32::try_from(at * 8 + bit + 1).ok()?);
+                        }
+                    }
+                }
+            }
+            ones += byte.count_ones() as usize;
+        }
+        (ones == entries && ends == highs).then_some(Part {
+            bytes,
+            entries,
+            unary_len,
+            samples,
+        })
     }
-    u32_at(bytes, PART_TABLE_AT) == 0 && previous == n
+
+    /// Bytes held for it.
+    fn held_bytes(&self) -> usize {
+        self.bytes.len() + self.samples.len() * 4
+    }
+
+    /// Whether an entry of `high` has the low bits `low` (the entries of a high value are in
+    /// order of their low bits).
+    fn holds(&self, high: usize, low: u16) -> bool {
+        let unary = self
+            .bytes
+            .get(PART_BODY_AT..PART_BODY_AT + self.unary_len)
+            .unwrap_or_default();
+        let lows = self
+            .bytes
+            .get(PART_BODY_AT + self.unary_len..)
+            .unwrap_or_default();
+        let Some(&sample) = self.samples.get(high / SAMPLE_EVERY) else {
+            return true; // not a high value of this part: "maybe", so a bucket decides
+        };
+        // Past the ends of the high values before `high` from the sample on...
+        let mut at = sample as usize;
+        let mut ends_to_pass = high % SAMPLE_EVERY;
+        while ends_to_pass > 0 {
+            let ends = !window(unary, at) & WINDOW_MASK;
+            let found = ends.count_ones() as usize;
+            if found < ends_to_pass {
+                ends_to_pass -= found;
+                at += WINDOW;
+                continue;
+            }
+            at += nth_set_bit(ends, ends_to_pass) + 1;
+            ends_to_pass = 0;
+        }
+        // ...the ones from `at` on are its entries; entry `i` is the one at `high + i`.
+        let Some(mut i) = at.checked_sub(high) else {
+            return true;
+        };
+        loop {
+            let run = (window(unary, at).trailing_ones() as usize).min(WINDOW);
+            for entry in i..(i + run).min(self.entries) {
+                let (byte, shift) = low_at(entry);
+                let packed = u16::from_le_bytes([
+                    lows.get(byte).copied().unwrap_or(0),
+                    lows.get(byte + 1).copied().unwrap_or(0),
+                ]);
+                let found = (packed >> shift) & LOW_MASK;
+                if found >= low {
+                    return found == low;
+                }
+            }
+            if run < WINDOW {
+                return false;
+            }
+            at += run;
+            i += run;
+        }
+    }
 }
 
 /// The bucket layout for `set`: the last one's while the list is within a factor of two of
@@ -438,7 +590,7 @@ fn bucket_entries(set: &RevocationSet, bits: u32) -> impl FnMut(usize) -> Entrie
 pub struct IndexedSet {
     /// Boxed: an `IndexedSet` is handed back and forth whole.
     head: Box<Head>,
-    parts: Vec<Vec<u8>>,
+    parts: Vec<Part>,
     shared: Rc<dyn SharedValues>,
 }
 
@@ -475,7 +627,7 @@ impl IndexedSet {
                 held.head.table_bits == head.table_bits
                     && held.head.part_bits == head.part_bits
                     && held.head.part_stamps.get(part) == head.part_stamps.get(part)
-                    && held.parts.get(part).is_some_and(|bytes| !bytes.is_empty())
+                    && held.parts.get(part).is_some_and(|p| !p.bytes.is_empty())
             };
             let keepable = held.as_ref().map_or(0, |h| {
                 (0..head.parts()).filter(|part| kept(h, *part)).count()
@@ -492,9 +644,9 @@ impl IndexedSet {
                 }
                 match shared
                     .get(Value::Part(part))
-                    .filter(|bytes| part_checked(bytes, &head, part))
+                    .and_then(|bytes| Part::read(bytes, &head, part))
                 {
-                    Some(bytes) => read.push(Some(bytes)),
+                    Some(read_part) => read.push(Some(read_part)),
                     None => break,
                 }
             }
@@ -504,8 +656,8 @@ impl IndexedSet {
             let parts = read
                 .into_iter()
                 .enumerate()
-                .map(|(part, bytes)| {
-                    bytes.unwrap_or_else(|| {
+                .map(|(part, read_part)| {
+                    read_part.unwrap_or_else(|| {
                         held.as_mut()
                             .and_then(|h| h.parts.get_mut(part))
                             .map(std::mem::take)
@@ -541,23 +693,19 @@ impl IndexedSet {
 
     /// Bytes held: the index parts.
     pub fn held_bytes(&self) -> usize {
-        self.parts.iter().map(Vec::len).sum()
+        self.parts.iter().map(Part::held_bytes).sum()
     }
 
-    /// Whether `fp` may be listed: its residue is among its slot's (sorted) residues.
+    /// Whether `fp` may be listed: its residue is among its slot's.
     fn may_hold(&self, fp: u64) -> bool {
         let slot = top(fp, self.head.table_bits);
         let slots = self.head.slots_per_part();
         let Some(part) = self.parts.get(slot / slots) else {
             return true;
         };
-        let local = slot % slots;
-        let start = u32_at(part, PART_TABLE_AT + local * 4);
-        let end = u32_at(part, PART_TABLE_AT + (local + 1) * 4);
-        let residues_at = PART_TABLE_AT + (slots + 1) * 4;
-        let wanted = u64::from(residue(fp, self.head.table_bits));
-        let residue_at = |i: usize| u64::from(u16_at(part, residues_at + (start + i) * 2));
-        sorted_search(end.saturating_sub(start), residue_at, wanted).is_some()
+        let r = residue(fp, self.head.table_bits);
+        let high = slot % slots * HIGHS_PER_SLOT + usize::from(r >> LOW_BITS);
+        part.holds(high, r & LOW_MASK)
     }
 
     fn bucket(&self, index: usize) -> Option<RevocationSet> {

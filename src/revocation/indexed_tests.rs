@@ -492,8 +492,8 @@ fn a_shared_list_is_checked_before_it_is_trusted() {
         bad[at] = value;
         assert!(!adopt_with(Value::Head, &bad), "head byte {at} = {value}");
     }
-    // An offset past the residues, and offsets out of order, in parts stamped as a writer
-    // would stamp them (and named so by the head): the offsets themselves are checked.
+    // Unary codes that do not hold the part's entries, in parts stamped as a writer would
+    // stamp them (and named so by the head): the code itself is checked.
     let stamped_as_written = |mut bad: Vec<u8>| {
         let stamp = content_hash(&bad[PART_STAMP_END..]);
         bad[PART_STAMP_END - 8..PART_STAMP_END].copy_from_slice(&stamp.to_le_bytes());
@@ -511,13 +511,37 @@ fn a_shared_list_is_checked_before_it_is_trusted() {
         stamped_as_written(part.clone()),
         "the part itself, restamped"
     );
-    let mut bad = part.clone();
-    bad[PART_TABLE_AT + 4..PART_TABLE_AT + 8].copy_from_slice(&u32::MAX.to_le_bytes());
-    assert!(!stamped_as_written(bad));
-    let mut bad = part.clone();
-    bad[PART_TABLE_AT + 8..PART_TABLE_AT + 12].copy_from_slice(&0u32.to_le_bytes());
-    bad[PART_TABLE_AT + 4..PART_TABLE_AT + 8].copy_from_slice(&5u32.to_le_bytes());
-    assert!(!stamped_as_written(bad));
+    let entries = u32::from_le_bytes(part[PART_BODY_AT - 4..PART_BODY_AT].try_into().unwrap());
+    let highs = Head::decode(&head).unwrap().slots_per_part() * HIGHS_PER_SLOT;
+    let bits = entries as usize + highs;
+    let bit = |bytes: &[u8], at: usize| bytes[PART_BODY_AT + at / 8] >> (at % 8) & 1;
+    let flipped = |at: usize| {
+        let mut bad = part.clone();
+        bad[PART_BODY_AT + at / 8] ^= 1 << (at % 8);
+        bad
+    };
+    let first_one = (0..bits).find(|at| bit(&part, *at) == 1).unwrap();
+    let first_end = (0..bits).find(|at| bit(&part, *at) == 0).unwrap();
+    assert!(
+        !stamped_as_written(flipped(first_one)),
+        "an entry made an end"
+    );
+    assert!(
+        !stamped_as_written(flipped(first_end)),
+        "an end made an entry"
+    );
+    assert!(
+        !stamped_as_written(flipped(bits - 1)),
+        "the last high value's end"
+    );
+    assert_ne!(bits % 8, 0, "3,000 entries leave bits past the code");
+    assert!(!stamped_as_written(flipped(bits)), "a bit past the code");
+    // One entry fewer and one more, as a count: the lengths no longer fit it.
+    for count in [entries - 1, entries + 1, u32::MAX] {
+        let mut bad = part.clone();
+        bad[PART_BODY_AT - 4..PART_BODY_AT].copy_from_slice(&count.to_le_bytes());
+        assert!(!stamped_as_written(bad), "count {count}");
+    }
     assert!(
         IndexedSet::adopt(Rc::new(Shared::default()), None, false).is_err(),
         "none shared"
@@ -525,14 +549,14 @@ fn a_shared_list_is_checked_before_it_is_trusted() {
 }
 
 #[test]
-fn a_worker_holds_about_two_bytes_per_entry() {
+fn a_worker_holds_at_most_two_bytes_per_entry() {
     let set = list(200_000);
     let whole = set.as_bytes().len();
     let (indexed, source) = shared(&set);
     let held = indexed.held_bytes();
     let entries = set.fingerprint_count();
     assert!(
-        held * 1000 / entries < 2_600,
+        held * 1000 / entries < 2_050,
         "{held} bytes for {entries} entries"
     );
     assert!(held * 3 < whole, "{held} against {whole}");
@@ -661,4 +685,89 @@ fn a_subject_cutoff_is_read_from_its_bucket_or_unknown() {
         Some(None),
         "the index alone says no"
     );
+}
+
+/// Every high value and low bits of a part are held exactly when an entry has them, however
+/// the entries crowd: none, one, more in one high value than a window holds, every high value
+/// taken, entries either side of a sample, the same residue twice.
+#[test]
+fn a_part_holds_exactly_its_entries() {
+    let (table_bits, part_bits) = (8, 2);
+    let slots = 1 << (table_bits - part_bits);
+    let highs = slots * HIGHS_PER_SLOT;
+    let fp = |slot: u64, residue: u64, rest: u64| {
+        (slot << (64 - table_bits)) | (residue << (48 - table_bits)) | (rest & 0xff)
+    };
+    let mut random = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next = move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    };
+    let crowded: Vec<u64> = (0..300)
+        .map(|i| fp(70, 0x9000 | (i * 13 % 4096), i))
+        .collect();
+    let every_high: Vec<u64> = (0..(slots * 4) as u64 * 16)
+        .map(|h| fp(h / 16, (h % 16) << 12 | (h * 7 % 4096), 0))
+        .collect();
+    let at_samples: Vec<u64> = [63u64, 64, 65, 127, 128]
+        .iter()
+        .map(|h| fp(h / 16, (h % 16) << 12 | 5, 0))
+        .collect();
+    let cases = [
+        vec![],
+        vec![fp(3, 0x1234, 0)],
+        crowded,
+        every_high,
+        at_samples,
+        vec![fp(9, 0x0042, 1), fp(9, 0x0042, 2), fp(9, 0xffff, 0)],
+        (0..3_000).map(|_| next()).collect(),
+    ];
+    for mut fingerprints in cases {
+        fingerprints.sort_unstable();
+        let mut taken = fingerprints.iter().copied().peekable();
+        for part in 0..1 << part_bits {
+            let bytes = part_of(&mut taken, part, table_bits, slots);
+            let mut head = Head {
+                table_bits,
+                part_bits,
+                bucket_bits: 0,
+                previous_bucket_bits: 0,
+                len: 0,
+                fingerprints: 0,
+                part_stamps: vec![0; 1 << part_bits],
+                cutoffs: Vec::new(),
+                version: String::new(),
+                etag: String::new(),
+            };
+            head.part_stamps[part] = stamp_of(&bytes);
+            let read = Part::read(bytes, &head, part).expect("as written");
+            let held: std::collections::HashSet<(usize, u16)> = fingerprints
+                .iter()
+                .filter(|fp| top(**fp, table_bits) / slots == part)
+                .map(|fp| {
+                    let r = residue(*fp, table_bits);
+                    let local = top(*fp, table_bits) % slots;
+                    (
+                        local * HIGHS_PER_SLOT + usize::from(r >> LOW_BITS),
+                        r & LOW_MASK,
+                    )
+                })
+                .collect();
+            for high in 0..highs {
+                let near = held
+                    .iter()
+                    .filter(|(h, _)| *h == high)
+                    .flat_map(|(_, low)| [low.saturating_sub(1), *low, (low + 1) & LOW_MASK]);
+                for low in (0..=LOW_MASK).step_by(61).chain(near) {
+                    assert_eq!(
+                        read.holds(high, low),
+                        held.contains(&(high, low)),
+                        "part {part}, high {high}, low {low}"
+                    );
+                }
+            }
+        }
+    }
 }
