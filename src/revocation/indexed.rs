@@ -179,9 +179,10 @@ impl Head {
         };
         let [table_bits, part_bits, bucket_bits, previous_bucket_bits] =
             [table_bits, part_bits, bucket_bits, previous_bucket_bits].map(u32::from);
+        // The only layout a writer makes: parts of 1,024 slots, or one part. A head of many
+        // small parts would make a worker hold a part, its samples and a stamp for each.
         if table_bits > MAX_TABLE_BITS
-            || part_bits > table_bits
-            || table_bits - part_bits > PART_SLOT_BITS
+            || part_bits != table_bits.saturating_sub(PART_SLOT_BITS)
             || bucket_bits > MAX_BUCKET_BITS
             || previous_bucket_bits > MAX_BUCKET_BITS
         {
@@ -299,6 +300,40 @@ fn nth_set_bit(word: u64, n: usize) -> usize {
     shift + byte.trailing_zeros() as usize
 }
 
+/// Whether the lows of each high value are in order, as a lookup needs (it stops at the first
+/// larger one). Two entries are of the same high value exactly when their ones are next to
+/// each other (no end between them).
+fn lows_in_order(unary: &[u8], lows: &[u8]) -> bool {
+    let (mut entry, mut previous_at, mut previous_low) = (0, usize::MAX - 1, 0);
+    let mut out_of_order = false;
+    for (word_at, chunk) in unary.chunks(8).enumerate() {
+        let mut word = [0u8; 8];
+        for (to, from) in word.iter_mut().zip(chunk) {
+            *to = *from;
+        }
+        let mut ones = u64::from_le_bytes(word);
+        while ones != 0 {
+            let at = word_at * 64 + ones.trailing_zeros() as usize;
+            ones &= ones - 1;
+            let low = low_of(lows, entry);
+            // Without branching on it (which way it goes is random).
+            out_of_order |= (at == previous_at + 1) & (low < previous_low);
+            (entry, previous_at, previous_low) = (entry + 1, at, low);
+        }
+    }
+    !out_of_order
+}
+
+/// Entry `i`'s 12 low bits (zeros past the end).
+fn low_of(lows: &[u8], i: usize) -> u16 {
+    let (byte, shift) = low_at(i);
+    let packed = u16::from_le_bytes([
+        lows.get(byte).copied().unwrap_or(0),
+        lows.get(byte + 1).copied().unwrap_or(0),
+    ]);
+    (packed >> shift) & LOW_MASK
+}
+
 /// The 56 bits of `bits` from bit `at` on (zeros past the end).
 fn window(bits: &[u8], at: usize) -> u64 {
     let from = at / 8;
@@ -374,17 +409,20 @@ impl Part {
         if bytes.len() != PART_BODY_AT.checked_add(unary_len)?.checked_add(lows_len)? {
             return None;
         }
-        let unary = bytes.get(PART_BODY_AT..PART_BODY_AT + unary_len)?;
+        let (unary, lows) = bytes.get(PART_BODY_AT..)?.split_at_checked(unary_len)?;
         let bits = entries + highs;
+        if unary
+            .last()
+            .is_some_and(|last| !bits.is_multiple_of(8) && last >> (bits % 8) != 0)
+        {
+            return None; // bits past the code: not as a writer writes them
+        }
         // High value 0's entries start at bit 0; high value 64k's after the 64k-th end.
         let mut samples = vec![0u32];
         let (mut ones, mut ends) = (0, 0);
         for (at, byte) in unary.iter().enumerate() {
             let valid = bits.checked_sub(at * 8)?.min(8);
-            if u32::from(*byte) >> valid != 0 {
-                return None; // bits past the code: not as a writer writes them
-            }
-            let byte_ends = valid - byte.count_ones() as usize;
+            let byte_ends = valid.checked_sub(byte.count_ones() as usize)?;
             if (ends + byte_ends) / SAMPLE_EVERY == ends / SAMPLE_EVERY {
                 ends += byte_ends;
             } else {
@@ -398,6 +436,9 @@ impl Part {
                 }
             }
             ones += byte.count_ones() as usize;
+        }
+        if !lows_in_order(unary, lows) {
+            return None;
         }
         (ones == entries && ends == highs).then_some(Part {
             bytes,
@@ -447,12 +488,7 @@ impl Part {
         loop {
             let run = (window(unary, at).trailing_ones() as usize).min(WINDOW);
             for entry in i..(i + run).min(self.entries) {
-                let (byte, shift) = low_at(entry);
-                let packed = u16::from_le_bytes([
-                    lows.get(byte).copied().unwrap_or(0),
-                    lows.get(byte + 1).copied().unwrap_or(0),
-                ]);
-                let found = (packed >> shift) & LOW_MASK;
+                let found = low_of(lows, entry);
                 if found >= low {
                     return found == low;
                 }

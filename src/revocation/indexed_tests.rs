@@ -484,10 +484,11 @@ fn a_shared_list_is_checked_before_it_is_trusted() {
     let last = changed.len() - 1;
     changed[last] ^= 1;
     assert!(!adopt_with(Value::Part(0), &changed));
-    // Table bits past the maximum, part bits past the table's (3,000 entries: 8 table bits),
-    // bucket bits past the maximum, the previous layout's too (the bits follow magic and
-    // format).
-    for (at, value) in [(5, 17), (6, 9), (7, 13), (8, 13)] {
+    // Table bits past the maximum, part bits past the table's or other than a writer's
+    // (3,000 entries: 8 table bits, one part; many small parts would cost a worker more than
+    // their bytes), bucket bits past the maximum, the previous layout's too (the bits follow
+    // magic and format).
+    for (at, value) in [(5, 17), (6, 9), (6, 1), (6, 8), (7, 13), (8, 13)] {
         let mut bad = head.clone();
         bad[at] = value;
         assert!(!adopt_with(Value::Head, &bad), "head byte {at} = {value}");
@@ -729,32 +730,10 @@ fn a_part_holds_exactly_its_entries() {
         let mut taken = fingerprints.iter().copied().peekable();
         for part in 0..1 << part_bits {
             let bytes = part_of(&mut taken, part, table_bits, slots);
-            let mut head = Head {
-                table_bits,
-                part_bits,
-                bucket_bits: 0,
-                previous_bucket_bits: 0,
-                len: 0,
-                fingerprints: 0,
-                part_stamps: vec![0; 1 << part_bits],
-                cutoffs: Vec::new(),
-                version: String::new(),
-                etag: String::new(),
-            };
+            let mut head = part_head(table_bits, part_bits);
             head.part_stamps[part] = stamp_of(&bytes);
             let read = Part::read(bytes, &head, part).expect("as written");
-            let held: std::collections::HashSet<(usize, u16)> = fingerprints
-                .iter()
-                .filter(|fp| top(**fp, table_bits) / slots == part)
-                .map(|fp| {
-                    let r = residue(*fp, table_bits);
-                    let local = top(*fp, table_bits) % slots;
-                    (
-                        local * HIGHS_PER_SLOT + usize::from(r >> LOW_BITS),
-                        r & LOW_MASK,
-                    )
-                })
-                .collect();
+            let held = written(&fingerprints, table_bits, slots, part);
             for high in 0..highs {
                 let near = held
                     .iter()
@@ -770,4 +749,231 @@ fn a_part_holds_exactly_its_entries() {
             }
         }
     }
+}
+
+/// The high values and low bits of the fingerprints of `part`, as a lookup asks for them.
+fn written(
+    fingerprints: &[u64],
+    table_bits: u32,
+    slots: usize,
+    part: usize,
+) -> std::collections::HashSet<(usize, u16)> {
+    fingerprints
+        .iter()
+        .filter(|fp| top(**fp, table_bits) / slots == part)
+        .map(|fp| {
+            let r = residue(*fp, table_bits);
+            let local = top(*fp, table_bits) % slots;
+            (
+                local * HIGHS_PER_SLOT + usize::from(r >> LOW_BITS),
+                r & LOW_MASK,
+            )
+        })
+        .collect()
+}
+
+fn part_head(table_bits: u32, part_bits: u32) -> Head {
+    Head {
+        table_bits,
+        part_bits,
+        bucket_bits: 0,
+        previous_bucket_bits: 0,
+        len: 0,
+        fingerprints: 0,
+        part_stamps: vec![0; 1 << part_bits],
+        cutoffs: Vec::new(),
+        version: String::new(),
+        etag: String::new(),
+    }
+}
+
+/// `bytes` stamped as a writer stamps a part, with a head that names it.
+fn restamped(mut bytes: Vec<u8>, table_bits: u32, part_bits: u32) -> (Vec<u8>, Head) {
+    let stamp = content_hash(&bytes[PART_STAMP_END..]);
+    bytes[PART_STAMP_END - 8..PART_STAMP_END].copy_from_slice(&stamp.to_le_bytes());
+    let mut head = part_head(table_bits, part_bits);
+    head.part_stamps[0] = stamp;
+    (bytes, head)
+}
+
+fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut random = seed;
+    move || {
+        random ^= random << 13;
+        random ^= random >> 7;
+        random ^= random << 17;
+        random
+    }
+}
+
+/// A head of another layout than a writer makes (many small parts: 65,536 parts of one slot
+/// for 16 table bits) is refused: a worker would hold a part, its samples and a stamp for each,
+/// several times the bytes shared (found by the attacker review).
+#[test]
+fn a_head_of_many_small_parts_is_refused() {
+    for (table_bits, part_bits, writer_makes) in [
+        (16, 6, true),
+        (16, 16, false),
+        (16, 7, false),
+        (8, 0, true),
+        (8, 1, false),
+    ] {
+        let head = part_head(table_bits, part_bits);
+        assert_eq!(
+            Head::decode(&head.encode()).is_some(),
+            writer_makes,
+            "{table_bits} table bits, {part_bits} part bits"
+        );
+    }
+}
+
+/// A hostile writer's part, consistent in every other way (stamped, named by the head, one
+/// end per high value, the right count), whose lows are out of order within a high value:
+/// a lookup stops at the first larger low, so it would answer "no" for an entry the part
+/// holds. Refused on reading (found by the attacker review).
+#[test]
+fn a_part_whose_lows_are_out_of_order_is_refused() {
+    let fp = |low: u64| low << 48;
+    let written = |lows: [u64; 2]| {
+        let mut taken = lows.map(fp).into_iter().peekable();
+        part_of(&mut taken, 0, 0, 1)
+    };
+    let in_order = written([3, 5]);
+    let (bytes, head) = restamped(in_order.clone(), 0, 0);
+    let read = Part::read(bytes, &head, 0).expect("as written");
+    assert!(read.holds(0, 3) && read.holds(0, 5));
+    // The same entries, lows swapped: 5 then 3.
+    let mut swapped = in_order;
+    let lows_at = swapped.len() - 3;
+    let packed = (5u32 | (3 << 12)).to_le_bytes();
+    swapped[lows_at..].copy_from_slice(&packed[..3]);
+    let (bytes, head) = restamped(swapped, 0, 0);
+    assert!(Part::read(bytes, &head, 0).is_none());
+}
+
+/// Every layout a writer makes, crowded and sparse: every written entry is "maybe", and any
+/// other high value and low bits are exactly what the entries say (from the attacker review).
+#[test]
+fn every_layout_holds_exactly_what_was_written() {
+    let mut next = xorshift(0x9e37_79b9_7f4a_7c15);
+    for table_bits in [0u32, 1, 2, 4, 8, 10, 11, 16] {
+        let part_bits = table_bits.saturating_sub(PART_SLOT_BITS);
+        let slots = 1usize << (table_bits - part_bits);
+        let highs = slots * HIGHS_PER_SLOT;
+        for trial in 0..12 {
+            let part = (next() % (1 << part_bits)) as usize;
+            let crowd = [0, 63, 64, 65, 127, 128, highs - 1, highs / 2];
+            let n = [0, 5, 200, 3_000][trial % 4];
+            let mut fps: Vec<u64> = (0..n)
+                .map(|k| {
+                    let high = if k % 3 == 0 {
+                        crowd[(next() as usize) % crowd.len()] % highs
+                    } else {
+                        (next() as usize) % highs
+                    };
+                    let low = if trial % 5 == 0 {
+                        next() % 4
+                    } else {
+                        next() & 0xfff
+                    };
+                    let slot = (part * slots + high / HIGHS_PER_SLOT) as u64;
+                    let residue = ((high % HIGHS_PER_SLOT) as u64) << 12 | low;
+                    let top = if table_bits == 0 {
+                        0
+                    } else {
+                        slot << (64 - table_bits)
+                    };
+                    top | residue << (48 - table_bits) | (next() & ((1 << (48 - table_bits)) - 1))
+                })
+                .collect();
+            fps.sort_unstable();
+            let mut taken = fps.iter().copied().peekable();
+            let mut bytes = Vec::new();
+            for p in 0..=part {
+                bytes = part_of(&mut taken, p, table_bits, slots);
+            }
+            let mut head = part_head(table_bits, part_bits);
+            head.part_stamps[part] = stamp_of(&bytes);
+            let read = Part::read(bytes, &head, part).expect("as written");
+            let held = written(&fps, table_bits, slots, part);
+            for &(high, low) in &held {
+                assert!(read.holds(high, low), "{table_bits} bits, trial {trial}");
+            }
+            for _ in 0..5_000 {
+                let (high, low) = ((next() as usize) % highs, (next() as u16) & LOW_MASK);
+                assert_eq!(
+                    read.holds(high, low),
+                    held.contains(&(high, low)),
+                    "{table_bits} bits, trial {trial}: ({high}, {low})"
+                );
+            }
+        }
+    }
+}
+
+/// Hostile but consistent parts (mutated, then stamped and named as a writer would): reading
+/// never panics, and what it accepts is looked up without a panic or a hang (from the
+/// attacker review).
+#[test]
+fn hostile_parts_stamped_as_written_never_panic_or_hang() {
+    let mut next = xorshift(0x1234_5678_9abc_def1);
+    let (table_bits, part_bits) = (8u32, 0u32);
+    let highs = (1usize << table_bits) * HIGHS_PER_SLOT;
+    let mut fps: Vec<u64> = (0..600).map(|_| next()).collect();
+    fps.sort_unstable();
+    let good = part_of(
+        &mut fps.iter().copied().peekable(),
+        0,
+        table_bits,
+        1 << table_bits,
+    );
+    let mut accepted = 0;
+    for round in 0..2_000 {
+        let mut bad = good.clone();
+        match round % 4 {
+            0 => {
+                // Two unary bits of different value swapped: the counts still fit.
+                let bits = (bad.len() - PART_BODY_AT) * 8;
+                for _ in 0..1 + next() % 4 {
+                    let (a, b) = ((next() as usize) % bits, (next() as usize) % bits);
+                    let (at_a, at_b) = (PART_BODY_AT + a / 8, PART_BODY_AT + b / 8);
+                    if bad[at_a] >> (a % 8) & 1 != bad[at_b] >> (b % 8) & 1 {
+                        bad[at_a] ^= 1 << (a % 8);
+                        bad[at_b] ^= 1 << (b % 8);
+                    }
+                }
+            }
+            1 => {
+                let at = PART_BODY_AT + (next() as usize) % (bad.len() - PART_BODY_AT);
+                bad[at] ^= 1 << (next() % 8);
+            }
+            2 => {
+                let n = (next() % 5_000) as u32;
+                bad[PART_BODY_AT - 4..PART_BODY_AT].copy_from_slice(&n.to_le_bytes());
+                let (unary, lows) = part_lengths(n as usize, highs).unwrap();
+                bad.resize(PART_BODY_AT + unary + lows, 0);
+                for byte in &mut bad[PART_BODY_AT..] {
+                    *byte = next() as u8;
+                }
+            }
+            _ => {
+                bad.truncate(PART_STAMP_END);
+                let len = (next() % 200) as usize;
+                bad.extend((0..len).map(|_| next() as u8));
+            }
+        }
+        let (bad, head) = restamped(bad, table_bits, part_bits);
+        if let Some(read) = Part::read(bad, &head, 0) {
+            accepted += 1;
+            for high in 0..highs + 70 {
+                for low in [0, 1, 2047, 4095] {
+                    let _ = read.holds(high, low);
+                }
+            }
+        }
+    }
+    assert!(
+        accepted > 100,
+        "{accepted} accepted: the lookups were tried"
+    );
 }
