@@ -112,13 +112,50 @@ class EtcdError(Exception):
     """etcd did not take a request (no leader, a member down, a timeout)."""
 
 
-def free_ports(n):
-    """`n` distinct free loopback ports: all bound at once (so none repeats), then released."""
-    sockets = [socket.socket() for _ in range(n)]
+HANDED_OUT = set()
+
+
+def ephemeral_low():
+    """The low end of the kernel's ephemeral port range (32768 if unreadable)."""
     try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
+        return int(pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def free_ports(n):
+    """`n` distinct free loopback ports, all bound at once (so none repeats), then released.
+
+    Chosen below the kernel's ephemeral range: a port picked from it (bind to 0, release) can
+    become an outgoing connection's source port before the server binds it (an Envoy
+    listener's port was taken so while probes connected every 20 ms). This process never
+    hands a port out twice."""
+    low, high = 10000, ephemeral_low()
+    if high <= low + 1000:
+        low, high = 1024, 65536  # no room below it: any port, still bound to check it is free
+    span = high - low
+    at = random.randrange(span)
+    sockets = []
+    try:
+        for _ in range(span):
+            if len(sockets) == n:
+                break
+            port = low + at
+            at = (at + 1) % span
+            if port in HANDED_OUT:
+                continue
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                s.close()
+                continue
+            sockets.append(s)
+        if len(sockets) != n:
+            raise RuntimeError(f"no {n} free loopback ports in {low}-{high}")
+        ports = [s.getsockname()[1] for s in sockets]
+        HANDED_OUT.update(ports)
+        return ports
     finally:
         for s in sockets:
             s.close()

@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use support::envoy::{test_config, Envoy};
 use support::http;
+use support::ports::free_port;
 use support::upstream::{Upstream, UPSTREAM_BODY};
 use testkit::{keys, mint, public_jwk, unix_now, Signer, ISSUER};
 
@@ -681,14 +682,6 @@ fn assert_no_wasm_failure(log: &str) {
             "the filter failed ({marker}):\n{log}"
         );
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// `make run`: `envoy/demo.yaml` (on free ports here) accepts the tokens that the demo

@@ -92,11 +92,7 @@ impl Registry {
     fn start(dir: &Path) -> Registry {
         let binary = registry_bin();
         for _ in 0..3 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = support::ports::free_port();
             let config = dir.join("registry.yml");
             std::fs::write(
                 &config,

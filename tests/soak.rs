@@ -29,6 +29,7 @@ use serde_json::{json, Value};
 
 use support::envoy::Envoy;
 use support::http;
+use support::ports::free_port;
 use support::wasm_health::wasm_health_problems;
 use testkit::{keys, mint, unix_now, Signer, ISSUER};
 
@@ -855,12 +856,4 @@ fn rss_kib(pid: u32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }

@@ -3,7 +3,6 @@
 //! member by pid and removes the directory, also when a test fails. Keys are written with
 //! `etcdctl` (API v3), as an operator would.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -67,17 +66,6 @@ pub struct EtcdCluster {
     members: Vec<Member>,
 }
 
-/// `n` distinct free loopback ports: all bound at once (so none repeats), then released.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
-}
-
 fn scratch_dir() -> (PathBuf, String) {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let unique = format!(
@@ -112,7 +100,7 @@ impl EtcdCluster {
 
     fn spawn(count: usize, attempt: usize) -> EtcdCluster {
         let (dir, unique) = scratch_dir();
-        let ports = free_ports(2 * count);
+        let ports = super::ports::free_ports(2 * count);
         let members: Vec<Member> = (0..count)
             .map(|i| {
                 let name = format!("m{}", i + 1);
@@ -291,7 +279,7 @@ impl EtcdCluster {
     /// `etcd grpc-proxy` in front of every member, on a free loopback port: it coalesces the
     /// watches of many clients into one per key range. Stopped (by pid) when dropped.
     pub fn start_grpc_proxy(&self) -> GrpcProxy {
-        let port = free_ports(1).first().copied().unwrap();
+        let port = super::ports::free_ports(1).first().copied().unwrap();
         let log_path = self.dir.join("grpc-proxy.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let child = Command::new(etcd_bin())

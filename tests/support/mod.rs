@@ -18,6 +18,7 @@ pub mod etcd;
 pub mod fault;
 pub mod http;
 pub mod idp;
+pub mod ports;
 pub mod revocation_server;
 pub mod upstream;
 pub mod wasm_health;
