@@ -306,12 +306,8 @@ fn nth_set_bit(word: u64, n: usize) -> usize {
 fn lows_in_order(unary: &[u8], lows: &[u8]) -> bool {
     let (mut entry, mut previous_at, mut previous_low) = (0, usize::MAX - 1, 0);
     let mut out_of_order = false;
-    for (word_at, chunk) in unary.chunks(8).enumerate() {
-        let mut word = [0u8; 8];
-        for (to, from) in word.iter_mut().zip(chunk) {
-            *to = *from;
-        }
-        let mut ones = u64::from_le_bytes(word);
+    for word_at in 0..unary.len().div_ceil(8) {
+        let mut ones = word_at_byte(unary, word_at * 8);
         while ones != 0 {
             let at = word_at * 64 + ones.trailing_zeros() as usize;
             ones &= ones - 1;
@@ -336,18 +332,22 @@ fn low_of(lows: &[u8], i: usize) -> u16 {
 
 /// The 56 bits of `bits` from bit `at` on (zeros past the end).
 fn window(bits: &[u8], at: usize) -> u64 {
-    let from = at / 8;
-    let word = match bits.get(from..from + 8) {
+    (word_at_byte(bits, at / 8) >> (at % 8)) & WINDOW_MASK
+}
+
+/// The 8 bytes of `bytes` from byte `from` on, little-endian (zeros past the end).
+fn word_at_byte(bytes: &[u8], from: usize) -> u64 {
+    let word = match bytes.get(from..from + 8) {
         Some(eight) => eight.try_into().unwrap_or([0; 8]),
         None => {
             let mut word = [0u8; 8];
-            for (to, from) in word.iter_mut().zip(bits.iter().skip(from)) {
+            for (to, from) in word.iter_mut().zip(bytes.iter().skip(from)) {
                 *to = *from;
             }
             word
         }
     };
-    (u64::from_le_bytes(word) >> (at % 8)) & WINDOW_MASK
+    u64::from_le_bytes(word)
 }
 
 /// Where a part's stamp ends (after magic and format).
