@@ -17,7 +17,7 @@ TRIVIAL_WASM := target/bench/$(WASM_TARGET)/release/trivial_filter.wasm
 # matplotlib (into the same venv as Envoy) draws bench/results.png and bench/revocation.png.
 CHART_STAMP := $(VENV)/.matplotlib
 
-.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost v8-compile
+.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost v8-compile wasm-cost
 
 # wasm-opt (Debian's binaryen) shrinks and speeds up the module after rustc; features are
 # the ones rustc emits for wasm32-wasip1. `-ocimfs 0`: no inlining of functions that have one
@@ -119,6 +119,7 @@ bench-smoke: bench-setup
 		--memory bench/tmp/smoke/memory_results.json
 	python3 bench/revocation.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	python3 bench/etcd.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
+	node bench/wasm_cost.js $(WASM) bench/tmp/smoke 2000
 	$(VENV)/bin/python bench/chart.py --results bench/tmp/smoke/results.json \
 		--revocation bench/tmp/smoke/revocation_results.json \
 		--etcd bench/tmp/smoke/etcd_results.json \
@@ -199,6 +200,15 @@ fuzz:
 # what Envoy's allocator keeps after load (docs/performance.md, "Memory").
 v8-compile: build
 	node bench/v8_compile.js $(WASM)
+
+# The filter's own time per request in V8, by path, and the functions that take it: the module
+# (built as `make build` does, names kept) against a scripted host in Node (bench/wasm_cost.js).
+WASM_NAMED_TARGET := target/wasm-named
+wasm-cost: setup
+	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(WASM_NAMED_TARGET) $(CARGO) build --release --target $(WASM_TARGET) --lib
+	wasm-opt $(WASM_OPT_FLAGS) -g $(WASM_NAMED_TARGET)/$(WASM_TARGET)/release/bearer_guard.wasm -o $(WASM_NAMED_TARGET)/bearer_guard.named.wasm
+	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/cost --count 2000
+	node bench/wasm_cost.js $(WASM_NAMED_TARGET)/bearer_guard.named.wasm bench/tmp/cost
 
 cost:
 	@command -v valgrind >/dev/null || $(APT_INSTALL) valgrind
