@@ -119,7 +119,6 @@ bench-smoke: bench-setup
 		--memory bench/tmp/smoke/memory_results.json
 	python3 bench/revocation.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	python3 bench/etcd.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
-	node bench/wasm_cost.js $(WASM) bench/tmp/smoke 2000
 	$(VENV)/bin/python bench/chart.py --results bench/tmp/smoke/results.json \
 		--revocation bench/tmp/smoke/revocation_results.json \
 		--etcd bench/tmp/smoke/etcd_results.json \

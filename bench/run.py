@@ -377,6 +377,8 @@ def main():
     calls = host_calls()
     print("\n".join(["host calls per request (fake host; against Envoy a cache miss adds "
                       "verify_signature):"] + host_call_lines(calls)), flush=True)
+    module_time = wasm_cost(args.pools, 2000 if args.smoke else 40000)
+    print("\n".join(module_time_lines(module_time)), flush=True)
     print(f"{args.rounds} rounds x {runs_per_round} runs of {args.warmup} + {args.seconds} s: "
           f"about {estimate / 60:.1f} min", flush=True)
     workdir = args.pools
@@ -411,7 +413,23 @@ def main():
         if marker in envoy_log:
             raise RuntimeError(f"wasm failure during the benchmark ({marker})")
     memory = json.loads(args.memory.read_text()) if args.memory else None
-    write_results(args, samples, calls, elapsed, memory)
+    write_results(args, samples, calls, elapsed, memory, module_time)
+
+
+def wasm_cost(pools, requests):
+    """The module's own time per request by path, in Node's V8 against a scripted host
+    (bench/wasm_cost.js, which fails when a path decides otherwise than it should)."""
+    out = subprocess.run(["node", str(ROOT / "bench" / "wasm_cost.js"), str(BEARER_GUARD), str(pools),
+                          str(requests)], capture_output=True, text=True, check=True, timeout=600).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def module_time_lines(rows):
+    lines = ["| path | module's own time per request | host calls per request |", "|---|---:|---|"]
+    for row in rows:
+        calls = ", ".join(f"{name} x{n:g}" for name, n in row["calls"].items())
+        lines.append(f"| {row['what']} | {row['us_per_request']:.2f} us | {calls} |")
+    return lines
 
 
 def host_calls():
@@ -500,7 +518,7 @@ def targets_lines(rows):
     return lines
 
 
-def write_results(args, samples, calls, elapsed, memory):
+def write_results(args, samples, calls, elapsed, memory, module_time):
     summary = {}
     for (mix, variant), runs in sorted(samples.items(), key=lambda kv: (list(MIXES).index(kv[0][0]),
                                                                          MIXES[kv[0][0]][1].index(kv[0][1]))):
@@ -532,6 +550,7 @@ def write_results(args, samples, calls, elapsed, memory):
         "smoke": args.smoke, "mixes": sorted({mix for mix, _ in samples}, key=list(MIXES).index),
         "wasm_size_bytes": wasm_size, "wasm_size_target_met": wasm_size <= SIZE_TARGET_BYTES,
         "results": summary, "targets": targets, "memory_source": memory_note, "host_calls": calls,
+        "module_time": module_time,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -565,6 +584,11 @@ def report_lines(result):
     lines += ["", "Host calls per request (src/filter/host_calls_tests.rs, against the fake host; "
               "against Envoy a cache miss adds the verify_signature foreign function):", ""]
     lines += host_call_lines(result["host_calls"])
+    if result.get("module_time"):
+        lines += ["", "The module's own time per request (bench/wasm_cost.js: this module in Node's V8, "
+                  "compiled as Envoy compiles it, against a scripted host whose own time is not counted; "
+                  "one run, about 15% apart from run to run on this machine):", ""]
+        lines += module_time_lines(result["module_time"])
     return lines
 
 
