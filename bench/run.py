@@ -425,10 +425,12 @@ def wasm_cost(pools, requests):
 
 
 def module_time_lines(rows):
-    lines = ["| path | module's own time per request | host calls per request |", "|---|---:|---|"]
+    lines = ["| path | module's own time per request | its runs | host calls per request |",
+             "|---|---:|---|---|"]
     for row in rows:
         calls = ", ".join(f"{name} x{n:g}" for name, n in row["calls"].items())
-        lines.append(f"| {row['what']} | {row['us_per_request']:.2f} us | {calls} |")
+        spread = "-".join(f"{us:.2f}" for us in row.get("spread", []))
+        lines.append(f"| {row['what']} | {row['us_per_request']:.2f} us | {spread} | {calls} |")
     return lines
 
 
@@ -587,7 +589,7 @@ def report_lines(result):
     if result.get("module_time"):
         lines += ["", "The module's own time per request (bench/wasm_cost.js: this module in Node's V8, "
                   "compiled as Envoy compiles it, against a scripted host whose own time is not counted; "
-                  "one run, about 15% apart from run to run on this machine):", ""]
+                  "the least of 3 runs, and their spread):", ""]
         lines += module_time_lines(result["module_time"])
     return lines
 
