@@ -8,7 +8,8 @@
 //! entry now holds the token's bytes instead (its length, about 0.6-1.2 KB).
 //!
 //! The byte comparison is a word at a time (`same_bytes`): `str`'s `==` calls wasi-libc's
-//! `memcmp`, a byte loop, which took 0.53 of a hit's 2.77 us in V8 (`make wasm-cost`).
+//! `memcmp`, a byte loop, which took 0.26-0.53 us of a hit's 1.8-2.8 us in V8 in the profiles
+//! of `make wasm-cost`.
 
 use std::cell::Cell;
 use std::collections::hash_map::RandomState;
@@ -85,20 +86,18 @@ impl Equivalent<Key> for Presented<'_> {
     }
 }
 
-/// Equal bytes, compared 8 at a time (each word one `i64.load` in wasm).
+/// Equal bytes, compared 8 at a time (each word one `i64.load` in wasm). The lengths are
+/// compared first: the words are paired from the start, so without it a token would equal
+/// a longer one that repeats it.
 fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }
-    let (mut left, mut right) = (a.chunks_exact(8), b.chunks_exact(8));
-    left.by_ref()
-        .zip(right.by_ref())
-        .all(|(x, y)| word(x) == word(y))
-        && left.remainder() == right.remainder()
-}
-
-fn word(eight: &[u8]) -> u64 {
-    u64::from_le_bytes(eight.try_into().unwrap_or([0; 8]))
+    let ((left, left_tail), (right, right_tail)) = (a.as_chunks::<8>(), b.as_chunks::<8>());
+    left.iter()
+        .zip(right)
+        .all(|(x, y)| u64::from_ne_bytes(*x) == u64::from_ne_bytes(*y))
+        && left_tail == right_tail
 }
 
 /// The map's hash: a word at a time, seeded per VM. std's SipHash took 1,575 of a hit's 8,300
@@ -142,11 +141,10 @@ impl WordHasher {
 
 impl Hasher for WordHasher {
     fn write(&mut self, bytes: &[u8]) {
-        let mut words = bytes.chunks_exact(8);
-        for word in &mut words {
-            self.add(u64::from_le_bytes(word.try_into().unwrap_or([0; 8])));
+        let (words, rest) = bytes.as_chunks::<8>();
+        for word in words {
+            self.add(u64::from_le_bytes(*word));
         }
-        let rest = words.remainder();
         if !rest.is_empty() {
             let mut eight = [0u8; 8];
             for (to, from) in eight.iter_mut().zip(rest) {
@@ -322,21 +320,183 @@ mod tests {
         assert!(cache.get("aGVhZA.cGF5bG9hZA.c2ln").is_some());
     }
 
-    /// The word-at-a-time comparison tells apart bytes that differ anywhere: in a full word,
-    /// in the tail after the last whole word, or only in length.
+    /// A small generator for the tests below (no dependency, the same sequence every run).
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn next(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0 >> 33
+        }
+    }
+
+    /// The word-at-a-time comparison answers as `==` does: on every pair of byte strings of up
+    /// to 3 bytes over bytes that probe each bit's end, for every single-bit change of lengths
+    /// 0-79 (whole words and every tail), and for a string against itself extended by 1-24
+    /// bytes (zeros, or its own bytes again: the words are paired from the start).
     #[test]
-    fn same_bytes_compares_every_byte_and_the_length() {
-        for len in 0..26 {
-            let base: Vec<u8> = (0..len).map(|n| b'a' + n).collect();
-            assert!(same_bytes(&base, &base.clone()), "len {len}");
-            for at in 0..usize::from(len) {
-                let mut other = base.clone();
-                other[at] ^= 0x20;
-                assert!(!same_bytes(&base, &other), "len {len}, byte {at}");
+    fn same_bytes_answers_as_eq() {
+        let alphabet = [0u8, 1, 0x20, 0x7f, 0x80, 0xff];
+        let mut all: Vec<Vec<u8>> = vec![Vec::new()];
+        let mut layer = all.clone();
+        for _ in 0..3 {
+            layer = layer
+                .iter()
+                .flat_map(|s| alphabet.iter().map(move |&c| [s.as_slice(), &[c]].concat()))
+                .collect();
+            all.extend(layer.iter().cloned());
+        }
+        for a in &all {
+            for b in &all {
+                assert_eq!(same_bytes(a, b), a == b, "{a:?} {b:?}");
             }
-            let mut longer = base.clone();
-            longer.push(0);
-            assert!(!same_bytes(&base, &longer), "len {len} + 1");
+        }
+        let mut rng = Lcg(7);
+        for len in 0..80usize {
+            let base: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            assert!(same_bytes(&base, &base.clone()));
+            for at in 0..len {
+                for bit in 0..8 {
+                    let mut other = base.clone();
+                    other[at] ^= 1 << bit;
+                    assert!(
+                        !same_bytes(&base, &other),
+                        "len {len}, byte {at}, bit {bit}"
+                    );
+                    assert!(!same_bytes(&other, &base));
+                }
+            }
+            for extra in 1..=24usize {
+                let zeros = [base.as_slice(), &vec![0; extra]].concat();
+                assert!(!same_bytes(&base, &zeros), "len {len} + {extra} zeros");
+                assert!(!same_bytes(&zeros, &base));
+                let again: Vec<u8> = base
+                    .iter()
+                    .chain(base.iter().cycle().take(extra))
+                    .copied()
+                    .collect();
+                assert!(
+                    !same_bytes(&base, &again) || base == again,
+                    "len {len} + {extra} again"
+                );
+            }
+        }
+    }
+
+    /// A token and its cached copy hash alike (the map finds the slot), and with every token in
+    /// one bucket only the very same bytes hit: the comparison alone tells them apart.
+    #[test]
+    fn only_the_same_bytes_hit_when_every_hash_collides() {
+        let hash = TokenHash::new();
+        let mut rng = Lcg(3);
+        for len in 0..200usize {
+            let token: String = (0..len)
+                .map(|_| char::from(b'!' + (rng.next() % 90) as u8))
+                .collect();
+            let key = Key(Rc::from(token.as_str()));
+            assert_eq!(
+                hash.hash_one(&key),
+                hash.hash_one(Presented(&token)),
+                "len {len}"
+            );
+            assert!(Presented(&token).equivalent(&key));
+        }
+
+        struct OneBucket;
+        struct OneHash;
+        impl Hasher for OneHash {
+            fn write(&mut self, _: &[u8]) {}
+            fn finish(&self) -> u64 {
+                42
+            }
+        }
+        impl BuildHasher for OneBucket {
+            type Hasher = OneHash;
+            fn build_hasher(&self) -> OneHash {
+                OneHash
+            }
+        }
+        let mut map: HashMap<Key, usize, OneBucket> = HashMap::with_hasher(OneBucket);
+        let tokens = [
+            "",
+            "a",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefgh\0",
+            "abcdefgi",
+            "bbcdefgh",
+            "abcdefghabcdefgh",
+            "abcdefghabcdefgH",
+            "abcdefgh\0\0\0\0\0\0\0\0",
+        ];
+        for (n, token) in tokens.iter().enumerate() {
+            map.insert(Key(Rc::from(*token)), n);
+        }
+        assert_eq!(map.len(), tokens.len());
+        for (n, token) in tokens.iter().enumerate() {
+            assert_eq!(map.get(&Presented(token)), Some(&n), "{token:?}");
+        }
+        for token in [
+            "abcdefghabcdefgx",
+            "abcdefgh\0\0\0\0\0\0\0",
+            "Abcdefgh",
+            "b",
+        ] {
+            assert!(map.get(&Presented(token)).is_none(), "{token:?}");
+        }
+    }
+
+    /// 20,000 random inserts, re-inserts, removals and provider drops per capacity 0-5 against
+    /// a plain FIFO list: the same entries, the same order, never more than the capacity.
+    /// Tokens repeat a word (`abcdefgh` one to three times), so a comparison that ignored the
+    /// length would remove or find the wrong one.
+    #[test]
+    fn the_cache_behaves_as_a_fifo_list_of_tokens() {
+        let mut rng = Lcg(11);
+        let token = |n: u64| format!("{}{}", "abcdefgh".repeat((n % 3) as usize + 1), n % 5);
+        for capacity in 0..6usize {
+            let mut cache = TokenCache::new(capacity);
+            let mut model: Vec<(String, usize)> = Vec::new();
+            for _ in 0..20_000 {
+                let n = rng.next();
+                let (t, provider) = (token(n >> 4), (n % 3) as usize);
+                match n % 4 {
+                    0 | 1 => {
+                        cache.insert(&t, entry(provider));
+                        if capacity > 0 {
+                            match model.iter_mut().find(|(k, _)| *k == t) {
+                                Some(slot) => slot.1 = provider,
+                                None => {
+                                    model.push((t.clone(), provider));
+                                    if model.len() > capacity {
+                                        model.remove(0);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    2 => {
+                        cache.remove(&t);
+                        model.retain(|(k, _)| *k != t);
+                    }
+                    _ => {
+                        cache.drop_provider(provider);
+                        model.retain(|(_, p)| *p != provider);
+                    }
+                }
+                let order: Vec<&str> = cache.order.iter().map(|k| &*k.0).collect();
+                let expected: Vec<&str> = model.iter().map(|(k, _)| k.as_str()).collect();
+                assert_eq!(order, expected);
+                assert_eq!(cache.len(), model.len());
+                for m in 0..15 {
+                    let t = token(m);
+                    let held = model.iter().find(|(k, _)| *k == t).map(|(_, p)| *p);
+                    assert_eq!(cache.get(&t).map(|e| e.provider), held, "{t}");
+                }
+            }
         }
     }
 
@@ -347,15 +507,18 @@ mod tests {
         let hash = TokenHash::new();
         let base = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhbGljZSJ9.c2lnbmF0dXJl";
         let mut seen = std::collections::HashSet::new();
-        assert!(seen.insert(hash.hash_one(base)));
+        assert!(seen.insert(hash.hash_one(Presented(base))));
         for at in 0..base.len() {
             let mut bytes = base.as_bytes().to_vec();
             bytes[at] ^= 1;
             let twin = String::from_utf8(bytes).unwrap();
-            assert!(seen.insert(hash.hash_one(&twin)), "byte {at}");
+            assert!(seen.insert(hash.hash_one(Presented(&twin))), "byte {at}");
         }
         for end in 1..base.len() {
-            assert!(seen.insert(hash.hash_one(&base[..end])), "length {end}");
+            assert!(
+                seen.insert(hash.hash_one(Presented(&base[..end]))),
+                "length {end}"
+            );
         }
         let write = |bytes: &[u8]| {
             let mut hasher = hash.build_hasher();
