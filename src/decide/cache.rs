@@ -60,9 +60,11 @@ struct Key(Rc<str>);
 /// A presented token, looked up without copying it into a `Key`.
 struct Presented<'a>(&'a str);
 
+/// The map finds a presented token only if it hashes and compares as its cached copy does:
+/// a `Key` is hashed and compared as the `Presented` token it was made from.
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        state.write(self.0.as_bytes());
+        Presented(&self.0).hash(state);
     }
 }
 
@@ -74,7 +76,7 @@ impl Hash for Presented<'_> {
 
 impl PartialEq for Key {
     fn eq(&self, other: &Key) -> bool {
-        same_bytes(self.0.as_bytes(), other.0.as_bytes())
+        Presented(&self.0).equivalent(other)
     }
 }
 
@@ -205,8 +207,7 @@ impl TokenCache {
     /// Drops a token that can no longer be valid (e.g. it expired).
     pub fn remove(&mut self, token: &str) {
         if self.entries.remove(&Presented(token)).is_some() {
-            self.order
-                .retain(|key| !same_bytes(key.0.as_bytes(), token.as_bytes()));
+            self.order.retain(|key| !Presented(token).equivalent(key));
         }
     }
 
