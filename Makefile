@@ -91,6 +91,8 @@ bench-setup: build $(CHART_STAMP)
 	@command -v wrk >/dev/null || $(APT_INSTALL) wrk
 	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/trivial-filter/Cargo.toml \
 		--target-dir target/bench
+	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/host-verify-filter/Cargo.toml \
+		--target-dir target/bench
 
 # Memory per worker first (bench/memory.py), folded into run.py's targets table, which is
 # printed again at the end.

@@ -44,6 +44,7 @@ RATIO_OF = {"bearer_guard_cache": "jwt_authn_cache", "bearer_guard_nocache": "jw
 OTHERS = {
     "no_filter": "Envoy, no filter",
     "trivial_wasm": "trivial wasm filter",
+    "host_verify_floor": "host-crypto floor (wasm: split, verify_signature, no claims)",
     "bearer_guard_wasm_crypto": "bearer-guard, crypto in wasm",
     "bearer_guard_filter_state": "bearer-guard, filter state on",
     "bearer_guard_watching": "bearer-guard, misuse detection on",

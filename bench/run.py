@@ -46,6 +46,7 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 ENVOY = ROOT / ".venv" / "bin" / "envoy"
 BEARER_GUARD = ROOT / "dist" / "bearer_guard.wasm"
 TRIVIAL = ROOT / "target" / "bench" / "wasm32-wasip1" / "release" / "trivial_filter.wasm"
+HOST_VERIFY = ROOT / "target" / "bench" / "wasm32-wasip1" / "release" / "host_verify_filter.wasm"
 ISSUER = "https://bench.bearer-guard.local"
 AUDIENCE = "bench-api"
 
@@ -59,6 +60,7 @@ ROUTER = {
 VARIANTS = {
     "no_filter": "Envoy, no filter",
     "trivial_wasm": "trivial wasm filter (reads one header, sets one)",
+    "host_verify_floor": "host-crypto floor: wasm filter that only splits the token and calls verify_signature (no claims)",
     "jwt_authn_cache": "native jwt_authn, jwt_cache_config 1000",
     "jwt_authn_nocache": "native jwt_authn, no cache",
     "bearer_guard_cache": "bearer-guard, jwt_cache_size 1000",
@@ -82,13 +84,15 @@ MIXES = {
     "repeat_es256": ("es256-repeat.txt", ["trivial_wasm", "bearer_guard_cache", "jwt_authn_cache", "jwt_authn_nocache",
                                           "bearer_guard_nocache"], 200, None),
     "distinct_rs256": ("rs256-distinct.txt", ["jwt_authn_cache", "bearer_guard_cache", "bearer_guard_wasm_crypto",
-                                              "jwt_authn_nocache", "bearer_guard_nocache"], 200, None),
+                                              "jwt_authn_nocache", "bearer_guard_nocache", "host_verify_floor"], 200,
+                       None),
     "invalid_rs256": ("rs256-invalid.txt", ["bearer_guard_nocache", "jwt_authn_nocache", "bearer_guard_cache"], 401,
                       "verification"),
     # Correctly signed, expired an hour before the pool was written (bench_tokens).
     "expired_rs256": ("rs256-expired.txt", ["bearer_guard_nocache", "jwt_authn_nocache"], 401, "expired"),
     "distinct_es256": ("es256-distinct.txt", ["jwt_authn_cache", "bearer_guard_cache", "bearer_guard_wasm_crypto",
-                                              "jwt_authn_nocache", "bearer_guard_nocache"], 200, None),
+                                              "jwt_authn_nocache", "bearer_guard_nocache", "host_verify_floor"], 200,
+                       None),
     "invalid_es256": ("es256-invalid.txt", ["bearer_guard_nocache", "jwt_authn_nocache", "bearer_guard_cache"], 401,
                       "verification"),
     "expired_es256": ("es256-expired.txt", ["bearer_guard_nocache", "jwt_authn_nocache"], 401, "expired"),
@@ -101,6 +105,16 @@ TARGETS = [
      ("distinct_rs256", "jwt_authn_nocache"), 1.0),
     ("distinct ES256: bearer-guard / jwt_authn, no cache", ("distinct_es256", "bearer_guard_nocache"),
      ("distinct_es256", "jwt_authn_nocache"), 1.0),
+    # What any wasm filter that verifies through the host can reach (bench/host-verify-filter:
+    # issue 18's prototype, no claims checked), and how far bearer-guard is from it: reported.
+    ("distinct RS256: host-crypto floor / jwt_authn, no cache (reported)", ("distinct_rs256", "host_verify_floor"),
+     ("distinct_rs256", "jwt_authn_nocache"), None),
+    ("distinct ES256: host-crypto floor / jwt_authn, no cache (reported)", ("distinct_es256", "host_verify_floor"),
+     ("distinct_es256", "jwt_authn_nocache"), None),
+    ("distinct RS256: bearer-guard / host-crypto floor (reported)", ("distinct_rs256", "bearer_guard_nocache"),
+     ("distinct_rs256", "host_verify_floor"), None),
+    ("distinct ES256: bearer-guard / host-crypto floor (reported)", ("distinct_es256", "bearer_guard_nocache"),
+     ("distinct_es256", "host_verify_floor"), None),
     # The cache hit is held to the trivial wasm filter, the floor any wasm filter sits on;
     # jwt_authn's cache is above that floor, so the ratio to it is reported without a target.
     ("cache hit RS256 (one repeated token): bearer-guard / trivial wasm", ("repeat_rs256", "bearer_guard_cache"),
@@ -199,6 +213,7 @@ def envoy_config(jwks):
     filters = {
         "no_filter": [],
         "trivial_wasm": [wasm_filter("trivial_wasm", TRIVIAL, "")],
+        "host_verify_floor": [wasm_filter("host_verify_floor", HOST_VERIFY, json.dumps(jwks))],
         "jwt_authn_cache": [jwt_authn(jwks, True)],
         "jwt_authn_nocache": [jwt_authn(jwks, False)],
         "bearer_guard_cache": [bearer_guard("bearer_guard_cache", jwks, 1000, "auto")],
@@ -331,6 +346,12 @@ def sanity_check(envoy, pools, mixes):
                 raise RuntimeError(f"{variant} answered {status} to {mix} (expected {expected}): {text}")
             if reason and reason not in text.lower():
                 raise RuntimeError(f"{variant} refused {mix} but not for '{reason}': {text}")
+    # The floor verifies for real: it refuses a token whose signature is wrong.
+    if "host_verify_floor" in envoy.ports:
+        for file in ("rs256-invalid.txt", "es256-invalid.txt"):
+            status, text = answer(envoy.ports["host_verify_floor"], (pools / file).read_text().splitlines()[0])
+            if status != 401:
+                raise RuntimeError(f"host_verify_floor answered {status} to {file} (expected 401): {text}")
     log = envoy.log_path.read_text()
     if "signatures verified in the host" not in log:
         raise RuntimeError("bearer-guard did not use host crypto:\n" + log[-3000:])
