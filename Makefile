@@ -59,13 +59,19 @@ schema:
 	$(CARGO) run --quiet --features cli --bin bearer-guard -- schema > schema/.schema.json.tmp
 	mv schema/.schema.json.tmp schema/bearer-guard.config.schema.json
 
+# The bench's own filters are workspaces of their own: checked here too.
+BENCH_FILTERS := bench/trivial-filter/Cargo.toml bench/host-verify-filter/Cargo.toml
+
 fmt-check:
 	$(CARGO) fmt --all -- --check
+	for manifest in $(BENCH_FILTERS); do $(CARGO) fmt --manifest-path $$manifest -- --check || exit 1; done
 
 clippy: setup
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) clippy --all-targets --features cli -- -D warnings
 	$(CARGO) clippy --target $(WASM_TARGET) --lib -- -D warnings
+	for manifest in $(BENCH_FILTERS); do $(CARGO) clippy --release --locked --target $(WASM_TARGET) \
+		--manifest-path $$manifest --target-dir target/bench -- -D warnings || exit 1; done
 
 unit:
 	$(CARGO) test --lib --features cli
@@ -89,10 +95,8 @@ soak: build
 # Benchmark against Envoy's native jwt_authn (see bench/run.py); writes bench/results.{md,json}.
 bench-setup: build $(CHART_STAMP)
 	@command -v wrk >/dev/null || $(APT_INSTALL) wrk
-	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/trivial-filter/Cargo.toml \
-		--target-dir target/bench
-	$(CARGO) build --release --target $(WASM_TARGET) --manifest-path bench/host-verify-filter/Cargo.toml \
-		--target-dir target/bench
+	for manifest in $(BENCH_FILTERS); do $(CARGO) build --release --locked --target $(WASM_TARGET) \
+		--manifest-path $$manifest --target-dir target/bench || exit 1; done
 
 # Memory per worker first (bench/memory.py), folded into run.py's targets table, which is
 # printed again at the end.
