@@ -11,8 +11,8 @@ mixes and the order of the variants within each mix are rotated by one every rou
 variant always runs first or last. Every ratio target (issue 18) is computed per round, its
 numerator and denominator from the same round, and reported as the median of the per-round
 ratios with their spread (min-max over rounds); the req/s table shows medians over rounds.
-`--rounds`/`--seconds`/`--warmup` set the length (the defaults, 6 rounds of 36 runs of 1 s
-warm-up + 2 s, took 11.3 minutes on the 2-core machine).
+`--rounds`/`--seconds`/`--warmup` set the length (the defaults, 6 rounds of 38 runs of 1 s
+warm-up + 2 s, took about 12 minutes on the 2-core machine).
 
 Writes results.md / results.json: the req/s table, one targets table (measured / spread /
 target / met) and the host calls each request path makes, as the unit test that budgets them
@@ -61,6 +61,7 @@ VARIANTS = {
     "no_filter": "Envoy, no filter",
     "trivial_wasm": "trivial wasm filter (reads one header, sets one)",
     "host_verify_floor": "host-crypto floor: wasm filter that only splits the token and calls verify_signature (no claims)",
+    "host_verify_claims": "host-crypto floor + claims: the same, and the payload decoded, exp, nbf, iss, aud checked",
     "jwt_authn_cache": "native jwt_authn, jwt_cache_config 1000",
     "jwt_authn_nocache": "native jwt_authn, no cache",
     "bearer_guard_cache": "bearer-guard, jwt_cache_size 1000",
@@ -84,14 +85,16 @@ MIXES = {
     "repeat_es256": ("es256-repeat.txt", ["trivial_wasm", "bearer_guard_cache", "jwt_authn_cache", "jwt_authn_nocache",
                                           "bearer_guard_nocache"], 200, None),
     "distinct_rs256": ("rs256-distinct.txt", ["jwt_authn_cache", "bearer_guard_cache", "bearer_guard_wasm_crypto",
-                                              "jwt_authn_nocache", "bearer_guard_nocache", "host_verify_floor"], 200,
+                                              "jwt_authn_nocache", "bearer_guard_nocache", "host_verify_floor",
+                                              "host_verify_claims"], 200,
                        None),
     "invalid_rs256": ("rs256-invalid.txt", ["bearer_guard_nocache", "jwt_authn_nocache", "bearer_guard_cache"], 401,
                       "verification"),
     # Correctly signed, expired an hour before the pool was written (bench_tokens).
     "expired_rs256": ("rs256-expired.txt", ["bearer_guard_nocache", "jwt_authn_nocache"], 401, "expired"),
     "distinct_es256": ("es256-distinct.txt", ["jwt_authn_cache", "bearer_guard_cache", "bearer_guard_wasm_crypto",
-                                              "jwt_authn_nocache", "bearer_guard_nocache", "host_verify_floor"], 200,
+                                              "jwt_authn_nocache", "bearer_guard_nocache", "host_verify_floor",
+                                              "host_verify_claims"], 200,
                        None),
     "invalid_es256": ("es256-invalid.txt", ["bearer_guard_nocache", "jwt_authn_nocache", "bearer_guard_cache"], 401,
                       "verification"),
@@ -115,6 +118,15 @@ TARGETS = [
      ("distinct_rs256", "host_verify_floor"), None),
     ("distinct ES256: bearer-guard / host-crypto floor (reported)", ("distinct_es256", "bearer_guard_nocache"),
      ("distinct_es256", "host_verify_floor"), None),
+    # The same floor with the claim checks every conforming filter makes (exp, nbf, iss, aud).
+    ("distinct RS256: host-crypto floor + claims / jwt_authn, no cache (reported)",
+     ("distinct_rs256", "host_verify_claims"), ("distinct_rs256", "jwt_authn_nocache"), None),
+    ("distinct ES256: host-crypto floor + claims / jwt_authn, no cache (reported)",
+     ("distinct_es256", "host_verify_claims"), ("distinct_es256", "jwt_authn_nocache"), None),
+    ("distinct RS256: bearer-guard / host-crypto floor + claims (reported)", ("distinct_rs256", "bearer_guard_nocache"),
+     ("distinct_rs256", "host_verify_claims"), None),
+    ("distinct ES256: bearer-guard / host-crypto floor + claims (reported)", ("distinct_es256", "bearer_guard_nocache"),
+     ("distinct_es256", "host_verify_claims"), None),
     # The cache hit is held to the trivial wasm filter, the floor any wasm filter sits on;
     # jwt_authn's cache is above that floor, so the ratio to it is reported without a target.
     ("cache hit RS256 (one repeated token): bearer-guard / trivial wasm", ("repeat_rs256", "bearer_guard_cache"),
@@ -214,6 +226,8 @@ def envoy_config(jwks):
         "no_filter": [],
         "trivial_wasm": [wasm_filter("trivial_wasm", TRIVIAL, "")],
         "host_verify_floor": [wasm_filter("host_verify_floor", HOST_VERIFY, json.dumps(jwks))],
+        "host_verify_claims": [wasm_filter("host_verify_claims", HOST_VERIFY,
+                                           json.dumps({**jwks, "issuer": ISSUER, "audience": AUDIENCE}))],
         "jwt_authn_cache": [jwt_authn(jwks, True)],
         "jwt_authn_nocache": [jwt_authn(jwks, False)],
         "bearer_guard_cache": [bearer_guard("bearer_guard_cache", jwks, 1000, "auto")],
@@ -346,14 +360,19 @@ def sanity_check(envoy, pools, mixes):
                 raise RuntimeError(f"{variant} answered {status} to {mix} (expected {expected}): {text}")
             if reason and reason not in text.lower():
                 raise RuntimeError(f"{variant} refused {mix} but not for '{reason}': {text}")
-    # The floor verifies for real: it accepts a good token and refuses one whose signature is
-    # wrong, for both algorithms (checked whenever a measured mix runs it).
-    if any("host_verify_floor" in MIXES[mix][1] for mix in mixes):
-        for file, expected in (("rs256-distinct.txt", 200), ("rs256-invalid.txt", 401),
-                               ("es256-distinct.txt", 200), ("es256-invalid.txt", 401)):
-            status, text = answer(envoy.ports["host_verify_floor"], (pools / file).read_text().splitlines()[0])
-            if status != expected:
-                raise RuntimeError(f"host_verify_floor answered {status} to {file} (expected {expected}): {text}")
+    # The floors verify for real: they accept a good token and refuse one whose signature is
+    # wrong, for both algorithms, and the one that checks claims refuses an expired token
+    # (checked whenever a measured mix runs them).
+    floors = {"host_verify_floor": 200, "host_verify_claims": 401}  # -> its answer to an expired token
+    for floor, expired in floors.items():
+        if not any(floor in MIXES[mix][1] for mix in mixes):
+            continue
+        for alg in ("rs256", "es256"):
+            for kind, expected in (("distinct", 200), ("invalid", 401), ("expired", expired)):
+                file = f"{alg}-{kind}.txt"
+                status, text = answer(envoy.ports[floor], (pools / file).read_text().splitlines()[0])
+                if status != expected:
+                    raise RuntimeError(f"{floor} answered {status} to {file} (expected {expected}): {text}")
     log = envoy.log_path.read_text()
     if "signatures verified in the host" not in log:
         raise RuntimeError("bearer-guard did not use host crypto:\n" + log[-3000:])

@@ -3,45 +3,59 @@
 //! parsed the token and called the host's `verify_signature`"): read `authorization`, split the
 //! bearer token, read its header's `alg` (RS256 or ES256) and its signature, and ask Envoy's
 //! `verify_signature` foreign function with the key's DER, converted once at configuration.
-//! No claims (expiry, issuer, audience), no cache, no key selection by `kid`: a filter that
-//! does only this accepts tokens bearer-guard and jwt_authn refuse. Not part of bearer-guard.
+//! No cache, no key selection by `kid`. Not part of bearer-guard.
+//!
+//! The configuration is a JWKS (an RSA and a P-256 key). Alone, the filter checks no claim and
+//! accepts tokens bearer-guard and jwt_authn refuse (expired ones, any issuer). With `issuer`
+//! and `audience` members beside `keys` it also does what every conforming filter must:
+//! decodes the payload and checks `exp` (required), `nbf`, `iss` and `aud` against the clock
+//! and those two values, with no allowance for clock skew.
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, ContextType};
+use serde::Deserialize;
+use std::borrow::Cow;
 use std::rc::Rc;
+use std::time::UNIX_EPOCH;
 
 proxy_wasm::main! {{
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(FloorRoot { keys: None }) });
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(FloorRoot { setup: None }) });
 }}
 
-/// SubjectPublicKeyInfo DER of the JWKS's first RS256 and ES256 keys.
-struct Keys {
+/// SubjectPublicKeyInfo DER of the JWKS's first RS256 and ES256 keys, and the claims to
+/// check, if configured.
+struct Setup {
     rs256: Vec<u8>,
     es256: Vec<u8>,
+    expected: Option<Expected>,
+}
+
+struct Expected {
+    issuer: String,
+    audience: String,
 }
 
 struct FloorRoot {
-    keys: Option<Rc<Keys>>,
+    setup: Option<Rc<Setup>>,
 }
 
 impl Context for FloorRoot {}
 
 impl RootContext for FloorRoot {
-    /// The configuration is a JWKS with an RSA and a P-256 key.
     fn on_configure(&mut self, _: usize) -> bool {
-        self.keys = self
+        self.setup = self
             .get_plugin_configuration()
-            .and_then(|bytes| keys_from_jwks(&bytes))
+            .and_then(|bytes| setup_from(&bytes))
             .map(Rc::new);
-        self.keys.is_some()
+        self.setup.is_some()
     }
 
     fn create_http_context(&self, _: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(Floor {
-            keys: self.keys.clone()?,
+            setup: self.setup.clone()?,
         }))
     }
 
@@ -51,7 +65,7 @@ impl RootContext for FloorRoot {
 }
 
 struct Floor {
-    keys: Rc<Keys>,
+    setup: Rc<Setup>,
 }
 
 impl Context for Floor {}
@@ -91,9 +105,9 @@ impl Floor {
             return false;
         };
         let (key, signature) = if contains(&header_json, b"\"RS256\"") {
-            (&self.keys.rs256, signature)
+            (&self.setup.rs256, signature)
         } else if contains(&header_json, b"\"ES256\"") && signature.len() == 64 {
-            (&self.keys.es256, ecdsa_der(&signature))
+            (&self.setup.es256, ecdsa_der(&signature))
         } else {
             return false;
         };
@@ -104,11 +118,59 @@ impl Floor {
         field(&mut arguments, 3, &signature);
         field(&mut arguments, 4, signed);
         // VerifySignatureResult { result: true } is the varint field 1 set to 1.
-        matches!(
+        let verified = matches!(
             hostcalls::call_foreign_function("verify_signature", Some(&arguments)),
             Ok(Some(result)) if result.starts_with(&[0x08, 0x01])
-        )
+        );
+        verified
+            && self.setup.expected.as_ref().is_none_or(|expected| {
+                URL_SAFE_NO_PAD
+                    .decode(payload)
+                    .is_ok_and(|json| self.claims_hold(&json, expected))
+            })
     }
+
+    fn claims_hold(&self, json: &[u8], expected: &Expected) -> bool {
+        let Ok(claims) = serde_json::from_slice::<Claims>(json) else {
+            return false;
+        };
+        let Some(now) = self
+            .get_current_time()
+            .duration_since(UNIX_EPOCH)
+            .ok()
+            .and_then(|since| i64::try_from(since.as_secs()).ok())
+        else {
+            return false;
+        };
+        let audience = match &claims.aud {
+            Some(Audience::One(aud)) => aud == &expected.audience,
+            Some(Audience::Many(auds)) => auds.iter().any(|aud| aud == &expected.audience),
+            None => false,
+        };
+        claims.exp.is_some_and(|exp| now < exp)
+            && claims.nbf.is_none_or(|nbf| nbf <= now)
+            && claims.iss.as_deref() == Some(expected.issuer.as_str())
+            && audience
+    }
+}
+
+#[derive(Deserialize)]
+struct Claims<'a> {
+    #[serde(borrow, default)]
+    iss: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    aud: Option<Audience<'a>>,
+    #[serde(default)]
+    exp: Option<i64>,
+    #[serde(default)]
+    nbf: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Audience<'a> {
+    One(#[serde(borrow)] Cow<'a, str>),
+    Many(#[serde(borrow)] Vec<Cow<'a, str>>),
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -129,8 +191,13 @@ fn field(out: &mut Vec<u8>, number: u8, bytes: &[u8]) {
     out.extend_from_slice(bytes);
 }
 
-fn keys_from_jwks(bytes: &[u8]) -> Option<Keys> {
+fn setup_from(bytes: &[u8]) -> Option<Setup> {
     let jwks: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let text = |name: &str| Some(jwks.get(name)?.as_str()?.to_owned());
+    let expected = match (text("issuer"), text("audience")) {
+        (Some(issuer), Some(audience)) => Some(Expected { issuer, audience }),
+        _ => None,
+    };
     let member =
         |key: &serde_json::Value, name: &str| URL_SAFE_NO_PAD.decode(key.get(name)?.as_str()?).ok();
     let mut rs256 = None;
@@ -156,9 +223,10 @@ fn keys_from_jwks(bytes: &[u8]) -> Option<Keys> {
             _ => {}
         }
     }
-    Some(Keys {
+    Some(Setup {
         rs256: rs256?,
         es256: es256?,
+        expected,
     })
 }
 
