@@ -31,6 +31,8 @@ const FLAGS = ["--no-liftoff", "--no-wasm-lazy-compilation"];
 // (null: every request goes on)]
 const PATHS = {
   hit: ["rs256-repeat.txt", 1000, "cache hit (one RS256 token, repeated)", null],
+  // As make bench's misuse variant: every request counted into the token's shared window.
+  misuse: ["rs256-repeat.txt", 1000, "cache hit, misuse detection on", null],
   miss_rs256: ["rs256-distinct.txt", 0, "no cache (distinct RS256)", null],
   miss_es256: ["es256-distinct.txt", 0, "no cache (distinct ES256)", null],
   bad_signature: ["rs256-invalid.txt", 0, "bad signature (distinct RS256)", "signature verification failed"],
@@ -87,9 +89,14 @@ function profiledRun(name, what, cache, denial) {
     if (got !== expected) {
       throw new Error(`${what}: ${result.decided}, expected ${expected}`);
     }
+    // An expired token is refused on its times before its signature; only a denial that is
+    // logged (the log's rate limit) has its signature checked, to name its identity.
     const verifies = result.exact_calls.proxy_call_foreign_function || 0;
-    if (verifies !== (cache === 0 ? result.requests : 0)) {
-      throw new Error(`${what}: ${verifies} verify_signature calls in ${result.requests} requests, expected ${cache === 0 ? result.requests : 0}`);
+    const logged = result.exact_calls.proxy_log || 0;
+    const verifiesAsExpected = name === "expired" ? verifies <= logged : verifies === (cache === 0 ? result.requests : 0);
+    if (!verifiesAsExpected) {
+      const expected = name === "expired" ? `at most ${logged} (the logged denials)` : `${cache === 0 ? result.requests : 0}`;
+      throw new Error(`${what}: ${verifies} verify_signature calls in ${result.requests} requests, expected ${expected}`);
     }
     const profile = JSON.parse(fs.readFileSync(path.join(dir, fs.readdirSync(dir)[0]), "utf8"));
     return { ...result, ...moduleTime(profile, result.requests) };
@@ -121,10 +128,14 @@ function runPath([tokensFile, cache], requests) {
   const tokens = fs.readFileSync(path.join(pools, tokensFile), "utf8").split("\n").filter(Boolean);
   const jwks = JSON.parse(fs.readFileSync(path.join(pools, "jwks.json"), "utf8"));
   // The bench's provider (bench/run.py): forward on.
+  const misuse = process.env.WASM_COST_PATH === "misuse";
   const config = Buffer.from(JSON.stringify({
     providers: { bench: { issuer: "https://bench.bearer-guard.local", audiences: ["bench-api"], local_jwks: jwks, forward: true } },
     jwt_cache_size: cache,
+    ...(misuse ? { anomaly: { max_requests: 4000000000, window_seconds: 86400 } } : {}),
   }));
+  // Envoy's shared data: a value and its CAS per key (the host's copies are not counted).
+  const shared = new Map();
   const module = new WebAssembly.Module(fs.readFileSync(file));
   let instance, requestHeaders = [], calls = {}, denied = {};
   const bytes = () => new Uint8Array(instance.exports.memory.buffer);
@@ -138,7 +149,7 @@ function runPath([tokensFile, cache], requests) {
     view().setUint32(retSize, data.length, true);
     return 0;
   };
-  const OK = 0, NOT_FOUND = 1;
+  const OK = 0, NOT_FOUND = 1, CAS_MISMATCH = 8;
   const host = {
     proxy_log: () => OK,
     proxy_get_current_time_nanoseconds: (ret) => { view().setBigUint64(ret, BigInt(Date.now()) * 1000000n, true); return OK; },
@@ -163,8 +174,21 @@ function runPath([tokensFile, cache], requests) {
       return OK;
     },
     proxy_define_metric: (type, name, nameLength, ret) => { view().setUint32(ret, 1, true); return OK; },
-    proxy_get_shared_data: () => NOT_FOUND,
-    proxy_get_property: () => NOT_FOUND,
+    proxy_get_shared_data: (key, keyLength, retData, retSize, retCas) => {
+      const found = shared.get(text(key, keyLength));
+      if (!found) return NOT_FOUND;
+      view().setUint32(retCas, found.cas, true);
+      return give(found.value, retData, retSize);
+    },
+    proxy_set_shared_data: (key, keyLength, value, valueLength, cas) => {
+      const name = text(key, keyLength);
+      const found = shared.get(name);
+      if (cas !== 0 && found && found.cas !== cas) return CAS_MISMATCH;
+      shared.set(name, { value: Buffer.from(bytes().slice(value, value + valueLength)), cas: (found ? found.cas : 0) + 1 });
+      return OK;
+    },
+    proxy_get_property: (at, length, retData, retSize) =>
+      text(at, length) === "source\0address" ? give(Buffer.from("127.0.0.1:40000"), retData, retSize) : NOT_FOUND,
   };
   const env = {};
   for (const { module: from, name } of WebAssembly.Module.imports(module)) {

@@ -2971,6 +2971,90 @@ mod tests {
         );
     }
 
+    /// A token's times are read before its keys and signature (as jwt_authn does): an expired
+    /// token is refused as expired whatever its signature, without a signature check unless
+    /// its denial is reported, and never waits for keys nor spends the unknown-`kid` refetch.
+    /// A reported denial names the identity only when the signature verifies.
+    #[test]
+    fn an_expired_token_is_refused_on_its_times_before_any_key_or_signature() {
+        let k = keys();
+        let expired = rs256(&with(json!({ "sub": "bob", "exp": NOW - 3_600 })));
+        // A signature of the right length that does not verify: it reaches the crypto.
+        let signed = rs256(&with(json!({ "sub": "mallory", "exp": NOW - 3_600 })));
+        let (signed_data, signature) = signed.rsplit_once('.').unwrap();
+        let flipped = if signature.starts_with('A') { "B" } else { "A" };
+        let forged = format!("{signed_data}.{flipped}{}", &signature[1..]);
+        let config = |decisions: &str| {
+            let mut c = testkit::config_json(json!({}), None);
+            c["jwt_cache_size"] = json!(0);
+            c["log"] = json!({ "decisions": decisions });
+            Config::from_json(c.to_string().as_bytes()).unwrap().config
+        };
+        // Unreported: no signature is checked, and a forged token reads as what it says.
+        let checks = std::rc::Rc::new(std::cell::Cell::new(0));
+        let quiet =
+            Guard::new(config("none")).with_host_crypto(Box::new(CountingHost(checks.clone())));
+        for token in [&expired, &forged] {
+            let Decision::Deny(denial) = decide_at(&quiet, "/", &bearer(token), NOW) else {
+                panic!("expired");
+            };
+            assert_eq!(denial.reason, DenyReason::Expired);
+            assert!(denial.identity.is_none());
+        }
+        assert_eq!(checks.get(), 0, "signatures checked for unreported denials");
+        // Reported: the same answers; the identity only of the authentic token.
+        let checks = std::rc::Rc::new(std::cell::Cell::new(0));
+        let logged =
+            Guard::new(config("denied")).with_host_crypto(Box::new(CountingHost(checks.clone())));
+        let Decision::Deny(authentic) = decide_at(&logged, "/", &bearer(&expired), NOW) else {
+            panic!("expired");
+        };
+        let Decision::Deny(mallory) = decide_at(&logged, "/", &bearer(&forged), NOW) else {
+            panic!("forged and expired");
+        };
+        assert_eq!(
+            (authentic.reason, mallory.reason),
+            (DenyReason::Expired, DenyReason::Expired)
+        );
+        assert_eq!(authentic.identity.unwrap().sub.as_deref(), Some("bob"));
+        assert!(mallory.identity.is_none());
+        assert!(mallory.token_fingerprint.is_some());
+        assert_eq!(
+            (authentic.status, &authentic.body),
+            (mallory.status, &mallory.body)
+        );
+        assert_eq!(checks.get(), 2);
+        // Remote keys: not fetched yet, an expired token is refused at once, not held...
+        let g = guard(json!({
+            "providers": { "corp": {
+                "issuer": testkit::ISSUER,
+                "remote_jwks": { "cluster": "idp", "uri": "https://idp.example.com/jwks",
+                                 "refetch_min_interval_seconds": 30 }
+            }}
+        }));
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&expired), NOW)),
+            Some(DenyReason::Expired)
+        );
+        // ...and, fetched, one naming a kid they lack does not spend the refetch.
+        g.state()
+            .install_keys(0, key_set("rsa-1", &k.rsa), NOW - 100);
+        let unknown_kid = mint(
+            Signer::Rs256(&k.rsa),
+            Some("rsa-2"),
+            &with(json!({ "exp": NOW - 3_600 })),
+        );
+        assert_eq!(
+            reason(decide_at(&g, "/", &bearer(&unknown_kid), NOW)),
+            Some(DenyReason::Expired)
+        );
+        let fresh = mint(Signer::Rs256(&k.rsa), Some("rsa-2"), &good_claims());
+        assert_eq!(
+            decide_at(&g, "/", &bearer(&fresh), NOW),
+            Decision::WaitForKeys { provider: 0 }
+        );
+    }
+
     /// `introspect_jwt`: when the IdP's answer does not come, the 503 still names the verified
     /// token in the decision log (its claims are the issuer's).
     #[test]

@@ -832,7 +832,10 @@ impl<'g> TokenCheck<'g, '_> {
         })
     }
 
-    /// Signature first: claims of a token that is not authentic are not worth reporting on.
+    /// The token's times before its keys and signature, as in jwt_authn: an expired token (the
+    /// refusal clients meet most) is refused as expired whatever its signature, and costs no
+    /// signature check and no key refetch unless its denial is reported. The other claims wait
+    /// for the signature: claims of a token that is not authentic are not worth reporting on.
     fn vouch_signed<'p, 't>(
         &self,
         index: usize,
@@ -848,6 +851,11 @@ impl<'g> TokenCheck<'g, '_> {
             })
         });
         self.check_algorithm(provider, parsed).map_err(refused)?;
+        if let Err(reason) = self.check_times_unsigned(provider, parsed) {
+            return Err(refusal(
+                self.deny_untimely(reason, index, provider, parsed, presented),
+            ));
+        }
         let keys = self.keys_for(index, provider, parsed, presented)?;
         let verified = self.check_signature(parsed, &keys).map_err(refused)?;
         let trusted = Trusted::Signed(verified);
@@ -914,6 +922,47 @@ impl<'g> TokenCheck<'g, '_> {
                 names.join(", ")
             )
         })
+    }
+
+    /// `exp`, `nbf`, `iat` and the lifetime as the token states them. Noted only when they
+    /// refuse it: when they pass, the claim checks after the signature note them.
+    fn check_times_unsigned(
+        &self,
+        provider: &Provider,
+        parsed: &ParsedToken<'_>,
+    ) -> Result<(), DenyReason> {
+        let timely = check_times(parsed.times, provider.time, self.look.now);
+        if timely.is_err() {
+            self.tracer
+                .step("times", Mark::of(&timely), || Detail::Times {
+                    times: parsed.times,
+                    policy: provider.time,
+                });
+        }
+        timely
+    }
+
+    /// A refusal by the token's times. A reported one names the token's identity when the
+    /// keys at hand verify its signature (checked for the log only, so the rate limit bounds
+    /// that cost); otherwise it names none.
+    fn deny_untimely(
+        &self,
+        reason: DenyReason,
+        index: usize,
+        provider: &Provider,
+        parsed: &ParsedToken<'_>,
+        presented: &Presented<'_, '_>,
+    ) -> Stop {
+        if !self.look.reports {
+            return self.deny(reason, Some(provider), None, Some(presented));
+        }
+        let keys = self.guard.state.keys(index);
+        match verify::verify_signature(parsed, &keys, self.guard.crypto.as_deref()) {
+            Ok(verified) => {
+                self.deny_after_trust(reason, provider, &Trusted::Signed(verified), presented)
+            }
+            Err(_) => self.deny(reason, Some(provider), None, Some(presented)),
+        }
     }
 
     fn check_signature<'p, 't>(

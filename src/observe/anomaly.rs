@@ -53,9 +53,30 @@ pub struct AnomalyConfig {
     pub action: AnomalyAction,
     /// Tokens tracked at once, per process (rounded up to whole slots).
     pub max_tokens: u32,
+    /// The slot keys' start, written once from the limits (see `slot_key`).
+    key_prefix: String,
 }
 
 impl AnomalyConfig {
+    pub fn new(
+        window_seconds: u32,
+        max_distinct_ips: u8,
+        max_requests: u32,
+        action: AnomalyAction,
+        max_tokens: u32,
+    ) -> Self {
+        AnomalyConfig {
+            window_seconds,
+            max_distinct_ips,
+            max_requests,
+            action,
+            max_tokens,
+            key_prefix: format!(
+                "bearer_guard.anomaly.{window_seconds}-{max_distinct_ips}-{max_requests}-{max_tokens}."
+            ),
+        }
+    }
+
     pub fn slots(&self) -> u32 {
         self.max_tokens.div_ceil(ENTRIES_PER_SLOT as u32).max(1)
     }
@@ -63,13 +84,36 @@ impl AnomalyConfig {
     /// The shared-data key of the slot a token's window lives in. The limits are part of
     /// the key: filter configurations with other limits (another listener, a reload that
     /// changes them) never read each other's windows.
+    ///
+    /// The limits' part is written once: this runs on every request with a token, and
+    /// `format!` took 0.46 of the 1.64 us misuse detection added to a cache hit in V8
+    /// (`make wasm-cost`).
     pub fn slot_key(&self, token: u64) -> String {
         let slot = token % u64::from(self.slots());
-        format!(
-            "bearer_guard.anomaly.{}-{}-{}-{}.{slot}",
-            self.window_seconds, self.max_distinct_ips, self.max_requests, self.max_tokens
-        )
+        let mut key = String::with_capacity(self.key_prefix.len() + 20);
+        key.push_str(&self.key_prefix);
+        push_decimal(&mut key, slot);
+        key
     }
+}
+
+/// `n` in decimal, as `Display` writes it.
+fn push_decimal(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut start = digits.len();
+    loop {
+        start -= 1;
+        if let Some(digit) = digits.get_mut(start) {
+            // `n % 10` is below 10: the cast keeps it whole.
+            *digit = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || start == 0 {
+            break;
+        }
+    }
+    let digits = digits.get(start..).unwrap_or_default();
+    out.push_str(std::str::from_utf8(digits).unwrap_or_default());
 }
 
 /// The plugin config's `anomaly` object.
@@ -140,13 +184,13 @@ impl RawAnomaly {
         if !(1..=10_000_000).contains(&max_tokens) {
             return Err(("max_tokens", "must be 1..=10000000".to_owned()));
         }
-        Ok(AnomalyConfig {
+        Ok(AnomalyConfig::new(
             window_seconds,
             max_distinct_ips,
             max_requests,
-            action: self.action,
+            self.action,
             max_tokens,
-        })
+        ))
     }
 }
 
@@ -384,13 +428,7 @@ mod tests {
     use super::*;
 
     fn config(action: AnomalyAction) -> AnomalyConfig {
-        AnomalyConfig {
-            window_seconds: 60,
-            max_distinct_ips: 5,
-            max_requests: 10,
-            action,
-            max_tokens: 1_000,
-        }
+        AnomalyConfig::new(60, 5, 10, action, 1_000)
     }
 
     /// Runs requests through one slot, as the adapter does.
@@ -496,12 +534,42 @@ mod tests {
     }
 
     #[test]
+    fn decimals_are_written_as_display_writes_them() {
+        for n in [
+            0,
+            7,
+            9,
+            10,
+            99,
+            100,
+            86_400,
+            4_000_000_000,
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut out = "x".to_owned();
+            push_decimal(&mut out, n);
+            assert_eq!(out, format!("x{n}"));
+        }
+    }
+
+    #[test]
     fn keys_differ_by_limits() {
         let a = config(AnomalyAction::Deny);
-        let b = AnomalyConfig {
-            max_requests: 11,
-            ..a.clone()
-        };
+        let b = AnomalyConfig::new(
+            a.window_seconds,
+            a.max_distinct_ips,
+            11,
+            a.action,
+            a.max_tokens,
+        );
+        assert_eq!(
+            a.slot_key(5),
+            format!(
+                "bearer_guard.anomaly.{}-{}-{}-{}.5",
+                a.window_seconds, a.max_distinct_ips, a.max_requests, a.max_tokens
+            )
+        );
         assert_ne!(a.slot_key(5), b.slot_key(5));
         assert_eq!(a.slot_key(5), a.slot_key(5 + u64::from(a.slots())));
     }

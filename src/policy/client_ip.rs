@@ -24,11 +24,34 @@ pub fn client_ip(
                 .and_then(|i| entries.get(i))
                 .and_then(|entry| parse(entry));
             if let Some(ip) = forwarded {
-                return Some(ip.to_string());
+                return Some(text_of(ip));
             }
         }
     }
-    source_address.and_then(parse).map(|ip| ip.to_string())
+    source_address.and_then(parse).map(text_of)
+}
+
+/// The address as `Display` writes it. IPv4 (nearly every client) is written octet by octet:
+/// with misuse detection on, this runs on every request with a token, and the formatting
+/// machinery cost more than the rest of reading the client's address.
+fn text_of(ip: IpAddr) -> String {
+    let IpAddr::V4(v4) = ip else {
+        return ip.to_string();
+    };
+    let mut out = String::with_capacity(15);
+    for (i, octet) in v4.octets().into_iter().enumerate() {
+        if i > 0 {
+            out.push('.');
+        }
+        if octet >= 100 {
+            out.push(char::from(b'0' + octet / 100));
+        }
+        if octet >= 10 {
+            out.push(char::from(b'0' + octet / 10 % 10));
+        }
+        out.push(char::from(b'0' + octet % 10));
+    }
+    out
 }
 
 /// An IP, with or without a port (`1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`).
@@ -53,6 +76,27 @@ mod tests {
 
     fn behind(xff: Option<&str>, hops: u32) -> Option<String> {
         client_ip(Some("10.0.0.1:1"), xff, hops)
+    }
+
+    #[test]
+    fn addresses_are_written_as_display_writes_them() {
+        for text in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "9.10.99.100",
+            "127.0.0.1",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::1",
+            "fe80::1:2:3:4",
+        ] {
+            let ip: IpAddr = text.parse().unwrap();
+            assert_eq!(text_of(ip), ip.to_string());
+        }
+        for octet in 0..=255u8 {
+            let ip = IpAddr::from([octet, 255 - octet, octet / 3, 10]);
+            assert_eq!(text_of(ip), ip.to_string());
+        }
     }
 
     #[test]
