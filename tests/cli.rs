@@ -208,6 +208,11 @@ fn explain_gives_the_filters_verdict_for_each_kind_of_token() {
     let denied = explain(DEMO, &expired, &[]);
     assert_denied(&denied, 401, "invalid_token", "token expired");
     has(&denied.out, "  FAIL  times: token expired (expired;");
+    // Read before the signature, which the trace says was not checked.
+    has(
+        &denied.out,
+        "--    signature: the times come first and refuse the token",
+    );
     // Within the clock skew (60 s) it still passes, as in the filter.
     let just_expired = mint(&["--exp", "-30s"]);
     assert_eq!(explain(DEMO, &just_expired, &[]).code, 0);

@@ -2977,7 +2977,6 @@ mod tests {
     /// A reported denial names the identity only when the signature verifies.
     #[test]
     fn an_expired_token_is_refused_on_its_times_before_any_key_or_signature() {
-        let k = keys();
         let expired = rs256(&with(json!({ "sub": "bob", "exp": NOW - 3_600 })));
         // A signature of the right length that does not verify: it reaches the crypto.
         let signed = rs256(&with(json!({ "sub": "mallory", "exp": NOW - 3_600 })));
@@ -3024,6 +3023,23 @@ mod tests {
             (mallory.status, &mallory.body)
         );
         assert_eq!(checks.get(), 2);
+        // Two providers of the issuer, the first without the token's key: the first refusal
+        // is the answer, and its line names the token, which the second's keys verify.
+        let k = keys();
+        let mut old_keys = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+        old_keys["local_jwks"] = json!({ "keys": [testkit::jwks()["keys"][2].clone()] });
+        let current = testkit::config_json(json!({}), None)["providers"]["corp"].clone();
+        let two = guard(json!({ "providers": { "a_old": old_keys, "b_current": current } }));
+        let Decision::Deny(denial) = decide_at(&two, "/", &bearer(&expired), NOW) else {
+            panic!("expired");
+        };
+        assert_eq!(denial.reason, DenyReason::Expired);
+        assert_eq!(denial.provider.as_deref(), Some("a_old"));
+        assert_eq!(denial.identity.unwrap().sub.as_deref(), Some("bob"));
+        let Decision::Deny(denial) = decide_at(&two, "/", &bearer(&forged), NOW) else {
+            panic!("forged and expired");
+        };
+        assert!(denial.identity.is_none());
         // Remote keys: not fetched yet, an expired token is refused at once, not held...
         let g = guard(json!({
             "providers": { "corp": {

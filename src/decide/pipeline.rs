@@ -1,9 +1,12 @@
 //! One token through the checks, in one order whichever way it is vouched for:
 //!
 //! ```text
-//! credential -> cache hit | introspection (opaque) | signature (JWS) -> claims
+//! credential -> cache hit | introspection (opaque) | times, signature (JWS) -> claims
 //!            -> revocation -> status list -> scopes -> grant
 //! ```
+//!
+//! A JWS's times are read before its signature (an expired token costs no signature check);
+//! every other claim only once something vouches for it.
 //!
 //! Each way of vouching ends in a `Vouched` token whose claims are `Trusted` (a verified
 //! signature, a cache entry made from one, or the IdP's active answer); the tail after it is
@@ -149,8 +152,17 @@ struct ByJwtAuthn<'g> {
 enum NotVouched {
     /// Refused by this provider; another of the same issuer may still accept it.
     Refused(Denial),
+    /// Refused by this provider on the token's times, before its signature was checked: the
+    /// denial is made once every provider of the issuer has had its say (`deny_untimely`).
+    Untimely(DenyReason),
     /// Decided: wait, or answer now.
     Final(Stop),
+}
+
+/// The first refusal among the providers of an issuer: the answer if none accepts the token.
+enum FirstRefusal<'g> {
+    Denied(Denial),
+    Untimely(DenyReason, &'g Provider),
 }
 
 /// A denial by one provider: another of the same issuer may still vouch for the token.
@@ -560,6 +572,9 @@ impl<'g> TokenCheck<'g, '_> {
             self.check_signed_answer(index, provider, &trusted, &presented)
                 .map_err(|not| match not {
                     NotVouched::Refused(denial) => Stop::Deny(denial),
+                    NotVouched::Untimely(reason) => {
+                        self.deny_after_trust(reason, provider, &trusted, &presented)
+                    }
                     NotVouched::Final(stop) => stop,
                 })?;
         }
@@ -814,12 +829,18 @@ impl<'g> TokenCheck<'g, '_> {
                 Ok(vouched) => return self.admit(vouched, presented),
                 Err(NotVouched::Final(stop)) => return Err(stop),
                 Err(NotVouched::Refused(denial)) => {
-                    first_refusal.get_or_insert(denial);
+                    first_refusal.get_or_insert(FirstRefusal::Denied(denial));
+                }
+                Err(NotVouched::Untimely(reason)) => {
+                    first_refusal.get_or_insert(FirstRefusal::Untimely(reason, provider));
                 }
             }
         }
         Err(match first_refusal {
-            Some(denial) => Stop::Deny(denial),
+            Some(FirstRefusal::Denied(denial)) => Stop::Deny(denial),
+            Some(FirstRefusal::Untimely(reason, provider)) => {
+                self.deny_untimely(reason, provider, parsed, presented)
+            }
             None => {
                 self.tracer
                     .step("iss", Mark::Fail(DenyReason::IssuerNotAccepted), || {
@@ -851,11 +872,8 @@ impl<'g> TokenCheck<'g, '_> {
             })
         });
         self.check_algorithm(provider, parsed).map_err(refused)?;
-        if let Err(reason) = self.check_times_unsigned(provider, parsed) {
-            return Err(refusal(
-                self.deny_untimely(reason, index, provider, parsed, presented),
-            ));
-        }
+        self.check_times_unsigned(provider, parsed)
+            .map_err(NotVouched::Untimely)?;
         let keys = self.keys_for(index, provider, parsed, presented)?;
         let verified = self.check_signature(parsed, &keys).map_err(refused)?;
         let trusted = Trusted::Signed(verified);
@@ -933,6 +951,13 @@ impl<'g> TokenCheck<'g, '_> {
     ) -> Result<(), DenyReason> {
         let timely = check_times(parsed.times, provider.time, self.look.now);
         if timely.is_err() {
+            // Said before the failure, which ends the trace.
+            self.tracer.step("signature", Mark::NotChecked, || {
+                Detail::Text(
+                    "the times come first and refuse the token (a recorded denial checks it only to name the token)"
+                        .to_owned(),
+                )
+            });
             self.tracer
                 .step("times", Mark::of(&timely), || Detail::Times {
                     times: parsed.times,
@@ -943,26 +968,31 @@ impl<'g> TokenCheck<'g, '_> {
     }
 
     /// A refusal by the token's times. A reported one names the token's identity when the
-    /// keys at hand verify its signature (checked for the log only, so the rate limit bounds
-    /// that cost); otherwise it names none.
+    /// keys at hand of a provider of its issuer that takes its algorithm verify its signature
+    /// (checked for the record only: the decision log's rate limit bounds that cost, unless
+    /// filter state is on or the limit is off); otherwise it names none.
     fn deny_untimely(
         &self,
         reason: DenyReason,
-        index: usize,
         provider: &Provider,
         parsed: &ParsedToken<'_>,
         presented: &Presented<'_, '_>,
     ) -> Stop {
-        if !self.look.reports {
-            return self.deny(reason, Some(provider), None, Some(presented));
-        }
-        let keys = self.guard.state.keys(index);
-        match verify::verify_signature(parsed, &keys, self.guard.crypto.as_deref()) {
-            Ok(verified) => {
-                self.deny_after_trust(reason, provider, &Trusted::Signed(verified), presented)
+        if self.look.reports {
+            let iss = parsed.unverified_claims().iss.as_deref();
+            for (index, candidate) in self.eligible(presented) {
+                if !candidate.issues(iss) || !candidate.algorithms.contains(&parsed.algorithm) {
+                    continue;
+                }
+                let keys = self.guard.state.keys(index);
+                let crypto = self.guard.crypto.as_deref();
+                if let Ok(verified) = verify::verify_signature(parsed, &keys, crypto) {
+                    let trusted = Trusted::Signed(verified);
+                    return self.deny_after_trust(reason, provider, &trusted, presented);
+                }
             }
-            Err(_) => self.deny(reason, Some(provider), None, Some(presented)),
         }
+        self.deny(reason, Some(provider), None, Some(presented))
     }
 
     fn check_signature<'p, 't>(

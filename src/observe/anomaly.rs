@@ -47,12 +47,14 @@ impl AnomalyAction {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AnomalyConfig {
-    pub window_seconds: u32,
-    pub max_distinct_ips: u8,
-    pub max_requests: u32,
+    // The limits are private: the slot keys' prefix is written from them once, so they
+    // cannot change after `new` (a changed limit with a stale prefix would mix windows).
+    window_seconds: u32,
+    max_distinct_ips: u8,
+    max_requests: u32,
     pub action: AnomalyAction,
     /// Tokens tracked at once, per process (rounded up to whole slots).
-    pub max_tokens: u32,
+    max_tokens: u32,
     /// The slot keys' start, written once from the limits (see `slot_key`).
     key_prefix: String,
 }
