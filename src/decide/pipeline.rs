@@ -331,11 +331,13 @@ impl<'g> TokenCheck<'g, '_> {
         } else if self.guard.config.jwt_cache_size > 0 {
             self.cache.set(CacheLookup::Miss);
         }
-        if !verify::looks_like_jws(&presented.token) {
-            if let Some((index, provider)) = self.introspecting(&presented) {
-                let vouched = self.vouch_opaque(index, provider, &presented)?;
-                return self.admit(vouched, &presented);
-            }
+        // The providers first: without introspection, no pass over the token to tell.
+        let opaque = self
+            .introspecting(&presented)
+            .filter(|_| !verify::looks_like_jws(&presented.token));
+        if let Some((index, provider)) = opaque {
+            let vouched = self.vouch_opaque(index, provider, &presented)?;
+            return self.admit(vouched, &presented);
         }
         let parsed = self
             .tracer

@@ -324,7 +324,11 @@ pub fn verify_signature<'p, 't>(
 /// A compact JWS has three dot-separated parts; anything else (an opaque token) can only be
 /// judged by introspection.
 pub fn looks_like_jws(token: &str) -> bool {
-    token.bytes().filter(|b| *b == b'.').count() == 2
+    // Exactly two dots, found as `jws_parts` finds them (`memchr`, a word at a time), not
+    // byte by byte.
+    let mut parts = token.splitn(4, '.');
+    parts.next();
+    parts.next().is_some() && parts.next().is_some() && parts.next().is_none()
 }
 
 #[cfg(test)]
@@ -341,6 +345,16 @@ mod tests {
 
     fn b64(text: &str) -> String {
         URL_SAFE_NO_PAD.encode(text)
+    }
+
+    #[test]
+    fn a_jws_has_exactly_two_dots() {
+        for token in [
+            "", ".", "..", "...", "a.b.c", "a.b.c.d", "a..", ".b.", "..c", "abc", "a.b", "a.b.c.",
+        ] {
+            let dots = token.bytes().filter(|b| *b == b'.').count();
+            assert_eq!(looks_like_jws(token), dots == 2, "{token:?}");
+        }
     }
 
     /// `jws_parts` and jwt-compact's `UntrustedToken` agree on tokens at the edges of the
