@@ -446,6 +446,17 @@ impl<'g> TokenCheck<'g, '_> {
             .filter(move |(_, p)| p.sources.contains(presented.source))
     }
 
+    /// The providers that may vouch for this JWS: those reading its credential that take
+    /// its (stated) issuer, in the route's order.
+    fn issuers<'a>(
+        &'a self,
+        parsed: &'a ParsedToken<'_>,
+        presented: &'a Presented<'_, '_>,
+    ) -> impl Iterator<Item = (usize, &'g Provider)> + 'a {
+        let iss = parsed.unverified_claims().iss.as_deref();
+        self.eligible(presented).filter(move |(_, p)| p.issues(iss))
+    }
+
     // ---- vouching: jwt_authn, earlier in the chain ------------------------------------------
 
     /// The route's companion provider of the payload jwt_authn wrote: the first whose key has a
@@ -821,12 +832,8 @@ impl<'g> TokenCheck<'g, '_> {
         parsed: &ParsedToken<'_>,
         presented: &Presented<'_, '_>,
     ) -> Result<Granted, Stop> {
-        let iss = parsed.unverified_claims().iss.as_deref();
         let mut first_refusal = None;
-        for (index, provider) in self.eligible(presented) {
-            if !provider.issues(iss) {
-                continue;
-            }
+        for (index, provider) in self.issuers(parsed, presented) {
             match self.vouch_signed(index, provider, parsed, presented) {
                 Ok(vouched) => return self.admit(vouched, presented),
                 Err(NotVouched::Final(stop)) => return Err(stop),
@@ -846,6 +853,7 @@ impl<'g> TokenCheck<'g, '_> {
             None => {
                 self.tracer
                     .step("iss", Mark::Fail(DenyReason::IssuerNotAccepted), || {
+                        let iss = parsed.unverified_claims().iss.as_deref();
                         Detail::Text(format!(
                             "{iss:?} is not the issuer of a provider that reads this credential"
                         ))
@@ -981,9 +989,8 @@ impl<'g> TokenCheck<'g, '_> {
         presented: &Presented<'_, '_>,
     ) -> Stop {
         if self.look.reports {
-            let iss = parsed.unverified_claims().iss.as_deref();
-            for (index, candidate) in self.eligible(presented) {
-                if !candidate.issues(iss) || !candidate.algorithms.contains(&parsed.algorithm) {
+            for (index, candidate) in self.issuers(parsed, presented) {
+                if !candidate.algorithms.contains(&parsed.algorithm) {
                     continue;
                 }
                 let keys = self.guard.state.keys(index);
