@@ -6,6 +6,7 @@ use jwt_compact::{
     Algorithm as _, AlgorithmSignature,
 };
 use p256::ecdsa::signature::Verifier as _;
+use std::borrow::Cow;
 
 use crate::keys::host_crypto::{HashName, HostCheck, HostCrypto};
 use crate::keys::material::KeyMaterial;
@@ -151,21 +152,16 @@ impl Algorithm {
         self.verify_in_wasm(material, signed_data, signature)
     }
 
-    /// The signature as BoringSSL's `EVP_DigestVerify` takes it: RSA as is, ECDSA's JWS
-    /// `r || s` (RFC 7518 §3.4) as an ASN.1 DER `ECDSA-Sig-Value`.
-    fn host_signature(self, signature: &[u8]) -> Option<Vec<u8>> {
-        match self {
-            Algorithm::Es256 => p256::ecdsa::Signature::from_slice(signature)
-                .ok()
-                .map(|s| s.to_der().as_bytes().to_vec()),
-            Algorithm::Es384 => ecdsa::Signature::<p384::NistP384>::from_slice(signature)
-                .ok()
-                .map(|s| s.to_der().as_bytes().to_vec()),
-            Algorithm::Es512 => ecdsa::Signature::<p521::NistP521>::from_slice(signature)
-                .ok()
-                .map(|s| s.to_der().as_bytes().to_vec()),
-            _ => Some(signature.to_vec()),
-        }
+    /// The signature as BoringSSL's `EVP_DigestVerify` takes it: RSA as is (borrowed), ECDSA's
+    /// JWS `r || s` (RFC 7518 §3.4) as an ASN.1 DER `ECDSA-Sig-Value`.
+    fn host_signature(self, signature: &[u8]) -> Option<Cow<'_, [u8]>> {
+        let order: &[u8] = match self {
+            Algorithm::Es256 => &P256_ORDER,
+            Algorithm::Es384 => &P384_ORDER,
+            Algorithm::Es512 => &P521_ORDER,
+            _ => return Some(Cow::Borrowed(signature)),
+        };
+        ecdsa_signature_der(signature, order).map(Cow::Owned)
     }
 
     /// ES384/ES512 need the host: jwt-compact has no P-384/P-521, and carrying their
@@ -242,6 +238,84 @@ fn canonical_rsa_signature(material: &KeyMaterial, signature: &[u8]) -> bool {
     }
 }
 
+/// The group orders `n` of P-256, P-384 and P-521 (SEC 2 §2.4.2, §2.5.1, §2.6.1), big-endian
+/// at the width of the curve's JWS scalars (RFC 7518 §3.4). Tested against the curve crates'.
+const P256_ORDER: [u8; 32] =
+    hex_bytes("ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551");
+const P384_ORDER: [u8; 48] = hex_bytes(
+    "ffffffffffffffffffffffffffffffffffffffffffffffffc7634d81f4372ddf581a0db248b0a77aecec196accc52973",
+);
+const P521_ORDER: [u8; 66] = hex_bytes(
+    "01fffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffa51868783bf2f966b7fcc0148f709a5d03bb5c9b8899c47aebb6fb71e91386409",
+);
+
+// Evaluated at compile time: a wrong index is a build error, not a panic.
+#[allow(clippy::indexing_slicing)]
+const fn hex_bytes<const N: usize>(hex: &str) -> [u8; N] {
+    let hex = hex.as_bytes();
+    assert!(hex.len() == 2 * N, "two hex digits per byte");
+    let mut out = [0u8; N];
+    let mut i = 0;
+    while i < N {
+        out[i] = (hex_digit(hex[2 * i]) << 4) | hex_digit(hex[2 * i + 1]);
+        i += 1;
+    }
+    out
+}
+
+const fn hex_digit(c: u8) -> u8 {
+    match c {
+        b'0'..=b'9' => c - b'0',
+        _ => c - b'a' + 10,
+    }
+}
+
+/// JWS ECDSA `r || s` as DER, written directly (the curve crates' `Signature::from_slice` and
+/// `to_der` went through their big-integer types: 0.7 us of an ES256 miss in V8). The same
+/// checks as theirs: exactly two scalars of the curve's width, each in `[1, n - 1]` (equal-width
+/// big-endian bytes compare as the numbers do); anything else has no DER form and is not a
+/// valid signature. DER integers are minimal and signed: leading zeros dropped, one put back
+/// when the top bit is set.
+fn ecdsa_signature_der(signature: &[u8], order: &[u8]) -> Option<Vec<u8>> {
+    let width = order.len();
+    if signature.len() != 2 * width {
+        return None;
+    }
+    let (r, s) = signature.split_at(width);
+    let in_range = |x: &[u8]| x.iter().any(|&b| b != 0) && x < order;
+    if !in_range(r) || !in_range(s) {
+        return None;
+    }
+    let minimal = |x: &'_ [u8]| -> (bool, usize) {
+        let start = x.iter().position(|&b| b != 0).unwrap_or(x.len());
+        let rest = x.get(start..).unwrap_or_default();
+        let pad = rest.first().is_some_and(|&b| b & 0x80 != 0);
+        (pad, start)
+    };
+    let (r_pad, r_start) = minimal(r);
+    let (s_pad, s_start) = minimal(s);
+    let r_len = width - r_start + usize::from(r_pad);
+    let s_len = width - s_start + usize::from(s_pad);
+    // Each integer is at most 67 bytes (P-521), so its own length fits in one byte; the
+    // sequence's may not (P-521: up to 138), and then takes the long form 0x81 n.
+    let content = 4 + r_len + s_len;
+    let mut der = Vec::with_capacity(content + 3);
+    der.push(0x30);
+    if content >= 0x80 {
+        der.push(0x81);
+    }
+    der.push(u8::try_from(content).ok()?);
+    for (x, pad, start, len) in [(r, r_pad, r_start, r_len), (s, s_pad, s_start, s_len)] {
+        der.push(0x02);
+        der.push(u8::try_from(len).ok()?);
+        if pad {
+            der.push(0);
+        }
+        der.extend_from_slice(x.get(start..)?);
+    }
+    Some(der)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +377,105 @@ mod tests {
             None,
             "scalars >= n"
         );
+    }
+
+    /// The DER written here is what the curve crates write, and refused where they refuse:
+    /// at and around `n`, zero, lengths, top bits and leading zeros, and pseudo-random scalars.
+    #[test]
+    fn ecdsa_der_matches_the_curve_crates() {
+        fn crate_der(alg: Algorithm, raw: &[u8]) -> Option<Vec<u8>> {
+            match alg {
+                Algorithm::Es256 => p256::ecdsa::Signature::from_slice(raw)
+                    .ok()
+                    .map(|s| s.to_der().as_bytes().to_vec()),
+                Algorithm::Es384 => ecdsa::Signature::<p384::NistP384>::from_slice(raw)
+                    .ok()
+                    .map(|s| s.to_der().as_bytes().to_vec()),
+                _ => ecdsa::Signature::<p521::NistP521>::from_slice(raw)
+                    .ok()
+                    .map(|s| s.to_der().as_bytes().to_vec()),
+            }
+        }
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        };
+        for (alg, order) in [
+            (Algorithm::Es256, &P256_ORDER[..]),
+            (Algorithm::Es384, &P384_ORDER[..]),
+            (Algorithm::Es512, &P521_ORDER[..]),
+        ] {
+            let width = order.len();
+            let minus = |k: u8| {
+                let mut x = order.to_vec();
+                let last = x.len() - 1;
+                x[last] -= k;
+                x
+            };
+            let plus_one = {
+                let mut x = order.to_vec();
+                let last = x.len() - 1;
+                x[last] += 1;
+                x
+            };
+            let one = {
+                let mut x = vec![0u8; width];
+                x[width - 1] = 1;
+                x
+            };
+            let mut scalars = vec![
+                order.to_vec(),
+                plus_one,
+                minus(1),
+                minus(2),
+                vec![0u8; width],
+                vec![0xff; width],
+                one,
+            ];
+            for lead in [0x7f, 0x80, 0x01, 0x00] {
+                let mut x = minus(1);
+                x[0] = if width == 66 { lead & 1 } else { lead };
+                x[1] = lead;
+                scalars.push(x);
+            }
+            for _ in 0..200 {
+                let mut x: Vec<u8> = (0..width).map(|_| next()).collect();
+                // Leading zero bytes now and then, and P-521's top byte within its 9 bits.
+                let zeros = usize::from(next() % 4);
+                x.iter_mut().take(zeros).for_each(|b| *b = 0);
+                if width == 66 {
+                    x[0] &= 1;
+                }
+                scalars.push(x);
+            }
+            for r in &scalars {
+                for s in scalars.iter().step_by(7).chain(scalars.iter().take(11)) {
+                    let raw = [r.as_slice(), s.as_slice()].concat();
+                    assert_eq!(
+                        alg.host_signature(&raw).map(Cow::into_owned),
+                        crate_der(alg, &raw),
+                        "{alg:?} r={r:02x?} s={s:02x?}"
+                    );
+                }
+            }
+            for len in [0, 1, width, 2 * width - 1, 2 * width + 1] {
+                let raw = vec![1u8; len];
+                assert_eq!(alg.host_signature(&raw), None, "{alg:?} {len} bytes");
+                assert_eq!(crate_der(alg, &raw), None);
+            }
+        }
+    }
+
+    #[test]
+    fn rsa_signatures_go_to_the_host_as_they_are() {
+        let sig = [7u8; 256];
+        assert!(matches!(
+            Algorithm::Rs256.host_signature(&sig),
+            Some(Cow::Borrowed(s)) if s == sig
+        ));
     }
 
     #[test]
