@@ -263,10 +263,13 @@ const fn hex_bytes<const N: usize>(hex: &str) -> [u8; N] {
     out
 }
 
+// Only the order constants above call it, at compile time: a bad digit fails the build.
+#[allow(clippy::panic)]
 const fn hex_digit(c: u8) -> u8 {
     match c {
         b'0'..=b'9' => c - b'0',
-        _ => c - b'a' + 10,
+        b'a'..=b'f' => c - b'a' + 10,
+        _ => panic!("a lowercase hex digit"),
     }
 }
 
@@ -296,8 +299,9 @@ fn ecdsa_signature_der(signature: &[u8], order: &[u8]) -> Option<Vec<u8>> {
     let (s_pad, s_start) = minimal(s);
     let r_len = width - r_start + usize::from(r_pad);
     let s_len = width - s_start + usize::from(s_pad);
-    // Each integer is at most 67 bytes (P-521), so its own length fits in one byte; the
-    // sequence's may not (P-521: up to 138), and then takes the long form 0x81 n.
+    // Each integer is at most 66 bytes (P-521: r, s < n < 2^521 leave the top bit of a full
+    // 66-byte scalar clear), so its own length fits in one byte; the sequence's may not
+    // (P-521: up to 136), and from 128 on takes the long form 0x81 n.
     let content = 4 + r_len + s_len;
     let mut der = Vec::with_capacity(content + 3);
     der.push(0x30);
@@ -466,6 +470,28 @@ mod tests {
                 assert_eq!(alg.host_signature(&raw), None, "{alg:?} {len} bytes");
                 assert_eq!(crate_der(alg, &raw), None);
             }
+        }
+    }
+
+    /// P-521's sequence takes the long length form from a 128-byte body on: 127 and 128 exactly.
+    #[test]
+    fn p521_der_length_form_switches_at_128() {
+        // r: 62 significant bytes, top bit clear (4 leading zeros); s: 61 or 62 likewise.
+        // Each INTEGER is 2 + its length, so the bodies are 64 + 63 = 127 and 64 + 64 = 128.
+        let scalar = |significant: usize| {
+            let mut x = vec![0u8; 66];
+            x[66 - significant..].fill(0x11);
+            x
+        };
+        for (s_len, body, header) in [(61, 127, &[0x30, 127][..]), (62, 128, &[0x30, 0x81, 128])] {
+            let raw = [scalar(62), scalar(s_len)].concat();
+            let der = Algorithm::Es512.host_signature(&raw).unwrap();
+            assert_eq!(&der[..header.len()], header);
+            assert_eq!(der.len(), header.len() + body);
+            let crate_der = ecdsa::Signature::<p521::NistP521>::from_slice(&raw)
+                .unwrap()
+                .to_der();
+            assert_eq!(&*der, crate_der.as_bytes());
         }
     }
 
