@@ -289,7 +289,7 @@ fn a_second_filter_config_never_reads_the_lists_another_one_shared() {
     assert_eq!(status(&mut worker, 2, "j-7"), 401);
     let owned: Vec<String> = main
         .host
-        .shared_values(".indexed-v4-list.")
+        .shared_values(&format!(".indexed-v{}-list.", indexed::FORMAT))
         .into_iter()
         .map(|(key, _)| key)
         .collect();

@@ -3,14 +3,15 @@
 //! index says a token may be listed.
 //!
 //! Why: shared data hands every VM its own copy of a value, so each worker held the whole
-//! list (8 bytes per entry: 8 MB for 1,000,000 entries, per worker). The index keeps 16 bits
-//! of each fingerprint after its slot's, Elias-Fano coded: about 1.8 MB for the same list
-//! (until format 4, the 16 bits as they are and a 32-bit offset per slot: 2.26 MB). The VM
+//! list (8 bytes per entry: 8 MB for 1,000,000 entries, per worker). The index keeps 14 bits
+//! of each fingerprint after its slot's, Elias-Fano coded: about 1.5 MB for the same list
+//! (format 4, 16 bits Elias-Fano coded: 1.8 MB; before it, the 16 bits as they are and a
+//! 32-bit offset per slot: 2.26 MB). The VM
 //! that polls (Envoy's main thread) still holds the whole set: applying deltas and the
 //! rollback guard read it.
 //!
-//! Exactness: the index answers "maybe" for every listed fingerprint and for about 1 in 4,000
-//! of the others (16 bits after the table's, about 16 fingerprints per slot); "maybe" reads
+//! Exactness: the index answers "maybe" for every listed fingerprint and for about 1 in
+//! 1,000-2,000 of the others (14 bits after the table's, 8-16 fingerprints per slot); "maybe" reads
 //! one bucket (about 2 KB for 1M entries), which decides exactly. A bucket that cannot be read
 //! leaves the answer unknown: the list's stale policy decides (`on_stale`, deny by default),
 //! as when the list itself could not be fetched.
@@ -51,7 +52,7 @@ const HEAD_MAGIC: &[u8; 4] = b"BGRI";
 const PART_MAGIC: &[u8; 4] = b"BGRP";
 /// Part of the shared values' keys too (the filter names them with it): module versions
 /// of another format neither read nor overwrite these values during an upgrade.
-pub const FORMAT: u8 = 4;
+pub const FORMAT: u8 = 5;
 /// At most 65,536 slots in the index table (256 KB of offsets).
 const MAX_TABLE_BITS: u32 = 16;
 /// At most 1,024 slots per part.
@@ -60,13 +61,34 @@ const PART_SLOT_BITS: u32 = 10;
 const MAX_BUCKET_BITS: u32 = 12;
 /// Reads of a list being shared meanwhile before adoption gives up until the next tick.
 const ADOPT_ATTEMPTS: usize = 3;
-/// Of a residue's 16 bits, the low 12 are kept as they are, packed; the top 4 with the slot
-/// make the entry's high value, coded in unary (Elias-Fano: about 14 bits per entry where 16
-/// bits and a 32-bit offset per slot took 18, for the same residues).
-const LOW_BITS: u32 = 12;
+/// Bits of each fingerprint kept after its slot's: a lookup of a fingerprint that is not
+/// listed answers "maybe" (and reads a bucket) about once in 2^14 / 16 = 1,024 at most (a
+/// slot holds 8-16), where 16 bits (format 4) took 1 in 4,096 at 2 more bits per entry. A
+/// bucket read is one shared-data copy of about 2 KB, and a request makes about 6 lookups:
+/// at most 0.6% of requests read one.
+const RESIDUE_BITS: u32 = 14;
+/// Of a residue's 14 bits, the low 10 are kept as they are, packed; the top 4 with the slot
+/// make the entry's high value, coded in unary (Elias-Fano: about 12 bits per entry, where
+/// the 16-bit residues took 14 and, as they were with a 32-bit offset per slot, 18).
+const LOW_BITS: u32 = 10;
 const LOW_MASK: u16 = (1 << LOW_BITS) - 1;
 /// High values per slot (the residue's top 4 bits).
-const HIGHS_PER_SLOT: usize = 1 << (16 - LOW_BITS);
+const HIGHS_PER_SLOT: usize = 1 << (RESIDUE_BITS - LOW_BITS);
+// A packed low is read as the little-endian u16 at its first byte: it must fit there at
+// every bit offset its position gives it.
+const _: () = assert!(largest_low_end() <= 16);
+
+const fn largest_low_end() -> u32 {
+    let (mut i, mut end) = (0, 0);
+    while i < 8 {
+        let shift = (i * LOW_BITS) % 8;
+        if shift + LOW_BITS > end {
+            end = shift + LOW_BITS;
+        }
+        i += 1;
+    }
+    end
+}
 /// A worker notes where every 64th high value's entries start in the unary code (a lookup
 /// scans from there: at most 63 ends of high values and the entries between, about two
 /// 56-bit windows).
@@ -105,9 +127,9 @@ fn top(fp: u64, bits: u32) -> usize {
     }
 }
 
-/// The 16 bits after the table's.
+/// The `RESIDUE_BITS` bits after the table's.
 fn residue(fp: u64, table_bits: u32) -> u16 {
-    ((fp << table_bits) >> 48) as u16
+    ((fp << table_bits) >> (64 - RESIDUE_BITS)) as u16
 }
 
 /// Every exact and subject fingerprint of `set`, in order (both sections are sorted).
@@ -226,7 +248,7 @@ fn part_lengths(entries: usize, highs: usize) -> Option<(usize, usize)> {
 
 /// One part of an index: its fingerprints' residues, Elias-Fano coded. Entry `i` (in order)
 /// of high value `h` (slot within the part times 16, plus the residue's top 4 bits) is a one
-/// at bit `h + i` of the unary code, and every high value ends with a zero; its low 12 bits
+/// at bit `h + i` of the unary code, and every high value ends with a zero; its low 10 bits
 /// are the `i`th of the packed lows. Stamped with a hash of all that. `fingerprints` is the
 /// set's, in order; the part's are taken from it.
 fn part_of(
@@ -273,7 +295,7 @@ fn part_of(
     bytes
 }
 
-/// Where entry `i`'s 12 low bits are: the byte they start in, and the shift within the
+/// Where entry `i`'s 10 low bits are: the byte they start in, and the shift within the
 /// little-endian u16 read there.
 fn low_at(i: usize) -> (usize, u32) {
     let bit = i * LOW_BITS as usize;
@@ -320,7 +342,7 @@ fn lows_in_order(unary: &[u8], lows: &[u8]) -> bool {
     !out_of_order
 }
 
-/// Entry `i`'s 12 low bits (zeros past the end).
+/// Entry `i`'s 10 low bits (zeros past the end).
 fn low_of(lows: &[u8], i: usize) -> u16 {
     let (byte, shift) = low_at(i);
     let packed = u16::from_le_bytes([
