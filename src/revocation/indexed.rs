@@ -11,13 +11,14 @@
 //! rollback guard read it.
 //!
 //! Exactness: the index answers "maybe" for every listed fingerprint and for about 1 in
-//! 1,000-2,000 of the others (14 bits after the table's, 8-16 fingerprints per slot); "maybe" reads
+//! 1,000-2,000 of the others up to 2^20 of them (14 bits after the table's, 8-16 fingerprints
+//! per slot; more often above, see `RESIDUE_BITS`); "maybe" reads
 //! one bucket (about 2 KB for 1M entries), which decides exactly. A bucket that cannot be read
 //! leaves the answer unknown: the list's stale policy decides (`on_stale`, deny by default),
 //! as when the list itself could not be fetched.
 //!
 //! Shared values (`Value`): a small head (what a lookup needs besides the fingerprints), the
-//! index in parts of at most 1,024 slots (about 28 KB each: Envoy copies a value on every read,
+//! index in parts of at most 1,024 slots (about 24 KB each: Envoy copies a value on every read,
 //! and one 2 MB copy per worker stayed with its allocator), and the buckets, named by their
 //! layout (a worker still holding the last list's head never reads another layout's bucket as
 //! its own). The head is written last and stamps its parts: a worker that reads parts of two
@@ -62,10 +63,13 @@ const MAX_BUCKET_BITS: u32 = 12;
 /// Reads of a list being shared meanwhile before adoption gives up until the next tick.
 const ADOPT_ATTEMPTS: usize = 3;
 /// Bits of each fingerprint kept after its slot's: a lookup of a fingerprint that is not
-/// listed answers "maybe" (and reads a bucket) about once in 2^14 / 16 = 1,024 at most (a
-/// slot holds 8-16), where 16 bits (format 4) took 1 in 4,096 at 2 more bits per entry. A
-/// bucket read is one shared-data copy of about 2 KB, and a request makes about 6 lookups:
-/// at most 0.6% of requests read one.
+/// listed answers "maybe" (and reads a bucket) about once in 2^14 / (fingerprints per slot):
+/// 1 in 1,024-2,048 while the table grows with the list (8-16 per slot, up to 2^20
+/// fingerprints), then more often (the table stops at 2^16 slots: 1 in 537 at 2M, 1 in 268 at
+/// 4M). Format 4's 16 bits took a quarter of that, at 2 more bits per entry. A bucket read is
+/// one shared-data copy of about 2 KB, and a request makes about 8 lookups (`jti`, `sub` and
+/// two token hashes, in the any-provider scope and its provider's; etcd's set as many again):
+/// at 1M entries about 1 request in 130 reads a bucket it did not need (1 in 540 before).
 const RESIDUE_BITS: u32 = 14;
 /// Of a residue's 14 bits, the low 10 are kept as they are, packed; the top 4 with the slot
 /// make the entry's high value, coded in unary (Elias-Fano: about 12 bits per entry, where
@@ -76,7 +80,7 @@ const LOW_MASK: u16 = (1 << LOW_BITS) - 1;
 const HIGHS_PER_SLOT: usize = 1 << (RESIDUE_BITS - LOW_BITS);
 // A packed low is read as the little-endian u16 at its first byte: it must fit there at
 // every bit offset its position gives it.
-const _: () = assert!(largest_low_end() <= 16);
+const _: () = assert!(largest_low_end() <= 16 && LOW_BITS < RESIDUE_BITS && RESIDUE_BITS <= 16);
 
 const fn largest_low_end() -> u32 {
     let (mut i, mut end) = (0, 0);
@@ -101,7 +105,7 @@ fn ceil_log2(n: usize) -> u32 {
     usize::BITS - n.saturating_sub(1).leading_zeros()
 }
 
-/// About 16 fingerprints per slot: the table is an eighth of the residues.
+/// 8-16 fingerprints per slot (up to 2^20 of them): the table is an eighth to a sixteenth of the residues.
 fn table_bits(fingerprints: usize) -> u32 {
     ceil_log2(fingerprints)
         .saturating_sub(4)

@@ -698,9 +698,13 @@ fn a_part_holds_exactly_its_entries() {
     let (table_bits, part_bits) = (8, 2);
     let slots = 1 << (table_bits - part_bits);
     let highs = slots * HIGHS_PER_SLOT;
+    // A residue is RESIDUE_BITS wide: its top 4 bits pick the high value within the slot,
+    // the low LOW_BITS are the low.
+    let rest_bits = 64 - RESIDUE_BITS - table_bits;
     let fp = |slot: u64, residue: u64, rest: u64| {
-        (slot << (64 - table_bits)) | (residue << (48 - table_bits)) | (rest & 0xff)
+        (slot << (64 - table_bits)) | (residue << rest_bits) | (rest & 0xff)
     };
+    let lows = u64::from(LOW_MASK) + 1;
     let mut random = 0x2545_f491_4f6c_dd1d_u64;
     let mut next = move || {
         random ^= random << 13;
@@ -709,14 +713,14 @@ fn a_part_holds_exactly_its_entries() {
         random
     };
     let crowded: Vec<u64> = (0..300)
-        .map(|i| fp(70, 0x9000 | (i * 13 % 4096), i))
+        .map(|i| fp(70, 9 << LOW_BITS | (i * 13 % lows), i))
         .collect();
     let every_high: Vec<u64> = (0..(slots * 4) as u64 * 16)
-        .map(|h| fp(h / 16, (h % 16) << 12 | (h * 7 % 4096), 0))
+        .map(|h| fp(h / 16, (h % 16) << LOW_BITS | (h * 7 % lows), 0))
         .collect();
     let at_samples: Vec<u64> = [63u64, 64, 65, 127, 128]
         .iter()
-        .map(|h| fp(h / 16, (h % 16) << 12 | 5, 0))
+        .map(|h| fp(h / 16, (h % 16) << LOW_BITS | 5, 0))
         .collect();
     let cases = [
         vec![],
@@ -724,7 +728,11 @@ fn a_part_holds_exactly_its_entries() {
         crowded,
         every_high,
         at_samples,
-        vec![fp(9, 0x0042, 1), fp(9, 0x0042, 2), fp(9, 0xffff, 0)],
+        vec![
+            fp(9, 0x0042, 1),
+            fp(9, 0x0042, 2),
+            fp(9, (1 << RESIDUE_BITS) - 1, 0),
+        ],
         (0..3_000).map(|_| next()).collect(),
     ];
     for mut fingerprints in cases {
@@ -876,16 +884,17 @@ fn every_layout_holds_exactly_what_was_written() {
                     let low = if trial % 5 == 0 {
                         next() % 4
                     } else {
-                        next() & 0xfff
+                        next() & u64::from(LOW_MASK)
                     };
                     let slot = (part * slots + high / HIGHS_PER_SLOT) as u64;
-                    let residue = ((high % HIGHS_PER_SLOT) as u64) << 12 | low;
+                    let residue = ((high % HIGHS_PER_SLOT) as u64) << LOW_BITS | low;
                     let top = if table_bits == 0 {
                         0
                     } else {
                         slot << (64 - table_bits)
                     };
-                    top | residue << (48 - table_bits) | (next() & ((1 << (48 - table_bits)) - 1))
+                    let rest_bits = 64 - RESIDUE_BITS - table_bits;
+                    top | residue << rest_bits | (next() & ((1 << rest_bits) - 1))
                 })
                 .collect();
             fps.sort_unstable();
