@@ -289,33 +289,32 @@ fn ecdsa_signature_der(signature: &[u8], order: &[u8]) -> Option<Vec<u8>> {
     if !in_range(r) || !in_range(s) {
         return None;
     }
-    let minimal = |x: &'_ [u8]| -> (bool, usize) {
+    // Each scalar's significant bytes (none is zero, checked above), and whether the top bit
+    // of the first is set: a DER INTEGER is signed, so a zero byte then goes before it.
+    fn integer(x: &[u8]) -> (&[u8], bool) {
         let start = x.iter().position(|&b| b != 0).unwrap_or(x.len());
-        let rest = x.get(start..).unwrap_or_default();
-        let pad = rest.first().is_some_and(|&b| b & 0x80 != 0);
-        (pad, start)
-    };
-    let (r_pad, r_start) = minimal(r);
-    let (s_pad, s_start) = minimal(s);
-    let r_len = width - r_start + usize::from(r_pad);
-    let s_len = width - s_start + usize::from(s_pad);
+        let digits = x.get(start..).unwrap_or_default();
+        (digits, digits.first().is_some_and(|&b| b & 0x80 != 0))
+    }
+    let integers = [integer(r), integer(s)];
+    let encoded_len = |(digits, pad): (&[u8], bool)| digits.len() + usize::from(pad);
     // Each integer is at most 66 bytes (P-521: r, s < n < 2^521 leave the top bit of a full
     // 66-byte scalar clear), so its own length fits in one byte; the sequence's may not
     // (P-521: up to 136), and from 128 on takes the long form 0x81 n.
-    let content = 4 + r_len + s_len;
+    let content: usize = integers.iter().map(|&i| 2 + encoded_len(i)).sum();
     let mut der = Vec::with_capacity(content + 3);
     der.push(0x30);
     if content >= 0x80 {
         der.push(0x81);
     }
     der.push(u8::try_from(content).ok()?);
-    for (x, pad, start, len) in [(r, r_pad, r_start, r_len), (s, s_pad, s_start, s_len)] {
+    for (digits, pad) in integers {
         der.push(0x02);
-        der.push(u8::try_from(len).ok()?);
+        der.push(u8::try_from(encoded_len((digits, pad))).ok()?);
         if pad {
             der.push(0);
         }
-        der.extend_from_slice(x.get(start..)?);
+        der.extend_from_slice(digits);
     }
     Some(der)
 }
