@@ -185,15 +185,7 @@ impl JwsParts<'_> {
 /// Splits and decodes a compact JWS (strictly: no padding, no stray bits, so one signature
 /// has one spelling); `None` for anything jwt-compact would not parse.
 pub fn jws_parts(token: &str) -> Option<JwsParts<'_>> {
-    let mut segments = token.splitn(4, '.');
-    let (Some(header_b64), Some(payload_b64), Some(signature_b64), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return None;
-    };
+    let [header_b64, payload_b64, signature_b64] = segments(token)?;
     let decode = |segment: &str| URL_SAFE_NO_PAD.decode(segment).ok();
     let header_json = decode(header_b64)?;
     let payload_json = decode(payload_b64)?;
@@ -324,11 +316,17 @@ pub fn verify_signature<'p, 't>(
 /// A compact JWS has three dot-separated parts; anything else (an opaque token) can only be
 /// judged by introspection.
 pub fn looks_like_jws(token: &str) -> bool {
-    // Exactly two dots, found as `jws_parts` finds them (`memchr`, a word at a time), not
-    // byte by byte.
+    segments(token).is_some()
+}
+
+/// A compact JWS's three segments: exactly two dots (found with `memchr`, a word at a time,
+/// not byte by byte), segments possibly empty.
+fn segments(token: &str) -> Option<[&str; 3]> {
     let mut parts = token.splitn(4, '.');
-    parts.next();
-    parts.next().is_some() && parts.next().is_some() && parts.next().is_none()
+    match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(header), Some(payload), Some(signature), None) => Some([header, payload, signature]),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
