@@ -988,3 +988,26 @@ fn hostile_parts_stamped_as_written_never_panic_or_hang() {
         "{accepted} accepted: the lookups were tried"
     );
 }
+
+/// A writer of another format (format 4 kept 16-bit residues: read as 14-bit ones, its lows
+/// would answer "no" for entries it holds) is never read, even where keys would collide: the
+/// head and every part carry the format, and a value of another one is refused.
+#[test]
+fn a_value_of_another_format_is_refused() {
+    let fp = |low: u64| low << (64 - RESIDUE_BITS);
+    let mut taken = [3u64, 5].map(fp).into_iter().peekable();
+    let (part, head) = restamped(part_of(&mut taken, 0, 0, 1), 0, 0);
+    assert!(Part::read(part.clone(), &head, 0).is_some(), "as written");
+    assert!(Head::decode(&head.encode()).is_some(), "as written");
+    for other in [FORMAT - 1, FORMAT + 1] {
+        let mut old_part = part.clone();
+        old_part[HEAD_MAGIC.len()] = other;
+        assert!(
+            Part::read(old_part, &head, 0).is_none(),
+            "part of format {other}"
+        );
+        let mut old_head = head.encode();
+        old_head[HEAD_MAGIC.len()] = other;
+        assert!(Head::decode(&old_head).is_none(), "head of format {other}");
+    }
+}
