@@ -862,3 +862,122 @@ fn a_provider_without_issuer_takes_only_tokens_without_iss() {
         .contains("issuer not accepted"));
     assert_no_wasm_failure(&envoy.log());
 }
+
+/// The module exports no body callbacks (`src/filter/exports.json`), so Envoy hands it no body
+/// chunk: bodies pass both ways whole, and a refused request's body still reaches no upstream.
+#[test]
+fn bodies_pass_whole_both_ways_and_a_refused_one_goes_nowhere() {
+    let pattern = |len: usize, first: u8| -> String {
+        (0..len)
+            .map(|i| char::from(first + u8::try_from(i % 26).unwrap()))
+            .collect()
+    };
+    let upstream = Upstream::start();
+    let response_body = pattern(300_000, b'a');
+    upstream.set_response(200, &response_body);
+    let envoy = Envoy::start(&test_config(&plugin_config(), upstream.port))
+        .unwrap_or_else(|f| panic!("envoy did not start: {f:?}"));
+    let request_body = pattern(500_000, b'A');
+
+    let auth = format!("Bearer {}", rs256(json!({})));
+    let r = http::post(
+        envoy.port,
+        "/api/upload",
+        &[("authorization", &auth), ("x-test-case", "upload")],
+        "application/octet-stream",
+        &request_body,
+    );
+    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(300)]);
+    assert!(
+        r.body == response_body,
+        "response body of {} bytes differs",
+        r.body.len()
+    );
+    let seen = upstream.seen_case("upload");
+    assert_eq!(seen.len(), 1);
+    assert!(
+        seen[0].body == request_body,
+        "upstream saw {} bytes",
+        seen[0].body.len()
+    );
+
+    let forged = mint(
+        Signer::Rs256(&keys().rsa_other),
+        Some("rsa-1"),
+        &claims(json!({})),
+    );
+    let r = http::post(
+        envoy.port,
+        "/api/upload",
+        &[
+            ("authorization", &format!("Bearer {forged}")),
+            ("x-test-case", "forged-upload"),
+        ],
+        "application/octet-stream",
+        &request_body,
+    );
+    assert_eq!(r.status, 401);
+    assert!(upstream.seen_case("forged-upload").is_empty());
+    assert_no_wasm_failure(&envoy.log());
+}
+
+/// `make build` left only the exports of `src/filter/exports.json` in the module it wrote (the
+/// unit test `exports_tests` holds that list to the callbacks the filter implements).
+#[test]
+fn the_built_module_exports_only_the_listed_callbacks() {
+    let graph: Value = serde_json::from_str(
+        &std::fs::read_to_string(support::repo_path("src/filter/exports.json")).unwrap(),
+    )
+    .unwrap();
+    let mut listed: Vec<String> = graph
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|node| node["export"].as_str().map(str::to_owned))
+        .collect();
+    listed.sort();
+    let mut exported = module_exports(&std::fs::read(support::wasm_path()).unwrap());
+    exported.sort();
+    assert_eq!(exported, listed);
+    assert!(!exported
+        .iter()
+        .any(|e| e == "proxy_on_request_body" || e == "proxy_on_log"));
+}
+
+/// The export names of a wasm module (its export section, id 7).
+fn module_exports(module: &[u8]) -> Vec<String> {
+    fn leb(bytes: &[u8], at: &mut usize) -> usize {
+        let (mut value, mut shift) = (0usize, 0);
+        loop {
+            let byte = bytes[*at];
+            *at += 1;
+            value |= usize::from(byte & 0x7f) << shift;
+            shift += 7;
+            if byte < 0x80 {
+                return value;
+            }
+        }
+    }
+    assert_eq!(&module[..4], b"\0asm");
+    let mut at = 8;
+    while at < module.len() {
+        let id = module[at];
+        at += 1;
+        let size = leb(module, &mut at);
+        if id == 7 {
+            let mut entry = at;
+            let count = leb(module, &mut entry);
+            return (0..count)
+                .map(|_| {
+                    let length = leb(module, &mut entry);
+                    let name = String::from_utf8(module[entry..entry + length].to_vec()).unwrap();
+                    entry += length + 1; // the name, then the kind byte
+                    leb(module, &mut entry); // the index
+                    name
+                })
+                .collect();
+        }
+        at += size;
+    }
+    panic!("no export section");
+}

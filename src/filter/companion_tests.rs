@@ -40,7 +40,7 @@ fn the_payload_in_dynamic_metadata_is_the_token() {
     assert_eq!(header(&upstream, "x-user"), Some("alice"));
     // The upstream logs the user out: the next request with that payload is refused.
     respond_with_revocation(&mut vm, 2, "self");
-    vm.stream(2).done();
+    vm.delete(2);
     assert_eq!(vm.send(3, &GET), Action::Pause);
     let response = vm.host.local_response(3).expect("refused");
     assert_eq!(response.status, 401);

@@ -105,8 +105,7 @@ fn one_request(vm: &mut Vm, context: u32, path: &Path) -> (Action, Vec<String>) 
         vm.host.start_response(context, &[(":status", "200")]);
         assert_eq!(vm.stream(context).response_headers(), Action::Continue);
     }
-    vm.host.enter(context);
-    vm.stream(context).done();
+    vm.delete(context);
     (action, vm.host.take_host_calls())
 }
 

@@ -34,6 +34,8 @@ mod etcd_findings_tests;
 #[cfg(test)]
 mod etcd_tests;
 #[cfg(test)]
+mod exports_tests;
+#[cfg(test)]
 mod fake_host;
 mod host;
 #[cfg(test)]

@@ -310,6 +310,12 @@ impl Revocation {
         self.authorized.borrow_mut().remove(&context);
     }
 
+    /// How many streams' authorizing tokens are held.
+    #[cfg(test)]
+    pub fn streams_held(&self) -> usize {
+        self.authorized.borrow().len()
+    }
+
     /// The upstream's response headers: any revocation header is applied, then removed. The
     /// clock is read only for a response that carries one (most carry none).
     pub fn on_response_headers(&self, context: u32, guard: &Guard, metrics: &Metrics) {

@@ -43,6 +43,15 @@ impl GuardRoot {
         GuardRoot::with_host(id, Rc::new(WasmHost))
     }
 
+    /// How many streams' authorizing tokens the revocation side holds (none without it).
+    #[cfg(test)]
+    pub(super) fn revocation_streams_held(&self) -> usize {
+        self.active
+            .as_ref()
+            .and_then(|a| a.revocation.as_ref())
+            .map_or(0, Revocation::streams_held)
+    }
+
     /// A root context over any host (the unit tests' fake).
     pub fn with_host(id: u32, host: Rc<dyn Host>) -> Self {
         GuardRoot {

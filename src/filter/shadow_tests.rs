@@ -173,7 +173,7 @@ fn the_upstreams_revocation_header_still_applies_under_shadow() {
     assert_eq!(vm.request(2, "/orders", &token), Action::Continue);
     respond_with_revocation(&mut vm, 2, "self");
     assert_eq!(header(&vm.host.response_headers(2), "x-revoke-token"), None);
-    vm.stream(2).done();
+    vm.delete(2);
     // Revoked: shadow-denied from now on, with the token still going upstream.
     assert_eq!(vm.request(3, "/orders", &token), Action::Continue);
     assert_eq!(header(&vm.host.request_headers(3), "x-user"), None);
@@ -201,7 +201,7 @@ fn self_on_a_shadowed_denial_revokes_nothing() {
     forged.replace_range(forged.len() - 6.., "AAAAAA");
     assert_eq!(vm.request(2, "/logout", &forged), Action::Continue);
     respond_with_revocation(&mut vm, 2, "self");
-    vm.stream(2).done();
+    vm.delete(2);
     assert_eq!(vm.request(3, "/orders", &victim), Action::Continue);
     // The victim's token is still allowed: nothing was revoked.
     let counters = [

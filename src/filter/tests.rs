@@ -61,6 +61,12 @@ impl Vm {
         action
     }
 
+    /// The host deletes stream `context`: the SDK drops its context (`proxy_on_delete`).
+    pub(super) fn delete(&mut self, context: u32) {
+        self.host.enter(context);
+        self.streams.retain(|(c, _)| *c != context);
+    }
+
     pub(super) fn stream(&mut self, context: u32) -> &mut GuardHttp {
         let found = self.streams.iter_mut().find(|(c, _)| *c == context);
         &mut found.expect("a stream of that context").1
@@ -335,10 +341,27 @@ fn a_revocation_response_header_refuses_the_token_next_time() {
     respond_with_revocation(&mut vm, 2, "self");
     let headers = vm.host.response_headers(2);
     assert_eq!(header(&headers, "x-revoke-token"), None, "not passed on");
-    vm.stream(2).done();
+    vm.delete(2);
     assert_eq!(vm.request(3, "/", &token), Action::Pause);
     let response = vm.host.local_response(3).expect("refused");
     assert_eq!(response.status, 401);
+}
+
+/// A stream that ends before its response (the client went away, the upstream failed) is
+/// cleaned up when the host deletes it: the SDK drops the context, and the token that
+/// authorized it is not held for the worker's lifetime.
+#[test]
+fn a_stream_deleted_before_its_response_leaves_nothing_held() {
+    let mut vm = Vm::new(&revocation_config(json!({})));
+    let token = rs256(&good_claims());
+    for context in 2..12 {
+        assert_eq!(vm.request(context, "/", &token), Action::Continue);
+    }
+    assert_eq!(vm.root.revocation_streams_held(), 10);
+    for context in 2..12 {
+        vm.delete(context);
+    }
+    assert_eq!(vm.root.revocation_streams_held(), 0);
 }
 
 #[test]

@@ -50,7 +50,8 @@ pub fn post_json(port: u16, path: &str, json: &str) -> Response {
     post(port, path, &[], "application/json", json)
 }
 
-fn post(
+/// A POST with a `content-length` body of the given type.
+pub fn post(
     port: u16,
     path: &str,
     headers: &[(&str, &str)],

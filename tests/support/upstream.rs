@@ -11,6 +11,8 @@ pub struct SeenRequest {
     pub method: String,
     pub path: String,
     pub headers: Vec<(String, String)>,
+    /// The body as received (by `content-length`), read lossily as text.
+    pub body: String,
 }
 
 impl SeenRequest {
@@ -195,6 +197,7 @@ fn serve(
             method,
             path,
             headers,
+            body: String::from_utf8_lossy(&body).into_owned(),
         });
         let (status, body) = response.lock().unwrap().clone();
         let response = [
