@@ -92,9 +92,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .collect();
     let mut allowed = 0usize;
     for serialized in requests.iter().cycle().take(decisions) {
-        let headers = header_map::split_utf8(
-            header_map::deserialize(serialized).ok_or("the serialized headers do not read back")?,
-        );
+        let headers =
+            header_map::read(serialized).ok_or("the serialized headers do not read back")?;
         let request = Request {
             method: "GET",
             path: "/",

@@ -687,8 +687,8 @@ fn header_value<'h>(headers: &'h [(&'h str, &'h str)], name: &str) -> Option<&'h
 /// over. A map the host cannot hand over, or serialized inconsistently, is no headers: the
 /// request then matches no rule that needs one.
 fn request_headers(serialized: &Result<Vec<u8>, Status>) -> (header_map::Headers<'_>, bool) {
-    match serialized.as_deref().map(header_map::deserialize) {
-        Ok(Some(raw)) => (header_map::split_utf8(raw), true),
+    match serialized.as_deref().map(header_map::read) {
+        Ok(Some(headers)) => (headers, true),
         _ => (header_map::Headers::default(), false),
     }
 }
