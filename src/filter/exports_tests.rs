@@ -6,11 +6,9 @@
 
 use std::collections::BTreeSet;
 
-/// The filter's source files that implement SDK traits.
-const SOURCES: [(&str, &str); 2] = [
-    ("http.rs", include_str!("http.rs")),
-    ("root.rs", include_str!("root.rs")),
-];
+/// Where the SDK's traits are implemented: every other source file must implement none (a new
+/// one is read here, or its callbacks would go unseen).
+const IMPLEMENTING: [&str; 2] = ["src/filter/http.rs", "src/filter/root.rs"];
 
 const GRAPH: &str = include_str!("exports.json");
 
@@ -71,34 +69,60 @@ const DISPATCHED: [(&str, &[&str]); 24] = [
     ("on_http_response_trailers", &["proxy_on_response_trailers"]),
 ];
 
-/// The `fn on_...` names inside `impl <SDK trait> for ...` blocks of a source file (a block
-/// ends at the first `}` in column 0, as rustfmt writes them).
+/// An `impl` of one of the SDK's traits, however written: indented, generic, by path.
+fn sdk_impl() -> regex_lite::Regex {
+    regex_lite::Regex::new(
+        r"^(\s*)impl(<[^>]*>)?\s+(\w+::)*(Context|RootContext|HttpContext|StreamContext)\s+for\b",
+    )
+    .unwrap()
+}
+
+/// The `fn on_...` names inside the SDK trait impls of a source file (a block ends at the
+/// first `}` at its `impl`'s indentation, as rustfmt writes them).
 fn implemented_callbacks(source: &str) -> Vec<String> {
-    let traits = ["Context", "RootContext", "HttpContext", "StreamContext"];
-    let mut inside = false;
+    let opening = sdk_impl();
+    let callback = regex_lite::Regex::new(r"\bfn\s+(on_\w+)").unwrap();
+    let mut closing: Option<String> = None;
     let mut found = Vec::new();
     for line in source.lines() {
-        if let Some(rest) = line.strip_prefix("impl ") {
-            inside = traits
-                .iter()
-                .any(|t| rest.starts_with(&format!("{t} for ")));
+        if let Some(indent) = opening.captures(line).map(|c| c[1].to_owned()) {
+            closing = Some(format!("{indent}}}"));
             continue;
         }
-        if line == "}" {
-            inside = false;
+        if closing.as_deref() == Some(line) {
+            closing = None;
         }
-        if !inside {
-            continue;
-        }
-        if let Some(at) = line.find("fn on_") {
-            let name: String = line[at + 3..]
-                .chars()
-                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-                .collect();
-            found.push(name);
+        if closing.is_some() {
+            if let Some(name) = callback.captures(line) {
+                found.push(name[1].to_owned());
+            }
         }
     }
     found
+}
+
+/// Every `.rs` file under `src/`, as (path from the crate root, text).
+fn sources() -> Vec<(String, String)> {
+    fn walk(dir: &std::path::Path, root: &std::path::Path, out: &mut Vec<(String, String)>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                out.push((name, std::fs::read_to_string(&path).unwrap()));
+            }
+        }
+    }
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut out = Vec::new();
+    walk(&root.join("src"), root, &mut out);
+    out.sort();
+    out
 }
 
 fn kept_exports() -> BTreeSet<String> {
@@ -127,16 +151,25 @@ fn kept_exports() -> BTreeSet<String> {
 
 fn needed_exports() -> BTreeSet<String> {
     let mut needed: BTreeSet<String> = LIFECYCLE.iter().map(|e| (*e).to_owned()).collect();
-    for (file, source) in SOURCES {
-        let callbacks = implemented_callbacks(source);
-        assert!(!callbacks.is_empty(), "no SDK callback found in {file}");
-        for callback in callbacks {
+    let opening = sdk_impl();
+    let mut implementing = Vec::new();
+    for (file, source) in sources() {
+        // This file's own examples are not the filter's.
+        if file.ends_with("exports_tests.rs") || !source.lines().any(|l| opening.is_match(l)) {
+            continue;
+        }
+        implementing.push(file.clone());
+        for callback in implemented_callbacks(&source) {
             let Some((_, exports)) = DISPATCHED.iter().find(|(name, _)| *name == callback) else {
                 panic!("{file}: `{callback}` is not in DISPATCHED: add the exports the SDK calls it from");
             };
             needed.extend(exports.iter().map(|e| (*e).to_owned()));
         }
     }
+    assert_eq!(
+        implementing, IMPLEMENTING,
+        "the files that implement the SDK's traits"
+    );
     needed
 }
 
@@ -148,18 +181,27 @@ fn the_module_exports_exactly_the_callbacks_the_filter_implements() {
 #[test]
 fn the_callback_scan_sees_what_the_filter_implements() {
     // If the scan stopped seeing these, the test above would pass with a shorter list.
-    let http = implemented_callbacks(SOURCES[0].1);
+    let read = |file: &str| {
+        let source =
+            std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(file));
+        implemented_callbacks(&source.unwrap())
+    };
+    let http = read(IMPLEMENTING[0]);
     for callback in ["on_http_request_headers", "on_http_response_headers"] {
         assert!(http.iter().any(|c| c == callback), "{callback}: {http:?}");
     }
-    let root = implemented_callbacks(SOURCES[1].1);
+    let root = read(IMPLEMENTING[1]);
     for callback in ["on_configure", "on_tick", "on_grpc_stream_message"] {
         assert!(root.iter().any(|c| c == callback), "{callback}: {root:?}");
     }
-    // A body callback implemented later would need its export back.
-    let with_body = "impl HttpContext for X {\n    fn on_http_request_body(&mut self) {}\n}\n";
-    assert_eq!(
-        implemented_callbacks(with_body),
-        vec!["on_http_request_body"]
-    );
+    // A callback implemented later, however its impl is written, would need its export back.
+    for written in [
+        "impl HttpContext for X {\n    fn on_http_request_body(&mut self) {}\n}\n",
+        "impl proxy_wasm::traits::HttpContext for X {\n    fn on_http_request_body(&mut self) {}\n}\n",
+        "mod m {\n    impl<T> HttpContext for X<T> {\n        fn on_http_request_body(&mut self) {}\n    }\n}\n",
+    ] {
+        assert_eq!(implemented_callbacks(written), vec!["on_http_request_body"], "{written}");
+    }
+    // Methods of other impls are not callbacks.
+    assert!(implemented_callbacks("impl Other for X {\n    fn on_tick(&self) {}\n}\n").is_empty());
 }

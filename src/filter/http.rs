@@ -60,6 +60,7 @@ impl HttpContext for GuardHttp {
 /// The SDK drops a stream's context when the host deletes the stream (`proxy_on_delete`), right
 /// after the host's `proxy_on_done`. Cleaning up here rather than in `on_done` lets the module
 /// export no `proxy_on_done` (`exports.json`): one call into the VM less on every request.
+/// No host calls here: the SDK drops the context without making it the current one.
 impl Drop for GuardHttp {
     fn drop(&mut self) {
         self.ended();

