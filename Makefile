@@ -37,6 +37,8 @@ WASM_OPT_FLAGS := -O3 -ocimfs 0 $(WASM_FEATURES)
 # other exports and the code only they reached; src/filter/exports_tests.rs keeps the list
 # in step with the callbacks the filter implements.
 EXPORTS_GRAPH := src/filter/exports.json
+# $(call trim_exports,GRAPH,IN,OUT[,FLAGS]): IN's exports cut to GRAPH's, written to OUT.
+trim_exports = wasm-metadce $(WASM_FEATURES) $(4) -f $(1) $(2) -o $(3) > /dev/null
 
 setup: $(ENVOY_STAMP)
 	@rustup target add $(WASM_TARGET) >/dev/null 2>&1 || rustup target add $(WASM_TARGET)
@@ -57,8 +59,7 @@ $(ENVOY_STAMP):
 build: setup
 	$(CARGO) build --release --target $(WASM_TARGET) --lib
 	@mkdir -p dist
-	wasm-metadce $(WASM_FEATURES) -f $(EXPORTS_GRAPH) target/$(WASM_TARGET)/release/bearer_guard.wasm \
-		-o target/$(WASM_TARGET)/release/bearer_guard.exports.wasm > /dev/null
+	$(call trim_exports,$(EXPORTS_GRAPH),target/$(WASM_TARGET)/release/bearer_guard.wasm,target/$(WASM_TARGET)/release/bearer_guard.exports.wasm)
 	wasm-opt $(WASM_OPT_FLAGS) target/$(WASM_TARGET)/release/bearer_guard.exports.wasm -o $(WASM)
 	@echo "built $(WASM) ($$(stat -c %s $(WASM)) bytes)"
 	$(CARGO) build --release --features cli --bin bearer-guard
@@ -111,10 +112,8 @@ bench-setup: build $(CHART_STAMP)
 	@command -v valgrind >/dev/null || $(APT_INSTALL) valgrind
 	for manifest in $(BENCH_FILTERS); do $(CARGO) build --release --locked --target $(WASM_TARGET) \
 		--manifest-path $$manifest --target-dir target/bench || exit 1; done
-	wasm-metadce $(WASM_FEATURES) -f bench/trivial-filter/exports.json \
-		target/bench/$(WASM_TARGET)/release/trivial_filter.wasm -o target/bench/trivial_filter.wasm > /dev/null
-	wasm-metadce $(WASM_FEATURES) -f bench/host-verify-filter/exports.json \
-		target/bench/$(WASM_TARGET)/release/host_verify_filter.wasm -o target/bench/host_verify_filter.wasm > /dev/null
+	$(call trim_exports,bench/trivial-filter/exports.json,target/bench/$(WASM_TARGET)/release/trivial_filter.wasm,target/bench/trivial_filter.wasm)
+	$(call trim_exports,bench/host-verify-filter/exports.json,target/bench/$(WASM_TARGET)/release/host_verify_filter.wasm,target/bench/host_verify_filter.wasm)
 
 # Memory per worker first (bench/memory.py) and Envoy's instructions per request
 # (bench/envoy_cost.py, under callgrind), folded into run.py's targets table, which is printed
@@ -232,8 +231,7 @@ v8-compile: build
 WASM_NAMED_TARGET := target/wasm-named
 wasm-cost: setup
 	CARGO_PROFILE_RELEASE_STRIP=false CARGO_TARGET_DIR=$(WASM_NAMED_TARGET) $(CARGO) build --release --target $(WASM_TARGET) --lib
-	wasm-metadce $(WASM_FEATURES) -g -f $(EXPORTS_GRAPH) $(WASM_NAMED_TARGET)/$(WASM_TARGET)/release/bearer_guard.wasm \
-		-o $(WASM_NAMED_TARGET)/bearer_guard.exports.wasm > /dev/null
+	$(call trim_exports,$(EXPORTS_GRAPH),$(WASM_NAMED_TARGET)/$(WASM_TARGET)/release/bearer_guard.wasm,$(WASM_NAMED_TARGET)/bearer_guard.exports.wasm,-g)
 	wasm-opt $(WASM_OPT_FLAGS) -g $(WASM_NAMED_TARGET)/bearer_guard.exports.wasm -o $(WASM_NAMED_TARGET)/bearer_guard.named.wasm
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/cost --count 2000
 	node bench/wasm_cost.js $(WASM_NAMED_TARGET)/bearer_guard.named.wasm bench/tmp/cost

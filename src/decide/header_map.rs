@@ -25,10 +25,7 @@ pub fn deserialize(bytes: &[u8]) -> Option<RawHeaders<'_>> {
 /// what `split_utf8(deserialize(bytes)?)` gives, without the intermediate list (one
 /// allocation and one pass less on every request).
 pub fn read(bytes: &[u8]) -> Option<Headers<'_>> {
-    let mut headers = Headers {
-        text: Vec::with_capacity(capacity(bytes)),
-        not_utf8: Vec::new(),
-    };
+    let mut headers = Headers::with_room(capacity(bytes));
     each_pair(bytes, |name, value| headers.add(name, value))?;
     Some(headers)
 }
@@ -110,10 +107,7 @@ pub struct Headers<'a> {
 /// Sets apart what is not UTF-8. A header whose name is not UTF-8 is dropped: every name the
 /// configuration can mention is text, so none could match it.
 pub fn split_utf8(raw: RawHeaders<'_>) -> Headers<'_> {
-    let mut headers = Headers {
-        text: Vec::with_capacity(raw.len()),
-        not_utf8: Vec::new(),
-    };
+    let mut headers = Headers::with_room(raw.len());
     for (name, value) in raw {
         headers.add(name, value);
     }
@@ -121,6 +115,14 @@ pub fn split_utf8(raw: RawHeaders<'_>) -> Headers<'_> {
 }
 
 impl<'a> Headers<'a> {
+    /// Room for `pairs` text headers (nearly every header is text).
+    fn with_room(pairs: usize) -> Self {
+        Headers {
+            text: Vec::with_capacity(pairs),
+            not_utf8: Vec::new(),
+        }
+    }
+
     /// One header, as `split_utf8` sorts it.
     fn add(&mut self, name: &'a [u8], value: &'a [u8]) {
         let Some(name) = text(name) else {
