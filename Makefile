@@ -16,7 +16,7 @@ APT_INSTALL := $(SUDO) sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteracti
 # matplotlib (into the same venv as Envoy) draws bench/results.png and bench/revocation.png.
 CHART_STAMP := $(VENV)/.matplotlib
 
-.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost v8-compile wasm-cost envoy-cost
+.PHONY: setup build test run fmt-check clippy unit integration clean bench bench-smoke bench-setup bench-chart soak schema cost v8-compile wasm-cost envoy-cost envoy-profile
 
 # wasm-opt (Debian's binaryen) shrinks and speeds up the module after rustc; features are
 # the ones rustc emits for wasm32-wasip1. `-ocimfs 0`: no inlining of functions that have one
@@ -110,6 +110,7 @@ soak: build
 bench-setup: build $(CHART_STAMP)
 	@command -v wrk >/dev/null || $(APT_INSTALL) wrk
 	@command -v valgrind >/dev/null || $(APT_INSTALL) valgrind
+	@command -v perf >/dev/null || $(APT_INSTALL) linux-perf
 	for manifest in $(BENCH_FILTERS); do $(CARGO) build --release --locked --target $(WASM_TARGET) \
 		--manifest-path $$manifest --target-dir target/bench || exit 1; done
 	$(call trim_exports,bench/trivial-filter/exports.json,target/bench/$(WASM_TARGET)/release/trivial_filter.wasm,target/bench/trivial_filter.wasm)
@@ -117,11 +118,12 @@ bench-setup: build $(CHART_STAMP)
 
 # Memory per worker first (bench/memory.py) and Envoy's instructions per request
 # (bench/envoy_cost.py, under callgrind), folded into run.py's targets table, which is printed
-# again at the end.
+# again at the end; where the time of a request goes by code region (bench/envoy_profile.py).
 bench: bench-setup
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
 	python3 bench/memory.py --pools bench/tmp/pools --out bench
 	python3 bench/envoy_cost.py --pools bench/tmp/pools --out bench
+	python3 bench/envoy_profile.py --pools bench/tmp/pools --out bench
 	python3 bench/run.py --pools bench/tmp/pools --out bench --memory bench/memory_results.json \
 		--envoy-cost bench/envoy_cost_results.json
 	python3 bench/revocation.py --pools bench/tmp/pools --out bench
@@ -144,6 +146,7 @@ bench-smoke: bench-setup
 	python3 bench/run.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke \
 		--memory bench/tmp/smoke/memory_results.json
 	python3 bench/revocation.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
+	python3 bench/envoy_profile.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	python3 bench/etcd.py --smoke --pools bench/tmp/smoke --out bench/tmp/smoke
 	$(VENV)/bin/python bench/chart.py --results bench/tmp/smoke/results.json \
 		--revocation bench/tmp/smoke/revocation_results.json \
@@ -241,6 +244,13 @@ wasm-cost: setup
 envoy-cost: bench-setup
 	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
 	python3 bench/envoy_cost.py --pools bench/tmp/pools --out bench
+
+# CPU time per request by code region (Envoy's binary, V8's generated code, libc, kernel) under
+# `perf` (bench/envoy_profile.py; `make bench` runs it too): with envoy-cost's instructions per
+# region, how long an instruction takes in each.
+envoy-profile: bench-setup
+	$(CARGO) run --release --quiet --example bench_tokens -- --out bench/tmp/pools --count 10000
+	python3 bench/envoy_profile.py --pools bench/tmp/pools --out bench
 
 cost:
 	@command -v valgrind >/dev/null || $(APT_INSTALL) valgrind

@@ -11,10 +11,16 @@ keep-alive connection and the counters dumped, three times: the least of the thr
 the count per request (a timer or a stats flush of Envoy's lands in one run, not in all three).
 Counts repeat to within 0.3-2% from one Envoy to the next (rejections: see UNLOGGED).
 
-What they leave out: the kernel (a third of a cache hit's time in `perf`, the same work for
-every variant), and cache and branch misses. A ratio of instructions therefore reads further
-from 1.0 than the same ratio of requests/s would on a quiet machine. Each ratio is oriented as
-run.py's: the numerator's requests per instruction over the denominator's, so >= target is met.
+What instructions leave out: the kernel (a third of a cache hit's time in `perf`, the same
+work for every variant) and how long each instruction takes. For the second, each row also
+gives callgrind's cache simulation (valgrind's model of this machine's first-level caches, as
+it reads them from the CPU): first-level instruction and data cache misses per request, and
+how many of the instructions ran in V8's generated code (the modules and the wrappers of their
+host calls: code outside every file Envoy mapped). A miss costs a dozen cycles or so, and V8's
+code for a request is spread over more cache lines than Envoy's: that, not the instruction
+count, is where a wasm filter's requests/s part from its instructions. Each ratio is oriented
+as run.py's: the numerator's requests per instruction over the denominator's, so >= target is
+met.
 
 Writes envoy_cost_results.md / envoy_cost_results.json to --out (run.py --envoy-cost folds the
 targets into its table).
@@ -95,7 +101,8 @@ class Callgrind:
         self.out = workdir / "callgrind.out"
         self.log_path = workdir / "envoy.log"
         self.process = subprocess.Popen(
-            ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", f"--callgrind-out-file={self.out}",
+            ["valgrind", "--tool=callgrind", "--smc-check=all-non-file", "--cache-sim=yes",
+             f"--callgrind-out-file={self.out}",
              real_envoy(), "-c", str(workdir / "envoy.json"), "--concurrency", "1", "--disable-hot-restart",
              "--admin-address-path", str(workdir / "admin"), "--log-level", "warn"],
             stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"), start_new_session=True)
@@ -126,19 +133,32 @@ class Callgrind:
         subprocess.run(["callgrind_control", flag, str(self.process.pid)], check=True, capture_output=True,
                        timeout=300)
 
-    def instructions_for(self, send):
-        """Instructions the process executed while `send()` ran."""
+    def file_ranges(self):
+        """Address ranges of the files mapped into Envoy (its binary, libc, ..., the vdso): a
+        function callgrind cannot place that lies outside all of them is V8's generated code
+        (and a few hundred instructions a request of valgrind's own stubs, as many without a
+        wasm filter)."""
+        ranges = []
+        for line in pathlib.Path(f"/proc/{self.process.pid}/maps").read_text().splitlines():
+            fields = line.split()
+            if len(fields) >= 6 and fields[5].startswith(("/", "[vdso]", "[vsyscall]")):
+                start, end = (int(x, 16) for x in fields[0].split("-"))
+                ranges.append((start, end))
+        return ranges
+
+    def counts_for(self, send, file_ranges):
+        """What the process did while `send()` ran: instructions, those in V8's generated code,
+        and first-level cache misses (simulated)."""
         self.control("-z")
         send()
         for old in glob.glob(f"{self.out}*"):
             os.unlink(old)
         self.control("-d")
-        total = 0
+        total = {}
         for dump in glob.glob(f"{self.out}*"):
-            text = pathlib.Path(dump).read_text(errors="replace")
-            found = re.search(r"^summary:\s+(\d+)", text, re.M) or re.search(r"^totals:\s+(\d+)", text, re.M)
-            total += int(found.group(1)) if found else 0
-        if total <= 0:
+            for key, value in dump_counts(pathlib.Path(dump), file_ranges).items():
+                total[key] = total.get(key, 0) + value
+        if total.get("instructions", 0) <= 0:
             raise RuntimeError("callgrind dumped no counts")
         return total
 
@@ -150,6 +170,62 @@ class Callgrind:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+
+def dump_counts(path, file_ranges):
+    """Totals of one callgrind dump (`--cache-sim=yes`, no `--dump-instr`): instructions (Ir),
+    L1 instruction misses (I1mr), L1 data misses (D1mr + D1mw), and the instructions and L1
+    instruction misses of V8's generated code: functions callgrind could not place in any
+    object, at an address in no mapped file."""
+    events, totals, v8 = [], None, []
+    objects, functions = {}, {}
+    current_object = in_v8 = skip = None
+    with open(path, errors="replace") as dump:
+        for line in dump:
+            if skip:  # the inclusive cost of a call: not the caller's own
+                skip = False
+                continue
+            if line.startswith(("ob=", "cob=")):
+                found = re.match(r"c?ob=\((\d+)\)(?: (.*))?", line.strip())
+                if found and found.group(2):
+                    objects[found.group(1)] = found.group(2)
+                if line.startswith("ob=") and found:
+                    current_object = objects.get(found.group(1))
+            elif line.startswith(("fn=", "cfn=")):
+                found = re.match(r"c?fn=\((\d+)\)(?: (.*))?", line.strip())
+                if found and found.group(2):
+                    functions[found.group(1)] = found.group(2)
+                if line.startswith("fn=") and found:
+                    name = functions.get(found.group(1), "")
+                    in_v8 = current_object == "???" and is_generated(name, file_ranges)
+            elif line.startswith("calls="):
+                skip = True
+            elif line.startswith("events:"):
+                events = line.split()[1:]
+            elif line.startswith(("summary:", "totals:")):
+                totals = [int(x) for x in line.split()[1:]]
+            elif in_v8 and line[:1] and (line[:1].isdigit() or line[:1] in "+-*"):
+                fields = line.split()[1:]  # the position, then one count per event
+                if fields and all(field.isdigit() for field in fields):
+                    v8 += [0] * (len(fields) - len(v8))
+                    for event, field in enumerate(fields):
+                        v8[event] += int(field)
+    if not totals:
+        return {}
+    count = dict(zip(events, totals))
+    generated = dict(zip(events, v8))
+    return {"instructions": count.get("Ir", 0), "v8_code": generated.get("Ir", 0),
+            "l1i_misses": count.get("I1mr", 0), "l1i_misses_v8_code": generated.get("I1mr", 0),
+            "l1d_misses": count.get("D1mr", 0) + count.get("D1mw", 0)}
+
+
+def is_generated(name, file_ranges):
+    """`name` is the hexadecimal address callgrind gives a function it cannot name."""
+    try:
+        address = int(name.split()[0], 16)
+    except (ValueError, IndexError):
+        return False
+    return not any(start <= address < end for start, end in file_ranges)
 
 
 def sender(port, tokens, expected):
@@ -183,17 +259,26 @@ def measure_group(args, jwks, variants, pairs, counts):
                 if status != expected:
                     raise RuntimeError(f"{variant} answered {status} to {mix} (expected {expected}): "
                                        f"{envoy.log_path.read_text()[-3000:]}")
+            file_ranges = envoy.file_ranges()
             for mix, variant in pairs:
                 file, _, expected, _ = R.MIXES[mix]
                 tokens = (args.pools / file).read_text().split()
                 send = sender(envoy.ports[variant], tokens, expected)
                 send(WARM_UP, 0)
-                runs = [envoy.instructions_for(lambda run=run: send(n, WARM_UP + run * n)) / n
+                runs = [envoy.counts_for(lambda run=run: send(n, WARM_UP + run * n), file_ranges)
                         for run in range(RUNS)]
-                per = min(runs)
-                counts[(mix, variant)] = {"per_request": round(per), "runs": [round(r) for r in runs]}
-                print(f"{mix:15} {variant:22} {per:12,.0f} instructions per request "
-                      f"(runs: {', '.join(f'{r:,.0f}' for r in runs)})", flush=True)
+                # The run with the fewest instructions, whole: its misses belong to those.
+                least = min(runs, key=lambda run: run["instructions"])
+                counts[(mix, variant)] = {
+                    "per_request": round(least["instructions"] / n),
+                    "runs": [round(run["instructions"] / n) for run in runs],
+                    **{key: round(least[key] / n)
+                       for key in ("v8_code", "l1i_misses", "l1i_misses_v8_code", "l1d_misses")}}
+                row = counts[(mix, variant)]
+                print(f"{mix:15} {variant:22} {row['per_request']:12,} instructions per request "
+                      f"(runs: {', '.join(f'{r:,}' for r in row['runs'])}; in V8's code {row['v8_code']:,}; "
+                      f"L1 misses: instructions {row['l1i_misses']:,} ({row['l1i_misses_v8_code']:,} in V8's code), "
+                      f"data {row['l1d_misses']:,})", flush=True)
             log = envoy.log_path.read_text()
         finally:
             envoy.stop()
@@ -234,9 +319,14 @@ def main():
     (args.out / "envoy_cost_results.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [f"Envoy's instructions per request under callgrind ({result['date']}; Envoy 1.40, "
              f"--concurrency 1, two processes, a listener per variant; the least of {RUNS} runs of {n} requests "
-             "on one keep-alive connection, after a warm-up; user space only):", "",
-             "| mix | variant | instructions per request |", "|---|---|---:|"]
-    lines += [f"| {mix} | {DESCRIPTIONS[variant]} | {c['per_request']:,} |" for (mix, variant), c in counts.items()]
+             "on one keep-alive connection, after a warm-up; user space only. L1 misses: callgrind's "
+             "cache simulation of this machine's first-level caches):", "",
+             "| mix | variant | instructions per request | of them in V8's generated code "
+             "| L1 instruction misses | of them in V8's code | L1 data misses |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    lines += [f"| {mix} | {DESCRIPTIONS[variant]} | {c['per_request']:,} | {c['v8_code']:,} | "
+              f"{c['l1i_misses']:,} | {c['l1i_misses_v8_code']:,} | {c['l1d_misses']:,} |"
+              for (mix, variant), c in counts.items()]
     lines += ["", "| ratio (issue 18), from instructions | measured | numerator / denominator instructions "
               "| target | met |", "|---|---:|---|---|---|"]
     lines += [f"| {r['target']} | {r['measured_text']} | {r['spread']} | {r['goal']} | {R.met_text(r['met'])} |"
