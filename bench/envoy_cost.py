@@ -13,14 +13,14 @@ Counts repeat to within 0.3-2% from one Envoy to the next (rejections: see UNLOG
 
 What instructions leave out: the kernel (a third of a cache hit's time in `perf`, the same
 work for every variant) and how long each instruction takes. For the second, each row also
-gives callgrind's cache simulation (valgrind's model of this machine's first-level caches, as
-it reads them from the CPU): first-level instruction and data cache misses per request, and
-how many of the instructions ran in V8's generated code (the modules and the wrappers of their
-host calls: code outside every file Envoy mapped). A miss costs a dozen cycles or so, and V8's
-code for a request is spread over more cache lines than Envoy's: that, not the instruction
-count, is where a wasm filter's requests/s part from its instructions. Each ratio is oriented
-as run.py's: the numerator's requests per instruction over the denominator's, so >= target is
-met.
+says how many of the instructions ran in V8's generated code (the modules and the wrappers of
+their host calls: code outside every file Envoy mapped), and gives callgrind's cache
+simulation (valgrind's model of this machine's first-level caches, as it reads them from the
+CPU): first-level instruction misses, in all and in V8's code, and data misses per request.
+An instruction in V8's code takes longer than one in BoringSSL's bignum loops, which are most
+of a distinct token's count, and misses the instruction cache more often: bench/envoy_profile.py
+measures the time per region. Each ratio is oriented as run.py's: the numerator's requests
+per instruction over the denominator's, so >= target is met.
 
 Writes envoy_cost_results.md / envoy_cost_results.json to --out (run.py --envoy-cost folds the
 targets into its table).
@@ -141,7 +141,10 @@ class Callgrind:
         ranges = []
         for line in pathlib.Path(f"/proc/{self.process.pid}/maps").read_text().splitlines():
             fields = line.split()
-            if len(fields) >= 6 and fields[5].startswith(("/", "[vdso]", "[vsyscall]")):
+            # A file, or the vdso; not memfd mappings nor deleted files (which V8 could use).
+            path = " ".join(fields[5:])
+            if (len(fields) >= 6 and path.startswith(("/", "[vdso]", "[vsyscall]"))
+                    and not path.startswith("/memfd:") and not path.endswith("(deleted)")):
                 start, end = (int(x, 16) for x in fields[0].split("-"))
                 ranges.append((start, end))
         return ranges
@@ -220,9 +223,11 @@ def dump_counts(path, file_ranges):
 
 
 def is_generated(name, file_ranges):
-    """`name` is the hexadecimal address callgrind gives a function it cannot name."""
+    """`name` is the hexadecimal address callgrind gives a function it cannot name; a function
+    re-entered while it runs (V8's entry wrapper, when a host call calls back into the module)
+    is named again with a recursion suffix, `0x...'2`."""
     try:
-        address = int(name.split()[0], 16)
+        address = int(name.split()[0].split("'")[0], 16)
     except (ValueError, IndexError):
         return False
     return not any(start <= address < end for start, end in file_ranges)

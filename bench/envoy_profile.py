@@ -32,9 +32,10 @@ import run as R
 
 FREQUENCY = 4999
 SECONDS = 3
-# Mix -> the variants compared on it (as run.py names them).
+# Mix -> the variants compared on it (as run.py names them), the one the others are paired
+# with first.
 MIXES = {
-    "repeat_rs256": ["no_filter", "trivial_wasm", "bearer_guard_cache"],
+    "repeat_rs256": ["trivial_wasm", "bearer_guard_cache", "no_filter"],
     "distinct_rs256": ["jwt_authn_nocache", "bearer_guard_nocache", "host_verify_floor", "host_verify_claims"],
 }
 WASM_VARIANTS = {"trivial_wasm", "bearer_guard_cache", "bearer_guard_nocache", "host_verify_floor",
@@ -43,8 +44,9 @@ REGIONS = {"envoy": "Envoy's binary", "[kernel.kallsyms]": "kernel", "libc.so.6"
 
 
 def region(dso):
-    """perf names code in no file `[JIT] tid N` (V8 writes no perf map in Envoy)."""
-    if dso.startswith(("[JIT]", "[unknown]")):
+    """perf names executable memory that is no file `[JIT] tid N` (older perfs: `perf-PID.map`,
+    `//anon`); V8 writes no perf map in Envoy, so that is V8's generated code."""
+    if dso.startswith(("[JIT]", "perf-", "//anon")):
         return "V8's generated code"
     return REGIONS.get(dso, "other")
 
@@ -58,18 +60,28 @@ def config(jwks):
 
 def sampled(pid, data, run):
     """Runs `run()` while perf samples `pid`; perf is stopped by pid, also when `run` fails."""
+    data.unlink(missing_ok=True)
     perf = subprocess.Popen(["perf", "record", "-e", "cpu-clock", "-F", str(FREQUENCY), "-p", str(pid),
-                             "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             "-o", str(data)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(0.5)  # perf attached before the load starts
+        # perf writes its file's header once it is attached: the load starts after that.
+        deadline = time.monotonic() + 10
+        while not (data.exists() and data.stat().st_size > 0):
+            if perf.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"perf record did not start: {perf.stderr.read()[-2000:]}")
+            time.sleep(0.05)
+        time.sleep(0.2)
         result = run()
     finally:
         perf.send_signal(signal.SIGINT)
         try:
-            perf.wait(timeout=60)
+            _, errors = perf.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             perf.kill()
-            perf.wait()
+            _, errors = perf.communicate()
+    # perf re-raises the SIGINT it was stopped with once its file is written.
+    if perf.returncode not in (0, -signal.SIGINT):
+        raise RuntimeError(f"perf record failed ({perf.returncode}): {errors[-2000:]}")
     return result
 
 
@@ -78,7 +90,7 @@ def samples_by_region(data):
                             capture_output=True, text=True, check=True).stdout
     counts = collections.Counter()
     for line in report.splitlines():
-        found = re.match(r"\s+(\d+)\s+(\S.*)$", line)
+        found = re.match(r"\s*(\d+)\s+(\S.*)$", line)
         if found and not line.lstrip().startswith("#"):
             counts[region(found.group(2).strip())] += int(found.group(1))
     return counts
@@ -90,13 +102,15 @@ def main():
     parser.add_argument("--out", type=pathlib.Path, required=True)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--smoke", action="store_true",
-                        help="one round of 1 s per variant (make test: the script works, every region is found)")
+                        help="one round of 1 s per variant (make test: the script works; Envoy's binary and, for "
+                             "each wasm filter, V8's code are found)")
     args = parser.parse_args()
     seconds = 1 if args.smoke else SECONDS
     if args.smoke:
         args.rounds = 1
     jwks = json.loads((args.pools / "jwks.json").read_text())
     per = collections.defaultdict(list)
+    by_round = []
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         envoy = R.Envoy(work, config(jwks))
@@ -123,10 +137,18 @@ def main():
                         got = sampled(envoy.process.pid, data, lambda: R.run_wrk(port, tokens, seconds))
                         requests = got["requests"]
                         counts = samples_by_region(data)
+                        # Each variant answered every request as the mix expects (wrk counts
+                        # what is not 2xx), and perf saw Envoy's own code do the work.
+                        wrong = got["non_2xx"] if R.MIXES[mix][2] == 200 else requests - got["non_2xx"]
+                        if requests <= 0 or wrong or counts["Envoy's binary"] <= 0:
+                            raise RuntimeError(f"{variant} on {mix}: {requests} requests, {wrong} answered "
+                                               f"otherwise than {R.MIXES[mix][2]}, samples {dict(counts)}")
                         row = {name: counts[name] / FREQUENCY * 1e6 / requests for name in counts}
                         row["total"] = sum(row.values())
                         row["rps"] = got["rps"]
                         per[(mix, variant)].append(row)
+                        by_round.append({"round": round_number + 1, "mix": mix, "variant": variant,
+                                         **{k: round(v, 2) for k, v in row.items()}})
                         print(f"round {round_number + 1} {mix:15} {variant:22} "
                               + " ".join(f"{k} {v:.2f}" for k, v in sorted(row.items())), flush=True)
         finally:
@@ -135,13 +157,25 @@ def main():
     rows = {f"{mix}/{variant}": {name: round(statistics.median(r.get(name, 0.0) for r in rounds), 2)
                                  for name in names + ["rps"]}
             for (mix, variant), rounds in per.items()}
+    # Rounds move together (the machine's load moves every variant of a round), so each
+    # variant is also given as its difference from the mix's first variant in the same round.
+    for mix, variants in MIXES.items():
+        reference = per[(mix, variants[0])]
+        for variant in variants:
+            rounds = per[(mix, variant)]
+            for name in ("Envoy's binary", "V8's generated code", "total"):
+                differences = [r.get(name, 0.0) - ref.get(name, 0.0) for r, ref in zip(rounds, reference)]
+                rows[f"{mix}/{variant}"][f"{name} - {variants[0]}"] = [
+                    round(min(differences), 2), round(statistics.median(differences), 2),
+                    round(max(differences), 2)]
     # A wasm filter that ran leaves samples in V8's code; one missing means the regions are
     # no longer told apart (perf's naming changed) and every figure would be misread.
     for key, row in rows.items():
         if key.split("/")[1] in WASM_VARIANTS and row["V8's generated code"] <= 0:
             raise RuntimeError(f"no samples in V8's generated code for {key}: {row}")
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "rounds": args.rounds, "seconds": seconds, "frequency_hz": FREQUENCY, "rows": rows}
+              "rounds": args.rounds, "seconds": seconds, "frequency_hz": FREQUENCY, "rows": rows,
+              "by_round": by_round}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "envoy_profile_results.json").write_text(json.dumps(result, indent=1) + "\n")
     lines = [f"CPU time per request by code region, `perf record -e cpu-clock` ({result['date']}; Envoy 1.40, "
@@ -152,6 +186,16 @@ def main():
     lines += [f"| {key.split('/')[0]} | {R.VARIANTS[key.split('/')[1]]} | "
               + " | ".join(f"{row[name]:.2f}" for name in names) + f" | {row['rps']:,.0f} |"
               for key, row in rows.items()]
+    lines += ["", "Paired with the mix's first variant in the same round: the difference per request, "
+              "median (min to max over the rounds), microseconds:", "",
+              "| mix | variant | against | Envoy's binary | V8's generated code | total |", "|---|---|---|---|---|---|"]
+    for mix, variants in MIXES.items():
+        for variant in variants[1:]:
+            row = rows[f"{mix}/{variant}"]
+            cells = [f"{m:+.2f} ({lo:+.2f} to {hi:+.2f})"
+                     for lo, m, hi in (row[f"{name} - {variants[0]}"]
+                                       for name in ("Envoy's binary", "V8's generated code", "total"))]
+            lines.append(f"| {mix} | {R.VARIANTS[variant]} | {R.VARIANTS[variants[0]]} | " + " | ".join(cells) + " |")
     (args.out / "envoy_profile_results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -3,6 +3,8 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
+use crate::token::scan::split_ascii;
+
 /// One place a token may be, as configured for a provider. The names are shared (`Arc<str>`,
 /// so a `Config` stays `Send`): every grant notes the source its credential came from, and a
 /// clone must not copy them (three allocations per request before). Equal is the same place
@@ -172,7 +174,7 @@ pub fn find_credential<'r, 's>(
                 TokenSource::Header {
                     name: wanted,
                     value_prefix,
-                } if wanted.eq_ignore_ascii_case(name) => value.split(',').all(|element| {
+                } if wanted.eq_ignore_ascii_case(name) => split_ascii(value, b',').all(|element| {
                     let element = element.trim_start_matches([' ', '\t']);
                     match read_element(element, value_prefix) {
                         Element::Token(token) => finder.add(Cow::Borrowed(token), source),

@@ -6,4 +6,5 @@ pub mod claims;
 pub mod extract;
 pub mod id;
 pub mod jwt_authn;
+pub mod scan;
 pub mod verify;
