@@ -17,7 +17,9 @@
 //   node bench/wasm_cost.js MODULE.wasm POOLS_DIR [requests per path]
 //
 // MODULE.wasm needs its name section (`make wasm-cost` builds one). It re-runs itself once per
-// path under the V8 flags and the profiler it needs.
+// path under the V8 flags and the profiler it needs. For a closer look at a change:
+// WASM_COST_PATHS=hit,miss_rs256 runs only those paths, WASM_COST_TOP=30 names more functions
+// a path (8 by default).
 "use strict";
 const { execFileSync } = require("child_process");
 const crypto = require("crypto");
@@ -60,7 +62,10 @@ if (process.env.WASM_COST_PATH) {
 // with the spread.
 const REPEATS = 3;
 const rows = [];
-for (const [name, [tokens, cache, what, denial, verified]] of Object.entries(PATHS)) {
+const only = process.env.WASM_COST_PATHS ? process.env.WASM_COST_PATHS.split(",") : Object.keys(PATHS);
+for (const name of only) {
+  if (!PATHS[name]) throw new Error(`WASM_COST_PATHS: no path ${name} (${Object.keys(PATHS).join(", ")})`);
+  const [tokens, cache, what, denial, verified] = PATHS[name];
   const runs = [];
   for (let repeat = 0; repeat < REPEATS; repeat++) runs.push(profiledRun(name, what, denial, verified));
   runs.sort((a, b) => a.us_per_request - b.us_per_request);
@@ -121,7 +126,7 @@ function moduleTime(profile, requests) {
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const per = requests + WARM_UP;
-  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, 8)
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, +(process.env.WASM_COST_TOP || 8))
     .map(([fn, us]) => [demangle(fn).slice(0, 110), us / per]);
   return { us_per_request: total / per, top };
 }

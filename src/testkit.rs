@@ -47,6 +47,17 @@ pub fn keys() -> &'static Keys {
     })
 }
 
+/// A xorshift64 generator: reproducible pseudo-random numbers for tests, no crate needed.
+pub fn xorshift(seed: u64) -> impl FnMut() -> u64 {
+    let mut state = seed;
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}
+
 /// The real clock, for tests against a running Envoy.
 pub fn unix_now() -> i64 {
     let since = std::time::SystemTime::now()

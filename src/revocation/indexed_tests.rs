@@ -4,6 +4,7 @@ use std::rc::Rc;
 
 use super::*;
 use crate::revocation::set::{fingerprint, Kind, ANY_PROVIDER};
+use crate::testkit::xorshift;
 
 /// Shared data as the filter keeps it, counting bucket reads.
 #[derive(Default)]
@@ -705,13 +706,7 @@ fn a_part_holds_exactly_its_entries() {
         (slot << (64 - table_bits)) | (residue << rest_bits) | (rest & 0xff)
     };
     let lows = u64::from(LOW_MASK) + 1;
-    let mut random = 0x2545_f491_4f6c_dd1d_u64;
-    let mut next = move || {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        random
-    };
+    let mut next = xorshift(0x2545_f491_4f6c_dd1d);
     let crowded: Vec<u64> = (0..300)
         .map(|i| fp(70, 9 << LOW_BITS | (i * 13 % lows), i))
         .collect();
@@ -804,16 +799,6 @@ fn restamped(mut bytes: Vec<u8>, table_bits: u32, part_bits: u32) -> (Vec<u8>, H
     let mut head = part_head(table_bits, part_bits);
     head.part_stamps[0] = stamp;
     (bytes, head)
-}
-
-fn xorshift(seed: u64) -> impl FnMut() -> u64 {
-    let mut random = seed;
-    move || {
-        random ^= random << 13;
-        random ^= random >> 7;
-        random ^= random << 17;
-        random
-    }
 }
 
 /// A head of another layout than a writer makes (many small parts: 65,536 parts of one slot

@@ -2,6 +2,7 @@
 //! and the identity revocation knows it by.
 
 pub mod algorithm;
+pub mod base64url;
 pub mod claims;
 pub mod extract;
 pub mod id;

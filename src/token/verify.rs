@@ -4,12 +4,12 @@ use jwt_compact::Thumbprint;
 use serde::Deserialize;
 
 use crate::token::algorithm::{Algorithm, AlgorithmClass};
-use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 
 use crate::decide::decision::DenyReason;
 use crate::idp::introspection::{claims_of, Answer};
 use crate::keys::host_crypto::HostCrypto;
 use crate::keys::jwks::KeySet;
+use crate::token::base64url;
 use crate::token::claims::{PayloadClaims, StringClaims, TimeClaims};
 use crate::token::scan::find_byte;
 
@@ -187,10 +187,9 @@ impl JwsParts<'_> {
 /// has one spelling); `None` for anything jwt-compact would not parse.
 pub fn jws_parts(token: &str) -> Option<JwsParts<'_>> {
     let [header_b64, payload_b64, signature_b64] = segments(token)?;
-    let decode = |segment: &str| URL_SAFE_NO_PAD.decode(segment).ok();
-    let header_json = decode(header_b64)?;
-    let payload_json = decode(payload_b64)?;
-    let signature = decode(signature_b64)?;
+    let header_json = base64url::decode(header_b64)?;
+    let payload_json = base64url::decode(payload_b64)?;
+    let signature = base64url::decode(signature_b64)?;
     // An object: a derived struct would also read a JSON array, field by field in order
     // (`["RS256"]`), which jwt-compact's flattened header refuses.
     if header_json.trim_ascii_start().first() != Some(&b'{') {
@@ -339,6 +338,7 @@ fn segments(token: &str) -> Option<[&str; 3]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
     use jwt_compact::UntrustedToken;
 
     /// The header extension `parse` read through `UntrustedToken` before (see the fuzz target).
