@@ -71,10 +71,8 @@ def real_envoy():
 
 
 def config(jwks, variants):
-    everything = R.envoy_config(jwks)
     unlogged = R.listener(UNLOGGED, [R.bearer_guard(UNLOGGED, jwks, 0, "auto", log={"decisions": "none"})])
-    listeners = [l for l in everything["static_resources"]["listeners"] + [unlogged] if l["name"] in variants]
-    return {"admin": everything["admin"], "static_resources": {"listeners": listeners}}
+    return R.config_for(jwks, variants, extra=[unlogged])
 
 
 def measured_pairs():
@@ -255,15 +253,10 @@ def measure_group(args, jwks, variants, pairs, counts):
         try:
             print(f"envoy ({', '.join(variants)}) up under callgrind in {time.monotonic() - started:.0f} s",
                   flush=True)
-            # Every variant answers as it must before anything is counted (a filter that did
-            # not run would count as a cheap one).
-            for mix, variant in pairs:
-                file, _, expected, _ = R.MIXES[mix]
-                token = (args.pools / file).read_text().split()[0]
-                status = R.answer(envoy.ports[variant], token, timeout=300)[0]
-                if status != expected:
-                    raise RuntimeError(f"{variant} answered {status} to {mix} (expected {expected}): "
-                                       f"{envoy.log_path.read_text()[-3000:]}")
+            try:
+                R.check_answers(envoy.ports, args.pools, pairs, timeout=300)
+            except RuntimeError as error:
+                raise RuntimeError(f"{error}; Envoy's log: {envoy.log_path.read_text()[-3000:]}") from error
             file_ranges = envoy.file_ranges()
             for mix, variant in pairs:
                 file, _, expected, _ = R.MIXES[mix]

@@ -33,7 +33,8 @@ import run as R
 FREQUENCY = 4999
 SECONDS = 3
 # The regions whose paired differences are reported: the kernel too, since every variant
-# makes the same system calls per request (strace) and their time still differs.
+# makes the same system calls per request (3.17-3.19 under `strace -c -f`, by hand: see
+# docs/performance.md, the eleventh round) and their time still differs.
 PAIRED = ("Envoy's binary", "V8's generated code", "kernel", "total")
 
 # Mix -> the variants compared on it (as run.py names them), the one the others are paired
@@ -53,13 +54,6 @@ def region(dso):
     if dso.startswith(("[JIT]", "perf-", "//anon")):
         return "V8's generated code"
     return REGIONS.get(dso, "other")
-
-
-def config(jwks):
-    everything = R.envoy_config(jwks)
-    wanted = {variant for variants in MIXES.values() for variant in variants}
-    listeners = [l for l in everything["static_resources"]["listeners"] if l["name"] in wanted]
-    return {"admin": everything["admin"], "static_resources": {"listeners": listeners}}
 
 
 def sampled(pid, data, run):
@@ -117,17 +111,10 @@ def main():
     by_round = []
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
-        envoy = R.Envoy(work, config(jwks))
+        envoy = R.Envoy(work, R.config_for(jwks, {v for vs in MIXES.values() for v in vs}))
         try:
-            # Every variant answers as it must before it is sampled (a filter that did not run
-            # would look cheap).
-            for mix, variants in MIXES.items():
-                file, _, expected, _ = R.MIXES[mix]
-                token = (args.pools / file).read_text().split()[0]
-                for variant in variants:
-                    status, text = R.answer(envoy.ports[variant], token)
-                    if status != expected:
-                        raise RuntimeError(f"{variant} answered {status} to {mix} (expected {expected}): {text}")
+            R.check_answers(envoy.ports, args.pools,
+                            [(mix, variant) for mix, variants in MIXES.items() for variant in variants])
             for round_number in range(args.rounds):
                 for mix in R.rotated(list(MIXES), round_number):
                     tokens = args.pools / R.MIXES[mix][0]

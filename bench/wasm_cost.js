@@ -63,8 +63,10 @@ if (process.env.WASM_COST_PATH) {
 const REPEATS = 3;
 const rows = [];
 const only = process.env.WASM_COST_PATHS ? process.env.WASM_COST_PATHS.split(",") : Object.keys(PATHS);
+const TOP = process.env.WASM_COST_TOP === undefined ? 8 : Number(process.env.WASM_COST_TOP);
+if (!Number.isInteger(TOP) || TOP < 0) throw new Error(`WASM_COST_TOP: not a count: ${process.env.WASM_COST_TOP}`);
 for (const name of only) {
-  if (!PATHS[name]) throw new Error(`WASM_COST_PATHS: no path ${name} (${Object.keys(PATHS).join(", ")})`);
+  if (!Object.hasOwn(PATHS, name)) throw new Error(`WASM_COST_PATHS: no path ${name} (${Object.keys(PATHS).join(", ")})`);
   const [tokens, cache, what, denial, verified] = PATHS[name];
   const runs = [];
   for (let repeat = 0; repeat < REPEATS; repeat++) runs.push(profiledRun(name, what, denial, verified));
@@ -126,7 +128,7 @@ function moduleTime(profile, requests) {
   });
   const total = [...self.values()].reduce((a, b) => a + b, 0);
   const per = requests + WARM_UP;
-  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, +(process.env.WASM_COST_TOP || 8))
+  const top = [...self.entries()].sort((a, b) => b[1] - a[1]).slice(0, TOP)
     .map(([fn, us]) => [demangle(fn).slice(0, 110), us / per]);
   return { us_per_request: total / per, top };
 }

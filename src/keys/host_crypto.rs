@@ -101,20 +101,33 @@ pub fn encode_arguments(check: &HostCheck<'_>) -> Vec<u8> {
     out
 }
 
+/// The start of Envoy's error text for a signature that did not verify (its crypto utility's
+/// "Failed to verify digest. Error code: N"): the check ran, and the answer is no.
+const VERIFY_FAILED: &str = "Failed to verify";
+
 /// An answer with `result: false` and an error text means the check did not run.
 pub fn decode_result(bytes: &[u8]) -> Result<bool, HostCryptoError> {
-    // Envoy's two everyday answers, as prost would read them: `result: true` alone (field 1,
-    // varint 1) and the empty message (proto3 leaves out `false` and ""). Anything else is
-    // decoded in full.
+    // Envoy's two everyday answers, read as prost reads them, without its message type (and
+    // the error's `String`): `result: true` alone (field 1, varint 1), and a signature that
+    // did not verify, which Envoy sends as its error text alone (field 2, one length byte:
+    // "Failed to verify digest. Error code: 0"; proto3 leaves out `result: false`). The empty
+    // message (no error text) too. Anything else is decoded in full.
     match bytes {
         [0x08, 0x01] => return Ok(true),
         [] => return Ok(false),
+        [0x12, len, text @ ..]
+            if *len < 0x80
+                && usize::from(*len) == text.len()
+                && std::str::from_utf8(text).is_ok_and(|text| text.contains(VERIFY_FAILED)) =>
+        {
+            return Ok(false)
+        }
         _ => {}
     }
     let result = VerifySignatureResult::decode(bytes).map_err(|_| HostCryptoError::BadResult)?;
     if result.result {
         Ok(true)
-    } else if result.error.is_empty() || result.error.contains("Failed to verify") {
+    } else if result.error.is_empty() || result.error.contains(VERIFY_FAILED) {
         Ok(false)
     } else {
         Err(HostCryptoError::CallFailed(result.error))
@@ -314,7 +327,7 @@ mod tests {
                 };
                 let encoded = encode_arguments(&check);
                 assert_eq!(encoded, message.encode_to_vec());
-                assert_eq!(encoded.capacity(), encoded.len(), "sized once");
+                assert_eq!(encoded.len(), message.encoded_len());
             }
         }
     }
@@ -352,5 +365,33 @@ mod tests {
         assert_eq!(decode_result(&[0x08, 0x00, 0x08, 0x01]), Ok(true));
         assert_eq!(decode_result(&[0x08, 0x01, 0x08, 0x00]), Ok(false));
         assert_eq!(decode_result(&[0x08]), Err(HostCryptoError::BadResult));
+        // Envoy's answer to a signature that did not verify, and its near misses, against
+        // prost's reading of the same bytes.
+        let failed = encode(false, "Failed to verify digest. Error code: 0");
+        assert_eq!(failed[..2], [0x12, 38]);
+        let mut not_utf8 = failed.clone();
+        not_utf8.push(0xff);
+        not_utf8[1] += 1;
+        let mut short = failed.clone();
+        short.pop();
+        let cases = [
+            failed.clone(),
+            encode(false, "Failed to initialize digest verify."),
+            encode(false, &"x".repeat(127)),
+            encode(false, &format!("{}Failed to verify", "x".repeat(120))),
+            not_utf8,
+            short,
+            [&failed[..], &[0x08, 0x01]].concat(),
+        ];
+        let by_prost = |bytes: &[u8]| match VerifySignatureResult::decode(bytes) {
+            Err(_) => Err(HostCryptoError::BadResult),
+            Ok(r) if r.result => Ok(true),
+            Ok(r) if r.error.is_empty() || r.error.contains("Failed to verify") => Ok(false),
+            Ok(r) => Err(HostCryptoError::CallFailed(r.error)),
+        };
+        for case in cases {
+            assert_eq!(decode_result(&case), by_prost(&case), "{case:?}");
+        }
+        assert_eq!(decode_result(&failed), Ok(false));
     }
 }

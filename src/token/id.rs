@@ -20,11 +20,7 @@ pub fn token_id(token: &str) -> TokenDigest {
 /// `header.payload` of something shaped like a compact JWS (three segments), else the whole
 /// token.
 fn signing_input(token: &str) -> &str {
-    if crate::token::verify::looks_like_jws(token) {
-        token.rsplit_once('.').map_or(token, |(signed, _)| signed)
-    } else {
-        token
-    }
+    crate::token::verify::signing_input(token).unwrap_or(token)
 }
 
 /// SHA-256 of the token exactly as sent: the log fingerprint and, for entries made before the

@@ -319,6 +319,13 @@ pub fn looks_like_jws(token: &str) -> bool {
     segments(token).is_some()
 }
 
+/// `header.payload` of something shaped like a compact JWS (three segments): what its
+/// signature signs, found in the one scan for its dots.
+pub fn signing_input(token: &str) -> Option<&str> {
+    let [header, payload, _] = segments(token)?;
+    token.get(..header.len() + 1 + payload.len())
+}
+
 /// A compact JWS's three segments: exactly two dots (found eight bytes at a time, not byte by
 /// byte), segments possibly empty.
 fn segments(token: &str) -> Option<[&str; 3]> {
@@ -359,6 +366,12 @@ mod tests {
         ] {
             let dots = token.bytes().filter(|b| *b == b'.').count();
             assert_eq!(looks_like_jws(token), dots == 2, "{token:?}");
+            let signed = token.rsplit_once('.').map(|(signed, _)| signed);
+            assert_eq!(
+                signing_input(token),
+                signed.filter(|_| dots == 2),
+                "{token:?}"
+            );
         }
     }
 
