@@ -6,6 +6,7 @@
 //! not in the library the design names (or a second spelling of one signature).
 #![no_main]
 
+use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use bearer_guard::token::verify::jws_parts;
 use jwt_compact::UntrustedToken;
 use libfuzzer_sys::fuzz_target;
@@ -42,6 +43,12 @@ fuzz_target!(|data: &[u8]| {
             assert_eq!(Some(ours.signed_data), signed);
             let (_, payload) = ours.signed_data.split_once('.').unwrap_or_default();
             assert_eq!(ours.payload_b64, payload);
+            // The decoded payload and signature are the one byte string their segments spell
+            // (jwt-compact keeps its decoded payload to itself): re-encoded, they are what was
+            // sent.
+            assert_eq!(URL_SAFE_NO_PAD.encode(&ours.payload_json), ours.payload_b64);
+            let (_, signature) = token.rsplit_once('.').unwrap_or_default();
+            assert_eq!(URL_SAFE_NO_PAD.encode(&ours.signature), signature);
         }
         (ours, theirs) => panic!(
             "jws_parts {} but UntrustedToken {}",
