@@ -130,7 +130,7 @@ def main():
                         counts = samples_by_region(data)
                         # Each variant answered every request as the mix expects (wrk counts
                         # what is not 2xx), and perf saw Envoy's own code do the work.
-                        wrong = got["non_2xx"] if R.MIXES[mix][2] == 200 else requests - got["non_2xx"]
+                        wrong = R.answered_otherwise(got, R.MIXES[mix][2])
                         if requests <= 0 or wrong or counts["Envoy's binary"] <= 0:
                             raise RuntimeError(f"{variant} on {mix}: {requests} requests, {wrong} answered "
                                                f"otherwise than {R.MIXES[mix][2]}, samples {dict(counts)}")

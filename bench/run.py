@@ -323,6 +323,12 @@ def config_listener_names(config):
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
+def answered_otherwise(result, expected):
+    """How many requests of a run_wrk `result` were not answered `expected` (200 or a refusal):
+    wrk counts only the answers that are not 2xx or 3xx."""
+    return result["non_2xx"] if expected == 200 else result["requests"] - result["non_2xx"]
+
+
 def run_wrk(port, tokens_file, seconds, connections=16):
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
@@ -454,7 +460,7 @@ def main():
                 result = run_wrk(port, args.pools / file, args.seconds)
                 if result["rps"] <= 0:
                     raise RuntimeError(f"{mix}/{variant}: no requests completed")
-                wrong = result["non_2xx"] if expected == 200 else result["requests"] - result["non_2xx"]
+                wrong = answered_otherwise(result, expected)
                 if wrong:
                     raise RuntimeError(f"{mix}/{variant}: {wrong} responses were not {expected}")
                 result["round"] = round_number

@@ -110,11 +110,10 @@ pub fn decode_result(bytes: &[u8]) -> Result<bool, HostCryptoError> {
     // Envoy's two everyday answers, read as prost reads them, without its message type (and
     // the error's `String`): `result: true` alone (field 1, varint 1), and a signature that
     // did not verify, which Envoy sends as its error text alone (field 2, one length byte:
-    // "Failed to verify digest. Error code: 0"; proto3 leaves out `result: false`). The empty
-    // message (no error text) too. Anything else is decoded in full.
+    // "Failed to verify digest. Error code: 0"; proto3 leaves out `result: false`). Anything
+    // else is decoded in full.
     match bytes {
         [0x08, 0x01] => return Ok(true),
-        [] => return Ok(false),
         [0x12, len, text @ ..]
             if *len < 0x80
                 && usize::from(*len) == text.len()

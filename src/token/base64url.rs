@@ -53,10 +53,8 @@ fn place(place: usize, byte: u8) -> u32 {
 /// The decoded bytes, or `None` for anything `URL_SAFE_NO_PAD.decode` refuses.
 pub fn decode(text: &str) -> Option<Vec<u8>> {
     let input = text.as_bytes();
-    let quads = input.len() / 4;
-    let tail = input.get(quads * 4..)?;
-    let len = quads * 3
-        + match tail.len() {
+    let len = input.len() / 4 * 3
+        + match input.len() % 4 {
             0 => 0,
             1 => return None, // six bits: not one byte
             n => n - 1,
@@ -67,10 +65,8 @@ pub fn decode(text: &str) -> Option<Vec<u8>> {
     // Every word ORed together: one test after the loop says whether any byte was invalid.
     let mut seen = 0u32;
     let mut at = 0;
-    for quad in input.chunks_exact(4) {
-        let Ok(&[a, b, c, d]) = <&[u8; 4]>::try_from(quad) else {
-            return None; // `chunks_exact(4)` yields four bytes: not reached
-        };
+    let (quads, tail) = input.as_chunks::<4>();
+    for &[a, b, c, d] in quads {
         let word = place(0, a) | place(1, b) | place(2, c) | place(3, d);
         seen |= word;
         out.get_mut(at..at + 4)?

@@ -13,12 +13,9 @@ const HIGHS: u64 = 0x8080_8080_8080_8080;
 /// The position of the first `needle` in `haystack`.
 pub fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
     let pattern = ONES * u64::from(needle);
-    let mut chunks = haystack.chunks_exact(8);
+    let (words, tail) = haystack.as_chunks::<8>();
     let mut offset = 0;
-    for chunk in &mut chunks {
-        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else {
-            break; // `chunks_exact(8)` yields eight bytes: not reached
-        };
+    for &bytes in words {
         // A byte of `x` is zero where the word has `needle`. `(x - ONES) & !x & HIGHS` sets
         // the high bit of every zero byte, and may set it spuriously only in bytes above a
         // zero byte (the borrow runs upwards), so the lowest bit set is always a real match:
@@ -30,11 +27,7 @@ pub fn find_byte(haystack: &[u8], needle: u8) -> Option<usize> {
         }
         offset += 8;
     }
-    chunks
-        .remainder()
-        .iter()
-        .position(|&b| b == needle)
-        .map(|at| offset + at)
+    tail.iter().position(|&b| b == needle).map(|at| offset + at)
 }
 
 /// `text.split(separator)` for an ASCII separator, found with [`find_byte`]. An ASCII byte is

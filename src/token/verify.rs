@@ -186,7 +186,8 @@ impl JwsParts<'_> {
 /// Splits and decodes a compact JWS (strictly: no padding, no stray bits, so one signature
 /// has one spelling); `None` for anything jwt-compact would not parse.
 pub fn jws_parts(token: &str) -> Option<JwsParts<'_>> {
-    let [header_b64, payload_b64, signature_b64] = segments(token)?;
+    let parts = segments(token)?;
+    let [header_b64, payload_b64, signature_b64] = parts;
     let header_json = base64url::decode(header_b64)?;
     let payload_json = base64url::decode(payload_b64)?;
     let signature = base64url::decode(signature_b64)?;
@@ -208,7 +209,7 @@ pub fn jws_parts(token: &str) -> Option<JwsParts<'_>> {
         header,
         payload_b64,
         payload_json,
-        signed_data: token.get(..header_b64.len() + 1 + payload_b64.len())?,
+        signed_data: signed_part(token, parts)?,
         signature,
     })
 }
@@ -322,7 +323,11 @@ pub fn looks_like_jws(token: &str) -> bool {
 /// `header.payload` of something shaped like a compact JWS (three segments): what its
 /// signature signs, found in the one scan for its dots.
 pub fn signing_input(token: &str) -> Option<&str> {
-    let [header, payload, _] = segments(token)?;
+    signed_part(token, segments(token)?)
+}
+
+/// The first two of a JWS's `segments`, with their dot, as `token` spells them.
+fn signed_part<'t>(token: &'t str, [header, payload, _]: [&str; 3]) -> Option<&'t str> {
     token.get(..header.len() + 1 + payload.len())
 }
 
